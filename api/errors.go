@@ -1,0 +1,97 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Code is a stable, machine-readable error code. Codes never change meaning;
+// new ones may be added. Clients branch on codes, never on messages.
+type Code string
+
+// Request-level codes, each with the HTTP status it travels with.
+const (
+	CodeBadRequest          Code = "bad_request"
+	CodeMalformedBody       Code = "malformed_body"
+	CodeBodyTooLarge        Code = "body_too_large"
+	CodeUnsupportedMedia    Code = "unsupported_media_type"
+	CodeUnsupportedProtocol Code = "unsupported_protocol"
+	CodeUnauthorized        Code = "unauthorized"
+	CodeTokenExpired        Code = "token_expired"
+	CodeInvalidCredentials  Code = "invalid_credentials"
+	CodeRefreshReused       Code = "refresh_token_reused"
+	CodeDeviceRevoked       Code = "device_revoked"
+	CodeDeviceMismatch      Code = "device_mismatch"
+	CodeForbidden           Code = "forbidden"
+	CodeNotFound            Code = "not_found"
+	CodeConflict            Code = "conflict"
+	CodeRateLimited         Code = "rate_limited"
+	CodeInternal            Code = "internal"
+	CodeUnavailable         Code = "unavailable"
+)
+
+// Change- and op-level codes, carried in ChangeResult and OpResult.
+const (
+	CodeSeqGap        Code = "seq_gap"        // change: a previous seq is missing; see Expected
+	CodeInvalidOp     Code = "invalid_op"     // op: malformed (no id, bad kind, pred not older)
+	CodeInvalidValue  Code = "invalid_value"  // op: fails schema validation; quarantined
+	CodeUnknownField  Code = "unknown_field"  // op: field or collection not in the schema; quarantined
+	CodeForbiddenTeam Code = "forbidden_team" // op: record of a team the caller is not in
+	CodeWrongTeam     Code = "wrong_team"     // op: record exists under another team
+	CodeUnknownPred   Code = "unknown_pred"   // op: names an op the server does not have
+	CodeClockSkew     Code = "clock_skew"     // op: stamped too far in the future; quarantined
+	CodeRecordErased  Code = "record_erased"  // op: the record was erased; refused
+	CodeWrongReplica  Code = "wrong_replica"  // op: id names another replica than the pusher's
+)
+
+var statusByCode = map[Code]int{
+	CodeBadRequest:          http.StatusBadRequest,
+	CodeMalformedBody:       http.StatusBadRequest,
+	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
+	CodeUnsupportedProtocol: http.StatusBadRequest,
+	CodeUnauthorized:        http.StatusUnauthorized,
+	CodeTokenExpired:        http.StatusUnauthorized,
+	CodeInvalidCredentials:  http.StatusUnauthorized,
+	CodeRefreshReused:       http.StatusUnauthorized,
+	CodeDeviceRevoked:       http.StatusUnauthorized,
+	CodeDeviceMismatch:      http.StatusForbidden,
+	CodeForbidden:           http.StatusForbidden,
+	CodeNotFound:            http.StatusNotFound,
+	CodeConflict:            http.StatusConflict,
+	CodeRateLimited:         http.StatusTooManyRequests,
+	CodeInternal:            http.StatusInternalServerError,
+	CodeUnavailable:         http.StatusServiceUnavailable,
+}
+
+// Status returns the HTTP status a request-level code travels with, or 500
+// for a code that is not request-level.
+func (c Code) Status() int {
+	if s, ok := statusByCode[c]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Problem is an error reply: RFC 9457 problem details as
+// application/problem+json, and the same fields in msgpack on the sync
+// route. Code is the stable code; Type is "urn:doorstep:error:" + Code.
+type Problem struct {
+	Type   string `json:"type" msgpack:"type"`
+	Title  string `json:"title" msgpack:"title"`
+	Status int    `json:"status" msgpack:"status"`
+	Detail string `json:"detail,omitempty" msgpack:"detail,omitempty"`
+	Code   Code   `json:"code" msgpack:"code"`
+}
+
+// ProblemContentType is the media type of JSON problem details.
+const ProblemContentType = "application/problem+json"
+
+// NewProblem returns the problem for code with a human-readable detail.
+func NewProblem(code Code, detail string) *Problem {
+	s := code.Status()
+	return &Problem{Type: "urn:doorstep:error:" + string(code), Title: http.StatusText(s), Status: s, Detail: detail, Code: code}
+}
+
+// Error makes a Problem usable as an error, e.g. by the client SDK.
+func (p *Problem) Error() string { return fmt.Sprintf("%s (%d): %s", p.Code, p.Status, p.Detail) }

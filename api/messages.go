@@ -1,0 +1,110 @@
+package api
+
+import "github.com/doorstep-health/doorstep/crdt"
+
+// ProtocolVersion is the sync protocol version this package describes. A
+// request carrying another version is refused with CodeUnsupportedProtocol.
+const ProtocolVersion = 1
+
+// ContentType is the media type of sync request and response bodies.
+const ContentType = "application/msgpack"
+
+// SyncRequest is the body of POST /v1/sync: in one round trip a device
+// pushes its pending changes and asks for what it has not yet pulled.
+type SyncRequest struct {
+	// Protocol must equal ProtocolVersion.
+	Protocol int `msgpack:"v"`
+	// Replica is the device's replica ID; it must match the access token's.
+	Replica crdt.ReplicaID `msgpack:"d"`
+	// Clock is the device's current HLC reading.
+	Clock crdt.Timestamp `msgpack:"h"`
+	// Schema is the schema version the device validates with.
+	Schema int `msgpack:"s,omitempty"`
+	// Changes are the device's unacknowledged changes, in seq order.
+	Changes []Change `msgpack:"c,omitempty"`
+	// Cursor is the opaque cursor from the last response; empty on a new
+	// device, which then bootstraps from a snapshot.
+	Cursor []byte `msgpack:"k,omitempty"`
+	// PullLimit caps the items in the pulled page; 0 means the server's
+	// default. The server also caps pages by bytes.
+	PullLimit int `msgpack:"l,omitempty"`
+}
+
+// Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
+// The server applies each change exactly once and atomically.
+type Change struct {
+	Seq uint64    `msgpack:"s"`
+	Ops []crdt.Op `msgpack:"o"`
+}
+
+// SyncResponse is the reply to a SyncRequest.
+type SyncResponse struct {
+	Protocol int `msgpack:"v"`
+	// Clock is the server's HLC; the device updates its clock from it.
+	Clock crdt.Timestamp `msgpack:"h"`
+	// Results has one entry per pushed change, in request order.
+	Results []ChangeResult `msgpack:"r,omitempty"`
+	// Snapshot holds current record states while the device bootstraps.
+	Snapshot []*crdt.Record `msgpack:"b,omitempty"`
+	// Changes holds log entries after the request's cursor.
+	Changes []PulledChange `msgpack:"c,omitempty"`
+	// Purged names records erased on the server; the device must delete
+	// its copies.
+	Purged []RecordRef `msgpack:"x,omitempty"`
+	// Cursor is the cursor to send next time.
+	Cursor []byte `msgpack:"k"`
+	// More reports that another pull would return more right away.
+	More bool `msgpack:"m,omitempty"`
+}
+
+// ChangeStatus is the outcome of one pushed change.
+type ChangeStatus uint8
+
+// Change outcomes.
+const (
+	// ChangeApplied: the change is durable on the server. Ops listed in
+	// ChangeResult.Ops were quarantined or refused rather than merged; the
+	// device must still treat the change as acknowledged.
+	ChangeApplied ChangeStatus = 1
+	// ChangeDuplicate: the server had already applied this seq; the device
+	// treats it as acknowledged.
+	ChangeDuplicate ChangeStatus = 2
+	// ChangeRefused: nothing of the change was applied; Code says why (for
+	// CodeSeqGap, Expected says which seq the server needs next). The device
+	// keeps the change.
+	ChangeRefused ChangeStatus = 3
+)
+
+// ChangeResult reports what the server did with one pushed change.
+type ChangeResult struct {
+	Seq      uint64       `msgpack:"s"`
+	Status   ChangeStatus `msgpack:"t"`
+	Code     Code         `msgpack:"e,omitempty"`
+	Expected uint64       `msgpack:"x,omitempty"`
+	// Ops lists only the ops that were not merged, by index in the change.
+	Ops []OpResult `msgpack:"o,omitempty"`
+}
+
+// OpResult reports one op that was not merged: kept in the server's
+// quarantine (schema or clock problems, for an admin to review) or refused
+// (scope, unknown pred, erased record).
+type OpResult struct {
+	Index       int    `msgpack:"i"`
+	Code        Code   `msgpack:"e"`
+	Detail      string `msgpack:"d,omitempty"`
+	Quarantined bool   `msgpack:"q,omitempty"`
+}
+
+// PulledChange is one accepted change as other devices receive it. Author
+// is the user ID the server took from the pusher's token.
+type PulledChange struct {
+	Author string    `msgpack:"a"`
+	Ops    []crdt.Op `msgpack:"o"`
+}
+
+// RecordRef names one record.
+type RecordRef struct {
+	Team       string `msgpack:"t" json:"team"`
+	Collection string `msgpack:"c" json:"collection"`
+	ID         string `msgpack:"r" json:"id"`
+}
