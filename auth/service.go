@@ -1,0 +1,814 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Config configures a Service. Zero fields take the documented defaults.
+type Config struct {
+	// Issuer is the iss claim issued and required; default "doorstep".
+	Issuer string
+	// Audience is the aud claim issued and required; default "doorstep".
+	Audience string
+	// AccessTTL is the access token lifetime; default 15 minutes.
+	AccessTTL time.Duration
+	// RefreshTTL is the refresh token lifetime; default 30 days. Each
+	// refresh returns a token with a fresh lifetime.
+	RefreshTTL time.Duration
+	// ReuseGrace is how long after a refresh the spent token may be
+	// presented again without counting as reuse, for a device that never
+	// received the reply (the successor is then cancelled). Default 30 s;
+	// negative disables the grace.
+	ReuseGrace time.Duration
+	// BcryptCost is the bcrypt cost of new password hashes; default
+	// bcrypt.DefaultCost. Tests use bcrypt.MinCost.
+	BcryptCost int
+	// KeyDir holds the signing keys; default "keys" next to the Badger
+	// directory.
+	KeyDir string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// DeviceCacheSize bounds the in-memory device state cache; default
+	// 100,000 devices.
+	DeviceCacheSize int
+}
+
+func (c *Config) defaults(dir string) {
+	if c.Issuer == "" {
+		c.Issuer = "doorstep"
+	}
+	if c.Audience == "" {
+		c.Audience = "doorstep"
+	}
+	if c.AccessTTL <= 0 {
+		c.AccessTTL = 15 * time.Minute
+	}
+	if c.RefreshTTL <= 0 {
+		c.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if c.ReuseGrace == 0 {
+		c.ReuseGrace = 30 * time.Second
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
+	if c.KeyDir == "" {
+		c.KeyDir = filepath.Join(filepath.Dir(filepath.Clean(dir)), "keys")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.DeviceCacheSize <= 0 {
+		c.DeviceCacheSize = 100_000
+	}
+}
+
+// Team is a team: the scope of records and of the users who work on them.
+type Team struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+// User is a user account as callers see it (never the password hash).
+type User struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Name     string    `json:"name"`
+	Role     string    `json:"role"`
+	Teams    []string  `json:"teams"`
+	Created  time.Time `json:"created"`
+}
+
+// NewUser is the input of CreateUser.
+type NewUser struct {
+	Username string
+	Name     string
+	Password string
+	Role     string
+	Teams    []string
+}
+
+// Device is a replica registered to a user.
+type Device struct {
+	ID            string    `json:"id"` // replica ID, 32 hex digits
+	Name          string    `json:"name"`
+	User          string    `json:"user"`
+	Created       time.Time `json:"created"`
+	LastSeen      time.Time `json:"last_seen"` // last login or refresh
+	Revoked       bool      `json:"revoked"`
+	RevokedAt     time.Time `json:"revoked_at,omitzero"`
+	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin" or "refresh_reuse"
+	Gen           uint64    `json:"gen"`                      // login generation
+}
+
+// Revocation reasons.
+const (
+	RevokedByAdmin = "admin"
+	RevokedByReuse = "refresh_reuse"
+)
+
+type userRecord struct {
+	User
+	Hash []byte `json:"hash"`
+}
+
+type refreshRecord struct {
+	Device    string    `json:"device"`
+	User      string    `json:"user"`
+	Gen       uint64    `json:"gen"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	SpentAt   time.Time `json:"spent_at,omitzero"`
+	Successor string    `json:"successor,omitempty"` // hex hash of the token that replaced it
+}
+
+// Key layout of the auth Badger: one prefix per kind, values JSON.
+const (
+	pTeam     = "team/"     // team/<id> → Team
+	pUser     = "user/"     // user/<id> → userRecord
+	pUsername = "username/" // username/<lower(username)> → user id
+	pDevice   = "device/"   // device/<replica hex> → Device
+	pRefresh  = "refresh/"  // refresh/<sha256 hex> → refreshRecord
+	kReady    = "ready"     // written by Ping
+)
+
+// Service is the built-in issuer. It is safe for concurrent use.
+type Service struct {
+	cfg  Config
+	db   *badger.DB
+	keys *keyring
+
+	dummyHash []byte // compared against for unknown users, so timing does not tell
+
+	mu      gosync.Mutex
+	devices map[string]deviceState // cache of device revocation state
+	closed  bool
+}
+
+type deviceState struct {
+	revoked bool
+	gen     uint64
+	user    string
+}
+
+// Open opens (creating if needed) the auth store in dir and the signing keys
+// in cfg.KeyDir.
+func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg.defaults(dir)
+	keys, err := loadKeys(cfg.KeyDir)
+	if err != nil {
+		return nil, fmt.Errorf("open auth: %w", err)
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(nil).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(2 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(64 << 10).
+		WithBlockCacheSize(4 << 20).
+		WithIndexCacheSize(2 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("doorstep-dummy-password"), cfg.BcryptCost)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open auth: %w", err)
+	}
+	return &Service{cfg: cfg, db: db, keys: keys, dummyHash: dummy, devices: map[string]deviceState{}}, nil
+}
+
+// Close closes the store. Calls after Close return ErrClosed.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close auth store: %w", err)
+	}
+	return nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (s *Service) Config() Config { return s.cfg }
+
+// KeyID returns the kid of the current signing key.
+func (s *Service) KeyID() string { return s.keys.signing.kid }
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// update runs fn in a read-write transaction, retrying a few times when a
+// concurrent transaction conflicts.
+func (s *Service) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(fn)
+		if errors.Is(err, badger.ErrConflict) && attempt < 8 {
+			continue
+		}
+		return err
+	}
+}
+
+func (s *Service) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func getJSON(txn *badger.Txn, key string, v any) error {
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	return item.Value(func(b []byte) error {
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		return nil
+	})
+}
+
+func setJSON(txn *badger.Txn, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return txn.Set([]byte(key), b)
+}
+
+func listJSON[T any](txn *badger.Txn, prefix string) ([]T, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	var out []T
+	for it.Rewind(); it.Valid(); it.Next() {
+		var v T
+		err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &v) })
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", it.Item().Key(), err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// ValidTeamID reports whether id is a valid team ID: 1–64 of a–z, 0–9, '_'
+// and '-', starting with a letter or digit.
+func ValidTeamID(id string) bool { return idPattern.MatchString(id) }
+
+// CreateTeam creates a team.
+func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error) {
+	if !ValidTeamID(id) {
+		return Team{}, fmt.Errorf("%w: team id %q", ErrInvalid, id)
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return Team{}, fmt.Errorf("%w: team name must be 1–200 bytes", ErrInvalid)
+	}
+	t := Team{ID: id, Name: name, Created: s.cfg.Now().UTC()}
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		var old Team
+		switch err := getJSON(txn, pTeam+id, &old); {
+		case err == nil:
+			return fmt.Errorf("%w: team %q", ErrExists, id)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return setJSON(txn, pTeam+id, t)
+	})
+	if err != nil {
+		return Team{}, fmt.Errorf("create team: %w", err)
+	}
+	return t, nil
+}
+
+// Teams lists the teams, by ID.
+func (s *Service) Teams(ctx context.Context) ([]Team, error) {
+	var out []Team
+	err := s.view(ctx, func(txn *badger.Txn) (err error) {
+		out, err = listJSON[Team](txn, pTeam)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Service) checkTeams(txn *badger.Txn, teams []string) ([]string, error) {
+	out := slices.Clone(teams)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	for _, id := range out {
+		var t Team
+		if err := getJSON(txn, pTeam+id, &t); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("%w: no team %q", ErrInvalid, id)
+			}
+			return nil, err
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("auth: crypto/rand failed: %v", err)) // never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}
+
+// CreateUser creates a user with a bcrypt hash of the password. The role
+// must be valid and every team must exist.
+func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	username := strings.TrimSpace(nu.Username)
+	switch {
+	case username == "" || len(username) > 100 || strings.ContainsAny(username, " \t\r\n/"):
+		return User{}, fmt.Errorf("%w: username must be 1–100 bytes without spaces or '/'", ErrInvalid)
+	case !ValidRole(nu.Role):
+		return User{}, fmt.Errorf("%w: role %q", ErrInvalid, nu.Role)
+	case len(nu.Password) < 8:
+		return User{}, fmt.Errorf("%w: password must be at least 8 bytes", ErrInvalid)
+	case len(nu.Password) > 72:
+		return User{}, fmt.Errorf("%w: password must be at most 72 bytes", ErrInvalid)
+	case len(nu.Name) > 200:
+		return User{}, fmt.Errorf("%w: name must be at most 200 bytes", ErrInvalid)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(nu.Password), s.cfg.BcryptCost)
+	if err != nil {
+		return User{}, fmt.Errorf("create user: hash password: %w", err)
+	}
+	name := strings.TrimSpace(nu.Name)
+	if name == "" {
+		name = username
+	}
+	u := userRecord{User: User{ID: randomHex(8), Username: username, Name: name, Role: nu.Role, Created: s.cfg.Now().UTC()}, Hash: hash}
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		teams, err := s.checkTeams(txn, nu.Teams)
+		if err != nil {
+			return err
+		}
+		u.Teams = teams
+		key := pUsername + strings.ToLower(username)
+		switch _, err := txn.Get([]byte(key)); {
+		case err == nil:
+			return fmt.Errorf("%w: username %q", ErrExists, username)
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := txn.Set([]byte(key), []byte(u.ID)); err != nil {
+			return err
+		}
+		return setJSON(txn, pUser+u.ID, u)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	return u.User, nil
+}
+
+// User returns one user.
+func (s *Service) User(ctx context.Context, id string) (User, error) {
+	var u userRecord
+	err := s.view(ctx, func(txn *badger.Txn) error { return getJSON(txn, pUser+id, &u) })
+	if err != nil {
+		return User{}, fmt.Errorf("user %q: %w", id, err)
+	}
+	return u.User, nil
+}
+
+// Users lists the users, by ID.
+func (s *Service) Users(ctx context.Context) ([]User, error) {
+	var recs []userRecord
+	err := s.view(ctx, func(txn *badger.Txn) (err error) {
+		recs, err = listJSON[userRecord](txn, pUser)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	out := make([]User, len(recs))
+	for i := range recs {
+		out[i] = recs[i].User
+	}
+	return out, nil
+}
+
+// SetRole changes a user's role. Access tokens already issued keep the old
+// role until they expire (AccessTTL); refreshes pick up the new one.
+func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
+	if !ValidRole(role) {
+		return User{}, fmt.Errorf("set role: %w: role %q", ErrInvalid, role)
+	}
+	return s.modifyUser(ctx, id, func(_ *badger.Txn, u *userRecord) error { u.Role = role; return nil })
+}
+
+// SetTeams replaces a user's teams; every team must exist. Like SetRole it
+// takes effect on the next refresh.
+func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User, error) {
+	return s.modifyUser(ctx, id, func(txn *badger.Txn, u *userRecord) error {
+		t, err := s.checkTeams(txn, teams)
+		if err != nil {
+			return err
+		}
+		u.Teams = t
+		return nil
+	})
+}
+
+func (s *Service) modifyUser(ctx context.Context, id string, fn func(*badger.Txn, *userRecord) error) (User, error) {
+	var u userRecord
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := getJSON(txn, pUser+id, &u); err != nil {
+			return err
+		}
+		if err := fn(txn, &u); err != nil {
+			return err
+		}
+		return setJSON(txn, pUser+id, u)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("update user %q: %w", id, err)
+	}
+	return u.User, nil
+}
+
+// Devices lists a user's devices.
+func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) {
+	var out []Device
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var u userRecord
+		if err := getJSON(txn, pUser+userID, &u); err != nil {
+			return err
+		}
+		all, err := listJSON[Device](txn, pDevice)
+		if err != nil {
+			return err
+		}
+		for _, d := range all {
+			if d.User == userID {
+				out = append(out, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devices of %q: %w", userID, err)
+	}
+	return out, nil
+}
+
+// Device returns one device by replica ID.
+func (s *Service) Device(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
+	var d Device
+	err := s.view(ctx, func(txn *badger.Txn) error { return getJSON(txn, pDevice+replica.String(), &d) })
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s: %w", replica, err)
+	}
+	return d, nil
+}
+
+// RevokeDevice revokes a device for good: its refresh fails at once and its
+// access tokens are refused by CheckDevice.
+func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
+	var d Device
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
+			return err
+		}
+		d.Revoked, d.RevokedAt, d.RevokedReason = true, s.cfg.Now().UTC(), RevokedByAdmin
+		return setJSON(txn, pDevice+d.ID, d)
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("revoke device %s: %w", replica, err)
+	}
+	s.cacheDevice(d)
+	s.cfg.Logger.Info("device revoked", "device", d.ID, "user", d.User, "reason", RevokedByAdmin)
+	return d, nil
+}
+
+func (s *Service) cacheDevice(d Device) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.devices) >= s.cfg.DeviceCacheSize {
+		clear(s.devices) // crude but bounded; entries reload on demand
+	}
+	s.devices[d.ID] = deviceState{revoked: d.Revoked, gen: d.Gen, user: d.User}
+}
+
+func (s *Service) deviceState(ctx context.Context, replica crdt.ReplicaID) (deviceState, error) {
+	id := replica.String()
+	s.mu.Lock()
+	st, ok := s.devices[id]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	d, err := s.Device(ctx, replica)
+	if err != nil {
+		return deviceState{}, err
+	}
+	s.cacheDevice(d)
+	return deviceState{revoked: d.Revoked, gen: d.Gen, user: d.User}, nil
+}
+
+// DeviceRevoked reports whether the device has been revoked. It is served
+// from memory after the first call for a device.
+func (s *Service) DeviceRevoked(ctx context.Context, replica crdt.ReplicaID) (bool, error) {
+	st, err := s.deviceState(ctx, replica)
+	if err != nil {
+		return false, err
+	}
+	return st.revoked, nil
+}
+
+// CheckDevice checks verified claims against the device's current state: it
+// returns an error wrapping ErrDeviceRevoked for a revoked device and
+// ErrUnauthorized for an unknown device, a device of another user, or a
+// token superseded by a later login. It is served from memory.
+func (s *Service) CheckDevice(ctx context.Context, c *Claims) error {
+	st, err := s.deviceState(ctx, c.Replica())
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: unknown device", ErrUnauthorized)
+	case err != nil:
+		return err
+	case st.revoked:
+		return fmt.Errorf("%w: device %s", ErrDeviceRevoked, c.Device)
+	case st.user != c.Subject:
+		return fmt.Errorf("%w: device is not the token subject's", ErrUnauthorized)
+	case c.Gen != st.gen:
+		return fmt.Errorf("%w: token superseded by a later login", ErrUnauthorized)
+	}
+	return nil
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+func newRefreshToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("auth: crypto/rand failed: %v", err)) // never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (s *Service) tokenResponse(u *userRecord, access, refresh string) *api.TokenResponse {
+	return &api.TokenResponse{
+		AccessToken:  access,
+		TokenType:    "Bearer",
+		ExpiresIn:    int(s.cfg.AccessTTL / time.Second),
+		RefreshToken: refresh,
+		User:         api.User{ID: u.ID, Name: u.Name, Role: u.Role, Teams: slices.Clone(u.Teams)},
+	}
+}
+
+// Login checks a username and password and returns an access token and a
+// refresh token bound to the device, registering the device to the user on
+// first login. A login starts a new generation for the device: earlier
+// refresh and access tokens of the device are superseded. A device revoked
+// after refresh token reuse is reinstated by a login; one revoked by an admin
+// is not (ErrDeviceRevoked).
+func (s *Service) Login(ctx context.Context, username, password, deviceID, deviceName string) (*api.TokenResponse, error) {
+	var (
+		u      userRecord
+		userID []byte
+	)
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(pUsername + strings.ToLower(strings.TrimSpace(username))))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if userID, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
+		return getJSON(txn, pUser+string(userID), &u)
+	})
+	if errors.Is(err, ErrNotFound) {
+		// Spend the same time as a real check so that timing does not
+		// reveal which usernames exist.
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) != nil {
+		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
+	}
+	replica, err := crdt.ParseReplicaID(strings.ToLower(deviceID))
+	if err != nil || replica.IsZero() {
+		return nil, fmt.Errorf("login: %w: device_id must be 32 hex digits, not zero", ErrInvalid)
+	}
+	if len(deviceName) > 200 {
+		return nil, fmt.Errorf("login: %w: device_name longer than 200 bytes", ErrInvalid)
+	}
+	now := s.cfg.Now().UTC()
+	refresh := newRefreshToken()
+	var d Device
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		d = Device{}
+		switch err := getJSON(txn, pDevice+replica.String(), &d); {
+		case errors.Is(err, ErrNotFound):
+			d = Device{ID: replica.String(), Name: deviceName, User: u.ID, Created: now}
+		case err != nil:
+			return err
+		case d.User != u.ID:
+			return fmt.Errorf("%w: device %s", ErrDeviceMismatch, d.ID)
+		case d.Revoked && d.RevokedReason != RevokedByReuse:
+			return fmt.Errorf("%w: device %s", ErrDeviceRevoked, d.ID)
+		}
+		d.Revoked, d.RevokedAt, d.RevokedReason = false, time.Time{}, ""
+		d.Gen++
+		d.LastSeen = now
+		if deviceName != "" {
+			d.Name = deviceName
+		}
+		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
+			return err
+		}
+		return setJSON(txn, pRefresh+hashToken(refresh), refreshRecord{
+			Device: d.ID, User: u.ID, Gen: d.Gen, Created: now, Expires: now.Add(s.cfg.RefreshTTL),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	s.cacheDevice(d)
+	access, err := s.issueAccess(&u, d.ID, d.Gen, now)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return s.tokenResponse(&u, access, refresh), nil
+}
+
+// Refresh spends a refresh token and returns a new access token and the
+// refresh token that succeeds it. The token must be bound to deviceID.
+//
+// Presenting a spent token revokes the device and returns ErrRefreshReused,
+// except within ReuseGrace of the refresh that spent it while its successor
+// is still unused: then the successor is cancelled and a new one issued, so a
+// device that lost the reply can retry.
+func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.TokenResponse, error) {
+	if token == "" || len(token) > 256 {
+		return nil, fmt.Errorf("refresh: %w: malformed refresh token", ErrUnauthorized)
+	}
+	replica, err := crdt.ParseReplicaID(strings.ToLower(deviceID))
+	if err != nil {
+		return nil, fmt.Errorf("refresh: %w: device_id must be 32 hex digits", ErrUnauthorized)
+	}
+	now := s.cfg.Now().UTC()
+	key := pRefresh + hashToken(token)
+	next := newRefreshToken()
+	nextKey := pRefresh + hashToken(next)
+	var (
+		u      userRecord
+		d      Device
+		reused bool
+	)
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		reused = false
+		var rt refreshRecord
+		if err := getJSON(txn, key, &rt); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%w: unknown refresh token", ErrUnauthorized)
+			}
+			return err
+		}
+		if subtle.ConstantTimeCompare([]byte(rt.Device), []byte(replica.String())) != 1 {
+			return fmt.Errorf("%w: refresh token bound to another device", ErrUnauthorized)
+		}
+		if err := getJSON(txn, pDevice+rt.Device, &d); err != nil {
+			return err
+		}
+		switch {
+		case d.Revoked:
+			return fmt.Errorf("%w: device %s", ErrDeviceRevoked, d.ID)
+		case rt.Gen != d.Gen:
+			return fmt.Errorf("%w: refresh token superseded by a later login", ErrUnauthorized)
+		case !now.Before(rt.Expires):
+			return fmt.Errorf("%w: refresh token expired", ErrUnauthorized)
+		}
+		if !rt.SpentAt.IsZero() {
+			var succ refreshRecord
+			succKey := pRefresh + rt.Successor
+			succErr := getJSON(txn, succKey, &succ)
+			inGrace := s.cfg.ReuseGrace > 0 && now.Sub(rt.SpentAt) <= s.cfg.ReuseGrace
+			if !inGrace || succErr != nil || !succ.SpentAt.IsZero() {
+				reused = true
+				d.Revoked, d.RevokedAt, d.RevokedReason = true, now, RevokedByReuse
+				return setJSON(txn, pDevice+d.ID, d)
+			}
+			// The device most likely never got the reply: cancel the
+			// successor and issue another.
+			if err := txn.Delete([]byte(succKey)); err != nil {
+				return err
+			}
+		}
+		if err := getJSON(txn, pUser+rt.User, &u); err != nil {
+			return err
+		}
+		rt.SpentAt, rt.Successor = now, hashToken(next)
+		if err := setJSON(txn, key, rt); err != nil {
+			return err
+		}
+		d.LastSeen = now
+		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
+			return err
+		}
+		return setJSON(txn, nextKey, refreshRecord{
+			Device: d.ID, User: u.ID, Gen: d.Gen, Created: now, Expires: now.Add(s.cfg.RefreshTTL),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refresh: %w", err)
+	}
+	s.cacheDevice(d)
+	if reused {
+		s.cfg.Logger.Warn("refresh token reused; device revoked", "device", d.ID, "user", d.User)
+		return nil, fmt.Errorf("refresh: %w: device %s revoked", ErrRefreshReused, d.ID)
+	}
+	access, err := s.issueAccess(&u, d.ID, d.Gen, now)
+	if err != nil {
+		return nil, fmt.Errorf("refresh: %w", err)
+	}
+	return s.tokenResponse(&u, access, next), nil
+}
+
+// Ping checks that the store is open and writable, by a durable write.
+func (s *Service) Ping(ctx context.Context) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		return txn.Set([]byte(kReady), []byte(s.cfg.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	if err != nil {
+		return fmt.Errorf("auth ping: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are the claims of a Doorstep access token. Subject is the user ID.
+type Claims struct {
+	// Role is the user's role when the token was issued (api.Role*).
+	Role string `json:"role"`
+	// Teams are the teams the user belonged to when the token was issued.
+	Teams []string `json:"teams"`
+	// Device is the replica ID of the device the token is bound to, as 32
+	// hex digits.
+	Device string `json:"device"`
+	// Gen is the device's login generation; a later login supersedes tokens
+	// of earlier generations.
+	Gen uint64 `json:"gen"`
+	jwt.RegisteredClaims
+
+	replica crdt.ReplicaID
+}
+
+// Replica returns the device replica ID the token is bound to. It is set by
+// Verify.
+func (c *Claims) Replica() crdt.ReplicaID { return c.replica }
+
+// UserID returns the token's subject, the user ID.
+func (c *Claims) UserID() string { return c.Subject }
+
+// InTeam reports whether team is one of the token's teams.
+func (c *Claims) InTeam(team string) bool {
+	for _, t := range c.Teams {
+		if t == team {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidRole reports whether role is one of the roles Doorstep knows.
+func ValidRole(role string) bool {
+	switch role {
+	case api.RoleLinkWorker, api.RoleCoordinator, api.RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// RoleAtLeast reports whether role has the rights of min: admin ⊇
+// coordinator ⊇ link_worker.
+func RoleAtLeast(role, min string) bool {
+	rank := func(r string) int {
+		switch r {
+		case api.RoleLinkWorker:
+			return 1
+		case api.RoleCoordinator:
+			return 2
+		case api.RoleAdmin:
+			return 3
+		}
+		return 0
+	}
+	return rank(role) > 0 && rank(role) >= rank(min)
+}
+
+// SigningMethod is the only JWT algorithm Doorstep issues or accepts.
+const SigningMethod = "EdDSA"
+
+func (s *Service) issueAccess(u *userRecord, device string, gen uint64, now time.Time) (string, error) {
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", fmt.Errorf("token id: %w", err)
+	}
+	teams := u.Teams
+	if teams == nil {
+		teams = []string{}
+	}
+	c := &Claims{
+		Role:   u.Role,
+		Teams:  teams,
+		Device: device,
+		Gen:    gen,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   u.ID,
+			Audience:  jwt.ClaimStrings{s.cfg.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)),
+			ID:        hex.EncodeToString(jti[:]),
+		},
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	t.Header["kid"] = s.keys.signing.kid
+	signed, err := t.SignedString(s.keys.signing.priv)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return signed, nil
+}
+
+// Verify checks an access token and returns its claims. The algorithm must
+// be EdDSA, the key is looked up by the header's kid, and exp, iss and aud
+// are required and checked. It does not check whether the device has been
+// revoked since; see CheckDevice.
+//
+// It returns an error wrapping ErrTokenExpired for a token past its expiry
+// and ErrUnauthorized for every other failure.
+func (s *Service) Verify(token string) (*Claims, error) {
+	c := &Claims{}
+	_, err := jwt.ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		pub, ok := s.keys.byKID[kid]
+		if !ok {
+			return nil, fmt.Errorf("unknown key id %q", kid)
+		}
+		return ed25519.PublicKey(pub), nil
+	},
+		jwt.WithValidMethods([]string{SigningMethod}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithIssuer(s.cfg.Issuer),
+		jwt.WithAudience(s.cfg.Audience),
+		jwt.WithTimeFunc(s.cfg.Now),
+		jwt.WithLeeway(5*time.Second),
+	)
+	if err != nil {
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return nil, fmt.Errorf("%w: %v", ErrTokenExpired, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	if c.Subject == "" || !ValidRole(c.Role) {
+		return nil, fmt.Errorf("%w: token lacks subject or role", ErrUnauthorized)
+	}
+	r, err := crdt.ParseReplicaID(c.Device)
+	if err != nil || r.IsZero() {
+		return nil, fmt.Errorf("%w: token device: %v", ErrUnauthorized, err)
+	}
+	c.replica = r
+	return c, nil
+}
