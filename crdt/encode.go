@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // MarshalOp returns the msgpack encoding of op.
@@ -78,4 +79,280 @@ func unmarshal(b []byte, v any) (err error) {
 		return fmt.Errorf("%w: %d trailing bytes after %T", ErrMalformed, rd.Len(), v)
 	}
 	return nil
+}
+
+// The hand-written codecs below produce exactly the wire form the struct tags
+// describe. They exist because msgpack/v5's reflection codec cannot be made
+// canonical or faithful here: it writes Go maps in random order, writes nil
+// and empty slices differently, and decodes a msgpack nil into a RawMessage
+// as "no value", losing a written null. Decoders skip unknown keys, so newer
+// peers can add fields, and never preallocate more than a few elements from
+// a length prefix.
+
+// maxPrealloc bounds what a decoder allocates up front from a length prefix.
+const maxPrealloc = 64
+
+// EncodeMsgpack writes op as a msgpack map with the keys of its struct tags,
+// in their order, leaving out "v" and "p" when empty.
+func (o Op) EncodeMsgpack(enc *msgpack.Encoder) error {
+	n := 6
+	if len(o.Value) > 0 {
+		n++
+	}
+	if len(o.Pred) > 0 {
+		n++
+	}
+	if err := enc.EncodeMapLen(n); err != nil {
+		return err
+	}
+	if err := enc.EncodeString("i"); err != nil {
+		return err
+	}
+	if err := o.ID.EncodeMsgpack(enc); err != nil {
+		return err
+	}
+	for _, kv := range [4][2]string{{"t", o.Team}, {"c", o.Collection}, {"r", o.Record}, {"f", o.Field}} {
+		if err := enc.EncodeString(kv[0]); err != nil {
+			return err
+		}
+		if err := enc.EncodeString(kv[1]); err != nil {
+			return err
+		}
+	}
+	if err := enc.EncodeString("k"); err != nil {
+		return err
+	}
+	if err := enc.EncodeUint(uint64(o.Kind)); err != nil {
+		return err
+	}
+	if len(o.Value) > 0 {
+		if err := enc.EncodeString("v"); err != nil {
+			return err
+		}
+		if err := o.Value.EncodeMsgpack(enc); err != nil {
+			return err
+		}
+	}
+	if len(o.Pred) > 0 {
+		if err := enc.EncodeString("p"); err != nil {
+			return err
+		}
+		if err := encodeIDs(enc, o.Pred); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeMsgpack reads the form written by EncodeMsgpack. A msgpack nil value
+// is kept as the one-byte value nil (0xc0), not dropped. It does not call
+// Validate; UnmarshalOp does.
+func (o *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	*o = Op{}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "i":
+			err = o.ID.DecodeMsgpack(dec)
+		case "t":
+			o.Team, err = dec.DecodeString()
+		case "c":
+			o.Collection, err = dec.DecodeString()
+		case "r":
+			o.Record, err = dec.DecodeString()
+		case "f":
+			o.Field, err = dec.DecodeString()
+		case "k":
+			var k uint64
+			if k, err = dec.DecodeUint64(); err == nil && k > 255 {
+				err = fmt.Errorf("%w: op kind %d", ErrMalformed, k)
+			}
+			o.Kind = Kind(k)
+		case "v":
+			o.Value, err = dec.DecodeRaw()
+		case "p":
+			o.Pred, err = decodeIDs(dec)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("op key %q: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// DecodeMsgpack reads the form written by EncodeMsgpack, keeping a msgpack
+// nil value as the one-byte value nil.
+func (e *Entry) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	*e = Entry{}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "i":
+			err = e.ID.DecodeMsgpack(dec)
+		case "v":
+			e.Value, err = dec.DecodeRaw()
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("entry key %q: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func encodeIDs(enc *msgpack.Encoder, ids []OpID) error {
+	if err := enc.EncodeArrayLen(len(ids)); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := id.EncodeMsgpack(enc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeIDs(dec *msgpack.Decoder) ([]OpID, error) {
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	ids := make([]OpID, 0, min(n, maxPrealloc))
+	for range n {
+		var id OpID
+		if err := id.DecodeMsgpack(dec); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// DecodeMsgpack reads the form written by EncodeMsgpack. It does not check
+// the field's invariants; UnmarshalRecord does.
+func (f *Field) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	*f = Field{}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "y":
+			var t uint64
+			if t, err = dec.DecodeUint64(); err == nil && t > 255 {
+				err = fmt.Errorf("%w: field type %d", ErrMalformed, t)
+			}
+			f.Type = FieldType(t)
+		case "e":
+			f.Entries, err = decodeEntries(dec)
+		case "x":
+			f.Removed, err = decodeIDs(dec)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("field key %q: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func decodeEntries(dec *msgpack.Decoder) ([]Entry, error) {
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	es := make([]Entry, 0, min(n, maxPrealloc))
+	for range n {
+		var e Entry
+		if err := e.DecodeMsgpack(dec); err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// DecodeMsgpack reads the form written by EncodeMsgpack. A field written as
+// nil decodes as a nil *Field, which UnmarshalRecord refuses.
+func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	*r = Record{}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "c":
+			r.Collection, err = dec.DecodeString()
+		case "r":
+			r.ID, err = dec.DecodeString()
+		case "t":
+			r.Team, err = dec.DecodeString()
+		case "f":
+			r.Fields, err = decodeFields(dec)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("record key %q: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func decodeFields(dec *msgpack.Decoder) (map[string]*Field, error) {
+	n, err := dec.DecodeMapLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	fields := make(map[string]*Field, min(n, maxPrealloc))
+	for range n {
+		name, err := dec.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := fields[name]; dup {
+			return nil, fmt.Errorf("%w: field %q twice", ErrMalformed, name)
+		}
+		var f *Field
+		if code, err := dec.PeekCode(); err != nil {
+			return nil, err
+		} else if code == msgpcode.Nil {
+			_ = dec.Skip()
+		} else {
+			f = new(Field)
+			if err := f.DecodeMsgpack(dec); err != nil {
+				return nil, fmt.Errorf("field %q: %w", name, err)
+			}
+		}
+		fields[name] = f
+	}
+	return fields, nil
 }
