@@ -1,0 +1,95 @@
+// Package client is Doorstep's client SDK: a device replica that works fully
+// offline and syncs with a Doorstep server when a network appears.
+//
+// A Replica keeps the device's copy of its teams' records in a local Badger
+// store, encrypted at rest with a key the app supplies (Options.EncryptionKey)
+// and written with SyncWrites, so a write the app saw return survives a
+// crash. Writes (Create, Set, Add, Remove, Append, Delete, Restore, Resolve)
+// build ops with the crdt builders and the replica's hybrid logical clock,
+// validate them (Options.Validator, normally schema.Default()), apply them
+// to the local record and, in one transaction, store the record and append
+// the ops to the outbox. Reads (Get, List) return per field the winning value,
+// whether it is in conflict, the concurrent values, set members and log
+// entries.
+//
+// Sync pushes the outbox and pulls others' changes over POST /v1/sync (see
+// package api and docs/PROTOCOL.md). Background runs it in a goroutine with
+// backoff; Status and Subscribe tell the UI what is happening.
+//
+// The package owns the device side only. It must not import the server,
+// store or sync packages, nor echo: it talks to the server only through the
+// HTTP contract in package api.
+//
+// # Conflicts
+//
+// Set overwrites the value the user saw (the register's winner). If the
+// field was already in conflict it stays in conflict: other concurrent
+// values survive until Resolve, which overwrites all of them. So a conflict
+// on a clinically important field is never settled by an ordinary edit made
+// without seeing it.
+//
+// # Outbox and changes
+//
+// Each write appends its ops as one group to the outbox. At sync time groups
+// are sealed, oldest first, into changes numbered 1, 2, 3 … (at most
+// Options.MaxOpsPerChange ops each; one write's ops are never split). A
+// sealed change is written once and never modified, because the server
+// dedupes by seq: a retried seq must carry the same ops. An acknowledged
+// change (applied or duplicate) leaves the outbox in the same transaction
+// that stores the reply's pulled page and new cursor, so a request that
+// fails at any byte leaves nothing lost or doubled. Ops the server
+// quarantined or refused inside an acknowledged change are kept and listed
+// by Rejected; they stay applied locally.
+//
+// # Clock
+//
+// Op IDs come from a crdt.Clock reading a corrected wall clock: the device's
+// wall clock plus an offset. After every sync reply the replica compares the
+// server's HLC with its own wall clock; if they differ by more than
+// Options.ClockTolerance (2 s by default) the difference becomes the offset,
+// otherwise the offset is zero. The offset is stored, so it holds offline
+// and across restarts. A tablet whose clock is hours fast therefore stamps
+// its ops with server time and cannot win every conflict; one whose clock is
+// hours slow does not lose every one. The server's HLC is then merged with
+// crdt.Clock.Update. The clock never reads earlier than the last timestamp
+// stored before a restart, so op IDs stay unique even if the device's clock
+// is set back. Before its first sync a device has no offset; if its clock
+// is far ahead the server quarantines its ops (code clock_skew), which
+// Rejected shows.
+//
+// # Auth
+//
+// Login stores access and refresh tokens inside the encrypted replica; the
+// device ID is the replica ID in hex. Sync refreshes the access token when
+// the server says it expired. When refresh is impossible (device revoked,
+// refresh token reused, credentials invalid) the tokens are dropped, Sync
+// returns an error wrapping ErrSignedOut and the server's *api.Problem, and
+// the background loop stops; the outbox is untouched and syncs after the
+// next Login. Refresh tokens are single-use on the server: if a refresh
+// reply is lost after the server rotated the token, the next refresh is
+// seen as reuse and signs the device out (the outbox is still kept).
+//
+// # Notifications
+//
+// Subscribe delivers Events naming the records changed by local writes and
+// by pulls. Delivery never blocks writes or sync: each subscriber has a
+// pending set and one goroutine; while the subscriber has not taken its last
+// event, further changes coalesce into the next one.
+//
+// # STORAGE
+//
+// Keys in the local Badger store (all values encrypted at rest):
+//
+//	m/replica            16-byte replica ID, written once
+//	m/nextseq            last change seq assigned (uint64 big-endian)
+//	m/nextop             last outbox group index assigned (uint64 BE)
+//	m/cursor             opaque pull cursor from the last stored reply
+//	m/tokens             msgpack {access, refresh, user}
+//	m/clock              last HLC timestamp issued or adopted (uint64 BE)
+//	m/offset             clock offset in nanoseconds (int64 BE)
+//	m/lastsuccess        wall time of the last stored reply (Unix ms)
+//	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record
+//	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
+//	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
+//	q/<seq BE><index uint32 BE>  a Rejection (msgpack)
+package client

@@ -1,0 +1,405 @@
+package client
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+// Ref names one record: its team, collection and ID.
+type Ref = api.RecordRef
+
+// Validator checks an op against the schema before the replica stores it.
+// schema.Default() satisfies it.
+type Validator interface {
+	ValidateOp(op *crdt.Op) error
+}
+
+// CreateChecker is optionally implemented by a Validator to say which fields
+// a collection requires when a record is created. schema.Default()
+// satisfies it.
+type CreateChecker interface {
+	MissingOnCreate(collection string, fields []string) []string
+}
+
+// Options configure Open.
+type Options struct {
+	// Dir is the directory holding the replica's Badger files. Required.
+	Dir string
+	// EncryptionKey encrypts the replica at rest (AES, Badger's encryption):
+	// 16, 24 or 32 bytes. Required unless InsecureNoEncryption is set. The
+	// app keeps it, e.g. in the platform keystore; a replica opened with a
+	// different key fails to open.
+	EncryptionKey []byte
+	// InsecureNoEncryption opens the replica without encryption. For tests.
+	InsecureNoEncryption bool
+
+	// ServerURL is the server's base URL, e.g. "https://doorstep.example".
+	// Empty for a replica that only works offline.
+	ServerURL string
+	// HTTPClient sends requests; nil means a client with a 60 s timeout.
+	HTTPClient *http.Client
+	// DeviceName is sent on Login so admins can tell devices apart.
+	DeviceName string
+
+	// Validator checks every local write before it is stored; nil means
+	// only the op's shape is checked (crdt.Op.Validate).
+	Validator Validator
+	// SchemaVersion is sent with every sync request.
+	SchemaVersion int
+
+	// Wall returns the device's wall-clock time; nil means time.Now.
+	Wall func() time.Time
+	// MaxClockSkew bounds how far ahead of the corrected local clock a
+	// server timestamp may be and still be adopted; 0 means 5 minutes.
+	MaxClockSkew time.Duration
+	// ClockTolerance is the largest disagreement between the device's wall
+	// clock and the server's that is left uncorrected; beyond it the
+	// replica keeps an offset (see the package doc). 0 means 2 seconds.
+	ClockTolerance time.Duration
+
+	// MaxOpsPerChange caps the ops sealed into one change; 0 means 500.
+	MaxOpsPerChange int
+	// MaxChangesPerRequest caps the changes pushed in one request; 0 means 8.
+	MaxChangesPerRequest int
+	// PullLimit is the page size asked of the server; 0 means 500.
+	PullLimit int
+	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
+	MaxResponseBytes int64
+
+	// PollInterval is how often the background loop syncs when nothing
+	// triggers it, to pull others' changes; 0 means 1 minute.
+	PollInterval time.Duration
+	// MinBackoff and MaxBackoff bound the background loop's exponential
+	// backoff after a failed sync; 0 means 1 s and 5 min.
+	MinBackoff, MaxBackoff time.Duration
+
+	// OnProgress, if set, is called after each pulled page is stored, with
+	// the running totals of this Sync call.
+	OnProgress func(Progress)
+
+	// Logger receives the replica's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Replica is a device's local copy of its teams' records, with an outbox of
+// changes not yet acknowledged by the server. Its methods are safe for
+// concurrent use.
+type Replica struct {
+	opts   Options
+	db     *badger.DB
+	id     crdt.ReplicaID
+	clock  *crdt.Clock
+	log    *slog.Logger
+	http   *http.Client
+	server string
+
+	// wmu serializes every read-modify-write of local state: record writes,
+	// sealing changes, applying sync results.
+	wmu gosync.Mutex
+	// syncMu makes Sync calls run one at a time.
+	syncMu gosync.Mutex
+	// authMu guards token refresh.
+	authMu gosync.Mutex
+
+	offsetMu gosync.Mutex
+	offset   time.Duration // added to the device wall clock (see package doc)
+	floor    time.Time     // the clock never reads earlier than this
+
+	statusMu gosync.Mutex
+	status   Status
+
+	subsMu gosync.Mutex
+	subs   map[*subscriber]struct{}
+
+	kick  chan struct{} // background trigger after a write, capacity 1
+	netUp chan struct{} // NetworkUp, capacity 1
+
+	closeCtx  context.Context
+	closeFn   context.CancelFunc
+	bgMu      gosync.Mutex
+	bgRunning bool
+	wg        gosync.WaitGroup // background loop and subscriber pumps
+	closeOnce gosync.Once
+	closeErr  error
+}
+
+// Local key layout; see STORAGE in the package doc.
+var (
+	keyReplica  = []byte("m/replica")
+	keyNextSeq  = []byte("m/nextseq")
+	keyNextOp   = []byte("m/nextop")
+	keyCursor   = []byte("m/cursor")
+	keyTokens   = []byte("m/tokens")
+	keyClock    = []byte("m/clock")
+	keyOffset   = []byte("m/offset")
+	keySuccess  = []byte("m/lastsuccess")
+	prefRecord  = []byte("r/")
+	prefPending = []byte("o/")
+	prefChange  = []byte("c/")
+	prefReject  = []byte("q/")
+)
+
+func recordKey(ref Ref) []byte {
+	return []byte("r/" + ref.Team + "\x00" + ref.Collection + "\x00" + ref.ID)
+}
+
+func u64Key(prefix []byte, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), n)
+}
+
+func u64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func u64Bytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// Open opens or creates the replica in opts.Dir. A new replica gets a fresh
+// replica ID, kept for its lifetime.
+func Open(ctx context.Context, opts Options) (*Replica, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("client: Options.Dir is required")
+	}
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithLogger(nil).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithNumCompactors(2)
+	switch n := len(opts.EncryptionKey); {
+	case n == 16 || n == 24 || n == 32:
+		bopts = bopts.WithEncryptionKey(opts.EncryptionKey)
+	case n == 0 && opts.InsecureNoEncryption:
+	case n == 0:
+		return nil, ErrNoKey
+	default:
+		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
+	}
+	setDefaults(&opts)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
+	}
+	r := &Replica{
+		opts:   opts,
+		db:     db,
+		log:    opts.Logger,
+		http:   opts.HTTPClient,
+		server: strings.TrimRight(opts.ServerURL, "/"),
+		subs:   map[*subscriber]struct{}{},
+		kick:   make(chan struct{}, 1),
+		netUp:  make(chan struct{}, 1),
+	}
+	r.closeCtx, r.closeFn = context.WithCancel(context.Background())
+	if err := r.load(); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func setDefaults(o *Options) {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if o.Wall == nil {
+		o.Wall = time.Now
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = 5 * time.Minute
+	}
+	if o.ClockTolerance <= 0 {
+		o.ClockTolerance = 2 * time.Second
+	}
+	if o.MaxOpsPerChange <= 0 {
+		o.MaxOpsPerChange = 500
+	}
+	if o.MaxChangesPerRequest <= 0 {
+		o.MaxChangesPerRequest = 8
+	}
+	if o.PullLimit <= 0 {
+		o.PullLimit = 500
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = 64 << 20
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Minute
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// load reads or creates the replica ID, restores the clock, the offset and
+// the status counters.
+func (r *Replica) load() error {
+	var last crdt.Timestamp
+	err := r.db.Update(func(txn *badger.Txn) error {
+		v, err := get(txn, keyReplica)
+		switch {
+		case err != nil:
+			return err
+		case v == nil:
+			r.id = crdt.NewReplicaID()
+			if err := txn.Set(keyReplica, r.id[:]); err != nil {
+				return err
+			}
+		case len(v) != len(r.id):
+			return fmt.Errorf("client: stored replica id is %d bytes", len(v))
+		default:
+			copy(r.id[:], v)
+		}
+		if v, err := get(txn, keyClock); err != nil {
+			return err
+		} else {
+			last = crdt.Timestamp(u64(v))
+		}
+		if v, err := get(txn, keyOffset); err != nil {
+			return err
+		} else {
+			r.offset = time.Duration(int64(u64(v)))
+		}
+		if v, err := get(txn, keySuccess); err != nil {
+			return err
+		} else if n := int64(u64(v)); n != 0 {
+			r.status.LastSuccess = time.UnixMilli(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("client: load replica state: %w", err)
+	}
+	// The clock must never issue an ID at or below one it issued before a
+	// restart, even if the device's clock was set back: floor it at the last
+	// stored reading and let the HLC count logically from there.
+	r.floor = last.Time()
+	r.clock = crdt.NewClock(r.now, r.opts.MaxClockSkew)
+	if last != 0 {
+		if err := r.clock.Update(last); err != nil {
+			return fmt.Errorf("client: restore clock: %w", err)
+		}
+	}
+	pending, err := r.countPending()
+	if err != nil {
+		return err
+	}
+	r.status.Pending = pending
+	return nil
+}
+
+// now is the corrected wall clock the HLC reads: the device's wall clock
+// plus the offset learned from the server, never earlier than the floor.
+func (r *Replica) now() time.Time {
+	r.offsetMu.Lock()
+	off, floor := r.offset, r.floor
+	r.offsetMu.Unlock()
+	t := r.opts.Wall().Add(off)
+	if t.Before(floor) {
+		return floor
+	}
+	return t
+}
+
+// ID returns the replica's ID, which is also its device ID.
+func (r *Replica) ID() crdt.ReplicaID { return r.id }
+
+// Clock returns the replica's hybrid logical clock.
+func (r *Replica) Clock() *crdt.Clock { return r.clock }
+
+// ClockOffset returns the correction currently added to the device's wall
+// clock (see the package doc).
+func (r *Replica) ClockOffset() time.Duration {
+	r.offsetMu.Lock()
+	defer r.offsetMu.Unlock()
+	return r.offset
+}
+
+// Close stops the background loop and subscriptions, waits for them, and
+// closes the store. Writes that returned before Close are durable.
+func (r *Replica) Close() error {
+	r.closeOnce.Do(func() {
+		r.closeFn()
+		r.wg.Wait()
+		r.syncMu.Lock() // wait for a Sync in flight (its requests are cancelled)
+		r.wmu.Lock()
+		r.closeErr = r.db.Close()
+		r.wmu.Unlock()
+		r.syncMu.Unlock()
+	})
+	return r.closeErr
+}
+
+func (r *Replica) closed() bool { return r.closeCtx.Err() != nil }
+
+// get returns a copy of the value at key, or nil if there is none.
+func get(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// countPending returns the number of ops not yet acknowledged: in unsealed
+// write groups and in sealed changes.
+func (r *Replica) countPending() (int, error) {
+	n := 0
+	err := r.db.View(func(txn *badger.Txn) error {
+		for _, pref := range [][]byte{prefPending, prefChange} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: pref, PrefetchValues: true})
+			for it.Rewind(); it.Valid(); it.Next() {
+				err := it.Item().Value(func(v []byte) error {
+					c, err := decodeChange(v)
+					if err != nil {
+						return err
+					}
+					n += len(c.Ops)
+					return nil
+				})
+				if err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("client: count outbox: %w", err)
+	}
+	return n, nil
+}

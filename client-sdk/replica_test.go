@@ -1,0 +1,498 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// fakeWall is a settable wall clock for tests.
+type fakeWall struct{ t time.Time }
+
+func (w *fakeWall) now() time.Time { return w.t }
+
+func openTest(t *testing.T, dir string, mod func(*Options)) *Replica {
+	t.Helper()
+	opts := Options{Dir: dir, EncryptionKey: testKey}
+	if mod != nil {
+		mod(&opts)
+	}
+	r, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// pendingOps returns every op in the outbox, sealed or not, in order.
+func pendingOps(t *testing.T, r *Replica) []crdt.Op {
+	t.Helper()
+	changes, _, err := r.OutboxChanges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []crdt.Op
+	for _, c := range changes {
+		ops = append(ops, c.Ops...)
+	}
+	groups, err := r.unsealed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		ops = append(ops, g.Ops...)
+	}
+	return ops
+}
+
+// deliver applies ops to r as if pulled from the server, keeping r's cursor.
+func deliver(t *testing.T, r *Replica, ops []crdt.Op) {
+	t.Helper()
+	cur, err := r.loadCursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.applyReply(nil, &api.SyncResponse{Changes: []api.PulledChange{{Author: "test", Ops: ops}}, Cursor: cur}, false)
+	if err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+}
+
+func TestOpenNeedsKey(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Open(ctx, Options{Dir: t.TempDir()}); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("Open without key: %v, want ErrNoKey", err)
+	}
+	if _, err := Open(ctx, Options{Dir: t.TempDir(), EncryptionKey: []byte("short")}); err == nil {
+		t.Fatal("Open with a 5-byte key succeeded")
+	}
+	r, err := Open(ctx, Options{Dir: t.TempDir(), InsecureNoEncryption: true})
+	if err != nil {
+		t.Fatalf("Open insecure: %v", err)
+	}
+	r.Close()
+}
+
+func TestEncryptionAtRest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r := openTest(t, dir, nil)
+	const secret = "Winifred Quarterbridge-Oyelaran"
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Append(ctx, Ref{Team: "wigan", Collection: "people", ID: id}, "notes", "visited "+secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("Quarterbridge")) {
+			t.Errorf("%s holds the name in plaintext", filepath.Base(path))
+		}
+		return nil
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("walk: %v, %d files", err, files)
+	}
+
+	wrong := bytes.Repeat([]byte{7}, 32)
+	if r2, err := Open(ctx, Options{Dir: dir, EncryptionKey: wrong}); err == nil {
+		r2.Close()
+		t.Fatal("opened with the wrong key")
+	}
+	r3 := openTest(t, dir, nil)
+	got, err := r3.Get(ctx, Ref{Team: "wigan", Collection: "people", ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Fields["name"].Value != secret {
+		t.Fatalf("name after reopen = %v", got.Fields["name"].Value)
+	}
+}
+
+func TestLocalWritesAndReads(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), nil)
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Ann Jones", "age": 81})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	steps := []error{
+		r.Set(ctx, ref, "mobility", "stick"),
+		r.Set(ctx, ref, "mobility", "frame"),
+		r.Add(ctx, ref, "needs", "mobility"),
+		r.Add(ctx, ref, "needs", "loneliness"),
+		r.Remove(ctx, ref, "needs", "mobility"),
+		r.Append(ctx, ref, "notes", "first visit"),
+		r.Append(ctx, ref, "notes", "second visit"),
+	}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	got, err := r.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.Fields["name"].Value; v != "Ann Jones" {
+		t.Errorf("name = %v", v)
+	}
+	if v := got.Fields["age"].Value; fmt.Sprint(v) != "81" {
+		t.Errorf("age = %v", v)
+	}
+	if f := got.Fields["mobility"]; f.Value != "frame" || f.Conflict || len(f.Values) != 1 {
+		t.Errorf("mobility = %+v", f)
+	}
+	if m := got.Fields["needs"].Members; len(m) != 1 || m[0] != "loneliness" {
+		t.Errorf("needs = %v", m)
+	}
+	if e := got.Fields["notes"].Entries; len(e) != 2 || e[0].Value != "first visit" || e[1].Value != "second visit" {
+		t.Errorf("notes = %+v", e)
+	}
+	if got.Deleted {
+		t.Error("deleted")
+	}
+	if err := r.Set(ctx, Ref{Team: "wigan", Collection: "people", ID: "nope"}, "x", 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Set on missing record: %v", err)
+	}
+	if _, err := r.Get(ctx, Ref{Team: "wigan", Collection: "people", ID: "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get missing: %v", err)
+	}
+	list, err := r.List(ctx, "wigan", "people")
+	if err != nil || len(list) != 1 || list[0].Ref != ref {
+		t.Errorf("List = %v, %v", list, err)
+	}
+	if list, _ := r.List(ctx, "ashton", ""); len(list) != 0 {
+		t.Errorf("List other team = %v", list)
+	}
+
+	if err := r.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, ref, "mobility", "bed"); !errors.Is(err, ErrDeleted) {
+		t.Errorf("Set on deleted: %v", err)
+	}
+	if err := r.Restore(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Get(ctx, ref); got.Deleted || got.Fields["mobility"].Value != "frame" {
+		t.Errorf("after restore: deleted=%v mobility=%v", got.Deleted, got.Fields["mobility"].Value)
+	}
+	// 2 (create) + 7 steps + delete + restore.
+	if n := r.Status().Pending; n != 11 {
+		t.Errorf("Pending = %d, want 11", n)
+	}
+	if n := len(pendingOps(t, r)); n != 11 {
+		t.Errorf("outbox holds %d ops, want 11", n)
+	}
+}
+
+// refuser refuses values equal to "bad" and requires "name" on create.
+type refuser struct{}
+
+var errBadValue = errors.New("bad value")
+
+func (refuser) ValidateOp(op *crdt.Op) error {
+	if bytes.Equal(op.Value, crdt.MustValue("bad")) {
+		return errBadValue
+	}
+	return nil
+}
+
+func (refuser) MissingOnCreate(collection string, fields []string) []string {
+	if collection == "people" && !slices.Contains(fields, "name") {
+		return []string{"name"}
+	}
+	return nil
+}
+
+func TestValidation(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.Validator = refuser{} })
+	_, err := r.Create(ctx, "people", "wigan", map[string]any{"age": 3})
+	var ve *ValidationError
+	if !errors.Is(err, ErrInvalid) || !errors.As(err, &ve) || !slices.Equal(ve.Missing, []string{"name"}) {
+		t.Fatalf("create without name: %v", err)
+	}
+	if _, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "bad"}); !errors.Is(err, ErrInvalid) || !errors.Is(err, errBadValue) {
+		t.Fatalf("create with bad value: %v", err)
+	}
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	if err := r.Set(ctx, ref, "name", "bad"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("set bad: %v", err)
+	}
+	got, _ := r.Get(ctx, ref)
+	if got.Fields["name"].Value != "ok" {
+		t.Fatalf("refused write was stored: %v", got.Fields["name"].Value)
+	}
+	if n := len(pendingOps(t, r)); n != 1 {
+		t.Fatalf("outbox holds %d ops after refused writes, want 1", n)
+	}
+}
+
+func TestConflictBetweenTwoReplicas(t *testing.T) {
+	ctx := context.Background()
+	ann := openTest(t, t.TempDir(), nil)
+	bea := openTest(t, t.TempDir(), nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p1"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "Mrs Jones", "mobility": "stick"}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, bea, pendingOps(t, ann))
+	annSeen := len(pendingOps(t, ann))
+	beaSeen := len(pendingOps(t, bea))
+
+	// Offline, both edit the same field; Bea also edits another field.
+	if err := ann.Set(ctx, ref, "mobility", "frame"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bea.Set(ctx, ref, "mobility", "wheelchair"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bea.Add(ctx, ref, "needs", "aids"); err != nil {
+		t.Fatal(err)
+	}
+	fromAnn := pendingOps(t, ann)[annSeen:]
+	fromBea := pendingOps(t, bea)[beaSeen:]
+	deliver(t, ann, fromBea)
+	deliver(t, bea, fromAnn)
+
+	for _, r := range []*Replica{ann, bea} {
+		got, err := r.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := got.Fields["mobility"]
+		if !f.Conflict || len(f.Values) != 2 {
+			t.Fatalf("mobility = %+v, want a conflict of two", f)
+		}
+		if !slices.Contains(got.Conflicts(), "mobility") {
+			t.Errorf("Conflicts() = %v", got.Conflicts())
+		}
+	}
+	a, _ := ann.GetState(ctx, ref)
+	b, _ := bea.GetState(ctx, ref)
+	assertSameState(t, a, b)
+
+	// An ordinary Set while in conflict keeps the conflict.
+	if err := ann.Set(ctx, ref, "mobility", "frame"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ann.Get(ctx, ref); !got.Fields["mobility"].Conflict {
+		t.Fatal("Set settled a conflict")
+	}
+	// Resolve settles it, and the resolution reaches Bea.
+	n := len(pendingOps(t, ann))
+	if err := ann.Resolve(ctx, ref, "mobility", "frame"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, bea, pendingOps(t, ann)[n-1:])
+	for _, r := range []*Replica{ann, bea} {
+		got, _ := r.Get(ctx, ref)
+		if f := got.Fields["mobility"]; f.Conflict || f.Value != "frame" {
+			t.Fatalf("after resolve mobility = %+v", f)
+		}
+	}
+	if got, _ := bea.Get(ctx, ref); len(got.Fields["needs"].Members) != 1 {
+		t.Fatalf("needs = %v", got.Fields["needs"].Members)
+	}
+}
+
+func TestDeleteConcurrentWithEdit(t *testing.T) {
+	ctx := context.Background()
+	ann := openTest(t, t.TempDir(), nil)
+	bea := openTest(t, t.TempDir(), nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p2"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "Mr Smith"}); err != nil {
+		t.Fatal(err)
+	}
+	base := pendingOps(t, ann)
+	deliver(t, bea, base)
+	if err := ann.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := bea.Set(ctx, ref, "phone", "01942 000000"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, ann, pendingOps(t, bea)) // Bea's outbox holds only her edit
+	deliver(t, bea, pendingOps(t, ann)[len(base):])
+	for _, r := range []*Replica{ann, bea} {
+		got, _ := r.Get(ctx, ref)
+		if !got.Deleted || !slices.Equal(got.DeleteConflicts, []string{"phone"}) {
+			t.Fatalf("deleted=%v delete conflicts=%v", got.Deleted, got.DeleteConflicts)
+		}
+	}
+}
+
+func TestOutboxSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	wall := &fakeWall{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	r := openTest(t, dir, func(o *Options) { o.Wall = wall.now })
+	id0 := r.ID()
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := r.CreateWithID(ctx, ref, map[string]any{"name": "A"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := r.Append(ctx, ref, "notes", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := r.Set(ctx, ref, "n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := pendingOps(t, r)
+	lastID := before[len(before)-1].ID
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The tablet's clock is set back an hour while it is off.
+	wall.t = wall.t.Add(-time.Hour)
+	r2 := openTest(t, dir, func(o *Options) { o.Wall = wall.now })
+	if r2.ID() != id0 {
+		t.Fatalf("replica ID changed across reopen: %s vs %s", r2.ID(), id0)
+	}
+	after := pendingOps(t, r2)
+	if len(after) != len(before) || len(after) != 26 {
+		t.Fatalf("outbox has %d ops after reopen, had %d", len(after), len(before))
+	}
+	for i := range before {
+		a, _ := crdt.MarshalOp(&before[i])
+		b, _ := crdt.MarshalOp(&after[i])
+		if !bytes.Equal(a, b) {
+			t.Fatalf("op %d differs after reopen", i)
+		}
+	}
+	if n := r2.Status().Pending; n != 26 {
+		t.Errorf("Pending after reopen = %d", n)
+	}
+	if err := r2.Set(ctx, ref, "n", "later"); err != nil {
+		t.Fatal(err)
+	}
+	ops := pendingOps(t, r2)
+	if id := ops[len(ops)-1].ID; id.Compare(lastID) <= 0 {
+		t.Fatalf("op ID %s after reopen with clock set back is not after %s", id, lastID)
+	}
+}
+
+func TestSealedChangesNeverChange(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 7; o.MaxChangesPerRequest = 3 })
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := r.CreateWithID(ctx, ref, map[string]any{"name": "A", "b": 1, "c": 2}); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[uint64][]byte {
+		changes, _, err := r.OutboxChanges(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[uint64][]byte{}
+		for _, c := range changes {
+			b, err := encodeChange(&c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[c.Seq] = b
+		}
+		return m
+	}
+	seen := map[uint64][]byte{}
+	total := 3
+	for round := range 6 {
+		for i := range 5 {
+			if err := r.Append(ctx, ref, "notes", fmt.Sprint(round, i)); err != nil {
+				t.Fatal(err)
+			}
+			total++
+		}
+		if err := r.seal(); err != nil {
+			t.Fatal(err)
+		}
+		for seq, b := range snapshot() {
+			if old, ok := seen[seq]; ok && !bytes.Equal(old, b) {
+				t.Fatalf("round %d: change %d changed after sealing", round, seq)
+			}
+			seen[seq] = b
+		}
+	}
+	changes, unsealed, _ := r.OutboxChanges(ctx)
+	n := unsealed
+	for i, c := range changes {
+		if c.Seq != uint64(i+1) {
+			t.Fatalf("change %d has seq %d", i, c.Seq)
+		}
+		if len(c.Ops) > 7 {
+			t.Fatalf("change %d has %d ops, cap 7", c.Seq, len(c.Ops))
+		}
+		n += len(c.Ops)
+	}
+	if n != total {
+		t.Fatalf("outbox holds %d ops, wrote %d", n, total)
+	}
+	if len(changes) < 3 {
+		t.Fatalf("only %d changes sealed", len(changes))
+	}
+}
+
+func assertSameState(t *testing.T, a, b *crdt.Record) {
+	t.Helper()
+	ab, err := crdt.MarshalRecord(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := crdt.MarshalRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ab, bb) {
+		t.Fatalf("states differ:\n%s\n%s", describe(a), describe(b))
+	}
+}
+
+func describe(r *crdt.Record) string {
+	var sb strings.Builder
+	for _, n := range r.FieldNames() {
+		f := r.Fields[n]
+		fmt.Fprintf(&sb, "%s: %d entries %d removed; ", n, len(f.Entries), len(f.Removed))
+	}
+	return sb.String()
+}
