@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -12,7 +13,10 @@ import (
 func MarshalOp(op *Op) ([]byte, error) { return marshal(op) }
 
 // UnmarshalOp decodes an op and checks it with Validate. It returns an error
-// wrapping ErrMalformed for bytes that are not a valid op; it never panics.
+// wrapping ErrMalformed for bytes that are not a valid op, and also
+// ErrTooLarge for bytes beyond DefaultLimits (see CheckLimits, which it calls
+// first, so no length prefix can make it allocate more than a small multiple
+// of len(b)). It never panics.
 func UnmarshalOp(b []byte) (*Op, error) {
 	var op Op
 	if err := unmarshal(b, &op); err != nil {
@@ -29,7 +33,10 @@ func UnmarshalOp(b []byte) (*Op, error) {
 func MarshalRecord(r *Record) ([]byte, error) { return marshal(r) }
 
 // UnmarshalRecord decodes a record state and checks its invariants (sorted,
-// duplicate-free entries, known field types). It never panics.
+// duplicate-free entries and removed IDs, no entry also removed, known field
+// types, DeletedField a register). Its errors wrap ErrMalformed, and
+// ErrTooLarge for bytes beyond DefaultLimits, as UnmarshalOp's do. It never
+// panics.
 func UnmarshalRecord(b []byte) (*Record, error) {
 	var r Record
 	if err := unmarshal(b, &r); err != nil {
@@ -47,6 +54,9 @@ func UnmarshalRecord(b []byte) (*Record, error) {
 		}
 		if err := f.check(); err != nil {
 			return nil, fmt.Errorf("field %q: %w", name, err)
+		}
+		if name == DeletedField && f.Type != Register {
+			return nil, fmt.Errorf("%w: %s is a %s, not a register", ErrMalformed, DeletedField, f.Type)
 		}
 	}
 	return &r, nil
@@ -71,6 +81,12 @@ func unmarshal(b []byte, v any) (err error) {
 			err = fmt.Errorf("%w: decoder panic: %v", ErrMalformed, p)
 		}
 	}()
+	if err := CheckLimits(b, DefaultLimits); err != nil {
+		if errors.Is(err, ErrMalformed) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	rd := bytes.NewReader(b)
 	if err := msgpack.NewDecoder(rd).Decode(v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)

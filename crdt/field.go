@@ -230,7 +230,7 @@ func (f *Field) check() error {
 		return fmt.Errorf("%w: unknown field type %d", ErrMalformed, f.Type)
 	}
 	for i := range f.Entries {
-		if f.Entries[i].ID.IsZero() || len(f.Entries[i].Value) == 0 {
+		if f.Entries[i].ID.Replica.IsZero() || len(f.Entries[i].Value) == 0 {
 			return fmt.Errorf("%w: entry without id or value", ErrMalformed)
 		}
 		if i > 0 && f.Entries[i-1].ID.Compare(f.Entries[i].ID) >= 0 {
@@ -240,8 +240,11 @@ func (f *Field) check() error {
 			return fmt.Errorf("%w: entry %s is also removed", ErrMalformed, f.Entries[i].ID)
 		}
 	}
-	for i := 1; i < len(f.Removed); i++ {
-		if f.Removed[i-1].Compare(f.Removed[i]) >= 0 {
+	for i := range f.Removed {
+		if f.Removed[i].Replica.IsZero() {
+			return fmt.Errorf("%w: removed id of no replica", ErrMalformed)
+		}
+		if i > 0 && f.Removed[i-1].Compare(f.Removed[i]) >= 0 {
 			return fmt.Errorf("%w: removed ids not sorted", ErrMalformed)
 		}
 	}

@@ -121,7 +121,9 @@ type Op struct {
 }
 
 // Validate checks the op's own shape: non-zero ID, names present, a known
-// kind, a value where the kind needs one, and no pred on an append.
+// kind, a value where the kind needs one that is exactly one well-formed
+// msgpack value within DefaultLimits, no pred on an add or append, and
+// every pred naming an older op of some replica.
 func (o *Op) Validate() error {
 	switch {
 	case o.ID.IsZero() || o.ID.Replica.IsZero():
@@ -137,7 +139,15 @@ func (o *Op) Validate() error {
 	case o.Kind == KindAdd && len(o.Pred) > 0:
 		return fmt.Errorf("%w: add op %s has pred", ErrMalformed, o.ID)
 	}
+	if len(o.Value) > 0 {
+		if err := CheckLimits(o.Value, DefaultLimits); err != nil {
+			return fmt.Errorf("%w: op %s value: %w", ErrMalformed, o.ID, err)
+		}
+	}
 	for _, p := range o.Pred {
+		if p.Replica.IsZero() {
+			return fmt.Errorf("%w: op %s names pred %s of no replica", ErrMalformed, o.ID, p)
+		}
 		if p.Compare(o.ID) >= 0 {
 			return fmt.Errorf("%w: op %s names pred %s that is not older", ErrMalformed, o.ID, p)
 		}

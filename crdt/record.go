@@ -109,6 +109,12 @@ func (r *Record) Merge(o *Record) error {
 }
 
 func (r *Record) mergeField(name string, f *Field) error {
+	if f == nil {
+		return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
+	}
+	if name == DeletedField && f.Type != Register {
+		return fmt.Errorf("%w: %s is a register, not a %s", ErrKindMismatch, DeletedField, f.Type)
+	}
 	cur, ok := r.Fields[name]
 	if !ok {
 		cur = &Field{Type: f.Type}
