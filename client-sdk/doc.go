@@ -53,9 +53,11 @@
 // hours slow does not lose every one. The server's HLC is then merged with
 // crdt.Clock.Update. The clock never reads earlier than the last timestamp
 // stored before a restart, so op IDs stay unique even if the device's clock
-// is set back. Before its first sync a device has no offset; if its clock
-// is far ahead the server quarantines its ops (code clock_skew), which
-// Rejected shows.
+// is set back. A sync request carries the clock's reading without advancing
+// it. Before its first sync a device has no offset; ops it writes with a
+// clock far ahead are quarantined by the server (code clock_skew, listed by
+// Rejected), and because an HLC never runs backwards its later ops stay
+// stamped after them until real time catches up.
 //
 // # Auth
 //

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // Ref names one record: its team, collection and ID.
@@ -54,9 +55,16 @@ type Options struct {
 	DeviceName string
 
 	// Validator checks every local write before it is stored; nil means
-	// only the op's shape is checked (crdt.Op.Validate).
+	// schema.Default(), the home-visit schema the server also validates
+	// with. Its CRDT field types also let Create turn slices into set adds
+	// or log appends.
 	Validator Validator
-	// SchemaVersion is sent with every sync request.
+	// NoValidation skips schema validation (the op's own shape is still
+	// checked by crdt.Op.Validate): for tests and tools with free-form
+	// collections.
+	NoValidation bool
+	// SchemaVersion is sent with every sync request; 0 means the version of
+	// the Validator when it is a *schema.Schema.
 	SchemaVersion int
 
 	// Wall returns the device's wall-clock time; nil means time.Now.
@@ -222,6 +230,15 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 }
 
 func setDefaults(o *Options) {
+	if o.Validator == nil && !o.NoValidation {
+		o.Validator = schema.Default()
+	}
+	if o.NoValidation {
+		o.Validator = nil
+	}
+	if sc, ok := o.Validator.(*schema.Schema); ok && o.SchemaVersion == 0 {
+		o.SchemaVersion = sc.Version()
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}

@@ -25,7 +25,7 @@ func (w *fakeWall) now() time.Time { return w.t }
 
 func openTest(t *testing.T, dir string, mod func(*Options)) *Replica {
 	t.Helper()
-	opts := Options{Dir: dir, EncryptionKey: testKey}
+	opts := Options{Dir: dir, EncryptionKey: testKey, NoValidation: true}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -79,7 +79,7 @@ func TestOpenNeedsKey(t *testing.T) {
 	if _, err := Open(ctx, Options{Dir: t.TempDir(), EncryptionKey: []byte("short")}); err == nil {
 		t.Fatal("Open with a 5-byte key succeeded")
 	}
-	r, err := Open(ctx, Options{Dir: t.TempDir(), InsecureNoEncryption: true})
+	r, err := Open(ctx, Options{Dir: t.TempDir(), InsecureNoEncryption: true, NoValidation: true})
 	if err != nil {
 		t.Fatalf("Open insecure: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	}
 
 	wrong := bytes.Repeat([]byte{7}, 32)
-	if r2, err := Open(ctx, Options{Dir: dir, EncryptionKey: wrong}); err == nil {
+	if r2, err := Open(ctx, Options{Dir: dir, EncryptionKey: wrong, NoValidation: true}); err == nil {
 		r2.Close()
 		t.Fatal("opened with the wrong key")
 	}
@@ -235,7 +235,7 @@ func (refuser) MissingOnCreate(collection string, fields []string) []string {
 
 func TestValidation(t *testing.T) {
 	ctx := context.Background()
-	r := openTest(t, t.TempDir(), func(o *Options) { o.Validator = refuser{} })
+	r := openTest(t, t.TempDir(), func(o *Options) { o.Validator = refuser{}; o.NoValidation = false })
 	_, err := r.Create(ctx, "people", "wigan", map[string]any{"age": 3})
 	var ve *ValidationError
 	if !errors.Is(err, ErrInvalid) || !errors.As(err, &ve) || !slices.Equal(ve.Missing, []string{"name"}) {
@@ -495,4 +495,35 @@ func describe(r *crdt.Record) string {
 		fmt.Fprintf(&sb, "%s: %d entries %d removed; ", n, len(f.Entries), len(f.Removed))
 	}
 	return sb.String()
+}
+
+func TestDefaultSchema(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.NoValidation = false })
+	_, err := r.Create(ctx, "people", "wigan", map[string]any{"given_name": "Ann"})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !slices.Contains(ve.Missing, "date_of_birth") {
+		t.Fatalf("create without required fields: %v", err)
+	}
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{
+		"given_name": "Ann", "family_name": "Jones", "date_of_birth": "1941-03-02",
+		"address": "1 Mesnes Road, Wigan", "risk_flags": []string{"dog", "access_code"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	if err := r.Set(ctx, ref, "cfs", 12); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("cfs 12: %v", err)
+	}
+	if err := r.Set(ctx, ref, "cfs", 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Append(ctx, ref, "case_notes", "visited; frame delivered"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.Get(ctx, ref)
+	if m := got.Fields["risk_flags"].Members; len(m) != 2 || got.Fields["risk_flags"].Type != crdt.Set {
+		t.Fatalf("risk_flags = %+v", got.Fields["risk_flags"])
+	}
 }

@@ -127,7 +127,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		req := &api.SyncRequest{
 			Protocol:  api.ProtocolVersion,
 			Replica:   r.id,
-			Clock:     r.clock.Now(),
+			Clock:     r.reading(),
 			Schema:    r.opts.SchemaVersion,
 			Changes:   changes,
 			Cursor:    cursor,
@@ -195,6 +195,14 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// reading returns the clock's current reading for a request without
+// issuing a timestamp: a request must not advance the HLC, or a tablet whose
+// clock is hours fast would be stuck hours ahead even after the server's
+// reply corrects its offset.
+func (r *Replica) reading() crdt.Timestamp {
+	return max(r.clock.Last(), crdt.MakeTimestamp(r.now().UnixMilli(), 0))
 }
 
 // seal groups unsealed writes into numbered changes, oldest first, until

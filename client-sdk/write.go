@@ -13,6 +13,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // FieldTyper is optionally implemented by a Validator to give a field's CRDT
@@ -56,6 +57,9 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 		}
 	}
 	typer, _ := r.opts.Validator.(FieldTyper)
+	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
+		typer = schemaTyper{sc}
+	}
 	return r.write(ctx, ref, true, func(rec *crdt.Record) ([]crdt.Op, error) {
 		var ops []crdt.Op
 		for _, name := range names {
@@ -91,6 +95,16 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 		}
 		return ops, nil
 	})
+}
+
+type schemaTyper struct{ s *schema.Schema }
+
+func (t schemaTyper) FieldType(collection, field string) (crdt.FieldType, bool) {
+	f, ok := t.s.Field(collection, field)
+	if !ok {
+		return 0, false
+	}
+	return f.CRDT, true
 }
 
 func asSlice(v any) ([]any, bool) {

@@ -1,0 +1,318 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+)
+
+func openSynced(t *testing.T, f *fakeServer, mod func(*Options)) *Replica {
+	t.Helper()
+	r := openTest(t, t.TempDir(), func(o *Options) {
+		o.ServerURL = f.srv.URL
+		if mod != nil {
+			mod(o)
+		}
+	})
+	if _, err := r.Login(context.Background(), "ann", "pw"); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return r
+}
+
+func mustSync(t *testing.T, r *Replica) SyncResult {
+	t.Helper()
+	res, err := r.Sync(context.Background())
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return res
+}
+
+func TestSyncConvergesThroughServer(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, nil)
+	bea := openSynced(t, f, nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "jones"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "Mrs Jones", "mobility": "stick"}); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, ann)
+	if res.Pushed != 1 || res.PushedOps != 2 || ann.Status().Pending != 0 {
+		t.Fatalf("ann first sync: %+v, pending %d", res, ann.Status().Pending)
+	}
+	res = mustSync(t, bea)
+	if !res.Bootstrapped || res.Snapshot != 1 {
+		t.Fatalf("bea bootstrap: %+v", res)
+	}
+	if err := ann.Set(ctx, ref, "mobility", "frame"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bea.Set(ctx, ref, "mobility", "wheelchair"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		mustSync(t, bea)
+		mustSync(t, ann)
+	}
+	for _, r := range []*Replica{ann, bea} {
+		got, err := r.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Fields["mobility"].Conflict {
+			t.Fatalf("no conflict on %s", r.ID())
+		}
+		assertSameState(t, got.State, f.state(ref))
+	}
+	if err := bea.Resolve(ctx, ref, "mobility", "frame"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, bea)
+	mustSync(t, ann)
+	got, _ := ann.Get(ctx, ref)
+	if f := got.Fields["mobility"]; f.Conflict || f.Value != "frame" {
+		t.Fatalf("after resolve: %+v", f)
+	}
+}
+
+func TestSyncSurvivesCutReplies(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) { o.MaxOpsPerChange = 10; o.MaxChangesPerRequest = 2 })
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 95
+	for i := range n {
+		if err := ann.Append(ctx, ref, "notes", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failures := 0
+	for attempt := 0; ; attempt++ {
+		f.mu.Lock()
+		f.dropNext = 1 // every other attempt loses its reply after commit
+		if attempt%2 == 1 {
+			f.dropNext = 0
+		}
+		f.mu.Unlock()
+		if _, err := ann.Sync(ctx); err == nil {
+			break
+		}
+		failures++
+		if attempt > 50 {
+			t.Fatal("sync never completed")
+		}
+	}
+	if failures == 0 {
+		t.Fatal("no reply was cut: the test tested nothing")
+	}
+	if st := ann.Status(); st.Pending != 0 || st.LastError != nil {
+		t.Fatalf("status after sync: %+v", st)
+	}
+	_, ops := f.stats()
+	if ops != n+1 {
+		t.Fatalf("server log holds %d ops, want %d (lost or doubled)", ops, n+1)
+	}
+	got, _ := ann.Get(ctx, ref)
+	if e := got.Fields["notes"].Entries; len(e) != n {
+		t.Fatalf("local notes %d, want %d", len(e), n)
+	}
+	assertSameState(t, got.State, f.state(ref))
+}
+
+func TestTokenRefreshAndRevoke(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	f.expireAll()
+	mustSync(t, ann) // refreshes transparently
+
+	if err := ann.Set(ctx, ref, "name", "Q"); err != nil {
+		t.Fatal(err)
+	}
+	f.revoke(ann.ID().String())
+	_, err := ann.Sync(ctx)
+	var p *api.Problem
+	if !errors.Is(err, ErrSignedOut) || !errors.As(err, &p) || p.Code != api.CodeDeviceRevoked {
+		t.Fatalf("sync after revoke: %v", err)
+	}
+	st := ann.Status()
+	if !st.SignedOut || st.LastErrorCode != api.CodeDeviceRevoked || st.Pending != 1 {
+		t.Fatalf("status after revoke: %+v", st)
+	}
+	if _, err := ann.Sync(ctx); !errors.Is(err, ErrSignedOut) {
+		t.Fatalf("second sync after revoke: %v", err)
+	}
+	if ops := pendingOps(t, ann); len(ops) != 1 {
+		t.Fatalf("outbox after revoke holds %d ops", len(ops))
+	}
+	// Signing in again resumes with the outbox intact.
+	if _, err := ann.Login(ctx, "ann", "wrong"); problemCode(err) != api.CodeInvalidCredentials {
+		t.Fatalf("bad login: %v", err)
+	}
+	if _, err := ann.Login(ctx, "ann", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, ann)
+	if res.PushedOps != 1 || ann.Status().SignedOut {
+		t.Fatalf("sync after login: %+v", res)
+	}
+	if got := f.state(ref); got == nil {
+		t.Fatal("server lacks record")
+	}
+}
+
+func TestRefreshReuseSignsOut(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, nil)
+	// Spend the stored refresh token behind the replica's back.
+	tok, err := ann.loadTokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	delete(f.refresh, tok.Refresh)
+	f.spent[tok.Refresh] = true
+	f.mu.Unlock()
+	f.expireAll()
+	_, err = ann.Sync(ctx)
+	if !errors.Is(err, ErrSignedOut) || problemCode(err) != api.CodeRefreshReused {
+		t.Fatalf("sync with reused refresh token: %v", err)
+	}
+}
+
+func TestRejectedOpsAreKept(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P", "quarantine_me": 1}); err != nil {
+		t.Fatal(err)
+	}
+	res := mustSync(t, ann)
+	if len(res.Rejected) != 1 || res.Rejected[0].Code != api.CodeInvalidValue || res.Rejected[0].Op.Field != "quarantine_me" {
+		t.Fatalf("rejected in result: %+v", res.Rejected)
+	}
+	rj, err := ann.Rejected(ctx)
+	if err != nil || len(rj) != 1 || !rj[0].Quarantined {
+		t.Fatalf("Rejected() = %+v, %v", rj, err)
+	}
+	if ann.Status().Pending != 0 {
+		t.Fatal("change with a quarantined op stayed in the outbox")
+	}
+	if err := ann.DismissRejected(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if rj, _ := ann.Rejected(ctx); len(rj) != 0 {
+		t.Fatalf("after dismiss: %v", rj)
+	}
+}
+
+func TestClockOffsetFromServer(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	// The tablet's clock runs three hours fast.
+	fast := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	ann := openSynced(t, f, func(o *Options) { o.Wall = fast })
+	mustSync(t, ann)
+	off := ann.ClockOffset()
+	if off > -170*time.Minute || off < -190*time.Minute {
+		t.Fatalf("offset = %s, want about -3h", off)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	op := pendingOps(t, ann)[0]
+	if d := time.Until(op.ID.Time.Time()); d > time.Minute || d < -time.Minute {
+		t.Fatalf("op stamped %s from server time despite offset", d)
+	}
+}
+
+func TestBackgroundAndSubscribe(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) { o.PollInterval = time.Hour; o.MinBackoff = time.Millisecond })
+	bea := openSynced(t, f, func(o *Options) { o.PollInterval = time.Hour })
+	events, stop := bea.Subscribe()
+	defer stop()
+	if err := ann.Background(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.Background(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Background: %v", err)
+	}
+	if err := bea.Background(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	// Ann's background loop pushes after the write; Bea pulls when told
+	// the network is back. Wait for Bea's event naming the record.
+	deadline := time.After(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-events:
+			if slices.Contains(ev.Records, ref) {
+				got, err := bea.Get(ctx, ref)
+				if err != nil || got.Fields["name"].Value != "P" {
+					t.Fatalf("after event: %v %v", got, err)
+				}
+				return
+			}
+		case <-tick.C:
+			bea.NetworkUp()
+		case <-deadline:
+			t.Fatalf("no event; ann %+v, bea %+v", ann.Status(), bea.Status())
+		}
+	}
+}
+
+func TestSubscribeCoalesces(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), nil)
+	events, stop := r.Subscribe()
+	var refs []Ref
+	for i := range 50 {
+		ref := Ref{Team: "wigan", Collection: "people", ID: fmt.Sprint(i)}
+		refs = append(refs, ref)
+		if err := r.CreateWithID(ctx, ref, map[string]any{"name": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nobody read while writing: writes did not block, and every record
+	// arrives in at most a few coalesced events.
+	seen := map[Ref]bool{}
+	for len(seen) < len(refs) {
+		select {
+		case ev := <-events:
+			for _, ref := range ev.Records {
+				seen[ref] = true
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("saw %d of %d records", len(seen), len(refs))
+		}
+	}
+	stop()
+	for range events {
+	}
+}
