@@ -100,8 +100,13 @@ func CheckLimits(b []byte, l Limits) error {
 			children *= 2
 		case c <= 0x9f: // fixarray
 			container, children = true, uint64(c&0x0f)
+			if err := checkLen(children, l, p, len(b), 1); err != nil {
+				return err
+			}
 		case c <= 0xbf: // fixstr
-			skip = uint64(c & 0x1f)
+			if skip = uint64(c & 0x1f); skip > uint64(l.MaxLen) {
+				return fmt.Errorf("%w: %d-byte string at byte %d (max %d)", ErrTooLarge, skip, p, l.MaxLen)
+			}
 		default:
 			switch c {
 			case 0xc0, 0xc2, 0xc3: // nil, false, true
@@ -173,11 +178,6 @@ func CheckLimits(b []byte, l Limits) error {
 		}
 		p += int(skip)
 		if container {
-			if c >= 0x90 && c <= 0x9f {
-				if err := checkLen(children, l, p, len(b), 1); err != nil {
-					return err
-				}
-			}
 			if len(pending) >= l.MaxDepth {
 				return fmt.Errorf("%w: nested deeper than %d at byte %d", ErrTooLarge, l.MaxDepth, p)
 			}
