@@ -1,0 +1,56 @@
+// Package store is Doorstep's storage layer on Badger/v4: the key layout,
+// the encoding of every value, the stored schema version with its migration
+// hook, and the durability settings. It holds no merge logic; the sync
+// engine decides what to write and store says how it is laid out.
+//
+// store imports only crdt (for op and record types) and Badger. It must not
+// import sync, api, server or anything above it.
+//
+// # Durability
+//
+// Badger is opened with SyncWrites set: every transaction commit fsyncs the
+// value log before it returns, so anything the engine acknowledges after a
+// commit survives a crash (proved by the engine's SIGKILL test). Conflict
+// detection is off because the engine has exactly one writer goroutine.
+//
+// # Strings in keys
+//
+// Every string inside a key (team, collection, record ID) is written as its
+// length in uvarint form followed by its bytes. The encoding is prefix-free,
+// so a key prefix ending in an encoded string (for example "r/" + team)
+// matches that string's keys and no other's, whatever bytes the strings
+// contain. Numbers in keys are 8-byte big-endian so that they sort. Op IDs
+// are their 24-byte binary form (crdt.OpID.AppendBinary), which sorts in op
+// ID order.
+//
+// # Key layout
+//
+// Below, s(x) is an encoded string, u64(x) an 8-byte big-endian number and
+// id24 a 24-byte op ID.
+//
+//	m/version                         u32 schema version of this layout (CurrentVersion)
+//	m/server-replica                  16 bytes: the server's own replica ID
+//	m/logpos                          u64: the last log position assigned
+//	m/logfloor                        u64: log entries at or below it may have been
+//	                                  dropped (retention); older cursors re-bootstrap
+//	m/qseq                            u64: the last quarantine ID assigned
+//	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
+//	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
+//	x/s(coll)s(id)                    team name: which team owns a record (refuses
+//	                                  the same collection and ID under another team)
+//	l/s(team)u64(pos)                 LogEntry: author, replica, seq and the ops of one
+//	                                  accepted change that touch this team; a change
+//	                                  spanning teams writes one entry per team, same pos
+//	i/s(team)s(coll)s(id)id24         HistoryEntry: one merged op, its author and
+//	                                  server receive time (per-record history; also
+//	                                  how the engine checks that a pred exists)
+//	u/s(team)u64(ms)s(coll)s(id)      empty: record last changed at ms (changed-since
+//	                                  index; the previous entry is deleted on update)
+//	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
+//	q/u64(qid)                        QuarantineEntry: an op that was quarantined or refused
+//	k/id24                            u64(qid): a quarantined op by ID, so later ops may
+//	                                  name it in pred
+//
+// Every value written by this package is either raw bytes described above or
+// msgpack with short field tags (see the types in values.go).
+package store

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+// ErrBadKey reports a key that does not parse as the layout says.
+var ErrBadKey = errors.New("store: malformed key")
+
+// Meta keys (see the package documentation for their values).
+var (
+	KeyVersion       = []byte("m/version")
+	KeyServerReplica = []byte("m/server-replica")
+	KeyLogPos        = []byte("m/logpos")
+	KeyLogFloor      = []byte("m/logfloor")
+	KeyQuarantineSeq = []byte("m/qseq")
+)
+
+// Key prefixes.
+var (
+	prefixHWM        = []byte("h/")
+	prefixRecord     = []byte("r/")
+	prefixTeamIndex  = []byte("x/")
+	prefixLog        = []byte("l/")
+	prefixHistory    = []byte("i/")
+	prefixChanged    = []byte("u/")
+	prefixConflict   = []byte("c/")
+	prefixQuarantine = []byte("q/")
+	prefixQuarOp     = []byte("k/")
+)
+
+// appendStr appends the prefix-free encoding of s: uvarint length, bytes.
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// readStr reads one encoded string from b and returns it and the rest.
+func readStr(b []byte) (string, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return "", nil, fmt.Errorf("%w: bad string", ErrBadKey)
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], nil
+}
+
+func cat(prefix []byte, n int) []byte {
+	b := make([]byte, 0, len(prefix)+n)
+	return append(b, prefix...)
+}
+
+// PutU64 returns the 8-byte big-endian form of v.
+func PutU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// GetU64 decodes an 8-byte big-endian number.
+func GetU64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: %d-byte number", ErrBadKey, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// HWMKey is h/<replica>: the replica's high-water seq.
+func HWMKey(r crdt.ReplicaID) []byte { return append(cat(prefixHWM, 16), r[:]...) }
+
+// RecordRef names a record inside the store.
+type RecordRef struct{ Team, Collection, ID string }
+
+// RecordPrefix is r/s(team): every record of a team.
+func RecordPrefix(team string) []byte { return appendStr(cat(prefixRecord, len(team)+2), team) }
+
+// RecordKey is r/s(team)s(coll)s(id).
+func RecordKey(team, coll, id string) []byte {
+	b := RecordPrefix(team)
+	b = appendStr(b, coll)
+	return appendStr(b, id)
+}
+
+// ParseRecordKey parses a key written by RecordKey.
+func ParseRecordKey(k []byte) (RecordRef, error) {
+	return parseRef(k, prefixRecord)
+}
+
+func parseRef(k, prefix []byte) (RecordRef, error) {
+	var ref RecordRef
+	if len(k) < len(prefix) || string(k[:len(prefix)]) != string(prefix) {
+		return ref, fmt.Errorf("%w: want prefix %q", ErrBadKey, prefix)
+	}
+	rest := k[len(prefix):]
+	var err error
+	if ref.Team, rest, err = readStr(rest); err != nil {
+		return ref, err
+	}
+	if ref.Collection, rest, err = readStr(rest); err != nil {
+		return ref, err
+	}
+	if ref.ID, rest, err = readStr(rest); err != nil {
+		return ref, err
+	}
+	if len(rest) != 0 {
+		return ref, fmt.Errorf("%w: trailing bytes", ErrBadKey)
+	}
+	return ref, nil
+}
+
+// TeamIndexKey is x/s(coll)s(id): the owning team of a record.
+func TeamIndexKey(coll, id string) []byte {
+	b := appendStr(cat(prefixTeamIndex, len(coll)+len(id)+4), coll)
+	return appendStr(b, id)
+}
+
+// LogPrefix is l/s(team): a team's log.
+func LogPrefix(team string) []byte { return appendStr(cat(prefixLog, len(team)+10), team) }
+
+// LogKey is l/s(team)u64(pos).
+func LogKey(team string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(LogPrefix(team), pos)
+}
+
+// LogPos returns the position in a key written by LogKey.
+func LogPos(k []byte) (uint64, error) {
+	if len(k) < 8 {
+		return 0, fmt.Errorf("%w: short log key", ErrBadKey)
+	}
+	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
+}
+
+// HistoryPrefix is i/s(team)s(coll)s(id): one record's history.
+func HistoryPrefix(team, coll, id string) []byte {
+	b := appendStr(cat(prefixHistory, len(team)+len(coll)+len(id)+6+crdt.OpIDSize), team)
+	b = appendStr(b, coll)
+	return appendStr(b, id)
+}
+
+// HistoryKey is i/s(team)s(coll)s(id)id24.
+func HistoryKey(team, coll, id string, op crdt.OpID) []byte {
+	return op.AppendBinary(HistoryPrefix(team, coll, id))
+}
+
+// ChangedPrefix is u/s(team): a team's changed-since index.
+func ChangedPrefix(team string) []byte { return appendStr(cat(prefixChanged, len(team)+10), team) }
+
+// ChangedKey is u/s(team)u64(ms)s(coll)s(id).
+func ChangedKey(team string, ms int64, coll, id string) []byte {
+	b := binary.BigEndian.AppendUint64(ChangedPrefix(team), uint64(ms))
+	b = appendStr(b, coll)
+	return appendStr(b, id)
+}
+
+// ParseChangedKey returns the time and record of a key written by ChangedKey.
+func ParseChangedKey(k []byte) (int64, RecordRef, error) {
+	var ref RecordRef
+	if len(k) < len(prefixChanged) || string(k[:len(prefixChanged)]) != string(prefixChanged) {
+		return 0, ref, fmt.Errorf("%w: want prefix %q", ErrBadKey, prefixChanged)
+	}
+	team, rest, err := readStr(k[len(prefixChanged):])
+	if err != nil {
+		return 0, ref, err
+	}
+	if len(rest) < 8 {
+		return 0, ref, fmt.Errorf("%w: short changed key", ErrBadKey)
+	}
+	ms := int64(binary.BigEndian.Uint64(rest))
+	ref.Team = team
+	if ref.Collection, rest, err = readStr(rest[8:]); err != nil {
+		return 0, ref, err
+	}
+	if ref.ID, rest, err = readStr(rest); err != nil {
+		return 0, ref, err
+	}
+	if len(rest) != 0 {
+		return 0, ref, fmt.Errorf("%w: trailing bytes", ErrBadKey)
+	}
+	return ms, ref, nil
+}
+
+// ConflictPrefix is c/s(team): a team's open-conflict index.
+func ConflictPrefix(team string) []byte { return appendStr(cat(prefixConflict, len(team)+2), team) }
+
+// ConflictKey is c/s(team)s(coll)s(id).
+func ConflictKey(team, coll, id string) []byte {
+	b := appendStr(ConflictPrefix(team), coll)
+	return appendStr(b, id)
+}
+
+// ParseConflictKey parses a key written by ConflictKey.
+func ParseConflictKey(k []byte) (RecordRef, error) { return parseRef(k, prefixConflict) }
+
+// QuarantinePrefix is q/: the whole quarantine, oldest first.
+func QuarantinePrefix() []byte { return cat(prefixQuarantine, 0) }
+
+// QuarantineKey is q/u64(qid).
+func QuarantineKey(qid uint64) []byte {
+	return binary.BigEndian.AppendUint64(cat(prefixQuarantine, 8), qid)
+}
+
+// QuarantineID returns the ID in a key written by QuarantineKey.
+func QuarantineID(k []byte) (uint64, error) {
+	if len(k) != len(prefixQuarantine)+8 {
+		return 0, fmt.Errorf("%w: quarantine key", ErrBadKey)
+	}
+	return binary.BigEndian.Uint64(k[len(prefixQuarantine):]), nil
+}
+
+// QuarantinedOpKey is k/id24: a quarantined op by op ID.
+func QuarantinedOpKey(op crdt.OpID) []byte {
+	return op.AppendBinary(cat(prefixQuarOp, crdt.OpIDSize))
+}

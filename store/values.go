@@ -1,0 +1,91 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ErrBadValue reports a stored value that does not decode.
+var ErrBadValue = errors.New("store: malformed value")
+
+const recordValueVersion = 1
+
+// EncodeRecordValue returns the value of an r/ key: a version byte (1), the
+// record's last server change time in Unix milliseconds (u64), then the
+// crdt.MarshalRecord bytes.
+func EncodeRecordValue(updatedMS int64, rec []byte) []byte {
+	b := make([]byte, 0, 9+len(rec))
+	b = append(b, recordValueVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(updatedMS))
+	return append(b, rec...)
+}
+
+// DecodeRecordValue splits a value written by EncodeRecordValue. The
+// returned slice aliases v.
+func DecodeRecordValue(v []byte) (updatedMS int64, rec []byte, err error) {
+	if len(v) < 9 || v[0] != recordValueVersion {
+		return 0, nil, fmt.Errorf("%w: record value", ErrBadValue)
+	}
+	return int64(binary.BigEndian.Uint64(v[1:9])), v[9:], nil
+}
+
+// LogEntry is the value of an l/ key: one accepted change's ops that touch
+// one team.
+type LogEntry struct {
+	Author  string         `msgpack:"a"`
+	Replica crdt.ReplicaID `msgpack:"d"`
+	Seq     uint64         `msgpack:"s"`
+	Ops     []crdt.Op      `msgpack:"o"`
+}
+
+// HistoryEntry is the value of an i/ key: one merged op.
+type HistoryEntry struct {
+	Op         crdt.Op `msgpack:"o"`
+	Author     string  `msgpack:"a"`
+	ReceivedMS int64   `msgpack:"t"`
+}
+
+// QuarantineEntry is the value of a q/ key: an op that was not merged.
+// Reapplicable is true for ops an admin may re-apply (schema and clock
+// problems) and false for refused ops kept for the record (scope, unknown
+// pred, malformed).
+type QuarantineEntry struct {
+	Op           crdt.Op        `msgpack:"o"`
+	Author       string         `msgpack:"a"`
+	Replica      crdt.ReplicaID `msgpack:"d"`
+	Seq          uint64         `msgpack:"s"`
+	Code         string         `msgpack:"e"`
+	Reason       string         `msgpack:"r"`
+	ReceivedMS   int64          `msgpack:"t"`
+	Reapplicable bool           `msgpack:"q"`
+}
+
+// Encode returns the msgpack form of v (LogEntry, HistoryEntry or
+// QuarantineEntry).
+func Encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("store: encode %T: %w", v, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode decodes a value written by Encode into v.
+func Decode(b []byte, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decoder panic: %v", ErrBadValue, p)
+		}
+	}()
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %T: %v", ErrBadValue, v, err)
+	}
+	return nil
+}

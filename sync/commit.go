@@ -1,0 +1,562 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+type reqKind uint8
+
+const (
+	reqPush reqKind = iota + 1
+	reqResolve
+	reqReapply
+)
+
+// request is one write queued for the committer. The committer fills the
+// outputs and closes done after the transaction holding it has committed
+// (or failed).
+type request struct {
+	kind   reqKind
+	caller Caller
+
+	changes []api.Change // push
+
+	ref   api.RecordRef // resolve
+	field string
+	value msgpack.RawMessage
+
+	qid uint64 // reapply
+
+	// Outputs, overwritten on every attempt.
+	results []api.ChangeResult
+	rec     *crdt.Record
+	err     error // request-level error (not found, forbidden, invalid)
+
+	done chan struct{}
+}
+
+// submit queues r for the committer and waits for its outcome.
+func (e *Engine) submit(ctx context.Context, r *request) error {
+	r.done = make(chan struct{})
+	select {
+	case e.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		// The write may still commit; a device retries and the seq makes
+		// the retry a duplicate.
+		return ctx.Err()
+	}
+}
+
+// Push applies a device's changes, in order, each exactly once and
+// atomically, and reports per change (and per op not merged). It returns
+// only after every applied change is durable.
+func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]api.ChangeResult, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if c.Replica.IsZero() {
+		return nil, fmt.Errorf("%w: caller has no replica", ErrDeviceMismatch)
+	}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	c.Teams = teamSet(c.Teams)
+	r := &request{kind: reqPush, caller: c, changes: changes}
+	if err := e.submit(ctx, r); err != nil {
+		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
+	}
+	return r.results, nil
+}
+
+// committer is the engine's single writer: it drains the queue into
+// groups, commits each group in one transaction and answers its callers.
+func (e *Engine) committer() {
+	defer close(e.done)
+	for {
+		var first *request
+		select {
+		case first = <-e.reqs:
+		case <-e.stop:
+			return
+		}
+		group := []*request{first}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r := <-e.reqs:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		e.commitGroup(group)
+		for _, r := range group {
+			close(r.done)
+		}
+	}
+}
+
+// commitGroup commits reqs, splitting the group (and, for a single push,
+// its changes) in halves when Badger reports the transaction too big.
+func (e *Engine) commitGroup(reqs []*request) {
+	err := e.tryCommit(reqs)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if len(reqs) > 1 {
+			h := len(reqs) / 2
+			e.commitGroup(reqs[:h])
+			e.commitGroup(reqs[h:])
+			return
+		}
+		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
+			h := len(r.changes) / 2
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:]}
+			e.commitGroup([]*request{a})
+			e.commitGroup([]*request{b})
+			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
+			return
+		}
+		err = fmt.Errorf("%w: %v", ErrTooLarge, err)
+	}
+	e.log.Error("commit failed", "requests", len(reqs), "err", err)
+	for _, r := range reqs {
+		r.results, r.rec, r.err = nil, nil, fmt.Errorf("commit: %w", err)
+	}
+}
+
+// tryCommit applies reqs in one transaction and commits it. On success it
+// publishes the new log position; on failure nothing of it is visible.
+func (e *Engine) tryCommit(reqs []*request) error {
+	txn := e.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &txnState{
+		e: e, txn: txn, now: e.wall(),
+		pos: e.lastPos, qid: e.lastQID,
+		records: map[string]*recState{},
+		owners:  map[string]string{},
+		hwm:     map[crdt.ReplicaID]uint64{},
+	}
+	for _, r := range reqs {
+		r.results, r.rec, r.err = nil, nil, nil
+		var err error
+		switch r.kind {
+		case reqPush:
+			err = t.push(r)
+		case reqResolve:
+			err = t.resolve(r)
+		case reqReapply:
+			err = t.reapply(r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	e.lastPos, e.lastQID = t.pos, t.qid
+	e.committed.Store(t.pos)
+	return nil
+}
+
+// txnState is what one commit transaction has read and will write: records
+// are cached and written once at flush.
+type txnState struct {
+	e   *Engine
+	txn *badger.Txn
+	now time.Time
+	pos uint64 // last log position assigned
+	qid uint64 // last quarantine ID assigned
+
+	records map[string]*recState      // by record key
+	owners  map[string]string         // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+}
+
+type recState struct {
+	key         []byte
+	rec         *crdt.Record
+	exists      bool  // stored before this transaction
+	updatedMS   int64 // stored change time (for the changed-since index)
+	hadConflict bool
+	dirty       bool
+}
+
+func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
+
+func (t *txnState) nextPos() uint64 { t.pos++; return t.pos }
+
+// highWater returns a replica's last applied seq.
+func (t *txnState) highWater(r crdt.ReplicaID) (uint64, error) {
+	if v, ok := t.hwm[r]; ok {
+		return v, nil
+	}
+	v, err := store.GetU64Key(t.txn, store.HWMKey(r))
+	if err != nil {
+		return 0, fmt.Errorf("read high-water mark: %w", err)
+	}
+	t.hwm[r] = v
+	return v, nil
+}
+
+func (t *txnState) setHighWater(r crdt.ReplicaID, seq uint64) error {
+	t.hwm[r] = seq
+	return t.set(store.HWMKey(r), store.PutU64(seq))
+}
+
+// owner returns the team owning collection/id, or "" for a new record.
+func (t *txnState) owner(coll, id string) (string, error) {
+	k := string(store.TeamIndexKey(coll, id))
+	if team, ok := t.owners[k]; ok {
+		return team, nil
+	}
+	var team string
+	item, err := t.txn.Get([]byte(k))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return "", fmt.Errorf("read team index: %w", err)
+	default:
+		b, err := item.ValueCopy(nil)
+		if err != nil {
+			return "", fmt.Errorf("read team index: %w", err)
+		}
+		team = string(b)
+	}
+	t.owners[k] = team
+	return team, nil
+}
+
+// record returns the cached state of a record, loading it or starting an
+// empty one.
+func (t *txnState) record(team, coll, id string) (*recState, error) {
+	key := store.RecordKey(team, coll, id)
+	if rs, ok := t.records[string(key)]; ok {
+		return rs, nil
+	}
+	rs := &recState{key: key}
+	item, err := t.txn.Get(key)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		rs.rec = crdt.NewRecord(team, coll, id)
+	case err != nil:
+		return nil, fmt.Errorf("read record: %w", err)
+	default:
+		err := item.Value(func(v []byte) error {
+			ms, b, err := store.DecodeRecordValue(v)
+			if err != nil {
+				return err
+			}
+			rs.updatedMS = ms
+			rs.rec, err = crdt.UnmarshalRecord(b)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
+		}
+		rs.exists = true
+		rs.hadConflict = len(rs.rec.Conflicts()) > 0
+	}
+	t.records[string(key)] = rs
+	return rs, nil
+}
+
+// hasOp reports whether op id is merged into the record (its history) or
+// sits in the quarantine: either way a later op may name it in pred.
+func (t *txnState) hasOp(team, coll, id string, op crdt.OpID) (merged, quarantined bool, err error) {
+	if _, err := t.txn.Get(store.HistoryKey(team, coll, id, op)); err == nil {
+		return true, false, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, false, fmt.Errorf("read history: %w", err)
+	}
+	if _, err := t.txn.Get(store.QuarantinedOpKey(op)); err == nil {
+		return false, true, nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, false, fmt.Errorf("read quarantine index: %w", err)
+	}
+	return false, false, nil
+}
+
+// quarantine stores an op that was not merged. Reapplicable ops are also
+// indexed by op ID so later ops may name them in pred.
+func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string, reapplicable bool) error {
+	t.qid++
+	v, err := store.Encode(&store.QuarantineEntry{
+		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason,
+		ReceivedMS: t.now.UnixMilli(), Reapplicable: reapplicable,
+	})
+	if err != nil {
+		return err
+	}
+	if err := t.set(store.QuarantineKey(t.qid), v); err != nil {
+		return err
+	}
+	if reapplicable {
+		return t.set(store.QuarantinedOpKey(op.ID), store.PutU64(t.qid))
+	}
+	return nil
+}
+
+// merge applies a checked op to its record and writes its history entry.
+// An op the record's field type rejects returns a non-nil refusal.
+func (t *txnState) merge(op *crdt.Op, author string) (refusal error, err error) {
+	rs, err := t.record(op.Team, op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	if err := rs.rec.Apply(op); err != nil {
+		return err, nil
+	}
+	rs.dirty = true
+	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+	v, err := store.Encode(&store.HistoryEntry{Op: *op, Author: author, ReceivedMS: t.now.UnixMilli()})
+	if err != nil {
+		return nil, err
+	}
+	if err := t.set(store.HistoryKey(op.Team, op.Collection, op.Record, op.ID), v); err != nil {
+		return nil, err
+	}
+	_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
+	return nil, nil
+}
+
+// writeLog assigns the next position to accepted ops and writes one log
+// entry per team they touch.
+func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	pos := t.nextPos()
+	var teams []string
+	byTeam := map[string][]crdt.Op{}
+	for _, op := range ops {
+		if _, ok := byTeam[op.Team]; !ok {
+			teams = append(teams, op.Team)
+		}
+		byTeam[op.Team] = append(byTeam[op.Team], op)
+	}
+	for _, team := range teams {
+		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, Ops: byTeam[team]})
+		if err != nil {
+			return err
+		}
+		if err := t.set(store.LogKey(team, pos), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush writes every changed record with its indexes, and the counters.
+func (t *txnState) flush() error {
+	ms := t.now.UnixMilli()
+	for _, rs := range t.records {
+		if !rs.dirty {
+			continue
+		}
+		r := rs.rec
+		b, err := crdt.MarshalRecord(r)
+		if err != nil {
+			return err
+		}
+		if err := t.set(rs.key, store.EncodeRecordValue(ms, b)); err != nil {
+			return err
+		}
+		if !rs.exists {
+			if err := t.set(store.TeamIndexKey(r.Collection, r.ID), []byte(r.Team)); err != nil {
+				return err
+			}
+		}
+		if rs.exists && rs.updatedMS != ms {
+			if err := t.txn.Delete(store.ChangedKey(r.Team, rs.updatedMS, r.Collection, r.ID)); err != nil {
+				return err
+			}
+		}
+		if !rs.exists || rs.updatedMS != ms {
+			if err := t.set(store.ChangedKey(r.Team, ms, r.Collection, r.ID), nil); err != nil {
+				return err
+			}
+		}
+		conflict := len(r.Conflicts()) > 0
+		switch {
+		case conflict && !rs.hadConflict:
+			err = t.set(store.ConflictKey(r.Team, r.Collection, r.ID), nil)
+		case !conflict && rs.hadConflict:
+			err = t.txn.Delete(store.ConflictKey(r.Team, r.Collection, r.ID))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if t.pos != t.e.lastPos {
+		if err := t.set(store.KeyLogPos, store.PutU64(t.pos)); err != nil {
+			return err
+		}
+	}
+	if t.qid != t.e.lastQID {
+		if err := t.set(store.KeyQuarantineSeq, store.PutU64(t.qid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// push applies the changes of one push request in order.
+func (t *txnState) push(r *request) error {
+	for i := range r.changes {
+		res, err := t.pushChange(&r.caller, &r.changes[i])
+		if err != nil {
+			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
+		}
+		r.results = append(r.results, res)
+	}
+	return nil
+}
+
+// refusal is why one op was not merged.
+type refusal struct {
+	code        api.Code
+	detail      string
+	quarantined bool
+}
+
+// pushChange applies one change: seq dedupe and gap check, then each op's
+// checks in order; accepted ops merge, the rest go to the quarantine.
+func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, error) {
+	res := api.ChangeResult{Seq: ch.Seq}
+	hwm, err := t.highWater(c.Replica)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case ch.Seq == 0:
+		res.Status, res.Code = api.ChangeRefused, api.CodeBadRequest
+		return res, nil
+	case ch.Seq <= hwm:
+		res.Status = api.ChangeDuplicate
+		return res, nil
+	case ch.Seq > hwm+1:
+		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
+		return res, nil
+	}
+	res.Status = api.ChangeApplied
+	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
+	var accepted []crdt.Op
+	for i := range ch.Ops {
+		op := &ch.Ops[i]
+		ref, err := t.check(c, op, inChange)
+		if err != nil {
+			return res, err
+		}
+		if ref == nil {
+			rf, err := t.merge(op, c.User)
+			if err != nil {
+				return res, err
+			}
+			if rf == nil {
+				inChange[op.ID] = true
+				accepted = append(accepted, *op)
+				continue
+			}
+			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
+		}
+		if ref.quarantined {
+			inChange[op.ID] = true
+		}
+		if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
+			return res, err
+		}
+		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
+	}
+	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
+		return res, err
+	}
+	return res, t.setHighWater(c.Replica, ch.Seq)
+}
+
+// check runs a pushed op's checks in order and returns why it must not be
+// merged, or nil.
+func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+	if err := op.Validate(); err != nil {
+		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}, nil
+	}
+	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}, nil
+	}
+	if op.ID.Replica != c.Replica {
+		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}, nil
+	}
+	if !c.inTeam(op.Team) {
+		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
+	}
+	return t.checkRecord(op, inChange)
+}
+
+// checkRecord runs the checks that depend on stored state: record owner,
+// duplicate op ID, preds, clock skew and the validator. Push and Reapply
+// share it.
+func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+	owner, err := t.owner(op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	if owner != "" && owner != op.Team {
+		return &refusal{code: api.CodeWrongTeam, detail: fmt.Sprintf("%s/%s belongs to another team", op.Collection, op.Record)}, nil
+	}
+	if inChange[op.ID] {
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
+	}
+	if merged, _, err := t.hasOp(op.Team, op.Collection, op.Record, op.ID); err != nil {
+		return nil, err
+	} else if merged {
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s already applied", op.ID)}, nil
+	}
+	for _, p := range op.Pred {
+		if inChange[p] {
+			continue
+		}
+		merged, quarantined, err := t.hasOp(op.Team, op.Collection, op.Record, p)
+		if err != nil {
+			return nil, err
+		}
+		if !merged && !quarantined {
+			return &refusal{code: api.CodeUnknownPred, detail: fmt.Sprintf("pred %s is not on the server", p)}, nil
+		}
+	}
+	if err := t.e.clock.Check(op.ID.Time, t.now); err != nil {
+		return &refusal{code: api.CodeClockSkew, detail: err.Error(), quarantined: true}, nil
+	}
+	if v := t.e.validator; v != nil {
+		if err := v.ValidateOp(op); err != nil {
+			return &refusal{code: validatorCode(err), detail: err.Error(), quarantined: true}, nil
+		}
+	}
+	return nil, nil
+}
+
+// validatorCode maps a validator error to an op code. Until the schema
+// package's sentinels are wired in, every validator error is invalid_value.
+func validatorCode(error) api.Code { return api.CodeInvalidValue }

@@ -1,0 +1,274 @@
+package sync
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// Sentinel errors. Errors returned by the Engine wrap one of them where a
+// caller may branch on it (with errors.Is).
+var (
+	// ErrNotFound: no such record or quarantine entry.
+	ErrNotFound = errors.New("sync: not found")
+	// ErrForbidden: the record or team is outside the caller's teams.
+	ErrForbidden = errors.New("sync: forbidden")
+	// ErrProtocol: the request's protocol version is not supported.
+	ErrProtocol = errors.New("sync: unsupported protocol")
+	// ErrDeviceMismatch: the request's replica is not the caller's.
+	ErrDeviceMismatch = errors.New("sync: device mismatch")
+	// ErrClosed: the engine is closed.
+	ErrClosed = errors.New("sync: engine closed")
+	// ErrBadCursor: a pull cursor that this server did not issue.
+	ErrBadCursor = errors.New("sync: malformed cursor")
+	// ErrInvalid: a resolve or re-apply whose op is not valid (wrong field
+	// type, schema violation, still too far in the future).
+	ErrInvalid = errors.New("sync: invalid op")
+	// ErrTooLarge: a single change too big for one storage transaction.
+	ErrTooLarge = errors.New("sync: change too large")
+)
+
+// Validator checks a pushed op against the schema. *schema.Schema satisfies
+// it; its errors wrap schema.ErrUnknownField or schema.ErrInvalidValue.
+// Until the engine maps those, every validator error is reported with
+// api.CodeInvalidValue and the op is quarantined.
+type Validator interface {
+	ValidateOp(op *crdt.Op) error
+}
+
+// Caller is who is pushing or pulling, as the server authenticated it.
+type Caller struct {
+	User    string         // user ID from the access token; becomes the author of every op pushed
+	Replica crdt.ReplicaID // device replica ID from the token; pushed op IDs must name it
+	Teams   []string       // teams the user belongs to: the scope of every read and write
+}
+
+// Options configure Open.
+type Options struct {
+	Dir string // Badger directory (created if missing)
+	// Validator validates pushed ops (normally the *schema.Schema); nil
+	// accepts every well-formed op.
+	Validator Validator
+	Wall      func() time.Time // nil means time.Now
+	// MaxSkew: ops stamped further ahead of the server clock are quarantined
+	// (code clock_skew); 0 means 5 minutes.
+	MaxSkew time.Duration
+	Logger  *slog.Logger // nil means slog.Default()
+	// PageBytes caps the bytes of one pulled page (at least one item is
+	// always returned); 0 means 1 MiB.
+	PageBytes int
+	// SmallMemory shrinks Badger's caches (tests, tools).
+	SmallMemory bool
+}
+
+// Page limits.
+const (
+	DefaultPullLimit = 500
+	MaxPullLimit     = 5000
+	defaultPageBytes = 1 << 20
+	maxGroup         = 256 // requests per commit group
+	maxNameLen       = 256 // bytes in a team, collection, record or field name
+)
+
+// Engine is the sync engine over one Badger store. It is safe for
+// concurrent use.
+type Engine struct {
+	st        *store.Store
+	db        *badger.DB
+	log       *slog.Logger
+	wall      func() time.Time
+	clock     *crdt.Clock
+	validator Validator
+	server    crdt.ReplicaID
+	pageBytes int
+
+	reqs chan *request
+	stop chan struct{}
+	done chan struct{}
+
+	committed atomic.Uint64 // last log position whose transaction committed
+	floor     atomic.Uint64 // positions at or below may be gone (retention)
+
+	// Owned by the committer goroutine.
+	lastPos uint64
+	lastQID uint64
+
+	mu       gosync.RWMutex
+	closed   bool
+	inflight gosync.WaitGroup
+}
+
+// Open opens the engine's store in opts.Dir and starts its committer.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	wall := opts.Wall
+	if wall == nil {
+		wall = time.Now
+	}
+	skew := opts.MaxSkew
+	if skew == 0 {
+		skew = 5 * time.Minute
+	}
+	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory})
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	e := &Engine{
+		st: st, db: st.DB(), log: logger, wall: wall,
+		clock:     crdt.NewClock(wall, skew),
+		validator: opts.Validator,
+		pageBytes: opts.PageBytes,
+		reqs:      make(chan *request, maxGroup),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	if e.pageBytes <= 0 {
+		e.pageBytes = defaultPageBytes
+	}
+	if err := e.load(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
+	}
+	go e.committer()
+	return e, nil
+}
+
+// load reads the engine's meta keys, creating the server replica ID on first
+// open, and moves the HLC past the newest stored op.
+func (e *Engine) load() error {
+	return e.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(store.KeyServerReplica)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			if _, err := rand.Read(e.server[:]); err != nil {
+				return err
+			}
+			if err := txn.Set(store.KeyServerReplica, e.server[:]); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(b []byte) error {
+				if len(b) != len(e.server) {
+					return fmt.Errorf("%w: server replica", store.ErrBadValue)
+				}
+				copy(e.server[:], b)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if e.lastPos, err = store.GetU64Key(txn, store.KeyLogPos); err != nil {
+			return err
+		}
+		if e.lastQID, err = store.GetU64Key(txn, store.KeyQuarantineSeq); err != nil {
+			return err
+		}
+		floor, err := store.GetU64Key(txn, store.KeyLogFloor)
+		if err != nil {
+			return err
+		}
+		e.committed.Store(e.lastPos)
+		e.floor.Store(floor)
+		return nil
+	})
+}
+
+// ServerReplica returns the server's own replica ID, which stamps the ops
+// of Resolve.
+func (e *Engine) ServerReplica() crdt.ReplicaID { return e.server }
+
+// Clock returns the server's current HLC reading without advancing it.
+func (e *Engine) Clock() crdt.Timestamp { return e.clock.Last() }
+
+// enter registers an in-flight call; the caller must call e.inflight.Done.
+func (e *Engine) enter() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+// Close waits for in-flight calls, stops the committer and closes Badger.
+// Calls after Close return ErrClosed.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.inflight.Wait()
+	close(e.stop)
+	<-e.done
+	if err := e.st.Close(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// Sync handles one sync round trip: it checks the protocol and replica,
+// updates the server HLC from req.Clock, pushes req.Changes, then pulls one
+// page after req.Cursor (bootstrapping from a snapshot if the cursor is
+// empty or expired).
+func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api.SyncResponse, error) {
+	if req == nil || req.Protocol != api.ProtocolVersion {
+		v := 0
+		if req != nil {
+			v = req.Protocol
+		}
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrProtocol, v, api.ProtocolVersion)
+	}
+	if req.Replica != c.Replica || c.Replica.IsZero() {
+		return nil, fmt.Errorf("%w: request names replica %s", ErrDeviceMismatch, req.Replica)
+	}
+	if err := e.clock.Update(req.Clock); err != nil {
+		// A skewed device clock is not adopted; its ops are checked one by
+		// one in the push.
+		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
+	}
+	var results []api.ChangeResult
+	if len(req.Changes) > 0 {
+		var err error
+		if results, err = e.Push(ctx, c, req.Changes); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := e.Pull(ctx, c, req.Cursor, req.PullLimit)
+	if err != nil {
+		return nil, err
+	}
+	resp.Results = results
+	return resp, nil
+}
+
+// teamSet returns the caller's teams sorted and without duplicates or empty
+// names.
+func teamSet(teams []string) []string {
+	out := slices.Clone(teams)
+	out = slices.DeleteFunc(out, func(s string) bool { return s == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (c *Caller) inTeam(team string) bool { return team != "" && slices.Contains(c.Teams, team) }

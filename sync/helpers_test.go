@@ -1,0 +1,263 @@
+package sync
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+var (
+	seedFlag = flag.Int64("seed", 0, "seed for randomized tests (0: time-based)")
+	longFlag = flag.Bool("long", false, "run the long forms of randomized and crash tests")
+)
+
+// testSeed returns the -seed flag or a fresh seed, and logs it.
+func testSeed(t testing.TB) int64 {
+	s := *seedFlag
+	if s == 0 {
+		s = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with -seed %d)", s, s)
+	return s
+}
+
+// fakeWall is a settable wall clock that moves forward 1 ms per reading.
+type fakeWall struct {
+	mu gosync.Mutex
+	t  time.Time
+}
+
+func newFakeWall() *fakeWall { return &fakeWall{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)} }
+
+func (w *fakeWall) Now() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = w.t.Add(time.Millisecond)
+	return w.t
+}
+
+func (w *fakeWall) Advance(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = w.t.Add(d)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// openTest opens an engine in a fresh temp dir (or dir, if set) and closes
+// it at the end of the test.
+func openTest(t testing.TB, opts Options) *Engine {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	opts.SmallMemory = true
+	e, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// device is a simulated tablet: a replica with its own clock, record
+// states, an outbox of unacknowledged changes and a pull cursor.
+type device struct {
+	caller  Caller
+	clock   *crdt.Clock
+	recs    map[api.RecordRef]*crdt.Record
+	pending []crdt.Op
+	outbox  []api.Change
+	seq     uint64
+	cursor  []byte
+}
+
+func newDevice(user string, wall func() time.Time, teams ...string) *device {
+	return &device{
+		caller: Caller{User: user, Replica: crdt.NewReplicaID(), Teams: teams},
+		clock:  crdt.NewClock(wall, time.Hour),
+		recs:   map[api.RecordRef]*crdt.Record{},
+	}
+}
+
+func (d *device) rec(team, coll, id string) *crdt.Record {
+	ref := api.RecordRef{Team: team, Collection: coll, ID: id}
+	r, ok := d.recs[ref]
+	if !ok {
+		r = crdt.NewRecord(team, coll, id)
+		d.recs[ref] = r
+	}
+	return r
+}
+
+func (d *device) nextID() crdt.OpID { return crdt.OpID{Time: d.clock.Now(), Replica: d.caller.Replica} }
+
+// do applies op locally and adds it to the pending change.
+func (d *device) do(op crdt.Op) crdt.Op {
+	if err := d.rec(op.Team, op.Collection, op.Record).Apply(&op); err != nil {
+		panic(err)
+	}
+	d.pending = append(d.pending, op)
+	return op
+}
+
+func (d *device) write(team, coll, id, field string, v any) crdt.Op {
+	return d.do(d.rec(team, coll, id).Write(d.nextID(), field, crdt.MustValue(v)))
+}
+
+func (d *device) add(team, coll, id, field string, v any) crdt.Op {
+	return d.do(d.rec(team, coll, id).Add(d.nextID(), field, crdt.MustValue(v)))
+}
+
+func (d *device) remove(team, coll, id, field string, v any) crdt.Op {
+	return d.do(d.rec(team, coll, id).Remove(d.nextID(), field, crdt.MustValue(v)))
+}
+
+func (d *device) appendLog(team, coll, id, field string, v any) crdt.Op {
+	return d.do(d.rec(team, coll, id).Append(d.nextID(), field, crdt.MustValue(v)))
+}
+
+// commit closes the pending ops into a change in the outbox.
+func (d *device) commit() api.Change {
+	d.seq++
+	ch := api.Change{Seq: d.seq, Ops: d.pending}
+	d.pending = nil
+	d.outbox = append(d.outbox, ch)
+	return ch
+}
+
+func (d *device) request() *api.SyncRequest {
+	return &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.caller.Replica, Clock: d.clock.Now(),
+		Changes: slices.Clone(d.outbox), Cursor: d.cursor}
+}
+
+// receive merges a sync response: acknowledged changes leave the outbox,
+// snapshot records and pulled ops merge into the local states.
+func (d *device) receive(t testing.TB, resp *api.SyncResponse) {
+	t.Helper()
+	for _, r := range resp.Results {
+		if r.Status == api.ChangeApplied || r.Status == api.ChangeDuplicate {
+			d.outbox = slices.DeleteFunc(d.outbox, func(c api.Change) bool { return c.Seq == r.Seq })
+		}
+		if r.Status == api.ChangeApplied && len(r.Ops) > 0 {
+			t.Fatalf("device %s: change %d had ops not merged: %+v", d.caller.User, r.Seq, r.Ops)
+		}
+	}
+	for _, s := range resp.Snapshot {
+		if err := d.rec(s.Team, s.Collection, s.ID).Merge(s); err != nil {
+			t.Fatalf("merge snapshot: %v", err)
+		}
+	}
+	for _, c := range resp.Changes {
+		for i := range c.Ops {
+			op := c.Ops[i]
+			if err := d.rec(op.Team, op.Collection, op.Record).Apply(&op); err != nil {
+				t.Fatalf("apply pulled op: %v", err)
+			}
+		}
+	}
+	if err := d.clock.Update(resp.Clock); err != nil {
+		t.Fatalf("server clock: %v", err)
+	}
+	d.cursor = resp.Cursor
+}
+
+// syncAll syncs until the outbox is empty and nothing more is waiting.
+func (d *device) syncAll(t testing.TB, e *Engine) {
+	t.Helper()
+	for range 10000 {
+		resp, err := e.Sync(context.Background(), d.caller, d.request())
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		d.receive(t, resp)
+		if len(d.outbox) == 0 && !resp.More {
+			return
+		}
+	}
+	t.Fatal("sync did not settle")
+}
+
+// encoded returns the canonical encodings of records, by ref.
+func encoded(t testing.TB, recs map[api.RecordRef]*crdt.Record) map[api.RecordRef]string {
+	t.Helper()
+	out := map[api.RecordRef]string{}
+	for ref, r := range recs {
+		if len(r.Fields) == 0 {
+			continue
+		}
+		b, err := crdt.MarshalRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[ref] = string(b)
+	}
+	return out
+}
+
+// serverRecords reads every stored record of the given teams straight from
+// the store.
+func serverRecords(t testing.TB, e *Engine, teams ...string) map[api.RecordRef]*crdt.Record {
+	t.Helper()
+	out := map[api.RecordRef]*crdt.Record{}
+	for _, team := range teams {
+		prefix := store.RecordPrefix(team)
+		err := e.db.View(func(txn *badgerTxn) error {
+			it := txn.NewIterator(badgerIteratorOptions(prefix))
+			defer it.Close()
+			for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+				err := it.Item().Value(func(v []byte) error {
+					_, b, err := store.DecodeRecordValue(v)
+					if err != nil {
+						return err
+					}
+					r, err := crdt.UnmarshalRecord(b)
+					if err != nil {
+						return err
+					}
+					out[api.RecordRef{Team: r.Team, Collection: r.Collection, ID: r.ID}] = r
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func diffStates(a, b map[api.RecordRef]string) string {
+	for ref, v := range a {
+		if w, ok := b[ref]; !ok {
+			return fmt.Sprintf("%v only on the left", ref)
+		} else if v != w {
+			return fmt.Sprintf("%v differs", ref)
+		}
+	}
+	for ref := range b {
+		if _, ok := a[ref]; !ok {
+			return fmt.Sprintf("%v only on the right", ref)
+		}
+	}
+	return ""
+}
+
+func decodeValue(b []byte, v any) error { return msgpackUnmarshal(b, v) }

@@ -1,0 +1,277 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// Cursor encoding (opaque to devices):
+//
+//	byte    version (1)
+//	byte    mode: 1 = follow the log, 2 = snapshot in progress
+//	u64     log position: last position delivered (log mode), or the
+//	        position at which the snapshot started (snapshot mode)
+//	u64     FNV-64a of the caller's sorted team set; a cursor minted for
+//	        another set of teams bootstraps again
+//	bytes   snapshot mode only: the last record key delivered
+const (
+	cursorVersion  = 1
+	modeLog        = 1
+	modeSnapshot   = 2
+	cursorFixedLen = 2 + 8 + 8
+)
+
+type cursor struct {
+	mode    byte
+	pos     uint64
+	teams   uint64
+	lastKey []byte
+}
+
+func (c cursor) encode() []byte {
+	b := make([]byte, 0, cursorFixedLen+len(c.lastKey))
+	b = append(b, cursorVersion, c.mode)
+	b = binary.BigEndian.AppendUint64(b, c.pos)
+	b = binary.BigEndian.AppendUint64(b, c.teams)
+	return append(b, c.lastKey...)
+}
+
+func decodeCursor(b []byte) (cursor, error) {
+	var c cursor
+	if len(b) < cursorFixedLen || b[0] != cursorVersion || (b[1] != modeLog && b[1] != modeSnapshot) {
+		return c, ErrBadCursor
+	}
+	c.mode = b[1]
+	c.pos = binary.BigEndian.Uint64(b[2:])
+	c.teams = binary.BigEndian.Uint64(b[10:])
+	if c.mode == modeSnapshot {
+		c.lastKey = bytes.Clone(b[cursorFixedLen:])
+	} else if len(b) != cursorFixedLen {
+		return c, ErrBadCursor
+	}
+	return c, nil
+}
+
+func teamsHash(teams []string) uint64 {
+	h := fnv.New64a()
+	for _, t := range teams {
+		h.Write(binary.AppendUvarint(nil, uint64(len(t))))
+		h.Write([]byte(t))
+	}
+	return h.Sum64()
+}
+
+// Pull returns one page of what the caller's teams hold after cursor: record
+// states while bootstrapping (empty cursor, a cursor for another team set,
+// or one older than the retained log), then log entries. limit caps the
+// items (0 means DefaultPullLimit, at most MaxPullLimit); pages are also
+// capped by bytes. A pull reads only the log after the cursor, so its cost
+// grows with what changed since, not with total history.
+func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*api.SyncResponse, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case limit <= 0:
+		limit = DefaultPullLimit
+	case limit > MaxPullLimit:
+		limit = MaxPullLimit
+	}
+	teams := teamSet(c.Teams)
+	th := teamsHash(teams)
+	// Only positions whose transaction has committed are served. Read the
+	// published position before opening the read transaction, so every
+	// position at or below it is visible to the transaction.
+	committed := e.committed.Load()
+	cu := cursor{mode: modeSnapshot, pos: committed, teams: th}
+	if len(cur) > 0 {
+		parsed, err := decodeCursor(cur)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case parsed.teams != th:
+			// Another team set: bootstrap again (start over).
+		case parsed.mode == modeLog && parsed.pos < e.floor.Load():
+			// Older than the retained log: bootstrap again.
+		case parsed.pos > committed:
+			return nil, fmt.Errorf("%w: position %d is ahead of the log", ErrBadCursor, parsed.pos)
+		default:
+			cu = parsed
+		}
+	}
+	resp := &api.SyncResponse{Protocol: api.ProtocolVersion}
+	err := e.db.View(func(txn *badger.Txn) error {
+		if cu.mode == modeSnapshot {
+			return e.pullSnapshot(txn, teams, cu, limit, committed, resp)
+		}
+		return e.pullLog(txn, teams, cu, limit, committed, resp)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pull: %w", err)
+	}
+	resp.Clock = e.clock.Now()
+	return resp, nil
+}
+
+// pullSnapshot returns the next page of current record states of the
+// caller's teams, in key order after cur.lastKey. When the records are
+// exhausted the cursor switches to the log from the position at which the
+// snapshot started. Changes committed after that position may already be
+// in the records served; the device receives them again from the log, which
+// is harmless because merging an op twice changes nothing.
+func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
+	prefixes := make([][]byte, len(teams))
+	for i, t := range teams {
+		prefixes[i] = store.RecordPrefix(t)
+	}
+	// Ranges of different teams are disjoint; visit them in key order so
+	// that one last key orders every team.
+	sortBytes(prefixes)
+	bytesUsed := 0
+	for _, prefix := range prefixes {
+		start := prefix
+		if cu.lastKey != nil && bytes.Compare(cu.lastKey, prefix) >= 0 {
+			start = append(bytes.Clone(cu.lastKey), 0)
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			if len(resp.Snapshot) >= limit || bytesUsed >= e.pageBytes {
+				it.Close()
+				resp.Cursor = cursor{mode: modeSnapshot, pos: cu.pos, teams: cu.teams, lastKey: cu.lastKey}.encode()
+				resp.More = true
+				return nil
+			}
+			item := it.Item()
+			var rec *crdt.Record
+			err := item.Value(func(v []byte) error {
+				_, b, err := store.DecodeRecordValue(v)
+				if err != nil {
+					return err
+				}
+				bytesUsed += len(b)
+				rec, err = crdt.UnmarshalRecord(b)
+				return err
+			})
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("snapshot record %q: %w", item.Key(), err)
+			}
+			resp.Snapshot = append(resp.Snapshot, rec)
+			cu.lastKey = item.KeyCopy(cu.lastKey[:0:0])
+		}
+		it.Close()
+	}
+	resp.Cursor = cursor{mode: modeLog, pos: cu.pos, teams: cu.teams}.encode()
+	resp.More = committed > cu.pos
+	return nil
+}
+
+// logHead is one team's log iterator and its current position.
+type logHead struct {
+	it  *badger.Iterator
+	pos uint64
+	ok  bool
+}
+
+func (h *logHead) advance(prefix []byte, committed uint64) error {
+	h.ok = false
+	if !h.it.ValidForPrefix(prefix) {
+		return nil
+	}
+	pos, err := store.LogPos(h.it.Item().Key())
+	if err != nil {
+		return err
+	}
+	h.pos, h.ok = pos, pos <= committed
+	return nil
+}
+
+// pullLog merges the caller's team logs by position after cu.pos, up to
+// the committed position, and stops at a page limit on a position boundary
+// (a change spanning teams is never split across pages).
+func (e *Engine) pullLog(txn *badger.Txn, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
+	heads := make([]*logHead, len(teams))
+	prefixes := make([][]byte, len(teams))
+	for i, t := range teams {
+		prefixes[i] = store.LogPrefix(t)
+		h := &logHead{it: txn.NewIterator(badger.IteratorOptions{Prefix: prefixes[i], PrefetchValues: true, PrefetchSize: min(limit, 100)})}
+		defer h.it.Close()
+		h.it.Seek(store.LogKey(t, cu.pos+1))
+		if err := h.advance(prefixes[i], committed); err != nil {
+			return err
+		}
+		heads[i] = h
+	}
+	last := cu.pos
+	bytesUsed := 0
+	more := false
+	for {
+		var pos uint64
+		found := false
+		for _, h := range heads {
+			if h.ok && (!found || h.pos < pos) {
+				pos, found = h.pos, true
+			}
+		}
+		if !found {
+			break
+		}
+		if len(resp.Changes) >= limit || bytesUsed >= e.pageBytes {
+			more = true
+			break
+		}
+		var pc *api.PulledChange
+		for i, h := range heads {
+			if !h.ok || h.pos != pos {
+				continue
+			}
+			var le store.LogEntry
+			err := h.it.Item().Value(func(v []byte) error {
+				bytesUsed += len(v)
+				return store.Decode(v, &le)
+			})
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", pos, err)
+			}
+			if pc == nil {
+				resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author})
+				pc = &resp.Changes[len(resp.Changes)-1]
+			}
+			pc.Ops = append(pc.Ops, le.Ops...)
+			h.it.Next()
+			if err := h.advance(prefixes[i], committed); err != nil {
+				return err
+			}
+		}
+		last = pos
+	}
+	if !more {
+		// Everything up to the committed position has been delivered.
+		last = max(last, committed)
+	}
+	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams}.encode()
+	resp.More = more
+	return nil
+}
+
+func sortBytes(s [][]byte) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && bytes.Compare(s[j-1], s[j]) > 0; j-- {
+			s[j-1], s[j] = s[j], s[j-1]
+		}
+	}
+}

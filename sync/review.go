@@ -1,0 +1,344 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// HistoryEntry is one merged op of a record with who pushed it and when the
+// server received it. The op's ID names the device (replica) and its HLC.
+type HistoryEntry struct {
+	Op       crdt.Op
+	Author   string    // user ID
+	Received time.Time // server receive time
+}
+
+// QuarantinedOp is an op the engine did not merge. Reapplicable ops failed
+// the schema or the clock-skew check and may be re-applied by an admin;
+// the others were refused (scope, unknown pred, malformed) and are kept so
+// that nothing a device sent vanishes.
+type QuarantinedOp struct {
+	ID           uint64
+	Op           crdt.Op
+	Author       string
+	Replica      crdt.ReplicaID // pushing device
+	Seq          uint64         // seq of the change that carried it
+	Code         api.Code
+	Reason       string
+	Received     time.Time
+	Reapplicable bool
+}
+
+// view runs fn in a read transaction as an in-flight call.
+func (e *Engine) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.db.View(fn)
+}
+
+func scope(c Caller, team string) error {
+	if !c.inTeam(team) {
+		return fmt.Errorf("%w: team %q", ErrForbidden, team)
+	}
+	return nil
+}
+
+// Record returns the merged state of one record of the caller's teams.
+func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt.Record, error) {
+	if err := scope(c, ref.Team); err != nil {
+		return nil, err
+	}
+	var rec *crdt.Record
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
+		} else if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			_, b, err := store.DecodeRecordValue(v)
+			if err != nil {
+				return err
+			}
+			rec, err = crdt.UnmarshalRecord(b)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	return rec, nil
+}
+
+// History returns every op merged into a record, oldest (lowest op ID)
+// first, with author and receive time; overwritten values are kept.
+func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]HistoryEntry, error) {
+	if err := scope(c, ref.Team); err != nil {
+		return nil, err
+	}
+	var out []HistoryEntry
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			var h store.HistoryEntry
+			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &h) }); err != nil {
+				return err
+			}
+			out = append(out, HistoryEntry{Op: h.Op, Author: h.Author, Received: time.UnixMilli(h.ReceivedMS).UTC()})
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// ChangedSince returns the records of team changed at or after since
+// (server receive time), least recently changed first, at most limit (0
+// means DefaultPullLimit). Each record appears once, at its last change.
+func (e *Engine) ChangedSince(ctx context.Context, c Caller, team string, since time.Time, limit int) ([]api.RecordRef, error) {
+	if err := scope(c, team); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultPullLimit
+	}
+	var out []api.RecordRef
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.ChangedPrefix(team)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(store.ChangedKey(team, max(since.UnixMilli(), 0), "", "")); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			_, ref, err := store.ParseChangedKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("changed since: %w", err)
+	}
+	return out, nil
+}
+
+// Conflicts returns the team's records with a register in conflict or an
+// edit concurrent with a delete, in key order.
+func (e *Engine) Conflicts(ctx context.Context, c Caller, team string) ([]api.RecordRef, error) {
+	if err := scope(c, team); err != nil {
+		return nil, err
+	}
+	var out []api.RecordRef
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.ConflictPrefix(team)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			ref, err := store.ParseConflictKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("conflicts: %w", err)
+	}
+	return out, nil
+}
+
+// Resolve writes value to a register as the server's own replica, with
+// pred naming every live value, authored by c.User, through the same
+// durable path as a push; it returns the new record state.
+func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field string, value msgpack.RawMessage) (*crdt.Record, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if err := scope(c, ref.Team); err != nil {
+		return nil, err
+	}
+	r := &request{kind: reqResolve, caller: c, ref: ref, field: field, value: value}
+	if err := e.submit(ctx, r); err != nil {
+		return nil, fmt.Errorf("resolve %s/%s/%s %s: %w", ref.Team, ref.Collection, ref.ID, field, err)
+	}
+	return r.rec, nil
+}
+
+// resolve runs in the committer: it reads the record inside the commit
+// transaction, so pred names exactly the live values at commit time.
+func (t *txnState) resolve(r *request) error {
+	ref := r.ref
+	owner, err := t.owner(ref.Collection, ref.ID)
+	if err != nil {
+		return err
+	}
+	if owner != ref.Team {
+		r.err = fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
+		return nil
+	}
+	rs, err := t.record(ref.Team, ref.Collection, ref.ID)
+	if err != nil {
+		return err
+	}
+	if f := rs.rec.Field(r.field); f != nil && f.Type != crdt.Register {
+		r.err = fmt.Errorf("%w: field %q is a %s, not a register", ErrInvalid, r.field, f.Type)
+		return nil
+	}
+	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	op := rs.rec.Write(id, r.field, r.value)
+	if err := op.Validate(); err != nil {
+		r.err = fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil
+	}
+	if v := t.e.validator; v != nil {
+		if err := v.ValidateOp(&op); err != nil {
+			r.err = fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil
+		}
+	}
+	if rf, err := t.merge(&op, r.caller.User); err != nil {
+		return err
+	} else if rf != nil {
+		r.err = fmt.Errorf("%w: %v", ErrInvalid, rf)
+		return nil
+	}
+	seq, err := t.highWater(t.e.server)
+	if err != nil {
+		return err
+	}
+	seq++
+	if err := t.writeLog(r.caller.User, t.e.server, seq, []crdt.Op{op}); err != nil {
+		return err
+	}
+	if err := t.setHighWater(t.e.server, seq); err != nil {
+		return err
+	}
+	r.rec = rs.rec.Clone()
+	return nil
+}
+
+// Quarantined lists the quarantine, oldest first, at most limit entries (0
+// means DefaultPullLimit).
+func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, error) {
+	if limit <= 0 {
+		limit = DefaultPullLimit
+	}
+	var out []QuarantinedOp
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.QuarantinePrefix()
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			id, err := store.QuarantineID(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			var q store.QuarantineEntry
+			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+				return err
+			}
+			out = append(out, quarantinedOp(id, &q))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	return out, nil
+}
+
+func quarantinedOp(id uint64, q *store.QuarantineEntry) QuarantinedOp {
+	return QuarantinedOp{
+		ID: id, Op: q.Op, Author: q.Author, Replica: q.Replica, Seq: q.Seq,
+		Code: api.Code(q.Code), Reason: q.Reason, Received: time.UnixMilli(q.ReceivedMS).UTC(),
+		Reapplicable: q.Reapplicable,
+	}
+}
+
+// Reapply re-checks a quarantined op against the current validator and
+// clock and, if it now passes, merges it (as its original author) and
+// removes it from the quarantine. An op that still fails stays, with the
+// new reason, and the error wraps ErrInvalid; a refused op cannot be
+// re-applied.
+func (e *Engine) Reapply(ctx context.Context, id uint64) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	r := &request{kind: reqReapply, qid: id}
+	if err := e.submit(ctx, r); err != nil {
+		return fmt.Errorf("reapply %d: %w", id, err)
+	}
+	return nil
+}
+
+func (t *txnState) reapply(r *request) error {
+	key := store.QuarantineKey(r.qid)
+	item, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var q store.QuarantineEntry
+	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		return err
+	}
+	if !q.Reapplicable {
+		r.err = fmt.Errorf("%w: op was refused (%s), not quarantined", ErrInvalid, q.Code)
+		return nil
+	}
+	op := &q.Op
+	rf, err := t.checkRecord(op, nil)
+	if err != nil {
+		return err
+	}
+	if rf == nil {
+		if mrf, err := t.merge(op, q.Author); err != nil {
+			return err
+		} else if mrf != nil {
+			rf = &refusal{code: api.CodeInvalidOp, detail: mrf.Error(), quarantined: true}
+		}
+	}
+	if rf != nil {
+		q.Code, q.Reason = string(rf.code), rf.detail
+		v, err := store.Encode(&q)
+		if err != nil {
+			return err
+		}
+		r.err = fmt.Errorf("%w: %s: %s", ErrInvalid, rf.code, rf.detail)
+		return t.set(key, v)
+	}
+	if err := t.writeLog(q.Author, q.Replica, q.Seq, []crdt.Op{*op}); err != nil {
+		return err
+	}
+	if err := t.txn.Delete(key); err != nil {
+		return err
+	}
+	return t.txn.Delete(store.QuarantinedOpKey(op.ID))
+}
