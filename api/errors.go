@@ -28,6 +28,7 @@ const (
 	CodeRateLimited         Code = "rate_limited"
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
+	CodeMethodNotAllowed    Code = "method_not_allowed"
 )
 
 // Change- and op-level codes, carried in ChangeResult and OpResult.
@@ -62,6 +63,7 @@ var statusByCode = map[Code]int{
 	CodeRateLimited:         http.StatusTooManyRequests,
 	CodeInternal:            http.StatusInternalServerError,
 	CodeUnavailable:         http.StatusServiceUnavailable,
+	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
 }
 
 // Status returns the HTTP status a request-level code travels with, or 500

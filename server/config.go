@@ -1,0 +1,112 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// DataDir holds the record store (DataDir/records), the auth store
+	// (DataDir/auth) and the signing keys (DataDir/keys). Required.
+	DataDir string
+	// Issuer and Audience of access tokens; default "doorstep".
+	Issuer, Audience string
+	// AccessTTL is the access token lifetime; default 15 minutes.
+	AccessTTL time.Duration
+	// BcryptCost of new password hashes; 0 means bcrypt's default.
+	BcryptCost int
+
+	// MaxSyncBody caps a sync request body as sent (compressed or not);
+	// default 8 MiB.
+	MaxSyncBody int64
+	// MaxSyncDecoded caps a sync request body after gzip decoding; default
+	// 16 MiB.
+	MaxSyncDecoded int64
+	// MaxJSONBody caps JSON request bodies, sent and decoded; default 64 KiB.
+	MaxJSONBody int64
+	// Limits bound the msgpack structure of a sync request, checked before
+	// decoding; nil means DefaultLimits.
+	Limits *crdt.Limits
+
+	// DeviceRate is the sustained requests per second allowed per device on
+	// authenticated routes, with bursts of DeviceBurst; default 10/s, burst
+	// 40. A negative rate disables the limit.
+	DeviceRate  float64
+	DeviceBurst int
+	// AuthRate and AuthBurst limit login and refresh per client IP; default
+	// 5/s, burst 20. A negative rate disables the limit.
+	AuthRate  float64
+	AuthBurst int
+
+	// HTTP server timeouts used by Serve; defaults 30 s read, 60 s write,
+	// 120 s idle, 10 s for headers.
+	ReadTimeout, WriteTimeout, IdleTimeout, ReadHeaderTimeout time.Duration
+
+	// MaxSkew is how far ahead of the server clock an op may be stamped
+	// before it is quarantined; 0 means the engine's default (5 minutes).
+	MaxSkew time.Duration
+	// Now is the clock used by auth and the engine; default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// NoSchema turns off schema validation of pushed ops (tests of the
+	// transport only). By default the server validates with
+	// schema.Default().
+	NoSchema bool
+}
+
+// DefaultLimits bound the msgpack structure of a sync request: 32 levels of
+// nesting, 65,536 elements in one array or map (or bytes in one string or
+// binary), 1,048,576 values in all. Tighter than crdt.DefaultLimits on
+// lengths because the decoder preallocates a declared array's full length
+// of Go structs (an op is ~150 bytes in memory).
+var DefaultLimits = crdt.Limits{MaxDepth: 32, MaxLen: 1 << 16, MaxItems: 1 << 20}
+
+func (c *Config) defaults() {
+	if c.MaxSyncBody <= 0 {
+		c.MaxSyncBody = 8 << 20
+	}
+	if c.MaxSyncDecoded <= 0 {
+		c.MaxSyncDecoded = 16 << 20
+	}
+	if c.MaxJSONBody <= 0 {
+		c.MaxJSONBody = 64 << 10
+	}
+	if c.Limits == nil {
+		l := DefaultLimits
+		c.Limits = &l
+	}
+	if c.DeviceRate == 0 {
+		c.DeviceRate = 10
+	}
+	if c.DeviceBurst <= 0 {
+		c.DeviceBurst = 40
+	}
+	if c.AuthRate == 0 {
+		c.AuthRate = 5
+	}
+	if c.AuthBurst <= 0 {
+		c.AuthBurst = 20
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

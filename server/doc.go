@@ -1,0 +1,20 @@
+// Package server is Doorstep's HTTP front: an echo application that
+// authenticates requests with the auth package's JWTs, checks roles and team
+// scope, bounds every input (body sizes, decompressed sizes, msgpack element
+// counts and nesting, per-device request rates, connection timeouts), and
+// hands typed calls to the sync engine. Errors leave as RFC 9457 problem
+// details carrying the stable codes of package api (msgpack problems on the
+// sync route).
+//
+// It contains no sync logic: merging, ordering, scope of records and
+// storage belong to package sync. The caller identity passed to the engine
+// comes only from the verified access token, never from a request body.
+//
+// Routes (docs/PROTOCOL.md has the full contract):
+//
+//	GET  /healthz, /readyz                                   no auth
+//	POST /v1/auth/login, /v1/auth/refresh                    no auth, JSON
+//	POST /v1/sync                                            any role, msgpack
+//	/v1/admin/...                                            admin, JSON
+//	/v1/teams/:team/...                                      coordinator or admin of :team, JSON
+package server

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"bufio"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	gosync "sync"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/labstack/echo/v4"
+)
+
+// requestID sets X-Request-Id on the response: the client's, if it sent a
+// short one, else a random one.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if id == "" || len(id) > 64 {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+// gzipMinLength is the smallest response worth compressing.
+const gzipMinLength = 1024
+
+var gzipWriters = gosync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, 5)
+	return w
+}}
+
+// gzipResponses compresses responses of at least gzipMinLength bytes for
+// clients that send Accept-Encoding: gzip. Handlers write their whole body
+// with one Blob/JSON call, so the decision is made on the first write.
+func gzipResponses(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
+		if !acceptsGzip(c.Request().Header.Get(echo.HeaderAcceptEncoding)) {
+			return next(c)
+		}
+		res := c.Response()
+		gw := &gzipWriter{ResponseWriter: res.Writer}
+		res.Writer = gw
+		defer func() {
+			res.Writer = gw.ResponseWriter
+			gw.finish()
+		}()
+		return next(c)
+	}
+}
+
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			return !strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0")
+		}
+	}
+	return false
+}
+
+type gzipWriter struct {
+	http.ResponseWriter
+	status  int
+	decided bool
+	zw      *gzip.Writer
+}
+
+func (w *gzipWriter) WriteHeader(status int) {
+	w.status = status // held until the first write decides the encoding
+}
+
+func (w *gzipWriter) Write(b []byte) (int, error) {
+	if !w.decided {
+		w.decided = true
+		h := w.Header()
+		if len(b) >= gzipMinLength && h.Get(echo.HeaderContentEncoding) == "" && w.status != http.StatusNoContent {
+			h.Del(echo.HeaderContentLength)
+			h.Set(echo.HeaderContentEncoding, "gzip")
+			w.zw = gzipWriters.Get().(*gzip.Writer)
+			w.zw.Reset(w.ResponseWriter)
+		}
+		w.writeHeader()
+	}
+	if w.zw != nil {
+		return w.zw.Write(b)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *gzipWriter) writeHeader() {
+	if w.status != 0 {
+		w.ResponseWriter.WriteHeader(w.status)
+	}
+}
+
+func (w *gzipWriter) finish() {
+	if !w.decided {
+		w.decided = true
+		w.writeHeader()
+	}
+	if w.zw != nil {
+		_ = w.zw.Close()
+		gzipWriters.Put(w.zw)
+		w.zw = nil
+	}
+}
+
+func (w *gzipWriter) Flush() {
+	if w.zw != nil {
+		_ = w.zw.Flush()
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *gzipWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if h, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return h.Hijack()
+	}
+	return nil, nil, errors.New("hijack not supported")
+}
+
+func (w *gzipWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// bodyLimit refuses, before reading, a request whose declared
+// Content-Length exceeds max. readBody enforces the same cap on what is
+// actually read (chunked bodies declare no length).
+func bodyLimit(max int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Request().ContentLength > max {
+				return problemf(api.CodeBodyTooLarge, "body of %d bytes exceeds %d", c.Request().ContentLength, max)
+			}
+			return next(c)
+		}
+	}
+}

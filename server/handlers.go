@@ -1,0 +1,126 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/labstack/echo/v4"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// healthz reports that the process is up.
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz reports whether the stores are open and the auth store writable.
+func (s *Server) readyz(c echo.Context) error {
+	ctx := c.Request().Context()
+	if err := s.auth.Ping(ctx); err != nil {
+		return &Error{Code: api.CodeUnavailable, Detail: "auth store not writable", Err: err}
+	}
+	if _, err := s.engine.Quarantined(ctx, 1); err != nil {
+		return &Error{Code: api.CodeUnavailable, Detail: "record store not available", Err: err}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) login(c echo.Context) error {
+	var req api.LoginRequest
+	if err := s.bindJSON(c, &req); err != nil {
+		return err
+	}
+	tr, err := s.auth.Login(c.Request().Context(), req.Username, req.Password, req.DeviceID, req.DeviceName)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, tr)
+}
+
+func (s *Server) refresh(c echo.Context) error {
+	var req api.RefreshRequest
+	if err := s.bindJSON(c, &req); err != nil {
+		return err
+	}
+	tr, err := s.auth.Refresh(c.Request().Context(), req.RefreshToken, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, tr)
+}
+
+// sync handles POST /v1/sync: a bounded, limit-checked msgpack body decoded
+// into an api.SyncRequest and handed to the engine with the token's
+// identity.
+func (s *Server) sync(c echo.Context) error {
+	if err := requireType(c, api.ContentType); err != nil {
+		return err
+	}
+	body, err := readBody(c, s.cfg.MaxSyncBody, s.cfg.MaxSyncDecoded)
+	if err != nil {
+		return err
+	}
+	req, err := DecodeSyncRequest(body, *s.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	caller := callerOf(c)
+	if req.Replica != caller.Replica {
+		return problemf(api.CodeDeviceMismatch, "request replica %s does not match the token's device", req.Replica)
+	}
+	resp, err := s.engine.Sync(c.Request().Context(), caller, req)
+	if err != nil {
+		return err
+	}
+	out, err := EncodeSyncResponse(resp)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, api.ContentType, out)
+}
+
+// DecodeSyncRequest decodes a sync request body from outside: it checks the
+// msgpack structure against l (element counts, lengths, nesting) before
+// decoding, refuses trailing bytes, and never panics. Errors carry
+// api.CodeMalformedBody or api.CodeBodyTooLarge.
+func DecodeSyncRequest(body []byte, l crdt.Limits) (req *api.SyncRequest, err error) {
+	if err := crdt.CheckLimits(body, l); err != nil {
+		code := api.CodeMalformedBody
+		if errors.Is(err, crdt.ErrTooLarge) {
+			code = api.CodeBodyTooLarge
+		}
+		return nil, &Error{Code: code, Detail: "sync request: " + err.Error(), Err: err}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			req, err = nil, &Error{Code: api.CodeMalformedBody, Detail: "sync request: undecodable", Err: fmt.Errorf("decoder panic: %v", p)}
+		}
+	}()
+	rd := bytes.NewReader(body)
+	dec := msgpack.NewDecoder(rd)
+	req = new(api.SyncRequest)
+	if err := dec.Decode(req); err != nil {
+		return nil, &Error{Code: api.CodeMalformedBody, Detail: "sync request: " + err.Error(), Err: err}
+	}
+	if rd.Len() != 0 {
+		return nil, problemf(api.CodeMalformedBody, "sync request: %d trailing bytes", rd.Len())
+	}
+	return req, nil
+}
+
+// EncodeSyncResponse encodes a sync response as the server sends it.
+func EncodeSyncResponse(resp *api.SyncResponse) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(resp); err != nil {
+		return nil, fmt.Errorf("encode sync response: %w", err)
+	}
+	return buf.Bytes(), nil
+}

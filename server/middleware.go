@@ -1,0 +1,153 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/labstack/echo/v4"
+)
+
+// Context keys.
+const (
+	ctxClaims  = "doorstep.claims"
+	ctxMsgpack = "doorstep.msgpack" // problems on this request are msgpack
+)
+
+// claimsOf returns the verified claims of an authenticated request.
+func claimsOf(c echo.Context) *auth.Claims {
+	cl, _ := c.Get(ctxClaims).(*auth.Claims)
+	return cl
+}
+
+// callerOf builds the engine caller from the token alone: nothing in a body
+// can set the author, the device or the teams.
+func callerOf(c echo.Context) dsync.Caller {
+	cl := claimsOf(c)
+	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...)}
+}
+
+// logRequests logs one line per request with slog.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err) // write the problem now so the status is known
+		}
+		res := c.Response()
+		attrs := []slog.Attr{
+			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
+			slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path),
+			slog.Int("status", res.Status),
+			slog.Int64("bytes_in", c.Request().ContentLength),
+			slog.Int64("bytes_out", res.Size),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if cl := claimsOf(c); cl != nil {
+			attrs = append(attrs, slog.String("user", cl.Subject), slog.String("device", cl.Device))
+		}
+		level := slog.LevelInfo
+		if res.Status >= 500 {
+			level = slog.LevelError
+		}
+		s.log.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+		return nil
+	}
+}
+
+// recoverPanics turns a handler panic into a 500 problem and keeps serving.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				buf := make([]byte, 8<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				s.log.Error("handler panic", "panic", fmt.Sprint(p), "path", c.Request().URL.Path, "stack", string(buf))
+				err = &Error{Code: api.CodeInternal, Detail: "internal error", Err: fmt.Errorf("panic: %v", p)}
+			}
+		}()
+		return next(c)
+	}
+}
+
+// markMsgpack makes problems on this route msgpack.
+func markMsgpack(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Set(ctxMsgpack, true)
+		return next(c)
+	}
+}
+
+// authenticate requires a valid Bearer access token of a device that is
+// not revoked, and stores its claims in the context.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			return problemf(api.CodeUnauthorized, "an Authorization: Bearer access token is required")
+		}
+		if len(tok) > 8<<10 {
+			return problemf(api.CodeUnauthorized, "access token too long")
+		}
+		cl, err := s.auth.Verify(strings.TrimSpace(tok))
+		if err != nil {
+			return err
+		}
+		if err := s.auth.CheckDevice(c.Request().Context(), cl); err != nil {
+			return err
+		}
+		c.Set(ctxClaims, cl)
+		return next(c)
+	}
+}
+
+// requireRole refuses callers whose role has fewer rights than min.
+func requireRole(min string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !auth.RoleAtLeast(claimsOf(c).Role, min) {
+				return problemf(api.CodeForbidden, "this route needs the %s role", min)
+			}
+			return next(c)
+		}
+	}
+}
+
+// requireTeam refuses a :team the caller is not in, with the same answer
+// whether or not the team exists.
+func requireTeam(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !claimsOf(c).InTeam(c.Param("team")) {
+			return problemf(api.CodeForbidden, "not a member of this team")
+		}
+		return next(c)
+	}
+}
+
+// limitDevice applies the per-device rate limit on authenticated routes.
+func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !s.deviceLimit.allow(claimsOf(c).Device) {
+			return problemf(api.CodeRateLimited, "too many requests from this device")
+		}
+		return next(c)
+	}
+}
+
+// limitAuth applies the per-address rate limit on login and refresh.
+func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !s.authLimit.allow(c.RealIP()) {
+			return problemf(api.CodeRateLimited, "too many login attempts from this address")
+		}
+		return next(c)
+	}
+}

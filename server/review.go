@@ -1,0 +1,333 @@
+package server
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
+	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/labstack/echo/v4"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// RecordJSON is a merged record as the review API shows it.
+type RecordJSON struct {
+	Team            string                `json:"team"`
+	Collection      string                `json:"collection"`
+	ID              string                `json:"id"`
+	Deleted         bool                  `json:"deleted"`
+	DeleteConflicts []string              `json:"delete_conflicts"`
+	Conflicts       []string              `json:"conflicts"`
+	Fields          map[string]*FieldJSON `json:"fields"`
+}
+
+// FieldJSON is one field of a merged record. For a register, Value is the
+// winning value and Values (when Conflict) every concurrent value; for a set,
+// Value is the list of members; for a log, Values lists the entries oldest
+// first and Value is omitted.
+type FieldJSON struct {
+	Type     string      `json:"type"`
+	Value    any         `json:"value,omitempty"`
+	Conflict bool        `json:"conflict"`
+	Values   []ValueJSON `json:"values,omitempty"`
+	Clinical bool        `json:"clinical,omitempty"`
+}
+
+// ValueJSON is one live entry of a field, attributed.
+type ValueJSON struct {
+	Op     string    `json:"op"`     // op ID: 48 hex digits (24-byte binary form)
+	Value  any       `json:"value"`  // decoded from msgpack
+	Author string    `json:"author"` // user ID, from the pusher's token
+	Time   time.Time `json:"time"`   // HLC physical time of the op
+	Device string    `json:"device"` // replica ID
+}
+
+// HistoryJSON is one merged op of a record's history.
+type HistoryJSON struct {
+	Op       string    `json:"op"`
+	Field    string    `json:"field"`
+	Kind     string    `json:"kind"`
+	Value    any       `json:"value,omitempty"`
+	Pred     []string  `json:"pred,omitempty"`
+	Author   string    `json:"author"`
+	Device   string    `json:"device"`
+	Time     time.Time `json:"time"`
+	Received time.Time `json:"received"`
+}
+
+// OpJSON is an op in JSON, as the quarantine list shows it.
+type OpJSON struct {
+	ID         string   `json:"id"`
+	Team       string   `json:"team"`
+	Collection string   `json:"collection"`
+	Record     string   `json:"record"`
+	Field      string   `json:"field"`
+	Kind       string   `json:"kind"`
+	Value      any      `json:"value,omitempty"`
+	Pred       []string `json:"pred,omitempty"`
+	Device     string   `json:"device"`
+	Time       string   `json:"time"`
+}
+
+// ResolveRequest is the body of POST .../resolve: the value (any JSON) to
+// write to a register field, overwriting every concurrent value.
+type ResolveRequest struct {
+	Field string          `json:"field"`
+	Value json.RawMessage `json:"value"`
+}
+
+func opIDString(id crdt.OpID) string { return hex.EncodeToString(id.AppendBinary(nil)) }
+
+func opJSON(op *crdt.Op) OpJSON {
+	o := OpJSON{
+		ID: opIDString(op.ID), Team: op.Team, Collection: op.Collection, Record: op.Record,
+		Field: op.Field, Kind: op.Kind.String(), Device: op.ID.Replica.String(), Time: op.ID.Time.String(),
+	}
+	if len(op.Value) > 0 {
+		o.Value = decodeValue(op.Value)
+	}
+	for _, p := range op.Pred {
+		o.Pred = append(o.Pred, opIDString(p))
+	}
+	return o
+}
+
+// decodeValue turns a stored msgpack value into a JSON-encodable value. A
+// value that does not decode is shown as its hex bytes.
+func decodeValue(raw msgpack.RawMessage) (v any) {
+	defer func() {
+		if recover() != nil {
+			v = map[string]string{"msgpack_hex": hex.EncodeToString(raw)}
+		}
+	}()
+	var x any
+	if err := msgpack.Unmarshal(raw, &x); err != nil {
+		return map[string]string{"msgpack_hex": hex.EncodeToString(raw)}
+	}
+	return jsonable(x)
+}
+
+func jsonable(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		for k, v := range t {
+			t[k] = jsonable(v)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, v := range t {
+			m[fmt.Sprint(k)] = jsonable(v)
+		}
+		return m
+	case []any:
+		for i, v := range t {
+			t[i] = jsonable(v)
+		}
+		return t
+	}
+	return x
+}
+
+// encodeJSONValue turns a JSON value into the msgpack value of an op:
+// integers as integers, other numbers as floats, objects with sorted keys.
+func encodeJSONValue(raw json.RawMessage) (msgpack.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(fromJSON(v)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func fromJSON(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = fromJSON(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = fromJSON(x)
+		}
+	}
+	return v
+}
+
+func (s *Server) recordRef(c echo.Context) api.RecordRef {
+	return api.RecordRef{Team: c.Param("team"), Collection: c.Param("collection"), ID: c.Param("id")}
+}
+
+func (s *Server) clinical(collection, field string) bool {
+	if s.cfg.NoSchema {
+		return false
+	}
+	return schema.Default().Clinical(collection, field)
+}
+
+// recordJSON builds the review form of a record; authors come from the
+// record's history.
+func (s *Server) recordJSON(rec *crdt.Record, hist []dsync.HistoryEntry) *RecordJSON {
+	authors := make(map[crdt.OpID]string, len(hist))
+	for _, h := range hist {
+		authors[h.Op.ID] = h.Author
+	}
+	entry := func(e crdt.Entry) ValueJSON {
+		return ValueJSON{Op: opIDString(e.ID), Value: decodeValue(e.Value), Author: authors[e.ID], Time: e.ID.Time.Time(), Device: e.ID.Replica.String()}
+	}
+	out := &RecordJSON{
+		Team: rec.Team, Collection: rec.Collection, ID: rec.ID, Deleted: rec.Deleted(),
+		DeleteConflicts: nonNil(rec.DeleteConflicts()), Conflicts: nonNil(rec.Conflicts()),
+		Fields: map[string]*FieldJSON{},
+	}
+	for _, name := range rec.FieldNames() {
+		f := rec.Fields[name]
+		fj := &FieldJSON{Type: f.Type.String(), Conflict: f.Conflict(), Clinical: s.clinical(rec.Collection, name)}
+		switch f.Type {
+		case crdt.Register:
+			if w, ok := f.Winner(); ok {
+				fj.Value = decodeValue(w.Value)
+			}
+			if fj.Conflict {
+				for _, e := range f.Entries {
+					fj.Values = append(fj.Values, entry(e))
+				}
+			}
+		case crdt.Set:
+			members := []any{}
+			for _, m := range f.Members() {
+				members = append(members, decodeValue(m))
+			}
+			fj.Value = members
+		case crdt.Log:
+			for _, e := range f.Entries {
+				fj.Values = append(fj.Values, entry(e))
+			}
+		}
+		out.Fields[name] = fj
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) changedRecords(c echo.Context) error {
+	var since time.Time
+	if v := c.QueryParam("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return problemf(api.CodeBadRequest, "since must be an RFC 3339 time")
+		}
+		since = t
+	}
+	limit, err := queryInt(c, "limit", 500, 5000)
+	if err != nil {
+		return err
+	}
+	refs, err := s.engine.ChangedSince(c.Request().Context(), callerOf(c), c.Param("team"), since, limit)
+	if err != nil {
+		return err
+	}
+	if refs == nil {
+		refs = []api.RecordRef{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"records": refs})
+}
+
+func (s *Server) getRecord(c echo.Context) error {
+	ctx, caller, ref := c.Request().Context(), callerOf(c), s.recordRef(c)
+	rec, err := s.engine.Record(ctx, caller, ref)
+	if err != nil {
+		return err
+	}
+	hist, err := s.engine.History(ctx, caller, ref)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.recordJSON(rec, hist))
+}
+
+func (s *Server) getHistory(c echo.Context) error {
+	hist, err := s.engine.History(c.Request().Context(), callerOf(c), s.recordRef(c))
+	if err != nil {
+		return err
+	}
+	out := make([]HistoryJSON, 0, len(hist))
+	for _, h := range hist {
+		hj := HistoryJSON{
+			Op: opIDString(h.Op.ID), Field: h.Op.Field, Kind: h.Op.Kind.String(), Author: h.Author,
+			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(),
+		}
+		if len(h.Op.Value) > 0 {
+			hj.Value = decodeValue(h.Op.Value)
+		}
+		for _, p := range h.Op.Pred {
+			hj.Pred = append(hj.Pred, opIDString(p))
+		}
+		out = append(out, hj)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"history": out})
+}
+
+func (s *Server) listConflicts(c echo.Context) error {
+	refs, err := s.engine.Conflicts(c.Request().Context(), callerOf(c), c.Param("team"))
+	if err != nil {
+		return err
+	}
+	if refs == nil {
+		refs = []api.RecordRef{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"records": refs})
+}
+
+func (s *Server) resolve(c echo.Context) error {
+	var req ResolveRequest
+	if err := s.bindJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Field == "" || len(req.Value) == 0 {
+		return problemf(api.CodeBadRequest, "field and value are required")
+	}
+	if req.Field == crdt.DeletedField {
+		return problemf(api.CodeBadRequest, "resolve cannot write %s", crdt.DeletedField)
+	}
+	val, err := encodeJSONValue(req.Value)
+	if err != nil {
+		return problemf(api.CodeMalformedBody, "value: %v", err)
+	}
+	ctx, caller, ref := c.Request().Context(), callerOf(c), s.recordRef(c)
+	rec, err := s.engine.Resolve(ctx, caller, ref, req.Field, val)
+	if err != nil {
+		return err
+	}
+	hist, err := s.engine.History(ctx, caller, ref)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.recordJSON(rec, hist))
+}

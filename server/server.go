@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	gosync "sync"
+	"time"
+
+	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/schema"
+	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/labstack/echo/v4"
+)
+
+// Server is the Doorstep HTTP server: an echo app over one sync engine and
+// one auth service, both of which it opens and closes.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	echo   *echo.Echo
+	engine *dsync.Engine
+	auth   *auth.Service
+
+	deviceLimit *limiter
+	authLimit   *limiter
+
+	mu     gosync.Mutex
+	http   *http.Server
+	closed bool
+}
+
+// New opens the record store (DataDir/records) and the auth store
+// (DataDir/auth, keys in DataDir/keys) and builds the routes.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required")
+	}
+	cfg.defaults()
+	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
+		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
+		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
+		Now: cfg.Now, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	opts := dsync.Options{
+		Dir:     filepath.Join(cfg.DataDir, "records"),
+		Wall:    cfg.Now,
+		MaxSkew: cfg.MaxSkew,
+		Logger:  cfg.Logger,
+	}
+	if !cfg.NoSchema {
+		opts.Validator = schema.Default()
+	}
+	eng, err := dsync.Open(ctx, opts)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
+		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
+		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
+	}
+	s.routes()
+	return s, nil
+}
+
+// Auth returns the auth service, for the binary's admin commands and tests.
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+// Engine returns the sync engine.
+func (s *Server) Engine() *dsync.Engine { return s.engine }
+
+// Handler returns the HTTP handler with every route and middleware.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) routes() {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(requestID)
+	e.Use(s.logRequests)
+	e.Use(s.recoverPanics)
+	e.Use(gzipResponses)
+
+	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
+	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
+	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
+
+	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))
+	adm.POST("/teams", s.createTeam)
+	adm.GET("/teams", s.listTeams)
+	adm.POST("/users", s.createUser)
+	adm.GET("/users", s.listUsers)
+	adm.PATCH("/users/:id", s.patchUser)
+	adm.GET("/users/:id/devices", s.listDevices)
+	adm.POST("/devices/:id/revoke", s.revokeDevice)
+	adm.GET("/quarantine", s.listQuarantine)
+	adm.POST("/quarantine/:id/reapply", s.reapply)
+
+	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
+	rev.GET("/records", s.changedRecords)
+	rev.GET("/records/:collection/:id", s.getRecord)
+	rev.GET("/records/:collection/:id/history", s.getHistory)
+	rev.GET("/conflicts", s.listConflicts)
+	rev.POST("/records/:collection/:id/resolve", s.resolve)
+	s.echo = e
+}
+
+// Serve listens on addr and serves until ctx is done, then shuts down
+// gracefully (see Shutdown) with up to 30 s for in-flight requests.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on an existing listener.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.echo,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return errors.New("server: closed")
+	}
+	s.http = hs
+	s.mu.Unlock()
+	s.log.Info("serving", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := s.Shutdown(sctx)
+		<-errc
+		return err
+	}
+}
+
+// Shutdown stops accepting connections, waits for in-flight requests (up to
+// ctx's deadline), then closes the engine and the auth store. It is safe to
+// call more than once and on a server that never called Serve.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	hs := s.http
+	s.mu.Unlock()
+	var errs []error
+	if hs != nil {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if err := s.engine.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.auth.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	s.log.Info("server stopped")
+	return errors.Join(errs...)
+}
