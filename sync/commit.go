@@ -11,6 +11,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -557,6 +558,12 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool) (*refus
 	return nil, nil
 }
 
-// validatorCode maps a validator error to an op code. Until the schema
-// package's sentinels are wired in, every validator error is invalid_value.
-func validatorCode(error) api.Code { return api.CodeInvalidValue }
+// validatorCode maps a validator error to an op code: unknown collections
+// and fields are unknown_field, everything else (wrong type, bad value, or
+// an error from a validator that is not a *schema.Schema) invalid_value.
+func validatorCode(err error) api.Code {
+	if errors.Is(err, schema.ErrUnknownField) || errors.Is(err, schema.ErrUnknownCollection) {
+		return api.CodeUnknownField
+	}
+	return api.CodeInvalidValue
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -40,13 +41,15 @@ var (
 	ErrTooLarge = errors.New("sync: change too large")
 )
 
-// Validator checks a pushed op against the schema. *schema.Schema satisfies
-// it; its errors wrap schema.ErrUnknownField or schema.ErrInvalidValue.
-// Until the engine maps those, every validator error is reported with
-// api.CodeInvalidValue and the op is quarantined.
+// Validator checks a pushed op against the schema; *schema.Schema
+// satisfies it. An op it rejects is quarantined with api.CodeUnknownField
+// when the error wraps schema.ErrUnknownField or schema.ErrUnknownCollection,
+// and api.CodeInvalidValue otherwise.
 type Validator interface {
 	ValidateOp(op *crdt.Op) error
 }
+
+var _ Validator = (*schema.Schema)(nil)
 
 // Caller is who is pushing or pulling, as the server authenticated it.
 type Caller struct {

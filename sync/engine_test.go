@@ -10,6 +10,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 var bg = context.Background()
@@ -426,5 +427,24 @@ func TestReopenKeepsState(t *testing.T) {
 	other.syncAll(t, e)
 	if diff := diffStates(encoded(t, d.recs), encoded(t, other.recs)); diff != "" {
 		t.Fatal(diff)
+	}
+}
+
+func TestDefaultSchemaQuarantines(t *testing.T) {
+	e := openTest(t, Options{Validator: schema.Default()})
+	d := newDevice("ann", time.Now, "wigan")
+	d.write("wigan", "people", "p1", "cfs", 5)
+	d.write("wigan", "people", "p1", "cfs", 10)
+	d.write("wigan", "people", "p1", "shoe_size", 9)
+	d.write("wigan", "spaceships", "s1", "name", "x")
+	res := push(t, e, d, d.commit())
+	want := map[int]api.Code{1: api.CodeInvalidValue, 2: api.CodeUnknownField, 3: api.CodeUnknownField}
+	if got := opCodes(res[0]); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("op codes %v, want %v", got, want)
+	}
+	for _, o := range res[0].Ops {
+		if !o.Quarantined {
+			t.Fatalf("op %d not quarantined", o.Index)
+		}
 	}
 }
