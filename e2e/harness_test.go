@@ -37,6 +37,8 @@ func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		DeviceRate: -1,
 		AuthRate:   -1,
+
+		SmallMemory: true,
 	}
 	for _, m := range mods {
 		m(&cfg)

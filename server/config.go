@@ -52,6 +52,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// SmallMemory shrinks the record store's caches (tests, tools).
+	SmallMemory bool
 	// NoSchema turns off schema validation of pushed ops (tests of the
 	// transport only). By default the server validates with
 	// schema.Default().

@@ -54,6 +54,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Wall:    cfg.Now,
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
+
+		SmallMemory: cfg.SmallMemory,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = schema.Default()
