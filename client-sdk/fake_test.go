@@ -277,4 +277,3 @@ func (f *fakeServer) stats() (applied, logLen int) {
 	}
 	return f.applied, n
 }
-

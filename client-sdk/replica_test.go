@@ -527,3 +527,76 @@ func TestDefaultSchema(t *testing.T) {
 		t.Fatalf("risk_flags = %+v", got.Fields["risk_flags"])
 	}
 }
+
+// BenchmarkLocalWrite measures one durable local write: build, validate,
+// apply, store the record and append to the outbox in one fsynced Badger
+// transaction.
+func BenchmarkLocalWrite(b *testing.B) {
+	ctx := context.Background()
+	r, err := Open(ctx, Options{Dir: b.TempDir(), EncryptionKey: testKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{
+		"given_name": "Ann", "family_name": "Jones", "date_of_birth": "1941-03-02", "address": "1 Mesnes Road, Wigan",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := r.Set(ctx, ref, "phone", fmt.Sprint(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestBatchIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.Validator = refuser{}; o.NoValidation = false })
+	var a, b string
+	err := r.Batch(ctx, func(bt *Batch) error {
+		var err error
+		if a, err = bt.Create("people", "wigan", map[string]any{"name": "A"}); err != nil {
+			return err
+		}
+		if b, err = bt.Create("carers", "wigan", map[string]any{"of": a}); err != nil {
+			return err
+		}
+		ref := Ref{Team: "wigan", Collection: "people", ID: a}
+		if err := bt.Append(ref, "notes", "carer identified"); err != nil {
+			return err
+		}
+		got, err := bt.Get(ref)
+		if err != nil || len(got.Fields["notes"].Entries) != 1 {
+			return fmt.Errorf("batch Get: %v %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := r.unsealed()
+	if err != nil || len(groups) != 1 || len(groups[0].Ops) != 3 {
+		t.Fatalf("outbox groups %+v, %v; want one group of 3 ops", groups, err)
+	}
+	// A batch with one bad write stores nothing.
+	ref := Ref{Team: "wigan", Collection: "people", ID: a}
+	err = r.Batch(ctx, func(bt *Batch) error {
+		if err := bt.Set(ref, "name", "B"); err != nil {
+			return err
+		}
+		return bt.Set(Ref{Team: "wigan", Collection: "carers", ID: b}, "of", "bad")
+	})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad batch: %v", err)
+	}
+	if got, _ := r.Get(ctx, ref); got.Fields["name"].Value != "A" {
+		t.Fatalf("half a failed batch was stored: %v", got.Fields["name"].Value)
+	}
+	if n := len(pendingOps(t, r)); n != 3 || r.Status().Pending != 3 {
+		t.Fatalf("outbox %d ops, status %d", n, r.Status().Pending)
+	}
+}

@@ -36,13 +36,186 @@ func NewID() string {
 // append per element. It fails with a *ValidationError (ErrInvalid) if a
 // field required on create is missing or a value is invalid.
 func (r *Replica) Create(ctx context.Context, collection, team string, fields map[string]any) (string, error) {
-	id := NewID()
-	return id, r.CreateWithID(ctx, Ref{Team: team, Collection: collection, ID: id}, fields)
+	var id string
+	err := r.Batch(ctx, func(b *Batch) error {
+		var err error
+		id, err = b.Create(collection, team, fields)
+		return err
+	})
+	return id, err
 }
 
 // CreateWithID is Create with an ID chosen by the caller. It fails if the
 // record already exists locally.
 func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.CreateWithID(ref, fields) })
+}
+
+// Set writes value to a register field. The write overwrites the value the
+// user sees (the winner) but not other concurrent values: a field in
+// conflict stays in conflict until Resolve, so a conflict on a clinically
+// important field is never settled by accident. A nil value clears the
+// field.
+func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Set(ref, field, value) })
+}
+
+// Resolve writes value to a register field, overwriting every concurrent
+// value the replica holds: it settles a conflict.
+func (r *Replica) Resolve(ctx context.Context, ref Ref, field string, value any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Resolve(ref, field, value) })
+}
+
+// Add adds elem to a set field.
+func (r *Replica) Add(ctx context.Context, ref Ref, field string, elem any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Add(ref, field, elem) })
+}
+
+// Remove removes elem from a set field: every add of it this replica has
+// seen. An add made concurrently on another device survives (add wins).
+func (r *Replica) Remove(ctx context.Context, ref Ref, field string, elem any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Remove(ref, field, elem) })
+}
+
+// Append appends value to a log field.
+func (r *Replica) Append(ctx context.Context, ref Ref, field string, value any) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Append(ref, field, value) })
+}
+
+// Delete deletes a record. Edits made concurrently on other devices are
+// kept and reported by Get as DeleteConflicts.
+func (r *Replica) Delete(ctx context.Context, ref Ref) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Delete(ref) })
+}
+
+// Restore undeletes a record.
+func (r *Replica) Restore(ctx context.Context, ref Ref) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Restore(ref) })
+}
+
+// Batch runs fn and stores every write it makes together: built, validated
+// and applied in order, then the records and one outbox group written in a
+// single fsynced Badger transaction. If fn or any of its writes fails,
+// nothing is stored. One batch costs one fsync however many writes it
+// holds, so an app saving a whole visit form should use one batch. fn must
+// not call the Replica's own methods (the batch holds its write lock), and
+// a batch must fit one Badger transaction (a few thousand ops).
+func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.closed() {
+		return ErrClosed
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed() {
+		return ErrClosed
+	}
+	var b *Batch
+	err := r.db.Update(func(txn *badger.Txn) error {
+		b = &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}}
+		if err := fn(b); err != nil {
+			return err
+		}
+		if len(b.ops) == 0 {
+			return nil
+		}
+		for _, ref := range b.order {
+			if err := putRecord(txn, b.recs[ref]); err != nil {
+				return err
+			}
+		}
+		if err := r.appendPending(txn, b.ops); err != nil {
+			return err
+		}
+		return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+	})
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if len(b.ops) > 0 {
+		r.statusMu.Lock()
+		r.status.Pending += len(b.ops)
+		r.statusMu.Unlock()
+		r.notify(b.order)
+		r.trigger()
+	}
+	return nil
+}
+
+// Batch is a group of local writes stored together; see Replica.Batch. Its
+// methods are those of Replica without the context, and Get reads the
+// batch's own writes.
+type Batch struct {
+	r     *Replica
+	txn   *badger.Txn
+	recs  map[Ref]*crdt.Record
+	order []Ref // records written, in first-write order
+	ops   []crdt.Op
+}
+
+// record returns the batch's working copy of ref: from an earlier write in
+// the batch, from the store, or new for a create.
+func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
+	rec, ok := b.recs[ref]
+	if !ok {
+		var err error
+		if rec, err = loadRecord(b.txn, ref); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case rec == nil && !create:
+		return nil, fmt.Errorf("%s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, ErrNotFound)
+	case rec != nil && create:
+		return nil, &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
+	case rec == nil:
+		rec = crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
+	}
+	if !ok {
+		b.recs[ref] = rec
+		b.order = append(b.order, ref)
+	}
+	return rec, nil
+}
+
+// apply validates op, applies it to rec and adds it to the batch.
+func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
+	if err := b.r.validate(ref, &op); err != nil {
+		return err
+	}
+	if err := rec.Apply(&op); err != nil {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
+	}
+	b.ops = append(b.ops, op)
+	return nil
+}
+
+// Get returns the record as the batch's writes so far leave it.
+func (b *Batch) Get(ref Ref) (*Record, error) {
+	rec, ok := b.recs[ref]
+	if !ok {
+		var err error
+		if rec, err = loadRecord(b.txn, ref); err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			return nil, fmt.Errorf("%s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, ErrNotFound)
+		}
+	}
+	return view(rec.Clone()), nil
+}
+
+// Create is Replica.Create within the batch.
+func (b *Batch) Create(collection, team string, fields map[string]any) (string, error) {
+	id := NewID()
+	return id, b.CreateWithID(Ref{Team: team, Collection: collection, ID: id}, fields)
+}
+
+// CreateWithID is Replica.CreateWithID within the batch.
+func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
+	r := b.r
 	if ref.Team == "" || ref.Collection == "" || ref.ID == "" {
 		return &ValidationError{Ref: ref, Err: fmt.Errorf("team, collection and id are required")}
 	}
@@ -60,73 +233,52 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
 		typer = schemaTyper{sc}
 	}
-	return r.write(ctx, ref, true, func(rec *crdt.Record) ([]crdt.Op, error) {
-		var ops []crdt.Op
-		for _, name := range names {
-			ft := crdt.Register
-			if typer != nil {
-				if t, ok := typer.FieldType(ref.Collection, name); ok {
-					ft = t
-				}
-			}
-			elems := []any{fields[name]}
-			if ft != crdt.Register {
-				if s, ok := asSlice(fields[name]); ok {
-					elems = s
-				}
-			}
-			for _, e := range elems {
-				v, err := crdt.EncodeValue(e)
-				if err != nil {
-					return nil, &ValidationError{Ref: ref, Field: name, Err: err}
-				}
-				var op crdt.Op
-				id := r.nextID()
-				switch ft {
-				case crdt.Set:
-					op = rec.Add(id, name, v)
-				case crdt.Log:
-					op = rec.Append(id, name, v)
-				default:
-					op = rec.Write(id, name, v)
-				}
-				ops = append(ops, op)
+	rec, err := b.record(ref, true)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == crdt.DeletedField {
+			return &ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")}
+		}
+		ft := crdt.Register
+		if typer != nil {
+			if t, ok := typer.FieldType(ref.Collection, name); ok {
+				ft = t
 			}
 		}
-		return ops, nil
-	})
-}
-
-type schemaTyper struct{ s *schema.Schema }
-
-func (t schemaTyper) FieldType(collection, field string) (crdt.FieldType, bool) {
-	f, ok := t.s.Field(collection, field)
-	if !ok {
-		return 0, false
-	}
-	return f.CRDT, true
-}
-
-func asSlice(v any) ([]any, bool) {
-	switch s := v.(type) {
-	case []any:
-		return s, true
-	case []string:
-		out := make([]any, len(s))
-		for i := range s {
-			out[i] = s[i]
+		elems := []any{fields[name]}
+		if ft != crdt.Register {
+			if s, ok := asSlice(fields[name]); ok {
+				elems = s
+			}
 		}
-		return out, true
+		for _, e := range elems {
+			v, err := crdt.EncodeValue(e)
+			if err != nil {
+				return &ValidationError{Ref: ref, Field: name, Err: err}
+			}
+			id := r.nextID()
+			var op crdt.Op
+			switch ft {
+			case crdt.Set:
+				op = rec.Add(id, name, v)
+			case crdt.Log:
+				op = rec.Append(id, name, v)
+			default:
+				op = rec.Write(id, name, v)
+			}
+			if err := b.apply(ref, rec, op); err != nil {
+				return err
+			}
+		}
 	}
-	return nil, false
+	return nil
 }
 
-// Set writes value to a register field. The write overwrites the value the
-// user sees (the winner) but not other concurrent values: a field in
-// conflict stays in conflict until Resolve, so a conflict on a clinically
-// important field is never settled by accident.
-func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) error {
-	return r.fieldWrite(ctx, ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
+// Set is Replica.Set within the batch.
+func (b *Batch) Set(ref Ref, field string, value any) error {
+	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		op := rec.Write(id, field, v)
 		if f := rec.Field(field); f.Conflict() {
 			w, _ := f.Winner()
@@ -136,52 +288,53 @@ func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) err
 	})
 }
 
-// Resolve writes value to a register field, overwriting every concurrent
-// value the replica holds: it settles a conflict.
-func (r *Replica) Resolve(ctx context.Context, ref Ref, field string, value any) error {
-	return r.fieldWrite(ctx, ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
+// Resolve is Replica.Resolve within the batch.
+func (b *Batch) Resolve(ref Ref, field string, value any) error {
+	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Write(id, field, v)
 	})
 }
 
-// Add adds elem to a set field.
-func (r *Replica) Add(ctx context.Context, ref Ref, field string, elem any) error {
-	return r.fieldWrite(ctx, ref, field, elem, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
+// Add is Replica.Add within the batch.
+func (b *Batch) Add(ref Ref, field string, elem any) error {
+	return b.fieldWrite(ref, field, elem, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Add(id, field, v)
 	})
 }
 
-// Remove removes elem from a set field: every add of it this replica has
-// seen. An add made concurrently on another device survives (add wins).
-func (r *Replica) Remove(ctx context.Context, ref Ref, field string, elem any) error {
-	return r.fieldWrite(ctx, ref, field, elem, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
+// Remove is Replica.Remove within the batch.
+func (b *Batch) Remove(ref Ref, field string, elem any) error {
+	return b.fieldWrite(ref, field, elem, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Remove(id, field, v)
 	})
 }
 
-// Append appends value to a log field.
-func (r *Replica) Append(ctx context.Context, ref Ref, field string, value any) error {
-	return r.fieldWrite(ctx, ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
+// Append is Replica.Append within the batch.
+func (b *Batch) Append(ref Ref, field string, value any) error {
+	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Append(id, field, v)
 	})
 }
 
-// Delete deletes a record. Edits made concurrently on other devices are
-// kept and reported by Get as DeleteConflicts.
-func (r *Replica) Delete(ctx context.Context, ref Ref) error {
-	return r.write(ctx, ref, false, func(rec *crdt.Record) ([]crdt.Op, error) {
-		return []crdt.Op{rec.Delete(r.nextID())}, nil
-	})
+// Delete is Replica.Delete within the batch.
+func (b *Batch) Delete(ref Ref) error {
+	rec, err := b.record(ref, false)
+	if err != nil {
+		return err
+	}
+	return b.apply(ref, rec, rec.Delete(b.r.nextID()))
 }
 
-// Restore undeletes a record.
-func (r *Replica) Restore(ctx context.Context, ref Ref) error {
-	return r.write(ctx, ref, false, func(rec *crdt.Record) ([]crdt.Op, error) {
-		return []crdt.Op{rec.Restore(r.nextID())}, nil
-	})
+// Restore is Replica.Restore within the batch.
+func (b *Batch) Restore(ref Ref) error {
+	rec, err := b.record(ref, false)
+	if err != nil {
+		return err
+	}
+	return b.apply(ref, rec, rec.Restore(b.r.nextID()))
 }
 
-func (r *Replica) fieldWrite(ctx context.Context, ref Ref, field string, value any,
+func (b *Batch) fieldWrite(ref Ref, field string, value any,
 	build func(*crdt.Record, crdt.OpID, msgpack.RawMessage) crdt.Op) error {
 	if field == crdt.DeletedField {
 		return &ValidationError{Ref: ref, Field: field, Err: fmt.Errorf("use Delete or Restore")}
@@ -190,83 +343,17 @@ func (r *Replica) fieldWrite(ctx context.Context, ref Ref, field string, value a
 	if err != nil {
 		return &ValidationError{Ref: ref, Field: field, Err: err}
 	}
-	return r.write(ctx, ref, false, func(rec *crdt.Record) ([]crdt.Op, error) {
-		if rec.Deleted() {
-			return nil, fmt.Errorf("write %s to %s/%s/%s: %w", field, ref.Team, ref.Collection, ref.ID, ErrDeleted)
-		}
-		return []crdt.Op{build(rec, r.nextID(), v)}, nil
-	})
+	rec, err := b.record(ref, false)
+	if err != nil {
+		return err
+	}
+	if rec.Deleted() {
+		return fmt.Errorf("write %s to %s/%s/%s: %w", field, ref.Team, ref.Collection, ref.ID, ErrDeleted)
+	}
+	return b.apply(ref, rec, build(rec, b.r.nextID(), v))
 }
 
 func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Replica: r.id} }
-
-// write runs one local write: under the write lock it loads the record (or
-// starts it, for a create), builds the ops, validates them, applies them and
-// in one Badger transaction stores the record, appends the ops to the outbox
-// as one group, and saves the clock. The transaction is fsynced before write
-// returns.
-func (r *Replica) write(ctx context.Context, ref Ref, create bool, build func(*crdt.Record) ([]crdt.Op, error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if r.closed() {
-		return ErrClosed
-	}
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.closed() {
-		return ErrClosed
-	}
-	var nops int
-	err := r.db.Update(func(txn *badger.Txn) error {
-		rec, err := loadRecord(txn, ref)
-		if err != nil {
-			return err
-		}
-		switch {
-		case rec == nil && !create:
-			return fmt.Errorf("%s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, ErrNotFound)
-		case rec != nil && create:
-			return &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
-		case rec == nil:
-			rec = crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
-		}
-		ops, err := build(rec)
-		if err != nil {
-			return err
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		for i := range ops {
-			if err := r.validate(ref, &ops[i]); err != nil {
-				return err
-			}
-			if err := rec.Apply(&ops[i]); err != nil {
-				return &ValidationError{Ref: ref, Field: ops[i].Field, Err: err}
-			}
-		}
-		if err := putRecord(txn, rec); err != nil {
-			return err
-		}
-		if err := r.appendPending(txn, ops); err != nil {
-			return err
-		}
-		nops = len(ops)
-		return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
-	})
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	if nops > 0 {
-		r.statusMu.Lock()
-		r.status.Pending += nops
-		r.statusMu.Unlock()
-		r.notify([]Ref{ref})
-		r.trigger()
-	}
-	return nil
-}
 
 func (r *Replica) validate(ref Ref, op *crdt.Op) error {
 	if err := op.Validate(); err != nil {
@@ -334,4 +421,28 @@ func decodeChange(b []byte) (*api.Change, error) {
 		return nil, fmt.Errorf("decode stored change: %w", err)
 	}
 	return &c, nil
+}
+
+type schemaTyper struct{ s *schema.Schema }
+
+func (t schemaTyper) FieldType(collection, field string) (crdt.FieldType, bool) {
+	f, ok := t.s.Field(collection, field)
+	if !ok {
+		return 0, false
+	}
+	return f.CRDT, true
+}
+
+func asSlice(v any) ([]any, bool) {
+	switch s := v.(type) {
+	case []any:
+		return s, true
+	case []string:
+		out := make([]any, len(s))
+		for i := range s {
+			out[i] = s[i]
+		}
+		return out, true
+	}
+	return nil, false
 }

@@ -391,23 +391,27 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 
 	// Ann goes offline for 30 days, visiting every day; Bea keeps syncing.
 	annNotes, annOps := 0, 0
-	var annNew []client.Ref
 	for day := range 30 {
 		for v := range 3 {
-			id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
+			// One visit form saved as one batch (one fsync).
+			err := ann.Batch(ctx, func(b *client.Batch) error {
+				id, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
+				if err != nil {
+					return err
+				}
+				ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+				for n := range 10 {
+					if err := b.Append(ref, "case_notes", fmt.Sprintf("day %d visit %d note %d", day, v, n)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
-			annNew = append(annNew, ref)
-			annOps += 4
-			for n := range 10 {
-				if err := ann.Append(ctx, ref, "case_notes", fmt.Sprintf("day %d visit %d note %d", day, v, n)); err != nil {
-					t.Fatal(err)
-				}
-				annNotes++
-				annOps++
-			}
+			annOps += 4 + 10
+			annNotes += 10
 			clock.advance(20 * time.Minute)
 		}
 		for _, ref := range people[:5] {
@@ -716,4 +720,66 @@ func TestSDKCutConnections(t *testing.T) {
 			t.Fatalf("device %s still has %d pending", d.ID(), p)
 		}
 	}
+}
+
+func TestSDKBootstrapProgress(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	bea := e.device("bea", "", nil)
+	const n = 150
+	err := bea.Batch(ctx, func(b *client.Batch) error {
+		for i := range n {
+			if _, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("B%03d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, bea)
+
+	var progress []client.Progress
+	var mid []client.Status
+	var ann *client.Replica
+	ann = e.device("ann", "", func(o *client.Options) {
+		o.PullLimit = 40
+		o.OnProgress = func(p client.Progress) {
+			progress = append(progress, p)
+			mid = append(mid, ann.Status())
+		}
+	})
+	res := sdkMustSync(t, ann)
+	if !res.Bootstrapped || res.Snapshot != n {
+		t.Fatalf("bootstrap: %+v", res)
+	}
+	if len(progress) < n/40 {
+		t.Fatalf("%d progress reports for %d records in pages of 40", len(progress), n)
+	}
+	for i := 1; i < len(progress); i++ {
+		if progress[i].Snapshot < progress[i-1].Snapshot {
+			t.Fatalf("progress went backwards: %+v", progress)
+		}
+	}
+	if !progress[0].Bootstrapping || !mid[0].Bootstrapping || mid[0].RecordsReceived != progress[0].Snapshot {
+		t.Fatalf("first report %+v, status %+v", progress[0], mid[0])
+	}
+	if last := progress[len(progress)-1]; last.Snapshot != n || last.Bootstrapping {
+		t.Fatalf("last report %+v", last)
+	}
+	if st := ann.Status(); st.Bootstrapping || st.RecordsReceived != n {
+		t.Fatalf("status after bootstrap: %+v", st)
+	}
+	sdkAssertConverged(t, ann, bea)
+	// After the bootstrap the device follows the log.
+	recs, _ := bea.List(ctx, sdkTeam, "people")
+	if err := bea.Set(ctx, recs[0].Ref, "phone", "01942 123456"); err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, bea)
+	if res := sdkMustSync(t, ann); res.Bootstrapped || res.Pulled == 0 {
+		t.Fatalf("follow-up sync: %+v", res)
+	}
+	sdkAssertConverged(t, ann, bea)
 }
