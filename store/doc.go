@@ -38,12 +38,13 @@
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)
-//	l/s(team)u64(pos)                 LogEntry: author, replica, seq and the ops of one
-//	                                  accepted change that touch this team; a change
-//	                                  spanning teams writes one entry per team, same pos
-//	i/s(team)s(coll)s(id)id24         HistoryEntry: one merged op, its author and
-//	                                  server receive time (per-record history; also
-//	                                  how the engine checks that a pred exists)
+//	l/s(team)u64(pos)                 LogEntry: author, replica, seq, receive time and
+//	                                  the ops of one accepted change that touch this
+//	                                  team; a change spanning teams writes one entry
+//	                                  per team, same pos. The log is also the history.
+//	i/s(team)s(coll)s(id)u64(pos)     empty: the change at pos touched the record
+//	                                  (history index: a record's history is these
+//	                                  log entries, filtered to its ops)
 //	u/s(team)u64(ms)s(coll)s(id)      empty: record last changed at ms (changed-since
 //	                                  index; the previous entry is deleted on update)
 //	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
@@ -53,4 +54,10 @@
 //
 // Every value written by this package is either raw bytes described above or
 // msgpack with short field tags (see the types in values.go).
+//
+// Ops are stored once, in the log; there is no per-op key. Whether an op is
+// already merged, or a pred exists, is answered by the record state itself
+// (every write, add and append leaves its ID live or overwritten there).
+// This keeps a 100-op change to a handful of keys, which is what lets
+// durable ingest approach Badger's raw write rate.
 package store

@@ -131,14 +131,15 @@ func LogPos(k []byte) (uint64, error) {
 
 // HistoryPrefix is i/s(team)s(coll)s(id): one record's history.
 func HistoryPrefix(team, coll, id string) []byte {
-	b := appendStr(cat(prefixHistory, len(team)+len(coll)+len(id)+6+crdt.OpIDSize), team)
+	b := appendStr(cat(prefixHistory, len(team)+len(coll)+len(id)+6+8), team)
 	b = appendStr(b, coll)
 	return appendStr(b, id)
 }
 
-// HistoryKey is i/s(team)s(coll)s(id)id24.
-func HistoryKey(team, coll, id string, op crdt.OpID) []byte {
-	return op.AppendBinary(HistoryPrefix(team, coll, id))
+// HistoryKey is i/s(team)s(coll)s(id)u64(pos): the change at log position
+// pos touched the record.
+func HistoryKey(team, coll, id string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(HistoryPrefix(team, coll, id), pos)
 }
 
 // ChangedPrefix is u/s(team): a team's changed-since index.

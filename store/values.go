@@ -35,19 +35,14 @@ func DecodeRecordValue(v []byte) (updatedMS int64, rec []byte, err error) {
 }
 
 // LogEntry is the value of an l/ key: one accepted change's ops that touch
-// one team.
+// one team, who pushed it and when the server received it. Log entries are
+// also the record history (see the i/ index).
 type LogEntry struct {
-	Author  string         `msgpack:"a"`
-	Replica crdt.ReplicaID `msgpack:"d"`
-	Seq     uint64         `msgpack:"s"`
-	Ops     []crdt.Op      `msgpack:"o"`
-}
-
-// HistoryEntry is the value of an i/ key: one merged op.
-type HistoryEntry struct {
-	Op         crdt.Op `msgpack:"o"`
-	Author     string  `msgpack:"a"`
-	ReceivedMS int64   `msgpack:"t"`
+	Author     string         `msgpack:"a"`
+	Replica    crdt.ReplicaID `msgpack:"d"`
+	Seq        uint64         `msgpack:"s"`
+	ReceivedMS int64          `msgpack:"t"`
+	Ops        []crdt.Op      `msgpack:"o"`
 }
 
 // QuarantineEntry is the value of a q/ key: an op that was not merged.
@@ -65,8 +60,7 @@ type QuarantineEntry struct {
 	Reapplicable bool           `msgpack:"q"`
 }
 
-// Encode returns the msgpack form of v (LogEntry, HistoryEntry or
-// QuarantineEntry).
+// Encode returns the msgpack form of v (LogEntry or QuarantineEntry).
 func Encode(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)

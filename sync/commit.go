@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -285,20 +286,15 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	return rs, nil
 }
 
-// hasOp reports whether op id is merged into the record (its history) or
-// sits in the quarantine: either way a later op may name it in pred.
-func (t *txnState) hasOp(team, coll, id string, op crdt.OpID) (merged, quarantined bool, err error) {
-	if _, err := t.txn.Get(store.HistoryKey(team, coll, id, op)); err == nil {
-		return true, false, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return false, false, fmt.Errorf("read history: %w", err)
-	}
+// quarantined reports whether op id sits in the quarantine, so that a
+// later op may name it in pred.
+func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	if _, err := t.txn.Get(store.QuarantinedOpKey(op)); err == nil {
-		return false, true, nil
+		return true, nil
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
-		return false, false, fmt.Errorf("read quarantine index: %w", err)
+		return false, fmt.Errorf("read quarantine index: %w", err)
 	}
-	return false, false, nil
+	return false, nil
 }
 
 // quarantine stores an op that was not merged. Reapplicable ops are also
@@ -321,9 +317,10 @@ func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID
 	return nil
 }
 
-// merge applies a checked op to its record and writes its history entry.
-// An op the record's field type rejects returns a non-nil refusal.
-func (t *txnState) merge(op *crdt.Op, author string) (refusal error, err error) {
+// merge applies a checked op to its record. An op the record's field type
+// rejects returns a non-nil refusal. The op's history is its log entry,
+// written by writeLog.
+func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	rs, err := t.record(op.Team, op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -333,19 +330,13 @@ func (t *txnState) merge(op *crdt.Op, author string) (refusal error, err error) 
 	}
 	rs.dirty = true
 	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
-	v, err := store.Encode(&store.HistoryEntry{Op: *op, Author: author, ReceivedMS: t.now.UnixMilli()})
-	if err != nil {
-		return nil, err
-	}
-	if err := t.set(store.HistoryKey(op.Team, op.Collection, op.Record, op.ID), v); err != nil {
-		return nil, err
-	}
 	_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
 	return nil, nil
 }
 
-// writeLog assigns the next position to accepted ops and writes one log
-// entry per team they touch.
+// writeLog assigns the next position to accepted ops, writes one log entry
+// per team they touch and indexes the position under every record touched
+// (the history index).
 func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
 	if len(ops) == 0 {
 		return nil
@@ -353,14 +344,22 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 	pos := t.nextPos()
 	var teams []string
 	byTeam := map[string][]crdt.Op{}
+	touched := map[[3]string]bool{}
 	for _, op := range ops {
 		if _, ok := byTeam[op.Team]; !ok {
 			teams = append(teams, op.Team)
 		}
 		byTeam[op.Team] = append(byTeam[op.Team], op)
+		ref := [3]string{op.Team, op.Collection, op.Record}
+		if !touched[ref] {
+			touched[ref] = true
+			if err := t.set(store.HistoryKey(op.Team, op.Collection, op.Record, pos), nil); err != nil {
+				return err
+			}
+		}
 	}
 	for _, team := range teams {
-		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, Ops: byTeam[team]})
+		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Ops: byTeam[team]})
 		if err != nil {
 			return err
 		}
@@ -473,7 +472,7 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 			return res, err
 		}
 		if ref == nil {
-			rf, err := t.merge(op, c.User)
+			rf, err := t.merge(op)
 			if err != nil {
 				return res, err
 			}
@@ -513,13 +512,13 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
 	}
-	return t.checkRecord(op, inChange)
+	return t.checkRecord(op, inChange, false)
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,
 // duplicate op ID, preds, clock skew and the validator. Push and Reapply
 // share it.
-func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool) (*refusal, error) {
 	owner, err := t.owner(op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -530,20 +529,26 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool) (*refus
 	if inChange[op.ID] {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
 	}
-	if merged, _, err := t.hasOp(op.Team, op.Collection, op.Record, op.ID); err != nil {
+	rs, err := t.record(op.Team, op.Collection, op.Record)
+	if err != nil {
 		return nil, err
-	} else if merged {
+	}
+	// A write, add or append leaves its ID in the field state (live or
+	// overwritten), so the state says whether it is already merged. A
+	// remove leaves no trace; merging one twice changes nothing. A
+	// re-applied op may sit among the overwritten IDs (a later op named it
+	// in pred) without having been merged, and the quarantine entry it
+	// comes from guarantees it is applied once, so reapply skips this.
+	if !reapply && op.Kind != crdt.KindRemove && stateHas(rs.rec, op.Field, op.ID) {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s already applied", op.ID)}, nil
 	}
 	for _, p := range op.Pred {
-		if inChange[p] {
+		if inChange[p] || stateHas(rs.rec, op.Field, p) {
 			continue
 		}
-		merged, quarantined, err := t.hasOp(op.Team, op.Collection, op.Record, p)
-		if err != nil {
+		if q, err := t.quarantined(p); err != nil {
 			return nil, err
-		}
-		if !merged && !quarantined {
+		} else if !q {
 			return &refusal{code: api.CodeUnknownPred, detail: fmt.Sprintf("pred %s is not on the server", p)}, nil
 		}
 	}
@@ -556,6 +561,34 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool) (*refus
 		}
 	}
 	return nil, nil
+}
+
+// stateHas reports whether id is live or overwritten in the record: first
+// in the named field, then (for a delete's pred, which spans fields) in any.
+func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
+	if fieldHas(r.Fields[field], id) {
+		return true
+	}
+	if field != crdt.DeletedField {
+		return false
+	}
+	for _, f := range r.Fields {
+		if fieldHas(f, id) {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldHas(f *crdt.Field, id crdt.OpID) bool {
+	if f == nil {
+		return false
+	}
+	if _, ok := slices.BinarySearchFunc(f.Entries, id, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
+		return true
+	}
+	_, ok := slices.BinarySearchFunc(f.Removed, id, crdt.OpID.Compare)
+	return ok
 }
 
 // validatorCode maps a validator error to an op code: unknown collections

@@ -85,8 +85,10 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 	return rec, nil
 }
 
-// History returns every op merged into a record, oldest (lowest op ID)
-// first, with author and receive time; overwritten values are kept.
+// History returns every op merged into a record, in the order the server
+// received them (oldest first), with author and receive time; overwritten
+// values are kept. It reads the record's history index and the log entries
+// it names.
 func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]HistoryEntry, error) {
 	if err := scope(c, ref.Team); err != nil {
 		return nil, err
@@ -94,14 +96,26 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 	var out []HistoryEntry
 	err := e.view(ctx, func(txn *badger.Txn) error {
 		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			var h store.HistoryEntry
-			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &h) }); err != nil {
+			pos, err := store.LogPos(it.Item().Key())
+			if err != nil {
 				return err
 			}
-			out = append(out, HistoryEntry{Op: h.Op, Author: h.Author, Received: time.UnixMilli(h.ReceivedMS).UTC()})
+			item, err := txn.Get(store.LogKey(ref.Team, pos))
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", pos, err)
+			}
+			var le store.LogEntry
+			if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+				return err
+			}
+			for _, op := range le.Ops {
+				if op.Collection == ref.Collection && op.Record == ref.ID {
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+				}
+			}
 		}
 		if len(out) == 0 {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
@@ -220,7 +234,7 @@ func (t *txnState) resolve(r *request) error {
 			return nil
 		}
 	}
-	if rf, err := t.merge(&op, r.caller.User); err != nil {
+	if rf, err := t.merge(&op); err != nil {
 		return err
 	} else if rf != nil {
 		r.err = fmt.Errorf("%w: %v", ErrInvalid, rf)
@@ -314,12 +328,12 @@ func (t *txnState) reapply(r *request) error {
 		return nil
 	}
 	op := &q.Op
-	rf, err := t.checkRecord(op, nil)
+	rf, err := t.checkRecord(op, nil, true)
 	if err != nil {
 		return err
 	}
 	if rf == nil {
-		if mrf, err := t.merge(op, q.Author); err != nil {
+		if mrf, err := t.merge(op); err != nil {
 			return err
 		} else if mrf != nil {
 			rf = &refusal{code: api.CodeInvalidOp, detail: mrf.Error(), quarantined: true}
