@@ -133,7 +133,7 @@ func (r *Replica) signOut(cause error) error {
 
 func (r *Replica) loadTokens() (*tokens, error) {
 	var t *tokens
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		v, err := get(txn, keyTokens)
 		if err != nil || v == nil {
 			return err
@@ -148,6 +148,11 @@ func (r *Replica) loadTokens() (*tokens, error) {
 }
 
 func (r *Replica) storeTokens(t *tokens) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed() {
+		return ErrClosed
+	}
 	err := r.db.Update(func(txn *badger.Txn) error {
 		if t == nil {
 			return txn.Delete(keyTokens)

@@ -40,6 +40,19 @@ type fakeServer struct {
 	applied  int // changes applied (not duplicates)
 	n        int
 	dropNext int // drop this many replies after handling the request
+	purges   map[int]Ref // log position → record erased there
+}
+
+// purge erases a record: gone from the server, and devices are told.
+func (f *fakeServer) purge(ref Ref) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.records, ref)
+	if f.purges == nil {
+		f.purges = map[int]Ref{}
+	}
+	f.purges[len(f.log)] = ref
+	f.log = append(f.log, api.PulledChange{Author: "purge"})
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -228,7 +241,13 @@ func (f *fakeServer) sync(w http.ResponseWriter, r *http.Request) {
 	} else {
 		pos := int(binary.BigEndian.Uint64(req.Cursor))
 		end := min(pos+limit, len(f.log))
-		resp.Changes = f.log[pos:end]
+		for i := pos; i < end; i++ {
+			if ref, ok := f.purges[i]; ok {
+				resp.Purged = append(resp.Purged, ref)
+				continue
+			}
+			resp.Changes = append(resp.Changes, f.log[i])
+		}
 		resp.More = end < len(f.log)
 		resp.Cursor = binary.BigEndian.AppendUint64(nil, uint64(end))
 	}

@@ -64,7 +64,7 @@ func (r *Replica) Get(ctx context.Context, ref Ref) (*Record, error) {
 		return nil, ErrClosed
 	}
 	var rec *crdt.Record
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		var err error
 		rec, err = loadRecord(txn, ref)
 		return err
@@ -98,7 +98,7 @@ func (r *Replica) List(ctx context.Context, team, collection string) ([]*Record,
 		prefix = append(prefix, collection+"\x00"...)
 	}
 	var out []*Record
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -128,7 +128,7 @@ func (r *Replica) List(ctx context.Context, team, collection string) ([]*Record,
 // and tools that compare replicas.
 func (r *Replica) States(ctx context.Context) (map[Ref]*crdt.Record, error) {
 	out := map[Ref]*crdt.Record{}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefRecord, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -116,6 +116,8 @@ type Replica struct {
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
 	wmu gosync.Mutex
+	// rmu lets reads finish before Close closes the store.
+	rmu gosync.RWMutex
 	// syncMu makes Sync calls run one at a time.
 	syncMu gosync.Mutex
 	// authMu guards token refresh.
@@ -369,7 +371,9 @@ func (r *Replica) Close() error {
 		r.wg.Wait()
 		r.syncMu.Lock() // wait for a Sync in flight (its requests are cancelled)
 		r.wmu.Lock()
+		r.rmu.Lock()
 		r.closeErr = r.db.Close()
+		r.rmu.Unlock()
 		r.wmu.Unlock()
 		r.syncMu.Unlock()
 	})
@@ -377,6 +381,16 @@ func (r *Replica) Close() error {
 }
 
 func (r *Replica) closed() bool { return r.closeCtx.Err() != nil }
+
+// view runs fn in a read-only transaction, unless the replica is closed.
+func (r *Replica) view(fn func(txn *badger.Txn) error) error {
+	r.rmu.RLock()
+	defer r.rmu.RUnlock()
+	if r.closed() {
+		return ErrClosed
+	}
+	return r.db.View(fn)
+}
 
 // get returns a copy of the value at key, or nil if there is none.
 func get(txn *badger.Txn, key []byte) ([]byte, error) {
@@ -394,7 +408,7 @@ func get(txn *badger.Txn, key []byte) ([]byte, error) {
 // write groups and in sealed changes.
 func (r *Replica) countPending() (int, error) {
 	n := 0
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		for _, pref := range [][]byte{prefPending, prefChange} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: pref, PrefetchValues: true})
 			for it.Rewind(); it.Valid(); it.Next() {

@@ -299,7 +299,7 @@ func (r *Replica) seal() error {
 // from, in seq order.
 func (r *Replica) loadChanges(from uint64) ([]api.Change, error) {
 	var out []api.Change
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
 		defer it.Close()
 		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < r.opts.MaxChangesPerRequest; it.Next() {
@@ -325,7 +325,7 @@ func (r *Replica) loadChanges(from uint64) ([]api.Change, error) {
 
 func (r *Replica) loadCursor() ([]byte, error) {
 	var c []byte
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		var err error
 		c, err = get(txn, keyCursor)
 		return err
@@ -338,7 +338,7 @@ func (r *Replica) loadCursor() ([]byte, error) {
 
 func (r *Replica) outboxEmpty() (bool, error) {
 	empty := true
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		for _, p := range [][]byte{prefPending, prefChange} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 			it.Rewind()
@@ -360,7 +360,7 @@ func (r *Replica) OutboxChanges(ctx context.Context) ([]api.Change, int, error) 
 	}
 	var out []api.Change
 	unsealed := 0
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		for _, p := range [][]byte{prefChange, prefPending} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true})
 			for it.Rewind(); it.Valid(); it.Next() {
@@ -571,7 +571,7 @@ func (r *Replica) Rejected(ctx context.Context) ([]Rejection, error) {
 		return nil, err
 	}
 	var out []Rejection
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefReject, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -601,6 +601,9 @@ func (r *Replica) DismissRejected(ctx context.Context, seq uint64) error {
 	}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	if r.closed() {
+		return ErrClosed
+	}
 	return r.db.DropPrefix(prefix)
 }
 
@@ -769,7 +772,7 @@ func decodeProblem(resp *http.Response, body []byte) *api.Problem {
 // unsealed returns the outbox's write groups not yet sealed into changes.
 func (r *Replica) unsealed() ([]api.Change, error) {
 	var out []api.Change
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -92,7 +92,9 @@ func TestSyncSurvivesCutReplies(t *testing.T) {
 	}
 	const n = 95
 	for i := range n {
-		if err := ann.Append(ctx, ref, "notes", i); err != nil {
+		// Writes of a few ops each: the outbox seals them into many changes.
+		err := ann.Batch(ctx, func(b *Batch) error { return b.Append(ref, "notes", i) })
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -314,5 +316,116 @@ func TestSubscribeCoalesces(t *testing.T) {
 	}
 	stop()
 	for range events {
+	}
+}
+
+func TestUnknownFieldsAndPurges(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	// A newer app version writes a field this device's schema lacks.
+	newer := openSynced(t, f, nil)
+	old := openSynced(t, f, func(o *Options) { o.NoValidation = false })
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p1"}
+	gone := Ref{Team: "wigan", Collection: "people", ID: "p2"}
+	if err := newer.CreateWithID(ctx, ref, map[string]any{"given_name": "Ann", "shoe_size": 6}); err != nil {
+		t.Fatal(err)
+	}
+	if err := newer.CreateWithID(ctx, gone, map[string]any{"given_name": "Erased"}); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, newer)
+	events, stop := old.Subscribe()
+	defer stop()
+	mustSync(t, old)
+	got, err := old.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got.Fields["shoe_size"].Value) != "6" {
+		t.Fatalf("unknown field not kept: %+v", got.Fields)
+	}
+	// The old device edits a field it knows; the unknown one is untouched.
+	if err := old.Set(ctx, ref, "phone", "01942 1"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, old)
+	mustSync(t, newer)
+	a, _ := old.GetState(ctx, ref)
+	b, _ := newer.GetState(ctx, ref)
+	assertSameState(t, a, b)
+
+	f.purge(gone)
+	res := mustSync(t, old)
+	if res.Purged != 1 {
+		t.Fatalf("purged %d", res.Purged)
+	}
+	if _, err := old.Get(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("purged record still readable: %v", err)
+	}
+	seen := map[Ref]bool{}
+	timeout := time.After(10 * time.Second)
+	for !seen[gone] {
+		select {
+		case ev := <-events:
+			for _, r := range ev.Records {
+				seen[r] = true
+			}
+		case <-timeout:
+			t.Fatalf("no event for the purge; saw %v", seen)
+		}
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	for n := 1; n < 40; n++ {
+		step := time.Second << min(n-1, 20)
+		step = min(step, time.Minute)
+		for range 20 {
+			d := backoff(time.Second, time.Minute, n)
+			if d < step/2 || d > step {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, d, step/2, step)
+			}
+		}
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) { o.PollInterval = time.Millisecond })
+	events, _ := ann.Subscribe()
+	if err := ann.Background(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		for range 50 {
+			if _, err := ann.Get(ctx, ref); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range events { // closed by Close
+	}
+	if _, err := ann.Get(ctx, ref); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if err := ann.Set(ctx, ref, "name", "Q"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Set after Close: %v", err)
+	}
+	if _, err := ann.Sync(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close: %v", err)
 	}
 }
