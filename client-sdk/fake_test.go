@@ -39,7 +39,7 @@ type fakeServer struct {
 	expired  map[string]bool
 	applied  int // changes applied (not duplicates)
 	n        int
-	dropNext int // drop this many replies after handling the request
+	dropNext int         // drop this many replies after handling the request
 	purges   map[int]Ref // log position → record erased there
 }
 
