@@ -16,7 +16,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-var seedFlag = flag.Int64("seed", 0, "replay the randomized demo checks with this seed (or set DOORSTEP_SEED)")
+var (
+	seedFlag = flag.Int64("seed", 0, "replay the randomized demo checks with this seed (or set DOORSTEP_SEED)")
+	longFlag = flag.Bool("long", false, "check many more random seeds")
+)
 
 // testSeeds returns fixed seeds plus one random (or replayed) seed, which it
 // logs so a failure can be replayed with -seed.
@@ -33,7 +36,13 @@ func testSeeds(t *testing.T) []int64 {
 		seed = time.Now().UnixNano()
 	}
 	t.Logf("random seed %d (replay with -seed %d)", seed, seed)
-	return []int64{1, 42, seed}
+	seeds := []int64{1, 42, seed}
+	if *longFlag && *seedFlag == 0 {
+		for i := range int64(50) {
+			seeds = append(seeds, seed+i+1)
+		}
+	}
+	return seeds
 }
 
 var testNow = time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC)
@@ -133,6 +142,15 @@ func applyAll(t *testing.T, ds *Dataset) *applied {
 			}
 			if _, ok := created[ref]; ok && op.Kind == crdt.KindWrite {
 				created[ref] = append(created[ref], op.Field)
+			}
+			if f, ok := s.Field(op.Collection, op.Field); ok && f.Transitions != nil {
+				if prev := str(t, rec, op.Field); prev != "" {
+					var next string
+					_ = msgpack.Unmarshal(op.Value, &next)
+					if !f.Allows(prev, next) {
+						t.Fatalf("push %d: %s.%s moves %s → %s, outside its lifecycle", pi, op.Collection, op.Field, prev, next)
+					}
+				}
 			}
 			if err := rec.Apply(op); err != nil {
 				t.Fatalf("push %d op %d: %v", pi, oi, err)
@@ -251,7 +269,7 @@ func checkPeople(t *testing.T, a *applied) {
 			t.Fatal(err)
 		}
 		age := testNow.Year() - dob.Year()
-		if testNow.YearDay() < dob.YearDay() {
+		if dob.AddDate(age, 0, 0).After(testNow) {
 			age--
 		}
 		if age < 65 || age > 95 {

@@ -51,7 +51,7 @@ func (g *gen) wiganPerson(worker string, i int, used map[string]bool, orgIDs *[]
 	family := g.pick(familyNames)
 	// Ages 65-95, skewed to 75-90.
 	years := min(95, []int{65, 75, 85, 90}[g.weightedIndex([]int{2, 5, 4, 1})]+g.rnd.IntN(6))
-	dob := g.start.AddDate(-years, -g.rnd.IntN(12), -g.rnd.IntN(28))
+	dob := g.now.AddDate(-years, 0, -g.rnd.IntN(360)) // aged exactly years today
 	efi := g.weighted([]string{"mild", "moderate", "severe"}, []int{2, 5, 4})
 	efiMilli := map[string]int{"mild": g.between(130, 240), "moderate": g.between(250, 360), "severe": g.between(370, 560)}[efi]
 	cfs := g.between(4, 7)
@@ -255,10 +255,11 @@ func (g *gen) wiganPerson(worker string, i int, used map[string]bool, orgIDs *[]
 			}
 			if k < len(onward) {
 				o := onward[k]
-				next := g.pick([]string{"accepted", "attended_first", "ongoing"})
-				b.write(o, "status", next)
 				b.write(o, "responded_at", datetime(tf.Add(-24*time.Hour)))
-				b.append(o, "status_events", map[string]any{"status": next, "at": datetime(tf)})
+				for _, next := range []string{"accepted", "attended_first", "ongoing"}[:g.between(1, 3)] {
+					b.write(o, "status", next)
+					b.append(o, "status_events", map[string]any{"status": next, "at": datetime(tf)})
+				}
 			}
 			if k < len(needRecs) {
 				b.write(needRecs[k], "status", "being_addressed")

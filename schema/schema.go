@@ -92,6 +92,10 @@ type Field struct {
 	Clinical bool
 	// Properties validate the keys of an object value.
 	Properties []*Field
+	// Transitions is an enum field's lifecycle: for each value, the values
+	// that may follow it. A value with no entry is final. It is advisory
+	// (see Allows); nil means any order.
+	Transitions map[string][]string
 	// Check names a built-in cross-property check of an object value;
 	// the only one is CheckInstrumentResponse. Properties of an object
 	// with required_on_create set must be present in every value.
@@ -117,19 +121,20 @@ type fileCollection struct {
 }
 
 type fileField struct {
-	Name             string      `json:"name"`
-	Description      string      `json:"description,omitempty"`
-	CRDT             string      `json:"crdt,omitempty"`
-	Type             string      `json:"type"`
-	Values           []string    `json:"values,omitempty"`
-	Enum             string      `json:"enum,omitempty"`
-	Min              *int64      `json:"min,omitempty"`
-	Max              *int64      `json:"max,omitempty"`
-	MaxLength        int         `json:"max_length,omitempty"`
-	RequiredOnCreate bool        `json:"required_on_create,omitempty"`
-	Clinical         bool        `json:"clinical,omitempty"`
-	Properties       []fileField `json:"properties,omitempty"`
-	Check            string      `json:"check,omitempty"`
+	Name             string              `json:"name"`
+	Description      string              `json:"description,omitempty"`
+	CRDT             string              `json:"crdt,omitempty"`
+	Type             string              `json:"type"`
+	Values           []string            `json:"values,omitempty"`
+	Enum             string              `json:"enum,omitempty"`
+	Min              *int64              `json:"min,omitempty"`
+	Max              *int64              `json:"max,omitempty"`
+	MaxLength        int                 `json:"max_length,omitempty"`
+	RequiredOnCreate bool                `json:"required_on_create,omitempty"`
+	Clinical         bool                `json:"clinical,omitempty"`
+	Properties       []fileField         `json:"properties,omitempty"`
+	Check            string              `json:"check,omitempty"`
+	Transitions      map[string][]string `json:"transitions,omitempty"`
 }
 
 var defaultSchema = func() *Schema {
@@ -296,6 +301,23 @@ func buildField(enums map[string][]string, ff fileField, depth int) (*Field, err
 	} else if ff.Enum != "" || len(ff.Values) > 0 {
 		return nil, bad("enum values on a %s field", ff.Type)
 	}
+	if len(ff.Transitions) > 0 {
+		if fld.Type != TypeEnum {
+			return nil, bad("transitions on a %s field", ff.Type)
+		}
+		fld.Transitions = map[string][]string{}
+		for from, tos := range ff.Transitions {
+			if !fld.enumSet[from] {
+				return nil, bad("transition from %q, which is not an allowed value", from)
+			}
+			for _, to := range tos {
+				if !fld.enumSet[to] {
+					return nil, bad("transition %s → %q, which is not an allowed value", from, to)
+				}
+			}
+			fld.Transitions[from] = slices.Clone(tos)
+		}
+	}
 	if (ff.Min != nil || ff.Max != nil) && fld.Type != TypeInt && fld.Type != TypeIntMap {
 		return nil, bad("min or max on a %s field", ff.Type)
 	}
@@ -411,6 +433,19 @@ func (s *Schema) MissingOnCreate(collection string, fields []string) []string {
 		}
 	}
 	return missing
+}
+
+// Allows reports whether an enum field's lifecycle lets its value move
+// from one value to another: always when the field has no transitions or
+// the value does not change. It is advisory, for apps offering next steps
+// and for review views flagging odd moves: ValidateOp cannot enforce it,
+// because a register write does not carry the value it replaces and two
+// concurrent writes may each be a valid step from the value both saw.
+func (f *Field) Allows(from, to string) bool {
+	if f.Transitions == nil || from == to {
+		return true
+	}
+	return slices.Contains(f.Transitions[from], to)
 }
 
 // Property returns the named property of an object field.

@@ -382,6 +382,9 @@ func TestParseRejects(t *testing.T) {
 		"max_length on int":    `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"int","max_length":3}]}]}`,
 		"object no properties": `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"object"}]}]}`,
 		"unknown check":        `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"object","check":"magic","properties":[{"name":"y","type":"int"}]}]}]}`,
+		"transitions on int":   `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"int","transitions":{"a":["b"]}}]}]}`,
+		"transition bad from":  `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"enum","values":["a","b"],"transitions":{"c":["b"]}}]}]}`,
+		"transition bad to":    `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"enum","values":["a","b"],"transitions":{"a":["c"]}}]}]}`,
 		"crdt on property":     `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"object","properties":[{"name":"y","crdt":"set","type":"int"}]}]}]}`,
 	}
 	for name, src := range cases {
@@ -514,4 +517,35 @@ func bytesOf(b byte, n int) []byte {
 		out[i] = b
 	}
 	return out
+}
+
+func TestTransitions(t *testing.T) {
+	f, _ := Default().Field("onward_referrals", "status")
+	for _, c := range []struct {
+		from, to string
+		want     bool
+	}{
+		{"suggested", "sent", true},
+		{"sent", "accepted", true},
+		{"accepted", "attended_first", true},
+		{"attended_first", "ongoing", true},
+		{"ongoing", "completed", true},
+		{"sent", "sent", true},
+		{"sent", "completed", false},
+		{"completed", "sent", false},
+		{"rejected", "accepted", false},
+		{"suggested", "ongoing", false},
+	} {
+		if got := f.Allows(c.from, c.to); got != c.want {
+			t.Errorf("onward status %s → %s: %v", c.from, c.to, got)
+		}
+	}
+	r, _ := Default().Field("referrals", "status")
+	if !r.Allows("received", "contact_attempted") || !r.Allows("on_hold", "active") || r.Allows("closed", "active") {
+		t.Error("referral lifecycle")
+	}
+	g, _ := Default().Field("goals", "status")
+	if g.Transitions != nil || !g.Allows("achieved", "not_started") {
+		t.Error("a field without transitions allows any move")
+	}
 }
