@@ -108,7 +108,10 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 		case parsed.mode == modeLog && parsed.pos < e.floor.Load():
 			// Older than the retained log: bootstrap again.
 		case parsed.pos > committed:
-			return nil, fmt.Errorf("%w: position %d is ahead of the log", ErrBadCursor, parsed.pos)
+			// Ahead of the log: the server was restored from an older
+			// backup. Bootstrap again rather than wait for positions that
+			// may never carry the same changes.
+			e.log.Warn("cursor ahead of the log; bootstrapping", "cursor", parsed.pos, "log", committed)
 		default:
 			cu = parsed
 		}

@@ -245,3 +245,33 @@ func TestCursorForOtherTeamsBootstraps(t *testing.T) {
 		t.Fatalf("after joining wigan the device holds %d records, want 2", len(b.recs))
 	}
 }
+
+// TestExpiredOrForeignCursorBootstraps: a log cursor older than the
+// retained log, or ahead of it (a server restored from an older backup),
+// bootstraps from a snapshot instead of skipping changes.
+func TestExpiredOrForeignCursorBootstraps(t *testing.T) {
+	e := openTest(t, Options{})
+	a := newDevice("ann", time.Now, "wigan")
+	for i := range 5 {
+		a.write("wigan", "people", fmt.Sprintf("p%d", i), "n", i)
+		a.commit()
+	}
+	a.syncAll(t, e)
+	c := Caller{User: "bea", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+	old := cursor{mode: modeLog, pos: 1, teams: teamsHash(c.Teams)}.encode()
+
+	resp, err := e.Pull(bg, c, old, 0)
+	if err != nil || len(resp.Snapshot) != 0 || len(resp.Changes) != 4 {
+		t.Fatalf("within retention: %d records, %d changes, %v", len(resp.Snapshot), len(resp.Changes), err)
+	}
+	e.floor.Store(3) // log entries at or below 3 may be gone
+	resp, err = e.Pull(bg, c, old, 0)
+	if err != nil || len(resp.Snapshot) != 5 || len(resp.Changes) != 0 {
+		t.Fatalf("expired cursor: %d records, %d changes, %v", len(resp.Snapshot), len(resp.Changes), err)
+	}
+	ahead := cursor{mode: modeLog, pos: 1000, teams: teamsHash(c.Teams)}.encode()
+	resp, err = e.Pull(bg, c, ahead, 0)
+	if err != nil || len(resp.Snapshot) != 5 {
+		t.Fatalf("cursor ahead of the log: %d records, %v", len(resp.Snapshot), err)
+	}
+}
