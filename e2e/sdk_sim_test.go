@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -8,13 +9,38 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	client "github.com/doorstep-health/doorstep/client-sdk"
+	"github.com/doorstep-health/doorstep/crdt"
 )
 
 var sdkSeedFlag = flag.Uint64("sdkseed", 0, "seed for the SDK's randomized end-to-end tests (0: random; env DOORSTEP_SDK_SEED also works)")
+
+// `make test-long` passes -long to every package. Define it here unless
+// another file of this package already has (package-level flag variables
+// are initialized before init functions run).
+func init() {
+	if flag.Lookup("long") == nil {
+		flag.Bool("long", false, "run the long forms of randomized tests")
+	}
+}
+
+// sdkLong reports whether -long was given.
+func sdkLong() bool {
+	f := flag.Lookup("long")
+	if f == nil {
+		return false
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	b, _ := g.Get().(bool)
+	return b
+}
 
 // sdkSeed returns the seed for a randomized test, printing it so that a
 // failure replays with -args -sdkseed=N.
@@ -47,11 +73,17 @@ func (r *sdkRand) intn(n int) int { return r.r.IntN(n) }
 func TestSDKSimulation(t *testing.T) {
 	seed := sdkSeed(t)
 	steps := 250
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		steps = 80
+	case sdkLong():
+		steps = 3000
 	}
 	ctx := context.Background()
-	e := newSDKEnv(t, nil)
+	// A simulated clock (one second per step) and record IDs drawn from
+	// the seed make op order, and so every random choice, replay.
+	clock := newSDKClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	e := newSDKEnv(t, clock.now)
 	proxy := newSDKChaosProxy(t, e.http.URL, seed)
 	e.url = proxy.srv.URL
 	rng := newSDKRand(seed + 1)
@@ -74,6 +106,7 @@ func TestSDKSimulation(t *testing.T) {
 	}
 	counts := map[string]int{}
 	for step := range steps {
+		clock.advance(time.Second)
 		i := rng.intn(len(devs))
 		d := devs[i]
 		recs := known(d)
@@ -93,7 +126,8 @@ func TestSDKSimulation(t *testing.T) {
 			}
 			continue
 		case action < 35 || len(recs) == 0:
-			_, err = d.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("S%d", step)))
+			ref := client.Ref{Team: sdkTeam, Collection: "people", ID: fmt.Sprintf("sim-%04d-%08x", step, rng.intn(1<<30))}
+			err = d.CreateWithID(ctx, ref, sdkPerson(fmt.Sprintf("S%d", step)))
 			counts["create"]++
 		default:
 			rec := recs[rng.intn(len(recs))]
@@ -167,4 +201,125 @@ func TestSDKSimulation(t *testing.T) {
 			t.Fatalf("%s still has %d pending ops", d.ID(), p)
 		}
 	}
+}
+
+// TestSDKBackgroundConverges runs every device's background loop through
+// the misbehaving proxy: writes trigger syncs, failures back off, NetworkUp
+// cuts the backoff short, and change events reach subscribers. It waits (up
+// to a generous deadline) for every outbox to drain and every device to hold
+// the same states.
+func TestSDKBackgroundConverges(t *testing.T) {
+	seed := sdkSeed(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newSDKEnv(t, nil)
+	proxy := newSDKChaosProxy(t, e.http.URL, seed)
+	e.url = proxy.srv.URL
+	rng := newSDKRand(seed + 2)
+	var devs []*client.Replica
+	var events []<-chan client.Event
+	for _, u := range []string{"ann", "bea", "cal"} {
+		d := e.device(u, "", func(o *client.Options) {
+			o.MinBackoff, o.MaxBackoff, o.PollInterval = 5*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		})
+		ev, stop := d.Subscribe()
+		defer stop()
+		events = append(events, ev)
+		devs = append(devs, d)
+	}
+	received := make([]atomic.Int64, len(devs))
+	for i, ev := range events {
+		go func() {
+			for e := range ev {
+				received[i].Add(int64(len(e.Records)))
+			}
+		}()
+	}
+	for _, d := range devs {
+		if err := d.Background(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var refs []client.Ref
+	for i := range 60 {
+		d := devs[rng.intn(len(devs))]
+		if i%10 == 0 {
+			ref := client.Ref{Team: sdkTeam, Collection: "people", ID: fmt.Sprintf("bg-%02d", i)}
+			if err := d.CreateWithID(ctx, ref, sdkPerson("BG")); err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, ref)
+			continue
+		}
+		ref := refs[rng.intn(len(refs))]
+		if _, err := d.Get(ctx, ref); err != nil {
+			continue // not here yet
+		}
+		if err := d.Append(ctx, ref, "case_notes", fmt.Sprintf("note %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if rng.intn(5) == 0 {
+			d.NetworkUp()
+		}
+	}
+	proxy.setChaos(false)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pending := 0
+		for _, d := range devs {
+			d.NetworkUp()
+			pending += d.Status().Pending
+		}
+		if pending == 0 && sdkSameStates(t, devs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, d := range devs {
+				t.Logf("%s: %+v", d.ID(), d.Status())
+			}
+			t.Fatal("background loops did not converge")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	sdkAssertConverged(t, devs...)
+	for i := range devs {
+		if received[i].Load() == 0 {
+			t.Errorf("device %d got no change events", i)
+		}
+	}
+	proxy.mu.Lock()
+	t.Logf("proxy modes: %v", proxy.hits)
+	proxy.mu.Unlock()
+}
+
+// sdkSameStates reports whether every device holds the same record states.
+func sdkSameStates(t *testing.T, devs []*client.Replica) bool {
+	t.Helper()
+	var first map[client.Ref]*crdt.Record
+	for i, d := range devs {
+		st, err := d.States(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = st
+			continue
+		}
+		if len(st) != len(first) {
+			return false
+		}
+		for ref, a := range first {
+			b, ok := st[ref]
+			if !ok {
+				return false
+			}
+			ab, _ := crdt.MarshalRecord(a)
+			bb, _ := crdt.MarshalRecord(b)
+			if !bytes.Equal(ab, bb) {
+				return false
+			}
+		}
+	}
+	return true
 }
