@@ -319,40 +319,25 @@ func checkConflicts(t *testing.T, ds *Dataset, a *applied) {
 }
 
 func checkOutcomes(t *testing.T, a *applied) {
-	byPerson := map[string][]schema.Response{}
+	var recs []*crdt.Record
 	for _, rec := range a.records {
-		if rec.Collection != "assessments" {
-			continue
-		}
-		for _, e := range rec.Field("responses").Entries {
-			var r struct {
-				Instrument     string         `msgpack:"instrument"`
-				Answers        map[string]int `msgpack:"answers"`
-				AdministeredBy string         `msgpack:"administered_by"`
-				RecordedAt     string         `msgpack:"recorded_at"`
-			}
-			if err := msgpack.Unmarshal(e.Value, &r); err != nil {
-				t.Fatal(err)
-			}
-			at, _ := time.Parse(time.RFC3339, str(t, rec, "assessed_at"))
-			byPerson[str(t, rec, "person_id")] = append(byPerson[str(t, rec, "person_id")],
-				schema.Response{Instrument: r.Instrument, Answers: r.Answers, AdministeredBy: r.AdministeredBy, At: at})
-		}
+		recs = append(recs, rec)
 	}
-	pairs, improved := 0, 0
-	for _, rs := range byPerson {
-		for _, p := range schema.ONS4FirstLast(rs) {
-			pairs++
-			if p.Improved {
-				improved++
-			}
+	outcomes, skipped := schema.ONS4Outcomes(recs)
+	if skipped != 0 {
+		t.Errorf("%d unreadable responses", skipped)
+	}
+	if len(outcomes) < 10 {
+		t.Errorf("only %d people with ONS4 first/last pairs", len(outcomes))
+	}
+	for _, s := range schema.SummariseONS4(outcomes) {
+		better := s.MeanLast > s.MeanFirst
+		if s.Item == "ons4_anxious" {
+			better = s.MeanLast < s.MeanFirst
 		}
-	}
-	if pairs < 20 {
-		t.Errorf("only %d ONS4 first/last pairs", pairs)
-	}
-	if improved*2 < pairs {
-		t.Errorf("%d of %d ONS4 pairs improved; the demo should show modest improvement", improved, pairs)
+		if !better || s.Improved < s.Worse {
+			t.Errorf("%s: %+v; the demo should show modest improvement", s.Item, s)
+		}
 	}
 }
 
