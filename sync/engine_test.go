@@ -451,3 +451,45 @@ func TestDefaultSchemaQuarantines(t *testing.T) {
 		}
 	}
 }
+
+// TestTxnTooBigSplits pushes more than one Badger transaction can hold: the
+// committer splits the push at change boundaries, every change is applied
+// once and in order; a single change too big for any transaction is
+// refused with ErrTooLarge and nothing of it is applied.
+func TestTxnTooBigSplits(t *testing.T) {
+	e := openTest(t, Options{}) // SmallMemory: transactions up to ~2.4 MB
+	d := newDevice("ann", time.Now, "wigan")
+	big := string(make([]byte, 1000))
+	var changes []api.Change
+	for i := range 60 {
+		for k := range 50 {
+			d.write("wigan", "contacts", fmt.Sprintf("c%d", i), fmt.Sprintf("f%d", k), big)
+		}
+		changes = append(changes, d.commit())
+	}
+	res := push(t, e, d, changes...)
+	for i, r := range res {
+		if r.Seq != uint64(i+1) || r.Status != api.ChangeApplied {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if diff := diffStates(encoded(t, d.recs), encoded(t, serverRecords(t, e, "wigan"))); diff != "" {
+		t.Fatal(diff)
+	}
+	// A change touching 12,000 records writes ~48,000 keys, more than one
+	// transaction may count.
+	huge := newDevice("bea", time.Now, "wigan")
+	for k := range 12000 {
+		huge.write("wigan", "contacts", fmt.Sprintf("h%d", k), "f", 1)
+	}
+	if _, err := e.Push(bg, huge.caller, []api.Change{huge.commit()}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("huge change: %v", err)
+	}
+	if _, err := e.Record(bg, huge.caller, api.RecordRef{Team: "wigan", Collection: "contacts", ID: "h0"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("huge change partly applied: %v", err)
+	}
+	// The engine still works afterwards.
+	d.write("wigan", "contacts", "c0", "f0", "after")
+	d.commit()
+	d.syncAll(t, e)
+}
