@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func TestLoginAndSyncBetweenTwoDevices(t *testing.T) {
@@ -62,5 +68,49 @@ func TestLoginAndSyncBetweenTwoDevices(t *testing.T) {
 	st, _, p = e.postSync(ann.access, encode(t, req), nil)
 	if st != http.StatusForbidden || p.Code != api.CodeDeviceMismatch {
 		t.Fatalf("replica mismatch: %d %+v", st, p)
+	}
+}
+
+func TestGzipBothWays(t *testing.T) {
+	e := newEnv(t)
+	ann, bea := e.login("ann"), e.login("bea")
+	ann.sync()
+	var ops []crdt.Op
+	for i := 0; i < 50; i++ {
+		ops = append(ops, ann.write("wigan", "people", fmt.Sprintf("p%d", i), "given_name", strings.Repeat("x", 40)))
+	}
+	// A gzipped request body.
+	body := gzipBytes(t, func(w *gzip.Writer) { w.Write(encode(t, ann.request(ann.change(ops...)))) })
+	st, resp, p := e.postSync(ann.access, body, map[string]string{"Content-Encoding": "gzip"})
+	if st != http.StatusOK || resp.Results[0].Status != api.ChangeApplied {
+		t.Fatalf("gzipped push: %d %+v %+v", st, resp, p)
+	}
+	// A gzipped reply for a client that accepts one.
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/v1/sync", bytes.NewReader(encode(t, bea.request())))
+	req.Header.Set("Content-Type", api.ContentType)
+	req.Header.Set("Authorization", "Bearer "+bea.access)
+	req.Header.Set("Accept-Encoding", "gzip")
+	res, err := e.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("reply %d, Content-Encoding %q", res.StatusCode, res.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pulled api.SyncResponse
+	if err := msgpack.NewDecoder(zr).Decode(&pulled); err != nil {
+		t.Fatal(err)
+	}
+	n := len(pulled.Snapshot)
+	for _, c := range pulled.Changes {
+		n += len(c.Ops)
+	}
+	if n < 50 {
+		t.Fatalf("pulled %d items, want at least 50", n)
 	}
 }

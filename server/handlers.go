@@ -97,6 +97,9 @@ func DecodeSyncRequest(body []byte, l crdt.Limits) (req *api.SyncRequest, err er
 		}
 		return nil, &Error{Code: code, Detail: "sync request: " + err.Error(), Err: err}
 	}
+	if b := body[0]; b&0xf0 != 0x80 && b != 0xde && b != 0xdf {
+		return nil, problemf(api.CodeMalformedBody, "sync request: not a msgpack map")
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			req, err = nil, &Error{Code: api.CodeMalformedBody, Detail: "sync request: undecodable", Err: fmt.Errorf("decoder panic: %v", p)}
