@@ -26,6 +26,9 @@ func (g *gen) ashton() {
 					kv{"last_verified_at", date(b.g.wall.AddDate(0, -g.between(0, 5), 0))})
 				b.add(rec, "categories", anys(o.categories)...)
 				b.add(rec, "areas", "OL6", "OL7")
+				if len(orgIDs) == 0 {
+					b.write(rec, "schedule", "Tuesdays 10:00-12:00")
+				}
 				if o.pathway != "signpost_only" {
 					b.write(rec, "dsa_in_place", true)
 				}
@@ -33,6 +36,7 @@ func (g *gen) ashton() {
 			}
 		})
 	}
+	g.directoryConflict(&orgIDs)
 	used := map[string]bool{}
 	workers := []string{"farah", "gareth"}
 	for p, practice := range ashtonPractices {
@@ -196,5 +200,28 @@ func (g *gen) ashtonEpisode(worker string, person, referral *crdt.Record, opened
 		b.write(referral, "closed_date", date(t2))
 		b.write(referral, "closure_reason", g.weighted([]string{"goals_met", "plan_completed", "did_not_engage"}, []int{5, 3, 1}))
 		b.append(referral, "status_events", map[string]any{"status": "closed", "at": datetime(t2)})
+	})
+}
+
+// directoryConflict leaves a non-clinical conflict in the directory: both
+// link workers, from the same synced entry, update the first
+// organisation's schedule differently. Views may show the winner of a
+// non-clinical conflict; the review still lists it.
+func (g *gen) directoryConflict(orgIDs *[]string) {
+	var org, view *crdt.Record
+	t := g.workTime(20)
+	g.at(t, "farah", func(b *batch) {
+		org = g.records[recordKey{TeamAshton, "organisations", (*orgIDs)[0]}]
+		view = org.Clone()
+		b.write(org, "schedule", "Tuesdays and Thursdays 10:00-12:00")
+	})
+	g.at(t.Add(2*time.Hour), "gareth", func(b *batch) {
+		b.writeFrom(view, org, "schedule", "Tuesdays 10:00-12:00; Thursdays by phone")
+	})
+	g.finish = append(g.finish, func() {
+		g.ds.Conflicts = append(g.ds.Conflicts, Conflict{
+			Team: TeamAshton, Collection: "organisations", Record: org.ID, Field: "schedule",
+			Note: ashtonOrgs[0].name + ": farah and gareth updated the session times differently from the same entry (not clinical)",
+		})
 	})
 }

@@ -52,6 +52,9 @@ type Push struct {
 // Conflict names a register the dataset deliberately leaves in conflict.
 type Conflict struct {
 	Team, Collection, Record, Field string
+	// Clinical reports whether the field is clinically significant, so
+	// that no view may auto-resolve it.
+	Clinical bool
 	// Note says how the conflict arose, for the demo's guide.
 	Note string
 }
@@ -63,7 +66,8 @@ type Dataset struct {
 	Devices []Device
 	Pushes  []Push
 	// Conflicts are the concurrent edits waiting for a coordinator once
-	// every push is applied.
+	// every push is applied: first a clinical one in Wigan (a person's
+	// CFS), then a non-clinical one in the Ashton directory.
 	Conflicts []Conflict
 }
 
@@ -177,6 +181,10 @@ func (g *gen) run() {
 	}
 	for _, f := range g.finish {
 		f()
+	}
+	for i := range g.ds.Conflicts {
+		c := &g.ds.Conflicts[i]
+		c.Clinical = schema.Default().Clinical(c.Collection, c.Field)
 	}
 }
 

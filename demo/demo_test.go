@@ -300,8 +300,8 @@ func checkConflicts(t *testing.T, ds *Dataset, a *applied) {
 		}) {
 			t.Errorf("intended conflict %+v not present", c)
 		}
-		if !schema.Default().Clinical(c.Collection, c.Field) {
-			t.Errorf("conflict on %s.%s, which is not clinically significant", c.Collection, c.Field)
+		if c.Clinical != schema.Default().Clinical(c.Collection, c.Field) {
+			t.Errorf("conflict on %s.%s: Clinical %v disagrees with the schema", c.Collection, c.Field, c.Clinical)
 		}
 		f := a.records[api.RecordRef{Team: c.Team, Collection: c.Collection, ID: c.Record}].Field(c.Field)
 		if len(f.Entries) != 2 || string(f.Entries[0].Value) == string(f.Entries[1].Value) {
@@ -312,9 +312,9 @@ func checkConflicts(t *testing.T, ds *Dataset, a *applied) {
 		if o1.ID.Replica == o2.ID.Replica || !slices.Equal(o1.Pred, o2.Pred) || len(o1.Pred) != 1 {
 			t.Errorf("conflict ops: %+v / %+v", o1, o2)
 		}
-		if c.Team != TeamWigan {
-			t.Errorf("conflict in %s, want Wigan", c.Team)
-		}
+	}
+	if first := ds.Conflicts[0]; first.Team != TeamWigan || !first.Clinical || first.Collection != "people" {
+		t.Errorf("first conflict %+v, want a clinical one on a Wigan person", first)
 	}
 }
 

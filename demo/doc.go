@@ -14,10 +14,12 @@
 // real bodies. Passwords are demo-only (DemoPassword) and must never be
 // used outside a demo.
 //
-// The dataset leaves one real concurrent-edit conflict for the Wigan
-// coordinator: a link worker and the health and wellbeing coach, both
-// working from the same synced record, record different Clinical Frailty
-// Scale levels for the same person (see Dataset.Conflicts).
+// The dataset leaves real concurrent-edit conflicts for the coordinators
+// (see Dataset.Conflicts): in Wigan, a link worker and the health and
+// wellbeing coach, both working from the same synced record, record
+// different Clinical Frailty Scale levels for the same person (a clinical
+// field, never auto-resolved); in Ashton, the two link workers update a
+// directory entry's schedule differently (not clinical).
 //
 // demo imports crdt, api and schema only; it must not import the engine,
 // storage, server or SDK.

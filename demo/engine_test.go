@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,26 +61,39 @@ func TestDatasetThroughEngine(t *testing.T) {
 	if len(q) != 0 {
 		t.Fatalf("%d ops quarantined, first: %+v", len(q), q[0])
 	}
-	coordinator := sync.Caller{User: "diane", Teams: []string{demo.TeamWigan}}
-	for _, d := range ds.Devices {
-		if d.Username == "diane" {
-			coordinator.Replica = d.Replica
+	// A coordinator of each team sees that team's seeded conflicts.
+	for _, team := range []string{demo.TeamWigan, demo.TeamAshton} {
+		coordinator := sync.Caller{User: "coordinator", Teams: []string{team}}
+		for _, d := range ds.Devices {
+			if d.Username == map[string]string{demo.TeamWigan: "diane", demo.TeamAshton: "helen"}[team] {
+				coordinator.Replica, coordinator.User = d.Replica, d.Username
+			}
 		}
-	}
-	refs, err := e.Conflicts(ctx, coordinator, demo.TeamWigan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(refs) != len(ds.Conflicts) {
-		t.Fatalf("engine lists conflicts %v, dataset %v", refs, ds.Conflicts)
-	}
-	for _, c := range ds.Conflicts {
-		rec, err := e.Record(ctx, coordinator, api.RecordRef{Team: c.Team, Collection: c.Collection, ID: c.Record})
+		refs, err := e.Conflicts(ctx, coordinator, team)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rec.Field(c.Field).Conflict() {
-			t.Fatalf("%s.%s of %s not in conflict on the server", c.Collection, c.Field, c.Record)
+		var want []api.RecordRef
+		for _, c := range ds.Conflicts {
+			if c.Team != team {
+				continue
+			}
+			want = append(want, api.RecordRef{Team: c.Team, Collection: c.Collection, ID: c.Record})
+			rec, err := e.Record(ctx, coordinator, want[len(want)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rec.Field(c.Field).Conflict() {
+				t.Fatalf("%s.%s of %s not in conflict on the server", c.Collection, c.Field, c.Record)
+			}
+		}
+		if len(want) == 0 || len(refs) != len(want) {
+			t.Fatalf("%s: engine lists conflicts %v, dataset %v", team, refs, want)
+		}
+		for _, w := range want {
+			if !slices.Contains(refs, w) {
+				t.Fatalf("%s: engine does not list %v", team, w)
+			}
 		}
 	}
 }
