@@ -44,6 +44,22 @@
 //     reason rather than dropped; once the server's schema is extended, an
 //     admin re-applies it and it validates.
 //
+// # Teams
+//
+// Every record belongs to exactly one team, fixed by its first op
+// (crdt.Record.Team); the sync engine scopes reads and writes by it. The
+// schema does not vary ownership by collection: a service that shares a
+// directory between teams gives each team its own copy.
+//
+// # Instruments and outcomes
+//
+// Instruments lists the instrument definitions; ValidateResponse checks an
+// assessments response (ValidateOp calls it for the responses log), and
+// ONS4Outcomes and SummariseONS4 turn assessments records into the ONS4
+// first-versus-last outcomes commissioners ask for, excluding proxy
+// answers and never summing the four items. Licensed instruments (SWEMWBS,
+// the Clinical Frailty Scale, PAM) are score-only: no item text ships.
+//
 // # Clinical fields
 //
 // A field marked clinical is clinically significant (NHS number, date of
