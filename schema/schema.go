@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -174,7 +175,7 @@ func Parse(data []byte) (*Schema, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("parse schema: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("parse schema: trailing data after the schema object")
 	}
 	return build(f)
@@ -478,6 +479,9 @@ func (s *Schema) Extend(data []byte) (*Schema, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ext); err != nil {
 		return nil, fmt.Errorf("extend schema: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("extend schema: trailing data after the schema object")
 	}
 	if ext.Version <= s.version {
 		return nil, fmt.Errorf("extend schema: version %d is not above %d", ext.Version, s.version)

@@ -363,6 +363,7 @@ func TestParseRejects(t *testing.T) {
 	cases := map[string]string{
 		"not json":             `{`,
 		"trailing":             `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"string"}]}]} {}`,
+		"trailing ]":           `{"version":1,"collections":[{"name":"a","fields":[{"name":"x","type":"string"}]}]}]`,
 		"version 0":            `{"version":0,"collections":[{"name":"a","fields":[{"name":"x","type":"string"}]}]}`,
 		"no collections":       `{"version":1,"collections":[]}`,
 		"unknown key":          `{"version":1,"colour":"red","collections":[{"name":"a","fields":[{"name":"x","type":"string"}]}]}`,
