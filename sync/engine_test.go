@@ -48,7 +48,18 @@ func TestPushPullRoundTrip(t *testing.T) {
 	}
 	ann.write("wigan", "people", "p1", "mobility", "frame")
 	ann.commit()
-	ann.syncAll(t, e)
+	own, err := e.Sync(bg, ann.caller, ann.request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(own.Changes) != 0 {
+		t.Fatalf("a device received %d of its own changes back", len(own.Changes))
+	}
+	ann.receive(t, own)
+	pulled, err := e.Pull(bg, bea.caller, bea.cursor, 0)
+	if err != nil || len(pulled.Changes) != 1 || len(pulled.Changes[0].Ops) != 1 || pulled.Changes[0].Author != "ann" {
+		t.Fatalf("bea's pull: %+v %v", pulled, err)
+	}
 	bea.syncAll(t, e) // follows the log
 	if d := diffStates(encoded(t, ann.recs), encoded(t, bea.recs)); d != "" {
 		t.Fatalf("after follow: %s", d)

@@ -121,7 +121,7 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 		if cu.mode == modeSnapshot {
 			return e.pullSnapshot(txn, teams, cu, limit, committed, resp)
 		}
-		return e.pullLog(txn, teams, cu, limit, committed, resp)
+		return e.pullLog(txn, c.Replica, teams, cu, limit, committed, resp)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
@@ -206,7 +206,11 @@ func (h *logHead) advance(prefix []byte, committed uint64) error {
 // pullLog merges the caller's team logs by position after cu.pos, up to
 // the committed position, and stops at a page limit on a position boundary
 // (a change spanning teams is never split across pages).
-func (e *Engine) pullLog(txn *badger.Txn, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
+//
+// Changes the caller's own replica pushed are skipped: the device made those
+// ops and keeps them until acknowledged, so sending them back would only
+// cost bytes.
+func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
 	heads := make([]*logHead, len(teams))
 	prefixes := make([][]byte, len(teams))
 	for i, t := range teams {
@@ -249,6 +253,13 @@ func (e *Engine) pullLog(txn *badger.Txn, teams []string, cu cursor, limit int, 
 			})
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
+			}
+			if le.Replica == self && !self.IsZero() {
+				h.it.Next()
+				if err := h.advance(prefixes[i], committed); err != nil {
+					return err
+				}
+				continue
 			}
 			if pc == nil {
 				resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author})
