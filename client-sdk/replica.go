@@ -195,6 +195,10 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithValueLogFileSize(64 << 20).
+		// Values of 32 KiB and more (big record states, sealed changes) go
+		// to the value log, so they count only a pointer against Badger's
+		// per-transaction size limit.
+		WithValueThreshold(32 << 10).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithNumCompactors(2)

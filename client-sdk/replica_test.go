@@ -86,23 +86,43 @@ func TestOpenNeedsKey(t *testing.T) {
 	r.Close()
 }
 
-func TestEncryptionAtRest(t *testing.T) {
+// writeSecret writes a record holding secret (in a small and a big value)
+// to a replica in dir and closes it.
+func writeSecret(t *testing.T, dir string, opts Options, secret string) string {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	r := openTest(t, dir, nil)
-	const secret = "Winifred Quarterbridge-Oyelaran"
+	opts.Dir, opts.NoValidation = dir, true
+	r, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Append(ctx, Ref{Team: "wigan", Collection: "people", ID: id}, "notes", "visited "+secret); err != nil {
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	if err := r.Append(ctx, ref, "notes", "visited "+secret); err != nil {
+		t.Fatal(err)
+	}
+	// A big value goes to Badger's value log, which must be encrypted too.
+	if err := r.Append(ctx, ref, "notes", strings.Repeat(secret+" ", 3000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.seal(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return id
+}
+
+// filesContaining returns the names of files under dir holding s.
+func filesContaining(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var hits []string
 	files := 0
-	err = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
@@ -111,15 +131,32 @@ func TestEncryptionAtRest(t *testing.T) {
 			return err
 		}
 		files++
-		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("Quarterbridge")) {
-			t.Errorf("%s holds the name in plaintext", filepath.Base(path))
+		if bytes.Contains(b, []byte(s)) {
+			hits = append(hits, filepath.Base(path))
 		}
 		return nil
 	})
 	if err != nil || files == 0 {
 		t.Fatalf("walk: %v, %d files", err, files)
 	}
+	return hits
+}
 
+func TestEncryptionAtRest(t *testing.T) {
+	ctx := context.Background()
+	const secret = "Winifred Quarterbridge-Oyelaran"
+	// Control: unencrypted, the scan finds the name, so the scan works.
+	plain := t.TempDir()
+	writeSecret(t, plain, Options{InsecureNoEncryption: true}, secret)
+	if hits := filesContaining(t, plain, "Quarterbridge"); len(hits) == 0 {
+		t.Fatal("control: name not found in an unencrypted replica; the scan proves nothing")
+	}
+
+	dir := t.TempDir()
+	id := writeSecret(t, dir, Options{EncryptionKey: testKey}, secret)
+	if hits := filesContaining(t, dir, "Quarterbridge"); len(hits) > 0 {
+		t.Fatalf("files hold the name in plaintext: %v", hits)
+	}
 	wrong := bytes.Repeat([]byte{7}, 32)
 	if r2, err := Open(ctx, Options{Dir: dir, EncryptionKey: wrong, NoValidation: true}); err == nil {
 		r2.Close()
@@ -130,8 +167,8 @@ func TestEncryptionAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Fields["name"].Value != secret {
-		t.Fatalf("name after reopen = %v", got.Fields["name"].Value)
+	if got.Fields["name"].Value != secret || len(got.Fields["notes"].Entries) != 2 {
+		t.Fatalf("after reopen: %+v", got.Fields)
 	}
 }
 

@@ -55,7 +55,25 @@ type Rejection struct {
 	At          time.Time
 }
 
-const gzipThreshold = 16 << 10
+const (
+	gzipThreshold = 16 << 10
+	// maxChangeBytes caps the estimated encoded size of one sealed change
+	// (a single write bigger than that is sealed alone), and
+	// maxRequestBytes that of the changes pushed in one request, well under
+	// the server's body limits.
+	maxChangeBytes  = 1 << 20
+	maxRequestBytes = 4 << 20
+)
+
+// opsSize estimates the encoded size of ops.
+func opsSize(ops []crdt.Op) int {
+	n := 0
+	for i := range ops {
+		op := &ops[i]
+		n += 40 + len(op.Value) + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + 26*len(op.Pred)
+	}
+	return n
+}
 
 // Sync pushes the outbox and pulls until the outbox is empty and the server
 // has nothing more, one POST /v1/sync round trip at a time. It may be
@@ -231,6 +249,7 @@ func (r *Replica) seal() error {
 			next := u64(v) + 1
 			var cur api.Change
 			var keys [][]byte
+			curBytes := 0
 			made := 0
 			flush := func() error {
 				if len(cur.Ops) == 0 {
@@ -251,7 +270,7 @@ func (r *Replica) seal() error {
 				}
 				next++
 				made++
-				cur, keys = api.Change{}, nil
+				cur, keys, curBytes = api.Change{}, nil, 0
 				return nil
 			}
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
@@ -269,7 +288,7 @@ func (r *Replica) seal() error {
 				}); err != nil {
 					return err
 				}
-				if len(cur.Ops) > 0 && len(cur.Ops)+len(g.Ops) > r.opts.MaxOpsPerChange {
+				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > r.opts.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
 					if err := flush(); err != nil {
 						return err
 					}
@@ -279,6 +298,7 @@ func (r *Replica) seal() error {
 					}
 				}
 				cur.Ops = append(cur.Ops, g.Ops...)
+				curBytes += opsSize(g.Ops)
 				keys = append(keys, it.Item().KeyCopy(nil))
 			}
 			if err := flush(); err != nil {
@@ -295,22 +315,32 @@ func (r *Replica) seal() error {
 	}
 }
 
+var errFull = errors.New("request full")
+
 // loadChanges returns up to MaxChangesPerRequest sealed changes with seq >=
-// from, in seq order.
+// from, in seq order, and at most maxRequestBytes of them after the first.
 func (r *Replica) loadChanges(from uint64) ([]api.Change, error) {
 	var out []api.Change
 	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
 		defer it.Close()
+		size := 0
 		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < r.opts.MaxChangesPerRequest; it.Next() {
 			err := it.Item().Value(func(v []byte) error {
+				if len(out) > 0 && size+len(v) > maxRequestBytes {
+					return errFull
+				}
 				c, err := decodeChange(v)
 				if err != nil {
 					return err
 				}
 				out = append(out, *c)
+				size += len(v)
 				return nil
 			})
+			if err == errFull {
+				break
+			}
 			if err != nil {
 				return err
 			}

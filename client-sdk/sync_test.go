@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -427,5 +428,46 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	if _, err := ann.Sync(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Sync after Close: %v", err)
+	}
+}
+
+func TestBigValuesSplitIntoBoundedChanges(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, nil)
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("long assessment narrative ", 4000) // ~100 KB
+	for i := range 14 {
+		if err := ann.Append(ctx, ref, "notes", fmt.Sprint(i, big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ann.seal(); err != nil {
+		t.Fatal(err)
+	}
+	changes, _, err := ann.OutboxChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) < 2 {
+		t.Fatalf("1.4 MB of ops sealed into %d changes", len(changes))
+	}
+	for _, c := range changes {
+		if n := opsSize(c.Ops); n > maxChangeBytes && len(c.Ops) > 1 {
+			t.Fatalf("change %d holds %d bytes", c.Seq, n)
+		}
+	}
+	res := mustSync(t, ann)
+	if res.PushedOps != 15 {
+		t.Fatalf("pushed %d ops", res.PushedOps)
+	}
+	bea := openSynced(t, f, nil)
+	mustSync(t, bea)
+	got, err := bea.Get(ctx, ref)
+	if err != nil || len(got.Fields["notes"].Entries) != 14 {
+		t.Fatalf("bea: %v %v", got, err)
 	}
 }
