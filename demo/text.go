@@ -61,7 +61,7 @@ var needWords = map[string]string{
 	"loneliness_isolation":                 "Doesn't see anyone most days since giving up driving.",
 	"mental_health_mood":                   "Feeling low and not sleeping well.",
 	"finances_benefits_debt":               "Worried about the heating bills; not claiming Attendance Allowance.",
-	"bereavement":                          "Lost husband/wife earlier this year and finding evenings hard.",
+	"bereavement":                          "Lost their partner earlier this year and finding the evenings hard.",
 	"carer_support":                        "Daughter does a lot and is getting tired.",
 	"practical_help_at_home":               "Can't manage the shopping or the garden any more.",
 	"memory_cognition":                     "Family noticing forgetfulness; missed tablets a few times.",
