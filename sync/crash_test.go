@@ -116,6 +116,8 @@ func TestCrashKill(t *testing.T) {
 		// usually mid-stream.
 		delay := time.Duration(rng.IntN(300)) * time.Millisecond
 		var killTimer *time.Timer
+		// A child that never becomes ready is killed too (and fails below).
+		stuck := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 		n := 0
 		for line := range lines {
 			f := strings.Fields(line)
@@ -136,8 +138,11 @@ func TestCrashKill(t *testing.T) {
 				t.Fatalf("round %d: child: %s", round, line)
 			}
 		}
+		stuck.Stop()
 		if killTimer != nil {
 			killTimer.Stop()
+		} else {
+			t.Fatalf("round %d: child never opened the store", round)
 		}
 		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
