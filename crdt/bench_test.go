@@ -1,6 +1,13 @@
 package crdt
 
-import "fmt"
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
 
 // benchRecord returns a record of n fields as a day of home visits leaves
 // it: mostly registers, some overwritten and some in conflict, a few sets
@@ -41,4 +48,195 @@ func benchRecord(n int) *Record {
 		}
 	}
 	return r
+}
+
+// typicalOp is a register write as a tablet sends it: a UUID record, a short
+// text value, overwriting the one value it saw.
+func typicalOp() Op {
+	return Op{
+		ID:         OpID{Time: MakeTimestamp(1_795_000_000_123, 0), Replica: ReplicaID{0x3f, 0x2a, 0x91, 0x07, 0xc4, 0x5e, 0x11, 0xd0, 0x8b, 0x6a, 0x2f, 0x90, 0x1c, 0x77, 0xe3, 0x05}},
+		Team:       "wigan-frailty",
+		Collection: "people",
+		Record:     "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+		Field:      "mobility",
+		Kind:       KindWrite,
+		Value:      MustValue("walking frame"),
+		Pred:       []OpID{{Time: MakeTimestamp(1_795_000_000_000, 2), Replica: ReplicaID{0x9c, 0x01, 0x44, 0x7d, 0x2e, 0x80, 0x4f, 0x12, 0xa5, 0x3b, 0x6c, 0xd8, 0x0e, 0x91, 0x27, 0x4a}}},
+	}
+}
+
+// benchOps returns n ops made against r in turn, as one tablet would: mostly
+// register writes overwriting what it saw, some set adds and log appends.
+// r is left as it was.
+func benchOps(r *Record, n int) []Op {
+	r = r.Clone()
+	ops := make([]Op, n)
+	ms := int64(1_796_000_000_000)
+	names := r.FieldNames()
+	for i := range ops {
+		ms++
+		id := OpID{Time: MakeTimestamp(ms, 0), Replica: ann}
+		name := names[i%len(names)]
+		switch r.Field(name).Type {
+		case Set:
+			ops[i] = r.Add(id, name, MustValue(fmt.Sprintf("need %d", i%7)))
+		case Log:
+			ops[i] = r.Append(id, name, MustValue("Phoned; no answer."))
+		default:
+			ops[i] = r.Write(id, name, MustValue(fmt.Sprintf("value %d", i)))
+		}
+		if err := r.Apply(&ops[i]); err != nil {
+			panic(err)
+		}
+	}
+	return ops
+}
+
+func reportRate(b *testing.B, unit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
+// BenchmarkApplyOp applies ops one at a time to a 200-field record.
+func BenchmarkApplyOp(b *testing.B) {
+	base := benchRecord(200)
+	ops := benchOps(base, 4096)
+	var r *Record
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if i%len(ops) == 0 {
+			b.StopTimer()
+			r = base.Clone()
+			b.StartTimer()
+		}
+		if err := r.Apply(&ops[i%len(ops)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "ops/s")
+}
+
+// BenchmarkMerge200 merges two diverged states of a 200-field record.
+func BenchmarkMerge200(b *testing.B) {
+	base := benchRecord(200)
+	x, y := base.Clone(), base.Clone()
+	for _, op := range benchOps(x, 50) {
+		_ = x.Apply(&op)
+	}
+	for i, op := range benchOps(y, 50) {
+		op.ID.Replica = bea // concurrent edits of the same fields
+		op.ID.Time += Timestamp(i)
+		_ = y.Apply(&op)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		m := x.Clone()
+		b.StartTimer()
+		if err := m.Merge(y); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "merges/s")
+}
+
+func BenchmarkMarshalOp(b *testing.B) {
+	op := typicalOp()
+	enc, _ := MarshalOp(&op)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := MarshalOp(&op); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "wire-bytes/op")
+	reportRate(b, "ops/s")
+}
+
+func BenchmarkUnmarshalOp(b *testing.B) {
+	op := typicalOp()
+	enc, _ := MarshalOp(&op)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalOp(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "wire-bytes/op")
+	reportRate(b, "ops/s")
+}
+
+func BenchmarkMarshalRecord200(b *testing.B) {
+	r := benchRecord(200)
+	enc, _ := MarshalRecord(r)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := MarshalRecord(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "wire-bytes/record")
+}
+
+func BenchmarkUnmarshalRecord200(b *testing.B) {
+	enc, _ := MarshalRecord(benchRecord(200))
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalRecord(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "wire-bytes/record")
+}
+
+func BenchmarkCheckLimits(b *testing.B) {
+	enc, _ := MarshalRecord(benchRecord(200))
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckLimits(enc, DefaultLimits); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// jsonOp is the typical op as JSON would carry it: the same short keys,
+// IDs as hex strings of their 24-byte form, the value as JSON.
+type jsonOp struct {
+	ID         string          `json:"i"`
+	Team       string          `json:"t"`
+	Collection string          `json:"c"`
+	Record     string          `json:"r"`
+	Field      string          `json:"f"`
+	Kind       uint8           `json:"k"`
+	Value      json.RawMessage `json:"v,omitempty"`
+	Pred       []string        `json:"p,omitempty"`
+}
+
+// BenchmarkOpSizeVsJSON reports the wire size of the typical field op in
+// msgpack and as the equivalent JSON, and the JSON encoding's speed.
+func BenchmarkOpSizeVsJSON(b *testing.B) {
+	op := typicalOp()
+	mp, _ := MarshalOp(&op)
+	var s string
+	_ = msgpack.Unmarshal(op.Value, &s)
+	val, _ := json.Marshal(s)
+	j := jsonOp{ID: hex.EncodeToString(op.ID.AppendBinary(nil)), Team: op.Team, Collection: op.Collection,
+		Record: op.Record, Field: op.Field, Kind: uint8(op.Kind), Value: val}
+	for _, p := range op.Pred {
+		j.Pred = append(j.Pred, hex.EncodeToString(p.AppendBinary(nil)))
+	}
+	js, _ := json.Marshal(j)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(j); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(mp)), "msgpack-bytes")
+	b.ReportMetric(float64(len(js)), "json-bytes")
+	b.ReportMetric(float64(len(mp))/float64(len(js)), "msgpack/json")
 }

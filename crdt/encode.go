@@ -9,8 +9,11 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// MarshalOp returns the msgpack encoding of op.
-func MarshalOp(op *Op) ([]byte, error) { return marshal(op) }
+// MarshalOp returns the msgpack encoding of op (see AppendOp). It does not
+// validate op; the error is always nil and is kept for callers' symmetry.
+func MarshalOp(op *Op) ([]byte, error) {
+	return AppendOp(make([]byte, 0, 64+len(op.Team)+len(op.Collection)+len(op.Record)+len(op.Field)+len(op.Value)+26*len(op.Pred)), op), nil
+}
 
 // UnmarshalOp decodes an op and checks it with Validate. It returns an error
 // wrapping ErrMalformed for bytes that are not a valid op, and also
@@ -30,7 +33,25 @@ func UnmarshalOp(b []byte) (*Op, error) {
 
 // MarshalRecord returns the canonical msgpack encoding of r: map keys sorted,
 // entries and removed IDs in ID order. Equal states encode to equal bytes.
-func MarshalRecord(r *Record) ([]byte, error) { return marshal(r) }
+func MarshalRecord(r *Record) ([]byte, error) {
+	return AppendRecord(make([]byte, 0, r.sizeHint()), r), nil
+}
+
+// sizeHint estimates the encoded size of r, so that encoding it allocates
+// once.
+func (r *Record) sizeHint() int {
+	n := 32 + len(r.Collection) + len(r.ID) + len(r.Team)
+	for name, f := range r.Fields {
+		n += 16 + len(name)
+		if f != nil {
+			n += 26 * len(f.Removed)
+			for _, e := range f.Entries {
+				n += 32 + len(e.Value)
+			}
+		}
+	}
+	return n
+}
 
 // UnmarshalRecord decodes a record state and checks its invariants (sorted,
 // duplicate-free entries and removed IDs, no entry also removed, known field
@@ -73,7 +94,7 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func unmarshal(b []byte, v any) (err error) {
+func unmarshal(b []byte, v msgpack.CustomDecoder) (err error) {
 	// msgpack/v5 reports most bad input as errors; the recover is a last
 	// line of defence so that outside bytes can never crash a caller.
 	defer func() {
@@ -88,7 +109,10 @@ func unmarshal(b []byte, v any) (err error) {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	rd := bytes.NewReader(b)
-	if err := msgpack.NewDecoder(rd).Decode(v); err != nil {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(rd)
+	if err := v.DecodeMsgpack(dec); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if rd.Len() != 0 {
@@ -108,58 +132,6 @@ func unmarshal(b []byte, v any) (err error) {
 // maxPrealloc bounds what a decoder allocates up front from a length prefix.
 const maxPrealloc = 64
 
-// EncodeMsgpack writes op as a msgpack map with the keys of its struct tags,
-// in their order, leaving out "v" and "p" when empty.
-func (o Op) EncodeMsgpack(enc *msgpack.Encoder) error {
-	n := 6
-	if len(o.Value) > 0 {
-		n++
-	}
-	if len(o.Pred) > 0 {
-		n++
-	}
-	if err := enc.EncodeMapLen(n); err != nil {
-		return err
-	}
-	if err := enc.EncodeString("i"); err != nil {
-		return err
-	}
-	if err := o.ID.EncodeMsgpack(enc); err != nil {
-		return err
-	}
-	for _, kv := range [4][2]string{{"t", o.Team}, {"c", o.Collection}, {"r", o.Record}, {"f", o.Field}} {
-		if err := enc.EncodeString(kv[0]); err != nil {
-			return err
-		}
-		if err := enc.EncodeString(kv[1]); err != nil {
-			return err
-		}
-	}
-	if err := enc.EncodeString("k"); err != nil {
-		return err
-	}
-	if err := enc.EncodeUint(uint64(o.Kind)); err != nil {
-		return err
-	}
-	if len(o.Value) > 0 {
-		if err := enc.EncodeString("v"); err != nil {
-			return err
-		}
-		if err := o.Value.EncodeMsgpack(enc); err != nil {
-			return err
-		}
-	}
-	if len(o.Pred) > 0 {
-		if err := enc.EncodeString("p"); err != nil {
-			return err
-		}
-		if err := encodeIDs(enc, o.Pred); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // DecodeMsgpack reads the form written by EncodeMsgpack. A msgpack nil value
 // is kept as the one-byte value nil (0xc0), not dropped. It does not call
 // Validate; UnmarshalOp does.
@@ -170,30 +142,30 @@ func (o *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	*o = Op{}
 	for range n {
-		key, err := dec.DecodeString()
+		key, err := decodeKey(dec)
 		if err != nil {
 			return err
 		}
 		switch key {
-		case "i":
+		case 'i':
 			err = o.ID.DecodeMsgpack(dec)
-		case "t":
+		case 't':
 			o.Team, err = dec.DecodeString()
-		case "c":
+		case 'c':
 			o.Collection, err = dec.DecodeString()
-		case "r":
+		case 'r':
 			o.Record, err = dec.DecodeString()
-		case "f":
+		case 'f':
 			o.Field, err = dec.DecodeString()
-		case "k":
+		case 'k':
 			var k uint64
 			if k, err = dec.DecodeUint64(); err == nil && k > 255 {
 				err = fmt.Errorf("%w: op kind %d", ErrMalformed, k)
 			}
 			o.Kind = Kind(k)
-		case "v":
+		case 'v':
 			o.Value, err = dec.DecodeRaw()
-		case "p":
+		case 'p':
 			o.Pred, err = decodeIDs(dec)
 		default:
 			err = dec.Skip()
@@ -214,14 +186,14 @@ func (e *Entry) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	*e = Entry{}
 	for range n {
-		key, err := dec.DecodeString()
+		key, err := decodeKey(dec)
 		if err != nil {
 			return err
 		}
 		switch key {
-		case "i":
+		case 'i':
 			err = e.ID.DecodeMsgpack(dec)
-		case "v":
+		case 'v':
 			e.Value, err = dec.DecodeRaw()
 		default:
 			err = dec.Skip()
@@ -233,16 +205,15 @@ func (e *Entry) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
-func encodeIDs(enc *msgpack.Encoder, ids []OpID) error {
-	if err := enc.EncodeArrayLen(len(ids)); err != nil {
-		return err
+// decodeKey reads a map key of a struct this package encodes. Its keys are
+// one letter, returned as that byte (one-byte strings cost no allocation);
+// any other key returns 0, so that its value is skipped.
+func decodeKey(dec *msgpack.Decoder) (byte, error) {
+	s, err := dec.DecodeString()
+	if err != nil || len(s) != 1 {
+		return 0, err
 	}
-	for _, id := range ids {
-		if err := id.EncodeMsgpack(enc); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s[0], nil
 }
 
 func decodeIDs(dec *msgpack.Decoder) ([]OpID, error) {
@@ -270,20 +241,20 @@ func (f *Field) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	*f = Field{}
 	for range n {
-		key, err := dec.DecodeString()
+		key, err := decodeKey(dec)
 		if err != nil {
 			return err
 		}
 		switch key {
-		case "y":
+		case 'y':
 			var t uint64
 			if t, err = dec.DecodeUint64(); err == nil && t > 255 {
 				err = fmt.Errorf("%w: field type %d", ErrMalformed, t)
 			}
 			f.Type = FieldType(t)
-		case "e":
+		case 'e':
 			f.Entries, err = decodeEntries(dec)
-		case "x":
+		case 'x':
 			f.Removed, err = decodeIDs(dec)
 		default:
 			err = dec.Skip()
@@ -320,18 +291,18 @@ func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	*r = Record{}
 	for range n {
-		key, err := dec.DecodeString()
+		key, err := decodeKey(dec)
 		if err != nil {
 			return err
 		}
 		switch key {
-		case "c":
+		case 'c':
 			r.Collection, err = dec.DecodeString()
-		case "r":
+		case 'r':
 			r.ID, err = dec.DecodeString()
-		case "t":
+		case 't':
 			r.Team, err = dec.DecodeString()
-		case "f":
+		case 'f':
 			r.Fields, err = decodeFields(dec)
 		default:
 			err = dec.Skip()

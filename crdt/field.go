@@ -15,27 +15,6 @@ type Entry struct {
 	Value msgpack.RawMessage `msgpack:"v"`
 }
 
-// EncodeMsgpack writes e as a msgpack map {"i": id, "v": value}. An empty
-// value is written as nil, so the output is always well-formed msgpack.
-func (e Entry) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := enc.EncodeMapLen(2); err != nil {
-		return err
-	}
-	if err := enc.EncodeString("i"); err != nil {
-		return err
-	}
-	if err := e.ID.EncodeMsgpack(enc); err != nil {
-		return err
-	}
-	if err := enc.EncodeString("v"); err != nil {
-		return err
-	}
-	if len(e.Value) == 0 {
-		return enc.EncodeNil()
-	}
-	return e.Value.EncodeMsgpack(enc)
-}
-
 // Field is the merged state of one field. All three field types share one
 // representation and one merge:
 //
@@ -50,47 +29,6 @@ type Field struct {
 	Type    FieldType `msgpack:"y"`
 	Entries []Entry   `msgpack:"e"`
 	Removed []OpID    `msgpack:"x,omitempty"`
-}
-
-// EncodeMsgpack writes f as a msgpack map {"y": type, "e": entries,
-// "x": removed}, leaving out "x" when nothing is removed. It is the
-// encoding msgpack would derive from the struct tags, except that no entries
-// are always written as an empty array (never nil), so that equal states
-// encode to equal bytes however they were built.
-func (f Field) EncodeMsgpack(enc *msgpack.Encoder) error {
-	n := 2
-	if len(f.Removed) > 0 {
-		n = 3
-	}
-	if err := enc.EncodeMapLen(n); err != nil {
-		return err
-	}
-	if err := enc.EncodeString("y"); err != nil {
-		return err
-	}
-	if err := enc.EncodeUint(uint64(f.Type)); err != nil {
-		return err
-	}
-	if err := enc.EncodeString("e"); err != nil {
-		return err
-	}
-	if err := enc.EncodeArrayLen(len(f.Entries)); err != nil {
-		return err
-	}
-	for i := range f.Entries {
-		if err := f.Entries[i].EncodeMsgpack(enc); err != nil {
-			return err
-		}
-	}
-	if n == 3 {
-		if err := enc.EncodeString("x"); err != nil {
-			return err
-		}
-		if err := encodeIDs(enc, f.Removed); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Winner returns a register's deterministic winner, the live entry with the
@@ -160,11 +98,15 @@ func fieldOf(op *Op) *Field {
 	return f
 }
 
-// merge returns the merge of a and b, neither of which it modifies. Both
-// must be sorted as Field documents.
+// merge returns the merge of a and b, neither of which it modifies; it may
+// return a itself when b adds nothing. Both must be sorted as Field
+// documents.
 func merge(a, b *Field) (*Field, error) {
 	if a.Type != b.Type {
 		return nil, fmt.Errorf("%w: %s and %s", ErrKindMismatch, a.Type, b.Type)
+	}
+	if covers(a, b) {
+		return a, nil
 	}
 	removed := unionIDs(a.Removed, b.Removed)
 	entries := make([]Entry, 0, len(a.Entries)+len(b.Entries))
@@ -198,6 +140,30 @@ func merge(a, b *Field) (*Field, error) {
 		}
 	}
 	return &Field{Type: a.Type, Entries: entries, Removed: removed}, nil
+}
+
+// covers reports whether merging b into a would leave a as it is: every
+// removed ID of b is removed in a, and every entry of b is in a (with a value
+// the merge would keep) or removed in a. It is the common case when states
+// are exchanged, and costs no allocation.
+func covers(a, b *Field) bool {
+	for _, id := range b.Removed {
+		if _, ok := slices.BinarySearchFunc(a.Removed, id, OpID.Compare); !ok {
+			return false
+		}
+	}
+	for _, e := range b.Entries {
+		if i, ok := slices.BinarySearchFunc(a.Entries, e.ID, func(x Entry, id OpID) int { return x.ID.Compare(id) }); ok {
+			if bytes.Compare(e.Value, a.Entries[i].Value) > 0 {
+				return false
+			}
+			continue
+		}
+		if _, ok := slices.BinarySearchFunc(a.Removed, e.ID, OpID.Compare); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // unionIDs merges two sorted, duplicate-free ID lists.

@@ -104,20 +104,22 @@ func OpIDFromBinary(b []byte) (OpID, error) {
 
 // EncodeMsgpack writes the ID as a 24-byte msgpack bin.
 func (a OpID) EncodeMsgpack(enc *msgpack.Encoder) error {
-	var buf [OpIDSize]byte
-	return enc.EncodeBytes(a.AppendBinary(buf[:0]))
+	return writeTo(enc, func(b []byte) []byte { return appendID(b, a) })
 }
 
 // DecodeMsgpack reads a 24-byte msgpack bin.
 func (a *OpID) DecodeMsgpack(dec *msgpack.Decoder) error {
-	b, err := dec.DecodeBytes()
+	n, err := dec.DecodeBytesLen()
 	if err != nil {
 		return err
 	}
-	id, err := OpIDFromBinary(b)
-	if err != nil {
+	if n != OpIDSize {
+		return fmt.Errorf("%w: op id is %d bytes, want %d", ErrMalformed, n, OpIDSize)
+	}
+	var buf [OpIDSize]byte
+	if err := dec.ReadFull(buf[:]); err != nil {
 		return err
 	}
-	*a = id
-	return nil
+	*a, err = OpIDFromBinary(buf[:])
+	return err
 }

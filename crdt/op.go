@@ -165,9 +165,14 @@ func MustValue(v any) msgpack.RawMessage {
 	return b
 }
 
-// EncodeValue returns the msgpack encoding of v as an op value.
+// EncodeValue returns the msgpack encoding of v as an op value, with
+// integers in their smallest form and the keys of map[string]any,
+// map[string]string and map[string]bool sorted. Values are compared
+// bytewise (a set's elements, say), so equal values must encode equally:
+// build them with EncodeValue, and use structs or those map types rather
+// than other maps, whose keys msgpack writes in random order.
 func EncodeValue(v any) (msgpack.RawMessage, error) {
-	b, err := msgpack.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode value: %w", err)
 	}

@@ -20,45 +20,6 @@ type Record struct {
 	Fields     map[string]*Field `msgpack:"f"`
 }
 
-// EncodeMsgpack writes r as a msgpack map {"c", "r", "t", "f"} with the
-// fields map in sorted key order, so that equal states encode to equal
-// bytes. (msgpack's own map encoding follows Go's random map order.)
-func (r Record) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := enc.EncodeMapLen(4); err != nil {
-		return err
-	}
-	for _, kv := range [3][2]string{{"c", r.Collection}, {"r", r.ID}, {"t", r.Team}} {
-		if err := enc.EncodeString(kv[0]); err != nil {
-			return err
-		}
-		if err := enc.EncodeString(kv[1]); err != nil {
-			return err
-		}
-	}
-	if err := enc.EncodeString("f"); err != nil {
-		return err
-	}
-	if err := enc.EncodeMapLen(len(r.Fields)); err != nil {
-		return err
-	}
-	for _, name := range r.FieldNames() {
-		if err := enc.EncodeString(name); err != nil {
-			return err
-		}
-		f := r.Fields[name]
-		if f == nil {
-			if err := enc.EncodeNil(); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := f.EncodeMsgpack(enc); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // NewRecord returns an empty record.
 func NewRecord(team, collection, id string) *Record {
 	return &Record{Collection: collection, ID: id, Team: team, Fields: map[string]*Field{}}

@@ -457,3 +457,22 @@ func TestFieldReadersOnNil(t *testing.T) {
 		t.Fatalf("empty record reads as changed")
 	}
 }
+
+// TestReusedIDConverges: a faulty replica that sends two different ops
+// under one ID must not make replicas diverge.
+func TestReusedIDConverges(t *testing.T) {
+	base := NewRecord("wigan", "people", "p1")
+	x := base.Write(at(1000, ann), "phone", MustValue("01942 000000"))
+	y := base.Write(at(1000, ann), "phone", MustValue("07700 900000"))
+	r1, r2 := base.Clone(), base.Clone()
+	mustApply(t, r1, x, y)
+	mustApply(t, r2, y, x)
+	b1, _ := MarshalRecord(r1)
+	b2, _ := MarshalRecord(r2)
+	if !bytes.Equal(b1, b2) {
+		t.Fatalf("replicas diverged:\n%x\n%x", b1, b2)
+	}
+	if m := mustMerge(t, r1, r2); len(m.Field("phone").Entries) != 1 {
+		t.Fatalf("one ID gave %d entries", len(m.Field("phone").Entries))
+	}
+}

@@ -1,0 +1,186 @@
+package crdt
+
+import (
+	"encoding/binary"
+	gosync "sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Encoding writes msgpack by appending to a byte slice, with no reflection
+// and no per-value allocation. The output is exactly what msgpack/v5 would
+// derive from the struct tags with compact integers, except that it is
+// canonical: record fields are in sorted name order, empty entry lists are
+// empty arrays (never nil), and "v", "p" and "x" are left out when empty.
+// The decoders (encode.go) read this form and anything msgpack-equivalent.
+
+// AppendOp appends the msgpack encoding of op to dst, as MarshalOp does.
+func AppendOp(dst []byte, op *Op) []byte {
+	n := 6
+	if len(op.Value) > 0 {
+		n++
+	}
+	if len(op.Pred) > 0 {
+		n++
+	}
+	b := appendMapLen(dst, n)
+	b = appendStr(b, "i")
+	b = appendID(b, op.ID)
+	b = appendStr(appendStr(b, "t"), op.Team)
+	b = appendStr(appendStr(b, "c"), op.Collection)
+	b = appendStr(appendStr(b, "r"), op.Record)
+	b = appendStr(appendStr(b, "f"), op.Field)
+	b = appendUint(appendStr(b, "k"), uint64(op.Kind))
+	if len(op.Value) > 0 {
+		b = append(appendStr(b, "v"), op.Value...)
+	}
+	if len(op.Pred) > 0 {
+		b = appendIDs(appendStr(b, "p"), op.Pred)
+	}
+	return b
+}
+
+// AppendRecord appends the canonical msgpack encoding of r to dst, as
+// MarshalRecord does.
+func AppendRecord(dst []byte, r *Record) []byte {
+	b := appendMapLen(dst, 4)
+	b = appendStr(appendStr(b, "c"), r.Collection)
+	b = appendStr(appendStr(b, "r"), r.ID)
+	b = appendStr(appendStr(b, "t"), r.Team)
+	b = appendStr(b, "f")
+	b = appendMapLen(b, len(r.Fields))
+	for _, name := range r.FieldNames() {
+		b = appendStr(b, name)
+		if f := r.Fields[name]; f == nil {
+			b = append(b, 0xc0)
+		} else {
+			b = appendField(b, f)
+		}
+	}
+	return b
+}
+
+func appendField(b []byte, f *Field) []byte {
+	n := 2
+	if len(f.Removed) > 0 {
+		n = 3
+	}
+	b = appendMapLen(b, n)
+	b = appendUint(appendStr(b, "y"), uint64(f.Type))
+	b = appendArrayLen(appendStr(b, "e"), len(f.Entries))
+	for i := range f.Entries {
+		b = appendEntry(b, &f.Entries[i])
+	}
+	if n == 3 {
+		b = appendIDs(appendStr(b, "x"), f.Removed)
+	}
+	return b
+}
+
+func appendEntry(b []byte, e *Entry) []byte {
+	b = appendMapLen(b, 2)
+	b = appendID(appendStr(b, "i"), e.ID)
+	b = appendStr(b, "v")
+	if len(e.Value) == 0 {
+		return append(b, 0xc0)
+	}
+	return append(b, e.Value...)
+}
+
+func appendIDs(b []byte, ids []OpID) []byte {
+	b = appendArrayLen(b, len(ids))
+	for _, id := range ids {
+		b = appendID(b, id)
+	}
+	return b
+}
+
+func appendID(b []byte, id OpID) []byte {
+	return id.AppendBinary(append(b, 0xc4, OpIDSize))
+}
+
+func appendMapLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 0xde), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+func appendStr(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= 0xff:
+		b = append(b, 0xd9, byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= 0x7f:
+		return append(b, byte(n))
+	case n <= 0xff:
+		return append(b, 0xcc, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(n))
+	case n <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), n)
+}
+
+var bufPool = gosync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeTo appends with fn to a pooled buffer and writes the result to enc's
+// writer, as msgpack.RawMessage does for pre-encoded bytes.
+func writeTo(enc *msgpack.Encoder, fn func([]byte) []byte) error {
+	bp := bufPool.Get().(*[]byte)
+	b := fn((*bp)[:0])
+	_, err := enc.Writer().Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		bufPool.Put(bp)
+	}
+	return err
+}
+
+// EncodeMsgpack writes op as AppendOp does, so that ops inside other
+// messages (package api) use the same wire form.
+func (o Op) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return writeTo(enc, func(b []byte) []byte { return AppendOp(b, &o) })
+}
+
+// EncodeMsgpack writes r as AppendRecord does: canonical, fields sorted.
+func (r Record) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return writeTo(enc, func(b []byte) []byte { return AppendRecord(b, &r) })
+}
+
+// EncodeMsgpack writes f as a msgpack map {"y": type, "e": entries,
+// "x": removed}, leaving out "x" when nothing is removed.
+func (f Field) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return writeTo(enc, func(b []byte) []byte { return appendField(b, &f) })
+}
+
+// EncodeMsgpack writes e as a msgpack map {"i": id, "v": value}. An empty
+// value is written as nil, so the output is always well-formed msgpack.
+func (e Entry) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return writeTo(enc, func(b []byte) []byte { return appendEntry(b, &e) })
+}
