@@ -164,6 +164,7 @@ type Service struct {
 	db   *badger.DB
 	keys *keyring
 
+	dummyOnce gosync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not tell
 
 	mu      gosync.Mutex
@@ -205,12 +206,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("doorstep-dummy-password"), cfg.BcryptCost)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open auth: %w", err)
-	}
-	return &Service{cfg: cfg, db: db, keys: keys, dummyHash: dummy, devices: map[string]deviceState{}}, nil
+	return &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}}, nil
 }
 
 // Close closes the store. Calls after Close return ErrClosed.
@@ -654,6 +650,9 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 	if errors.Is(err, ErrNotFound) {
 		// Spend the same time as a real check so that timing does not
 		// reveal which usernames exist.
+		s.dummyOnce.Do(func() {
+			s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(randomHex(16)), s.cfg.BcryptCost)
+		})
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
 		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
 	}

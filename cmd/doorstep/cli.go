@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/server"
+)
+
+const usage = `usage:
+  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error]
+  doorstep team add --data DIR --id ID --name NAME
+  doorstep team list --data DIR
+  doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
+  doorstep user list --data DIR
+environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add; else read from stdin)`
+
+// run is the whole command line, reachable from tests: main only wires the
+// process's arguments, environment, streams and signals into it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command")
+	}
+	switch cmd := strings.Join(args[:min(2, len(args))], " "); {
+	case args[0] == "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case cmd == "team add", cmd == "team list", cmd == "user add", cmd == "user list":
+		return admin(ctx, args[0], args[1], args[2:], getenv, stdin, stdout, stderr)
+	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func orEnv(v, key string, getenv func(string) string) string {
+	if v != "" {
+		return v
+	}
+	return getenv(key)
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, not %q", format)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	data := fs.String("data", "", "data directory (env DOORSTEP_DATA)")
+	addr := fs.String("addr", "", "listen address HOST:PORT (env DOORSTEP_ADDR; default 127.0.0.1:8080)")
+	demoFlag := fs.Bool("demo", false, "seed the demo teams, users, devices and history into an empty data directory")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	*data = orEnv(*data, "DOORSTEP_DATA", getenv)
+	*addr = orEnv(*addr, "DOORSTEP_ADDR", getenv)
+	if *data == "" {
+		return errors.New("serve: --data (or DOORSTEP_DATA) is required")
+	}
+	if *addr == "" {
+		*addr = "127.0.0.1:8080"
+	}
+	logger, err := newLogger(*logFormat, *logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if *demoFlag {
+		n, err := seedDemo(ctx, srv, 1, time.Now())
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("demo: %w", err)
+		}
+		if n > 0 {
+			logger.Info("demo data seeded", "changes", n, "password", "see demo.DemoPassword")
+		} else {
+			logger.Info("demo: data directory already has teams; not seeding")
+		}
+	}
+	return srv.Serve(ctx, *addr)
+}
+
+func openAuth(ctx context.Context, data string) (*auth.Service, error) {
+	if data == "" {
+		return nil, errors.New("--data (or DOORSTEP_DATA) is required")
+	}
+	a, err := auth.Open(ctx, filepath.Join(data, "auth"), auth.Config{
+		KeyDir: filepath.Join(data, "keys"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the server running? stop it or use the admin HTTP API)", err)
+	}
+	return a, nil
+}
+
+func admin(ctx context.Context, noun, verb string, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	fs := newFlags(noun+" "+verb, stderr)
+	data := fs.String("data", "", "data directory (env DOORSTEP_DATA)")
+	id := fs.String("id", "", "team ID (team add)")
+	name := fs.String("name", "", "display name")
+	username := fs.String("username", "", "username (user add)")
+	role := fs.String("role", "", "role (user add): link_worker, coordinator or admin")
+	teams := fs.String("teams", "", "comma-separated team IDs (user add)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := a.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	defer tw.Flush()
+	switch noun + " " + verb {
+	case "team add":
+		t, err := a.CreateTeam(ctx, *id, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "team %s (%s) created\n", t.ID, t.Name)
+	case "team list":
+		ts, err := a.Teams(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "ID\tNAME")
+		for _, t := range ts {
+			fmt.Fprintf(tw, "%s\t%s\n", t.ID, t.Name)
+		}
+	case "user add":
+		pw := getenv("DOORSTEP_PASSWORD")
+		if pw == "" {
+			line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read password: %w", err)
+			}
+			pw = strings.TrimRight(line, "\r\n")
+		}
+		var ts []string
+		for _, t := range strings.Split(*teams, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				ts = append(ts, t)
+			}
+		}
+		u, err := a.CreateUser(ctx, auth.NewUser{Username: *username, Name: *name, Password: pw, Role: *role, Teams: ts})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "user %s created: id %s, role %s, teams %s\n", u.Username, u.ID, u.Role, strings.Join(u.Teams, ","))
+	case "user list":
+		us, err := a.Users(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tROLE\tTEAMS")
+		for _, u := range us {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Name, u.Role, strings.Join(u.Teams, ","))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/demo"
+	"github.com/doorstep-health/doorstep/server"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestBootstrapAndServe(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	var out, errb bytes.Buffer
+	e := env(map[string]string{"DOORSTEP_DATA": data})
+	if err := run(ctx, []string{"team", "add", "--id", "wigan", "--name", "Wigan Frailty"}, e, nil, &out, &errb); err != nil {
+		t.Fatalf("team add: %v\n%s", err, errb.String())
+	}
+	// Password from standard input.
+	err := run(ctx, []string{"user", "add", "--username", "root", "--role", "admin", "--teams", "wigan"}, e, strings.NewReader("s3cret-enough\n"), &out, &errb)
+	if err != nil {
+		t.Fatalf("user add: %v\n%s", err, errb.String())
+	}
+	if err := run(ctx, []string{"user", "add", "--username", "x", "--role", "root"}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_PASSWORD": "long enough"}), nil, &out, &errb); err == nil {
+		t.Fatal("bad role accepted")
+	}
+	out.Reset()
+	if err := run(ctx, []string{"user", "list", "--data", data}, env(nil), nil, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "root") || !strings.Contains(out.String(), "admin") {
+		t.Fatalf("user list:\n%s", out.String())
+	}
+	if err := run(ctx, []string{"bogus"}, e, nil, &out, &errb); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+
+	// Serve on a free loopback port until cancelled.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(sctx, []string{"serve", "--log-format", "text"}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_ADDR": addr}), nil, io.Discard, io.Discard)
+	}()
+	url := "http://" + addr
+	var res *http.Response
+	for i := 0; i < 200; i++ {
+		if res, err = http.Get(url + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("server never came up: %v (%v)", err, <-done)
+	}
+	res.Body.Close()
+	body, _ := json.Marshal(api.LoginRequest{Username: "root", Password: "s3cret-enough", DeviceID: crdt.NewReplicaID().String()})
+	res, err = http.Post(url+"/v1/auth/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d", res.StatusCode)
+	}
+	if res, err = http.Get(url + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %v %v", res, err)
+	}
+	res.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	// The stores were closed cleanly: an admin command can open them.
+	if err := run(ctx, []string{"team", "list", "--data", data}, env(nil), nil, io.Discard, &errb); err != nil {
+		t.Fatalf("after shutdown: %v", err)
+	}
+}
+
+func TestSeedDemo(t *testing.T) {
+	ctx := context.Background()
+	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), BcryptCost: bcrypt.MinCost, SmallMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(ctx)
+	now := time.Now()
+	n, err := seedDemo(ctx, srv, 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := demo.Build(1, now)
+	if n != len(ds.Pushes) || n == 0 {
+		t.Fatalf("seeded %d changes, dataset has %d", n, len(ds.Pushes))
+	}
+	// Seeding again is a no-op.
+	if n, err := seedDemo(ctx, srv, 1, now); err != nil || n != 0 {
+		t.Fatalf("second seed: %d %v", n, err)
+	}
+	// The coordinators find the demo's conflicts.
+	users, err := srv.Auth().Users(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ds.Conflicts {
+		var found bool
+		for _, u := range users {
+			if u.Role != api.RoleCoordinator || len(u.Teams) == 0 || u.Teams[0] != c.Team {
+				continue
+			}
+			refs, err := srv.Engine().Conflicts(ctx, callerFor(u.ID, u.Teams), c.Team)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range refs {
+				found = found || (r.Collection == c.Collection && r.ID == c.Record)
+			}
+		}
+		if !found {
+			t.Errorf("demo conflict %+v not listed", c)
+		}
+	}
+}
