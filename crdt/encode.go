@@ -63,24 +63,37 @@ func UnmarshalRecord(b []byte) (*Record, error) {
 	if err := unmarshal(b, &r); err != nil {
 		return nil, err
 	}
-	if r.Collection == "" || r.ID == "" || r.Team == "" {
-		return nil, fmt.Errorf("%w: record lacks team, collection or id", ErrMalformed)
-	}
 	if r.Fields == nil {
 		r.Fields = map[string]*Field{}
 	}
-	for name, f := range r.Fields {
-		if f == nil {
-			return nil, fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
-		}
-		if err := f.check(); err != nil {
-			return nil, fmt.Errorf("field %q: %w", name, err)
-		}
-		if name == DeletedField && f.Type != Register {
-			return nil, fmt.Errorf("%w: %s is a %s, not a register", ErrMalformed, DeletedField, f.Type)
-		}
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
 	return &r, nil
+}
+
+// Validate checks the invariants every state built by this package holds,
+// and that Merge relies on: team, collection and ID present; every field
+// non-nil, of a known type, with entries and removed IDs sorted and
+// duplicate-free, no entry also removed, no removals in a log; and
+// DeletedField a register. UnmarshalRecord calls it; call it on a Record
+// assembled by hand or from another source before merging it.
+func (r *Record) Validate() error {
+	if r.Collection == "" || r.ID == "" || r.Team == "" {
+		return fmt.Errorf("%w: record lacks team, collection or id", ErrMalformed)
+	}
+	for name, f := range r.Fields {
+		if f == nil {
+			return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
+		}
+		if err := f.check(); err != nil {
+			return fmt.Errorf("field %q: %w", name, err)
+		}
+		if name == DeletedField && f.Type != Register {
+			return fmt.Errorf("%w: %s is a %s, not a register", ErrMalformed, DeletedField, f.Type)
+		}
+	}
+	return nil
 }
 
 func marshal(v any) ([]byte, error) {

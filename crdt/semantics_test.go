@@ -476,3 +476,53 @@ func TestReusedIDConverges(t *testing.T) {
 		t.Fatalf("one ID gave %d entries", len(m.Field("phone").Entries))
 	}
 }
+
+func TestRecordValidate(t *testing.T) {
+	e1 := Entry{ID: at(1000, ann), Value: MustValue("a")}
+	e2 := Entry{ID: at(2000, bea), Value: MustValue("b")}
+	tests := []struct {
+		name  string
+		build func(r *Record)
+	}{
+		{"no team", func(r *Record) { r.Team = "" }},
+		{"no collection", func(r *Record) { r.Collection = "" }},
+		{"no id", func(r *Record) { r.ID = "" }},
+		{"nil field", func(r *Record) { r.Fields["x"] = nil }},
+		{"unknown type", func(r *Record) { r.Fields["x"] = &Field{Type: 9} }},
+		{"entries unsorted", func(r *Record) { r.Fields["x"] = &Field{Type: Register, Entries: []Entry{e2, e1}} }},
+		{"entry twice", func(r *Record) { r.Fields["x"] = &Field{Type: Register, Entries: []Entry{e1, e1}} }},
+		{"entry without value", func(r *Record) { r.Fields["x"] = &Field{Type: Register, Entries: []Entry{{ID: e1.ID}}} }},
+		{"entry of no replica", func(r *Record) {
+			r.Fields["x"] = &Field{Type: Register, Entries: []Entry{{ID: OpID{Time: 5}, Value: e1.Value}}}
+		}},
+		{"entry also removed", func(r *Record) {
+			r.Fields["x"] = &Field{Type: Register, Entries: []Entry{e1}, Removed: []OpID{e1.ID}}
+		}},
+		{"removed unsorted", func(r *Record) { r.Fields["x"] = &Field{Type: Set, Removed: []OpID{e2.ID, e1.ID}} }},
+		{"removed of no replica", func(r *Record) { r.Fields["x"] = &Field{Type: Set, Removed: []OpID{{Time: 1}}} }},
+		{"log with removals", func(r *Record) { r.Fields["x"] = &Field{Type: Log, Entries: []Entry{e2}, Removed: []OpID{e1.ID}} }},
+		{"delete register as a set", func(r *Record) { r.Fields[DeletedField] = &Field{Type: Set, Entries: []Entry{e1}} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRecord("wigan", "people", "p1")
+			r.Fields["ok"] = &Field{Type: Register, Entries: []Entry{e1, e2}}
+			tc.build(r)
+			if err := r.Validate(); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Validate: %v, want ErrMalformed", err)
+			}
+			if tc.name == "entry without value" {
+				return // encoded as nil, which decodes as the value nil
+			}
+			b, _ := MarshalRecord(r)
+			if _, err := UnmarshalRecord(b); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("UnmarshalRecord: %v, want ErrMalformed", err)
+			}
+		})
+	}
+	ok := NewRecord("wigan", "people", "p1")
+	ok.Fields["x"] = &Field{Type: Register, Entries: []Entry{e1, e2}, Removed: []OpID{at(500, coord)}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid record refused: %v", err)
+	}
+}
