@@ -30,7 +30,7 @@ type SyncResult struct {
 	Purged       int // records erased on the server and removed here
 	Changed      int // distinct local records changed by the pull
 	Rejected     []Rejection
-	Bootstrapped bool // this call started from an empty cursor
+	Bootstrapped bool // this call started from an empty cursor or received snapshot pages
 }
 
 // Progress reports a Sync in progress, after each stored page.
@@ -156,6 +156,10 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		res.Rounds++
+		if len(resp.Snapshot) > 0 {
+			// Also a bootstrap resumed after an interrupted Sync.
+			res.Bootstrapped = true
+		}
 		r.adjustClock(resp.Clock)
 		out, err := r.applyReply(changes, resp, res.Bootstrapped)
 		if errors.Is(err, badger.ErrTxnTooBig) && pullLimit > 1 {

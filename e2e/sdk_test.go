@@ -476,8 +476,9 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 }
 
 // sdkChaosProxy is an in-test HTTP proxy on loopback that, at seeded random,
-// drops requests before the server sees them, drops or truncates replies
-// after the server handled them, and sends requests twice.
+// drops requests before the server sees them, cuts requests in half, drops
+// or truncates replies after the server handled them, and sends requests
+// twice (concurrently).
 type sdkChaosProxy struct {
 	t        *testing.T
 	target   string
@@ -518,6 +519,8 @@ func (p *sdkChaosProxy) pick() string {
 			mode = "truncate-reply"
 		case n < 48:
 			mode = "duplicate"
+		case n < 54:
+			mode = "truncate-request"
 		}
 	}
 	p.hits[mode]++
@@ -560,6 +563,20 @@ func (p *sdkChaosProxy) serve(w http.ResponseWriter, r *http.Request) {
 		mode = p.pick()
 	}
 	if mode == "drop-request" {
+		sdkHangUp(w)
+		return
+	}
+	if mode == "truncate-request" {
+		// The server gets the headers and half the body, then the
+		// connection dies.
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body[:len(body)/2]))
+		if err == nil {
+			req.Header = r.Header.Clone()
+			req.ContentLength = int64(len(body))
+			if resp, err := p.upstream.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
 		sdkHangUp(w)
 		return
 	}
@@ -680,7 +697,7 @@ func TestSDKCutConnections(t *testing.T) {
 	}
 	proxy.mu.Lock()
 	t.Logf("proxy modes: %v", proxy.hits)
-	faults := proxy.hits["drop-request"] + proxy.hits["drop-reply"] + proxy.hits["truncate-reply"] + proxy.hits["duplicate"]
+	faults := proxy.hits["drop-request"] + proxy.hits["drop-reply"] + proxy.hits["truncate-reply"] + proxy.hits["duplicate"] + proxy.hits["truncate-request"]
 	proxy.mu.Unlock()
 	if faults == 0 {
 		t.Fatal("the proxy injected no faults")
