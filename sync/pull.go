@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -143,7 +144,7 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 	}
 	// Ranges of different teams are disjoint; visit them in key order so
 	// that one last key orders every team.
-	sortBytes(prefixes)
+	slices.SortFunc(prefixes, bytes.Compare)
 	bytesUsed := 0
 	for _, prefix := range prefixes {
 		start := prefix
@@ -280,12 +281,4 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams}.encode()
 	resp.More = more
 	return nil
-}
-
-func sortBytes(s [][]byte) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && bytes.Compare(s[j-1], s[j]) > 0; j-- {
-			s[j-1], s[j] = s[j], s[j-1]
-		}
-	}
 }
