@@ -22,15 +22,20 @@ import (
 
 // SyncResult summarises one Sync call.
 type SyncResult struct {
-	Rounds       int // request round trips that got a reply
-	PushedOps    int // ops in changes the server acknowledged
-	Pushed       int // changes acknowledged (applied or duplicate)
-	Pulled       int // pulled changes applied
-	Snapshot     int // snapshot records merged while bootstrapping
-	Purged       int // records erased on the server and removed here
-	Changed      int // distinct local records changed by the pull
-	Rejected     []Rejection
-	Bootstrapped bool // this call started from an empty cursor or received snapshot pages
+	Rounds    int // request round trips that got a reply
+	PushedOps int // ops in changes the server acknowledged
+	Pushed    int // changes acknowledged (applied or duplicate)
+	Pulled    int // pulled changes applied
+	PulledOps int // ops in them
+	Snapshot  int // snapshot records merged while bootstrapping
+	Purged    int // records erased on the server and removed here
+	Changed   int // distinct local records changed by the pull
+	Rejected  []Rejection
+	// BytesSent and BytesReceived count request and reply bodies as they
+	// crossed the network (gzip-compressed where it paid), over the rounds
+	// that got a reply.
+	BytesSent, BytesReceived int64
+	Bootstrapped             bool // this call started from an empty cursor or received snapshot pages
 }
 
 // Progress reports a Sync in progress, after each stored page.
@@ -151,11 +156,13 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Cursor:    cursor,
 			PullLimit: pullLimit,
 		}
-		resp, err := r.syncRequest(ctx, req)
+		resp, w, err := r.syncRequest(ctx, req)
 		if err != nil {
 			return res, err
 		}
 		res.Rounds++
+		res.BytesSent += int64(w.sent)
+		res.BytesReceived += int64(w.received)
 		if len(resp.Snapshot) > 0 {
 			// Also a bootstrap resumed after an interrupted Sync.
 			res.Bootstrapped = true
@@ -176,6 +183,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Pushed += out.acked
 		res.PushedOps += out.ackedOps
 		res.Pulled += len(resp.Changes)
+		for _, pc := range resp.Changes {
+			res.PulledOps += len(pc.Ops)
+		}
 		res.Snapshot += len(resp.Snapshot)
 		res.Purged += len(resp.Purged)
 		res.Changed += len(out.changed)
@@ -643,31 +653,31 @@ func (r *Replica) DismissRejected(ctx context.Context, seq uint64) error {
 
 // syncRequest sends one sync request with the stored access token,
 // refreshing it once if the server says it expired.
-func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, error) {
+func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, wire, error) {
 	body, err := encodeRequest(req)
 	if err != nil {
-		return nil, err
+		return nil, wire{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		tok, err := r.accessToken()
 		if err != nil {
-			return nil, err
+			return nil, wire{}, err
 		}
-		resp, err := r.postSync(ctx, body, tok)
+		resp, w, err := r.postSync(ctx, body, tok)
 		code := problemCode(err)
 		switch {
 		case err == nil:
-			return resp, nil
+			return resp, w, nil
 		case (code == api.CodeTokenExpired || code == api.CodeUnauthorized) && attempt == 0:
 			if err := r.refresh(ctx, tok); err != nil {
-				return nil, err
+				return nil, w, err
 			}
 			continue
 		case code == api.CodeDeviceRevoked || code == api.CodeDeviceMismatch || code == api.CodeUnauthorized ||
 			code == api.CodeTokenExpired || code == api.CodeInvalidCredentials || code == api.CodeRefreshReused:
-			return nil, r.signOut(err)
+			return nil, w, r.signOut(err)
 		}
-		return nil, err
+		return nil, w, err
 	}
 }
 
@@ -681,51 +691,68 @@ func encodeRequest(req *api.SyncRequest) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, error) {
-	var rd io.Reader = bytes.NewReader(body)
+// wire counts the body bytes of one round trip as they crossed the network
+// (after compression).
+type wire struct{ sent, received int }
+
+func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
+	var w wire
 	gz := len(body) > gzipThreshold
 	if gz {
 		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
-		if _, err := w.Write(body); err != nil {
-			return nil, err
+		zw := gzip.NewWriter(&buf)
+		if _, err := zw.Write(body); err != nil {
+			return nil, w, err
 		}
-		if err := w.Close(); err != nil {
-			return nil, err
+		if err := zw.Close(); err != nil {
+			return nil, w, err
 		}
-		rd = &buf
+		body = buf.Bytes()
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+"/v1/sync", rd)
+	w.sent = len(body)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+"/v1/sync", bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("client: sync request: %w", err)
+		return nil, w, fmt.Errorf("client: sync request: %w", err)
 	}
 	hreq.Header.Set("Content-Type", api.ContentType)
 	hreq.Header.Set("Accept", api.ContentType)
 	hreq.Header.Set("Authorization", "Bearer "+token)
+	// Asking for gzip ourselves turns off the transport's transparent
+	// decompression, so the reply's wire size can be counted.
+	hreq.Header.Set("Accept-Encoding", "gzip")
 	if gz {
 		hreq.Header.Set("Content-Encoding", "gzip")
 	}
-	// Go's transport asks for gzip and inflates the reply itself.
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
-		return nil, fmt.Errorf("client: sync: %w", err)
+		return nil, w, fmt.Errorf("client: sync: %w", err)
 	}
 	defer hresp.Body.Close()
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
-		return nil, fmt.Errorf("client: sync: read reply: %w", err)
+		return nil, w, fmt.Errorf("client: sync: read reply: %w", err)
+	}
+	w.received = len(b)
+	if strings.EqualFold(hresp.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, w, fmt.Errorf("client: sync: reply: %w", err)
+		}
+		if b, err = readBounded(zr, r.opts.MaxResponseBytes); err != nil {
+			return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
+		}
 	}
 	if hresp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("client: sync: %w", decodeProblem(hresp, b))
+		return nil, w, fmt.Errorf("client: sync: %w", decodeProblem(hresp, b))
 	}
 	var resp api.SyncResponse
 	if err := unmarshalBounded(b, &resp); err != nil {
-		return nil, fmt.Errorf("client: sync: decode reply (%d bytes): %w", len(b), err)
+		return nil, w, fmt.Errorf("client: sync: decode reply (%d bytes): %w", len(b), err)
 	}
 	if resp.Protocol != 0 && resp.Protocol != api.ProtocolVersion {
-		return nil, fmt.Errorf("client: sync: server speaks protocol %d, want %d", resp.Protocol, api.ProtocolVersion)
+		return nil, w, fmt.Errorf("client: sync: server speaks protocol %d, want %d", resp.Protocol, api.ProtocolVersion)
 	}
-	return &resp, nil
+	return &resp, w, nil
 }
 
 func readBounded(rd io.Reader, max int64) ([]byte, error) {

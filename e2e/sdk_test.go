@@ -28,7 +28,7 @@ import (
 // sdkEnv is a real server on loopback with one team and a few users, and
 // helpers to open SDK replicas against it.
 type sdkEnv struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *server.Server
 	http *httptest.Server
 	url  string // the URL replicas use: the server's or a proxy's
@@ -39,7 +39,7 @@ const sdkTeam = "wigan-frailty"
 
 var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
-func newSDKEnv(t *testing.T, now func() time.Time) *sdkEnv {
+func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 	t.Helper()
 	ctx := context.Background()
 	if now == nil {
@@ -799,4 +799,73 @@ func TestSDKBootstrapProgress(t *testing.T) {
 		t.Fatalf("follow-up sync: %+v", res)
 	}
 	sdkAssertConverged(t, ann, bea)
+}
+
+// A tablet whose clock runs three hours fast must not win every conflict:
+// after one sync it stamps ops with the server's time. Ops it made before
+// that sync are quarantined by the server, visibly.
+func TestSDKClockSkewedTablet(t *testing.T) {
+	ctx := context.Background()
+	clock := newSDKClock(time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC))
+	e := newSDKEnv(t, clock.now)
+	fast := func() time.Time { return clock.now().Add(3 * time.Hour) }
+	ann := e.device("ann", "", func(o *client.Options) { o.Wall = fast })
+	bea := e.device("bea", "", nil)
+
+	// Before its first sync the fast tablet records a person: the server
+	// quarantines those ops and the tablet is told.
+	early, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ann.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) == 0 {
+		t.Fatalf("ops stamped 3h ahead were accepted: %+v", res)
+	}
+	for _, rj := range res.Rejected {
+		if rj.Code != api.CodeClockSkew || rj.Op.Record != early {
+			t.Fatalf("rejection %+v, want clock_skew on %s", rj, early)
+		}
+	}
+	if rj, _ := ann.Rejected(ctx); len(rj) != len(res.Rejected) {
+		t.Fatalf("Rejected() lists %d, sync reported %d", len(rj), len(res.Rejected))
+	}
+	if off := ann.ClockOffset(); off > -2*time.Hour {
+		t.Fatalf("offset after sync = %s, want about -3h", off)
+	}
+
+	// Once corrected, it cannot win a conflict it lost in real time...
+	// though its HLC still sits on the quarantined ops' stamps until real
+	// time passes them, so let three hours pass (as they would).
+	clock.advance(3*time.Hour + time.Minute)
+	id, err := bea.Create(ctx, "people", sdkTeam, sdkPerson("Jones"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	sdkMustSync(t, bea)
+	sdkMustSync(t, ann)
+	if err := ann.Set(ctx, ref, "phone", "ann's (earlier)"); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Minute)
+	if err := bea.Set(ctx, ref, "phone", "bea's (later)"); err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, ann)
+	sdkMustSync(t, bea)
+	sdkMustSync(t, ann)
+	for _, r := range []*client.Replica{ann, bea} {
+		got, err := r.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := got.Fields["phone"]
+		if !f.Conflict || f.Value != "bea's (later)" {
+			t.Fatalf("phone on %s = %+v: the later edit must be the winner", r.ID(), f)
+		}
+	}
 }
