@@ -8,6 +8,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // Record is a read view of one record's merged state.
@@ -41,6 +42,9 @@ type Field struct {
 	Members []any
 	// Entries are a log's entries, oldest first.
 	Entries []Value
+	// Clinical reports a field the schema marks clinically significant:
+	// its conflicts should be put in front of a person to settle.
+	Clinical bool
 }
 
 // Value is one live entry of a field: the op that wrote it and its value.
@@ -75,7 +79,7 @@ func (r *Replica) Get(ctx context.Context, ref Ref) (*Record, error) {
 	if rec == nil {
 		return nil, fmt.Errorf("client: get %s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, ErrNotFound)
 	}
-	return view(rec), nil
+	return r.viewOf(rec), nil
 }
 
 // GetState returns the local CRDT state of a record, or nil if there is none.
@@ -114,12 +118,29 @@ func (r *Replica) List(ctx context.Context, team, collection string) ([]*Record,
 			if err != nil {
 				return fmt.Errorf("record %q: %w", it.Item().Key(), err)
 			}
-			out = append(out, view(rec))
+			out = append(out, r.viewOf(rec))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: list %s/%s: %w", team, collection, err)
+	}
+	return out, nil
+}
+
+// Conflicts returns the team's local records that hold a conflict: a
+// register with concurrent values, or edits made concurrently with a
+// delete. Record.Conflicts names the fields.
+func (r *Replica) Conflicts(ctx context.Context, team string) ([]*Record, error) {
+	recs, err := r.List(ctx, team, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, rec := range recs {
+		if len(rec.Conflicts()) > 0 {
+			out = append(out, rec)
+		}
 	}
 	return out, nil
 }
@@ -153,6 +174,19 @@ func (r *Replica) States(ctx context.Context) (map[Ref]*crdt.Record, error) {
 		return nil, fmt.Errorf("client: read states: %w", err)
 	}
 	return out, nil
+}
+
+// viewOf returns the read view of rec, marking the fields the schema calls
+// clinical.
+func (r *Replica) viewOf(rec *crdt.Record) *Record {
+	v := view(rec)
+	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
+		for name, f := range v.Fields {
+			f.Clinical = sc.Clinical(rec.Collection, name)
+			v.Fields[name] = f
+		}
+	}
+	return v
 }
 
 func view(rec *crdt.Record) *Record {

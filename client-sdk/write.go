@@ -204,7 +204,7 @@ func (b *Batch) Get(ref Ref) (*Record, error) {
 			return nil, fmt.Errorf("%s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, ErrNotFound)
 		}
 	}
-	return view(rec.Clone()), nil
+	return b.r.viewOf(rec.Clone()), nil
 }
 
 // Create is Replica.Create within the batch.

@@ -235,8 +235,15 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 				if !f.Conflict || len(f.Values) != 2 {
 					t.Fatalf("cfs on %s = %+v, want a conflict of 6 and 7", r.ID(), f)
 				}
+				if !f.Clinical {
+					t.Fatalf("cfs not marked clinical on %s", r.ID())
+				}
 				if n := len(got.Fields["case_notes"].Entries); n != 2 {
 					t.Fatalf("case notes on %s: %d", r.ID(), n)
+				}
+				cs, err := r.Conflicts(ctx, sdkTeam)
+				if err != nil || len(cs) != 1 || cs[0].Ref != ref || !slices.Equal(cs[0].Conflicts(), []string{"cfs"}) {
+					t.Fatalf("Conflicts on %s: %v %v", r.ID(), cs, err)
 				}
 			}
 
