@@ -27,6 +27,29 @@
 // serve positions at or below it, so a pull can never skip a position that
 // commits later.
 //
+// # What a push checks
+//
+// Per change: seq equal to the replica's high-water mark + 1 is applied; a
+// lower seq is a duplicate (acknowledged, nothing applied again); a higher
+// one is refused with api.CodeSeqGap and the expected seq. Per op, in order:
+// shape (crdt Op.Validate) → invalid_op; op ID naming another replica →
+// wrong_replica; team not the caller's → forbidden_team; record owned by
+// another team → wrong_team; op ID already merged → invalid_op; a pred the
+// server has neither merged nor quarantined (nor earlier in the change) →
+// unknown_pred; stamped more than MaxSkew ahead → quarantined clock_skew;
+// Validator error → quarantined invalid_value or unknown_field; a field
+// type the record already has otherwise → invalid_op. Refused ops are kept
+// in the quarantine too (not re-appliable), so nothing a device sent
+// vanishes; the rest of the change is applied.
+//
+// # Pulls and history
+//
+// Each applied change gets one log position and one log entry per team it
+// touches; a pull merges the caller's team logs after its cursor (skipping
+// the caller's own changes), so its cost grows with what changed since,
+// not with history. A record's history is the log entries that touched it,
+// found through a per-record index of positions; ops are stored once.
+//
 // # Erasure
 //
 // Erasure (removing a person's records and history, purge markers, telling
