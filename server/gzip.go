@@ -34,7 +34,7 @@ func requestID(next echo.HandlerFunc) echo.HandlerFunc {
 const gzipMinLength = 1024
 
 var gzipWriters = gosync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(nil, 5)
+	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
 	return w
 }}
 
