@@ -1,0 +1,117 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+const crashDirEnv = "DOORSTEP_SDK_CRASH_DIR"
+
+// TestCrashChild is the child process of TestWritesSurviveSIGKILL: it writes
+// records as fast as it can and reports each write after it returned. It
+// does nothing when run normally.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashDirEnv)
+	if dir == "" {
+		t.Skip("child of TestWritesSurviveSIGKILL")
+	}
+	ctx := context.Background()
+	r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	for i := 0; ; i++ {
+		ref := Ref{Team: "wigan", Collection: "people", ID: fmt.Sprintf("c%06d", i)}
+		if err := r.CreateWithID(ctx, ref, map[string]any{"name": fmt.Sprint("crash ", i), "n": i}); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Printf("ok %s\n", ref.ID) // stdout is unbuffered
+	}
+}
+
+// TestWritesSurviveSIGKILL kills a process writing to a replica with
+// SIGKILL and checks that every write it reported as returned is in the
+// reopened replica, record and outbox alike.
+func TestWritesSurviveSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "error") {
+			t.Fatalf("child: %s", line)
+		}
+		if id, ok := strings.CutPrefix(line, "ok "); ok {
+			acked = append(acked, id)
+		}
+		if len(acked) == 150 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	for sc.Scan() { // drain what the child wrote before it died
+		if id, ok := strings.CutPrefix(sc.Text(), "ok "); ok {
+			acked = append(acked, id)
+		}
+	}
+	cmd.Wait()
+	if len(acked) < 150 {
+		t.Fatalf("child acknowledged only %d writes", len(acked))
+	}
+
+	ctx := context.Background()
+	r := openTest(t, dir, nil)
+	ops, err := r.PendingOps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inOutbox := map[string]int{}
+	for _, op := range ops {
+		inOutbox[op.Record]++
+	}
+	for _, id := range acked {
+		got, err := r.Get(ctx, Ref{Team: "wigan", Collection: "people", ID: id})
+		if err != nil {
+			t.Fatalf("acknowledged write %s lost: %v", id, err)
+		}
+		if got.Fields["name"].Value == nil || inOutbox[id] != 2 {
+			t.Fatalf("write %s: fields %v, %d ops in outbox", id, got.Fields, inOutbox[id])
+		}
+	}
+	if r.Status().Pending != len(ops) {
+		t.Fatalf("status pending %d, outbox %d", r.Status().Pending, len(ops))
+	}
+	// A write after the crash gets an ID after every one before it.
+	last := ops[len(ops)-1].ID
+	ref := Ref{Team: "wigan", Collection: "people", ID: "after"}
+	if err := r.CreateWithID(ctx, ref, map[string]any{"name": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	ops, _ = r.PendingOps(ctx)
+	if ops[len(ops)-1].ID.Compare(last) <= 0 {
+		t.Fatal("op ID after the crash is not after those before it")
+	}
+	t.Logf("%d writes acknowledged before SIGKILL, all present; %d records in outbox", len(acked), len(inOutbox))
+}
