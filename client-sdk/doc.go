@@ -8,9 +8,11 @@
 // build ops with the crdt builders and the replica's hybrid logical clock,
 // validate them (Options.Validator, normally schema.Default()), apply them
 // to the local record and, in one transaction, store the record and append
-// the ops to the outbox. Reads (Get, List) return per field the winning value,
-// whether it is in conflict, the concurrent values, set members and log
-// entries.
+// the ops to the outbox. Batch groups many writes (a whole visit form) into
+// one transaction and one fsync. Reads (Get, List, Conflicts) return per
+// field the winning value, whether it is in conflict, the concurrent
+// values, set members and log entries; fields this device's schema does not
+// know (written by a newer app version) are kept and shown as they are.
 //
 // Sync pushes the outbox and pulls others' changes over POST /v1/sync (see
 // package api and docs/PROTOCOL.md). Background runs it in a goroutine with
@@ -68,8 +70,21 @@
 // returns an error wrapping ErrSignedOut and the server's *api.Problem, and
 // the background loop stops; the outbox is untouched and syncs after the
 // next Login. Refresh tokens are single-use on the server: if a refresh
-// reply is lost after the server rotated the token, the next refresh is
-// seen as reuse and signs the device out (the outbox is still kept).
+// reply is lost after the server rotated the token, the server accepts the
+// same token again for a short grace period; after that the retry is seen
+// as reuse and signs the device out. A device offline longer than the
+// refresh token's lifetime (30 days by default) is signed out on its next
+// sync; nothing in the outbox is lost, and it syncs after Login. A device
+// revoked by an admin can never sync again under its replica ID; its
+// unsynced ops remain readable through PendingOps.
+//
+// # Errors
+//
+// Writes refused before storing return a *ValidationError (ErrInvalid).
+// Server errors arrive as an *api.Problem, decoded from problem+json or
+// problem+msgpack, wrapped with context: branch with errors.As on its Code,
+// or with errors.Is on ErrSignedOut, ErrRefused, ErrNotFound, ErrDeleted,
+// ErrClosed. Status().LastErrorCode holds the code of the last failed sync.
 //
 // # Notifications
 //
