@@ -637,3 +637,23 @@ func TestBatchIsAllOrNothing(t *testing.T) {
 		t.Fatalf("outbox %d ops, status %d", n, r.Status().Pending)
 	}
 }
+
+// A write overwriting a pulled op stamped after the local clock (from a
+// replica whose clock runs ahead) gets an ID after it instead of failing,
+// even if the server's reply carried no clock reading.
+func TestWriteOverFutureOp(t *testing.T) {
+	ctx := context.Background()
+	wall := &fakeWall{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	ann := openTest(t, t.TempDir(), func(o *Options) { o.Wall = wall.now })
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p"}
+	future := crdt.OpID{Time: crdt.MakeTimestamp(wall.t.Add(time.Minute).UnixMilli(), 0), Replica: crdt.ReplicaID{9}}
+	op := crdt.Op{ID: future, Team: ref.Team, Collection: ref.Collection, Record: ref.ID, Field: "phone", Kind: crdt.KindWrite, Value: crdt.MustValue("theirs")}
+	deliver(t, ann, []crdt.Op{op})
+	if err := ann.Set(ctx, ref, "phone", "mine"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := ann.Get(ctx, ref)
+	if f := got.Fields["phone"]; f.Value != "mine" || f.Conflict {
+		t.Fatalf("phone = %+v", f)
+	}
+}

@@ -538,9 +538,11 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				r.log.Warn("pulled snapshot record does not merge; skipped", "ref", ref, "err", err)
 			}
 		}
+		var newest crdt.Timestamp
 		for _, pc := range resp.Changes {
 			for i := range pc.Ops {
 				op := &pc.Ops[i]
+				newest = max(newest, op.ID.Time)
 				ref := Ref{Team: op.Team, Collection: op.Collection, ID: op.Record}
 				rec, err := load(ref)
 				if err != nil {
@@ -549,6 +551,13 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				if err := rec.Apply(op); err != nil {
 					r.log.Warn("pulled op does not apply; skipped", "op", op.ID, "ref", ref, "err", err)
 				}
+			}
+		}
+		if newest != 0 {
+			// The server's clock, already merged, is past these; this
+			// only matters for a server that does not say so.
+			if err := r.clock.Update(newest); err != nil {
+				r.log.Warn("pulled op from the future not adopted by the clock", "err", err)
 			}
 		}
 		for ref, rec := range touched {

@@ -46,12 +46,13 @@ func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 		now = time.Now
 	}
 	s, err := server.New(ctx, server.Config{
-		DataDir:    t.TempDir(),
-		BcryptCost: bcrypt.MinCost,
-		DeviceRate: -1,
-		AuthRate:   -1,
-		Now:        now,
-		Logger:     slog.New(slog.DiscardHandler),
+		DataDir:     t.TempDir(),
+		BcryptCost:  bcrypt.MinCost,
+		DeviceRate:  -1,
+		AuthRate:    -1,
+		SmallMemory: true,
+		Now:         now,
+		Logger:      slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
