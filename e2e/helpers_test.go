@@ -1,7 +1,14 @@
 package e2e
 
-import "github.com/doorstep-health/doorstep/auth"
+import (
+	"github.com/doorstep-health/doorstep/auth"
+	dsync "github.com/doorstep-health/doorstep/sync"
+)
 
 func authNewUser(name, role, team string) auth.NewUser {
 	return auth.NewUser{Username: name, Name: name, Password: password, Role: role, Teams: []string{team}}
+}
+
+func callerOf(e *env, user string) dsync.Caller {
+	return dsync.Caller{User: e.users[user], Teams: []string{"wigan"}}
 }
