@@ -525,9 +525,21 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 			touched[ref] = rec
 			return rec, nil
 		}
+		var newest crdt.Timestamp
 		for _, s := range resp.Snapshot {
 			if s == nil {
 				continue
+			}
+			for _, f := range s.Fields {
+				if f == nil {
+					continue
+				}
+				if e, ok := f.Winner(); ok {
+					newest = max(newest, e.ID.Time)
+				}
+				if n := len(f.Removed); n > 0 {
+					newest = max(newest, f.Removed[n-1].Time)
+				}
 			}
 			ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
 			rec, err := load(ref)
@@ -538,7 +550,6 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				r.log.Warn("pulled snapshot record does not merge; skipped", "ref", ref, "err", err)
 			}
 		}
-		var newest crdt.Timestamp
 		for _, pc := range resp.Changes {
 			for i := range pc.Ops {
 				op := &pc.Ops[i]
