@@ -158,6 +158,7 @@ func TestHostileJSONInput(t *testing.T) {
 		{"login: 100 KiB", "/v1/auth/login", "application/json", `{"username":"` + strings.Repeat("a", 100<<10) + `"}`, 413, api.CodeBodyTooLarge},
 		{"teams: deep nesting", "/v1/admin/teams", "application/json", strings.Repeat("[", 30000), 400, api.CodeMalformedBody},
 		{"teams: trailing data", "/v1/admin/teams", "application/json", `{"id":"x","name":"y"} {}`, 400, api.CodeMalformedBody},
+		{"teams: stray bracket", "/v1/admin/teams", "application/json", `{"id":"x","name":"y"}]`, 400, api.CodeMalformedBody},
 		{"unknown route", "/v1/nope", "application/json", "{}", 404, api.CodeNotFound},
 	}
 	for _, c := range cases {

@@ -90,7 +90,8 @@ func (s *Server) bindJSON(c echo.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return &Error{Code: api.CodeMalformedBody, Detail: "JSON body: " + err.Error(), Err: err}
 	}
-	if dec.More() {
+	// dec.More misses a stray ']' or '}'; only EOF may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
 		return problemf(api.CodeMalformedBody, "JSON body: trailing data")
 	}
 	return nil
