@@ -51,7 +51,7 @@ func TestCoordinatorReview(t *testing.T) {
 	wantDev := map[string]string{"Ed": ann.id.String(), "Eddie": bea.id.String()}
 	for _, v := range f.Values {
 		s, _ := v.Value.(string)
-		if want[s] != v.Author || wantDev[s] != v.Device || v.Op == "" || v.Time.IsZero() {
+		if want[s] != v.Author || wantDev[s] != v.Device || v.Op == "" || v.Time.IsZero() || v.AuthorName == "" {
 			t.Errorf("concurrent value %+v", v)
 		}
 	}
@@ -80,7 +80,7 @@ func TestCoordinatorReview(t *testing.T) {
 		t.Fatalf("history has %d entries, want 4: %+v", len(hist.History), hist.History)
 	}
 	for _, h := range hist.History {
-		if h.Author == "" || h.Device == "" || h.Received.IsZero() || h.Kind != "write" {
+		if h.Author == "" || h.AuthorName == "" || h.Device == "" || h.Received.IsZero() || h.Kind != "write" {
 			t.Errorf("history entry %+v", h)
 		}
 	}

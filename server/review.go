@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,24 +42,26 @@ type FieldJSON struct {
 
 // ValueJSON is one live entry of a field, attributed.
 type ValueJSON struct {
-	Op     string    `json:"op"`     // op ID: 48 hex digits (24-byte binary form)
-	Value  any       `json:"value"`  // decoded from msgpack
-	Author string    `json:"author"` // user ID, from the pusher's token
-	Time   time.Time `json:"time"`   // HLC physical time of the op
-	Device string    `json:"device"` // replica ID
+	Op         string    `json:"op"`                    // op ID: 48 hex digits (24-byte binary form)
+	Value      any       `json:"value"`                 // decoded from msgpack
+	Author     string    `json:"author"`                // user ID, from the pusher's token
+	AuthorName string    `json:"author_name,omitempty"` // the user's display name
+	Time       time.Time `json:"time"`                  // HLC physical time of the op
+	Device     string    `json:"device"`                // replica ID
 }
 
 // HistoryJSON is one merged op of a record's history.
 type HistoryJSON struct {
-	Op       string    `json:"op"`
-	Field    string    `json:"field"`
-	Kind     string    `json:"kind"`
-	Value    any       `json:"value,omitempty"`
-	Pred     []string  `json:"pred,omitempty"`
-	Author   string    `json:"author"`
-	Device   string    `json:"device"`
-	Time     time.Time `json:"time"`
-	Received time.Time `json:"received"`
+	Op         string    `json:"op"`
+	Field      string    `json:"field"`
+	Kind       string    `json:"kind"`
+	Value      any       `json:"value,omitempty"`
+	Pred       []string  `json:"pred,omitempty"`
+	Author     string    `json:"author"`
+	AuthorName string    `json:"author_name,omitempty"`
+	Device     string    `json:"device"`
+	Time       time.Time `json:"time"`
+	Received   time.Time `json:"received"`
 }
 
 // OpJSON is an op in JSON, as the quarantine list shows it.
@@ -187,13 +190,15 @@ func (s *Server) clinical(collection, field string) bool {
 
 // recordJSON builds the review form of a record; authors come from the
 // record's history.
-func (s *Server) recordJSON(rec *crdt.Record, hist []dsync.HistoryEntry) *RecordJSON {
+func (s *Server) recordJSON(ctx context.Context, rec *crdt.Record, hist []dsync.HistoryEntry) *RecordJSON {
 	authors := make(map[crdt.OpID]string, len(hist))
 	for _, h := range hist {
 		authors[h.Op.ID] = h.Author
 	}
+	names := s.userNames(ctx)
 	entry := func(e crdt.Entry) ValueJSON {
-		return ValueJSON{Op: opIDString(e.ID), Value: decodeValue(e.Value), Author: authors[e.ID], Time: e.ID.Time.Time(), Device: e.ID.Replica.String()}
+		a := authors[e.ID]
+		return ValueJSON{Op: opIDString(e.ID), Value: decodeValue(e.Value), Author: a, AuthorName: names[a], Time: e.ID.Time.Time(), Device: e.ID.Replica.String()}
 	}
 	out := &RecordJSON{
 		Team: rec.Team, Collection: rec.Collection, ID: rec.ID, Deleted: rec.Deleted(),
@@ -227,6 +232,21 @@ func (s *Server) recordJSON(rec *crdt.Record, hist []dsync.HistoryEntry) *Record
 		out.Fields[name] = fj
 	}
 	return out
+}
+
+// userNames maps user IDs to display names, for attributing values; on an
+// error it returns an empty map (the IDs are still shown).
+func (s *Server) userNames(ctx context.Context) map[string]string {
+	users, err := s.auth.Users(ctx)
+	if err != nil {
+		s.log.Warn("user names for review", "err", err)
+		return map[string]string{}
+	}
+	m := make(map[string]string, len(users))
+	for _, u := range users {
+		m[u.ID] = u.Name
+	}
+	return m
 }
 
 func nonNil(s []string) []string {
@@ -269,7 +289,7 @@ func (s *Server) getRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.recordJSON(rec, hist))
+	return c.JSON(http.StatusOK, s.recordJSON(ctx, rec, hist))
 }
 
 func (s *Server) getHistory(c echo.Context) error {
@@ -278,9 +298,10 @@ func (s *Server) getHistory(c echo.Context) error {
 		return err
 	}
 	out := make([]HistoryJSON, 0, len(hist))
+	names := s.userNames(c.Request().Context())
 	for _, h := range hist {
 		hj := HistoryJSON{
-			Op: opIDString(h.Op.ID), Field: h.Op.Field, Kind: h.Op.Kind.String(), Author: h.Author,
+			Op: opIDString(h.Op.ID), Field: h.Op.Field, Kind: h.Op.Kind.String(), Author: h.Author, AuthorName: names[h.Author],
 			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(),
 		}
 		if len(h.Op.Value) > 0 {
@@ -329,5 +350,5 @@ func (s *Server) resolve(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.recordJSON(rec, hist))
+	return c.JSON(http.StatusOK, s.recordJSON(ctx, rec, hist))
 }
