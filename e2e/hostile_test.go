@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -105,7 +106,7 @@ func TestHostileSyncInput(t *testing.T) {
 		{"wrong protocol", encode(t, &api.SyncRequest{Protocol: 99, Replica: ann.id}), nil, 400, api.CodeUnsupportedProtocol},
 	}
 	for n := 1; n < len(valid); n += max(1, len(valid)/16) {
-		cases = append(cases, hostile{"truncated at " + itoa(n), valid[:n], nil, 400, api.CodeMalformedBody})
+		cases = append(cases, hostile{"truncated at " + strconv.Itoa(n), valid[:n], nil, 400, api.CodeMalformedBody})
 	}
 
 	runtime.GC()
@@ -171,8 +172,4 @@ func TestHostileJSONInput(t *testing.T) {
 	if st != http.StatusMethodNotAllowed || p.Code != api.CodeMethodNotAllowed {
 		t.Errorf("DELETE /v1/sync: %d %+v", st, p)
 	}
-}
-
-func itoa(n int) string {
-	return strings.TrimSpace(strings.Replace(time.Duration(n).String(), "ns", "", 1))
 }

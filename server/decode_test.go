@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -61,22 +62,9 @@ func hostileBodies(t testing.TB) map[string][]byte {
 		"many small maps":       append([]byte{0x81, 0xa1, 'c', 0xdc, 0xff, 0xff}, bytes.Repeat([]byte{0x80}, 0xffff)...),
 	}
 	for _, n := range []int{1, 2, 7, len(valid) / 2, len(valid) - 1} {
-		m["truncated at "+itoa(n)] = valid[:n]
+		m["truncated at "+strconv.Itoa(n)] = valid[:n]
 	}
 	return m
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
 }
 
 func TestDecodeSyncRequestHostile(t *testing.T) {
