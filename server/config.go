@@ -40,6 +40,10 @@ type Config struct {
 	// 5/s, burst 20. A negative rate disables the limit.
 	AuthRate  float64
 	AuthBurst int
+	// TrustProxy takes the client address for the login rate limit from
+	// X-Forwarded-For (set it only behind a reverse proxy that overwrites
+	// that header); by default the connection's address is used.
+	TrustProxy bool
 
 	// HTTP server timeouts used by Serve; defaults 2 min to read a request,
 	// 3 min to write a reply, 2 min idle, 10 s for headers. Generous on
