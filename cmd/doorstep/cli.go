@@ -18,7 +18,7 @@ import (
 )
 
 const usage = `usage:
-  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error]
+  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
@@ -81,6 +81,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	demoFlag := fs.Bool("demo", false, "seed the demo teams, users, devices and history into an empty data directory")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	trustProxy := fs.Bool("trust-proxy", false, "take client addresses from X-Forwarded-For (only behind a reverse proxy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,7 +97,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger})
+	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy})
 	if err != nil {
 		return err
 	}
