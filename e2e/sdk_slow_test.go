@@ -89,7 +89,6 @@ func (l *sdkSlowLink) pipe(src, dst net.Conn) {
 	}
 }
 
-
 // BenchmarkSDKReconnectSlowLink is a typical reconnect (a day's work: 250
 // field ops pushed, 1,000 pulled) over a 64 kbit/s link with 250 ms each
 // way (500 ms round trips), through the real server.
