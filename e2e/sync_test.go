@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,5 +113,22 @@ func TestGzipBothWays(t *testing.T) {
 	}
 	if n < 50 {
 		t.Fatalf("pulled %d items, want at least 50", n)
+	}
+	// The counters saw it.
+	mres, err := http.Get(e.ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mres.Body.Close()
+	mb, _ := io.ReadAll(mres.Body)
+	for _, want := range []string{
+		"doorstep_sync_ops_pushed_total 50\n",
+		"doorstep_sync_changes_applied_total 1\n",
+		`doorstep_http_requests_total{route="/v1/sync",status="200"} 3` + "\n",
+		`doorstep_sync_seconds_count 3` + "\n",
+	} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %q:\n%s", want, mb)
+		}
 	}
 }

@@ -12,7 +12,7 @@
 //
 // Routes (docs/PROTOCOL.md has the full contract):
 //
-//	GET  /healthz, /readyz                                   no auth
+//	GET  /healthz, /readyz, /metrics                         no auth
 //	POST /v1/auth/login, /v1/auth/refresh                    no auth, JSON
 //	POST /v1/sync                                            any role, msgpack
 //	/v1/admin/...                                            admin, JSON

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -74,10 +75,17 @@ func (s *Server) sync(c echo.Context) error {
 	if req.Replica != caller.Replica {
 		return problemf(api.CodeDeviceMismatch, "request replica %s does not match the token's device", req.Replica)
 	}
+	start := time.Now()
 	resp, err := s.engine.Sync(c.Request().Context(), caller, req)
 	if err != nil {
 		return err
 	}
+	s.syncLatency.observe(time.Since(start))
+	pushed := 0
+	for _, ch := range req.Changes {
+		pushed += len(ch.Ops)
+	}
+	s.metrics.syncResult(resp, pushed)
 	out, err := EncodeSyncResponse(resp)
 	if err != nil {
 		return err

@@ -53,6 +53,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if cl := claimsOf(c); cl != nil {
 			attrs = append(attrs, slog.String("user", cl.Subject), slog.String("device", cl.Device))
 		}
+		s.metrics.observe(c.Path(), res.Status, time.Since(start))
 		level := slog.LevelInfo
 		if res.Status >= 500 {
 			level = slog.LevelError

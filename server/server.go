@@ -28,6 +28,8 @@ type Server struct {
 
 	deviceLimit *limiter
 	authLimit   *limiter
+	metrics     *metrics
+	syncLatency histogram
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -69,6 +71,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
+		metrics:     newMetrics(),
 	}
 	s.routes()
 	return s, nil
@@ -99,6 +102,7 @@ func (s *Server) routes() {
 	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metricsHandler)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
