@@ -162,3 +162,53 @@ func TestEncodeValueCanonical(t *testing.T) {
 		t.Fatalf("integers are not in their smallest form")
 	}
 }
+
+// TestFastDecodePath: this package's own encodings take the fast decoder,
+// which agrees with msgpack's, and decoded values never alias the input.
+func TestFastDecodePath(t *testing.T) {
+	for _, op := range seedOps() {
+		b, _ := MarshalOp(&op)
+		fast, ok := fastOp(b)
+		if !ok {
+			t.Fatalf("op %s does not take the fast path", op.ID)
+		}
+		slow, err := decodeOp(b, false)
+		if err != nil || !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("op %s: fast %+v, msgpack %+v %v", op.ID, fast, slow, err)
+		}
+	}
+	for _, r := range seedRecords(t) {
+		b, _ := MarshalRecord(r)
+		if _, ok := fastRecord(b); !ok {
+			t.Fatalf("record does not take the fast path")
+		}
+		fast, err1 := decodeRecord(b, true)
+		slow, err2 := decodeRecord(b, false)
+		if err1 != nil || err2 != nil || !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast and msgpack decoders differ: %v %v", err1, err2)
+		}
+	}
+	op := typicalOp()
+	b, _ := MarshalOp(&op)
+	got, err := UnmarshalOp(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = 0
+	}
+	if !bytes.Equal(got.Value, op.Value) || got.Team != op.Team {
+		t.Fatalf("decoded op aliases the input buffer")
+	}
+	// Another encoder's equivalent form (str8 keys) takes the slow path
+	// and decodes the same.
+	op = typicalOp()
+	b, _ = MarshalOp(&op)
+	alt := append([]byte{b[0], 0xd9, 1, 'i'}, b[3:]...) // key "i" as str8
+	if _, ok := fastOp(alt); ok {
+		t.Fatalf("fast path took a form it does not know")
+	}
+	if got, err := UnmarshalOp(alt); err != nil || !reflect.DeepEqual(*got, op) {
+		t.Fatalf("str8 key: %+v %v", got, err)
+	}
+}

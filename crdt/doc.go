@@ -48,7 +48,10 @@
 // equal bytes, fields in sorted name order. The EncodeMsgpack and
 // DecodeMsgpack methods use the same form, so ops and records inside other
 // msgpack messages (package api) match. Decoders skip keys they do not know,
-// so newer peers may add some.
+// so newer peers may add some. UnmarshalOp and UnmarshalRecord read this
+// package's own form straight from the bytes and fall back to the msgpack
+// decoder for any other equivalent form; the two agree on every input.
+// Decoded values never alias the input buffer.
 //
 // # Outside bytes
 //

@@ -21,11 +21,29 @@ func MarshalOp(op *Op) ([]byte, error) {
 // first, so no length prefix can make it allocate more than a small multiple
 // of len(b)). It never panics.
 func UnmarshalOp(b []byte) (*Op, error) {
-	var op Op
-	if err := unmarshal(b, &op); err != nil {
+	op, err := decodeOp(b, true)
+	if err != nil {
 		return nil, err
 	}
 	if err := op.Validate(); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// decodeOp decodes an op after CheckLimits, by the fast path if fast and b
+// is in the form AppendOp writes, else by the msgpack decoder.
+func decodeOp(b []byte, fast bool) (*Op, error) {
+	if err := checkLimits(b); err != nil {
+		return nil, err
+	}
+	if fast {
+		if op, ok := fastOp(b); ok {
+			return op, nil
+		}
+	}
+	var op Op
+	if err := unmarshal(b, &op); err != nil {
 		return nil, err
 	}
 	return &op, nil
@@ -59,17 +77,48 @@ func (r *Record) sizeHint() int {
 // ErrTooLarge for bytes beyond DefaultLimits, as UnmarshalOp's do. It never
 // panics.
 func UnmarshalRecord(b []byte) (*Record, error) {
-	var r Record
-	if err := unmarshal(b, &r); err != nil {
+	r, err := decodeRecord(b, true)
+	if err != nil {
 		return nil, err
-	}
-	if r.Fields == nil {
-		r.Fields = map[string]*Field{}
 	}
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r, nil
+}
+
+// decodeRecord decodes a record state after CheckLimits, by the fast path if
+// fast and b is in the form AppendRecord writes, else by the msgpack decoder.
+func decodeRecord(b []byte, fast bool) (*Record, error) {
+	if err := checkLimits(b); err != nil {
+		return nil, err
+	}
+	r, ok := (*Record)(nil), false
+	if fast {
+		r, ok = fastRecord(b)
+	}
+	if !ok {
+		r = new(Record)
+		if err := unmarshal(b, r); err != nil {
+			return nil, err
+		}
+	}
+	if r.Fields == nil {
+		r.Fields = map[string]*Field{}
+	}
+	return r, nil
+}
+
+// checkLimits runs CheckLimits with DefaultLimits, its errors wrapping
+// ErrMalformed as well.
+func checkLimits(b []byte) error {
+	if err := CheckLimits(b, DefaultLimits); err != nil {
+		if errors.Is(err, ErrMalformed) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return nil
 }
 
 // Validate checks the invariants every state built by this package holds,
@@ -107,6 +156,8 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// unmarshal decodes b, which has passed CheckLimits, with the msgpack
+// decoder.
 func unmarshal(b []byte, v msgpack.CustomDecoder) (err error) {
 	// msgpack/v5 reports most bad input as errors; the recover is a last
 	// line of defence so that outside bytes can never crash a caller.
@@ -115,12 +166,6 @@ func unmarshal(b []byte, v msgpack.CustomDecoder) (err error) {
 			err = fmt.Errorf("%w: decoder panic: %v", ErrMalformed, p)
 		}
 	}()
-	if err := CheckLimits(b, DefaultLimits); err != nil {
-		if errors.Is(err, ErrMalformed) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
 	rd := bytes.NewReader(b)
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)

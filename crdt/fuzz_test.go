@@ -55,6 +55,12 @@ func FuzzUnmarshalOp(f *testing.F) {
 	f.Add([]byte{0x80})
 	f.Add([]byte{0x81, 0xa1, 'p', 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fast decoder and msgpack's agree on every input.
+		fast, ferr := decodeOp(b, true)
+		slow, serr := decodeOp(b, false)
+		if (ferr == nil) != (serr == nil) || ferr == nil && !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast and msgpack decoders differ:\n%+v %v\n%+v %v", fast, ferr, slow, serr)
+		}
 		op, err := UnmarshalOp(b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
@@ -107,6 +113,11 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	}
 	f.Add([]byte{0x84, 0xa1, 'f', 0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ferr := decodeRecord(b, true)
+		slow, serr := decodeRecord(b, false)
+		if (ferr == nil) != (serr == nil) || ferr == nil && !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast and msgpack decoders differ:\n%+v %v\n%+v %v", fast, ferr, slow, serr)
+		}
 		r, err := UnmarshalRecord(b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {

@@ -56,14 +56,27 @@ func (l Limits) orDefault() Limits {
 // msgpack/v5 preallocates a slice of whatever length a prefix declares, so
 // five bytes can otherwise ask for gigabytes, and it recurses on nesting.
 func CheckLimits(b []byte, l Limits) error {
-	l = l.orDefault()
+	end, err := scan(b, 0, l.orDefault())
+	if err != nil {
+		return err
+	}
+	if end != len(b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-end)
+	}
+	return nil
+}
+
+// scan walks the one msgpack value that starts at b[start] and returns the
+// offset just past it, checking it as CheckLimits does. l must have no
+// zero fields.
+func scan(b []byte, start int, l Limits) (int, error) {
 	// pending[i] counts the values still to read in the container at depth
 	// i+1. Without it the scanner would not know when a container ends;
 	// it grows only with depth, which MaxDepth bounds.
 	var small [16]uint64
 	pending := small[:0]
 	items := 0
-	p := 0
+	p := start
 	for {
 		// Close every container that has read all its values.
 		for len(pending) > 0 && pending[len(pending)-1] == 0 {
@@ -77,10 +90,10 @@ func CheckLimits(b []byte, l Limits) error {
 		}
 		items++
 		if items > l.MaxItems {
-			return fmt.Errorf("%w: more than %d values", ErrTooLarge, l.MaxItems)
+			return 0, fmt.Errorf("%w: more than %d values", ErrTooLarge, l.MaxItems)
 		}
 		if p >= len(b) {
-			return fmt.Errorf("%w: truncated at byte %d", ErrMalformed, p)
+			return 0, fmt.Errorf("%w: truncated at byte %d", ErrMalformed, p)
 		}
 		c := b[p]
 		p++
@@ -95,23 +108,23 @@ func CheckLimits(b []byte, l Limits) error {
 		case c <= 0x8f: // fixmap
 			container, children = true, uint64(c&0x0f)
 			if err := checkLen(children, l, p, len(b), 2); err != nil {
-				return err
+				return 0, err
 			}
 			children *= 2
 		case c <= 0x9f: // fixarray
 			container, children = true, uint64(c&0x0f)
 			if err := checkLen(children, l, p, len(b), 1); err != nil {
-				return err
+				return 0, err
 			}
 		case c <= 0xbf: // fixstr
 			if skip = uint64(c & 0x1f); skip > uint64(l.MaxLen) {
-				return fmt.Errorf("%w: %d-byte string at byte %d (max %d)", ErrTooLarge, skip, p, l.MaxLen)
+				return 0, fmt.Errorf("%w: %d-byte string at byte %d (max %d)", ErrTooLarge, skip, p, l.MaxLen)
 			}
 		default:
 			switch c {
 			case 0xc0, 0xc2, 0xc3: // nil, false, true
 			case 0xc1:
-				return fmt.Errorf("%w: never-used type code 0xc1 at byte %d", ErrMalformed, p-1)
+				return 0, fmt.Errorf("%w: never-used type code 0xc1 at byte %d", ErrMalformed, p-1)
 			case 0xc4, 0xd9: // bin8, str8
 				lenBytes = 1
 			case 0xc5, 0xda: // bin16, str16
@@ -138,7 +151,7 @@ func CheckLimits(b []byte, l Limits) error {
 		}
 		if lenBytes > 0 {
 			if len(b)-p < lenBytes {
-				return fmt.Errorf("%w: truncated length at byte %d", ErrMalformed, p)
+				return 0, fmt.Errorf("%w: truncated length at byte %d", ErrMalformed, p)
 			}
 			var n uint64
 			switch lenBytes {
@@ -153,41 +166,38 @@ func CheckLimits(b []byte, l Limits) error {
 			switch {
 			case c == 0xdc || c == 0xdd: // arrays: each element is at least a byte
 				if err := checkLen(n, l, p, len(b), 1); err != nil {
-					return err
+					return 0, err
 				}
 				children = n
 			case c == 0xde || c == 0xdf: // maps: each entry at least two
 				if err := checkLen(n, l, p, len(b), 2); err != nil {
-					return err
+					return 0, err
 				}
 				children = 2 * n
 			case c >= 0xc7 && c <= 0xc9: // ext: the type byte, then n bytes
 				if n > uint64(l.MaxLen) {
-					return fmt.Errorf("%w: ext of %d bytes at byte %d (max %d)", ErrTooLarge, n, p, l.MaxLen)
+					return 0, fmt.Errorf("%w: ext of %d bytes at byte %d (max %d)", ErrTooLarge, n, p, l.MaxLen)
 				}
 				skip = 1 + n
 			default: // str, bin
 				if n > uint64(l.MaxLen) {
-					return fmt.Errorf("%w: %d-byte string at byte %d (max %d)", ErrTooLarge, n, p, l.MaxLen)
+					return 0, fmt.Errorf("%w: %d-byte string at byte %d (max %d)", ErrTooLarge, n, p, l.MaxLen)
 				}
 				skip = n
 			}
 		}
 		if skip > uint64(len(b)-p) {
-			return fmt.Errorf("%w: value at byte %d needs %d bytes, %d remain", ErrMalformed, p, skip, len(b)-p)
+			return 0, fmt.Errorf("%w: value at byte %d needs %d bytes, %d remain", ErrMalformed, p, skip, len(b)-p)
 		}
 		p += int(skip)
 		if container {
 			if len(pending) >= l.MaxDepth {
-				return fmt.Errorf("%w: nested deeper than %d at byte %d", ErrTooLarge, l.MaxDepth, p)
+				return 0, fmt.Errorf("%w: nested deeper than %d at byte %d", ErrTooLarge, l.MaxDepth, p)
 			}
 			pending = append(pending, children)
 		}
 	}
-	if p != len(b) {
-		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-p)
-	}
-	return nil
+	return p, nil
 }
 
 // checkLen checks a container of n elements, each at least minBytes long,
