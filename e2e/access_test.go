@@ -161,19 +161,24 @@ func TestCrossTeamRefusal(t *testing.T) {
 		body         any
 		min          string // least role allowed
 		team         bool   // scoped by :team
+		okStatus     int    // the success status when allowed; 0 means any 2xx
 	}
+	spare := e.login("bea") // a device for the revoke route
 	routes := []route{
-		{http.MethodGet, "/v1/teams/%s/records", nil, api.RoleCoordinator, true},
-		{http.MethodGet, "/v1/teams/%s/records/people/p1", nil, api.RoleCoordinator, true},
-		{http.MethodGet, "/v1/teams/%s/records/people/p1/history", nil, api.RoleCoordinator, true},
-		{http.MethodGet, "/v1/teams/%s/conflicts", nil, api.RoleCoordinator, true},
-		{http.MethodPost, "/v1/teams/%s/records/people/p1/resolve", map[string]any{"field": "preferred_name", "value": "Edna"}, api.RoleCoordinator, true},
-		{http.MethodGet, "/v1/admin/teams", nil, api.RoleAdmin, false},
-		{http.MethodGet, "/v1/admin/users", nil, api.RoleAdmin, false},
-		{http.MethodPost, "/v1/admin/teams", map[string]string{"id": "t-%s", "name": "x"}, api.RoleAdmin, false},
-		{http.MethodPatch, "/v1/admin/users/" + e.users["bea"], map[string]any{"teams": []string{"wigan"}}, api.RoleAdmin, false},
-		{http.MethodGet, "/v1/admin/users/" + e.users["bea"] + "/devices", nil, api.RoleAdmin, false},
-		{http.MethodGet, "/v1/admin/quarantine", nil, api.RoleAdmin, false},
+		{http.MethodGet, "/v1/teams/%s/records", nil, api.RoleCoordinator, true, 0},
+		{http.MethodGet, "/v1/teams/%s/records/people/p1", nil, api.RoleCoordinator, true, 0},
+		{http.MethodGet, "/v1/teams/%s/records/people/p1/history", nil, api.RoleCoordinator, true, 0},
+		{http.MethodGet, "/v1/teams/%s/conflicts", nil, api.RoleCoordinator, true, 0},
+		{http.MethodPost, "/v1/teams/%s/records/people/p1/resolve", map[string]any{"field": "preferred_name", "value": "Edna"}, api.RoleCoordinator, true, 0},
+		{http.MethodGet, "/v1/admin/teams", nil, api.RoleAdmin, false, 0},
+		{http.MethodGet, "/v1/admin/users", nil, api.RoleAdmin, false, 0},
+		{http.MethodPost, "/v1/admin/teams", map[string]string{"id": "t-%s", "name": "x"}, api.RoleAdmin, false, 0},
+		{http.MethodPatch, "/v1/admin/users/" + e.users["bea"], map[string]any{"teams": []string{"wigan"}}, api.RoleAdmin, false, 0},
+		{http.MethodGet, "/v1/admin/users/" + e.users["bea"] + "/devices", nil, api.RoleAdmin, false, 0},
+		{http.MethodGet, "/v1/admin/quarantine", nil, api.RoleAdmin, false, 0},
+		{http.MethodPost, "/v1/admin/users", map[string]string{"username": "u-%s", "password": password, "role": "link_worker"}, api.RoleAdmin, false, 0},
+		{http.MethodPost, "/v1/admin/devices/" + spare.id.String() + "/revoke", nil, api.RoleAdmin, false, 0},
+		{http.MethodPost, "/v1/admin/quarantine/12345/reapply", nil, api.RoleAdmin, false, http.StatusNotFound},
 	}
 	n := 0
 	for _, r := range routes {
@@ -194,13 +199,22 @@ func TestCrossTeamRefusal(t *testing.T) {
 				body := r.body
 				if m, ok := body.(map[string]string); ok {
 					n++
-					body = map[string]string{"id": fmt.Sprintf(m["id"], fmt.Sprint(n)), "name": m["name"]}
+					b := map[string]string{}
+					for k, v := range m {
+						if k == "id" || k == "username" {
+							v = fmt.Sprintf(v, fmt.Sprint(n))
+						}
+						b[k] = v
+					}
+					body = b
 				}
 				name := fmt.Sprintf("%s %s as %s own=%v", r.method, path, role, own)
 				st, p := e.doJSON(r.method, path, dev.access, body, nil)
 				allowed := auth.RoleAtLeast(role, r.min) && own
 				switch {
-				case allowed && (st < 200 || st > 299):
+				case allowed && r.okStatus != 0 && st != r.okStatus:
+					t.Errorf("%s: %d %+v, want %d", name, st, p, r.okStatus)
+				case allowed && r.okStatus == 0 && (st < 200 || st > 299):
 					t.Errorf("%s: %d %+v, want success", name, st, p)
 				case !allowed && (st != http.StatusForbidden || p.Code != api.CodeForbidden):
 					t.Errorf("%s: %d %+v, want 403 forbidden", name, st, p)
