@@ -41,6 +41,9 @@ type fakeServer struct {
 	n        int
 	dropNext int         // drop this many replies after handling the request
 	purges   map[int]Ref // log position → record erased there
+	// slowAbove, if set, makes requests asking for pages bigger than it
+	// hang until the client gives up: a page too big for a slow link.
+	slowAbove int
 }
 
 // purge erases a record: gone from the server, and devices are told.
@@ -171,6 +174,16 @@ func (f *fakeServer) sync(w http.ResponseWriter, r *http.Request) {
 	var req api.SyncRequest
 	if err := msgpack.Unmarshal(raw, &req); err != nil {
 		f.problemMsgpack(w, api.CodeMalformedBody)
+		return
+	}
+	f.mu.Lock()
+	slow := f.slowAbove > 0 && req.PullLimit > f.slowAbove
+	f.mu.Unlock()
+	if slow {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
 		return
 	}
 	f.mu.Lock()

@@ -123,6 +123,10 @@ type Replica struct {
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 
+	sizeMu     gosync.Mutex
+	pullLimit  int // current pull page size (see requestSize)
+	maxChanges int // current changes per request
+
 	offsetMu gosync.Mutex
 	offset   time.Duration // added to the device wall clock (see package doc)
 	floor    time.Time     // the clock never reads earlier than this

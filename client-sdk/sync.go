@@ -125,7 +125,7 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 
 func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
-	pullLimit := r.opts.PullLimit
+	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
 	for {
@@ -135,7 +135,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err := r.seal(); err != nil {
 			return res, err
 		}
-		changes, err := r.loadChanges(resendFrom)
+		changes, err := r.loadChanges(resendFrom, maxChanges)
 		if err != nil {
 			return res, err
 		}
@@ -158,8 +158,16 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		}
 		resp, w, err := r.syncRequest(ctx, req)
 		if err != nil {
+			var p *api.Problem
+			if !errors.As(err, &p) && ctx.Err() == nil && !errors.Is(err, ErrSignedOut) {
+				// The network failed (a timeout on a slow link, say):
+				// ask for less next time, so that a page that cannot
+				// cross the link in time does not block sync forever.
+				r.shrinkRequests()
+			}
 			return res, err
 		}
+		r.growRequests()
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
 		res.BytesReceived += int64(w.received)
@@ -227,6 +235,38 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// requestSize returns the pull page size and the number of changes to push
+// per request: the configured ones, or less after network failures.
+func (r *Replica) requestSize() (pullLimit, maxChanges int) {
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	if r.pullLimit == 0 {
+		r.pullLimit, r.maxChanges = r.opts.PullLimit, r.opts.MaxChangesPerRequest
+	}
+	return r.pullLimit, r.maxChanges
+}
+
+// shrinkRequests halves the request sizes after a network failure, down to
+// pages of 10 items and one change.
+func (r *Replica) shrinkRequests() {
+	r.requestSize()
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
+	r.maxChanges = max(1, r.maxChanges/2)
+	r.log.Info("network failure; smaller requests", "pull_limit", r.pullLimit, "changes", r.maxChanges)
+}
+
+// growRequests doubles the request sizes after a success, back up to the
+// configured ones.
+func (r *Replica) growRequests() {
+	r.requestSize()
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	r.pullLimit = min(r.opts.PullLimit, r.pullLimit*2)
+	r.maxChanges = min(r.opts.MaxChangesPerRequest, r.maxChanges*2)
 }
 
 // reading returns the clock's current reading for a request without
@@ -331,15 +371,15 @@ func (r *Replica) seal() error {
 
 var errFull = errors.New("request full")
 
-// loadChanges returns up to MaxChangesPerRequest sealed changes with seq >=
+// loadChanges returns up to maxChanges sealed changes with seq >=
 // from, in seq order, and at most maxRequestBytes of them after the first.
-func (r *Replica) loadChanges(from uint64) ([]api.Change, error) {
+func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error) {
 	var out []api.Change
 	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
 		defer it.Close()
 		size := 0
-		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < r.opts.MaxChangesPerRequest; it.Next() {
+		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < maxChanges; it.Next() {
 			err := it.Item().Value(func(v []byte) error {
 				if len(out) > 0 && size+len(v) > maxRequestBytes {
 					return errFull

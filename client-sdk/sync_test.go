@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -469,5 +470,35 @@ func TestBigValuesSplitIntoBoundedChanges(t *testing.T) {
 	got, err := bea.Get(ctx, ref)
 	if err != nil || len(got.Fields["notes"].Entries) != 14 {
 		t.Fatalf("bea: %v %v", got, err)
+	}
+}
+
+// On a link too slow for the configured page size, failed requests shrink
+// the pages until one crosses in time; then sizes grow back.
+func TestTimeoutsShrinkRequests(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) {
+		o.HTTPClient = &http.Client{Timeout: 300 * time.Millisecond}
+		o.PullLimit = 400
+	})
+	f.mu.Lock()
+	f.slowAbove = 60
+	f.mu.Unlock()
+	fails := 0
+	for {
+		_, err := ann.Sync(ctx)
+		if err == nil {
+			break
+		}
+		if fails++; fails > 5 {
+			t.Fatalf("still failing after %d attempts: %v", fails, err)
+		}
+	}
+	if fails != 3 { // 400 → 200 → 100 → 50
+		t.Fatalf("%d failures before a small enough page, want 3", fails)
+	}
+	if p, _ := ann.requestSize(); p != 100 {
+		t.Fatalf("pull limit after one success = %d, want 100", p)
 	}
 }
