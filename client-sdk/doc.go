@@ -43,6 +43,12 @@
 // quarantined or refused inside an acknowledged change are kept and listed
 // by Rejected; they stay applied locally.
 //
+// Requests are bounded: at most Options.MaxChangesPerRequest changes (and
+// about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
+// After a network failure (a timeout on a slow link, say) both are halved
+// for the next attempt and doubled back after each success, so a page too
+// big to cross the link in time cannot stall sync for good.
+//
 // # Clock
 //
 // Op IDs come from a crdt.Clock reading a corrected wall clock: the device's

@@ -94,7 +94,8 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// OnProgress, if set, is called after each pulled page is stored, with
-	// the running totals of this Sync call.
+	// the running totals of this Sync call. It runs on the syncing
+	// goroutine: keep it short, and do not call Sync from it.
 	OnProgress func(Progress)
 
 	// Logger receives the replica's logs; nil discards them.
