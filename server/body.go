@@ -33,7 +33,6 @@ func readBody(c echo.Context, maxWire, maxDecoded int64) ([]byte, error) {
 		if err != nil {
 			return nil, wireErr(err, "gzip body")
 		}
-		zr.Multistream(false)
 		b, err := readCapped(zr, maxDecoded)
 		if err != nil {
 			return nil, err
