@@ -79,5 +79,14 @@ func TestProtocolExample(t *testing.T) {
 	if st != http.StatusOK || len(resp.Results) != 1 || resp.Results[0].Status != api.ChangeApplied {
 		t.Fatalf("server: %d %+v %+v", st, resp, p)
 	}
+	// As the doc says: the first sync bootstraps, and the snapshot already
+	// holds the write just pushed.
+	var found bool
+	for _, r := range resp.Snapshot {
+		found = found || (r.ID == "p1" && r.Field("given_name") != nil)
+	}
+	if !found || len(resp.Cursor) == 0 {
+		t.Fatalf("reply snapshot %+v cursor %x", resp.Snapshot, resp.Cursor)
+	}
 	t.Logf("reply: %d bytes", len(encode(t, resp)))
 }
