@@ -551,16 +551,21 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 		}
 
 		touched := map[Ref]*crdt.Record{}
+		before := map[Ref][]byte{} // stored encoding, to skip unchanged records
 		load := func(ref Ref) (*crdt.Record, error) {
 			if rec, ok := touched[ref]; ok {
 				return rec, nil
 			}
-			rec, err := loadRecord(txn, ref)
+			raw, err := get(txn, recordKey(ref))
 			if err != nil {
 				return nil, err
 			}
-			if rec == nil {
-				rec = crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
+			rec := crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
+			if raw != nil {
+				if rec, err = crdt.UnmarshalRecord(raw); err != nil {
+					return nil, fmt.Errorf("stored record %s/%s/%s: %w", ref.Team, ref.Collection, ref.ID, err)
+				}
+				before[ref] = raw
 			}
 			touched[ref] = rec
 			return rec, nil
@@ -615,7 +620,14 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 			if len(rec.Fields) == 0 {
 				continue
 			}
-			if err := putRecord(txn, rec); err != nil {
+			b, err := crdt.MarshalRecord(rec)
+			if err != nil {
+				return err
+			}
+			if bytes.Equal(b, before[ref]) {
+				continue // e.g. the device's own ops coming back
+			}
+			if err := txn.Set(recordKey(ref), b); err != nil {
 				return err
 			}
 			out.changed = append(out.changed, ref)

@@ -49,6 +49,10 @@ func TestSyncConvergesThroughServer(t *testing.T) {
 	if res.Pushed != 1 || res.PushedOps != 2 || ann.Status().Pending != 0 {
 		t.Fatalf("ann first sync: %+v, pending %d", res, ann.Status().Pending)
 	}
+	// Her own ops came back in the pull and changed nothing.
+	if res.Snapshot != 1 || res.Changed != 0 {
+		t.Fatalf("ann's own record came back as a change: %+v", res)
+	}
 	res = mustSync(t, bea)
 	if !res.Bootstrapped || res.Snapshot != 1 {
 		t.Fatalf("bea bootstrap: %+v", res)
