@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -158,4 +159,53 @@ func ExampleReplica_Sync() {
 	for ev := range events {
 		fmt.Println("changed:", ev.Records)
 	}
+}
+
+// Save a whole visit form as one batch: every write validated, then stored
+// together with one fsync, or none of them if one is invalid.
+func ExampleReplica_Batch() {
+	ctx := context.Background()
+	dir := tempDir()
+	defer os.RemoveAll(dir)
+	r, err := client.Open(ctx, client.Options{Dir: dir, EncryptionKey: []byte("an example 32-byte AES key here!")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	team := "ashton-pcn"
+	var person string
+	err = r.Batch(ctx, func(b *client.Batch) error {
+		var err error
+		person, err = b.Create("people", team, map[string]any{
+			"given_name": "Harold", "family_name": "Tetlow", "date_of_birth": "1944-09-30",
+			"address": "3 Example Row, Ashton-under-Lyne",
+		})
+		if err != nil {
+			return err
+		}
+		ref := client.Ref{Team: team, Collection: "people", ID: person}
+		if err := b.Set(ref, "lives_alone", true); err != nil {
+			return err
+		}
+		return b.Append(ref, "case_notes", "Drop-in: wants a walking group; signposted.")
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// An invalid value (a Clinical Frailty Scale score of 12) fails the
+	// whole batch: the note written before it is not stored either.
+	ref := client.Ref{Team: team, Collection: "people", ID: person}
+	err = r.Batch(ctx, func(b *client.Batch) error {
+		if err := b.Append(ref, "case_notes", "second note"); err != nil {
+			return err
+		}
+		return b.Set(ref, "cfs", 12)
+	})
+	fmt.Println("invalid:", errors.Is(err, client.ErrInvalid))
+	rec, _ := r.Get(ctx, ref)
+	fmt.Println("notes:", len(rec.Fields["case_notes"].Entries), "lives alone:", rec.Fields["lives_alone"].Value)
+	// Output:
+	// invalid: true
+	// notes: 1 lives alone: true
 }
