@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-func newTestServer(t *testing.T, mod func(*Config)) *Server {
+func newTestServer(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), BcryptCost: bcrypt.MinCost, SmallMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mod != nil {
