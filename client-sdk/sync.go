@@ -159,10 +159,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		resp, w, err := r.syncRequest(ctx, req)
 		if err != nil {
 			var p *api.Problem
-			if !errors.As(err, &p) && ctx.Err() == nil && !errors.Is(err, ErrSignedOut) {
-				// The network failed (a timeout on a slow link, say):
-				// ask for less next time, so that a page that cannot
-				// cross the link in time does not block sync forever.
+			isProblem := errors.As(err, &p)
+			if isProblem && p.Code == api.CodeBodyTooLarge || !isProblem && ctx.Err() == nil && !errors.Is(err, ErrSignedOut) {
+				// The network failed (a timeout on a slow link, say) or
+				// the body was too big: ask for less next time, so that
+				// a page that cannot cross the link in time does not
+				// block sync forever.
 				r.shrinkRequests()
 			}
 			return res, err
