@@ -483,11 +483,11 @@ func TestTimeoutsShrinkRequests(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeServer(t)
 	ann := openSynced(t, f, func(o *Options) {
-		o.HTTPClient = &http.Client{Timeout: 300 * time.Millisecond}
+		o.HTTPClient = &http.Client{Timeout: time.Second}
 		o.PullLimit = 400
 	})
 	f.mu.Lock()
-	f.slowAbove = 60
+	f.slowAbove = 60 // bigger pages never arrive
 	f.mu.Unlock()
 	fails := 0
 	for {
@@ -495,14 +495,16 @@ func TestTimeoutsShrinkRequests(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if fails++; fails > 5 {
+		if fails++; fails > 8 {
 			t.Fatalf("still failing after %d attempts: %v", fails, err)
 		}
 	}
-	if fails != 3 { // 400 → 200 → 100 → 50
-		t.Fatalf("%d failures before a small enough page, want 3", fails)
+	// 400 → 200 → 100 → 50 takes at least three failures (more only if
+	// the loaded machine also timed out a small request).
+	if fails < 3 {
+		t.Fatalf("%d failures before a small enough page, want at least 3", fails)
 	}
-	if p, _ := ann.requestSize(); p != 100 {
-		t.Fatalf("pull limit after one success = %d, want 100", p)
+	if p, _ := ann.requestSize(); p > 2*60 {
+		t.Fatalf("pull limit after one success = %d, want at most twice the page that worked", p)
 	}
 }
