@@ -169,6 +169,7 @@ type Service struct {
 
 	mu      gosync.Mutex
 	devices map[string]deviceState // cache of device revocation state
+	users   map[string]User        // cache of users' current role and teams
 	closed  bool
 }
 
@@ -206,7 +207,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}
-	return &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}}, nil
+	return &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{}}, nil
 }
 
 // Close closes the store. Calls after Close return ErrClosed.
@@ -451,8 +452,9 @@ func (s *Service) Users(ctx context.Context) ([]User, error) {
 	return out, nil
 }
 
-// SetRole changes a user's role. Access tokens already issued keep the old
-// role until they expire (AccessTTL); refreshes pick up the new one.
+// SetRole changes a user's role. Access tokens already issued keep at most
+// the old role (see Narrow): a demotion applies at once, a promotion from
+// the next refresh.
 func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
 	if !ValidRole(role) {
 		return User{}, fmt.Errorf("set role: %w: role %q", ErrInvalid, role)
@@ -460,8 +462,8 @@ func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
 	return s.modifyUser(ctx, id, func(_ *badger.Txn, u *userRecord) error { u.Role = role; return nil })
 }
 
-// SetTeams replaces a user's teams; every team must exist. Like SetRole it
-// takes effect on the next refresh.
+// SetTeams replaces a user's teams; every team must exist. Like SetRole, a
+// removal applies at once (Narrow) and an addition from the next refresh.
 func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User, error) {
 	return s.modifyUser(ctx, id, func(txn *badger.Txn, u *userRecord) error {
 		t, err := s.checkTeams(txn, teams)
@@ -487,7 +489,49 @@ func (s *Service) modifyUser(ctx context.Context, id string, fn func(*badger.Txn
 	if err != nil {
 		return User{}, fmt.Errorf("update user %q: %w", id, err)
 	}
+	s.cacheUser(u.User)
 	return u.User, nil
+}
+
+func (s *Service) cacheUser(u User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.users) >= s.cfg.DeviceCacheSize {
+		clear(s.users)
+	}
+	s.users[u.ID] = u
+}
+
+// Narrow returns the rights of verified claims as they stand now: the lower
+// of the token's role and the user's current role, and the token's teams
+// that the user still belongs to. A demotion or a removal from a team so
+// takes effect on the user's next request, while a promotion or a new team
+// waits for the next refresh (a token never grants more than it says). It
+// is served from memory after the first call for a user.
+func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []string, err error) {
+	s.mu.Lock()
+	u, ok := s.users[c.Subject]
+	s.mu.Unlock()
+	if !ok {
+		if u, err = s.User(ctx, c.Subject); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return "", nil, fmt.Errorf("%w: unknown user", ErrUnauthorized)
+			}
+			return "", nil, err
+		}
+		s.cacheUser(u)
+	}
+	role = c.Role
+	if RoleAtLeast(role, u.Role) && role != u.Role {
+		role = u.Role
+	}
+	teams = make([]string, 0, len(c.Teams))
+	for _, t := range c.Teams {
+		if slices.Contains(u.Teams, t) {
+			teams = append(teams, t)
+		}
+	}
+	return role, teams, nil
 }
 
 // Devices lists a user's devices.

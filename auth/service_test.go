@@ -301,3 +301,52 @@ func TestConcurrentRefreshOneWins(t *testing.T) {
 		t.Fatalf("%d concurrent refreshes of one token succeeded, want 1", ok)
 	}
 }
+
+func TestNarrow(t *testing.T) {
+	s, _ := openTest(t, nil)
+	u := seed(t, s)
+	ctx := context.Background()
+	if _, err := s.CreateTeam(ctx, "ashton", "Ashton PCN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTeams(ctx, u.ID, []string{"wigan", "ashton"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetRole(ctx, u.ID, api.RoleCoordinator); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.Login(ctx, "ann", "correct horse", crdt.NewReplicaID().String(), "tab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Verify(tr.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role, teams, err := s.Narrow(ctx, c)
+	if err != nil || role != api.RoleCoordinator || len(teams) != 2 {
+		t.Fatalf("before: %s %v %v", role, teams, err)
+	}
+	// Demoted and removed from a team: the same token now carries less.
+	if _, err := s.SetRole(ctx, u.ID, api.RoleLinkWorker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTeams(ctx, u.ID, []string{"ashton"}); err != nil {
+		t.Fatal(err)
+	}
+	role, teams, err = s.Narrow(ctx, c)
+	if err != nil || role != api.RoleLinkWorker || len(teams) != 1 || teams[0] != "ashton" {
+		t.Fatalf("after demotion: %s %v %v", role, teams, err)
+	}
+	// Promoted and given a team: not before the next refresh.
+	if _, err := s.SetRole(ctx, u.ID, api.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTeams(ctx, u.ID, []string{"ashton", "wigan"}); err != nil {
+		t.Fatal(err)
+	}
+	role, teams, err = s.Narrow(ctx, c)
+	if err != nil || role != api.RoleCoordinator || len(teams) != 2 {
+		t.Fatalf("after promotion: %s %v %v", role, teams, err)
+	}
+}

@@ -230,3 +230,27 @@ func TestCrossTeamRefusal(t *testing.T) {
 	// Sync: another team's records are never pulled, and pushes into them
 	// are refused per op (TestLoginAndSyncBetweenTwoDevices checks both).
 }
+
+// TestDemotionTakesEffectAtOnce: an admin's demotion or team removal
+// applies to tokens already issued, on their next request.
+func TestDemotionTakesEffectAtOnce(t *testing.T) {
+	e := newEnv(t)
+	ann, cat, dan := e.login("ann"), e.login("cat"), e.login("dan")
+	if st, p := e.doJSON(http.MethodGet, "/v1/teams/wigan/conflicts", cat.access, nil, nil); st != http.StatusOK {
+		t.Fatalf("before: %d %+v", st, p)
+	}
+	if st, p := e.doJSON(http.MethodPatch, "/v1/admin/users/"+e.users["cat"], dan.access, map[string]any{"role": "link_worker"}, nil); st != http.StatusOK {
+		t.Fatalf("demote: %d %+v", st, p)
+	}
+	if st, p := e.doJSON(http.MethodGet, "/v1/teams/wigan/conflicts", cat.access, nil, nil); st != http.StatusForbidden || p.Code != api.CodeForbidden {
+		t.Fatalf("demoted coordinator: %d %+v", st, p)
+	}
+	// Removed from wigan: the same token can no longer write there.
+	if st, p := e.doJSON(http.MethodPatch, "/v1/admin/users/"+e.users["ann"], dan.access, map[string]any{"teams": []string{"ashton"}}, nil); st != http.StatusOK {
+		t.Fatalf("move: %d %+v", st, p)
+	}
+	resp := ann.sync(ann.change(ann.write("wigan", "people", "p1", "given_name", "Edna")))
+	if r := resp.Results[0]; len(r.Ops) != 1 || r.Ops[0].Code != api.CodeForbiddenTeam {
+		t.Fatalf("push after removal from the team: %+v", resp.Results)
+	}
+}

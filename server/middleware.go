@@ -105,6 +105,11 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := s.auth.CheckDevice(c.Request().Context(), cl); err != nil {
 			return err
 		}
+		// Rights as they stand now: never more than the token says, less if
+		// an admin has demoted the user or removed a team since.
+		if cl.Role, cl.Teams, err = s.auth.Narrow(c.Request().Context(), cl); err != nil {
+			return err
+		}
 		c.Set(ctxClaims, cl)
 		return next(c)
 	}
