@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"net/http/httptest"
+
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/server"
 	dsync "github.com/doorstep-health/doorstep/sync"
 )
 
@@ -12,3 +15,5 @@ func authNewUser(name, role, team string) auth.NewUser {
 func callerOf(e *env, user string) dsync.Caller {
 	return dsync.Caller{User: e.users[user], Teams: []string{"wigan"}}
 }
+
+func httptestServer(s *server.Server) *httptest.Server { return httptest.NewServer(s.Handler()) }
