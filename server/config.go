@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // Config configures a Server. Zero fields take the documented defaults.
@@ -60,9 +61,11 @@ type Config struct {
 	Logger *slog.Logger
 	// SmallMemory shrinks the record store's caches (tests, tools).
 	SmallMemory bool
+	// Schema validates pushed ops and marks clinical fields in the review
+	// API; nil means schema.Default().
+	Schema *schema.Schema
 	// NoSchema turns off schema validation of pushed ops (tests of the
-	// transport only). By default the server validates with
-	// schema.Default().
+	// transport only).
 	NoSchema bool
 }
 
@@ -110,6 +113,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.Schema == nil {
+		c.Schema = schema.Default()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

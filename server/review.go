@@ -11,7 +11,6 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
-	"github.com/doorstep-health/doorstep/schema"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
 	"github.com/vmihailenco/msgpack/v5"
@@ -185,7 +184,7 @@ func (s *Server) clinical(collection, field string) bool {
 	if s.cfg.NoSchema {
 		return false
 	}
-	return schema.Default().Clinical(collection, field)
+	return s.cfg.Schema.Clinical(collection, field)
 }
 
 // recordJSON builds the review form of a record; authors come from the

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
-	"github.com/doorstep-health/doorstep/schema"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
 )
@@ -60,7 +59,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		SmallMemory: cfg.SmallMemory,
 	}
 	if !cfg.NoSchema {
-		opts.Validator = schema.Default()
+		opts.Validator = cfg.Schema
 	}
 	eng, err := dsync.Open(ctx, opts)
 	if err != nil {
