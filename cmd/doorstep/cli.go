@@ -8,17 +8,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/server"
 )
 
 const usage = `usage:
-  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy]
+  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
@@ -82,6 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	trustProxy := fs.Bool("trust-proxy", false, "take client addresses from X-Forwarded-For (only behind a reverse proxy)")
+	extension := fs.String("schema-extension", "", "JSON file of collections and fields added to the default home-visit schema")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,7 +100,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy})
+	sch := schema.Default()
+	if *extension != "" {
+		b, err := os.ReadFile(*extension)
+		if err != nil {
+			return fmt.Errorf("--schema-extension: %w", err)
+		}
+		if sch, err = sch.Extend(b); err != nil {
+			return fmt.Errorf("--schema-extension %s: %w", *extension, err)
+		}
+		logger.Info("schema extended", "file", *extension, "version", sch.Version())
+	}
+	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch})
 	if err != nil {
 		return err
 	}

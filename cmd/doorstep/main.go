@@ -1,6 +1,6 @@
 // Command doorstep is the Doorstep server binary.
 //
-//	doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text]
+//	doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--schema-extension FILE]
 //	doorstep team add --data DIR --id ID --name NAME
 //	doorstep team list --data DIR
 //	doorstep user add --data DIR --username U --name N --role R --teams a,b

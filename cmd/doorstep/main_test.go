@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/demo"
 	"github.com/doorstep-health/doorstep/server"
+	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -48,6 +51,15 @@ func TestBootstrapAndServe(t *testing.T) {
 		t.Fatal("unknown command accepted")
 	}
 
+	// A bad schema extension stops the server from starting.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version": 2, "collections": [{"name": "people", "fields": [{"name": "x", "type": "float"}]}]}`), 0o600)
+	if err := run(ctx, []string{"serve", "--schema-extension", bad, "--addr", "127.0.0.1:0"}, e, nil, io.Discard, io.Discard); err == nil {
+		t.Fatal("bad schema extension accepted")
+	}
+	ext := filepath.Join(t.TempDir(), "ext.json")
+	os.WriteFile(ext, []byte(`{"version": 2, "collections": [{"name": "people", "fields": [{"name": "allotment_plot", "type": "string", "max_length": 10}]}]}`), 0o600)
+
 	// Serve on a free loopback port until cancelled.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,7 +70,7 @@ func TestBootstrapAndServe(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(sctx, []string{"serve", "--log-format", "text"}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_ADDR": addr}), nil, io.Discard, io.Discard)
+		done <- run(sctx, []string{"serve", "--log-format", "text", "--schema-extension", ext}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_ADDR": addr}), nil, io.Discard, io.Discard)
 	}()
 	url := "http://" + addr
 	var res *http.Response
@@ -73,14 +85,32 @@ func TestBootstrapAndServe(t *testing.T) {
 		t.Fatalf("server never came up: %v (%v)", err, <-done)
 	}
 	res.Body.Close()
-	body, _ := json.Marshal(api.LoginRequest{Username: "root", Password: "s3cret-enough", DeviceID: crdt.NewReplicaID().String()})
+	dev := crdt.NewReplicaID()
+	body, _ := json.Marshal(api.LoginRequest{Username: "root", Password: "s3cret-enough", DeviceID: dev.String()})
 	res, err = http.Post(url+"/v1/auth/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tr api.TokenResponse
+	json.NewDecoder(res.Body).Decode(&tr)
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("login: %d", res.StatusCode)
+	}
+	// The extension's field is accepted, not quarantined.
+	op := crdt.NewRecord("wigan", "people", "p1").Write(crdt.OpID{Time: crdt.MakeTimestamp(time.Now().UnixMilli(), 0), Replica: dev}, "allotment_plot", crdt.MustValue("14b"))
+	sb, _ := msgpack.Marshal(&api.SyncRequest{Protocol: api.ProtocolVersion, Replica: dev, Clock: op.ID.Time, Changes: []api.Change{{Seq: 1, Ops: []crdt.Op{op}}}})
+	hr, _ := http.NewRequest(http.MethodPost, url+"/v1/sync", bytes.NewReader(sb))
+	hr.Header.Set("Content-Type", api.ContentType)
+	hr.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	if res, err = http.DefaultClient.Do(hr); err != nil {
+		t.Fatal(err)
+	}
+	var sr api.SyncResponse
+	err = msgpack.NewDecoder(res.Body).Decode(&sr)
+	res.Body.Close()
+	if err != nil || len(sr.Results) != 1 || sr.Results[0].Status != api.ChangeApplied || len(sr.Results[0].Ops) != 0 {
+		t.Fatalf("push to the extension's field: %v %+v", err, sr.Results)
 	}
 	if res, err = http.Get(url + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("readyz: %v %v", res, err)
