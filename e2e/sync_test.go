@@ -38,8 +38,15 @@ func TestLoginAndSyncBetweenTwoDevices(t *testing.T) {
 		t.Fatalf("duplicate: %d %+v %+v", st2, resp2, p2)
 	}
 
+	authors := map[string]bool{}
 	for i := 0; i < 5 && bea.value("people", "p1", "family_name") == nil; i++ {
-		bea.sync()
+		for _, pc := range bea.sync().Changes {
+			authors[pc.Author] = true
+		}
+	}
+	// The author is the pusher's user ID, from the token.
+	if len(authors) != 1 || !authors[e.users["ann"]] {
+		t.Fatalf("pulled authors %v, want ann's user ID %s", authors, e.users["ann"])
 	}
 	if got := bea.value("people", "p1", "family_name"); got != "Jones" {
 		t.Fatalf("bea sees family_name %v", got)
