@@ -289,6 +289,21 @@ func setJSON(txn *badger.Txn, key string, v any) error {
 	return txn.Set([]byte(key), b)
 }
 
+// setRefresh stores a refresh token record with a Badger TTL at its expiry,
+// so spent and expired tokens do not pile up: after expiry a token is
+// refused as unknown, which is what it is worth.
+func setRefresh(txn *badger.Txn, key string, rt refreshRecord, now time.Time) error {
+	b, err := json.Marshal(rt)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	ttl := rt.Expires.Sub(now)
+	if ttl < time.Second {
+		ttl = time.Second
+	}
+	return txn.SetEntry(badger.NewEntry([]byte(key), b).WithTTL(ttl))
+}
+
 func listJSON[T any](txn *badger.Txn, prefix string) ([]T, error) {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
@@ -737,9 +752,9 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
 			return err
 		}
-		return setJSON(txn, pRefresh+hashToken(refresh), refreshRecord{
+		return setRefresh(txn, pRefresh+hashToken(refresh), refreshRecord{
 			Device: d.ID, User: u.ID, Gen: d.Gen, Created: now, Expires: now.Add(s.cfg.RefreshTTL),
-		})
+		}, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -819,16 +834,16 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 			return err
 		}
 		rt.SpentAt, rt.Successor = now, hashToken(next)
-		if err := setJSON(txn, key, rt); err != nil {
+		if err := setRefresh(txn, key, rt, now); err != nil {
 			return err
 		}
 		d.LastSeen = now
 		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
 			return err
 		}
-		return setJSON(txn, nextKey, refreshRecord{
+		return setRefresh(txn, nextKey, refreshRecord{
 			Device: d.ID, User: u.ID, Gen: d.Gen, Created: now, Expires: now.Add(s.cfg.RefreshTTL),
-		})
+		}, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("refresh: %w", err)

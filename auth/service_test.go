@@ -202,6 +202,11 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	if _, err := s.Verify(t3.AccessToken); !errors.Is(err, ErrTokenExpired) {
 		t.Fatalf("expired: %v", err)
 	}
+	// Expired refresh token.
+	clk.Add(31 * 24 * time.Hour)
+	if _, err := s.Refresh(ctx, t3.RefreshToken, dev.String()); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("expired refresh: %v", err)
+	}
 }
 
 func TestRevokeDevicePersists(t *testing.T) {
