@@ -24,6 +24,12 @@ type Status struct {
 	// Rejected counts ops the server quarantined or refused since Open
 	// (see Rejected for the ops).
 	Rejected int
+	// NextSync is when the background loop will next sync unless a write
+	// or NetworkUp comes first (zero when no loop runs): after a failure,
+	// the end of the backoff, so the app can show "retrying in 30 s".
+	NextSync time.Time
+	// Failures counts the background loop's consecutive failed syncs.
+	Failures int
 }
 
 // Status returns the current sync status.
@@ -64,6 +70,7 @@ func (r *Replica) Background(ctx context.Context) error {
 	go func() {
 		defer r.wg.Done()
 		defer func() {
+			r.setStatus(func(s *Status) { s.NextSync = time.Time{} })
 			r.bgMu.Lock()
 			r.bgRunning = false
 			r.bgMu.Unlock()
@@ -111,6 +118,7 @@ func (r *Replica) loop(ctx context.Context) {
 		case <-r.netUp:
 			failures = 0
 		}
+		r.setStatus(func(s *Status) { s.NextSync = time.Time{} })
 		_, err := r.Sync(ctx)
 		if ctx.Err() != nil {
 			return
@@ -126,6 +134,8 @@ func (r *Replica) loop(ctx context.Context) {
 		} else {
 			failures = 0
 		}
+		next := r.opts.Wall().Add(wait)
+		r.setStatus(func(s *Status) { s.NextSync, s.Failures = next, failures })
 		if !timer.Stop() {
 			select {
 			case <-timer.C:

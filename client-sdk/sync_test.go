@@ -508,3 +508,37 @@ func TestTimeoutsShrinkRequests(t *testing.T) {
 		t.Fatalf("pull limit after one success = %d, want at most twice the page that worked", p)
 	}
 }
+
+// A background loop that cannot reach the server backs off and says when it
+// will try again; NetworkUp makes it try at once.
+func TestBackgroundBacksOffVisibly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) { o.MinBackoff, o.MaxBackoff = time.Hour, 2*time.Hour })
+	f.srv.Close() // the network is gone
+	if err := ann.Background(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for ann.Status().Failures < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure recorded: %+v", ann.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := ann.Status()
+	if st.LastError == nil || st.NextSync.Before(time.Now().Add(29*time.Minute)) {
+		t.Fatalf("after a failure with a 1 h minimum backoff: %+v", st)
+	}
+	// NetworkUp forgets the backoff and tries at once; it fails again and
+	// a new backoff starts from the minimum.
+	ann.NetworkUp()
+	for s := ann.Status(); s.NextSync.IsZero() || s.NextSync.Equal(st.NextSync) || s.Failures != 1; s = ann.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("NetworkUp did not cut the backoff short: %+v", ann.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+}
