@@ -50,6 +50,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// External, if set, lets Exchange accept ID tokens of an OpenID Connect
+	// issuer in place of passwords.
+	External *ExternalIssuer
 	// DeviceCacheSize bounds the in-memory device state cache; default
 	// 100,000 devices.
 	DeviceCacheSize int
@@ -164,6 +167,7 @@ type Service struct {
 	db   *badger.DB
 	keys *keyring
 
+	ext       *jwks // nil without an external issuer
 	dummyOnce gosync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not tell
 
@@ -207,7 +211,14 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}
-	return &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{}}, nil
+	s := &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{}}
+	if cfg.External != nil {
+		if s.ext, err = newJWKS(*cfg.External, cfg.Now); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open auth: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // Close closes the store. Calls after Close return ErrClosed.
@@ -706,9 +717,10 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 		}
 		return getJSON(txn, pUser+string(userID), &u)
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || (err == nil && len(u.Hash) == 0) {
 		// Spend the same time as a real check so that timing does not
-		// reveal which usernames exist.
+		// reveal which usernames exist. Users from an external issuer have
+		// no password and cannot log in with one.
 		s.dummyOnce.Do(func() {
 			s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(randomHex(16)), s.cfg.BcryptCost)
 		})
@@ -721,12 +733,23 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 	if bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) != nil {
 		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
 	}
+	tr, err := s.startSession(ctx, &u, deviceID, deviceName)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return tr, nil
+}
+
+// startSession binds the device to an authenticated user (registering it,
+// or reinstating it after a reuse revocation), starts a new generation and
+// issues the first tokens of its chain.
+func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, deviceName string) (*api.TokenResponse, error) {
 	replica, err := crdt.ParseReplicaID(strings.ToLower(deviceID))
 	if err != nil || replica.IsZero() {
-		return nil, fmt.Errorf("login: %w: device_id must be 32 hex digits, not zero", ErrInvalid)
+		return nil, fmt.Errorf("%w: device_id must be 32 hex digits, not zero", ErrInvalid)
 	}
 	if len(deviceName) > 200 {
-		return nil, fmt.Errorf("login: %w: device_name longer than 200 bytes", ErrInvalid)
+		return nil, fmt.Errorf("%w: device_name longer than 200 bytes", ErrInvalid)
 	}
 	now := s.cfg.Now().UTC()
 	refresh := newRefreshToken()
@@ -757,14 +780,14 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 		}, now)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("login: %w", err)
+		return nil, err
 	}
 	s.cacheDevice(d)
-	access, err := s.issueAccess(&u, d.ID, d.Gen, now)
+	access, err := s.issueAccess(u, d.ID, d.Gen, now)
 	if err != nil {
-		return nil, fmt.Errorf("login: %w", err)
+		return nil, err
 	}
-	return s.tokenResponse(&u, access, refresh), nil
+	return s.tokenResponse(u, access, refresh), nil
 }
 
 // Refresh spends a refresh token and returns a new access token and the

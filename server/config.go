@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -19,6 +20,9 @@ type Config struct {
 	AccessTTL time.Duration
 	// BcryptCost of new password hashes; 0 means bcrypt's default.
 	BcryptCost int
+	// External, if set, enables POST /v1/auth/exchange: ID tokens of an
+	// OpenID Connect issuer in place of passwords (see auth.ExternalIssuer).
+	External *auth.ExternalIssuer
 
 	// MaxSyncBody caps a sync request body as sent (compressed or not);
 	// default 8 MiB.

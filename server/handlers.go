@@ -56,6 +56,28 @@ func (s *Server) refresh(c echo.Context) error {
 	return c.JSON(http.StatusOK, tr)
 }
 
+// ExchangeRequest is the JSON body of POST /v1/auth/exchange: an ID token
+// of the configured OpenID Connect issuer, and the device to bind the
+// returned tokens to.
+type ExchangeRequest struct {
+	IDToken    string `json:"id_token"`
+	DeviceID   string `json:"device_id"`
+	DeviceName string `json:"device_name"`
+}
+
+func (s *Server) exchange(c echo.Context) error {
+	var req ExchangeRequest
+	if err := s.bindJSON(c, &req); err != nil {
+		return err
+	}
+	tr, err := s.auth.Exchange(c.Request().Context(), req.IDToken, req.DeviceID, req.DeviceName)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, tr)
+}
+
 // sync handles POST /v1/sync: a bounded, limit-checked msgpack body decoded
 // into an api.SyncRequest and handed to the engine with the token's
 // identity.

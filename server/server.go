@@ -45,7 +45,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
-		Now: cfg.Now, Logger: cfg.Logger,
+		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -104,6 +104,9 @@ func (s *Server) routes() {
 	e.GET("/metrics", s.metricsHandler)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
+	if s.auth.HasExternalIssuer() {
+		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
+	}
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
 
 	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))

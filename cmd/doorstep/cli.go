@@ -21,6 +21,7 @@ import (
 
 const usage = `usage:
   doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
+                 [--oidc-issuer URL --oidc-audience ID --oidc-jwks-url URL]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
@@ -85,6 +86,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	trustProxy := fs.Bool("trust-proxy", false, "take client addresses from X-Forwarded-For (only behind a reverse proxy)")
 	extension := fs.String("schema-extension", "", "JSON file of collections and fields added to the default home-visit schema")
+	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts (env DOORSTEP_OIDC_ISSUER)")
+	oidcAudience := fs.String("oidc-audience", "", "audience (client ID) those ID tokens must carry (env DOORSTEP_OIDC_AUDIENCE)")
+	oidcJWKS := fs.String("oidc-jwks-url", "", "the issuer's JWKS URL (env DOORSTEP_OIDC_JWKS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,7 +115,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		logger.Info("schema extended", "file", *extension, "version", sch.Version())
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch})
+	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch}
+	if iss := orEnv(*oidcIssuer, "DOORSTEP_OIDC_ISSUER", getenv); iss != "" {
+		cfg.External = &auth.ExternalIssuer{Issuer: iss,
+			Audience: orEnv(*oidcAudience, "DOORSTEP_OIDC_AUDIENCE", getenv),
+			JWKSURL:  orEnv(*oidcJWKS, "DOORSTEP_OIDC_JWKS_URL", getenv)}
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
