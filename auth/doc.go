@@ -7,6 +7,11 @@
 // pinned to EdDSA, expiry required, issuer and audience checked and the key
 // looked up by kid.
 //
+// An external OpenID Connect issuer (ExternalIssuer, e.g. NHS CIS2) may be
+// configured: Exchange then accepts its ID tokens, checked against its JWKS,
+// in place of a password, and provisions the user from the token's role and
+// teams claims. The tokens Doorstep issues are the same either way.
+//
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
 //

@@ -14,6 +14,7 @@
 //
 //	GET  /healthz, /readyz, /metrics                         no auth
 //	POST /v1/auth/login, /v1/auth/refresh                    no auth, JSON
+//	POST /v1/auth/exchange                                   no auth, JSON; only with Config.External
 //	POST /v1/sync                                            any role, msgpack
 //	/v1/admin/...                                            admin, JSON
 //	/v1/teams/:team/...                                      coordinator or admin of :team, JSON
