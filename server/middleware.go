@@ -148,11 +148,12 @@ func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitAuth applies the per-address rate limit on login and refresh.
+// limitAuth applies the per-address rate limit on login, refresh, exchange
+// and readyz (unauthenticated routes that cost a bcrypt or an fsync).
 func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !s.authLimit.allow(c.RealIP()) {
-			return problemf(api.CodeRateLimited, "too many login attempts from this address")
+			return problemf(api.CodeRateLimited, "too many requests from this address")
 		}
 		return next(c)
 	}

@@ -100,7 +100,7 @@ func (s *Server) routes() {
 
 	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
 	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	e.GET("/readyz", s.readyz, s.limitAuth) // readyz writes durably: limit it per address
 	e.GET("/metrics", s.metricsHandler)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
