@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	gosync "sync"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/server"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -138,4 +140,26 @@ func TestGzipBothWays(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, mb)
 		}
 	}
+}
+
+// TestOneSyncSlot: with room for one sync at a time, concurrent devices
+// wait their turn and all get through.
+func TestOneSyncSlot(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { c.MaxConcurrentSyncs = 1 })
+	devs := []*device{e.login("ann"), e.login("bea"), e.login("ann"), e.login("bea")}
+	var wg gosync.WaitGroup
+	for i, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 5; n++ {
+				st, resp, p := d.trySync(d.change(d.write("wigan", "people", fmt.Sprintf("s%d-%d", i, n), "given_name", "x")))
+				if st != http.StatusOK || resp.Results[0].Status != api.ChangeApplied {
+					t.Errorf("device %d: %d %+v", i, st, p)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

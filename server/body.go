@@ -27,13 +27,13 @@ func readBody(c echo.Context, maxWire, maxDecoded int64) ([]byte, error) {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get(echo.HeaderContentEncoding)))
 	switch enc {
 	case "", "identity":
-		return readCapped(wire, maxWire)
+		return readCapped(wire, maxWire, r.ContentLength)
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(wire)
 		if err != nil {
 			return nil, wireErr(err, "gzip body")
 		}
-		b, err := readCapped(zr, maxDecoded)
+		b, err := readCapped(zr, maxDecoded, -1)
 		if err != nil {
 			return nil, err
 		}
@@ -43,9 +43,13 @@ func readBody(c echo.Context, maxWire, maxDecoded int64) ([]byte, error) {
 	}
 }
 
-// readCapped reads all of r, refusing more than max bytes.
-func readCapped(r io.Reader, max int64) ([]byte, error) {
+// readCapped reads all of r, refusing more than max bytes. A known length
+// sizes the buffer at once instead of doubling it.
+func readCapped(r io.Reader, max, length int64) ([]byte, error) {
 	var buf bytes.Buffer
+	if length > 0 && length <= max {
+		buf.Grow(int(length) + bytes.MinRead)
+	}
 	n, err := buf.ReadFrom(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, wireErr(err, "body")

@@ -32,6 +32,11 @@ type Config struct {
 	MaxSyncDecoded int64
 	// MaxJSONBody caps JSON request bodies, sent and decoded; default 64 KiB.
 	MaxJSONBody int64
+	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
+	// and processed at once; others wait their turn (or get 503 unavailable
+	// if they give up first). It bounds memory under a flood of large
+	// bodies. Default 32.
+	MaxConcurrentSyncs int
 	// Limits bound the msgpack structure of a sync request, checked before
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits
@@ -89,6 +94,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxJSONBody <= 0 {
 		c.MaxJSONBody = 64 << 10
+	}
+	if c.MaxConcurrentSyncs <= 0 {
+		c.MaxConcurrentSyncs = 32
 	}
 	if c.Limits == nil {
 		l := DefaultLimits

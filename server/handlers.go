@@ -85,6 +85,12 @@ func (s *Server) sync(c echo.Context) error {
 	if err := requireType(c, api.ContentType); err != nil {
 		return err
 	}
+	select {
+	case s.syncSlots <- struct{}{}:
+		defer func() { <-s.syncSlots }()
+	case <-c.Request().Context().Done():
+		return &Error{Code: api.CodeUnavailable, Detail: "gave up waiting for a sync slot", Err: c.Request().Context().Err()}
+	}
 	body, err := readBody(c, s.cfg.MaxSyncBody, s.cfg.MaxSyncDecoded)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type Server struct {
 	authLimit   *limiter
 	metrics     *metrics
 	syncLatency histogram
+	syncSlots   chan struct{} // one token per sync being read or processed
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -71,6 +72,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		metrics:     newMetrics(),
+		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
 	}
 	s.routes()
 	return s, nil
