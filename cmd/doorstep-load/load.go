@@ -35,6 +35,7 @@ type Config struct {
 	PullLimit int           // pull page limit
 	TeamSize  int           // devices per team
 	Dir       string        // data directory; "" means a temporary one
+	MaxSyncs  int           // server.Config.MaxConcurrentSyncs; 0 means its default
 }
 
 // Result is what one run measured.
@@ -86,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		dir = fmt.Sprintf("%s/run-%d-%d", dir, cfg.Devices, time.Now().UnixNano())
 	}
 	srv, err := server.New(ctx, server.Config{
-		DataDir: dir, BcryptCost: bcrypt.MinCost, DeviceRate: -1, AuthRate: -1,
+		DataDir: dir, BcryptCost: bcrypt.MinCost, DeviceRate: -1, AuthRate: -1, MaxConcurrentSyncs: cfg.MaxSyncs,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

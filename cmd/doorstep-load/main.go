@@ -29,6 +29,7 @@ func main() {
 	pull := flag.Int("pull", 2000, "pull page limit per round trip")
 	teamSize := flag.Int("team-size", 8, "devices per team (pulls see their team's pushes)")
 	dir := flag.String("data", "", "data directory (default: a temporary directory, removed afterwards)")
+	maxSyncs := flag.Int("max-syncs", 0, "server's MaxConcurrentSyncs (0: the server default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -59,7 +60,7 @@ func main() {
 		*ops, *pull, *teamSize, *duration, gomaxprocs())
 	fmt.Println(header)
 	for _, n := range levels {
-		r, err := Run(ctx, Config{Devices: n, Duration: *duration, Ops: *ops, PullLimit: *pull, TeamSize: *teamSize, Dir: *dir})
+		r, err := Run(ctx, Config{Devices: n, Duration: *duration, Ops: *ops, PullLimit: *pull, TeamSize: *teamSize, Dir: *dir, MaxSyncs: *maxSyncs})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "doorstep-load:", err)
 			return
