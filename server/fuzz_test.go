@@ -1,0 +1,68 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+)
+
+// FuzzSyncHandler posts arbitrary bodies, plain and gzipped, through the
+// whole sync route (auth, limits, decode, engine on a real Badger) as an
+// authenticated device. Every answer must be a 200 or a 4xx problem with a
+// code: outside bytes must never cause a 5xx or a panic. Seeds are
+// validRequest (whose replica the device logs in with) and hostileBodies.
+func FuzzSyncHandler(f *testing.F) {
+	ctx := context.Background()
+	s := newTestServer(f, func(c *Config) { c.DeviceRate = -1 })
+	if _, err := s.auth.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := s.auth.CreateUser(ctx, auth.NewUser{Username: "ann", Password: "long enough", Role: api.RoleLinkWorker, Teams: []string{"wigan"}}); err != nil {
+		f.Fatal(err)
+	}
+	// validRequest's replica.
+	tr, err := s.auth.Login(ctx, "ann", "long enough", "d00d0102030405060708090a0b0c0d0e", "fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler()
+	f.Add(validRequest(f), false)
+	f.Add(validRequest(f), true)
+	for _, b := range hostileBodies(f) {
+		if len(b) < 4096 {
+			f.Add(b, false)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte, gz bool) {
+		if gz {
+			var buf bytes.Buffer
+			w := gzip.NewWriter(&buf)
+			w.Write(body)
+			w.Close()
+			body = buf.Bytes()
+		}
+		req := httptest.NewRequest(http.MethodPost, "/v1/sync", bytes.NewReader(body))
+		req.Header.Set("Content-Type", api.ContentType)
+		req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+		if gz {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch {
+		case w.Code == http.StatusOK:
+		case w.Code >= 400 && w.Code < 500:
+			if ct := w.Header().Get("Content-Type"); ct != api.ProblemMsgpackContentType {
+				t.Fatalf("%d with Content-Type %q", w.Code, ct)
+			}
+		default:
+			t.Fatalf("status %d for body %x: %x", w.Code, body, w.Body.Bytes())
+		}
+	})
+}
