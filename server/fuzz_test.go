@@ -66,3 +66,53 @@ func FuzzSyncHandler(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONRoutes posts arbitrary bodies to the JSON routes that take one,
+// as an admin who is also a coordinator of the team: never a 5xx.
+func FuzzJSONRoutes(f *testing.F) {
+	ctx := context.Background()
+	s := newTestServer(f, func(c *Config) { c.DeviceRate, c.AuthRate = -1, -1 })
+	if _, err := s.auth.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
+		f.Fatal(err)
+	}
+	u, err := s.auth.CreateUser(ctx, auth.NewUser{Username: "root", Password: "long enough", Role: api.RoleAdmin, Teams: []string{"wigan"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	tr, err := s.auth.Login(ctx, "root", "long enough", "d00d0102030405060708090a0b0c0d0e", "fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	routes := []struct{ method, path string }{
+		{http.MethodPost, "/v1/auth/login"},
+		{http.MethodPost, "/v1/auth/refresh"},
+		{http.MethodPost, "/v1/admin/teams"},
+		{http.MethodPost, "/v1/admin/users"},
+		{http.MethodPatch, "/v1/admin/users/" + u.ID},
+		{http.MethodPost, "/v1/teams/wigan/records/people/p1/resolve"},
+	}
+	for i, seed := range []string{
+		// Other device IDs and tokens than the fuzzing token's, so that a
+		// login or a refresh reuse does not end its session.
+		`{"username":"root","password":"long enough","device_id":"aaaa0102030405060708090a0b0c0d0e"}`,
+		`{"refresh_token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","device_id":"aaaa0102030405060708090a0b0c0d0e"}`,
+		`{"id":"t1","name":"T"}`,
+		`{"username":"x","password":"long enough","role":"admin","teams":["wigan"]}`,
+		`{"role":"coordinator","teams":["wigan"]}`,
+		`{"field":"given_name","value":{"a":[1,2.5,"x",null,true]}}`,
+	} {
+		f.Add(uint8(i), []byte(seed))
+	}
+	h := s.Handler()
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		r := routes[int(route)%len(routes)]
+		req := httptest.NewRequest(r.method, r.path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s with %q: %d %s", r.method, r.path, body, w.Code, w.Body.Bytes())
+		}
+	})
+}
