@@ -231,6 +231,7 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	username := externalUsername(j.cfg.Issuer, sub)
 	var u userRecord
 	err = s.update(ctx, func(txn *badger.Txn) error {
+		u = userRecord{} // fresh on a conflict retry
 		ts, err := s.checkTeams(txn, teams)
 		if err != nil {
 			return err

@@ -504,6 +504,7 @@ func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User
 func (s *Service) modifyUser(ctx context.Context, id string, fn func(*badger.Txn, *userRecord) error) (User, error) {
 	var u userRecord
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		u = userRecord{}
 		if err := getJSON(txn, pUser+id, &u); err != nil {
 			return err
 		}
@@ -600,6 +601,7 @@ func (s *Service) Device(ctx context.Context, replica crdt.ReplicaID) (Device, e
 func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err
 		}
@@ -815,7 +817,7 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 		reused bool
 	)
 	err = s.update(ctx, func(txn *badger.Txn) error {
-		reused = false
+		reused, d, u = false, Device{}, userRecord{} // fresh on a conflict retry
 		var rt refreshRecord
 		if err := getJSON(txn, key, &rt); err != nil {
 			if errors.Is(err, ErrNotFound) {
