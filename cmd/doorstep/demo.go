@@ -67,7 +67,3 @@ func seedDemo(ctx context.Context, srv *server.Server, seed int64, now time.Time
 	}
 	return len(ds.Pushes), nil
 }
-
-func callerFor(user string, teams []string) dsync.Caller {
-	return dsync.Caller{User: user, Teams: teams}
-}

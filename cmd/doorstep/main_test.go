@@ -18,6 +18,7 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/demo"
 	"github.com/doorstep-health/doorstep/server"
+	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -174,4 +175,8 @@ func TestSeedDemo(t *testing.T) {
 			t.Errorf("demo conflict %+v not listed", c)
 		}
 	}
+}
+
+func callerFor(user string, teams []string) dsync.Caller {
+	return dsync.Caller{User: user, Teams: teams}
 }
