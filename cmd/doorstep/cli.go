@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/demo"
 	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/server"
 )
@@ -132,7 +133,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return fmt.Errorf("demo: %w", err)
 		}
 		if n > 0 {
-			logger.Info("demo data seeded", "changes", n, "password", "see demo.DemoPassword")
+			logger.Info("demo data seeded", "changes", n, "users", "amara ben chloe diane(coordinator) farah gareth helen(coordinator) admin",
+				"password", demo.DemoPassword+" (demo only: it is in the source)")
 		} else {
 			logger.Info("demo: data directory already has teams; not seeding")
 		}
