@@ -133,7 +133,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return fmt.Errorf("demo: %w", err)
 		}
 		if n > 0 {
-			logger.Info("demo data seeded", "changes", n, "users", "amara ben chloe diane(coordinator) farah gareth helen(coordinator) admin",
+			var names []string
+			if us, err := srv.Auth().Users(ctx); err == nil {
+				for _, u := range us {
+					names = append(names, u.Username+"("+u.Role+")")
+				}
+			}
+			logger.Info("demo data seeded", "changes", n, "users", strings.Join(names, " "),
 				"password", demo.DemoPassword+" (demo only: it is in the source)")
 		} else {
 			logger.Info("demo: data directory already has teams; not seeding")
