@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/server"
 )
 
 // heapPeak samples HeapInuse every few milliseconds until stopped and
@@ -171,5 +172,23 @@ func TestHostileJSONInput(t *testing.T) {
 	st, p := e.doJSON(http.MethodDelete, "/v1/sync", dan.access, nil, nil)
 	if st != http.StatusMethodNotAllowed || p.Code != api.CodeMethodNotAllowed {
 		t.Errorf("DELETE /v1/sync: %d %+v", st, p)
+	}
+}
+
+// TestDeviceRateLimit: a device over its budget gets 429 rate_limited (in
+// msgpack on the sync route) while another device is still served.
+func TestDeviceRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { c.DeviceRate, c.DeviceBurst = 0.01, 3 })
+	ann, bea := e.login("ann"), e.login("bea")
+	var last int
+	var p *api.Problem
+	for i := 0; i < 4; i++ {
+		last, _, p = ann.trySync()
+	}
+	if last != http.StatusTooManyRequests || p.Code != api.CodeRateLimited {
+		t.Fatalf("fourth request: %d %+v", last, p)
+	}
+	if st, _, p := bea.trySync(); st != http.StatusOK {
+		t.Fatalf("another device: %d %+v", st, p)
 	}
 }
