@@ -144,6 +144,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		} else {
 			logger.Info("demo: data directory already has teams; not seeding")
 		}
+		g, err := newGuide(ctx, srv, *addr, *data)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("demo: %w", err)
+		}
+		g.writeBanner(stderr)
 	}
 	return srv.Serve(ctx, *addr)
 }
