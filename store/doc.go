@@ -51,6 +51,21 @@
 //	q/u64(qid)                        QuarantineEntry: an op that was quarantined or refused
 //	k/id24                            u64(qid): a quarantined op by ID, so later ops may
 //	                                  name it in pred
+//	p/s(coll)s(id)                    team name: purge marker of an erased record; ops
+//	                                  for it are refused (record_erased) and it is
+//	                                  never created again
+//	m/ping                            u64 ms: written by the readiness check (a durable
+//	                                  write through Badger proves the store writable)
+//
+// # Erasure
+//
+// Erasing a record deletes its r/, x/, u/, c/ and i/ keys, removes its ops
+// from every l/ entry the i/ index names (an entry left with no ops is
+// deleted; positions are never reused, so pull cursors neither skip nor
+// repeat), deletes quarantined ops for it (q/ and k/), writes the p/
+// marker, and appends an erasure entry to the team's log: a LogEntry with
+// no ops and Erased naming the records, which pulls deliver as
+// SyncResponse.Purged.
 //
 // Every value written by this package is either raw bytes described above or
 // msgpack with short field tags (see the types in values.go).

@@ -18,6 +18,10 @@ var (
 	KeyLogPos        = []byte("m/logpos")
 	KeyLogFloor      = []byte("m/logfloor")
 	KeyQuarantineSeq = []byte("m/qseq")
+	// KeyPing is written by the engine's readiness check to prove the store
+	// takes durable writes; its value (u64 Unix ms of the last check) is
+	// never read back for anything else.
+	KeyPing = []byte("m/ping")
 )
 
 // Key prefixes.
@@ -31,6 +35,7 @@ var (
 	prefixConflict   = []byte("c/")
 	prefixQuarantine = []byte("q/")
 	prefixQuarOp     = []byte("k/")
+	prefixErased     = []byte("p/")
 )
 
 // appendStr appends the prefix-free encoding of s: uvarint length, bytes.
@@ -210,4 +215,12 @@ func QuarantineID(k []byte) (uint64, error) {
 // QuarantinedOpKey is k/id24: a quarantined op by op ID.
 func QuarantinedOpKey(op crdt.OpID) []byte {
 	return op.AppendBinary(cat(prefixQuarOp, crdt.OpIDSize))
+}
+
+// ErasedKey is p/s(coll)s(id): the purge marker of an erased record. Its
+// value is the name of the team that owned the record. A record with a
+// purge marker is never created again: ops for it are refused.
+func ErasedKey(coll, id string) []byte {
+	b := appendStr(cat(prefixErased, len(coll)+len(id)+4), coll)
+	return appendStr(b, id)
 }

@@ -43,6 +43,16 @@ type LogEntry struct {
 	Seq        uint64         `msgpack:"s"`
 	ReceivedMS int64          `msgpack:"t"`
 	Ops        []crdt.Op      `msgpack:"o"`
+	// Erased is set only on an erasure entry (which has no ops): the
+	// records of this team erased at this position. Pulls turn it into
+	// SyncResponse.Purged.
+	Erased []ErasedRecord `msgpack:"x,omitempty"`
+}
+
+// ErasedRecord names one erased record inside a team's erasure log entry.
+type ErasedRecord struct {
+	Collection string `msgpack:"c"`
+	ID         string `msgpack:"i"`
 }
 
 // QuarantineEntry is the value of a q/ key: an op that was not merged.

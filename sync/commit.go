@@ -22,6 +22,7 @@ const (
 	reqPush reqKind = iota + 1
 	reqResolve
 	reqReapply
+	reqErase
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -33,16 +34,18 @@ type request struct {
 
 	changes []api.Change // push
 
-	ref   api.RecordRef // resolve
-	field string
-	value msgpack.RawMessage
+	ref     api.RecordRef // resolve, erase
+	field   string
+	value   msgpack.RawMessage
+	cascade bool // erase
 
 	qid uint64 // reapply
 
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
 	rec     *crdt.Record
-	err     error // request-level error (not found, forbidden, invalid)
+	report  ErasureReport // erase
+	err     error         // request-level error (not found, forbidden, invalid)
 
 	done chan struct{}
 }
@@ -168,6 +171,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.resolve(r)
 		case reqReapply:
 			err = t.reapply(r)
+		case reqErase:
+			err = t.erase(r)
 		}
 		if err != nil {
 			return err
@@ -486,8 +491,12 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		if ref.quarantined {
 			inChange[op.ID] = true
 		}
-		if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
-			return res, err
+		// An op for an erased record is not kept: keeping it would store
+		// again what the erasure removed.
+		if ref.code != api.CodeRecordErased {
+			if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
+				return res, err
+			}
 		}
 		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
 	}
@@ -525,6 +534,15 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply
 	}
 	if owner != "" && owner != op.Team {
 		return &refusal{code: api.CodeWrongTeam, detail: fmt.Sprintf("%s/%s belongs to another team", op.Collection, op.Record)}, nil
+	}
+	if owner == "" {
+		// An erased record has no owner and a purge marker; it is never
+		// created again.
+		if team, err := t.erasedMarker(op.Collection, op.Record); err != nil {
+			return nil, err
+		} else if team != "" {
+			return &refusal{code: api.CodeRecordErased, detail: fmt.Sprintf("%s/%s was erased", op.Collection, op.Record)}, nil
+		}
 	}
 	if inChange[op.ID] {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil

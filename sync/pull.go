@@ -238,7 +238,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 		if !found {
 			break
 		}
-		if len(resp.Changes) >= limit || bytesUsed >= e.pageBytes {
+		if len(resp.Changes)+len(resp.Purged) >= limit || bytesUsed >= e.pageBytes {
 			more = true
 			break
 		}
@@ -262,11 +262,15 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 				}
 				continue
 			}
-			if pc == nil {
+			// An erasure entry has no ops: it names records to purge.
+			resp.Purged = appendPurged(resp.Purged, teams[i], le.Erased)
+			if pc == nil && len(le.Ops) > 0 {
 				resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author})
 				pc = &resp.Changes[len(resp.Changes)-1]
 			}
-			pc.Ops = append(pc.Ops, le.Ops...)
+			if len(le.Ops) > 0 {
+				pc.Ops = append(pc.Ops, le.Ops...)
+			}
 			h.it.Next()
 			if err := h.advance(prefixes[i], committed); err != nil {
 				return err
