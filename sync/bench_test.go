@@ -303,6 +303,119 @@ func BenchmarkPushAtHistory(b *testing.B) {
 	}
 }
 
+// BenchmarkPullAtHistory is the pull side of a reconnect on stores already
+// holding 10k and 1M ops: a colleague pushes 2,000 ops (20 changes of 100,
+// outside the timer), then the device, whose cursor is at the head of the
+// log from before, pulls them in default pages. The cost must not grow
+// with history.
+func BenchmarkPullAtHistory(b *testing.B) {
+	for _, size := range []struct {
+		name           string
+		people, fields int
+	}{{"ops=10k", 50, 200}, {"ops=1M", 5000, 200}} {
+		b.Run(size.name, func(b *testing.B) {
+			dir := buildPeopleStore(b, size.people, size.fields)
+			e := openBench(b, dir)
+			defer e.Close()
+			other := Caller{User: "o", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+			dev := Caller{User: "d", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+			base := crdt.MakeTimestamp(time.Now().UnixMilli(), 0)
+			var oseq uint64
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				cur := cursor{mode: modeLog, pos: e.committed.Load(), teams: teamsHash(teamSet(dev.Teams))}.encode()
+				var others []api.Change
+				for range 20 {
+					oseq++
+					others = append(others, benchChange(other.Replica, oseq, base, "wigan"))
+				}
+				if _, err := e.Push(context.Background(), other, others); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				n := 0
+				for {
+					resp, err := e.Pull(context.Background(), dev, cur, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, ch := range resp.Changes {
+						n += len(ch.Ops)
+					}
+					cur = resp.Cursor
+					if !resp.More {
+						break
+					}
+				}
+				if n != 2000 {
+					b.Fatalf("pulled %d ops, want 2000", n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOverwriteDepth measures one durable 10-op change that
+// overwrites every field of a record whose fields have each already been
+// overwritten `depth` times. A register keeps the IDs it overwrote
+// (crdt.Field.Removed), so the stored record, and the cost of reading and
+// rewriting it on every push, grows with the number of edits the record
+// has had: this is the one place where sync cost grows with history.
+// recordbytes is the record's encoded size before the timed pushes.
+func BenchmarkOverwriteDepth(b *testing.B) {
+	const nfields = 10
+	for _, depth := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			e := openBench(b, b.TempDir())
+			defer e.Close()
+			c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+			clock := crdt.NewClock(time.Now, time.Minute)
+			var seq uint64
+			last := make([]crdt.OpID, nfields)
+			next := func() api.Change {
+				seq++
+				ch := api.Change{Seq: seq, Ops: make([]crdt.Op, nfields)}
+				for k := range ch.Ops {
+					id := crdt.OpID{Time: clock.Now(), Replica: c.Replica}
+					ch.Ops[k] = crdt.Op{ID: id, Team: "wigan", Collection: "people", Record: "deep", Field: fmt.Sprintf("field_%03d", k),
+						Kind: crdt.KindWrite, Value: benchValue}
+					if !last[k].IsZero() {
+						ch.Ops[k].Pred = []crdt.OpID{last[k]}
+					}
+					last[k] = id
+				}
+				return ch
+			}
+			for done := 0; done < depth; {
+				var batch []api.Change
+				for ; done < depth && len(batch) < 100; done++ {
+					batch = append(batch, next())
+				}
+				if _, err := e.Push(context.Background(), c, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rec, err := e.Record(context.Background(), c, api.RecordRef{Team: "wigan", Collection: "people", ID: "deep"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			enc, err := crdt.MarshalRecord(rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				res, err := e.Push(context.Background(), c, []api.Change{next()})
+				if err != nil || res[0].Status != api.ChangeApplied || len(res[0].Ops) != 0 {
+					b.Fatalf("push: %v %+v", err, res)
+				}
+			}
+			b.ReportMetric(float64(len(enc)), "recordbytes")
+		})
+	}
+}
+
 // BenchmarkReconnect is a typical reconnect: a device pushes a day's work
 // (5 changes of 100 ops) and pulls 2,000 ops others made, in one Sync.
 func BenchmarkReconnect(b *testing.B) {

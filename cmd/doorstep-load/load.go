@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
+	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -30,12 +32,20 @@ func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
 // Config is one load run.
 type Config struct {
 	Devices   int           // concurrent devices
-	Duration  time.Duration // measured time, after login and bootstrap
+	Duration  time.Duration // measured time, after login and bootstrap; a hard cap
+	Rounds    int           // round trips per device; 0 means until Duration ends
 	Ops       int           // field ops per push
 	PullLimit int           // pull page limit
-	TeamSize  int           // devices per team
+	TeamSize  int           // devices per team; teams never share records
+	Think     time.Duration // mean pause between a device's round trips (uniform in [0, 2×Think]); 0: none
+	Fresh     bool          // every push writes new records (history and record count grow) instead of overwriting
 	Dir       string        // data directory; "" means a temporary one
 	MaxSyncs  int           // server.Config.MaxConcurrentSyncs; 0 means its default
+	Verify    bool          // after the run, check every acknowledged write on the server
+	// Sample, if positive, samples memory (Go heap in use, process RSS)
+	// every Sample during the measured time into Result.Memory.
+	Sample time.Duration
+	Seed   uint64 // seeds the think-time jitter
 }
 
 // Result is what one run measured.
@@ -48,10 +58,23 @@ type Result struct {
 	P50, P99   time.Duration
 	Max        time.Duration
 	BytesUp    int64 // request bytes of the measured round trips
-	Errors     int
+	Errors     int   // failed round trips (each retried with the same change)
+	// Verified is the number of acknowledged (record, field) writes found
+	// on the server after the run; Missing those not found. -1 when not
+	// verified.
+	Verified, Missing int
+	Memory            []MemSample
 }
 
-const header = "| devices | round trips | round trips/s | pushed ops/s | pulled items/s | p50 | p99 | max | request bytes/op | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+// MemSample is one memory reading during a run.
+type MemSample struct {
+	At        time.Duration
+	OpsStored int64  // ops acknowledged so far in this run, plus bootstrap
+	HeapInuse uint64 // runtime.MemStats.HeapInuse
+	RSS       uint64 // VmRSS of the whole process (server and load generator)
+}
+
+const header = "| devices | round trips | round trips/s | pushed ops/s | pulled items/s | p50 | p99 | max | request bytes/op | errors | verified |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 
 // Row formats r as a row of the markdown table under header.
 func (r Result) Row() string {
@@ -60,9 +83,13 @@ func (r Result) Row() string {
 	if r.OpsPushed > 0 {
 		perOp = float64(r.BytesUp) / float64(r.OpsPushed)
 	}
-	return fmt.Sprintf("| %d | %d | %.1f | %.0f | %.0f | %s | %s | %s | %.1f | %d |",
+	ver := "not checked"
+	if r.Verified >= 0 {
+		ver = fmt.Sprintf("%d writes, %d missing", r.Verified, r.Missing)
+	}
+	return fmt.Sprintf("| %d | %d | %.1f | %.0f | %.0f | %s | %s | %s | %.1f | %d | %s |",
 		r.Devices, r.RoundTrips, float64(r.RoundTrips)/secs, float64(r.OpsPushed)/secs, float64(r.Pulled)/secs,
-		r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.Max.Round(100*time.Microsecond), perOp, r.Errors)
+		r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.Max.Round(100*time.Microsecond), perOp, r.Errors, ver)
 }
 
 // fields are free-text people fields of the default schema; the load
@@ -72,8 +99,15 @@ var fields = []string{"given_name", "family_name", "preferred_name", "phone", "e
 
 const loadPassword = "load-test-password"
 
+// maxBootstrapPages bounds a device's bootstrap loop.
+const maxBootstrapPages = 10_000
+
+// maxRetries bounds a device's consecutive failed round trips before it
+// gives up.
+const maxRetries = 20
+
 // Run starts a server on loopback, runs cfg.Devices devices for
-// cfg.Duration and shuts the server down.
+// cfg.Duration (or cfg.Rounds round trips each) and shuts the server down.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	dir := cfg.Dir
 	if dir == "" {
@@ -85,6 +119,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		dir = d
 	} else {
 		dir = fmt.Sprintf("%s/run-%d-%d", dir, cfg.Devices, time.Now().UnixNano())
+	}
+	if cfg.TeamSize < 1 {
+		cfg.TeamSize = 1
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir: dir, BcryptCost: bcrypt.MinCost, DeviceRate: -1, AuthRate: -1, MaxConcurrentSyncs: cfg.MaxSyncs,
@@ -113,26 +150,32 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, err
 		}
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Devices, MaxConnsPerHost: cfg.Devices, DisableCompression: false}
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Devices, MaxConnsPerHost: cfg.Devices}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 	devs := make([]*device, cfg.Devices)
 	for i := range devs {
 		team := fmt.Sprintf("team-%d", i/cfg.TeamSize)
 		name := fmt.Sprintf("worker-%d", i)
-		if _, err := srv.Auth().CreateUser(ctx, auth.NewUser{Username: name, Password: loadPassword, Role: api.RoleLinkWorker, Teams: []string{team}}); err != nil {
+		u, err := srv.Auth().CreateUser(ctx, auth.NewUser{Username: name, Password: loadPassword, Role: api.RoleLinkWorker, Teams: []string{team}})
+		if err != nil {
 			return Result{}, err
 		}
-		devs[i] = &device{idx: i, team: team, user: name, base: base, client: client, cfg: cfg,
-			id: crdt.NewReplicaID(), clock: crdt.NewClock(time.Now, time.Minute), last: map[string]crdt.OpID{}}
+		devs[i] = &device{idx: i, team: team, user: name, userID: u.ID, base: base, client: client, cfg: cfg,
+			id: crdt.NewReplicaID(), clock: crdt.NewClock(time.Now, time.Minute), last: map[string]crdt.OpID{},
+			rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
+		if cfg.Verify {
+			devs[i].acked = map[string]crdt.OpID{}
+		}
 	}
 	// Log in and bootstrap, unmeasured.
 	if err := each(devs, func(d *device) error {
 		if err := d.login(); err != nil {
 			return err
 		}
-		for more := true; more; {
-			resp, _, err := d.roundTrip(false)
+		more := true
+		for page := 0; more && page < maxBootstrapPages; page++ {
+			resp, _, err := d.roundTrip(ctx, false)
 			if err != nil {
 				return err
 			}
@@ -142,28 +185,55 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}); err != nil {
 		return Result{}, err
 	}
-	// Measured: round trips until the deadline.
+	// Measured: round trips until the deadline or cfg.Rounds each.
 	var (
 		mu        gosync.Mutex
 		latencies []time.Duration
-		res       = Result{Devices: cfg.Devices}
+		res       = Result{Devices: cfg.Devices, Verified: -1}
 		errs      atomic.Int64
+		stored    atomic.Int64
 	)
 	start := time.Now()
-	deadline := start.Add(cfg.Duration)
+	mctx, mcancel := context.WithDeadline(ctx, start.Add(cfg.Duration))
+	defer mcancel()
+	sampled := make(chan []MemSample, 1)
+	if cfg.Sample > 0 {
+		go func() { sampled <- sampleMemory(mctx, start, cfg.Sample, &stored) }()
+	}
 	err = each(devs, func(d *device) error {
 		var lat []time.Duration
 		var ops, pulled int
 		var up int64
-		for time.Now().Before(deadline) && ctx.Err() == nil {
-			t0 := time.Now()
-			resp, n, err := d.roundTrip(true)
-			if err != nil {
-				errs.Add(1)
-				return err
+		fails := 0
+		for round := 0; (cfg.Rounds == 0 || round < cfg.Rounds) && mctx.Err() == nil; {
+			if cfg.Think > 0 && round > 0 {
+				pause := time.Duration(d.rng.Int64N(int64(2 * cfg.Think)))
+				select {
+				case <-mctx.Done():
+				case <-time.After(pause):
+				}
+				if mctx.Err() != nil {
+					break
+				}
 			}
+			t0 := time.Now()
+			resp, n, err := d.roundTrip(mctx, true)
+			if err != nil {
+				if mctx.Err() != nil {
+					break // the run ended during the round trip
+				}
+				errs.Add(1)
+				if fails++; fails > maxRetries {
+					return fmt.Errorf("device %d: %d failures in a row: %w", d.idx, fails, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+				continue // retry the same change, as a tablet would
+			}
+			fails = 0
+			round++
 			lat = append(lat, time.Since(t0))
 			ops += cfg.Ops
+			stored.Add(int64(cfg.Ops))
 			up += n
 			pulled += len(resp.Snapshot)
 			for _, c := range resp.Changes {
@@ -179,6 +249,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return nil
 	})
 	res.Elapsed = time.Since(start)
+	mcancel()
+	if cfg.Sample > 0 {
+		res.Memory = <-sampled
+	}
 	res.Errors = int(errs.Load())
 	if err != nil {
 		return res, err
@@ -190,10 +264,95 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.P99 = latencies[min(n-1, n*99/100)]
 		res.Max = latencies[n-1]
 	}
-	return res, nil
+	if cfg.Verify {
+		res.Verified, res.Missing, err = verify(ctx, srv.Engine(), devs)
+	}
+	return res, err
 }
 
-// each runs fn for every device concurrently and returns the first error.
+// verify checks, for every (record, field) a device wrote and had
+// acknowledged, that the server's state holds that write or a later write
+// of the same device (a change sent but whose reply was lost may have been
+// applied). Each device writes only its own records, so nothing else can
+// overwrite them.
+func verify(ctx context.Context, e *dsync.Engine, devs []*device) (found, missing int, err error) {
+	for _, d := range devs {
+		c := dsync.Caller{User: d.userID, Teams: []string{d.team}}
+		recs := map[string]*crdt.Record{}
+		for key, id := range d.acked {
+			rec, field, _ := cutLast(key)
+			r, ok := recs[rec]
+			if !ok {
+				r, err = e.Record(ctx, c, api.RecordRef{Team: d.team, Collection: "people", ID: rec})
+				if err != nil && !errors.Is(err, dsync.ErrNotFound) {
+					return found, missing, fmt.Errorf("verify %s: %w", rec, err)
+				}
+				recs[rec] = r
+			}
+			if r == nil {
+				missing++
+				continue
+			}
+			w, ok := r.Field(field).Winner()
+			if ok && w.ID.Replica == d.id && w.ID.Compare(id) >= 0 {
+				found++
+			} else {
+				missing++
+			}
+		}
+	}
+	return found, missing, nil
+}
+
+func cutLast(key string) (rec, field string, ok bool) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
+
+// sampleMemory reads the Go heap in use and the process RSS every interval
+// until ctx ends.
+func sampleMemory(ctx context.Context, start time.Time, every time.Duration, stored *atomic.Int64) []MemSample {
+	var out []MemSample
+	t := time.NewTicker(every)
+	defer t.Stop()
+	read := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		out = append(out, MemSample{At: time.Since(start), OpsStored: stored.Load(), HeapInuse: ms.HeapInuse, RSS: rss()})
+	}
+	read()
+	for {
+		select {
+		case <-ctx.Done():
+			read()
+			return out
+		case <-t.C:
+			read()
+		}
+	}
+}
+
+// rss returns the process's resident set size from /proc/self/status, or 0.
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			var kb uint64
+			fmt.Sscan(string(v), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// each runs fn for every device concurrently and returns the errors joined.
 func each(devs []*device, fn func(*device) error) error {
 	var wg gosync.WaitGroup
 	errs := make([]error, len(devs))
@@ -211,17 +370,20 @@ func each(devs []*device, fn func(*device) error) error {
 // device is one simulated tablet. It writes only its own records, so the
 // pred of each write is its own previous write of the field.
 type device struct {
-	idx              int
-	team, user, base string
-	client           *http.Client
-	cfg              Config
-	id               crdt.ReplicaID
-	clock            *crdt.Clock
-	access           string
-	seq              uint64
-	cursor           []byte
-	round            int
-	last             map[string]crdt.OpID // record/field → last write
+	idx                      int
+	team, user, userID, base string
+	client                   *http.Client
+	cfg                      Config
+	id                       crdt.ReplicaID
+	clock                    *crdt.Clock
+	rng                      *rand.Rand
+	access                   string
+	seq                      uint64
+	cursor                   []byte
+	round                    int
+	pending                  *api.Change          // sent but not yet acknowledged
+	last                     map[string]crdt.OpID // record/field → last write
+	acked                    map[string]crdt.OpID // record/field → last acknowledged write (Verify)
 }
 
 func (d *device) login() error {
@@ -244,32 +406,44 @@ func (d *device) login() error {
 }
 
 // change builds the next change: Ops register writes spread over records of
-// ten fields each.
+// ten fields each (new records every round if cfg.Fresh).
 func (d *device) change() api.Change {
 	d.seq++
 	d.round++
 	ops := make([]crdt.Op, 0, d.cfg.Ops)
+	perRound := (d.cfg.Ops + len(fields) - 1) / len(fields)
 	for i := 0; i < d.cfg.Ops; i++ {
-		rec := fmt.Sprintf("d%d-p%d", d.idx, i/len(fields))
+		n := i / len(fields)
+		if d.cfg.Fresh {
+			n += (d.round - 1) * perRound
+		}
+		rec := fmt.Sprintf("d%d-p%d", d.idx, n)
 		field := fields[i%len(fields)]
 		id := crdt.OpID{Time: d.clock.Now(), Replica: d.id}
 		op := crdt.Op{ID: id, Team: d.team, Collection: "people", Record: rec, Field: field, Kind: crdt.KindWrite,
 			Value: crdt.MustValue(fmt.Sprintf("%s round %d", field, d.round))}
-		if prev, ok := d.last[rec+"/"+field]; ok {
-			op.Pred = []crdt.OpID{prev}
+		if !d.cfg.Fresh {
+			if prev, ok := d.last[rec+"/"+field]; ok {
+				op.Pred = []crdt.OpID{prev}
+			}
+			d.last[rec+"/"+field] = id
 		}
-		d.last[rec+"/"+field] = id
 		ops = append(ops, op)
 	}
 	return api.Change{Seq: d.seq, Ops: ops}
 }
 
-// roundTrip does one POST /v1/sync, with a push if push is set, and returns
-// the reply and the request body size.
-func (d *device) roundTrip(push bool) (*api.SyncResponse, int64, error) {
+// roundTrip does one POST /v1/sync, with a push if push is set (the pending
+// change if one is unacknowledged, else a new one), and returns the reply
+// and the request body size.
+func (d *device) roundTrip(ctx context.Context, push bool) (*api.SyncResponse, int64, error) {
 	req := api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.id, Clock: d.clock.Now(), Cursor: d.cursor, PullLimit: d.cfg.PullLimit}
 	if push {
-		req.Changes = []api.Change{d.change()}
+		if d.pending == nil {
+			ch := d.change()
+			d.pending = &ch
+		}
+		req.Changes = []api.Change{*d.pending}
 	}
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
@@ -278,7 +452,7 @@ func (d *device) roundTrip(push bool) (*api.SyncResponse, int64, error) {
 		return nil, 0, err
 	}
 	n := int64(buf.Len())
-	hr, err := http.NewRequest(http.MethodPost, d.base+"/v1/sync", &buf)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/v1/sync", &buf)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -304,6 +478,17 @@ func (d *device) roundTrip(push bool) (*api.SyncResponse, int64, error) {
 		if r.Status == api.ChangeRefused || len(r.Ops) > 0 {
 			return nil, 0, fmt.Errorf("sync %s: change %d not applied cleanly: %+v", d.user, r.Seq, r)
 		}
+	}
+	if push {
+		if len(resp.Results) != 1 {
+			return nil, 0, fmt.Errorf("sync %s: %d results for one change", d.user, len(resp.Results))
+		}
+		if d.acked != nil {
+			for _, op := range d.pending.Ops {
+				d.acked[op.Record+"/"+op.Field] = op.ID
+			}
+		}
+		d.pending = nil
 	}
 	if err := d.clock.Update(resp.Clock); err != nil {
 		return nil, 0, err
