@@ -121,6 +121,7 @@ func (s *Server) routes() {
 	adm.POST("/devices/:id/revoke", s.revokeDevice)
 	adm.GET("/quarantine", s.listQuarantine)
 	adm.POST("/quarantine/:id/reapply", s.reapply)
+	adm.POST("/erasures", s.erase)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)

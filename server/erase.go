@@ -1,0 +1,66 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/labstack/echo/v4"
+)
+
+// ErasureRequest is the body of POST /v1/admin/erasures.
+type ErasureRequest struct {
+	Team       string `json:"team"`
+	Collection string `json:"collection"`
+	ID         string `json:"id"`
+	// Cascade, for a people record, also erases the team's records that
+	// reference the person (see sync.PersonRefFields).
+	Cascade bool `json:"cascade"`
+}
+
+// ErasureReport is the reply to POST /v1/admin/erasures: what was erased.
+type ErasureReport struct {
+	Records             []api.RecordRef `json:"records"`
+	Ops                 int             `json:"ops"`
+	LogEntriesRewritten int             `json:"log_entries_rewritten"`
+	LogEntriesDeleted   int             `json:"log_entries_deleted"`
+	QuarantinedDeleted  int             `json:"quarantined_deleted"`
+	Position            uint64          `json:"position"`
+	AlreadyErased       bool            `json:"already_erased"`
+}
+
+// erase handles POST /v1/admin/erasures (admins only, and only for a team
+// the admin belongs to). Every attempt is audit-logged with IDs only: who,
+// which record, when, and what was removed.
+func (s *Server) erase(c echo.Context) error {
+	var req ErasureRequest
+	if err := s.bindJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Team == "" || req.Collection == "" || req.ID == "" {
+		return problemf(api.CodeBadRequest, "team, collection and id are required")
+	}
+	if !claimsOf(c).InTeam(req.Team) {
+		return problemf(api.CodeForbidden, "not a member of this team")
+	}
+	caller := callerOf(c)
+	ref := api.RecordRef{Team: req.Team, Collection: req.Collection, ID: req.ID}
+	audit := s.log.With("audit", "erasure", "admin", caller.User, "device", caller.Replica.String(),
+		"team", ref.Team, "collection", ref.Collection, "id", ref.ID, "cascade", req.Cascade,
+		"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "at", time.Now().UTC())
+	rep, err := s.engine.Erase(c.Request().Context(), caller, ref, req.Cascade)
+	if err != nil {
+		audit.Warn("erasure failed", "err", err)
+		return err
+	}
+	audit.Info("erasure done", "records", len(rep.Records), "ops", rep.Ops,
+		"quarantined", rep.Quarantined, "position", rep.Position, "already_erased", rep.AlreadyErased)
+	out := ErasureReport{
+		Records: rep.Records, Ops: rep.Ops, LogEntriesRewritten: rep.EntriesRewritten, LogEntriesDeleted: rep.EntriesDeleted,
+		QuarantinedDeleted: rep.Quarantined, Position: rep.Position, AlreadyErased: rep.AlreadyErased,
+	}
+	if out.Records == nil {
+		out.Records = []api.RecordRef{}
+	}
+	return c.JSON(http.StatusOK, out)
+}
