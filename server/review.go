@@ -78,7 +78,9 @@ type OpJSON struct {
 }
 
 // ResolveRequest is the body of POST .../resolve: the value (any JSON) to
-// write to a register field, overwriting every concurrent value.
+// write to a register field, overwriting every concurrent value. For the
+// field "_deleted" the value must be a JSON boolean: true deletes the
+// record, false restores it, either way settling a delete conflict.
 type ResolveRequest struct {
 	Field string          `json:"field"`
 	Value json.RawMessage `json:"value"`
@@ -334,7 +336,11 @@ func (s *Server) resolve(c echo.Context) error {
 		return problemf(api.CodeBadRequest, "field and value are required")
 	}
 	if req.Field == crdt.DeletedField {
-		return problemf(api.CodeBadRequest, "resolve cannot write %s", crdt.DeletedField)
+		// Settles a delete conflict: true deletes, false restores, having
+		// seen every live entry.
+		if v := string(bytes.TrimSpace(req.Value)); v != "true" && v != "false" {
+			return problemf(api.CodeBadRequest, "%s takes a JSON boolean: true deletes, false restores", crdt.DeletedField)
+		}
 	}
 	val, err := encodeJSONValue(req.Value)
 	if err != nil {

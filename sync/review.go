@@ -186,7 +186,10 @@ func (e *Engine) Conflicts(ctx context.Context, c Caller, team string) ([]api.Re
 
 // Resolve writes value to a register as the server's own replica, with
 // pred naming every live value, authored by c.User, through the same
-// durable path as a push; it returns the new record state.
+// durable path as a push; it returns the new record state. For field
+// crdt.DeletedField value must be a msgpack boolean: true deletes the
+// record and false restores it, either way with pred naming every live
+// entry of every field, which settles a delete conflict.
 func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field string, value msgpack.RawMessage) (*crdt.Record, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
@@ -201,6 +204,12 @@ func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field
 	}
 	return r.rec, nil
 }
+
+// The msgpack encodings of false and true.
+const (
+	msgpcodeFalse = 0xc2
+	msgpcodeTrue  = 0xc3
+)
 
 // resolve runs in the committer: it reads the record inside the commit
 // transaction, so pred names exactly the live values at commit time.
@@ -223,7 +232,22 @@ func (t *txnState) resolve(r *request) error {
 		return nil
 	}
 	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
-	op := rs.rec.Write(id, r.field, r.value)
+	var op crdt.Op
+	if r.field == crdt.DeletedField {
+		// Settling a delete conflict: delete or restore having seen every
+		// live entry of every field, so no edit is left unseen.
+		if len(r.value) != 1 || (r.value[0] != msgpcodeTrue && r.value[0] != msgpcodeFalse) {
+			r.err = fmt.Errorf("%w: %s must be a boolean", ErrInvalid, crdt.DeletedField)
+			return nil
+		}
+		if r.value[0] == msgpcodeTrue {
+			op = rs.rec.Delete(id)
+		} else {
+			op = rs.rec.Restore(id)
+		}
+	} else {
+		op = rs.rec.Write(id, r.field, r.value)
+	}
 	if err := op.Validate(); err != nil {
 		r.err = fmt.Errorf("%w: %v", ErrInvalid, err)
 		return nil
