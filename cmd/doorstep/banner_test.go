@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,4 +293,66 @@ func extractToken(t *testing.T, pipe string, body []byte) string {
 		t.Fatalf("sed snippet extracted %q, want the access token", got)
 	}
 	return tr.AccessToken
+}
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine to write while
+// the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeDemoRestart seeds a data directory (at bcrypt's lowest cost, to
+// keep the test fast), then runs serve --demo on it as make run does after
+// a restart: nothing is seeded again, and the banner on stderr still shows
+// the waiting conflict.
+func TestServeDemoRestart(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seedDemo(ctx, srv, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var stderr syncBuffer
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(sctx, []string{"serve", "--demo", "--data", data, "--addr", addr}, env(nil), nil, io.Discard, &stderr)
+	}()
+	for j := 0; j < 1500 && !strings.Contains(stderr.String(), "Stop with Ctrl-C"); j++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v\n%s", err, stderr.String())
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "Doorstep demo: serving on http://"+addr) || !strings.Contains(out, "/records/people/") ||
+		!strings.Contains(out, `"field":"cfs"`) || !strings.Contains(out, "not seeding") || strings.Contains(out, "demo data seeded") {
+		t.Fatalf("restart banner:\n%s", out)
+	}
 }

@@ -6,6 +6,12 @@
 //	doorstep user add --data DIR --username U --name N --role R --teams a,b
 //	doorstep user list --data DIR
 //
+// serve --demo seeds the demo dataset (package demo) into an empty data
+// directory and, on every start, prints a banner for a person on stderr:
+// the address, the demo users and their password, curl lines for the Wigan
+// coordinator (log in, list conflicts, show and resolve the waiting one)
+// and a cmd/doorstep-tablet example.
+//
 // Flags --data and --addr may also come from DOORSTEP_DATA and
 // DOORSTEP_ADDR. user add reads the password from DOORSTEP_PASSWORD or, if
 // that is unset, from the first line of standard input. The admin commands
