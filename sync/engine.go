@@ -193,6 +193,34 @@ func (e *Engine) load() error {
 	})
 }
 
+// Ping proves the store takes durable writes: it writes store.KeyPing (the
+// wall time in Unix ms) in its own Badger transaction, fsynced like every
+// commit, and reads it back. It does not go through the committer queue:
+// a readiness probe must answer within its timeout even while a large
+// commit group is being written, and a busy queue is not a broken store.
+// No other code writes KeyPing, so this second writer cannot collide with
+// the committer's keys (Badger's conflict detection is off).
+func (e *Engine) Ping(ctx context.Context) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ms := uint64(e.wall().UnixMilli())
+	if err := e.db.Update(func(txn *badger.Txn) error { return txn.Set(store.KeyPing, store.PutU64(ms)) }); err != nil {
+		return fmt.Errorf("sync: ping write: %w", err)
+	}
+	if err := e.db.View(func(txn *badger.Txn) error {
+		_, err := store.GetU64Key(txn, store.KeyPing)
+		return err
+	}); err != nil {
+		return fmt.Errorf("sync: ping read: %w", err)
+	}
+	return nil
+}
+
 // ServerReplica returns the server's own replica ID, which stamps the ops
 // of Resolve.
 func (e *Engine) ServerReplica() crdt.ReplicaID { return e.server }
