@@ -43,6 +43,7 @@ const (
 	CodeClockSkew     Code = "clock_skew"     // op: stamped too far in the future; quarantined
 	CodeRecordErased  Code = "record_erased"  // op: the record was erased; refused
 	CodeWrongReplica  Code = "wrong_replica"  // op: id names another replica than the pusher's
+	CodeOpIDReused    Code = "op_id_reused"   // op: the server holds another op with this id; refused
 )
 
 var statusByCode = map[Code]int{

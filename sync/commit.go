@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -446,6 +447,7 @@ type refusal struct {
 	code        api.Code
 	detail      string
 	quarantined bool
+	duplicate   bool // an exact copy of a merged op: skipped, not reported
 }
 
 // pushChange applies one change: seq dedupe and gap check, then each op's
@@ -475,6 +477,9 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		ref, err := t.check(c, op, inChange)
 		if err != nil {
 			return res, err
+		}
+		if ref != nil && ref.duplicate {
+			continue // idempotent: already merged, with the same content
 		}
 		if ref == nil {
 			rf, err := t.merge(op)
@@ -558,7 +563,14 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply
 	// in pred) without having been merged, and the quarantine entry it
 	// comes from guarantees it is applied once, so reapply skips this.
 	if !reapply && op.Kind != crdt.KindRemove && stateHas(rs.rec, op.Field, op.ID) {
-		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s already applied", op.ID)}, nil
+		same, err := t.sameAsMerged(op, rs.rec)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			return &refusal{duplicate: true}, nil
+		}
+		return &refusal{code: api.CodeOpIDReused, detail: fmt.Sprintf("op id %s is already used by an op with other content", op.ID)}, nil
 	}
 	for _, p := range op.Pred {
 		if inChange[p] || stateHas(rs.rec, op.Field, p) {
@@ -579,6 +591,52 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply
 		}
 	}
 	return nil, nil
+}
+
+// sameAsMerged reports whether op, whose ID the record's state already
+// holds, is an exact copy of the op merged under that ID (a device
+// re-sending it) rather than a different op reusing the ID (a buggy or
+// malicious device), which would make replicas keep different values
+// under one ID. A live entry with another value answers at once;
+// otherwise the merged op is looked up in the record's log entries (this
+// path runs only for repeated IDs, so the history read does not cost
+// ordinary pushes). Reuse is detected per record, where it would break
+// convergence; there is no per-op index across records by design (see
+// package store). When the original is no longer in the log it cannot be
+// compared and the op is taken as a copy.
+func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
+	if f := rec.Fields[op.Field]; f != nil {
+		if i, ok := slices.BinarySearchFunc(f.Entries, op.ID, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
+			if !bytes.Equal(f.Entries[i].Value, op.Value) {
+				return false, nil
+			}
+		}
+	}
+	prefix := store.HistoryPrefix(op.Team, op.Collection, op.Record)
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		pos, err := store.LogPos(it.Item().Key())
+		if err != nil {
+			return false, err
+		}
+		item, err := t.txn.Get(store.LogKey(op.Team, pos))
+		if err != nil {
+			return false, fmt.Errorf("log entry %d: %w", pos, err)
+		}
+		var le store.LogEntry
+		if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+			return false, fmt.Errorf("log entry %d: %w", pos, err)
+		}
+		for i := range le.Ops {
+			if m := &le.Ops[i]; m.ID == op.ID {
+				return m.Team == op.Team && m.Collection == op.Collection && m.Record == op.Record &&
+					m.Field == op.Field && m.Kind == op.Kind && bytes.Equal(m.Value, op.Value) &&
+					slices.Equal(m.Pred, op.Pred), nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // stateHas reports whether id is live or overwritten in the record: first
