@@ -241,6 +241,9 @@ func (t *tablet) sync(ctx context.Context, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "synced: pushed %d change(s) (%d ops), pulled %d change(s) and %d snapshot record(s); %d record(s) changed here\n",
 		res.Pushed, res.PushedOps, res.Pulled, res.Snapshot, res.Changed)
+	if res.Purged > 0 {
+		fmt.Fprintf(stdout, "  %d record(s) erased on the server were removed from this tablet\n", res.Purged)
+	}
 	for _, rj := range res.Rejected {
 		fmt.Fprintf(stdout, "  server %s op on %s/%s field %s: %s %s\n", map[bool]string{true: "quarantined", false: "refused"}[rj.Quarantined],
 			rj.Op.Collection, rj.Op.Record, rj.Op.Field, rj.Code, rj.Detail)
