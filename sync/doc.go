@@ -34,7 +34,9 @@
 // one is refused with api.CodeSeqGap and the expected seq. Per op, in order:
 // shape (crdt Op.Validate) → invalid_op; op ID naming another replica →
 // wrong_replica; team not the caller's → forbidden_team; record owned by
-// another team → wrong_team; op ID already merged → invalid_op; a pred the
+// another team → wrong_team; record erased → record_erased (not kept in
+// the quarantine); op ID already merged → skipped silently if the op is an
+// exact copy, op_id_reused if its content differs; a pred the
 // server has neither merged nor quarantined (nor earlier in the change) →
 // unknown_pred; stamped more than MaxSkew ahead → quarantined clock_skew;
 // Validator error → quarantined invalid_value or unknown_field; a field
@@ -52,7 +54,19 @@
 //
 // # Erasure
 //
-// Erasure (removing a person's records and history, purge markers, telling
-// devices to purge) is not implemented yet; api.CodeRecordErased and
-// SyncResponse.Purged are reserved for it.
+// Engine.Erase (an admin operation, through the committer, so it is
+// ordered with pushes and durable before it returns) removes a record and,
+// with cascade, the team's records referencing a person: their states,
+// their ops from every log entry (rewritten, or deleted when left empty;
+// positions are never reused, so cursors neither skip nor repeat), their
+// history, changed-since, conflict and team index entries and quarantined
+// ops. A purge marker refuses later ops with api.CodeRecordErased, and an
+// erasure entry in the team log reaches devices as SyncResponse.Purged on
+// their next pull. See store's package documentation for the keys.
+//
+// # Readiness
+//
+// Engine.Ping writes a meta key in its own fsynced transaction, outside the
+// committer queue, so a readiness probe proves the store writable without
+// waiting behind a large commit group.
 package sync
