@@ -331,3 +331,47 @@ func TestEraseOrderedWithPushes(t *testing.T) {
 		t.Fatalf("history keys %d, purge markers %d, err %v", history, markers, err)
 	}
 }
+
+// TestEraseDuringBootstrap: a device bootstrapping page by page when an
+// erasure commits ends without the erased records, whether its snapshot
+// had already delivered them (then it is told to purge) or not yet.
+func TestEraseDuringBootstrap(t *testing.T) {
+	for _, erasedID := range []string{"p0", "p9"} { // delivered before the erasure, or after
+		t.Run(erasedID, func(t *testing.T) {
+			e := openTest(t, Options{})
+			ann := newDevice("ann", time.Now, "wigan")
+			for i := range 10 {
+				ann.write("wigan", "people", "p"+string(rune('0'+i)), "name", "n")
+			}
+			ann.commit()
+			ann.syncAll(t, e)
+			cat := newDevice("cat", time.Now, "wigan")
+			held := map[api.RecordRef]bool{}
+			var cur []byte
+			for page := 0; ; page++ {
+				if page == 3 {
+					if _, err := e.Erase(bg, Caller{User: "admin"}, api.RecordRef{Team: "wigan", Collection: "people", ID: erasedID}, false); err != nil {
+						t.Fatal(err)
+					}
+				}
+				resp, err := e.Pull(bg, cat.caller, cur, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range resp.Snapshot {
+					held[api.RecordRef{Team: s.Team, Collection: s.Collection, ID: s.ID}] = true
+				}
+				for _, p := range resp.Purged {
+					delete(held, p)
+				}
+				cur = resp.Cursor
+				if !resp.More && page > 3 {
+					break
+				}
+			}
+			if len(held) != 9 || held[api.RecordRef{Team: "wigan", Collection: "people", ID: erasedID}] {
+				t.Fatalf("device holds %d records: %v", len(held), held)
+			}
+		})
+	}
+}
