@@ -15,9 +15,11 @@ run:
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# The same with far more random cases for the property and simulation tests.
+# The property, simulation and crash tests with far more random cases
+# (only these packages define -long).
+LONG_PKGS := ./crdt ./schema ./sync ./demo ./e2e
 test-long:
-	$(GO) test -count=1 -timeout 2h ./... -args -long
+	$(GO) test -count=1 -timeout 2h $(LONG_PKGS) -args -long
 
 # Go benchmarks, then the HTTP load tool. Figures go in docs/benchmarks.md.
 bench:
