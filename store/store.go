@@ -8,6 +8,7 @@ import (
 	"os"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // CurrentVersion is the version of the key layout this package writes.
@@ -34,6 +35,36 @@ type Options struct {
 	SmallMemory bool
 }
 
+// Badger memory bounds, set explicitly so that the server's memory stays
+// flat as stored history grows (measured with `go run ./cmd/doorstep-load
+// -mode grow`, see docs/benchmarks.md). Badger's own defaults leave
+// IndexCacheSize at 0, which keeps every table's index and bloom filter in
+// memory for as long as the table exists: memory then grows with history.
+const (
+	// MemTableSize is one memtable's arena. Writes land in the active
+	// memtable; full ones wait for their flush to level 0.
+	MemTableSize = 32 << 20
+	// NumMemtables bounds the memtables held at once (active plus those
+	// waiting to flush): at most NumMemtables×MemTableSize of arenas.
+	NumMemtables = 3
+	// BlockCacheSize bounds the cache of decompressed table blocks that
+	// reads (pulls, record lookups in commits) go through.
+	BlockCacheSize = 64 << 20
+	// IndexCacheSize bounds the cache of table indexes and bloom filters.
+	// Non-zero makes Badger load them on demand instead of keeping all of
+	// them in memory.
+	IndexCacheSize = 32 << 20
+	// NumCompactors bounds concurrent compactions, each of which builds
+	// tables in memory before writing them.
+	NumCompactors = 2
+	// TableSize is the size of every table compactions write below
+	// level 0 (the table size multiplier is 1). Badger's defaults double
+	// the table size per level, up to 64 MiB in the last level, and a
+	// compaction holds up to 8+splits finished tables in memory while it
+	// writes them.
+	TableSize = 8 << 20
+)
+
 // Store is an open Badger database with Doorstep's layout.
 type Store struct {
 	db *badger.DB
@@ -52,10 +83,25 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// Tables are not compressed (options.None). With compression on, a
+	// table builder measures its size by the compressed bytes, which its
+	// compressor goroutines report late when CPU is short: on 2 busy cores
+	// builders overshot their size many times over and Badger's live heap
+	// reached 2 GiB at 5M ops. Uncompressed, the live heap stayed at
+	// 330–600 MiB (see docs/benchmarks.md). Our values are small msgpack
+	// documents; the cost is disk, not memory.
 	bo := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
-		WithLogger(badgerLogger{logger.With("component", "badger")})
+		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithMemTableSize(MemTableSize).
+		WithNumMemtables(NumMemtables).
+		WithBlockCacheSize(BlockCacheSize).
+		WithIndexCacheSize(IndexCacheSize).
+		WithNumCompactors(NumCompactors).
+		WithCompression(options.None)
+	bo.BaseTableSize = TableSize
+	bo.TableSizeMultiplier = 1 // no With method in badger v4
 	if opts.SmallMemory {
 		bo = bo.WithMemTableSize(16 << 20).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).WithNumCompactors(2)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	gosync "sync"
 	"sync/atomic"
@@ -46,6 +47,9 @@ type Config struct {
 	// every Sample during the measured time into Result.Memory.
 	Sample time.Duration
 	Seed   uint64 // seeds the think-time jitter
+	// HeapProfile, if set, is where a heap profile is written after the
+	// measured phase, while the server still runs.
+	HeapProfile string
 }
 
 // Result is what one run measured.
@@ -70,8 +74,10 @@ type Result struct {
 type MemSample struct {
 	At        time.Duration
 	OpsStored int64  // ops acknowledged so far in this run, plus bootstrap
-	HeapInuse uint64 // runtime.MemStats.HeapInuse
+	HeapInuse uint64 // runtime.MemStats.HeapInuse, garbage included
+	HeapLive  uint64 // runtime.MemStats.HeapAlloc right after a forced GC
 	RSS       uint64 // VmRSS of the whole process (server and load generator)
+	RSSAnon   uint64 // RssAnon: RSS less file-backed pages (Badger's mmapped tables)
 }
 
 const header = "| devices | round trips | round trips/s | pushed ops/s | pulled items/s | p50 | p99 | max | request bytes/op | errors | verified |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
@@ -250,6 +256,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	})
 	res.Elapsed = time.Since(start)
 	mcancel()
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return res, err
+		}
+	}
 	if cfg.Sample > 0 {
 		res.Memory = <-sampled
 	}
@@ -322,7 +333,12 @@ func sampleMemory(ctx context.Context, start time.Time, every time.Duration, sto
 	read := func() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		out = append(out, MemSample{At: time.Since(start), OpsStored: stored.Load(), HeapInuse: ms.HeapInuse, RSS: rss()})
+		smp := MemSample{At: time.Since(start), OpsStored: stored.Load(), HeapInuse: ms.HeapInuse}
+		smp.RSS, smp.RSSAnon = rss()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		smp.HeapLive = ms.HeapAlloc
+		out = append(out, smp)
 	}
 	read()
 	for {
@@ -336,20 +352,33 @@ func sampleMemory(ctx context.Context, start time.Time, every time.Duration, sto
 	}
 }
 
-// rss returns the process's resident set size from /proc/self/status, or 0.
-func rss() uint64 {
+// rss returns the process's resident set size and its anonymous part
+// from /proc/self/status, or zeros.
+func rss() (total, anon uint64) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range bytes.Split(b, []byte("\n")) {
+		var kb uint64
 		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
-			var kb uint64
 			fmt.Sscan(string(v), &kb)
-			return kb << 10
+			total = kb << 10
+		} else if v, ok := bytes.CutPrefix(line, []byte("RssAnon:")); ok {
+			fmt.Sscan(string(v), &kb)
+			anon = kb << 10
 		}
 	}
-	return 0
+	return total, anon
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // each runs fn for every device concurrently and returns the errors joined.

@@ -58,6 +58,7 @@ func main() {
 	fresh := flag.Bool("fresh", false, "every push writes new records instead of overwriting the device's same records (sync, push)")
 	verify := flag.Bool("verify", true, "check every acknowledged write on the server after each run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := flag.String("memprofile", "", "write a heap profile at the end of each measured phase, before the server stops, to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -82,7 +83,7 @@ func main() {
 		levels = append(levels, n)
 	}
 	base := Config{Duration: *duration, Rounds: *rounds, Ops: *ops, PullLimit: *pull, TeamSize: *teamSize, Think: *think,
-		Dir: *dir, MaxSyncs: *maxSyncs, Fresh: *fresh, Verify: *verify, Sample: *sample, Seed: uint64(time.Now().UnixNano())}
+		Dir: *dir, MaxSyncs: *maxSyncs, Fresh: *fresh, Verify: *verify, HeapProfile: *memprofile, Sample: *sample, Seed: uint64(time.Now().UnixNano())}
 	fmt.Printf("doorstep-load: mode %s, GOMAXPROCS=%d, seed %d\n\n", *mode, gomaxprocs(), base.Seed)
 	var err error
 	switch *mode {
@@ -167,9 +168,10 @@ func runGrow(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("| elapsed | ops stored | Go heap in use | process RSS |\n|---:|---:|---:|---:|")
+	fmt.Println("| elapsed | ops stored | Go heap in use | live heap after GC | process RSS | RSS less file pages |\n|---:|---:|---:|---:|---:|---:|")
 	for _, s := range r.Memory {
-		fmt.Printf("| %s | %d | %.0f MiB | %.0f MiB |\n", s.At.Round(time.Second), s.OpsStored, float64(s.HeapInuse)/(1<<20), float64(s.RSS)/(1<<20))
+		fmt.Printf("| %s | %d | %.0f MiB | %.0f MiB | %.0f MiB | %.0f MiB |\n", s.At.Round(time.Second), s.OpsStored,
+			float64(s.HeapInuse)/(1<<20), float64(s.HeapLive)/(1<<20), float64(s.RSS)/(1<<20), float64(s.RSSAnon)/(1<<20))
 	}
 	fmt.Printf("\n%.0f field ops/s over the run, %d errors\n\n", float64(r.OpsPushed)/r.Elapsed.Seconds(), r.Errors)
 	return nil
