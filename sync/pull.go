@@ -13,6 +13,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Cursor encoding (opaque to devices):
@@ -248,14 +249,21 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 				continue
 			}
 			var le store.LogEntry
+			own := false
 			err := h.it.Item().Value(func(v []byte) error {
 				bytesUsed += len(v)
+				// The caller's own entries are skipped: read only their
+				// replica, not their ops.
+				if r, ok := entryReplica(v); ok && r == self && !self.IsZero() {
+					own = true
+					return nil
+				}
 				return store.Decode(v, &le)
 			})
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
 			}
-			if le.Replica == self && !self.IsZero() {
+			if own || le.Replica == self && !self.IsZero() {
 				h.it.Next()
 				if err := h.advance(prefixes[i], committed); err != nil {
 					return err
@@ -285,4 +293,34 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams}.encode()
 	resp.More = more
 	return nil
+}
+
+// entryReplica reads only the Replica of an encoded store.LogEntry (a
+// msgpack map whose "d" key follows the author), so that a pull can skip
+// the caller's own entries without decoding their ops. ok is false if the
+// value does not parse that far; the caller then decodes it whole.
+func entryReplica(v []byte) (r crdt.ReplicaID, ok bool) {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(v))
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return r, false
+	}
+	for range n {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return r, false
+		}
+		if k == "d" {
+			if err := r.DecodeMsgpack(dec); err != nil {
+				return r, false
+			}
+			return r, true
+		}
+		if err := dec.Skip(); err != nil {
+			return r, false
+		}
+	}
+	return r, false
 }

@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			id: crdt.NewReplicaID(), clock: crdt.NewClock(time.Now, time.Minute), last: map[string]crdt.OpID{},
 			rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
 		if cfg.Verify {
-			devs[i].acked = map[string]crdt.OpID{}
+			devs[i].acked = map[int]crdt.OpID{}
 		}
 	}
 	// Log in and bootstrap, unmeasured.
@@ -290,8 +290,8 @@ func verify(ctx context.Context, e *dsync.Engine, devs []*device) (found, missin
 	for _, d := range devs {
 		c := dsync.Caller{User: d.userID, Teams: []string{d.team}}
 		recs := map[string]*crdt.Record{}
-		for key, id := range d.acked {
-			rec, field, _ := cutLast(key)
+		for slot, id := range d.acked {
+			rec, field := fmt.Sprintf("d%d-p%d", d.idx, slot/len(fields)), fields[slot%len(fields)]
 			r, ok := recs[rec]
 			if !ok {
 				r, err = e.Record(ctx, c, api.RecordRef{Team: d.team, Collection: "people", ID: rec})
@@ -313,15 +313,6 @@ func verify(ctx context.Context, e *dsync.Engine, devs []*device) (found, missin
 		}
 	}
 	return found, missing, nil
-}
-
-func cutLast(key string) (rec, field string, ok bool) {
-	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == '/' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return key, "", false
 }
 
 // sampleMemory reads the Go heap in use and the process RSS every interval
@@ -411,8 +402,9 @@ type device struct {
 	cursor                   []byte
 	round                    int
 	pending                  *api.Change          // sent but not yet acknowledged
+	pendingKeys              []int                // slot (record number × fields + field) of each pending op
 	last                     map[string]crdt.OpID // record/field → last write
-	acked                    map[string]crdt.OpID // record/field → last acknowledged write (Verify)
+	acked                    map[int]crdt.OpID    // slot → last acknowledged write (Verify)
 }
 
 func (d *device) login() error {
@@ -440,6 +432,7 @@ func (d *device) change() api.Change {
 	d.seq++
 	d.round++
 	ops := make([]crdt.Op, 0, d.cfg.Ops)
+	d.pendingKeys = d.pendingKeys[:0]
 	perRound := (d.cfg.Ops + len(fields) - 1) / len(fields)
 	for i := 0; i < d.cfg.Ops; i++ {
 		n := i / len(fields)
@@ -458,6 +451,7 @@ func (d *device) change() api.Change {
 			d.last[rec+"/"+field] = id
 		}
 		ops = append(ops, op)
+		d.pendingKeys = append(d.pendingKeys, n*len(fields)+i%len(fields))
 	}
 	return api.Change{Seq: d.seq, Ops: ops}
 }
@@ -513,8 +507,8 @@ func (d *device) roundTrip(ctx context.Context, push bool) (*api.SyncResponse, i
 			return nil, 0, fmt.Errorf("sync %s: %d results for one change", d.user, len(resp.Results))
 		}
 		if d.acked != nil {
-			for _, op := range d.pending.Ops {
-				d.acked[op.Record+"/"+op.Field] = op.ID
+			for i, op := range d.pending.Ops {
+				d.acked[d.pendingKeys[i]] = op.ID
 			}
 		}
 		d.pending = nil

@@ -148,9 +148,13 @@ func runPush(ctx context.Context, cfg Config, levels []int) error {
 			return err
 		}
 		httpRate := float64(r.OpsPushed) / r.Elapsed.Seconds()
-		fmt.Printf("| %d | %.0f | %.1f | %s | %s | %d | %d writes, %d missing | %d | %.0f | %.2f |\n",
+		ver := "not checked"
+		if r.Verified >= 0 {
+			ver = fmt.Sprintf("%d writes, %d missing", r.Verified, r.Missing)
+		}
+		fmt.Printf("| %d | %.0f | %.1f | %s | %s | %d | %s | %d | %.0f | %.2f |\n",
 			n, httpRate, float64(r.RoundTrips)/r.Elapsed.Seconds(), r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond),
-			r.Errors, r.Verified, r.Missing, writers, raw, raw/httpRate)
+			r.Errors, ver, writers, raw, raw/httpRate)
 		if r.Missing > 0 {
 			return fmt.Errorf("%d acknowledged writes missing on the server", r.Missing)
 		}
