@@ -38,7 +38,7 @@ type Config struct {
 	Ops       int           // field ops per push
 	PullLimit int           // pull page limit
 	TeamSize  int           // devices per team; teams never share records
-	Think     time.Duration // mean pause between a device's round trips (uniform in [0, 2×Think]); 0: none
+	Think     time.Duration // mean pause before each of a device's round trips (uniform in [0, 2×Think]); 0: none
 	Fresh     bool          // every push writes new records (history and record count grow) instead of overwriting
 	Dir       string        // data directory; "" means a temporary one
 	MaxSyncs  int           // server.Config.MaxConcurrentSyncs; 0 means its default
@@ -212,7 +212,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		var up int64
 		fails := 0
 		for round := 0; (cfg.Rounds == 0 || round < cfg.Rounds) && mctx.Err() == nil; {
-			if cfg.Think > 0 && round > 0 {
+			if cfg.Think > 0 && fails == 0 {
+				// Devices pause before every round trip, the first too,
+				// so that they do not all start at the same instant.
 				pause := time.Duration(d.rng.Int64N(int64(2 * cfg.Think)))
 				select {
 				case <-mctx.Done():

@@ -21,7 +21,8 @@
 //     min(devices, 64) writers, and the ratio is printed.
 //   - grow: push mode with every push writing new records, for -duration,
 //     sampling Go heap in use and process RSS every -sample.
-//   - all (default): wire sizes, push at 64 devices vs Badger raw, sync at
+//   - all (default): wire sizes, push at 1 and 64 devices (overwriting and
+//     new records) vs Badger raw, sync at
 //     1, 16 and 256 devices, a storm of 1,000 devices reconnecting at once
 //     (one round trip each), 1,000 devices syncing steadily (50-op pushes,
 //     a pause of ~10 s between syncs), and a 20 s grow.
@@ -187,7 +188,14 @@ func runAll(ctx context.Context, base Config) error {
 		return err
 	}
 	fmt.Printf("wire: bytes per field op in a %d-op push: msgpack %.1f, msgpack+gzip %.1f, JSON %.1f, JSON+gzip %.1f\n\n", base.Ops, mp, mpGz, js, jsGz)
-	if err := runPush(ctx, base, []int{64}); err != nil {
+	fmt.Println("push, overwriting: every push rewrites the device's same 50 records (each field's state keeps the IDs it overwrote, so records grow)")
+	if err := runPush(ctx, base, []int{1, 64}); err != nil {
+		return err
+	}
+	fresh := base
+	fresh.Fresh = true
+	fmt.Println("push, new records: every push writes 50 new records, like a day's new visits")
+	if err := runPush(ctx, fresh, []int{1, 64}); err != nil {
 		return err
 	}
 	if err := runSync(ctx, base, []int{1, 16, 256}); err != nil {
