@@ -118,12 +118,7 @@ func TestServerSIGKILL(t *testing.T) {
 			for n := 0; ; n++ {
 				rec := fmt.Sprintf("d%d-p%d", i, n)
 				ch := d.change(d.write("wigan", "people", rec, "given_name", rec))
-				req := &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.id, Clock: d.clock.Now(), Changes: []api.Change{ch}, Cursor: d.cursor}
-				b, _ := msgpack.Marshal(req)
-				hr, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
-				hr.Header.Set("Content-Type", api.ContentType)
-				hr.Header.Set("Authorization", "Bearer "+d.access)
-				res, err := client.Do(hr)
+				res, err := client.Do(d.syncHTTPRequest(url, ch))
 				if err != nil {
 					pending[i] = &ch // killed: the outcome is unknown
 					return
@@ -188,7 +183,7 @@ func TestServerSIGKILL(t *testing.T) {
 		}
 		resent++
 		d.e = e2
-		st, resp, p := e2.postSync(d.access, encode(t, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.id, Clock: d.clock.Now(), Changes: []api.Change{*pending[i]}, Cursor: d.cursor}), nil)
+		st, resp, p := e2.postSync(d.access, encode(t, d.request(*pending[i])), nil)
 		if st != http.StatusOK {
 			t.Fatalf("resend: %d %+v", st, p)
 		}

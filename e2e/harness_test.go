@@ -128,15 +128,7 @@ func (e *env) doJSON(method, path, token string, body, out any) (int, *api.Probl
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := e.ts.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	res, b := e.roundTrip(req)
 	if res.StatusCode >= 300 {
 		return res.StatusCode, e.jsonProblem(res, b)
 	}
@@ -146,6 +138,22 @@ func (e *env) doJSON(method, path, token string, body, out any) (int, *api.Probl
 		}
 	}
 	return res.StatusCode, nil
+}
+
+// roundTrip sends req to the env's server and returns the response with
+// its whole body read; a transport error fails the test.
+func (e *env) roundTrip(req *http.Request) (*http.Response, []byte) {
+	e.t.Helper()
+	res, err := e.ts.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res, b
 }
 
 func (e *env) jsonProblem(res *http.Response, b []byte) *api.Problem {
@@ -178,15 +186,7 @@ func (e *env) postSync(token string, body []byte, hdr map[string]string) (int, *
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	res, err := e.ts.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	res, b := e.roundTrip(req)
 	if res.StatusCode != http.StatusOK {
 		if ct := res.Header.Get("Content-Type"); ct != api.ProblemMsgpackContentType {
 			e.t.Fatalf("sync error %d has Content-Type %q, body %q", res.StatusCode, ct, b)
@@ -257,8 +257,21 @@ func (d *device) sync(changes ...api.Change) *api.SyncResponse {
 	return resp
 }
 
+// request builds the device's sync request for changes, at its cursor.
 func (d *device) request(changes ...api.Change) *api.SyncRequest {
 	return &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.id, Clock: d.clock.Now(), Changes: changes, Cursor: d.cursor}
+}
+
+// syncHTTPRequest returns a POST of the device's sync request for changes
+// to url, with its access token, for tests that drive a server other than
+// env's from their own goroutines (they cannot call t.Fatal there, so a
+// failure shows in the response instead).
+func (d *device) syncHTTPRequest(url string, changes ...api.Change) *http.Request {
+	b, _ := msgpack.Marshal(d.request(changes...))
+	hr, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	hr.Header.Set("Content-Type", api.ContentType)
+	hr.Header.Set("Authorization", "Bearer "+d.access)
+	return hr
 }
 
 func (d *device) trySync(changes ...api.Change) (int, *api.SyncResponse, *api.Problem) {

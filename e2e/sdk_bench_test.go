@@ -23,20 +23,7 @@ func BenchmarkSDKReconnect(b *testing.B) {
 	e := newSDKEnv(b, nil)
 	ann := e.device("ann", "", nil)
 	bea := e.device("bea", "", nil)
-	var refs []client.Ref
-	err := bea.Batch(ctx, func(bt *client.Batch) error {
-		for i := range 200 {
-			id, err := bt.Create("people", sdkTeam, sdkPerson(fmt.Sprint("P", i)))
-			if err != nil {
-				return err
-			}
-			refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	refs := sdkSeedPeople(b, bea, 200)
 	if _, err := bea.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -101,20 +101,7 @@ func BenchmarkSDKReconnectSlowLink(b *testing.B) {
 	bea := e.device("bea", "", nil)
 	e.url = "http://" + link.ln.Addr().String()
 	ann := e.device("ann", "", nil)
-	var refs []client.Ref
-	err := bea.Batch(ctx, func(bt *client.Batch) error {
-		for i := range 100 {
-			id, err := bt.Create("people", sdkTeam, sdkPerson(fmt.Sprint("P", i)))
-			if err != nil {
-				return err
-			}
-			refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	refs := sdkSeedPeople(b, bea, 100)
 	if _, err := bea.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}

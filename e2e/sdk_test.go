@@ -141,6 +141,27 @@ func sdkPerson(given string) map[string]any {
 	return map[string]any{"given_name": given, "family_name": "Jones", "date_of_birth": "1940-01-02", "address": "1 Library Street, Wigan"}
 }
 
+// sdkSeedPeople creates n people, P0 to P<n-1>, in one batch on r and
+// returns their refs in that order.
+func sdkSeedPeople(tb testing.TB, r *client.Replica, n int) []client.Ref {
+	tb.Helper()
+	var refs []client.Ref
+	err := r.Batch(context.Background(), func(bt *client.Batch) error {
+		for i := range n {
+			id, err := bt.Create("people", sdkTeam, sdkPerson(fmt.Sprint("P", i)))
+			if err != nil {
+				return err
+			}
+			refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return refs
+}
+
 func sdkMustSync(t *testing.T, r *client.Replica) client.SyncResult {
 	t.Helper()
 	res, err := r.Sync(context.Background())

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -60,12 +59,7 @@ func TestGracefulShutdownKeepsAcknowledged(t *testing.T) {
 				rec := fmt.Sprintf("d%d-p%d", i, n)
 				op := d.write("wigan", "people", rec, "given_name", rec)
 				ch := d.change(op)
-				req := &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: d.id, Clock: d.clock.Now(), Changes: []api.Change{ch}, Cursor: d.cursor}
-				b, _ := msgpack.Marshal(req)
-				hr, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
-				hr.Header.Set("Content-Type", api.ContentType)
-				hr.Header.Set("Authorization", "Bearer "+d.access)
-				res, err := client.Do(hr)
+				res, err := client.Do(d.syncHTTPRequest(url, ch))
 				if err != nil {
 					return // the server stopped listening
 				}

@@ -35,7 +35,7 @@ func TestLoginAndSyncBetweenTwoDevices(t *testing.T) {
 		t.Fatalf("push results %+v", resp.Results)
 	}
 	// Retrying the same change is a duplicate, applied once.
-	st2, resp2, p2 := ann.e.postSync(ann.access, encode(t, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.id, Clock: ann.clock.Now(), Changes: []api.Change{{Seq: 1, Ops: nil}}, Cursor: ann.cursor}), nil)
+	st2, resp2, p2 := ann.e.postSync(ann.access, encode(t, ann.request(api.Change{Seq: 1, Ops: nil})), nil)
 	if st2 != http.StatusOK || resp2.Results[0].Status != api.ChangeDuplicate {
 		t.Fatalf("duplicate: %d %+v %+v", st2, resp2, p2)
 	}
