@@ -23,6 +23,7 @@ type Error struct {
 	Err    error // cause, logged but never sent
 }
 
+// Error returns the code, the detail and the cause if there is one.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s: %s: %v", e.Code, e.Detail, e.Err)
@@ -30,11 +31,57 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Code, e.Detail)
 }
 
+// Unwrap returns the cause, so errors.Is and errors.As see through an
+// *Error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // problemf returns an *Error with a formatted detail.
 func problemf(code api.Code, format string, args ...any) *Error {
 	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// statusCodes maps the HTTP status of an echo error (an unknown route, a
+// body over echo's limit) to its api code. Other statuses are
+// api.CodeInternal from 500 up and api.CodeBadRequest below.
+var statusCodes = map[int]api.Code{
+	http.StatusNotFound:              api.CodeNotFound,
+	http.StatusMethodNotAllowed:      api.CodeMethodNotAllowed,
+	http.StatusRequestEntityTooLarge: api.CodeBodyTooLarge,
+	http.StatusUnsupportedMediaType:  api.CodeUnsupportedMedia,
+	http.StatusUnauthorized:          api.CodeUnauthorized,
+	http.StatusForbidden:             api.CodeForbidden,
+	http.StatusTooManyRequests:       api.CodeRateLimited,
+	http.StatusServiceUnavailable:    api.CodeUnavailable,
+}
+
+// sentinelCodes maps the sentinel errors of auth, the engine and context to
+// an api code and the detail sent to the client, checked in order with
+// errors.Is. An empty detail sends the error's own text.
+var sentinelCodes = []struct {
+	target error
+	code   api.Code
+	detail string
+}{
+	{auth.ErrInvalidCredentials, api.CodeInvalidCredentials, "unknown username or wrong password"},
+	{auth.ErrTokenExpired, api.CodeTokenExpired, "access token expired; refresh it"},
+	{auth.ErrRefreshReused, api.CodeRefreshReused, "refresh token already used; the device has been revoked"},
+	{auth.ErrDeviceRevoked, api.CodeDeviceRevoked, "this device has been revoked"},
+	{auth.ErrDeviceMismatch, api.CodeDeviceMismatch, "the device is registered to another user"},
+	{auth.ErrUnauthorized, api.CodeUnauthorized, "missing or invalid credentials"},
+	{auth.ErrNotFound, api.CodeNotFound, "not found"},
+	{auth.ErrExists, api.CodeConflict, "already exists"},
+	{auth.ErrInvalid, api.CodeBadRequest, ""},
+	{dsync.ErrProtocol, api.CodeUnsupportedProtocol, ""},
+	{dsync.ErrDeviceMismatch, api.CodeDeviceMismatch, "request replica does not match the token's device"},
+	{dsync.ErrForbidden, api.CodeForbidden, "outside your teams"},
+	{dsync.ErrNotFound, api.CodeNotFound, "not found"},
+	{dsync.ErrBadCursor, api.CodeBadRequest, "malformed cursor"},
+	{dsync.ErrInvalid, api.CodeBadRequest, ""},
+	{dsync.ErrTooLarge, api.CodeBodyTooLarge, "change too large"},
+	{dsync.ErrClosed, api.CodeUnavailable, "server shutting down"},
+	{auth.ErrClosed, api.CodeUnavailable, "server shutting down"},
+	{context.Canceled, api.CodeUnavailable, "request cancelled"},
+	{context.DeadlineExceeded, api.CodeUnavailable, "request timed out"},
 }
 
 // classify maps an error from auth, the engine, echo or the body readers to
@@ -46,58 +93,16 @@ func classify(err error) *Error {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		code := api.CodeBadRequest
-		switch he.Code {
-		case http.StatusNotFound:
-			code = api.CodeNotFound
-		case http.StatusMethodNotAllowed:
-			code = api.CodeMethodNotAllowed
-		case http.StatusRequestEntityTooLarge:
-			code = api.CodeBodyTooLarge
-		case http.StatusUnsupportedMediaType:
-			code = api.CodeUnsupportedMedia
-		case http.StatusUnauthorized:
-			code = api.CodeUnauthorized
-		case http.StatusForbidden:
-			code = api.CodeForbidden
-		case http.StatusTooManyRequests:
-			code = api.CodeRateLimited
-		case http.StatusServiceUnavailable:
-			code = api.CodeUnavailable
-		default:
+		code, ok := statusCodes[he.Code]
+		if !ok {
+			code = api.CodeBadRequest
 			if he.Code >= 500 {
 				code = api.CodeInternal
 			}
 		}
 		return &Error{Code: code, Detail: fmt.Sprint(he.Message), Err: err}
 	}
-	pairs := []struct {
-		target error
-		code   api.Code
-		detail string
-	}{
-		{auth.ErrInvalidCredentials, api.CodeInvalidCredentials, "unknown username or wrong password"},
-		{auth.ErrTokenExpired, api.CodeTokenExpired, "access token expired; refresh it"},
-		{auth.ErrRefreshReused, api.CodeRefreshReused, "refresh token already used; the device has been revoked"},
-		{auth.ErrDeviceRevoked, api.CodeDeviceRevoked, "this device has been revoked"},
-		{auth.ErrDeviceMismatch, api.CodeDeviceMismatch, "the device is registered to another user"},
-		{auth.ErrUnauthorized, api.CodeUnauthorized, "missing or invalid credentials"},
-		{auth.ErrNotFound, api.CodeNotFound, "not found"},
-		{auth.ErrExists, api.CodeConflict, "already exists"},
-		{auth.ErrInvalid, api.CodeBadRequest, ""},
-		{dsync.ErrProtocol, api.CodeUnsupportedProtocol, ""},
-		{dsync.ErrDeviceMismatch, api.CodeDeviceMismatch, "request replica does not match the token's device"},
-		{dsync.ErrForbidden, api.CodeForbidden, "outside your teams"},
-		{dsync.ErrNotFound, api.CodeNotFound, "not found"},
-		{dsync.ErrBadCursor, api.CodeBadRequest, "malformed cursor"},
-		{dsync.ErrInvalid, api.CodeBadRequest, ""},
-		{dsync.ErrTooLarge, api.CodeBodyTooLarge, "change too large"},
-		{dsync.ErrClosed, api.CodeUnavailable, "server shutting down"},
-		{auth.ErrClosed, api.CodeUnavailable, "server shutting down"},
-		{context.Canceled, api.CodeUnavailable, "request cancelled"},
-		{context.DeadlineExceeded, api.CodeUnavailable, "request timed out"},
-	}
-	for _, p := range pairs {
+	for _, p := range sentinelCodes {
 		if errors.Is(err, p.target) {
 			d := p.detail
 			if d == "" {
