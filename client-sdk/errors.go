@@ -48,6 +48,8 @@ type ValidationError struct {
 	Err     error    // the validator's or op check's error, if any
 }
 
+// Error names the record, the field at fault, any missing fields and the
+// cause.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "invalid write to %s/%s/%s", e.Ref.Team, e.Ref.Collection, e.Ref.ID)

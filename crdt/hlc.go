@@ -45,6 +45,8 @@ type SkewError struct {
 	Max    time.Duration
 }
 
+// Error says how far ahead of local time the remote timestamp is, and the
+// allowed maximum.
 func (e *SkewError) Error() string {
 	return fmt.Sprintf("timestamp %s is %s ahead of local time %s (max %s)",
 		e.Remote, e.Remote.Time().Sub(e.Wall).Round(time.Millisecond), e.Wall.UTC().Format(time.RFC3339), e.Max)

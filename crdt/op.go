@@ -45,6 +45,8 @@ const (
 	Log      FieldType = 3 // append-only log
 )
 
+// String returns the type's lower-case name, or "FieldType(n)" for an
+// unknown one.
 func (t FieldType) String() string {
 	switch t {
 	case Register:
@@ -84,6 +86,8 @@ func (k Kind) FieldType() FieldType {
 	return 0
 }
 
+// String returns the kind's lower-case name, or "Kind(n)" for an unknown
+// one.
 func (k Kind) String() string {
 	switch k {
 	case KindWrite:

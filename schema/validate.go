@@ -32,6 +32,8 @@ type ValidationError struct {
 	Err        error
 }
 
+// Error returns the sentinel error, the collection and field at fault, and
+// the reason.
 func (e *ValidationError) Error() string {
 	where := e.Field
 	if e.Collection != "" {
