@@ -194,16 +194,8 @@ const maxPrealloc = 64
 // is kept as the one-byte value nil (0xc0), not dropped. It does not call
 // Validate; UnmarshalOp does.
 func (o *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
 	*o = Op{}
-	for range n {
-		key, err := decodeKey(dec)
-		if err != nil {
-			return err
-		}
+	return decodeMap(dec, "op", func(key byte) (err error) {
 		switch key {
 		case 'i':
 			err = o.ID.DecodeMsgpack(dec)
@@ -228,26 +220,15 @@ func (o *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
 		default:
 			err = dec.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("op key %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // DecodeMsgpack reads the form written by EncodeMsgpack, keeping a msgpack
 // nil value as the one-byte value nil.
 func (e *Entry) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
 	*e = Entry{}
-	for range n {
-		key, err := decodeKey(dec)
-		if err != nil {
-			return err
-		}
+	return decodeMap(dec, "entry", func(key byte) (err error) {
 		switch key {
 		case 'i':
 			err = e.ID.DecodeMsgpack(dec)
@@ -256,8 +237,26 @@ func (e *Entry) DecodeMsgpack(dec *msgpack.Decoder) error {
 		default:
 			err = dec.Skip()
 		}
+		return err
+	})
+}
+
+// decodeMap reads a msgpack map whose keys are one letter, as every struct
+// this package encodes is, calling decodeValue with each key (0 for a key
+// of another length) to decode its value. decodeValue must skip the value
+// of a key it does not know. Its errors are wrapped with what and the key.
+func decodeMap(dec *msgpack.Decoder, what string, decodeValue func(key byte) error) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	for range n {
+		key, err := decodeKey(dec)
 		if err != nil {
-			return fmt.Errorf("entry key %q: %w", key, err)
+			return err
+		}
+		if err := decodeValue(key); err != nil {
+			return fmt.Errorf("%s key %q: %w", what, key, err)
 		}
 	}
 	return nil
@@ -293,16 +292,8 @@ func decodeIDs(dec *msgpack.Decoder) ([]OpID, error) {
 // DecodeMsgpack reads the form written by EncodeMsgpack. It does not check
 // the field's invariants; UnmarshalRecord does.
 func (f *Field) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
 	*f = Field{}
-	for range n {
-		key, err := decodeKey(dec)
-		if err != nil {
-			return err
-		}
+	return decodeMap(dec, "field", func(key byte) (err error) {
 		switch key {
 		case 'y':
 			var t uint64
@@ -317,11 +308,8 @@ func (f *Field) DecodeMsgpack(dec *msgpack.Decoder) error {
 		default:
 			err = dec.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("field key %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func decodeEntries(dec *msgpack.Decoder) ([]Entry, error) {
@@ -343,16 +331,8 @@ func decodeEntries(dec *msgpack.Decoder) ([]Entry, error) {
 // DecodeMsgpack reads the form written by EncodeMsgpack. A field written as
 // nil decodes as a nil *Field, which UnmarshalRecord refuses.
 func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
 	*r = Record{}
-	for range n {
-		key, err := decodeKey(dec)
-		if err != nil {
-			return err
-		}
+	return decodeMap(dec, "record", func(key byte) (err error) {
 		switch key {
 		case 'c':
 			r.Collection, err = dec.DecodeString()
@@ -365,11 +345,8 @@ func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
 		default:
 			err = dec.Skip()
 		}
-		if err != nil {
-			return fmt.Errorf("record key %q: %w", key, err)
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func decodeFields(dec *msgpack.Decoder) (map[string]*Field, error) {
