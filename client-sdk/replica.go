@@ -418,25 +418,10 @@ func get(txn *badger.Txn, key []byte) ([]byte, error) {
 func (r *Replica) countPending() (int, error) {
 	n := 0
 	err := r.view(func(txn *badger.Txn) error {
-		for _, pref := range [][]byte{prefPending, prefChange} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: pref, PrefetchValues: true})
-			for it.Rewind(); it.Valid(); it.Next() {
-				err := it.Item().Value(func(v []byte) error {
-					c, err := decodeChange(v)
-					if err != nil {
-						return err
-					}
-					n += len(c.Ops)
-					return nil
-				})
-				if err != nil {
-					it.Close()
-					return err
-				}
-			}
-			it.Close()
-		}
-		return nil
+		return eachOutboxChange(txn, func(c *api.Change, _ bool) error {
+			n += len(c.Ops)
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("client: count outbox: %w", err)

@@ -438,6 +438,31 @@ func (r *Replica) outboxEmpty() (bool, error) {
 	return empty, err
 }
 
+// eachOutboxChange calls fn with every change in the outbox: the sealed
+// changes in seq order (sealed true), then the write groups not yet sealed
+// into a change, in write order. It stops at the first error.
+func eachOutboxChange(txn *badger.Txn, fn func(c *api.Change, sealed bool) error) error {
+	for _, prefix := range [][]byte{prefChange, prefPending} {
+		sealed := bytes.Equal(prefix, prefChange)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				c, err := decodeChange(v)
+				if err != nil {
+					return err
+				}
+				return fn(c, sealed)
+			})
+			if err != nil {
+				it.Close()
+				return err
+			}
+		}
+		it.Close()
+	}
+	return nil
+}
+
 // OutboxChanges returns the sealed changes waiting for acknowledgement, in
 // seq order, and the number of ops in writes not yet sealed into a change.
 func (r *Replica) OutboxChanges(ctx context.Context) ([]api.Change, int, error) {
@@ -447,29 +472,14 @@ func (r *Replica) OutboxChanges(ctx context.Context) ([]api.Change, int, error) 
 	var out []api.Change
 	unsealed := 0
 	err := r.view(func(txn *badger.Txn) error {
-		for _, p := range [][]byte{prefChange, prefPending} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true})
-			for it.Rewind(); it.Valid(); it.Next() {
-				err := it.Item().Value(func(v []byte) error {
-					c, err := decodeChange(v)
-					if err != nil {
-						return err
-					}
-					if p[0] == prefChange[0] {
-						out = append(out, *c)
-					} else {
-						unsealed += len(c.Ops)
-					}
-					return nil
-				})
-				if err != nil {
-					it.Close()
-					return err
-				}
+		return eachOutboxChange(txn, func(c *api.Change, sealed bool) error {
+			if sealed {
+				out = append(out, *c)
+			} else {
+				unsealed += len(c.Ops)
 			}
-			it.Close()
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("client: read outbox: %w", err)
@@ -756,13 +766,11 @@ func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.S
 }
 
 func encodeRequest(req *api.SyncRequest) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(req); err != nil {
+	b, err := marshalCompact(req)
+	if err != nil {
 		return nil, fmt.Errorf("client: encode sync request: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // wire counts the body bytes of one round trip as they crossed the network

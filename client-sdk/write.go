@@ -406,11 +406,21 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 }
 
 func encodeChange(c *api.Change) ([]byte, error) {
+	b, err := marshalCompact(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode change: %w", err)
+	}
+	return b, nil
+}
+
+// marshalCompact returns the msgpack encoding of v with integers in their
+// smallest form, the form of sync request bodies and stored changes.
+func marshalCompact(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.UseCompactInts(true)
-	if err := enc.Encode(c); err != nil {
-		return nil, fmt.Errorf("encode change: %w", err)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }
