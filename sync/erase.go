@@ -179,12 +179,8 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 			continue
 		}
 		var rec *crdt.Record
-		err := it.Item().Value(func(v []byte) error {
-			_, b, err := store.DecodeRecordValue(v)
-			if err != nil {
-				return err
-			}
-			rec, err = crdt.UnmarshalRecord(b)
+		err := it.Item().Value(func(v []byte) (err error) {
+			rec, err = unmarshalStoredRecord(v)
 			return err
 		})
 		if err != nil {

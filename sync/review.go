@@ -70,12 +70,8 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 		} else if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			_, b, err := store.DecodeRecordValue(v)
-			if err != nil {
-				return err
-			}
-			rec, err = crdt.UnmarshalRecord(b)
+		return item.Value(func(v []byte) (err error) {
+			rec, err = unmarshalStoredRecord(v)
 			return err
 		})
 	})
@@ -83,6 +79,16 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	return rec, nil
+}
+
+// unmarshalStoredRecord decodes the record state in a stored record value
+// (see store.DecodeRecordValue), dropping its update time.
+func unmarshalStoredRecord(v []byte) (*crdt.Record, error) {
+	_, b, err := store.DecodeRecordValue(v)
+	if err != nil {
+		return nil, err
+	}
+	return crdt.UnmarshalRecord(b)
 }
 
 // History returns every op merged into a record, in the order the server
