@@ -969,6 +969,9 @@ func (r *Replica) ApplyRemote(ctx context.Context, ops []crdt.Op) error {
 	}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	if r.closed() {
+		return ErrClosed
+	}
 	touched := map[Ref]*crdt.Record{}
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for i := range ops {
