@@ -274,6 +274,12 @@ func (s *Server) changedRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return recordRefsReply(c, refs)
+}
+
+// recordRefsReply answers {"records": refs}, with an empty list rather than
+// null when there are none.
+func recordRefsReply(c echo.Context, refs []api.RecordRef) error {
 	if refs == nil {
 		refs = []api.RecordRef{}
 	}
@@ -321,10 +327,7 @@ func (s *Server) listConflicts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if refs == nil {
-		refs = []api.RecordRef{}
-	}
-	return c.JSON(http.StatusOK, map[string]any{"records": refs})
+	return recordRefsReply(c, refs)
 }
 
 func (s *Server) resolve(c echo.Context) error {
