@@ -6,7 +6,7 @@
 // resolve) and the admin quarantine.
 //
 // This package's name shadows the standard library's sync; inside it the
-// standard package is imported as gosync ("gosync "sync"").
+// standard package is imported as gosync (import gosync "sync").
 //
 // sync knows nothing of HTTP or tokens: the server hands it a Caller with
 // typed user, replica and team IDs it has already authenticated. It stores
