@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -403,6 +404,7 @@ type device struct {
 	seq                      uint64
 	cursor                   []byte
 	round                    int
+	lastDown                 int64                // reply bytes of the last round trip, as received
 	pending                  *api.Change          // sent but not yet acknowledged
 	pendingKeys              []int                // slot (record number × fields + field) of each pending op
 	last                     map[string]crdt.OpID // record/field → last write
@@ -483,15 +485,28 @@ func (d *device) roundTrip(ctx context.Context, push bool) (*api.SyncResponse, i
 	}
 	hr.Header.Set("Content-Type", api.ContentType)
 	hr.Header.Set("Authorization", "Bearer "+d.access)
+	hr.Header.Set("Accept-Encoding", "gzip")
 	res, err := d.client.Do(hr)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+	// Accept-Encoding was set by hand, so the transport leaves the body
+	// compressed and its size on the wire can be counted.
+	cr := &countingReader{r: res.Body}
+	var body io.Reader = cr
+	if res.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(cr)
+		if err != nil {
+			return nil, 0, err
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
 	if err != nil {
 		return nil, 0, err
 	}
+	d.lastDown = cr.n
 	if res.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("sync %s: %d %x", d.user, res.StatusCode, b)
 	}
@@ -520,4 +535,16 @@ func (d *device) roundTrip(ctx context.Context, push bool) (*api.SyncResponse, i
 	}
 	d.cursor = resp.Cursor
 	return &resp, n, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -53,3 +53,15 @@ func TestWireSizes(t *testing.T) {
 		t.Fatalf("msgpack %.1f (gzip %.1f), JSON %.1f (gzip %.1f)", mp, mpGz, js, jsGz)
 	}
 }
+
+// TestBootstrapSmall bootstraps a small team over HTTP: every record
+// arrives, in more than one page when the team is larger than a page.
+func TestBootstrapSmall(t *testing.T) {
+	r, err := Bootstrap(context.Background(), "", 700, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Records != 700 || r.Pages < 2 || r.BytesDown == 0 {
+		t.Fatalf("result %+v", r)
+	}
+}

@@ -21,11 +21,14 @@
 //     min(devices, 64) writers, and the ratio is printed.
 //   - grow: push mode with every push writing new records, for -duration,
 //     sampling Go heap in use and process RSS every -sample.
+//   - bootstrap: a team of -people records of -fields fields is written
+//     through the engine, then a new device's bootstrap over HTTP is timed.
 //   - all (default): wire sizes, push at 1 and 64 devices (overwriting and
 //     new records) vs Badger raw, sync at
 //     1, 16 and 256 devices, a storm of 1,000 devices reconnecting at once
 //     (one round trip each), 1,000 devices syncing steadily (50-op pushes,
-//     a pause of ~10 s between syncs), and a 20 s grow.
+//     a pause of ~10 s between syncs), a bootstrap of 5,000 people × 200
+//     fields, and a 20 s grow.
 //
 // Every run ends by checking on the server that every acknowledged write
 // is present (except grow). All loops are bounded by -duration and
@@ -45,7 +48,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "all", "sync, push, grow or all")
+	mode := flag.String("mode", "all", "sync, push, grow, bootstrap or all")
 	devices := flag.String("devices", "1,16,256", "comma-separated concurrency levels (sync, push)")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per level (a hard cap)")
 	rounds := flag.Int("rounds", 0, "round trips per device (0: until -duration ends)")
@@ -60,6 +63,8 @@ func main() {
 	verify := flag.Bool("verify", true, "check every acknowledged write on the server after each run")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := flag.String("memprofile", "", "write a heap profile at the end of each measured phase, before the server stops, to this file")
+	people := flag.Int("people", 5000, "people records in the team (bootstrap)")
+	fieldsPer := flag.Int("fields", 200, "fields per person (bootstrap)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -94,6 +99,8 @@ func main() {
 		err = runPush(ctx, base, levels)
 	case "grow":
 		err = runGrow(ctx, base)
+	case "bootstrap":
+		err = runBootstrap(ctx, base.Dir, *people, *fieldsPer)
 	case "all":
 		err = runAll(ctx, base)
 	default:
@@ -213,7 +220,22 @@ func runAll(ctx context.Context, base Config) error {
 	if err := runSync(ctx, steady, []int{1000}); err != nil {
 		return err
 	}
+	if err := runBootstrap(ctx, base.Dir, 5000, 200); err != nil {
+		return err
+	}
 	grow := base
 	grow.Duration, grow.Sample = 20*time.Second, 5*time.Second
 	return runGrow(ctx, grow)
+}
+
+func runBootstrap(ctx context.Context, dir string, people, fields int) error {
+	fmt.Printf("bootstrap: a new device joins a team of %d people with %d fields each, over HTTP\n\n", people, fields)
+	r, err := Bootstrap(ctx, dir, people, fields)
+	if err != nil {
+		return err
+	}
+	fmt.Println("| people | fields each | ops stored | bootstrap time | pages | records | bytes received (gzip) | team built in |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Printf("| %d | %d | %d | %s | %d | %d | %d | %s |\n\n", r.People, r.Fields, r.People*r.Fields,
+		r.Elapsed.Round(time.Millisecond), r.Pages, r.Records, r.BytesDown, r.Built.Round(time.Millisecond))
+	return nil
 }
