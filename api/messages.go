@@ -44,8 +44,11 @@ type SyncResponse struct {
 	Clock crdt.Timestamp `msgpack:"h"`
 	// Results has one entry per pushed change, in request order.
 	Results []ChangeResult `msgpack:"r,omitempty"`
-	// Snapshot holds current record states while the device bootstraps.
-	Snapshot []*crdt.Record `msgpack:"b,omitempty"`
+	// Snapshot holds current record states while the device bootstraps,
+	// each in the canonical form crdt.MarshalRecord writes (a server copies
+	// stored states as they are). Decode each with its Record method, which
+	// bounds and validates the bytes.
+	Snapshot []crdt.RecordBytes `msgpack:"b,omitempty"`
 	// Changes holds log entries after the request's cursor.
 	Changes []PulledChange `msgpack:"c,omitempty"`
 	// Purged names records erased on the server; the device must delete

@@ -248,7 +248,13 @@ func (f *fakeServer) sync(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Cursor) == 0 {
 		for _, rec := range f.records {
-			resp.Snapshot = append(resp.Snapshot, rec.Clone())
+			b, err := crdt.MarshalRecord(rec)
+			if err != nil {
+				f.mu.Unlock()
+				f.problemMsgpack(w, api.CodeInternal)
+				return
+			}
+			resp.Snapshot = append(resp.Snapshot, b)
 		}
 		resp.Cursor = binary.BigEndian.AppendUint64(nil, uint64(len(f.log)))
 	} else {

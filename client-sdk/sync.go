@@ -583,9 +583,14 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 			return rec, nil
 		}
 		var newest crdt.Timestamp
-		for _, s := range resp.Snapshot {
-			if s == nil {
+		for i, raw := range resp.Snapshot {
+			if len(raw) == 0 {
 				continue
+			}
+			// Bounded and validated: these are bytes from outside.
+			s, err := raw.Record()
+			if err != nil {
+				return fmt.Errorf("pulled snapshot record %d: %w", i, err)
 			}
 			for _, f := range s.Fields {
 				if f == nil {

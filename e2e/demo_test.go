@@ -118,7 +118,11 @@ func everything(t *testing.T, e *env, teams []string) (map[api.RecordRef][]byte,
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range resp.Snapshot {
+		for _, raw := range resp.Snapshot {
+			r, err := raw.Record()
+			if err != nil {
+				t.Fatal(err)
+			}
 			b, err := crdt.MarshalRecord(r)
 			if err != nil {
 				t.Fatal(err)

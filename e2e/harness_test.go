@@ -282,7 +282,11 @@ func (d *device) trySync(changes ...api.Change) (int, *api.SyncResponse, *api.Pr
 			d.e.t.Fatal(err)
 		}
 		d.cursor = resp.Cursor
-		for _, r := range resp.Snapshot {
+		for _, raw := range resp.Snapshot {
+			r, err := raw.Record()
+			if err != nil {
+				d.e.t.Fatal(err)
+			}
 			if err := d.rec(r.Team, r.Collection, r.ID).Merge(r); err != nil {
 				d.e.t.Fatal(err)
 			}

@@ -82,7 +82,11 @@ func TestProtocolExample(t *testing.T) {
 	// As the doc says: the first sync bootstraps, and the snapshot already
 	// holds the write just pushed.
 	var found bool
-	for _, r := range resp.Snapshot {
+	for _, raw := range resp.Snapshot {
+		r, err := raw.Record()
+		if err != nil {
+			t.Fatalf("decode snapshot record: %v", err)
+		}
 		found = found || (r.ID == "p1" && r.Field("given_name") != nil)
 	}
 	if !found || len(resp.Cursor) == 0 {

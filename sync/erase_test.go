@@ -358,7 +358,11 @@ func TestEraseDuringBootstrap(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, s := range resp.Snapshot {
+				for _, raw := range resp.Snapshot {
+					s, err := raw.Record()
+					if err != nil {
+						t.Fatal(err)
+					}
 					held[api.RecordRef{Team: s.Team, Collection: s.Collection, ID: s.ID}] = true
 				}
 				for _, p := range resp.Purged {

@@ -156,7 +156,11 @@ func (d *device) receive(t testing.TB, resp *api.SyncResponse) {
 			t.Fatalf("device %s: change %d had ops not merged: %+v", d.caller.User, r.Seq, r.Ops)
 		}
 	}
-	for _, s := range resp.Snapshot {
+	for _, raw := range resp.Snapshot {
+		s, err := raw.Record()
+		if err != nil {
+			t.Fatalf("decode snapshot record: %v", err)
+		}
 		if err := d.rec(s.Team, s.Collection, s.ID).Merge(s); err != nil {
 			t.Fatalf("merge snapshot: %v", err)
 		}

@@ -161,15 +161,20 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 				return nil
 			}
 			item := it.Item()
-			var rec *crdt.Record
+			// The stored state is already in the canonical form the reply
+			// carries (crdt.MarshalRecord): copy it, do not decode it.
+			var rec crdt.RecordBytes
 			err := item.Value(func(v []byte) error {
 				_, b, err := store.DecodeRecordValue(v)
 				if err != nil {
 					return err
 				}
+				if len(b) == 0 {
+					return fmt.Errorf("%w: empty record state", store.ErrBadValue)
+				}
 				bytesUsed += len(b)
-				rec, err = crdt.UnmarshalRecord(b)
-				return err
+				rec = crdt.RecordBytes(bytes.Clone(b))
+				return nil
 			})
 			if err != nil {
 				it.Close()

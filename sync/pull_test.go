@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	gosync "sync"
@@ -30,7 +31,11 @@ func TestPullPagesNeverSkipOrRepeat(t *testing.T) {
 			t.Fatalf("pull: %v", err)
 		}
 		pages++
-		for _, s := range resp.Snapshot {
+		for _, raw := range resp.Snapshot {
+			s, err := raw.Record()
+			if err != nil {
+				t.Fatalf("decode snapshot record: %v", err)
+			}
 			t.Fatalf("snapshot record %s/%s on an empty-at-start store", s.Collection, s.ID)
 		}
 		for _, c := range resp.Changes {
@@ -194,6 +199,17 @@ func TestSnapshotFollowEqualsReplay(t *testing.T) {
 		resp, err := e.Pull(bg, fresh.caller, fresh.cursor, 5)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The stored bytes served as they are must be what decoding and
+		// re-encoding them would send: the canonical form.
+		for _, raw := range resp.Snapshot {
+			rec, err := raw.Record()
+			if err != nil {
+				t.Fatalf("snapshot record: %v", err)
+			}
+			if b, err := crdt.MarshalRecord(rec); err != nil || !bytes.Equal(b, raw) {
+				t.Fatalf("snapshot record %s is not canonical (%v):\n got %x\nwant %x", rec.ID, err, raw, b)
+			}
 		}
 		fresh.receive(t, resp)
 		pages++

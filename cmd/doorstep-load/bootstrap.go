@@ -112,6 +112,13 @@ func Bootstrap(ctx context.Context, dir string, people, fields int) (BootstrapRe
 			return res, err
 		}
 		res.Pages++
+		// Decode every record as a device does (bounded and validated),
+		// so the time includes the client's decoding.
+		for i, raw := range resp.Snapshot {
+			if _, err := raw.Record(); err != nil {
+				return res, fmt.Errorf("bootstrap page %d record %d: %w", res.Pages, i, err)
+			}
+		}
 		res.Records += len(resp.Snapshot)
 		res.BytesDown += d.lastDown
 		more = resp.More

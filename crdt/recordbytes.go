@@ -1,0 +1,36 @@
+package crdt
+
+import "github.com/vmihailenco/msgpack/v5"
+
+// RecordBytes is one record state already in the canonical msgpack form
+// MarshalRecord writes. It encodes as those bytes unchanged, so a server can
+// copy stored states into a message without decoding them, and it decodes
+// as the raw bytes of one msgpack value, which Record checks and decodes.
+type RecordBytes []byte
+
+// EncodeMsgpack writes b as it is; an empty b is written as nil, so the
+// output is always well-formed msgpack.
+func (b RecordBytes) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if len(b) == 0 {
+		return enc.EncodeNil()
+	}
+	_, err := enc.Writer().Write(b)
+	return err
+}
+
+// DecodeMsgpack keeps the raw bytes of the next msgpack value, unchecked:
+// call Record to decode them.
+func (b *RecordBytes) DecodeMsgpack(dec *msgpack.Decoder) error {
+	raw, err := dec.DecodeRaw()
+	if err != nil {
+		return err
+	}
+	*b = RecordBytes(raw)
+	return nil
+}
+
+// Record decodes b with UnmarshalRecord, so bytes from outside are bounded
+// by DefaultLimits and validated. Its errors wrap ErrMalformed.
+func (b RecordBytes) Record() (*Record, error) {
+	return UnmarshalRecord(b)
+}
