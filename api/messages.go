@@ -99,10 +99,12 @@ type OpResult struct {
 }
 
 // PulledChange is one accepted change as other devices receive it. Author
-// is the user ID the server took from the pusher's token.
+// is the user ID the server took from the pusher's token. Ops is the
+// change's ops as one encoded msgpack array, on the wire exactly as a
+// []crdt.Op; devices decode it with Ops.Ops, which bounds and validates.
 type PulledChange struct {
-	Author string    `msgpack:"a"`
-	Ops    []crdt.Op `msgpack:"o"`
+	Author string        `msgpack:"a"`
+	Ops    crdt.OpsBytes `msgpack:"o"`
 }
 
 // RecordRef names one record.

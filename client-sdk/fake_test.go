@@ -237,7 +237,7 @@ func (f *fakeServer) sync(w http.ResponseWriter, r *http.Request) {
 			f.hwm[req.Replica] = c.Seq
 			f.applied++
 			if len(kept) > 0 {
-				f.log = append(f.log, api.PulledChange{Author: dev, Ops: kept})
+				f.log = append(f.log, api.PulledChange{Author: dev, Ops: crdt.NewOpsBytes(kept)})
 			}
 			resp.Results = append(resp.Results, res)
 		}
@@ -311,7 +311,7 @@ func (f *fakeServer) stats() (applied, logLen int) {
 	defer f.mu.Unlock()
 	n := 0
 	for _, c := range f.log {
-		n += len(c.Ops)
+		n += c.Ops.Len()
 	}
 	return f.applied, n
 }

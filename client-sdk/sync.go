@@ -194,7 +194,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.PushedOps += out.ackedOps
 		res.Pulled += len(resp.Changes)
 		for _, pc := range resp.Changes {
-			res.PulledOps += len(pc.Ops)
+			res.PulledOps += pc.Ops.Len()
 		}
 		res.Snapshot += len(resp.Snapshot)
 		res.Purged += len(resp.Purged)
@@ -612,9 +612,14 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				r.log.Warn("pulled snapshot record does not merge; skipped", "ref", ref, "err", err)
 			}
 		}
-		for _, pc := range resp.Changes {
-			for i := range pc.Ops {
-				op := &pc.Ops[i]
+		for ci, pc := range resp.Changes {
+			// Bounded and validated: these are bytes from outside.
+			ops, err := pc.Ops.Ops()
+			if err != nil {
+				return fmt.Errorf("pulled change %d: %w", ci, err)
+			}
+			for i := range ops {
+				op := &ops[i]
 				newest = max(newest, op.ID.Time)
 				ref := Ref{Team: op.Team, Collection: op.Collection, ID: op.Record}
 				rec, err := load(ref)

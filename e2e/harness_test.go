@@ -292,8 +292,12 @@ func (d *device) trySync(changes ...api.Change) (int, *api.SyncResponse, *api.Pr
 			}
 		}
 		for _, pc := range resp.Changes {
-			for i := range pc.Ops {
-				op := &pc.Ops[i]
+			ops, err := pc.Ops.Ops()
+			if err != nil {
+				d.e.t.Fatal(err)
+			}
+			for i := range ops {
+				op := &ops[i]
 				if err := d.rec(op.Team, op.Collection, op.Record).Apply(op); err != nil {
 					d.e.t.Fatal(err)
 				}

@@ -118,7 +118,7 @@ func TestGzipBothWays(t *testing.T) {
 	}
 	n := len(pulled.Snapshot)
 	for _, c := range pulled.Changes {
-		n += len(c.Ops)
+		n += c.Ops.Len()
 	}
 	if n < 50 {
 		t.Fatalf("pulled %d items, want at least 50", n)

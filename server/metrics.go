@@ -89,7 +89,7 @@ func (m *metrics) syncResult(resp *api.SyncResponse, pushedOps int) {
 	}
 	n := len(resp.Snapshot)
 	for _, c := range resp.Changes {
-		n += len(c.Ops)
+		n += c.Ops.Len()
 	}
 	m.itemsPulled.Add(int64(n))
 }

@@ -260,7 +260,7 @@ func BenchmarkPull(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, ch := range resp.Changes {
-				ops += len(ch.Ops)
+				ops += ch.Ops.Len()
 			}
 			cur = resp.Cursor
 			if !resp.More {
@@ -341,7 +341,7 @@ func BenchmarkPullAtHistory(b *testing.B) {
 						b.Fatal(err)
 					}
 					for _, ch := range resp.Changes {
-						n += len(ch.Ops)
+						n += ch.Ops.Len()
 					}
 					cur = resp.Cursor
 					if !resp.More {
@@ -456,7 +456,7 @@ func BenchmarkReconnect(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, ch := range resp.Changes {
-				pulled += len(ch.Ops)
+				pulled += ch.Ops.Len()
 			}
 			cur = resp.Cursor
 			if !resp.More {

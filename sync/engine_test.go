@@ -57,7 +57,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	}
 	ann.receive(t, own)
 	pulled, err := e.Pull(bg, bea.caller, bea.cursor, 0)
-	if err != nil || len(pulled.Changes) != 1 || len(pulled.Changes[0].Ops) != 1 || pulled.Changes[0].Author != "ann" {
+	if err != nil || len(pulled.Changes) != 1 || pulled.Changes[0].Ops.Len() != 1 || pulled.Changes[0].Author != "ann" {
 		t.Fatalf("bea's pull: %+v %v", pulled, err)
 	}
 	bea.syncAll(t, e) // follows the log

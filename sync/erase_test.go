@@ -29,7 +29,7 @@ func pullAllOps(t *testing.T, e *Engine, c Caller, cur []byte, limit int) ([]crd
 			t.Fatalf("pull from a log cursor bootstrapped")
 		}
 		for _, ch := range resp.Changes {
-			for _, op := range ch.Ops {
+			for _, op := range pulledOps(t, ch) {
 				ids = append(ids, op.ID)
 			}
 		}

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -144,6 +145,25 @@ func (d *device) request() *api.SyncRequest {
 		Changes: slices.Clone(d.outbox), Cursor: d.cursor}
 }
 
+// pulledOps decodes a pulled change's ops as a device does, failing t if
+// they do not decode or if the served bytes are not exactly the encoding
+// of the decoded ops (the wire form of a []crdt.Op the server used to
+// re-encode).
+func pulledOps(t testing.TB, c api.PulledChange) []crdt.Op {
+	t.Helper()
+	ops, err := c.Ops.Ops()
+	if err != nil {
+		t.Fatalf("decode pulled ops: %v", err)
+	}
+	if len(ops) == 0 {
+		t.Fatalf("pulled change by %s has no ops", c.Author)
+	}
+	if want := crdt.NewOpsBytes(ops); !bytes.Equal(c.Ops, want) {
+		t.Fatalf("served ops are not canonical:\n got %x\nwant %x", []byte(c.Ops), []byte(want))
+	}
+	return ops
+}
+
 // receive merges a sync response: acknowledged changes leave the outbox,
 // snapshot records and pulled ops merge into the local states.
 func (d *device) receive(t testing.TB, resp *api.SyncResponse) {
@@ -166,8 +186,9 @@ func (d *device) receive(t testing.TB, resp *api.SyncResponse) {
 		}
 	}
 	for _, c := range resp.Changes {
-		for i := range c.Ops {
-			op := c.Ops[i]
+		ops := pulledOps(t, c)
+		for i := range ops {
+			op := ops[i]
 			if err := d.rec(op.Team, op.Collection, op.Record).Apply(&op); err != nil {
 				t.Fatalf("apply pulled op: %v", err)
 			}

@@ -253,7 +253,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			if !h.ok || h.pos != pos {
 				continue
 			}
-			var le store.LogEntry
+			var le pulledEntry
 			own := false
 			err := h.it.Item().Value(func(v []byte) error {
 				bytesUsed += len(v)
@@ -263,7 +263,8 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 					own = true
 					return nil
 				}
-				return store.Decode(v, &le)
+				// The ops are copied as stored, not decoded.
+				return decodePulledEntry(v, &le)
 			})
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
@@ -277,12 +278,19 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			}
 			// An erasure entry has no ops: it names records to purge.
 			resp.Purged = appendPurged(resp.Purged, teams[i], le.Erased)
-			if pc == nil && len(le.Ops) > 0 {
-				resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author})
-				pc = &resp.Changes[len(resp.Changes)-1]
-			}
-			if len(le.Ops) > 0 {
-				pc.Ops = append(pc.Ops, le.Ops...)
+			if le.Ops.Len() > 0 {
+				if pc == nil {
+					resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author, Ops: le.Ops})
+					pc = &resp.Changes[len(resp.Changes)-1]
+				} else {
+					// The same change in another of the caller's teams:
+					// one change on the wire, its ops in team order.
+					ops, err := pc.Ops.Append(le.Ops)
+					if err != nil {
+						return fmt.Errorf("log entry %d: %w", pos, err)
+					}
+					pc.Ops = ops
+				}
 			}
 			h.it.Next()
 			if err := h.advance(prefixes[i], committed); err != nil {
@@ -297,6 +305,68 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 	}
 	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams}.encode()
 	resp.More = more
+	return nil
+}
+
+// pulledEntry is the part of a store.LogEntry a pull serves, with the ops
+// kept as their stored bytes: store.Encode writes each op as AppendOp does
+// and the array header as msgpack does, which is exactly the form a
+// []crdt.Op takes in a reply, so the bytes are copied, not decoded and
+// encoded again. decodePulledEntry fills it.
+type pulledEntry struct {
+	Author  string               // "a"
+	Replica crdt.ReplicaID       // "d"
+	Ops     crdt.OpsBytes        // "o"
+	Erased  []store.ErasedRecord // "x"
+}
+
+// decodePulledEntry decodes the parts of an encoded store.LogEntry a pull
+// serves. The ops are not decoded: their stored bytes are copied, found
+// without walking them when "o" is the entry's last key (as store.Encode
+// writes every entry that has ops).
+func decodePulledEntry(v []byte, le *pulledEntry) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decoder panic: %v", store.ErrBadValue, p)
+		}
+	}()
+	rd := bytes.NewReader(v)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	// A bytes.Reader is read without buffering, so rd tells the offset.
+	dec.Reset(rd)
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return fmt.Errorf("%w: log entry: %v", store.ErrBadValue, err)
+	}
+	for i := range n {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return fmt.Errorf("%w: log entry key: %v", store.ErrBadValue, err)
+		}
+		switch k {
+		case "a":
+			le.Author, err = dec.DecodeString()
+		case "d":
+			err = le.Replica.DecodeMsgpack(dec)
+		case "o":
+			start := len(v) - rd.Len()
+			if i == n-1 {
+				le.Ops = crdt.OpsBytes(bytes.Clone(v[start:]))
+				return nil
+			}
+			if err = dec.Skip(); err == nil {
+				le.Ops = crdt.OpsBytes(bytes.Clone(v[start : len(v)-rd.Len()]))
+			}
+		case "x":
+			err = dec.Decode(&le.Erased)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("%w: log entry %q: %v", store.ErrBadValue, k, err)
+		}
+	}
 	return nil
 }
 

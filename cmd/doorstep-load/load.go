@@ -246,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			up += n
 			pulled += len(resp.Snapshot)
 			for _, c := range resp.Changes {
-				pulled += len(c.Ops)
+				pulled += c.Ops.Len()
 			}
 		}
 		mu.Lock()
@@ -513,6 +513,13 @@ func (d *device) roundTrip(ctx context.Context, push bool) (*api.SyncResponse, i
 	var resp api.SyncResponse
 	if err := msgpack.Unmarshal(b, &resp); err != nil {
 		return nil, 0, err
+	}
+	// Pulled ops arrive as raw bytes: decode them as a device does, so the
+	// round trip still includes client decoding.
+	for i, c := range resp.Changes {
+		if _, err := c.Ops.Ops(); err != nil {
+			return nil, 0, fmt.Errorf("sync %s: pulled change %d: %w", d.user, i, err)
+		}
 	}
 	for _, r := range resp.Results {
 		if r.Status == api.ChangeRefused || len(r.Ops) > 0 {
