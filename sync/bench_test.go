@@ -208,19 +208,9 @@ func BenchmarkBootstrap(b *testing.B) {
 	b.ResetTimer()
 	var records, pages int
 	for range b.N {
-		var cur []byte
-		for {
-			resp, err := e.Pull(context.Background(), c, cur, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			records += len(resp.Snapshot)
-			pages++
-			cur = resp.Cursor
-			if !resp.More {
-				break
-			}
-		}
+		_, r, p := pullToHead(b, e, c, nil)
+		records += r
+		pages += p
 	}
 	if records != 5000*b.N {
 		b.Fatalf("bootstrap returned %d records, want %d", records, 5000*b.N)
@@ -253,20 +243,8 @@ func BenchmarkPull(b *testing.B) {
 	b.ResetTimer()
 	ops := 0
 	for range b.N {
-		cur := start
-		for {
-			resp, err := e.Pull(context.Background(), c, cur, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, ch := range resp.Changes {
-				ops += ch.Ops.Len()
-			}
-			cur = resp.Cursor
-			if !resp.More {
-				break
-			}
-		}
+		n, _, _ := pullToHead(b, e, c, start)
+		ops += n
 	}
 	if ops != 20000*b.N {
 		b.Fatalf("pulled %d ops, want %d", ops, 20000*b.N)
@@ -334,20 +312,7 @@ func BenchmarkPullAtHistory(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				n := 0
-				for {
-					resp, err := e.Pull(context.Background(), dev, cur, 0)
-					if err != nil {
-						b.Fatal(err)
-					}
-					for _, ch := range resp.Changes {
-						n += ch.Ops.Len()
-					}
-					cur = resp.Cursor
-					if !resp.More {
-						break
-					}
-				}
+				n, _, _ := pullToHead(b, e, dev, cur)
 				if n != 2000 {
 					b.Fatalf("pulled %d ops, want 2000", n)
 				}
@@ -466,6 +431,26 @@ func BenchmarkReconnect(b *testing.B) {
 		}
 		if pulled < 2000 {
 			b.Fatalf("pulled %d ops", pulled)
+		}
+	}
+}
+
+// pullToHead pulls default-size pages from cur until the engine says
+// there is no more, and counts the log ops, snapshot records and pages.
+func pullToHead(b *testing.B, e *Engine, c Caller, cur []byte) (ops, records, pages int) {
+	for {
+		resp, err := e.Pull(context.Background(), c, cur, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, ch := range resp.Changes {
+			ops += ch.Ops.Len()
+		}
+		records += len(resp.Snapshot)
+		pages++
+		cur = resp.Cursor
+		if !resp.More {
+			return ops, records, pages
 		}
 	}
 }
