@@ -28,6 +28,11 @@ type SyncRequest struct {
 	// PullLimit caps the items in the pulled page; 0 means the server's
 	// default. The server also caps pages by bytes.
 	PullLimit int `msgpack:"l,omitempty"`
+	// Wiped reports that the device has carried out a remote wipe the
+	// server ordered (SyncResponse.Wipe): its records, outbox and
+	// rejections are gone. Sent once, by a revoked device, so that the
+	// admin sees the wipe confirmed.
+	Wiped bool `msgpack:"w,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
@@ -58,6 +63,22 @@ type SyncResponse struct {
 	Cursor []byte `msgpack:"k"`
 	// More reports that another pull would return more right away.
 	More bool `msgpack:"m,omitempty"`
+	// Scope is the device's scope as the server sees it at this sync: the
+	// teams of its user, looked up now. The device drops every record (and
+	// its rejections) of a team outside it. Always set by this server; nil
+	// only from an older server, which says nothing about scope.
+	Scope *Scope `msgpack:"s,omitempty"`
+	// Wipe orders the device to wipe itself: an admin revoked it and asked
+	// for a remote wipe. Such a reply carries nothing else but the clock;
+	// the device deletes every record, outbox entry, rejection and token,
+	// then confirms with SyncRequest.Wiped.
+	Wipe bool `msgpack:"w,omitempty"`
+}
+
+// Scope is the set of teams a device may hold records of.
+type Scope struct {
+	// Teams are the team IDs, sorted; empty when the user belongs to none.
+	Teams []string `msgpack:"t"`
 }
 
 // ChangeStatus is the outcome of one pushed change.
