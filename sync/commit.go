@@ -526,7 +526,10 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
 	}
-	return t.checkRecord(op, inChange, false)
+	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
+		return rf, err
+	}
+	return t.clinicalCheck(op, c.Replica, c.Role)
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,

@@ -56,6 +56,10 @@ type Caller struct {
 	User    string         // user ID from the access token; becomes the author of every op pushed
 	Replica crdt.ReplicaID // device replica ID from the token; pushed op IDs must name it
 	Teams   []string       // teams the user belongs to: the scope of every read and write
+	// Role is the user's current role (api.Role*): who may settle a
+	// clinical conflict depends on it (see ClinicalRules). Empty settles
+	// no clinical conflict.
+	Role string
 }
 
 // Options configure Open.
@@ -74,6 +78,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Rules are the clinical-conflict rules; nil means the Validator's, if
+	// it implements ClinicalRules (a *schema.Schema does), else none.
+	Rules ClinicalRules
 }
 
 // Page limits.
@@ -94,6 +101,7 @@ type Engine struct {
 	wall      func() time.Time
 	clock     *crdt.Clock
 	validator Validator
+	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
 
@@ -135,6 +143,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st: st, db: st.DB(), log: logger, wall: wall,
 		clock:     crdt.NewClock(wall, skew),
 		validator: opts.Validator,
+		rules:     rulesOf(opts),
 		pageBytes: opts.PageBytes,
 		reqs:      make(chan *request, maxGroup),
 		stop:      make(chan struct{}),
@@ -290,6 +299,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
 	return resp, nil
 }
 
