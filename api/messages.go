@@ -73,6 +73,14 @@ type SyncResponse struct {
 	// the device deletes every record, outbox entry, rejection and token,
 	// then confirms with SyncRequest.Wiped.
 	Wipe bool `msgpack:"w,omitempty"`
+	// Restate holds the current states of records for which an op of this
+	// push was refused by a clinical-conflict rule (CodeResolveForbidden,
+	// CodeConflictInReview). The device applied that op locally when it
+	// was written; it must replace its copy of each record with the state
+	// here and re-apply its own ops still in its outbox, so that it shows
+	// the conflict the server kept rather than its refused write. Encoded
+	// as Snapshot is.
+	Restate []crdt.RecordBytes `msgpack:"1a,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

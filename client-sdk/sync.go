@@ -125,6 +125,9 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 
 func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
+	if r.Wiped() {
+		return res, r.reportWipe(ctx)
+	}
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
@@ -169,6 +172,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			return res, err
 		}
+		if resp.Wipe {
+			return res, r.wipe(ctx)
+		}
 		r.growRequests()
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
@@ -201,7 +207,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Changed += len(out.changed)
 		res.Rejected = append(res.Rejected, out.rejected...)
 		r.setStatus(func(s *Status) {
-			s.Pending -= out.ackedOps
+			s.Pending -= out.ackedOps + out.dropped
 			if s.Pending < 0 {
 				s.Pending = 0
 			}
@@ -489,6 +495,7 @@ func (r *Replica) OutboxChanges(ctx context.Context) ([]api.Change, int, error) 
 
 type applied struct {
 	acked, ackedOps int
+	dropped         int // outbox ops of erased records dropped (purgeResidue)
 	changed         []Ref
 	rejected        []Rejection
 	gap             uint64 // server's expected seq after a seq gap
@@ -631,6 +638,17 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				}
 			}
 		}
+		for _, raw := range resp.Restate {
+			rec, err := restated(txn, raw)
+			if err != nil {
+				return err
+			}
+			ref := Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}
+			if _, err := load(ref); err != nil {
+				return err
+			}
+			touched[ref] = rec
+		}
 		if newest != 0 {
 			// The server's clock, already merged, is past these; this
 			// only matters for a server that does not say so.
@@ -659,6 +677,12 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				return err
 			}
 			out.changed = append(out.changed, p)
+		}
+		if err := r.purgeResidue(txn, resp.Purged, &out); err != nil {
+			return err
+		}
+		if err := r.applyScope(txn, resp.Scope, &out); err != nil {
+			return err
 		}
 		if err := txn.Set(keyCursor, resp.Cursor); err != nil {
 			return err

@@ -1,12 +1,18 @@
 package sync
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
+
+	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // ClinicalRules tell the engine which fields are clinical and which roles
@@ -85,4 +91,53 @@ func settlers(rules ClinicalRules, op *crdt.Op) string {
 		return fmt.Sprint(s.SettledBy(op.Collection, op.Field))
 	}
 	return "the roles the schema allows"
+}
+
+// restates returns the stored states of the records for which an op of
+// changes was refused by a clinical rule (see api.SyncResponse.Restate).
+// Those ops passed the team checks, so the records are the caller's.
+func (e *Engine) restates(ctx context.Context, changes []api.Change, results []api.ChangeResult) ([]crdt.RecordBytes, error) {
+	var refs []api.RecordRef
+	for i, r := range results {
+		if i >= len(changes) || changes[i].Seq != r.Seq {
+			continue
+		}
+		for _, o := range r.Ops {
+			if o.Code != api.CodeResolveForbidden && o.Code != api.CodeConflictInReview || o.Index < 0 || o.Index >= len(changes[i].Ops) {
+				continue
+			}
+			op := &changes[i].Ops[o.Index]
+			ref := api.RecordRef{Team: op.Team, Collection: op.Collection, ID: op.Record}
+			if !slices.Contains(refs, ref) {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	var out []crdt.RecordBytes
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		for _, ref := range refs {
+			item, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			err = item.Value(func(v []byte) error {
+				_, b, err := store.DecodeRecordValue(v)
+				out = append(out, crdt.RecordBytes(bytes.Clone(b)))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restate refused records: %w", err)
+	}
+	return out, nil
 }

@@ -300,6 +300,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 	}
 	resp.Results = results
 	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+	if resp.Restate, err = e.restates(ctx, req.Changes, results); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 
