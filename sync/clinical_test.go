@@ -170,3 +170,53 @@ func TestSyncStatesScope(t *testing.T) {
 		t.Fatalf("empty scope: %+v %v", resp.Scope, err)
 	}
 }
+
+// TestDuplicateReportsOpsAgain: a change pushed again after a lost reply is
+// a duplicate, and still reports the ops that were not merged (without
+// their detail), so the device learns of them; the reply restates the
+// record a clinical refusal was for.
+func TestDuplicateReportsOpsAgain(t *testing.T) {
+	e := openTest(t, Options{Validator: schema.Default()})
+	d := newDevice("ann", time.Now, "wigan")
+	d.caller.Role = api.RoleLinkWorker
+	d.write("wigan", "people", "p1", "cfs", 4)
+	d.write("wigan", "people", "p1", "cfs", 12) // out of range: quarantined
+	ch := d.commit()
+	first := push(t, e, d, ch)
+	again := push(t, e, d, ch)
+	if again[0].Status != api.ChangeDuplicate || len(again[0].Ops) != 1 || again[0].Ops[0].Index != 1 ||
+		again[0].Ops[0].Code != first[0].Ops[0].Code || !again[0].Ops[0].Quarantined {
+		t.Fatalf("first %+v, again %+v", first, again)
+	}
+
+	// A clinical refusal: the reply restates the record, on the first push
+	// and on a resend alike. Carl writes cfs without having seen ann's 4:
+	// a conflict at the server.
+	carl := newDevice("carl", time.Now, "wigan")
+	carl.write("wigan", "people", "p1", "cfs", 7)
+	carl.commit()
+	carl.syncAll(t, e)
+	rec, err := e.Record(bg, d.caller, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"})
+	if err != nil || !rec.Field("cfs").Conflict() {
+		t.Fatalf("no conflict at the server: %v", err)
+	}
+	ann := newDevice("ann2", time.Now, "wigan")
+	ann.caller.Role = api.RoleLinkWorker
+	ann.syncAll(t, e)
+	ann.write("wigan", "people", "p1", "cfs", 8) // settles: pred covers every value
+	req := ann.request()
+	req.Changes = []api.Change{ann.commit()}
+	for i := range 2 {
+		resp, err := e.Sync(bg, ann.caller, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Results) != 1 || len(resp.Results[0].Ops) != 1 || resp.Results[0].Ops[0].Code != api.CodeResolveForbidden || len(resp.Restate) != 1 {
+			t.Fatalf("sync %d: results %+v, restate %d", i, resp.Results, len(resp.Restate))
+		}
+		got, err := resp.Restate[0].Record()
+		if err != nil || !got.Field("cfs").Conflict() {
+			t.Fatalf("restated record %+v %v", got, err)
+		}
+	}
+}

@@ -199,9 +199,10 @@ type txnState struct {
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
 
-	records map[string]*recState      // by record key
-	owners  map[string]string         // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+	records map[string]*recState                // by record key
+	owners  map[string]string                   // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
 }
 
 type recState struct {
@@ -439,7 +440,7 @@ func (t *txnState) push(r *request) error {
 		}
 		r.results = append(r.results, res)
 	}
-	return nil
+	return t.keepReported(r.caller.Replica, r.results)
 }
 
 // refusal is why one op was not merged.
@@ -464,7 +465,8 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		return res, nil
 	case ch.Seq <= hwm:
 		res.Status = api.ChangeDuplicate
-		return res, nil
+		res.Ops, err = t.reported(c.Replica, ch.Seq)
+		return res, err
 	case ch.Seq > hwm+1:
 		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
 		return res, nil
