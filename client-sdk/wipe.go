@@ -105,4 +105,3 @@ func (r *Replica) reportWipe(ctx context.Context) error {
 	}
 	return wiped
 }
-
