@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"github.com/doorstep-health/doorstep/schema"
 )
 
@@ -217,7 +218,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
 	}
 	setDefaults(&opts)
-	db, err := badger.Open(bopts)
+	db, err := badgeropen.Open(bopts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
 	}
