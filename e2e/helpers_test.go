@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"net/http/httptest"
 
 	"github.com/doorstep-health/doorstep/auth"
@@ -17,3 +19,18 @@ func callerOf(e *env, user string) dsync.Caller {
 }
 
 func httptestServer(s *server.Server) *httptest.Server { return httptest.NewServer(s.Handler()) }
+
+// scrape returns the server's /metrics text.
+func (e *env) scrape() string {
+	e.t.Helper()
+	res, err := http.Get(e.ts.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
