@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz, s.limitAuth) // readyz writes durably: limit it per address
 	e.GET("/metrics", s.metricsHandler())
+	e.GET("/v1/openapi.yaml", serveOpenAPI)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
 	if s.auth.HasExternalIssuer() {
