@@ -7,7 +7,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
@@ -128,31 +127,4 @@ func (r *Replica) MaySettle(collection, field string) (bool, error) {
 		return false, fmt.Errorf("client: %w", err)
 	}
 	return rules.MaySettle(collection, field, role), nil
-}
-
-// restated returns the record state a device must hold after the server
-// refused one of its ops by a clinical rule (api.SyncResponse.Restate):
-// the server's state, plus this replica's own ops still in the outbox
-// (not yet acknowledged), re-applied. The refused op, applied locally when
-// it was written, so no longer hides the values the server kept.
-func restated(txn *badger.Txn, raw crdt.RecordBytes) (*crdt.Record, error) {
-	rec, err := raw.Record()
-	if err != nil {
-		return nil, fmt.Errorf("restated record: %w", err)
-	}
-	err = eachOutboxChange(txn, func(c *api.Change, _ bool) error {
-		for i := range c.Ops {
-			op := &c.Ops[i]
-			if op.Team == rec.Team && op.Collection == rec.Collection && op.Record == rec.ID {
-				if err := rec.Apply(op); err != nil {
-					return fmt.Errorf("re-apply outbox op %s: %w", op.ID, err)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return rec, nil
 }
