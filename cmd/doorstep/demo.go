@@ -50,7 +50,7 @@ func seedDemo(ctx context.Context, srv *server.Server, seed int64, now time.Time
 		if err != nil {
 			return 0, err
 		}
-		callers[d.Replica.String()] = dsync.Caller{User: u.ID, Replica: d.Replica, Teams: u.Teams}
+		callers[d.Replica.String()] = dsync.Caller{User: u.ID, Replica: d.Replica, Teams: u.Teams, Role: u.Role}
 	}
 	for i, p := range ds.Pushes {
 		c, ok := callers[p.Device.String()]
