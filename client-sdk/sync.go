@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -180,7 +181,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if out.Gap != 0 {
 			resendFrom = out.Gap
 		}
-		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0
+		// A round made progress if anything was acknowledged or received,
+		// or if the cursor moved: a server may step over entries it does
+		// not send (the device's own) and answer with an empty page marked
+		// more. Only a round that changes nothing at all is idle.
+		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
+			!bytes.Equal(resp.Cursor, cursor)
 		if progressed {
 			idle = 0
 		} else if idle++; idle >= 3 && (len(changes) > 0 || resp.More) {
