@@ -49,6 +49,15 @@
 // for the next attempt and doubled back after each success, so a page too
 // big to cross the link in time cannot stall sync for good.
 //
+// # Rate limits
+//
+// When the server answers rate_limited (or unavailable with a wait), Sync
+// waits what the server asked (the problem's retry_after_ms, else the
+// Retry-After header, else 1 s), capped by Options.MaxRetryWait and
+// jittered, and goes on; at most 10 waits in a row, and never past the
+// context. SyncResult.RateLimited counts them. A long bootstrap therefore
+// runs at the server's pace instead of failing at the end of the burst.
+//
 // # Clock
 //
 // Op IDs come from a crdt.Clock reading a corrected wall clock: the device's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -27,6 +28,9 @@ type SyncResult struct {
 	// that got a reply.
 	BytesSent, BytesReceived int64
 	Bootstrapped             bool // this call started from an empty cursor or received snapshot pages
+	// RateLimited counts the rounds the server refused as over its rate
+	// limit; Sync waited as the server asked and went on.
+	RateLimited int
 }
 
 // Progress reports a Sync in progress, after each stored page.
@@ -86,6 +90,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
+	waits := 0 // consecutive waits the server asked for
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -115,6 +120,17 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			PullLimit: pullLimit,
 		}
 		resp, w, err := r.syncRequest(ctx, req)
+		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
+			// The server asked us to slow down: wait as told (bounded)
+			// and go on, rather than failing a long bootstrap.
+			waits++
+			res.RateLimited++
+			r.log.Info("server asks to wait", "wait", wait, "code", problemCode(err))
+			if err := sleep(ctx, wait); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if err != nil {
 			var p *api.Problem
 			isProblem := errors.As(err, &p)
@@ -127,6 +143,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			return res, err
 		}
+		waits = 0
 		r.growRequests()
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
@@ -200,6 +217,32 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// maxRetryWaits bounds the consecutive waits one Sync makes when the
+// server keeps asking it to come back later.
+const maxRetryWaits = 10
+
+// retryWait reports whether err is the server asking the device to come
+// back later (rate_limited, or unavailable with a Retry-After), and how
+// long to wait: what it asked, at least 100 ms, at most
+// Options.MaxRetryWait, with jitter.
+func (r *Replica) retryWait(err error) (time.Duration, bool) {
+	var p *api.Problem
+	if err == nil || !errors.As(err, &p) {
+		return 0, false
+	}
+	wait := p.RetryAfter()
+	switch {
+	case p.Code == api.CodeRateLimited:
+		if wait <= 0 {
+			wait = time.Second
+		}
+	case p.Code == api.CodeUnavailable && wait > 0:
+	default:
+		return 0, false
+	}
+	return jitter(min(max(wait, 100*time.Millisecond), r.opts.MaxRetryWait)), true
 }
 
 // requestSize returns the pull page size and the number of changes to push

@@ -15,7 +15,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -194,12 +196,35 @@ func decodeProblem(resp *http.Response, body []byte) *api.Problem {
 		}
 		np := api.NewProblem(code, detail)
 		np.Status = resp.StatusCode
+		np.RetryAfterMillis = retryAfterHeader(resp.Header.Get("Retry-After")).Milliseconds()
 		return np
 	}
 	if p.Status == 0 {
 		p.Status = resp.StatusCode
 	}
+	if p.RetryAfterMillis == 0 {
+		p.RetryAfterMillis = retryAfterHeader(resp.Header.Get("Retry-After")).Milliseconds()
+	}
 	return &p
+}
+
+// retryAfterHeader parses a Retry-After header: delay seconds or an HTTP
+// date. It returns 0 for none or a malformed one.
+func retryAfterHeader(h string) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if n <= 0 || n > 24*3600 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
 }
 
 // postJSON posts in as JSON to path and decodes a 200 reply into out; any

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/server"
@@ -52,4 +54,38 @@ func TestSDKLargePushCompletesInOneSync(t *testing.T) {
 	sdkMustSync(t, bea)
 	sdkAssertConverged(t, ann, bea)
 	t.Logf("ann: %d rounds for 12 changes", res.Rounds)
+}
+
+// TestSDKBootstrapWaitsOutTheRateLimit is issue 16 item 2: a bootstrap
+// longer than the device's burst used to fail with rate_limited. The server
+// now says how long to wait (Retry-After, and retry_after_ms in the
+// problem) and the SDK waits, bounded and cancellable, and goes on.
+func TestSDKBootstrapWaitsOutTheRateLimit(t *testing.T) {
+	e := newSDKEnv(t, nil, func(c *server.Config) { c.DeviceRate, c.DeviceBurst = 10, 3 })
+	ann := e.device("ann", "", nil)
+	sdkSeedPeople(t, ann, 40)
+	sdkMustSync(t, ann)
+	bea := e.device("bea", "", func(o *client.Options) { o.PullLimit = 4 })
+	start := time.Now()
+	res := sdkMustSync(t, bea) // ten pages at 10/s after a burst of 3
+	if res.Snapshot != 40 {
+		t.Fatalf("bootstrap got %d records, want 40", res.Snapshot)
+	}
+	if res.RateLimited == 0 {
+		t.Errorf("no round was rate limited: %+v (the test does not exercise the limit)", res)
+	}
+	t.Logf("bootstrap: %d rounds, %d waits for the rate limit, %v", res.Rounds, res.RateLimited, time.Since(start))
+	sdkAssertConverged(t, ann, bea)
+
+	// A cancelled context ends the wait at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	cal := e.device("cal", "", func(o *client.Options) { o.PullLimit = 1 })
+	start = time.Now()
+	if _, err := cal.Sync(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sync with a 50 ms deadline: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancelled wait took %v", d)
+	}
 }

@@ -141,8 +141,8 @@ func requireTeam(next echo.HandlerFunc) echo.HandlerFunc {
 // limitDevice applies the per-device rate limit on authenticated routes.
 func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.deviceLimit.allow(claimsOf(c).Device) {
-			return problemf(api.CodeRateLimited, "too many requests from this device")
+		if ok, wait := s.deviceLimit.take(claimsOf(c).Device); !ok {
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this device", RetryAfter: wait}
 		}
 		return next(c)
 	}
@@ -152,8 +152,8 @@ func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 // and readyz (unauthenticated routes that cost a bcrypt or an fsync).
 func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.authLimit.allow(c.RealIP()) {
-			return problemf(api.CodeRateLimited, "too many requests from this address")
+		if ok, wait := s.authLimit.take(c.RealIP()); !ok {
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this address", RetryAfter: wait}
 		}
 		return next(c)
 	}
