@@ -45,9 +45,12 @@
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
-// After a network failure (a timeout on a slow link, say) both are halved
-// for the next attempt and doubled back after each success, so a page too
-// big to cross the link in time cannot stall sync for good.
+// After a failure that points at size they are halved for the next attempt
+// and doubled back after each success, so a page too big to cross the link
+// in time cannot stall sync for good: a timeout halves both, body_too_large
+// the changes pushed, a reply over MaxResponseBytes the page. Other failures
+// (a refused, reset or cut connection, a server error) leave the sizes
+// alone, so random losses do not shrink every request to a crawl.
 //
 // # Rate limits
 //

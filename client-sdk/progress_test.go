@@ -2,8 +2,14 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/url"
+	"syscall"
 	"testing"
+
+	"github.com/doorstep-health/doorstep/api"
 )
 
 // TestEmptyPagesThatMoveTheCursorAreProgress is issue 16 item 1 on the
@@ -36,3 +42,59 @@ func TestEmptyPagesThatMoveTheCursorAreProgress(t *testing.T) {
 		t.Fatalf("pushed %d changes, want 30", res.Pushed)
 	}
 }
+
+// TestOnlySizeFailuresShrinkRequests is issue 16 item 4: a dropped
+// connection or a server error says nothing about size, so it must not
+// halve the request sizes; a timeout or body_too_large does.
+func TestOnlySizeFailuresShrinkRequests(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	ann := openSynced(t, f, func(o *Options) {
+		o.PullLimit = 400
+		o.MaxChangesPerRequest = 8
+	})
+	mustSync(t, ann)
+	for range 3 {
+		if err := ann.Set(ctx, Ref{Team: "wigan", Collection: "people", ID: "x"}, "n", 1); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		f.dropNext = 1 // the reply is cut: a random loss
+		f.mu.Unlock()
+		if _, err := ann.Sync(ctx); err == nil {
+			t.Fatal("sync with a cut reply succeeded")
+		}
+	}
+	if p, c := ann.requestSize(); p != 400 || c != 8 {
+		t.Fatalf("after 3 cut replies: pull limit %d, changes %d; want 400 and 8 unchanged", p, c)
+	}
+}
+
+// TestSizeSuspect: which failures point at size, and at which direction.
+func TestSizeSuspect(t *testing.T) {
+	for _, tc := range []struct {
+		err        error
+		pull, push bool
+	}{
+		{fmt.Errorf("client: sync: %w", api.NewProblem(api.CodeInternal, "")), false, false},
+		{fmt.Errorf("client: sync: %w", api.NewProblem(api.CodeUnavailable, "")), false, false},
+		{fmt.Errorf("client: sync: %w", io.ErrUnexpectedEOF), false, false},
+		{fmt.Errorf("client: sync: %w", syscall.ECONNREFUSED), false, false},
+		{fmt.Errorf("client: sync: %w", syscall.ECONNRESET), false, false},
+		{fmt.Errorf("client: sync: %w", api.NewProblem(api.CodeBodyTooLarge, "")), false, true},
+		{fmt.Errorf("client: sync: %w", errReplyTooLarge), true, false},
+		{&url.Error{Op: "Post", URL: "x", Err: timeoutErr{}}, true, true},
+		{fmt.Errorf("client: sync: %w", context.DeadlineExceeded), true, true},
+	} {
+		pull, push := sizeSuspect(tc.err)
+		if pull != tc.pull || push != tc.push {
+			t.Errorf("sizeSuspect(%v) = %v, %v; want %v, %v", tc.err, pull, push, tc.pull, tc.push)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -132,14 +133,14 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			continue
 		}
 		if err != nil {
-			var p *api.Problem
-			isProblem := errors.As(err, &p)
-			if isProblem && p.Code == api.CodeBodyTooLarge || !isProblem && ctx.Err() == nil && !errors.Is(err, ErrSignedOut) {
-				// The network failed (a timeout on a slow link, say) or
-				// the body was too big: ask for less next time, so that
+			if pull, push := sizeSuspect(err); (pull || push) && ctx.Err() == nil {
+				// Size is the likely cause (a timeout on a slow link, a
+				// body or reply too big): ask for less next time, so that
 				// a page that cannot cross the link in time does not
-				// block sync forever.
-				r.shrinkRequests()
+				// block sync forever. Other failures (a dropped
+				// connection, a server error) say nothing about size and
+				// leave it alone.
+				r.shrinkRequests(pull, push)
 			}
 			return res, err
 		}
@@ -256,15 +257,39 @@ func (r *Replica) requestSize() (pullLimit, maxChanges int) {
 	return r.pullLimit, r.maxChanges
 }
 
-// shrinkRequests halves the request sizes after a network failure, down to
-// pages of 10 items and one change.
-func (r *Replica) shrinkRequests() {
+// sizeSuspect reports whether err suggests a request was too big: the
+// pulled page (pull) or the pushed changes (push). A timeout suggests
+// either; body_too_large the push; a reply over MaxResponseBytes the pull.
+// Anything else (refused or reset connections, cut replies, server errors)
+// does not.
+func sizeSuspect(err error) (pull, push bool) {
+	var p *api.Problem
+	var ne net.Error
+	switch {
+	case errors.As(err, &p):
+		return false, p.Code == api.CodeBodyTooLarge
+	case errors.Is(err, errReplyTooLarge):
+		return true, false
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return true, true
+	}
+	return false, false
+}
+
+// shrinkRequests halves the pull page size (pull) and the changes pushed
+// per request (push) after a failure that points at size, down to pages of
+// 10 items and one change.
+func (r *Replica) shrinkRequests(pull, push bool) {
 	r.requestSize()
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
-	r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
-	r.maxChanges = max(1, r.maxChanges/2)
-	r.log.Info("network failure; smaller requests", "pull_limit", r.pullLimit, "changes", r.maxChanges)
+	if pull {
+		r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
+	}
+	if push {
+		r.maxChanges = max(1, r.maxChanges/2)
+	}
+	r.log.Info("request likely too big; smaller requests", "pull_limit", r.pullLimit, "changes", r.maxChanges)
 }
 
 // growRequests doubles the request sizes after a success, back up to the

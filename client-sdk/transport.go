@@ -129,13 +129,16 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	return &resp, w, nil
 }
 
+// errReplyTooLarge: a reply body exceeded the bound it was read with.
+var errReplyTooLarge = errors.New("reply too large")
+
 func readBounded(rd io.Reader, max int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(rd, max+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("reply exceeds %d bytes", max)
+		return nil, fmt.Errorf("%w: over %d bytes", errReplyTooLarge, max)
 	}
 	return b, nil
 }
