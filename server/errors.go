@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
@@ -63,6 +65,14 @@ var sentinelCodes = []struct {
 	detail string
 }{
 	{auth.ErrInvalidCredentials, api.CodeInvalidCredentials, "unknown username or wrong password"},
+	{auth.ErrAccountLocked, api.CodeAccountLocked, ""},
+	{auth.ErrAccountDisabled, api.CodeAccountDisabled, "this account is disabled"},
+	{auth.ErrWeakPassword, api.CodeWeakPassword, ""},
+	{auth.ErrNoTeams, api.CodeNoTeams, "this account is in no team"},
+	{auth.ErrTooManyDevices, api.CodeTooManyDevices, ""},
+	{auth.ErrDemoAccount, api.CodeDemoAccount, "demo accounts log in only to a server run with --demo"},
+	{auth.ErrWrongPassword, api.CodeWrongPassword, "the current password is wrong"},
+	{auth.ErrForbidden, api.CodeForbidden, ""},
 	{auth.ErrTokenExpired, api.CodeTokenExpired, "access token expired; refresh it"},
 	{auth.ErrRefreshReused, api.CodeRefreshReused, "refresh token already used; the device has been revoked"},
 	{auth.ErrDeviceRevoked, api.CodeDeviceRevoked, "this device has been revoked"},
@@ -133,6 +143,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 	if p.Status == http.StatusTooManyRequests {
 		c.Response().Header().Set("Retry-After", "1")
+	}
+	var locked *auth.LockedError
+	if errors.As(err, &locked) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(locked.RetryAfter.Seconds()))))
 	}
 	var (
 		body []byte
