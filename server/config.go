@@ -79,6 +79,18 @@ type Config struct {
 	// NoSchema turns off schema validation of pushed ops (tests of the
 	// transport only).
 	NoSchema bool
+
+	// Accounts (see auth.Config): Demo lets users seeded by --demo log in
+	// (they are refused otherwise); MaxDevicesPerUser bounds the devices
+	// of one user (default auth.DefaultMaxDevicesPerUser, negative: no
+	// bound); LockoutThreshold failed logins lock a username for
+	// LockoutBase, doubling up to LockoutMax (defaults 5, 1 min, 15 min;
+	// a negative threshold disables the lockout).
+	Demo              bool
+	MaxDevicesPerUser int
+	LockoutThreshold  int
+	LockoutBase       time.Duration
+	LockoutMax        time.Duration
 }
 
 // DefaultLimits bound the msgpack structure of a sync request: 32 levels of
