@@ -56,6 +56,9 @@ type Config struct {
 	// DeviceCacheSize bounds the in-memory device state cache; default
 	// 100,000 devices.
 	DeviceCacheSize int
+	// EncryptionKey, if set, encrypts the auth store at rest with Badger's
+	// AES encryption (16, 24 or 32 bytes), as store.Options.EncryptionKey.
+	EncryptionKey []byte
 }
 
 func (c *Config) defaults(dir string) {
@@ -194,19 +197,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithLogger(nil).
-		WithMemTableSize(4 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(2 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(64 << 10).
-		WithBlockCacheSize(4 << 20).
-		WithIndexCacheSize(2 << 20).
-		WithNumCompactors(2)
+	opts := BadgerOptions(dir, cfg.EncryptionKey)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)

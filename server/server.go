@@ -30,6 +30,7 @@ type Server struct {
 	metrics     *metrics
 	syncLatency histogram
 	syncSlots   chan struct{} // one token per sync being read or processed
+	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -47,6 +48,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
+		EncryptionKey: cfg.EncryptionKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -57,7 +59,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		SmallMemory: cfg.SmallMemory,
+		SmallMemory:   cfg.SmallMemory,
+		EncryptionKey: cfg.EncryptionKey,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema
@@ -73,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		backupBusy:  make(chan struct{}, 1),
 	}
 	s.routes()
 	return s, nil
@@ -122,6 +126,8 @@ func (s *Server) routes() {
 	adm.GET("/quarantine", s.listQuarantine)
 	adm.POST("/quarantine/:id/reapply", s.reapply)
 	adm.POST("/erasures", s.erase)
+	adm.GET("/backup", s.streamBackup, s.requireServiceAdmin)
+	adm.POST("/backups", s.backupToDir, s.requireServiceAdmin)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)

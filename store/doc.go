@@ -56,6 +56,9 @@
 //	                                  never created again
 //	m/ping                            u64 ms: written by the readiness check (a durable
 //	                                  write through Badger proves the store writable)
+//	m/epoch                           16 bytes: the current epoch ID (new on first open
+//	                                  and after every restore, see NewEpoch)
+//	m/epochs                          16 bytes × n: earlier epoch IDs, oldest first
 //
 // # Erasure
 //

@@ -22,6 +22,12 @@ var (
 	// takes durable writes; its value (u64 Unix ms of the last check) is
 	// never read back for anything else.
 	KeyPing = []byte("m/ping")
+	// KeyEpoch holds the 16-byte ID of the store's current epoch: created
+	// on first open, replaced by a restore (see NewEpoch).
+	KeyEpoch = []byte("m/epoch")
+	// KeyEpochs holds the IDs of the store's earlier epochs, 16 bytes each,
+	// oldest first.
+	KeyEpochs = []byte("m/epochs")
 )
 
 // Key prefixes.
