@@ -156,6 +156,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Cursor:    cursor,
 			PullLimit: pullLimit,
 		}
+		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
+			return res, err
+		}
 		resp, w, err := r.syncRequest(ctx, req)
 		if err != nil {
 			var p *api.Problem
@@ -170,6 +173,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		r.growRequests()
+		if stale, err := r.afterSync(resp); err != nil || stale { // epoch.go: a restored server
+			if err != nil {
+				return res, err
+			}
+			continue
+		}
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
 		res.BytesReceived += int64(w.received)

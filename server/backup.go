@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -166,6 +167,9 @@ func (s *Server) backupToDir(c echo.Context) error {
 	}
 	defer release()
 	name := fmt.Sprintf("doorstep-%s.dsbak", s.now().UTC().Format("20060102T150405.000Z"))
+	if err := os.MkdirAll(s.cfg.BackupDir, 0o700); err != nil {
+		return fmt.Errorf("backup dir: %w", err)
+	}
 	path := filepath.Join(s.cfg.BackupDir, name)
 	var m *backup.Manifest
 	err = backup.WriteFile(path, func(w io.Writer) error {

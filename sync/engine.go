@@ -291,6 +291,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		// one in the push.
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
+	if e.staleEpoch(req) {
+		return e.syncStale(ctx, c, req)
+	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
@@ -303,6 +306,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Epoch = e.epoch[:]
 	return resp, nil
 }
 
