@@ -21,6 +21,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -198,7 +199,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
 	opts := BadgerOptions(dir, cfg.EncryptionKey)
-	db, err := badger.Open(opts)
+	db, err := badgeropen.Open(opts, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}

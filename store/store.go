@@ -10,6 +10,8 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 )
 
 // CurrentVersion is the version of the key layout this package writes.
@@ -95,7 +97,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		logger = slog.Default()
 	}
 	bo := BadgerOptions(opts, logger)
-	db, err := badger.Open(bo)
+	db, err := badgeropen.Open(bo, logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
 	}
