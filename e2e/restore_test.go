@@ -163,7 +163,7 @@ func TestRestoreDevicesReconnect(t *testing.T) {
 	p1 := serveProc(t, d1, "--backup-dir", bk)
 	px := &switchProxy{}
 	px.point(t, p1.addr)
-	hs := httptest.NewServer(px)
+	hs := httptest.NewServer(openAPIChecked(t, px))
 	defer hs.Close()
 
 	var devs []*client.Replica
