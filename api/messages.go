@@ -33,6 +33,24 @@ type SyncRequest struct {
 	// rejections are gone. Sent once, by a revoked device, so that the
 	// admin sees the wipe confirmed.
 	Wiped bool `msgpack:"w,omitempty"`
+	// Epoch is the server epoch the device last synced in (from
+	// SyncResponse.Epoch); empty on a device that never synced or an SDK
+	// that predates epochs. When it differs from the server's, the server
+	// applies no Changes and pulls nothing: the device must first re-send
+	// its record states (Restate), see docs/PROTOCOL.md "Epochs".
+	Epoch []byte `msgpack:"e,omitempty"`
+	// Restate carries the device's record states (crdt.MarshalRecord
+	// form) after it learnt of a new epoch, in pages. The server merges
+	// them (idempotently) and forwards what it lacked to other devices.
+	Restate []crdt.RecordBytes `msgpack:"2r,omitempty"`
+	// RestateDone marks the last Restate request: the server then raises
+	// the replica's high-water seq to Rebase and the device adopts the new
+	// epoch.
+	RestateDone bool `msgpack:"2f,omitempty"`
+	// Rebase is the highest seq the server had acknowledged to this
+	// device (its lowest unacknowledged seq minus one); sent with
+	// RestateDone.
+	Rebase uint64 `msgpack:"2h,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
@@ -73,14 +91,20 @@ type SyncResponse struct {
 	// the device deletes every record, outbox entry, rejection and token,
 	// then confirms with SyncRequest.Wiped.
 	Wipe bool `msgpack:"w,omitempty"`
-	// Restate holds the current states of records for which an op of this
+	// Replace holds the current states of records for which an op of this
 	// push was refused by a clinical-conflict rule (CodeResolveForbidden,
 	// CodeConflictInReview). The device applied that op locally when it
-	// was written; it must replace its copy of each record with the state
-	// here and re-apply its own ops still in its outbox, so that it shows
-	// the conflict the server kept rather than its refused write. Encoded
-	// as Snapshot is.
-	Restate []crdt.RecordBytes `msgpack:"1a,omitempty"`
+	// was written; it must replace (not merge) its copy of each record with
+	// the state here and re-apply its own ops still in its outbox, so that
+	// it shows the conflict the server kept rather than its refused write.
+	// Encoded as Snapshot is.
+	Replace []crdt.RecordBytes `msgpack:"1a,omitempty"`
+	// Epoch is the server's current epoch ID (16 bytes). It changes when
+	// the server is restored from a backup; see docs/PROTOCOL.md "Epochs".
+	Epoch []byte `msgpack:"e,omitempty"`
+	// Restated counts the record states of a Restate request that added
+	// something the server lacked.
+	Restated int `msgpack:"2n,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

@@ -6,24 +6,39 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// RevokeAndWipe revokes a device as RevokeDevice does and asks for a
+// Audit actions of remote wipes.
+const (
+	ActionDeviceWipeRequest = "device.wipe_request"
+	ActionDeviceWipeConfirm = "device.wipe_confirm"
+)
+
+// RevokeAndWipe revokes a device as RevokeDevice does (an admin revokes
+// devices of users the admin sees; ErrNotFound otherwise) and asks for a
 // remote wipe: the next time the device presents one of its access tokens
 // on the sync route (even an expired one), the server orders it to delete
 // its local data instead of refusing it (see PendingWipe), and records the
 // device's confirmation (ConfirmWipe). Asking again for a device already
-// wiping keeps the first request time.
+// wiping keeps the first request time. Both steps are audited.
 func (s *Service) RevokeAndWipe(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err
+		}
+		var u userRecord
+		if err := getJSON(txn, pUser+d.User, &u); err != nil {
+			return err
+		}
+		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
+			return fmt.Errorf("%w: device %s", ErrNotFound, replica)
 		}
 		now := s.cfg.Now().UTC()
 		if !d.Revoked || d.RevokedReason != RevokedByAdmin {
@@ -32,7 +47,12 @@ func (s *Service) RevokeAndWipe(ctx context.Context, replica crdt.ReplicaID) (De
 		if d.WipeRequestedAt.IsZero() {
 			d.WipeRequestedAt = now
 		}
-		return setJSON(txn, pDevice+d.ID, d)
+		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
+			return err
+		}
+		e := userAudit(ActionDeviceWipeRequest, &u.User, nil, map[string]string{"user": u.ID})
+		e.TargetKind, e.TargetID = "device", d.ID
+		return audit(e)
 	})
 	if err != nil {
 		return Device{}, fmt.Errorf("revoke and wipe device %s: %w", replica, err)
@@ -56,12 +76,13 @@ func (s *Service) PendingWipe(ctx context.Context, c *Claims) (bool, error) {
 	return d.Revoked && !d.WipeRequestedAt.IsZero() && d.User == c.Subject, nil
 }
 
-// ConfirmWipe records that a device reported its remote wipe done. Only
-// the first report counts; a device with no wipe requested is left alone
-// and ErrNotFound returned.
+// ConfirmWipe records that a device reported its remote wipe done, with
+// an audit entry whose actor is the device's user. Only the first report
+// counts; a device with no wipe requested is left alone and ErrNotFound
+// returned.
 func (s *Service) ConfirmWipe(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err
@@ -72,8 +93,19 @@ func (s *Service) ConfirmWipe(ctx context.Context, replica crdt.ReplicaID) (Devi
 		if !d.WipeConfirmedAt.IsZero() {
 			return nil
 		}
+		var u userRecord
+		if err := getJSON(txn, pUser+d.User, &u); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
 		d.WipeConfirmedAt = s.cfg.Now().UTC()
-		return setJSON(txn, pDevice+d.ID, d)
+		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
+			return err
+		}
+		e := userAudit(ActionDeviceWipeConfirm, &u.User, nil, map[string]string{"user": d.User,
+			"requested": d.WipeRequestedAt.Format(time.RFC3339)})
+		e.ActorID, e.ActorName, e.ActorRole, e.Device = d.User, u.Name, u.Role, d.ID
+		e.TargetKind, e.TargetID = "device", d.ID
+		return audit(e)
 	})
 	if err != nil {
 		return Device{}, fmt.Errorf("confirm wipe of device %s: %w", replica, err)

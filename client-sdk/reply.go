@@ -227,7 +227,7 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			}
 		}
 	}
-	for _, raw := range resp.Restate {
+	for _, raw := range resp.Replace {
 		rec, err := planRestated(w, rd, raw)
 		if err != nil {
 			return err

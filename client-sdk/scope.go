@@ -61,7 +61,7 @@ type residueReader interface {
 }
 
 // planRestated returns the state a device must hold for a record the
-// server restated (api.SyncResponse.Restate) after refusing one of its
+// server restated (api.SyncResponse.Replace) after refusing one of its
 // writes by a clinical rule: the server's state plus this replica's own
 // ops still in the outbox (not acknowledged by this reply), re-applied.
 // The refused op, applied locally when it was written, so no longer hides

@@ -166,7 +166,7 @@ func TestPlanRestated(t *testing.T) {
 	}}
 	resp := &api.SyncResponse{
 		Results: []api.ChangeResult{{Seq: 1, Status: api.ChangeApplied, Ops: []api.OpResult{{Index: 0, Code: api.CodeConflictInReview, Quarantined: true}}}},
-		Restate: []crdt.RecordBytes{raw},
+		Replace: []crdt.RecordBytes{raw},
 	}
 	w, err := planReply(rd, []api.Change{rd.groups[0].Change}, resp, time.Now())
 	if err != nil {

@@ -410,6 +410,16 @@ func TestSDKRemoteWipe(t *testing.T) {
 	if st := sdkDoJSON(t, e, http.MethodPost, admin, "/v1/admin/devices/"+ann.ID().String()+"/revoke", map[string]any{"wipe": true}, &d); st != http.StatusOK || !d.Revoked || d.WipeRequestedAt.IsZero() {
 		t.Fatalf("revoke with wipe: %d %+v", st, d)
 	}
+	// An admin of another team cannot wipe a Wigan tablet.
+	if _, err := e.srv.Auth().CreateTeam(ctx, "ashton", "Ashton PCN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Auth().CreateUser(ctx, auth.NewUser{Username: "gus", Name: "gus", Password: "gus-password", Role: api.RoleAdmin, Teams: []string{"ashton"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := sdkDoJSON(t, e, http.MethodPost, sdkLogin(t, e, "gus", "gus-password"), "/v1/admin/devices/"+bea.ID().String()+"/revoke", map[string]any{"wipe": true}, nil); st != http.StatusNotFound {
+		t.Fatalf("other team's admin wipes: %d", st)
+	}
 	var plain auth.Device
 	if st := sdkDoJSON(t, e, http.MethodPost, admin, "/v1/admin/devices/"+bea.ID().String()+"/revoke", nil, &plain); st != http.StatusOK || !plain.WipeRequestedAt.IsZero() {
 		t.Fatalf("plain revoke: %d %+v", st, plain)
@@ -446,6 +456,20 @@ func TestSDKRemoteWipe(t *testing.T) {
 	}
 	if got := list.Devices[0]; got.WipeRequestedAt.IsZero() || got.WipeConfirmedAt.IsZero() || got.WipeConfirmedAt.Before(got.WipeRequestedAt) {
 		t.Fatalf("listing does not show the wipe confirmed: %+v", got)
+	}
+
+	var trail struct{ Entries []auth.AuditEntry }
+	if st := sdkDoJSON(t, e, http.MethodGet, admin, "/v1/admin/audit?action=device.", nil, &trail); st != http.StatusOK {
+		t.Fatalf("audit: %d", st)
+	}
+	seen := map[string]string{}
+	for _, en := range trail.Entries {
+		if en.TargetID == ann.ID().String() {
+			seen[en.Action] = en.ActorID
+		}
+	}
+	if seen[auth.ActionDeviceWipeRequest] == "" || seen[auth.ActionDeviceWipeConfirm] != me.ID {
+		t.Fatalf("audit of the wipe: %v", seen)
 	}
 
 	_, err = bea.Sync(ctx)

@@ -93,10 +93,10 @@ func settlers(rules ClinicalRules, op *crdt.Op) string {
 	return "the roles the schema allows"
 }
 
-// restates returns the stored states of the records for which an op of
-// changes was refused by a clinical rule (see api.SyncResponse.Restate).
+// replacements returns the stored states of the records for which an op of
+// changes was refused by a clinical rule (see api.SyncResponse.Replace).
 // Those ops passed the team checks, so the records are the caller's.
-func (e *Engine) restates(ctx context.Context, changes []api.Change, results []api.ChangeResult) ([]crdt.RecordBytes, error) {
+func (e *Engine) replacements(ctx context.Context, changes []api.Change, results []api.ChangeResult) ([]crdt.RecordBytes, error) {
 	var refs []api.RecordRef
 	for i, r := range results {
 		if i >= len(changes) || changes[i].Seq != r.Seq {

@@ -211,10 +211,10 @@ func TestDuplicateReportsOpsAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(resp.Results) != 1 || len(resp.Results[0].Ops) != 1 || resp.Results[0].Ops[0].Code != api.CodeResolveForbidden || len(resp.Restate) != 1 {
-			t.Fatalf("sync %d: results %+v, restate %d", i, resp.Results, len(resp.Restate))
+		if len(resp.Results) != 1 || len(resp.Results[0].Ops) != 1 || resp.Results[0].Ops[0].Code != api.CodeResolveForbidden || len(resp.Replace) != 1 {
+			t.Fatalf("sync %d: results %+v, restate %d", i, resp.Results, len(resp.Replace))
 		}
-		got, err := resp.Restate[0].Record()
+		got, err := resp.Replace[0].Record()
 		if err != nil || !got.Field("cfs").Conflict() {
 			t.Fatalf("restated record %+v %v", got, err)
 		}

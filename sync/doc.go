@@ -46,7 +46,7 @@
 // quarantined conflict_in_review (clinical.go); a field type the record
 // already has otherwise → invalid_op. Refused ops are kept in the
 // quarantine too (not re-appliable), so nothing a device sent vanishes;
-// the rest of the change is applied. The reply restates (Restate) the
+// the rest of the change is applied. The reply carries (Replace) the
 // records of clinical refusals, states the caller's scope (Scope), and a
 // change pushed again as a duplicate reports its ops not merged again
 // (reported.go; kept per replica, codes only).

@@ -81,6 +81,8 @@ type Options struct {
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
+	// EncryptionKey encrypts the store at rest (store.Options.EncryptionKey).
+	EncryptionKey []byte
 }
 
 // Page limits.
@@ -104,6 +106,8 @@ type Engine struct {
 	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
+	epoch     store.Epoch   // current epoch, fixed while open
+	past      []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -135,7 +139,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if skew == 0 {
 		skew = 5 * time.Minute
 	}
-	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory})
+	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory, EncryptionKey: opts.EncryptionKey})
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
@@ -183,6 +187,15 @@ func (e *Engine) load() error {
 				copy(e.server[:], b)
 				return nil
 			}); err != nil {
+				return err
+			}
+		}
+		if e.epoch, e.past, err = store.ReadEpochs(txn); err != nil {
+			return err
+		}
+		if e.epoch.IsZero() {
+			// First open (or a store from before epochs): start the first.
+			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
 		}
@@ -287,6 +300,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		// one in the push.
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
+	if e.staleEpoch(req) {
+		return e.syncStale(ctx, c, req)
+	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
@@ -300,9 +316,10 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 	}
 	resp.Results = results
 	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
-	if resp.Restate, err = e.restates(ctx, req.Changes, results); err != nil {
+	if resp.Replace, err = e.replacements(ctx, req.Changes, results); err != nil {
 		return nil, err
 	}
+	resp.Epoch = e.epoch[:]
 	return resp, nil
 }
 
