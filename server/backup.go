@@ -41,11 +41,11 @@ type BackupReply struct {
 // and logins go on meanwhile; the backup holds each store as of the moment
 // its read transaction opened.
 func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(backup.Progress)) (*backup.Manifest, error) {
-	rtxn, meta, err := s.engine.BackupTxn()
+	rtxn, meta, release, err := s.engine.BackupTxn()
 	if err != nil {
 		return nil, err
 	}
-	defer rtxn.Discard()
+	defer release()
 	atxn, err := s.auth.BackupTxn()
 	if err != nil {
 		return nil, err
@@ -137,11 +137,11 @@ func (s *Server) streamBackup(c echo.Context) error {
 		return err
 	}
 	defer release()
-	txn, meta, err := s.engine.BackupTxn() // for the size estimate only
+	_, meta, release, err := s.engine.BackupTxn() // for the size estimate only
 	if err != nil {
 		return err
 	}
-	txn.Discard()
+	release()
 	rw := c.Response()
 	rw.Header().Set(echo.HeaderContentType, BackupContentType)
 	rw.Header().Set(BackupEstimateHeader, strconv.FormatInt(meta.Size, 10))
