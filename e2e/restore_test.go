@@ -110,7 +110,9 @@ func (p *proc) kill(t *testing.T) {
 
 // switchProxy forwards to whichever server is current, so devices keep
 // one URL across a restore.
-type switchProxy struct{ target atomic.Pointer[httputil.ReverseProxy] }
+type switchProxy struct {
+	target atomic.Pointer[httputil.ReverseProxy]
+}
 
 func (s *switchProxy) point(t *testing.T, addr string) {
 	u, err := url.Parse("http://" + addr)

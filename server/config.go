@@ -33,6 +33,9 @@ type Config struct {
 	MaxSyncDecoded int64
 	// MaxJSONBody caps JSON request bodies, sent and decoded; default 64 KiB.
 	MaxJSONBody int64
+	// PageBytes caps the bytes of one pulled page (at least one item is
+	// always returned); 0 means the engine's default, 1 MiB.
+	PageBytes int
 	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
 	// and processed at once; others wait their turn (or get 503 unavailable
 	// if they give up first). It bounds memory under a flood of large
@@ -89,6 +92,18 @@ type Config struct {
 	// NoSchema turns off schema validation of pushed ops (tests of the
 	// transport only).
 	NoSchema bool
+
+	// Accounts (see auth.Config): Demo lets users seeded by --demo log in
+	// (they are refused otherwise); MaxDevicesPerUser bounds the devices
+	// of one user (default auth.DefaultMaxDevicesPerUser, negative: no
+	// bound); LockoutThreshold failed logins lock a username for
+	// LockoutBase, doubling up to LockoutMax (defaults 5, 1 min, 15 min;
+	// a negative threshold disables the lockout).
+	Demo              bool
+	MaxDevicesPerUser int
+	LockoutThreshold  int
+	LockoutBase       time.Duration
+	LockoutMax        time.Duration
 }
 
 // DefaultLimits bound the msgpack structure of a sync request: 32 levels of

@@ -47,6 +47,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
+		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
+		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
 		EncryptionKey: cfg.EncryptionKey,
 	})
@@ -59,6 +61,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
+		PageBytes:     cfg.PageBytes,
 		SmallMemory:   cfg.SmallMemory,
 		EncryptionKey: cfg.EncryptionKey,
 	}
@@ -115,14 +118,19 @@ func (s *Server) routes() {
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
+	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
+	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
 
-	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))
+	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"), s.auditAdmin)
 	adm.POST("/teams", s.createTeam)
 	adm.GET("/teams", s.listTeams)
 	adm.POST("/users", s.createUser)
 	adm.GET("/users", s.listUsers)
+	adm.GET("/users/:id", s.getUser)
 	adm.PATCH("/users/:id", s.patchUser)
+	adm.DELETE("/users/:id", s.deleteUser)
+	adm.GET("/audit", s.listAudit)
 	adm.GET("/users/:id/devices", s.listDevices)
 	adm.POST("/devices/:id/revoke", s.revokeDevice)
 	adm.GET("/quarantine", s.listQuarantine)

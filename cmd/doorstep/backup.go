@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -437,15 +436,4 @@ func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, st
 		return n, err
 	}
 	return n, backup.AppendErasures(filepath.Join(data, "erasures.jsonl"), kept)
-}
-
-func readPassword(getenv func(string) string, stdin io.Reader) (string, error) {
-	if pw := getenv("DOORSTEP_PASSWORD"); pw != "" {
-		return pw, nil
-	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	return strings.TrimRight(line, "\r\n"), nil
 }
