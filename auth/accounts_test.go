@@ -178,3 +178,27 @@ func TestMigrateDeviceIndex(t *testing.T) {
 		t.Fatalf("third device after migration: %v", err)
 	}
 }
+
+// TestAuditReuseRevocation: a device revoked for refresh token reuse is a
+// device change, recorded with the server as actor.
+func TestAuditReuseRevocation(t *testing.T) {
+	s, _ := openTest(t, nil)
+	u := seed(t, s)
+	ctx := context.Background()
+	dev := crdt.NewReplicaID()
+	tr, err := s.Login(ctx, "ann", "correct horse", dev.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Refresh(ctx, tr.RefreshToken, dev.String()); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.ReuseGrace = -1
+	if _, err := s.Refresh(ctx, tr.RefreshToken, dev.String()); !errors.Is(err, ErrRefreshReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	es, _, _, err := s.AuditLog(ctx, AuditQuery{Action: ActionDeviceRevoke, Scope: []string{"wigan"}})
+	if err != nil || len(es) != 1 || es[0].TargetID != dev.String() || es[0].Detail["reason"] != RevokedByReuse || es[0].Detail["user"] != u.ID {
+		t.Fatalf("reuse revocation entries %+v %v", es, err)
+	}
+}
