@@ -74,6 +74,9 @@ type Config struct {
 	// directory once seeded by --demo does not keep accepting the
 	// published demo password.
 	AllowDemo bool
+	// EncryptionKey, if set, encrypts the auth store at rest with Badger's
+	// AES encryption (16, 24 or 32 bytes), as store.Options.EncryptionKey.
+	EncryptionKey []byte
 }
 
 // DefaultMaxDevicesPerUser is the default of Config.MaxDevicesPerUser.
@@ -258,19 +261,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithLogger(nil).
-		WithMemTableSize(4 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(2 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(64 << 10).
-		WithBlockCacheSize(4 << 20).
-		WithIndexCacheSize(2 << 20).
-		WithNumCompactors(2)
+	opts := BadgerOptions(dir, cfg.EncryptionKey)
 	db, err := badgeropen.Open(opts, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)

@@ -57,6 +57,12 @@ func (s *Server) erase(c echo.Context) error {
 		audit.Warn("erasure failed", "err", err)
 		return err
 	}
+	if err := s.journalErasures(rep.Records); err != nil {
+		// The erasure is done and durable; without its journal line a
+		// restore of an older backup would not re-apply it. Say so.
+		audit.Error("erasure done but not journalled", "err", err)
+		return &Error{Code: api.CodeInternal, Detail: "the record was erased, but writing the erasure journal failed: tell the operator", Err: err}
+	}
 	audit.Info("erasure done", "records", len(rep.Records), "ops", rep.Ops,
 		"quarantined", rep.Quarantined, "position", rep.Position, "already_erased", rep.AlreadyErased)
 	s.audit(c, erasureAudit(ref, req.Cascade, &rep))

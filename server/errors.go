@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
@@ -23,6 +23,9 @@ type Error struct {
 	Code   api.Code
 	Detail string
 	Err    error // cause, logged but never sent
+	// RetryAfter, if set, is sent as the Retry-After header (whole
+	// seconds, rounded up) and the problem's retry_after_ms.
+	RetryAfter time.Duration
 }
 
 // Error returns the code, the detail and the cause if there is one.
@@ -141,12 +144,17 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="doorstep", error="invalid_token"`)
 	}
-	if p.Status == http.StatusTooManyRequests {
-		c.Response().Header().Set("Retry-After", "1")
-	}
+	retryAfter := e.RetryAfter
 	var locked *auth.LockedError
 	if errors.As(err, &locked) {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(locked.RetryAfter.Seconds()))))
+		retryAfter = locked.RetryAfter
+	}
+	if retryAfter > 0 {
+		p.RetryAfterMillis = max(1, retryAfter.Milliseconds())
+		secs := (retryAfter + time.Second - 1) / time.Second
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	} else if p.Status == http.StatusTooManyRequests {
+		c.Response().Header().Set("Retry-After", "1")
 	}
 	var (
 		body []byte

@@ -30,6 +30,7 @@ type Server struct {
 	metrics     *metrics
 	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being read or processed
+	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -49,6 +50,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
 		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
+		EncryptionKey: cfg.EncryptionKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -59,7 +61,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		SmallMemory: cfg.SmallMemory,
+		PageBytes:     cfg.PageBytes,
+		SmallMemory:   cfg.SmallMemory,
+		EncryptionKey: cfg.EncryptionKey,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema
@@ -74,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		backupBusy:  make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
@@ -131,6 +136,8 @@ func (s *Server) routes() {
 	adm.GET("/quarantine", s.listQuarantine)
 	adm.POST("/quarantine/:id/reapply", s.reapply)
 	adm.POST("/erasures", s.erase)
+	adm.GET("/backup", s.streamBackup, s.requireServiceAdmin)
+	adm.POST("/backups", s.backupToDir, s.requireServiceAdmin)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)

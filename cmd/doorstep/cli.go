@@ -26,13 +26,17 @@ import (
 const usage = `usage:
   doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
                  [--oidc-issuer URL --oidc-audience ID --oidc-jwks-url URL]
+                 [--encryption-key-file FILE] [--backup-dir DIR] [--erasure-journal FILE]
+  doorstep backup --out FILE [--server URL] (--username U | --token T)
+  doorstep restore --in FILE --data DIR [--encryption-key-file FILE] [--erasures JOURNAL|NEWER.dsbak]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
   doorstep user list --data DIR
   doorstep user passwd|disable|enable|delete --data DIR --username U   (the service admin: not scoped to teams)
   doorstep audit list --data DIR [--format text|csv] [--limit N]
-environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add, user passwd; else read from stdin)`
+environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add, user passwd, backup; else read from stdin),
+             DOORSTEP_SERVER, DOORSTEP_USERNAME, DOORSTEP_TOKEN (backup), DOORSTEP_ENCRYPTION_KEY_FILE`
 
 // run is the whole command line, reachable from tests: main only wires the
 // process's arguments, environment, streams and signals into it.
@@ -44,6 +48,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch cmd := strings.Join(args[:min(2, len(args))], " "); {
 	case args[0] == "serve":
 		return serve(ctx, args[1:], getenv, stderr)
+	case args[0] == "backup":
+		return backupCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case args[0] == "restore":
+		return restoreCmd(ctx, args[1:], getenv, stdout, stderr)
 	case cmd == "team add", cmd == "team list", cmd == "user add", cmd == "user list",
 		cmd == "user passwd", cmd == "user disable", cmd == "user enable", cmd == "user delete", cmd == "audit list":
 		return admin(ctx, args[0], args[1], args[2:], getenv, stdin, stdout, stderr)
@@ -96,6 +104,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts (env DOORSTEP_OIDC_ISSUER)")
 	oidcAudience := fs.String("oidc-audience", "", "audience (client ID) those ID tokens must carry (env DOORSTEP_OIDC_AUDIENCE)")
 	oidcJWKS := fs.String("oidc-jwks-url", "", "the issuer's JWKS URL (env DOORSTEP_OIDC_JWKS_URL)")
+	keyFile := fs.String("encryption-key-file", "", "encrypt the record and auth stores at rest with this AES key, 64 hex digits (env DOORSTEP_ENCRYPTION_KEY_FILE)")
+	backupDir := fs.String("backup-dir", "", "directory POST /v1/admin/backups writes backup files into")
+	journal := fs.String("erasure-journal", "", "erasure journal file (default DATA/erasures.jsonl; keep a copy off the data volume)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,7 +133,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		logger.Info("schema extended", "file", *extension, "version", sch.Version())
 	}
-	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch, Demo: *demoFlag}
+	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
+	if err != nil {
+		return err
+	}
+	if key == nil && !*demoFlag {
+		logger.Warn("the record and auth stores are NOT encrypted at rest: personal data is in plaintext on disk; start with --encryption-key-file (see docs/OPERATIONS.md)")
+	}
+	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch, Demo: *demoFlag,
+		EncryptionKey: key, BackupDir: *backupDir, ErasureJournal: *journal}
 	if iss := orEnv(*oidcIssuer, "DOORSTEP_OIDC_ISSUER", getenv); iss != "" {
 		cfg.External = &auth.ExternalIssuer{Issuer: iss,
 			Audience: orEnv(*oidcAudience, "DOORSTEP_OIDC_AUDIENCE", getenv),
