@@ -65,6 +65,8 @@
 //	m/epoch                           16 bytes: the current epoch ID (new on first open
 //	                                  and after every restore, see NewEpoch)
 //	m/epochs                          16 bytes × n: earlier epoch IDs, oldest first
+//	s/<key>                           a log entry an erasure scrub dropped and has not yet
+//	                                  written back; put back on open (crash safety)
 //	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
 //	                                  record states and had its high-water re-based
 //

@@ -48,6 +48,8 @@ type request struct {
 	restateDone bool
 	restated    int // output: states that added something
 
+	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
+
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
 	rec     *crdt.Record
@@ -105,6 +107,9 @@ func (e *Engine) committer() {
 		var first *request
 		select {
 		case first = <-e.reqs:
+		case <-e.scrubKick:
+			e.runPendingScrub()
+			continue
 		case <-e.stop:
 			return
 		}
@@ -120,6 +125,9 @@ func (e *Engine) committer() {
 		}
 		e.commitGroup(group)
 		for _, r := range group {
+			if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
+				e.scrubErased(r)
+			}
 			close(r.done)
 		}
 	}
@@ -169,7 +177,7 @@ func (e *Engine) tryCommit(reqs []*request) error {
 		hwm:     map[crdt.ReplicaID]uint64{},
 	}
 	for _, r := range reqs {
-		r.results, r.rec, r.err = nil, nil, nil
+		r.results, r.rec, r.err, r.scrubKeys = nil, nil, nil, nil
 		var err error
 		switch r.kind {
 		case reqPush:
@@ -211,6 +219,8 @@ type txnState struct {
 	owners  map[string]string                   // team-index key → owning team ("" = none)
 	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
 	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
+
+	scrub [][]byte // keys the erase being applied must scrub from disk
 }
 
 type recState struct {

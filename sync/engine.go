@@ -120,6 +120,16 @@ type Engine struct {
 	lastPos uint64
 	lastQID uint64
 
+	// scrubMu: a scrub (scrub.go) holds it exclusively while it drops and
+	// rewrites keys; pulls hold it shared, so none sees a log entry
+	// missing for a moment. backups counts open backup transactions,
+	// during which scrubs wait in pendingScrub (run when the last ends).
+	scrubMu      gosync.RWMutex
+	backupMu     gosync.Mutex // guards backups and pendingScrub
+	backups      int
+	pendingScrub [][]byte
+	scrubKick    chan struct{}
+
 	mu       gosync.RWMutex
 	closed   bool
 	inflight gosync.WaitGroup
@@ -150,6 +160,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		rules:     rulesOf(opts),
 		pageBytes: opts.PageBytes,
 		reqs:      make(chan *request, maxGroup),
+		scrubKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -198,6 +209,9 @@ func (e *Engine) load() error {
 			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
+		}
+		if err := store.RecoverScrub(txn); err != nil {
+			return err
 		}
 		if e.lastPos, err = store.GetU64Key(txn, store.KeyLogPos); err != nil {
 			return err
