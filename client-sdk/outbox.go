@@ -328,22 +328,21 @@ func (r *Replica) unsealed() ([]api.Change, error) {
 }
 
 // PendingOps returns every op not yet acknowledged by the server, sealed or
-// not, oldest first.
+// not, oldest first. It reads the outbox in one transaction, so ops being
+// sealed meanwhile are seen exactly once.
 func (r *Replica) PendingOps(ctx context.Context) ([]crdt.Op, error) {
-	changes, _, err := r.OutboxChanges(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var ops []crdt.Op
-	for _, c := range changes {
-		ops = append(ops, c.Ops...)
-	}
-	groups, err := r.unsealed()
+	err := r.view(func(txn *badger.Txn) error {
+		return eachOutboxChange(txn, func(c *api.Change, _ bool) error {
+			ops = append(ops, c.Ops...)
+			return nil
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("client: read outbox: %w", err)
-	}
-	for _, g := range groups {
-		ops = append(ops, g.Ops...)
 	}
 	return ops, nil
 }

@@ -365,7 +365,14 @@ func (r *Replica) Clock() *crdt.Clock { return r.clock }
 // closes the store. Writes that returned before Close are durable.
 func (r *Replica) Close() error {
 	r.closeOnce.Do(func() {
+		// Cancel under the locks Background and Subscribe hold while they
+		// check closed() and call wg.Add: each either sees the replica
+		// closed, or has added to wg before Wait below starts.
+		r.bgMu.Lock()
+		r.subsMu.Lock()
 		r.closeFn()
+		r.subsMu.Unlock()
+		r.bgMu.Unlock()
 		r.wg.Wait()
 		r.syncMu.Lock() // wait for a Sync in flight (its requests are cancelled)
 		r.wmu.Lock()
