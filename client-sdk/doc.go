@@ -43,6 +43,19 @@
 // quarantined or refused inside an acknowledged change are kept and listed
 // by Rejected; they stay applied locally.
 //
+// A change the server can never accept must not block the ones after it.
+// Writes are checked against the server's limits when the app makes them
+// (Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes; a *LimitError matching
+// ErrTooLarge). If the server still refuses a request as too large
+// (body_too_large), Sync sends fewer changes, then splits a single change in
+// two (renumbering the later ones; content only ever moves to a higher seq,
+// so nothing the server holds is contradicted), and a single op still too
+// large is set aside: its change is replaced by an empty one under the same
+// seq and the op is listed by Rejected with the server's reason. A change
+// refused as a whole with a code that can never succeed (bad_request,
+// malformed_body, invalid_op, body_too_large) is set aside the same way;
+// other refusals fail the Sync with ErrRefused and keep the change.
+//
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
 // After a failure that points at size they are halved for the next attempt

@@ -37,7 +37,32 @@ var (
 	ErrRefused = errors.New("client: change refused")
 	// ErrBusy: Background was called while a background loop is running.
 	ErrBusy = errors.New("client: background sync already running")
+	// ErrTooLarge: a write is bigger than the server can ever accept (see
+	// Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes). Nothing was
+	// stored. The error is a *ValidationError wrapping a *LimitError, so it
+	// also matches ErrInvalid.
+	ErrTooLarge = errors.New("client: write too large")
 )
+
+// LimitError reports the limit a write exceeded. It matches ErrTooLarge
+// with errors.Is.
+type LimitError struct {
+	What  string // "value", "ops in one write" or "bytes in one write"
+	Field string // the field, for a value
+	Size  int    // the write's size, in the limit's unit
+	Limit int
+}
+
+// Error names the limit and the sizes.
+func (e *LimitError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s of field %q is %d bytes, over the limit of %d", e.What, e.Field, e.Size, e.Limit)
+	}
+	return fmt.Sprintf("%d %s, over the limit of %d", e.Size, e.What, e.Limit)
+}
+
+// Unwrap returns ErrTooLarge.
+func (e *LimitError) Unwrap() error { return ErrTooLarge }
 
 // ValidationError reports a write refused before anything was stored. It
 // matches ErrInvalid with errors.Is and unwraps to the validator's error.

@@ -84,6 +84,15 @@ type Options struct {
 	MaxChangesPerRequest int
 	// PullLimit is the page size asked of the server; 0 means 500.
 	PullLimit int
+	// MaxValueBytes caps the encoded size of one value a write stores;
+	// 0 means 60 KiB, under the server's default limit of 64 KiB for one
+	// string or binary. A larger value fails with ErrTooLarge.
+	MaxValueBytes int
+	// MaxWriteOps and MaxWriteBytes cap one write (a Batch): its ops and
+	// their estimated encoded size. 0 means 10,000 ops and 4 MiB, so that a
+	// write always fits one request under the server's body limit. A
+	// larger write fails with ErrTooLarge.
+	MaxWriteOps, MaxWriteBytes int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
 
@@ -277,6 +286,15 @@ func setDefaults(o *Options) {
 	}
 	if o.PullLimit <= 0 {
 		o.PullLimit = 500
+	}
+	if o.MaxValueBytes <= 0 {
+		o.MaxValueBytes = 60 << 10
+	}
+	if o.MaxWriteOps <= 0 {
+		o.MaxWriteOps = 10_000
+	}
+	if o.MaxWriteBytes <= 0 {
+		o.MaxWriteBytes = maxRequestBytes
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = 64 << 20

@@ -105,7 +105,7 @@ func writeSecret(t *testing.T, dir string, opts Options, secret string) string {
 		t.Fatal(err)
 	}
 	// A big value goes to Badger's value log, which must be encrypted too.
-	if err := r.Append(ctx, ref, "notes", strings.Repeat(secret+" ", 3000)); err != nil {
+	if err := r.Append(ctx, ref, "notes", strings.Repeat(secret+" ", 1500)); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.seal(); err != nil {

@@ -132,6 +132,31 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			continue
 		}
+		if p := (*api.Problem)(nil); errors.As(err, &p) && p.Code == api.CodeBodyTooLarge && len(changes) > 0 {
+			// The changes sent are too big for the server. Send fewer;
+			// a single change too big is split in two; a single op too
+			// big can never go and is set aside in Rejected, so that it
+			// does not hold up every later change. Each step leaves less
+			// to send, so this ends.
+			switch {
+			case len(changes) > 1:
+				maxChanges = max(1, len(changes)/2)
+				r.shrinkRequests(false, true)
+			case len(changes[0].Ops) > 1:
+				if err := r.splitChange(changes[0].Seq); err != nil {
+					return res, err
+				}
+				maxChanges = 1
+			default:
+				rj, err := r.setAsideChange(&changes[0], p.Code, p.Detail)
+				if err != nil {
+					return res, err
+				}
+				res.Rejected = append(res.Rejected, rj...)
+				r.setStatus(func(s *Status) { s.Pending = max(0, s.Pending-len(rj)) })
+			}
+			continue
+		}
 		if err != nil {
 			if pull, push := sizeSuspect(err); (pull || push) && ctx.Err() == nil {
 				// Size is the likely cause (a timeout on a slow link, a
@@ -177,7 +202,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Changed += len(out.Changed)
 		res.Rejected = append(res.Rejected, out.Rejections...)
 		r.setStatus(func(s *Status) {
-			s.Pending -= out.AckedOps
+			s.Pending -= out.AckedOps + out.SetAsideOps
 			if s.Pending < 0 {
 				s.Pending = 0
 			}
@@ -203,7 +228,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		// or if the cursor moved: a server may step over entries it does
 		// not send (the device's own) and answer with an empty page marked
 		// more. Only a round that changes nothing at all is idle.
-		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
+		progressed := len(out.Acked) > 0 || len(out.SetAside) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
 			!bytes.Equal(resp.Cursor, cursor)
 		if progressed {
 			idle = 0

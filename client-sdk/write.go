@@ -121,6 +121,9 @@ func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
 		if len(b.ops) == 0 {
 			return nil
 		}
+		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
+			return &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
+		}
 		for _, ref := range b.order {
 			if err := putRecord(txn, b.recs[ref]); err != nil {
 				return err
@@ -182,6 +185,12 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 
 // apply validates op, applies it to rec and adds it to the batch.
 func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
+	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
+	}
+	if n, max := len(b.ops)+1, b.r.opts.MaxWriteOps; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
+	}
 	if err := b.r.validate(ref, &op); err != nil {
 		return err
 	}
