@@ -22,6 +22,19 @@
 // store or sync packages, nor echo: it talks to the server only through the
 // HTTP contract in package api.
 //
+// # Writing and reading values
+//
+// Create takes a Ref naming the team and collection (and optionally the
+// ID) and returns the new record's Ref, so the two names cannot be swapped
+// unnoticed. Set refuses a nil value; Clear clears a register, and a
+// cleared register not in conflict is left out of Record.Fields. Reads
+// decode integers as int64 whatever width they were stored in (uint64 only
+// above math.MaxInt64) and floats as float64, so a value written as 4
+// reads back as int64(4).
+//
+// ServerURL and the request sizes can be changed after Open with
+// SetServerURL and SetRequestSizes.
+//
 // # Conflicts
 //
 // Set overwrites the value the user saw (the register's winner). If the
@@ -111,7 +124,11 @@
 //
 // # Errors
 //
-// Writes refused before storing return a *ValidationError (ErrInvalid).
+// Writes refused before storing return a *ValidationError (ErrInvalid);
+// a write over the server's size limits also matches ErrTooLarge (a
+// *LimitError says which limit). A failure to reach the server (no
+// network, refused, reset or cut connection, timeout, 502/503/504) matches
+// ErrUnavailable, so an app can tell "offline" from "refused".
 // Server errors arrive as an *api.Problem, decoded from problem+json or
 // problem+msgpack, wrapped with context: branch with errors.As on its Code,
 // or with errors.Is on ErrSignedOut, ErrRefused, ErrNotFound, ErrDeleted,

@@ -37,6 +37,13 @@ var (
 	ErrRefused = errors.New("client: change refused")
 	// ErrBusy: Background was called while a background loop is running.
 	ErrBusy = errors.New("client: background sync already running")
+	// ErrUnavailable: the server could not be reached or did not answer:
+	// no network, connection refused, reset or cut, a timeout, or a 502,
+	// 503 or 504 reply. Nothing was lost; sync again later. An error the
+	// server sent (a refusal) does not match it, so an app can tell "offline"
+	// from "refused". The error also wraps the cause (and the *api.Problem
+	// of a 503).
+	ErrUnavailable = errors.New("client: server unavailable")
 	// ErrTooLarge: a write is bigger than the server can ever accept (see
 	// Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes). Nothing was
 	// stored. The error is a *ValidationError wrapping a *LimitError, so it

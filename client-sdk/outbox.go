@@ -60,6 +60,7 @@ func opsSize(ops []crdt.Op) int {
 // never changed: the server dedupes by seq, so a seq must always carry the
 // same ops.
 func (r *Replica) seal() error {
+	sizes := r.RequestSizes()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	for {
@@ -71,7 +72,7 @@ func (r *Replica) seal() error {
 				sealed++
 			}
 			it.Close()
-			if sealed >= r.opts.MaxChangesPerRequest {
+			if sealed >= sizes.MaxChangesPerRequest {
 				return nil
 			}
 			v, err := get(txn, keyNextSeq)
@@ -108,8 +109,8 @@ func (r *Replica) seal() error {
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
-				if sealed+made >= r.opts.MaxChangesPerRequest || made >= 4 {
-					more = sealed+made < r.opts.MaxChangesPerRequest
+				if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+					more = sealed+made < sizes.MaxChangesPerRequest
 					break
 				}
 				var g *api.Change
@@ -120,12 +121,12 @@ func (r *Replica) seal() error {
 				}); err != nil {
 					return err
 				}
-				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > r.opts.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
+				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > sizes.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
 					if err := flush(); err != nil {
 						return err
 					}
-					if sealed+made >= r.opts.MaxChangesPerRequest || made >= 4 {
-						more = sealed+made < r.opts.MaxChangesPerRequest
+					if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+						more = sealed+made < sizes.MaxChangesPerRequest
 						break
 					}
 				}

@@ -108,7 +108,7 @@ func TestWriteLimits(t *testing.T) {
 	var le *LimitError
 	err := r.Batch(ctx, func(b *Batch) error {
 		for i := range 11 {
-			if _, err := b.Create("people", "wigan", map[string]any{"n": i}); err != nil {
+			if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": i}); err != nil {
 				return err
 			}
 		}
@@ -117,12 +117,12 @@ func TestWriteLimits(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalid) || !errors.As(err, &le) || le.Limit != 10 {
 		t.Fatalf("11 ops in one write: %v", err)
 	}
-	if _, err := r.Create(ctx, "people", "wigan", map[string]any{"n": strings.Repeat("x", 101)}); !errors.As(err, &le) || le.Field != "n" {
+	if _, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": strings.Repeat("x", 101)}); !errors.As(err, &le) || le.Field != "n" {
 		t.Fatalf("101-byte value: %v", err)
 	}
 	err = r.Batch(ctx, func(b *Batch) error {
 		for i := range 8 {
-			if _, err := b.Create("people", "wigan", map[string]any{"n": strings.Repeat("y", 90) + fmt.Sprint(i)}); err != nil {
+			if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": strings.Repeat("y", 90) + fmt.Sprint(i)}); err != nil {
 				return err
 			}
 		}

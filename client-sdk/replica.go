@@ -122,13 +122,15 @@ type Options struct {
 // changes not yet acknowledged by the server. Its methods are safe for
 // concurrent use.
 type Replica struct {
-	opts   Options
-	db     *badger.DB
-	id     crdt.ReplicaID
-	clock  *crdt.Clock
-	log    *slog.Logger
-	http   *http.Client
-	server string
+	opts  Options
+	db    *badger.DB
+	id    crdt.ReplicaID
+	clock *crdt.Clock
+	log   *slog.Logger
+	http  *http.Client
+
+	serverMu gosync.Mutex
+	server   string // base URL; see SetServerURL
 
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
@@ -141,8 +143,9 @@ type Replica struct {
 	authMu gosync.Mutex
 
 	sizeMu     gosync.Mutex
-	pullLimit  int // current pull page size (see requestSize)
-	maxChanges int // current changes per request
+	sizes      RequestSizes // configured (Options, SetRequestSizes)
+	pullLimit  int          // current pull page size (see requestSize)
+	maxChanges int          // current changes per request
 
 	offsetMu gosync.Mutex
 	offset   time.Duration // added to the device wall clock (see package doc)
@@ -243,6 +246,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		log:    opts.Logger,
 		http:   opts.HTTPClient,
 		server: strings.TrimRight(opts.ServerURL, "/"),
+		sizes:  RequestSizes{PullLimit: opts.PullLimit, MaxChangesPerRequest: opts.MaxChangesPerRequest, MaxOpsPerChange: opts.MaxOpsPerChange},
 		subs:   map[*subscriber]struct{}{},
 		kick:   make(chan struct{}, 1),
 		netUp:  make(chan struct{}, 1),
@@ -371,6 +375,56 @@ func (r *Replica) load() error {
 	}
 	r.status.Pending = pending
 	return nil
+}
+
+// SetServerURL changes the server the replica syncs with, e.g. after the
+// user picks another deployment; "" makes it offline-only (Sync returns
+// ErrNoServer). It takes effect from the next request. Tokens and the pull
+// cursor are kept: a different server refuses the tokens (Login again) and
+// answers an unknown cursor with a fresh bootstrap.
+func (r *Replica) SetServerURL(url string) {
+	r.serverMu.Lock()
+	defer r.serverMu.Unlock()
+	r.server = strings.TrimRight(url, "/")
+}
+
+func (r *Replica) serverURL() string {
+	r.serverMu.Lock()
+	defer r.serverMu.Unlock()
+	return r.server
+}
+
+// RequestSizes are the sizes of sync requests; see the Options fields of
+// the same names.
+type RequestSizes struct {
+	PullLimit            int
+	MaxChangesPerRequest int
+	MaxOpsPerChange      int
+}
+
+// RequestSizes returns the configured request sizes.
+func (r *Replica) RequestSizes() RequestSizes {
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	return r.sizes
+}
+
+// SetRequestSizes changes the request sizes from the next request on, e.g.
+// when the app learns it is on a slow link; a zero field keeps its value.
+// Changes already sealed keep their size.
+func (r *Replica) SetRequestSizes(s RequestSizes) {
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	if s.PullLimit > 0 {
+		r.sizes.PullLimit = s.PullLimit
+	}
+	if s.MaxChangesPerRequest > 0 {
+		r.sizes.MaxChangesPerRequest = s.MaxChangesPerRequest
+	}
+	if s.MaxOpsPerChange > 0 {
+		r.sizes.MaxOpsPerChange = s.MaxOpsPerChange
+	}
+	r.pullLimit, r.maxChanges = r.sizes.PullLimit, r.sizes.MaxChangesPerRequest
 }
 
 // ID returns the replica's ID, which is also its device ID.

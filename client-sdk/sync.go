@@ -50,7 +50,7 @@ type Progress struct {
 // cursor, so a request lost at any byte is simply repeated (the server
 // dedupes changes by seq). Only one Sync runs at a time.
 func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
-	if r.server == "" {
+	if r.serverURL() == "" {
 		return SyncResult{}, ErrNoServer
 	}
 	if r.closed() {
@@ -277,7 +277,7 @@ func (r *Replica) requestSize() (pullLimit, maxChanges int) {
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
 	if r.pullLimit == 0 {
-		r.pullLimit, r.maxChanges = r.opts.PullLimit, r.opts.MaxChangesPerRequest
+		r.pullLimit, r.maxChanges = r.sizes.PullLimit, r.sizes.MaxChangesPerRequest
 	}
 	return r.pullLimit, r.maxChanges
 }
@@ -309,7 +309,7 @@ func (r *Replica) shrinkRequests(pull, push bool) {
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
 	if pull {
-		r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
+		r.pullLimit = max(min(10, r.sizes.PullLimit), r.pullLimit/2)
 	}
 	if push {
 		r.maxChanges = max(1, r.maxChanges/2)
@@ -323,6 +323,6 @@ func (r *Replica) growRequests() {
 	r.requestSize()
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
-	r.pullLimit = min(r.opts.PullLimit, r.pullLimit*2)
-	r.maxChanges = min(r.opts.MaxChangesPerRequest, r.maxChanges*2)
+	r.pullLimit = min(r.sizes.PullLimit, r.pullLimit*2)
+	r.maxChanges = min(r.sizes.MaxChangesPerRequest, r.maxChanges*2)
 }

@@ -30,19 +30,22 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Create creates a record in collection for team with the given fields and
-// returns its new ID. Each field becomes a register write, except that a
-// slice given for a field the schema types as a set or log becomes one add or
-// append per element. It fails with a *ValidationError (ErrInvalid) if a
-// field required on create is missing or a value is invalid.
-func (r *Replica) Create(ctx context.Context, collection, team string, fields map[string]any) (string, error) {
-	var id string
+// Create creates a record in where.Team's where.Collection with the given
+// fields and returns its reference, with a new random ID (or where.ID if
+// set; it must not exist yet). Naming team and collection in a Ref keeps
+// them from being swapped by accident. Each field becomes a register write,
+// except that a slice given for a field the schema types as a set or log
+// becomes one add or append per element. It fails with a *ValidationError
+// (ErrInvalid) if a field required on create is missing or a value is
+// invalid.
+func (r *Replica) Create(ctx context.Context, where Ref, fields map[string]any) (Ref, error) {
+	var ref Ref
 	err := r.Batch(ctx, func(b *Batch) error {
 		var err error
-		id, err = b.Create(collection, team, fields)
+		ref, err = b.Create(where, fields)
 		return err
 	})
-	return id, err
+	return ref, err
 }
 
 // CreateWithID is Create with an ID chosen by the caller. It fails if the
@@ -54,10 +57,18 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 // Set writes value to a register field. The write overwrites the value the
 // user sees (the winner) but not other concurrent values: a field in
 // conflict stays in conflict until Resolve, so a conflict on a clinically
-// important field is never settled by accident. A nil value clears the
-// field.
+// important field is never settled by accident. A nil value is refused
+// (ErrInvalid): clear a field with Clear.
 func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) error {
 	return r.Batch(ctx, func(b *Batch) error { return b.Set(ref, field, value) })
+}
+
+// Clear clears a register field: it writes "no value" over the value the
+// user sees, with Set's conflict rule. A cleared field is left out of
+// Record.Fields, as if never written, unless a concurrent write puts it in
+// conflict (then Values shows nil beside the other value until Resolve).
+func (r *Replica) Clear(ctx context.Context, ref Ref, field string) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Clear(ref, field) })
 }
 
 // Resolve writes value to a register field, overwriting every concurrent
@@ -217,9 +228,11 @@ func (b *Batch) Get(ref Ref) (*Record, error) {
 }
 
 // Create is Replica.Create within the batch.
-func (b *Batch) Create(collection, team string, fields map[string]any) (string, error) {
-	id := NewID()
-	return id, b.CreateWithID(Ref{Team: team, Collection: collection, ID: id}, fields)
+func (b *Batch) Create(where Ref, fields map[string]any) (Ref, error) {
+	if where.ID == "" {
+		where.ID = NewID()
+	}
+	return where, b.CreateWithID(where, fields)
 }
 
 // CreateWithID is Replica.CreateWithID within the batch.
@@ -287,6 +300,16 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 
 // Set is Replica.Set within the batch.
 func (b *Batch) Set(ref Ref, field string, value any) error {
+	if value == nil {
+		return &ValidationError{Ref: ref, Field: field, Err: fmt.Errorf("nil value: use Clear to clear a field")}
+	}
+	return b.set(ref, field, value)
+}
+
+// Clear is Replica.Clear within the batch.
+func (b *Batch) Clear(ref Ref, field string) error { return b.set(ref, field, nil) }
+
+func (b *Batch) set(ref Ref, field string, value any) error {
 	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		op := rec.Write(id, field, v)
 		if f := rec.Field(field); f.Conflict() {

@@ -37,7 +37,7 @@ func TestSDKLargePushCompletesInOneSync(t *testing.T) {
 	for b := range 12 {
 		err := ann.Batch(ctx, func(bt *client.Batch) error {
 			for i := range 10 {
-				if _, err := bt.Create("people", sdkTeam, widePerson(b*10+i)); err != nil {
+				if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, widePerson(b*10+i)); err != nil {
 					return err
 				}
 			}
