@@ -15,6 +15,12 @@
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
 //
+// The store's key layout is versioned (key meta/layout, CurrentLayout):
+// Open runs the migrations from an older layout (internal/layout) and
+// refuses one written by a newer build with ErrNewerLayout. It opens
+// Badger through internal/badgeropen, which recovers from an empty
+// memtable file left by a kill.
+//
 // # Devices and refresh chains
 //
 // A login binds the returned tokens to a device (its replica ID). Each

@@ -22,6 +22,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/badgeropen"
+	"github.com/doorstep-health/doorstep/internal/layout"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -154,13 +155,29 @@ type refreshRecord struct {
 
 // Key layout of the auth Badger: one prefix per kind, values JSON.
 const (
-	pTeam     = "team/"     // team/<id> → Team
-	pUser     = "user/"     // user/<id> → userRecord
-	pUsername = "username/" // username/<lower(username)> → user id
-	pDevice   = "device/"   // device/<replica hex> → Device
-	pRefresh  = "refresh/"  // refresh/<sha256 hex> → refreshRecord
-	kReady    = "ready"     // written by Ping
+	pTeam     = "team/"       // team/<id> → Team
+	pUser     = "user/"       // user/<id> → userRecord
+	pUsername = "username/"   // username/<lower(username)> → user id
+	pDevice   = "device/"     // device/<replica hex> → Device
+	pRefresh  = "refresh/"    // refresh/<sha256 hex> → refreshRecord
+	kReady    = "ready"       // written by Ping
+	kLayout   = "meta/layout" // layout version, big-endian uint32 (internal/layout)
 )
+
+// ErrNewerLayout: the auth store was written by a newer build (a later
+// layout version); Open refuses it and leaves it untouched.
+var ErrNewerLayout = layout.ErrNewer
+
+// CurrentLayout is the version of the auth store's key layout this build
+// writes. A layout change bumps it and adds a migration to layoutMigrations.
+const CurrentLayout uint32 = 1
+
+// layoutMigrations[v] upgrades the auth store from layout v to v+1. Layout
+// 0 is a store written before it had a version key: the same keys as
+// layout 1.
+var layoutMigrations = map[uint32]layout.Migration{
+	0: func(*badger.Txn) error { return nil },
+}
 
 // Service is the built-in issuer. It is safe for concurrent use.
 type Service struct {
@@ -210,6 +227,10 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 		WithNumCompactors(2)
 	db, err := badgeropen.Open(opts, cfg.Logger)
 	if err != nil {
+		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
+	}
+	if _, err := layout.Migrate(db, layout.Spec{Key: []byte(kLayout), Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}
 	s := &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{}}

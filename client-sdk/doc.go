@@ -156,6 +156,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
+//	m/layout             layout version, uint32 BE (CurrentLayout; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/internal/layout"
 )
 
 // Errors callers branch on with errors.Is. Errors returned by this package
@@ -44,6 +45,9 @@ var (
 	// from "refused". The error also wraps the cause (and the *api.Problem
 	// of a 503).
 	ErrUnavailable = errors.New("client: server unavailable")
+	// ErrNewerLayout: Open found a replica written by a newer build of the
+	// SDK (a later local layout version); it is left untouched.
+	ErrNewerLayout = layout.ErrNewer
 	// ErrTooLarge: a write is bigger than the server can ever accept (see
 	// Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes). Nothing was
 	// stored. The error is a *ValidationError wrapping a *LimitError, so it

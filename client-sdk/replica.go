@@ -16,6 +16,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/badgeropen"
+	"github.com/doorstep-health/doorstep/internal/layout"
 	"github.com/doorstep-health/doorstep/schema"
 )
 
@@ -169,8 +170,21 @@ type Replica struct {
 	closeErr  error
 }
 
+// CurrentLayout is the version of the replica's local key layout this
+// build writes (the m/layout key). A layout change bumps it and adds a
+// migration to layoutMigrations; Open runs them and refuses a replica
+// written by a newer build.
+const CurrentLayout uint32 = 1
+
+// layoutMigrations[v] upgrades a replica from layout v to v+1. Layout 0 is
+// a replica written before it had a version key: the same keys as layout 1.
+var layoutMigrations = map[uint32]layout.Migration{
+	0: func(*badger.Txn) error { return nil },
+}
+
 // Local key layout; see STORAGE in the package doc.
 var (
+	keyLayout   = []byte("m/layout")
 	keyReplica  = []byte("m/replica")
 	keyNextSeq  = []byte("m/nextseq")
 	keyNextOp   = []byte("m/nextop")
@@ -252,6 +266,13 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		netUp:  make(chan struct{}, 1),
 	}
 	r.closeCtx, r.closeFn = context.WithCancel(context.Background())
+	if from, err := layout.Migrate(db, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
+	} else if from != CurrentLayout {
+		r.log.Info("replica layout migrated", "from", from, "to", CurrentLayout)
+	}
 	if err := r.load(); err != nil {
 		r.closeFn()
 		db.Close()
