@@ -88,6 +88,9 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 
 func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
+	if r.Wiped() {
+		return res, r.reportWipe(ctx)
+	}
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
@@ -119,6 +122,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Changes:   changes,
 			Cursor:    cursor,
 			PullLimit: pullLimit,
+		}
+		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
+			return res, err
 		}
 		resp, w, err := r.syncRequest(ctx, req)
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
@@ -169,8 +175,17 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			return res, err
 		}
+		if resp.Wipe {
+			return res, r.wipe(ctx)
+		}
 		waits = 0
 		r.growRequests()
+		if stale, err := r.afterSync(resp); err != nil || stale { // epoch.go: a restored server
+			if err != nil {
+				return res, err
+			}
+			continue
+		}
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
 		res.BytesReceived += int64(w.received)
@@ -200,9 +215,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Snapshot += len(resp.Snapshot)
 		res.Purged += len(resp.Purged)
 		res.Changed += len(out.Changed)
-		res.Rejected = append(res.Rejected, out.Rejections...)
+		res.Rejected = append(append(res.Rejected, out.Rejections...), out.Unstored...)
 		r.setStatus(func(s *Status) {
-			s.Pending -= out.AckedOps + out.SetAsideOps
+			s.Pending -= out.AckedOps + out.SetAsideOps + out.DroppedOps
 			if s.Pending < 0 {
 				s.Pending = 0
 			}

@@ -29,7 +29,7 @@ func claimsOf(c echo.Context) *auth.Claims {
 // can set the author, the device or the teams.
 func callerOf(c echo.Context) dsync.Caller {
 	cl := claimsOf(c)
-	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...)}
+	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...), Role: cl.Role}
 }
 
 // logRequests logs one line per request with slog.
@@ -112,6 +112,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxClaims, cl)
+		// The actor of every change and audit entry this request makes.
+		ctx := c.Request().Context()
+		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, s.auth.ActorFor(ctx, cl))))
 		return next(c)
 	}
 }
