@@ -32,17 +32,20 @@ func (s *Server) auditRead(c echo.Context, action string, ref api.RecordRef) err
 	return nil
 }
 
-// auditAdmin records admin requests that no specific entry covers: every
-// read (GET) and every refused or failed request, with the route and the
-// outcome. Successful changes are recorded by the change itself.
+// auditAdmin records one line for every admin request, whatever the route
+// (so a route added later is covered too): "admin.read" for a successful
+// GET, "admin.request" for another success, "admin.refused" for a refused or
+// failed request, with the method, route, path parameters and outcome. A
+// change also has its own entry, with what changed, written by the change.
 func (s *Server) auditAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
-		if err == nil && c.Request().Method != http.MethodGet {
-			return nil
-		}
 		a := actorOf(c)
-		e := auth.AuditEntry{Action: "admin.read", Detail: map[string]string{"method": c.Request().Method, "route": c.Path()}}
+		action := "admin.read"
+		if c.Request().Method != http.MethodGet {
+			action = "admin.request"
+		}
+		e := auth.AuditEntry{Action: action, Detail: map[string]string{"method": c.Request().Method, "route": c.Path()}}
 		if len(a.Teams) > 0 {
 			e.Team, e.Teams = a.Teams[0], a.Teams[1:]
 		}
