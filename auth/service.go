@@ -181,6 +181,10 @@ type Device struct {
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin", "refresh_reuse" or "user_deleted"
 	Gen           uint64    `json:"gen"`                      // login generation
+	// Remote wipe (see RevokeAndWipe): when it was asked for, and when the
+	// device reported it done.
+	WipeRequestedAt time.Time `json:"wipe_requested_at,omitzero"`
+	WipeConfirmedAt time.Time `json:"wipe_confirmed_at,omitzero"`
 }
 
 // Revocation reasons.

@@ -88,6 +88,9 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 
 func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
+	if r.Wiped() {
+		return res, r.reportWipe(ctx)
+	}
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
@@ -147,6 +150,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			return res, err
 		}
+		if resp.Wipe {
+			return res, r.wipe(ctx)
+		}
 		waits = 0
 		r.growRequests()
 		if stale, err := r.afterSync(resp); err != nil || stale { // epoch.go: a restored server
@@ -184,9 +190,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Snapshot += len(resp.Snapshot)
 		res.Purged += len(resp.Purged)
 		res.Changed += len(out.Changed)
-		res.Rejected = append(res.Rejected, out.Rejections...)
+		res.Rejected = append(append(res.Rejected, out.Rejections...), out.Unstored...)
 		r.setStatus(func(s *Status) {
-			s.Pending -= out.AckedOps
+			s.Pending -= out.AckedOps + out.DroppedOps
 			if s.Pending < 0 {
 				s.Pending = 0
 			}

@@ -23,6 +23,7 @@ import (
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // sdkEnv is a real server on loopback with one team and a few users, and
@@ -207,6 +208,14 @@ func sdkAssertConverged(t *testing.T, rs ...*client.Replica) map[client.Ref]*crd
 			ab, _ := crdt.MarshalRecord(a)
 			bb, _ := crdt.MarshalRecord(b)
 			if !bytes.Equal(ab, bb) {
+				for n, f := range a.Fields {
+					g := b.Fields[n]
+					fb, _ := msgpack.Marshal(f)
+					gb, _ := msgpack.Marshal(g)
+					if !bytes.Equal(fb, gb) {
+						t.Logf("field %s: %+v vs %+v", n, f, g)
+					}
+				}
 				t.Fatalf("record %v differs between %s and %s", ref, rs[0].ID(), r.ID())
 			}
 		}
@@ -295,13 +304,20 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 				t.Fatalf("coordinator view of cfs: %+v", f)
 			}
 
-			// Bea resolves; both see it settled.
-			if err := bea.Resolve(ctx, ref, "cfs", 6); err != nil {
+			// Bea, a link worker, may not settle a clinical conflict; the
+			// coordinator does, and both tablets see it settled.
+			if err := bea.Resolve(ctx, ref, "cfs", 6); !errors.Is(err, client.ErrResolveForbidden) {
+				t.Fatalf("link worker's resolve: %v", err)
+			}
+			cora := e.device("cora", "", nil)
+			sdkMustSync(t, cora)
+			if err := cora.Resolve(ctx, ref, "cfs", 6); err != nil {
 				t.Fatal(err)
 			}
+			sdkMustSync(t, cora)
 			sdkMustSync(t, bea)
 			sdkMustSync(t, ann)
-			sdkAssertConverged(t, ann, bea)
+			sdkAssertConverged(t, ann, bea, cora)
 			if got, _ := ann.Get(ctx, ref); got.Fields["cfs"].Conflict || fmt.Sprint(got.Fields["cfs"].Value) != "6" {
 				t.Fatalf("after resolve: %+v", got.Fields["cfs"])
 			}
