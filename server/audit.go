@@ -13,10 +13,15 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// audit records an action of the request's actor in the audit trail. A
-// failure to record is logged as an error: the action has happened and is
-// not undone. Reads of a person's record use auditRead, which fails closed.
+// audit records an action of the request's actor in the audit trail. An
+// entry naming no team concerns the actor's teams, so that their admins read
+// it. A failure to record is logged as an error: the action has happened and
+// is not undone. Reads of a person's record use auditRead, which fails
+// closed.
 func (s *Server) audit(c echo.Context, e auth.AuditEntry) {
+	if a := actorOf(c); e.Team == "" && len(e.Teams) == 0 && len(a.Teams) > 0 {
+		e.Team, e.Teams = a.Teams[0], a.Teams[1:]
+	}
 	if err := s.auth.Audit(c.Request().Context(), e); err != nil {
 		s.log.Error("audit entry not recorded", "action", e.Action, "team", e.Team, "target", e.TargetID, "err", err)
 	}
@@ -40,15 +45,11 @@ func (s *Server) auditRead(c echo.Context, action string, ref api.RecordRef) err
 func (s *Server) auditAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
-		a := actorOf(c)
 		action := "admin.read"
 		if c.Request().Method != http.MethodGet {
 			action = "admin.request"
 		}
 		e := auth.AuditEntry{Action: action, Detail: map[string]string{"method": c.Request().Method, "route": c.Path()}}
-		if len(a.Teams) > 0 {
-			e.Team, e.Teams = a.Teams[0], a.Teams[1:]
-		}
 		for _, name := range c.ParamNames() {
 			e.Detail["param_"+name] = c.Param(name)
 		}
