@@ -65,10 +65,13 @@ func validateAudit(e *AuditEntry) error {
 		return fmt.Errorf("%w: audit action %q", ErrInvalid, e.Action)
 	case e.ActorID == "" || len(e.ActorID) > 200 || len(e.ActorName) > 200 || len(e.ActorRole) > 64 || len(e.Device) > 64:
 		return fmt.Errorf("%w: audit actor missing or too long", ErrInvalid)
-	case len(e.Team) > 64 || len(e.Teams) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
+	case len(e.Team) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
 		return fmt.Errorf("%w: audit team or target too long", ErrInvalid)
 	case len(e.Detail) > 32:
 		return fmt.Errorf("%w: audit detail has more than 32 keys", ErrInvalid)
+	}
+	if len(e.Teams) > 1000 { // never refuse a change for being about many teams
+		e.Teams = e.Teams[:1000]
 	}
 	for k, v := range e.Detail {
 		if k == "" || len(k) > 64 {
