@@ -393,7 +393,8 @@ func TestSDKRemoteWipe(t *testing.T) {
 	clock := newSDKClock(time.Now())
 	e := newSDKEnv(t, clock.now)
 	admin := sdkAdmin(t, e, sdkTeam)
-	ann := e.device("ann", "", nil)
+	annDir := t.TempDir()
+	ann := e.device("ann", annDir, nil)
 	bea := e.device("bea", "", nil)
 	sdkSeedPeople(t, ann, 5)
 	sdkMustSync(t, ann)
@@ -448,6 +449,17 @@ func TestSDKRemoteWipe(t *testing.T) {
 	}
 	if _, err := ann.Sync(ctx); !errors.Is(err, client.ErrWiped) {
 		t.Fatalf("second sync: %v", err)
+	}
+	// The wiped replica reopens, still wiped and empty.
+	if err := ann.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ann = e.open(annDir, nil)
+	if !ann.Wiped() {
+		t.Fatal("reopened replica forgot the wipe")
+	}
+	if states, _ := ann.States(ctx); len(states) != 0 {
+		t.Fatalf("reopened wiped tablet holds %d records", len(states))
 	}
 
 	admin = sdkLogin(t, e, "ada", "ada-password") // the admin's own token expired too
