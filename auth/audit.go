@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -99,12 +100,64 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 	if err := validateAudit(&e); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, add func(AuditEntry) error) error { return add(e) })
-	if err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Group commit: entries that arrive while a write is in flight are
+	// written together by the caller that finds none in flight, in one
+	// durable commit; each caller returns when its own entry is stored.
+	done := make(chan error, 1)
+	s.pendMu.Lock()
+	s.pending = append(s.pending, auditReq{e: e, done: done})
+	if !s.flushing {
+		s.flushing = true
+		for len(s.pending) > 0 {
+			n := min(len(s.pending), maxAuditBatch)
+			batch := s.pending[:n:n]
+			s.pending = s.pending[n:]
+			s.pendMu.Unlock()
+			s.writeAuditBatch(context.WithoutCancel(ctx), batch) // not cancelled with this caller: the batch holds others' entries
+			s.pendMu.Lock()
+		}
+		s.flushing = false
+	}
+	s.pendMu.Unlock()
+	if err := <-done; err != nil {
 		return fmt.Errorf("audit %s: %w", e.Action, err)
 	}
 	return nil
 }
+
+// writeAuditBatch stores a batch in one commit and tells each caller; a
+// batch too big for one transaction is stored entry by entry.
+func (s *Service) writeAuditBatch(ctx context.Context, batch []auditReq) {
+	err := s.auditUpdate(ctx, func(_ *badger.Txn, add func(AuditEntry) error) error {
+		for _, r := range batch {
+			if err := add(r.e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
+		for _, r := range batch {
+			s.writeAuditBatch(ctx, []auditReq{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// auditReq is an entry waiting for a group commit.
+type auditReq struct {
+	e    AuditEntry
+	done chan error
+}
+
+// maxAuditBatch bounds the entries of one group commit.
+const maxAuditBatch = 256
 
 // auditUpdate runs fn in a read-write transaction holding the audit lock;
 // fn adds entries with add, which assigns their seq and time. Entries whose
