@@ -103,29 +103,52 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Group commit: entries that arrive while a write is in flight are
-	// written together by the caller that finds none in flight, in one
-	// durable commit; each caller returns when its own entry is stored.
+	// Group commit: entries that arrive while a commit is in flight wait
+	// and go into the next commit together. The caller that finds no
+	// commit in flight leads: it writes one batch, then hands the lead to
+	// the first entry still waiting, so no caller writes more than one
+	// batch of others' entries.
 	done := make(chan error, 1)
 	s.pendMu.Lock()
 	s.pending = append(s.pending, auditReq{e: e, done: done})
-	if !s.flushing {
-		s.flushing = true
-		for len(s.pending) > 0 {
-			n := min(len(s.pending), maxAuditBatch)
-			batch := s.pending[:n:n]
-			s.pending = s.pending[n:]
-			s.pendMu.Unlock()
-			s.writeAuditBatch(context.WithoutCancel(ctx), batch) // not cancelled with this caller: the batch holds others' entries
-			s.pendMu.Lock()
+	lead := !s.flushing
+	s.flushing = true
+	s.pendMu.Unlock()
+	for {
+		if lead {
+			s.flushAudit(context.WithoutCancel(ctx)) // not cancelled with this caller: the batch holds others' entries
 		}
+		err := <-done
+		if err == errAuditLead {
+			lead = true
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("audit %s: %w", e.Action, err)
+		}
+		return nil
+	}
+}
+
+// errAuditLead tells a waiting Audit caller to lead the next group commit.
+var errAuditLead = errors.New("auth: lead the next audit commit")
+
+// flushAudit writes one batch of pending entries (the caller leads), then
+// passes the lead to the first entry still pending, or ends the flush.
+func (s *Service) flushAudit(ctx context.Context) {
+	s.pendMu.Lock()
+	n := min(len(s.pending), maxAuditBatch)
+	batch := s.pending[:n:n]
+	s.pending = s.pending[n:]
+	s.pendMu.Unlock()
+	s.writeAuditBatch(ctx, batch)
+	s.pendMu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].done <- errAuditLead // its result is not sent yet: the buffer is free
+	} else {
 		s.flushing = false
 	}
 	s.pendMu.Unlock()
-	if err := <-done; err != nil {
-		return fmt.Errorf("audit %s: %w", e.Action, err)
-	}
-	return nil
 }
 
 // writeAuditBatch stores a batch in one commit and tells each caller; a
