@@ -104,11 +104,11 @@ func TestSDKSetDuringClinicalConflict(t *testing.T) {
 	ann := e.device("ann", "", nil)
 	bea := e.device("bea", "", nil)
 	cal := e.device("cal", "", nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Edith"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Edith"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	if err := ann.Set(ctx, ref, "cfs", 4); err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +209,11 @@ func TestSDKClinicalResolveByRole(t *testing.T) {
 	bea := e.device("bea", "", nil)
 	dot := e.device("dot", "", nil) // logs in as coordinator, demoted below
 	cora := e.device("cora", "", nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Edith"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Edith"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	sdkMustSync(t, ann)
 	sdkMustSync(t, bea)
 	if err := ann.Set(ctx, ref, "cfs", 5); err != nil {
@@ -267,7 +267,7 @@ func TestSDKClinicalResolveByRole(t *testing.T) {
 		t.Fatalf("conflict list lost the record: %v", conflicts.Records)
 	}
 	// An admin may not settle cfs through the review API either.
-	if st := sdkDoJSON(t, e, http.MethodPost, admin, "/v1/teams/"+sdkTeam+"/records/people/"+id+"/resolve", map[string]any{"field": "cfs", "value": 5}, nil); st != http.StatusForbidden {
+	if st := sdkDoJSON(t, e, http.MethodPost, admin, "/v1/teams/"+sdkTeam+"/records/people/"+id.ID+"/resolve", map[string]any{"field": "cfs", "value": 5}, nil); st != http.StatusForbidden {
 		t.Fatalf("admin resolve of cfs: %d", st)
 	}
 
@@ -314,7 +314,7 @@ func TestSDKTeamMovePurgesDevice(t *testing.T) {
 	bea := e.device("bea", "", nil)
 	eve := e.device("eve", "", nil)
 	wigan := sdkSeedPeople(t, ann, 20)
-	if _, err := eve.Create(ctx, "people", "ashton", sdkPerson("Asha")); err != nil {
+	if _, err := eve.Create(ctx, client.Ref{Team: "ashton", Collection: "people"}, sdkPerson("Asha")); err != nil {
 		t.Fatal(err)
 	}
 	sdkMustSync(t, eve)
