@@ -26,6 +26,17 @@
 // enum and nhs_number; integers for int; maps with string keys for object
 // and int_map. A register write of nil clears the field.
 //
+// # Attachments
+//
+// The value type "attachment" is a file attached to a record (a photo, a
+// signed consent form, a letter). Its value is only metadata, a map of
+// sha256 (64 lowercase hex digits), size (bytes), content_type (one of
+// AttachmentTypes: JPEG, PNG, HEIC, PDF), captured_at (RFC 3339),
+// captured_by and an optional name; see Attachment. It merges like any
+// value: a register holds one file, a log appends several. The bytes travel
+// beside sync, content addressed by the SHA-256 (docs/PROTOCOL.md
+// "Attachments"), so a record never waits for its file.
+//
 // # Clinical fields and who settles their conflicts
 //
 // A register field marked "clinical" is clinically significant: a conflict

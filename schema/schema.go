@@ -45,7 +45,7 @@ const (
 	TypeIntMap    ValueType = "int_map"    // map from string keys to integers (instrument answers)
 )
 
-var valueTypes = []ValueType{TypeString, TypeText, TypeInt, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeNHSNumber, TypeObject, TypeIntMap}
+var valueTypes = []ValueType{TypeString, TypeText, TypeInt, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeNHSNumber, TypeObject, TypeIntMap, TypeAttachment}
 
 // CheckInstrumentResponse names the object check that validates an
 // instrument response: the object's "instrument" property names an

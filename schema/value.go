@@ -356,6 +356,8 @@ func (f *Field) check(v any) *valueError {
 			}
 		}
 		return nil
+	case TypeAttachment:
+		return checkAttachment(v)
 	case TypeObject:
 		m, ok := v.(map[string]any)
 		if !ok {
