@@ -69,7 +69,23 @@ const (
 	CodeConflictInReview Code = "conflict_in_review"
 )
 
+// Attachment codes (request-level), on the blob routes (see api/blob.go).
+const (
+	CodeBlobTooLarge    Code = "blob_too_large"         // the file exceeds the per-file limit
+	CodeBlobQuota       Code = "blob_quota_exceeded"    // the team's attachment quota is used up
+	CodeUploadOffset    Code = "upload_offset_mismatch" // Upload-Offset is not what the server holds; the reply's Upload-Offset header says what is
+	CodeBlobHash        Code = "blob_hash_mismatch"     // the complete bytes do not hash to the name; the upload was discarded, start again
+	CodeBlobTypeRefused Code = "blob_type_refused"      // the bytes are not JPEG, PNG, HEIC or PDF (executables always refused); discarded
+	CodeUploadBusy      Code = "upload_busy"            // another request is still writing this upload; retry shortly
+)
+
 var statusByCode = map[Code]int{
+	CodeBlobTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeBlobQuota:           http.StatusRequestEntityTooLarge,
+	CodeUploadOffset:        http.StatusConflict,
+	CodeBlobHash:            http.StatusUnprocessableEntity,
+	CodeBlobTypeRefused:     http.StatusUnsupportedMediaType,
+	CodeUploadBusy:          http.StatusConflict,
 	CodeBadRequest:          http.StatusBadRequest,
 	CodeMalformedBody:       http.StatusBadRequest,
 	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,

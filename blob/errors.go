@@ -44,7 +44,3 @@ func (e *OffsetError) Error() string {
 
 // Unwrap returns ErrOffset.
 func (e *OffsetError) Unwrap() error { return ErrOffset }
-
-func refused(what string) error {
-	return fmt.Errorf("%w: the file is %s; only JPEG, PNG, HEIC and PDF are accepted", ErrRefusedType, what)
-}

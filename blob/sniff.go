@@ -1,49 +1,22 @@
 package blob
 
 import (
-	"bytes"
-	"net/http"
+	"fmt"
+
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // SniffLen is how many leading bytes Sniff looks at.
-const SniffLen = 512
+const SniffLen = schema.SniffLen
 
-// heifBrands are the ftyp major brands of HEIC/HEIF images.
-var heifBrands = [][]byte{[]byte("heic"), []byte("heix"), []byte("hevc"), []byte("hevx"), []byte("heim"), []byte("heis"), []byte("mif1"), []byte("msf1")}
-
-// executableMagic are the leading bytes of programs and archives that
-// carry programs (Windows PE, ELF, Mach-O, scripts, zip/jar/apk).
-var executableMagic = [][]byte{
-	[]byte("MZ"), []byte("\x7fELF"), []byte("#!"),
-	{0xfe, 0xed, 0xfa, 0xce}, {0xfe, 0xed, 0xfa, 0xcf}, {0xce, 0xfa, 0xed, 0xfe}, {0xcf, 0xfa, 0xed, 0xfe}, {0xca, 0xfe, 0xba, 0xbe},
-	[]byte("PK\x03\x04"),
-}
-
-// Sniff returns the content type of a file from its first bytes (up to
-// SniffLen): image/jpeg, image/png, image/heic or application/pdf. Anything
-// else, and executables in particular, is ErrRefusedType.
+// Sniff returns the content type of a file from its first bytes (see
+// schema.SniffAttachment): image/jpeg, image/png, image/heic or
+// application/pdf. Anything else, and executables in particular, is
+// ErrRefusedType.
 func Sniff(head []byte) (string, error) {
-	for _, m := range executableMagic {
-		if bytes.HasPrefix(head, m) {
-			return "", refused("an executable or archive")
-		}
+	ct, err := schema.SniffAttachment(head)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrRefusedType, err)
 	}
-	if len(head) >= 12 && string(head[4:8]) == "ftyp" {
-		for _, b := range heifBrands {
-			if bytes.Equal(head[8:12], b) {
-				return "image/heic", nil
-			}
-		}
-		return "", refused("an ISO media file that is not HEIC")
-	}
-	ct := http.DetectContentType(head)
-	switch {
-	case ct == "image/jpeg" && bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
-		return ct, nil
-	case ct == "image/png" && bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
-		return ct, nil
-	case ct == "application/pdf" && bytes.HasPrefix(head, []byte("%PDF-")):
-		return ct, nil
-	}
-	return "", refused(ct)
+	return ct, nil
 }

@@ -45,6 +45,12 @@ type Config struct {
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits
 
+	// MaxBlobSize bounds one attachment file in bytes; default
+	// blob.DefaultMaxFileSize (32 MiB). BlobTeamQuota bounds a team's
+	// stored attachments plus unfinished uploads; default
+	// blob.DefaultTeamQuota (20 GiB).
+	MaxBlobSize, BlobTeamQuota int64
+
 	// DeviceRate is the sustained requests per second allowed per device on
 	// authenticated routes, with bursts of DeviceBurst; default 10/s, burst
 	// 40. A negative rate disables the limit.

@@ -36,6 +36,9 @@ type ErasureReport struct {
 	// was running; the values leave the disk when it ends.
 	Scrubbed     bool `json:"scrubbed"`
 	ScrubPending bool `json:"scrub_pending,omitempty"`
+	// BlobsDeleted lists the SHA-256 of the attachments deleted from the
+	// disk because no remaining record refers to them.
+	BlobsDeleted []string `json:"blobs_deleted,omitempty"`
 }
 
 // erase handles POST /v1/admin/erasures (admins only, and only for a team
@@ -68,13 +71,18 @@ func (s *Server) erase(c echo.Context) error {
 		audit.Error("erasure done but not journalled", "err", err)
 		return &Error{Code: api.CodeInternal, Detail: "the record was erased, but writing the erasure journal failed: tell the operator", Err: err}
 	}
-	audit.Info("erasure done", "records", len(rep.Records), "ops", rep.Ops,
+	blobs, err := s.eraseBlobs(c, ref.Team, append([]api.RecordRef{ref}, rep.Records...))
+	if err != nil {
+		audit.Error("erasure done but its attachments not deleted", "err", err)
+		return &Error{Code: api.CodeInternal, Detail: "the record was erased, but deleting its attachments failed: retry the erasure", Err: err}
+	}
+	audit.Info("erasure done", "blobs", len(blobs), "records", len(rep.Records), "ops", rep.Ops,
 		"quarantined", rep.Quarantined, "position", rep.Position, "already_erased", rep.AlreadyErased)
 	s.audit(c, erasureAudit(ref, req.Cascade, &rep))
 	out := ErasureReport{
 		Records: rep.Records, Ops: rep.Ops, LogEntriesRewritten: rep.EntriesRewritten, LogEntriesDeleted: rep.EntriesDeleted,
 		QuarantinedDeleted: rep.Quarantined, Position: rep.Position, AlreadyErased: rep.AlreadyErased,
-		Scrubbed: rep.Scrubbed, ScrubPending: rep.ScrubPending,
+		Scrubbed: rep.Scrubbed, ScrubPending: rep.ScrubPending, BlobsDeleted: blobs,
 	}
 	if out.Records == nil {
 		out.Records = []api.RecordRef{}

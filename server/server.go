@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/blob"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
 )
@@ -24,6 +25,7 @@ type Server struct {
 	echo   *echo.Echo
 	engine *dsync.Engine
 	auth   *auth.Service
+	blobs  *blob.Store
 
 	deviceLimit *limiter
 	authLimit   *limiter
@@ -73,8 +75,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		a.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	blobs, err := blob.Open(blob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), MaxFileSize: cfg.MaxBlobSize, TeamQuota: cfg.BlobTeamQuota, Now: cfg.Now})
+	if err != nil {
+		eng.Close()
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
+		cfg: cfg, log: cfg.Logger, engine: eng, auth: a, blobs: blobs,
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
@@ -138,6 +146,11 @@ func (s *Server) routes() {
 	adm.POST("/erasures", s.erase)
 	adm.GET("/backup", s.streamBackup, s.requireServiceAdmin)
 	adm.POST("/backups", s.backupToDir, s.requireServiceAdmin)
+
+	blobs := e.Group("/v1/teams/:team/blobs", s.authenticate, s.limitDevice, requireTeam) // every role, as for records
+	blobs.HEAD("/:digest", s.headBlob)
+	blobs.PATCH("/:digest", s.patchBlob)
+	blobs.GET("/:digest", s.getBlob)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)
