@@ -185,11 +185,22 @@ func checkArgs(team, sum string) error {
 }
 
 // Stat describes the team's blob or unfinished upload named sum, or
-// returns ErrNotFound.
-func (s *Store) Stat(team, sum string) (Info, error) {
+// returns ErrNotFound. It waits for a write of the upload in progress (a
+// request whose connection was cut may still be draining), so the offset
+// it reports is the one to resume from.
+func (s *Store) Stat(ctx context.Context, team, sum string) (Info, error) {
 	if err := checkArgs(team, sum); err != nil {
 		return Info{}, err
 	}
+	unlock, err := s.lock(ctx, team+"\x00"+sum)
+	if err != nil {
+		return Info{}, err
+	}
+	defer unlock()
+	return s.stat(team, sum)
+}
+
+func (s *Store) stat(team, sum string) (Info, error) {
 	op := s.objectPath(team, sum)
 	if m, err := readMeta(op + ".json"); err == nil {
 		return Info{SHA256: sum, Size: m.Size, Offset: m.Size, Complete: true, ContentType: m.ContentType}, nil
@@ -429,8 +440,8 @@ func (s *Store) release(team string, size int64) {
 
 // Open returns the team's complete blob named sum for reading, with its
 // Info, or ErrNotFound (also for an unfinished upload).
-func (s *Store) Open(team, sum string) (*os.File, Info, error) {
-	info, err := s.Stat(team, sum)
+func (s *Store) Open(ctx context.Context, team, sum string) (*os.File, Info, error) {
+	info, err := s.Stat(ctx, team, sum)
 	if err != nil {
 		return nil, Info{}, err
 	}

@@ -66,7 +66,7 @@ func TestWriteResumes(t *testing.T) {
 	if err == nil || info.Offset != 100_000 || info.Complete {
 		t.Fatalf("cut write: %+v, %v", info, err)
 	}
-	if st, _ := s.Stat("wigan", sum); st.Offset != 100_000 || st.ContentType != "image/jpeg" {
+	if st, _ := s.Stat(ctx, "wigan", sum); st.Offset != 100_000 || st.ContentType != "image/jpeg" {
 		t.Fatalf("stat after cut: %+v", st)
 	}
 	_, err = s.Write(ctx, "wigan", sum, ref, int64(len(data)), 0, bytes.NewReader(data))
@@ -78,7 +78,7 @@ func TestWriteResumes(t *testing.T) {
 	if err != nil || !info.Complete {
 		t.Fatalf("resumed write: %+v, %v", info, err)
 	}
-	f, _, err := s.Open("wigan", sum)
+	f, _, err := s.Open(ctx, "wigan", sum)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestWriteResumes(t *testing.T) {
 		t.Fatal("bytes differ")
 	}
 	// Another team knowing the hash finds nothing.
-	if _, _, err := s.Open("ashton", sum); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Open(ctx, "ashton", sum); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("other team open: %v", err)
 	}
 	if s.Usage("wigan") != int64(len(data)) || s.Usage("ashton") != 0 {
@@ -131,7 +131,7 @@ func TestWriteRefuses(t *testing.T) {
 	if _, err := s.Write(ctx, "wigan", wrong, ref, 1000, 0, bytes.NewReader(data)); !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("hash mismatch: %v", err)
 	}
-	if _, err := s.Stat("wigan", wrong); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Stat(ctx, "wigan", wrong); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("mismatched upload kept: %v", err)
 	}
 	if _, err := s.Write(ctx, "wigan", wrong, ref, 2<<20, 0, bytes.NewReader(data)); !errors.Is(err, ErrTooLarge) {
@@ -165,7 +165,7 @@ func TestEraseRecords(t *testing.T) {
 	if d, err := s.EraseRecords(ctx, "wigan", []Ref{ref}); err != nil || len(d) != 0 {
 		t.Fatalf("erase one ref: %v, %v", d, err)
 	}
-	if _, err := s.Stat("wigan", sum); err != nil {
+	if _, err := s.Stat(ctx, "wigan", sum); err != nil {
 		t.Fatal(err)
 	}
 	if d, err := s.EraseRecords(ctx, "wigan", []Ref{other}); err != nil || len(d) != 1 || d[0] != sum {

@@ -35,6 +35,13 @@ type Status struct {
 	// Restated counts the records the server took back from it.
 	ServerRestored time.Time
 	Restated       int
+	// UploadsPending counts attached files not yet all on the server and
+	// UploadBytesPending their bytes not yet acknowledged;
+	// UploadBytesSent counts attachment bytes sent since Open, re-sent
+	// ones included (see UploadAttachments).
+	UploadsPending     int
+	UploadBytesPending int64
+	UploadBytesSent    int64
 }
 
 // Status returns the current sync status.

@@ -142,6 +142,8 @@ type Replica struct {
 	syncMu gosync.Mutex
 	// authMu guards token refresh.
 	authMu gosync.Mutex
+	// blobMu serializes read-modify-writes of attachment metadata.
+	blobMu gosync.Mutex
 
 	sizeMu     gosync.Mutex
 	sizes      RequestSizes // configured (Options, SetRequestSizes)

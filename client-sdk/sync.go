@@ -82,6 +82,8 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 	})
 	if err != nil {
 		r.log.Warn("sync failed", "err", err, "code", problemCode(err))
+	} else if _, perr := r.PurgeAttachments(ctx); perr != nil {
+		r.log.Warn("purge attachments", "err", perr) // retried after the next sync
 	}
 	return res, err
 }

@@ -52,7 +52,7 @@ func setBlobHeaders(c echo.Context, info blob.Info) {
 // headBlob handles HEAD /v1/teams/:team/blobs/:digest: what the server
 // holds of the team's blob, in headers. 404 when nothing.
 func (s *Server) headBlob(c echo.Context) error {
-	info, err := s.blobs.Stat(c.Param("team"), c.Param("digest"))
+	info, err := s.blobs.Stat(c.Request().Context(), c.Param("team"), c.Param("digest"))
 	if err != nil {
 		return blobError(err)
 	}
@@ -103,7 +103,7 @@ func (s *Server) patchBlob(c echo.Context) error {
 // getBlob handles GET /v1/teams/:team/blobs/:digest: the complete bytes,
 // never compressed, with Range support so a download resumes too.
 func (s *Server) getBlob(c echo.Context) error {
-	f, info, err := s.blobs.Open(c.Param("team"), c.Param("digest"))
+	f, info, err := s.blobs.Open(c.Request().Context(), c.Param("team"), c.Param("digest"))
 	if err != nil {
 		return blobError(err)
 	}
