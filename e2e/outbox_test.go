@@ -164,3 +164,49 @@ func TestSDKValueLimitAtWriteTime(t *testing.T) {
 		t.Fatalf("%d pending ops, want the 4 of the create only", len(ops))
 	}
 }
+
+// TestSDKTenThousandByThirtyLong is the issue's own scenario, behind -long:
+// 10,000 records of 30 fields pushed in Batches of 100 against a server
+// with its default page and rate limits. One Sync must finish it.
+func TestSDKTenThousandByThirtyLong(t *testing.T) {
+	if !sdkLong() {
+		t.Skip("long: run with -long")
+	}
+	ctx := context.Background()
+	e := newSDKEnv(t, nil, func(c *server.Config) {
+		c.NoSchema, c.PageBytes, c.DeviceRate, c.DeviceBurst = true, 0, 0, 0 // the server's defaults
+	})
+	ann := e.device("ann", "", func(o *client.Options) {
+		o.NoValidation, o.PullLimit, o.MaxRetryWait = true, 0, 0
+	})
+	sdkMustSync(t, ann)
+	start := time.Now()
+	for b := range 100 {
+		err := ann.Batch(ctx, func(bt *client.Batch) error {
+			for i := range 100 {
+				fields := map[string]any{}
+				for f := range 30 {
+					fields[fmt.Sprintf("f%02d", f)] = fmt.Sprintf("value %d of record %d", f, b*100+i)
+				}
+				if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, fields); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrote := time.Since(start)
+	start = time.Now()
+	res, err := ann.Sync(ctx)
+	if err != nil {
+		t.Fatalf("sync of 10,000 × 30: %v (after %d rounds)", err, res.Rounds)
+	}
+	if res.Pushed != 100 || res.PushedOps != 300_000 || ann.Status().Pending != 0 {
+		t.Fatalf("pushed %d changes, %d ops; pending %d", res.Pushed, res.PushedOps, ann.Status().Pending)
+	}
+	t.Logf("10,000 × 30: writes %v; one Sync %v, %d rounds, %d waits for the rate limit, %d bytes sent",
+		wrote, time.Since(start), res.Rounds, res.RateLimited, res.BytesSent)
+}
