@@ -45,7 +45,7 @@
 // conflict to someone allowed to settle it. Resolve of a clinical conflict
 // checks the signed-in user's role (from Login) against the field's
 // settled_by (ErrResolveForbidden; MaySettle asks beforehand). The server
-// applies the same rules (docs/PROTOCOL.md §9.1) and, when it refuses a
+// applies the same rules (docs/PROTOCOL.md §11.1) and, when it refuses a
 // write this replica already applied (a conflict that had not reached the
 // tablet yet, a demotion since login), says so per op (Rejected) and
 // restates the record: the replica replaces its copy with the server's and
