@@ -44,6 +44,16 @@ const (
 	CodeRecordErased  Code = "record_erased"  // op: the record was erased; refused
 	CodeWrongReplica  Code = "wrong_replica"  // op: id names another replica than the pusher's
 	CodeOpIDReused    Code = "op_id_reused"   // op: the server holds another op with this id; refused
+	// CodeInvalidRecordID: the op's record ID is not 1–64 ASCII letters,
+	// digits, '-', '_' or '.' (crdt.ValidateRecordID); refused.
+	CodeInvalidRecordID Code = "invalid_record_id"
+	// CodeRecordTooLarge: merging the op would grow its record, or one
+	// field of it, past the server's size bound; refused, not stored.
+	CodeRecordTooLarge Code = "record_too_large"
+	// CodeQuarantineFull: the op would have been quarantined, but the
+	// pushing device's or the team's quarantine quota is used up; refused,
+	// not stored.
+	CodeQuarantineFull Code = "quarantine_full"
 )
 
 var statusByCode = map[Code]int{

@@ -24,6 +24,7 @@ const (
 	reqResolve
 	reqReapply
 	reqErase
+	reqExpire
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -46,6 +47,7 @@ type request struct {
 	results []api.ChangeResult
 	rec     *crdt.Record
 	report  ErasureReport // erase
+	expired int           // expire
 	err     error         // request-level error (not found, forbidden, invalid)
 
 	done chan struct{}
@@ -95,10 +97,16 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 // groups, commits each group in one transaction and answers its callers.
 func (e *Engine) committer() {
 	defer close(e.done)
+	tick := time.NewTicker(e.bounds.QuarantineSweep)
+	defer tick.Stop()
+	e.lastSweep = e.wall()
 	for {
 		var first *request
 		select {
 		case first = <-e.reqs:
+		case <-tick.C:
+			first = &request{kind: reqExpire, done: make(chan struct{})}
+			e.lastSweep = e.wall()
 		case <-e.stop:
 			return
 		}
@@ -111,6 +119,12 @@ func (e *Engine) committer() {
 			default:
 				break drain
 			}
+		}
+		if now := e.wall(); now.Sub(e.lastSweep) >= e.bounds.QuarantineSweep {
+			// Expired quarantine entries go in the same commit as the
+			// group; a quiet server sweeps on the ticker below.
+			e.lastSweep = now
+			group = append(group, &request{kind: reqExpire, done: make(chan struct{})})
 		}
 		e.commitGroup(group)
 		for _, r := range group {
@@ -174,6 +188,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.reapply(r)
 		case reqErase:
 			err = t.erase(r)
+		case reqExpire:
+			err = t.expire(r)
 		}
 		if err != nil {
 			return err
@@ -202,6 +218,7 @@ type txnState struct {
 	records map[string]*recState      // by record key
 	owners  map[string]string         // team-index key → owning team ("" = none)
 	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+	usage   map[string]*usage         // quarantine quota counters by key
 }
 
 type recState struct {
@@ -211,6 +228,8 @@ type recState struct {
 	updatedMS   int64 // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
+	size        int            // encoded size estimate, from above (see checkSize)
+	fieldSize   map[string]int // the same per field, filled as fields are touched
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -270,6 +289,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
+		rs.size = 16 + len(team) + len(coll) + len(id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
@@ -279,6 +299,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 				return err
 			}
 			rs.updatedMS = ms
+			rs.size = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
 			return err
 		})
@@ -303,24 +324,13 @@ func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	return false, nil
 }
 
-// quarantine stores an op that was not merged. Reapplicable ops are also
-// indexed by op ID so later ops may name them in pred.
-func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string, reapplicable bool) error {
-	t.qid++
-	v, err := store.Encode(&store.QuarantineEntry{
-		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason,
-		ReceivedMS: t.now.UnixMilli(), Reapplicable: reapplicable,
+// quarantine stores a reapplicable op whole (see putQuarantine for the
+// quotas) and indexes it by op ID so later ops may name it in pred. It
+// reports false, storing nothing, when a quota is used up.
+func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string) (bool, error) {
+	return t.putQuarantine(&store.QuarantineEntry{
+		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason, Reapplicable: true,
 	})
-	if err != nil {
-		return err
-	}
-	if err := t.set(store.QuarantineKey(t.qid), v); err != nil {
-		return err
-	}
-	if reapplicable {
-		return t.set(store.QuarantinedOpKey(op.ID), store.PutU64(t.qid))
-	}
-	return nil
 }
 
 // merge applies a checked op to its record. An op the record's field type
@@ -330,6 +340,9 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	rs, err := t.record(op.Team, op.Collection, op.Record)
 	if err != nil {
 		return nil, err
+	}
+	if err := t.checkSize(rs, op); err != nil {
+		return err, nil
 	}
 	if err := rs.rec.Apply(op); err != nil {
 		return err, nil
@@ -417,6 +430,9 @@ func (t *txnState) flush() error {
 			return err
 		}
 	}
+	if err := t.flushUsage(); err != nil {
+		return err
+	}
 	if t.pos != t.e.lastPos {
 		if err := t.set(store.KeyLogPos, store.PutU64(t.pos)); err != nil {
 			return err
@@ -472,6 +488,7 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	res.Status = api.ChangeApplied
 	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
 	var accepted []crdt.Op
+	var refused refusedSummaries
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
 		ref, err := t.check(c, op, inChange)
@@ -492,18 +509,31 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
-		}
-		if ref.quarantined {
-			inChange[op.ID] = true
-		}
-		// An op for an erased record is not kept: keeping it would store
-		// again what the erasure removed.
-		if ref.code != api.CodeRecordErased {
-			if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
-				return res, err
+			if errors.Is(rf, errRecordTooLarge) {
+				ref.code = api.CodeRecordTooLarge
 			}
 		}
+		switch {
+		case ref.quarantined:
+			stored, err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail)
+			if err != nil {
+				return res, err
+			}
+			if stored {
+				inChange[op.ID] = true
+			} else {
+				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
+			}
+		case ref.code != api.CodeRecordErased:
+			// Refused ops are kept as a summary per code, never as their
+			// values. An op for an erased record is not kept at all:
+			// keeping it would store again what the erasure removed.
+			refused.add(op, ref.code, ref.detail)
+		}
 		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
+	}
+	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
+		return res, err
 	}
 	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
 		return res, err
@@ -519,6 +549,9 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}, nil
+	}
+	if err := crdt.ValidateRecordID(op.Record); err != nil {
+		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}, nil
 	}
 	if op.ID.Replica != c.Replica {
 		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}, nil

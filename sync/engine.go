@@ -74,6 +74,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Bounds holds the record size bounds and the quarantine quotas and
+	// expiry; zero fields take DefaultBounds.
+	Bounds Bounds
 }
 
 // Page limits.
@@ -96,6 +99,8 @@ type Engine struct {
 	validator Validator
 	server    crdt.ReplicaID
 	pageBytes int
+	bounds    Bounds
+	lastSweep time.Time // owned by the committer
 
 	reqs chan *request
 	stop chan struct{}
@@ -143,6 +148,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if e.pageBytes <= 0 {
 		e.pageBytes = defaultPageBytes
 	}
+	e.bounds = opts.Bounds.orDefault()
 	if err := e.load(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
