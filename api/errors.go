@@ -29,6 +29,9 @@ const (
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
 	CodeMethodNotAllowed    Code = "method_not_allowed"
+	// CodeRequestTimeout: the request body arrived slower than the
+	// server's minimum rate, or not within the read timeout.
+	CodeRequestTimeout Code = "request_timeout"
 )
 
 // Change- and op-level codes, carried in ChangeResult and OpResult.
@@ -75,6 +78,7 @@ var statusByCode = map[Code]int{
 	CodeInternal:            http.StatusInternalServerError,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeRequestTimeout:      http.StatusRequestTimeout,
 }
 
 // Status returns the HTTP status a request-level code travels with, or 500

@@ -29,7 +29,8 @@ type Server struct {
 	authLimit   *limiter
 	metrics     *metrics
 	syncLatency histogram
-	syncSlots   chan struct{} // one token per sync being read or processed
+	syncSlots   chan struct{} // one token per sync being processed (its body read)
+	admit       *admission
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		admit:       newAdmission(&cfg),
 	}
 	s.routes()
 	return s, nil
