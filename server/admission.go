@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	gosync "sync"
 	"time"
@@ -32,9 +33,15 @@ import (
 //     once (never a wait, so trickling senders cannot queue others);
 //   - the work budget bounds decode, engine and reply memory, charged
 //     workFactor × the decoded body size before decoding; requests wait
-//     for it up to wait, then get 503 unavailable.
+//     for it up to wait, then get 503 unavailable. Requests of at most
+//     SmallSyncBytes decoded (nearly every real sync) draw on a separate
+//     small budget, so they never queue behind large ones (the semaphore
+//     serves waiters in order);
+//   - larger requests are also processed at most cap(large) at a time
+//     (GOMAXPROCS−1, at least one), so they leave a core to everyone
+//     else's small syncs.
 type admission struct {
-	wire, work          *semaphore.Weighted
+	wire, work, small   *semaphore.Weighted
 	wireMax, workMax    int64
 	workFactor          int64
 	wait                time.Duration
@@ -42,6 +49,7 @@ type admission struct {
 	grace, readTimeout  time.Duration
 	maxWire, maxDecoded int64
 	maxPerDevice        int
+	large               chan struct{}
 	mu                  gosync.Mutex
 	inFlight            map[string]int
 }
@@ -50,10 +58,12 @@ func newAdmission(cfg *Config) *admission {
 	return &admission{
 		wire: semaphore.NewWeighted(cfg.BodyBudget), wireMax: cfg.BodyBudget,
 		work: semaphore.NewWeighted(cfg.SyncMemoryBudget), workMax: cfg.SyncMemoryBudget,
+		small:      semaphore.NewWeighted(SmallSyncBudget),
 		workFactor: SyncMemoryFactor, wait: cfg.BudgetWait,
 		minRate: float64(cfg.MinBodyRate), grace: cfg.BodyGrace, readTimeout: cfg.ReadTimeout,
 		maxWire: cfg.MaxSyncBody, maxDecoded: cfg.MaxSyncDecoded,
 		maxPerDevice: cfg.MaxSyncsPerDevice, inFlight: map[string]int{},
+		large: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 	}
 }
 
@@ -61,7 +71,15 @@ func newAdmission(cfg *Config) *admission {
 // Config.SyncMemoryBudget per byte of decoded body: the body itself, the
 // decoded ops, the commit's log entries and Badger transaction, and the
 // reply, measured at about this multiple (see docs/SECURITY.md).
-const SyncMemoryFactor = 6
+const SyncMemoryFactor = 8
+
+// SmallSyncBytes is the largest decoded body that draws on the small
+// budget of SmallSyncBudget bytes (room for 32 such requests at once)
+// rather than on Config.SyncMemoryBudget.
+const (
+	SmallSyncBytes  = 256 << 10
+	SmallSyncBudget = 32 * SyncMemoryFactor * SmallSyncBytes
+)
 
 // enter registers a sync of device, or reports false if it already has
 // maxPerDevice in flight.
@@ -113,13 +131,25 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 			return nil, nil, err
 		}
 	}
-	weight := min(a.workFactor*max(size, 1), a.workMax)
+	budget, weight := a.work, min(a.workFactor*max(size, 1), a.workMax)
+	if size <= SmallSyncBytes {
+		budget = a.small
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.wait)
 	defer cancel()
-	if err := a.work.Acquire(ctx, weight); err != nil {
+	if err := budget.Acquire(ctx, weight); err != nil {
 		return nil, nil, &Error{Code: api.CodeUnavailable, Detail: "server busy: request memory budget full; retry", Err: errBusy}
 	}
-	release = func() { a.work.Release(weight) }
+	release = func() { budget.Release(weight) }
+	if budget == a.work {
+		select {
+		case a.large <- struct{}{}:
+		case <-ctx.Done():
+			release()
+			return nil, nil, &Error{Code: api.CodeUnavailable, Detail: "server busy with large syncs; retry", Err: errBusy}
+		}
+		release = func() { <-a.large; budget.Release(weight) }
+	}
 	if !gz {
 		return wire, release, nil
 	}

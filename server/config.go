@@ -47,12 +47,13 @@ type Config struct {
 	BodyGrace   time.Duration
 	// BodyBudget bounds the bytes of sync bodies being received at once,
 	// across all requests; when full, a request gets 503 unavailable at
-	// once. Default 256 MiB.
+	// once. Default 128 MiB.
 	BodyBudget int64
 	// SyncMemoryBudget bounds the memory of sync requests being decoded
-	// and processed, each charged SyncMemoryFactor × its decoded body;
+	// and processed, each charged SyncMemoryFactor × its decoded body
+	// (bodies of at most SmallSyncBytes draw on SmallSyncBudget instead);
 	// requests wait up to BudgetWait for room, then get 503 unavailable.
-	// Defaults 768 MiB and 20 s. docs/SECURITY.md gives the RSS ceiling
+	// Defaults 384 MiB and 20 s. docs/SECURITY.md gives the RSS ceiling
 	// these make.
 	SyncMemoryBudget int64
 	BudgetWait       time.Duration
@@ -127,10 +128,10 @@ func (c *Config) defaults() {
 		c.BodyGrace = 10 * time.Second
 	}
 	if c.BodyBudget <= 0 {
-		c.BodyBudget = 256 << 20
+		c.BodyBudget = 128 << 20
 	}
 	if c.SyncMemoryBudget <= 0 {
-		c.SyncMemoryBudget = 768 << 20
+		c.SyncMemoryBudget = 384 << 20
 	}
 	if c.BudgetWait <= 0 {
 		c.BudgetWait = 20 * time.Second

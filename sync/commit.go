@@ -35,6 +35,10 @@ type request struct {
 	caller Caller
 
 	changes []api.Change // push
+	// pre[i][j] is the stateless refusal of changes[i].Ops[j] (precheck),
+	// computed by Push before the request is queued so that the single
+	// committer does not spend its time refusing a flood of bad ops.
+	pre [][]*refusal
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -86,7 +90,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 		return nil, nil
 	}
 	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes}
+	r := &request{kind: reqPush, caller: c, changes: changes, pre: prechecks(&c, changes)}
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -126,11 +130,51 @@ func (e *Engine) committer() {
 			e.lastSweep = now
 			group = append(group, &request{kind: reqExpire, done: make(chan struct{})})
 		}
-		e.commitGroup(group)
-		for _, r := range group {
-			close(r.done)
+		// Small writes commit first, in their own transaction, and are
+		// answered before large pushes are applied: a device's 1-op sync
+		// does not wait for another's megabytes to be checked and fsynced.
+		small, large := splitBySize(group)
+		for _, g := range [][]*request{small, large} {
+			if len(g) == 0 {
+				continue
+			}
+			e.commitGroup(g)
+			for _, r := range g {
+				close(r.done)
+			}
 		}
 	}
+}
+
+// maxDetailsPerCode is how many OpResults of one code in one change carry
+// a detail text; the rest carry the code alone.
+const maxDetailsPerCode = 16
+
+// largePush is the op count (or value bytes/1 KiB) from which a push
+// commits after the small writes of its group.
+const largePush = 256
+
+// splitBySize splits a commit group into small writes and large pushes,
+// each in arrival order.
+func splitBySize(group []*request) (small, large []*request) {
+	for _, r := range group {
+		if r.kind == reqPush && pushWeight(r.changes) >= largePush {
+			large = append(large, r)
+		} else {
+			small = append(small, r)
+		}
+	}
+	return small, large
+}
+
+func pushWeight(changes []api.Change) int {
+	n := 0
+	for i := range changes {
+		for j := range changes[i].Ops {
+			n += 1 + len(changes[i].Ops[j].Value)>>10
+		}
+	}
+	return n
 }
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
@@ -149,8 +193,8 @@ func (e *Engine) commitGroup(reqs []*request) {
 		}
 		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
 			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:]}
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:]}
 			e.commitGroup([]*request{a})
 			e.commitGroup([]*request{b})
 			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -449,7 +493,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -468,7 +512,7 @@ type refusal struct {
 
 // pushChange applies one change: seq dedupe and gap check, then each op's
 // checks in order; accepted ops merge, the rest go to the quarantine.
-func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.ChangeResult, error) {
 	res := api.ChangeResult{Seq: ch.Seq}
 	hwm, err := t.highWater(c.Replica)
 	if err != nil {
@@ -489,11 +533,15 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
 	var accepted []crdt.Op
 	var refused refusedSummaries
+	perCode := map[api.Code]int{}
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
-		ref, err := t.check(c, op, inChange)
-		if err != nil {
-			return res, err
+		ref := pre[i]
+		if ref == nil {
+			var err error
+			if ref, err = t.checkRecord(op, inChange, false); err != nil {
+				return res, err
+			}
 		}
 		if ref != nil && ref.duplicate {
 			continue // idempotent: already merged, with the same content
@@ -530,7 +578,14 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 			// keeping it would store again what the erasure removed.
 			refused.add(op, ref.code, ref.detail)
 		}
-		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
+		// A flood of ops refused for one reason gets its detail a few
+		// times, not once per op: the reply stays a small multiple of
+		// the op count, not of the detail text.
+		detail := ref.detail
+		if perCode[ref.code]++; perCode[ref.code] > maxDetailsPerCode {
+			detail = ""
+		}
+		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: detail, Quarantined: ref.quarantined})
 	}
 	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
 		return res, err
@@ -541,25 +596,38 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	return res, t.setHighWater(c.Replica, ch.Seq)
 }
 
-// check runs a pushed op's checks in order and returns why it must not be
-// merged, or nil.
-func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+// prechecks runs precheck on every op of changes.
+func prechecks(c *Caller, changes []api.Change) [][]*refusal {
+	pre := make([][]*refusal, len(changes))
+	for i := range changes {
+		pre[i] = make([]*refusal, len(changes[i].Ops))
+		for j := range changes[i].Ops {
+			pre[i][j] = precheck(c, &changes[i].Ops[j])
+		}
+	}
+	return pre
+}
+
+// precheck runs a pushed op's checks that need no stored state (shape,
+// names, record ID, replica, team scope), in order, and returns why it
+// must not be merged, or nil; checkRecord runs the rest in the committer.
+func precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
-		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
-		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}
 	}
 	if err := crdt.ValidateRecordID(op.Record); err != nil {
-		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}, nil
+		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}
 	}
 	if op.ID.Replica != c.Replica {
-		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}, nil
+		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
 	if !c.inTeam(op.Team) {
-		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
+		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
-	return t.checkRecord(op, inChange, false)
+	return nil
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,
