@@ -28,7 +28,7 @@ type Server struct {
 	deviceLimit *limiter
 	authLimit   *limiter
 	metrics     *metrics
-	syncLatency histogram
+	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being processed (its body read)
 	admit       *admission
 
@@ -72,10 +72,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
-		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
 		admit:       newAdmission(&cfg),
 	}
+	s.metrics = newMetrics(s)
+	s.syncLatency = syncTimer{s.metrics.sync}
 	s.routes()
 	return s, nil
 }
@@ -105,7 +106,8 @@ func (s *Server) routes() {
 	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz, s.limitAuth) // readyz writes durably: limit it per address
-	e.GET("/metrics", s.metricsHandler)
+	e.GET("/metrics", s.metricsHandler())
+	e.GET("/v1/openapi.yaml", serveOpenAPI)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
 	if s.auth.HasExternalIssuer() {
