@@ -273,14 +273,23 @@ func (v *victim) one() (time.Duration, error) {
 
 // during runs attack in its own goroutine and the victim's syncs until
 // attack returns (and at least minSyncs), then reports the victim's p50
-// and p99 and fails the test if p99 exceeds victimP99.
+// and p99 and fails the test if p99 exceeds victimP99, or, on a machine
+// so loaded that the victim's p99 without any attack (measured just
+// before, in the same run) is already a large part of it, three times
+// that baseline: a ratio in the same run, so other load on a shared
+// machine does not fail the test, while a victim that waits for the
+// attacker (seconds, not milliseconds) always does.
 func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 	t.Helper()
-	for range 3 { // warm up connections and caches
-		if _, err := v.one(); err != nil {
+	var base []time.Duration
+	for range 50 { // warm up, and the baseline
+		d, err := v.one()
+		if err != nil {
 			t.Fatal(err)
 		}
+		base = append(base, d)
 	}
+	bound := max(victimP99, 3*p99(base))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -299,14 +308,22 @@ func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 		}
 		lat = append(lat, d)
 	}
-	slices.Sort(lat)
-	p := func(q float64) time.Duration { return lat[int(math.Ceil(q*float64(len(lat))))-1] }
-	t.Logf("victim (another team): %d 1-op syncs during the attack: p50 %s, p99 %s, max %s",
-		len(lat), p(0.5).Round(time.Microsecond), p(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
-	if p(0.99) > victimP99 {
-		t.Errorf("victim p99 %s exceeds %s", p(0.99), victimP99)
+	t.Logf("victim (another team): p99 %s over 50 syncs before the attack; %d 1-op syncs during it: p50 %s, p99 %s, max %s",
+		p99(base).Round(time.Microsecond), len(lat), quantile(lat, 0.5).Round(time.Microsecond),
+		p99(lat).Round(time.Microsecond), quantile(lat, 1).Round(time.Microsecond))
+	if p99(lat) > bound {
+		t.Errorf("victim p99 %s during the attack exceeds %s", p99(lat), bound)
 	}
 }
+
+// quantile returns the q-quantile (nearest rank) of ds.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[max(0, int(math.Ceil(q*float64(len(s))))-1)]
+}
+
+func p99(ds []time.Duration) time.Duration { return quantile(ds, 0.99) }
 
 // attackers logs in n devices spread over wigan's four users, so that the
 // per-device bound alone does not make an attack harmless.
