@@ -273,12 +273,12 @@ func (v *victim) one() (time.Duration, error) {
 
 // during runs attack in its own goroutine and the victim's syncs until
 // attack returns (and at least minSyncs), then reports the victim's p50
-// and p99 and fails the test if p99 exceeds victimP99, or, on a machine
-// so loaded that the victim's p99 without any attack (measured just
-// before, in the same run) is already a large part of it, three times
-// that baseline: a ratio in the same run, so other load on a shared
-// machine does not fail the test, while a victim that waits for the
-// attacker (seconds, not milliseconds) always does.
+// and p99 and fails the test if p99 exceeds victimP99 or, on a machine so
+// loaded that the victim's p99 without any attack (measured just before,
+// in the same run) is already a large part of it, five times that
+// baseline (three times either under -race, whose figures mean little): a ratio in the same run, so other
+// load on a shared machine does not fail the test, while a victim that
+// waits for the attacker (seconds, not milliseconds) always does.
 func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 	t.Helper()
 	var base []time.Duration
@@ -289,7 +289,10 @@ func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 		}
 		base = append(base, d)
 	}
-	bound := max(victimP99, 3*p99(base))
+	bound := max(victimP99, 5*p99(base))
+	if raceOn {
+		bound *= 3
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -456,7 +459,10 @@ func TestAbuseRefusedFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := diskBytes(t, ch.data)
-	const rounds = 8
+	rounds := 8
+	if raceOn {
+		rounds = 1
+	}
 	var sent, decoded, refused int
 	client := &http.Client{Timeout: 60 * time.Second}
 	// Bodies are built before the attack: the test shares its two cores
@@ -544,7 +550,11 @@ func TestAbuseOversizedRecord(t *testing.T) {
 	note := crdt.MustValue(strings.Repeat("Visited; talked about the garden. ", 300)[:10000])
 	var applied, tooLarge int
 	var bodies [][]byte // built before the attack, as in TestAbuseRefusedFlood
-	for range 7 {
+	pushes := 7
+	if raceOn {
+		pushes = 1
+	}
+	for range pushes {
 		ops := make([]crdt.Op, 1500)
 		for i := range ops {
 			ops[i] = crdt.Op{ID: crdt.OpID{Time: ann.clock.Now(), Replica: ann.id}, Team: "wigan", Collection: "people",
@@ -624,11 +634,15 @@ func TestAbuseOversizedRecord(t *testing.T) {
 func TestAbuseMemory(t *testing.T) {
 	e := newEnv(t)
 	devs := attackers(e, 16)
+	ops := 60000 // 15 MiB decoded, nearly the 16 MiB cap
+	if raceOn {
+		ops = 2000 // 0.3 MiB: the race detector makes each op ten times slower
+	}
 	bodies := make([][]byte, 32)
 	for i := range bodies {
-		bodies[i] = gzipped(t, opsBody(t, devs[i%16], "ashton", 60000, 190))
+		bodies[i] = gzipped(t, opsBody(t, devs[i%16], "ashton", ops, 190))
 	}
-	raw := opsBody(t, &device{e: e, id: crdt.NewReplicaID(), clock: crdt.NewClock(time.Now, time.Minute)}, "ashton", 60000, 190)
+	raw := opsBody(t, &device{e: e, id: crdt.NewReplicaID(), clock: crdt.NewClock(time.Now, time.Minute)}, "ashton", ops, 190)
 	t.Logf("each body: %d KiB gzipped, %d MiB decoded", len(bodies[0])>>10, len(raw)>>20)
 	v := newVictim(e)
 	ch := startChild(t, e, abuseConfig{})
