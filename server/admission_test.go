@@ -116,8 +116,13 @@ func TestAdmissionBudgets(t *testing.T) {
 	}
 	a.work.Release(a.workMax)
 
-	if !a.enter("d1") || !a.enter("d1") || a.enter("d1") || !a.enter("d2") {
-		t.Fatal("per-device bound")
+	for i, want := range []bool{true, true, false} {
+		if got := a.enter("d1"); got != want {
+			t.Fatalf("enter #%d of one device = %v", i+1, got)
+		}
+	}
+	if !a.enter("d2") {
+		t.Fatal("another device refused")
 	}
 	a.leave("d1")
 	if !a.enter("d1") {
