@@ -77,6 +77,18 @@ type replyWrites struct {
 	Refused error
 	// Notes are warnings to log.
 	Notes []note
+
+	// Residue rules (scope.go). Unstored are rejections reported to the
+	// app but not kept (of erased or out-of-scope records); Outbox rewrites
+	// or deletes outbox entries, DroppedOps counting the ops removed;
+	// DropRejections are stored rejections to delete; OutOfScope are
+	// records to delete; Scope, if set, is the scope to store.
+	Unstored       []Rejection
+	Outbox         []keyWrite
+	DroppedOps     int
+	DropRejections [][]byte
+	OutOfScope     []Ref
+	Scope          []byte
 }
 
 // planReply decides the local writes for resp, the reply to a request that
@@ -86,6 +98,9 @@ func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now ti
 	w := &replyWrites{Cursor: resp.Cursor}
 	planResults(w, sent, resp.Results, now)
 	if err := planPull(w, rd, resp); err != nil {
+		return nil, err
+	}
+	if err := planResidue(w, rd, resp); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -212,6 +227,17 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			}
 		}
 	}
+	for _, raw := range resp.Replace {
+		rec, err := planRestated(w, rd, raw)
+		if err != nil {
+			return err
+		}
+		ref := Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}
+		if _, err := load(ref); err != nil {
+			return err
+		}
+		touched[ref] = rec
+	}
 	for _, ref := range order {
 		rec := touched[ref]
 		if len(rec.Fields) == 0 {
@@ -294,6 +320,9 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		if err := txn.Delete(recordKey(p)); err != nil {
 			return err
 		}
+	}
+	if err := writeResidue(txn, w); err != nil {
+		return err
 	}
 	if w.Newest != 0 {
 		// The server's clock, already merged, is past these; this only

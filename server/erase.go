@@ -2,9 +2,13 @@ package server
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
 )
 
@@ -27,6 +31,11 @@ type ErasureReport struct {
 	QuarantinedDeleted  int             `json:"quarantined_deleted"`
 	Position            uint64          `json:"position"`
 	AlreadyErased       bool            `json:"already_erased"`
+	// Scrubbed: no version of the erased values is left in the data files
+	// (see docs/OPERATIONS.md "Erasure on disk"). ScrubPending: a backup
+	// was running; the values leave the disk when it ends.
+	Scrubbed     bool `json:"scrubbed"`
+	ScrubPending bool `json:"scrub_pending,omitempty"`
 }
 
 // erase handles POST /v1/admin/erasures (admins only, and only for a team
@@ -53,14 +62,39 @@ func (s *Server) erase(c echo.Context) error {
 		audit.Warn("erasure failed", "err", err)
 		return err
 	}
+	if err := s.journalErasures(rep.Records); err != nil {
+		// The erasure is done and durable; without its journal line a
+		// restore of an older backup would not re-apply it. Say so.
+		audit.Error("erasure done but not journalled", "err", err)
+		return &Error{Code: api.CodeInternal, Detail: "the record was erased, but writing the erasure journal failed: tell the operator", Err: err}
+	}
 	audit.Info("erasure done", "records", len(rep.Records), "ops", rep.Ops,
 		"quarantined", rep.Quarantined, "position", rep.Position, "already_erased", rep.AlreadyErased)
+	s.audit(c, erasureAudit(ref, req.Cascade, &rep))
 	out := ErasureReport{
 		Records: rep.Records, Ops: rep.Ops, LogEntriesRewritten: rep.EntriesRewritten, LogEntriesDeleted: rep.EntriesDeleted,
 		QuarantinedDeleted: rep.Quarantined, Position: rep.Position, AlreadyErased: rep.AlreadyErased,
+		Scrubbed: rep.Scrubbed, ScrubPending: rep.ScrubPending,
 	}
 	if out.Records == nil {
 		out.Records = []api.RecordRef{}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// erasureAudit is the audit entry of an erasure: the record, the records
+// erased and the counts, never contents.
+func erasureAudit(ref api.RecordRef, cascade bool, rep *dsync.ErasureReport) auth.AuditEntry {
+	var recs []string
+	for _, r := range rep.Records {
+		recs = append(recs, r.Collection+"/"+r.ID)
+	}
+	if len(recs) > 20 {
+		recs = append(recs[:20], "…")
+	}
+	return auth.AuditEntry{Action: "record.erase", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
+		Detail: map[string]string{
+			"cascade": strconv.FormatBool(cascade), "records": strconv.Itoa(len(rep.Records)), "erased": strings.Join(recs, ","),
+			"ops": strconv.Itoa(rep.Ops), "quarantined": strconv.Itoa(rep.Quarantined), "already_erased": strconv.FormatBool(rep.AlreadyErased),
+		}}
 }

@@ -25,6 +25,7 @@ const (
 	reqReapply
 	reqErase
 	reqExpire
+	reqRestate
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -46,6 +47,13 @@ type request struct {
 	cascade bool // erase
 
 	qid uint64 // reapply
+
+	states      []crdt.RecordBytes // restate
+	rebase      uint64
+	restateDone bool
+	restated    int // output: states that added something
+
+	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
@@ -111,6 +119,9 @@ func (e *Engine) committer() {
 		case <-tick.C:
 			first = &request{kind: reqExpire, done: make(chan struct{})}
 			e.lastSweep = e.wall()
+		case <-e.scrubKick:
+			e.runPendingScrub()
+			continue
 		case <-e.stop:
 			return
 		}
@@ -140,6 +151,9 @@ func (e *Engine) committer() {
 			}
 			e.commitGroup(g)
 			for _, r := range g {
+				if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
+					e.scrubErased(r)
+				}
 				close(r.done)
 			}
 		}
@@ -221,7 +235,7 @@ func (e *Engine) tryCommit(reqs []*request) error {
 		hwm:     map[crdt.ReplicaID]uint64{},
 	}
 	for _, r := range reqs {
-		r.results, r.rec, r.err = nil, nil, nil
+		r.results, r.rec, r.err, r.scrubKeys = nil, nil, nil, nil
 		var err error
 		switch r.kind {
 		case reqPush:
@@ -234,6 +248,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.erase(r)
 		case reqExpire:
 			err = t.expire(r)
+		case reqRestate:
+			err = t.restate(r)
 		}
 		if err != nil {
 			return err
@@ -259,10 +275,13 @@ type txnState struct {
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
 
-	records map[string]*recState      // by record key
-	owners  map[string]string         // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
-	usage   map[string]*usage         // quarantine quota counters by key
+	records map[string]*recState                // by record key
+	owners  map[string]string                   // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
+	usage   map[string]*usage                   // quarantine quota counters by key
+
+	scrub [][]byte // keys the erase being applied must scrub from disk
 }
 
 type recState struct {
@@ -499,7 +518,7 @@ func (t *txnState) push(r *request) error {
 		}
 		r.results = append(r.results, res)
 	}
-	return nil
+	return t.keepReported(r.caller.Replica, r.results)
 }
 
 // refusal is why one op was not merged.
@@ -524,7 +543,8 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.Ch
 		return res, nil
 	case ch.Seq <= hwm:
 		res.Status = api.ChangeDuplicate
-		return res, nil
+		res.Ops, err = t.reported(c.Replica, ch.Seq)
+		return res, err
 	case ch.Seq > hwm+1:
 		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
 		return res, nil
@@ -541,6 +561,11 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.Ch
 			var err error
 			if ref, err = t.checkRecord(op, inChange, false); err != nil {
 				return res, err
+			}
+			if ref == nil {
+				if ref, err = t.clinicalCheck(op, c.Replica, c.Role); err != nil {
+					return res, err
+				}
 			}
 		}
 		if ref != nil && ref.duplicate {
