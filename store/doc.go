@@ -38,7 +38,9 @@
 //	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
 //	                                  no detail, no values) of the replica's last push
 //	                                  that had ops not merged, re-reported when a
-//	                                  lost reply makes the device resend those seqs
+//	                                  lost reply makes the device resend those seqs;
+//	                                  consecutive ops with one code are one run ("n",
+//	                                  its length; absent in older values means 1)
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)

@@ -6,8 +6,11 @@ import (
 	"testing"
 	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
+
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // TestRecordSizeBound: appends past the field bound, then writes past the
@@ -147,5 +150,43 @@ func TestQuarantineQuotaAndExpiry(t *testing.T) {
 		if !o.Quarantined {
 			t.Fatalf("after expiry: %+v", o)
 		}
+	}
+}
+
+// TestReportedRuns: the op results kept for a duplicate push are stored
+// as runs (a flood of refusals costs a few bytes) and reported again op
+// by op, exactly as first reported.
+func TestReportedRuns(t *testing.T) {
+	e := openTest(t, Options{})
+	ann := newDevice("ann", time.Now, "wigan")
+	for i := 0; i < 1000; i++ {
+		if i == 500 {
+			ann.write("wigan", "people", "p1", "given_name", "ok")
+		}
+		ann.write("ashton", "people", "x"+string(rune('a'+i%26)), "given_name", i)
+	}
+	ch := ann.commit()
+	first := push(t, e, ann, ch)
+	again := push(t, e, ann, ch)
+	if again[0].Status != api.ChangeDuplicate || len(again[0].Ops) != 1000 || len(first[0].Ops) != 1000 {
+		t.Fatalf("first %d results, again %+v", len(first[0].Ops), again[0].Status)
+	}
+	for i, o := range again[0].Ops {
+		if f := first[0].Ops[i]; o.Index != f.Index || o.Code != f.Code || o.Quarantined != f.Quarantined {
+			t.Fatalf("result %d: %+v, first %+v", i, o, f)
+		}
+	}
+	var stored []reportedResult
+	if err := e.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(store.OpResultsKey(ann.caller.Replica))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return store.Decode(v, &stored) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 1 || len(stored[0].Ops) != 2 {
+		t.Fatalf("stored %+v, want two runs", stored)
 	}
 }
