@@ -110,7 +110,7 @@ type Engine struct {
 	server    crdt.ReplicaID
 	pageBytes int
 	bounds    Bounds
-	lastSweep time.Time // owned by the committer
+	lastSweep time.Time     // owned by the committer
 	epoch     store.Epoch   // current epoch, fixed while open
 	past      []store.Epoch // earlier epochs of this store, oldest first
 
