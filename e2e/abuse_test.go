@@ -41,10 +41,16 @@ import (
 const (
 	abuseDataEnv = "DOORSTEP_E2E_ABUSE_DATA"
 	abuseCfgEnv  = "DOORSTEP_E2E_ABUSE_CFG"
-	// victimP99 is the bound on another team's 1-op sync during an attack
-	// (DESIGN §6). Every sync is an fsynced commit on a shared machine, so
-	// this is generous on purpose; the measured figures are logged.
-	victimP99 = 100 * time.Millisecond
+	// victimTarget is DESIGN §6's target for another team's 1-op sync
+	// during an attack, at p99; the measured figures are logged against
+	// it and reported in docs/benchmarks.md. victimP99 is what the tests
+	// assert: twice the target, because every sync is an fsynced commit on
+	// a shared machine (a stall that one large legitimate commit causes is
+	// ~100 ms there), while the failures these tests exist for are stalls
+	// of seconds (2 s with the slot taken before the body, 20 s in the
+	// issue's report).
+	victimTarget = 100 * time.Millisecond
+	victimP99    = 2 * victimTarget
 	// rssCeiling is the documented ceiling (docs/SECURITY.md) on the
 	// server's resident memory at the default limits.
 	rssCeiling = 1536 << 20
@@ -273,16 +279,17 @@ func (v *victim) one() (time.Duration, error) {
 
 // during runs attack in its own goroutine and the victim's syncs until
 // attack returns (and at least minSyncs), then reports the victim's p50
-// and p99 and fails the test if p99 exceeds victimP99 or, on a machine so
-// loaded that the victim's p99 without any attack (measured just before,
-// in the same run) is already a large part of it, five times that
-// baseline (three times either under -race, whose figures mean little): a ratio in the same run, so other
-// load on a shared machine does not fail the test, while a victim that
+// and p99. It fails the test if p99 exceeds victimP99 (twice the design
+// target, see there) or, on a machine so loaded that the victim's own p99
+// without any attack (measured just before, in the same run) is already
+// a large part of that, five times the baseline; both are tripled under
+// -race, whose figures mean little. A ratio in the same run keeps other
+// load on a shared machine from failing the test, while a victim that
 // waits for the attacker (seconds, not milliseconds) always does.
 func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 	t.Helper()
 	var base []time.Duration
-	for range 50 { // warm up, and the baseline
+	for range 200 { // warm up, and the baseline (enough syncs to see the machine's own tail)
 		d, err := v.one()
 		if err != nil {
 			t.Fatal(err)
@@ -311,9 +318,9 @@ func (v *victim) during(t *testing.T, minSyncs int, attack func()) {
 		}
 		lat = append(lat, d)
 	}
-	t.Logf("victim (another team): p99 %s over 50 syncs before the attack; %d 1-op syncs during it: p50 %s, p99 %s, max %s",
-		p99(base).Round(time.Microsecond), len(lat), quantile(lat, 0.5).Round(time.Microsecond),
-		p99(lat).Round(time.Microsecond), quantile(lat, 1).Round(time.Microsecond))
+	t.Logf("victim (another team): p99 %s over %d syncs before the attack; %d 1-op syncs during it: p50 %s, p99 %s (target %s), max %s",
+		p99(base).Round(time.Microsecond), len(base), len(lat), quantile(lat, 0.5).Round(time.Microsecond),
+		p99(lat).Round(time.Microsecond), victimTarget, quantile(lat, 1).Round(time.Microsecond))
 	if p99(lat) > bound {
 		t.Errorf("victim p99 %s during the attack exceeds %s", p99(lat), bound)
 	}
