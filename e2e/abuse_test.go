@@ -662,7 +662,8 @@ func TestAbuseMemory(t *testing.T) {
 		client := &http.Client{Timeout: 120 * time.Second}
 		for i := range bodies {
 			wg.Go(func() {
-				r := syncChild(client, ch.url, devs[i%16], bodies[i], map[string]string{"Content-Encoding": "gzip"})
+				d := *devs[i%16] // two bodies per device at once: each its own cursor
+				r := syncChild(client, ch.url, &d, bodies[i], map[string]string{"Content-Encoding": "gzip"})
 				mu.Lock()
 				got[r.status]++
 				mu.Unlock()
