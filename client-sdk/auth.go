@@ -24,7 +24,7 @@ type tokens struct {
 // replica. Later syncs refresh them as needed. A bad password returns an
 // error wrapping an *api.Problem with code invalid_credentials.
 func (r *Replica) Login(ctx context.Context, username, password string) (*api.User, error) {
-	if r.server == "" {
+	if r.serverURL() == "" {
 		return nil, ErrNoServer
 	}
 	if r.closed() {

@@ -24,8 +24,8 @@ func TestRecordIDRefused(t *testing.T) {
 	if ops := pendingOps(t, r); len(ops) != 0 {
 		t.Fatalf("%d ops stored for refused IDs", len(ops))
 	}
-	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Ann"})
-	if err != nil || crdt.ValidateRecordID(id) != nil {
-		t.Fatalf("Create: %q %v", id, err)
+	ref, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": "Ann"})
+	if err != nil || crdt.ValidateRecordID(ref.ID) != nil {
+		t.Fatalf("Create: %q %v", ref.ID, err)
 	}
 }

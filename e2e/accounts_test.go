@@ -596,6 +596,8 @@ func TestAuditTrail(t *testing.T) {
 		{auth.ActionDeviceRevoke, spare.id.String(), "dan", nil},
 		{auth.ActionDeviceRegister, spare.id.String(), "bea", nil},
 		{"admin.read", "", "dan", map[string]string{"route": "/v1/admin/users"}},
+		{"admin.request", "", "dan", map[string]string{"route": "/v1/admin/teams", "method": "POST"}},
+		{"admin.request", "", "dan", map[string]string{"route": "/v1/admin/users/:id", "method": "PATCH", "param_id": hal}},
 		{"record.resolve", "people/p1", "cat", map[string]string{"field": "preferred_name", "reason": "confirmed with Edna on the phone"}},
 		{"record.read", "people/p1", "cat", nil},
 		{"record.history_read", "people/p1", "cat", nil},

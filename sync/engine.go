@@ -323,7 +323,11 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
 	if e.staleEpoch(req) {
-		return e.syncStale(ctx, c, req)
+		resp, err := e.syncStale(ctx, c, req)
+		if resp != nil {
+			resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+		}
+		return resp, err
 	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
