@@ -35,8 +35,9 @@
 // shape (crdt Op.Validate) → invalid_op; record ID outside
 // crdt.ValidateRecordID → invalid_record_id; op ID naming another replica →
 // wrong_replica; team not the caller's → forbidden_team (these first
-// checks need no stored state and run in the pushing request's goroutine,
-// before the committer); record owned by
+// checks, and the Validator's verdict used below, need no stored state
+// and run in the pushing request's goroutine, before the committer);
+// record owned by
 // another team → wrong_team; record erased → record_erased (not kept in
 // the quarantine); op ID already merged → skipped silently if the op is an
 // exact copy, op_id_reused if its content differs; a pred the
