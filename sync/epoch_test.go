@@ -1,0 +1,170 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/backup"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// restoreInto loads a records backup into a new directory as doorstep
+// restore does (without the auth store) and starts a new epoch.
+func restoreInto(t *testing.T, file []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	opts := store.Options{Dir: dir, Logger: quietLogger(), SmallMemory: true}
+	db, err := badger.Open(store.BadgerOptions(opts, quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Load(context.Background(), bytes.NewReader(file), map[string]backup.Target{"records": backup.DBTarget(db)}, backup.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err := store.Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.NewEpoch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return dir
+}
+
+func takeBackup(t *testing.T, e *Engine) []byte {
+	t.Helper()
+	txn, meta, release, err := e.BackupTxn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var buf bytes.Buffer
+	if _, err := backup.Write(context.Background(), &buf, backup.Header{LogPosition: meta.LogPos}, []backup.Section{{Name: "records", Txn: txn}}, backup.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// The server side of epochs: a request from an older epoch applies and
+// pulls nothing; restated states merge only within the caller's teams and
+// never bring back an erased record; the done page re-bases the
+// high-water (never lowering it) once per epoch.
+func TestRestateAfterRestore(t *testing.T) {
+	wall := newFakeWall()
+	e1 := openTest(t, Options{Wall: wall.Now})
+	ann := newDevice("ann", wall.Now, "wigan")
+	ann.write("wigan", "people", "p1", "given_name", "before")
+	ann.commit()
+	ann.syncAll(t, e1)
+	file := takeBackup(t, e1)
+	oldEpoch := e1.Epoch()
+	// After the backup: two more acknowledged changes, one pending.
+	ann.write("wigan", "people", "p2", "given_name", "after 1")
+	ann.commit()
+	ann.write("wigan", "people", "p3", "given_name", "after 2")
+	ann.commit()
+	resp, err := e1.Sync(bg, ann.caller, ann.request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann.receive(t, resp)
+	if !bytes.Equal(resp.Epoch, oldEpoch[:]) {
+		t.Fatal("reply carries no epoch")
+	}
+	ann.write("wigan", "people", "p1", "phone", "pending")
+	pending := ann.commit() // seq 4, not sent
+	e1.Close()
+
+	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	if e2.Epoch() == oldEpoch {
+		t.Fatal("restored engine kept the epoch")
+	}
+	// A record created and erased on the restored server before ann
+	// comes back, which ann also holds (she pulled it).
+	bea := newDevice("bea", wall.Now, "wigan")
+	bea.write("wigan", "people", "p9", "given_name", "to erase")
+	bea.commit()
+	bea.syncAll(t, e2)
+	if _, err := e2.Erase(bg, Caller{User: "admin", Teams: []string{"wigan"}}, api.RecordRef{Team: "wigan", Collection: "people", ID: "p9"}, false); err != nil {
+		t.Fatal(err)
+	}
+	ann.rec("wigan", "people", "p9").Merge(bea.rec("wigan", "people", "p9"))
+
+	// 1. The stale request: nothing applied, nothing pulled.
+	req := ann.request()
+	req.Epoch = oldEpoch[:]
+	resp, err = e2.Sync(bg, ann.caller, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 0 || len(resp.Snapshot) != 0 || len(resp.Changes) != 0 || bytes.Equal(resp.Epoch, oldEpoch[:]) {
+		t.Fatalf("stale reply %+v", resp)
+	}
+	// 2. Restate: ann's records, plus a forged record of another team.
+	var states []crdt.RecordBytes
+	for _, r := range ann.recs {
+		b, _ := crdt.MarshalRecord(r)
+		states = append(states, b)
+	}
+	other := crdt.NewRecord("ashton", "people", "x1")
+	other.Apply(&crdt.Op{ID: ann.nextID(), Team: "ashton", Collection: "people", Record: "x1", Field: "given_name", Kind: crdt.KindWrite, Value: crdt.MustValue("forged")})
+	ob, _ := crdt.MarshalRecord(other)
+	states = append(states, ob)
+	resp, err = e2.Sync(bg, ann.caller, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Epoch: oldEpoch[:], Restate: states, RestateDone: true, Rebase: pending.Seq - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Restated != 3 { // p1 (phone pending), p2, p3 — not p9 (erased), not x1 (other team)
+		t.Fatalf("restated %d, want 3", resp.Restated)
+	}
+	cat := Caller{User: "cat", Teams: []string{"wigan", "ashton"}}
+	for _, id := range []string{"p2", "p3"} {
+		if _, err := e2.Record(bg, cat, api.RecordRef{Team: "wigan", Collection: "people", ID: id}); err != nil {
+			t.Fatalf("%s not restored: %v", id, err)
+		}
+	}
+	for _, ref := range []api.RecordRef{{Team: "wigan", Collection: "people", ID: "p9"}, {Team: "ashton", Collection: "people", ID: "x1"}} {
+		if _, err := e2.Record(bg, cat, ref); err == nil {
+			t.Fatalf("%v merged from a restate", ref)
+		}
+	}
+	// 3. Re-based: the pending change is applied at its own seq.
+	req = ann.request()
+	req.Epoch, req.Cursor = resp.Epoch, nil
+	resp, err = e2.Sync(bg, ann.caller, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 1 || resp.Results[0].Status != api.ChangeApplied {
+		t.Fatalf("pending change after the rebase: %+v", resp.Results)
+	}
+	// 4. A repeated restate in the same epoch merges nothing and cannot
+	// lower the high-water.
+	resp, err = e2.Sync(bg, ann.caller, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Epoch: oldEpoch[:], Restate: states, RestateDone: true, Rebase: 1})
+	if err != nil || resp.Restated != 0 {
+		t.Fatalf("repeat restate: %v %+v", err, resp)
+	}
+	ann.write("wigan", "people", "p1", "phone", "next")
+	ch := ann.commit()
+	if res, err := e2.Push(bg, ann.caller, []api.Change{ch}); err != nil || res[0].Status != api.ChangeApplied {
+		t.Fatalf("next change: %+v %v", res, err)
+	}
+	// bea, following the log since before the restate, pulls the
+	// restated records as snapshot states; a new device bootstraps them.
+	bea.syncAll(t, e2)
+	if w, _ := bea.rec("wigan", "people", "p2").Field("given_name").Winner(); !bytes.Equal(w.Value, crdt.MustValue("after 1")) {
+		t.Fatalf("bea's p2: %+v", bea.rec("wigan", "people", "p2"))
+	}
+	cal := newDevice("cal", wall.Now, "wigan")
+	cal.syncAll(t, e2)
+	if w, _ := cal.rec("wigan", "people", "p3").Field("given_name").Winner(); !bytes.Equal(w.Value, crdt.MustValue("after 2")) {
+		t.Fatalf("cal's p3: %+v", cal.rec("wigan", "people", "p3"))
+	}
+}
