@@ -39,7 +39,8 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 		}
 		defer e.inflight.Done()
 		c.Teams = teamSet(c.Teams)
-		r := &request{kind: reqRestate, caller: c, states: req.Restate, rebase: req.Rebase, restateDone: req.RestateDone}
+		r := &request{kind: reqRestate, caller: c, states: req.Restate, rebase: req.Rebase, restateDone: req.RestateDone,
+			ownOnly: !e.knownEpoch(req.Epoch)}
 		if err := e.submit(ctx, r); err != nil {
 			return nil, fmt.Errorf("restate: %w", err)
 		}
@@ -47,6 +48,16 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 	}
 	resp.Clock = e.clock.Now()
 	return resp, nil
+}
+
+// knownEpoch reports whether b names one of this store's earlier epochs.
+func (e *Engine) knownEpoch(b []byte) bool {
+	for _, p := range e.past {
+		if bytes.Equal(b, p[:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // restate merges a device's re-sent record states. Each state is checked
@@ -57,6 +68,13 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 // merged, their indexes updated, and the merged states written as one
 // restate log entry per team, which other devices pull as snapshot
 // records. Merging is idempotent, so a repeated page changes nothing.
+//
+// A restate lets a device hand over entries stamped with other replicas'
+// op IDs (ops it pulled), which a push never allows. So that a device
+// cannot use a made-up epoch to plant entries under another device's IDs,
+// only a request naming one of this store's earlier epochs may do that;
+// from an epoch the store does not know (ownOnly) only entries of the
+// caller's own replica are taken.
 func (t *txnState) restate(r *request) error {
 	r.restated = 0
 	c := &r.caller
@@ -78,7 +96,7 @@ func (t *txnState) restate(r *request) error {
 		if !c.inTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
 			continue
 		}
-		clean, err := t.checkState(rec)
+		clean, err := t.checkState(rec, c, r.ownOnly)
 		if err != nil {
 			return err
 		}
@@ -164,7 +182,7 @@ func (t *txnState) rebasedIn(r crdt.ReplicaID) (bool, error) {
 // checkState returns rec without the entries a push would not have
 // merged, or nil if the record must not be touched at all (another team
 // owns it, or it was erased).
-func (t *txnState) checkState(rec *crdt.Record) (*crdt.Record, error) {
+func (t *txnState) checkState(rec *crdt.Record, c *Caller, ownOnly bool) (*crdt.Record, error) {
 	owner, err := t.owner(rec.Collection, rec.ID)
 	if err != nil {
 		return nil, err
@@ -187,6 +205,9 @@ func (t *txnState) checkState(rec *crdt.Record) (*crdt.Record, error) {
 		kind := map[crdt.FieldType]crdt.Kind{crdt.Register: crdt.KindWrite, crdt.Set: crdt.KindAdd, crdt.Log: crdt.KindAppend}[f.Type]
 		nf := &crdt.Field{Type: f.Type, Removed: f.Removed}
 		for _, en := range f.Entries {
+			if ownOnly && en.ID.Replica != c.Replica {
+				continue
+			}
 			op := crdt.Op{ID: en.ID, Team: rec.Team, Collection: rec.Collection, Record: rec.ID, Field: name, Kind: kind, Value: en.Value}
 			if op.Validate() != nil || t.e.clock.Check(en.ID.Time, t.now) != nil {
 				continue

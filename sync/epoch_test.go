@@ -168,3 +168,28 @@ func TestRestateAfterRestore(t *testing.T) {
 		t.Fatalf("cal's p3: %+v", cal.rec("wigan", "people", "p3"))
 	}
 }
+
+// A restate naming an epoch the store never had may only hand over the
+// caller's own entries: a device cannot plant values under another
+// device's op IDs with a made-up epoch.
+func TestRestateUnknownEpochOwnOnly(t *testing.T) {
+	wall := newFakeWall()
+	e := openTest(t, Options{Wall: wall.Now})
+	ann := newDevice("ann", wall.Now, "wigan")
+	victim := crdt.NewReplicaID()
+	rec := crdt.NewRecord("wigan", "people", "p1")
+	rec.Apply(&crdt.Op{ID: crdt.OpID{Time: ann.clock.Now(), Replica: victim}, Team: "wigan", Collection: "people", Record: "p1", Field: "phone", Kind: crdt.KindWrite, Value: crdt.MustValue("planted")})
+	rec.Apply(&crdt.Op{ID: ann.nextID(), Team: "wigan", Collection: "people", Record: "p1", Field: "given_name", Kind: crdt.KindWrite, Value: crdt.MustValue("own")})
+	b, _ := crdt.MarshalRecord(rec)
+	made := bytes.Repeat([]byte{7}, 16)
+	if _, err := e.Sync(bg, ann.caller, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Epoch: made, Restate: []crdt.RecordBytes{b}, RestateDone: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Record(bg, Caller{User: "cat", Teams: []string{"wigan"}}, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Field("phone") != nil || got.Field("given_name") == nil {
+		t.Fatalf("from an unknown epoch: %+v", got.Fields)
+	}
+}
