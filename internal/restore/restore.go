@@ -175,8 +175,21 @@ func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, 
 		rdb.Close()
 		return fmt.Errorf("restore: open %s: %w", authDir, err)
 	}
+	// Both stores are empty and items arrive sorted: write tables directly.
+	rt, err := backup.StreamTarget(rdb)
+	if err != nil {
+		rdb.Close()
+		adb.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
+	at, err := backup.StreamTarget(adb)
+	if err != nil {
+		rdb.Close()
+		adb.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
 	_, err = backup.Load(ctx, f, map[string]backup.Target{
-		"records": backup.DBTarget(rdb), "auth": backup.DBTarget(adb), "keys": backup.DirTarget(keyDir),
+		"records": rt, "auth": at, "keys": backup.DirTarget(keyDir),
 		"erasures": backup.DiscardTarget(), // read and re-applied after the load
 	}, backup.LoadOptions{Progress: progress, Every: time.Second})
 	// Load ends with db.Sync; Close flushes the memtables to tables.
