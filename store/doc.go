@@ -35,6 +35,10 @@
 //	                                  dropped (retention); older cursors re-bootstrap
 //	m/qseq                            u64: the last quarantine ID assigned
 //	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
+//	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
+//	                                  no detail, no values) of the replica's last push
+//	                                  that had ops not merged, re-reported when a
+//	                                  lost reply makes the device resend those seqs
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)

@@ -216,9 +216,10 @@ type txnState struct {
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
 
-	records map[string]*recState      // by record key
-	owners  map[string]string         // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+	records map[string]*recState                // by record key
+	owners  map[string]string                   // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 }
@@ -458,7 +459,7 @@ func (t *txnState) push(r *request) error {
 		}
 		r.results = append(r.results, res)
 	}
-	return nil
+	return t.keepReported(r.caller.Replica, r.results)
 }
 
 // refusal is why one op was not merged.
@@ -483,7 +484,8 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		return res, nil
 	case ch.Seq <= hwm:
 		res.Status = api.ChangeDuplicate
-		return res, nil
+		res.Ops, err = t.reported(c.Replica, ch.Seq)
+		return res, err
 	case ch.Seq > hwm+1:
 		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
 		return res, nil
@@ -545,7 +547,10 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
 	}
-	return t.checkRecord(op, inChange, false)
+	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
+		return rf, err
+	}
+	return t.clinicalCheck(op, c.Replica, c.Role)
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,
