@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -88,6 +89,13 @@ func (t *txnState) restate(r *request) error {
 	byTeam := map[string][]crdt.RecordBytes{}
 	var teams []string
 	for i := range r.states {
+		// Fast path, the common case after a recent backup: the server's
+		// stored state is byte for byte the device's (both canonical).
+		if same, err := t.storedEquals(r.states[i]); err != nil {
+			return err
+		} else if same {
+			continue
+		}
 		rec, err := r.states[i].Record()
 		if err != nil {
 			t.e.log.Warn("restate: malformed record state skipped", "replica", c.Replica, "err", err)
@@ -162,6 +170,55 @@ func (t *txnState) restate(r *request) error {
 		}
 	}
 	return t.set(store.RebasedKey(c.Replica), t.e.epoch[:])
+}
+
+// storedEquals reports whether b (a canonical record state) is exactly the
+// stored state of the record it names, reading only b's header. A record
+// this transaction has touched is never "equal": it takes the full path.
+func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
+	team, coll, id, ok := recordRefOf(b)
+	if !ok {
+		return false, nil
+	}
+	key := store.RecordKey(team, coll, id)
+	if _, cached := t.records[string(key)]; cached {
+		return false, nil
+	}
+	item, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	var same bool
+	err = item.Value(func(v []byte) error {
+		_, stored, err := store.DecodeRecordValue(v)
+		same = err == nil && bytes.Equal(stored, b)
+		return nil
+	})
+	return same, err
+}
+
+// recordRefOf reads the collection, ID and team at the head of a canonical
+// record state (crdt.AppendRecord writes them first, in that order).
+func recordRefOf(b []byte) (team, coll, id string, ok bool) {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(b))
+	if n, err := dec.DecodeMapLen(); err != nil || n != 4 {
+		return "", "", "", false
+	}
+	var vals [3]string
+	for i, want := range []string{"c", "r", "t"} {
+		k, err := dec.DecodeString()
+		if err != nil || k != want {
+			return "", "", "", false
+		}
+		if vals[i], err = dec.DecodeString(); err != nil {
+			return "", "", "", false
+		}
+	}
+	return vals[2], vals[0], vals[1], true
 }
 
 // rebasedIn reports whether the replica already finished its restate in
