@@ -61,6 +61,35 @@ func (e *Engine) knownEpoch(b []byte) bool {
 	return false
 }
 
+// rebaseLegacy keeps a device that predates epochs (it sends no Epoch)
+// from being wedged after a restore: when its cursor was minted in another
+// epoch and it pushes changes, the replica's high-water seq is raised to
+// just below its first change, once per epoch, so the changes apply
+// instead of failing seq_gap forever. Such a device cannot re-send what
+// the restore lost (acknowledged changes it dropped, ops it pulled); that
+// is logged. Devices that send Epoch restate instead (syncStale).
+func (e *Engine) rebaseLegacy(ctx context.Context, c Caller, req *api.SyncRequest) error {
+	if len(req.Epoch) > 0 || len(req.Changes) == 0 || len(req.Cursor) == 0 {
+		return nil
+	}
+	cu, err := decodeCursor(req.Cursor)
+	if err != nil || cu.epoch == 0 || cu.epoch == e.epochTag() || req.Changes[0].Seq == 0 {
+		return nil
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	rebase := req.Changes[0].Seq - 1
+	e.log.Warn("a device without epoch support synced after a restore: its high-water seq is re-based; changes it had acknowledged since the backup and no longer holds are lost",
+		"replica", c.Replica, "user", c.User, "rebase", rebase)
+	r := &request{kind: reqRestate, caller: c, rebase: rebase, restateDone: true, ownOnly: true}
+	if err := e.submit(ctx, r); err != nil {
+		return fmt.Errorf("rebase: %w", err)
+	}
+	return nil
+}
+
 // restate merges a device's re-sent record states. Each state is checked
 // as a push would check its ops: the caller's teams, the owning team, purge
 // markers, clock skew and the validator, entry by entry (an entry that

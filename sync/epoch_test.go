@@ -193,3 +193,33 @@ func TestRestateUnknownEpochOwnOnly(t *testing.T) {
 		t.Fatalf("from an unknown epoch: %+v", got.Fields)
 	}
 }
+
+// A device that predates epochs (no Epoch in its requests) is not wedged
+// by a restore: its cursor names the old epoch, so its high-water seq is
+// re-based to just below its first change, and it bootstraps again.
+func TestLegacyDeviceRebased(t *testing.T) {
+	wall := newFakeWall()
+	e1 := openTest(t, Options{Wall: wall.Now})
+	old := newDevice("old", wall.Now, "wigan")
+	old.write("wigan", "people", "p1", "given_name", "one")
+	old.commit()
+	old.syncAll(t, e1)
+	file := takeBackup(t, e1)
+	old.write("wigan", "people", "p2", "given_name", "two")
+	old.commit()
+	old.syncAll(t, e1) // seq 2 acknowledged, then lost by the restore
+	old.write("wigan", "people", "p3", "given_name", "three")
+	old.commit() // seq 3 pending
+	e1.Close()
+	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	resp, err := e2.Sync(bg, old.caller, old.request()) // no Epoch: an old SDK
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 1 || resp.Results[0].Status != api.ChangeApplied {
+		t.Fatalf("old device after the restore: %+v", resp.Results)
+	}
+	if len(resp.Snapshot) == 0 {
+		t.Fatal("old-epoch cursor did not bootstrap again")
+	}
+}
