@@ -84,6 +84,7 @@ type progressReader struct {
 	start    time.Time
 	last     time.Time
 	every    time.Duration
+	items    int64 // counted by the caller as the file is parsed
 	report   func(backup.Progress)
 }
 
@@ -92,7 +93,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.n += int64(n)
 	if now := time.Now(); now.Sub(p.last) >= p.every {
 		p.last = now
-		p.report(backup.Progress{Bytes: p.n, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
+		p.report(backup.Progress{Bytes: p.n, Items: p.items, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
 	}
 	return n, err
 }
@@ -146,7 +147,7 @@ func backupCmd(ctx context.Context, args []string, getenv func(string) string, s
 		// The file is checked as it is written: what lands under --out has
 		// a whole-file checksum that matched.
 		var err error
-		m, err = backup.Verify(io.TeeReader(pr, w))
+		m, err = backup.Read(io.TeeReader(pr, w), func(string, *backup.Item) error { pr.items++; return nil })
 		return err
 	})
 	if err != nil {
