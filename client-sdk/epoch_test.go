@@ -25,6 +25,7 @@ type epochProxy struct {
 	mu       gosync.Mutex
 	restored bool
 	failNext bool   // fail the next restate page (a crash mid-restate)
+	maxPage  int    // refuse restate pages of more records (body_too_large)
 	pages    int    // restate pages accepted
 	states   int    // record states received
 	rebase   uint64 // Rebase of the done page
@@ -68,6 +69,11 @@ func (p *epochProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.failNext = false
 			p.mu.Unlock()
 			p.f.problemMsgpack(w, api.CodeInternal)
+			return
+		}
+		if p.maxPage > 0 && len(req.Restate) > p.maxPage {
+			p.mu.Unlock()
+			p.f.problemMsgpack(w, api.CodeBodyTooLarge)
 			return
 		}
 		if len(req.Restate) > 0 || req.RestateDone {
@@ -147,6 +153,9 @@ func TestRestateAfterNewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.restore(ann, 1) // the backup held seq 1 only
+	p.mu.Lock()
+	p.maxPage = 1 // every page of more than one record is too big: split
+	p.mu.Unlock()
 
 	if _, err := ann.Sync(ctx); err == nil {
 		t.Fatal("sync succeeded although the restate page failed")
