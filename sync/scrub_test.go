@@ -5,6 +5,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -153,5 +154,40 @@ func TestScrubHoldRecovered(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// While a backup transaction is open the scrub waits (its snapshot must
+// keep reading every key); it runs as soon as the backup ends.
+func TestScrubWaitsForBackup(t *testing.T) {
+	dir := t.TempDir()
+	wall := newFakeWall()
+	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	d := newDevice("ann", wall.Now, "wigan")
+	const secret = "Ottoline Brackenbury"
+	d.write("wigan", "people", "p1", "given_name", secret)
+	d.commit()
+	d.syncAll(t, e)
+	_, _, release, err := e.BackupTxn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Erase(bg, Caller{User: "admin", Teams: []string{"wigan"}}, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Scrubbed || !rep.ScrubPending {
+		t.Fatalf("report during a backup: %+v", rep)
+	}
+	if len(filesMentioning(t, dir, secret)) == 0 {
+		t.Fatal("scrubbed while a backup was open")
+	}
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(filesMentioning(t, dir, secret)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("pending scrub did not run after the backup ended")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
