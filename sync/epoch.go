@@ -303,6 +303,24 @@ func (t *txnState) checkState(rec *crdt.Record, c *Caller, ownOnly bool) (*crdt.
 			}
 			nf.Entries = append(nf.Entries, en)
 		}
+		if f.Type == crdt.Register {
+			// A register value is only ever removed by a later write, which
+			// stays live or is itself overwritten by a later one: an honest
+			// state's newest live entry is newer than every removed ID.
+			// Removals without such a write (blanking a field, or taking a
+			// concurrent value out of review) are not taken.
+			var newest crdt.OpID
+			if n := len(nf.Entries); n > 0 {
+				newest = nf.Entries[n-1].ID
+			}
+			kept := make([]crdt.OpID, 0, len(nf.Removed))
+			for _, id := range nf.Removed {
+				if id.Compare(newest) < 0 {
+					kept = append(kept, id)
+				}
+			}
+			nf.Removed = kept
+		}
 		if len(nf.Entries) > 0 || len(nf.Removed) > 0 {
 			out.Fields[name] = nf
 		}

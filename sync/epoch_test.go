@@ -223,3 +223,33 @@ func TestLegacyDeviceRebased(t *testing.T) {
 		t.Fatal("old-epoch cursor did not bootstrap again")
 	}
 }
+
+// A restated register removal with no newer write is not taken: a device
+// cannot blank a field, or take a concurrent value out of review, by
+// listing its ID as removed.
+func TestRestateRemovalNeedsWrite(t *testing.T) {
+	wall := newFakeWall()
+	e1 := openTest(t, Options{Wall: wall.Now})
+	bea := newDevice("bea", wall.Now, "wigan")
+	w := bea.write("wigan", "people", "p1", "phone", "bea's number")
+	bea.commit()
+	bea.syncAll(t, e1)
+	file := takeBackup(t, e1)
+	old := e1.Epoch()
+	e1.Close()
+	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	ann := newDevice("ann", wall.Now, "wigan")
+	forged := crdt.NewRecord("wigan", "people", "p1")
+	forged.Fields["phone"] = &crdt.Field{Type: crdt.Register, Removed: []crdt.OpID{w.ID}}
+	b, _ := crdt.MarshalRecord(forged)
+	if _, err := e2.Sync(bg, ann.caller, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Epoch: old[:], Restate: []crdt.RecordBytes{b}, RestateDone: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e2.Record(bg, Caller{User: "cat", Teams: []string{"wigan"}}, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if win, ok := got.Field("phone").Winner(); !ok || !bytes.Equal(win.Value, crdt.MustValue("bea's number")) {
+		t.Fatalf("phone blanked by a restate: %+v", got.Field("phone"))
+	}
+}
