@@ -54,7 +54,8 @@ type request struct {
 	states      []crdt.RecordBytes // restate
 	rebase      uint64
 	restateDone bool
-	restated    int // output: states that added something
+	ownOnly     bool // restate from an unknown epoch: own entries only
+	restated    int  // output: states that added something
 
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 

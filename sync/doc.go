@@ -93,6 +93,25 @@
 // erasure entry in the team log reaches devices as SyncResponse.Purged on
 // their next pull. See store's package documentation for the keys.
 //
+// # Erasure on disk
+//
+// Before Erase returns, the committer scrubs the erasure from the data
+// files (scrub.go): every version of the keys it touched is dropped with
+// Badger's DropPrefix and the log entries that kept other records' ops are
+// written back (held under s/ keys meanwhile, so a crash loses nothing).
+// Pulls wait for a scrub; while a backup transaction is open the scrub
+// waits for it instead (BackupTxn).
+//
+// # Epochs and restate
+//
+// The store has an epoch ID, new after every restore (store.NewEpoch). A
+// request naming another epoch is answered with the current one and
+// nothing applied or pulled; the device then re-sends its record states
+// (restate, epoch.go), which merge entry by entry under a push's checks
+// and are logged as restate entries that pulls serve as snapshot records;
+// the last page re-bases the replica's high-water seq. See
+// docs/PROTOCOL.md §10.
+//
 // # Readiness
 //
 // Engine.Ping writes a meta key in its own fsynced transaction, outside the

@@ -329,6 +329,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		}
 		return resp, err
 	}
+	if err := e.rebaseLegacy(ctx, c, req); err != nil {
+		return nil, err
+	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
