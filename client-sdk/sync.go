@@ -582,6 +582,7 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 			touched[ref] = rec
 			return rec, nil
 		}
+		batches := map[*crdt.Record]*crdt.Batch{} // pulled ops, merged per field at once
 		var newest crdt.Timestamp
 		for i, raw := range resp.Snapshot {
 			if len(raw) == 0 {
@@ -626,11 +627,12 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 				if err != nil {
 					return err
 				}
-				if err := rec.Apply(op); err != nil {
+				if err := batchFor(batches, rec).Add(op); err != nil {
 					r.log.Warn("pulled op does not apply; skipped", "op", op.ID, "ref", ref, "err", err)
 				}
 			}
 		}
+		flushBatches(batches)
 		if newest != 0 {
 			// The server's clock, already merged, is past these; this
 			// only matters for a server that does not say so.
@@ -983,6 +985,7 @@ func (r *Replica) ApplyRemote(ctx context.Context, ops []crdt.Op) error {
 		return ErrClosed
 	}
 	touched := map[Ref]*crdt.Record{}
+	batches := map[*crdt.Record]*crdt.Batch{}
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for i := range ops {
 			op := &ops[i]
@@ -998,13 +1001,14 @@ func (r *Replica) ApplyRemote(ctx context.Context, ops []crdt.Op) error {
 				}
 				touched[ref] = rec
 			}
-			if err := rec.Apply(op); err != nil {
+			if err := batchFor(batches, rec).Add(op); err != nil {
 				return fmt.Errorf("op %d: %w", i, err)
 			}
 			if op.ID.Time > 0 {
 				_ = r.clock.Update(op.ID.Time)
 			}
 		}
+		flushBatches(batches)
 		for _, rec := range touched {
 			if err := putRecord(txn, rec); err != nil {
 				return err

@@ -33,6 +33,12 @@
 // Should a faulty replica reuse an op ID for two different values, every
 // replica keeps the bytewise greater one, so they still converge.
 //
+// Merging N ops into one field costs O(N log N), not O(N²): a Batch queues
+// the ops of a change (or a pulled page) for one record and merges each
+// field once at Flush, with the result of applying them one by one; and
+// Apply appends a replica's own newer add or append in place. The sync
+// engine and the SDK apply what they receive through a Batch.
+//
 // Values are opaque msgpack bytes compared bytewise (a set's elements, the
 // delete flag), so build them with EncodeValue or MustValue, which write
 // integers compactly and sort the keys of map[string]any, map[string]string

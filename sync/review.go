@@ -270,6 +270,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: %v", ErrInvalid, rf)
 		return nil
 	}
+	t.flushBatches()
 	seq, err := t.highWater(t.e.server)
 	if err != nil {
 		return err
@@ -378,6 +379,7 @@ func (t *txnState) reapply(r *request) error {
 		r.err = fmt.Errorf("%w: %s: %s", ErrInvalid, rf.code, rf.detail)
 		return t.set(key, v)
 	}
+	t.flushBatches()
 	if err := t.writeLog(q.Author, q.Replica, q.Seq, []crdt.Op{*op}); err != nil {
 		return err
 	}
