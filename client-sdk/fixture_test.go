@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+var writeFixtures = flag.Bool("write-fixtures", false, "rewrite the store fixtures under testdata (only with the code that wrote layout 1)")
+
+// The layout-1 fixture: every key and value of a device store written by
+// the code whose record states kept per-field removed-ID lists, and what
+// its records showed then.
+const (
+	fixtureReplicaV1 = "testdata/replica-layout1.kv"
+	fixtureVisibleV1 = "testdata/replica-layout1.visible.json"
+)
+
+type kv struct {
+	K []byte `msgpack:"k"`
+	V []byte `msgpack:"v"`
+}
+
+type visibleField struct {
+	Type    string   `json:"type"`
+	Entries []string `json:"entries"` // "opid-hex=value-hex", in ID order
+}
+
+type visibleRecord struct {
+	Fields          map[string]visibleField `json:"fields"`
+	Deleted         bool                    `json:"deleted"`
+	Conflicts       []string                `json:"conflicts"`
+	DeleteConflicts []string                `json:"delete_conflicts"`
+}
+
+func visibleAll(recs map[Ref]*crdt.Record) map[string]visibleRecord {
+	out := map[string]visibleRecord{}
+	for ref, r := range recs {
+		v := visibleRecord{Fields: map[string]visibleField{}, Deleted: r.Deleted(), Conflicts: r.Conflicts(), DeleteConflicts: r.DeleteConflicts()}
+		for _, name := range r.FieldNames() {
+			f := r.Field(name)
+			vf := visibleField{Type: f.Type.String(), Entries: []string{}}
+			for _, e := range f.Entries {
+				vf.Entries = append(vf.Entries, hex.EncodeToString(e.ID.AppendBinary(nil))+"="+hex.EncodeToString(e.Value))
+			}
+			v.Fields[name] = vf
+		}
+		out[ref.Team+"/"+ref.Collection+"/"+ref.ID] = v
+	}
+	return out
+}
+
+// TestWriteFixtureV1 writes the layout-1 device fixture; it runs only with
+// -write-fixtures.
+func TestWriteFixtureV1(t *testing.T) {
+	if !*writeFixtures {
+		t.Skip("run with -args -write-fixtures to rewrite the fixture")
+	}
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), nil)
+	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Mrs Jones", "mobility": "stick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: id}
+	for i := range 30 {
+		if err := r.Set(ctx, ref, "phone", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.Add(ctx, ref, "needs", "mobility"))
+	must(r.Add(ctx, ref, "needs", "money"))
+	must(r.Remove(ctx, ref, "needs", "money"))
+	must(r.Append(ctx, ref, "case_notes", "first visit"))
+	st, err := r.GetState(ctx, ref)
+	must(err)
+	// A colleague's concurrent write and a concurrent add, received.
+	bea := crdt.ReplicaID{0xbe, 0xa0, 1}
+	t0 := crdt.MakeTimestamp(time.Now().UnixMilli()+1000, 0)
+	c1 := st.Write(crdt.OpID{Time: t0, Replica: bea}, "mobility", crdt.MustValue("wheelchair"))
+	c1.Pred = nil // concurrent with "stick": a conflict
+	c2 := st.Add(crdt.OpID{Time: t0 + 1, Replica: bea}, "needs", crdt.MustValue("loneliness"))
+	must(r.ApplyRemote(ctx, []crdt.Op{c1, c2}))
+	// A second person, deleted while a colleague edited.
+	id2, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Mr Smith"})
+	must(err)
+	ref2 := Ref{Team: "wigan", Collection: "people", ID: id2}
+	must(r.Delete(ctx, ref2))
+	c3 := crdt.Op{ID: crdt.OpID{Time: t0 + 2, Replica: bea}, Team: "wigan", Collection: "people", Record: id2,
+		Field: "phone", Kind: crdt.KindWrite, Value: crdt.MustValue("01942 000000")}
+	must(r.ApplyRemote(ctx, []crdt.Op{c3}))
+	states, err := r.States(ctx)
+	must(err)
+	var kvs []kv
+	err = r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			kvs = append(kvs, kv{K: it.Item().KeyCopy(nil), V: v})
+		}
+		return nil
+	})
+	must(err)
+	b, err := msgpack.Marshal(kvs)
+	must(err)
+	must(os.WriteFile(fixtureReplicaV1, b, 0o644))
+	j, _ := json.MarshalIndent(visibleAll(states), "", "  ")
+	must(os.WriteFile(fixtureVisibleV1, append(j, '\n'), 0o644))
+	t.Logf("wrote %d keys, %d records", len(kvs), len(states))
+}
