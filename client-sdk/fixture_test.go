@@ -1,10 +1,13 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -126,4 +129,111 @@ func TestWriteFixtureV1(t *testing.T) {
 	j, _ := json.MarshalIndent(visibleAll(states), "", "  ")
 	must(os.WriteFile(fixtureVisibleV1, append(j, '\n'), 0o644))
 	t.Logf("wrote %d keys, %d records", len(kvs), len(states))
+}
+
+// TestMigrateLayout1Fixture opens a device store written by layout 1 (the
+// fixture) and checks that Open moves it to LayoutVersion with every record
+// in the version 2 state encoding, showing exactly what it showed before;
+// that reopening changes nothing more; and that the replica keeps working.
+func TestMigrateLayout1Fixture(t *testing.T) {
+	ctx := context.Background()
+	b, err := os.ReadFile(fixtureReplicaV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kvs []kv
+	if err := msgpack.Unmarshal(b, &kvs); err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]visibleRecord
+	j, err := os.ReadFile(fixtureVisibleV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &want); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The store exactly as layout 1 left it: its keys, no m/layout.
+	r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.db.DropAll()
+	if err == nil {
+		err = r.db.Update(func(txn *badger.Txn) error {
+			for _, x := range kvs {
+				if err := txn.Set(x.K, x.V); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+		if err != nil {
+			t.Fatalf("open (round %d): %v", round, err)
+		}
+		states, err := r.States(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := visibleAll(states)
+		if gj, _ := json.Marshal(got); string(gj) != string(mustJSON(t, want)) {
+			t.Fatalf("round %d: records show\n%s\nwant (layout 1)\n%s", round, gj, mustJSON(t, want))
+		}
+		err = r.db.View(func(txn *badger.Txn) error {
+			v, err := get(txn, keyLayout)
+			if err != nil || len(v) != 4 || binary.BigEndian.Uint32(v) != LayoutVersion {
+				return fmt.Errorf("layout %x %v", v, err)
+			}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefRecord})
+			defer it.Close()
+			for it.Seek(prefRecord); it.ValidForPrefix(prefRecord); it.Next() {
+				v, _ := it.Item().ValueCopy(nil)
+				rec, err := crdt.UnmarshalRecord(v)
+				if err != nil {
+					return err
+				}
+				if b, _ := crdt.MarshalRecord(rec); !bytes.Equal(b, v) {
+					return fmt.Errorf("record %q not stored in the current encoding", it.Item().Key())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			// Pending changes and the replica ID survived: writes go on.
+			for ref, st := range states {
+				if st.Deleted() {
+					continue
+				}
+				if err := r.Set(ctx, ref, "phone", "01942 111111"); err != nil {
+					t.Fatalf("write after migration: %v", err)
+				}
+				delete(want, ref.Team+"/"+ref.Collection+"/"+ref.ID)
+				st, _ := r.GetState(ctx, ref)
+				want[ref.Team+"/"+ref.Collection+"/"+ref.ID] = visibleAll(map[Ref]*crdt.Record{ref: st})[ref.Team+"/"+ref.Collection+"/"+ref.ID]
+			}
+		}
+		r.Close()
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

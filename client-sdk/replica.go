@@ -232,6 +232,11 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		netUp:  make(chan struct{}, 1),
 	}
 	r.closeCtx, r.closeFn = context.WithCancel(context.Background())
+	if err := r.migrateLayout(); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, err
+	}
 	if err := r.load(); err != nil {
 		r.closeFn()
 		db.Close()

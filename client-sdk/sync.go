@@ -593,17 +593,7 @@ func (r *Replica) applyReply(sent []api.Change, resp *api.SyncResponse, bootstra
 			if err != nil {
 				return fmt.Errorf("pulled snapshot record %d: %w", i, err)
 			}
-			for _, f := range s.Fields {
-				if f == nil {
-					continue
-				}
-				if e, ok := f.Winner(); ok {
-					newest = max(newest, e.ID.Time)
-				}
-				if n := len(f.Removed); n > 0 {
-					newest = max(newest, f.Removed[n-1].Time)
-				}
-			}
+			newest = max(newest, s.MaxTime())
 			ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
 			rec, err := load(ref)
 			if err != nil {

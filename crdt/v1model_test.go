@@ -9,32 +9,34 @@ package crdt
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"testing"
 )
 
-type v1Field struct {
+type refV1Field struct {
 	Type    FieldType
 	Entries []Entry
 	Removed []OpID
 }
 
-type v1Record struct {
-	Fields map[string]*v1Field
+type refRecord struct {
+	Fields map[string]*refV1Field
 }
 
-func newV1Record() *v1Record { return &v1Record{Fields: map[string]*v1Field{}} }
+func newRefRecord() *refRecord { return &refRecord{Fields: map[string]*refV1Field{}} }
 
-func (r *v1Record) Apply(op *Op) error {
+func (r *refRecord) Apply(op *Op) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
 	if op.Field == DeletedField && op.Kind != KindWrite {
 		return fmt.Errorf("%w: %s must be written, not %s", ErrKindMismatch, DeletedField, op.Kind)
 	}
-	return r.mergeField(op.Field, v1FieldOf(op))
+	return r.mergeField(op.Field, refFieldOf(op))
 }
 
-func (r *v1Record) Merge(o *v1Record) error {
+func (r *refRecord) Merge(o *refRecord) error {
 	for name, f := range o.Fields {
 		if err := r.mergeField(name, f); err != nil {
 			return err
@@ -43,12 +45,12 @@ func (r *v1Record) Merge(o *v1Record) error {
 	return nil
 }
 
-func (r *v1Record) mergeField(name string, f *v1Field) error {
+func (r *refRecord) mergeField(name string, f *refV1Field) error {
 	cur, ok := r.Fields[name]
 	if !ok {
-		cur = &v1Field{Type: f.Type}
+		cur = &refV1Field{Type: f.Type}
 	}
-	m, err := v1Merge(cur, f)
+	m, err := refMerge(cur, f)
 	if err != nil {
 		return err
 	}
@@ -56,7 +58,7 @@ func (r *v1Record) mergeField(name string, f *v1Field) error {
 	return nil
 }
 
-func (r *v1Record) Deleted() bool {
+func (r *refRecord) Deleted() bool {
 	f := r.Fields[DeletedField]
 	if f == nil || len(f.Entries) == 0 {
 		return false
@@ -64,7 +66,7 @@ func (r *v1Record) Deleted() bool {
 	return bytes.Equal(f.Entries[len(f.Entries)-1].Value, MustValue(true))
 }
 
-func (r *v1Record) DeleteConflicts() []string {
+func (r *refRecord) DeleteConflicts() []string {
 	if !r.Deleted() {
 		return nil
 	}
@@ -84,7 +86,7 @@ func (r *v1Record) DeleteConflicts() []string {
 	return names
 }
 
-func (r *v1Record) Conflicts() []string {
+func (r *refRecord) Conflicts() []string {
 	var names []string
 	for _, name := range sortedKeys(r.Fields) {
 		if f := r.Fields[name]; f.Type == Register && len(f.Entries) > 1 {
@@ -97,8 +99,8 @@ func (r *v1Record) Conflicts() []string {
 }
 
 // fieldOf returns the one-op state that applying op contributes.
-func v1FieldOf(op *Op) *v1Field {
-	f := &v1Field{Type: op.Kind.FieldType()}
+func refFieldOf(op *Op) *refV1Field {
+	f := &refV1Field{Type: op.Kind.FieldType()}
 	if op.Kind != KindRemove {
 		f.Entries = []Entry{{ID: op.ID, Value: op.Value}}
 	}
@@ -113,14 +115,14 @@ func v1FieldOf(op *Op) *v1Field {
 // merge returns the merge of a and b, neither of which it modifies; it may
 // return a itself when b adds nothing. Both must be sorted as Field
 // documents.
-func v1Merge(a, b *v1Field) (*v1Field, error) {
+func refMerge(a, b *refV1Field) (*refV1Field, error) {
 	if a.Type != b.Type {
 		return nil, fmt.Errorf("%w: %s and %s", ErrKindMismatch, a.Type, b.Type)
 	}
-	if v1Covers(a, b) {
+	if refCovers(a, b) {
 		return a, nil
 	}
-	removed := v1UnionIDs(a.Removed, b.Removed)
+	removed := refUnionIDs(a.Removed, b.Removed)
 	entries := make([]Entry, 0, len(a.Entries)+len(b.Entries))
 	i, j := 0, 0
 	for i < len(a.Entries) || j < len(b.Entries) {
@@ -151,14 +153,14 @@ func v1Merge(a, b *v1Field) (*v1Field, error) {
 			entries = append(entries, e)
 		}
 	}
-	return &v1Field{Type: a.Type, Entries: entries, Removed: removed}, nil
+	return &refV1Field{Type: a.Type, Entries: entries, Removed: removed}, nil
 }
 
 // covers reports whether merging b into a would leave a as it is: every
 // removed ID of b is removed in a, and every entry of b is in a (with a value
 // the merge would keep) or removed in a. It is the common case when states
 // are exchanged, and costs no allocation.
-func v1Covers(a, b *v1Field) bool {
+func refCovers(a, b *refV1Field) bool {
 	for _, id := range b.Removed {
 		if _, ok := slices.BinarySearchFunc(a.Removed, id, OpID.Compare); !ok {
 			return false
@@ -179,7 +181,7 @@ func v1Covers(a, b *v1Field) bool {
 }
 
 // unionIDs merges two sorted, duplicate-free ID lists.
-func v1UnionIDs(a, b []OpID) []OpID {
+func refUnionIDs(a, b []OpID) []OpID {
 	if len(b) == 0 {
 		return a
 	}
@@ -202,3 +204,54 @@ func v1UnionIDs(a, b []OpID) []OpID {
 	return append(out, b[j:]...)
 }
 
+// appendV1Record writes a layout-1 state as the layout-1 encoder did:
+// {c, r, t, f: {name: {y, e: [{i, v}], x: removed}}}, fields sorted.
+func appendV1Record(b []byte, team, coll, id string, r *refRecord) []byte {
+	b = appendMapLen(b, 4)
+	b = appendStr(appendStr(b, "c"), coll)
+	b = appendStr(appendStr(b, "r"), id)
+	b = appendStr(appendStr(b, "t"), team)
+	b = appendStr(b, "f")
+	b = appendMapLen(b, len(r.Fields))
+	for _, name := range sortedKeys(r.Fields) {
+		f := r.Fields[name]
+		b = appendStr(b, name)
+		n := 2
+		if len(f.Removed) > 0 {
+			n = 3
+		}
+		b = appendMapLen(b, n)
+		b = appendUint(appendStr(b, "y"), uint64(f.Type))
+		b = appendArrayLen(appendStr(b, "e"), len(f.Entries))
+		for i := range f.Entries {
+			b = appendEntry(b, &f.Entries[i])
+		}
+		if n == 3 {
+			b = appendIDs(appendStr(b, "x"), f.Removed)
+		}
+	}
+	return b
+}
+
+// seedV1States returns layout-1 encodings of the simulation's states,
+// built by the layout-1 merge from each replica's ops.
+func seedV1States(tb testing.TB) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := newSim(rng, 3)
+	s.run(tb, 40)
+	var out [][]byte
+	for _, rp := range s.reps {
+		for _, id := range simRecords {
+			ref := newRefRecord()
+			for _, op := range rp.ops {
+				if op.Record == id {
+					if err := ref.Apply(&op); err != nil {
+						tb.Fatal(err)
+					}
+				}
+			}
+			out = append(out, appendV1Record(nil, simTeam, simColl, id, ref))
+		}
+	}
+	return out
+}

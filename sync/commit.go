@@ -512,6 +512,15 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		}
 		if ref.quarantined {
 			inChange[op.ID] = true
+			// Held back: the record's causal context must keep saying so
+			// once later ops of this device are merged (see reapply).
+			rs, err := t.record(op.Team, op.Collection, op.Record)
+			if err != nil {
+				return res, err
+			}
+			rs.rec.Skip(op.ID)
+			rs.dirty = true
+			t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
 		}
 		// An op for an erased record is not kept: keeping it would store
 		// again what the erasure removed.
@@ -543,6 +552,10 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	}
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
+	}
+	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {
+		// Only the server re-issuing a held-back op replaces entries so.
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("%s op %s has pred", op.Kind, op.ID)}, nil
 	}
 	return t.checkRecord(op, inChange, false)
 }
@@ -657,32 +670,22 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 	return true, nil
 }
 
-// stateHas reports whether id is live or overwritten in the record: first
-// in the named field, then (for a delete's pred, which spans fields) in any.
+// stateHas reports whether the record knows id (see crdt.Record.Has):
+// applied (live or since overwritten), or named in a pred before it
+// arrived; for a delete's pred, which spans fields, in any field.
 func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
-	if fieldHas(r.Fields[field], id) {
+	if r.Has(field, id) {
 		return true
 	}
 	if field != crdt.DeletedField {
 		return false
 	}
-	for _, f := range r.Fields {
-		if fieldHas(f, id) {
+	for name := range r.Fields {
+		if r.Has(name, id) {
 			return true
 		}
 	}
 	return false
-}
-
-func fieldHas(f *crdt.Field, id crdt.OpID) bool {
-	if f == nil {
-		return false
-	}
-	if _, ok := slices.BinarySearchFunc(f.Entries, id, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
-		return true
-	}
-	_, ok := slices.BinarySearchFunc(f.Removed, id, crdt.OpID.Compare)
-	return ok
 }
 
 // validatorCode maps a validator error to an op code: unknown collections

@@ -1,10 +1,13 @@
 package sync
 
 import (
-	"errors"
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 var writeFixtures = flag.Bool("write-fixtures", false, "rewrite the store fixtures under testdata (only with the code that wrote layout 1)")
@@ -209,4 +213,94 @@ func (v rejectFields) ValidateOp(op *crdt.Op) error {
 		return errors.New("value not allowed")
 	}
 	return nil
+}
+
+// TestMigrateLayout1Fixture opens a server store written by layout 1 (the
+// fixture) and checks that the store moves to store.CurrentVersion with
+// every record state in the current encoding, showing exactly what it
+// showed under layout 1; that the quarantined op still reapplies; and that
+// a new device syncing from it converges with the server.
+func TestMigrateLayout1Fixture(t *testing.T) {
+	var want map[string]visibleRecord
+	j, err := os.ReadFile(fixtureVisibleV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &want); err != nil {
+		t.Fatal(err)
+	}
+	dir := loadFixture(t, fixtureStoreV1)
+	wall := newFakeWall()
+	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	got := visibleAll(serverRecords(t, e, "wigan"))
+	if gj, wj := mustJSON(t, got), mustJSON(t, want); string(gj) != string(wj) {
+		t.Fatalf("records show\n%s\nwant (layout 1)\n%s", gj, wj)
+	}
+	err = e.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(store.KeyVersion)
+		if err != nil {
+			return err
+		}
+		v, _ := item.ValueCopy(nil)
+		if binary.BigEndian.Uint32(v) != store.CurrentVersion {
+			return fmt.Errorf("layout %x", v)
+		}
+		prefix := store.RecordPrefix("wigan")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			v, _ := it.Item().ValueCopy(nil)
+			_, b, err := store.DecodeRecordValue(v)
+			if err != nil {
+				return err
+			}
+			rec, err := crdt.UnmarshalRecord(b)
+			if err != nil {
+				return err
+			}
+			if nb, _ := crdt.MarshalRecord(rec); !bytes.Equal(nb, b) {
+				return fmt.Errorf("record %q not stored in the current encoding", it.Item().Key())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The never-fixed quarantined value reapplies once allowed (no
+	// validator now), and a new device converges with the server.
+	q, err := e.Quarantined(bg, 10)
+	if err != nil || len(q) == 0 {
+		t.Fatalf("quarantine %+v %v", q, err)
+	}
+	for _, qo := range q {
+		if qo.Reapplicable {
+			if err := e.Reapply(bg, qo.ID); err != nil {
+				t.Fatalf("reapply %d: %v", qo.ID, err)
+			}
+		}
+	}
+	dev := newDevice("dan", wall.Now, "wigan")
+	dev.syncAll(t, e)
+	dev.write("wigan", "people", "p1", "phone", "01942 222222")
+	dev.commit()
+	dev.syncAll(t, e)
+	srv := visibleAll(serverRecords(t, e, "wigan"))
+	mine := visibleAll(dev.recs)
+	if a, b := mustJSON(t, srv), mustJSON(t, mine); string(a) != string(b) {
+		t.Fatalf("device and server differ after migration:\n%s\n%s", b, a)
+	}
+	w, _ := serverRecords(t, e, "wigan")[api.RecordRef{Team: "wigan", Collection: "assessments", ID: "a1"}].Field("ons4_worthwhile").Winner()
+	if string(w.Value) != string(crdt.MustValue(12)) {
+		t.Fatalf("reapplied value missing: %x", w.Value)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -237,6 +238,11 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: field %q is a %s, not a register", ErrInvalid, r.field, f.Type)
 		return nil
 	}
+	// The server's ops reach every replica in ID order only if each is
+	// newer than every op the record holds (a clock that went back over a
+	// restart would otherwise stamp an op the record's context already
+	// covers).
+	_ = t.e.clock.Update(rs.rec.MaxTime())
 	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
@@ -363,6 +369,27 @@ func (t *txnState) reapply(r *request) error {
 	if err != nil {
 		return err
 	}
+	replica, seq := q.Replica, q.Seq
+	if rf == nil {
+		rs, err := t.record(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return err
+		}
+		if late := t.lateCopy(rs.rec, op); late != nil {
+			// The record has merged later ops of the same device: the
+			// original would reach other replicas out of its writer's
+			// order, so the server merges a copy as its own new op that
+			// replaces the original (see crdt.Record.Skip).
+			hw, err := t.highWater(t.e.server)
+			if err != nil {
+				return err
+			}
+			op, replica, seq = late, t.e.server, hw+1
+			if err := t.setHighWater(t.e.server, seq); err != nil {
+				return err
+			}
+		}
+	}
 	if rf == nil {
 		if mrf, err := t.merge(op); err != nil {
 			return err
@@ -380,11 +407,37 @@ func (t *txnState) reapply(r *request) error {
 		return t.set(key, v)
 	}
 	t.flushBatches()
-	if err := t.writeLog(q.Author, q.Replica, q.Seq, []crdt.Op{*op}); err != nil {
+	if err := t.writeLog(q.Author, replica, seq, []crdt.Op{*op}); err != nil {
 		return err
 	}
 	if err := t.txn.Delete(key); err != nil {
 		return err
 	}
-	return t.txn.Delete(store.QuarantinedOpKey(op.ID))
+	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
+}
+
+// lateCopy returns, for a quarantined op being reapplied after the record
+// merged later ops of its device (its clock passes the op, which it holds
+// as skipped), a new op of the server replica doing the same with the
+// original named in pred so that it replaces the original wherever the
+// original is (on the device that wrote it). An op some later pred already
+// overwrote or removed (pending in its field) needs no copy: merged as it
+// is, it changes nothing anywhere. It returns nil when the original can be
+// merged as it is.
+func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
+	if !rec.ClockPasses(op.ID) || rec.Covers(op.ID) || rec.Has(op.Field, op.ID) {
+		return nil
+	}
+	_ = t.e.clock.Update(rec.MaxTime())
+	c := *op
+	c.ID = crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	switch op.Kind {
+	case crdt.KindRemove:
+		// A remove leaves no entry to replace.
+	default:
+		c.Pred = append(slices.Clone(op.Pred), op.ID)
+		slices.SortFunc(c.Pred, crdt.OpID.Compare)
+		c.Pred = slices.Compact(c.Pred)
+	}
+	return &c
 }
