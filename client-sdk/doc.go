@@ -24,11 +24,31 @@
 //
 // # Conflicts
 //
-// Set overwrites the value the user saw (the register's winner). If the
-// field was already in conflict it stays in conflict: other concurrent
-// values survive until Resolve, which overwrites all of them. So a conflict
-// on a clinically important field is never settled by an ordinary edit made
-// without seeing it.
+// Set overwrites the value the user saw. On a field already in conflict it
+// overwrites only values this replica wrote itself: other authors'
+// concurrent values survive until Resolve, which overwrites all of them.
+// On a field the schema marks clinical and in conflict, Set is refused
+// with ErrInConflict and nothing is stored: the app must offer the
+// conflict to someone allowed to settle it. Resolve of a clinical conflict
+// checks the signed-in user's role (from Login) against the field's
+// settled_by (ErrResolveForbidden; MaySettle asks beforehand). The server
+// applies the same rules (docs/PROTOCOL.md §9.1) and, when it refuses a
+// write this replica already applied (a conflict that had not reached the
+// tablet yet, a demotion since login), says so per op (Rejected) and
+// restates the record: the replica replaces its copy with the server's and
+// re-applies its own unacknowledged ops, so it shows the conflict again.
+//
+// # Scope, erasure and remote wipe
+//
+// Every reply states the device's scope (its user's teams now). Records of
+// other teams are deleted, with their rejections, except forbidden_team
+// rejections: the device's unsynced work for a team it has left, pushed
+// and refused, kept until DismissRejected. A record erased on the server
+// leaves nothing: record, outbox ops and rejections go; rejections the
+// reply reports for it reach the app without values. A reply ordering a
+// remote wipe (an admin revoked the device with wipe) makes the replica
+// drop all its data (Badger DropAll), report back, and return ErrWiped;
+// the app should then delete Dir and forget the key.
 //
 // # Outbox and changes
 //
@@ -45,9 +65,21 @@
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
-// After a network failure (a timeout on a slow link, say) both are halved
-// for the next attempt and doubled back after each success, so a page too
-// big to cross the link in time cannot stall sync for good.
+// After a failure that points at size they are halved for the next attempt
+// and doubled back after each success, so a page too big to cross the link
+// in time cannot stall sync for good: a timeout halves both, body_too_large
+// the changes pushed, a reply over MaxResponseBytes the page. Other failures
+// (a refused, reset or cut connection, a server error) leave the sizes
+// alone, so random losses do not shrink every request to a crawl.
+//
+// # Rate limits
+//
+// When the server answers rate_limited (or unavailable with a wait), Sync
+// waits what the server asked (the problem's retry_after_ms, else the
+// Retry-After header, else 1 s), capped by Options.MaxRetryWait and
+// jittered, and goes on; at most 10 waits in a row, and never past the
+// context. SyncResult.RateLimited counts them. A long bootstrap therefore
+// runs at the server's pace instead of failing at the end of the burst.
 //
 // # Clock
 //
@@ -99,6 +131,17 @@
 // pending set and one goroutine; while the subscriber has not taken its last
 // event, further changes coalesce into the next one.
 //
+// # Code layout
+//
+// The sync machinery is split by job: outbox.go (write groups, sealing,
+// picking the changes for a request, rejections), reply.go (a pure step,
+// planReply, that turns a reply and what it reads of local state into a
+// replyWrites value, and a thin step, storeReply, that writes that value in
+// one transaction), transport.go (one HTTP round trip, problem details,
+// token refresh), clock.go (the corrected wall clock) and sync.go (the loop
+// tying them together and the request sizes). New reply rules belong in the
+// pure step, where they are tested without a store or a server.
+//
 // # STORAGE
 //
 // Keys in the local Badger store (all values encrypted at rest):
@@ -118,4 +161,7 @@
 //	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
 //	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
 //	q/<seq BE><index uint32 BE>  a Rejection (msgpack)
+//	m/scope              last scope applied (msgpack api.Scope)
+//	m/wiped              present once the replica has wiped itself
+//	m/wipereport         access token to report the wipe with, until reported
 package client

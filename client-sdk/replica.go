@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"github.com/doorstep-health/doorstep/schema"
 )
 
@@ -85,6 +86,12 @@ type Options struct {
 	PullLimit int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
+
+	// MaxRetryWait caps how long Sync waits when the server answers
+	// rate_limited (or unavailable with a Retry-After) before it tries
+	// again; it waits what the server asks, up to this, at most 10 times in
+	// a row. 0 means 30 seconds.
+	MaxRetryWait time.Duration
 
 	// PollInterval is how often the background loop syncs when nothing
 	// triggers it, to pull others' changes; 0 means 1 minute.
@@ -217,7 +224,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
 	}
 	setDefaults(&opts)
-	db, err := badger.Open(bopts)
+	db, err := badgeropen.Open(bopts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
 	}
@@ -278,6 +285,9 @@ func setDefaults(o *Options) {
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = 64 << 20
+	}
+	if o.MaxRetryWait <= 0 {
+		o.MaxRetryWait = 30 * time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Minute
@@ -350,32 +360,11 @@ func (r *Replica) load() error {
 	return nil
 }
 
-// now is the corrected wall clock the HLC reads: the device's wall clock
-// plus the offset learned from the server, never earlier than the floor.
-func (r *Replica) now() time.Time {
-	r.offsetMu.Lock()
-	off, floor := r.offset, r.floor
-	r.offsetMu.Unlock()
-	t := r.opts.Wall().Add(off)
-	if t.Before(floor) {
-		return floor
-	}
-	return t
-}
-
 // ID returns the replica's ID, which is also its device ID.
 func (r *Replica) ID() crdt.ReplicaID { return r.id }
 
 // Clock returns the replica's hybrid logical clock.
 func (r *Replica) Clock() *crdt.Clock { return r.clock }
-
-// ClockOffset returns the correction currently added to the device's wall
-// clock (see the package doc).
-func (r *Replica) ClockOffset() time.Duration {
-	r.offsetMu.Lock()
-	defer r.offsetMu.Unlock()
-	return r.offset
-}
 
 // Close stops the background loop and subscriptions, waits for them, and
 // closes the store. Writes that returned before Close are durable.

@@ -51,17 +51,20 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 	return r.Batch(ctx, func(b *Batch) error { return b.CreateWithID(ref, fields) })
 }
 
-// Set writes value to a register field. The write overwrites the value the
-// user sees (the winner) but not other concurrent values: a field in
-// conflict stays in conflict until Resolve, so a conflict on a clinically
-// important field is never settled by accident. A nil value clears the
-// field.
+// Set writes value to a register field, overwriting the value the user
+// sees. On a field in conflict it overwrites only values this replica
+// wrote itself: another author's concurrent value stays in the conflict
+// until Resolve. On a clinical field in conflict Set is refused with
+// ErrInConflict: the app must offer the conflict for Resolve. A nil value
+// clears the field.
 func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) error {
 	return r.Batch(ctx, func(b *Batch) error { return b.Set(ref, field, value) })
 }
 
 // Resolve writes value to a register field, overwriting every concurrent
-// value the replica holds: it settles a conflict.
+// value the replica holds: it settles a conflict. On a clinical field in
+// conflict only a role the schema's settled_by lists may do so (the
+// signed-in user's, from Login); others get ErrResolveForbidden.
 func (r *Replica) Resolve(ctx context.Context, ref Ref, field string, value any) error {
 	return r.Batch(ctx, func(b *Batch) error { return b.Resolve(ref, field, value) })
 }
@@ -282,18 +285,19 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 
 // Set is Replica.Set within the batch.
 func (b *Batch) Set(ref Ref, field string, value any) error {
+	if err := b.checkSet(ref, field); err != nil {
+		return err
+	}
 	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
-		op := rec.Write(id, field, v)
-		if f := rec.Field(field); f.Conflict() {
-			w, _ := f.Winner()
-			op.Pred = []crdt.OpID{w.ID}
-		}
-		return op
+		return b.r.setOp(rec, id, field, v)
 	})
 }
 
 // Resolve is Replica.Resolve within the batch.
 func (b *Batch) Resolve(ref Ref, field string, value any) error {
+	if err := b.checkResolve(ref, field); err != nil {
+		return err
+	}
 	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Write(id, field, v)
 	})
@@ -369,24 +373,6 @@ func (r *Replica) validate(ref Ref, op *crdt.Op) error {
 		}
 	}
 	return nil
-}
-
-// appendPending stores one write's ops as an unsealed group under the next
-// outbox index.
-func (r *Replica) appendPending(txn *badger.Txn, ops []crdt.Op) error {
-	v, err := get(txn, keyNextOp)
-	if err != nil {
-		return err
-	}
-	n := u64(v) + 1
-	b, err := encodeChange(&api.Change{Ops: ops})
-	if err != nil {
-		return err
-	}
-	if err := txn.Set(u64Key(prefPending, n), b); err != nil {
-		return err
-	}
-	return txn.Set(keyNextOp, u64Bytes(n))
 }
 
 func loadRecord(txn *badger.Txn, ref Ref) (*crdt.Record, error) {

@@ -101,6 +101,25 @@ func (r *Record) Skip(id OpID) {
 	r.Skipped = slices.Insert(r.Skipped, i, id)
 }
 
+// DropSkipped forgets which ops the state holds back: the clock then covers
+// them, as if they had been applied and replaced, so a merge removes them
+// from any state that holds them. A device does this with states a server
+// sends (the server's quarantine is the server's business: a device is
+// told per op, and a reapplied op comes back as the server's copy), which
+// also keeps the states of devices that saw the same ops byte-equal.
+func (r *Record) DropSkipped() {
+	if len(r.Skipped) == 0 {
+		return
+	}
+	r.Skipped = nil
+	for _, f := range r.Fields {
+		if f != nil && len(f.Pending) > 0 {
+			f.Pending = slices.DeleteFunc(f.Pending, r.Covers)
+		}
+	}
+	r.DeleteSeen = r.keepDeleteSeen(r.DeleteSeen)
+}
+
 // IsEmpty reports whether the state holds nothing: no field, clock or
 // skipped op.
 func (r *Record) IsEmpty() bool {

@@ -147,6 +147,10 @@ func TestSDKSimulation(t *testing.T) {
 			case k < 4:
 				err = d.Set(ctx, ref, "cfs", 1+rng.intn(9))
 				counts["set"]++
+				if errors.Is(err, client.ErrInConflict) { // clinical: resolve, not set
+					err = nil
+					counts["set_refused"]++
+				}
 			case k < 5:
 				if rec.Fields["cfs"].Conflict || rec.Fields["phone"].Conflict {
 					field := "cfs"
@@ -156,6 +160,10 @@ func TestSDKSimulation(t *testing.T) {
 					}
 					err = d.Resolve(ctx, ref, field, val)
 					counts["resolve"]++
+					if errors.Is(err, client.ErrResolveForbidden) { // link workers do not settle cfs
+						err = nil
+						counts["resolve_refused"]++
+					}
 				}
 			case k < 6:
 				err = d.Add(ctx, ref, "risk_flags", needs[rng.intn(len(needs))])

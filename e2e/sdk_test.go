@@ -23,6 +23,7 @@ import (
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // sdkEnv is a real server on loopback with one team and a few users, and
@@ -33,19 +34,20 @@ type sdkEnv struct {
 	http *httptest.Server
 	url  string // the URL replicas use: the server's or a proxy's
 	now  func() time.Time
+	desk crdt.ReplicaID // the coordinator's desk, for coordinatorGET
 }
 
 const sdkTeam = "wigan-frailty"
 
 var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
-func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
+func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config)) *sdkEnv {
 	t.Helper()
 	ctx := context.Background()
 	if now == nil {
 		now = time.Now
 	}
-	s, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		DataDir:     t.TempDir(),
 		BcryptCost:  bcrypt.MinCost,
 		DeviceRate:  -1,
@@ -53,11 +55,15 @@ func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 		SmallMemory: true,
 		Now:         now,
 		Logger:      slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	s, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := httptest.NewServer(openAPIChecked(t, s.Handler()))
 	t.Cleanup(func() {
 		hs.Close()
 		if err := s.Shutdown(context.Background()); err != nil {
@@ -110,7 +116,10 @@ func (e *sdkEnv) open(dir string, mod func(*client.Options)) *client.Replica {
 // coordinatorGET signs the coordinator in (once) and GETs a review route.
 func (e *sdkEnv) coordinatorGET(path string, out any) int {
 	e.t.Helper()
-	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: crdt.NewReplicaID().String(), DeviceName: "desk"})
+	if e.desk.IsZero() {
+		e.desk = crdt.NewReplicaID() // one device: logins are bounded per user in devices, not in count
+	}
+	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: e.desk.String(), DeviceName: "desk"})
 	resp, err := http.Post(e.http.URL+"/v1/auth/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
@@ -199,6 +208,14 @@ func sdkAssertConverged(t *testing.T, rs ...*client.Replica) map[client.Ref]*crd
 			ab, _ := crdt.MarshalRecord(a)
 			bb, _ := crdt.MarshalRecord(b)
 			if !bytes.Equal(ab, bb) {
+				for n, f := range a.Fields {
+					g := b.Fields[n]
+					fb, _ := msgpack.Marshal(f)
+					gb, _ := msgpack.Marshal(g)
+					if !bytes.Equal(fb, gb) {
+						t.Logf("field %s: %+v vs %+v", n, f, g)
+					}
+				}
 				t.Fatalf("record %v differs between %s and %s", ref, rs[0].ID(), r.ID())
 			}
 		}
@@ -287,13 +304,20 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 				t.Fatalf("coordinator view of cfs: %+v", f)
 			}
 
-			// Bea resolves; both see it settled.
-			if err := bea.Resolve(ctx, ref, "cfs", 6); err != nil {
+			// Bea, a link worker, may not settle a clinical conflict; the
+			// coordinator does, and both tablets see it settled.
+			if err := bea.Resolve(ctx, ref, "cfs", 6); !errors.Is(err, client.ErrResolveForbidden) {
+				t.Fatalf("link worker's resolve: %v", err)
+			}
+			cora := e.device("cora", "", nil)
+			sdkMustSync(t, cora)
+			if err := cora.Resolve(ctx, ref, "cfs", 6); err != nil {
 				t.Fatal(err)
 			}
+			sdkMustSync(t, cora)
 			sdkMustSync(t, bea)
 			sdkMustSync(t, ann)
-			sdkAssertConverged(t, ann, bea)
+			sdkAssertConverged(t, ann, bea, cora)
 			if got, _ := ann.Get(ctx, ref); got.Fields["cfs"].Conflict || fmt.Sprint(got.Fields["cfs"].Value) != "6" {
 				t.Fatalf("after resolve: %+v", got.Fields["cfs"])
 			}

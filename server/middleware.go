@@ -29,7 +29,7 @@ func claimsOf(c echo.Context) *auth.Claims {
 // can set the author, the device or the teams.
 func callerOf(c echo.Context) dsync.Caller {
 	cl := claimsOf(c)
-	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...)}
+	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...), Role: cl.Role}
 }
 
 // logRequests logs one line per request with slog.
@@ -52,8 +52,9 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if cl := claimsOf(c); cl != nil {
 			attrs = append(attrs, slog.String("user", cl.Subject), slog.String("device", cl.Device))
+			s.metrics.seen(cl.Device, start)
 		}
-		s.metrics.observe(c.Path(), res.Status, time.Since(start))
+		s.metrics.observe(c.Path(), c.Request().Method, res.Status, time.Since(start))
 		level := slog.LevelInfo
 		if res.Status >= 500 {
 			level = slog.LevelError
@@ -111,6 +112,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxClaims, cl)
+		// The actor of every change and audit entry this request makes.
+		ctx := c.Request().Context()
+		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, s.auth.ActorFor(ctx, cl))))
 		return next(c)
 	}
 }
@@ -141,8 +145,9 @@ func requireTeam(next echo.HandlerFunc) echo.HandlerFunc {
 // limitDevice applies the per-device rate limit on authenticated routes.
 func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.deviceLimit.allow(claimsOf(c).Device) {
-			return problemf(api.CodeRateLimited, "too many requests from this device")
+		if ok, wait := s.deviceLimit.take(claimsOf(c).Device); !ok {
+			s.metrics.rateLimited.WithLabelValues("device").Inc()
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this device", RetryAfter: wait}
 		}
 		return next(c)
 	}
@@ -152,8 +157,9 @@ func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 // and readyz (unauthenticated routes that cost a bcrypt or an fsync).
 func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.authLimit.allow(c.RealIP()) {
-			return problemf(api.CodeRateLimited, "too many requests from this address")
+		if ok, wait := s.authLimit.take(c.RealIP()); !ok {
+			s.metrics.rateLimited.WithLabelValues("auth").Inc()
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this address", RetryAfter: wait}
 		}
 		return next(c)
 	}

@@ -28,8 +28,9 @@ type Server struct {
 	deviceLimit *limiter
 	authLimit   *limiter
 	metrics     *metrics
-	syncLatency histogram
+	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being read or processed
+	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -46,7 +47,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
+		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
+		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
+		EncryptionKey: cfg.EncryptionKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -57,7 +61,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		SmallMemory: cfg.SmallMemory,
+		PageBytes:     cfg.PageBytes,
+		SmallMemory:   cfg.SmallMemory,
+		EncryptionKey: cfg.EncryptionKey,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema
@@ -71,9 +77,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
-		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		backupBusy:  make(chan struct{}, 1),
 	}
+	s.metrics = newMetrics(s)
+	s.syncLatency = syncTimer{s.metrics.sync}
 	s.routes()
 	return s, nil
 }
@@ -103,25 +111,33 @@ func (s *Server) routes() {
 	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz, s.limitAuth) // readyz writes durably: limit it per address
-	e.GET("/metrics", s.metricsHandler)
+	e.GET("/metrics", s.metricsHandler())
+	e.GET("/v1/openapi.yaml", serveOpenAPI)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
-	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
+	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
+	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
+	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticateSync, s.limitDevice)
 
-	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))
+	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"), s.auditAdmin)
 	adm.POST("/teams", s.createTeam)
 	adm.GET("/teams", s.listTeams)
 	adm.POST("/users", s.createUser)
 	adm.GET("/users", s.listUsers)
+	adm.GET("/users/:id", s.getUser)
 	adm.PATCH("/users/:id", s.patchUser)
+	adm.DELETE("/users/:id", s.deleteUser)
+	adm.GET("/audit", s.listAudit)
 	adm.GET("/users/:id/devices", s.listDevices)
 	adm.POST("/devices/:id/revoke", s.revokeDevice)
 	adm.GET("/quarantine", s.listQuarantine)
 	adm.POST("/quarantine/:id/reapply", s.reapply)
 	adm.POST("/erasures", s.erase)
+	adm.GET("/backup", s.streamBackup, s.requireServiceAdmin)
+	adm.POST("/backups", s.backupToDir, s.requireServiceAdmin)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)

@@ -35,6 +35,10 @@
 //	                                  dropped (retention); older cursors re-bootstrap
 //	m/qseq                            u64: the last quarantine ID assigned
 //	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
+//	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
+//	                                  no detail, no values) of the replica's last push
+//	                                  that had ops not merged, re-reported when a
+//	                                  lost reply makes the device resend those seqs
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	                                  (crdt state encoding 2 from layout 2)
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
@@ -43,6 +47,8 @@
 //	                                  the ops of one accepted change that touch this
 //	                                  team; a change spanning teams writes one entry
 //	                                  per team, same pos. The log is also the history.
+//	                                  A restate entry has no ops and States: record
+//	                                  states a device re-sent after a restore
 //	i/s(team)s(coll)s(id)u64(pos)     empty: the change at pos touched the record
 //	                                  (history index: a record's history is these
 //	                                  log entries, filtered to its ops)
@@ -57,6 +63,11 @@
 //	                                  never created again
 //	m/ping                            u64 ms: written by the readiness check (a durable
 //	                                  write through Badger proves the store writable)
+//	m/epoch                           16 bytes: the current epoch ID (new on first open
+//	                                  and after every restore, see NewEpoch)
+//	m/epochs                          16 bytes × n: earlier epoch IDs, oldest first
+//	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
+//	                                  record states and had its high-water re-based
 //
 // # Layout versions
 //

@@ -24,6 +24,7 @@ const (
 	reqResolve
 	reqReapply
 	reqErase
+	reqRestate
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -41,6 +42,11 @@ type request struct {
 	cascade bool // erase
 
 	qid uint64 // reapply
+
+	states      []crdt.RecordBytes // restate
+	rebase      uint64
+	restateDone bool
+	restated    int // output: states that added something
 
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
@@ -174,6 +180,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.reapply(r)
 		case reqErase:
 			err = t.erase(r)
+		case reqRestate:
+			err = t.restate(r)
 		}
 		if err != nil {
 			return err
@@ -199,9 +207,10 @@ type txnState struct {
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
 
-	records map[string]*recState      // by record key
-	owners  map[string]string         // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+	records map[string]*recState                // by record key
+	owners  map[string]string                   // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
 }
 
 type recState struct {
@@ -456,7 +465,7 @@ func (t *txnState) push(r *request) error {
 		}
 		r.results = append(r.results, res)
 	}
-	return nil
+	return t.keepReported(r.caller.Replica, r.results)
 }
 
 // refusal is why one op was not merged.
@@ -481,7 +490,8 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		return res, nil
 	case ch.Seq <= hwm:
 		res.Status = api.ChangeDuplicate
-		return res, nil
+		res.Ops, err = t.reported(c.Replica, ch.Seq)
+		return res, err
 	case ch.Seq > hwm+1:
 		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
 		return res, nil
@@ -557,7 +567,10 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 		// Only the server re-issuing a held-back op replaces entries so.
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("%s op %s has pred", op.Kind, op.ID)}, nil
 	}
-	return t.checkRecord(op, inChange, false)
+	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
+		return rf, err
+	}
+	return t.clinicalCheck(op, c.Replica, c.Role)
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,

@@ -56,6 +56,10 @@ type Caller struct {
 	User    string         // user ID from the access token; becomes the author of every op pushed
 	Replica crdt.ReplicaID // device replica ID from the token; pushed op IDs must name it
 	Teams   []string       // teams the user belongs to: the scope of every read and write
+	// Role is the user's current role (api.Role*): who may settle a
+	// clinical conflict depends on it (see ClinicalRules). Empty settles
+	// no clinical conflict.
+	Role string
 }
 
 // Options configure Open.
@@ -74,6 +78,11 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Rules are the clinical-conflict rules; nil means the Validator's, if
+	// it implements ClinicalRules (a *schema.Schema does), else none.
+	Rules ClinicalRules
+	// EncryptionKey encrypts the store at rest (store.Options.EncryptionKey).
+	EncryptionKey []byte
 }
 
 // Page limits.
@@ -94,8 +103,11 @@ type Engine struct {
 	wall      func() time.Time
 	clock     *crdt.Clock
 	validator Validator
+	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
+	epoch     store.Epoch   // current epoch, fixed while open
+	past      []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -127,7 +139,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if skew == 0 {
 		skew = 5 * time.Minute
 	}
-	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory})
+	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory, EncryptionKey: opts.EncryptionKey})
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
@@ -135,6 +147,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st: st, db: st.DB(), log: logger, wall: wall,
 		clock:     crdt.NewClock(wall, skew),
 		validator: opts.Validator,
+		rules:     rulesOf(opts),
 		pageBytes: opts.PageBytes,
 		reqs:      make(chan *request, maxGroup),
 		stop:      make(chan struct{}),
@@ -174,6 +187,15 @@ func (e *Engine) load() error {
 				copy(e.server[:], b)
 				return nil
 			}); err != nil {
+				return err
+			}
+		}
+		if e.epoch, e.past, err = store.ReadEpochs(txn); err != nil {
+			return err
+		}
+		if e.epoch.IsZero() {
+			// First open (or a store from before epochs): start the first.
+			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
 		}
@@ -278,6 +300,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		// one in the push.
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
+	if e.staleEpoch(req) {
+		return e.syncStale(ctx, c, req)
+	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
@@ -290,6 +315,11 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+	if resp.Replace, err = e.replacements(ctx, req.Changes, results); err != nil {
+		return nil, err
+	}
+	resp.Epoch = e.epoch[:]
 	return resp, nil
 }
 
