@@ -78,6 +78,10 @@ func (r *Record) applyOps(ops []Op) {
 	if len(ops) == 0 {
 		return
 	}
+	if len(ops) == 1 {
+		r.applyOne(&ops[0])
+		return
+	}
 	if len(ops) > 1 {
 		slices.SortStableFunc(ops, func(a, b Op) int {
 			if c := a.ID.Compare(b.ID); c != 0 {
@@ -169,6 +173,54 @@ func hasDot(ops []Op, id OpID) bool {
 	return ok
 }
 
+// applyOne is applyOps for one op, without the batch's bookkeeping.
+func (r *Record) applyOne(op *Op) {
+	if r.Fields == nil {
+		r.Fields = map[string]*Field{}
+	}
+	if r.Covers(op.ID) {
+		r.refreshValue(op)
+		return
+	}
+	var one [1]Entry
+	d := fieldDelta{name: op.Field, typ: op.Kind.FieldType(), rems: op.Pred}
+	if op.Kind != KindRemove {
+		one[0] = Entry{ID: op.ID, Value: op.Value}
+		d.adds = one[:]
+	}
+	for i := 1; i < len(d.rems); i++ {
+		if d.rems[i-1].Compare(d.rems[i]) >= 0 {
+			d.rems = slices.Clone(d.rems) // never reorder the caller's pred
+			break
+		}
+	}
+	var old *Record
+	if len(r.DeleteSeen) > 0 {
+		old = &Record{Clock: slices.Clone(r.Clock), Skipped: slices.Clone(r.Skipped)}
+	}
+	dot := [1]Seen{{Replica: op.ID.Replica, Time: op.ID.Time}}
+	r.advance(dot[:])
+	if len(r.Skipped) > 0 {
+		r.Skipped = slices.DeleteFunc(r.Skipped, func(id OpID) bool { return id == op.ID })
+		if len(r.Skipped) == 0 {
+			r.Skipped = nil
+		}
+	}
+	removed := r.applyDelta(&d, nil)
+	for _, f := range r.Fields {
+		if len(f.Pending) > 0 {
+			f.Pending = slices.DeleteFunc(f.Pending, r.Covers)
+		}
+	}
+	var named []OpID
+	if op.Field == DeletedField {
+		named = sortIDs(slices.Clone(op.Pred))
+	}
+	if len(r.DeleteSeen) > 0 || len(named) > 0 {
+		r.updateDeleteSeen(old, sortIDs(removed), named)
+	}
+}
+
 // addDot raises dots to include id's time for its replica.
 func addDot(dots []Seen, id OpID) []Seen {
 	for i := range dots {
@@ -220,6 +272,25 @@ func (r *Record) applyDelta(d *fieldDelta, removed []OpID) []OpID {
 		f.Entries = append(f.Entries, adds...)
 		return removed
 	}
+	if len(adds) <= 1 && (len(adds) == 0 || n == 0 || f.Entries[n-1].ID.Compare(adds[0].ID) < 0) {
+		// Drop the named entries in place and append the new one after
+		// them (the common register write: it names the values it saw and
+		// is newer than all of them).
+		out := f.Entries[:0]
+		for _, e := range f.Entries {
+			if containsID(rems, e.ID) {
+				if len(r.DeleteSeen) > 0 {
+					removed = append(removed, e.ID)
+				}
+				continue
+			}
+			out = append(out, e)
+		}
+		clear(f.Entries[len(out):])
+		f.Entries = append(out, adds...)
+		r.addPending(f, rems)
+		return removed
+	}
 	out := make([]Entry, 0, n+len(adds))
 	i, j := 0, 0
 	for i < n || j < len(adds) {
@@ -227,7 +298,9 @@ func (r *Record) applyDelta(d *fieldDelta, removed []OpID) []OpID {
 			e := f.Entries[i]
 			i++
 			if containsID(rems, e.ID) {
-				removed = append(removed, e.ID)
+				if len(r.DeleteSeen) > 0 {
+					removed = append(removed, e.ID)
+				}
 				continue
 			}
 			out = append(out, e)
@@ -237,15 +310,22 @@ func (r *Record) applyDelta(d *fieldDelta, removed []OpID) []OpID {
 		j++
 	}
 	f.Entries = out
+	r.addPending(f, rems)
+	return removed
+}
+
+// addPending adds to f the preds in rems that name ops not yet applied.
+func (r *Record) addPending(f *Field, rems []OpID) {
+	added := false
 	for _, p := range rems {
 		if !r.Covers(p) && !f.pending(p) {
 			f.Pending = append(f.Pending, p)
+			added = true
 		}
 	}
-	if len(f.Pending) > 1 {
+	if added && len(f.Pending) > 1 {
 		f.Pending = sortIDs(f.Pending)
 	}
-	return removed
 }
 
 // updateDeleteSeen keeps DeleteSeen to the IDs a delete or restore named

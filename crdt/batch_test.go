@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -190,5 +191,31 @@ func BenchmarkMergeEntries(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/entry")
 		})
+	}
+}
+
+// TestApplyLeavesOpAlone: Apply and Batch never reorder or compact the
+// caller's pred (the engine logs the op as the device sent it).
+func TestApplyLeavesOpAlone(t *testing.T) {
+	r := NewRecord(simTeam, simColl, "p1")
+	a, b := r.Write(at(1000, ann), "f", MustValue(1)), r.Write(at(1001, bea), "f", MustValue(2))
+	mustApply(t, r, a, b)
+	op := r.Write(at(2000, coord), "f", MustValue(3))
+	op.Pred = []OpID{b.ID, a.ID, b.ID}
+	want := slices.Clone(op.Pred)
+	c := r.Clone()
+	if err := c.Apply(&op); err != nil {
+		t.Fatal(err)
+	}
+	bt := NewBatch(r)
+	if err := bt.Add(&op); err != nil {
+		t.Fatal(err)
+	}
+	bt.Flush()
+	if !slices.Equal(op.Pred, want) {
+		t.Fatalf("pred changed to %v", op.Pred)
+	}
+	if len(c.Field("f").Entries) != 1 || !bytes.Equal(encode(t, c), encode(t, r)) {
+		t.Fatalf("write naming both did not settle: %+v", c.Field("f"))
 	}
 }

@@ -164,7 +164,7 @@ func (r *Record) Apply(op *Op) error {
 	if err := r.checkOp(op, nil); err != nil {
 		return err
 	}
-	r.applyOps([]Op{*op})
+	r.applyOne(op)
 	return nil
 }
 
