@@ -98,13 +98,11 @@ func UnmarshalRecordHeld(b []byte, held []OpID) (*Record, error) {
 	if err := checkLimits(b); err != nil {
 		return nil, err
 	}
-	var r *Record
-	if hasStateVersion(b) {
-		var err error
-		if r, err = decodeRecordBytes(b, true); err != nil {
-			return nil, err
-		}
-	} else {
+	r, err := decodeStateV2(b)
+	if err != nil && !errors.Is(err, errNotV2) {
+		return nil, err
+	}
+	if err != nil {
 		rec, removed, ok := fastRecordV1(b)
 		if !ok {
 			v := new(v1Record)
@@ -156,13 +154,11 @@ func decodeRecord(b []byte, fast bool) (*Record, error) {
 // decodeRecordBytes is decodeRecord without the limits check, for bytes
 // already checked.
 func decodeRecordBytes(b []byte, fast bool) (*Record, error) {
-	var r *Record
-	if hasStateVersion(b) {
-		var err error
-		if r, err = decodeStateV2(b); err != nil {
-			return nil, err
-		}
-	} else {
+	r, err := decodeStateV2(b)
+	if err != nil && !errors.Is(err, errNotV2) {
+		return nil, err
+	}
+	if err != nil {
 		var removed map[string][]OpID
 		ok := false
 		if fast {

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -153,9 +154,10 @@ func appendBinLen(b []byte, n int) []byte {
 // never reads past the slice, never allocates more than what remains of
 // it, and records the first error.
 type stateReader struct {
-	b   []byte
-	p   int
-	err error
+	b     []byte
+	arena []byte // a copy of b that decoded values slice into
+	p     int
+	err   error
 }
 
 func (r *stateReader) fail(what string) {
@@ -306,73 +308,60 @@ func (r *stateReader) raw() []byte {
 		r.fail(err.Error())
 		return nil
 	}
-	v := bytes.Clone(r.b[r.p:end])
+	if r.arena == nil {
+		r.arena = bytes.Clone(r.b)
+	}
+	v := r.arena[r.p:end:end]
 	r.p = end
 	return v
 }
 
-func (r *stateReader) skip() { _ = r.raw() }
+func (r *stateReader) skip() {
+	if r.err != nil {
+		return
+	}
+	end, err := scan(r.b, r.p, DefaultLimits)
+	if err != nil {
+		r.fail(err.Error())
+		return
+	}
+	r.p = end
+}
 
-// decodeStateV2 decodes the version 2 encoding. It checks the form, not
-// the invariants (Validate does).
+// errNotV2 reports a state map without the "z" key: version 1.
+var errNotV2 = errors.New("crdt: not a version 2 state")
+
+// decodeStateV2 decodes the version 2 encoding, or returns errNotV2 for a
+// map without a "z" key. It checks the form, not the invariants (Validate
+// does). Keys may come in any order; in the canonical order (table and
+// base before what refers to them) it reads the bytes once.
 func decodeStateV2(b []byte) (*Record, error) {
 	r := &stateReader{b: b}
-	// First pass: where each top-level value is, so that the replica table
-	// and base can be read before what refers to them.
-	at := map[byte]int{}
-	n := r.mapLen()
-	for range n {
-		k := r.strBytes()
-		if r.err != nil {
-			break
-		}
-		if len(k) == 1 {
-			if _, dup := at[k[0]]; dup {
-				r.fail(fmt.Sprintf("key %q twice", k))
-				break
-			}
-			at[k[0]] = r.p
-		}
-		r.skip()
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if r.p != len(b) {
-		return nil, fmt.Errorf("%w: record state: %d trailing bytes", ErrMalformed, len(b)-r.p)
-	}
-	rec := &Record{Fields: map[string]*Field{}}
-	seek := func(k byte) bool {
-		p, ok := at[k]
-		r.p = p
-		return ok
-	}
-	str := func(k byte) string {
-		if !seek(k) {
-			return ""
-		}
-		return string(r.strBytes())
-	}
-	rec.Collection, rec.ID, rec.Team = str('c'), str('r'), str('t')
-	if seek('z') {
-		if v := r.uint(); r.err == nil && v != StateVersion {
-			return nil, fmt.Errorf("%w: record state version %d, this build reads %d", ErrMalformed, v, StateVersion)
-		}
-	}
+	var at [128]int // offset+1 of each one-letter key's value, 0 if absent
+	var done [128]bool
+	rec := &Record{}
 	var table []ReplicaID
-	if seek('w') {
-		t := r.bin()
-		if len(t)%16 != 0 {
-			r.fail("replica table length")
-		}
-		table = make([]ReplicaID, len(t)/16)
-		for i := range table {
-			copy(table[i][:], t[16*i:])
-		}
-	}
 	var base uint64
-	if seek('b') {
-		base = r.uint()
+	ready := false // table and base read
+	readRefs := func() {
+		save := r.p
+		if p := at['w']; p != 0 {
+			r.p = p - 1
+			t := r.bin()
+			if len(t)%16 != 0 {
+				r.fail("replica table length")
+			}
+			table = make([]ReplicaID, len(t)/16)
+			for i := range table {
+				copy(table[i][:], t[16*i:])
+			}
+		}
+		if p := at['b']; p != 0 {
+			r.p = p - 1
+			base = r.uint()
+		}
+		r.p = save
+		ready = true
 	}
 	id := func(prev *uint64) OpID {
 		i, dt := r.uint(), r.uint()
@@ -398,6 +387,9 @@ func decodeStateV2(b []byte) (*Record, error) {
 			return nil
 		}
 		var out []OpID
+		if m > 0 {
+			out = make([]OpID, 0, m/2)
+		}
 		prev := base
 		for range m / 2 {
 			if r.err != nil {
@@ -407,113 +399,171 @@ func decodeStateV2(b []byte) (*Record, error) {
 		}
 		return out
 	}
-	if seek('v') {
-		m := r.arrayLen()
-		if m%2 != 0 {
-			r.fail("odd clock")
-		}
-		for range m / 2 {
-			if r.err != nil {
-				break
+	parseLate := func(k byte) {
+		switch k {
+		case 'v':
+			m := r.arrayLen()
+			if m%2 != 0 {
+				r.fail("odd clock")
 			}
-			p := base
-			x := id(&p)
-			rec.Clock = append(rec.Clock, Seen{Replica: x.Replica, Time: x.Time})
-		}
-	}
-	if seek('f') {
-		nf := r.mapLen()
-		for range nf {
-			if r.err != nil {
-				break
+			if m > 0 {
+				rec.Clock = make([]Seen, 0, m/2)
 			}
-			name := string(r.strBytes())
-			if _, dup := rec.Fields[name]; dup {
-				r.fail(fmt.Sprintf("field %q twice", name))
-				break
-			}
-			if r.need(1) && r.b[r.p] == 0xc0 {
-				r.p++
-				rec.Fields[name] = nil
-				continue
-			}
-			f := &Field{}
-			seenKeys := 0
-			for range r.mapLen() {
-				k := r.strBytes()
+			for range m / 2 {
 				if r.err != nil {
 					break
 				}
-				if len(k) != 1 {
-					r.skip()
+				p := base
+				x := id(&p)
+				rec.Clock = append(rec.Clock, Seen{Replica: x.Replica, Time: x.Time})
+			}
+		case 'f':
+			nf := r.mapLen()
+			rec.Fields = make(map[string]*Field, min(nf, maxPrealloc))
+			for range nf {
+				if r.err != nil {
+					break
+				}
+				name := string(r.strBytes())
+				if _, dup := rec.Fields[name]; dup {
+					r.fail(fmt.Sprintf("field %q twice", name))
+					break
+				}
+				if r.need(1) && r.b[r.p] == 0xc0 {
+					r.p++
+					rec.Fields[name] = nil
 					continue
 				}
-				bit := 0
-				switch k[0] {
-				case 'y':
-					bit = 1
-					t := r.uint()
-					if t > 255 {
-						r.fail("field type")
-					}
-					f.Type = FieldType(t)
-				case 'e':
-					bit = 2
-					m := r.arrayLen()
-					if m%3 != 0 {
-						r.fail("entry list")
-						break
-					}
-					prev := base
-					for range m / 3 {
-						if r.err != nil {
-							break
-						}
-						e := Entry{ID: id(&prev)}
-						e.Value = r.raw()
-						f.Entries = append(f.Entries, e)
-					}
-				case 'p':
-					bit = 4
-					f.Pending = ids()
-				default:
-					r.skip()
-				}
-				if seenKeys&bit != 0 {
-					r.fail(fmt.Sprintf("field key %q twice", k))
-				}
-				seenKeys |= bit
+				rec.Fields[name] = r.field(id, ids, base)
 			}
-			rec.Fields[name] = f
+		case 'd':
+			rec.DeleteSeen = ids()
+		case 's':
+			rec.Skipped = ids()
 		}
 	}
-	if seek('d') {
-		rec.DeleteSeen = ids()
-	}
-	if seek('s') {
-		rec.Skipped = ids()
+	isLate := func(k byte) bool { return k == 'v' || k == 'f' || k == 'd' || k == 's' }
+	n := r.mapLen()
+	for range n {
+		k := r.strBytes()
+		if r.err != nil {
+			break
+		}
+		if len(k) != 1 || k[0] >= 128 {
+			r.skip()
+			continue
+		}
+		c := k[0]
+		if at[c] != 0 {
+			r.fail(fmt.Sprintf("key %q twice", k))
+			break
+		}
+		at[c] = r.p + 1
+		switch {
+		case c == 'c' || c == 'r' || c == 't':
+			v := string(r.strBytes())
+			switch c {
+			case 'c':
+				rec.Collection = v
+			case 'r':
+				rec.ID = v
+			default:
+				rec.Team = v
+			}
+		case c == 'z':
+			if v := r.uint(); r.err == nil && v != StateVersion {
+				return nil, fmt.Errorf("%w: record state version %d, this build reads %d", ErrMalformed, v, StateVersion)
+			}
+		case isLate(c) && at['w'] != 0 && at['b'] != 0 && at['z'] != 0:
+			if !ready {
+				readRefs()
+			}
+			parseLate(c)
+			done[c] = true
+		default:
+			r.skip()
+		}
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
+	if r.p != len(b) {
+		return nil, fmt.Errorf("%w: record state: %d trailing bytes", ErrMalformed, len(b)-r.p)
+	}
+	if at['z'] == 0 {
+		return nil, errNotV2
+	}
+	if !ready {
+		readRefs()
+	}
+	for _, c := range []byte{'v', 'f', 'd', 's'} {
+		if at[c] != 0 && !done[c] {
+			r.p = at[c] - 1
+			parseLate(c)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if rec.Fields == nil {
+		rec.Fields = map[string]*Field{}
+	}
 	return rec, nil
 }
 
-// hasStateVersion reports whether b, a msgpack map, has a "z" key: the
-// version 2 encoding. A map without one is version 1.
-func hasStateVersion(b []byte) bool {
-	r := &stateReader{b: b}
+// field reads one field of a version 2 state.
+func (r *stateReader) field(id func(*uint64) OpID, ids func() []OpID, base uint64) *Field {
+	f := &Field{}
+	seenKeys := 0
 	for range r.mapLen() {
 		k := r.strBytes()
 		if r.err != nil {
-			return false
+			break
 		}
-		if len(k) == 1 && k[0] == 'z' {
-			return true
+		if len(k) != 1 {
+			r.skip()
+			continue
 		}
-		r.skip()
+		bit := 0
+		switch k[0] {
+		case 'y':
+			bit = 1
+			t := r.uint()
+			if t > 255 {
+				r.fail("field type")
+			}
+			f.Type = FieldType(t)
+		case 'e':
+			bit = 2
+			m := r.arrayLen()
+			if m%3 != 0 {
+				r.fail("entry list")
+				break
+			}
+			if m > 0 {
+				f.Entries = make([]Entry, 0, m/3)
+			}
+			prev := base
+			for range m / 3 {
+				if r.err != nil {
+					break
+				}
+				e := Entry{ID: id(&prev)}
+				e.Value = r.raw()
+				f.Entries = append(f.Entries, e)
+			}
+		case 'p':
+			bit = 4
+			f.Pending = ids()
+		default:
+			r.skip()
+		}
+		if seenKeys&bit != 0 {
+			r.fail(fmt.Sprintf("field key %q twice", k))
+		}
+		seenKeys |= bit
 	}
-	return false
+	return f
 }
 
 // fromV1 converts a version 1 state (per-field removed IDs) to the causal
