@@ -200,8 +200,20 @@
 // repeats), and check on at least 10,000 random cases
 // (go test ./crdt -args -long for 50 times more; -args -seed N replays)
 // that merge is commutative, associative and idempotent on the encoded
-// bytes, that replicas applying the same ops in any order with duplicates
-// converge, that merging states equals applying all ops, and that every
-// state agrees with a naive reference model. Fuzz targets cover every
-// decoder and CheckLimits.
+// bytes, that replicas applying the same ops in any interleaving (each
+// writer's ops in order) with duplicates converge, that merging states
+// equals applying all ops, that every state agrees with a naive reference
+// model and, differentially, with the version 1 representation fed the
+// same ops (and with its version 1 encoding converted), that an op held
+// back (Skip) and applied late gives the in-order state, and that a Batch
+// equals applying its ops one by one. Fuzz targets cover every decoder
+// and CheckLimits.
+//
+// # For the storage seam (issue 13)
+//
+// A record state is one value: MarshalRecord bytes (state version 2),
+// read whole with UnmarshalRecord and written whole. A store needs no
+// per-op key: Record.Has answers whether an op is merged or a pred
+// exists. Its size is bounded by live values and writers, so reading and
+// rewriting it per change costs what the record holds, not its history.
 package crdt
