@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -11,43 +12,13 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/api"
 )
 
-// AuditEntry is one line of the audit trail: who did what, to what, when.
-// Detail holds small strings only (IDs, counts, codes), never clinical
-// values or passwords.
-type AuditEntry struct {
-	// Seq is the entry's position in the trail, assigned by Audit: it
-	// increases with every entry (gaps are possible after a failed write).
-	Seq uint64 `json:"seq"`
-	// Time is when the action happened; Audit fills in the clock's now when
-	// it is zero.
-	Time time.Time `json:"time"`
-	// ActorID, ActorName and ActorRole identify who acted: a user ID, their
-	// display name and role, or for the operator's command line ActorID
-	// "service" (see ServiceActor).
-	ActorID   string `json:"actor_id"`
-	ActorName string `json:"actor_name,omitempty"`
-	ActorRole string `json:"actor_role,omitempty"`
-	// Device is the replica ID the actor used, if any.
-	Device string `json:"device,omitempty"`
-	// Action names what was done, e.g. ActionUserDisable or "record.read":
-	// lower case letters, digits, '.' and '_', up to 64 bytes.
-	Action string `json:"action"`
-	// Team is the team the action concerns; Teams lists further teams it
-	// concerns (a user in two teams). An admin reads an entry when one of
-	// them is one of the admin's teams.
-	Team  string   `json:"team,omitempty"`
-	Teams []string `json:"teams,omitempty"`
-	// TargetKind and TargetID name the object acted on: "user" and a user
-	// ID, "device" and a replica ID, "record" and collection/id, ...
-	TargetKind string `json:"target_kind,omitempty"`
-	TargetID   string `json:"target_id,omitempty"`
-	// Detail is a small map of further facts: op IDs, counts, codes, a
-	// reason. At most 32 keys of up to 64 bytes; values are cut to 1,024
-	// bytes.
-	Detail map[string]string `json:"detail,omitempty"`
-}
+// AuditEntry is one line of the audit trail (see api.AuditEntry; it lives
+// in api, the wire contract, so that packages that may not import auth,
+// such as the console, can record through a small interface of their own).
+type AuditEntry = api.AuditEntry
 
 // Actions recorded by this package. Other packages record their own
 // actions (e.g. "record.read", "record.resolve", "record.erase") through
@@ -88,17 +59,20 @@ func auditKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(pAudit), seq)
 }
 
-// validate checks an entry's bounds.
-func (e *AuditEntry) validate() error {
+// validateAudit checks an entry's bounds and cuts long detail values.
+func validateAudit(e *AuditEntry) error {
 	switch {
 	case !actionPattern.MatchString(e.Action):
 		return fmt.Errorf("%w: audit action %q", ErrInvalid, e.Action)
 	case e.ActorID == "" || len(e.ActorID) > 200 || len(e.ActorName) > 200 || len(e.ActorRole) > 64 || len(e.Device) > 64:
 		return fmt.Errorf("%w: audit actor missing or too long", ErrInvalid)
-	case len(e.Team) > 64 || len(e.Teams) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
+	case len(e.Team) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
 		return fmt.Errorf("%w: audit team or target too long", ErrInvalid)
 	case len(e.Detail) > 32:
 		return fmt.Errorf("%w: audit detail has more than 32 keys", ErrInvalid)
+	}
+	if len(e.Teams) > 1000 { // never refuse a change for being about many teams
+		e.Teams = e.Teams[:1000]
 	}
 	for k, v := range e.Detail {
 		if k == "" || len(k) > 64 {
@@ -123,15 +97,90 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 			e.Device = a.Device
 		}
 	}
-	if err := e.validate(); err != nil {
+	if err := validateAudit(&e); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, add func(AuditEntry) error) error { return add(e) })
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", e.Action, err)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return nil
+	// Group commit: entries that arrive while a commit is in flight wait
+	// and go into the next commit together. The caller that finds no
+	// commit in flight leads: it writes one batch, then hands the lead to
+	// the first entry still waiting, so no caller writes more than one
+	// batch of others' entries.
+	done := make(chan error, 1)
+	s.pendMu.Lock()
+	s.pending = append(s.pending, auditReq{e: e, done: done})
+	lead := !s.flushing
+	s.flushing = true
+	s.pendMu.Unlock()
+	for {
+		if lead {
+			s.flushAudit(context.WithoutCancel(ctx)) // not cancelled with this caller: the batch holds others' entries
+		}
+		err := <-done
+		if err == errAuditLead {
+			lead = true
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("audit %s: %w", e.Action, err)
+		}
+		return nil
+	}
 }
+
+// errAuditLead tells a waiting Audit caller to lead the next group commit.
+var errAuditLead = errors.New("auth: lead the next audit commit")
+
+// flushAudit writes one batch of pending entries (the caller leads), then
+// passes the lead to the first entry still pending, or ends the flush.
+func (s *Service) flushAudit(ctx context.Context) {
+	s.pendMu.Lock()
+	n := min(len(s.pending), maxAuditBatch)
+	batch := s.pending[:n:n]
+	s.pending = s.pending[n:]
+	s.pendMu.Unlock()
+	s.writeAuditBatch(ctx, batch)
+	s.pendMu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].done <- errAuditLead // its result is not sent yet: the buffer is free
+	} else {
+		s.flushing = false
+	}
+	s.pendMu.Unlock()
+}
+
+// writeAuditBatch stores a batch in one commit and tells each caller; a
+// batch too big for one transaction is stored entry by entry.
+func (s *Service) writeAuditBatch(ctx context.Context, batch []auditReq) {
+	err := s.auditUpdate(ctx, func(_ *badger.Txn, add func(AuditEntry) error) error {
+		for _, r := range batch {
+			if err := add(r.e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
+		for _, r := range batch {
+			s.writeAuditBatch(ctx, []auditReq{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// auditReq is an entry waiting for a group commit.
+type auditReq struct {
+	e    AuditEntry
+	done chan error
+}
+
+// maxAuditBatch bounds the entries of one group commit.
+const maxAuditBatch = 256
 
 // auditUpdate runs fn in a read-write transaction holding the audit lock;
 // fn adds entries with add, which assigns their seq and time. Entries whose
@@ -153,7 +202,7 @@ func (s *Service) auditUpdate(ctx context.Context, fn func(txn *badger.Txn, add 
 					e.Device = actor.Device
 				}
 			}
-			if err := e.validate(); err != nil {
+			if err := validateAudit(&e); err != nil {
 				return err
 			}
 			next++

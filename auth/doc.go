@@ -15,6 +15,9 @@
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
 //
+// Open opens Badger through internal/badgeropen, which recovers from an
+// empty memtable file left by a kill.
+//
 // # Devices and refresh chains
 //
 // A login binds the returned tokens to a device (its replica ID). Each
@@ -52,6 +55,8 @@
 // auth owns the append-only audit trail (audit.go, layout version
 // AuditLayoutVersion): account changes are recorded in the same
 // transaction as the change, and other packages record theirs (record
-// reads, resolutions, erasures) with Service.Audit. AuditLog reads it,
-// filtered and scoped to an admin's teams.
+// reads, resolutions, erasures) with Service.Audit, whose concurrent calls
+// share one durable commit (group commit). AuditLog reads it, filtered and
+// scoped to an admin's teams. The entry type is api.AuditEntry (the wire
+// form of GET /v1/admin/audit), aliased here.
 package auth

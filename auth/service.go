@@ -241,6 +241,9 @@ type Service struct {
 	auditMu     gosync.Mutex // serialises transactions that append audit entries
 	auditSeq    uint64       // last audit seq written
 	auditLoaded bool
+	pendMu      gosync.Mutex // guards pending and flushing (Audit's group commit)
+	pending     []auditReq
+	flushing    bool
 
 	mu      gosync.Mutex
 	devices map[string]deviceState // cache of device revocation state
@@ -1103,6 +1106,13 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 	s.cacheDevice(d)
 	if reused {
 		s.cfg.Logger.Warn("refresh token reused; device revoked", "device", d.ID, "user", d.User)
+		owner, _ := s.User(ctx, d.User) // for the teams the entry concerns
+		owner.ID = d.User
+		e := userAudit(ActionDeviceRevoke, &owner, nil, map[string]string{"user": d.User, "reason": RevokedByReuse})
+		e.ActorID, e.Device, e.TargetKind, e.TargetID = "system", d.ID, "device", d.ID
+		if err := s.Audit(ctx, e); err != nil {
+			s.cfg.Logger.Error("audit entry not recorded", "action", e.Action, "device", d.ID, "err", err)
+		}
 		return nil, fmt.Errorf("refresh: %w: device %s revoked", ErrRefreshReused, d.ID)
 	}
 	access, err := s.issueAccess(&u, d.ID, d.Gen, now)

@@ -22,6 +22,19 @@
 // store or sync packages, nor echo: it talks to the server only through the
 // HTTP contract in package api.
 //
+// # Writing and reading values
+//
+// Create takes a Ref naming the team and collection (and optionally the
+// ID) and returns the new record's Ref, so the two names cannot be swapped
+// unnoticed. Set refuses a nil value; Clear clears a register, and a
+// cleared register not in conflict is left out of Record.Fields. Reads
+// decode integers as int64 whatever width they were stored in (uint64 only
+// above math.MaxInt64) and floats as float64, so a value written as 4
+// reads back as int64(4).
+//
+// ServerURL and the request sizes can be changed after Open with
+// SetServerURL and SetRequestSizes.
+//
 // # Conflicts
 //
 // Set overwrites the value the user saw. On a field already in conflict it
@@ -32,7 +45,7 @@
 // conflict to someone allowed to settle it. Resolve of a clinical conflict
 // checks the signed-in user's role (from Login) against the field's
 // settled_by (ErrResolveForbidden; MaySettle asks beforehand). The server
-// applies the same rules (docs/PROTOCOL.md §9.1) and, when it refuses a
+// applies the same rules (docs/PROTOCOL.md §11.1) and, when it refuses a
 // write this replica already applied (a conflict that had not reached the
 // tablet yet, a demotion since login), says so per op (Rejected) and
 // restates the record: the replica replaces its copy with the server's and
@@ -62,6 +75,19 @@
 // fails at any byte leaves nothing lost or doubled. Ops the server
 // quarantined or refused inside an acknowledged change are kept and listed
 // by Rejected; they stay applied locally.
+//
+// A change the server can never accept must not block the ones after it.
+// Writes are checked against the server's limits when the app makes them
+// (Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes; a *LimitError matching
+// ErrTooLarge). If the server still refuses a request as too large
+// (body_too_large), Sync sends fewer changes, then splits a single change in
+// two (renumbering the later ones; content only ever moves to a higher seq,
+// so nothing the server holds is contradicted), and a single op still too
+// large is set aside: its change is replaced by an empty one under the same
+// seq and the op is listed by Rejected with the server's reason. A change
+// refused as a whole with a code that can never succeed (bad_request,
+// malformed_body, invalid_op, body_too_large) is set aside the same way;
+// other refusals fail the Sync with ErrRefused and keep the change.
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
@@ -118,7 +144,11 @@
 //
 // # Errors
 //
-// Writes refused before storing return a *ValidationError (ErrInvalid).
+// Writes refused before storing return a *ValidationError (ErrInvalid);
+// a write over the server's size limits also matches ErrTooLarge (a
+// *LimitError says which limit). A failure to reach the server (no
+// network, refused, reset or cut connection, timeout, 502/503/504) matches
+// ErrUnavailable, so an app can tell "offline" from "refused".
 // Server errors arrive as an *api.Problem, decoded from problem+json or
 // problem+msgpack, wrapped with context: branch with errors.As on its Code,
 // or with errors.Is on ErrSignedOut, ErrRefused, ErrNotFound, ErrDeleted,
@@ -146,7 +176,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
-//	m/layout             u32 BE layout version (LayoutVersion; absent = 1)
+//	m/layout             layout version, uint32 BE (CurrentLayout, now 2; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)
@@ -156,7 +186,7 @@
 //	m/offset             clock offset in nanoseconds (int64 BE)
 //	m/lastsuccess        wall time of the last stored reply (Unix ms)
 //	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
-//	                     encoding 2 from layout 2; layout 1 held encoding 1,
+//	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
 //	                     rewritten by Open's migration)
 //	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
 //	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)

@@ -70,11 +70,10 @@ func TestWriteFixtureV1(t *testing.T) {
 	}
 	ctx := context.Background()
 	r := openTest(t, t.TempDir(), nil)
-	id, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Mrs Jones", "mobility": "stick"})
+	ref, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": "Mrs Jones", "mobility": "stick"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := Ref{Team: "wigan", Collection: "people", ID: id}
 	for i := range 30 {
 		if err := r.Set(ctx, ref, "phone", i); err != nil {
 			t.Fatal(err)
@@ -100,11 +99,10 @@ func TestWriteFixtureV1(t *testing.T) {
 	c2 := st.Add(crdt.OpID{Time: t0 + 1, Replica: bea}, "needs", crdt.MustValue("loneliness"))
 	must(r.ApplyRemote(ctx, []crdt.Op{c1, c2}))
 	// A second person, deleted while a colleague edited.
-	id2, err := r.Create(ctx, "people", "wigan", map[string]any{"name": "Mr Smith"})
+	ref2, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": "Mr Smith"})
 	must(err)
-	ref2 := Ref{Team: "wigan", Collection: "people", ID: id2}
 	must(r.Delete(ctx, ref2))
-	c3 := crdt.Op{ID: crdt.OpID{Time: t0 + 2, Replica: bea}, Team: "wigan", Collection: "people", Record: id2,
+	c3 := crdt.Op{ID: crdt.OpID{Time: t0 + 2, Replica: bea}, Team: "wigan", Collection: "people", Record: ref2.ID,
 		Field: "phone", Kind: crdt.KindWrite, Value: crdt.MustValue("01942 000000")}
 	must(r.ApplyRemote(ctx, []crdt.Op{c3}))
 	states, err := r.States(ctx)
@@ -191,7 +189,7 @@ func TestMigrateLayout1Fixture(t *testing.T) {
 		}
 		err = r.db.View(func(txn *badger.Txn) error {
 			v, err := get(txn, keyLayout)
-			if err != nil || len(v) != 4 || binary.BigEndian.Uint32(v) != LayoutVersion {
+			if err != nil || len(v) != 4 || binary.BigEndian.Uint32(v) != CurrentLayout {
 				return fmt.Errorf("layout %x %v", v, err)
 			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefRecord})

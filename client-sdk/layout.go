@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -11,72 +10,51 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
-// LayoutVersion is the version of the local store layout this package
-// writes, kept under m/layout. Version 1 (no m/layout key) stored record
-// states in crdt state encoding version 1 (per-field removed-ID lists);
-// version 2 stores crdt state encoding version 2 (a causal context per
-// record). Open migrates an older store in place before anything else
-// reads it.
-const LayoutVersion uint32 = 2
-
-// ErrNewerLayout reports a local store written by a newer SDK.
-var ErrNewerLayout = errors.New("client: local store written by a newer SDK")
-
-var keyLayout = []byte("m/layout")
+// Layout 2 stores record states in crdt state encoding 2 (a causal context
+// per record) where layouts 0 and 1 stored encoding 1 (per-field
+// removed-ID lists). The rewrite runs before the version bookkeeping
+// (layout.Migrate, whose migrations run in one transaction each), in
+// transactions of migrateBatch records, so a large replica migrates
+// within Badger's transaction limits; both encodings decode, so a rewrite
+// cut short by a crash reads correctly and resumes on the next Open, and
+// the version moves to 2 only once it is done.
 
 // migrateBatch bounds the records rewritten per transaction.
 const migrateBatch = 500
 
-// migrateLayout brings the store to LayoutVersion. A new store (no replica
-// ID yet) is stamped; a version 1 store has every record state rewritten
-// in the version 2 encoding, in transactions of migrateBatch records, and
-// is stamped last, so a migration cut short by a crash resumes (version 1
-// and 2 states both decode) and no state is ever half written.
-func (r *Replica) migrateLayout() error {
-	var v uint32
-	var fresh bool
+// rewriteStatesForLayout2 re-encodes every record state of a replica whose
+// layout is older than 2 (there is nothing to do for a new or current
+// one).
+func (r *Replica) rewriteStatesForLayout2() error {
+	var older bool
 	err := r.db.View(func(txn *badger.Txn) error {
 		b, err := get(txn, keyLayout)
 		if err != nil {
 			return err
 		}
 		if b != nil {
-			if len(b) != 4 {
-				return fmt.Errorf("client: stored layout version is %d bytes", len(b))
-			}
-			v = binary.BigEndian.Uint32(b)
+			older = len(b) == 4 && binary.BigEndian.Uint32(b) < 2
 			return nil
 		}
 		id, err := get(txn, keyReplica)
-		fresh, v = id == nil, 1
+		older = id != nil
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("client: read layout version: %w", err)
+	if err != nil || !older {
+		return err
 	}
-	switch {
-	case v == LayoutVersion:
-		return nil
-	case v > LayoutVersion:
-		return fmt.Errorf("%w: layout %d, this SDK reads up to %d", ErrNewerLayout, v, LayoutVersion)
-	}
-	if !fresh {
-		r.log.Info("migrating local store", "from", v, "to", LayoutVersion)
-		var after []byte
-		for {
-			n, last, err := r.rewriteRecords(after)
-			if err != nil {
-				return fmt.Errorf("client: migrate local store to layout %d: %w", LayoutVersion, err)
-			}
-			if n < migrateBatch {
-				break
-			}
-			after = last
+	r.log.Info("rewriting record states for layout 2")
+	var after []byte
+	for {
+		n, last, err := r.rewriteRecords(after)
+		if err != nil {
+			return fmt.Errorf("client: rewrite record states for layout 2: %w", err)
 		}
+		if n < migrateBatch {
+			return nil
+		}
+		after = last
 	}
-	return r.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(keyLayout, binary.BigEndian.AppendUint32(nil, LayoutVersion))
-	})
 }
 
 // rewriteRecords re-encodes up to migrateBatch record states after key

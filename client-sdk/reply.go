@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -57,6 +56,11 @@ type replyWrites struct {
 	// Rejections are the ops the server quarantined or refused inside
 	// acknowledged changes, to keep until DismissRejected.
 	Rejections []Rejection
+	// SetAside are sealed changes refused for good, to replace by empty
+	// changes (their ops are among Rejections); SetAsideOps counts their
+	// ops.
+	SetAside    []setAside
+	SetAsideOps int
 	// Records are the records whose state the pull changed.
 	Records []recordWrite
 	// Purged are the records erased on the server, to delete here.
@@ -145,8 +149,18 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 				}
 				continue
 			}
+			detail := fmt.Sprintf("change %d refused", cr.Seq)
+			if permanentRefusal(cr.Code) {
+				// Never acceptable as it is: move it aside so the changes
+				// after it go through.
+				w.SetAside = append(w.SetAside, setAside{Seq: cr.Seq, Code: cr.Code, Detail: detail})
+				rj := rejectionsFor(ch, cr.Code, detail, now)
+				w.SetAsideOps += len(rj)
+				w.Rejections = append(w.Rejections, rj...)
+				continue
+			}
 			if w.Refused == nil {
-				w.Refused = fmt.Errorf("%w: seq %d: %w", ErrRefused, cr.Seq, api.NewProblem(cr.Code, fmt.Sprintf("change %d refused", cr.Seq)))
+				w.Refused = fmt.Errorf("%w: seq %d: %w", ErrRefused, cr.Seq, api.NewProblem(cr.Code, detail))
 			}
 		default:
 			w.Notes = append(w.Notes, note{"unknown change status", []any{"seq", cr.Seq, "status", cr.Status}})
@@ -294,15 +308,13 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 			return err
 		}
 	}
-	for i := range w.Rejections {
-		rj := &w.Rejections[i]
-		b, err := msgpack.Marshal(rj)
-		if err != nil {
+	for _, sa := range w.SetAside {
+		if err := putEmptyChange(txn, sa.Seq); err != nil {
 			return err
 		}
-		if err := txn.Set(rejectionKey(rj.Seq, rj.Index), b); err != nil {
-			return err
-		}
+	}
+	if err := putRejections(txn, w.Rejections); err != nil {
+		return err
 	}
 	for _, rw := range w.Records {
 		if err := txn.Set(recordKey(rw.Ref), rw.Bytes); err != nil {

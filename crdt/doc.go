@@ -34,7 +34,7 @@
 // SDK's plain Set on a field in conflict names only its own replica's
 // values in Pred, and on clinical fields the SDK refuses it and the sync
 // engine quarantines or refuses writes that would (see package schema's
-// settled_by and docs/PROTOCOL.md §9.1).
+// settled_by and docs/PROTOCOL.md §11.1).
 //
 // # State (version 2): live entries plus a causal context
 //

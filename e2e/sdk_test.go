@@ -157,11 +157,11 @@ func sdkSeedPeople(tb testing.TB, r *client.Replica, n int) []client.Ref {
 	var refs []client.Ref
 	err := r.Batch(context.Background(), func(bt *client.Batch) error {
 		for i := range n {
-			id, err := bt.Create("people", sdkTeam, sdkPerson(fmt.Sprint("P", i)))
+			id, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprint("P", i)))
 			if err != nil {
 				return err
 			}
-			refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+			refs = append(refs, id)
 		}
 		return nil
 	})
@@ -230,11 +230,11 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 			e := newSDKEnv(t, nil)
 			ann := e.device("ann", "", nil)
 			bea := e.device("bea", "", nil)
-			id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Edith"))
+			id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Edith"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+			ref := id
 			if err := ann.Set(ctx, ref, "cfs", 5); err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +297,7 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 				t.Fatalf("coordinator conflicts %v lack %v", conflicts.Records, ref)
 			}
 			var rec server.RecordJSON
-			if code := e.coordinatorGET("/v1/teams/"+sdkTeam+"/records/people/"+id, &rec); code != http.StatusOK {
+			if code := e.coordinatorGET("/v1/teams/"+sdkTeam+"/records/people/"+id.ID, &rec); code != http.StatusOK {
 				t.Fatalf("GET record: %d", code)
 			}
 			if f := rec.Fields["cfs"]; f == nil || !f.Conflict || len(f.Values) != 2 {
@@ -330,11 +330,11 @@ func TestSDKRestartBetweenWriteAndSync(t *testing.T) {
 	e := newSDKEnv(t, nil)
 	dir := t.TempDir()
 	ann := e.device("ann", dir, nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Albert"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Albert"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	for i := range 10 {
 		if err := ann.Append(ctx, ref, "case_notes", fmt.Sprintf("note %d", i)); err != nil {
 			t.Fatal(err)
@@ -368,12 +368,12 @@ func TestSDKRevokedDeviceKeepsOutbox(t *testing.T) {
 	ctx := context.Background()
 	e := newSDKEnv(t, nil)
 	ann := e.device("ann", "", nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Mabel"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Mabel"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sdkMustSync(t, ann)
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	if err := ann.Set(ctx, ref, "phone", "01942 000111"); err != nil {
 		t.Fatal(err)
 	}
@@ -433,11 +433,11 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 	// A shared caseload, synced to both.
 	var people []client.Ref
 	for i := range 20 {
-		id, err := bea.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("P%02d", i)))
+		id, err := bea.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("P%02d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		people = append(people, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+		people = append(people, id)
 	}
 	sdkMustSync(t, bea)
 	sdkMustSync(t, ann)
@@ -448,11 +448,11 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 		for v := range 3 {
 			// One visit form saved as one batch (one fsync).
 			err := ann.Batch(ctx, func(b *client.Batch) error {
-				id, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
+				id, err := b.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
 				if err != nil {
 					return err
 				}
-				ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+				ref := id
 				for n := range 10 {
 					if err := b.Append(ref, "case_notes", fmt.Sprintf("day %d visit %d note %d", day, v, n)); err != nil {
 						return err
@@ -717,11 +717,11 @@ func TestSDKCutConnections(t *testing.T) {
 	for round := range 8 {
 		for i, d := range devs {
 			if rng.intn(3) == 0 || len(refs) == 0 {
-				id, err := d.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("R%dD%d", round, i)))
+				id, err := d.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("R%dD%d", round, i)))
 				if err != nil {
 					t.Fatal(err)
 				}
-				refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+				refs = append(refs, id)
 			}
 			for range 1 + rng.intn(25) {
 				ref := refs[rng.intn(len(refs))]
@@ -799,7 +799,7 @@ func TestSDKBootstrapProgress(t *testing.T) {
 	const n = 150
 	err := bea.Batch(ctx, func(b *client.Batch) error {
 		for i := range n {
-			if _, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("B%03d", i))); err != nil {
+			if _, err := b.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("B%03d", i))); err != nil {
 				return err
 			}
 		}
@@ -867,7 +867,7 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 
 	// Before its first sync the fast tablet records a person: the server
 	// quarantines those ops and the tablet is told.
-	early, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Early"))
+	early, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Early"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -879,7 +879,7 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 		t.Fatalf("ops stamped 3h ahead were accepted: %+v", res)
 	}
 	for _, rj := range res.Rejected {
-		if rj.Code != api.CodeClockSkew || rj.Op.Record != early {
+		if rj.Code != api.CodeClockSkew || rj.Op.Record != early.ID {
 			t.Fatalf("rejection %+v, want clock_skew on %s", rj, early)
 		}
 	}
@@ -894,11 +894,11 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 	// though its HLC still sits on the quarantined ops' stamps until real
 	// time passes them, so let three hours pass (as they would).
 	clock.advance(3*time.Hour + time.Minute)
-	id, err := bea.Create(ctx, "people", sdkTeam, sdkPerson("Jones"))
+	id, err := bea.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Jones"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	sdkMustSync(t, bea)
 	sdkMustSync(t, ann)
 	if err := ann.Set(ctx, ref, "phone", "ann's (earlier)"); err != nil {

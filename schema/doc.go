@@ -40,7 +40,7 @@
 // MaySettle answers for a role. The sync engine refuses a settling write
 // from another role and quarantines an ordinary write that would drop
 // another author's concurrent value from the conflict; the SDK refuses
-// both before writing (docs/PROTOCOL.md §9.1). On a field that is not
+// both before writing (docs/PROTOCOL.md §11.1). On a field that is not
 // clinical any team member settles a conflict, and an ordinary edit made
 // through the SDK still overwrites only its own device's values.
 //

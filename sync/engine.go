@@ -78,6 +78,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Bounds holds the record size bounds and the quarantine quotas and
+	// expiry; zero fields take DefaultBounds.
+	Bounds Bounds
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
@@ -106,6 +109,8 @@ type Engine struct {
 	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
+	bounds    Bounds
+	lastSweep time.Time     // owned by the committer
 	epoch     store.Epoch   // current epoch, fixed while open
 	past      []store.Epoch // earlier epochs of this store, oldest first
 
@@ -119,6 +124,16 @@ type Engine struct {
 	// Owned by the committer goroutine.
 	lastPos uint64
 	lastQID uint64
+
+	// scrubMu: a scrub (scrub.go) holds it exclusively while it drops and
+	// rewrites keys; pulls hold it shared, so none sees a log entry
+	// missing for a moment. backups counts open backup transactions,
+	// during which scrubs wait in pendingScrub (run when the last ends).
+	scrubMu      gosync.RWMutex
+	backupMu     gosync.Mutex // guards backups and pendingScrub
+	backups      int
+	pendingScrub [][]byte
+	scrubKick    chan struct{}
 
 	mu       gosync.RWMutex
 	closed   bool
@@ -150,12 +165,14 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		rules:     rulesOf(opts),
 		pageBytes: opts.PageBytes,
 		reqs:      make(chan *request, maxGroup),
+		scrubKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	if e.pageBytes <= 0 {
 		e.pageBytes = defaultPageBytes
 	}
+	e.bounds = opts.Bounds.orDefault()
 	if err := e.load(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
@@ -198,6 +215,9 @@ func (e *Engine) load() error {
 			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
+		}
+		if err := store.RecoverScrub(txn); err != nil {
+			return err
 		}
 		if e.lastPos, err = store.GetU64Key(txn, store.KeyLogPos); err != nil {
 			return err
@@ -301,7 +321,11 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
 	if e.staleEpoch(req) {
-		return e.syncStale(ctx, c, req)
+		resp, err := e.syncStale(ctx, c, req)
+		if resp != nil {
+			resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+		}
+		return resp, err
 	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
