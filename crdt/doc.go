@@ -96,9 +96,10 @@
 //     sound where each input's was), and the log after its cursor holds
 //     only later changes.
 //   - Resolve by the server replica: IDs are taken inside the single
-//     committer from a clock first moved past every op of the record
-//     (Record.MaxTime), so the server's own ops are in ID order per
-//     record even if its wall clock went back over a restart.
+//     committer, from the server's clock or, if that is behind, just
+//     after the record's newest op (Record.MaxTime), so the server's own
+//     ops are in ID order per record even if its wall clock went back
+//     over a restart.
 //   - Quarantine and reapply: the one path that breaks the order. A
 //     quarantined op X of R is held back while R's later ops merge, so
 //     the server marks X Skipped in the record (its own context stays

@@ -314,12 +314,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: role %q may not settle a conflict on clinical field %s.%s", ErrForbidden, r.caller.Role, ref.Collection, r.field)
 		return nil
 	}
-	// The server's ops reach every replica in ID order only if each is
-	// newer than every op the record holds (a clock that went back over a
-	// restart would otherwise stamp an op the record's context already
-	// covers).
-	_ = t.e.clock.Update(rs.rec.MaxTime())
-	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	id := crdt.OpID{Time: newerThan(t.e.clock, rs.rec), Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
 		// Settling a delete conflict: delete or restore having seen every
@@ -516,9 +511,8 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 	if !rec.ClockPasses(op.ID) || rec.Covers(op.ID) || rec.Has(op.Field, op.ID) {
 		return nil
 	}
-	_ = t.e.clock.Update(rec.MaxTime())
 	c := *op
-	c.ID = crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	c.ID = crdt.OpID{Time: newerThan(t.e.clock, rec), Replica: t.e.server}
 	switch op.Kind {
 	case crdt.KindRemove:
 		// A remove leaves no entry to replace.
@@ -528,4 +522,15 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 		c.Pred = slices.Compact(c.Pred)
 	}
 	return &c
+}
+
+// newerThan returns a time for a new op of the server replica on rec: the
+// server's clock reading, or just after the newest op the record holds if
+// the clock is behind it (a wall clock set back over a restart, further
+// than the clock will adopt). The server's ops must reach every replica in
+// ID order per record (see package crdt), and an op must be newer than
+// the values it overwrites.
+func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
+	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
+	return max(c.Now(), rec.MaxTime()+1)
 }
