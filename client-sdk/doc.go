@@ -177,7 +177,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
-//	m/layout             layout version, uint32 BE (CurrentLayout; Open migrates older ones)
+//	m/layout             layout version, uint32 BE (CurrentLayout, now 2; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)
@@ -186,7 +186,9 @@
 //	m/clock              last HLC timestamp issued or adopted (uint64 BE)
 //	m/offset             clock offset in nanoseconds (int64 BE)
 //	m/lastsuccess        wall time of the last stored reply (Unix ms)
-//	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record
+//	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
+//	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
+//	                     rewritten by Open's migration)
 //	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
 //	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
 //	q/<seq BE><index uint32 BE>  a Rejection (msgpack)

@@ -193,6 +193,10 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 	if !ok {
 		b.recs[ref] = rec
 		b.order = append(b.order, ref)
+		// Every op this replica makes on the record must be newer than
+		// every op the record holds: replicas take each writer's ops in ID
+		// order (see package crdt).
+		_ = b.r.clock.Update(rec.MaxTime())
 	}
 	return rec, nil
 }

@@ -28,7 +28,7 @@
 // Below, s(x) is an encoded string, u64(x) an 8-byte big-endian number and
 // id24 a 24-byte op ID.
 //
-//	m/version                         u32 schema version of this layout (CurrentVersion)
+//	m/version                         u32 version of this layout (CurrentVersion, now 2)
 //	m/server-replica                  16 bytes: the server's own replica ID
 //	m/logpos                          u64: the last log position assigned
 //	m/logfloor                        u64: log entries at or below it may have been
@@ -42,6 +42,7 @@
 //	                                  consecutive ops with one code are one run ("n",
 //	                                  its length; absent in older values means 1)
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
+//	                                  (crdt state encoding 2 from layout 2)
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)
 //	l/s(team)u64(pos)                 LogEntry: author, replica, seq, receive time and
@@ -78,6 +79,26 @@
 //	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
 //	                                  record states and had its high-water re-based
 //
+// # Layout versions
+//
+//   - 1: record states in crdt state encoding 1 (every overwritten or
+//     removed op ID listed per field, so a record grew with its edits).
+//   - 2: record states in crdt state encoding 2 (crdt.StateVersion): live
+//     entries plus one causal context per record (a version vector of the
+//     highest op time per writer, ops held back in the quarantine as
+//     skipped, a replica table so IDs are an index and a delta-coded
+//     time); see the crdt package doc for the format and why it is sound.
+//     The migration from 1 rewrites every r/ value, 500 per transaction
+//     (both encodings decode, so it resumes after a crash), marking the
+//     reapplicable quarantined ops of each record as skipped (a state in
+//     encoding 1 does not say it skipped them), and stamps m/version last.
+//     Nothing else changes: log entries, history, quarantine and indexes
+//     hold ops, whose encoding is unchanged.
+//
+// Package store (issue 13) builds its storage seam on layout 2: a record
+// state is one opaque value, crdt.MarshalRecord bytes, read whole and
+// written whole.
+//
 // # Erasure
 //
 // Erasing a record deletes its r/, x/, u/, c/ and i/ keys, removes its ops
@@ -103,7 +124,8 @@
 //
 // Ops are stored once, in the log; there is no per-op key. Whether an op is
 // already merged, or a pred exists, is answered by the record state itself
-// (every write, add and append leaves its ID live or overwritten there).
+// (crdt.Record.Has: every applied op is covered by the record's causal
+// context).
 // This keeps a 100-op change to a handful of keys, which is what lets
 // durable ingest approach Badger's raw write rate.
 package store

@@ -100,7 +100,7 @@ func encodedFieldSize(name string, f *crdt.Field) int {
 	if f == nil {
 		return 0
 	}
-	n := len(name) + fieldBytes + removedBytes*len(f.Removed)
+	n := len(name) + fieldBytes + removedBytes*len(f.Pending)
 	for _, e := range f.Entries {
 		n += len(e.Value) + entryBytes
 	}

@@ -292,8 +292,9 @@ type txnState struct {
 type recState struct {
 	key         []byte
 	rec         *crdt.Record
-	exists      bool  // stored before this transaction
-	updatedMS   int64 // stored change time (for the changed-since index)
+	batch       *crdt.Batch // ops merged but not yet flushed into rec
+	exists      bool        // stored before this transaction
+	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
 	size        int            // encoded size estimate, from above (see checkSize)
@@ -377,8 +378,23 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		rs.exists = true
 		rs.hadConflict = len(rs.rec.Conflicts()) > 0
 	}
+	rs.batch = crdt.NewBatch(rs.rec)
 	t.records[string(key)] = rs
 	return rs, nil
+}
+
+// flushBatches merges the ops queued by merge into their records. Each
+// change, resolve and reapply ends with it, so the checks of the next one
+// see every op before it; within a change, ops merged earlier are known
+// through the change's own ID set instead. Queuing the ops of a change
+// and merging each field once keeps a change of N ops to one field at
+// O(N log N) (issue 9 item 2).
+func (t *txnState) flushBatches() {
+	for _, rs := range t.records {
+		if rs.batch.Len() > 0 {
+			rs.batch.Flush()
+		}
+	}
 }
 
 // quarantined reports whether op id sits in the quarantine, so that a
@@ -401,9 +417,9 @@ func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID
 	})
 }
 
-// merge applies a checked op to its record. An op the record's field type
-// rejects returns a non-nil refusal. The op's history is its log entry,
-// written by writeLog.
+// merge queues a checked op for its record (see flushBatches). An op the
+// record's field type rejects returns a non-nil refusal. The op's history
+// is its log entry, written by writeLog.
 func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	rs, err := t.record(op.Team, op.Collection, op.Record)
 	if err != nil {
@@ -412,7 +428,7 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if err := t.checkSize(rs, op); err != nil {
 		return err, nil
 	}
-	if err := rs.rec.Apply(op); err != nil {
+	if err := rs.batch.Add(op); err != nil {
 		return err, nil
 	}
 	rs.dirty = true
@@ -459,6 +475,7 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 
 // flush writes every changed record with its indexes, and the counters.
 func (t *txnState) flush() error {
+	t.flushBatches()
 	ms := t.now.UnixMilli()
 	for _, rs := range t.records {
 		if !rs.dirty {
@@ -599,6 +616,15 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []e
 			}
 			if stored {
 				inChange[op.ID] = true
+				// Held back: the record's causal context must keep saying
+				// so once later ops of this device are merged (see reapply).
+				rs, err := t.record(op.Team, op.Collection, op.Record)
+				if err != nil {
+					return res, err
+				}
+				rs.rec.Skip(op.ID)
+				rs.dirty = true
+				t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
 			} else {
 				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
 			}
@@ -620,6 +646,7 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []e
 	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
 		return res, err
 	}
+	t.flushBatches()
 	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
 		return res, err
 	}
@@ -663,6 +690,10 @@ func precheck(c *Caller, op *crdt.Op) *refusal {
 	}
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
+	}
+	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {
+		// Only the server re-issuing a held-back op replaces entries so.
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("%s op %s has pred", op.Kind, op.ID)}
 	}
 	return nil
 }
@@ -781,32 +812,22 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 	return true, nil
 }
 
-// stateHas reports whether id is live or overwritten in the record: first
-// in the named field, then (for a delete's pred, which spans fields) in any.
+// stateHas reports whether the record knows id (see crdt.Record.Has):
+// applied (live or since overwritten), or named in a pred before it
+// arrived; for a delete's pred, which spans fields, in any field.
 func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
-	if fieldHas(r.Fields[field], id) {
+	if r.Has(field, id) {
 		return true
 	}
 	if field != crdt.DeletedField {
 		return false
 	}
-	for _, f := range r.Fields {
-		if fieldHas(f, id) {
+	for name := range r.Fields {
+		if r.Has(name, id) {
 			return true
 		}
 	}
 	return false
-}
-
-func fieldHas(f *crdt.Field, id crdt.OpID) bool {
-	if f == nil {
-		return false
-	}
-	if _, ok := slices.BinarySearchFunc(f.Entries, id, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
-		return true
-	}
-	_, ok := slices.BinarySearchFunc(f.Removed, id, crdt.OpID.Compare)
-	return ok
 }
 
 // validatorCode maps a validator error to an op code: unknown collections

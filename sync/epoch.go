@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
@@ -144,6 +145,7 @@ func (t *txnState) restate(r *request) error {
 		if err != nil {
 			return err
 		}
+		keepUnreplaced(rs.rec, clean)
 		before, err := crdt.MarshalRecord(rs.rec)
 		if err != nil {
 			return err
@@ -160,6 +162,7 @@ func (t *txnState) restate(r *request) error {
 			continue
 		}
 		rs.rec, rs.dirty = merged, true
+		rs.batch = crdt.NewBatch(merged)
 		t.owners[string(store.TeamIndexKey(rec.Collection, rec.ID))] = rec.Team
 		if _, ok := byTeam[rec.Team]; !ok {
 			teams = append(teams, rec.Team)
@@ -234,7 +237,7 @@ func recordRefOf(b []byte) (team, coll, id string, ok bool) {
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(bytes.NewReader(b))
-	if n, err := dec.DecodeMapLen(); err != nil || n != 4 {
+	if n, err := dec.DecodeMapLen(); err != nil || n < 3 {
 		return "", "", "", false
 	}
 	var vals [3]string
@@ -283,47 +286,90 @@ func (t *txnState) checkState(rec *crdt.Record, c *Caller, ownOnly bool) (*crdt.
 			return nil, nil
 		}
 	}
-	out := crdt.NewRecord(rec.Team, rec.Collection, rec.ID)
-	for name, f := range rec.Fields {
+	// The state keeps its causal context; an entry dropped here is marked
+	// skipped, so the state does not claim to have replaced it (it would
+	// remove the server's copy in the merge).
+	out := rec.Clone()
+	if ownOnly {
+		// Only the restating replica's own ops are taken: the state's
+		// clock keeps no claim about other replicas, so it can neither add
+		// nor remove their entries.
+		out.Clock = slices.DeleteFunc(out.Clock, func(s crdt.Seen) bool { return s.Replica != c.Replica })
+	}
+	var dropped []crdt.OpID
+	for name, f := range out.Fields {
 		if f == nil {
+			delete(out.Fields, name)
 			continue
 		}
 		kind := map[crdt.FieldType]crdt.Kind{crdt.Register: crdt.KindWrite, crdt.Set: crdt.KindAdd, crdt.Log: crdt.KindAppend}[f.Type]
-		nf := &crdt.Field{Type: f.Type, Removed: f.Removed}
+		kept := f.Entries[:0]
 		for _, en := range f.Entries {
 			if ownOnly && en.ID.Replica != c.Replica {
 				continue
 			}
 			op := crdt.Op{ID: en.ID, Team: rec.Team, Collection: rec.Collection, Record: rec.ID, Field: name, Kind: kind, Value: en.Value}
-			if op.Validate() != nil || t.e.clock.Check(en.ID.Time, t.now) != nil {
+			ok := op.Validate() == nil && t.e.clock.Check(en.ID.Time, t.now) == nil
+			if v := t.e.validator; ok && v != nil && v.ValidateOp(&op) != nil {
+				ok = false
+			}
+			if !ok {
+				dropped = append(dropped, en.ID)
 				continue
 			}
-			if v := t.e.validator; v != nil && v.ValidateOp(&op) != nil {
-				continue
-			}
-			nf.Entries = append(nf.Entries, en)
+			kept = append(kept, en)
 		}
-		if f.Type == crdt.Register {
-			// A register value is only ever removed by a later write, which
-			// stays live or is itself overwritten by a later one: an honest
-			// state's newest live entry is newer than every removed ID.
-			// Removals without such a write (blanking a field, or taking a
-			// concurrent value out of review) are not taken.
-			var newest crdt.OpID
-			if n := len(nf.Entries); n > 0 {
-				newest = nf.Entries[n-1].ID
-			}
-			kept := make([]crdt.OpID, 0, len(nf.Removed))
-			for _, id := range nf.Removed {
-				if id.Compare(newest) < 0 {
-					kept = append(kept, id)
-				}
-			}
-			nf.Removed = kept
-		}
-		if len(nf.Entries) > 0 || len(nf.Removed) > 0 {
-			out.Fields[name] = nf
+		f.Entries = kept
+		if len(f.Entries) == 0 && len(f.Pending) == 0 {
+			delete(out.Fields, name)
 		}
 	}
+	if len(dropped) > 0 {
+		out.Skipped = append(out.Skipped, dropped...)
+		slices.SortFunc(out.Skipped, crdt.OpID.Compare)
+		out.Skipped = slices.Compact(out.Skipped)
+		out.DeleteSeen = slices.DeleteFunc(out.DeleteSeen, func(id crdt.OpID) bool { return out.Covers(id) && !liveIn(out, id) })
+	}
 	return out, nil
+}
+
+// keepUnreplaced stops a restated state from removing a stored register
+// value unless the state holds a newer write to the same field. A register
+// value is only ever removed by a later write, which stays live or is
+// itself overwritten by a later one, so an honest state's newest live entry
+// is newer than everything it removed; a removal without such a write
+// (blanking a field, or taking a concurrent value out of review) is not
+// taken: the value is marked skipped in the state, so the merge keeps it.
+func keepUnreplaced(stored, state *crdt.Record) {
+	var keep []crdt.OpID
+	for name, sf := range stored.Fields {
+		if sf == nil || sf.Type != crdt.Register {
+			continue
+		}
+		f := state.Fields[name]
+		var newest crdt.OpID
+		if f != nil && len(f.Entries) > 0 {
+			newest = f.Entries[len(f.Entries)-1].ID
+		}
+		for _, en := range sf.Entries {
+			if state.Covers(en.ID) && !f.HasEntry(en.ID) && en.ID.Compare(newest) >= 0 {
+				keep = append(keep, en.ID)
+			}
+		}
+	}
+	if len(keep) > 0 {
+		state.Skipped = append(state.Skipped, keep...)
+		slices.SortFunc(state.Skipped, crdt.OpID.Compare)
+		state.Skipped = slices.Compact(state.Skipped)
+	}
+}
+
+// liveIn reports whether id is a live entry of some field of r.
+func liveIn(r *crdt.Record, id crdt.OpID) bool {
+	for _, f := range r.Fields {
+		if f.HasEntry(id) {
+			return true
+		}
+	}
+	return false
 }

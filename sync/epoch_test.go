@@ -3,6 +3,7 @@ package sync
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -240,7 +241,11 @@ func TestRestateRemovalNeedsWrite(t *testing.T) {
 	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
 	ann := newDevice("ann", wall.Now, "wigan")
 	forged := crdt.NewRecord("wigan", "people", "p1")
-	forged.Fields["phone"] = &crdt.Field{Type: crdt.Register, Removed: []crdt.OpID{w.ID}}
+	// It claims to have seen bea's write and holds only an older one of its own.
+	older := crdt.OpID{Time: w.ID.Time - 1, Replica: ann.caller.Replica}
+	forged.Fields["phone"] = &crdt.Field{Type: crdt.Register, Entries: []crdt.Entry{{ID: older, Value: crdt.MustValue("forged")}}}
+	forged.Clock = []crdt.Seen{{Replica: older.Replica, Time: older.Time}, {Replica: w.ID.Replica, Time: w.ID.Time}}
+	slices.SortFunc(forged.Clock, func(a, b crdt.Seen) int { return bytes.Compare(a.Replica[:], b.Replica[:]) })
 	b, _ := crdt.MarshalRecord(forged)
 	if _, err := e2.Sync(bg, ann.caller, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Epoch: old[:], Restate: []crdt.RecordBytes{b}, RestateDone: true}); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -313,7 +314,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: role %q may not settle a conflict on clinical field %s.%s", ErrForbidden, r.caller.Role, ref.Collection, r.field)
 		return nil
 	}
-	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	id := crdt.OpID{Time: newerThan(t.e.clock, rs.rec), Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
 		// Settling a delete conflict: delete or restore having seen every
@@ -346,6 +347,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: %v", ErrInvalid, rf)
 		return nil
 	}
+	t.flushBatches()
 	seq, err := t.highWater(t.e.server)
 	if err != nil {
 		return err
@@ -440,6 +442,27 @@ func (t *txnState) reapply(r *request) error {
 	if err != nil {
 		return err
 	}
+	replica, seq := q.Replica, q.Seq
+	if rf == nil {
+		rs, err := t.record(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return err
+		}
+		if late := t.lateCopy(rs.rec, op); late != nil {
+			// The record has merged later ops of the same device: the
+			// original would reach other replicas out of its writer's
+			// order, so the server merges a copy as its own new op that
+			// replaces the original (see crdt.Record.Skip).
+			hw, err := t.highWater(t.e.server)
+			if err != nil {
+				return err
+			}
+			op, replica, seq = late, t.e.server, hw+1
+			if err := t.setHighWater(t.e.server, seq); err != nil {
+				return err
+			}
+		}
+	}
 	if rf == nil {
 		// The quarantine does not keep the pusher's role: a re-applied op
 		// never settles a clinical conflict; it may only add its value.
@@ -463,7 +486,8 @@ func (t *txnState) reapply(r *request) error {
 		r.err = fmt.Errorf("%w: %s: %s", ErrInvalid, rf.code, rf.detail)
 		return t.set(key, v)
 	}
-	if err := t.writeLog(q.Author, q.Replica, q.Seq, []crdt.Op{*op}); err != nil {
+	t.flushBatches()
+	if err := t.writeLog(q.Author, replica, seq, []crdt.Op{*op}); err != nil {
 		return err
 	}
 	if err := t.txn.Delete(key); err != nil {
@@ -472,5 +496,41 @@ func (t *txnState) reapply(r *request) error {
 	if err := t.unchargeQuarantine(&q); err != nil {
 		return err
 	}
-	return t.txn.Delete(store.QuarantinedOpKey(op.ID))
+	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
+}
+
+// lateCopy returns, for a quarantined op being reapplied after the record
+// merged later ops of its device (its clock passes the op, which it holds
+// as skipped), a new op of the server replica doing the same with the
+// original named in pred so that it replaces the original wherever the
+// original is (on the device that wrote it). An op some later pred already
+// overwrote or removed (pending in its field) needs no copy: merged as it
+// is, it changes nothing anywhere. It returns nil when the original can be
+// merged as it is.
+func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
+	if !rec.ClockPasses(op.ID) || rec.Covers(op.ID) || rec.Has(op.Field, op.ID) {
+		return nil
+	}
+	c := *op
+	c.ID = crdt.OpID{Time: newerThan(t.e.clock, rec), Replica: t.e.server}
+	switch op.Kind {
+	case crdt.KindRemove:
+		// A remove leaves no entry to replace.
+	default:
+		c.Pred = append(slices.Clone(op.Pred), op.ID)
+		slices.SortFunc(c.Pred, crdt.OpID.Compare)
+		c.Pred = slices.Compact(c.Pred)
+	}
+	return &c
+}
+
+// newerThan returns a time for a new op of the server replica on rec: the
+// server's clock reading, or just after the newest op the record holds if
+// the clock is behind it (a wall clock set back over a restart, further
+// than the clock will adopt). The server's ops must reach every replica in
+// ID order per record (see package crdt), and an op must be newer than
+// the values it overwrites.
+func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
+	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
+	return max(c.Now(), rec.MaxTime()+1)
 }

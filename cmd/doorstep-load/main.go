@@ -198,7 +198,7 @@ func runAll(ctx context.Context, base Config) error {
 		return err
 	}
 	fmt.Printf("wire: bytes per field op in a %d-op push: msgpack %.1f, msgpack+gzip %.1f, JSON %.1f, JSON+gzip %.1f\n\n", base.Ops, mp, mpGz, js, jsGz)
-	fmt.Println("push, overwriting: every push rewrites the device's same 50 records (each field's state keeps the IDs it overwrote, so records grow)")
+	fmt.Println("push, overwriting: every push rewrites the device's same 50 records (record states keep live values and a causal context, so they do not grow)")
 	if err := runPush(ctx, base, []int{1, 64}); err != nil {
 		return err
 	}
