@@ -30,6 +30,7 @@ type Server struct {
 	metrics     *metrics
 	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being read or processed
+	schema      *schemaDoc
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -73,6 +74,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
 	}
+	if s.schema, err = newSchemaDoc(s); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
 	s.routes()
@@ -111,6 +117,7 @@ func (s *Server) routes() {
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
+	e.GET("/v1/schema", s.getSchema, s.authenticate, s.limitDevice)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
 
 	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))
