@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. Codes never change meaning;
@@ -85,6 +86,16 @@ type Problem struct {
 	Status int    `json:"status" msgpack:"status"`
 	Detail string `json:"detail,omitempty" msgpack:"detail,omitempty"`
 	Code   Code   `json:"code" msgpack:"code"`
+	// RetryAfterMillis, when set, is how long the client should wait
+	// before trying again, in milliseconds: sent with rate_limited (and
+	// unavailable when the server knows). The HTTP Retry-After header
+	// carries the same wait rounded up to whole seconds.
+	RetryAfterMillis int64 `json:"retry_after_ms,omitempty" msgpack:"retry_after_ms,omitempty"`
+}
+
+// RetryAfter returns the wait the server asked for, or 0.
+func (p *Problem) RetryAfter() time.Duration {
+	return time.Duration(p.RetryAfterMillis) * time.Millisecond
 }
 
 // ProblemContentType is the media type of JSON problem details.

@@ -39,13 +39,13 @@ const sdkTeam = "wigan-frailty"
 
 var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
-func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
+func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config)) *sdkEnv {
 	t.Helper()
 	ctx := context.Background()
 	if now == nil {
 		now = time.Now
 	}
-	s, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		DataDir:     t.TempDir(),
 		BcryptCost:  bcrypt.MinCost,
 		DeviceRate:  -1,
@@ -53,7 +53,11 @@ func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 		SmallMemory: true,
 		Now:         now,
 		Logger:      slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	s, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

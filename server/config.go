@@ -32,6 +32,9 @@ type Config struct {
 	MaxSyncDecoded int64
 	// MaxJSONBody caps JSON request bodies, sent and decoded; default 64 KiB.
 	MaxJSONBody int64
+	// PageBytes caps the bytes of one pulled page (at least one item is
+	// always returned); 0 means the engine's default, 1 MiB.
+	PageBytes int
 	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
 	// and processed at once; others wait their turn (or get 503 unavailable
 	// if they give up first). It bounds memory under a flood of large

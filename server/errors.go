@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
@@ -21,6 +23,9 @@ type Error struct {
 	Code   api.Code
 	Detail string
 	Err    error // cause, logged but never sent
+	// RetryAfter, if set, is sent as the Retry-After header (whole
+	// seconds, rounded up) and the problem's retry_after_ms.
+	RetryAfter time.Duration
 }
 
 // Error returns the code, the detail and the cause if there is one.
@@ -139,7 +144,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="doorstep", error="invalid_token"`)
 	}
-	if p.Status == http.StatusTooManyRequests {
+	if e.RetryAfter > 0 {
+		p.RetryAfterMillis = max(1, e.RetryAfter.Milliseconds())
+		secs := (e.RetryAfter + time.Second - 1) / time.Second
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	} else if p.Status == http.StatusTooManyRequests {
 		c.Response().Header().Set("Retry-After", "1")
 	}
 	var (

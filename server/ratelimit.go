@@ -28,8 +28,15 @@ func newLimiter(r float64, burst, max int, now func() time.Time) *limiter {
 
 // allow takes one token from key's bucket and reports whether there was one.
 func (l *limiter) allow(key string) bool {
+	ok, _ := l.take(key)
+	return ok
+}
+
+// take is allow that also says, when there was no token, how long until
+// the bucket holds one again: the wait to send back as Retry-After.
+func (l *limiter) take(key string) (bool, time.Duration) {
 	if l == nil || l.rate <= 0 {
-		return true
+		return true, 0
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -42,7 +49,15 @@ func (l *limiter) allow(key string) bool {
 		l.buckets[key] = b
 	}
 	l.mu.Unlock()
-	return b.AllowN(now, 1)
+	r := b.ReserveN(now, 1)
+	if !r.OK() { // burst < 1: never
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now) // give the token back: this request is refused
+		return false, d
+	}
+	return true, 0
 }
 
 // evict drops buckets that have refilled completely; l.mu is held.

@@ -58,6 +58,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
+		PageBytes:   cfg.PageBytes,
 		SmallMemory: cfg.SmallMemory,
 	}
 	if !cfg.NoSchema {
