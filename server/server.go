@@ -45,7 +45,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.defaults()
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
-		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
+		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
 	})

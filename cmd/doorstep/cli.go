@@ -21,13 +21,14 @@ import (
 )
 
 const usage = `usage:
-  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
-                 [--oidc-issuer URL --oidc-audience ID --oidc-jwks-url URL]
+  doorstep serve --data DIR [--addr HOST:PORT] [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
+                 [--oidc-issuer URL --oidc-audience ID [--oidc-jwks-url URL]] [limits: see below]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
   doorstep user list --data DIR
-environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add; else read from stdin)`
+  doorstep help
+environment: DOORSTEP_DATA (every command), DOORSTEP_PASSWORD (user add; else read from stdin), and one variable per serve flag (below)`
 
 // run is the whole command line, reachable from tests: main only wires the
 // process's arguments, environment, streams and signals into it.
@@ -43,6 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return admin(ctx, args[0], args[1], args[2:], getenv, stdin, stdout, stderr)
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprintln(stdout, usage)
+		writeServeHelp(stdout)
 		return nil
 	default:
 		fmt.Fprintln(stderr, usage)
@@ -80,53 +82,43 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	data := fs.String("data", "", "data directory (env DOORSTEP_DATA)")
-	addr := fs.String("addr", "", "listen address HOST:PORT (env DOORSTEP_ADDR; default 127.0.0.1:8080)")
-	demoFlag := fs.Bool("demo", false, "seed the demo teams, users, devices and history into an empty data directory")
-	logFormat := fs.String("log-format", "json", "log format: json or text")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	trustProxy := fs.Bool("trust-proxy", false, "take client addresses from X-Forwarded-For (only behind a reverse proxy)")
-	extension := fs.String("schema-extension", "", "JSON file of collections and fields added to the default home-visit schema")
-	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts (env DOORSTEP_OIDC_ISSUER)")
-	oidcAudience := fs.String("oidc-audience", "", "audience (client ID) those ID tokens must carry (env DOORSTEP_OIDC_AUDIENCE)")
-	oidcJWKS := fs.String("oidc-jwks-url", "", "the issuer's JWKS URL (env DOORSTEP_OIDC_JWKS_URL)")
+	var cfg server.Config
+	o := serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	*data = orEnv(*data, "DOORSTEP_DATA", getenv)
-	*addr = orEnv(*addr, "DOORSTEP_ADDR", getenv)
-	if *data == "" {
+	if err := applyEnv(fs, getenv); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if o.data == "" {
 		return errors.New("serve: --data (or DOORSTEP_DATA) is required")
 	}
-	if *addr == "" {
-		*addr = "127.0.0.1:8080"
-	}
-	logger, err := newLogger(*logFormat, *logLevel, stderr)
+	data, addr := &o.data, &o.addr
+	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
 		return err
 	}
 	sch := schema.Default()
-	if *extension != "" {
-		b, err := os.ReadFile(*extension)
+	if o.extension != "" {
+		b, err := os.ReadFile(o.extension)
 		if err != nil {
 			return fmt.Errorf("--schema-extension: %w", err)
 		}
 		if sch, err = sch.Extend(b); err != nil {
-			return fmt.Errorf("--schema-extension %s: %w", *extension, err)
+			return fmt.Errorf("--schema-extension %s: %w", o.extension, err)
 		}
-		logger.Info("schema extended", "file", *extension, "version", sch.Version())
+		logger.Info("schema extended", "file", o.extension, "version", sch.Version())
 	}
-	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch}
-	if iss := orEnv(*oidcIssuer, "DOORSTEP_OIDC_ISSUER", getenv); iss != "" {
-		cfg.External = &auth.ExternalIssuer{Issuer: iss,
-			Audience: orEnv(*oidcAudience, "DOORSTEP_OIDC_AUDIENCE", getenv),
-			JWKSURL:  orEnv(*oidcJWKS, "DOORSTEP_OIDC_JWKS_URL", getenv)}
+	cfg.DataDir, cfg.Logger, cfg.Schema, cfg.Limits = o.data, logger, sch, o.limitsOf()
+	if o.oidcIssuer != "" {
+		cfg.External = &auth.ExternalIssuer{Issuer: o.oidcIssuer, Audience: o.oidcAud, JWKSURL: o.oidcJWKS,
+			RoleClaim: o.oidcRole, TeamsClaim: o.oidcTeams, RefreshInterval: o.oidcRefresh, MinRefetch: o.oidcMinRefetch}
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if *demoFlag {
+	if o.demo {
 		n, err := seedDemo(ctx, srv, 1, time.Now())
 		if err != nil {
 			srv.Shutdown(context.Background())
