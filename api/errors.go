@@ -32,6 +32,17 @@ const (
 	CodeMethodNotAllowed    Code = "method_not_allowed"
 )
 
+// Account codes (request-level): the account lifecycle and login rules.
+const (
+	CodeAccountDisabled Code = "account_disabled" // the user is disabled: login, refresh and access tokens refused
+	CodeAccountLocked   Code = "account_locked"   // too many failed logins for this username; see Retry-After
+	CodeWeakPassword    Code = "weak_password"    // a new password is too short, too long, common or the username
+	CodeNoTeams         Code = "no_teams"         // the user is in no team and cannot get a token
+	CodeTooManyDevices  Code = "too_many_devices" // a login from one more device than the per-user bound
+	CodeDemoAccount     Code = "demo_account"     // a --demo user logging in to a server not in demo mode
+	CodeWrongPassword   Code = "wrong_password"   // the current password given to change one's own is wrong
+)
+
 // Change- and op-level codes, carried in ChangeResult and OpResult.
 const (
 	CodeSeqGap        Code = "seq_gap"        // change: a previous seq is missing; see Expected
@@ -66,6 +77,13 @@ var statusByCode = map[Code]int{
 	CodeInternal:            http.StatusInternalServerError,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeAccountDisabled:     http.StatusUnauthorized,
+	CodeAccountLocked:       http.StatusTooManyRequests,
+	CodeWeakPassword:        http.StatusBadRequest,
+	CodeNoTeams:             http.StatusForbidden,
+	CodeTooManyDevices:      http.StatusForbidden,
+	CodeDemoAccount:         http.StatusForbidden,
+	CodeWrongPassword:       http.StatusForbidden,
 }
 
 // Status returns the HTTP status a request-level code travels with, or 500

@@ -120,6 +120,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Cursor:    cursor,
 			PullLimit: pullLimit,
 		}
+		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
+			return res, err
+		}
 		resp, w, err := r.syncRequest(ctx, req)
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
 			// The server asked us to slow down: wait as told (bounded)
@@ -146,6 +149,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		}
 		waits = 0
 		r.growRequests()
+		if stale, err := r.afterSync(resp); err != nil || stale { // epoch.go: a restored server
+			if err != nil {
+				return res, err
+			}
+			continue
+		}
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
 		res.BytesReceived += int64(w.received)

@@ -33,6 +33,7 @@ type sdkEnv struct {
 	http *httptest.Server
 	url  string // the URL replicas use: the server's or a proxy's
 	now  func() time.Time
+	desk crdt.ReplicaID // the coordinator's desk, for coordinatorGET
 }
 
 const sdkTeam = "wigan-frailty"
@@ -114,7 +115,10 @@ func (e *sdkEnv) open(dir string, mod func(*client.Options)) *client.Replica {
 // coordinatorGET signs the coordinator in (once) and GETs a review route.
 func (e *sdkEnv) coordinatorGET(path string, out any) int {
 	e.t.Helper()
-	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: crdt.NewReplicaID().String(), DeviceName: "desk"})
+	if e.desk.IsZero() {
+		e.desk = crdt.NewReplicaID() // one device: logins are bounded per user in devices, not in count
+	}
+	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: e.desk.String(), DeviceName: "desk"})
 	resp, err := http.Post(e.http.URL+"/v1/auth/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)

@@ -68,6 +68,14 @@ var sentinelCodes = []struct {
 	detail string
 }{
 	{auth.ErrInvalidCredentials, api.CodeInvalidCredentials, "unknown username or wrong password"},
+	{auth.ErrAccountLocked, api.CodeAccountLocked, ""},
+	{auth.ErrAccountDisabled, api.CodeAccountDisabled, "this account is disabled"},
+	{auth.ErrWeakPassword, api.CodeWeakPassword, ""},
+	{auth.ErrNoTeams, api.CodeNoTeams, "this account is in no team"},
+	{auth.ErrTooManyDevices, api.CodeTooManyDevices, ""},
+	{auth.ErrDemoAccount, api.CodeDemoAccount, "demo accounts log in only to a server run with --demo"},
+	{auth.ErrWrongPassword, api.CodeWrongPassword, "the current password is wrong"},
+	{auth.ErrForbidden, api.CodeForbidden, ""},
 	{auth.ErrTokenExpired, api.CodeTokenExpired, "access token expired; refresh it"},
 	{auth.ErrRefreshReused, api.CodeRefreshReused, "refresh token already used; the device has been revoked"},
 	{auth.ErrDeviceRevoked, api.CodeDeviceRevoked, "this device has been revoked"},
@@ -144,9 +152,14 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="doorstep", error="invalid_token"`)
 	}
-	if e.RetryAfter > 0 {
-		p.RetryAfterMillis = max(1, e.RetryAfter.Milliseconds())
-		secs := (e.RetryAfter + time.Second - 1) / time.Second
+	retryAfter := e.RetryAfter
+	var locked *auth.LockedError
+	if errors.As(err, &locked) {
+		retryAfter = locked.RetryAfter
+	}
+	if retryAfter > 0 {
+		p.RetryAfterMillis = max(1, retryAfter.Milliseconds())
+		secs := (retryAfter + time.Second - 1) / time.Second
 		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	} else if p.Status == http.StatusTooManyRequests {
 		c.Response().Header().Set("Retry-After", "1")

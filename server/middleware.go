@@ -133,6 +133,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxClaims, cl)
+		// The actor of every change and audit entry this request makes.
+		ctx := c.Request().Context()
+		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, s.auth.ActorFor(ctx, cl))))
 		return next(c)
 	}
 }

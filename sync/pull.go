@@ -249,7 +249,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 		if !found {
 			break
 		}
-		if len(resp.Changes)+len(resp.Purged) >= limit || bytesUsed >= e.pageBytes || skipped >= ownSkipFactor*e.pageBytes {
+		if len(resp.Changes)+len(resp.Purged)+len(resp.Snapshot) >= limit || bytesUsed >= e.pageBytes || skipped >= ownSkipFactor*e.pageBytes {
 			more = true
 			break
 		}
@@ -292,6 +292,9 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			}
 			// An erasure entry has no ops: it names records to purge.
 			resp.Purged = appendPurged(resp.Purged, teams[i], le.Erased)
+			// A restate entry carries record states: devices merge them
+			// like bootstrap records.
+			resp.Snapshot = append(resp.Snapshot, le.States...)
 			if le.Ops.Len() > 0 {
 				if pc == nil {
 					resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author, Ops: le.Ops})
@@ -336,6 +339,7 @@ type pulledEntry struct {
 	Replica crdt.ReplicaID       // "d"
 	Ops     crdt.OpsBytes        // "o"
 	Erased  []store.ErasedRecord // "x"
+	States  []crdt.RecordBytes   // "st"
 }
 
 // decodePulledEntry decodes the parts of an encoded store.LogEntry a pull
@@ -378,6 +382,8 @@ func decodePulledEntry(v []byte, le *pulledEntry) (err error) {
 			}
 		case "x":
 			err = dec.Decode(&le.Erased)
+		case "st":
+			err = dec.Decode(&le.States)
 		default:
 			err = dec.Skip()
 		}

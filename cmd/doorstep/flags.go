@@ -24,6 +24,7 @@ type serveOptions struct {
 	oidcMinRefetch      time.Duration
 	maxDepth, maxLen    int
 	maxItems            int
+	keyFile             string
 	// configFlags maps each server.Config field set by a flag to that
 	// flag's name (the help test checks every field is covered).
 	configFlags map[string]string
@@ -52,6 +53,7 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) *serveOptions {
 	fs.StringVar(&o.logFormat, plain("log-format"), "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, plain("log-level"), "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.extension, plain("schema-extension"), "", "JSON file of collections and fields added to the default home-visit schema")
+	fs.StringVar(&o.keyFile, plain("encryption-key-file"), "", "encrypt the record and auth stores at rest with this AES key, 64 hex digits")
 	fs.StringVar(&o.oidcIssuer, plain("oidc-issuer"), "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts")
 	fs.StringVar(&o.oidcAud, plain("oidc-audience"), "", "audience (client ID) those ID tokens must carry")
 	fs.StringVar(&o.oidcJWKS, plain("oidc-jwks-url"), "", "the issuer's JWKS URL (https, or http on loopback); default: discovered from the issuer's /.well-known/openid-configuration")
@@ -85,19 +87,27 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) *serveOptions {
 	fs.DurationVar(&cfg.IdleTimeout, cf("IdleTimeout", "idle-timeout"), def.IdleTimeout, "keep-alive idle time")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, cf("ReadHeaderTimeout", "read-header-timeout"), def.ReadHeaderTimeout, "time to read request headers")
 	fs.DurationVar(&cfg.MaxSkew, cf("MaxSkew", "max-clock-skew"), def.MaxSkew, "how far ahead of the server clock an op may be stamped before it is quarantined")
+	fs.StringVar(&cfg.BackupDir, cf("BackupDir", "backup-dir"), "", "directory POST /v1/admin/backups writes backup files into")
+	fs.StringVar(&cfg.ErasureJournal, cf("ErasureJournal", "erasure-journal"), "", "erasure journal file (default DATA/erasures.jsonl; keep a copy off the data volume)")
+	fs.IntVar(&cfg.MaxDevicesPerUser, cf("MaxDevicesPerUser", "max-devices-per-user"), def.MaxDevicesPerUser, "devices one user may have registered (0: the default, 10; negative: no bound)")
+	fs.IntVar(&cfg.LockoutThreshold, cf("LockoutThreshold", "lockout-threshold"), def.LockoutThreshold, "failed logins that lock a username (0: the default, 5)")
+	fs.DurationVar(&cfg.LockoutBase, cf("LockoutBase", "lockout-base"), def.LockoutBase, "first lockout's length, doubling after (0: the default, 1m)")
+	fs.DurationVar(&cfg.LockoutMax, cf("LockoutMax", "lockout-max"), def.LockoutMax, "longest lockout (0: the default, 15m)")
 	return o
 }
 
 // configFieldsWithoutFlag are the server.Config fields deliberately not
 // flags, with where they come from instead.
 var configFieldsWithoutFlag = map[string]string{
-	"DataDir":     "--data",
-	"External":    "--oidc-* flags",
-	"Now":         "the system clock",
-	"Logger":      "--log-format and --log-level",
-	"SmallMemory": "tests and tools only",
-	"Schema":      "the default schema and --schema-extension",
-	"NoSchema":    "tests of the transport only",
+	"DataDir":       "--data",
+	"External":      "--oidc-* flags",
+	"Now":           "the system clock",
+	"Logger":        "--log-format and --log-level",
+	"SmallMemory":   "tests and tools only",
+	"Schema":        "the default schema and --schema-extension",
+	"NoSchema":      "tests of the transport only",
+	"Demo":          "--demo",
+	"EncryptionKey": "--encryption-key-file",
 }
 
 // applyEnv sets every flag not given on the command line from its
