@@ -363,6 +363,14 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			var complete bool
 			var err error
 			off, complete, err = r.headBlob(ctx, path)
+			if wait, ok := r.uploadWait(err); ok {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+				continue
+			}
 			if err != nil {
 				if stalls++; stalls > maxUploadStalls || !errors.Is(err, ErrUnavailable) {
 					return err
@@ -387,6 +395,18 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			known = st.Offset
 			continue
 		}
+		if wait, ok := r.uploadWait(err); ok {
+			// Rate limited: uploads count against the device's request
+			// rate like any request. Wait what the server asks (it refused
+			// before reading the body, so the offset stands); no stall.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			known = off
+			continue
+		}
 		switch code := problemCode(err); {
 		case code == api.CodeUploadOffset:
 		case code == api.CodeUploadBusy || errors.Is(err, ErrUnavailable):
@@ -404,6 +424,17 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			return err
 		}
 	}
+}
+
+// uploadWait is how long to wait before retrying a rate-limited blob
+// request: what the server asked (at least 100 ms, at most MaxRetryWait),
+// without the jitter sync adds, so the retry finds the token it was told.
+func (r *Replica) uploadWait(err error) (time.Duration, bool) {
+	var p *api.Problem
+	if !errors.As(err, &p) || p.Code != api.CodeRateLimited {
+		return 0, false
+	}
+	return min(max(p.RetryAfter(), 100*time.Millisecond), r.opts.MaxRetryWait), true
 }
 
 func (r *Replica) ackBlob(lb localBlob, off int64, complete bool) {

@@ -125,7 +125,9 @@ func TestAttachmentResumableUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := newCuttingProxy(t, env.http.Listener.Addr().String(), 1<<20)
-	ann := env.open(t.TempDir(), func(o *client.Options) { o.ServerURL = "http://" + proxy.ln.Addr().String() })
+	ann := env.open(t.TempDir(), func(o *client.Options) {
+		o.ServerURL = "http://" + proxy.ln.Addr().String()
+	})
 	if _, err := ann.Login(ctx, "ann", "ann-password"); err != nil {
 		// The login itself may be cut only if it crosses 1 MB: it does not.
 		t.Fatal(err)
@@ -160,7 +162,9 @@ func TestAttachmentResumableUpload(t *testing.T) {
 		t.Fatalf("status before upload %+v", s)
 	}
 	t.Logf("attached: %v", time.Since(t0))
-	// The record syncs without its photo.
+	// The record syncs without its photo. The upload then runs under the
+	// env's realistic device rate limit (5/s, burst 20): the SDK waits out
+	// each rate_limited reply.
 	sdkMustSync(t, ann)
 	before := proxy.sent.Load()
 

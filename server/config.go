@@ -19,6 +19,13 @@ type Config struct {
 	Issuer, Audience string
 	// AccessTTL is the access token lifetime; default 15 minutes.
 	AccessTTL time.Duration
+	// RefreshTTL is the refresh token lifetime; default 30 days (each
+	// refresh starts a new one).
+	RefreshTTL time.Duration
+	// ReuseGrace is how long a spent refresh token may be presented again
+	// without counting as reuse (a device that lost the reply); default
+	// 30 s, negative disables.
+	ReuseGrace time.Duration
 	// BcryptCost of new password hashes; 0 means bcrypt's default.
 	BcryptCost int
 	// External, if set, enables POST /v1/auth/exchange: ID tokens of an
@@ -36,11 +43,31 @@ type Config struct {
 	// PageBytes caps the bytes of one pulled page (at least one item is
 	// always returned); 0 means the engine's default, 1 MiB.
 	PageBytes int
-	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
-	// and processed at once; others wait their turn (or get 503 unavailable
-	// if they give up first). It bounds memory under a flood of large
-	// bodies. Default 32.
+	// MaxConcurrentSyncs bounds the sync requests processed at once (their
+	// bodies already read); others wait their turn (or get 503
+	// unavailable if they give up first). Default 32.
 	MaxConcurrentSyncs int
+	// MaxSyncsPerDevice bounds one device's sync requests in flight,
+	// counted from before the body is read; more get 429 rate_limited at
+	// once. Default 2.
+	MaxSyncsPerDevice int
+	// MinBodyRate (bytes/s) and BodyGrace: a sync body must keep arriving
+	// at MinBodyRate on average once BodyGrace has passed, or the request
+	// fails with 408 request_timeout. Defaults 2 KiB/s and 10 s.
+	MinBodyRate int
+	BodyGrace   time.Duration
+	// BodyBudget bounds the bytes of sync bodies being received at once,
+	// across all requests; when full, a request gets 503 unavailable at
+	// once. Default 128 MiB.
+	BodyBudget int64
+	// SyncMemoryBudget bounds the memory of sync requests being decoded
+	// and processed, each charged SyncMemoryFactor × its decoded body
+	// (bodies of at most SmallSyncBytes draw on SmallSyncBudget instead);
+	// requests wait up to BudgetWait for room, then get 503 unavailable.
+	// Defaults 384 MiB and 20 s. docs/SECURITY.md gives the RSS ceiling
+	// these make.
+	SyncMemoryBudget int64
+	BudgetWait       time.Duration
 	// Limits bound the msgpack structure of a sync request, checked before
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits
@@ -119,6 +146,13 @@ type Config struct {
 // of Go structs (an op is ~150 bytes in memory).
 var DefaultLimits = crdt.Limits{MaxDepth: 32, MaxLen: 1 << 16, MaxItems: 1 << 20}
 
+// Defaults returns c with every zero field set to its documented default
+// (what New uses), e.g. to show the defaults in a command's help.
+func (c Config) Defaults() Config {
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.ErasureJournal == "" {
 		c.ErasureJournal = filepath.Join(c.DataDir, "erasures.jsonl")
@@ -135,6 +169,24 @@ func (c *Config) defaults() {
 	if c.MaxConcurrentSyncs <= 0 {
 		c.MaxConcurrentSyncs = 32
 	}
+	if c.MaxSyncsPerDevice <= 0 {
+		c.MaxSyncsPerDevice = 2
+	}
+	if c.MinBodyRate <= 0 {
+		c.MinBodyRate = 2 << 10
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = 10 * time.Second
+	}
+	if c.BodyBudget <= 0 {
+		c.BodyBudget = 128 << 20
+	}
+	if c.SyncMemoryBudget <= 0 {
+		c.SyncMemoryBudget = 384 << 20
+	}
+	if c.BudgetWait <= 0 {
+		c.BudgetWait = 20 * time.Second
+	}
 	if c.Limits == nil {
 		l := DefaultLimits
 		c.Limits = &l
@@ -150,6 +202,27 @@ func (c *Config) defaults() {
 	}
 	if c.AuthBurst <= 0 {
 		c.AuthBurst = 20
+	}
+	if c.Issuer == "" {
+		c.Issuer = "doorstep"
+	}
+	if c.Audience == "" {
+		c.Audience = "doorstep"
+	}
+	if c.AccessTTL <= 0 {
+		c.AccessTTL = 15 * time.Minute
+	}
+	if c.RefreshTTL <= 0 {
+		c.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if c.ReuseGrace == 0 {
+		c.ReuseGrace = 30 * time.Second
+	}
+	if c.PageBytes <= 0 {
+		c.PageBytes = 1 << 20
+	}
+	if c.MaxSkew <= 0 {
+		c.MaxSkew = 5 * time.Minute
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = 2 * time.Minute

@@ -31,7 +31,9 @@ type Server struct {
 	authLimit   *limiter
 	metrics     *metrics
 	syncLatency syncTimer
-	syncSlots   chan struct{} // one token per sync being read or processed
+	syncSlots   chan struct{} // one token per sync being processed (its body read)
+	admit       *admission
+	schema      *schemaDoc
 	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
@@ -47,7 +49,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.defaults()
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
-		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
+		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
 		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
@@ -86,7 +88,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		admit:       newAdmission(&cfg),
 		backupBusy:  make(chan struct{}, 1),
+	}
+	if s.schema, err = newSchemaDoc(s); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, err
 	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
@@ -126,6 +134,7 @@ func (s *Server) routes() {
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
+	e.GET("/v1/schema", s.getSchema, s.authenticate, s.limitDevice)
 	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
 	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticateSync, s.limitDevice)

@@ -135,7 +135,7 @@ func (g *guide) curlLines() []string {
 	if g.Conflict != nil {
 		rec := "$U/v1/teams/" + g.Team + "/records/" + g.Conflict.Collection + "/" + g.Conflict.ID
 		lines = append(lines,
-			"curl -s "+rec+" "+auth+" | python3 -m json.tool",
+			"curl -s "+rec+" "+auth,
 			"curl -s -X POST "+rec+"/resolve "+auth+` -H 'Content-Type: application/json' -d '{"field":"`+g.Field+`","value":`+g.Value+`}'`,
 		)
 	}
