@@ -379,6 +379,8 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			}
 			if complete {
 				off = lb.Size // only the ref to record
+			} else {
+				r.ackBlob(lb, off, false) // progress for Status, learnt after a cut
 			}
 		}
 		end := min(off+UploadChunk, lb.Size)
@@ -689,4 +691,13 @@ func (r *Replica) refreshUploadStatus() {
 		}
 	}
 	r.setStatus(func(s *Status) { s.UploadsPending, s.UploadBytesPending = n, left })
+}
+
+// uploadInBackground runs the upload queue after a background sync. A
+// failure is logged and retried after the next sync; it does not back off
+// record sync (a quota refusal must not slow the records).
+func (r *Replica) uploadInBackground(ctx context.Context) {
+	if _, err := r.UploadAttachments(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("attachment upload", "err", err, "code", problemCode(err))
+	}
 }

@@ -139,6 +139,9 @@ func (r *Replica) loop(ctx context.Context) {
 			r.log.Warn("background sync stopped: signed out", "err", err)
 			return
 		}
+		if err == nil {
+			r.uploadInBackground(ctx) // records first; files after, resumably
+		}
 		wait := r.opts.PollInterval
 		if err != nil {
 			failures++
