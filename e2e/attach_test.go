@@ -33,10 +33,10 @@ type cuttingProxy struct {
 	cuts     atomic.Int64
 	// downAfterCuts, if set, takes the link down after that many cuts.
 	downAfterCuts int64
-	wg       gosync.WaitGroup
-	down     atomic.Bool // refuse every connection: the link is gone
-	mu       gosync.Mutex
-	conns    map[net.Conn]bool
+	wg            gosync.WaitGroup
+	down          atomic.Bool // refuse every connection: the link is gone
+	mu            gosync.Mutex
+	conns         map[net.Conn]bool
 }
 
 func newCuttingProxy(t *testing.T, target string, cutAfter int64) *cuttingProxy {
