@@ -195,4 +195,20 @@
 //	m/scope              last scope applied (msgpack api.Scope)
 //	m/wiped              present once the replica has wiped itself
 //	m/wipereport         access token to report the wipe with, until reported
+//	b/m/<team>\x00<sha256>            an attached file held here (msgpack: size, type,
+//	                     records, uploaded, acknowledged offset); present once its bytes are all stored
+//	b/d/<team>\x00<sha256>\x00<u32 BE>  chunk i of the file's bytes, ChunkSize (256 KiB) each
+//
+// # Attachments
+//
+// Attach stores a file (JPEG, PNG, HEIC or PDF, sniffed) in the replica and
+// writes its metadata (schema.Attachment) to the record, which syncs at
+// once. UploadAttachments, also run by the background loop after each
+// successful sync, sends the bytes resumably (docs/PROTOCOL.md §15):
+// after a cut it asks the server what it holds and continues from there.
+// Status counts uploads and bytes pending. FetchAttachment downloads a file
+// on demand, under a size cap, keeping it only if its size and SHA-256
+// match; AttachmentStatus says pending upload, local or not downloaded.
+// Files whose records leave the replica (erased, purged, out of scope) are
+// deleted after each sync (PurgeAttachments).
 package client
