@@ -82,7 +82,7 @@ type Store struct {
 
 	mu    gosync.Mutex
 	usage map[string]int64 // team → stored bytes + declared sizes of uploads
-	locks map[string]chan struct{}
+	locks map[string]*keyLock
 }
 
 // Open opens (creating if needed) the blob directory and counts each
@@ -114,7 +114,7 @@ func Open(cfg Config) (*Store, error) {
 	case string(b) != versionLine:
 		return nil, fmt.Errorf("blob: open: layout %q in %s, this build reads %q", strings.TrimSpace(string(b)), vf, strings.TrimSpace(versionLine))
 	}
-	s := &Store{cfg: cfg, usage: map[string]int64{}, locks: map[string]chan struct{}{}}
+	s := &Store{cfg: cfg, usage: map[string]int64{}, locks: map[string]*keyLock{}}
 	ents, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
@@ -226,32 +226,46 @@ func (s *Store) stat(team, sum string) (Info, error) {
 	return Info{SHA256: sum, Size: m.Size, Offset: off, ContentType: m.ContentType}, nil
 }
 
-// lock takes the per-upload lock, waiting up to lockWait.
+// lock takes the per-upload lock, waiting up to lockWait. An entry stays
+// in the map while anyone holds or waits for it, so two callers never hold
+// different channels for one key.
 func (s *Store) lock(ctx context.Context, key string) (func(), error) {
 	s.mu.Lock()
-	ch, ok := s.locks[key]
+	l, ok := s.locks[key]
 	if !ok {
-		ch = make(chan struct{}, 1)
-		s.locks[key] = ch
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		s.locks[key] = l
 	}
+	l.users++
 	s.mu.Unlock()
-	t := time.NewTimer(lockWait)
-	defer t.Stop()
-	select {
-	case ch <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
-		return nil, ErrBusy
-	}
-	return func() {
+	done := func() {
 		s.mu.Lock()
-		<-ch
-		if len(ch) == 0 {
+		if l.users--; l.users == 0 {
 			delete(s.locks, key)
 		}
 		s.mu.Unlock()
+	}
+	t := time.NewTimer(lockWait)
+	defer t.Stop()
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	case <-t.C:
+		done()
+		return nil, ErrBusy
+	}
+	return func() {
+		<-l.ch
+		done()
 	}, nil
+}
+
+// keyLock is one upload's lock and the number of its holders and waiters.
+type keyLock struct {
+	ch    chan struct{}
+	users int
 }
 
 // Write appends the bytes of r to the team's upload named sum at offset,

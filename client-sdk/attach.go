@@ -372,7 +372,8 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 				continue
 			}
 			if err != nil {
-				if stalls++; stalls > maxUploadStalls || !errors.Is(err, ErrUnavailable) {
+				retry := errors.Is(err, ErrUnavailable) || problemCode(err) == api.CodeUploadBusy
+				if stalls++; stalls > maxUploadStalls || !retry {
 					return err
 				}
 				continue
