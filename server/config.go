@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/blob"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -154,6 +155,12 @@ func (c Config) Defaults() Config {
 }
 
 func (c *Config) defaults() {
+	if c.MaxBlobSize <= 0 {
+		c.MaxBlobSize = blob.DefaultMaxFileSize
+	}
+	if c.BlobTeamQuota <= 0 {
+		c.BlobTeamQuota = blob.DefaultTeamQuota
+	}
 	if c.ErasureJournal == "" {
 		c.ErasureJournal = filepath.Join(c.DataDir, "erasures.jsonl")
 	}

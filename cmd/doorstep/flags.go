@@ -72,6 +72,8 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) *serveOptions {
 	fs.Int64Var(&cfg.MaxSyncBody, cf("MaxSyncBody", "max-sync-body"), def.MaxSyncBody, "largest sync request body as sent, bytes")
 	fs.Int64Var(&cfg.MaxSyncDecoded, cf("MaxSyncDecoded", "max-sync-decoded"), def.MaxSyncDecoded, "largest sync request body after gzip decoding, bytes")
 	fs.Int64Var(&cfg.MaxJSONBody, cf("MaxJSONBody", "max-json-body"), def.MaxJSONBody, "largest JSON request body, bytes")
+	fs.Int64Var(&cfg.MaxBlobSize, cf("MaxBlobSize", "max-attachment-size"), def.MaxBlobSize, "largest attachment file, bytes")
+	fs.Int64Var(&cfg.BlobTeamQuota, cf("BlobTeamQuota", "attachment-team-quota"), def.BlobTeamQuota, "bytes of attachments (and unfinished uploads) one team may store")
 	fs.IntVar(&cfg.PageBytes, cf("PageBytes", "page-bytes"), def.PageBytes, "bytes of one pulled page (at least one item is always sent)")
 	fs.IntVar(&cfg.MaxConcurrentSyncs, cf("MaxConcurrentSyncs", "max-concurrent-syncs"), def.MaxConcurrentSyncs, "sync requests processed at once (bodies already read); others wait")
 	fs.IntVar(&cfg.MaxSyncsPerDevice, cf("MaxSyncsPerDevice", "max-syncs-per-device"), def.MaxSyncsPerDevice, "one device's sync requests in flight; more get 429")
