@@ -107,6 +107,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		resendFrom = 0
+		changes = r.pushPlan(changes) // highwater.go
 		cursor, err := r.loadCursor()
 		if err != nil {
 			return res, err
@@ -126,7 +127,10 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
 			return res, err
 		}
+		wire := r.stubHeld(changes, req.Epoch) // highwater.go
+		req.Changes = wire
 		resp, w, err := r.syncRequest(ctx, req)
+		r.noteAttempt(wire, resp, err)
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
 			// The server asked us to slow down: wait as told (bounded)
 			// and go on, rather than failing a long bootstrap.

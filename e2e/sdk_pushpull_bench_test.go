@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +51,10 @@ func pushPullSchema(tb testing.TB) *schema.Schema {
 // records per second. -short writes 1,000 records.
 //
 //	go test -run '^$' -bench '^BenchmarkSDKPushPull$' -benchtime 1x ./e2e
+//
+// With DOORSTEP_BENCH_PROFILE=dir (and no -cpuprofile), the push and the
+// pull phase each write a CPU profile of the whole process (device and
+// server) to dir/push.prof and dir/pull.prof.
 func BenchmarkSDKPushPull(b *testing.B) {
 	records := 10_000
 	if testing.Short() {
@@ -85,23 +92,27 @@ func BenchmarkSDKPushPull(b *testing.B) {
 			}
 		}
 		write += time.Since(start)
+		stop := phaseProfile(b, "push")
 		start = time.Now()
 		res, err := ann.Sync(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		push += time.Since(start)
+		stop()
 		pushRounds += res.Rounds
 		sent += res.BytesSent
 		if res.PushedOps != records*pushPullFields {
 			b.Fatalf("pushed %d ops, want %d", res.PushedOps, records*pushPullFields)
 		}
+		stop = phaseProfile(b, "pull")
 		start = time.Now()
 		res, err = bea.Sync(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		pull += time.Since(start)
+		stop()
 		pullRounds += res.Rounds
 		received += res.BytesReceived
 		// A fresh device bootstraps: the records come as snapshot
@@ -122,4 +133,27 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	// Per field of the pulled records (a snapshot record carries one
 	// value per field).
 	b.ReportMetric(float64(received)/(rec*pushPullFields), "wire-B/pulled-field")
+}
+
+// phaseProfile starts a CPU profile of one benchmark phase when
+// DOORSTEP_BENCH_PROFILE names a directory, and returns its stop.
+func phaseProfile(tb testing.TB, phase string) func() {
+	dir := os.Getenv("DOORSTEP_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, phase+".prof"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			tb.Error(err)
+		}
+	}
 }
