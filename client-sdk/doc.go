@@ -67,9 +67,10 @@
 //
 // Each write appends its ops as one group to the outbox. At sync time groups
 // are sealed, oldest first, into changes numbered 1, 2, 3 … (at most
-// Options.MaxOpsPerChange ops each; one write's ops are never split). A
-// sealed change is written once and never modified, because the server
-// dedupes by seq: a retried seq must carry the same ops. An acknowledged
+// Options.MaxOpsPerChange ops each; one write's ops are not split). A
+// sealed change is written once and not modified, because the server
+// dedupes by seq: a retried seq must carry the same ops. The one exception
+// is a change the server refused as too large, below. An acknowledged
 // change (applied or duplicate) leaves the outbox in the same transaction
 // that stores the reply's pulled page and new cursor, so a request that
 // fails at any byte leaves nothing lost or doubled. Ops the server
@@ -90,7 +91,7 @@
 // other refusals fail the Sync with ErrRefused and keep the change.
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
-// about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
+// about 4 MiB and 20,000 ops) pushed and Options.PullLimit items asked for per round trip.
 // After a failure that points at size they are halved for the next attempt
 // and doubled back after each success, so a page too big to cross the link
 // in time cannot stall sync for good: a timeout halves both, body_too_large
@@ -176,7 +177,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
-//	m/layout             layout version, uint32 BE (CurrentLayout; Open migrates older ones)
+//	m/layout             layout version, uint32 BE (CurrentLayout, now 2; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)
@@ -185,7 +186,9 @@
 //	m/clock              last HLC timestamp issued or adopted (uint64 BE)
 //	m/offset             clock offset in nanoseconds (int64 BE)
 //	m/lastsuccess        wall time of the last stored reply (Unix ms)
-//	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record
+//	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
+//	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
+//	                     rewritten by Open's migration)
 //	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
 //	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
 //	q/<seq BE><index uint32 BE>  a Rejection (msgpack)

@@ -24,7 +24,7 @@ import (
 // package without importing the real server (which the SDK must not). The
 // end-to-end tests in e2e/ use the real server.
 type fakeServer struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	clock *crdt.Clock
 
@@ -62,7 +62,7 @@ func (f *fakeServer) purge(ref Ref) {
 	f.log = append(f.log, api.PulledChange{Author: "purge"})
 }
 
-func newFakeServer(t *testing.T) *fakeServer {
+func newFakeServer(t testing.TB) *fakeServer {
 	f := &fakeServer{
 		t:       t,
 		clock:   crdt.NewClock(time.Now, time.Minute),

@@ -25,6 +25,7 @@ func (r *Replica) ApplyRemote(ctx context.Context, ops []crdt.Op) error {
 		return ErrClosed
 	}
 	touched := map[Ref]*crdt.Record{}
+	batches := map[*crdt.Record]*crdt.Batch{}
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for i := range ops {
 			op := &ops[i]
@@ -40,13 +41,14 @@ func (r *Replica) ApplyRemote(ctx context.Context, ops []crdt.Op) error {
 				}
 				touched[ref] = rec
 			}
-			if err := rec.Apply(op); err != nil {
+			if err := batchFor(batches, rec).Add(op); err != nil {
 				return fmt.Errorf("op %d: %w", i, err)
 			}
 			if op.ID.Time > 0 {
 				_ = r.clock.Update(op.ID.Time)
 			}
 		}
+		flushBatches(batches)
 		for _, rec := range touched {
 			if err := putRecord(txn, rec); err != nil {
 				return err

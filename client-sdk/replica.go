@@ -177,12 +177,15 @@ type Replica struct {
 // build writes (the m/layout key). A layout change bumps it and adds a
 // migration to layoutMigrations; Open runs them and refuses a replica
 // written by a newer build.
-const CurrentLayout uint32 = 1
+const CurrentLayout uint32 = 2
 
 // layoutMigrations[v] upgrades a replica from layout v to v+1. Layout 0 is
 // a replica written before it had a version key: the same keys as layout 1.
+// Layout 2 holds record states in crdt state encoding 2; Open rewrites
+// them before these run (rewriteStatesForLayout2, in layout.go).
 var layoutMigrations = map[uint32]layout.Migration{
 	0: func(*badger.Txn) error { return nil },
+	1: func(*badger.Txn) error { return nil },
 }
 
 // Local key layout; see STORAGE in the package doc.
@@ -269,6 +272,11 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		netUp:  make(chan struct{}, 1),
 	}
 	r.closeCtx, r.closeFn = context.WithCancel(context.Background())
+	if err := r.rewriteStatesForLayout2(); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, err
+	}
 	if from, err := layout.Migrate(db, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
 		r.closeFn()
 		db.Close()

@@ -529,7 +529,7 @@ func describe(r *crdt.Record) string {
 	var sb strings.Builder
 	for _, n := range r.FieldNames() {
 		f := r.Fields[n]
-		fmt.Fprintf(&sb, "%s: %d entries %d removed; ", n, len(f.Entries), len(f.Removed))
+		fmt.Fprintf(&sb, "%s: %d entries %d pending; ", n, len(f.Entries), len(f.Pending))
 	}
 	return sb.String()
 }

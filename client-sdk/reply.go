@@ -202,17 +202,8 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 		if err != nil {
 			return fmt.Errorf("pulled snapshot record %d: %w", i, err)
 		}
-		for _, f := range s.Fields {
-			if f == nil {
-				continue
-			}
-			if e, ok := f.Winner(); ok {
-				w.Newest = max(w.Newest, e.ID.Time)
-			}
-			if n := len(f.Removed); n > 0 {
-				w.Newest = max(w.Newest, f.Removed[n-1].Time)
-			}
-		}
+		w.Newest = max(w.Newest, s.MaxTime())
+		s.DropSkipped() // the server's quarantine stays the server's (crdt.Record.DropSkipped)
 		ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
 		rec, err := load(ref)
 		if err != nil {
@@ -222,6 +213,7 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			w.Notes = append(w.Notes, note{"pulled snapshot record does not merge; skipped", []any{"ref", ref, "err", err}})
 		}
 	}
+	batches := map[*crdt.Record]*crdt.Batch{} // pulled ops, merged per field at once
 	for ci, pc := range resp.Changes {
 		// Bounded and validated: these are bytes from outside.
 		ops, err := pc.Ops.Ops()
@@ -236,11 +228,12 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			if err != nil {
 				return err
 			}
-			if err := rec.Apply(op); err != nil {
+			if err := batchFor(batches, rec).Add(op); err != nil {
 				w.Notes = append(w.Notes, note{"pulled op does not apply; skipped", []any{"op", op.ID, "ref", ref, "err", err}})
 			}
 		}
 	}
+	flushBatches(batches)
 	for _, raw := range resp.Replace {
 		rec, err := planRestated(w, rd, raw)
 		if err != nil {

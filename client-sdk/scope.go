@@ -71,6 +71,7 @@ func planRestated(w *replyWrites, rd localReader, raw crdt.RecordBytes) (*crdt.R
 	if err != nil {
 		return nil, fmt.Errorf("restated record: %w", err)
 	}
+	rec.DropSkipped() // the server's quarantine stays the server's (crdt.Record.DropSkipped)
 	rr, ok := rd.(residueReader)
 	if !ok {
 		return rec, nil

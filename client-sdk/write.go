@@ -193,6 +193,10 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 	if !ok {
 		b.recs[ref] = rec
 		b.order = append(b.order, ref)
+		// Every op this replica makes on the record must be newer than
+		// every op the record holds: replicas take each writer's ops in ID
+		// order (see package crdt).
+		_ = b.r.clock.Update(rec.MaxTime())
 	}
 	return rec, nil
 }
@@ -243,6 +247,9 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	r := b.r
 	if ref.Team == "" || ref.Collection == "" || ref.ID == "" {
 		return &ValidationError{Ref: ref, Err: fmt.Errorf("team, collection and id are required")}
+	}
+	if err := crdt.ValidateRecordID(ref.ID); err != nil {
+		return &ValidationError{Ref: ref, Err: err}
 	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
@@ -394,6 +401,11 @@ func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Rep
 func (r *Replica) validate(ref Ref, op *crdt.Op) error {
 	if err := op.Validate(); err != nil {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
+	}
+	// The server refuses other IDs (invalid_record_id): catch them here,
+	// before the write is stored and queued.
+	if err := crdt.ValidateRecordID(op.Record); err != nil {
+		return &ValidationError{Ref: ref, Err: err}
 	}
 	if r.opts.Validator != nil {
 		if err := r.opts.Validator.ValidateOp(op); err != nil {

@@ -40,29 +40,11 @@ func AppendOp(dst []byte, op *Op) []byte {
 	return b
 }
 
-// AppendRecord appends the canonical msgpack encoding of r to dst, as
-// MarshalRecord does.
-func AppendRecord(dst []byte, r *Record) []byte {
-	b := appendMapLen(dst, 4)
-	b = appendStr(appendStr(b, "c"), r.Collection)
-	b = appendStr(appendStr(b, "r"), r.ID)
-	b = appendStr(appendStr(b, "t"), r.Team)
-	b = appendStr(b, "f")
-	b = appendMapLen(b, len(r.Fields))
-	for _, name := range r.FieldNames() {
-		b = appendStr(b, name)
-		if f := r.Fields[name]; f == nil {
-			b = append(b, 0xc0)
-		} else {
-			b = appendField(b, f)
-		}
-	}
-	return b
-}
-
+// appendField writes f alone, outside a record: {"y": type, "e": entries,
+// "p": pending}, IDs in full. Records use the compact form (state.go).
 func appendField(b []byte, f *Field) []byte {
 	n := 2
-	if len(f.Removed) > 0 {
+	if len(f.Pending) > 0 {
 		n = 3
 	}
 	b = appendMapLen(b, n)
@@ -72,7 +54,7 @@ func appendField(b []byte, f *Field) []byte {
 		b = appendEntry(b, &f.Entries[i])
 	}
 	if n == 3 {
-		b = appendIDs(appendStr(b, "x"), f.Removed)
+		b = appendIDs(appendStr(b, "p"), f.Pending)
 	}
 	return b
 }
@@ -173,8 +155,8 @@ func (r Record) EncodeMsgpack(enc *msgpack.Encoder) error {
 	return writeTo(enc, func(b []byte) []byte { return AppendRecord(b, &r) })
 }
 
-// EncodeMsgpack writes f as a msgpack map {"y": type, "e": entries,
-// "x": removed}, leaving out "x" when nothing is removed.
+// EncodeMsgpack writes f alone as a msgpack map {"y": type, "e": entries,
+// "p": pending}, leaving out "p" when nothing is pending.
 func (f Field) EncodeMsgpack(enc *msgpack.Encoder) error {
 	return writeTo(enc, func(b []byte) []byte { return appendField(b, &f) })
 }

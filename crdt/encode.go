@@ -58,22 +58,22 @@ func MarshalRecord(r *Record) ([]byte, error) {
 // sizeHint estimates the encoded size of r, so that encoding it allocates
 // once.
 func (r *Record) sizeHint() int {
-	n := 32 + len(r.Collection) + len(r.ID) + len(r.Team)
+	n := 48 + len(r.Collection) + len(r.ID) + len(r.Team) + 28*len(r.Clock) + 12*len(r.DeleteSeen)
 	for name, f := range r.Fields {
 		n += 16 + len(name)
 		if f != nil {
-			n += 26 * len(f.Removed)
+			n += 12 * len(f.Pending)
 			for _, e := range f.Entries {
-				n += 32 + len(e.Value)
+				n += 12 + len(e.Value)
 			}
 		}
 	}
 	return n
 }
 
-// UnmarshalRecord decodes a record state and checks its invariants (sorted,
-// duplicate-free entries and removed IDs, no entry also removed, known field
-// types, DeletedField a register). Its errors wrap ErrMalformed, and
+// UnmarshalRecord decodes a record state, in the version 2 encoding or the
+// version 1 encoding (converted, see StateVersion), and checks its
+// invariants (see Validate). Its errors wrap ErrMalformed, and
 // ErrTooLarge for bytes beyond DefaultLimits, as UnmarshalOp's do. It never
 // panics.
 func UnmarshalRecord(b []byte) (*Record, error) {
@@ -87,21 +87,94 @@ func UnmarshalRecord(b []byte) (*Record, error) {
 	return r, nil
 }
 
-// decodeRecord decodes a record state after CheckLimits, by the fast path if
-// fast and b is in the form AppendRecord writes, else by the msgpack decoder.
+// UnmarshalRecordHeld is UnmarshalRecord for a store moving its states to
+// the current encoding: held names ops that the store's owner holds back
+// (a server's quarantine). In a version 1 state, a held op the state does
+// not list (live or removed) becomes Skipped, so that the clock taken from
+// the state does not cover it; one it lists was overwritten or removed
+// and stays covered. In a version 2 state it changes nothing (such states
+// record held ops themselves).
+func UnmarshalRecordHeld(b []byte, held []OpID) (*Record, error) {
+	if err := checkLimits(b); err != nil {
+		return nil, err
+	}
+	r, err := decodeStateV2(b)
+	if err != nil && !errors.Is(err, errNotV2) {
+		return nil, err
+	}
+	if err != nil {
+		rec, removed, ok := fastRecordV1(b)
+		if !ok {
+			v := new(v1Record)
+			if err := unmarshal(b, v); err != nil {
+				return nil, err
+			}
+			rec, removed = v.rec, v.removed
+		}
+		if err := checkV1(rec, removed); err != nil {
+			return nil, err
+		}
+		listed := func(id OpID) bool {
+			for name, f := range rec.Fields {
+				if f.HasEntry(id) || containsID(removed[name], id) {
+					return true
+				}
+			}
+			return false
+		}
+		var skip []OpID
+		for _, id := range held {
+			if !id.Replica.IsZero() && !listed(id) {
+				skip = append(skip, id)
+			}
+		}
+		fromV1(rec, removed)
+		rec.Skipped = sortIDs(skip)
+		if rec.Fields == nil {
+			rec.Fields = map[string]*Field{}
+		}
+		r = rec
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodeRecord decodes a record state after CheckLimits: the version 2
+// encoding, or version 1 (by the fast path if fast and b is in the form
+// the version 1 encoder wrote, else by the msgpack decoder), converted.
 func decodeRecord(b []byte, fast bool) (*Record, error) {
 	if err := checkLimits(b); err != nil {
 		return nil, err
 	}
-	r, ok := (*Record)(nil), false
-	if fast {
-		r, ok = fastRecord(b)
+	return decodeRecordBytes(b, fast)
+}
+
+// decodeRecordBytes is decodeRecord without the limits check, for bytes
+// already checked.
+func decodeRecordBytes(b []byte, fast bool) (*Record, error) {
+	r, err := decodeStateV2(b)
+	if err != nil && !errors.Is(err, errNotV2) {
+		return nil, err
 	}
-	if !ok {
-		r = new(Record)
-		if err := unmarshal(b, r); err != nil {
+	if err != nil {
+		var removed map[string][]OpID
+		ok := false
+		if fast {
+			r, removed, ok = fastRecordV1(b)
+		}
+		if !ok {
+			v := new(v1Record)
+			if err := unmarshal(b, v); err != nil {
+				return nil, err
+			}
+			r, removed = v.rec, v.removed
+		}
+		if err := checkV1(r, removed); err != nil {
 			return nil, err
 		}
+		fromV1(r, removed)
 	}
 	if r.Fields == nil {
 		r.Fields = map[string]*Field{}
@@ -122,24 +195,54 @@ func checkLimits(b []byte) error {
 }
 
 // Validate checks the invariants every state built by this package holds,
-// and that Merge relies on: team, collection and ID present; every field
-// non-nil, of a known type, with entries and removed IDs sorted and
-// duplicate-free, no entry also removed, no removals in a log; and
-// DeletedField a register. UnmarshalRecord calls it; call it on a Record
-// assembled by hand or from another source before merging it.
+// and that Merge relies on: team, collection and ID present; the clock
+// sorted by replica with no zero replica; every field non-nil, of a known
+// type, with entries sorted, duplicate-free and covered by the clock, and
+// pending IDs sorted, duplicate-free and not covered; Skipped sorted and
+// duplicate-free; DeleteSeen sorted, each ID live or not covered; and
+// DeletedField a register.
+// UnmarshalRecord calls it; call it on a Record assembled by hand or from
+// another source before merging it.
 func (r *Record) Validate() error {
 	if r.Collection == "" || r.ID == "" || r.Team == "" {
 		return fmt.Errorf("%w: record lacks team, collection or id", ErrMalformed)
+	}
+	for i, c := range r.Clock {
+		if c.Replica.IsZero() {
+			return fmt.Errorf("%w: clock entry of no replica", ErrMalformed)
+		}
+		if i > 0 && bytes.Compare(r.Clock[i-1].Replica[:], c.Replica[:]) >= 0 {
+			return fmt.Errorf("%w: clock not sorted", ErrMalformed)
+		}
 	}
 	for name, f := range r.Fields {
 		if f == nil {
 			return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
 		}
-		if err := f.check(); err != nil {
+		if err := f.check(r); err != nil {
 			return fmt.Errorf("field %q: %w", name, err)
 		}
 		if name == DeletedField && f.Type != Register {
 			return fmt.Errorf("%w: %s is a %s, not a register", ErrMalformed, DeletedField, f.Type)
+		}
+	}
+	for i, id := range r.Skipped {
+		if id.Replica.IsZero() {
+			return fmt.Errorf("%w: skipped id of no replica", ErrMalformed)
+		}
+		if i > 0 && r.Skipped[i-1].Compare(id) >= 0 {
+			return fmt.Errorf("%w: skipped ids not sorted", ErrMalformed)
+		}
+	}
+	for i, id := range r.DeleteSeen {
+		if id.Replica.IsZero() {
+			return fmt.Errorf("%w: delete-seen id of no replica", ErrMalformed)
+		}
+		if i > 0 && r.DeleteSeen[i-1].Compare(id) >= 0 {
+			return fmt.Errorf("%w: delete-seen ids not sorted", ErrMalformed)
+		}
+		if r.Covers(id) && !r.liveAnywhere(id) {
+			return fmt.Errorf("%w: delete-seen id %s is neither live nor pending", ErrMalformed, id)
 		}
 	}
 	return nil
@@ -303,8 +406,8 @@ func (f *Field) DecodeMsgpack(dec *msgpack.Decoder) error {
 			f.Type = FieldType(t)
 		case 'e':
 			f.Entries, err = decodeEntries(dec)
-		case 'x':
-			f.Removed, err = decodeIDs(dec)
+		case 'p':
+			f.Pending, err = decodeIDs(dec)
 		default:
 			err = dec.Skip()
 		}
@@ -328,10 +431,37 @@ func decodeEntries(dec *msgpack.Decoder) ([]Entry, error) {
 	return es, nil
 }
 
-// DecodeMsgpack reads the form written by EncodeMsgpack. A field written as
-// nil decodes as a nil *Field, which UnmarshalRecord refuses.
+// DecodeMsgpack reads the form written by EncodeMsgpack (or the version 1
+// form, converted). A field written as nil decodes as a nil *Field, which
+// UnmarshalRecord refuses. It does not call Validate; UnmarshalRecord
+// does.
 func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
-	*r = Record{}
+	raw, err := dec.DecodeRaw()
+	if err != nil {
+		return err
+	}
+	if err := CheckLimits(raw, DefaultLimits); err != nil {
+		return err
+	}
+	rec, err := decodeRecordBytes(raw, true)
+	if err != nil {
+		return err
+	}
+	*r = *rec
+	return nil
+}
+
+// v1Record decodes the version 1 record encoding: fields whose "x" key
+// lists removed IDs.
+type v1Record struct {
+	rec     *Record
+	removed map[string][]OpID
+}
+
+// DecodeMsgpack reads the version 1 form.
+func (v *v1Record) DecodeMsgpack(dec *msgpack.Decoder) error {
+	r := &Record{}
+	v.rec, v.removed = r, map[string][]OpID{}
 	return decodeMap(dec, "record", func(key byte) (err error) {
 		switch key {
 		case 'c':
@@ -341,7 +471,7 @@ func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
 		case 't':
 			r.Team, err = dec.DecodeString()
 		case 'f':
-			r.Fields, err = decodeFields(dec)
+			r.Fields, err = decodeV1Fields(dec, v.removed)
 		default:
 			err = dec.Skip()
 		}
@@ -349,7 +479,7 @@ func (r *Record) DecodeMsgpack(dec *msgpack.Decoder) error {
 	})
 }
 
-func decodeFields(dec *msgpack.Decoder) (map[string]*Field, error) {
+func decodeV1Fields(dec *msgpack.Decoder, removed map[string][]OpID) (map[string]*Field, error) {
 	n, err := dec.DecodeMapLen()
 	if err != nil || n < 0 {
 		return nil, err
@@ -370,11 +500,80 @@ func decodeFields(dec *msgpack.Decoder) (map[string]*Field, error) {
 			_ = dec.Skip()
 		} else {
 			f = new(Field)
-			if err := f.DecodeMsgpack(dec); err != nil {
+			err := decodeMap(dec, "field", func(key byte) (err error) {
+				switch key {
+				case 'y':
+					var t uint64
+					if t, err = dec.DecodeUint64(); err == nil && t > 255 {
+						err = fmt.Errorf("%w: field type %d", ErrMalformed, t)
+					}
+					f.Type = FieldType(t)
+				case 'e':
+					f.Entries, err = decodeEntries(dec)
+				case 'x':
+					var ids []OpID
+					ids, err = decodeIDs(dec)
+					removed[name] = ids
+				default:
+					err = dec.Skip()
+				}
+				return err
+			})
+			if err != nil {
 				return nil, fmt.Errorf("field %q: %w", name, err)
 			}
 		}
 		fields[name] = f
 	}
 	return fields, nil
+}
+
+// checkV1 checks what version 1 required of a state: team, collection and
+// ID, known field types, entries and removed IDs sorted and
+// duplicate-free, no entry also removed, no removals in a log, and
+// DeletedField a register.
+func checkV1(r *Record, removed map[string][]OpID) error {
+	if r.Collection == "" || r.ID == "" || r.Team == "" {
+		return fmt.Errorf("%w: record lacks team, collection or id", ErrMalformed)
+	}
+	for name, f := range r.Fields {
+		if f == nil {
+			return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
+		}
+		if f.Type < Register || f.Type > Log {
+			return fmt.Errorf("field %q: %w: unknown field type %d", name, ErrMalformed, f.Type)
+		}
+		rm := removed[name]
+		for i := range f.Entries {
+			if f.Entries[i].ID.Replica.IsZero() || len(f.Entries[i].Value) == 0 {
+				return fmt.Errorf("field %q: %w: entry without id or value", name, ErrMalformed)
+			}
+			if i > 0 && f.Entries[i-1].ID.Compare(f.Entries[i].ID) >= 0 {
+				return fmt.Errorf("field %q: %w: entries not sorted", name, ErrMalformed)
+			}
+			if containsID(rm, f.Entries[i].ID) {
+				return fmt.Errorf("field %q: %w: entry %s is also removed", name, ErrMalformed, f.Entries[i].ID)
+			}
+		}
+		for i := range rm {
+			if rm[i].Replica.IsZero() {
+				return fmt.Errorf("field %q: %w: removed id of no replica", name, ErrMalformed)
+			}
+			if i > 0 && rm[i-1].Compare(rm[i]) >= 0 {
+				return fmt.Errorf("field %q: %w: removed ids not sorted", name, ErrMalformed)
+			}
+		}
+		if f.Type == Log && len(rm) > 0 {
+			return fmt.Errorf("field %q: %w: log with removed entries", name, ErrMalformed)
+		}
+		if name == DeletedField && f.Type != Register {
+			return fmt.Errorf("%w: %s is a %s, not a register", ErrMalformed, DeletedField, f.Type)
+		}
+	}
+	for name := range removed {
+		if r.Fields[name] == nil {
+			return fmt.Errorf("%w: removed ids of a missing field %q", ErrMalformed, name)
+		}
+	}
+	return nil
 }

@@ -41,7 +41,7 @@ func Example_twoOfflineTablets() {
 	_ = merged.Merge(bea)
 	f := merged.Field("mobility")
 	w, _ := f.Winner()
-	fmt.Println("conflict:", f.Conflict(), "entries:", len(f.Entries), "removed A:", f.Removed[0] == a.ID)
+	fmt.Println("conflict:", f.Conflict(), "entries:", len(f.Entries), "removed A:", merged.Covers(a.ID) && !f.HasEntry(a.ID))
 	fmt.Println("winner:", value(w), "(the higher ID)")
 
 	// The coordinator writes with Pred [B, C]; every replica then holds D.

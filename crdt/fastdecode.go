@@ -174,8 +174,9 @@ func (r *fastReader) entries() []Entry {
 	return es
 }
 
-func (r *fastReader) field() *Field {
+func (r *fastReader) field() (*Field, []OpID) {
 	f := new(Field)
+	var removed []OpID
 	for range r.mapLen() {
 		switch r.key() {
 		case 'y':
@@ -183,21 +184,23 @@ func (r *fastReader) field() *Field {
 		case 'e':
 			f.Entries = r.entries()
 		case 'x':
-			f.Removed = r.ids()
+			removed = r.ids()
 		default:
 			r.fail()
 		}
 		if !r.ok {
-			return nil
+			return nil, nil
 		}
 	}
-	return f
+	return f, removed
 }
 
-// fastRecord decodes b as AppendRecord writes it, or reports !ok.
-func fastRecord(b []byte) (*Record, bool) {
+// fastRecordV1 decodes b as the version 1 encoder wrote it, with each
+// field's removed IDs, or reports !ok.
+func fastRecordV1(b []byte) (*Record, map[string][]OpID, bool) {
 	r := newFastReader(b)
 	rec := new(Record)
+	removed := map[string][]OpID{}
 	for range r.mapLen() {
 		switch r.key() {
 		case 'c':
@@ -209,24 +212,28 @@ func fastRecord(b []byte) (*Record, bool) {
 		case 'f':
 			n := r.mapLen()
 			if !r.ok || !r.need(2*n) {
-				return nil, false
+				return nil, nil, false
 			}
 			rec.Fields = make(map[string]*Field, n)
 			for range n {
 				name := r.str()
 				if _, dup := rec.Fields[name]; dup || !r.ok {
-					return nil, false
+					return nil, nil, false
 				}
-				rec.Fields[name] = r.field()
+				f, rm := r.field()
+				rec.Fields[name] = f
+				if rm != nil {
+					removed[name] = rm
+				}
 			}
 		default:
 			r.fail()
 		}
 		if !r.ok {
-			return nil, false
+			return nil, nil, false
 		}
 	}
-	return rec, r.ok && r.p == len(b)
+	return rec, removed, r.ok && r.p == len(b)
 }
 
 // fastOp decodes b as AppendOp writes it, or reports !ok.

@@ -16,19 +16,22 @@ type Entry struct {
 }
 
 // Field is the merged state of one field. All three field types share one
-// representation and one merge:
+// representation:
 //
 //   - Entries: the live entries, sorted by ID;
-//   - Removed: IDs that were overwritten (register) or removed (set), sorted.
+//   - Pending: IDs that a pred of an op on this field named before this
+//     state applied them (the op overwritten or removed has not arrived
+//     yet), sorted. It is empty whenever ops arrive in causal order, as
+//     they do through the server.
 //
-// Merging two states takes the union of both lists and drops every entry
-// whose ID is in Removed. Both unions are commutative, associative and
-// idempotent, so merge is too. The types differ only in which ops produce
-// entries and removals, and in how entries are read.
+// Which ops were overwritten or removed is not listed: the record's causal
+// context (Record.Clock) says which ops the state has applied, and an
+// applied op that is not live was overwritten or removed. See the package
+// doc, "State", for the merge and why it is sound.
 type Field struct {
 	Type    FieldType `msgpack:"y"`
 	Entries []Entry   `msgpack:"e"`
-	Removed []OpID    `msgpack:"x,omitempty"`
+	Pending []OpID    `msgpack:"p,omitempty"`
 }
 
 // Winner returns a register's deterministic winner, the live entry with the
@@ -84,95 +87,98 @@ func (f *Field) Tags(elem msgpack.RawMessage) []OpID {
 	return ids
 }
 
-// fieldOf returns the one-op state that applying op contributes.
-func fieldOf(op *Op) *Field {
-	f := &Field{Type: op.Kind.FieldType()}
-	if op.Kind != KindRemove {
-		f.Entries = []Entry{{ID: op.ID, Value: op.Value}}
-	}
-	if len(op.Pred) > 0 {
-		f.Removed = slices.Clone(op.Pred)
-		slices.SortFunc(f.Removed, OpID.Compare)
-		f.Removed = slices.Compact(f.Removed)
-	}
-	return f
+// HasEntry reports whether id is a live entry of f.
+func (f *Field) HasEntry(id OpID) bool {
+	_, ok := f.find(id)
+	return ok
 }
 
-// merge returns the merge of a and b, neither of which it modifies; it may
-// return a itself when b adds nothing. Both must be sorted as Field
-// documents.
-func merge(a, b *Field) (*Field, error) {
-	if a.Type != b.Type {
-		return nil, fmt.Errorf("%w: %s and %s", ErrKindMismatch, a.Type, b.Type)
+func (f *Field) find(id OpID) (int, bool) {
+	if f == nil {
+		return 0, false
 	}
-	if covers(a, b) {
-		return a, nil
-	}
-	removed := unionIDs(a.Removed, b.Removed)
-	entries := make([]Entry, 0, len(a.Entries)+len(b.Entries))
-	i, j := 0, 0
-	for i < len(a.Entries) || j < len(b.Entries) {
-		var e Entry
-		switch {
-		case j == len(b.Entries):
-			e, i = a.Entries[i], i+1
-		case i == len(a.Entries):
-			e, j = b.Entries[j], j+1
-		default:
-			switch c := a.Entries[i].ID.Compare(b.Entries[j].ID); {
-			case c < 0:
-				e, i = a.Entries[i], i+1
-			case c > 0:
-				e, j = b.Entries[j], j+1
-			default:
-				// The same op seen twice. IDs are unique, so the values
-				// agree; should a faulty replica have reused an ID, keep
-				// the bytewise greater value so every replica still
-				// converges on one state.
-				e, i, j = a.Entries[i], i+1, j+1
-				if bytes.Compare(b.Entries[j-1].Value, e.Value) > 0 {
-					e = b.Entries[j-1]
-				}
-			}
-		}
-		if _, gone := slices.BinarySearchFunc(removed, e.ID, OpID.Compare); !gone {
-			entries = append(entries, e)
-		}
-	}
-	return &Field{Type: a.Type, Entries: entries, Removed: removed}, nil
+	return slices.BinarySearchFunc(f.Entries, id, func(e Entry, id OpID) int { return e.ID.Compare(id) })
 }
 
-// covers reports whether merging b into a would leave a as it is: every
-// removed ID of b is removed in a, and every entry of b is in a (with a value
-// the merge would keep) or removed in a. It is the common case when states
-// are exchanged, and costs no allocation.
-func covers(a, b *Field) bool {
-	for _, id := range b.Removed {
-		if _, ok := slices.BinarySearchFunc(a.Removed, id, OpID.Compare); !ok {
-			return false
-		}
+func (f *Field) pending(id OpID) bool {
+	if f == nil {
+		return false
 	}
-	for _, e := range b.Entries {
-		if i, ok := slices.BinarySearchFunc(a.Entries, e.ID, func(x Entry, id OpID) int { return x.ID.Compare(id) }); ok {
-			if bytes.Compare(e.Value, a.Entries[i].Value) > 0 {
-				return false
-			}
-			continue
-		}
-		if _, ok := slices.BinarySearchFunc(a.Removed, e.ID, OpID.Compare); !ok {
-			return false
-		}
-	}
-	return true
+	_, ok := slices.BinarySearchFunc(f.Pending, id, OpID.Compare)
+	return ok
 }
 
-// unionIDs merges two sorted, duplicate-free ID lists.
+func (f *Field) clone() *Field {
+	return &Field{Type: f.Type, Entries: slices.Clone(f.Entries), Pending: slices.Clone(f.Pending)}
+}
+
+// check verifies the invariants a decoded Field must hold, given its
+// record's causal context: entries sorted, each applied (covered by the
+// clock); pending IDs sorted, none applied.
+func (f *Field) check(r *Record) error {
+	if f.Type < Register || f.Type > Log {
+		return fmt.Errorf("%w: unknown field type %d", ErrMalformed, f.Type)
+	}
+	for i := range f.Entries {
+		if f.Entries[i].ID.Replica.IsZero() || len(f.Entries[i].Value) == 0 {
+			return fmt.Errorf("%w: entry without id or value", ErrMalformed)
+		}
+		if i > 0 && f.Entries[i-1].ID.Compare(f.Entries[i].ID) >= 0 {
+			return fmt.Errorf("%w: entries not sorted", ErrMalformed)
+		}
+		if !r.Covers(f.Entries[i].ID) {
+			return fmt.Errorf("%w: entry %s is not in the record's clock", ErrMalformed, f.Entries[i].ID)
+		}
+	}
+	for i := range f.Pending {
+		if f.Pending[i].Replica.IsZero() {
+			return fmt.Errorf("%w: pending id of no replica", ErrMalformed)
+		}
+		if i > 0 && f.Pending[i-1].Compare(f.Pending[i]) >= 0 {
+			return fmt.Errorf("%w: pending ids not sorted", ErrMalformed)
+		}
+		if r.Covers(f.Pending[i]) {
+			return fmt.Errorf("%w: pending id %s is already applied", ErrMalformed, f.Pending[i])
+		}
+	}
+	return nil
+}
+
+// sortEntries sorts entries by ID and keeps one entry per ID, the one with
+// the bytewise greatest value: should a faulty replica reuse an op ID for
+// two values, every replica keeps the same one.
+func sortEntries(es []Entry) []Entry {
+	if len(es) < 2 {
+		return es
+	}
+	slices.SortFunc(es, func(a, b Entry) int {
+		if c := a.ID.Compare(b.ID); c != 0 {
+			return c
+		}
+		return bytes.Compare(b.Value, a.Value) // greatest value first
+	})
+	return slices.CompactFunc(es, func(a, b Entry) bool { return a.ID == b.ID })
+}
+
+// sortIDs sorts ids and drops duplicates.
+func sortIDs(ids []OpID) []OpID {
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(ids) > 1 {
+		slices.SortFunc(ids, OpID.Compare)
+		ids = slices.Compact(ids)
+	}
+	return ids
+}
+
+// unionIDs merges two sorted, duplicate-free ID lists into a new one.
 func unionIDs(a, b []OpID) []OpID {
-	if len(b) == 0 {
-		return a
-	}
 	if len(a) == 0 {
-		return b
+		return slices.Clone(b)
+	}
+	if len(b) == 0 {
+		return slices.Clone(a)
 	}
 	out := make([]OpID, 0, len(a)+len(b))
 	i, j := 0, 0
@@ -190,32 +196,7 @@ func unionIDs(a, b []OpID) []OpID {
 	return append(out, b[j:]...)
 }
 
-// check verifies the invariants a decoded Field must hold.
-func (f *Field) check() error {
-	if f.Type < Register || f.Type > Log {
-		return fmt.Errorf("%w: unknown field type %d", ErrMalformed, f.Type)
-	}
-	for i := range f.Entries {
-		if f.Entries[i].ID.Replica.IsZero() || len(f.Entries[i].Value) == 0 {
-			return fmt.Errorf("%w: entry without id or value", ErrMalformed)
-		}
-		if i > 0 && f.Entries[i-1].ID.Compare(f.Entries[i].ID) >= 0 {
-			return fmt.Errorf("%w: entries not sorted", ErrMalformed)
-		}
-		if _, gone := slices.BinarySearchFunc(f.Removed, f.Entries[i].ID, OpID.Compare); gone {
-			return fmt.Errorf("%w: entry %s is also removed", ErrMalformed, f.Entries[i].ID)
-		}
-	}
-	for i := range f.Removed {
-		if f.Removed[i].Replica.IsZero() {
-			return fmt.Errorf("%w: removed id of no replica", ErrMalformed)
-		}
-		if i > 0 && f.Removed[i-1].Compare(f.Removed[i]) >= 0 {
-			return fmt.Errorf("%w: removed ids not sorted", ErrMalformed)
-		}
-	}
-	if f.Type == Log && len(f.Removed) > 0 {
-		return fmt.Errorf("%w: log with removed entries", ErrMalformed)
-	}
-	return nil
+func containsID(sorted []OpID, id OpID) bool {
+	_, ok := slices.BinarySearchFunc(sorted, id, OpID.Compare)
+	return ok
 }

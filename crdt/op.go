@@ -31,7 +31,9 @@ const (
 	// KindRemove removes from a set the add tags in Pred (those of element
 	// Value that the remover had seen). Concurrent adds survive.
 	KindRemove Kind = 3
-	// KindAppend appends Value to a log. Pred must be empty.
+	// KindAppend appends Value to a log. Devices send no pred; a server
+	// re-issuing a held-back op late names the original in Pred, which
+	// replaces it (see Record.Skip).
 	KindAppend Kind = 4
 )
 
@@ -126,8 +128,10 @@ type Op struct {
 
 // Validate checks the op's own shape: non-zero ID, names present, a known
 // kind, a value where the kind needs one that is exactly one well-formed
-// msgpack value within DefaultLimits, no pred on an add or append, and
-// every pred naming an older op of some replica.
+// msgpack value within DefaultLimits, and every pred naming an older op of
+// some replica. A pred on an add or append replaces the entries it names;
+// only a server re-issuing a held-back op makes one (sync refuses them
+// from devices).
 func (o *Op) Validate() error {
 	switch {
 	case o.ID.IsZero() || o.ID.Replica.IsZero():
@@ -138,10 +142,6 @@ func (o *Op) Validate() error {
 		return fmt.Errorf("%w: op %s has unknown kind %d", ErrMalformed, o.ID, o.Kind)
 	case o.Kind != KindRemove && len(o.Value) == 0:
 		return fmt.Errorf("%w: %s op %s has no value", ErrMalformed, o.Kind, o.ID)
-	case o.Kind == KindAppend && len(o.Pred) > 0:
-		return fmt.Errorf("%w: append op %s has pred", ErrMalformed, o.ID)
-	case o.Kind == KindAdd && len(o.Pred) > 0:
-		return fmt.Errorf("%w: add op %s has pred", ErrMalformed, o.ID)
 	}
 	if len(o.Value) > 0 {
 		if err := CheckLimits(o.Value, DefaultLimits); err != nil {

@@ -157,13 +157,50 @@ func (s *sim) receive(t testing.TB, r *simReplica, op Op) {
 	r.seen[key] = append(r.seen[key], op.ID)
 }
 
-// exchange sends a random part of what replica a has to replica b.
+// exchange sends a random part of what replica a has to replica b: of
+// each writer's ops, a random prefix in the writer's order (the order a
+// received them in), as a sync through the server delivers them. Ops b
+// already has arrive again as duplicates.
 func (s *sim) exchange(t testing.TB, a, b *simReplica) {
+	stopped := map[ReplicaID]bool{}
 	for _, op := range a.ops {
-		if s.rng.IntN(3) > 0 {
-			s.receive(t, b, op)
+		if stopped[op.ID.Replica] {
+			continue
+		}
+		if s.rng.IntN(4) == 0 {
+			stopped[op.ID.Replica] = true
+			continue
+		}
+		s.receive(t, b, op)
+	}
+}
+
+// fifoShuffle returns ops (in creation order) delivered in a random
+// interleaving that keeps each writer's ops in its order, with random
+// duplicates of ops already delivered.
+func (s *sim) fifoShuffle(ops []Op) []Op {
+	queues := map[ReplicaID][]Op{}
+	var writers []ReplicaID
+	for _, op := range ops {
+		if _, ok := queues[op.ID.Replica]; !ok {
+			writers = append(writers, op.ID.Replica)
+		}
+		queues[op.ID.Replica] = append(queues[op.ID.Replica], op)
+	}
+	var feed []Op
+	for len(writers) > 0 {
+		if len(feed) > 0 && s.rng.IntN(4) == 0 {
+			feed = append(feed, feed[s.rng.IntN(len(feed))])
+			continue
+		}
+		i := s.rng.IntN(len(writers))
+		w := writers[i]
+		feed = append(feed, queues[w][0])
+		if queues[w] = queues[w][1:]; len(queues[w]) == 0 {
+			writers = slices.Delete(writers, i, i+1)
 		}
 	}
+	return feed
 }
 
 // run makes about n ops across the replicas with exchanges in between.
@@ -277,17 +314,14 @@ func lawMergeIdempotent(t testing.TB, s *sim) error {
 }
 
 // lawConvergence: replicas that apply the same ops, each in its own random
-// order with random duplicates, hold byte-identical states.
+// order (keeping each writer's ops in its order, see the package doc) with
+// random duplicates, hold byte-identical states.
 func lawConvergence(t testing.TB, s *sim) error {
 	rec := simRecords[s.rng.IntN(len(simRecords))]
 	ops := s.opsFor(rec)
 	var want []byte
 	for n := range 3 {
-		feed := slices.Clone(ops)
-		for range s.rng.IntN(len(ops) + 1) {
-			feed = append(feed, ops[s.rng.IntN(len(ops))])
-		}
-		s.rng.Shuffle(len(feed), func(i, j int) { feed[i], feed[j] = feed[j], feed[i] })
+		feed := s.fifoShuffle(ops)
 		r := NewRecord(simTeam, simColl, rec)
 		for i := range feed {
 			if err := r.Apply(&feed[i]); err != nil {
@@ -398,9 +432,6 @@ func matchReference(st *Record, ops []Op) error {
 		if !slices.EqualFunc(f.Entries, rf.entries, entryEqual) {
 			return fmt.Errorf("field %s entries %v, reference %v", name, f.Entries, rf.entries)
 		}
-		if !slices.Equal(f.Removed, rf.removed) {
-			return fmt.Errorf("field %s removed %v, reference %v", name, f.Removed, rf.removed)
-		}
 		switch f.Type {
 		case Register:
 			w, ok := f.Winner()
@@ -464,6 +495,104 @@ func matchReference(st *Record, ops []Op) error {
 	return nil
 }
 
+// lawDifferentialV1: every replica's state shows what the layout-1
+// representation (v1model_test.go), fed the same ops in the same order,
+// shows: the same live entries (so the same winners, set members and log
+// entries), conflicts, deletion and delete conflicts; and the layout-1
+// encoding of that state, converted, gives the same state.
+func lawDifferentialV1(t testing.TB, s *sim) error {
+	for _, rp := range s.reps {
+		for _, id := range simRecords {
+			ref := newRefRecord()
+			for _, op := range rp.ops {
+				if op.Record == id {
+					if err := ref.Apply(&op); err != nil {
+						return err
+					}
+				}
+			}
+			st := rp.recs[id]
+			if err := sameVisible(st, ref); err != nil {
+				return fmt.Errorf("record %s: %w", id, err)
+			}
+			conv, err := UnmarshalRecord(appendV1Record(nil, simTeam, simColl, id, ref))
+			if err != nil {
+				return fmt.Errorf("record %s: layout-1 state does not convert: %w", id, err)
+			}
+			if err := sameVisible(conv, ref); err != nil {
+				return fmt.Errorf("record %s converted from layout 1: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+func sameVisible(st *Record, ref *refRecord) error {
+	if got, want := st.FieldNames(), sortedKeys(ref.Fields); !slices.Equal(got, want) {
+		return fmt.Errorf("fields %v, layout 1 %v", got, want)
+	}
+	for name, rf := range ref.Fields {
+		f := st.Field(name)
+		if f.Type != rf.Type || !slices.EqualFunc(f.Entries, rf.Entries, entryEqual) {
+			return fmt.Errorf("field %s: %s %v, layout 1 %s %v", name, f.Type, f.Entries, rf.Type, rf.Entries)
+		}
+	}
+	if st.Deleted() != ref.Deleted() {
+		return fmt.Errorf("deleted %v, layout 1 %v", st.Deleted(), ref.Deleted())
+	}
+	if got, want := st.DeleteConflicts(), ref.DeleteConflicts(); !slices.Equal(got, want) {
+		return fmt.Errorf("delete conflicts %v, layout 1 %v", got, want)
+	}
+	if got, want := st.Conflicts(), ref.Conflicts(); !slices.Equal(got, want) {
+		return fmt.Errorf("conflicts %v, layout 1 %v", got, want)
+	}
+	return nil
+}
+
+// lawSkipThenLate: a replica that holds one op back (Skip), applies the
+// ops after it, and applies it late ends in the state of applying all in
+// order; while held back, its state merges with the others commutatively
+// and keeps the op (merging the in-order state brings it in).
+func lawSkipThenLate(t testing.TB, s *sim) error {
+	rec := simRecords[s.rng.IntN(len(simRecords))]
+	ops := s.opsFor(rec)
+	if len(ops) < 2 {
+		return nil
+	}
+	k := s.rng.IntN(len(ops))
+	inOrder := NewRecord(simTeam, simColl, rec)
+	held := NewRecord(simTeam, simColl, rec)
+	for i := range ops {
+		if err := inOrder.Apply(&ops[i]); err != nil {
+			return err
+		}
+		if i == k {
+			held.Skip(ops[i].ID)
+			continue
+		}
+		if err := held.Apply(&ops[i]); err != nil {
+			return err
+		}
+	}
+	if ab, ba := encode(t, merged(t, held, inOrder)), encode(t, merged(t, inOrder, held)); !bytes.Equal(ab, ba) {
+		return fmt.Errorf("held ∪ in-order != in-order ∪ held:\n%x\n%x", ab, ba)
+	}
+	if m := merged(t, held, inOrder); !bytes.Equal(encode(t, m), encode(t, inOrder)) {
+		return fmt.Errorf("held ∪ in-order != in-order:\n%x\n%x", encode(t, m), encode(t, inOrder))
+	}
+	dec, err := UnmarshalRecord(encode(t, held))
+	if err != nil || !bytes.Equal(encode(t, dec), encode(t, held)) {
+		return fmt.Errorf("held state does not survive its encoding: %v", err)
+	}
+	if err := held.Apply(&ops[k]); err != nil {
+		return err
+	}
+	if a, b := encode(t, held), encode(t, inOrder); !bytes.Equal(a, b) {
+		return fmt.Errorf("late apply != in order:\n%x\n%x", a, b)
+	}
+	return nil
+}
+
 func entryEqual(a, b Entry) bool { return a.ID == b.ID && bytes.Equal(a.Value, b.Value) }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -488,6 +617,8 @@ func TestMergeLaws(t *testing.T) {
 		{"convergence", lawConvergence},
 		{"merge equals apply", lawMergeEqualsApply},
 		{"reference model", lawAgainstReference},
+		{"differential against layout 1", lawDifferentialV1},
+		{"skip then late", lawSkipThenLate},
 	}
 	forCases(t, cases(10000), func(t testing.TB, s *sim) error {
 		for _, law := range laws {

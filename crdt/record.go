@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sort"
@@ -8,16 +9,38 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Record is the merged state of one record: a map of fields, each a CRDT.
-// A record belongs to exactly one team, fixed by its first op.
+// Record is the merged state of one record: a map of fields, each a CRDT,
+// and the record's causal context. A record belongs to exactly one team,
+// fixed by its first op.
 //
 // The zero Record is not useful; use NewRecord. Methods that change a Record
-// modify it in place; Merge and Apply are the only such methods.
+// modify it in place; Merge, Apply and Batch.Flush are the only such
+// methods.
 type Record struct {
 	Collection string            `msgpack:"c"`
 	ID         string            `msgpack:"r"`
 	Team       string            `msgpack:"t"`
 	Fields     map[string]*Field `msgpack:"f"`
+	// Clock is the causal context: for every replica that wrote to the
+	// record, the highest op time applied, sorted by replica. Ops of one
+	// replica reach a record in the order of their IDs (see the package
+	// doc), so the state has applied every op of that replica up to it.
+	Clock []Seen `msgpack:"v"`
+	// DeleteSeen lists the live (or not yet applied) IDs that some write
+	// to DeletedField named in its pred: what a delete or restore saw. A
+	// deleted record's live entries missing from it are DeleteConflicts.
+	DeleteSeen []OpID `msgpack:"d,omitempty"`
+	// Skipped lists ops the state knows it has not applied although its
+	// clock may have passed them: ops a server held back (quarantined)
+	// while applying later ops of the same replica. The clock covers
+	// every op of its replica up to its time except these. Sorted.
+	Skipped []OpID `msgpack:"s,omitempty"`
+}
+
+// Seen is one replica's entry in a record's clock.
+type Seen struct {
+	Replica ReplicaID
+	Time    Timestamp
 }
 
 // NewRecord returns an empty record.
@@ -38,10 +61,116 @@ func (r *Record) FieldNames() []string {
 	return names
 }
 
-// Apply merges one op into the record. Applying the same op twice, or ops in
-// any order, gives the same state. The op must pass Validate and name this
-// record and its team.
+// seen returns the clock's time for replica rep.
+func seenIn(clock []Seen, rep ReplicaID) (Timestamp, bool) {
+	i, ok := slices.BinarySearchFunc(clock, rep, func(s Seen, r ReplicaID) int { return bytes.Compare(s.Replica[:], r[:]) })
+	if !ok {
+		return 0, false
+	}
+	return clock[i].Time, true
+}
+
+func coveredBy(clock []Seen, id OpID) bool {
+	t, ok := seenIn(clock, id.Replica)
+	return ok && id.Time <= t
+}
+
+// Covers reports whether the state has applied op id: its replica's clock
+// entry is at or past it, and it is not Skipped. An applied op is live or
+// was overwritten or removed.
+func (r *Record) Covers(id OpID) bool {
+	return coveredBy(r.Clock, id) && (len(r.Skipped) == 0 || !containsID(r.Skipped, id))
+}
+
+// ClockPasses reports whether the clock has passed op id, applied or not:
+// the state has applied an op of id's replica at or after it. An op the
+// clock passes but does not cover (a Skipped one) arrives out of its
+// writer's order if applied now.
+func (r *Record) ClockPasses(id OpID) bool { return coveredBy(r.Clock, id) }
+
+// Skip records that op id is held back: it is not applied, and the state
+// keeps saying so (Covers is false for it) even once it applies later ops
+// of the same replica, so that it can still be applied later and merges
+// keep it where another state has it. A sync server calls it for an op it
+// quarantines. It does nothing for an op already applied.
+func (r *Record) Skip(id OpID) {
+	if r.Covers(id) || containsID(r.Skipped, id) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(r.Skipped, id, OpID.Compare)
+	r.Skipped = slices.Insert(r.Skipped, i, id)
+}
+
+// DropSkipped forgets which ops the state holds back: the clock then covers
+// them, as if they had been applied and replaced, so a merge removes them
+// from any state that holds them. A device does this with states a server
+// sends (the server's quarantine is the server's business: a device is
+// told per op, and a reapplied op comes back as the server's copy), which
+// also keeps the states of devices that saw the same ops byte-equal.
+func (r *Record) DropSkipped() {
+	if len(r.Skipped) == 0 {
+		return
+	}
+	r.Skipped = nil
+	for _, f := range r.Fields {
+		if f != nil && len(f.Pending) > 0 {
+			f.Pending = slices.DeleteFunc(f.Pending, r.Covers)
+		}
+	}
+	r.DeleteSeen = r.keepDeleteSeen(r.DeleteSeen)
+}
+
+// IsEmpty reports whether the state holds nothing: no field, clock or
+// skipped op.
+func (r *Record) IsEmpty() bool {
+	return len(r.Fields) == 0 && len(r.Clock) == 0 && len(r.Skipped) == 0
+}
+
+// Has reports whether the state knows op id on the named field: live,
+// applied (and since overwritten or removed), or named in a pred before it
+// arrived. The sync engine asks it whether an op is already merged and
+// whether a pred exists.
+func (r *Record) Has(field string, id OpID) bool {
+	return r.Covers(id) || r.Fields[field].HasEntry(id) || r.Fields[field].pending(id)
+}
+
+// MaxTime returns the highest op time in the record's clock: every op
+// applied to the record is at or before it.
+func (r *Record) MaxTime() Timestamp {
+	var t Timestamp
+	for _, s := range r.Clock {
+		t = max(t, s.Time)
+	}
+	return t
+}
+
+// advance raises the clock to include the given times (one per replica).
+func (r *Record) advance(dots []Seen) {
+	for _, d := range dots {
+		i, ok := slices.BinarySearchFunc(r.Clock, d.Replica, func(s Seen, r ReplicaID) int { return bytes.Compare(s.Replica[:], r[:]) })
+		if ok {
+			r.Clock[i].Time = max(r.Clock[i].Time, d.Time)
+			continue
+		}
+		r.Clock = slices.Insert(r.Clock, i, d)
+	}
+}
+
+// Apply merges one op into the record. Applying the same op twice gives
+// the same state, and ops in any order that keeps each replica's ops in
+// the order of their IDs give the same state. The op must pass Validate
+// and name this record and its team. It is Batch with one op.
 func (r *Record) Apply(op *Op) error {
+	if err := r.checkOp(op, nil); err != nil {
+		return err
+	}
+	r.applyOne(op)
+	return nil
+}
+
+// checkOp checks op as Apply does; types holds the types of fields that
+// ops queued in a batch will create.
+func (r *Record) checkOp(op *Op, types map[string]FieldType) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
@@ -52,51 +181,182 @@ func (r *Record) Apply(op *Op) error {
 	if op.Field == DeletedField && op.Kind != KindWrite {
 		return fmt.Errorf("%w: %s must be written, not %s", ErrKindMismatch, DeletedField, op.Kind)
 	}
-	return r.mergeField(op.Field, fieldOf(op))
+	typ := op.Kind.FieldType()
+	if cur := r.Fields[op.Field]; cur != nil && cur.Type != typ {
+		return fmt.Errorf("field %q: %w: %s and %s", op.Field, ErrKindMismatch, cur.Type, typ)
+	}
+	if t, ok := types[op.Field]; ok && t != typ {
+		return fmt.Errorf("field %q: %w: %s and %s", op.Field, ErrKindMismatch, t, typ)
+	}
+	return nil
 }
 
-// Merge merges another state of the same record into r.
+// Merge merges another state of the same record into r. Both must be
+// valid states (see Validate); o is not modified and shares nothing with r
+// afterwards but entry values, which are never modified.
 func (r *Record) Merge(o *Record) error {
 	if o.Collection != r.Collection || o.ID != r.ID || o.Team != r.Team {
 		return fmt.Errorf("%w: merging %s/%s/%s into %s/%s/%s", ErrWrongRecord,
 			o.Team, o.Collection, o.ID, r.Team, r.Collection, r.ID)
 	}
-	for _, name := range o.FieldNames() {
-		if err := r.mergeField(name, o.Fields[name]); err != nil {
-			return err
+	for name, f := range o.Fields {
+		if f == nil {
+			return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
 		}
-	}
-	return nil
-}
-
-func (r *Record) mergeField(name string, f *Field) error {
-	if f == nil {
-		return fmt.Errorf("%w: field %q is nil", ErrMalformed, name)
-	}
-	if name == DeletedField && f.Type != Register {
-		return fmt.Errorf("%w: %s is a register, not a %s", ErrKindMismatch, DeletedField, f.Type)
-	}
-	cur, ok := r.Fields[name]
-	if !ok {
-		cur = &Field{Type: f.Type}
-	}
-	m, err := merge(cur, f)
-	if err != nil {
-		return fmt.Errorf("field %q: %w", name, err)
+		if name == DeletedField && f.Type != Register {
+			return fmt.Errorf("%w: %s is a register, not a %s", ErrKindMismatch, DeletedField, f.Type)
+		}
+		if cur := r.Fields[name]; cur != nil && cur.Type != f.Type {
+			return fmt.Errorf("field %q: %w: %s and %s", name, ErrKindMismatch, cur.Type, f.Type)
+		}
 	}
 	if r.Fields == nil {
 		r.Fields = map[string]*Field{}
 	}
-	r.Fields[name] = m
+	// Entries first, against both contexts as they were.
+	for name, fb := range o.Fields {
+		fa := r.Fields[name]
+		if fa == nil {
+			fa = &Field{Type: fb.Type}
+			r.Fields[name] = fa
+		}
+		fa.Entries = mergeEntries(fa, fb, r.Covers, o.Covers)
+	}
+	// An op stays skipped while neither side has applied it.
+	if len(r.Skipped) > 0 || len(o.Skipped) > 0 {
+		var sk []OpID
+		for _, id := range unionIDs(r.Skipped, o.Skipped) {
+			if !r.Covers(id) && !o.Covers(id) {
+				sk = append(sk, id)
+			}
+		}
+		r.Skipped = sk
+	}
+	// A field only r holds keeps its entries: o applied none of its ops
+	// (an applied op leaves its field behind).
+	clock := mergeClocks(r.Clock, o.Clock)
+	r.Clock = clock
+	for name, fa := range r.Fields {
+		if fb := o.Fields[name]; fb != nil && len(fb.Pending) > 0 {
+			fa.Pending = unionIDs(fa.Pending, fb.Pending)
+		}
+		fa.Pending = slices.DeleteFunc(fa.Pending, r.Covers)
+	}
+	if len(r.DeleteSeen) > 0 || len(o.DeleteSeen) > 0 {
+		r.DeleteSeen = r.keepDeleteSeen(unionIDs(r.DeleteSeen, o.DeleteSeen))
+	}
 	return nil
+}
+
+// mergeEntries returns the live entries of the merge of fa (under clock
+// ca) and fb (under cb): an entry both hold stays (the bytewise greater
+// value, should a faulty replica have reused an ID); an entry one holds
+// stays unless the other has applied it (and so overwritten or removed
+// it) or names it as pending.
+func mergeEntries(fa, fb *Field, ca, cb func(OpID) bool) []Entry {
+	a, b := fa.Entries, fb.Entries
+	if len(b) == 0 && len(fa.Entries) == 0 {
+		return nil
+	}
+	out := make([]Entry, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		switch {
+		case j == len(b):
+			c = -1
+		case i == len(a):
+			c = 1
+		default:
+			c = a[i].ID.Compare(b[j].ID)
+		}
+		switch {
+		case c < 0:
+			if e := a[i]; !cb(e.ID) && !fb.pending(e.ID) {
+				out = append(out, e)
+			}
+			i++
+		case c > 0:
+			if e := b[j]; !ca(e.ID) && !fa.pending(e.ID) {
+				out = append(out, e)
+			}
+			j++
+		default:
+			e := a[i]
+			if bytes.Compare(b[j].Value, e.Value) > 0 {
+				e = b[j]
+			}
+			out = append(out, e)
+			i, j = i+1, j+1
+		}
+	}
+	return out
+}
+
+func mergeClocks(a, b []Seen) []Seen {
+	out := make([]Seen, 0, max(len(a), len(b)))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		switch {
+		case j == len(b):
+			c = -1
+		case i == len(a):
+			c = 1
+		default:
+			c = bytes.Compare(a[i].Replica[:], b[j].Replica[:])
+		}
+		switch {
+		case c < 0:
+			out, i = append(out, a[i]), i+1
+		case c > 0:
+			out, j = append(out, b[j]), j+1
+		default:
+			out = append(out, Seen{Replica: a[i].Replica, Time: max(a[i].Time, b[j].Time)})
+			i, j = i+1, j+1
+		}
+	}
+	return out
+}
+
+// keepDeleteSeen returns the IDs of ids (sorted) that belong in
+// DeleteSeen: those live in some field or not yet applied. An applied ID
+// that is not live can never be live again, so whether a delete saw it no
+// longer matters.
+func (r *Record) keepDeleteSeen(ids []OpID) []OpID {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		if !r.Covers(id) || r.liveAnywhere(id) {
+			out = append(out, id)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (r *Record) liveAnywhere(id OpID) bool {
+	for _, f := range r.Fields {
+		if f.HasEntry(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // Clone returns a deep copy of r.
 func (r *Record) Clone() *Record {
 	c := NewRecord(r.Team, r.Collection, r.ID)
 	for name, f := range r.Fields {
-		c.Fields[name] = &Field{Type: f.Type, Entries: slices.Clone(f.Entries), Removed: slices.Clone(f.Removed)}
+		c.Fields[name] = f.clone()
 	}
+	c.Clock = slices.Clone(r.Clock)
+	c.DeleteSeen = slices.Clone(r.DeleteSeen)
+	c.Skipped = slices.Clone(r.Skipped)
 	return c
 }
 
@@ -113,7 +373,7 @@ func (r *Record) Deleted() bool {
 }
 
 // DeleteConflicts returns, for a deleted record, the names of fields holding
-// live entries that the winning delete had not seen: edits made
+// live entries that no delete or restore had seen: edits made
 // concurrently with the delete, typically on a tablet that was offline. They
 // are kept, not dropped, until someone restores or deletes the record again
 // having seen them. It returns nil for a record that is not deleted.
@@ -121,14 +381,13 @@ func (r *Record) DeleteConflicts() []string {
 	if !r.Deleted() {
 		return nil
 	}
-	seen := r.Fields[DeletedField].Removed
 	var names []string
 	for _, name := range r.FieldNames() {
 		if name == DeletedField {
 			continue
 		}
 		for _, e := range r.Fields[name].Entries {
-			if _, ok := slices.BinarySearchFunc(seen, e.ID, OpID.Compare); !ok {
+			if !containsID(r.DeleteSeen, e.ID) {
 				names = append(names, name)
 				break
 			}

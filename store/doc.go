@@ -28,7 +28,7 @@
 // Below, s(x) is an encoded string, u64(x) an 8-byte big-endian number and
 // id24 a 24-byte op ID.
 //
-//	m/version                         u32 schema version of this layout (CurrentVersion)
+//	m/version                         u32 version of this layout (CurrentVersion, now 2)
 //	m/server-replica                  16 bytes: the server's own replica ID
 //	m/logpos                          u64: the last log position assigned
 //	m/logfloor                        u64: log entries at or below it may have been
@@ -38,8 +38,11 @@
 //	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
 //	                                  no detail, no values) of the replica's last push
 //	                                  that had ops not merged, re-reported when a
-//	                                  lost reply makes the device resend those seqs
+//	                                  lost reply makes the device resend those seqs;
+//	                                  consecutive ops with one code are one run ("n",
+//	                                  its length; absent in older values means 1)
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
+//	                                  (crdt state encoding 2 from layout 2)
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)
 //	l/s(team)u64(pos)                 LogEntry: author, replica, seq, receive time and
@@ -54,9 +57,15 @@
 //	u/s(team)u64(ms)s(coll)s(id)      empty: record last changed at ms (changed-since
 //	                                  index; the previous entry is deleted on update)
 //	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
-//	q/u64(qid)                        QuarantineEntry: an op that was quarantined or refused
+//	q/u64(qid)                        QuarantineEntry: a quarantined op (whole), or a
+//	                                  summary of one change's ops refused with one code
+//	                                  (count, value bytes, first op's names; no values)
 //	k/id24                            u64(qid): a quarantined op by ID, so later ops may
 //	                                  name it in pred
+//	qd/<replica 16 bytes>             QuarantineUsage (u64 entries, u64 bytes): the
+//	                                  quarantine charged to a pushing device (quota)
+//	qt/s(team)                        QuarantineUsage: the reapplicable ops charged to a
+//	                                  team (quota)
 //	p/s(coll)s(id)                    team name: purge marker of an erased record; ops
 //	                                  for it are refused (record_erased) and it is
 //	                                  never created again
@@ -70,6 +79,26 @@
 //	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
 //	                                  record states and had its high-water re-based
 //
+// # Layout versions
+//
+//   - 1: record states in crdt state encoding 1 (every overwritten or
+//     removed op ID listed per field, so a record grew with its edits).
+//   - 2: record states in crdt state encoding 2 (crdt.StateVersion): live
+//     entries plus one causal context per record (a version vector of the
+//     highest op time per writer, ops held back in the quarantine as
+//     skipped, a replica table so IDs are an index and a delta-coded
+//     time); see the crdt package doc for the format and why it is sound.
+//     The migration from 1 rewrites every r/ value, 500 per transaction
+//     (both encodings decode, so it resumes after a crash), marking the
+//     reapplicable quarantined ops of each record as skipped (a state in
+//     encoding 1 does not say it skipped them), and stamps m/version last.
+//     Nothing else changes: log entries, history, quarantine and indexes
+//     hold ops, whose encoding is unchanged.
+//
+// Package store (issue 13) builds its storage seam on layout 2: a record
+// state is one opaque value, crdt.MarshalRecord bytes, read whole and
+// written whole.
+//
 // # Erasure
 //
 // Erasing a record deletes its r/, x/, u/, c/ and i/ keys, removes its ops
@@ -80,12 +109,23 @@
 // no ops and Erased naming the records, which pulls deliver as
 // SyncResponse.Purged.
 //
+// # Quarantine quotas and summaries (layout 1, compatible addition)
+//
+// The qd/ and qt/ counters and the QuarantineEntry fields Count ("n"),
+// Bytes ("b") and Charged ("w") were added without changing
+// CurrentVersion: an older build ignores the new keys and fields, and a
+// newer one reads an old entry (no Count) as one whole op and old entries
+// as uncharged (expiring or erasing them never takes a counter below
+// zero). Entries are dropped by the engine once older than its quarantine
+// TTL; q/ IDs grow with receive time, so the oldest come first.
+//
 // Every value written by this package is either raw bytes described above or
 // msgpack with short field tags (see the types in values.go).
 //
 // Ops are stored once, in the log; there is no per-op key. Whether an op is
 // already merged, or a pred exists, is answered by the record state itself
-// (every write, add and append leaves its ID live or overwritten there).
+// (crdt.Record.Has: every applied op is covered by the record's causal
+// context).
 // This keeps a 100-op change to a handful of keys, which is what lets
 // durable ingest approach Badger's raw write rate.
 package store

@@ -11,11 +11,15 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/badgeropen"
 )
 
 // CurrentVersion is the version of the key layout this package writes.
-const CurrentVersion uint32 = 1
+// Version 2 stores record states (r/ values) in crdt state encoding 2 (a
+// causal context per record) instead of encoding 1 (removed-ID lists per
+// field); see crdt.StateVersion.
+const CurrentVersion uint32 = 2
 
 // ErrNewerVersion reports a store written by a newer Doorstep.
 var ErrNewerVersion = errors.New("store: written by a newer version")
@@ -24,10 +28,134 @@ var ErrNewerVersion = errors.New("store: written by a newer version")
 // one write transaction.
 type Migration func(txn *badger.Txn) error
 
-// migrations[v] upgrades a store at version v to v+1. Version 1 is the
-// first layout, so there are none yet; a layout change adds one here and
-// bumps CurrentVersion.
-var migrations = map[uint32]Migration{}
+// migrations[v] upgrades a store at version v to v+1; a layout change adds
+// one here and bumps CurrentVersion. bulkMigrations[v], if set, runs
+// first, in as many transactions as it needs: it must be safe to run again
+// after a crash (the version is stamped only once both have finished).
+var (
+	migrations = map[uint32]Migration{
+		1: func(*badger.Txn) error { return nil }, // the record states: bulkMigrations[1]
+	}
+	bulkMigrations = map[uint32]func(ctx context.Context, db *badger.DB) error{
+		1: rewriteRecordStates,
+	}
+)
+
+// rewriteRecordStates re-encodes every record state in the current crdt
+// state encoding, some hundreds per transaction. Both encodings decode, so
+// a store half rewritten (a crash mid-way) reads correctly and the
+// rewrite resumes on the next open.
+func rewriteRecordStates(ctx context.Context, db *badger.DB) error {
+	// Ops held in the quarantine that may be reapplied: a layout 1 state
+	// does not say it skipped them (crdt.UnmarshalRecordHeld).
+	held := map[string][]crdt.OpID{}
+	refs := map[string]crdt.Op{} // a held op of each record, for its names
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixQuarantine, PrefetchValues: true})
+		defer it.Close()
+		for it.Seek(prefixQuarantine); it.ValidForPrefix(prefixQuarantine); it.Next() {
+			var q QuarantineEntry
+			if err := it.Item().Value(func(v []byte) error { return Decode(v, &q) }); err != nil {
+				return fmt.Errorf("quarantine entry %q: %w", it.Item().Key(), err)
+			}
+			if q.Reapplicable {
+				k := string(RecordKey(q.Op.Team, q.Op.Collection, q.Op.Record))
+				held[k] = append(held[k], q.Op.ID)
+				refs[k] = q.Op
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	prefix := prefixRecord
+	seek := prefix
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var next []byte
+		err := db.Update(func(txn *badger.Txn) error {
+			type kv struct{ k, v []byte }
+			var out []kv
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+			n := 0
+			for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+				if n == 500 {
+					next = it.Item().KeyCopy(nil)
+					break
+				}
+				n++
+				k := it.Item().KeyCopy(nil)
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				ms, b, err := DecodeRecordValue(v)
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("record %q: %w", k, err)
+				}
+				rec, err := crdt.UnmarshalRecordHeld(b, held[string(k)])
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("record %q: %w", k, err)
+				}
+				nb, err := crdt.MarshalRecord(rec)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				out = append(out, kv{k, EncodeRecordValue(ms, nb)})
+				delete(held, string(k))
+			}
+			it.Close()
+			for _, x := range out {
+				if err := txn.Set(x.k, x.v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			break
+		}
+		seek = next
+	}
+	// Held ops of records no op has created yet: a state that says so,
+	// owned by the op's team, so that later ops of the same device do not
+	// pass them silently.
+	return db.Update(func(txn *badger.Txn) error {
+		for k, ids := range held {
+			op := refs[k]
+			if _, err := txn.Get(TeamIndexKey(op.Collection, op.Record)); err == nil {
+				continue // owned under another team: the reapply is refused anyway
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
+			for _, id := range ids {
+				rec.Skip(id)
+			}
+			b, err := crdt.MarshalRecord(rec)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set([]byte(k), EncodeRecordValue(0, b)); err != nil {
+				return err
+			}
+			if err := txn.Set(TeamIndexKey(op.Collection, op.Record), []byte(op.Team)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
 
 // Options configure Open.
 type Options struct {
@@ -186,6 +314,11 @@ func (s *Store) migrate(ctx context.Context, logger *slog.Logger) error {
 			return fmt.Errorf("store: no migration from layout %d", v)
 		}
 		logger.Info("migrating store", "from", v, "to", v+1)
+		if bm, ok := bulkMigrations[v]; ok {
+			if err := bm(ctx, s.db); err != nil {
+				return fmt.Errorf("store: migrate %d to %d: %w", v, v+1, err)
+			}
+		}
 		if err := s.db.Update(func(txn *badger.Txn) error {
 			if err := m(txn); err != nil {
 				return err

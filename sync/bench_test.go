@@ -323,11 +323,12 @@ func BenchmarkPullAtHistory(b *testing.B) {
 
 // BenchmarkOverwriteDepth measures one durable 10-op change that
 // overwrites every field of a record whose fields have each already been
-// overwritten `depth` times. A register keeps the IDs it overwrote
-// (crdt.Field.Removed), so the stored record, and the cost of reading and
-// rewriting it on every push, grows with the number of edits the record
-// has had: this is the one place where sync cost grows with history.
-// recordbytes is the record's encoded size before the timed pushes.
+// overwritten `depth` times. With crdt state version 2 a record keeps its
+// live values and a causal context, not the IDs it overwrote, so the
+// stored record, and the cost of reading and rewriting it on every push,
+// no longer grow with the number of edits (under layout 1 it was 738 B,
+// 26.5 KB and 260.5 KB at depths 1, 100 and 1,000). recordbytes is the
+// record's encoded size before the timed pushes.
 func BenchmarkOverwriteDepth(b *testing.B) {
 	const nfields = 10
 	for _, depth := range []int{1, 100, 1000} {

@@ -24,6 +24,7 @@ const (
 	reqResolve
 	reqReapply
 	reqErase
+	reqExpire
 	reqRestate
 )
 
@@ -35,6 +36,13 @@ type request struct {
 	caller Caller
 
 	changes []api.Change // push
+	// pre[i][j] is the stateless refusal of changes[i].Ops[j] (precheck),
+	// computed by Push before the request is queued so that the single
+	// committer does not spend its time refusing a flood of bad ops.
+	pre [][]*refusal
+	// val[i][j] is the Validator's verdict on changes[i].Ops[j] (nil:
+	// valid), computed with pre, used in checkRecord's order.
+	val [][]error
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -46,7 +54,8 @@ type request struct {
 	states      []crdt.RecordBytes // restate
 	rebase      uint64
 	restateDone bool
-	restated    int // output: states that added something
+	ownOnly     bool // restate from an unknown epoch: own entries only
+	restated    int  // output: states that added something
 
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
@@ -54,6 +63,7 @@ type request struct {
 	results []api.ChangeResult
 	rec     *crdt.Record
 	report  ErasureReport // erase
+	expired int           // expire
 	err     error         // request-level error (not found, forbidden, invalid)
 
 	done chan struct{}
@@ -93,6 +103,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 	}
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
+	r.pre, r.val = e.prechecks(&c, changes)
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -103,10 +114,16 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 // groups, commits each group in one transaction and answers its callers.
 func (e *Engine) committer() {
 	defer close(e.done)
+	tick := time.NewTicker(e.bounds.QuarantineSweep)
+	defer tick.Stop()
+	e.lastSweep = e.wall()
 	for {
 		var first *request
 		select {
 		case first = <-e.reqs:
+		case <-tick.C:
+			first = &request{kind: reqExpire, done: make(chan struct{})}
+			e.lastSweep = e.wall()
 		case <-e.scrubKick:
 			e.runPendingScrub()
 			continue
@@ -123,14 +140,60 @@ func (e *Engine) committer() {
 				break drain
 			}
 		}
-		e.commitGroup(group)
-		for _, r := range group {
-			if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
-				e.scrubErased(r)
+		if now := e.wall(); now.Sub(e.lastSweep) >= e.bounds.QuarantineSweep {
+			// Expired quarantine entries go in the same commit as the
+			// group; a quiet server sweeps on the ticker below.
+			e.lastSweep = now
+			group = append(group, &request{kind: reqExpire, done: make(chan struct{})})
+		}
+		// Small writes commit first, in their own transaction, and are
+		// answered before large pushes are applied: a device's 1-op sync
+		// does not wait for another's megabytes to be checked and fsynced.
+		small, large := splitBySize(group)
+		for _, g := range [][]*request{small, large} {
+			if len(g) == 0 {
+				continue
 			}
-			close(r.done)
+			e.commitGroup(g)
+			for _, r := range g {
+				if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
+					e.scrubErased(r)
+				}
+				close(r.done)
+			}
 		}
 	}
+}
+
+// maxDetailsPerCode is how many OpResults of one code in one change carry
+// a detail text; the rest carry the code alone.
+const maxDetailsPerCode = 16
+
+// largePush is the op count (or value bytes/1 KiB) from which a push
+// commits after the small writes of its group.
+const largePush = 256
+
+// splitBySize splits a commit group into small writes and large pushes,
+// each in arrival order.
+func splitBySize(group []*request) (small, large []*request) {
+	for _, r := range group {
+		if r.kind == reqPush && pushWeight(r.changes) >= largePush {
+			large = append(large, r)
+		} else {
+			small = append(small, r)
+		}
+	}
+	return small, large
+}
+
+func pushWeight(changes []api.Change) int {
+	n := 0
+	for i := range changes {
+		for j := range changes[i].Ops {
+			n += 1 + len(changes[i].Ops[j].Value)>>10
+		}
+	}
+	return n
 }
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
@@ -149,8 +212,8 @@ func (e *Engine) commitGroup(reqs []*request) {
 		}
 		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
 			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:]}
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:]}
 			e.commitGroup([]*request{a})
 			e.commitGroup([]*request{b})
 			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -188,6 +251,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.reapply(r)
 		case reqErase:
 			err = t.erase(r)
+		case reqExpire:
+			err = t.expire(r)
 		case reqRestate:
 			err = t.restate(r)
 		}
@@ -219,6 +284,7 @@ type txnState struct {
 	owners  map[string]string                   // team-index key → owning team ("" = none)
 	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
 	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
+	usage   map[string]*usage                   // quarantine quota counters by key
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 }
@@ -226,10 +292,13 @@ type txnState struct {
 type recState struct {
 	key         []byte
 	rec         *crdt.Record
-	exists      bool  // stored before this transaction
-	updatedMS   int64 // stored change time (for the changed-since index)
+	batch       *crdt.Batch // ops merged but not yet flushed into rec
+	exists      bool        // stored before this transaction
+	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
+	size        int            // encoded size estimate, from above (see checkSize)
+	fieldSize   map[string]int // the same per field, filled as fields are touched
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -289,6 +358,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
+		rs.size = 16 + len(team) + len(coll) + len(id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
@@ -298,6 +368,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 				return err
 			}
 			rs.updatedMS = ms
+			rs.size = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
 			return err
 		})
@@ -307,8 +378,23 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		rs.exists = true
 		rs.hadConflict = len(rs.rec.Conflicts()) > 0
 	}
+	rs.batch = crdt.NewBatch(rs.rec)
 	t.records[string(key)] = rs
 	return rs, nil
+}
+
+// flushBatches merges the ops queued by merge into their records. Each
+// change, resolve and reapply ends with it, so the checks of the next one
+// see every op before it; within a change, ops merged earlier are known
+// through the change's own ID set instead. Queuing the ops of a change
+// and merging each field once keeps a change of N ops to one field at
+// O(N log N) (issue 9 item 2).
+func (t *txnState) flushBatches() {
+	for _, rs := range t.records {
+		if rs.batch.Len() > 0 {
+			rs.batch.Flush()
+		}
+	}
 }
 
 // quarantined reports whether op id sits in the quarantine, so that a
@@ -322,35 +408,27 @@ func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	return false, nil
 }
 
-// quarantine stores an op that was not merged. Reapplicable ops are also
-// indexed by op ID so later ops may name them in pred.
-func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string, reapplicable bool) error {
-	t.qid++
-	v, err := store.Encode(&store.QuarantineEntry{
-		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason,
-		ReceivedMS: t.now.UnixMilli(), Reapplicable: reapplicable,
+// quarantine stores a reapplicable op whole (see putQuarantine for the
+// quotas) and indexes it by op ID so later ops may name it in pred. It
+// reports false, storing nothing, when a quota is used up.
+func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string) (bool, error) {
+	return t.putQuarantine(&store.QuarantineEntry{
+		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason, Reapplicable: true,
 	})
-	if err != nil {
-		return err
-	}
-	if err := t.set(store.QuarantineKey(t.qid), v); err != nil {
-		return err
-	}
-	if reapplicable {
-		return t.set(store.QuarantinedOpKey(op.ID), store.PutU64(t.qid))
-	}
-	return nil
 }
 
-// merge applies a checked op to its record. An op the record's field type
-// rejects returns a non-nil refusal. The op's history is its log entry,
-// written by writeLog.
+// merge queues a checked op for its record (see flushBatches). An op the
+// record's field type rejects returns a non-nil refusal. The op's history
+// is its log entry, written by writeLog.
 func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	rs, err := t.record(op.Team, op.Collection, op.Record)
 	if err != nil {
 		return nil, err
 	}
-	if err := rs.rec.Apply(op); err != nil {
+	if err := t.checkSize(rs, op); err != nil {
+		return err, nil
+	}
+	if err := rs.batch.Add(op); err != nil {
 		return err, nil
 	}
 	rs.dirty = true
@@ -397,6 +475,7 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 
 // flush writes every changed record with its indexes, and the counters.
 func (t *txnState) flush() error {
+	t.flushBatches()
 	ms := t.now.UnixMilli()
 	for _, rs := range t.records {
 		if !rs.dirty {
@@ -436,6 +515,9 @@ func (t *txnState) flush() error {
 			return err
 		}
 	}
+	if err := t.flushUsage(); err != nil {
+		return err
+	}
 	if t.pos != t.e.lastPos {
 		if err := t.set(store.KeyLogPos, store.PutU64(t.pos)); err != nil {
 			return err
@@ -452,7 +534,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -471,7 +553,7 @@ type refusal struct {
 
 // pushChange applies one change: seq dedupe and gap check, then each op's
 // checks in order; accepted ops merge, the rest go to the quarantine.
-func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error) (api.ChangeResult, error) {
 	res := api.ChangeResult{Seq: ch.Seq}
 	hwm, err := t.highWater(c.Replica)
 	if err != nil {
@@ -492,11 +574,21 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	res.Status = api.ChangeApplied
 	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
 	var accepted []crdt.Op
+	var refused refusedSummaries
+	perCode := map[api.Code]int{}
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
-		ref, err := t.check(c, op, inChange)
-		if err != nil {
-			return res, err
+		ref := pre[i]
+		if ref == nil {
+			var err error
+			if ref, err = t.checkRecord(op, inChange, false, val[i]); err != nil {
+				return res, err
+			}
+			if ref == nil {
+				if ref, err = t.clinicalCheck(op, c.Replica, c.Role); err != nil {
+					return res, err
+				}
+			}
 		}
 		if ref != nil && ref.duplicate {
 			continue // idempotent: already merged, with the same content
@@ -512,50 +604,107 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
-		}
-		if ref.quarantined {
-			inChange[op.ID] = true
-		}
-		// An op for an erased record is not kept: keeping it would store
-		// again what the erasure removed.
-		if ref.code != api.CodeRecordErased {
-			if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
-				return res, err
+			if errors.Is(rf, errRecordTooLarge) {
+				ref.code = api.CodeRecordTooLarge
 			}
 		}
-		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
+		switch {
+		case ref.quarantined:
+			stored, err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail)
+			if err != nil {
+				return res, err
+			}
+			if stored {
+				inChange[op.ID] = true
+				// Held back: the record's causal context must keep saying
+				// so once later ops of this device are merged (see reapply).
+				rs, err := t.record(op.Team, op.Collection, op.Record)
+				if err != nil {
+					return res, err
+				}
+				rs.rec.Skip(op.ID)
+				rs.dirty = true
+				t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+			} else {
+				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
+			}
+		case ref.code != api.CodeRecordErased:
+			// Refused ops are kept as a summary per code, never as their
+			// values. An op for an erased record is not kept at all:
+			// keeping it would store again what the erasure removed.
+			refused.add(op, ref.code, ref.detail)
+		}
+		// A flood of ops refused for one reason gets its detail a few
+		// times, not once per op: the reply stays a small multiple of
+		// the op count, not of the detail text.
+		detail := ref.detail
+		if perCode[ref.code]++; perCode[ref.code] > maxDetailsPerCode {
+			detail = ""
+		}
+		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: detail, Quarantined: ref.quarantined})
 	}
+	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
+		return res, err
+	}
+	t.flushBatches()
 	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
 		return res, err
 	}
 	return res, t.setHighWater(c.Replica, ch.Seq)
 }
 
-// check runs a pushed op's checks in order and returns why it must not be
-// merged, or nil.
-func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+// prechecks runs precheck on every op of changes and the Validator on
+// those that pass it, in the pushing request's goroutine: neither needs
+// stored state, and the single committer must not spend its time on them.
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error) {
+	pre = make([][]*refusal, len(changes))
+	val = make([][]error, len(changes))
+	for i := range changes {
+		pre[i] = make([]*refusal, len(changes[i].Ops))
+		val[i] = make([]error, len(changes[i].Ops))
+		for j := range changes[i].Ops {
+			op := &changes[i].Ops[j]
+			if pre[i][j] = precheck(c, op); pre[i][j] == nil && e.validator != nil {
+				val[i][j] = e.validator.ValidateOp(op)
+			}
+		}
+	}
+	return pre, val
+}
+
+// precheck runs a pushed op's checks that need no stored state (shape,
+// names, record ID, replica, team scope), in order, and returns why it
+// must not be merged, or nil; checkRecord runs the rest in the committer.
+func precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
-		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
-		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}
+	}
+	if err := crdt.ValidateRecordID(op.Record); err != nil {
+		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}
 	}
 	if op.ID.Replica != c.Replica {
-		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}, nil
+		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
 	if !c.inTeam(op.Team) {
-		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
+		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
-	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
-		return rf, err
+	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {
+		// Only the server re-issuing a held-back op replaces entries so.
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("%s op %s has pred", op.Kind, op.ID)}
 	}
-	return t.clinicalCheck(op, c.Replica, c.Role)
+	return nil
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,
 // duplicate op ID, preds, clock skew and the validator. Push and Reapply
 // share it.
-func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool) (*refusal, error) {
+//
+// verdict is the Validator's error for op when the caller ran it already
+// (a push, see prechecks); reapply passes nil and the validator runs here.
+func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
 	owner, err := t.owner(op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -608,10 +757,11 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply
 	if err := t.e.clock.Check(op.ID.Time, t.now); err != nil {
 		return &refusal{code: api.CodeClockSkew, detail: err.Error(), quarantined: true}, nil
 	}
-	if v := t.e.validator; v != nil {
-		if err := v.ValidateOp(op); err != nil {
-			return &refusal{code: validatorCode(err), detail: err.Error(), quarantined: true}, nil
-		}
+	if verdict == nil && reapply && t.e.validator != nil {
+		verdict = t.e.validator.ValidateOp(op)
+	}
+	if verdict != nil {
+		return &refusal{code: validatorCode(verdict), detail: verdict.Error(), quarantined: true}, nil
 	}
 	return nil, nil
 }
@@ -662,32 +812,22 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 	return true, nil
 }
 
-// stateHas reports whether id is live or overwritten in the record: first
-// in the named field, then (for a delete's pred, which spans fields) in any.
+// stateHas reports whether the record knows id (see crdt.Record.Has):
+// applied (live or since overwritten), or named in a pred before it
+// arrived; for a delete's pred, which spans fields, in any field.
 func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
-	if fieldHas(r.Fields[field], id) {
+	if r.Has(field, id) {
 		return true
 	}
 	if field != crdt.DeletedField {
 		return false
 	}
-	for _, f := range r.Fields {
-		if fieldHas(f, id) {
+	for name := range r.Fields {
+		if r.Has(name, id) {
 			return true
 		}
 	}
 	return false
-}
-
-func fieldHas(f *crdt.Field, id crdt.OpID) bool {
-	if f == nil {
-		return false
-	}
-	if _, ok := slices.BinarySearchFunc(f.Entries, id, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
-		return true
-	}
-	_, ok := slices.BinarySearchFunc(f.Removed, id, crdt.OpID.Compare)
-	return ok
 }
 
 // validatorCode maps a validator error to an op code: unknown collections

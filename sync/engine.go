@@ -44,7 +44,9 @@ var (
 // Validator checks a pushed op against the schema; *schema.Schema
 // satisfies it. An op it rejects is quarantined with api.CodeUnknownField
 // when the error wraps schema.ErrUnknownField or schema.ErrUnknownCollection,
-// and api.CodeInvalidValue otherwise.
+// and api.CodeInvalidValue otherwise. It must be safe for concurrent use
+// and depend on the op alone: pushes run it in their own goroutines,
+// before the committer.
 type Validator interface {
 	ValidateOp(op *crdt.Op) error
 }
@@ -78,6 +80,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Bounds holds the record size bounds and the quarantine quotas and
+	// expiry; zero fields take DefaultBounds.
+	Bounds Bounds
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
@@ -106,6 +111,8 @@ type Engine struct {
 	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
+	bounds    Bounds
+	lastSweep time.Time     // owned by the committer
 	epoch     store.Epoch   // current epoch, fixed while open
 	past      []store.Epoch // earlier epochs of this store, oldest first
 
@@ -167,6 +174,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if e.pageBytes <= 0 {
 		e.pageBytes = defaultPageBytes
 	}
+	e.bounds = opts.Bounds.orDefault()
 	if err := e.load(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
@@ -320,6 +328,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 			resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
 		}
 		return resp, err
+	}
+	if err := e.rebaseLegacy(ctx, c, req); err != nil {
+		return nil, err
 	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -36,6 +37,15 @@ type QuarantinedOp struct {
 	Reason       string
 	Received     time.Time
 	Reapplicable bool
+	// Count is how many ops the entry stands for: 1 for a reapplicable op
+	// (stored whole), and for a summary of refused ops (Op carrying the
+	// first one's ID and names, no value) how many of the change's ops
+	// were refused with Code; Bytes is the value bytes they carried.
+	Count int
+	Bytes int
+	// Expires is when the entry is dropped (Bounds.QuarantineTTL after
+	// it was received).
+	Expires time.Time
 }
 
 // view runs fn in a read transaction as an in-flight call.
@@ -133,6 +143,68 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 	}
 	return out, nil
 }
+
+// HistoryPage is History in pages: the record's ops from the changes at
+// log positions after after, oldest first, stopping once it holds limit
+// entries (0 means DefaultHistoryLimit, at most MaxHistoryLimit) at the
+// end of a change, so a change's ops are never split. next is the
+// position to pass as after for the following page, or 0 when there is
+// none. A record with no history at all is ErrNotFound.
+func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, after uint64, limit int) (out []HistoryEntry, next uint64, err error) {
+	if err := scope(c, ref.Team); err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case limit <= 0:
+		limit = DefaultHistoryLimit
+	case limit > MaxHistoryLimit:
+		limit = MaxHistoryLimit
+	}
+	err = e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		found := false
+		for it.Seek(store.HistoryKey(ref.Team, ref.Collection, ref.ID, after+1)); it.ValidForPrefix(prefix); it.Next() {
+			pos, err := store.LogPos(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if len(out) >= limit {
+				next = pos - 1
+				return nil
+			}
+			found = true
+			item, err := txn.Get(store.LogKey(ref.Team, pos))
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", pos, err)
+			}
+			var le store.LogEntry
+			if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+				return err
+			}
+			for _, op := range le.Ops {
+				if op.Collection == ref.Collection && op.Record == ref.ID {
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+				}
+			}
+		}
+		if !found && after == 0 {
+			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("history: %w", err)
+	}
+	return out, next, nil
+}
+
+// History page sizes, in entries.
+const (
+	DefaultHistoryLimit = 1000
+	MaxHistoryLimit     = 5000
+)
 
 // ChangedSince returns the records of team changed at or after since
 // (server receive time), least recently changed first, at most limit (0
@@ -242,7 +314,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: role %q may not settle a conflict on clinical field %s.%s", ErrForbidden, r.caller.Role, ref.Collection, r.field)
 		return nil
 	}
-	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
+	id := crdt.OpID{Time: newerThan(t.e.clock, rs.rec), Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
 		// Settling a delete conflict: delete or restore having seen every
@@ -275,6 +347,7 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: %v", ErrInvalid, rf)
 		return nil
 	}
+	t.flushBatches()
 	seq, err := t.highWater(t.e.server)
 	if err != nil {
 		return err
@@ -310,7 +383,7 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 				return err
 			}
-			out = append(out, quarantinedOp(id, &q))
+			out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 		}
 		return nil
 	})
@@ -320,11 +393,13 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 	return out, nil
 }
 
-func quarantinedOp(id uint64, q *store.QuarantineEntry) QuarantinedOp {
+func quarantinedOp(id uint64, q *store.QuarantineEntry, ttl time.Duration) QuarantinedOp {
+	received := time.UnixMilli(q.ReceivedMS).UTC()
 	return QuarantinedOp{
 		ID: id, Op: q.Op, Author: q.Author, Replica: q.Replica, Seq: q.Seq,
-		Code: api.Code(q.Code), Reason: q.Reason, Received: time.UnixMilli(q.ReceivedMS).UTC(),
-		Reapplicable: q.Reapplicable,
+		Code: api.Code(q.Code), Reason: q.Reason, Received: received,
+		Reapplicable: q.Reapplicable, Count: int(max(q.Count, 1)), Bytes: int(q.Bytes),
+		Expires: received.Add(ttl),
 	}
 }
 
@@ -363,9 +438,30 @@ func (t *txnState) reapply(r *request) error {
 		return nil
 	}
 	op := &q.Op
-	rf, err := t.checkRecord(op, nil, true)
+	rf, err := t.checkRecord(op, nil, true, nil)
 	if err != nil {
 		return err
+	}
+	replica, seq := q.Replica, q.Seq
+	if rf == nil {
+		rs, err := t.record(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return err
+		}
+		if late := t.lateCopy(rs.rec, op); late != nil {
+			// The record has merged later ops of the same device: the
+			// original would reach other replicas out of its writer's
+			// order, so the server merges a copy as its own new op that
+			// replaces the original (see crdt.Record.Skip).
+			hw, err := t.highWater(t.e.server)
+			if err != nil {
+				return err
+			}
+			op, replica, seq = late, t.e.server, hw+1
+			if err := t.setHighWater(t.e.server, seq); err != nil {
+				return err
+			}
+		}
 	}
 	if rf == nil {
 		// The quarantine does not keep the pusher's role: a re-applied op
@@ -390,11 +486,51 @@ func (t *txnState) reapply(r *request) error {
 		r.err = fmt.Errorf("%w: %s: %s", ErrInvalid, rf.code, rf.detail)
 		return t.set(key, v)
 	}
-	if err := t.writeLog(q.Author, q.Replica, q.Seq, []crdt.Op{*op}); err != nil {
+	t.flushBatches()
+	if err := t.writeLog(q.Author, replica, seq, []crdt.Op{*op}); err != nil {
 		return err
 	}
 	if err := t.txn.Delete(key); err != nil {
 		return err
 	}
-	return t.txn.Delete(store.QuarantinedOpKey(op.ID))
+	if err := t.unchargeQuarantine(&q); err != nil {
+		return err
+	}
+	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
+}
+
+// lateCopy returns, for a quarantined op being reapplied after the record
+// merged later ops of its device (its clock passes the op, which it holds
+// as skipped), a new op of the server replica doing the same with the
+// original named in pred so that it replaces the original wherever the
+// original is (on the device that wrote it). An op some later pred already
+// overwrote or removed (pending in its field) needs no copy: merged as it
+// is, it changes nothing anywhere. It returns nil when the original can be
+// merged as it is.
+func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
+	if !rec.ClockPasses(op.ID) || rec.Covers(op.ID) || rec.Has(op.Field, op.ID) {
+		return nil
+	}
+	c := *op
+	c.ID = crdt.OpID{Time: newerThan(t.e.clock, rec), Replica: t.e.server}
+	switch op.Kind {
+	case crdt.KindRemove:
+		// A remove leaves no entry to replace.
+	default:
+		c.Pred = append(slices.Clone(op.Pred), op.ID)
+		slices.SortFunc(c.Pred, crdt.OpID.Compare)
+		c.Pred = slices.Compact(c.Pred)
+	}
+	return &c
+}
+
+// newerThan returns a time for a new op of the server replica on rec: the
+// server's clock reading, or just after the newest op the record holds if
+// the clock is behind it (a wall clock set back over a restart, further
+// than the clock will adopt). The server's ops must reach every replica in
+// ID order per record (see package crdt), and an op must be newer than
+// the values it overwrites.
+func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
+	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
+	return max(c.Now(), rec.MaxTime()+1)
 }
