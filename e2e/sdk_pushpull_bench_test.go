@@ -69,8 +69,10 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	var sent, received int64
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		e := newSDKEnv(b, nil, func(c *server.Config) { c.Schema = sc })
-		mod := func(o *client.Options) { o.Validator = sc }
+		// The server's and the SDK's default page sizes and no rate
+		// limit, not the small pages the SDK tests run with.
+		e := newSDKEnv(b, nil, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
+		mod := func(o *client.Options) { o.Validator, o.PullLimit = sc, 0 }
 		ann := e.device("ann", "", mod)
 		bea := e.device("bea", "", mod)
 		start := time.Now()
