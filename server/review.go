@@ -257,26 +257,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (s *Server) changedRecords(c echo.Context) error {
-	var since time.Time
-	if v := c.QueryParam("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return problemf(api.CodeBadRequest, "since must be an RFC 3339 time")
-		}
-		since = t
-	}
-	limit, err := queryInt(c, "limit", 500, 5000)
-	if err != nil {
-		return err
-	}
-	refs, err := s.engine.ChangedSince(c.Request().Context(), callerOf(c), c.Param("team"), since, limit)
-	if err != nil {
-		return err
-	}
-	return recordRefsReply(c, refs)
-}
-
 // recordRefsReply answers {"records": refs}, with an empty list rather than
 // null when there are none.
 func recordRefsReply(c echo.Context, refs []api.RecordRef) error {

@@ -30,6 +30,7 @@ type Server struct {
 	metrics     *metrics
 	syncLatency histogram
 	syncSlots   chan struct{} // one token per sync being read or processed
+	console     http.Handler  // the coordinator console under /console/ (package web)
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -73,6 +74,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+	}
+	if err := s.newConsole(); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
 	return s, nil
@@ -129,6 +135,9 @@ func (s *Server) routes() {
 	rev.GET("/records/:collection/:id/history", s.getHistory)
 	rev.GET("/conflicts", s.listConflicts)
 	rev.POST("/records/:collection/:id/resolve", s.resolve)
+	rev.GET("/search", s.searchPeople)
+	rev.GET("/outcomes", s.outcomes)
+	s.mountConsole(e)
 	s.echo = e
 }
 

@@ -48,6 +48,9 @@
 //	u/s(team)u64(ms)s(coll)s(id)      empty: record last changed at ms (changed-since
 //	                                  index; the previous entry is deleted on update)
 //	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
+//	s/s(team)term 00 s(coll)s(id)     empty: the record carries an index term (people
+//	                                  search tokens "n:", "h:", "c:"; "p:" links a record
+//	                                  to its person); kept by flush, dropped by erasure
 //	q/u64(qid)                        QuarantineEntry: an op that was quarantined or refused
 //	k/id24                            u64(qid): a quarantined op by ID, so later ops may
 //	                                  name it in pred

@@ -38,7 +38,8 @@ type request struct {
 	ref     api.RecordRef // resolve, erase
 	field   string
 	value   msgpack.RawMessage
-	cascade bool // erase
+	reason  string // resolve
+	cascade bool   // erase
 
 	qid uint64 // reapply
 
@@ -211,6 +212,7 @@ type recState struct {
 	updatedMS   int64 // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
+	terms       []string // index terms of the stored state (see index.go)
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -287,6 +289,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		}
 		rs.exists = true
 		rs.hadConflict = len(rs.rec.Conflicts()) > 0
+		rs.terms = recordTerms(rs.rec)
 	}
 	t.records[string(key)] = rs
 	return rs, nil
@@ -344,6 +347,11 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 // per team they touch and indexes the position under every record touched
 // (the history index).
 func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
+	return t.writeLogReason(author, replica, seq, ops, "")
+}
+
+// writeLogReason is writeLog with a resolution's reason kept in the entry.
+func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -365,7 +373,7 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 		}
 	}
 	for _, team := range teams {
-		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Ops: byTeam[team]})
+		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: byTeam[team]})
 		if err != nil {
 			return err
 		}
@@ -405,6 +413,9 @@ func (t *txnState) flush() error {
 			if err := t.set(store.ChangedKey(r.Team, ms, r.Collection, r.ID), nil); err != nil {
 				return err
 			}
+		}
+		if err := t.reindex(r, rs.terms); err != nil {
+			return err
 		}
 		conflict := len(r.Conflicts()) > 0
 		switch {

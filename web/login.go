@@ -1,0 +1,117 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+type loginData struct {
+	Next     string
+	Username string
+	Error    string
+	CSRF     string
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// safeNext keeps a post-sign-in redirect inside the console.
+func safeNext(s string) string {
+	if !strings.HasPrefix(s, "/console/") || strings.HasPrefix(s, "//") || strings.Contains(s, "\\") {
+		return "/console/"
+	}
+	return s
+}
+
+// loginPage shows the sign-in form with a fresh pre-session CSRF token
+// (double submit: the cookie and the hidden field must match).
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	if v := c.current(r); v != nil {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+		return
+	}
+	c.showLogin(w, r, http.StatusOK, loginData{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, d loginData) {
+	d.CSRF = randomToken()
+	http.SetCookie(w, c.cookie(r, cookieLogin, d.CSRF, 3600))
+	c.render(w, r, status, "login", page{Title: "Sign in", Data: d})
+}
+
+// login checks the password through the auth service, exactly as the
+// API's login does (same users, roles, rate limit), with this browser as
+// the user's device, and starts a session for a coordinator or admin.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	ck, err := r.Cookie(cookieLogin)
+	if err != nil || !sameToken(r.PostFormValue("csrf"), ck.Value) {
+		c.fail(w, r, nil, http.StatusForbidden, "This form was refused: its security token is missing or out of date. Reload the sign-in page and try again.")
+		return
+	}
+	d := loginData{Next: safeNext(r.PostFormValue("next")), Username: r.PostFormValue("username")}
+	if c.cfg.LoginAllowed != nil && !c.cfg.LoginAllowed(r) {
+		d.Error = "Too many sign-in attempts from this address. Wait a minute and try again."
+		c.showLogin(w, r, http.StatusTooManyRequests, d)
+		return
+	}
+	ctx := r.Context()
+	device := ""
+	if dk, err := r.Cookie(cookieDevice); err == nil {
+		if id, ok := replicaOf(dk.Value); ok {
+			device = id.String()
+		}
+	}
+	if device == "" {
+		device = crdt.NewReplicaID().String()
+	}
+	tr, err := c.cfg.Auth.Login(ctx, d.Username, r.PostFormValue("password"), device, "Console (web browser)")
+	if errors.Is(err, auth.ErrDeviceMismatch) || errors.Is(err, auth.ErrDeviceRevoked) {
+		// Another user's browser, or a console session an admin revoked:
+		// this sign-in gets a device of its own.
+		device = crdt.NewReplicaID().String()
+		tr, err = c.cfg.Auth.Login(ctx, d.Username, r.PostFormValue("password"), device, "Console (web browser)")
+	}
+	if err != nil {
+		if errors.Is(err, auth.ErrInvalidCredentials) || errors.Is(err, auth.ErrUnauthorized) {
+			d.Error = "That username and password do not match."
+			c.showLogin(w, r, http.StatusUnauthorized, d)
+			return
+		}
+		c.failErr(w, r, nil, err)
+		return
+	}
+	http.SetCookie(w, c.cookie(r, cookieDevice, device, 400*24*3600))
+	http.SetCookie(w, c.cookie(r, cookieLogin, "", -1))
+	if !auth.RoleAtLeast(tr.User.Role, api.RoleCoordinator) {
+		c.render(w, r, http.StatusForbidden, "refused", page{Title: "Console is for coordinators and admins", Data: tr.User.Name})
+		return
+	}
+	cl, err := c.cfg.Auth.Verify(tr.AccessToken)
+	if err != nil {
+		c.failErr(w, r, nil, err)
+		return
+	}
+	u, err := c.cfg.Auth.User(ctx, tr.User.ID)
+	if err != nil {
+		c.failErr(w, r, nil, err)
+		return
+	}
+	tok, _ := c.ss.create(c.cfg.Now(), cl, u)
+	http.SetCookie(w, c.cookie(r, cookieSession, tok, 0))
+	next := d.Next
+	if next == "/console/" && len(u.Teams) == 1 {
+		next = "/console/teams/" + url.PathEscape(u.Teams[0])
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.ss.drop(v.token)
+	http.SetCookie(w, c.cookie(r, cookieSession, "", -1))
+	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+}
