@@ -59,6 +59,12 @@ func (c *Console) teamOutcomes(r *http.Request, v *viewer) (schema.Outcomes, err
 	return schema.TeamOutcomes(recs), nil
 }
 
+// ons4Labels name the ONS4 items on charts.
+var ons4Labels = map[string]string{
+	"ons4_life_satisfaction": "Life satisfaction", "ons4_worthwhile": "Things done are worthwhile",
+	"ons4_happy": "Happiness yesterday", "ons4_anxious": "Anxiety yesterday",
+}
+
 type itemChart struct {
 	Item, Label string
 	Summary     schema.ONS4ItemSummary
@@ -76,7 +82,10 @@ func (c *Console) outcomes(w http.ResponseWriter, r *http.Request, v *viewer) {
 	var charts []itemChart
 	for i, s := range o.ONS4Summary {
 		it := in.Items[i]
-		label := strings.ReplaceAll(it.ID, "ons4_", "")
+		label := ons4Labels[it.ID]
+		if label == "" {
+			label = it.ID
+		}
 		charts = append(charts, itemChart{Item: it.ID, Label: label, Summary: s, LowerBetter: it.LowerIsBetter,
 			SVG: chartSVG(label, 0, 10, s.MeanFirst, s.MeanLast, s.People, s.Improved, s.Same, s.Worse, it.LowerIsBetter)})
 	}
