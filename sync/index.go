@@ -74,8 +74,14 @@ func recordTerms(rec *crdt.Record) []string {
 	if rec.Collection == "people" {
 		for _, f := range []string{"given_name", "family_name", "preferred_name"} {
 			for _, w := range strings.Fields(registerText(rec, f)) {
+				// "Hughes-Smith" is found as hughessmith, hughes and smith.
 				if n := normWord(w); n != "" {
 					terms = append(terms, termName+n)
+				}
+				for _, part := range strings.FieldsFunc(w, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+					if n := normWord(part); n != "" {
+						terms = append(terms, termName+n)
+					}
 				}
 			}
 		}
@@ -277,5 +283,11 @@ func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api
 	if err != nil {
 		return nil, fmt.Errorf("linked: %w", err)
 	}
+	slices.SortFunc(out, func(a, b api.RecordRef) int {
+		if c := strings.Compare(a.Collection, b.Collection); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return out, nil
 }
