@@ -61,6 +61,7 @@ type HistoryJSON struct {
 	Device     string    `json:"device"`
 	Time       time.Time `json:"time"`
 	Received   time.Time `json:"received"`
+	Reason     string    `json:"reason,omitempty"` // a resolution's reason
 }
 
 // OpJSON is an op in JSON, as the quarantine list shows it.
@@ -84,6 +85,9 @@ type OpJSON struct {
 type ResolveRequest struct {
 	Field string          `json:"field"`
 	Value json.RawMessage `json:"value"`
+	// Reason is why the coordinator chose the value (optional here; the
+	// console requires one for a clinical field), kept in history.
+	Reason string `json:"reason,omitempty"`
 }
 
 func opIDString(id crdt.OpID) string { return hex.EncodeToString(id.AppendBinary(nil)) }
@@ -289,7 +293,7 @@ func (s *Server) getHistory(c echo.Context) error {
 	for _, h := range hist {
 		hj := HistoryJSON{
 			Op: opIDString(h.Op.ID), Field: h.Op.Field, Kind: h.Op.Kind.String(), Author: h.Author, AuthorName: names[h.Author],
-			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(),
+			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(), Reason: h.Reason,
 		}
 		if len(h.Op.Value) > 0 {
 			hj.Value = decodeValue(h.Op.Value)
@@ -330,7 +334,7 @@ func (s *Server) resolve(c echo.Context) error {
 		return problemf(api.CodeMalformedBody, "value: %v", err)
 	}
 	ctx, caller, ref := c.Request().Context(), callerOf(c), s.recordRef(c)
-	rec, err := s.engine.Resolve(ctx, caller, ref, req.Field, val)
+	rec, err := s.engine.ResolveWithReason(ctx, caller, ref, req.Field, val, req.Reason)
 	if err != nil {
 		return err
 	}
