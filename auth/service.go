@@ -21,6 +21,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -207,7 +208,7 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 		WithBlockCacheSize(4 << 20).
 		WithIndexCacheSize(2 << 20).
 		WithNumCompactors(2)
-	db, err := badger.Open(opts)
+	db, err := badgeropen.Open(opts, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}

@@ -1,9 +1,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -165,35 +163,6 @@ func (r *Replica) storeTokens(t *tokens) error {
 	})
 	if err != nil {
 		return fmt.Errorf("client: store tokens: %w", err)
-	}
-	return nil
-}
-
-func (r *Replica) postJSON(ctx context.Context, path string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := readBounded(resp.Body, 1<<20)
-	if err != nil {
-		return fmt.Errorf("read reply: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return decodeProblem(resp, b)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decode reply: %w", err)
 	}
 	return nil
 }

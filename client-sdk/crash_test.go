@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,4 +115,34 @@ func TestWritesSurviveSIGKILL(t *testing.T) {
 		t.Fatal("op ID after the crash is not after those before it")
 	}
 	t.Logf("%d writes acknowledged before SIGKILL, all present; %d records in outbox", len(acked), len(inOutbox))
+}
+
+// TestOpenAfterEmptyMemFile: a kill can leave a zero-length .mem file
+// (dgraph-io/badger#2207); the replica must still open, with its outbox.
+func TestOpenAfterEmptyMemFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p1"}
+	if err := r.CreateWithID(ctx, ref, map[string]any{"name": "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := os.WriteFile(filepath.Join(dir, "00042.mem"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+	if err != nil {
+		t.Fatalf("open after an empty .mem file: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.Get(ctx, ref); err != nil {
+		t.Fatalf("record before the crash: %v", err)
+	}
+	if ops, err := r.PendingOps(ctx); err != nil || len(ops) != 1 {
+		t.Fatalf("outbox after reopen: %d ops, %v", len(ops), err)
+	}
 }

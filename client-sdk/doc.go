@@ -99,6 +99,17 @@
 // pending set and one goroutine; while the subscriber has not taken its last
 // event, further changes coalesce into the next one.
 //
+// # Code layout
+//
+// The sync machinery is split by job: outbox.go (write groups, sealing,
+// picking the changes for a request, rejections), reply.go (a pure step,
+// planReply, that turns a reply and what it reads of local state into a
+// replyWrites value, and a thin step, storeReply, that writes that value in
+// one transaction), transport.go (one HTTP round trip, problem details,
+// token refresh), clock.go (the corrected wall clock) and sync.go (the loop
+// tying them together and the request sizes). New reply rules belong in the
+// pure step, where they are tested without a store or a server.
+//
 // # STORAGE
 //
 // Keys in the local Badger store (all values encrypted at rest):

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"github.com/doorstep-health/doorstep/schema"
 )
 
@@ -217,7 +218,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
 	}
 	setDefaults(&opts)
-	db, err := badger.Open(bopts)
+	db, err := badgeropen.Open(bopts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
 	}
@@ -345,32 +346,11 @@ func (r *Replica) load() error {
 	return nil
 }
 
-// now is the corrected wall clock the HLC reads: the device's wall clock
-// plus the offset learned from the server, never earlier than the floor.
-func (r *Replica) now() time.Time {
-	r.offsetMu.Lock()
-	off, floor := r.offset, r.floor
-	r.offsetMu.Unlock()
-	t := r.opts.Wall().Add(off)
-	if t.Before(floor) {
-		return floor
-	}
-	return t
-}
-
 // ID returns the replica's ID, which is also its device ID.
 func (r *Replica) ID() crdt.ReplicaID { return r.id }
 
 // Clock returns the replica's hybrid logical clock.
 func (r *Replica) Clock() *crdt.Clock { return r.clock }
-
-// ClockOffset returns the correction currently added to the device's wall
-// clock (see the package doc).
-func (r *Replica) ClockOffset() time.Duration {
-	r.offsetMu.Lock()
-	defer r.offsetMu.Unlock()
-	return r.offset
-}
 
 // Close stops the background loop and subscriptions, waits for them, and
 // closes the store. Writes that returned before Close are durable.

@@ -65,7 +65,7 @@ func deliver(t *testing.T, r *Replica, ops []crdt.Op) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.applyReply(nil, &api.SyncResponse{Changes: []api.PulledChange{{Author: "test", Ops: crdt.NewOpsBytes(ops)}}, Cursor: cur}, false)
+	_, err = r.storeReply(nil, &api.SyncResponse{Changes: []api.PulledChange{{Author: "test", Ops: crdt.NewOpsBytes(ops)}}, Cursor: cur})
 	if err != nil {
 		t.Fatalf("deliver: %v", err)
 	}

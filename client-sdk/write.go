@@ -367,24 +367,6 @@ func (r *Replica) validate(ref Ref, op *crdt.Op) error {
 	return nil
 }
 
-// appendPending stores one write's ops as an unsealed group under the next
-// outbox index.
-func (r *Replica) appendPending(txn *badger.Txn, ops []crdt.Op) error {
-	v, err := get(txn, keyNextOp)
-	if err != nil {
-		return err
-	}
-	n := u64(v) + 1
-	b, err := encodeChange(&api.Change{Ops: ops})
-	if err != nil {
-		return err
-	}
-	if err := txn.Set(u64Key(prefPending, n), b); err != nil {
-		return err
-	}
-	return txn.Set(keyNextOp, u64Bytes(n))
-}
-
 func loadRecord(txn *badger.Txn, ref Ref) (*crdt.Record, error) {
 	v, err := get(txn, recordKey(ref))
 	if err != nil || v == nil {

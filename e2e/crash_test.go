@@ -163,7 +163,7 @@ func TestServerSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2.srv = srv
-	e2.ts = httptestServer(srv)
+	e2.ts = httptestServer(t, srv)
 	defer func() { e2.ts.Close(); srv.Shutdown(context.Background()) }()
 	for rec := range acked {
 		r, err := srv.Engine().Record(context.Background(), callerOf(e, "cat"), api.RecordRef{Team: "wigan", Collection: "people", ID: rec})

@@ -33,7 +33,7 @@ func openAt(t *testing.T, dir string, sch *schema.Schema) (e *env, stop func()) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(openAPIChecked(t, srv.Handler()))
 	e = &env{t: t, srv: srv, ts: ts, data: dir, users: map[string]string{}}
 	stopped := false
 	stop = func() {

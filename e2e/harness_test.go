@@ -48,7 +48,7 @@ func newEnv(t *testing.T, mods ...func(*server.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(openAPIChecked(t, srv.Handler()))
 	e := &env{t: t, srv: srv, ts: ts, data: cfg.DataDir, users: map[string]string{}}
 	t.Cleanup(func() {
 		ts.Close()

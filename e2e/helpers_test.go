@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"testing"
 
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/server"
@@ -16,4 +19,23 @@ func callerOf(e *env, user string) dsync.Caller {
 	return dsync.Caller{User: e.users[user], Teams: []string{"wigan"}}
 }
 
-func httptestServer(s *server.Server) *httptest.Server { return httptest.NewServer(s.Handler()) }
+// httptestServer serves s on loopback, every exchange checked against the
+// OpenAPI description.
+func httptestServer(t testing.TB, s *server.Server) *httptest.Server {
+	return httptest.NewServer(openAPIChecked(t, s.Handler()))
+}
+
+// scrape returns the server's /metrics text.
+func (e *env) scrape() string {
+	e.t.Helper()
+	res, err := http.Get(e.ts.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ func TestCoordinatorReview(t *testing.T) {
 	var conflicts struct{ Records []api.RecordRef }
 	if st, p := e.doJSON(http.MethodGet, "/v1/teams/wigan/conflicts", cat.access, nil, &conflicts); st != http.StatusOK || len(conflicts.Records) != 1 {
 		t.Fatalf("conflicts: %d %+v %+v", st, conflicts, p)
+	}
+	if mb := e.scrape(); !strings.Contains(mb, `doorstep_conflicts_open{team="wigan"} 1`+"\n") {
+		t.Errorf("metrics lack the open conflict:\n%s", mb)
 	}
 
 	var rec server.RecordJSON

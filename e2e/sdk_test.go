@@ -57,7 +57,7 @@ func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := httptest.NewServer(openAPIChecked(t, s.Handler()))
 	t.Cleanup(func() {
 		hs.Close()
 		if err := s.Shutdown(context.Background()); err != nil {

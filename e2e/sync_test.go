@@ -134,7 +134,7 @@ func TestGzipBothWays(t *testing.T) {
 		"doorstep_sync_ops_pushed_total 50\n",
 		"doorstep_sync_changes_applied_total 1\n",
 		`doorstep_http_requests_total{route="/v1/sync",status="200"} 3` + "\n",
-		`doorstep_sync_seconds_count 3` + "\n",
+		`doorstep_sync_duration_seconds_count 3` + "\n",
 	} {
 		if !strings.Contains(string(mb), want) {
 			t.Errorf("metrics lack %q:\n%s", want, mb)

@@ -2,7 +2,7 @@ package server
 
 import (
 	"net/http"
-	"strings"
+	"regexp"
 
 	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/web"
@@ -34,16 +34,17 @@ func (s *Server) newConsole() error {
 	return nil
 }
 
-// mountConsole serves the console under /console/, and sends / there.
+// mountConsole registers every console route (so that the route table,
+// and api/openapi.yaml, list them), a catch-all for the console's own 404
+// page, and sends / there.
 func (s *Server) mountConsole(e *echo.Echo) {
 	toConsole := func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/console/") }
 	e.GET("/", toConsole)
 	e.GET("/console", toConsole)
 	h := echo.WrapHandler(s.console)
-	e.Any("/console/*", func(c echo.Context) error {
-		if strings.Contains(c.Request().URL.Path, "..") {
-			return c.NoContent(http.StatusNotFound)
-		}
-		return h(c)
-	})
+	param := regexp.MustCompile(`\{([a-z]+)\}`)
+	for _, r := range s.console.Routes() {
+		e.Add(r.Method, param.ReplaceAllString(r.Path, ":$1"), h)
+	}
+	e.Any("/console/*", h)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	gosync "sync"
 
@@ -64,14 +65,47 @@ func gzipResponses(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// acceptsGzip reports whether an Accept-Encoding header (RFC 9110 §12.5.3)
+// allows a gzip response: gzip, or failing that the "*" wildcard, listed
+// with a quality above zero. An explicit gzip entry wins over the
+// wildcard; a malformed quality counts as a refusal.
 func acceptsGzip(h string) bool {
+	gzipQ, starQ := -1.0, -1.0
 	for _, part := range strings.Split(h, ",") {
-		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
-			return !strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0")
+		enc, params, _ := strings.Cut(part, ";")
+		enc = strings.TrimSpace(enc)
+		var q *float64
+		switch {
+		case strings.EqualFold(enc, "gzip"):
+			q = &gzipQ
+		case enc == "*":
+			q = &starQ
+		default:
+			continue
 		}
+		*q = quality(params)
 	}
-	return false
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
+}
+
+// quality returns the q parameter of an Accept-Encoding entry's parameters
+// (1 when absent), or 0 when it is not a number in [0, 1].
+func quality(params string) float64 {
+	for _, p := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || q < 0 || q > 1 {
+			return 0
+		}
+		return q
+	}
+	return 1
 }
 
 type gzipWriter struct {

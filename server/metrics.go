@@ -1,151 +1,225 @@
 package server
 
 import (
-	"fmt"
+	"context"
 	"net/http"
 	"slices"
-	"strings"
+	"strconv"
 	gosync "sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics are the server's counters, exposed in the Prometheus text format
-// at GET /metrics. They hold only aggregate counts: no user, device or
-// record appears in them. Label sets are bounded (route templates, status
-// codes, fixed bucket bounds).
+// Metric label bounds. Every label set is bounded: route templates (echo's
+// registered paths, or "unmatched"), status codes, methods, and at most
+// maxTeamLabels team IDs (the rest are summed under team="_other").
+const (
+	maxTeamLabels    = 100
+	maxTrackedDevice = 100_000
+	activeWindow     = 24 * time.Hour
+	statsTimeout     = 5 * time.Second
+)
+
+// latencyBuckets are the upper bounds, in seconds, of the route and sync
+// latency histograms: from a cached read to a slow tablet's big push.
+var latencyBuckets = []float64{.005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// metrics are the server's Prometheus collectors, on a registry of the
+// server's own (so that several servers in one process, as in tests, never
+// collide). They hold only aggregates: no user, device or record ID appears
+// in a label.
 type metrics struct {
-	mu       gosync.Mutex
-	requests map[reqKey]*reqStat
+	reg *prometheus.Registry
 
-	changesApplied, changesDuplicate, changesRefused atomic.Int64
-	opsPushed, opsNotMerged, itemsPulled             atomic.Int64
+	requests *prometheus.CounterVec   // route, status
+	latency  *prometheus.HistogramVec // route, method
+	sync     prometheus.Histogram
+
+	changesApplied, changesDuplicate, changesRefused prometheus.Counter
+	opsPushed, opsNotMerged, itemsPulled             prometheus.Counter
+	rateLimited                                      *prometheus.CounterVec // limit
+
+	mu      gosync.Mutex
+	devices map[string]time.Time // device → last authenticated request
 }
 
-type reqKey struct {
-	route  string
-	status int
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), devices: map[string]time.Time{}}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorstep_http_requests_total", Help: "HTTP requests by route template and status.",
+	}, []string{"route", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "doorstep_http_request_duration_seconds", Help: "Time spent serving requests, by route template and method.",
+		Buckets: latencyBuckets,
+	}, []string{"route", "method"})
+	m.sync = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "doorstep_sync_duration_seconds", Help: "Time the engine spent on successful syncs (push and pull), body decoding excluded.",
+		Buckets: latencyBuckets,
+	})
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m.changesApplied = counter("doorstep_sync_changes_applied_total", "Pushed changes applied.")
+	m.changesDuplicate = counter("doorstep_sync_changes_duplicate_total", "Pushed changes already applied before (retries).")
+	m.changesRefused = counter("doorstep_sync_changes_refused_total", "Pushed changes refused (seq gaps and the like).")
+	m.opsPushed = counter("doorstep_sync_ops_pushed_total", "Ops received in pushed changes.")
+	m.opsNotMerged = counter("doorstep_sync_ops_not_merged_total", "Pushed ops quarantined or refused.")
+	m.itemsPulled = counter("doorstep_sync_items_pulled_total", "Ops and snapshot records sent to devices.")
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorstep_rate_limited_total", Help: "Requests refused by a rate limit (device: per device; auth: per client address).",
+	}, []string{"limit"})
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.latency, m.sync,
+		m.changesApplied, m.changesDuplicate, m.changesRefused, m.opsPushed, m.opsNotMerged, m.itemsPulled,
+		m.rateLimited,
+		&stateCollector{s: s},
+	)
+	return m
 }
 
-type reqStat struct {
-	count int64
-	sum   time.Duration
-}
-
-// syncBuckets are the upper bounds of the sync latency histogram.
-var syncBuckets = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
-	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second}
-
-type histogram struct {
-	mu     gosync.Mutex
-	counts []int64 // per bucket, then +Inf
-	sum    time.Duration
-}
-
-func newMetrics() *metrics { return &metrics{requests: map[reqKey]*reqStat{}} }
-
-func (m *metrics) observe(route string, status int, d time.Duration) {
+// observe records one served request.
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
 	if route == "" {
 		route = "unmatched"
 	}
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// seen notes an authenticated request from device, for the active-devices
+// gauge. The map is bounded: when full, entries older than the window go,
+// and if none are that old the map is cleared (the gauge then undercounts
+// until devices come back, which is safe).
+func (m *metrics) seen(device string, now time.Time) {
+	if device == "" {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := reqKey{route, status}
-	st, ok := m.requests[k]
-	if !ok {
-		st = &reqStat{}
-		m.requests[k] = st
+	if _, ok := m.devices[device]; !ok && len(m.devices) >= maxTrackedDevice {
+		m.pruneLocked(now)
+		if len(m.devices) >= maxTrackedDevice {
+			clear(m.devices)
+		}
 	}
-	st.count++
-	st.sum += d
+	m.devices[device] = now
 }
 
-func (h *histogram) observe(d time.Duration) {
-	i, _ := slices.BinarySearch(syncBuckets, d)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.counts == nil {
-		h.counts = make([]int64, len(syncBuckets)+1)
+func (m *metrics) pruneLocked(now time.Time) {
+	for k, t := range m.devices {
+		if now.Sub(t) > activeWindow {
+			delete(m.devices, k)
+		}
 	}
-	h.counts[i]++
-	h.sum += d
 }
+
+func (m *metrics) activeDevices(now time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked(now)
+	return len(m.devices)
+}
+
+// syncTimer is the sync latency histogram as the sync handler uses it.
+type syncTimer struct{ h prometheus.Histogram }
+
+func (t syncTimer) observe(d time.Duration) { t.h.Observe(d.Seconds()) }
 
 func (m *metrics) syncResult(resp *api.SyncResponse, pushedOps int) {
-	m.opsPushed.Add(int64(pushedOps))
+	m.opsPushed.Add(float64(pushedOps))
 	for _, r := range resp.Results {
 		switch r.Status {
 		case api.ChangeApplied:
-			m.changesApplied.Add(1)
+			m.changesApplied.Inc()
 		case api.ChangeDuplicate:
-			m.changesDuplicate.Add(1)
+			m.changesDuplicate.Inc()
 		default:
-			m.changesRefused.Add(1)
+			m.changesRefused.Inc()
 		}
-		m.opsNotMerged.Add(int64(len(r.Ops)))
+		m.opsNotMerged.Add(float64(len(r.Ops)))
 	}
 	n := len(resp.Snapshot)
 	for _, c := range resp.Changes {
 		n += c.Ops.Len()
 	}
-	m.itemsPulled.Add(int64(n))
+	m.itemsPulled.Add(float64(n))
 }
 
-func (s *Server) metricsHandler(c echo.Context) error {
-	var b strings.Builder
-	m := s.metrics
-	m.mu.Lock()
-	keys := make([]reqKey, 0, len(m.requests))
-	for k := range m.requests {
-		keys = append(keys, k)
+// stateCollector reads gauges of the stored state at scrape time: open
+// conflicts per team, quarantine size, store size, active devices. A
+// failed read is reported as a scrape error for that collector only.
+type stateCollector struct{ s *Server }
+
+var (
+	descConflicts  = prometheus.NewDesc("doorstep_conflicts_open", "Records with an open conflict, per team (teams beyond the first 100 by ID summed as team=\"_other\").", []string{"team"}, nil)
+	descQuarantine = prometheus.NewDesc("doorstep_quarantine_ops", "Ops held in the quarantine.", nil, nil)
+	descStore      = prometheus.NewDesc("doorstep_store_bytes", "Record store size on disk by part (Badger's estimate: lsm, vlog).", []string{"part"}, nil)
+	descDevices    = prometheus.NewDesc("doorstep_devices_active", "Devices that made an authenticated request in the last 24 h (since this process started).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descConflicts
+	ch <- descQuarantine
+	ch <- descStore
+	ch <- descDevices
+}
+
+// Collect implements prometheus.Collector.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descDevices, prometheus.GaugeValue, float64(c.s.metrics.activeDevices(time.Now())))
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	teams, err := c.s.auth.Teams(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descConflicts, err)
+		return
 	}
-	slices.SortFunc(keys, func(a, b reqKey) int {
-		if c := strings.Compare(a.route, b.route); c != 0 {
-			return c
+	ids := make([]string, 0, len(teams))
+	for _, t := range teams {
+		ids = append(ids, t.ID)
+	}
+	slices.Sort(ids)
+	st, err := c.s.engine.Stats(ctx, ids)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descConflicts, err)
+		return
+	}
+	other := 0
+	for i, id := range ids {
+		if i >= maxTeamLabels {
+			other += st.Conflicts[id]
+			continue
 		}
-		return a.status - b.status
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.GaugeValue, float64(st.Conflicts[id]), id)
+	}
+	if len(ids) > maxTeamLabels {
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.GaugeValue, float64(other), "_other")
+	}
+	ch <- prometheus.MustNewConstMetric(descQuarantine, prometheus.GaugeValue, float64(st.Quarantined))
+	ch <- prometheus.MustNewConstMetric(descStore, prometheus.GaugeValue, float64(st.LSMBytes), "lsm")
+	ch <- prometheus.MustNewConstMetric(descStore, prometheus.GaugeValue, float64(st.VlogBytes), "vlog")
+}
+
+// metricsHandler serves the registry in the Prometheus exposition format
+// (content negotiated by promhttp; compression left to gzipResponses).
+func (s *Server) metricsHandler() echo.HandlerFunc {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
+		ErrorHandling:      promhttp.ContinueOnError,
+		DisableCompression: true,
+		ErrorLog:           promErrorLog{s},
 	})
-	b.WriteString("# HELP doorstep_http_requests_total HTTP requests by route template and status.\n# TYPE doorstep_http_requests_total counter\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "doorstep_http_requests_total{route=%q,status=\"%d\"} %d\n", k.route, k.status, m.requests[k].count)
-	}
-	b.WriteString("# HELP doorstep_http_request_seconds_sum Time spent serving requests by route template and status.\n# TYPE doorstep_http_request_seconds_sum counter\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "doorstep_http_request_seconds_sum{route=%q,status=\"%d\"} %g\n", k.route, k.status, m.requests[k].sum.Seconds())
-	}
-	m.mu.Unlock()
-
-	h := &s.syncLatency
-	h.mu.Lock()
-	b.WriteString("# HELP doorstep_sync_seconds Time the engine spent on successful syncs (push and pull).\n# TYPE doorstep_sync_seconds histogram\n")
-	var cum int64
-	for i, le := range syncBuckets {
-		if h.counts != nil {
-			cum += h.counts[i]
-		}
-		fmt.Fprintf(&b, "doorstep_sync_seconds_bucket{le=\"%g\"} %d\n", le.Seconds(), cum)
-	}
-	if h.counts != nil {
-		cum += h.counts[len(syncBuckets)]
-	}
-	fmt.Fprintf(&b, "doorstep_sync_seconds_bucket{le=\"+Inf\"} %d\ndoorstep_sync_seconds_sum %g\ndoorstep_sync_seconds_count %d\n", cum, h.sum.Seconds(), cum)
-	h.mu.Unlock()
-
-	for _, c := range []struct {
-		name, help string
-		v          *atomic.Int64
-	}{
-		{"doorstep_sync_changes_applied_total", "Pushed changes applied.", &m.changesApplied},
-		{"doorstep_sync_changes_duplicate_total", "Pushed changes already applied before (retries).", &m.changesDuplicate},
-		{"doorstep_sync_changes_refused_total", "Pushed changes refused (seq gaps and the like).", &m.changesRefused},
-		{"doorstep_sync_ops_pushed_total", "Ops received in pushed changes.", &m.opsPushed},
-		{"doorstep_sync_ops_not_merged_total", "Pushed ops quarantined or refused.", &m.opsNotMerged},
-		{"doorstep_sync_items_pulled_total", "Ops and snapshot records sent to devices.", &m.itemsPulled},
-	} {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v.Load())
-	}
-	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
+	return echo.WrapHandler(http.Handler(h))
 }
+
+// promErrorLog sends promhttp's scrape errors to slog.
+type promErrorLog struct{ s *Server }
+
+func (l promErrorLog) Println(v ...any) { l.s.log.Warn("metrics scrape", "error", v) }

@@ -52,8 +52,9 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if cl := claimsOf(c); cl != nil {
 			attrs = append(attrs, slog.String("user", cl.Subject), slog.String("device", cl.Device))
+			s.metrics.seen(cl.Device, start)
 		}
-		s.metrics.observe(c.Path(), res.Status, time.Since(start))
+		s.metrics.observe(c.Path(), c.Request().Method, res.Status, time.Since(start))
 		level := slog.LevelInfo
 		if res.Status >= 500 {
 			level = slog.LevelError
@@ -142,6 +143,7 @@ func requireTeam(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !s.deviceLimit.allow(claimsOf(c).Device) {
+			s.metrics.rateLimited.WithLabelValues("device").Inc()
 			return problemf(api.CodeRateLimited, "too many requests from this device")
 		}
 		return next(c)
@@ -153,6 +155,7 @@ func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !s.authLimit.allow(c.RealIP()) {
+			s.metrics.rateLimited.WithLabelValues("auth").Inc()
 			return problemf(api.CodeRateLimited, "too many requests from this address")
 		}
 		return next(c)

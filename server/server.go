@@ -13,6 +13,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/auth"
 	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
 )
 
@@ -28,9 +29,9 @@ type Server struct {
 	deviceLimit *limiter
 	authLimit   *limiter
 	metrics     *metrics
-	syncLatency histogram
+	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being read or processed
-	console     http.Handler  // the coordinator console under /console/ (package web)
+	console     *web.Console  // the coordinator console under /console/
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -72,9 +73,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, engine: eng, auth: a,
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
-		metrics:     newMetrics(),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
 	}
+	s.metrics = newMetrics(s)
+	s.syncLatency = syncTimer{s.metrics.sync}
 	if err := s.newConsole(); err != nil {
 		eng.Close()
 		a.Close()
@@ -109,7 +111,8 @@ func (s *Server) routes() {
 	jsonLimit := bodyLimit(s.cfg.MaxJSONBody)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz, s.limitAuth) // readyz writes durably: limit it per address
-	e.GET("/metrics", s.metricsHandler)
+	e.GET("/metrics", s.metricsHandler())
+	e.GET("/v1/openapi.yaml", serveOpenAPI)
 	e.POST("/v1/auth/login", s.login, jsonLimit, s.limitAuth)
 	e.POST("/v1/auth/refresh", s.refresh, jsonLimit, s.limitAuth)
 	if s.auth.HasExternalIssuer() {

@@ -9,6 +9,8 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
 )
 
 // CurrentVersion is the version of the key layout this package writes.
@@ -105,7 +107,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.SmallMemory {
 		bo = bo.WithMemTableSize(16 << 20).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).WithNumCompactors(2)
 	}
-	db, err := badger.Open(bo)
+	db, err := badgeropen.Open(bo, logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
 	}

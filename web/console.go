@@ -107,28 +107,60 @@ func (c *Console) parse() error {
 	return nil
 }
 
+// Route is one console route: a method and a path pattern with {name}
+// segments, as the server registers it.
+type Route struct{ Method, Path string }
+
+type routeHandler struct {
+	Route
+	h http.HandlerFunc
+}
+
+func (c *Console) table() []routeHandler {
+	static, _ := fs.Sub(staticFS, "static")
+	files := http.StripPrefix("/console/static/", http.FileServerFS(static))
+	return []routeHandler{
+		{Route{"GET", "/console/static/{file}"}, files.ServeHTTP},
+		{Route{"GET", "/console/"}, c.signedIn(c.teams)},
+		{Route{"GET", "/console/login"}, c.loginPage},
+		{Route{"POST", "/console/login"}, c.login},
+		{Route{"POST", "/console/logout"}, c.signedIn(c.logout)},
+		{Route{"GET", "/console/teams/{team}"}, c.team(c.home)},
+		{Route{"GET", "/console/teams/{team}/conflicts"}, c.team(c.conflicts)},
+		{Route{"GET", "/console/teams/{team}/conflicts/{collection}/{id}/{field}"}, c.team(c.conflict)},
+		{Route{"POST", "/console/teams/{team}/conflicts/{collection}/{id}/{field}"}, c.team(c.resolve)},
+		{Route{"GET", "/console/teams/{team}/records/{collection}/{id}"}, c.team(c.record)},
+		{Route{"GET", "/console/teams/{team}/changes"}, c.team(c.changes)},
+		{Route{"GET", "/console/teams/{team}/search"}, c.team(c.search)},
+		{Route{"GET", "/console/teams/{team}/outcomes"}, c.team(c.outcomes)},
+		{Route{"GET", "/console/teams/{team}/outcomes.csv"}, c.team(c.outcomesCSV)},
+		{Route{"GET", "/console/admin/devices"}, c.admin(c.devices)},
+		{Route{"POST", "/console/admin/devices/{device}/revoke"}, c.admin(c.revoke)},
+		{Route{"GET", "/console/admin/quarantine"}, c.admin(c.quarantine)},
+		{Route{"POST", "/console/admin/quarantine/{qid}/reapply"}, c.admin(c.reapply)},
+		{Route{"GET", "/console/admin/users"}, c.admin(c.users)},
+	}
+}
+
+// Routes lists every console route, for the server to register (and its
+// OpenAPI test to check against api/openapi.yaml).
+func (c *Console) Routes() []Route {
+	var out []Route
+	for _, r := range c.table() {
+		out = append(out, r.Route)
+	}
+	return out
+}
+
 func (c *Console) routes() {
 	m := http.NewServeMux()
-	static, _ := fs.Sub(staticFS, "static")
-	m.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
-	m.HandleFunc("GET /console/{$}", c.signedIn(c.teams))
-	m.HandleFunc("GET /console/login", c.loginPage)
-	m.HandleFunc("POST /console/login", c.login)
-	m.HandleFunc("POST /console/logout", c.signedIn(c.logout))
-	m.HandleFunc("GET /console/teams/{team}", c.team(c.home))
-	m.HandleFunc("GET /console/teams/{team}/conflicts", c.team(c.conflicts))
-	m.HandleFunc("GET /console/teams/{team}/conflicts/{collection}/{id}/{field}", c.team(c.conflict))
-	m.HandleFunc("POST /console/teams/{team}/conflicts/{collection}/{id}/{field}", c.team(c.resolve))
-	m.HandleFunc("GET /console/teams/{team}/records/{collection}/{id}", c.team(c.record))
-	m.HandleFunc("GET /console/teams/{team}/changes", c.team(c.changes))
-	m.HandleFunc("GET /console/teams/{team}/search", c.team(c.search))
-	m.HandleFunc("GET /console/teams/{team}/outcomes", c.team(c.outcomes))
-	m.HandleFunc("GET /console/teams/{team}/outcomes.csv", c.team(c.outcomesCSV))
-	m.HandleFunc("GET /console/admin/devices", c.admin(c.devices))
-	m.HandleFunc("POST /console/admin/devices/{id}/revoke", c.admin(c.revoke))
-	m.HandleFunc("GET /console/admin/quarantine", c.admin(c.quarantine))
-	m.HandleFunc("POST /console/admin/quarantine/{id}/reapply", c.admin(c.reapply))
-	m.HandleFunc("GET /console/admin/users", c.admin(c.users))
+	for _, r := range c.table() {
+		pattern := r.Path
+		if pattern == "/console/" {
+			pattern = "/console/{$}"
+		}
+		m.HandleFunc(r.Method+" "+pattern, r.h)
+	}
 	m.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusNotFound, "There is no such page.")
 	})

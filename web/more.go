@@ -243,7 +243,7 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 func (c *Console) revoke(w http.ResponseWriter, r *http.Request, v *viewer) {
-	id, ok := replicaOf(r.PathValue("id"))
+	id, ok := replicaOf(r.PathValue("device"))
 	if !ok {
 		c.fail(w, r, v, http.StatusNotFound, "No such device.")
 		return
@@ -302,7 +302,7 @@ func (c *Console) quarantine(w http.ResponseWriter, r *http.Request, v *viewer) 
 }
 
 func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	id, err := strconv.ParseUint(r.PathValue("qid"), 10, 64)
 	if err != nil {
 		c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry.")
 		return

@@ -1,0 +1,234 @@
+package client
+
+// The transport: one sync round trip over HTTP (request encoding, gzip,
+// bounded reading and decoding, problem details, token refresh on expiry)
+// and the JSON auth calls. Nothing here touches the local store except
+// through the token helpers in auth.go.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/api"
+)
+
+// gzipThreshold is the request body size from which a request is gzipped.
+const gzipThreshold = 16 << 10
+
+// syncRequest sends one sync request with the stored access token,
+// refreshing it once if the server says it expired.
+func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, wire, error) {
+	body, err := encodeRequest(req)
+	if err != nil {
+		return nil, wire{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		tok, err := r.accessToken()
+		if err != nil {
+			return nil, wire{}, err
+		}
+		resp, w, err := r.postSync(ctx, body, tok)
+		code := problemCode(err)
+		switch {
+		case err == nil:
+			return resp, w, nil
+		case (code == api.CodeTokenExpired || code == api.CodeUnauthorized) && attempt == 0:
+			if err := r.refresh(ctx, tok); err != nil {
+				return nil, w, err
+			}
+			continue
+		case code == api.CodeDeviceRevoked || code == api.CodeDeviceMismatch || code == api.CodeUnauthorized ||
+			code == api.CodeTokenExpired || code == api.CodeInvalidCredentials || code == api.CodeRefreshReused:
+			return nil, w, r.signOut(err)
+		}
+		return nil, w, err
+	}
+}
+
+func encodeRequest(req *api.SyncRequest) ([]byte, error) {
+	b, err := marshalCompact(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: encode sync request: %w", err)
+	}
+	return b, nil
+}
+
+// wire counts the body bytes of one round trip as they crossed the network
+// (after compression).
+type wire struct{ sent, received int }
+
+func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
+	var w wire
+	gz := len(body) > gzipThreshold
+	if gz {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		if _, err := zw.Write(body); err != nil {
+			return nil, w, err
+		}
+		if err := zw.Close(); err != nil {
+			return nil, w, err
+		}
+		body = buf.Bytes()
+	}
+	w.sent = len(body)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+"/v1/sync", bytes.NewReader(body))
+	if err != nil {
+		return nil, w, fmt.Errorf("client: sync request: %w", err)
+	}
+	hreq.Header.Set("Content-Type", api.ContentType)
+	hreq.Header.Set("Accept", api.ContentType)
+	hreq.Header.Set("Authorization", "Bearer "+token)
+	// Asking for gzip ourselves turns off the transport's transparent
+	// decompression, so the reply's wire size can be counted.
+	hreq.Header.Set("Accept-Encoding", "gzip")
+	if gz {
+		hreq.Header.Set("Content-Encoding", "gzip")
+	}
+	hresp, err := r.http.Do(hreq)
+	if err != nil {
+		return nil, w, fmt.Errorf("client: sync: %w", err)
+	}
+	defer hresp.Body.Close()
+	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
+	if err != nil {
+		return nil, w, fmt.Errorf("client: sync: read reply: %w", err)
+	}
+	w.received = len(b)
+	if strings.EqualFold(hresp.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, w, fmt.Errorf("client: sync: reply: %w", err)
+		}
+		if b, err = readBounded(zr, r.opts.MaxResponseBytes); err != nil {
+			return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
+		}
+	}
+	if hresp.StatusCode != http.StatusOK {
+		return nil, w, fmt.Errorf("client: sync: %w", decodeProblem(hresp, b))
+	}
+	var resp api.SyncResponse
+	if err := unmarshalBounded(b, &resp); err != nil {
+		return nil, w, fmt.Errorf("client: sync: decode reply (%d bytes): %w", len(b), err)
+	}
+	if resp.Protocol != 0 && resp.Protocol != api.ProtocolVersion {
+		return nil, w, fmt.Errorf("client: sync: server speaks protocol %d, want %d", resp.Protocol, api.ProtocolVersion)
+	}
+	return &resp, w, nil
+}
+
+func readBounded(rd io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(rd, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("reply exceeds %d bytes", max)
+	}
+	return b, nil
+}
+
+// unmarshalBounded decodes a whole msgpack body; trailing bytes and decoder
+// panics are errors.
+func unmarshalBounded(b []byte, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decoder panic: %v", p)
+		}
+	}()
+	rd := bytes.NewReader(b)
+	if err := msgpack.NewDecoder(rd).Decode(v); err != nil {
+		return err
+	}
+	if rd.Len() != 0 {
+		return fmt.Errorf("%d trailing bytes", rd.Len())
+	}
+	return nil
+}
+
+// decodeProblem turns an error reply into an *api.Problem: problem+json or
+// problem+msgpack as the server sent it, or one made from the status.
+func decodeProblem(resp *http.Response, body []byte) *api.Problem {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	var p api.Problem
+	var err error
+	switch {
+	case mt == api.ProblemMsgpackContentType || strings.HasSuffix(mt, "msgpack"):
+		err = unmarshalBounded(body, &p)
+	case strings.HasSuffix(mt, "json"):
+		err = json.Unmarshal(body, &p)
+	default:
+		err = errors.New("not a problem")
+	}
+	if err != nil || p.Code == "" {
+		code := api.CodeInternal
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized:
+			code = api.CodeUnauthorized
+		case resp.StatusCode == http.StatusForbidden:
+			code = api.CodeForbidden
+		case resp.StatusCode == http.StatusNotFound:
+			code = api.CodeNotFound
+		case resp.StatusCode == http.StatusTooManyRequests:
+			code = api.CodeRateLimited
+		case resp.StatusCode == http.StatusRequestEntityTooLarge:
+			code = api.CodeBodyTooLarge
+		case resp.StatusCode >= 500:
+			code = api.CodeUnavailable
+		case resp.StatusCode >= 400:
+			code = api.CodeBadRequest
+		}
+		detail := string(body)
+		if len(detail) > 200 {
+			detail = detail[:200]
+		}
+		np := api.NewProblem(code, detail)
+		np.Status = resp.StatusCode
+		return np
+	}
+	if p.Status == 0 {
+		p.Status = resp.StatusCode
+	}
+	return &p
+}
+
+// postJSON posts in as JSON to path and decodes a 200 reply into out; any
+// other reply becomes an *api.Problem.
+func (r *Replica) postJSON(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := readBounded(resp.Body, 1<<20)
+	if err != nil {
+		return fmt.Errorf("read reply: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return decodeProblem(resp, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode reply: %w", err)
+	}
+	return nil
+}
