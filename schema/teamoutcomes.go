@@ -41,24 +41,30 @@ type Outcomes struct {
 // records (other collections and deleted records are ignored).
 func TeamOutcomes(records []*crdt.Record) Outcomes {
 	var o Outcomes
-	o.ONS4, o.Skipped = ONS4Outcomes(records)
-	o.ONS4Summary = SummariseONS4(o.ONS4)
 	byPerson := map[string][]Response{}
 	for _, rec := range records {
 		if rec.Collection != "assessments" || rec.Deleted() {
 			continue
 		}
-		person, rs, _ := AssessmentResponses(rec)
+		person, rs, err := AssessmentResponses(rec)
+		if err != nil {
+			o.Skipped += len(rec.Field("responses").Entries) - len(rs)
+		}
 		if person != "" {
 			byPerson[person] = append(byPerson[person], rs...)
 		}
 	}
 	for person, rs := range byPerson {
+		if pairs := ONS4FirstLast(rs); len(pairs) > 0 {
+			o.ONS4 = append(o.ONS4, PersonOutcome{PersonID: person, Pairs: pairs})
+		}
 		if u, ok := UCLA3FirstLast(person, rs); ok {
 			o.UCLA3 = append(o.UCLA3, u)
 		}
 	}
+	slices.SortFunc(o.ONS4, func(a, b PersonOutcome) int { return strings.Compare(a.PersonID, b.PersonID) })
 	slices.SortFunc(o.UCLA3, func(a, b UCLA3Outcome) int { return strings.Compare(a.PersonID, b.PersonID) })
+	o.ONS4Summary = SummariseONS4(o.ONS4)
 	var first, last int
 	for _, u := range o.UCLA3 {
 		s := &o.UCLA3Total

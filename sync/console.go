@@ -9,6 +9,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -46,8 +47,12 @@ type ChangedEntry struct {
 }
 
 // maxChangedScan bounds the index entries one filtered page examines; a
-// page that stops there still returns a cursor to go on from.
-const maxChangedScan = 20_000
+// page that stops there (with fewer entries than asked, maybe none) still
+// returns a cursor to go on from.
+const maxChangedScan = 1000
+
+// maxQuarantineScan bounds the quarantine entries TeamQuarantine reads.
+const maxQuarantineScan = 20_000
 
 // Changes returns the team's records changed at or after f.Since (server
 // receive time), least recently changed first, each once at its last
@@ -90,7 +95,7 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 			if after != nil && bytes.Equal(k, after) {
 				continue
 			}
-			if len(out) == limit || scanned == maxChangedScan {
+			if len(out) == limit || scanned == max(maxChangedScan, limit) {
 				next = base64.RawURLEncoding.EncodeToString(last[len(prefix):])
 				return nil
 			}
@@ -103,11 +108,11 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 			if f.Collection != "" && ref.Collection != f.Collection {
 				continue
 			}
-			ce, ok, err := lastChange(txn, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
+			ce, ok, err := lastChange(txn, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID}, f.Author)
 			if err != nil {
 				return err
 			}
-			if !ok || (f.Author != "" && ce.Author != f.Author) {
+			if !ok {
 				continue
 			}
 			out = append(out, ce)
@@ -121,8 +126,10 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 }
 
 // lastChange reads the newest log entry touching ref (through the history
-// index, newest first) and attributes the record's last change.
-func lastChange(txn *badger.Txn, ref api.RecordRef) (ChangedEntry, bool, error) {
+// index, newest first) and attributes the record's last change. With
+// author set, an entry by someone else is skipped before its ops are
+// decoded (ok false).
+func lastChange(txn *badger.Txn, ref api.RecordRef, author string) (ChangedEntry, bool, error) {
 	prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 	defer it.Close()
@@ -141,20 +148,88 @@ func lastChange(txn *badger.Txn, ref api.RecordRef) (ChangedEntry, bool, error) 
 	} else if err != nil {
 		return ChangedEntry{}, false, fmt.Errorf("log entry %d: %w", pos, err)
 	}
-	var le store.LogEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+	ce := ChangedEntry{Ref: ref}
+	var ops []crdt.Op
+	err = item.Value(func(v []byte) error {
+		h, err := decodeEntryHead(v)
+		if err != nil {
+			return err
+		}
+		ce.Author, ce.Device, ce.Received, ce.Reason = h.author, h.replica, time.UnixMilli(h.receivedMS).UTC(), h.reason
+		if author != "" && h.author != author {
+			return nil
+		}
+		return store.Decode(h.ops, &ops)
+	})
+	if err != nil {
 		return ChangedEntry{}, false, err
 	}
-	ce := ChangedEntry{Ref: ref, Author: le.Author, Device: le.Replica, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason}
+	if author != "" && ce.Author != author {
+		return ChangedEntry{}, false, nil
+	}
 	var newest crdt.Timestamp
-	for i := range le.Ops {
-		op := &le.Ops[i]
+	for i := range ops {
+		op := &ops[i]
 		if op.Collection == ref.Collection && op.Record == ref.ID && op.ID.Time > newest {
 			newest = op.ID.Time
 		}
 	}
 	ce.DeviceTime = newest.Time()
 	return ce, true, nil
+}
+
+// entryHead is what a changed-since page needs of an encoded
+// store.LogEntry, with the ops left encoded.
+type entryHead struct {
+	author, reason string
+	replica        crdt.ReplicaID
+	receivedMS     int64
+	ops            []byte
+}
+
+// decodeEntryHead reads an encoded store.LogEntry's author, replica,
+// receive time and reason, and finds its ops without decoding them.
+func decodeEntryHead(v []byte) (h entryHead, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decoder panic: %v", store.ErrBadValue, p)
+		}
+	}()
+	rd := bytes.NewReader(v)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(rd)
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return h, fmt.Errorf("%w: log entry: %v", store.ErrBadValue, err)
+	}
+	for range n {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return h, fmt.Errorf("%w: log entry key: %v", store.ErrBadValue, err)
+		}
+		switch k {
+		case "a":
+			h.author, err = dec.DecodeString()
+		case "r":
+			h.reason, err = dec.DecodeString()
+		case "t":
+			h.receivedMS, err = dec.DecodeInt64()
+		case "d":
+			err = h.replica.DecodeMsgpack(dec)
+		case "o":
+			start := len(v) - rd.Len()
+			if err = dec.Skip(); err == nil {
+				h.ops = v[start : len(v)-rd.Len()]
+			}
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return h, fmt.Errorf("%w: log entry %q: %v", store.ErrBadValue, k, err)
+		}
+	}
+	return h, nil
 }
 
 // ConflictValue is one concurrent value of a field in conflict, with who
@@ -227,9 +302,9 @@ func conflictFrom(rec *crdt.Record, hist []HistoryEntry, field string) *FieldCon
 
 // TeamQuarantine lists the quarantined ops of the given teams (an admin's
 // teams), oldest first, at most limit (0 means DefaultPullLimit), from the
-// first maxChangedScan entries of the quarantine.
+// first maxQuarantineScan entries of the quarantine.
 func (e *Engine) TeamQuarantine(ctx context.Context, teams []string, limit int) ([]QuarantinedOp, error) {
-	all, err := e.Quarantined(ctx, maxChangedScan)
+	all, err := e.Quarantined(ctx, maxQuarantineScan)
 	if err != nil {
 		return nil, err
 	}
@@ -304,4 +379,31 @@ func (e *Engine) CountChangedSince(ctx context.Context, c Caller, team string, s
 		return 0, false, fmt.Errorf("count changed: %w", err)
 	}
 	return n, more, nil
+}
+
+// TeamVersion returns the team's last log position: it changes with every
+// change accepted for the team (pushes, resolutions, re-applies,
+// erasures), so a view computed from the team's records may be cached
+// until it moves.
+func (e *Engine) TeamVersion(ctx context.Context, c Caller, team string) (uint64, error) {
+	if err := scope(c, team); err != nil {
+		return 0, err
+	}
+	var pos uint64
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.LogPrefix(team)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		if it.ValidForPrefix(prefix) {
+			var err error
+			pos, err = store.LogPos(it.Item().Key())
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("team version: %w", err)
+	}
+	return pos, nil
 }

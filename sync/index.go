@@ -133,6 +133,11 @@ func (t *txnState) dropTerms(rec *crdt.Record) error {
 // MaxSearchResults bounds one search.
 const MaxSearchResults = 50
 
+// maxWordMatches bounds the index entries one word of a name search
+// reads: a word matching more people than this (a one-letter prefix)
+// finds only the first of them, in index order.
+const maxWordMatches = 5000
+
 // Search finds people of a team by name (every word of q must start a
 // word of their names), NHS number or postcode (whole, spaces ignored),
 // through the term index: the cost grows with the matches, not the team.
@@ -164,22 +169,28 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 			}
 		}
 		if len(ids) == 0 {
-			// Names: the rarest-looking (longest) word's prefix scan,
-			// then every other word checked on the record.
-			longest := ""
+			// Names: each word is a prefix scan of the name terms; the
+			// people found by every word, without reading a record.
+			var sets [][]string
 			for _, w := range words {
-				if n := normWord(w); len(n) > len(longest) {
-					longest = n
+				n := normWord(w)
+				if n == "" {
+					continue
 				}
+				got, err := termRecords(txn, team, termName+n, "people", maxWordMatches)
+				if err != nil {
+					return err
+				}
+				slices.Sort(got)
+				sets = append(sets, slices.Compact(got))
 			}
-			if longest == "" {
+			if len(sets) == 0 {
 				return nil
 			}
-			got, err := termRecords(txn, team, termName+longest, "people", 20*limit)
-			if err != nil {
-				return err
+			ids = sets[0]
+			for _, s := range sets[1:] {
+				ids = slices.DeleteFunc(ids, func(id string) bool { _, found := slices.BinarySearch(s, id); return !found })
 			}
-			ids = got
 		}
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
@@ -195,7 +206,7 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 			if err := item.Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
 				return err
 			}
-			if nameMatches(rec, words) || !hasLetters(q) {
+			if !rec.Deleted() {
 				out = append(out, rec)
 			}
 		}
@@ -205,32 +216,6 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	return out, nil
-}
-
-func hasLetters(q string) bool { return strings.IndexFunc(q, unicode.IsLetter) >= 0 }
-
-// nameMatches reports whether every word of q starts one of the record's
-// name terms, or the query is an NHS number or postcode of the record.
-func nameMatches(rec *crdt.Record, words []string) bool {
-	terms := recordTerms(rec)
-	compact := normCompact(strings.Join(words, ""))
-	if slices.Contains(terms, termNHS+compact) || slices.Contains(terms, termPostcode+compact) {
-		return true
-	}
-	for _, w := range words {
-		n := normWord(w)
-		if n == "" {
-			continue
-		}
-		ok := false
-		for _, t := range terms {
-			ok = ok || strings.HasPrefix(t, termName+n)
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // termRecords lists the IDs of the records of collection under terms

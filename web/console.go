@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -58,6 +59,9 @@ type Console struct {
 	ss    *sessions
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+
+	outMu    gosync.Mutex
+	outCache map[string]cachedOutcomes // by team
 }
 
 // New builds the console. It parses every template once and fails if one
@@ -78,7 +82,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 10_000
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, sch: cfg.Schema, ss: newSessions(cfg.SessionIdle, cfg.SessionMax, cfg.MaxSessions)}
+	c := &Console{cfg: cfg, log: cfg.Logger, sch: cfg.Schema, ss: newSessions(cfg.SessionIdle, cfg.SessionMax, cfg.MaxSessions), outCache: map[string]cachedOutcomes{}}
 	if c.log == nil {
 		c.log = slog.Default()
 	}

@@ -50,13 +50,38 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}{q, rows, dsync.MaxSearchResults}})
 }
 
-// teamOutcomes reads the team's assessments and computes the export.
+// teamOutcomes reads the team's assessments and computes the export, or
+// serves it from the cache while the team has not changed since.
 func (c *Console) teamOutcomes(r *http.Request, v *viewer) (schema.Outcomes, error) {
-	recs, err := c.cfg.Engine.CollectionRecords(r.Context(), v.caller, r.PathValue("team"), "assessments", 0)
+	ctx, team := r.Context(), r.PathValue("team")
+	ver, err := c.cfg.Engine.TeamVersion(ctx, v.caller, team)
 	if err != nil {
 		return schema.Outcomes{}, err
 	}
-	return schema.TeamOutcomes(recs), nil
+	c.outMu.Lock()
+	defer c.outMu.Unlock() // one computation per team at a time; others wait for it
+	if e, ok := c.outCache[team]; ok && e.version == ver {
+		return e.o, nil
+	}
+	recs, err := c.cfg.Engine.CollectionRecords(ctx, v.caller, team, "assessments", 0)
+	if err != nil {
+		return schema.Outcomes{}, err
+	}
+	o := schema.TeamOutcomes(recs)
+	if len(c.outCache) >= maxCachedTeams {
+		clear(c.outCache)
+	}
+	c.outCache[team] = cachedOutcomes{version: ver, o: o}
+	return o, nil
+}
+
+// maxCachedTeams bounds the outcomes cache.
+const maxCachedTeams = 256
+
+// cachedOutcomes is a team's outcome export at a team version.
+type cachedOutcomes struct {
+	version uint64
+	o       schema.Outcomes
 }
 
 // ons4Labels name the ONS4 items on charts.
@@ -64,6 +89,9 @@ var ons4Labels = map[string]string{
 	"ons4_life_satisfaction": "Life satisfaction", "ons4_worthwhile": "Things done are worthwhile",
 	"ons4_happy": "Happiness yesterday", "ons4_anxious": "Anxiety yesterday",
 }
+
+// outcomesPage is how many people the outcomes page lists at a time.
+const outcomesPage = 50
 
 type itemChart struct {
 	Item, Label string
@@ -91,11 +119,22 @@ func (c *Console) outcomes(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	u := o.UCLA3Total
 	ucla := chartSVG("UCLA-3 loneliness total", 3, 9, u.MeanFirst, u.MeanLast, u.People, u.Improved, u.Same, u.Worse, true)
+	// The per-person table is paged (the CSV has everyone).
+	pg, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pg = max(pg, 1)
+	people := max(len(o.ONS4), len(o.UCLA3))
+	pages := max((people+outcomesPage-1)/outcomesPage, 1)
+	pg = min(pg, pages)
+	lo, hi := (pg-1)*outcomesPage, pg*outcomesPage
+	o.ONS4 = o.ONS4[min(lo, len(o.ONS4)):min(hi, len(o.ONS4))]
+	o.UCLA3 = o.UCLA3[min(lo, len(o.UCLA3)):min(hi, len(o.UCLA3))]
 	c.render(w, r, http.StatusOK, "outcomes", page{Title: "Outcomes", Viewer: v, Team: r.PathValue("team"), Data: struct {
-		O      schema.Outcomes
-		Charts []itemChart
-		UCLA   template.HTML
-	}{o, charts, ucla}})
+		O                 schema.Outcomes
+		Charts            []itemChart
+		UCLA              template.HTML
+		Page, Pages, Prev int
+		Next              int
+	}{o, charts, ucla, pg, pages, pg - 1, pg + 1}})
 }
 
 func (c *Console) outcomesCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
