@@ -286,10 +286,31 @@ type page struct {
 	Team   string // current team, for the navigation
 	Flash  string
 	Data   any
+	Nav    string // the navigation entry of this page, marked aria-current
+}
+
+// navOf names the navigation entry a console path belongs to.
+func navOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) == 3 && parts[1] == "teams":
+		return "home"
+	case len(parts) >= 4 && parts[1] == "teams":
+		if parts[3] == "outcomes.csv" {
+			return "outcomes"
+		}
+		return parts[3]
+	case len(parts) >= 3 && parts[1] == "admin":
+		return parts[2]
+	case len(parts) == 1:
+		return "teams"
+	}
+	return ""
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	t := c.pages[name]
+	p.Nav = navOf(r.URL.Path)
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
 		c.log.Error("console template", "page", name, "err", err)

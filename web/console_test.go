@@ -141,7 +141,7 @@ func TestEveryPageRenders(t *testing.T) {
 	}{
 		{"/console/", []string{"Wigan"}},
 		{"/console/teams/" + cf.Team, []string{"conflicts waiting", "changed", "Review cfs for " + given}},
-		{"/console/teams/" + cf.Team + "/conflicts", []string{"cfs", "clinical"}},
+		{"/console/teams/" + cf.Team + "/conflicts", []string{"cfs", "clinical", `aria-current="page">Conflicts`}},
 		{"/console/teams/" + cf.Team + "/conflicts/people/" + cf.Record + "/cfs", []string{"Amara Okafor", "Chloe Marsh", "link worker", "written offline", "Had seen", ">6<", ">4<", "required for a clinical field", "Reached server"}},
 		{rec, []string{given + " " + family, "cfs", "in conflict", "Linked records", "Reason"[:0]}},
 		{"/console/teams/" + cf.Team + "/changes", []string{"Device time", "Reached server", "Next page"}},
