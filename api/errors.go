@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. Codes never change meaning;
@@ -29,6 +30,17 @@ const (
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
 	CodeMethodNotAllowed    Code = "method_not_allowed"
+)
+
+// Account codes (request-level): the account lifecycle and login rules.
+const (
+	CodeAccountDisabled Code = "account_disabled" // the user is disabled: login, refresh and access tokens refused
+	CodeAccountLocked   Code = "account_locked"   // too many failed logins for this username; see Retry-After
+	CodeWeakPassword    Code = "weak_password"    // a new password is too short, too long, common or the username
+	CodeNoTeams         Code = "no_teams"         // the user is in no team and cannot get a token
+	CodeTooManyDevices  Code = "too_many_devices" // a login from one more device than the per-user bound
+	CodeDemoAccount     Code = "demo_account"     // a --demo user logging in to a server not in demo mode
+	CodeWrongPassword   Code = "wrong_password"   // the current password given to change one's own is wrong
 )
 
 // Change- and op-level codes, carried in ChangeResult and OpResult.
@@ -65,6 +77,13 @@ var statusByCode = map[Code]int{
 	CodeInternal:            http.StatusInternalServerError,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeAccountDisabled:     http.StatusUnauthorized,
+	CodeAccountLocked:       http.StatusTooManyRequests,
+	CodeWeakPassword:        http.StatusBadRequest,
+	CodeNoTeams:             http.StatusForbidden,
+	CodeTooManyDevices:      http.StatusForbidden,
+	CodeDemoAccount:         http.StatusForbidden,
+	CodeWrongPassword:       http.StatusForbidden,
 }
 
 // Status returns the HTTP status a request-level code travels with, or 500
@@ -85,6 +104,16 @@ type Problem struct {
 	Status int    `json:"status" msgpack:"status"`
 	Detail string `json:"detail,omitempty" msgpack:"detail,omitempty"`
 	Code   Code   `json:"code" msgpack:"code"`
+	// RetryAfterMillis, when set, is how long the client should wait
+	// before trying again, in milliseconds: sent with rate_limited (and
+	// unavailable when the server knows). The HTTP Retry-After header
+	// carries the same wait rounded up to whole seconds.
+	RetryAfterMillis int64 `json:"retry_after_ms,omitempty" msgpack:"retry_after_ms,omitempty"`
+}
+
+// RetryAfter returns the wait the server asked for, or 0.
+func (p *Problem) RetryAfter() time.Duration {
+	return time.Duration(p.RetryAfterMillis) * time.Millisecond
 }
 
 // ProblemContentType is the media type of JSON problem details.

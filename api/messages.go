@@ -28,6 +28,24 @@ type SyncRequest struct {
 	// PullLimit caps the items in the pulled page; 0 means the server's
 	// default. The server also caps pages by bytes.
 	PullLimit int `msgpack:"l,omitempty"`
+	// Epoch is the server epoch the device last synced in (from
+	// SyncResponse.Epoch); empty on a device that never synced or an SDK
+	// that predates epochs. When it differs from the server's, the server
+	// applies no Changes and pulls nothing: the device must first re-send
+	// its record states (Restate), see docs/PROTOCOL.md "Epochs".
+	Epoch []byte `msgpack:"e,omitempty"`
+	// Restate carries the device's record states (crdt.MarshalRecord
+	// form) after it learnt of a new epoch, in pages. The server merges
+	// them (idempotently) and forwards what it lacked to other devices.
+	Restate []crdt.RecordBytes `msgpack:"2r,omitempty"`
+	// RestateDone marks the last Restate request: the server then raises
+	// the replica's high-water seq to Rebase and the device adopts the new
+	// epoch.
+	RestateDone bool `msgpack:"2f,omitempty"`
+	// Rebase is the highest seq the server had acknowledged to this
+	// device (its lowest unacknowledged seq minus one); sent with
+	// RestateDone.
+	Rebase uint64 `msgpack:"2h,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
@@ -58,6 +76,12 @@ type SyncResponse struct {
 	Cursor []byte `msgpack:"k"`
 	// More reports that another pull would return more right away.
 	More bool `msgpack:"m,omitempty"`
+	// Epoch is the server's current epoch ID (16 bytes). It changes when
+	// the server is restored from a backup; see docs/PROTOCOL.md "Epochs".
+	Epoch []byte `msgpack:"e,omitempty"`
+	// Restated counts the record states of a Restate request that added
+	// something the server lacked.
+	Restated int `msgpack:"2n,omitempty"`
 }
 
 // ChangeStatus is the outcome of one pushed change.

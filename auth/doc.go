@@ -26,4 +26,32 @@
 // with the password, which starts a new generation; access tokens of earlier
 // generations stay refused. A revocation by an admin is permanent for that
 // replica ID.
+//
+// # Admin model
+//
+// Every admin is a team admin, scoped to the teams on their account; the
+// operator's command line (ServiceActor) is the unscoped service admin.
+// The scope is taken from the Actor in the context (WithActor), which the
+// server sets on every authenticated request: an admin sees users who share
+// a team, manages (role, name, password, disable, delete) only users all of
+// whose teams are the admin's, and moves users in and out of the admin's
+// own teams only. See scope.go for the rules and ErrForbidden.
+//
+// # Account lifecycle
+//
+// Users can be disabled and enabled, deleted (a tombstone that keeps the
+// leaver's records attributed, frees the username and revokes every
+// device), have their password reset by an admin or changed by
+// themselves, and log a device out (ending its refresh chain). Logins are
+// refused for users in no team, demo users outside demo mode, and a
+// device past the per-user bound; failed logins lock a username for a
+// growing while. New passwords must pass CheckPassword.
+//
+// # Audit trail
+//
+// auth owns the append-only audit trail (audit.go, layout version
+// AuditLayoutVersion): account changes are recorded in the same
+// transaction as the change, and other packages record theirs (record
+// reads, resolutions, erasures) with Service.Audit. AuditLog reads it,
+// filtered and scoped to an admin's teams.
 package auth

@@ -33,3 +33,30 @@ var (
 	// ErrClosed: the service has been closed.
 	ErrClosed = errors.New("auth: closed")
 )
+
+// Errors of the account lifecycle.
+var (
+	// ErrForbidden: an admin acting outside the admin's teams (see the
+	// admin model in the package doc).
+	ErrForbidden = errors.New("auth: outside your teams")
+	// ErrAccountDisabled: the user has been disabled by an admin; login,
+	// refresh and access tokens are refused until enabled.
+	ErrAccountDisabled = errors.New("auth: account disabled")
+	// ErrAccountLocked: too many failed logins for this username; the
+	// error is a *LockedError saying when to try again.
+	ErrAccountLocked = errors.New("auth: account locked after failed logins")
+	// ErrWeakPassword: a new password that is too short, too long, common
+	// or the username.
+	ErrWeakPassword = errors.New("auth: password refused")
+	// ErrNoTeams: the user belongs to no team and cannot get a token.
+	ErrNoTeams = errors.New("auth: user has no team")
+	// ErrTooManyDevices: a login from a new device by a user who has
+	// MaxDevicesPerUser devices already.
+	ErrTooManyDevices = errors.New("auth: too many devices for this user")
+	// ErrDemoAccount: a demo user (seeded by --demo) logging in to a
+	// server not running in demo mode.
+	ErrDemoAccount = errors.New("auth: demo account refused outside demo mode")
+	// ErrWrongPassword: the current password given to change one's own
+	// password is wrong.
+	ErrWrongPassword = errors.New("auth: current password is wrong")
+)

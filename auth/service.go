@@ -57,7 +57,30 @@ type Config struct {
 	// DeviceCacheSize bounds the in-memory device state cache; default
 	// 100,000 devices.
 	DeviceCacheSize int
+	// MaxDevicesPerUser bounds the devices registered to one user, not
+	// counting those an admin revoked; a login from one more is refused
+	// with ErrTooManyDevices. Default DefaultMaxDevicesPerUser; negative
+	// means no bound.
+	MaxDevicesPerUser int
+	// LockoutThreshold is how many consecutive failed logins lock a
+	// username; default 5, negative disables the lockout. The lock lasts
+	// LockoutBase (default 1 minute), doubling with each further failure
+	// up to LockoutMax (default 15 minutes).
+	LockoutThreshold int
+	LockoutBase      time.Duration
+	LockoutMax       time.Duration
+	// AllowDemo lets users seeded as demo users (NewUser.Demo) log in.
+	// Without it their login is refused with ErrDemoAccount, so a data
+	// directory once seeded by --demo does not keep accepting the
+	// published demo password.
+	AllowDemo bool
+	// EncryptionKey, if set, encrypts the auth store at rest with Badger's
+	// AES encryption (16, 24 or 32 bytes), as store.Options.EncryptionKey.
+	EncryptionKey []byte
 }
+
+// DefaultMaxDevicesPerUser is the default of Config.MaxDevicesPerUser.
+const DefaultMaxDevicesPerUser = 10
 
 func (c *Config) defaults(dir string) {
 	if c.Issuer == "" {
@@ -90,6 +113,18 @@ func (c *Config) defaults(dir string) {
 	if c.DeviceCacheSize <= 0 {
 		c.DeviceCacheSize = 100_000
 	}
+	if c.MaxDevicesPerUser == 0 {
+		c.MaxDevicesPerUser = DefaultMaxDevicesPerUser
+	}
+	if c.LockoutThreshold == 0 {
+		c.LockoutThreshold = 5
+	}
+	if c.LockoutBase <= 0 {
+		c.LockoutBase = time.Minute
+	}
+	if c.LockoutMax <= 0 {
+		c.LockoutMax = 15 * time.Minute
+	}
 }
 
 // Team is a team: the scope of records and of the users who work on them.
@@ -107,6 +142,21 @@ type User struct {
 	Role     string    `json:"role"`
 	Teams    []string  `json:"teams"`
 	Created  time.Time `json:"created"`
+	// FormerTeams are the teams a user removed from every team last had:
+	// they decide which admins may still see and manage the user.
+	FormerTeams []string `json:"former_teams,omitempty"`
+	// Disabled users cannot log in, refresh or use their access tokens.
+	Disabled   bool      `json:"disabled"`
+	DisabledAt time.Time `json:"disabled_at,omitzero"`
+	// Deleted users (leavers) are kept as a tombstone so that the records
+	// they wrote stay attributed; their username is free again and their
+	// devices are revoked.
+	Deleted   bool      `json:"deleted,omitempty"`
+	DeletedAt time.Time `json:"deleted_at,omitzero"`
+	// Demo users were seeded by --demo and log in only in demo mode.
+	Demo bool `json:"demo,omitempty"`
+	// PasswordChanged is when the password was last set.
+	PasswordChanged time.Time `json:"password_changed,omitzero"`
 }
 
 // NewUser is the input of CreateUser.
@@ -116,6 +166,8 @@ type NewUser struct {
 	Password string
 	Role     string
 	Teams    []string
+	// Demo marks a user seeded by --demo (see Config.AllowDemo).
+	Demo bool
 }
 
 // Device is a replica registered to a user.
@@ -127,14 +179,15 @@ type Device struct {
 	LastSeen      time.Time `json:"last_seen"` // last login or refresh
 	Revoked       bool      `json:"revoked"`
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
-	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin" or "refresh_reuse"
+	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin", "refresh_reuse" or "user_deleted"
 	Gen           uint64    `json:"gen"`                      // login generation
 }
 
 // Revocation reasons.
 const (
-	RevokedByAdmin = "admin"
-	RevokedByReuse = "refresh_reuse"
+	RevokedByAdmin       = "admin"
+	RevokedByReuse       = "refresh_reuse"
+	RevokedByUserDeleted = "user_deleted"
 )
 
 type userRecord struct {
@@ -159,8 +212,15 @@ const (
 	pUsername = "username/" // username/<lower(username)> → user id
 	pDevice   = "device/"   // device/<replica hex> → Device
 	pRefresh  = "refresh/"  // refresh/<sha256 hex> → refreshRecord
+	pUserDev  = "userdev/"  // userdev/<user id>/<replica hex> → "" (devices by user)
 	kReady    = "ready"     // written by Ping
+	kLayout   = "layout"    // layout version, decimal; absent means 1
+	// pAudit: see audit.go.
 )
+
+// layoutVersion is the auth store's layout: 2 added the userdev/ index
+// and the audit trail (built at Open from a layout 1 store).
+const layoutVersion = 2
 
 // Service is the built-in issuer. It is safe for concurrent use.
 type Service struct {
@@ -171,6 +231,12 @@ type Service struct {
 	ext       *jwks // nil without an external issuer
 	dummyOnce gosync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not tell
+
+	lock *lockout // failed logins per username
+
+	auditMu     gosync.Mutex // serialises transactions that append audit entries
+	auditSeq    uint64       // last audit seq written
+	auditLoaded bool
 
 	mu      gosync.Mutex
 	devices map[string]deviceState // cache of device revocation state
@@ -195,24 +261,17 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithLogger(nil).
-		WithMemTableSize(4 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(2 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(64 << 10).
-		WithBlockCacheSize(4 << 20).
-		WithIndexCacheSize(2 << 20).
-		WithNumCompactors(2)
+	opts := BadgerOptions(dir, cfg.EncryptionKey)
 	db, err := badgeropen.Open(opts, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
 	}
-	s := &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{}}
+	s := &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{},
+		lock: newLockout(cfg.LockoutThreshold, cfg.LockoutBase, cfg.LockoutMax, 100_000)}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open auth: %w", err)
+	}
 	if cfg.External != nil {
 		if s.ext, err = newJWKS(*cfg.External, cfg.Now); err != nil {
 			db.Close()
@@ -347,7 +406,10 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 		return Team{}, fmt.Errorf("%w: team name must be 1–200 bytes", ErrInvalid)
 	}
 	t := Team{ID: id, Name: name, Created: s.cfg.Now().UTC()}
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	actor := ActorFrom(ctx)
+	var creator *userRecord
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+		creator = nil
 		var old Team
 		switch err := getJSON(txn, pTeam+id, &old); {
 		case err == nil:
@@ -355,10 +417,31 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		return setJSON(txn, pTeam+id, t)
+		if err := setJSON(txn, pTeam+id, t); err != nil {
+			return err
+		}
+		if actor.scoped() {
+			// A team admin becomes a member of the team they create, so
+			// that no team is left without an admin (from their next
+			// refresh, as for any new team).
+			var u userRecord
+			if err := getJSON(txn, pUser+actor.UserID, &u); err != nil {
+				return err
+			}
+			u.Teams = append(slices.Clone(u.Teams), id)
+			slices.Sort(u.Teams)
+			if err := setJSON(txn, pUser+u.ID, u); err != nil {
+				return err
+			}
+			creator = &u
+		}
+		return audit(AuditEntry{Action: ActionTeamCreate, Team: id, TargetKind: "team", TargetID: id})
 	})
 	if err != nil {
 		return Team{}, fmt.Errorf("create team: %w", err)
+	}
+	if creator != nil {
+		s.cacheUser(creator.User)
 	}
 	return t, nil
 }
@@ -410,12 +493,20 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("%w: username must be 1–100 bytes without spaces or '/'", ErrInvalid)
 	case !ValidRole(nu.Role):
 		return User{}, fmt.Errorf("%w: role %q", ErrInvalid, nu.Role)
-	case len(nu.Password) < 8:
-		return User{}, fmt.Errorf("%w: password must be at least 8 bytes", ErrInvalid)
-	case len(nu.Password) > 72:
-		return User{}, fmt.Errorf("%w: password must be at most 72 bytes", ErrInvalid)
 	case len(nu.Name) > 200:
 		return User{}, fmt.Errorf("%w: name must be at most 200 bytes", ErrInvalid)
+	}
+	if err := CheckPassword(username, nu.Password); err != nil {
+		return User{}, fmt.Errorf("create user: %w", err)
+	}
+	actor := ActorFrom(ctx)
+	if actor.scoped() {
+		if len(nu.Teams) == 0 {
+			return User{}, fmt.Errorf("create user: %w: a new user needs at least one of your teams", ErrInvalid)
+		}
+		if err := actor.checkTeamChange(nil, nu.Teams); err != nil {
+			return User{}, fmt.Errorf("create user: %w", err)
+		}
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(nu.Password), s.cfg.BcryptCost)
 	if err != nil {
@@ -425,8 +516,9 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if name == "" {
 		name = username
 	}
-	u := userRecord{User: User{ID: randomHex(8), Username: username, Name: name, Role: nu.Role, Created: s.cfg.Now().UTC()}, Hash: hash}
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	now := s.cfg.Now().UTC()
+	u := userRecord{User: User{ID: randomHex(8), Username: username, Name: name, Role: nu.Role, Created: now, Demo: nu.Demo, PasswordChanged: now}, Hash: hash}
+	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		teams, err := s.checkTeams(txn, nu.Teams)
 		if err != nil {
 			return err
@@ -442,7 +534,10 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		if err := txn.Set([]byte(key), []byte(u.ID)); err != nil {
 			return err
 		}
-		return setJSON(txn, pUser+u.ID, u)
+		if err := setJSON(txn, pUser+u.ID, u); err != nil {
+			return err
+		}
+		return audit(userAudit(ActionUserCreate, &u.User, nil, map[string]string{"role": u.Role, "teams": strings.Join(u.Teams, ",")}))
 	})
 	if err != nil {
 		return User{}, fmt.Errorf("create user: %w", err)
@@ -484,33 +579,86 @@ func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
 	if !ValidRole(role) {
 		return User{}, fmt.Errorf("set role: %w: role %q", ErrInvalid, role)
 	}
-	return s.modifyUser(ctx, id, func(_ *badger.Txn, u *userRecord) error { u.Role = role; return nil })
+	return s.modifyUser(ctx, id, ActionUserRole, true, func(_ *badger.Txn, u *userRecord) (map[string]string, error) {
+		old := u.Role
+		u.Role = role
+		return map[string]string{"role": role, "old_role": old}, nil
+	})
 }
 
 // SetTeams replaces a user's teams; every team must exist. Like SetRole, a
 // removal applies at once (Narrow) and an addition from the next refresh.
 func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User, error) {
-	return s.modifyUser(ctx, id, func(txn *badger.Txn, u *userRecord) error {
+	return s.modifyUser(ctx, id, ActionUserTeams, false, func(txn *badger.Txn, u *userRecord) (map[string]string, error) {
 		t, err := s.checkTeams(txn, teams)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if err := ActorFrom(ctx).checkTeamChange(u.Teams, t); err != nil {
+			return nil, err
+		}
+		old := u.Teams
+		if len(t) == 0 && len(old) > 0 {
+			u.FormerTeams = old
+		}
+		if len(t) > 0 {
+			u.FormerTeams = nil
 		}
 		u.Teams = t
-		return nil
+		return map[string]string{"teams": strings.Join(t, ","), "old_teams": strings.Join(old, ",")}, nil
 	})
 }
 
-func (s *Service) modifyUser(ctx context.Context, id string, fn func(*badger.Txn, *userRecord) error) (User, error) {
+// userAudit builds the audit entry of a change to u; old, if not nil, is
+// u before the change, so the entry concerns the teams of both.
+func userAudit(action string, u *User, old *User, detail map[string]string) AuditEntry {
+	teams := slices.Clone(u.scopeTeams())
+	if old != nil {
+		teams = append(teams, old.scopeTeams()...)
+	}
+	slices.Sort(teams)
+	teams = slices.Compact(teams)
+	e := AuditEntry{Action: action, Teams: teams, TargetKind: "user", TargetID: u.ID, Detail: map[string]string{"username": u.Username}}
+	if len(teams) > 0 {
+		e.Team, e.Teams = teams[0], teams[1:]
+	}
+	for k, v := range detail {
+		e.Detail[k] = v
+	}
+	return e
+}
+
+// modifyUser changes a live user in one transaction with its audit entry.
+// The context's actor must cover the user (manage) when covers is set, and
+// see the user otherwise; fn checks anything further and returns the
+// entry's detail.
+func (s *Service) modifyUser(ctx context.Context, id, action string, covers bool, fn func(*badger.Txn, *userRecord) (map[string]string, error)) (User, error) {
 	var u userRecord
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	actor := ActorFrom(ctx)
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		u = userRecord{}
 		if err := getJSON(txn, pUser+id, &u); err != nil {
 			return err
 		}
-		if err := fn(txn, &u); err != nil {
+		if u.Deleted {
+			return fmt.Errorf("%w: user %q was deleted", ErrNotFound, id)
+		}
+		check := actor.checkSees
+		if covers {
+			check = actor.checkCovers
+		}
+		if err := check(u.User); err != nil {
 			return err
 		}
-		return setJSON(txn, pUser+id, u)
+		old := u.User
+		detail, err := fn(txn, &u)
+		if err != nil {
+			return err
+		}
+		if err := setJSON(txn, pUser+id, u); err != nil {
+			return err
+		}
+		return audit(userAudit(action, &u.User, &old, detail))
 	})
 	if err != nil {
 		return User{}, fmt.Errorf("update user %q: %w", id, err)
@@ -547,6 +695,12 @@ func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []s
 		}
 		s.cacheUser(u)
 	}
+	switch {
+	case u.Deleted:
+		return "", nil, fmt.Errorf("%w: user deleted", ErrUnauthorized)
+	case u.Disabled:
+		return "", nil, fmt.Errorf("%w: user %s", ErrAccountDisabled, u.ID)
+	}
 	role = c.Role
 	if RoleAtLeast(role, u.Role) && role != u.Role {
 		role = u.Role
@@ -560,24 +714,20 @@ func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []s
 	return role, teams, nil
 }
 
-// Devices lists a user's devices.
+// Devices lists a user's devices, by replica ID. An admin lists those of
+// users the admin sees (ErrNotFound otherwise).
 func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) {
 	var out []Device
-	err := s.view(ctx, func(txn *badger.Txn) error {
+	err := s.view(ctx, func(txn *badger.Txn) (err error) {
 		var u userRecord
 		if err := getJSON(txn, pUser+userID, &u); err != nil {
 			return err
 		}
-		all, err := listJSON[Device](txn, pDevice)
-		if err != nil {
+		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
 			return err
 		}
-		for _, d := range all {
-			if d.User == userID {
-				out = append(out, d)
-			}
-		}
-		return nil
+		out, err = userDevices(txn, userID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devices of %q: %w", userID, err)
@@ -595,17 +745,46 @@ func (s *Service) Device(ctx context.Context, replica crdt.ReplicaID) (Device, e
 	return d, nil
 }
 
+// userDevices lists the devices of a user through the userdev/ index.
+func userDevices(txn *badger.Txn, userID string) ([]Device, error) {
+	prefix := []byte(pUserDev + userID + "/")
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var out []Device
+	for it.Rewind(); it.Valid(); it.Next() {
+		var d Device
+		if err := getJSON(txn, pDevice+string(it.Item().Key()[len(prefix):]), &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // RevokeDevice revokes a device for good: its refresh fails at once and its
-// access tokens are refused by CheckDevice.
+// access tokens are refused by CheckDevice. An admin revokes devices of
+// users the admin sees (ErrNotFound otherwise).
 func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err
 		}
+		var u userRecord
+		if err := getJSON(txn, pUser+d.User, &u); err != nil {
+			return err
+		}
+		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
+			return fmt.Errorf("%w: device %s", ErrNotFound, replica)
+		}
 		d.Revoked, d.RevokedAt, d.RevokedReason = true, s.cfg.Now().UTC(), RevokedByAdmin
-		return setJSON(txn, pDevice+d.ID, d)
+		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
+			return err
+		}
+		e := userAudit(ActionDeviceRevoke, &u.User, nil, map[string]string{"user": u.ID})
+		e.TargetKind, e.TargetID = "device", d.ID
+		return audit(e)
 	})
 	if err != nil {
 		return Device{}, fmt.Errorf("revoke device %s: %w", replica, err)
@@ -698,13 +877,37 @@ func (s *Service) tokenResponse(u *userRecord, access, refresh string) *api.Toke
 // refresh and access tokens of the device are superseded. A device revoked
 // after refresh token reuse is reinstated by a login; one revoked by an admin
 // is not (ErrDeviceRevoked).
+//
+// Failed logins are counted per username (see Config.LockoutThreshold):
+// past the threshold the username is locked for a while and Login returns
+// a *LockedError without checking the password. Every failure is logged
+// with the username, never the password.
 func (s *Service) Login(ctx context.Context, username, password, deviceID, deviceName string) (*api.TokenResponse, error) {
 	var (
 		u      userRecord
 		userID []byte
 	)
+	key := strings.ToLower(strings.TrimSpace(username))
+	if len(key) > 100 {
+		key = key[:100]
+	}
+	now := s.cfg.Now()
+	if d := s.lock.check(key, now); d > 0 {
+		s.cfg.Logger.Warn("login refused: username locked", "username", key, "retry_after", d.Round(time.Second).String())
+		return nil, fmt.Errorf("login: %w", &LockedError{RetryAfter: d})
+	}
+	failed := func(reason string) error {
+		lockedFor := s.lock.fail(key, now)
+		s.cfg.Logger.Warn("login failed", "username", key, "reason", reason, "locked_for", lockedFor.String())
+		if lockedFor > 0 && userID != nil {
+			_ = s.Audit(ctx, AuditEntry{ActorID: "system", Action: ActionUserLocked,
+				Team: firstOr(u.Teams), Teams: restOf(u.Teams), TargetKind: "user", TargetID: u.ID,
+				Detail: map[string]string{"username": u.Username, "locked_for": lockedFor.String()}})
+		}
+		return fmt.Errorf("login: %w", ErrInvalidCredentials)
+	}
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(pUsername + strings.ToLower(strings.TrimSpace(username))))
+		item, err := txn.Get([]byte(pUsername + key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return ErrNotFound
 		}
@@ -724,14 +927,19 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 			s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(randomHex(16)), s.cfg.BcryptCost)
 		})
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
+		if err == nil {
+			return nil, failed("no password (external user)")
+		}
+		userID = nil
+		return nil, failed("unknown username")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	if bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) != nil {
-		return nil, fmt.Errorf("login: %w", ErrInvalidCredentials)
+		return nil, failed("wrong password")
 	}
+	s.lock.reset(key)
 	tr, err := s.startSession(ctx, &u, deviceID, deviceName)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -750,14 +958,29 @@ func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, dev
 	if len(deviceName) > 200 {
 		return nil, fmt.Errorf("%w: device_name longer than 200 bytes", ErrInvalid)
 	}
+	if err := s.mayHoldTokens(&u.User); err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now().UTC()
 	refresh := newRefreshToken()
 	var d Device
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		d = Device{}
 		switch err := getJSON(txn, pDevice+replica.String(), &d); {
 		case errors.Is(err, ErrNotFound):
+			if err := s.checkDeviceBound(txn, u.ID); err != nil {
+				return err
+			}
 			d = Device{ID: replica.String(), Name: deviceName, User: u.ID, Created: now}
+			if err := txn.Set([]byte(pUserDev+u.ID+"/"+d.ID), nil); err != nil {
+				return err
+			}
+			e := userAudit(ActionDeviceRegister, &u.User, nil, map[string]string{"user": u.ID})
+			e.ActorID, e.ActorName, e.ActorRole, e.Device = u.ID, u.Name, u.Role, d.ID
+			e.TargetKind, e.TargetID = "device", d.ID
+			if err := audit(e); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		case d.User != u.ID:
@@ -853,6 +1076,9 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 			}
 		}
 		if err := getJSON(txn, pUser+rt.User, &u); err != nil {
+			return err
+		}
+		if err := s.mayHoldTokens(&u.User); err != nil {
 			return err
 		}
 		rt.SpentAt, rt.Successor = now, hashToken(next)

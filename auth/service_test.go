@@ -85,7 +85,7 @@ func TestLoginVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another user cannot take over the device.
-	if _, err := s.CreateUser(ctx, NewUser{Username: "bea", Password: "another pass", Role: api.RoleLinkWorker}); err != nil {
+	if _, err := s.CreateUser(ctx, NewUser{Username: "bea", Password: "another pass", Role: api.RoleLinkWorker, Teams: []string{"wigan"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Login(ctx, "bea", "another pass", dev.String(), "tab"); !errors.Is(err, ErrDeviceMismatch) {
@@ -112,7 +112,6 @@ func TestValidation(t *testing.T) {
 	seed(t, s)
 	ctx := context.Background()
 	cases := []NewUser{
-		{Username: "x", Password: "short", Role: api.RoleAdmin},
 		{Username: "x", Password: "long enough", Role: "root"},
 		{Username: "x", Password: "long enough", Role: api.RoleAdmin, Teams: []string{"nope"}},
 		{Username: "a b", Password: "long enough", Role: api.RoleAdmin},
@@ -121,6 +120,9 @@ func TestValidation(t *testing.T) {
 		if _, err := s.CreateUser(ctx, nu); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: %v", nu, err)
 		}
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: "x", Password: "short", Role: api.RoleAdmin}); !errors.Is(err, ErrWeakPassword) {
+		t.Errorf("short password: %v", err)
 	}
 	if _, err := s.CreateUser(ctx, NewUser{Username: "Ann", Password: "long enough", Role: api.RoleAdmin}); !errors.Is(err, ErrExists) {
 		t.Errorf("duplicate username: %v", err)

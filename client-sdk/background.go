@@ -30,6 +30,11 @@ type Status struct {
 	NextSync time.Time
 	// Failures counts the background loop's consecutive failed syncs.
 	Failures int
+	// ServerRestored is when this device last found the server restored
+	// from a backup (a new epoch) and re-sent its records (see epoch.go);
+	// Restated counts the records the server took back from it.
+	ServerRestored time.Time
+	Restated       int
 }
 
 // Status returns the current sync status.

@@ -4,6 +4,8 @@ package client
 // corrects it from the server's clock (see "Clock" in the package doc).
 
 import (
+	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/doorstep-health/doorstep/crdt"
@@ -61,4 +63,22 @@ func (r *Replica) ClockOffset() time.Duration {
 	r.offsetMu.Lock()
 	defer r.offsetMu.Unlock()
 	return r.offset
+}
+
+// sleep waits d, or until ctx is done (returning its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// jitter returns d plus up to a tenth more, so that devices told to wait
+// the same time do not all come back at once.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d/10)+1))
 }

@@ -45,9 +45,21 @@
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
-// After a network failure (a timeout on a slow link, say) both are halved
-// for the next attempt and doubled back after each success, so a page too
-// big to cross the link in time cannot stall sync for good.
+// After a failure that points at size they are halved for the next attempt
+// and doubled back after each success, so a page too big to cross the link
+// in time cannot stall sync for good: a timeout halves both, body_too_large
+// the changes pushed, a reply over MaxResponseBytes the page. Other failures
+// (a refused, reset or cut connection, a server error) leave the sizes
+// alone, so random losses do not shrink every request to a crawl.
+//
+// # Rate limits
+//
+// When the server answers rate_limited (or unavailable with a wait), Sync
+// waits what the server asked (the problem's retry_after_ms, else the
+// Retry-After header, else 1 s), capped by Options.MaxRetryWait and
+// jittered, and goes on; at most 10 waits in a row, and never past the
+// context. SyncResult.RateLimited counts them. A long bootstrap therefore
+// runs at the server's pace instead of failing at the end of the burst.
 //
 // # Clock
 //

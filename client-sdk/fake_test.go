@@ -44,6 +44,10 @@ type fakeServer struct {
 	// slowAbove, if set, makes requests asking for pages bigger than it
 	// hang until the client gives up: a page too big for a slow link.
 	slowAbove int
+	// skipOwn makes pulls skip the device's own log entries but count them
+	// against the page, as the real server once did: pages then come back
+	// empty, marked more, with the cursor moving.
+	skipOwn bool
 }
 
 // purge erases a record: gone from the server, and devices are told.
@@ -261,6 +265,9 @@ func (f *fakeServer) sync(w http.ResponseWriter, r *http.Request) {
 		pos := int(binary.BigEndian.Uint64(req.Cursor))
 		end := min(pos+limit, len(f.log))
 		for i := pos; i < end; i++ {
+			if f.skipOwn && f.log[i].Author == dev {
+				continue
+			}
 			if ref, ok := f.purges[i]; ok {
 				resp.Purged = append(resp.Purged, ref)
 				continue

@@ -87,6 +87,12 @@ type Options struct {
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
 
+	// MaxRetryWait caps how long Sync waits when the server answers
+	// rate_limited (or unavailable with a Retry-After) before it tries
+	// again; it waits what the server asks, up to this, at most 10 times in
+	// a row. 0 means 30 seconds.
+	MaxRetryWait time.Duration
+
 	// PollInterval is how often the background loop syncs when nothing
 	// triggers it, to pull others' changes; 0 means 1 minute.
 	PollInterval time.Duration
@@ -274,6 +280,9 @@ func setDefaults(o *Options) {
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = 64 << 20
+	}
+	if o.MaxRetryWait <= 0 {
+		o.MaxRetryWait = 30 * time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Minute

@@ -1,9 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -26,6 +29,9 @@ type SyncResult struct {
 	// that got a reply.
 	BytesSent, BytesReceived int64
 	Bootstrapped             bool // this call started from an empty cursor or received snapshot pages
+	// RateLimited counts the rounds the server refused as over its rate
+	// limit; Sync waited as the server asked and went on.
+	RateLimited int
 }
 
 // Progress reports a Sync in progress, after each stored page.
@@ -85,6 +91,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
+	waits := 0 // consecutive waits the server asked for
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -113,20 +120,41 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Cursor:    cursor,
 			PullLimit: pullLimit,
 		}
+		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
+			return res, err
+		}
 		resp, w, err := r.syncRequest(ctx, req)
+		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
+			// The server asked us to slow down: wait as told (bounded)
+			// and go on, rather than failing a long bootstrap.
+			waits++
+			res.RateLimited++
+			r.log.Info("server asks to wait", "wait", wait, "code", problemCode(err))
+			if err := sleep(ctx, wait); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if err != nil {
-			var p *api.Problem
-			isProblem := errors.As(err, &p)
-			if isProblem && p.Code == api.CodeBodyTooLarge || !isProblem && ctx.Err() == nil && !errors.Is(err, ErrSignedOut) {
-				// The network failed (a timeout on a slow link, say) or
-				// the body was too big: ask for less next time, so that
+			if pull, push := sizeSuspect(err); (pull || push) && ctx.Err() == nil {
+				// Size is the likely cause (a timeout on a slow link, a
+				// body or reply too big): ask for less next time, so that
 				// a page that cannot cross the link in time does not
-				// block sync forever.
-				r.shrinkRequests()
+				// block sync forever. Other failures (a dropped
+				// connection, a server error) say nothing about size and
+				// leave it alone.
+				r.shrinkRequests(pull, push)
 			}
 			return res, err
 		}
+		waits = 0
 		r.growRequests()
+		if stale, err := r.afterSync(resp); err != nil || stale { // epoch.go: a restored server
+			if err != nil {
+				return res, err
+			}
+			continue
+		}
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
 		res.BytesReceived += int64(w.received)
@@ -180,7 +208,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if out.Gap != 0 {
 			resendFrom = out.Gap
 		}
-		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0
+		// A round made progress if anything was acknowledged or received,
+		// or if the cursor moved: a server may step over entries it does
+		// not send (the device's own) and answer with an empty page marked
+		// more. Only a round that changes nothing at all is idle.
+		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
+			!bytes.Equal(resp.Cursor, cursor)
 		if progressed {
 			idle = 0
 		} else if idle++; idle >= 3 && (len(changes) > 0 || resp.More) {
@@ -196,6 +229,32 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	}
 }
 
+// maxRetryWaits bounds the consecutive waits one Sync makes when the
+// server keeps asking it to come back later.
+const maxRetryWaits = 10
+
+// retryWait reports whether err is the server asking the device to come
+// back later (rate_limited, or unavailable with a Retry-After), and how
+// long to wait: what it asked, at least 100 ms, at most
+// Options.MaxRetryWait, with jitter.
+func (r *Replica) retryWait(err error) (time.Duration, bool) {
+	var p *api.Problem
+	if err == nil || !errors.As(err, &p) {
+		return 0, false
+	}
+	wait := p.RetryAfter()
+	switch {
+	case p.Code == api.CodeRateLimited:
+		if wait <= 0 {
+			wait = time.Second
+		}
+	case p.Code == api.CodeUnavailable && wait > 0:
+	default:
+		return 0, false
+	}
+	return jitter(min(max(wait, 100*time.Millisecond), r.opts.MaxRetryWait)), true
+}
+
 // requestSize returns the pull page size and the number of changes to push
 // per request: the configured ones, or less after network failures.
 func (r *Replica) requestSize() (pullLimit, maxChanges int) {
@@ -207,15 +266,39 @@ func (r *Replica) requestSize() (pullLimit, maxChanges int) {
 	return r.pullLimit, r.maxChanges
 }
 
-// shrinkRequests halves the request sizes after a network failure, down to
-// pages of 10 items and one change.
-func (r *Replica) shrinkRequests() {
+// sizeSuspect reports whether err suggests a request was too big: the
+// pulled page (pull) or the pushed changes (push). A timeout suggests
+// either; body_too_large the push; a reply over MaxResponseBytes the pull.
+// Anything else (refused or reset connections, cut replies, server errors)
+// does not.
+func sizeSuspect(err error) (pull, push bool) {
+	var p *api.Problem
+	var ne net.Error
+	switch {
+	case errors.As(err, &p):
+		return false, p.Code == api.CodeBodyTooLarge
+	case errors.Is(err, errReplyTooLarge):
+		return true, false
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return true, true
+	}
+	return false, false
+}
+
+// shrinkRequests halves the pull page size (pull) and the changes pushed
+// per request (push) after a failure that points at size, down to pages of
+// 10 items and one change.
+func (r *Replica) shrinkRequests(pull, push bool) {
 	r.requestSize()
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
-	r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
-	r.maxChanges = max(1, r.maxChanges/2)
-	r.log.Info("network failure; smaller requests", "pull_limit", r.pullLimit, "changes", r.maxChanges)
+	if pull {
+		r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
+	}
+	if push {
+		r.maxChanges = max(1, r.maxChanges/2)
+	}
+	r.log.Info("request likely too big; smaller requests", "pull_limit", r.pullLimit, "changes", r.maxChanges)
 }
 
 // growRequests doubles the request sizes after a success, back up to the

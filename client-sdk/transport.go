@@ -15,7 +15,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -127,13 +129,16 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	return &resp, w, nil
 }
 
+// errReplyTooLarge: a reply body exceeded the bound it was read with.
+var errReplyTooLarge = errors.New("reply too large")
+
 func readBounded(rd io.Reader, max int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(rd, max+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("reply exceeds %d bytes", max)
+		return nil, fmt.Errorf("%w: over %d bytes", errReplyTooLarge, max)
 	}
 	return b, nil
 }
@@ -194,12 +199,35 @@ func decodeProblem(resp *http.Response, body []byte) *api.Problem {
 		}
 		np := api.NewProblem(code, detail)
 		np.Status = resp.StatusCode
+		np.RetryAfterMillis = retryAfterHeader(resp.Header.Get("Retry-After")).Milliseconds()
 		return np
 	}
 	if p.Status == 0 {
 		p.Status = resp.StatusCode
 	}
+	if p.RetryAfterMillis == 0 {
+		p.RetryAfterMillis = retryAfterHeader(resp.Header.Get("Retry-After")).Milliseconds()
+	}
 	return &p
+}
+
+// retryAfterHeader parses a Retry-After header: delay seconds or an HTTP
+// date. It returns 0 for none or a malformed one.
+func retryAfterHeader(h string) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if n <= 0 || n > 24*3600 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
 }
 
 // postJSON posts in as JSON to path and decodes a 200 reply into out; any

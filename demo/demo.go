@@ -106,6 +106,15 @@ func Build(seed int64, now time.Time) *Dataset {
 	return g.ds
 }
 
+// Usernames lists the demo users' usernames.
+func Usernames() []string {
+	out := make([]string, len(users))
+	for i, u := range users {
+		out[i] = u.Username
+	}
+	return out
+}
+
 var users = []User{
 	{Username: "amara", Name: "Amara Okafor", Role: api.RoleLinkWorker, Teams: []string{TeamWigan}},
 	{Username: "ben", Name: "Ben Whitfield", Role: api.RoleLinkWorker, Teams: []string{TeamWigan}},

@@ -33,19 +33,20 @@ type sdkEnv struct {
 	http *httptest.Server
 	url  string // the URL replicas use: the server's or a proxy's
 	now  func() time.Time
+	desk crdt.ReplicaID // the coordinator's desk, for coordinatorGET
 }
 
 const sdkTeam = "wigan-frailty"
 
 var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
-func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
+func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config)) *sdkEnv {
 	t.Helper()
 	ctx := context.Background()
 	if now == nil {
 		now = time.Now
 	}
-	s, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		DataDir:     t.TempDir(),
 		BcryptCost:  bcrypt.MinCost,
 		DeviceRate:  -1,
@@ -53,7 +54,11 @@ func newSDKEnv(t testing.TB, now func() time.Time) *sdkEnv {
 		SmallMemory: true,
 		Now:         now,
 		Logger:      slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	s, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -110,7 +115,10 @@ func (e *sdkEnv) open(dir string, mod func(*client.Options)) *client.Replica {
 // coordinatorGET signs the coordinator in (once) and GETs a review route.
 func (e *sdkEnv) coordinatorGET(path string, out any) int {
 	e.t.Helper()
-	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: crdt.NewReplicaID().String(), DeviceName: "desk"})
+	if e.desk.IsZero() {
+		e.desk = crdt.NewReplicaID() // one device: logins are bounded per user in devices, not in count
+	}
+	body, _ := json.Marshal(api.LoginRequest{Username: "cora", Password: "cora-password", DeviceID: e.desk.String(), DeviceName: "desk"})
 	resp, err := http.Post(e.http.URL+"/v1/auth/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)

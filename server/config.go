@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth"
@@ -32,6 +33,9 @@ type Config struct {
 	MaxSyncDecoded int64
 	// MaxJSONBody caps JSON request bodies, sent and decoded; default 64 KiB.
 	MaxJSONBody int64
+	// PageBytes caps the bytes of one pulled page (at least one item is
+	// always returned); 0 means the engine's default, 1 MiB.
+	PageBytes int
 	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
 	// and processed at once; others wait their turn (or get 503 unavailable
 	// if they give up first). It bounds memory under a flood of large
@@ -73,9 +77,33 @@ type Config struct {
 	// Schema validates pushed ops and marks clinical fields in the review
 	// API; nil means schema.Default().
 	Schema *schema.Schema
+	// EncryptionKey, if set, encrypts the record and auth stores at rest
+	// (Badger AES; 16, 24 or 32 bytes). Stores created with a key must be
+	// opened with it.
+	EncryptionKey []byte
+	// ErasureJournal is the file each erasure is appended to (IDs only), so
+	// a restore of an older backup can re-apply it; default
+	// DataDir/erasures.jsonl. Keep a copy off the data volume (see
+	// docs/OPERATIONS.md).
+	ErasureJournal string
+	// BackupDir is where POST /v1/admin/backups writes backup files; empty
+	// disables that route (GET /v1/admin/backup still streams one).
+	BackupDir string
 	// NoSchema turns off schema validation of pushed ops (tests of the
 	// transport only).
 	NoSchema bool
+
+	// Accounts (see auth.Config): Demo lets users seeded by --demo log in
+	// (they are refused otherwise); MaxDevicesPerUser bounds the devices
+	// of one user (default auth.DefaultMaxDevicesPerUser, negative: no
+	// bound); LockoutThreshold failed logins lock a username for
+	// LockoutBase, doubling up to LockoutMax (defaults 5, 1 min, 15 min;
+	// a negative threshold disables the lockout).
+	Demo              bool
+	MaxDevicesPerUser int
+	LockoutThreshold  int
+	LockoutBase       time.Duration
+	LockoutMax        time.Duration
 }
 
 // DefaultLimits bound the msgpack structure of a sync request: 32 levels of
@@ -86,6 +114,9 @@ type Config struct {
 var DefaultLimits = crdt.Limits{MaxDepth: 32, MaxLen: 1 << 16, MaxItems: 1 << 20}
 
 func (c *Config) defaults() {
+	if c.ErasureJournal == "" {
+		c.ErasureJournal = filepath.Join(c.DataDir, "erasures.jsonl")
+	}
 	if c.MaxSyncBody <= 0 {
 		c.MaxSyncBody = 8 << 20
 	}

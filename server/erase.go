@@ -2,9 +2,13 @@ package server
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
 )
 
@@ -53,8 +57,15 @@ func (s *Server) erase(c echo.Context) error {
 		audit.Warn("erasure failed", "err", err)
 		return err
 	}
+	if err := s.journalErasures(rep.Records); err != nil {
+		// The erasure is done and durable; without its journal line a
+		// restore of an older backup would not re-apply it. Say so.
+		audit.Error("erasure done but not journalled", "err", err)
+		return &Error{Code: api.CodeInternal, Detail: "the record was erased, but writing the erasure journal failed: tell the operator", Err: err}
+	}
 	audit.Info("erasure done", "records", len(rep.Records), "ops", rep.Ops,
 		"quarantined", rep.Quarantined, "position", rep.Position, "already_erased", rep.AlreadyErased)
+	s.audit(c, erasureAudit(ref, req.Cascade, &rep))
 	out := ErasureReport{
 		Records: rep.Records, Ops: rep.Ops, LogEntriesRewritten: rep.EntriesRewritten, LogEntriesDeleted: rep.EntriesDeleted,
 		QuarantinedDeleted: rep.Quarantined, Position: rep.Position, AlreadyErased: rep.AlreadyErased,
@@ -63,4 +74,21 @@ func (s *Server) erase(c echo.Context) error {
 		out.Records = []api.RecordRef{}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// erasureAudit is the audit entry of an erasure: the record, the records
+// erased and the counts, never contents.
+func erasureAudit(ref api.RecordRef, cascade bool, rep *dsync.ErasureReport) auth.AuditEntry {
+	var recs []string
+	for _, r := range rep.Records {
+		recs = append(recs, r.Collection+"/"+r.ID)
+	}
+	if len(recs) > 20 {
+		recs = append(recs[:20], "…")
+	}
+	return auth.AuditEntry{Action: "record.erase", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
+		Detail: map[string]string{
+			"cascade": strconv.FormatBool(cascade), "records": strconv.Itoa(len(rep.Records)), "erased": strings.Join(recs, ","),
+			"ops": strconv.Itoa(rep.Ops), "quarantined": strconv.Itoa(rep.Quarantined), "already_erased": strconv.FormatBool(rep.AlreadyErased),
+		}}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
@@ -21,6 +23,9 @@ type Error struct {
 	Code   api.Code
 	Detail string
 	Err    error // cause, logged but never sent
+	// RetryAfter, if set, is sent as the Retry-After header (whole
+	// seconds, rounded up) and the problem's retry_after_ms.
+	RetryAfter time.Duration
 }
 
 // Error returns the code, the detail and the cause if there is one.
@@ -63,6 +68,14 @@ var sentinelCodes = []struct {
 	detail string
 }{
 	{auth.ErrInvalidCredentials, api.CodeInvalidCredentials, "unknown username or wrong password"},
+	{auth.ErrAccountLocked, api.CodeAccountLocked, ""},
+	{auth.ErrAccountDisabled, api.CodeAccountDisabled, "this account is disabled"},
+	{auth.ErrWeakPassword, api.CodeWeakPassword, ""},
+	{auth.ErrNoTeams, api.CodeNoTeams, "this account is in no team"},
+	{auth.ErrTooManyDevices, api.CodeTooManyDevices, ""},
+	{auth.ErrDemoAccount, api.CodeDemoAccount, "demo accounts log in only to a server run with --demo"},
+	{auth.ErrWrongPassword, api.CodeWrongPassword, "the current password is wrong"},
+	{auth.ErrForbidden, api.CodeForbidden, ""},
 	{auth.ErrTokenExpired, api.CodeTokenExpired, "access token expired; refresh it"},
 	{auth.ErrRefreshReused, api.CodeRefreshReused, "refresh token already used; the device has been revoked"},
 	{auth.ErrDeviceRevoked, api.CodeDeviceRevoked, "this device has been revoked"},
@@ -131,7 +144,16 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if p.Status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="doorstep", error="invalid_token"`)
 	}
-	if p.Status == http.StatusTooManyRequests {
+	retryAfter := e.RetryAfter
+	var locked *auth.LockedError
+	if errors.As(err, &locked) {
+		retryAfter = locked.RetryAfter
+	}
+	if retryAfter > 0 {
+		p.RetryAfterMillis = max(1, retryAfter.Milliseconds())
+		secs := (retryAfter + time.Second - 1) / time.Second
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	} else if p.Status == http.StatusTooManyRequests {
 		c.Response().Header().Set("Retry-After", "1")
 	}
 	var (

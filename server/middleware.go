@@ -112,6 +112,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxClaims, cl)
+		// The actor of every change and audit entry this request makes.
+		ctx := c.Request().Context()
+		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, s.auth.ActorFor(ctx, cl))))
 		return next(c)
 	}
 }
@@ -142,9 +145,9 @@ func requireTeam(next echo.HandlerFunc) echo.HandlerFunc {
 // limitDevice applies the per-device rate limit on authenticated routes.
 func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.deviceLimit.allow(claimsOf(c).Device) {
+		if ok, wait := s.deviceLimit.take(claimsOf(c).Device); !ok {
 			s.metrics.rateLimited.WithLabelValues("device").Inc()
-			return problemf(api.CodeRateLimited, "too many requests from this device")
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this device", RetryAfter: wait}
 		}
 		return next(c)
 	}
@@ -154,9 +157,9 @@ func (s *Server) limitDevice(next echo.HandlerFunc) echo.HandlerFunc {
 // and readyz (unauthenticated routes that cost a bcrypt or an fsync).
 func (s *Server) limitAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !s.authLimit.allow(c.RealIP()) {
+		if ok, wait := s.authLimit.take(c.RealIP()); !ok {
 			s.metrics.rateLimited.WithLabelValues("auth").Inc()
-			return problemf(api.CodeRateLimited, "too many requests from this address")
+			return &Error{Code: api.CodeRateLimited, Detail: "too many requests from this address", RetryAfter: wait}
 		}
 		return next(c)
 	}

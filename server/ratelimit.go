@@ -29,8 +29,15 @@ func newLimiter(rate float64, burst, max int, now func() time.Time) *limiter {
 
 // allow takes one token from key's bucket and reports whether there was one.
 func (l *limiter) allow(key string) bool {
+	ok, _ := l.take(key)
+	return ok
+}
+
+// take is allow that also says, when there was no token, how long until
+// the bucket holds one again: the wait to send back as Retry-After.
+func (l *limiter) take(key string) (bool, time.Duration) {
 	if l == nil || l.rate <= 0 {
-		return true
+		return true, 0
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -49,10 +56,10 @@ func (l *limiter) allow(key string) bool {
 	}
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	}
 	b.tokens--
-	return true
+	return true, 0
 }
 
 // evict drops buckets that have refilled completely; they carry no state.

@@ -38,3 +38,21 @@ func TestLimiter(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterRetryAfter: a refusal says how long until the next token, the
+// wait sent back as Retry-After.
+func TestLimiterRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	l := newLimiter(4, 1, 4, func() time.Time { return now })
+	if ok, _ := l.take("a"); !ok {
+		t.Fatal("first request refused")
+	}
+	ok, wait := l.take("a")
+	if ok || wait != 250*time.Millisecond {
+		t.Fatalf("second request: ok=%v wait=%v, want refused with 250ms", ok, wait)
+	}
+	now = now.Add(100 * time.Millisecond)
+	if ok, wait := l.take("a"); ok || wait < 149*time.Millisecond || wait > 151*time.Millisecond {
+		t.Fatalf("after 100ms: ok=%v wait=%v, want refused with 150ms", ok, wait)
+	}
+}

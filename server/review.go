@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/labstack/echo/v4"
@@ -85,8 +88,9 @@ type OpJSON struct {
 type ResolveRequest struct {
 	Field string          `json:"field"`
 	Value json.RawMessage `json:"value"`
-	// Reason is why the coordinator chose the value (optional here; the
-	// console requires one for a clinical field), kept in history.
+	// Reason, optional (the console requires one for a clinical field),
+	// is kept with the resolution in the record's history and recorded in
+	// the audit trail: why this value was chosen.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -280,12 +284,18 @@ func (s *Server) getRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.auditRead(c, "record.read", ref); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, s.recordJSON(ctx, rec, hist))
 }
 
 func (s *Server) getHistory(c echo.Context) error {
 	hist, err := s.engine.History(c.Request().Context(), callerOf(c), s.recordRef(c))
 	if err != nil {
+		return err
+	}
+	if err := s.auditRead(c, "record.history_read", s.recordRef(c)); err != nil {
 		return err
 	}
 	out := make([]HistoryJSON, 0, len(hist))
@@ -322,6 +332,9 @@ func (s *Server) resolve(c echo.Context) error {
 	if req.Field == "" || len(req.Value) == 0 {
 		return problemf(api.CodeBadRequest, "field and value are required")
 	}
+	if len(req.Reason) > 500 {
+		return problemf(api.CodeBadRequest, "reason must be at most 500 bytes")
+	}
 	if req.Field == crdt.DeletedField {
 		// Settles a delete conflict: true deletes, false restores, having
 		// seen every live entry.
@@ -342,5 +355,36 @@ func (s *Server) resolve(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.audit(c, resolveAudit(ref, req, caller.User, hist))
 	return c.JSON(http.StatusOK, s.recordJSON(ctx, rec, hist))
+}
+
+// resolveAudit is the audit entry of a resolution: the op written and the
+// op IDs of the values it settled (its pred), found as the newest op on
+// the field by the resolving user, and the reason. Values themselves are
+// not recorded.
+func resolveAudit(ref api.RecordRef, req ResolveRequest, user string, hist []dsync.HistoryEntry) auth.AuditEntry {
+	e := auth.AuditEntry{Action: "record.resolve", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
+		Detail: map[string]string{"field": req.Field}}
+	if req.Reason != "" {
+		e.Detail["reason"] = req.Reason
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		h := hist[i]
+		if h.Author != user || h.Op.Field != req.Field {
+			continue
+		}
+		e.Detail["op"] = opIDString(h.Op.ID)
+		var settled []string
+		for _, p := range h.Op.Pred {
+			settled = append(settled, opIDString(p))
+		}
+		if len(settled) > 20 {
+			e.Detail["settled_count"] = strconv.Itoa(len(settled))
+			settled = settled[:20]
+		}
+		e.Detail["settled_ops"] = strings.Join(settled, ",")
+		break
+	}
+	return e
 }

@@ -32,6 +32,7 @@ type Server struct {
 	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being read or processed
 	console     *web.Console  // the coordinator console under /console/
+	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
 	http   *http.Server
@@ -48,7 +49,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
+		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
+		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
+		EncryptionKey: cfg.EncryptionKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -59,7 +63,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		SmallMemory: cfg.SmallMemory,
+		PageBytes:     cfg.PageBytes,
+		SmallMemory:   cfg.SmallMemory,
+		EncryptionKey: cfg.EncryptionKey,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema
@@ -74,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		backupBusy:  make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
@@ -118,19 +125,26 @@ func (s *Server) routes() {
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
+	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
+	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
 
-	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"))
+	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"), s.auditAdmin)
 	adm.POST("/teams", s.createTeam)
 	adm.GET("/teams", s.listTeams)
 	adm.POST("/users", s.createUser)
 	adm.GET("/users", s.listUsers)
+	adm.GET("/users/:id", s.getUser)
 	adm.PATCH("/users/:id", s.patchUser)
+	adm.DELETE("/users/:id", s.deleteUser)
+	adm.GET("/audit", s.listAudit)
 	adm.GET("/users/:id/devices", s.listDevices)
 	adm.POST("/devices/:id/revoke", s.revokeDevice)
 	adm.GET("/quarantine", s.listQuarantine)
 	adm.POST("/quarantine/:id/reapply", s.reapply)
 	adm.POST("/erasures", s.erase)
+	adm.GET("/backup", s.streamBackup, s.requireServiceAdmin)
+	adm.POST("/backups", s.backupToDir, s.requireServiceAdmin)
 
 	rev := e.Group("/v1/teams/:team", jsonLimit, s.authenticate, s.limitDevice, requireRole("coordinator"), requireTeam)
 	rev.GET("/records", s.changedRecords)

@@ -42,6 +42,8 @@
 //	                                  the ops of one accepted change that touch this
 //	                                  team; a change spanning teams writes one entry
 //	                                  per team, same pos. The log is also the history.
+//	                                  A restate entry has no ops and States: record
+//	                                  states a device re-sent after a restore
 //	i/s(team)s(coll)s(id)u64(pos)     empty: the change at pos touched the record
 //	                                  (history index: a record's history is these
 //	                                  log entries, filtered to its ops)
@@ -59,6 +61,11 @@
 //	                                  never created again
 //	m/ping                            u64 ms: written by the readiness check (a durable
 //	                                  write through Badger proves the store writable)
+//	m/epoch                           16 bytes: the current epoch ID (new on first open
+//	                                  and after every restore, see NewEpoch)
+//	m/epochs                          16 bytes × n: earlier epoch IDs, oldest first
+//	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
+//	                                  record states and had its high-water re-based
 //
 // # Erasure
 //

@@ -22,6 +22,12 @@ var (
 	// takes durable writes; its value (u64 Unix ms of the last check) is
 	// never read back for anything else.
 	KeyPing = []byte("m/ping")
+	// KeyEpoch holds the 16-byte ID of the store's current epoch: created
+	// on first open, replaced by a restore (see NewEpoch).
+	KeyEpoch = []byte("m/epoch")
+	// KeyEpochs holds the IDs of the store's earlier epochs, 16 bytes each,
+	// oldest first.
+	KeyEpochs = []byte("m/epochs")
 )
 
 // Key prefixes.
@@ -36,7 +42,13 @@ var (
 	prefixQuarantine = []byte("q/")
 	prefixQuarOp     = []byte("k/")
 	prefixErased     = []byte("p/")
+	prefixRebased    = []byte("g/")
 )
+
+// RebasedKey is g/<replica 16 bytes>: the epoch (16 bytes) in which the
+// replica finished re-sending its record states after a restore and had
+// its high-water seq re-based; a repeat in the same epoch is a no-op.
+func RebasedKey(r crdt.ReplicaID) []byte { return append(cat(prefixRebased, 16), r[:]...) }
 
 // appendStr appends the prefix-free encoding of s: uvarint length, bytes.
 func appendStr(b []byte, s string) []byte {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -35,7 +36,17 @@ type Options struct {
 	// SmallMemory shrinks Badger's memtables and caches, for tests and
 	// tools that open many stores.
 	SmallMemory bool
+	// EncryptionKey, if set, encrypts the store at rest with Badger's AES
+	// encryption (16, 24 or 32 bytes: AES-128/192/256). Badger encrypts
+	// tables and value log with data keys it keeps in its key registry,
+	// itself encrypted with this master key; data keys rotate every
+	// EncryptionKeyRotation. Opening an encrypted store needs the same key.
+	EncryptionKey []byte
 }
+
+// EncryptionKeyRotation is how often Badger starts a new data key for new
+// tables and value-log files in an encrypted store.
+const EncryptionKeyRotation = 7 * 24 * time.Hour
 
 // Badger memory bounds, set explicitly so that the server's memory stays
 // flat as stored history grows (measured with `go run ./cmd/doorstep-load
@@ -85,6 +96,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	bo := BadgerOptions(opts, logger)
+	db, err := badgeropen.Open(bo, logger)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx, logger); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// BadgerOptions returns the Badger options Open uses for opts (the
+// durability, memory and encryption settings), for tools such as restore
+// that load a store's directory with Badger directly.
+func BadgerOptions(opts Options, logger *slog.Logger) badger.Options {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	// Tables are not compressed (options.None). With compression on, a
 	// table builder measures its size by the compressed bytes, which its
 	// compressor goroutines report late when CPU is short: on 2 busy cores
@@ -107,16 +138,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.SmallMemory {
 		bo = bo.WithMemTableSize(16 << 20).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).WithNumCompactors(2)
 	}
-	db, err := badgeropen.Open(bo, logger)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
+	if len(opts.EncryptionKey) > 0 {
+		// Badger requires an index cache with encryption; IndexCacheSize
+		// is set above.
+		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithEncryptionKeyRotationDuration(EncryptionKeyRotation)
 	}
-	s := &Store{db: db}
-	if err := s.migrate(ctx, logger); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return bo
 }
 
 // migrate stamps a new store with CurrentVersion, or upgrades an older one

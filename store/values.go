@@ -51,6 +51,10 @@ type LogEntry struct {
 	// records of this team erased at this position. Pulls turn it into
 	// SyncResponse.Purged.
 	Erased []ErasedRecord `msgpack:"x,omitempty"`
+	// States is set only on a restate entry (which has no ops): record
+	// states a device re-sent after a restore, as merged by the server.
+	// Pulls deliver them in SyncResponse.Snapshot, which devices merge.
+	States []crdt.RecordBytes `msgpack:"st,omitempty"`
 }
 
 // ErasedRecord names one erased record inside a team's erasure log entry.

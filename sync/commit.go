@@ -24,6 +24,7 @@ const (
 	reqResolve
 	reqReapply
 	reqErase
+	reqRestate
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -42,6 +43,11 @@ type request struct {
 	cascade bool   // erase
 
 	qid uint64 // reapply
+
+	states      []crdt.RecordBytes // restate
+	rebase      uint64
+	restateDone bool
+	restated    int // output: states that added something
 
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
@@ -175,6 +181,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.reapply(r)
 		case reqErase:
 			err = t.erase(r)
+		case reqRestate:
+			err = t.restate(r)
 		}
 		if err != nil {
 			return err

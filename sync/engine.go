@@ -74,6 +74,8 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// EncryptionKey encrypts the store at rest (store.Options.EncryptionKey).
+	EncryptionKey []byte
 }
 
 // Page limits.
@@ -96,6 +98,8 @@ type Engine struct {
 	validator Validator
 	server    crdt.ReplicaID
 	pageBytes int
+	epoch     store.Epoch   // current epoch, fixed while open
+	past      []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -127,7 +131,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if skew == 0 {
 		skew = 5 * time.Minute
 	}
-	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory})
+	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory, EncryptionKey: opts.EncryptionKey})
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
@@ -174,6 +178,15 @@ func (e *Engine) load() error {
 				copy(e.server[:], b)
 				return nil
 			}); err != nil {
+				return err
+			}
+		}
+		if e.epoch, e.past, err = store.ReadEpochs(txn); err != nil {
+			return err
+		}
+		if e.epoch.IsZero() {
+			// First open (or a store from before epochs): start the first.
+			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
 		}
@@ -278,6 +291,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		// one in the push.
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
+	if e.staleEpoch(req) {
+		return e.syncStale(ctx, c, req)
+	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
@@ -290,6 +306,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Epoch = e.epoch[:]
 	return resp, nil
 }
 

@@ -310,10 +310,18 @@ func (t *txnState) eraseFromEntry(ref api.RecordRef, pos uint64, rep *ErasureRep
 		}
 		kept = append(kept, op)
 	}
-	if len(kept) == len(le.Ops) {
+	keptStates := le.States[:0]
+	for _, st := range le.States {
+		if rec, err := st.Record(); err == nil && rec.Collection == ref.Collection && rec.ID == ref.ID {
+			continue
+		}
+		keptStates = append(keptStates, st)
+	}
+	if len(kept) == len(le.Ops) && len(keptStates) == len(le.States) {
 		return nil
 	}
-	if len(kept) == 0 && len(le.Erased) == 0 {
+	le.States = keptStates
+	if len(kept) == 0 && len(le.Erased) == 0 && len(le.States) == 0 {
 		entries[pos] = true
 		return t.txn.Delete(key)
 	}

@@ -216,7 +216,11 @@ func (h *logHead) advance(prefix []byte, committed uint64) error {
 //
 // Changes the caller's own replica pushed are skipped: the device made those
 // ops and keeps them until acknowledged, so sending them back would only
-// cost bytes.
+// cost bytes. Skipped entries do not count against the page's byte budget
+// (a device that has just pushed thousands of changes would otherwise get
+// empty pages marked more); they count against a separate budget of
+// ownSkipFactor pages, which bounds one request's work. Either way the
+// cursor moves past every entry read, so each page makes progress.
 func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
 	heads := make([]*logHead, len(teams))
 	prefixes := make([][]byte, len(teams))
@@ -231,7 +235,8 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 		heads[i] = h
 	}
 	last := cu.pos
-	bytesUsed := 0
+	bytesUsed := 0 // bytes of entries served
+	skipped := 0   // bytes of the caller's own entries read and skipped
 	more := false
 	for {
 		var pos uint64
@@ -244,7 +249,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 		if !found {
 			break
 		}
-		if len(resp.Changes)+len(resp.Purged) >= limit || bytesUsed >= e.pageBytes {
+		if len(resp.Changes)+len(resp.Purged)+len(resp.Snapshot) >= limit || bytesUsed >= e.pageBytes || skipped >= ownSkipFactor*e.pageBytes {
 			more = true
 			break
 		}
@@ -256,15 +261,24 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			var le pulledEntry
 			own := false
 			err := h.it.Item().Value(func(v []byte) error {
-				bytesUsed += len(v)
 				// The caller's own entries are skipped: read only their
-				// replica, not their ops.
+				// replica, not their ops. They count against the skip
+				// budget, not the page: they send nothing.
 				if r, ok := entryReplica(v); ok && r == self && !self.IsZero() {
 					own = true
+					skipped += len(v)
 					return nil
 				}
 				// The ops are copied as stored, not decoded.
-				return decodePulledEntry(v, &le)
+				if err := decodePulledEntry(v, &le); err != nil {
+					return err
+				}
+				if le.Replica == self && !self.IsZero() {
+					skipped += len(v)
+				} else {
+					bytesUsed += len(v)
+				}
+				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
@@ -278,6 +292,9 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			}
 			// An erasure entry has no ops: it names records to purge.
 			resp.Purged = appendPurged(resp.Purged, teams[i], le.Erased)
+			// A restate entry carries record states: devices merge them
+			// like bootstrap records.
+			resp.Snapshot = append(resp.Snapshot, le.States...)
 			if le.Ops.Len() > 0 {
 				if pc == nil {
 					resp.Changes = append(resp.Changes, api.PulledChange{Author: le.Author, Ops: le.Ops})
@@ -308,6 +325,10 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 	return nil
 }
 
+// ownSkipFactor bounds the bytes of the caller's own log entries one pull
+// reads and skips, in page budgets.
+const ownSkipFactor = 16
+
 // pulledEntry is the part of a store.LogEntry a pull serves, with the ops
 // kept as their stored bytes: store.Encode writes each op as AppendOp does
 // and the array header as msgpack does, which is exactly the form a
@@ -318,6 +339,7 @@ type pulledEntry struct {
 	Replica crdt.ReplicaID       // "d"
 	Ops     crdt.OpsBytes        // "o"
 	Erased  []store.ErasedRecord // "x"
+	States  []crdt.RecordBytes   // "st"
 }
 
 // decodePulledEntry decodes the parts of an encoded store.LogEntry a pull
@@ -360,6 +382,8 @@ func decodePulledEntry(v []byte, le *pulledEntry) (err error) {
 			}
 		case "x":
 			err = dec.Decode(&le.Erased)
+		case "st":
+			err = dec.Decode(&le.States)
 		default:
 			err = dec.Skip()
 		}

@@ -202,7 +202,7 @@ func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field
 }
 
 // MaxReasonLen bounds a resolution's reason, in bytes.
-const MaxReasonLen = 2000
+const MaxReasonLen = 500
 
 // ResolveWithReason is Resolve with the coordinator's reason for the
 // choice, kept in the resolution's log entry and shown in its history

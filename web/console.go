@@ -252,6 +252,9 @@ func (c *Console) signedIn(h handler) http.HandlerFunc {
 			c.fail(w, r, v, http.StatusForbidden, "This form was refused: its security token is missing or out of date. Go back, reload the page and try again.")
 			return
 		}
+		// The auth service attributes what it records (revocations) to
+		// the context's actor, as for the JSON API.
+		r = r.WithContext(auth.WithActor(r.Context(), auth.Actor{UserID: v.s.user.ID, Name: v.Name, Role: v.Role, Device: v.caller.Replica.String(), Teams: v.Teams}))
 		h(w, r, v)
 	}
 }
@@ -342,6 +345,23 @@ func (c *Console) failErr(w http.ResponseWriter, r *http.Request, v *viewer, err
 		c.log.Error("console", "path", r.URL.Path, "err", err)
 		c.fail(w, r, v, http.StatusInternalServerError, "Something went wrong on the server; it has been logged.")
 	}
+}
+
+// audit records an action in the auth service's audit trail, attributed
+// to the request's actor. A read whose entry cannot be written is refused
+// (the caller shows an error), as the JSON API does.
+func (c *Console) audit(r *http.Request, e auth.AuditEntry) error {
+	if err := c.cfg.Auth.Audit(r.Context(), e); err != nil {
+		c.log.Error("console: audit entry not recorded", "action", e.Action, "team", e.Team, "target", e.TargetID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// auditRead records that the viewer opened a record (its fields or one
+// conflicted field) before the page is sent.
+func (c *Console) auditRead(r *http.Request, ref api.RecordRef) error {
+	return c.audit(r, auth.AuditEntry{Action: "record.read", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID, Detail: map[string]string{"via": "console"}})
 }
 
 // names maps user IDs to users, for attribution.

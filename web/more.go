@@ -355,7 +355,19 @@ func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry in your teams.")
 		return
 	}
-	if err := c.cfg.Engine.Reapply(r.Context(), id); err != nil {
+	var team string
+	for _, q := range qs {
+		if q.ID == id {
+			team = q.Op.Team
+		}
+	}
+	err = c.cfg.Engine.Reapply(r.Context(), id)
+	ae := auth.AuditEntry{Action: "quarantine.reapply", Team: team, TargetKind: "quarantine", TargetID: strconv.FormatUint(id, 10), Detail: map[string]string{"via": "console", "outcome": "merged"}}
+	if err != nil {
+		ae.Detail["outcome"] = "still_refused"
+	}
+	_ = c.audit(r, ae)
+	if err != nil {
 		c.failErr(w, r, v, err)
 		return
 	}

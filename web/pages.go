@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -261,6 +262,10 @@ func (c *Console) conflict(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.failErr(w, r, v, err)
 		return
 	}
+	if err := c.auditRead(r, ref); err != nil {
+		c.fail(w, r, v, http.StatusServiceUnavailable, "The audit trail cannot be written just now, so the record is not shown. Try again shortly.")
+		return
+	}
 	c.render(w, r, http.StatusOK, "conflict", page{Title: "Conflict: " + d.Field, Viewer: v, Team: ref.Team, Data: d})
 }
 
@@ -311,7 +316,12 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request, v *viewer) {
 		again("This is a clinical field: say why you chose this value. The reason is kept in the record's history.")
 		return
 	}
-	if _, err := c.cfg.Engine.ResolveWithReason(ctx, v.caller, ref, field, value, d.Reason); err != nil {
+	if len(d.Reason) > dsync.MaxReasonLen {
+		again(fmt.Sprintf("The reason is too long: at most %d characters.", dsync.MaxReasonLen))
+		return
+	}
+	rec, err := c.cfg.Engine.ResolveWithReason(ctx, v.caller, ref, field, value, d.Reason)
+	if err != nil {
 		if errors.Is(err, dsync.ErrInvalid) {
 			again("The value was not accepted: " + err.Error())
 			return
@@ -319,6 +329,22 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.failErr(w, r, v, err)
 		return
 	}
+	// The audit entry names the op written and the values it settled,
+	// never the values themselves.
+	ae := auth.AuditEntry{Action: "record.resolve", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
+		Detail: map[string]string{"field": field, "via": "console"}}
+	if d.Reason != "" {
+		ae.Detail["reason"] = d.Reason
+	}
+	if win, ok := rec.Field(field).Winner(); ok {
+		ae.Detail["op"] = opHex(win.ID)
+	}
+	var settled []string
+	for _, cv := range fc.Values {
+		settled = append(settled, opHex(cv.Entry.ID))
+	}
+	ae.Detail["settled"] = strings.Join(settled[:min(len(settled), 20)], ",")
+	_ = c.audit(r, ae) // the resolution is durable already; a failed entry is logged
 	http.Redirect(w, r, "/console/teams/"+url.PathEscape(ref.Team)+"/records/"+url.PathEscape(ref.Collection)+"/"+url.PathEscape(ref.ID)+"?resolved="+url.QueryEscape(field), http.StatusSeeOther)
 }
 
@@ -352,6 +378,10 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v *viewer) {
 	rec, err := c.cfg.Engine.Record(ctx, v.caller, ref)
 	if err != nil {
 		c.failErr(w, r, v, err)
+		return
+	}
+	if err := c.auditRead(r, ref); err != nil {
+		c.fail(w, r, v, http.StatusServiceUnavailable, "The audit trail cannot be written just now, so the record is not shown. Try again shortly.")
 		return
 	}
 	hist, err := c.cfg.Engine.History(ctx, v.caller, ref)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
@@ -64,6 +65,19 @@ func TestResolveFromConsole(t *testing.T) {
 		t.Fatalf("record after resolve: %d", st)
 	}
 	contains(t, "record after resolve", body, "Conflict on cfs resolved", reason, "Diane Fletcher", "Doorstep server")
+	// The audit trail has the read and the resolution, by the coordinator.
+	entries, _, _, err := e.auth.AuditLog(ctx, auth.AuditQuery{Actor: e.users["diane"].ID, Action: "record.", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read, resolved bool
+	for _, en := range entries {
+		read = read || (en.Action == "record.read" && en.TargetID == "people/"+cf.Record)
+		resolved = resolved || (en.Action == "record.resolve" && en.Detail["reason"] == reason && en.Detail["field"] == "cfs" && en.Detail["op"] == opHex(last.Op.ID))
+	}
+	if !read || !resolved {
+		t.Fatalf("audit trail: read %v, resolve %v: %+v", read, resolved, entries)
+	}
 	// Resolving again: the page says it is settled.
 	if st, body, _ := b.post(path, url.Values{"csrf": {tok}, "choice": {choices[1][1]}, "reason": {"x"}}); st != http.StatusUnprocessableEntity || !strings.Contains(body, "no longer in conflict") {
 		t.Fatalf("second resolve: %d", st)

@@ -148,7 +148,7 @@ func cmpOr(a, b string) string {
 func TestBannerLinesWork(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
-	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true,
+	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Demo: true,
 		AuthRate: -1, DeviceRate: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +321,7 @@ func (s *syncBuffer) String() string {
 func TestServeDemoRestart(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
-	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Demo: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

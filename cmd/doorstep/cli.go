@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,11 +26,17 @@ import (
 const usage = `usage:
   doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
                  [--oidc-issuer URL --oidc-audience ID --oidc-jwks-url URL]
+                 [--encryption-key-file FILE] [--backup-dir DIR] [--erasure-journal FILE]
+  doorstep backup --out FILE [--server URL] (--username U | --token T)
+  doorstep restore --in FILE --data DIR [--encryption-key-file FILE] [--erasures JOURNAL|NEWER.dsbak]
   doorstep team add --data DIR --id ID --name NAME
   doorstep team list --data DIR
   doorstep user add --data DIR --username U [--name N] --role link_worker|coordinator|admin [--teams a,b]
   doorstep user list --data DIR
-environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add; else read from stdin)`
+  doorstep user passwd|disable|enable|delete --data DIR --username U   (the service admin: not scoped to teams)
+  doorstep audit list --data DIR [--format text|csv] [--limit N]
+environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add, user passwd, backup; else read from stdin),
+             DOORSTEP_SERVER, DOORSTEP_USERNAME, DOORSTEP_TOKEN (backup), DOORSTEP_ENCRYPTION_KEY_FILE`
 
 // run is the whole command line, reachable from tests: main only wires the
 // process's arguments, environment, streams and signals into it.
@@ -39,7 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch cmd := strings.Join(args[:min(2, len(args))], " "); {
 	case args[0] == "serve":
 		return serve(ctx, args[1:], getenv, stderr)
-	case cmd == "team add", cmd == "team list", cmd == "user add", cmd == "user list":
+	case args[0] == "backup":
+		return backupCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case args[0] == "restore":
+		return restoreCmd(ctx, args[1:], getenv, stdout, stderr)
+	case cmd == "team add", cmd == "team list", cmd == "user add", cmd == "user list",
+		cmd == "user passwd", cmd == "user disable", cmd == "user enable", cmd == "user delete", cmd == "audit list":
 		return admin(ctx, args[0], args[1], args[2:], getenv, stdin, stdout, stderr)
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprintln(stdout, usage)
@@ -90,6 +104,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts (env DOORSTEP_OIDC_ISSUER)")
 	oidcAudience := fs.String("oidc-audience", "", "audience (client ID) those ID tokens must carry (env DOORSTEP_OIDC_AUDIENCE)")
 	oidcJWKS := fs.String("oidc-jwks-url", "", "the issuer's JWKS URL (env DOORSTEP_OIDC_JWKS_URL)")
+	keyFile := fs.String("encryption-key-file", "", "encrypt the record and auth stores at rest with this AES key, 64 hex digits (env DOORSTEP_ENCRYPTION_KEY_FILE)")
+	backupDir := fs.String("backup-dir", "", "directory POST /v1/admin/backups writes backup files into")
+	journal := fs.String("erasure-journal", "", "erasure journal file (default DATA/erasures.jsonl; keep a copy off the data volume)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,7 +133,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		logger.Info("schema extended", "file", *extension, "version", sch.Version())
 	}
-	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch}
+	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
+	if err != nil {
+		return err
+	}
+	if key == nil && !*demoFlag {
+		logger.Warn("the record and auth stores are NOT encrypted at rest: personal data is in plaintext on disk; start with --encryption-key-file (see docs/OPERATIONS.md)")
+	}
+	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch, Demo: *demoFlag,
+		EncryptionKey: key, BackupDir: *backupDir, ErasureJournal: *journal}
 	if iss := orEnv(*oidcIssuer, "DOORSTEP_OIDC_ISSUER", getenv); iss != "" {
 		cfg.External = &auth.ExternalIssuer{Issuer: iss,
 			Audience: orEnv(*oidcAudience, "DOORSTEP_OIDC_AUDIENCE", getenv),
@@ -125,6 +150,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if !*demoFlag {
+		marked, err := markLegacyDemo(ctx, srv.Auth())
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("check demo users: %w", err)
+		}
+		if len(marked) > 0 {
+			logger.Warn("this data directory was seeded with --demo: its demo users still have the published demo password and are refused unless served with --demo",
+				"users", strings.Join(marked, " "))
+		}
 	}
 	if *demoFlag {
 		n, err := seedDemo(ctx, srv, 1, time.Now())
@@ -176,9 +212,14 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 	username := fs.String("username", "", "username (user add)")
 	role := fs.String("role", "", "role (user add): link_worker, coordinator or admin")
 	teams := fs.String("teams", "", "comma-separated team IDs (user add)")
+	format := fs.String("format", "text", "audit list: text or csv")
+	limit := fs.Int("limit", 1000, "audit list: most entries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The command line is the service admin: unscoped, and recorded as
+	// such in the audit trail.
+	ctx = auth.WithActor(ctx, auth.ServiceActor("doorstep "+noun+" "+verb))
 	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv))
 	if err != nil {
 		return err
@@ -207,13 +248,9 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 			fmt.Fprintf(tw, "%s\t%s\n", t.ID, t.Name)
 		}
 	case "user add":
-		pw := getenv("DOORSTEP_PASSWORD")
-		if pw == "" {
-			line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read password: %w", err)
-			}
-			pw = strings.TrimRight(line, "\r\n")
+		pw, err := readPassword(getenv, stdin)
+		if err != nil {
+			return err
 		}
 		var ts []string
 		for _, t := range strings.Split(*teams, ",") {
@@ -231,10 +268,106 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tROLE\tTEAMS")
+		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tROLE\tTEAMS\tSTATE")
 		for _, u := range us {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Name, u.Role, strings.Join(u.Teams, ","))
+			state := "active"
+			switch {
+			case u.Deleted:
+				state = "deleted"
+			case u.Disabled:
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Name, u.Role, strings.Join(u.Teams, ","), state)
 		}
+	case "user passwd", "user disable", "user enable", "user delete":
+		return userCommand(ctx, a, verb, *username, getenv, stdin, stdout)
+	case "audit list":
+		return auditList(ctx, a, *format, *limit, stdout)
 	}
 	return nil
+}
+
+// readPassword reads a password from DOORSTEP_PASSWORD or one line of stdin.
+func readPassword(getenv func(string) string, stdin io.Reader) (string, error) {
+	if pw := getenv("DOORSTEP_PASSWORD"); pw != "" {
+		return pw, nil
+	}
+	if stdin == nil {
+		return "", errors.New("no password: set DOORSTEP_PASSWORD or give it on stdin")
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func userCommand(ctx context.Context, a *auth.Service, verb, username string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+	us, err := a.Users(ctx)
+	if err != nil {
+		return err
+	}
+	var u *auth.User
+	for i := range us {
+		if strings.EqualFold(us[i].Username, username) && !us[i].Deleted {
+			u = &us[i]
+		}
+	}
+	if u == nil {
+		return fmt.Errorf("no user %q", username)
+	}
+	switch verb {
+	case "passwd":
+		pw, err := readPassword(getenv, stdin)
+		if err != nil {
+			return err
+		}
+		if _, err := a.ResetPassword(ctx, u.ID, pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password of %s reset; their devices must log in again\n", u.Username)
+	case "disable", "enable":
+		if _, err := a.SetDisabled(ctx, u.ID, verb == "disable"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "user %s %sd\n", u.Username, verb)
+	case "delete":
+		if _, err := a.DeleteUser(ctx, u.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "user %s deleted; their devices are revoked\n", u.Username)
+	}
+	return nil
+}
+
+func auditList(ctx context.Context, a *auth.Service, format string, limit int, stdout io.Writer) error {
+	if format != "text" && format != "csv" {
+		return fmt.Errorf("--format must be text or csv, not %q", format)
+	}
+	var cursor uint64
+	w := csv.NewWriter(stdout)
+	if format == "csv" {
+		_ = w.Write([]string{"seq", "time", "actor_id", "actor_name", "action", "team", "target_kind", "target_id", "detail"})
+	}
+	for n := 0; n < limit; {
+		es, next, more, err := a.AuditLog(ctx, auth.AuditQuery{After: cursor, Limit: min(1000, limit-n)})
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			d, _ := json.Marshal(e.Detail)
+			if format == "csv" {
+				_ = w.Write([]string{strconv.FormatUint(e.Seq, 10), e.Time.Format(time.RFC3339), e.ActorID, e.ActorName, e.Action, e.Team, e.TargetKind, e.TargetID, string(d)})
+			} else {
+				fmt.Fprintf(stdout, "%d %s %s(%s) %s team=%s %s/%s %s\n", e.Seq, e.Time.Format(time.RFC3339), e.ActorName, e.ActorID, e.Action, e.Team, e.TargetKind, e.TargetID, d)
+			}
+		}
+		n += len(es)
+		if !more {
+			break
+		}
+		cursor = next
+	}
+	w.Flush()
+	return w.Error()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -52,6 +53,15 @@ func seedDemo(ctx context.Context, srv *server.Server, seed int64, now time.Time
 		}
 		callers[d.Replica.String()] = dsync.Caller{User: u.ID, Replica: d.Replica, Teams: u.Teams}
 	}
+	// Marked as demo users, so that their published password is refused
+	// by a server run without --demo.
+	var demoIDs []string
+	for _, id := range ids {
+		demoIDs = append(demoIDs, id)
+	}
+	if err := a.MarkDemo(ctx, demoIDs...); err != nil {
+		return 0, err
+	}
 	for i, p := range ds.Pushes {
 		c, ok := callers[p.Device.String()]
 		if !ok {
@@ -66,4 +76,36 @@ func seedDemo(ctx context.Context, srv *server.Server, seed int64, now time.Time
 		}
 	}
 	return len(ds.Pushes), nil
+}
+
+// markLegacyDemo marks, on a server run without --demo, the demo users of
+// a data directory seeded before demo users were marked, if their password
+// is still the published demo password; it returns their usernames.
+func markLegacyDemo(ctx context.Context, a *auth.Service) ([]string, error) {
+	users, err := a.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]auth.User{}
+	for _, u := range users {
+		byName[strings.ToLower(u.Username)] = u
+	}
+	var marked []string
+	for _, name := range demo.Usernames() {
+		u, ok := byName[name]
+		if !ok || u.Demo || u.Deleted {
+			continue
+		}
+		_, same, err := a.CheckPasswordOf(ctx, name, demo.DemoPassword)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			if err := a.MarkDemo(ctx, u.ID); err != nil {
+				return nil, err
+			}
+			marked = append(marked, name)
+		}
+	}
+	return marked, nil
 }

@@ -1,0 +1,322 @@
+package auth
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// AuditEntry is one line of the audit trail: who did what, to what, when.
+// Detail holds small strings only (IDs, counts, codes), never clinical
+// values or passwords.
+type AuditEntry struct {
+	// Seq is the entry's position in the trail, assigned by Audit: it
+	// increases with every entry (gaps are possible after a failed write).
+	Seq uint64 `json:"seq"`
+	// Time is when the action happened; Audit fills in the clock's now when
+	// it is zero.
+	Time time.Time `json:"time"`
+	// ActorID, ActorName and ActorRole identify who acted: a user ID, their
+	// display name and role, or for the operator's command line ActorID
+	// "service" (see ServiceActor).
+	ActorID   string `json:"actor_id"`
+	ActorName string `json:"actor_name,omitempty"`
+	ActorRole string `json:"actor_role,omitempty"`
+	// Device is the replica ID the actor used, if any.
+	Device string `json:"device,omitempty"`
+	// Action names what was done, e.g. ActionUserDisable or "record.read":
+	// lower case letters, digits, '.' and '_', up to 64 bytes.
+	Action string `json:"action"`
+	// Team is the team the action concerns; Teams lists further teams it
+	// concerns (a user in two teams). An admin reads an entry when one of
+	// them is one of the admin's teams.
+	Team  string   `json:"team,omitempty"`
+	Teams []string `json:"teams,omitempty"`
+	// TargetKind and TargetID name the object acted on: "user" and a user
+	// ID, "device" and a replica ID, "record" and collection/id, ...
+	TargetKind string `json:"target_kind,omitempty"`
+	TargetID   string `json:"target_id,omitempty"`
+	// Detail is a small map of further facts: op IDs, counts, codes, a
+	// reason. At most 32 keys of up to 64 bytes; values are cut to 1,024
+	// bytes.
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// Actions recorded by this package. Other packages record their own
+// actions (e.g. "record.read", "record.resolve", "record.erase") through
+// Audit.
+const (
+	ActionTeamCreate     = "team.create"
+	ActionUserCreate     = "user.create"
+	ActionUserRole       = "user.role"
+	ActionUserTeams      = "user.teams"
+	ActionUserName       = "user.name"
+	ActionUserDisable    = "user.disable"
+	ActionUserEnable     = "user.enable"
+	ActionUserDelete     = "user.delete"
+	ActionPasswordReset  = "user.password_reset"
+	ActionPasswordChange = "user.password_change"
+	ActionUserLocked     = "user.locked"
+	ActionDeviceRegister = "device.register"
+	ActionDeviceRevoke   = "device.revoke"
+	ActionDeviceLogout   = "device.logout"
+)
+
+// Audit trail layout (AuditLayoutVersion 1), in the auth Badger:
+//
+//	audit/<seq as 8 bytes big-endian> → AuditEntry as JSON
+//
+// Entries are only ever added, under one lock so that seq order is commit
+// order (a reader paging by seq never skips a later-committed entry). An
+// entry about an account change is written in the same transaction as the
+// change.
+const (
+	pAudit             = "audit/"
+	AuditLayoutVersion = 1
+)
+
+var actionPattern = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
+
+func auditKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(pAudit), seq)
+}
+
+// validate checks an entry's bounds.
+func (e *AuditEntry) validate() error {
+	switch {
+	case !actionPattern.MatchString(e.Action):
+		return fmt.Errorf("%w: audit action %q", ErrInvalid, e.Action)
+	case e.ActorID == "" || len(e.ActorID) > 200 || len(e.ActorName) > 200 || len(e.ActorRole) > 64 || len(e.Device) > 64:
+		return fmt.Errorf("%w: audit actor missing or too long", ErrInvalid)
+	case len(e.Team) > 64 || len(e.Teams) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
+		return fmt.Errorf("%w: audit team or target too long", ErrInvalid)
+	case len(e.Detail) > 32:
+		return fmt.Errorf("%w: audit detail has more than 32 keys", ErrInvalid)
+	}
+	for k, v := range e.Detail {
+		if k == "" || len(k) > 64 {
+			return fmt.Errorf("%w: audit detail key %q empty or too long", ErrInvalid, k)
+		}
+		if len(v) > 1024 {
+			e.Detail[k] = strings.ToValidUTF8(v[:1021], "") + "..."
+		}
+	}
+	return nil
+}
+
+// Audit appends an entry to the audit trail, durably. The actor fields are
+// taken from the context's Actor (see WithActor) when the entry leaves
+// ActorID empty. It returns an error wrapping ErrInvalid for an entry out
+// of bounds.
+func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
+	if e.ActorID == "" {
+		a := ActorFrom(ctx)
+		e.ActorID, e.ActorName, e.ActorRole = a.id(), a.Name, a.Role
+		if e.Device == "" {
+			e.Device = a.Device
+		}
+	}
+	if err := e.validate(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	err := s.auditUpdate(ctx, func(txn *badger.Txn, add func(AuditEntry) error) error { return add(e) })
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", e.Action, err)
+	}
+	return nil
+}
+
+// auditUpdate runs fn in a read-write transaction holding the audit lock;
+// fn adds entries with add, which assigns their seq and time. Entries whose
+// actor is empty get the context's actor.
+func (s *Service) auditUpdate(ctx context.Context, fn func(txn *badger.Txn, add func(AuditEntry) error) error) error {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if err := s.loadAuditSeq(); err != nil {
+		return err
+	}
+	actor := ActorFrom(ctx)
+	var next uint64
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		next = s.auditSeq
+		return fn(txn, func(e AuditEntry) error {
+			if e.ActorID == "" {
+				e.ActorID, e.ActorName, e.ActorRole = actor.id(), actor.Name, actor.Role
+				if e.Device == "" {
+					e.Device = actor.Device
+				}
+			}
+			if err := e.validate(); err != nil {
+				return err
+			}
+			next++
+			e.Seq = next
+			if e.Time.IsZero() {
+				e.Time = s.cfg.Now().UTC()
+			}
+			e.Teams = slices.DeleteFunc(slices.Clone(e.Teams), func(t string) bool { return t == e.Team })
+			b, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("encode audit entry: %w", err)
+			}
+			return txn.Set(auditKey(e.Seq), b)
+		})
+	})
+	if err == nil {
+		s.auditSeq = next
+	}
+	return err
+}
+
+// loadAuditSeq reads the last seq of the trail once; callers hold auditMu.
+func (s *Service) loadAuditSeq() error {
+	if s.auditLoaded {
+		return nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pAudit), Reverse: true})
+		defer it.Close()
+		it.Seek(auditKey(^uint64(0)))
+		if it.ValidForPrefix([]byte(pAudit)) {
+			k := it.Item().Key()
+			s.auditSeq = binary.BigEndian.Uint64(k[len(pAudit):])
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read audit position: %w", err)
+	}
+	s.auditLoaded = true
+	return nil
+}
+
+// AuditQuery selects audit entries. Zero fields do not filter.
+type AuditQuery struct {
+	// After is a cursor: only entries with a greater Seq.
+	After uint64
+	// Limit is the most entries returned; default 100, at most 1,000.
+	Limit int
+	// Scope, unless nil, limits the entries to those concerning one of
+	// these teams (an admin's teams). A non-nil empty Scope matches
+	// nothing.
+	Scope []string
+	// Team, Actor (user ID) and Since filter; Action matches exactly, or
+	// every action under a prefix ending in '.' ("user.").
+	Team   string
+	Actor  string
+	Action string
+	Since  time.Time
+}
+
+// AuditScanLimit bounds the entries one AuditLog call reads, matching or
+// not, so that a narrow filter over a long trail costs bounded work per
+// call; the caller pages on with the returned cursor.
+const AuditScanLimit = 20_000
+
+// AuditLog returns entries matching q in seq order, the cursor to pass as
+// After for the next page (it moves past entries scanned but not matched),
+// and whether the trail has entries past the cursor.
+func (s *Service) AuditLog(ctx context.Context, q AuditQuery) (entries []AuditEntry, next uint64, more bool, err error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	q.Limit = min(q.Limit, 1000)
+	out := []AuditEntry{}
+	next = q.After
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pAudit), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		scanned := 0
+		for it.Seek(auditKey(q.After + 1)); it.ValidForPrefix([]byte(pAudit)) && len(out) < q.Limit && scanned < AuditScanLimit; it.Next() {
+			scanned++
+			var e AuditEntry
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return fmt.Errorf("decode %x: %w", it.Item().Key(), err)
+			}
+			next = e.Seq
+			if q.matches(&e) {
+				out = append(out, e)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		more = it.ValidForPrefix([]byte(pAudit))
+		return nil
+	})
+	if err != nil {
+		return nil, q.After, false, fmt.Errorf("audit log: %w", err)
+	}
+	return out, next, more, nil
+}
+
+func (q *AuditQuery) matches(e *AuditEntry) bool {
+	concerns := func(team string) bool { return e.Team == team || slices.Contains(e.Teams, team) }
+	switch {
+	case q.Scope != nil && !slices.ContainsFunc(q.Scope, concerns):
+		return false
+	case q.Team != "" && !concerns(q.Team):
+		return false
+	case q.Actor != "" && e.ActorID != q.Actor:
+		return false
+	case !q.Since.IsZero() && e.Time.Before(q.Since):
+		return false
+	case q.Action != "" && e.Action != q.Action && !(strings.HasSuffix(q.Action, ".") && strings.HasPrefix(e.Action, q.Action)):
+		return false
+	}
+	return true
+}
+
+// Actor is who makes a request: recorded in the audit trail, and for an
+// admin the scope of the change (see the package doc). The server puts
+// one in every authenticated request's context with WithActor; the
+// command line uses ServiceActor.
+type Actor struct {
+	UserID string
+	Name   string
+	Role   string
+	Device string
+	// Teams are the actor's teams as they stand now (narrowed claims).
+	Teams []string
+	// Service marks the operator of the data directory (the command
+	// line): unscoped.
+	Service bool
+}
+
+// ServiceActor is the operator acting on the data directory with the
+// doorstep command line: a service admin, not scoped to teams.
+func ServiceActor(name string) Actor {
+	return Actor{Name: name, Role: "service", Service: true}
+}
+
+func (a Actor) id() string {
+	switch {
+	case a.UserID != "":
+		return a.UserID
+	case a.Service:
+		return "service"
+	}
+	return "system"
+}
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying a.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorFrom returns the actor ctx carries; without one, the zero Actor
+// (recorded as "system" and, for scoping, unscoped like the command line:
+// only the server's requests carry scoped actors).
+func ActorFrom(ctx context.Context) Actor {
+	a, _ := ctx.Value(actorKey{}).(Actor)
+	return a
+}

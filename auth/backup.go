@@ -1,0 +1,47 @@
+package auth
+
+import (
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// StoreLayout is the version of the auth store's key layout, recorded in
+// backups so a restore can refuse one it does not understand.
+const StoreLayout uint32 = 1
+
+// BackupTxn opens a read-only transaction over the auth store for an online
+// backup: everything it sees is as of one read timestamp. The caller must
+// Discard it.
+func (s *Service) BackupTxn() (*badger.Txn, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	return s.db.NewTransaction(false), nil
+}
+
+// BadgerOptions returns the Badger options of the auth store in dir,
+// encrypted at rest with key when key is set (see Config.EncryptionKey),
+// for Open and for tools such as restore that load the directory directly.
+func BadgerOptions(dir string, key []byte) badger.Options {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(nil).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBaseTableSize(2 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(64 << 10).
+		WithBlockCacheSize(4 << 20).
+		WithIndexCacheSize(2 << 20).
+		WithNumCompactors(2)
+	if len(key) > 0 {
+		opts = opts.WithEncryptionKey(key).WithEncryptionKeyRotationDuration(7 * 24 * time.Hour)
+	}
+	return opts
+}

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	client "github.com/doorstep-health/doorstep/client-sdk"
+	"github.com/doorstep-health/doorstep/server"
+)
+
+// widePerson is a person with a dozen filled text fields, so a batch of
+// them makes a big change.
+func widePerson(i int) map[string]any {
+	p := sdkPerson(fmt.Sprint("W", i))
+	long := strings.Repeat("notes ", 12)
+	for _, f := range []string{"preferred_name", "temporary_address", "phone", "email", "communication_needs", "household_notes", "risk_notes"} {
+		p[f] = fmt.Sprint(f, " ", i, " ", long)[:min(40, len(f)+len(long))]
+	}
+	return p
+}
+
+// TestSDKLargePushCompletesInOneSync is issue 16 item 1 end to end: a
+// tablet pushes many big batches against a server with small pages. The
+// pull after the push steps over the tablet's own entries; that used to
+// fill the page budget and return empty pages marked more until Sync
+// failed with "no progress". One Sync must now finish the job.
+func TestSDKLargePushCompletesInOneSync(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil, func(c *server.Config) { c.PageBytes = 4 << 10 })
+	ann := e.device("ann", "", func(o *client.Options) { o.PullLimit = 50; o.MaxOpsPerChange = 100 })
+	bea := e.device("bea", "", nil)
+	sdkMustSync(t, ann)
+	for b := range 12 {
+		err := ann.Batch(ctx, func(bt *client.Batch) error {
+			for i := range 10 {
+				if _, err := bt.Create("people", sdkTeam, widePerson(b*10+i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := sdkMustSync(t, ann)
+	if res.Pushed != 12 || ann.Status().Pending != 0 {
+		t.Fatalf("push: %+v, pending %d", res, ann.Status().Pending)
+	}
+	sdkMustSync(t, bea)
+	sdkAssertConverged(t, ann, bea)
+	t.Logf("ann: %d rounds for 12 changes", res.Rounds)
+}
+
+// TestSDKBootstrapWaitsOutTheRateLimit is issue 16 item 2: a bootstrap
+// longer than the device's burst used to fail with rate_limited. The server
+// now says how long to wait (Retry-After, and retry_after_ms in the
+// problem) and the SDK waits, bounded and cancellable, and goes on.
+func TestSDKBootstrapWaitsOutTheRateLimit(t *testing.T) {
+	e := newSDKEnv(t, nil, func(c *server.Config) { c.DeviceRate, c.DeviceBurst = 10, 3 })
+	ann := e.device("ann", "", nil)
+	sdkSeedPeople(t, ann, 40)
+	sdkMustSync(t, ann)
+	bea := e.device("bea", "", func(o *client.Options) { o.PullLimit = 4 })
+	start := time.Now()
+	res := sdkMustSync(t, bea) // ten pages at 10/s after a burst of 3
+	if res.Snapshot != 40 {
+		t.Fatalf("bootstrap got %d records, want 40", res.Snapshot)
+	}
+	if res.RateLimited == 0 {
+		t.Errorf("no round was rate limited: %+v (the test does not exercise the limit)", res)
+	}
+	t.Logf("bootstrap: %d rounds, %d waits for the rate limit, %v", res.Rounds, res.RateLimited, time.Since(start))
+	sdkAssertConverged(t, ann, bea)
+
+	// A cancelled context ends the wait at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	cal := e.device("cal", "", func(o *client.Options) { o.PullLimit = 1 })
+	start = time.Now()
+	if _, err := cal.Sync(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sync with a 50 ms deadline: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancelled wait took %v", d)
+	}
+}
