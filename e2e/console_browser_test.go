@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,9 +95,13 @@ func screenshotOnFailure(t *testing.T, ctx context.Context) {
 // the JSON API then shows it settled and a link worker's SDK replica
 // receives the resolution on its next pull. A form without its CSRF token
 // is refused. DOORSTEP_CONSOLE_SCREENSHOT=path saves the conflict page (for
-// the docs).
+// the docs) and DOORSTEP_CONSOLE_WIDTH sets the window width (default 1100).
 func TestConsoleInBrowser(t *testing.T) {
-	ctx := newBrowser(t, 90*time.Second, 1100, 1100)
+	width := 1100
+	if w, err := strconv.Atoi(os.Getenv("DOORSTEP_CONSOLE_WIDTH")); err == nil && w >= 320 {
+		width = w // e.g. 768, to look at the tablet layout
+	}
+	ctx := newBrowser(t, 90*time.Second, width, 1100)
 	e, _ := openAt(t, t.TempDir(), nil)
 	ds := demo.Build(1, time.Now())
 	loadDemo(t, e, ds)

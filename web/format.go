@@ -27,6 +27,12 @@ var funcs = template.FuncMap{
 		return a * 100 / b
 	},
 	"add": func(a, b int) int { return a + b },
+	"measure": func(id string) string {
+		if l := ons4Labels[id]; l != "" {
+			return l
+		}
+		return id
+	},
 }
 
 // when formats a time for a page: date and minute in UTC, or "—".

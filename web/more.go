@@ -128,13 +128,41 @@ func (c *Console) outcomes(w http.ResponseWriter, r *http.Request, v *viewer) {
 	lo, hi := (pg-1)*outcomesPage, pg*outcomesPage
 	o.ONS4 = o.ONS4[min(lo, len(o.ONS4)):min(hi, len(o.ONS4))]
 	o.UCLA3 = o.UCLA3[min(lo, len(o.UCLA3)):min(hi, len(o.UCLA3))]
+	// Names of the people on this page (one record read each).
+	names := map[string]string{}
+	for _, id := range append(personIDs(o.ONS4), uclaIDs(o.UCLA3)...) {
+		if _, ok := names[id]; ok {
+			continue
+		}
+		names[id] = shortID(id)
+		if rec, err := c.cfg.Engine.Record(r.Context(), v.caller, api.RecordRef{Team: r.PathValue("team"), Collection: "people", ID: id}); err == nil {
+			names[id] = recordLabel(rec)
+		}
+	}
 	c.render(w, r, http.StatusOK, "outcomes", page{Title: "Outcomes", Viewer: v, Team: r.PathValue("team"), Data: struct {
 		O                 schema.Outcomes
 		Charts            []itemChart
 		UCLA              template.HTML
 		Page, Pages, Prev int
 		Next              int
-	}{o, charts, ucla, pg, pages, pg - 1, pg + 1}})
+		Names             map[string]string
+	}{o, charts, ucla, pg, pages, pg - 1, pg + 1, names}})
+}
+
+func personIDs(os []schema.PersonOutcome) []string {
+	out := make([]string, len(os))
+	for i, o := range os {
+		out[i] = o.PersonID
+	}
+	return out
+}
+
+func uclaIDs(us []schema.UCLA3Outcome) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.PersonID
+	}
+	return out
 }
 
 func (c *Console) outcomesCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -229,7 +257,7 @@ func chartSVG(label string, lo, hi int, first, last float64, people, improved, s
 // overlap the "first" one.
 func labelOffset(a, b float64) int {
 	if a-b < 60 && b-a < 60 {
-		return 36
+		return 52 // below the scale's numbers, above the bar
 	}
 	return 0
 }
