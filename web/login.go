@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -77,12 +78,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		tr, err = c.cfg.Auth.Login(ctx, d.Username, r.PostFormValue("password"), device, "Console (web browser)")
 	}
 	if err != nil {
-		if errors.Is(err, auth.ErrInvalidCredentials) || errors.Is(err, auth.ErrUnauthorized) {
-			d.Error = "That username and password do not match."
-			c.showLogin(w, r, http.StatusUnauthorized, d)
+		status, msg := loginRefusal(err)
+		if msg == "" {
+			c.failErr(w, r, nil, err)
 			return
 		}
-		c.failErr(w, r, nil, err)
+		var le *auth.LockedError
+		if errors.As(err, &le) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter.Seconds()+0.999)))
+		}
+		d.Error = msg
+		c.showLogin(w, r, status, d)
 		return
 	}
 	http.SetCookie(w, c.cookie(r, cookieDevice, device, 400*24*3600))
@@ -114,4 +120,25 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 	c.ss.drop(v.token)
 	http.SetCookie(w, c.cookie(r, cookieSession, "", -1))
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+}
+
+// loginRefusal is what the sign-in page says for an auth error, or "" for
+// an error that is the server's fault.
+func loginRefusal(err error) (int, string) {
+	var le *auth.LockedError
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrUnauthorized):
+		return http.StatusUnauthorized, "That username and password do not match."
+	case errors.As(err, &le), errors.Is(err, auth.ErrAccountLocked):
+		return http.StatusTooManyRequests, "This account is locked for a while after several failed sign-ins. Try again in a few minutes, or ask an admin to reset the password."
+	case errors.Is(err, auth.ErrAccountDisabled):
+		return http.StatusForbidden, "This account is disabled. Ask an admin if you need it back."
+	case errors.Is(err, auth.ErrNoTeams):
+		return http.StatusForbidden, "Your account is not in any team yet. Ask an admin to add you to one."
+	case errors.Is(err, auth.ErrTooManyDevices):
+		return http.StatusForbidden, "Your account has too many devices signed in. Ask an admin to revoke the ones you no longer use."
+	case errors.Is(err, auth.ErrDemoAccount):
+		return http.StatusForbidden, "Demo accounts can only sign in to a demo server."
+	}
+	return 0, ""
 }

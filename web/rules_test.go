@@ -234,6 +234,15 @@ func TestSessions(t *testing.T) {
 	if st != http.StatusUnauthorized || !strings.Contains(body, "do not match") {
 		t.Fatalf("wrong password: %d", st)
 	}
+	// Four more failures lock the account (the auth service's lockout);
+	// the next attempt is refused as locked.
+	for range 5 {
+		_, page, _ = w.get("/console/login")
+		st, body, _ = w.post("/console/login", url.Values{"csrf": {csrf(page)}, "username": {"diane"}, "password": {"wrong-password"}})
+	}
+	if st != http.StatusTooManyRequests || !strings.Contains(body, "locked") {
+		t.Fatalf("after five failures: %d", st)
+	}
 	e.mu.Lock()
 	e.allowed = false
 	e.mu.Unlock()
