@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/schema"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
@@ -66,11 +65,10 @@ func (s *Server) searchPeople(c echo.Context) error {
 // ?format=csv).
 func (s *Server) outcomes(c echo.Context) error {
 	team := c.Param("team")
-	recs, err := s.engine.CollectionRecords(c.Request().Context(), callerOf(c), team, "assessments", 0)
+	o, err := s.console.Outcomes(c.Request().Context(), callerOf(c), team) // cached with the console's
 	if err != nil {
 		return err
 	}
-	o := schema.TeamOutcomes(recs)
 	switch c.QueryParam("format") {
 	case "csv":
 		w := c.Response()

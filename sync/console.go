@@ -181,6 +181,7 @@ func lastChange(txn *badger.Txn, ref api.RecordRef, author string) (ChangedEntry
 // entryHead is what a changed-since page needs of an encoded
 // store.LogEntry, with the ops left encoded.
 type entryHead struct {
+	erased         bool // an erasure entry
 	author, reason string
 	replica        crdt.ReplicaID
 	receivedMS     int64
@@ -222,6 +223,9 @@ func decodeEntryHead(v []byte) (h entryHead, err error) {
 			if err = dec.Skip(); err == nil {
 				h.ops = v[start : len(v)-rd.Len()]
 			}
+		case "x":
+			h.erased = true
+			err = dec.Skip()
 		default:
 			err = dec.Skip()
 		}
@@ -406,4 +410,60 @@ func (e *Engine) TeamVersion(ctx context.Context, c Caller, team string) (uint64
 		return 0, fmt.Errorf("team version: %w", err)
 	}
 	return pos, nil
+}
+
+// TouchedSince lists the records of one collection of the team that the
+// log entries after position after touched, so that a view cached at
+// after (a TeamVersion) can be brought up to date from them. rebuild is
+// true, and refs nil, when those entries hold an erasure or number more
+// than max (0 means 10,000): the view should then be rebuilt from scratch.
+func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after uint64, collection string, max int) (refs []api.RecordRef, rebuild bool, err error) {
+	if err := scope(c, team); err != nil {
+		return nil, false, err
+	}
+	if max <= 0 {
+		max = 10_000
+	}
+	seen := map[string]bool{}
+	err = e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.LogPrefix(team)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		n := 0
+		for it.Seek(store.LogKey(team, after+1)); it.ValidForPrefix(prefix); it.Next() {
+			if n++; n > max {
+				rebuild = true
+				return nil
+			}
+			err := it.Item().Value(func(v []byte) error {
+				h, err := decodeEntryHead(v)
+				if err != nil || h.erased {
+					rebuild = rebuild || h.erased
+					return err
+				}
+				var ops []crdt.Op
+				if err := store.Decode(h.ops, &ops); err != nil {
+					return err
+				}
+				for i := range ops {
+					if op := &ops[i]; op.Collection == collection && !seen[op.Record] {
+						seen[op.Record] = true
+						refs = append(refs, api.RecordRef{Team: team, Collection: collection, ID: op.Record})
+					}
+				}
+				return nil
+			})
+			if err != nil || rebuild {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("touched since: %w", err)
+	}
+	if rebuild {
+		return nil, true, nil
+	}
+	return refs, false, nil
 }

@@ -205,3 +205,7 @@ func contains(t *testing.T, what, body string, wants ...string) {
 func dsyncFilterPeople() dsync.ChangedFilter {
 	return dsync.ChangedFilter{Collection: "people", Limit: 5}
 }
+
+func dsyncFilterAssessments() dsync.ChangedFilter {
+	return dsync.ChangedFilter{Collection: "assessments", Limit: 5000}
+}

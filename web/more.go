@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"html"
 	"html/template"
@@ -50,37 +52,81 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}{q, rows, dsync.MaxSearchResults}})
 }
 
-// teamOutcomes reads the team's assessments and computes the export, or
-// serves it from the cache while the team has not changed since.
+// teamOutcomes reads the team's assessments and computes the export.
 func (c *Console) teamOutcomes(r *http.Request, v *viewer) (schema.Outcomes, error) {
-	ctx, team := r.Context(), r.PathValue("team")
-	ver, err := c.cfg.Engine.TeamVersion(ctx, v.caller, team)
+	return c.Outcomes(r.Context(), v.caller, r.PathValue("team"))
+}
+
+// Outcomes returns a team's outcome export for the JSON route and the
+// outcomes page. It is cached per team: served as is while the team's log
+// has not moved, brought up to date from the assessments the log entries
+// since touched when it has, and rebuilt from every assessment after an
+// erasure (or when too much has changed).
+func (c *Console) Outcomes(ctx context.Context, caller dsync.Caller, team string) (schema.Outcomes, error) {
+	ver, err := c.cfg.Engine.TeamVersion(ctx, caller, team)
 	if err != nil {
 		return schema.Outcomes{}, err
 	}
 	c.outMu.Lock()
-	defer c.outMu.Unlock() // one computation per team at a time; others wait for it
-	if e, ok := c.outCache[team]; ok && e.version == ver {
+	defer c.outMu.Unlock() // one computation at a time; others wait for it
+	e, ok := c.outCache[team]
+	if ok && e.version == ver {
 		return e.o, nil
 	}
-	recs, err := c.cfg.Engine.CollectionRecords(ctx, v.caller, team, "assessments", 0)
+	if ok && e.version < ver {
+		refs, rebuild, err := c.cfg.Engine.TouchedSince(ctx, caller, team, e.version, "assessments", 0)
+		if err != nil {
+			return schema.Outcomes{}, err
+		}
+		if !rebuild {
+			if err := c.catchUp(ctx, caller, e.book, refs); err != nil {
+				return schema.Outcomes{}, err
+			}
+			e.version, e.o = ver, e.book.Outcomes()
+			c.outCache[team] = e
+			return e.o, nil
+		}
+	}
+	recs, err := c.cfg.Engine.CollectionRecords(ctx, caller, team, "assessments", 0)
 	if err != nil {
 		return schema.Outcomes{}, err
 	}
-	o := schema.TeamOutcomes(recs)
+	book := schema.NewOutcomeBook()
+	book.Put(recs)
 	if len(c.outCache) >= maxCachedTeams {
 		clear(c.outCache)
 	}
-	c.outCache[team] = cachedOutcomes{version: ver, o: o}
-	return o, nil
+	e = cachedOutcomes{version: ver, book: book, o: book.Outcomes()}
+	c.outCache[team] = e
+	return e.o, nil
+}
+
+// catchUp puts the current state of the given assessments records into
+// the book (records gone since are dropped).
+func (c *Console) catchUp(ctx context.Context, caller dsync.Caller, book *schema.OutcomeBook, refs []api.RecordRef) error {
+	var recs []*crdt.Record
+	for _, ref := range refs {
+		rec, err := c.cfg.Engine.Record(ctx, caller, ref)
+		if errors.Is(err, dsync.ErrNotFound) {
+			book.Drop(ref.ID)
+			continue
+		} else if err != nil {
+			return err
+		}
+		recs = append(recs, rec)
+	}
+	book.Put(recs)
+	return nil
 }
 
 // maxCachedTeams bounds the outcomes cache.
 const maxCachedTeams = 256
 
-// cachedOutcomes is a team's outcome export at a team version.
+// cachedOutcomes is a team's outcome export at a team version, with the
+// book it was computed from.
 type cachedOutcomes struct {
 	version uint64
+	book    *schema.OutcomeBook
 	o       schema.Outcomes
 }
 
