@@ -56,6 +56,17 @@ const (
 	CodeRecordErased  Code = "record_erased"  // op: the record was erased; refused
 	CodeWrongReplica  Code = "wrong_replica"  // op: id names another replica than the pusher's
 	CodeOpIDReused    Code = "op_id_reused"   // op: the server holds another op with this id; refused
+	// CodeResolveForbidden: op: settles a conflict on a clinical field
+	// (its pred covers every concurrent value) but the pusher's role is not
+	// among those the schema lets settle that field; refused, kept in the
+	// quarantine, the conflict stays for someone allowed.
+	CodeResolveForbidden Code = "resolve_forbidden"
+	// CodeConflictInReview: op: an ordinary write to a clinical field in
+	// conflict whose pred names another author's concurrent value, so
+	// merging it would take that value out of the review; quarantined (an
+	// admin may re-apply it once the conflict is settled, when it only adds
+	// a value).
+	CodeConflictInReview Code = "conflict_in_review"
 )
 
 var statusByCode = map[Code]int{

@@ -28,6 +28,11 @@ type SyncRequest struct {
 	// PullLimit caps the items in the pulled page; 0 means the server's
 	// default. The server also caps pages by bytes.
 	PullLimit int `msgpack:"l,omitempty"`
+	// Wiped reports that the device has carried out a remote wipe the
+	// server ordered (SyncResponse.Wipe): its records, outbox and
+	// rejections are gone. Sent once, by a revoked device, so that the
+	// admin sees the wipe confirmed.
+	Wiped bool `msgpack:"w,omitempty"`
 	// Epoch is the server epoch the device last synced in (from
 	// SyncResponse.Epoch); empty on a device that never synced or an SDK
 	// that predates epochs. When it differs from the server's, the server
@@ -76,12 +81,36 @@ type SyncResponse struct {
 	Cursor []byte `msgpack:"k"`
 	// More reports that another pull would return more right away.
 	More bool `msgpack:"m,omitempty"`
+	// Scope is the device's scope as the server sees it at this sync: the
+	// teams of its user, looked up now. The device drops every record (and
+	// its rejections) of a team outside it. Always set by this server; nil
+	// only from an older server, which says nothing about scope.
+	Scope *Scope `msgpack:"s,omitempty"`
+	// Wipe orders the device to wipe itself: an admin revoked it and asked
+	// for a remote wipe. Such a reply carries nothing else but the clock;
+	// the device deletes every record, outbox entry, rejection and token,
+	// then confirms with SyncRequest.Wiped.
+	Wipe bool `msgpack:"w,omitempty"`
+	// Replace holds the current states of records for which an op of this
+	// push was refused by a clinical-conflict rule (CodeResolveForbidden,
+	// CodeConflictInReview). The device applied that op locally when it
+	// was written; it must replace (not merge) its copy of each record with
+	// the state here and re-apply its own ops still in its outbox, so that
+	// it shows the conflict the server kept rather than its refused write.
+	// Encoded as Snapshot is.
+	Replace []crdt.RecordBytes `msgpack:"1a,omitempty"`
 	// Epoch is the server's current epoch ID (16 bytes). It changes when
 	// the server is restored from a backup; see docs/PROTOCOL.md "Epochs".
 	Epoch []byte `msgpack:"e,omitempty"`
 	// Restated counts the record states of a Restate request that added
 	// something the server lacked.
 	Restated int `msgpack:"2n,omitempty"`
+}
+
+// Scope is the set of teams a device may hold records of.
+type Scope struct {
+	// Teams are the team IDs, sorted; empty when the user belongs to none.
+	Teams []string `msgpack:"t"`
 }
 
 // ChangeStatus is the outcome of one pushed change.

@@ -11,43 +11,13 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/api"
 )
 
-// AuditEntry is one line of the audit trail: who did what, to what, when.
-// Detail holds small strings only (IDs, counts, codes), never clinical
-// values or passwords.
-type AuditEntry struct {
-	// Seq is the entry's position in the trail, assigned by Audit: it
-	// increases with every entry (gaps are possible after a failed write).
-	Seq uint64 `json:"seq"`
-	// Time is when the action happened; Audit fills in the clock's now when
-	// it is zero.
-	Time time.Time `json:"time"`
-	// ActorID, ActorName and ActorRole identify who acted: a user ID, their
-	// display name and role, or for the operator's command line ActorID
-	// "service" (see ServiceActor).
-	ActorID   string `json:"actor_id"`
-	ActorName string `json:"actor_name,omitempty"`
-	ActorRole string `json:"actor_role,omitempty"`
-	// Device is the replica ID the actor used, if any.
-	Device string `json:"device,omitempty"`
-	// Action names what was done, e.g. ActionUserDisable or "record.read":
-	// lower case letters, digits, '.' and '_', up to 64 bytes.
-	Action string `json:"action"`
-	// Team is the team the action concerns; Teams lists further teams it
-	// concerns (a user in two teams). An admin reads an entry when one of
-	// them is one of the admin's teams.
-	Team  string   `json:"team,omitempty"`
-	Teams []string `json:"teams,omitempty"`
-	// TargetKind and TargetID name the object acted on: "user" and a user
-	// ID, "device" and a replica ID, "record" and collection/id, ...
-	TargetKind string `json:"target_kind,omitempty"`
-	TargetID   string `json:"target_id,omitempty"`
-	// Detail is a small map of further facts: op IDs, counts, codes, a
-	// reason. At most 32 keys of up to 64 bytes; values are cut to 1,024
-	// bytes.
-	Detail map[string]string `json:"detail,omitempty"`
-}
+// AuditEntry is one line of the audit trail (see api.AuditEntry; it lives
+// in api, the wire contract, so that packages that may not import auth,
+// such as the console, can record through a small interface of their own).
+type AuditEntry = api.AuditEntry
 
 // Actions recorded by this package. Other packages record their own
 // actions (e.g. "record.read", "record.resolve", "record.erase") through
@@ -88,17 +58,20 @@ func auditKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(pAudit), seq)
 }
 
-// validate checks an entry's bounds.
-func (e *AuditEntry) validate() error {
+// validateAudit checks an entry's bounds and cuts long detail values.
+func validateAudit(e *AuditEntry) error {
 	switch {
 	case !actionPattern.MatchString(e.Action):
 		return fmt.Errorf("%w: audit action %q", ErrInvalid, e.Action)
 	case e.ActorID == "" || len(e.ActorID) > 200 || len(e.ActorName) > 200 || len(e.ActorRole) > 64 || len(e.Device) > 64:
 		return fmt.Errorf("%w: audit actor missing or too long", ErrInvalid)
-	case len(e.Team) > 64 || len(e.Teams) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
+	case len(e.Team) > 64 || len(e.TargetKind) > 64 || len(e.TargetID) > 1024:
 		return fmt.Errorf("%w: audit team or target too long", ErrInvalid)
 	case len(e.Detail) > 32:
 		return fmt.Errorf("%w: audit detail has more than 32 keys", ErrInvalid)
+	}
+	if len(e.Teams) > 1000 { // never refuse a change for being about many teams
+		e.Teams = e.Teams[:1000]
 	}
 	for k, v := range e.Detail {
 		if k == "" || len(k) > 64 {
@@ -123,7 +96,7 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 			e.Device = a.Device
 		}
 	}
-	if err := e.validate(); err != nil {
+	if err := validateAudit(&e); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	err := s.auditUpdate(ctx, func(txn *badger.Txn, add func(AuditEntry) error) error { return add(e) })
@@ -153,7 +126,7 @@ func (s *Service) auditUpdate(ctx context.Context, fn func(txn *badger.Txn, add 
 					e.Device = actor.Device
 				}
 			}
-			if err := e.validate(); err != nil {
+			if err := validateAudit(&e); err != nil {
 				return err
 			}
 			next++

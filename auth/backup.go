@@ -7,8 +7,10 @@ import (
 )
 
 // StoreLayout is the version of the auth store's key layout, recorded in
-// backups so a restore can refuse one it does not understand.
-const StoreLayout uint32 = 1
+// backups so a restore can refuse one it does not understand. Layout 2 added
+// the userdev/ index and the audit trail; a layout 1 store (or backup) is
+// migrated at Open.
+const StoreLayout uint32 = layoutVersion
 
 // BackupTxn opens a read-only transaction over the auth store for an online
 // backup: everything it sees is as of one read timestamp. The caller must

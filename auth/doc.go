@@ -15,6 +15,9 @@
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
 //
+// Open opens Badger through internal/badgeropen, which recovers from an
+// empty memtable file left by a kill.
+//
 // # Devices and refresh chains
 //
 // A login binds the returned tokens to a device (its replica ID). Each

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	gosync "sync"
 	"time"
@@ -230,8 +231,9 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	}
 	username := externalUsername(j.cfg.Issuer, sub)
 	var u userRecord
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		u = userRecord{} // fresh on a conflict retry
+		var old *User
 		ts, err := s.checkTeams(txn, teams)
 		if err != nil {
 			return err
@@ -260,9 +262,26 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 			if name != "" {
 				u.Name = name
 			}
+			prev := u.User
+			old = &prev
 		}
 		u.Role, u.Teams = role, ts
-		return setJSON(txn, pUser+u.ID, u)
+		if err := setJSON(txn, pUser+u.ID, u); err != nil {
+			return err
+		}
+		// The issuer is the source of truth: record what it changed.
+		var e AuditEntry
+		switch {
+		case old == nil:
+			e = userAudit(ActionUserCreate, &u.User, nil, map[string]string{"role": role, "teams": strings.Join(ts, ","), "issuer": j.cfg.Issuer})
+		case old.Role != role || !slices.Equal(old.Teams, ts):
+			e = userAudit("user.external_update", &u.User, old, map[string]string{"role": role, "old_role": old.Role,
+				"teams": strings.Join(ts, ","), "old_teams": strings.Join(old.Teams, ","), "issuer": j.cfg.Issuer})
+		default:
+			return nil
+		}
+		e.ActorID, e.ActorName, e.ActorRole = "system", "external issuer", ""
+		return audit(e)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exchange: %w", err)

@@ -97,6 +97,11 @@ func TestExchange(t *testing.T) {
 	if tr2.User.ID != tr.User.ID || tr2.User.Role != api.RoleLinkWorker {
 		t.Fatalf("second exchange %+v, first %+v", tr2.User, tr.User)
 	}
+	// Both the provisioning and the change are in the audit trail.
+	if es, _, _, err := s.AuditLog(ctx, AuditQuery{Action: "user.", Actor: "system"}); err != nil || len(es) != 2 ||
+		es[0].Action != ActionUserCreate || es[1].Action != "user.external_update" || es[1].Detail["role"] != api.RoleLinkWorker {
+		t.Fatalf("audit of exchanges: %+v %v", es, err)
+	}
 	// An external user has no password.
 	if _, err := s.Login(ctx, "ext/https://cis2.example/555123", "", dev, "tab"); !errors.Is(err, ErrInvalidCredentials) {
 		t.Fatalf("password login of external user: %v", err)

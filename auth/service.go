@@ -181,6 +181,10 @@ type Device struct {
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin", "refresh_reuse" or "user_deleted"
 	Gen           uint64    `json:"gen"`                      // login generation
+	// Remote wipe (see RevokeAndWipe): when it was asked for, and when the
+	// device reported it done.
+	WipeRequestedAt time.Time `json:"wipe_requested_at,omitzero"`
+	WipeConfirmedAt time.Time `json:"wipe_confirmed_at,omitzero"`
 }
 
 // Revocation reasons.
@@ -1099,6 +1103,13 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 	s.cacheDevice(d)
 	if reused {
 		s.cfg.Logger.Warn("refresh token reused; device revoked", "device", d.ID, "user", d.User)
+		owner, _ := s.User(ctx, d.User) // for the teams the entry concerns
+		owner.ID = d.User
+		e := userAudit(ActionDeviceRevoke, &owner, nil, map[string]string{"user": d.User, "reason": RevokedByReuse})
+		e.ActorID, e.Device, e.TargetKind, e.TargetID = "system", d.ID, "device", d.ID
+		if err := s.Audit(ctx, e); err != nil {
+			s.cfg.Logger.Error("audit entry not recorded", "action", e.Action, "device", d.ID, "err", err)
+		}
 		return nil, fmt.Errorf("refresh: %w: device %s revoked", ErrRefreshReused, d.ID)
 	}
 	access, err := s.issueAccess(&u, d.ID, d.Gen, now)

@@ -25,7 +25,7 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func openTest(t *testing.T, clk *fakeClock) (*Service, string) {
+func openTest(t testing.TB, clk *fakeClock) (*Service, string) {
 	t.Helper()
 	data := t.TempDir()
 	cfg := Config{BcryptCost: bcrypt.MinCost}

@@ -24,7 +24,7 @@ type tokens struct {
 // replica. Later syncs refresh them as needed. A bad password returns an
 // error wrapping an *api.Problem with code invalid_credentials.
 func (r *Replica) Login(ctx context.Context, username, password string) (*api.User, error) {
-	if r.server == "" {
+	if r.serverURL() == "" {
 		return nil, ErrNoServer
 	}
 	if r.closed() {
@@ -64,11 +64,28 @@ func (r *Replica) User(ctx context.Context) (*api.User, error) {
 	return &t.User, nil
 }
 
-// Logout forgets the stored tokens. The outbox and records are kept.
+// Logout ends the device's session on the server (its refresh chain and
+// access tokens) and forgets the stored tokens. The outbox and records are
+// kept. The tokens are forgotten even when the server cannot be told; the
+// error then says so (the chain ends anyway when it expires, or an admin
+// revokes the device).
 func (r *Replica) Logout(ctx context.Context) error {
 	r.authMu.Lock()
 	defer r.authMu.Unlock()
-	return r.storeTokens(nil)
+	t, err := r.loadTokens()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if t != nil && t.Access != "" {
+		if serr = r.serverLogout(ctx, t); serr != nil {
+			serr = fmt.Errorf("client: logout: tokens forgotten, but the server was not told: %w", serr)
+		}
+	}
+	if err := r.storeTokens(nil); err != nil {
+		return err
+	}
+	return serr
 }
 
 func (r *Replica) accessToken() (string, error) {

@@ -59,7 +59,7 @@ func (r *Replica) setStatus(f func(*Status)) {
 // then says so; call Login and Background again). At most one background
 // loop runs per replica.
 func (r *Replica) Background(ctx context.Context) error {
-	if r.server == "" {
+	if r.serverURL() == "" {
 		return ErrNoServer
 	}
 	r.bgMu.Lock()

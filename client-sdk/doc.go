@@ -22,13 +22,46 @@
 // store or sync packages, nor echo: it talks to the server only through the
 // HTTP contract in package api.
 //
+// # Writing and reading values
+//
+// Create takes a Ref naming the team and collection (and optionally the
+// ID) and returns the new record's Ref, so the two names cannot be swapped
+// unnoticed. Set refuses a nil value; Clear clears a register, and a
+// cleared register not in conflict is left out of Record.Fields. Reads
+// decode integers as int64 whatever width they were stored in (uint64 only
+// above math.MaxInt64) and floats as float64, so a value written as 4
+// reads back as int64(4).
+//
+// ServerURL and the request sizes can be changed after Open with
+// SetServerURL and SetRequestSizes.
+//
 // # Conflicts
 //
-// Set overwrites the value the user saw (the register's winner). If the
-// field was already in conflict it stays in conflict: other concurrent
-// values survive until Resolve, which overwrites all of them. So a conflict
-// on a clinically important field is never settled by an ordinary edit made
-// without seeing it.
+// Set overwrites the value the user saw. On a field already in conflict it
+// overwrites only values this replica wrote itself: other authors'
+// concurrent values survive until Resolve, which overwrites all of them.
+// On a field the schema marks clinical and in conflict, Set is refused
+// with ErrInConflict and nothing is stored: the app must offer the
+// conflict to someone allowed to settle it. Resolve of a clinical conflict
+// checks the signed-in user's role (from Login) against the field's
+// settled_by (ErrResolveForbidden; MaySettle asks beforehand). The server
+// applies the same rules (docs/PROTOCOL.md §11.1) and, when it refuses a
+// write this replica already applied (a conflict that had not reached the
+// tablet yet, a demotion since login), says so per op (Rejected) and
+// restates the record: the replica replaces its copy with the server's and
+// re-applies its own unacknowledged ops, so it shows the conflict again.
+//
+// # Scope, erasure and remote wipe
+//
+// Every reply states the device's scope (its user's teams now). Records of
+// other teams are deleted, with their rejections, except forbidden_team
+// rejections: the device's unsynced work for a team it has left, pushed
+// and refused, kept until DismissRejected. A record erased on the server
+// leaves nothing: record, outbox ops and rejections go; rejections the
+// reply reports for it reach the app without values. A reply ordering a
+// remote wipe (an admin revoked the device with wipe) makes the replica
+// drop all its data (Badger DropAll), report back, and return ErrWiped;
+// the app should then delete Dir and forget the key.
 //
 // # Outbox and changes
 //
@@ -42,6 +75,19 @@
 // fails at any byte leaves nothing lost or doubled. Ops the server
 // quarantined or refused inside an acknowledged change are kept and listed
 // by Rejected; they stay applied locally.
+//
+// A change the server can never accept must not block the ones after it.
+// Writes are checked against the server's limits when the app makes them
+// (Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes; a *LimitError matching
+// ErrTooLarge). If the server still refuses a request as too large
+// (body_too_large), Sync sends fewer changes, then splits a single change in
+// two (renumbering the later ones; content only ever moves to a higher seq,
+// so nothing the server holds is contradicted), and a single op still too
+// large is set aside: its change is replaced by an empty one under the same
+// seq and the op is listed by Rejected with the server's reason. A change
+// refused as a whole with a code that can never succeed (bad_request,
+// malformed_body, invalid_op, body_too_large) is set aside the same way;
+// other refusals fail the Sync with ErrRefused and keep the change.
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
@@ -98,7 +144,11 @@
 //
 // # Errors
 //
-// Writes refused before storing return a *ValidationError (ErrInvalid).
+// Writes refused before storing return a *ValidationError (ErrInvalid);
+// a write over the server's size limits also matches ErrTooLarge (a
+// *LimitError says which limit). A failure to reach the server (no
+// network, refused, reset or cut connection, timeout, 502/503/504) matches
+// ErrUnavailable, so an app can tell "offline" from "refused".
 // Server errors arrive as an *api.Problem, decoded from problem+json or
 // problem+msgpack, wrapped with context: branch with errors.As on its Code,
 // or with errors.Is on ErrSignedOut, ErrRefused, ErrNotFound, ErrDeleted,
@@ -126,6 +176,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
+//	m/layout             layout version, uint32 BE (CurrentLayout; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)
@@ -138,4 +189,7 @@
 //	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
 //	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
 //	q/<seq BE><index uint32 BE>  a Rejection (msgpack)
+//	m/scope              last scope applied (msgpack api.Scope)
+//	m/wiped              present once the replica has wiped itself
+//	m/wipereport         access token to report the wipe with, until reported
 package client

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/internal/layout"
 )
 
 // Errors callers branch on with errors.Is. Errors returned by this package
@@ -37,7 +38,42 @@ var (
 	ErrRefused = errors.New("client: change refused")
 	// ErrBusy: Background was called while a background loop is running.
 	ErrBusy = errors.New("client: background sync already running")
+	// ErrUnavailable: the server could not be reached or did not answer:
+	// no network, connection refused, reset or cut, a timeout, or a 502,
+	// 503 or 504 reply. Nothing was lost; sync again later. An error the
+	// server sent (a refusal) does not match it, so an app can tell "offline"
+	// from "refused". The error also wraps the cause (and the *api.Problem
+	// of a 503).
+	ErrUnavailable = errors.New("client: server unavailable")
+	// ErrNewerLayout: Open found a replica written by a newer build of the
+	// SDK (a later local layout version); it is left untouched.
+	ErrNewerLayout = layout.ErrNewer
+	// ErrTooLarge: a write is bigger than the server can ever accept (see
+	// Options.MaxValueBytes, MaxWriteOps, MaxWriteBytes). Nothing was
+	// stored. The error is a *ValidationError wrapping a *LimitError, so it
+	// also matches ErrInvalid.
+	ErrTooLarge = errors.New("client: write too large")
 )
+
+// LimitError reports the limit a write exceeded. It matches ErrTooLarge
+// with errors.Is.
+type LimitError struct {
+	What  string // "value", "ops in one write" or "bytes in one write"
+	Field string // the field, for a value
+	Size  int    // the write's size, in the limit's unit
+	Limit int
+}
+
+// Error names the limit and the sizes.
+func (e *LimitError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s of field %q is %d bytes, over the limit of %d", e.What, e.Field, e.Size, e.Limit)
+	}
+	return fmt.Sprintf("%d %s, over the limit of %d", e.Size, e.What, e.Limit)
+}
+
+// Unwrap returns ErrTooLarge.
+func (e *LimitError) Unwrap() error { return ErrTooLarge }
 
 // ValidationError reports a write refused before anything was stored. It
 // matches ErrInvalid with errors.Is and unwraps to the validator's error.

@@ -34,14 +34,13 @@ func Example() {
 
 	// The default validator is the home-visit schema: people need a name,
 	// date of birth and address.
-	id, err := r.Create(ctx, "people", "wigan-frailty", map[string]any{
+	ref, err := r.Create(ctx, client.Ref{Team: "wigan-frailty", Collection: "people"}, map[string]any{
 		"given_name": "Edith", "family_name": "Barlow", "date_of_birth": "1938-05-14",
 		"address": "12 Example Street, Wigan", "risk_flags": []string{"dog"},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	ref := client.Ref{Team: "wigan-frailty", Collection: "people", ID: id}
 	if err := r.Set(ctx, ref, "cfs", 6); err != nil {
 		log.Fatal(err)
 	}
@@ -173,17 +172,16 @@ func ExampleReplica_Batch() {
 	}
 	defer r.Close()
 	team := "ashton-pcn"
-	var person string
+	var ref client.Ref
 	err = r.Batch(ctx, func(b *client.Batch) error {
 		var err error
-		person, err = b.Create("people", team, map[string]any{
+		ref, err = b.Create(client.Ref{Team: team, Collection: "people"}, map[string]any{
 			"given_name": "Harold", "family_name": "Tetlow", "date_of_birth": "1944-09-30",
 			"address": "3 Example Row, Ashton-under-Lyne",
 		})
 		if err != nil {
 			return err
 		}
-		ref := client.Ref{Team: team, Collection: "people", ID: person}
 		if err := b.Set(ref, "lives_alone", true); err != nil {
 			return err
 		}
@@ -195,7 +193,6 @@ func ExampleReplica_Batch() {
 
 	// An invalid value (a Clinical Frailty Scale score of 12) fails the
 	// whole batch: the note written before it is not stored either.
-	ref := client.Ref{Team: team, Collection: "people", ID: person}
 	err = r.Batch(ctx, func(b *client.Batch) error {
 		if err := b.Append(ref, "case_notes", "second note"); err != nil {
 			return err

@@ -20,9 +20,12 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
-// Rejection is one pushed op the server quarantined or refused. The change
-// that carried it was acknowledged and left the outbox; the rejection is
-// kept until Dismiss, so nothing is dropped silently.
+// Rejection is one pushed op the server quarantined or refused. Either the
+// change that carried it was acknowledged and left the outbox, or the
+// server refused the change (or the op alone) for good, e.g. with
+// body_too_large, and it was set aside so later changes could go. The
+// rejection is kept until DismissRejected, so nothing is dropped silently
+// and nothing is retried forever; the op stays applied locally.
 type Rejection struct {
 	Seq         uint64
 	Index       int
@@ -57,6 +60,7 @@ func opsSize(ops []crdt.Op) int {
 // never changed: the server dedupes by seq, so a seq must always carry the
 // same ops.
 func (r *Replica) seal() error {
+	sizes := r.RequestSizes()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	for {
@@ -68,7 +72,7 @@ func (r *Replica) seal() error {
 				sealed++
 			}
 			it.Close()
-			if sealed >= r.opts.MaxChangesPerRequest {
+			if sealed >= sizes.MaxChangesPerRequest {
 				return nil
 			}
 			v, err := get(txn, keyNextSeq)
@@ -105,8 +109,8 @@ func (r *Replica) seal() error {
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
-				if sealed+made >= r.opts.MaxChangesPerRequest || made >= 4 {
-					more = sealed+made < r.opts.MaxChangesPerRequest
+				if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+					more = sealed+made < sizes.MaxChangesPerRequest
 					break
 				}
 				var g *api.Change
@@ -117,12 +121,12 @@ func (r *Replica) seal() error {
 				}); err != nil {
 					return err
 				}
-				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > r.opts.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
+				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > sizes.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
 					if err := flush(); err != nil {
 						return err
 					}
-					if sealed+made >= r.opts.MaxChangesPerRequest || made >= 4 {
-						more = sealed+made < r.opts.MaxChangesPerRequest
+					if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+						more = sealed+made < sizes.MaxChangesPerRequest
 						break
 					}
 				}
@@ -328,22 +332,21 @@ func (r *Replica) unsealed() ([]api.Change, error) {
 }
 
 // PendingOps returns every op not yet acknowledged by the server, sealed or
-// not, oldest first.
+// not, oldest first. It reads the outbox in one transaction, so ops being
+// sealed meanwhile are seen exactly once.
 func (r *Replica) PendingOps(ctx context.Context) ([]crdt.Op, error) {
-	changes, _, err := r.OutboxChanges(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var ops []crdt.Op
-	for _, c := range changes {
-		ops = append(ops, c.Ops...)
-	}
-	groups, err := r.unsealed()
+	err := r.view(func(txn *badger.Txn) error {
+		return eachOutboxChange(txn, func(c *api.Change, _ bool) error {
+			ops = append(ops, c.Ops...)
+			return nil
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("client: read outbox: %w", err)
-	}
-	for _, g := range groups {
-		ops = append(ops, g.Ops...)
 	}
 	return ops, nil
 }
@@ -364,4 +367,156 @@ func (r *Replica) appendPending(txn *badger.Txn, ops []crdt.Op) error {
 		return err
 	}
 	return txn.Set(keyNextOp, u64Bytes(n))
+}
+
+// permanentRefusal reports whether a change refused as a whole with code
+// can never be accepted as it is: resending it would fail the same way
+// forever and hold up every later change. Such a change is set aside (see
+// setAsideWrites). Other refusals keep the change in the outbox and fail
+// the Sync with ErrRefused.
+func permanentRefusal(code api.Code) bool {
+	switch code {
+	case api.CodeBodyTooLarge, api.CodeMalformedBody, api.CodeBadRequest, api.CodeInvalidOp:
+		return true
+	}
+	return false
+}
+
+// setAside is a sealed change the server will never accept, to be moved out
+// of the way: its ops become Rejections and the change is replaced by an
+// empty one under the same seq, which the server applies (advancing its
+// high-water mark) so the changes after it go through. The ops stay applied
+// locally, like quarantined ones.
+type setAside struct {
+	Seq    uint64
+	Code   api.Code
+	Detail string
+}
+
+// rejectionsFor returns the Rejections that set c aside.
+func rejectionsFor(c *api.Change, code api.Code, detail string, now time.Time) []Rejection {
+	out := make([]Rejection, len(c.Ops))
+	for i := range c.Ops {
+		out[i] = Rejection{Seq: c.Seq, Index: i, Op: c.Ops[i], Code: code, Detail: detail, At: now}
+	}
+	return out
+}
+
+// putEmptyChange replaces sealed change seq by one with no ops.
+func putEmptyChange(txn *badger.Txn, seq uint64) error {
+	b, err := encodeChange(&api.Change{Seq: seq})
+	if err != nil {
+		return err
+	}
+	return txn.Set(u64Key(prefChange, seq), b)
+}
+
+// putRejections stores rejections until DismissRejected.
+func putRejections(txn *badger.Txn, rejections []Rejection) error {
+	for i := range rejections {
+		rj := &rejections[i]
+		b, err := msgpack.Marshal(rj)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(rejectionKey(rj.Seq, rj.Index), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setAsideChange sets sealed change c aside now (see setAside), after the
+// server refused it alone with code. It returns the rejections stored.
+func (r *Replica) setAsideChange(c *api.Change, code api.Code, detail string) ([]Rejection, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	rj := rejectionsFor(c, code, detail, r.opts.Wall())
+	err := r.db.Update(func(txn *badger.Txn) error {
+		// Only if it is still there, unchanged.
+		v, err := get(txn, u64Key(prefChange, c.Seq))
+		if err != nil || v == nil {
+			return err
+		}
+		if err := putEmptyChange(txn, c.Seq); err != nil {
+			return err
+		}
+		return putRejections(txn, rj)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: set change %d aside: %w", c.Seq, err)
+	}
+	r.log.Warn("change refused for good; set aside in Rejected", "seq", c.Seq, "ops", len(c.Ops), "code", code, "detail", detail)
+	return rj, nil
+}
+
+// splitChange replaces sealed change seq, which the server refused as too
+// large when sent alone, by two changes holding the first and second half
+// of its ops, and renumbers the later sealed changes up by one. This is
+// safe although sealed changes are otherwise immutable: content only ever
+// moves to a higher seq, so any seq the server may already have applied
+// still carries ops it holds, and the server dedupes ops by ID. The ops of
+// one write may end up in two changes; that is the price of getting them
+// through at all.
+func (r *Replica) splitChange(seq uint64) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	err := r.db.Update(func(txn *badger.Txn) error {
+		v, err := get(txn, u64Key(prefChange, seq))
+		if err != nil || v == nil {
+			return err
+		}
+		c, err := decodeChange(v)
+		if err != nil {
+			return err
+		}
+		if len(c.Ops) < 2 {
+			return nil
+		}
+		// Later changes, highest first, each up by one.
+		var later []*api.Change
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
+		for it.Seek(u64Key(prefChange, seq+1)); it.ValidForPrefix(prefChange); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				lc, err := decodeChange(v)
+				later = append(later, lc)
+				return err
+			})
+			if err != nil {
+				it.Close()
+				return err
+			}
+		}
+		it.Close()
+		put := func(ch *api.Change) error {
+			b, err := encodeChange(ch)
+			if err != nil {
+				return err
+			}
+			return txn.Set(u64Key(prefChange, ch.Seq), b)
+		}
+		for i := len(later) - 1; i >= 0; i-- {
+			later[i].Seq++
+			if err := put(later[i]); err != nil {
+				return err
+			}
+		}
+		half := len(c.Ops) / 2
+		if err := put(&api.Change{Seq: seq, Ops: c.Ops[:half]}); err != nil {
+			return err
+		}
+		if err := put(&api.Change{Seq: seq + 1, Ops: c.Ops[half:]}); err != nil {
+			return err
+		}
+		next, err := get(txn, keyNextSeq)
+		if err != nil {
+			return err
+		}
+		return txn.Set(keyNextSeq, u64Bytes(u64(next)+1))
+	})
+	if err != nil {
+		return fmt.Errorf("client: split change %d: %w", seq, err)
+	}
+	r.log.Info("change too large for the server; split in two", "seq", seq)
+	return nil
 }

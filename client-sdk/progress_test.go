@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -98,3 +99,39 @@ type timeoutErr struct{}
 func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
+
+// TestWriteLimits: a write bigger than the server could take is refused at
+// write time with a *LimitError, and nothing is stored.
+func TestWriteLimits(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxWriteOps, o.MaxValueBytes, o.MaxWriteBytes = 10, 100, 600 })
+	var le *LimitError
+	err := r.Batch(ctx, func(b *Batch) error {
+		for i := range 11 {
+			if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": i}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalid) || !errors.As(err, &le) || le.Limit != 10 {
+		t.Fatalf("11 ops in one write: %v", err)
+	}
+	if _, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": strings.Repeat("x", 101)}); !errors.As(err, &le) || le.Field != "n" {
+		t.Fatalf("101-byte value: %v", err)
+	}
+	err = r.Batch(ctx, func(b *Batch) error {
+		for i := range 8 {
+			if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": strings.Repeat("y", 90) + fmt.Sprint(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.As(err, &le) || le.What != "bytes in one write" {
+		t.Fatalf("8 × 90-byte values: %v", err)
+	}
+	if ops, _ := r.PendingOps(ctx); len(ops) != 0 {
+		t.Fatalf("%d ops stored by refused writes", len(ops))
+	}
+}

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
@@ -31,7 +33,10 @@ type Record struct {
 type Field struct {
 	Type crdt.FieldType
 	// Value is a register's winning value decoded (nil if unset), the same
-	// on every replica that has seen the same ops.
+	// on every replica that has seen the same ops. Integers decode as int64
+	// whatever width they travelled in (uint64 only above math.MaxInt64),
+	// floats as float64. A register cleared with Clear and not in conflict
+	// is left out of Record.Fields, as if never written.
 	Value any
 	// Conflict reports concurrent values that no write has yet settled;
 	// Values then holds them all (the winner last). Resolve settles it.
@@ -210,6 +215,9 @@ func view(rec *crdt.Record) *Record {
 			if len(fv.Values) > 0 {
 				fv.Value = fv.Values[len(fv.Values)-1].Value
 			}
+			if !fv.Conflict && fv.Value == nil {
+				continue // cleared (see Replica.Clear): reads as unset
+			}
 		case crdt.Set:
 			for _, m := range f.Members() {
 				fv.Members = append(fv.Members, decode(m))
@@ -230,12 +238,41 @@ func values(es []crdt.Entry) []Value {
 	return out
 }
 
-// decode decodes a msgpack value into Go's generic types; a value that does
-// not decode is returned as its raw bytes.
+// decode decodes a msgpack value into Go's generic types: nil, bool,
+// int64 for every integer (uint64 only for one above math.MaxInt64,
+// whatever width it was sent in), float64 (float32 too), string, []byte,
+// []any and map[string]any. A value that does not decode is returned as its
+// raw bytes.
 func decode(b msgpack.RawMessage) any {
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	dec.UseLooseInterfaceDecoding(true)
 	var v any
-	if err := msgpack.Unmarshal(b, &v); err != nil {
+	if err := dec.Decode(&v); err != nil {
 		return []byte(b)
+	}
+	return normalize(v)
+}
+
+// normalize turns the unsigned integers loose decoding yields into int64
+// where they fit, through slices and maps.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x)
+		}
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = normalize(x[k])
+		}
+	case map[any]any:
+		for k := range x {
+			x[k] = normalize(x[k])
+		}
 	}
 	return v
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/badgeropen"
+	"github.com/doorstep-health/doorstep/internal/layout"
 	"github.com/doorstep-health/doorstep/schema"
 )
 
@@ -84,6 +85,15 @@ type Options struct {
 	MaxChangesPerRequest int
 	// PullLimit is the page size asked of the server; 0 means 500.
 	PullLimit int
+	// MaxValueBytes caps the encoded size of one value a write stores;
+	// 0 means 60 KiB, under the server's default limit of 64 KiB for one
+	// string or binary. A larger value fails with ErrTooLarge.
+	MaxValueBytes int
+	// MaxWriteOps and MaxWriteBytes cap one write (a Batch): its ops and
+	// their estimated encoded size. 0 means 10,000 ops and 4 MiB, so that a
+	// write always fits one request under the server's body limit. A
+	// larger write fails with ErrTooLarge.
+	MaxWriteOps, MaxWriteBytes int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
 
@@ -113,13 +123,15 @@ type Options struct {
 // changes not yet acknowledged by the server. Its methods are safe for
 // concurrent use.
 type Replica struct {
-	opts   Options
-	db     *badger.DB
-	id     crdt.ReplicaID
-	clock  *crdt.Clock
-	log    *slog.Logger
-	http   *http.Client
-	server string
+	opts  Options
+	db    *badger.DB
+	id    crdt.ReplicaID
+	clock *crdt.Clock
+	log   *slog.Logger
+	http  *http.Client
+
+	serverMu gosync.Mutex
+	server   string // base URL; see SetServerURL
 
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
@@ -132,8 +144,9 @@ type Replica struct {
 	authMu gosync.Mutex
 
 	sizeMu     gosync.Mutex
-	pullLimit  int // current pull page size (see requestSize)
-	maxChanges int // current changes per request
+	sizes      RequestSizes // configured (Options, SetRequestSizes)
+	pullLimit  int          // current pull page size (see requestSize)
+	maxChanges int          // current changes per request
 
 	offsetMu gosync.Mutex
 	offset   time.Duration // added to the device wall clock (see package doc)
@@ -157,8 +170,21 @@ type Replica struct {
 	closeErr  error
 }
 
+// CurrentLayout is the version of the replica's local key layout this
+// build writes (the m/layout key). A layout change bumps it and adds a
+// migration to layoutMigrations; Open runs them and refuses a replica
+// written by a newer build.
+const CurrentLayout uint32 = 1
+
+// layoutMigrations[v] upgrades a replica from layout v to v+1. Layout 0 is
+// a replica written before it had a version key: the same keys as layout 1.
+var layoutMigrations = map[uint32]layout.Migration{
+	0: func(*badger.Txn) error { return nil },
+}
+
 // Local key layout; see STORAGE in the package doc.
 var (
+	keyLayout   = []byte("m/layout")
 	keyReplica  = []byte("m/replica")
 	keyNextSeq  = []byte("m/nextseq")
 	keyNextOp   = []byte("m/nextop")
@@ -234,11 +260,19 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		log:    opts.Logger,
 		http:   opts.HTTPClient,
 		server: strings.TrimRight(opts.ServerURL, "/"),
+		sizes:  RequestSizes{PullLimit: opts.PullLimit, MaxChangesPerRequest: opts.MaxChangesPerRequest, MaxOpsPerChange: opts.MaxOpsPerChange},
 		subs:   map[*subscriber]struct{}{},
 		kick:   make(chan struct{}, 1),
 		netUp:  make(chan struct{}, 1),
 	}
 	r.closeCtx, r.closeFn = context.WithCancel(context.Background())
+	if from, err := layout.Migrate(db, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
+	} else if from != CurrentLayout {
+		r.log.Info("replica layout migrated", "from", from, "to", CurrentLayout)
+	}
 	if err := r.load(); err != nil {
 		r.closeFn()
 		db.Close()
@@ -277,6 +311,15 @@ func setDefaults(o *Options) {
 	}
 	if o.PullLimit <= 0 {
 		o.PullLimit = 500
+	}
+	if o.MaxValueBytes <= 0 {
+		o.MaxValueBytes = 60 << 10
+	}
+	if o.MaxWriteOps <= 0 {
+		o.MaxWriteOps = 10_000
+	}
+	if o.MaxWriteBytes <= 0 {
+		o.MaxWriteBytes = maxRequestBytes
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = 64 << 20
@@ -355,6 +398,56 @@ func (r *Replica) load() error {
 	return nil
 }
 
+// SetServerURL changes the server the replica syncs with, e.g. after the
+// user picks another deployment; "" makes it offline-only (Sync returns
+// ErrNoServer). It takes effect from the next request. Tokens and the pull
+// cursor are kept: a different server refuses the tokens (Login again) and
+// answers an unknown cursor with a fresh bootstrap.
+func (r *Replica) SetServerURL(url string) {
+	r.serverMu.Lock()
+	defer r.serverMu.Unlock()
+	r.server = strings.TrimRight(url, "/")
+}
+
+func (r *Replica) serverURL() string {
+	r.serverMu.Lock()
+	defer r.serverMu.Unlock()
+	return r.server
+}
+
+// RequestSizes are the sizes of sync requests; see the Options fields of
+// the same names.
+type RequestSizes struct {
+	PullLimit            int
+	MaxChangesPerRequest int
+	MaxOpsPerChange      int
+}
+
+// RequestSizes returns the configured request sizes.
+func (r *Replica) RequestSizes() RequestSizes {
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	return r.sizes
+}
+
+// SetRequestSizes changes the request sizes from the next request on, e.g.
+// when the app learns it is on a slow link; a zero field keeps its value.
+// Changes already sealed keep their size.
+func (r *Replica) SetRequestSizes(s RequestSizes) {
+	r.sizeMu.Lock()
+	defer r.sizeMu.Unlock()
+	if s.PullLimit > 0 {
+		r.sizes.PullLimit = s.PullLimit
+	}
+	if s.MaxChangesPerRequest > 0 {
+		r.sizes.MaxChangesPerRequest = s.MaxChangesPerRequest
+	}
+	if s.MaxOpsPerChange > 0 {
+		r.sizes.MaxOpsPerChange = s.MaxOpsPerChange
+	}
+	r.pullLimit, r.maxChanges = r.sizes.PullLimit, r.sizes.MaxChangesPerRequest
+}
+
 // ID returns the replica's ID, which is also its device ID.
 func (r *Replica) ID() crdt.ReplicaID { return r.id }
 
@@ -365,7 +458,14 @@ func (r *Replica) Clock() *crdt.Clock { return r.clock }
 // closes the store. Writes that returned before Close are durable.
 func (r *Replica) Close() error {
 	r.closeOnce.Do(func() {
+		// Cancel under the locks Background and Subscribe hold while they
+		// check closed() and call wg.Add: each either sees the replica
+		// closed, or has added to wg before Wait below starts.
+		r.bgMu.Lock()
+		r.subsMu.Lock()
 		r.closeFn()
+		r.subsMu.Unlock()
+		r.bgMu.Unlock()
 		r.wg.Wait()
 		r.syncMu.Lock() // wait for a Sync in flight (its requests are cancelled)
 		r.wmu.Lock()

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -57,6 +56,11 @@ type replyWrites struct {
 	// Rejections are the ops the server quarantined or refused inside
 	// acknowledged changes, to keep until DismissRejected.
 	Rejections []Rejection
+	// SetAside are sealed changes refused for good, to replace by empty
+	// changes (their ops are among Rejections); SetAsideOps counts their
+	// ops.
+	SetAside    []setAside
+	SetAsideOps int
 	// Records are the records whose state the pull changed.
 	Records []recordWrite
 	// Purged are the records erased on the server, to delete here.
@@ -77,6 +81,18 @@ type replyWrites struct {
 	Refused error
 	// Notes are warnings to log.
 	Notes []note
+
+	// Residue rules (scope.go). Unstored are rejections reported to the
+	// app but not kept (of erased or out-of-scope records); Outbox rewrites
+	// or deletes outbox entries, DroppedOps counting the ops removed;
+	// DropRejections are stored rejections to delete; OutOfScope are
+	// records to delete; Scope, if set, is the scope to store.
+	Unstored       []Rejection
+	Outbox         []keyWrite
+	DroppedOps     int
+	DropRejections [][]byte
+	OutOfScope     []Ref
+	Scope          []byte
 }
 
 // planReply decides the local writes for resp, the reply to a request that
@@ -86,6 +102,9 @@ func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now ti
 	w := &replyWrites{Cursor: resp.Cursor}
 	planResults(w, sent, resp.Results, now)
 	if err := planPull(w, rd, resp); err != nil {
+		return nil, err
+	}
+	if err := planResidue(w, rd, resp); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -130,8 +149,18 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 				}
 				continue
 			}
+			detail := fmt.Sprintf("change %d refused", cr.Seq)
+			if permanentRefusal(cr.Code) {
+				// Never acceptable as it is: move it aside so the changes
+				// after it go through.
+				w.SetAside = append(w.SetAside, setAside{Seq: cr.Seq, Code: cr.Code, Detail: detail})
+				rj := rejectionsFor(ch, cr.Code, detail, now)
+				w.SetAsideOps += len(rj)
+				w.Rejections = append(w.Rejections, rj...)
+				continue
+			}
 			if w.Refused == nil {
-				w.Refused = fmt.Errorf("%w: seq %d: %w", ErrRefused, cr.Seq, api.NewProblem(cr.Code, fmt.Sprintf("change %d refused", cr.Seq)))
+				w.Refused = fmt.Errorf("%w: seq %d: %w", ErrRefused, cr.Seq, api.NewProblem(cr.Code, detail))
 			}
 		default:
 			w.Notes = append(w.Notes, note{"unknown change status", []any{"seq", cr.Seq, "status", cr.Status}})
@@ -212,6 +241,17 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			}
 		}
 	}
+	for _, raw := range resp.Replace {
+		rec, err := planRestated(w, rd, raw)
+		if err != nil {
+			return err
+		}
+		ref := Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}
+		if _, err := load(ref); err != nil {
+			return err
+		}
+		touched[ref] = rec
+	}
 	for _, ref := range order {
 		rec := touched[ref]
 		if len(rec.Fields) == 0 {
@@ -275,15 +315,13 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 			return err
 		}
 	}
-	for i := range w.Rejections {
-		rj := &w.Rejections[i]
-		b, err := msgpack.Marshal(rj)
-		if err != nil {
+	for _, sa := range w.SetAside {
+		if err := putEmptyChange(txn, sa.Seq); err != nil {
 			return err
 		}
-		if err := txn.Set(rejectionKey(rj.Seq, rj.Index), b); err != nil {
-			return err
-		}
+	}
+	if err := putRejections(txn, w.Rejections); err != nil {
+		return err
 	}
 	for _, rw := range w.Records {
 		if err := txn.Set(recordKey(rw.Ref), rw.Bytes); err != nil {
@@ -294,6 +332,9 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		if err := txn.Delete(recordKey(p)); err != nil {
 			return err
 		}
+	}
+	if err := writeResidue(txn, w); err != nil {
+		return err
 	}
 	if w.Newest != 0 {
 		// The server's clock, already merged, is past these; this only

@@ -112,6 +112,19 @@ func TestPlanReplyRefusals(t *testing.T) {
 	if problemCode(w.Refused) != api.CodeForbidden || len(w.Acked) != 0 || len(w.Notes) != 1 {
 		t.Errorf("refused %v acked %v notes %v", w.Refused, w.Acked, w.Notes)
 	}
+	// A change refused as never acceptable is set aside, not retried
+	// forever: its ops become rejections with the reason.
+	sent = []api.Change{{Seq: 9, Ops: []crdt.Op{{Field: "a"}, {Field: "b"}}}}
+	w, err = planReply(mapReader{}, sent, &api.SyncResponse{Results: []api.ChangeResult{
+		{Seq: 9, Status: api.ChangeRefused, Code: api.CodeBadRequest},
+	}}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Refused != nil || len(w.SetAside) != 1 || w.SetAside[0].Seq != 9 || w.SetAsideOps != 2 ||
+		len(w.Rejections) != 2 || w.Rejections[1].Op.Field != "b" || w.Rejections[1].Code != api.CodeBadRequest {
+		t.Errorf("permanent refusal: refused %v, set aside %+v (%d ops), rejections %+v", w.Refused, w.SetAside, w.SetAsideOps, w.Rejections)
+	}
 	// Bad pulled bytes fail the whole plan: nothing is half-stored.
 	if _, err := planReply(mapReader{}, nil, &api.SyncResponse{Changes: []api.PulledChange{{Ops: crdt.OpsBytes{0xc1}}}}, time.Time{}); err == nil {
 		t.Error("undecodable pulled ops planned")

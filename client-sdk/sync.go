@@ -50,7 +50,7 @@ type Progress struct {
 // cursor, so a request lost at any byte is simply repeated (the server
 // dedupes changes by seq). Only one Sync runs at a time.
 func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
-	if r.server == "" {
+	if r.serverURL() == "" {
 		return SyncResult{}, ErrNoServer
 	}
 	if r.closed() {
@@ -88,6 +88,9 @@ func (r *Replica) Sync(ctx context.Context) (SyncResult, error) {
 
 func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
+	if r.Wiped() {
+		return res, r.reportWipe(ctx)
+	}
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
@@ -135,6 +138,31 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			}
 			continue
 		}
+		if p := (*api.Problem)(nil); errors.As(err, &p) && p.Code == api.CodeBodyTooLarge && len(changes) > 0 {
+			// The changes sent are too big for the server. Send fewer;
+			// a single change too big is split in two; a single op too
+			// big can never go and is set aside in Rejected, so that it
+			// does not hold up every later change. Each step leaves less
+			// to send, so this ends.
+			switch {
+			case len(changes) > 1:
+				maxChanges = max(1, len(changes)/2)
+				r.shrinkRequests(false, true)
+			case len(changes[0].Ops) > 1:
+				if err := r.splitChange(changes[0].Seq); err != nil {
+					return res, err
+				}
+				maxChanges = 1
+			default:
+				rj, err := r.setAsideChange(&changes[0], p.Code, p.Detail)
+				if err != nil {
+					return res, err
+				}
+				res.Rejected = append(res.Rejected, rj...)
+				r.setStatus(func(s *Status) { s.Pending = max(0, s.Pending-len(rj)) })
+			}
+			continue
+		}
 		if err != nil {
 			if pull, push := sizeSuspect(err); (pull || push) && ctx.Err() == nil {
 				// Size is the likely cause (a timeout on a slow link, a
@@ -146,6 +174,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 				r.shrinkRequests(pull, push)
 			}
 			return res, err
+		}
+		if resp.Wipe {
+			return res, r.wipe(ctx)
 		}
 		waits = 0
 		r.growRequests()
@@ -184,9 +215,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		res.Snapshot += len(resp.Snapshot)
 		res.Purged += len(resp.Purged)
 		res.Changed += len(out.Changed)
-		res.Rejected = append(res.Rejected, out.Rejections...)
+		res.Rejected = append(append(res.Rejected, out.Rejections...), out.Unstored...)
 		r.setStatus(func(s *Status) {
-			s.Pending -= out.AckedOps
+			s.Pending -= out.AckedOps + out.SetAsideOps + out.DroppedOps
 			if s.Pending < 0 {
 				s.Pending = 0
 			}
@@ -212,7 +243,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		// or if the cursor moved: a server may step over entries it does
 		// not send (the device's own) and answer with an empty page marked
 		// more. Only a round that changes nothing at all is idle.
-		progressed := len(out.Acked) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
+		progressed := len(out.Acked) > 0 || len(out.SetAside) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
 			!bytes.Equal(resp.Cursor, cursor)
 		if progressed {
 			idle = 0
@@ -261,7 +292,7 @@ func (r *Replica) requestSize() (pullLimit, maxChanges int) {
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
 	if r.pullLimit == 0 {
-		r.pullLimit, r.maxChanges = r.opts.PullLimit, r.opts.MaxChangesPerRequest
+		r.pullLimit, r.maxChanges = r.sizes.PullLimit, r.sizes.MaxChangesPerRequest
 	}
 	return r.pullLimit, r.maxChanges
 }
@@ -293,7 +324,7 @@ func (r *Replica) shrinkRequests(pull, push bool) {
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
 	if pull {
-		r.pullLimit = max(min(10, r.opts.PullLimit), r.pullLimit/2)
+		r.pullLimit = max(min(10, r.sizes.PullLimit), r.pullLimit/2)
 	}
 	if push {
 		r.maxChanges = max(1, r.maxChanges/2)
@@ -307,6 +338,6 @@ func (r *Replica) growRequests() {
 	r.requestSize()
 	r.sizeMu.Lock()
 	defer r.sizeMu.Unlock()
-	r.pullLimit = min(r.opts.PullLimit, r.pullLimit*2)
-	r.maxChanges = min(r.opts.MaxChangesPerRequest, r.maxChanges*2)
+	r.pullLimit = min(r.sizes.PullLimit, r.pullLimit*2)
+	r.maxChanges = min(r.sizes.MaxChangesPerRequest, r.maxChanges*2)
 }

@@ -444,8 +444,8 @@ func TestBigValuesSplitIntoBoundedChanges(t *testing.T) {
 	if err := ann.CreateWithID(ctx, ref, map[string]any{"name": "P"}); err != nil {
 		t.Fatal(err)
 	}
-	big := strings.Repeat("long assessment narrative ", 4000) // ~100 KB
-	for i := range 14 {
+	big := strings.Repeat("long assessment narrative ", 2000) // ~52 KB, under MaxValueBytes
+	for i := range 28 {
 		if err := ann.Append(ctx, ref, "notes", fmt.Sprint(i, big)); err != nil {
 			t.Fatal(err)
 		}
@@ -466,13 +466,13 @@ func TestBigValuesSplitIntoBoundedChanges(t *testing.T) {
 		}
 	}
 	res := mustSync(t, ann)
-	if res.PushedOps != 15 {
+	if res.PushedOps != 29 {
 		t.Fatalf("pushed %d ops", res.PushedOps)
 	}
 	bea := openSynced(t, f, nil)
 	mustSync(t, bea)
 	got, err := bea.Get(ctx, ref)
-	if err != nil || len(got.Fields["notes"].Entries) != 14 {
+	if err != nil || len(got.Fields["notes"].Entries) != 28 {
 		t.Fatalf("bea: %v %v", got, err)
 	}
 }

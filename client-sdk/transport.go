@@ -84,7 +84,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		body = buf.Bytes()
 	}
 	w.sent = len(body)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+"/v1/sync", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.serverURL()+"/v1/sync", bytes.NewReader(body))
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync request: %w", err)
 	}
@@ -99,12 +99,12 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	}
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
-		return nil, w, fmt.Errorf("client: sync: %w", err)
+		return nil, w, fmt.Errorf("client: sync: %w", unavailable(ctx, err))
 	}
 	defer hresp.Body.Close()
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
-		return nil, w, fmt.Errorf("client: sync: read reply: %w", err)
+		return nil, w, fmt.Errorf("client: sync: read reply: %w", unavailable(ctx, err))
 	}
 	w.received = len(b)
 	if strings.EqualFold(hresp.Header.Get("Content-Encoding"), "gzip") {
@@ -117,7 +117,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		}
 	}
 	if hresp.StatusCode != http.StatusOK {
-		return nil, w, fmt.Errorf("client: sync: %w", decodeProblem(hresp, b))
+		return nil, w, fmt.Errorf("client: sync: %w", problemError(hresp, b))
 	}
 	var resp api.SyncResponse
 	if err := unmarshalBounded(b, &resp); err != nil {
@@ -127,6 +127,27 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		return nil, w, fmt.Errorf("client: sync: server speaks protocol %d, want %d", resp.Protocol, api.ProtocolVersion)
 	}
 	return &resp, w, nil
+}
+
+// unavailable marks a failure to reach the server or to read its reply as
+// ErrUnavailable, unless it is the caller's context ending or a reply over
+// its size bound.
+func unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, errReplyTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// problemError decodes an error reply; a 502, 503 or 504 (the server or a
+// proxy in front of it not serving) also matches ErrUnavailable.
+func problemError(resp *http.Response, body []byte) error {
+	p := decodeProblem(resp, body)
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return fmt.Errorf("%w: %w", ErrUnavailable, p)
+	}
+	return p
 }
 
 // errReplyTooLarge: a reply body exceeded the bound it was read with.
@@ -237,7 +258,7 @@ func (r *Replica) postJSON(ctx context.Context, path string, in, out any) error 
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.server+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.serverURL()+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -245,15 +266,15 @@ func (r *Replica) postJSON(ctx context.Context, path string, in, out any) error 
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return err
+		return unavailable(ctx, err)
 	}
 	defer resp.Body.Close()
 	b, err := readBounded(resp.Body, 1<<20)
 	if err != nil {
-		return fmt.Errorf("read reply: %w", err)
+		return fmt.Errorf("read reply: %w", unavailable(ctx, err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return decodeProblem(resp, b)
+		return problemError(resp, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decode reply: %w", err)

@@ -30,19 +30,22 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Create creates a record in collection for team with the given fields and
-// returns its new ID. Each field becomes a register write, except that a
-// slice given for a field the schema types as a set or log becomes one add or
-// append per element. It fails with a *ValidationError (ErrInvalid) if a
-// field required on create is missing or a value is invalid.
-func (r *Replica) Create(ctx context.Context, collection, team string, fields map[string]any) (string, error) {
-	var id string
+// Create creates a record in where.Team's where.Collection with the given
+// fields and returns its reference, with a new random ID (or where.ID if
+// set; it must not exist yet). Naming team and collection in a Ref keeps
+// them from being swapped by accident. Each field becomes a register write,
+// except that a slice given for a field the schema types as a set or log
+// becomes one add or append per element. It fails with a *ValidationError
+// (ErrInvalid) if a field required on create is missing or a value is
+// invalid.
+func (r *Replica) Create(ctx context.Context, where Ref, fields map[string]any) (Ref, error) {
+	var ref Ref
 	err := r.Batch(ctx, func(b *Batch) error {
 		var err error
-		id, err = b.Create(collection, team, fields)
+		ref, err = b.Create(where, fields)
 		return err
 	})
-	return id, err
+	return ref, err
 }
 
 // CreateWithID is Create with an ID chosen by the caller. It fails if the
@@ -51,17 +54,28 @@ func (r *Replica) CreateWithID(ctx context.Context, ref Ref, fields map[string]a
 	return r.Batch(ctx, func(b *Batch) error { return b.CreateWithID(ref, fields) })
 }
 
-// Set writes value to a register field. The write overwrites the value the
-// user sees (the winner) but not other concurrent values: a field in
-// conflict stays in conflict until Resolve, so a conflict on a clinically
-// important field is never settled by accident. A nil value clears the
-// field.
+// Set writes value to a register field, overwriting the value the user
+// sees. On a field in conflict it overwrites only values this replica
+// wrote itself: another author's concurrent value stays in the conflict
+// until Resolve. On a clinical field in conflict Set is refused with
+// ErrInConflict: the app must offer the conflict for Resolve. A nil value
+// is refused (ErrInvalid): clear a field with Clear.
 func (r *Replica) Set(ctx context.Context, ref Ref, field string, value any) error {
 	return r.Batch(ctx, func(b *Batch) error { return b.Set(ref, field, value) })
 }
 
+// Clear clears a register field: it writes "no value" over the value the
+// user sees, with Set's conflict rule. A cleared field is left out of
+// Record.Fields, as if never written, unless a concurrent write puts it in
+// conflict (then Values shows nil beside the other value until Resolve).
+func (r *Replica) Clear(ctx context.Context, ref Ref, field string) error {
+	return r.Batch(ctx, func(b *Batch) error { return b.Clear(ref, field) })
+}
+
 // Resolve writes value to a register field, overwriting every concurrent
-// value the replica holds: it settles a conflict.
+// value the replica holds: it settles a conflict. On a clinical field in
+// conflict only a role the schema's settled_by lists may do so (the
+// signed-in user's, from Login); others get ErrResolveForbidden.
 func (r *Replica) Resolve(ctx context.Context, ref Ref, field string, value any) error {
 	return r.Batch(ctx, func(b *Batch) error { return b.Resolve(ref, field, value) })
 }
@@ -120,6 +134,9 @@ func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
 		}
 		if len(b.ops) == 0 {
 			return nil
+		}
+		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
+			return &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
 		}
 		for _, ref := range b.order {
 			if err := putRecord(txn, b.recs[ref]); err != nil {
@@ -182,6 +199,12 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 
 // apply validates op, applies it to rec and adds it to the batch.
 func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
+	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
+	}
+	if n, max := len(b.ops)+1, b.r.opts.MaxWriteOps; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
+	}
 	if err := b.r.validate(ref, &op); err != nil {
 		return err
 	}
@@ -208,9 +231,11 @@ func (b *Batch) Get(ref Ref) (*Record, error) {
 }
 
 // Create is Replica.Create within the batch.
-func (b *Batch) Create(collection, team string, fields map[string]any) (string, error) {
-	id := NewID()
-	return id, b.CreateWithID(Ref{Team: team, Collection: collection, ID: id}, fields)
+func (b *Batch) Create(where Ref, fields map[string]any) (Ref, error) {
+	if where.ID == "" {
+		where.ID = NewID()
+	}
+	return where, b.CreateWithID(where, fields)
 }
 
 // CreateWithID is Replica.CreateWithID within the batch.
@@ -278,18 +303,29 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 
 // Set is Replica.Set within the batch.
 func (b *Batch) Set(ref Ref, field string, value any) error {
+	if value == nil {
+		return &ValidationError{Ref: ref, Field: field, Err: fmt.Errorf("nil value: use Clear to clear a field")}
+	}
+	return b.set(ref, field, value)
+}
+
+// Clear is Replica.Clear within the batch.
+func (b *Batch) Clear(ref Ref, field string) error { return b.set(ref, field, nil) }
+
+func (b *Batch) set(ref Ref, field string, value any) error {
+	if err := b.checkSet(ref, field); err != nil {
+		return err
+	}
 	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
-		op := rec.Write(id, field, v)
-		if f := rec.Field(field); f.Conflict() {
-			w, _ := f.Winner()
-			op.Pred = []crdt.OpID{w.ID}
-		}
-		return op
+		return b.r.setOp(rec, id, field, v)
 	})
 }
 
 // Resolve is Replica.Resolve within the batch.
 func (b *Batch) Resolve(ref Ref, field string, value any) error {
+	if err := b.checkResolve(ref, field); err != nil {
+		return err
+	}
 	return b.fieldWrite(ref, field, value, func(rec *crdt.Record, id crdt.OpID, v msgpack.RawMessage) crdt.Op {
 		return rec.Write(id, field, v)
 	})

@@ -27,6 +27,15 @@
 // live entry of the record. An edit the deleter had not seen is kept and
 // reported by DeleteConflicts, never silently lost.
 //
+// Which values a register write may overwrite is policy, not merge: Apply
+// accepts any Pred. Record.Write builds a resolving write (Pred = every live
+// value). The rule above this package is that an ordinary edit never
+// removes another author's concurrent value from a conflict: the client
+// SDK's plain Set on a field in conflict names only its own replica's
+// values in Pred, and on clinical fields the SDK refuses it and the sync
+// engine quarantines or refuses writes that would (see package schema's
+// settled_by and docs/PROTOCOL.md §11.1).
+//
 // All three types share one state (Field: live entries plus removed IDs) and
 // one merge (union both, drop removed entries), so merge is commutative,
 // associative and idempotent, and applying an op is merging its one-op state.

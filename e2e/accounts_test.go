@@ -6,9 +6,12 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +21,11 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
+	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/demo"
 	"github.com/doorstep-health/doorstep/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // refreshTokens refreshes the device's tokens (picking up new teams or a
@@ -590,6 +596,8 @@ func TestAuditTrail(t *testing.T) {
 		{auth.ActionDeviceRevoke, spare.id.String(), "dan", nil},
 		{auth.ActionDeviceRegister, spare.id.String(), "bea", nil},
 		{"admin.read", "", "dan", map[string]string{"route": "/v1/admin/users"}},
+		{"admin.request", "", "dan", map[string]string{"route": "/v1/admin/teams", "method": "POST"}},
+		{"admin.request", "", "dan", map[string]string{"route": "/v1/admin/users/:id", "method": "PATCH", "param_id": hal}},
 		{"record.resolve", "people/p1", "cat", map[string]string{"field": "preferred_name", "reason": "confirmed with Edna on the phone"}},
 		{"record.read", "people/p1", "cat", nil},
 		{"record.history_read", "people/p1", "cat", nil},
@@ -708,5 +716,72 @@ func TestAuditTrail(t *testing.T) {
 	// Non-admins cannot read the trail.
 	if st, p := e.doJSON(http.MethodGet, "/v1/admin/audit", cat.access, nil, nil); st != http.StatusForbidden {
 		t.Errorf("coordinator reads the audit: %d %+v", st, p)
+	}
+}
+
+// TestSDKLogoutEndsServerSession: the SDK's Logout ends the device's
+// session on the server, not only its stored tokens.
+func TestSDKLogoutEndsServerSession(t *testing.T) {
+	e := newSDKEnv(t, time.Now)
+	ctx := context.Background()
+	r := e.device("ann", "", nil)
+	if _, err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := e.srv.Auth().Device(ctx, r.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Logout(ctx); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	after, err := e.srv.Auth().Device(ctx, r.ID())
+	if err != nil || after.Gen == before.Gen || after.Revoked {
+		t.Fatalf("device after logout: %+v (before %+v) %v", after, before, err)
+	}
+	es, _, _, err := e.srv.Auth().AuditLog(ctx, auth.AuditQuery{Action: auth.ActionDeviceLogout})
+	if err != nil || len(es) != 1 || es[0].TargetID != r.ID().String() {
+		t.Fatalf("logout audit %+v %v", es, err)
+	}
+	if _, err := r.Sync(ctx); !errors.Is(err, client.ErrSignedOut) {
+		t.Fatalf("sync after logout: %v", err)
+	}
+	// Logging in again on the same device works.
+	if _, err := r.Login(ctx, "ann", "ann-password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDemoUserRefusedOutsideDemoMode: a user seeded by --demo logs in only
+// to a server in demo mode, over the same data directory.
+func TestDemoUserRefusedOutsideDemoMode(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.srv.Auth().CreateUser(ctx, auth.NewUser{Username: "amara", Password: demo.DemoPassword, Role: api.RoleLinkWorker, Teams: []string{"wigan"}, Demo: true}); err != nil {
+		t.Fatal(err)
+	}
+	st, _, p := e.loginAs("amara", demo.DemoPassword, crdt.NewReplicaID())
+	wantProblem(t, "demo user without demo mode", st, p, http.StatusForbidden, api.CodeDemoAccount)
+	st, _, p = e.loginAs("amara", "not the demo password", crdt.NewReplicaID())
+	wantProblem(t, "demo user, wrong password", st, p, http.StatusUnauthorized, api.CodeInvalidCredentials)
+	// The same directory served in demo mode lets the demo user in.
+	data := e.data
+	e.ts.Close()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	demoSrv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Demo: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AuthRate: -1, DeviceRate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demoSrv.Shutdown(ctx)
+	e2 := &env{t: t, srv: demoSrv, ts: httptest.NewServer(demoSrv.Handler()), data: data}
+	defer e2.ts.Close()
+	if st, _, p := e2.loginAs("amara", demo.DemoPassword, crdt.NewReplicaID()); st != http.StatusOK {
+		t.Fatalf("demo user in demo mode: %d %+v", st, p)
 	}
 }

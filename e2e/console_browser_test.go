@@ -39,8 +39,9 @@ func chromiumPath(t *testing.T) string {
 }
 
 // newBrowser starts headless Chromium with a fresh profile and returns a
-// chromedp context bounded by timeout.
-func newBrowser(t *testing.T, timeout time.Duration, width, height int) context.Context {
+// chromedp context bounded by timeout for the test's steps, and the
+// browser's own context (no timeout) for a failure screenshot.
+func newBrowser(t *testing.T, timeout time.Duration, width, height int) (ctx, browser context.Context) {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -63,15 +64,17 @@ func newBrowser(t *testing.T, timeout time.Duration, width, height int) context.
 	}
 	ctx, cancelTimeout := context.WithTimeout(bctx, timeout)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	return ctx
+	return ctx, bctx
 }
 
 // screenshotOnFailure saves the page as a PNG if the test has failed, and
 // says where.
-func screenshotOnFailure(t *testing.T, ctx context.Context) {
+func screenshotOnFailure(t *testing.T, browser context.Context) {
 	if !t.Failed() {
 		return
 	}
+	ctx, cancel := context.WithTimeout(browser, 15*time.Second)
+	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("no failure screenshot: %v", err)
@@ -101,7 +104,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	if w, err := strconv.Atoi(os.Getenv("DOORSTEP_CONSOLE_WIDTH")); err == nil && w >= 320 {
 		width = w // e.g. 768, to look at the tablet layout
 	}
-	ctx := newBrowser(t, 90*time.Second, width, 1100)
+	all, browser := newBrowser(t, 120*time.Second, width, 1100)
+	// Each step gets 30 s, so a page that never shows what a step waits
+	// for fails the test quickly (with a screenshot).
+	do := func(actions ...chromedp.Action[chromedp.Void]) error {
+		ctx, cancel := context.WithTimeout(all, 30*time.Second)
+		defer cancel()
+		return chromedp.Do(ctx, actions...)
+	}
+	ctx := all
 	e, _ := openAt(t, t.TempDir(), nil)
 	ds := demo.Build(1, time.Now())
 	loadDemo(t, e, ds)
@@ -150,10 +161,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("no value 6 among %+v", before.Fields["cfs"].Values)
 	}
 
-	defer screenshotOnFailure(t, ctx)
+	defer screenshotOnFailure(t, browser)
 	reason := "Confirmed with the frailty MDT: CFS 6 after the fall (letter of this week)."
 	conflictLink := chromedp.CSS(`a[href$="/conflicts/people/` + cf.Record + `/cfs"]`)
-	err = chromedp.Do(ctx,
+	err = do(
 		chromedp.Navigate(e.ts.URL+"/"),
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), "diane"),
@@ -173,7 +184,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("team home lacks %q: %.400s", want, home)
 		}
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(conflictLink), chromedp.WaitVisible(chromedp.ID("reason"))); err != nil {
+	if err := do(chromedp.Click(conflictLink), chromedp.WaitVisible(chromedp.ID("reason"))); err != nil {
 		t.Fatalf("open the conflict: %v", err)
 	}
 	conflict, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
@@ -194,7 +205,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = chromedp.Do(ctx,
+	err = do(
 		chromedp.Click(chromedp.CSS(`input[value="op:`+six+`"]`)),
 		chromedp.SendKeys(chromedp.ID("reason"), reason),
 		chromedp.Click(chromedp.CSS(`main button[type=submit]`)),
@@ -215,7 +226,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('header form input[name=csrf]').remove(), true`)); err != nil {
 		t.Fatalf("drop the CSRF field: %v", err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.CSS(`.error`))); err != nil {
+	if err := do(chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.CSS(`.error`))); err != nil {
 		t.Fatalf("form without CSRF: %v", err)
 	}
 	refused, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))

@@ -37,7 +37,7 @@ func TestSDKLargePushCompletesInOneSync(t *testing.T) {
 	for b := range 12 {
 		err := ann.Batch(ctx, func(bt *client.Batch) error {
 			for i := range 10 {
-				if _, err := bt.Create("people", sdkTeam, widePerson(b*10+i)); err != nil {
+				if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, widePerson(b*10+i)); err != nil {
 					return err
 				}
 			}
@@ -87,5 +87,80 @@ func TestSDKBootstrapWaitsOutTheRateLimit(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("cancelled wait took %v", d)
+	}
+}
+
+// TestSDKOversizedValueDoesNotWedgeTheOutbox is issue 16 item 3: one value
+// the server can never accept (600 KB, over its 64 KiB string limit) got
+// 413 body_too_large on every retry, and every later write stayed unsynced
+// behind it. The SDK must split what it sends until the bad op is alone,
+// move that op to Rejected with its reason, and push everything else.
+func TestSDKOversizedValueDoesNotWedgeTheOutbox(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	// The write-time limit is lifted so the oversized value reaches the
+	// outbox, as it did on a tablet before the limit existed.
+	ann := e.device("ann", "", func(o *client.Options) { o.MaxValueBytes, o.NoValidation = 1<<30, true })
+	bea := e.device("bea", "", nil)
+	refs := sdkSeedPeople(t, ann, 3)
+	sdkMustSync(t, ann)
+	huge := strings.Repeat("x", 600<<10)
+	if err := ann.Set(ctx, refs[0], "household_notes", huge); err != nil {
+		t.Fatal(err)
+	}
+	for i, ref := range refs {
+		if err := ann.Set(ctx, ref, "phone", fmt.Sprint("0161 555 000", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := ann.Sync(ctx)
+	if err != nil {
+		t.Fatalf("sync with an oversized value in the outbox: %v", err)
+	}
+	if st := ann.Status(); st.Pending != 0 {
+		t.Fatalf("pending %d after sync, want 0 (the outbox is wedged): %+v", st.Pending, res)
+	}
+	rej, err := ann.Rejected(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 1 || rej[0].Code != "body_too_large" || rej[0].Op.Field != "household_notes" || rej[0].Detail == "" {
+		t.Fatalf("rejected %+v, want the one oversized op with code body_too_large and a reason", rej)
+	}
+	sdkMustSync(t, bea)
+	for i, ref := range refs {
+		rec, err := bea.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.Fields["phone"].Value; got != fmt.Sprint("0161 555 000", i) {
+			t.Errorf("bea sees %v phone %v: later writes did not get through", ref.ID, got)
+		}
+		if _, ok := rec.Fields["household_notes"]; ok {
+			t.Errorf("bea got the oversized value")
+		}
+	}
+	// Sync again: nothing is retried forever.
+	res = sdkMustSync(t, ann)
+	if res.Pushed != 0 {
+		t.Errorf("second sync pushed %d changes", res.Pushed)
+	}
+}
+
+// TestSDKValueLimitAtWriteTime: with the default limits an oversized value
+// is refused when the app writes it, with a typed error, and nothing is
+// stored.
+func TestSDKValueLimitAtWriteTime(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	ann := e.device("ann", "", func(o *client.Options) { o.NoValidation = true })
+	refs := sdkSeedPeople(t, ann, 1)
+	err := ann.Set(ctx, refs[0], "household_notes", strings.Repeat("x", 600<<10))
+	var le *client.LimitError
+	if !errors.Is(err, client.ErrTooLarge) || !errors.As(err, &le) || le.Field != "household_notes" || le.Size < 600<<10 {
+		t.Fatalf("Set with 600 KB: %v, want a *LimitError (ErrTooLarge) naming the field", err)
+	}
+	if ops, _ := ann.PendingOps(ctx); len(ops) != 4 {
+		t.Fatalf("%d pending ops, want the 4 of the create only", len(ops))
 	}
 }

@@ -88,7 +88,10 @@ func TestSDKSimulation(t *testing.T) {
 	e.url = proxy.srv.URL
 	rng := newSDKRand(seed + 1)
 
-	users := []string{"ann", "bea", "cal", "dee"}
+	// Three link workers and a coordinator: only the coordinator settles
+	// the clinical cfs conflicts; the server refuses or quarantines the
+	// writes that race with them, and the tablets restate those records.
+	users := []string{"ann", "bea", "cal", "cora"}
 	devs := make([]*client.Replica, len(users))
 	online := make([]bool, len(users))
 	for i, u := range users {
@@ -147,6 +150,10 @@ func TestSDKSimulation(t *testing.T) {
 			case k < 4:
 				err = d.Set(ctx, ref, "cfs", 1+rng.intn(9))
 				counts["set"]++
+				if errors.Is(err, client.ErrInConflict) { // clinical: resolve, not set
+					err = nil
+					counts["set_refused"]++
+				}
 			case k < 5:
 				if rec.Fields["cfs"].Conflict || rec.Fields["phone"].Conflict {
 					field := "cfs"
@@ -156,6 +163,10 @@ func TestSDKSimulation(t *testing.T) {
 					}
 					err = d.Resolve(ctx, ref, field, val)
 					counts["resolve"]++
+					if errors.Is(err, client.ErrResolveForbidden) { // link workers do not settle cfs
+						err = nil
+						counts["resolve_refused"]++
+					}
 				}
 			case k < 6:
 				err = d.Add(ctx, ref, "risk_flags", needs[rng.intn(len(needs))])

@@ -23,6 +23,7 @@ import (
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // sdkEnv is a real server on loopback with one team and a few users, and
@@ -156,11 +157,11 @@ func sdkSeedPeople(tb testing.TB, r *client.Replica, n int) []client.Ref {
 	var refs []client.Ref
 	err := r.Batch(context.Background(), func(bt *client.Batch) error {
 		for i := range n {
-			id, err := bt.Create("people", sdkTeam, sdkPerson(fmt.Sprint("P", i)))
+			id, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprint("P", i)))
 			if err != nil {
 				return err
 			}
-			refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+			refs = append(refs, id)
 		}
 		return nil
 	})
@@ -207,6 +208,14 @@ func sdkAssertConverged(t *testing.T, rs ...*client.Replica) map[client.Ref]*crd
 			ab, _ := crdt.MarshalRecord(a)
 			bb, _ := crdt.MarshalRecord(b)
 			if !bytes.Equal(ab, bb) {
+				for n, f := range a.Fields {
+					g := b.Fields[n]
+					fb, _ := msgpack.Marshal(f)
+					gb, _ := msgpack.Marshal(g)
+					if !bytes.Equal(fb, gb) {
+						t.Logf("field %s: %+v vs %+v", n, f, g)
+					}
+				}
 				t.Fatalf("record %v differs between %s and %s", ref, rs[0].ID(), r.ID())
 			}
 		}
@@ -221,11 +230,11 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 			e := newSDKEnv(t, nil)
 			ann := e.device("ann", "", nil)
 			bea := e.device("bea", "", nil)
-			id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Edith"))
+			id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Edith"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+			ref := id
 			if err := ann.Set(ctx, ref, "cfs", 5); err != nil {
 				t.Fatal(err)
 			}
@@ -288,20 +297,27 @@ func TestSDKTwoTabletsConflictEitherOrder(t *testing.T) {
 				t.Fatalf("coordinator conflicts %v lack %v", conflicts.Records, ref)
 			}
 			var rec server.RecordJSON
-			if code := e.coordinatorGET("/v1/teams/"+sdkTeam+"/records/people/"+id, &rec); code != http.StatusOK {
+			if code := e.coordinatorGET("/v1/teams/"+sdkTeam+"/records/people/"+id.ID, &rec); code != http.StatusOK {
 				t.Fatalf("GET record: %d", code)
 			}
 			if f := rec.Fields["cfs"]; f == nil || !f.Conflict || len(f.Values) != 2 {
 				t.Fatalf("coordinator view of cfs: %+v", f)
 			}
 
-			// Bea resolves; both see it settled.
-			if err := bea.Resolve(ctx, ref, "cfs", 6); err != nil {
+			// Bea, a link worker, may not settle a clinical conflict; the
+			// coordinator does, and both tablets see it settled.
+			if err := bea.Resolve(ctx, ref, "cfs", 6); !errors.Is(err, client.ErrResolveForbidden) {
+				t.Fatalf("link worker's resolve: %v", err)
+			}
+			cora := e.device("cora", "", nil)
+			sdkMustSync(t, cora)
+			if err := cora.Resolve(ctx, ref, "cfs", 6); err != nil {
 				t.Fatal(err)
 			}
+			sdkMustSync(t, cora)
 			sdkMustSync(t, bea)
 			sdkMustSync(t, ann)
-			sdkAssertConverged(t, ann, bea)
+			sdkAssertConverged(t, ann, bea, cora)
 			if got, _ := ann.Get(ctx, ref); got.Fields["cfs"].Conflict || fmt.Sprint(got.Fields["cfs"].Value) != "6" {
 				t.Fatalf("after resolve: %+v", got.Fields["cfs"])
 			}
@@ -314,11 +330,11 @@ func TestSDKRestartBetweenWriteAndSync(t *testing.T) {
 	e := newSDKEnv(t, nil)
 	dir := t.TempDir()
 	ann := e.device("ann", dir, nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Albert"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Albert"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	for i := range 10 {
 		if err := ann.Append(ctx, ref, "case_notes", fmt.Sprintf("note %d", i)); err != nil {
 			t.Fatal(err)
@@ -352,12 +368,12 @@ func TestSDKRevokedDeviceKeepsOutbox(t *testing.T) {
 	ctx := context.Background()
 	e := newSDKEnv(t, nil)
 	ann := e.device("ann", "", nil)
-	id, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Mabel"))
+	id, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Mabel"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sdkMustSync(t, ann)
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	if err := ann.Set(ctx, ref, "phone", "01942 000111"); err != nil {
 		t.Fatal(err)
 	}
@@ -417,11 +433,11 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 	// A shared caseload, synced to both.
 	var people []client.Ref
 	for i := range 20 {
-		id, err := bea.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("P%02d", i)))
+		id, err := bea.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("P%02d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		people = append(people, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+		people = append(people, id)
 	}
 	sdkMustSync(t, bea)
 	sdkMustSync(t, ann)
@@ -432,11 +448,11 @@ func TestSDKThirtyDaysOffline(t *testing.T) {
 		for v := range 3 {
 			// One visit form saved as one batch (one fsync).
 			err := ann.Batch(ctx, func(b *client.Batch) error {
-				id, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
+				id, err := b.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("D%02dV%d", day, v)))
 				if err != nil {
 					return err
 				}
-				ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+				ref := id
 				for n := range 10 {
 					if err := b.Append(ref, "case_notes", fmt.Sprintf("day %d visit %d note %d", day, v, n)); err != nil {
 						return err
@@ -701,11 +717,11 @@ func TestSDKCutConnections(t *testing.T) {
 	for round := range 8 {
 		for i, d := range devs {
 			if rng.intn(3) == 0 || len(refs) == 0 {
-				id, err := d.Create(ctx, "people", sdkTeam, sdkPerson(fmt.Sprintf("R%dD%d", round, i)))
+				id, err := d.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("R%dD%d", round, i)))
 				if err != nil {
 					t.Fatal(err)
 				}
-				refs = append(refs, client.Ref{Team: sdkTeam, Collection: "people", ID: id})
+				refs = append(refs, id)
 			}
 			for range 1 + rng.intn(25) {
 				ref := refs[rng.intn(len(refs))]
@@ -783,7 +799,7 @@ func TestSDKBootstrapProgress(t *testing.T) {
 	const n = 150
 	err := bea.Batch(ctx, func(b *client.Batch) error {
 		for i := range n {
-			if _, err := b.Create("people", sdkTeam, sdkPerson(fmt.Sprintf("B%03d", i))); err != nil {
+			if _, err := b.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("B%03d", i))); err != nil {
 				return err
 			}
 		}
@@ -851,7 +867,7 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 
 	// Before its first sync the fast tablet records a person: the server
 	// quarantines those ops and the tablet is told.
-	early, err := ann.Create(ctx, "people", sdkTeam, sdkPerson("Early"))
+	early, err := ann.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Early"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,7 +879,7 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 		t.Fatalf("ops stamped 3h ahead were accepted: %+v", res)
 	}
 	for _, rj := range res.Rejected {
-		if rj.Code != api.CodeClockSkew || rj.Op.Record != early {
+		if rj.Code != api.CodeClockSkew || rj.Op.Record != early.ID {
 			t.Fatalf("rejection %+v, want clock_skew on %s", rj, early)
 		}
 	}
@@ -878,11 +894,11 @@ func TestSDKClockSkewedTablet(t *testing.T) {
 	// though its HLC still sits on the quarantined ops' stamps until real
 	// time passes them, so let three hours pass (as they would).
 	clock.advance(3*time.Hour + time.Minute)
-	id, err := bea.Create(ctx, "people", sdkTeam, sdkPerson("Jones"))
+	id, err := bea.Create(ctx, client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson("Jones"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := client.Ref{Team: sdkTeam, Collection: "people", ID: id}
+	ref := id
 	sdkMustSync(t, bea)
 	sdkMustSync(t, ann)
 	if err := ann.Set(ctx, ref, "phone", "ann's (earlier)"); err != nil {

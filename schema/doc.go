@@ -26,6 +26,24 @@
 // enum and nhs_number; integers for int; maps with string keys for object
 // and int_map. A register write of nil clears the field.
 //
+// # Clinical fields and who settles their conflicts
+//
+// A register field marked "clinical" is clinically significant: a conflict
+// on it (concurrent writes) is never settled by accident. "settled_by"
+// lists the roles that may settle one (Roles names them); a clinical field
+// without it takes DefaultSettledBy, coordinators only. It is allowed only
+// on clinical registers:
+//
+//	{"name": "cfs", "type": "int", "min": 1, "max": 9, "clinical": true, "settled_by": ["coordinator"]},
+//	{"name": "address", "type": "text", "clinical": true, "settled_by": ["coordinator", "admin"]}
+//
+// MaySettle answers for a role. The sync engine refuses a settling write
+// from another role and quarantines an ordinary write that would drop
+// another author's concurrent value from the conflict; the SDK refuses
+// both before writing (docs/PROTOCOL.md §11.1). On a field that is not
+// clinical any team member settles a conflict, and an ordinary edit made
+// through the SDK still overwrites only its own device's values.
+//
 // # Evolution
 //
 // A schema only grows: a newer version may add collections, fields and enum

@@ -91,6 +91,12 @@ type Field struct {
 	// Clinical fields are clinically significant: their conflicts are
 	// never auto-resolved and are flagged for review.
 	Clinical bool
+	// SettledBy lists the roles that may settle a conflict on a clinical
+	// field (a write whose pred covers every concurrent value); for a
+	// clinical field without settled_by in the file it is
+	// DefaultSettledBy. Nil for a field that is not clinical, whose
+	// conflicts any team member may settle.
+	SettledBy []string
 	// Properties validate the keys of an object value.
 	Properties []*Field
 	// Transitions is an enum field's lifecycle: for each value, the values
@@ -133,6 +139,7 @@ type fileField struct {
 	MaxLength        int                 `json:"max_length,omitempty"`
 	RequiredOnCreate bool                `json:"required_on_create,omitempty"`
 	Clinical         bool                `json:"clinical,omitempty"`
+	SettledBy        []string            `json:"settled_by,omitempty"`
 	Properties       []fileField         `json:"properties,omitempty"`
 	Check            string              `json:"check,omitempty"`
 	Transitions      map[string][]string `json:"transitions,omitempty"`
@@ -264,6 +271,9 @@ func buildField(enums map[string][]string, ff fileField, depth int) (*Field, err
 	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %s", ff.Name, fmt.Sprintf(format, args...))
+	}
+	if err := buildSettledBy(fld, ff, depth); err != nil {
+		return nil, bad("%v", err)
 	}
 	fld.CRDT = crdt.Register
 	if ff.CRDT != "" {

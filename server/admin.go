@@ -188,7 +188,15 @@ func (s *Server) revokeDevice(c echo.Context) error {
 	if err != nil {
 		return problemf(api.CodeNotFound, "no such device")
 	}
-	d, err := s.auth.RevokeDevice(c.Request().Context(), r)
+	opt, err := s.revokeOptions(c)
+	if err != nil {
+		return err
+	}
+	revoke := s.auth.RevokeDevice
+	if opt.Wipe {
+		revoke = s.auth.RevokeAndWipe
+	}
+	d, err := revoke(c.Request().Context(), r)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,15 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// audit records an action of the request's actor in the audit trail. A
-// failure to record is logged as an error: the action has happened and is
-// not undone. Reads of a person's record use auditRead, which fails closed.
+// audit records an action of the request's actor in the audit trail. An
+// entry naming no team concerns the actor's teams, so that their admins read
+// it. A failure to record is logged as an error: the action has happened and
+// is not undone. Reads of a person's record use auditRead, which fails
+// closed.
 func (s *Server) audit(c echo.Context, e auth.AuditEntry) {
+	if a := actorOf(c); e.Team == "" && len(e.Teams) == 0 && len(a.Teams) > 0 {
+		e.Team, e.Teams = a.Teams[0], a.Teams[1:]
+	}
 	if err := s.auth.Audit(c.Request().Context(), e); err != nil {
 		s.log.Error("audit entry not recorded", "action", e.Action, "team", e.Team, "target", e.TargetID, "err", err)
 	}
@@ -32,20 +37,19 @@ func (s *Server) auditRead(c echo.Context, action string, ref api.RecordRef) err
 	return nil
 }
 
-// auditAdmin records admin requests that no specific entry covers: every
-// read (GET) and every refused or failed request, with the route and the
-// outcome. Successful changes are recorded by the change itself.
+// auditAdmin records one line for every admin request, whatever the route
+// (so a route added later is covered too): "admin.read" for a successful
+// GET, "admin.request" for another success, "admin.refused" for a refused or
+// failed request, with the method, route, path parameters and outcome. A
+// change also has its own entry, with what changed, written by the change.
 func (s *Server) auditAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := next(c)
-		if err == nil && c.Request().Method != http.MethodGet {
-			return nil
+		action := "admin.read"
+		if c.Request().Method != http.MethodGet {
+			action = "admin.request"
 		}
-		a := actorOf(c)
-		e := auth.AuditEntry{Action: "admin.read", Detail: map[string]string{"method": c.Request().Method, "route": c.Path()}}
-		if len(a.Teams) > 0 {
-			e.Team, e.Teams = a.Teams[0], a.Teams[1:]
-		}
+		e := auth.AuditEntry{Action: action, Detail: map[string]string{"method": c.Request().Method, "route": c.Path()}}
 		for _, name := range c.ParamNames() {
 			e.Detail["param_"+name] = c.Param(name)
 		}

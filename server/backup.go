@@ -41,11 +41,11 @@ type BackupReply struct {
 // and logins go on meanwhile; the backup holds each store as of the moment
 // its read transaction opened.
 func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(backup.Progress)) (*backup.Manifest, error) {
-	rtxn, meta, err := s.engine.BackupTxn()
+	rtxn, meta, release, err := s.engine.BackupTxn()
 	if err != nil {
 		return nil, err
 	}
-	defer rtxn.Discard()
+	defer release()
 	atxn, err := s.auth.BackupTxn()
 	if err != nil {
 		return nil, err
@@ -137,21 +137,25 @@ func (s *Server) streamBackup(c echo.Context) error {
 		return err
 	}
 	defer release()
-	txn, meta, err := s.engine.BackupTxn() // for the size estimate only
+	_, meta, release, err := s.engine.BackupTxn() // for the size estimate only
 	if err != nil {
 		return err
 	}
-	txn.Discard()
+	release()
 	rw := c.Response()
 	rw.Header().Set(echo.HeaderContentType, BackupContentType)
 	rw.Header().Set(BackupEstimateHeader, strconv.FormatInt(meta.Size, 10))
 	rw.Header().Set("Content-Disposition", `attachment; filename="doorstep.dsbak"`)
 	rw.WriteHeader(http.StatusOK)
-	if _, err := s.WriteBackup(c.Request().Context(), rw, nil); err != nil {
+	m, err := s.WriteBackup(c.Request().Context(), rw, nil)
+	if err != nil {
 		// Headers are gone; the client sees a file without a trailer,
 		// which it refuses (ErrIncomplete).
 		s.log.Warn("streamed backup cut short", "err", err)
+		s.audit(c, auth.AuditEntry{Action: "server.backup", TargetKind: "backup", TargetID: "stream", Detail: map[string]string{"error": err.Error()}})
+		return nil
 	}
+	s.audit(c, backupAudit("stream", m))
 	return nil
 }
 
@@ -180,6 +184,7 @@ func (s *Server) backupToDir(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	s.audit(c, backupAudit(name, m))
 	return c.JSON(http.StatusCreated, BackupReply{
 		File: name, Bytes: m.Size, SHA256: m.SHA256, Items: m.Items(),
 		LogPosition: m.Header.LogPosition, Epoch: m.Header.Epoch, CreatedAt: m.Header.CreatedAt,
@@ -194,4 +199,13 @@ func (s *Server) journalErasures(refs []api.RecordRef) error {
 		es[i] = backup.Erasure{At: now, Team: r.Team, Collection: r.Collection, ID: r.ID}
 	}
 	return backup.AppendErasures(s.cfg.ErasureJournal, es)
+}
+
+// backupAudit is the audit entry of a backup taken: where, how much, which
+// log position; never contents.
+func backupAudit(target string, m *backup.Manifest) auth.AuditEntry {
+	return auth.AuditEntry{Action: "server.backup", TargetKind: "backup", TargetID: target, Detail: map[string]string{
+		"bytes": strconv.FormatInt(m.Size, 10), "items": strconv.FormatInt(m.Items(), 10),
+		"log_position": strconv.FormatUint(m.Header.LogPosition, 10), "sha256": m.SHA256, "epoch": m.Header.Epoch,
+	}}
 }

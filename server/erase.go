@@ -31,6 +31,11 @@ type ErasureReport struct {
 	QuarantinedDeleted  int             `json:"quarantined_deleted"`
 	Position            uint64          `json:"position"`
 	AlreadyErased       bool            `json:"already_erased"`
+	// Scrubbed: no version of the erased values is left in the data files
+	// (see docs/OPERATIONS.md "Erasure on disk"). ScrubPending: a backup
+	// was running; the values leave the disk when it ends.
+	Scrubbed     bool `json:"scrubbed"`
+	ScrubPending bool `json:"scrub_pending,omitempty"`
 }
 
 // erase handles POST /v1/admin/erasures (admins only, and only for a team
@@ -69,6 +74,7 @@ func (s *Server) erase(c echo.Context) error {
 	out := ErasureReport{
 		Records: rep.Records, Ops: rep.Ops, LogEntriesRewritten: rep.EntriesRewritten, LogEntriesDeleted: rep.EntriesDeleted,
 		QuarantinedDeleted: rep.Quarantined, Position: rep.Position, AlreadyErased: rep.AlreadyErased,
+		Scrubbed: rep.Scrubbed, ScrubPending: rep.ScrubPending,
 	}
 	if out.Records == nil {
 		out.Records = []api.RecordRef{}

@@ -29,7 +29,7 @@ func claimsOf(c echo.Context) *auth.Claims {
 // can set the author, the device or the teams.
 func callerOf(c echo.Context) dsync.Caller {
 	cl := claimsOf(c)
-	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...)}
+	return dsync.Caller{User: cl.Subject, Replica: cl.Replica(), Teams: append([]string(nil), cl.Teams...), Role: cl.Role}
 }
 
 // logRequests logs one line per request with slog.

@@ -127,7 +127,7 @@ func (s *Server) routes() {
 	}
 	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
 	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
-	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticate, s.limitDevice)
+	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticateSync, s.limitDevice)
 
 	adm := e.Group("/v1/admin", jsonLimit, s.authenticate, s.limitDevice, requireRole("admin"), s.auditAdmin)
 	adm.POST("/teams", s.createTeam)

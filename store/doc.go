@@ -35,6 +35,10 @@
 //	                                  dropped (retention); older cursors re-bootstrap
 //	m/qseq                            u64: the last quarantine ID assigned
 //	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
+//	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
+//	                                  no detail, no values) of the replica's last push
+//	                                  that had ops not merged, re-reported when a
+//	                                  lost reply makes the device resend those seqs
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)
@@ -64,6 +68,8 @@
 //	m/epoch                           16 bytes: the current epoch ID (new on first open
 //	                                  and after every restore, see NewEpoch)
 //	m/epochs                          16 bytes × n: earlier epoch IDs, oldest first
+//	s/<key>                           a log entry an erasure scrub dropped and has not yet
+//	                                  written back; put back on open (crash safety)
 //	g/<replica 16 bytes>              16 bytes: the epoch in which the replica re-sent its
 //	                                  record states and had its high-water re-based
 //

@@ -33,6 +33,7 @@ var (
 // Key prefixes.
 var (
 	prefixHWM        = []byte("h/")
+	prefixOpResults  = []byte("o/")
 	prefixRecord     = []byte("r/")
 	prefixTeamIndex  = []byte("x/")
 	prefixLog        = []byte("l/")
@@ -83,6 +84,10 @@ func GetU64(b []byte) (uint64, error) {
 
 // HWMKey is h/<replica>: the replica's high-water seq.
 func HWMKey(r crdt.ReplicaID) []byte { return append(cat(prefixHWM, 16), r[:]...) }
+
+// OpResultsKey is the key of the op results of a replica's last push that
+// had ops not merged (see the key layout).
+func OpResultsKey(r crdt.ReplicaID) []byte { return append(cat(prefixOpResults, 16), r[:]...) }
 
 // RecordRef names a record inside the store.
 type RecordRef struct{ Team, Collection, ID string }

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"fmt"
+	gosync "sync"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -22,22 +23,45 @@ type BackupMeta struct {
 
 // BackupTxn opens a read-only transaction over the records store for an
 // online backup and reads the snapshot's meta in it. Pushes go on while it
-// is open; the caller must Discard it when done. Only the committer writes,
-// so the log position read here is exactly the last change the
-// transaction sees.
-func (e *Engine) BackupTxn() (*badger.Txn, BackupMeta, error) {
+// is open; the caller must call release (which discards the transaction)
+// when done. Only the committer writes, so the log position read here is
+// exactly the last change the transaction sees. While a backup is open,
+// erasure scrubs wait (see scrub.go): a scrub drops keys the snapshot must
+// still read.
+func (e *Engine) BackupTxn() (txn *badger.Txn, meta BackupMeta, release func(), err error) {
 	if err := e.enter(); err != nil {
-		return nil, BackupMeta{}, err
+		return nil, BackupMeta{}, nil, err
 	}
 	defer e.inflight.Done()
-	txn := e.db.NewTransaction(false)
+	e.scrubMu.RLock() // no scrub is dropping keys while the snapshot opens
+	e.backupMu.Lock()
+	e.backups++
+	e.backupMu.Unlock()
+	txn = e.db.NewTransaction(false)
+	e.scrubMu.RUnlock()
+	var once gosync.Once
+	release = func() {
+		once.Do(func() {
+			txn.Discard()
+			e.backupMu.Lock()
+			e.backups--
+			kick := e.backups == 0 && len(e.pendingScrub) > 0
+			e.backupMu.Unlock()
+			if kick {
+				select {
+				case e.scrubKick <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
 	pos, err := store.GetU64Key(txn, store.KeyLogPos)
 	if err != nil {
-		txn.Discard()
-		return nil, BackupMeta{}, fmt.Errorf("sync: backup: %w", err)
+		release()
+		return nil, BackupMeta{}, nil, fmt.Errorf("sync: backup: %w", err)
 	}
 	lsm, vlog := e.db.Size()
-	return txn, BackupMeta{ServerID: e.server, Epoch: e.epoch, LogPos: pos, Layout: store.CurrentVersion, Size: lsm + vlog}, nil
+	return txn, BackupMeta{ServerID: e.server, Epoch: e.epoch, LogPos: pos, Layout: store.CurrentVersion, Size: lsm + vlog}, release, nil
 }
 
 // Epoch returns the store's current epoch ID.

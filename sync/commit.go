@@ -49,6 +49,8 @@ type request struct {
 	restateDone bool
 	restated    int // output: states that added something
 
+	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
+
 	// Outputs, overwritten on every attempt.
 	results []api.ChangeResult
 	rec     *crdt.Record
@@ -106,6 +108,9 @@ func (e *Engine) committer() {
 		var first *request
 		select {
 		case first = <-e.reqs:
+		case <-e.scrubKick:
+			e.runPendingScrub()
+			continue
 		case <-e.stop:
 			return
 		}
@@ -121,6 +126,9 @@ func (e *Engine) committer() {
 		}
 		e.commitGroup(group)
 		for _, r := range group {
+			if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
+				e.scrubErased(r)
+			}
 			close(r.done)
 		}
 	}
@@ -170,7 +178,7 @@ func (e *Engine) tryCommit(reqs []*request) error {
 		hwm:     map[crdt.ReplicaID]uint64{},
 	}
 	for _, r := range reqs {
-		r.results, r.rec, r.err = nil, nil, nil
+		r.results, r.rec, r.err, r.scrubKeys = nil, nil, nil, nil
 		var err error
 		switch r.kind {
 		case reqPush:
@@ -208,9 +216,12 @@ type txnState struct {
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
 
-	records map[string]*recState      // by record key
-	owners  map[string]string         // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64 // high-water seqs read or written
+	records map[string]*recState                // by record key
+	owners  map[string]string                   // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
+
+	scrub [][]byte // keys the erase being applied must scrub from disk
 }
 
 type recState struct {
@@ -458,7 +469,7 @@ func (t *txnState) push(r *request) error {
 		}
 		r.results = append(r.results, res)
 	}
-	return nil
+	return t.keepReported(r.caller.Replica, r.results)
 }
 
 // refusal is why one op was not merged.
@@ -483,7 +494,8 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 		return res, nil
 	case ch.Seq <= hwm:
 		res.Status = api.ChangeDuplicate
-		return res, nil
+		res.Ops, err = t.reported(c.Replica, ch.Seq)
+		return res, err
 	case ch.Seq > hwm+1:
 		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
 		return res, nil
@@ -545,7 +557,10 @@ func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*
 	if !c.inTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
 	}
-	return t.checkRecord(op, inChange, false)
+	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
+		return rf, err
+	}
+	return t.clinicalCheck(op, c.Replica, c.Role)
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,

@@ -39,10 +39,17 @@
 // exact copy, op_id_reused if its content differs; a pred the
 // server has neither merged nor quarantined (nor earlier in the change) →
 // unknown_pred; stamped more than MaxSkew ahead → quarantined clock_skew;
-// Validator error → quarantined invalid_value or unknown_field; a field
-// type the record already has otherwise → invalid_op. Refused ops are kept
-// in the quarantine too (not re-appliable), so nothing a device sent
-// vanishes; the rest of the change is applied.
+// Validator error → quarantined invalid_value or unknown_field; a write to
+// a clinical field in conflict (ClinicalRules) whose pred covers every
+// live value from a role the field's settled_by lacks → resolve_forbidden,
+// or whose pred covers some, one of them another replica's →
+// quarantined conflict_in_review (clinical.go); a field type the record
+// already has otherwise → invalid_op. Refused ops are kept in the
+// quarantine too (not re-appliable), so nothing a device sent vanishes;
+// the rest of the change is applied. The reply carries (Replace) the
+// records of clinical refusals, states the caller's scope (Scope), and a
+// change pushed again as a duplicate reports its ops not merged again
+// (reported.go; kept per replica, codes only).
 //
 // # Pulls and history
 //

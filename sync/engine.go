@@ -56,6 +56,10 @@ type Caller struct {
 	User    string         // user ID from the access token; becomes the author of every op pushed
 	Replica crdt.ReplicaID // device replica ID from the token; pushed op IDs must name it
 	Teams   []string       // teams the user belongs to: the scope of every read and write
+	// Role is the user's current role (api.Role*): who may settle a
+	// clinical conflict depends on it (see ClinicalRules). Empty settles
+	// no clinical conflict.
+	Role string
 }
 
 // Options configure Open.
@@ -74,6 +78,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Rules are the clinical-conflict rules; nil means the Validator's, if
+	// it implements ClinicalRules (a *schema.Schema does), else none.
+	Rules ClinicalRules
 	// EncryptionKey encrypts the store at rest (store.Options.EncryptionKey).
 	EncryptionKey []byte
 }
@@ -96,6 +103,7 @@ type Engine struct {
 	wall      func() time.Time
 	clock     *crdt.Clock
 	validator Validator
+	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
 	epoch     store.Epoch   // current epoch, fixed while open
@@ -111,6 +119,16 @@ type Engine struct {
 	// Owned by the committer goroutine.
 	lastPos uint64
 	lastQID uint64
+
+	// scrubMu: a scrub (scrub.go) holds it exclusively while it drops and
+	// rewrites keys; pulls hold it shared, so none sees a log entry
+	// missing for a moment. backups counts open backup transactions,
+	// during which scrubs wait in pendingScrub (run when the last ends).
+	scrubMu      gosync.RWMutex
+	backupMu     gosync.Mutex // guards backups and pendingScrub
+	backups      int
+	pendingScrub [][]byte
+	scrubKick    chan struct{}
 
 	mu       gosync.RWMutex
 	closed   bool
@@ -139,8 +157,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st: st, db: st.DB(), log: logger, wall: wall,
 		clock:     crdt.NewClock(wall, skew),
 		validator: opts.Validator,
+		rules:     rulesOf(opts),
 		pageBytes: opts.PageBytes,
 		reqs:      make(chan *request, maxGroup),
+		scrubKick: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -189,6 +209,9 @@ func (e *Engine) load() error {
 			if e.epoch, err = store.StartEpoch(txn); err != nil {
 				return err
 			}
+		}
+		if err := store.RecoverScrub(txn); err != nil {
+			return err
 		}
 		if e.lastPos, err = store.GetU64Key(txn, store.KeyLogPos); err != nil {
 			return err
@@ -292,7 +315,11 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		e.log.Debug("device clock ahead of server", "replica", c.Replica, "err", err)
 	}
 	if e.staleEpoch(req) {
-		return e.syncStale(ctx, c, req)
+		resp, err := e.syncStale(ctx, c, req)
+		if resp != nil {
+			resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+		}
+		return resp, err
 	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
@@ -306,6 +333,10 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
+	if resp.Replace, err = e.replacements(ctx, req.Changes, results); err != nil {
+		return nil, err
+	}
 	resp.Epoch = e.epoch[:]
 	return resp, nil
 }

@@ -44,6 +44,14 @@ type ErasureReport struct {
 	// AlreadyErased reports that the named record had been erased before;
 	// nothing was done.
 	AlreadyErased bool
+	// Scrubbed reports that every version of the erased values was
+	// removed from the data files before Erase returned (see scrub.go).
+	// ScrubPending: a backup was running; the scrub runs when it ends.
+	// ScrubError: the scrub failed (the erasure itself is done and
+	// durable); the error is logged too.
+	Scrubbed     bool
+	ScrubPending bool
+	ScrubError   string
 }
 
 // Erase erases a record and (with cascade, for a people record) every
@@ -94,6 +102,8 @@ func (t *txnState) erasedMarker(coll, id string) (string, error) {
 // erase runs in the committer.
 func (t *txnState) erase(r *request) error {
 	r.report = ErasureReport{}
+	t.scrub = nil
+	defer func() { r.scrubKeys = t.scrub }()
 	ref := r.ref
 	if team, err := t.erasedMarker(ref.Collection, ref.ID); err != nil {
 		return err
@@ -232,6 +242,7 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 	}
 	it.Close()
 	for _, pos := range positions {
+		t.scrub = append(t.scrub, store.LogKey(ref.Team, pos))
 		if err := t.eraseFromEntry(ref, pos, rep, entries); err != nil {
 			return fmt.Errorf("log entry %d: %w", pos, err)
 		}
@@ -241,6 +252,7 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 	}
 
 	key := store.RecordKey(ref.Team, ref.Collection, ref.ID)
+	t.scrub = append(t.scrub, key)
 	item, err := t.txn.Get(key)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
@@ -361,6 +373,7 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 		}
 	}
 	it.Close()
+	t.scrub = append(t.scrub, keys...)
 	for i, k := range keys {
 		if err := t.txn.Delete(k); err != nil {
 			return 0, err

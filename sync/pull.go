@@ -119,6 +119,8 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 		}
 	}
 	resp := &api.SyncResponse{Protocol: api.ProtocolVersion}
+	e.scrubMu.RLock()
+	defer e.scrubMu.RUnlock()
 	err := e.db.View(func(txn *badger.Txn) error {
 		if cu.mode == modeSnapshot {
 			return e.pullSnapshot(txn, teams, cu, limit, committed, resp)

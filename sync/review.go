@@ -251,6 +251,11 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: field %q is a %s, not a register", ErrInvalid, r.field, f.Type)
 		return nil
 	}
+	if f := rs.rec.Field(r.field); f.Conflict() && t.e.rules != nil && t.e.rules.Clinical(ref.Collection, r.field) &&
+		!t.e.rules.MaySettle(ref.Collection, r.field, r.caller.Role) {
+		r.err = fmt.Errorf("%w: role %q may not settle a conflict on clinical field %s.%s", ErrForbidden, r.caller.Role, ref.Collection, r.field)
+		return nil
+	}
 	id := crdt.OpID{Time: t.e.clock.Now(), Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
@@ -375,6 +380,13 @@ func (t *txnState) reapply(r *request) error {
 	rf, err := t.checkRecord(op, nil, true)
 	if err != nil {
 		return err
+	}
+	if rf == nil {
+		// The quarantine does not keep the pusher's role: a re-applied op
+		// never settles a clinical conflict; it may only add its value.
+		if rf, err = t.clinicalCheck(op, q.Replica, ""); err != nil {
+			return err
+		}
 	}
 	if rf == nil {
 		if mrf, err := t.merge(op); err != nil {

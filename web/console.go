@@ -231,7 +231,7 @@ func (c *Console) current(r *http.Request) *viewer {
 	return &viewer{
 		s: s, token: ck.Value, Name: s.user.Name, Role: role, Teams: teams, CSRF: s.csrf,
 		Admin:  role == api.RoleAdmin,
-		caller: dsync.Caller{User: s.user.ID, Replica: s.claims.Replica(), Teams: teams},
+		caller: dsync.Caller{User: s.user.ID, Replica: s.claims.Replica(), Teams: teams, Role: role},
 	}
 }
 

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,7 +16,9 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/backup"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/rawgrep"
 	"github.com/doorstep-health/doorstep/server"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"golang.org/x/crypto/bcrypt"
@@ -137,5 +141,68 @@ func TestBackupRestoreCommands(t *testing.T) {
 	// Logins work on the restored server (auth store and keys restored).
 	if _, err := srv2.Auth().Login(ctx, "root", "long enough pw", crdt.NewReplicaID().String(), "t"); err != nil {
 		t.Fatalf("login on restored server: %v", err)
+	}
+}
+
+// A backup taken before an erasure does not resurrect the person: restore
+// re-applies the erasure journal given with --erasures (the live server's,
+// or a newer backup), and the restored data files do not hold the name.
+func TestRestoreReappliesErasures(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	srv, ts := seededServer(t, data, func(c *server.Config) { c.NoSchema = true })
+	seedAccounts(t, srv)
+	pushPeople(t, srv.Engine(), 0, 5) // pa … pe, "Name pa" …
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.dsbak")
+	if err := backup.WriteFile(old, func(w io.Writer) error { _, err := srv.WriteBackup(ctx, w, nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+	// Erase pb through the admin route (which journals it).
+	tok, err := srv.Auth().Login(ctx, "root", "long enough pw", crdt.NewReplicaID().String(), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/admin/erasures", strings.NewReader(`{"team":"wigan","collection":"people","id":"pb"}`))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep server.ErasureReport
+	json.NewDecoder(res.Body).Decode(&rep)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !rep.Scrubbed {
+		t.Fatalf("erase: %d %+v", res.StatusCode, rep)
+	}
+	newer := filepath.Join(dir, "newer.dsbak")
+	if err := backup.WriteFile(newer, func(w io.Writer) error { _, err := srv.WriteBackup(ctx, w, nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{filepath.Join(data, "erasures.jsonl"), newer} {
+		target := filepath.Join(t.TempDir(), "r")
+		var out, errb bytes.Buffer
+		if err := run(ctx, []string{"restore", "--in", old, "--data", target, "--erasures", from}, env(nil), nil, &out, &errb); err != nil {
+			t.Fatalf("restore: %v\n%s", err, errb.String())
+		}
+		if !strings.Contains(errb.String(), "re-applied 1 erasures") {
+			t.Fatalf("--erasures %s: %s", from, errb.String())
+		}
+		if f, _ := rawgrep.Files(target, "Name pb"); len(f) > 0 {
+			t.Fatalf("erased name in restored files %v", f)
+		}
+		if f, _ := rawgrep.Files(target, "Name pc"); len(f) == 0 {
+			t.Fatal("a kept name is not in the restored files: the grep proves nothing")
+		}
+		s2, _ := seededServer(t, target, func(c *server.Config) { c.NoSchema = true })
+		if _, err := s2.Engine().Record(ctx, dsync.Caller{User: "x", Teams: []string{"wigan"}}, api.RecordRef{Team: "wigan", Collection: "people", ID: "pb"}); err == nil {
+			t.Fatal("erased person resurrected by the restore")
+		}
+		// The journal travels on: the restored server's own journal has it.
+		if es, _ := backup.ReadErasures(filepath.Join(target, "erasures.jsonl")); len(es) != 1 {
+			t.Fatalf("restored journal %+v", es)
+		}
+		s2.Shutdown(ctx)
 	}
 }

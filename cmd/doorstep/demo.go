@@ -51,7 +51,7 @@ func seedDemo(ctx context.Context, srv *server.Server, seed int64, now time.Time
 		if err != nil {
 			return 0, err
 		}
-		callers[d.Replica.String()] = dsync.Caller{User: u.ID, Replica: d.Replica, Teams: u.Teams}
+		callers[d.Replica.String()] = dsync.Caller{User: u.ID, Replica: d.Replica, Teams: u.Teams, Role: u.Role}
 	}
 	// Marked as demo users, so that their published password is refused
 	// by a server run without --demo.

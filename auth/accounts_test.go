@@ -1,0 +1,204 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func TestCheckPassword(t *testing.T) {
+	for _, pw := range []string{"password", "12345678", "PASSWORD", "qwertyuiop", "short", "ann", "1234567890", string([]byte{0xff, 0xfe, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'})} {
+		if err := CheckPassword("ann", pw); !errors.Is(err, ErrWeakPassword) {
+			t.Errorf("%q accepted: %v", pw, err)
+		}
+	}
+	if err := CheckPassword("annabelle1", "Annabelle1"); !errors.Is(err, ErrWeakPassword) {
+		t.Errorf("username as password accepted: %v", err)
+	}
+	for _, pw := range []string{"correct horse battery", "doorstep-demo", "a fresh start 2026"} {
+		if err := CheckPassword("ann", pw); err != nil {
+			t.Errorf("%q refused: %v", pw, err)
+		}
+	}
+	if n := len(commonSet); n < 3000 {
+		t.Errorf("common password list holds %d entries", n)
+	}
+}
+
+func TestLockoutBackoff(t *testing.T) {
+	l := newLockout(3, time.Minute, 10*time.Minute, 4)
+	now := time.Unix(1_000_000, 0)
+	for i := 1; i <= 2; i++ {
+		if d := l.fail("ann", now); d != 0 {
+			t.Fatalf("failure %d locks for %v", i, d)
+		}
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+	for i, w := range want {
+		if d := l.fail("ann", now); d != w {
+			t.Fatalf("failure %d locks for %v, want %v", i+3, d, w)
+		}
+	}
+	if d := l.check("ann", now.Add(9*time.Minute)); d != time.Minute {
+		t.Fatalf("check: %v", d)
+	}
+	if d := l.check("bea", now); d != 0 {
+		t.Fatalf("bea locked: %v", d)
+	}
+	l.reset("ann")
+	if d := l.check("ann", now); d != 0 {
+		t.Fatalf("after reset: %v", d)
+	}
+	// Bounded: many usernames never grow the map past its cap.
+	for i := 0; i < 100; i++ {
+		l.fail(fmt.Sprint("u", i), now.Add(time.Duration(i)*time.Second))
+	}
+	if len(l.m) > 4 {
+		t.Fatalf("lockout holds %d entries, cap 4", len(l.m))
+	}
+}
+
+// TestAuditOrderUnderConcurrency: entries appended from many goroutines
+// get distinct, increasing seqs, and a reader paging by cursor sees every
+// one exactly once.
+func TestAuditOrderUnderConcurrency(t *testing.T) {
+	s, _ := openTest(t, nil)
+	ctx := WithActor(context.Background(), Actor{UserID: "u1", Name: "Ann", Role: api.RoleAdmin, Teams: []string{"wigan"}})
+	var wg gosync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				if err := s.Audit(ctx, AuditEntry{Action: "record.read", Team: "wigan", TargetKind: "record", TargetID: fmt.Sprintf("people/p%d-%d", g, i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	var cursor, last uint64
+	for {
+		es, next, more, err := s.AuditLog(context.Background(), AuditQuery{After: cursor, Limit: 7, Scope: []string{"wigan"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if e.Seq <= last || seen[e.TargetID] || e.ActorID != "u1" || e.ActorName != "Ann" {
+				t.Fatalf("entry %+v after seq %d", e, last)
+			}
+			last, seen[e.TargetID] = e.Seq, true
+		}
+		if !more {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 200 {
+		t.Fatalf("read %d entries of 200", len(seen))
+	}
+	// Another team's scope reads none; an empty scope reads none.
+	for _, scope := range [][]string{{"ashton"}, {}} {
+		if es, _, _, _ := s.AuditLog(context.Background(), AuditQuery{Scope: scope}); len(es) != 0 {
+			t.Fatalf("scope %v reads %d entries", scope, len(es))
+		}
+	}
+	// Bad entries are refused.
+	for _, e := range []AuditEntry{{Action: "Bad Action"}, {Action: ""}, {Action: "x", Detail: map[string]string{"": "v"}}} {
+		if err := s.Audit(ctx, e); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v", e, err)
+		}
+	}
+	// The position survives a reopen: seqs keep increasing.
+	dir := s.db.Opts().Dir
+	keyDir := s.cfg.KeyDir
+	s.Close()
+	s2, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, KeyDir: keyDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Audit(ctx, AuditEntry{Action: "record.read", Team: "wigan"}); err != nil {
+		t.Fatal(err)
+	}
+	es, _, _, _ := s2.AuditLog(context.Background(), AuditQuery{After: last})
+	if len(es) != 1 || es[0].Seq != last+1 {
+		t.Fatalf("after reopen: %+v (last %d)", es, last)
+	}
+}
+
+// TestMigrateDeviceIndex: a layout 1 store (no userdev/ index) gets its
+// index at Open, so the device bound and Devices see old devices.
+func TestMigrateDeviceIndex(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(data, "auth")
+	s, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed(t, s)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := s.Login(ctx, "ann", "correct horse", crdt.NewReplicaID().String(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back to layout 1.
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte(kLayout)); err != nil {
+			return err
+		}
+		return s.db.DropPrefix([]byte(pUserDev))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(ctx, dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	us, _ := s.Users(ctx)
+	ds, err := s.Devices(ctx, us[0].ID)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("devices after migration: %d %v", len(ds), err)
+	}
+	if _, err := s.Login(ctx, "ann", "correct horse", crdt.NewReplicaID().String(), ""); !errors.Is(err, ErrTooManyDevices) {
+		t.Fatalf("third device after migration: %v", err)
+	}
+}
+
+// TestAuditReuseRevocation: a device revoked for refresh token reuse is a
+// device change, recorded with the server as actor.
+func TestAuditReuseRevocation(t *testing.T) {
+	s, _ := openTest(t, nil)
+	u := seed(t, s)
+	ctx := context.Background()
+	dev := crdt.NewReplicaID()
+	tr, err := s.Login(ctx, "ann", "correct horse", dev.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Refresh(ctx, tr.RefreshToken, dev.String()); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.ReuseGrace = -1
+	if _, err := s.Refresh(ctx, tr.RefreshToken, dev.String()); !errors.Is(err, ErrRefreshReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	es, _, _, err := s.AuditLog(ctx, AuditQuery{Action: ActionDeviceRevoke, Scope: []string{"wigan"}})
+	if err != nil || len(es) != 1 || es[0].TargetID != dev.String() || es[0].Detail["reason"] != RevokedByReuse || es[0].Detail["user"] != u.ID {
+		t.Fatalf("reuse revocation entries %+v %v", es, err)
+	}
+}

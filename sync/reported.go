@@ -1,0 +1,89 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// reportedResult is one change's ops not merged, as kept under
+// store.OpResultsKey: enough to tell the device again, nothing of the ops.
+type reportedResult struct {
+	Seq uint64            `msgpack:"s"`
+	Ops []reportedOpEntry `msgpack:"o"`
+}
+
+type reportedOpEntry struct {
+	Index       int      `msgpack:"i"`
+	Code        api.Code `msgpack:"e"`
+	Quarantined bool     `msgpack:"q,omitempty"`
+}
+
+// reported returns the op results the server gave for seq of replica in
+// its last push with ops not merged, if seq was in it, for a change now
+// pushed again as a duplicate: a device whose reply was lost learns of its
+// refused ops (and gets their records restated) all the same.
+func (t *txnState) reported(replica crdt.ReplicaID, seq uint64) ([]api.OpResult, error) {
+	if t.opres == nil {
+		t.opres = map[crdt.ReplicaID][]reportedResult{}
+	}
+	rs, ok := t.opres[replica]
+	if !ok {
+		item, err := t.txn.Get(store.OpResultsKey(replica))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("read op results: %w", err)
+		default:
+			if err := item.Value(func(v []byte) error { return store.Decode(v, &rs) }); err != nil {
+				return nil, fmt.Errorf("read op results: %w", err)
+			}
+		}
+		t.opres[replica] = rs
+	}
+	for _, r := range rs {
+		if r.Seq != seq {
+			continue
+		}
+		out := make([]api.OpResult, len(r.Ops))
+		for i, o := range r.Ops {
+			out[i] = api.OpResult{Index: o.Index, Code: o.Code, Quarantined: o.Quarantined,
+				Detail: "reported again (the reply to the first push of this change was lost)"}
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+// keepReported stores the op results of one push, if any op was not
+// merged, for reported.
+func (t *txnState) keepReported(replica crdt.ReplicaID, results []api.ChangeResult) error {
+	var rs []reportedResult
+	for _, r := range results {
+		if len(r.Ops) == 0 || (r.Status != api.ChangeApplied && r.Status != api.ChangeDuplicate) {
+			continue
+		}
+		rr := reportedResult{Seq: r.Seq}
+		for _, o := range r.Ops {
+			rr.Ops = append(rr.Ops, reportedOpEntry{Index: o.Index, Code: o.Code, Quarantined: o.Quarantined})
+		}
+		rs = append(rs, rr)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	v, err := store.Encode(rs)
+	if err != nil {
+		return err
+	}
+	if t.opres == nil {
+		t.opres = map[crdt.ReplicaID][]reportedResult{}
+	}
+	t.opres[replica] = rs
+	return t.set(store.OpResultsKey(replica), v)
+}
