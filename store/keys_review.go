@@ -71,3 +71,11 @@ func ParseTermKey(k []byte) (string, RecordRef, error) {
 	}
 	return term, ref, nil
 }
+
+// KeyTermIndex marks a store whose term index (s/ keys) covers every
+// record: written once the index has been built for records stored before
+// the index existed.
+var KeyTermIndex = []byte("m/terms")
+
+// AllRecordsPrefix is r/: every record of every team.
+func AllRecordsPrefix() []byte { return cat(prefixRecord, 0) }

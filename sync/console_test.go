@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
+
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 func pushNow(t *testing.T, e *Engine, d *device) {
@@ -244,5 +247,48 @@ func TestFieldConflictAndReason(t *testing.T) {
 	}
 	if _, err := e.ResolveWithReason(bg, coord, ref, "cfs", crdt.MustValue(6), string(make([]byte, MaxReasonLen+1))); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("long reason: %v", err)
+	}
+}
+
+// TestSearchIndexBackfill: a store written before the term index existed
+// (no s/ keys, no marker) gets its index built at the next Open.
+func TestSearchIndexBackfill(t *testing.T) {
+	bg := context.Background()
+	dir := t.TempDir()
+	wall := newFakeWall()
+	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	ann := newDevice("ann", wall.Now, "wigan")
+	ann.write("wigan", "people", "p1", "family_name", "Fairhurst")
+	ann.write("wigan", "carers", "k1", "cared_for_person_id", "p1")
+	pushNow(t, e, ann)
+	// Make it an old store: drop the index and the marker.
+	err := e.db.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("s/")})
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range append(keys, store.KeyTermIndex) {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord := Caller{User: "coord", Teams: []string{"wigan"}}
+	if recs, _ := e.Search(bg, coord, "wigan", "fairhurst", 0); len(recs) != 0 {
+		t.Fatalf("index not dropped: %d", len(recs))
+	}
+	e.Close()
+	e = openTest(t, Options{Dir: dir, Wall: wall.Now})
+	if recs, err := e.Search(bg, coord, "wigan", "fairhurst", 0); err != nil || len(recs) != 1 {
+		t.Fatalf("after reopen: %d %v", len(recs), err)
+	}
+	if links, err := e.Linked(bg, coord, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"}); err != nil || len(links) != 1 || links[0].ID != "k1" {
+		t.Fatalf("carer link: %v %v", links, err)
 	}
 }

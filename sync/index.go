@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -92,8 +93,12 @@ func recordTerms(rec *crdt.Record) []string {
 			terms = append(terms, termPostcode+p)
 		}
 	}
-	if p := registerText(rec, "person_id"); p != "" && !strings.ContainsRune(p, store.TermEnd) {
-		terms = append(terms, termPerson+p)
+	// A record links to every person it names: a contact or assessment by
+	// person_id, a carer record by the cared-for person and the carer.
+	for _, f := range []string{"person_id", "cared_for_person_id", "carer_person_id"} {
+		if p := registerText(rec, f); p != "" && !strings.ContainsRune(p, store.TermEnd) {
+			terms = append(terms, termPerson+p)
+		}
 	}
 	slices.Sort(terms)
 	return slices.Compact(terms)
@@ -275,4 +280,59 @@ func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
+}
+
+// backfillTerms builds the term index for the records of a store written
+// before the index existed, once (store.KeyTermIndex marks it done). It
+// runs at Open, before the committer starts, in batches.
+func (e *Engine) backfillTerms(ctx context.Context) error {
+	err := e.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(store.KeyTermIndex)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return fmt.Errorf("term index marker: %w", err)
+	}
+	wb := e.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err = e.db.View(func(txn *badger.Txn) error {
+		prefix := store.AllRecordsPrefix()
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if n%1000 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var rec *crdt.Record
+			if err := it.Item().Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+				return err
+			}
+			for _, term := range recordTerms(rec) {
+				if err := wb.Set(store.TermKey(rec.Team, term, rec.Collection, rec.ID), nil); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("term index backfill: %w", err)
+	}
+	if err := wb.Set(store.KeyTermIndex, nil); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("term index backfill: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("built the search index for stored records", "records", n)
+	}
+	return e.db.Sync()
 }
