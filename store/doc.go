@@ -34,6 +34,8 @@
 //	m/logfloor                        u64: log entries at or below it may have been
 //	                                  dropped (retention); older cursors re-bootstrap
 //	m/qseq                            u64: the last quarantine ID assigned
+//	m/terms                           empty: the s/ term index covers every record
+//	                                  (built once at open for older stores)
 //	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
 //	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
 //	                                  no detail, no values) of the replica's last push
