@@ -25,6 +25,7 @@ const (
 	reqReapply
 	reqErase
 	reqRestate
+	reqDismiss
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -42,7 +43,7 @@ type request struct {
 	reason  string // resolve
 	cascade bool   // erase
 
-	qid uint64 // reapply
+	qid uint64 // reapply, dismiss
 
 	states      []crdt.RecordBytes // restate
 	rebase      uint64
@@ -52,10 +53,11 @@ type request struct {
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
 	// Outputs, overwritten on every attempt.
-	results []api.ChangeResult
-	rec     *crdt.Record
-	report  ErasureReport // erase
-	err     error         // request-level error (not found, forbidden, invalid)
+	results   []api.ChangeResult
+	rec       *crdt.Record
+	report    ErasureReport // erase
+	dismissed QuarantinedOp // dismiss
+	err       error         // request-level error (not found, forbidden, invalid)
 
 	done chan struct{}
 }
@@ -191,6 +193,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.erase(r)
 		case reqRestate:
 			err = t.restate(r)
+		case reqDismiss:
+			err = t.dismiss(r)
 		}
 		if err != nil {
 			return err

@@ -51,9 +51,6 @@ type ChangedEntry struct {
 // returns a cursor to go on from.
 const maxChangedScan = 1000
 
-// maxQuarantineScan bounds the quarantine entries TeamQuarantine reads.
-const maxQuarantineScan = 20_000
-
 // Changes returns the team's records changed at or after f.Since (server
 // receive time), least recently changed first, each once at its last
 // change, with attribution, and the cursor of the next page ("" when
@@ -306,23 +303,13 @@ func conflictFrom(rec *crdt.Record, hist []HistoryEntry, field string) *FieldCon
 
 // TeamQuarantine lists the quarantined ops of the given teams (an admin's
 // teams), oldest first, at most limit (0 means DefaultPullLimit), from the
-// first maxQuarantineScan entries of the quarantine.
+// first QuarantineScanLimit entries of the quarantine (QuarantinedIn).
 func (e *Engine) TeamQuarantine(ctx context.Context, teams []string, limit int) ([]QuarantinedOp, error) {
-	all, err := e.Quarantined(ctx, maxQuarantineScan)
-	if err != nil {
-		return nil, err
+	if teams == nil {
+		teams = []string{}
 	}
-	if limit <= 0 {
-		limit = DefaultPullLimit
-	}
-	c := Caller{Teams: teams}
-	var out []QuarantinedOp
-	for _, q := range all {
-		if c.inTeam(q.Op.Team) && len(out) < limit {
-			out = append(out, q)
-		}
-	}
-	return out, nil
+	ops, _, _, err := e.QuarantinedIn(ctx, teams, 0, limit)
+	return ops, err
 }
 
 // CollectionRecords returns every record of one collection of a team
@@ -466,4 +453,41 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 		return nil, true, nil
 	}
 	return refs, false, nil
+}
+
+// Dismiss removes an entry from the quarantine for good, as an admin's
+// decision that the op is not wanted: it is never merged, and a later op
+// naming it in pred is refused as naming an unknown op (and kept in the
+// quarantine itself). It returns the dismissed entry; an unknown ID wraps
+// ErrNotFound. The caller records the decision in the audit trail.
+func (e *Engine) Dismiss(ctx context.Context, id uint64) (QuarantinedOp, error) {
+	if err := e.enter(); err != nil {
+		return QuarantinedOp{}, err
+	}
+	defer e.inflight.Done()
+	r := &request{kind: reqDismiss, qid: id}
+	if err := e.submit(ctx, r); err != nil {
+		return QuarantinedOp{}, fmt.Errorf("dismiss %d: %w", id, err)
+	}
+	return r.dismissed, nil
+}
+
+func (t *txnState) dismiss(r *request) error {
+	key := store.QuarantineKey(r.qid)
+	item, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var q store.QuarantineEntry
+	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		return err
+	}
+	r.dismissed = quarantinedOp(r.qid, &q)
+	if err := t.txn.Delete(key); err != nil {
+		return err
+	}
+	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
 }

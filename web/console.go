@@ -142,6 +142,7 @@ func (c *Console) table() []routeHandler {
 		{Route{"POST", "/console/admin/devices/{device}/revoke"}, c.admin(c.revoke)},
 		{Route{"GET", "/console/admin/quarantine"}, c.admin(c.quarantine)},
 		{Route{"POST", "/console/admin/quarantine/{qid}/reapply"}, c.admin(c.reapply)},
+		{Route{"POST", "/console/admin/quarantine/{qid}/dismiss"}, c.admin(c.dismiss)},
 		{Route{"GET", "/console/admin/users"}, c.admin(c.users)},
 	}
 }

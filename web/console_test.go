@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/demo"
 	dsync "github.com/doorstep-health/doorstep/sync"
@@ -189,7 +191,7 @@ func TestEveryPageRenders(t *testing.T) {
 	}
 
 	a := e.browser()
-	a.mustSignIn("admin")
+	atok := a.mustSignIn("admin")
 	for _, p := range []struct {
 		path  string
 		wants []string
@@ -207,6 +209,23 @@ func TestEveryPageRenders(t *testing.T) {
 		}
 		contains(t, p.path, body, p.wants...)
 		checkAccessible(t, p.path, body)
+	}
+	// The admin dismisses the quarantined op: gone from the page, in the
+	// audit trail.
+	qs, err := e.eng.TeamQuarantine(ctx, []string{cf.Team}, 0)
+	if err != nil || len(qs) != 1 {
+		t.Fatalf("quarantine: %+v %v", qs, err)
+	}
+	st, _, loc := a.post(fmt.Sprintf("/console/admin/quarantine/%d/dismiss", qs[0].ID), url.Values{"csrf": {atok}})
+	if st != http.StatusSeeOther || !strings.Contains(loc, "dismissed") {
+		t.Fatalf("dismiss: %d %s", st, loc)
+	}
+	if st, body, _ := a.get(loc); st != http.StatusOK || strings.Contains(body, "very frail") || !strings.Contains(body, "dismissed") {
+		t.Fatalf("quarantine after dismiss: %d", st)
+	}
+	entries, _, _, err := e.auth.AuditLog(ctx, auth.AuditQuery{Action: "quarantine.dismiss"})
+	if err != nil || len(entries) != 1 || entries[0].ActorID != e.users["admin"].ID {
+		t.Fatalf("dismiss audit: %+v %v", entries, err)
 	}
 }
 

@@ -410,33 +410,38 @@ func (c *Console) quarantine(w http.ResponseWriter, r *http.Request, v *viewer) 
 	switch r.URL.Query().Get("done") {
 	case "reapplied":
 		flash = "The op now passes and has been merged."
+	case "dismissed":
+		flash = "The op was dismissed: it is removed from the quarantine and will never be merged."
 	}
 	c.render(w, r, http.StatusOK, "quarantine", page{Title: "Quarantine", Viewer: v, Flash: flash, Data: rows})
 }
 
-func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
+// quarantineEntry returns a quarantine entry of one of the admin's teams;
+// another team's answers as an unknown one does.
+func (c *Console) quarantineEntry(w http.ResponseWriter, r *http.Request, v *viewer) (dsync.QuarantinedOp, bool) {
 	id, err := strconv.ParseUint(r.PathValue("qid"), 10, 64)
-	if err != nil {
-		c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry.")
-		return
-	}
-	qs, err := c.cfg.Engine.TeamQuarantine(r.Context(), v.Teams, 0)
-	if err != nil {
-		c.failErr(w, r, v, err)
-		return
-	}
-	if !slices.ContainsFunc(qs, func(q dsync.QuarantinedOp) bool { return q.ID == id }) {
-		c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry in your teams.")
-		return
-	}
-	var team string
-	for _, q := range qs {
-		if q.ID == id {
-			team = q.Op.Team
+	if err == nil {
+		q, err := c.cfg.Engine.QuarantinedByID(r.Context(), id)
+		if err == nil && slices.Contains(v.Teams, q.Op.Team) {
+			return q, true
+		}
+		if err != nil && !errors.Is(err, dsync.ErrNotFound) {
+			c.failErr(w, r, v, err)
+			return dsync.QuarantinedOp{}, false
 		}
 	}
-	err = c.cfg.Engine.Reapply(r.Context(), id)
-	ae := auth.AuditEntry{Action: "quarantine.reapply", Team: team, TargetKind: "quarantine", TargetID: strconv.FormatUint(id, 10), Detail: map[string]string{"via": "console", "outcome": "merged"}}
+	c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry in your teams.")
+	return dsync.QuarantinedOp{}, false
+}
+
+func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q, ok := c.quarantineEntry(w, r, v)
+	if !ok {
+		return
+	}
+	err := c.cfg.Engine.Reapply(r.Context(), q.ID)
+	ae := auth.AuditEntry{Action: "quarantine.reapply", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
+		Detail: map[string]string{"via": "console", "outcome": "merged", "op": opHex(q.Op.ID)}}
 	if err != nil {
 		ae.Detail["outcome"] = "still_refused"
 	}
@@ -446,6 +451,22 @@ func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	http.Redirect(w, r, "/console/admin/quarantine?done=reapplied", http.StatusSeeOther)
+}
+
+// dismiss removes a quarantine entry for good (the admin decided the op
+// is not wanted), recorded in the audit trail.
+func (c *Console) dismiss(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q, ok := c.quarantineEntry(w, r, v)
+	if !ok {
+		return
+	}
+	if _, err := c.cfg.Engine.Dismiss(r.Context(), q.ID); err != nil {
+		c.failErr(w, r, v, err)
+		return
+	}
+	_ = c.audit(r, auth.AuditEntry{Action: "quarantine.dismiss", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
+		Detail: map[string]string{"via": "console", "op": opHex(q.Op.ID), "code": string(q.Code), "record": q.Op.Collection + "/" + q.Op.Record}})
+	http.Redirect(w, r, "/console/admin/quarantine?done=dismissed", http.StatusSeeOther)
 }
 
 func (c *Console) users(w http.ResponseWriter, r *http.Request, v *viewer) {

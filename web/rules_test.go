@@ -36,6 +36,7 @@ func (e *env) routesOf(team, coll, id, field string) []route {
 		{"POST", "/console/admin/devices/" + crdt.NewReplicaID().String() + "/revoke", true},
 		{"GET", "/console/admin/quarantine", true},
 		{"POST", "/console/admin/quarantine/1/reapply", true},
+		{"POST", "/console/admin/quarantine/1/dismiss", true},
 		{"GET", "/console/admin/users", true},
 	}
 }
