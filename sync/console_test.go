@@ -11,6 +11,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -290,5 +291,43 @@ func TestSearchIndexBackfill(t *testing.T) {
 	}
 	if links, err := e.Linked(bg, coord, api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"}); err != nil || len(links) != 1 || links[0].ID != "k1" {
 		t.Fatalf("carer link: %v %v", links, err)
+	}
+}
+
+// TestDismiss: a dismissed quarantine entry is gone, cannot be re-applied,
+// and a later op naming it in pred is refused as naming an unknown op.
+func TestDismiss(t *testing.T) {
+	bg := context.Background()
+	wall := newFakeWall()
+	e := openTest(t, Options{Wall: wall.Now, Validator: schema.Default()})
+	ann := newDevice("ann", wall.Now, "wigan")
+	ann.write("wigan", "people", "p", "cfs", "very frail") // cfs is an int: quarantined
+	res, err := e.Push(bg, ann.caller, []api.Change{ann.commit()})
+	if err != nil || len(res[0].Ops) != 1 || !res[0].Ops[0].Quarantined {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+	qs, err := e.TeamQuarantine(bg, []string{"wigan"}, 0)
+	if err != nil || len(qs) != 1 {
+		t.Fatalf("quarantine: %+v %v", qs, err)
+	}
+	bad := qs[0].Op.ID
+	if got, err := e.Dismiss(bg, qs[0].ID); err != nil || got.Op.ID != bad {
+		t.Fatalf("dismiss: %+v %v", got, err)
+	}
+	if qs, _ := e.TeamQuarantine(bg, []string{"wigan"}, 0); len(qs) != 0 {
+		t.Fatalf("still listed: %+v", qs)
+	}
+	if _, err := e.Dismiss(bg, qs[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second dismiss: %v", err)
+	}
+	if err := e.Reapply(bg, qs[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("reapply after dismiss: %v", err)
+	}
+	// An op that had seen the dismissed value.
+	later := crdt.Op{ID: ann.nextID(), Team: "wigan", Collection: "people", Record: "p", Field: "cfs", Kind: crdt.KindWrite, Value: crdt.MustValue(5), Pred: []crdt.OpID{bad}}
+	ann.seq++
+	res, err = e.Push(bg, ann.caller, []api.Change{{Seq: ann.seq, Ops: []crdt.Op{later}}})
+	if err != nil || len(res[0].Ops) != 1 || res[0].Ops[0].Code != api.CodeUnknownPred {
+		t.Fatalf("op naming a dismissed op: %+v %v", res, err)
 	}
 }
