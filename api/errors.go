@@ -30,6 +30,9 @@ const (
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
 	CodeMethodNotAllowed    Code = "method_not_allowed"
+	// CodeRequestTimeout: the request body arrived slower than the
+	// server's minimum rate, or not within the read timeout.
+	CodeRequestTimeout Code = "request_timeout"
 )
 
 // Account codes (request-level): the account lifecycle and login rules.
@@ -56,6 +59,16 @@ const (
 	CodeRecordErased  Code = "record_erased"  // op: the record was erased; refused
 	CodeWrongReplica  Code = "wrong_replica"  // op: id names another replica than the pusher's
 	CodeOpIDReused    Code = "op_id_reused"   // op: the server holds another op with this id; refused
+	// CodeInvalidRecordID: the op's record ID is not 1–64 ASCII letters,
+	// digits, '-', '_' or '.' (crdt.ValidateRecordID); refused.
+	CodeInvalidRecordID Code = "invalid_record_id"
+	// CodeRecordTooLarge: merging the op would grow its record, or one
+	// field of it, past the server's size bound; refused, not stored.
+	CodeRecordTooLarge Code = "record_too_large"
+	// CodeQuarantineFull: the op would have been quarantined, but the
+	// pushing device's or the team's quarantine quota is used up; refused,
+	// not stored.
+	CodeQuarantineFull Code = "quarantine_full"
 	// CodeResolveForbidden: op: settles a conflict on a clinical field
 	// (its pred covers every concurrent value) but the pusher's role is not
 	// among those the schema lets settle that field; refused, kept in the
@@ -88,6 +101,7 @@ var statusByCode = map[Code]int{
 	CodeInternal:            http.StatusInternalServerError,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeRequestTimeout:      http.StatusRequestTimeout,
 	CodeAccountDisabled:     http.StatusUnauthorized,
 	CodeAccountLocked:       http.StatusTooManyRequests,
 	CodeWeakPassword:        http.StatusBadRequest,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -200,5 +201,43 @@ func TestAuditReuseRevocation(t *testing.T) {
 	es, _, _, err := s.AuditLog(ctx, AuditQuery{Action: ActionDeviceRevoke, Scope: []string{"wigan"}})
 	if err != nil || len(es) != 1 || es[0].TargetID != dev.String() || es[0].Detail["reason"] != RevokedByReuse || es[0].Detail["user"] != u.ID {
 		t.Fatalf("reuse revocation entries %+v %v", es, err)
+	}
+}
+
+// TestAuditLargeEntriesConcurrently: entries with the largest details,
+// appended at once, are all stored even when together they are too big for
+// one transaction.
+func TestAuditLargeEntriesConcurrently(t *testing.T) {
+	s, _ := openTest(t, nil)
+	ctx := WithActor(context.Background(), Actor{UserID: "u1", Teams: []string{"wigan"}})
+	big := map[string]string{}
+	for k := 0; k < 32; k++ {
+		big[fmt.Sprint("k", k)] = strings.Repeat("a", 1024) // inline in the LSM tree (under the value threshold), so a batch counts in full
+	}
+	var wg gosync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Audit(ctx, AuditEntry{Action: "test.big", Team: "wigan", Detail: big}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// And one batch of them, too big for one transaction, directly.
+	var batch []auditReq
+	for i := 0; i < 32; i++ {
+		batch = append(batch, auditReq{e: AuditEntry{ActorID: "u1", Action: "test.big", Team: "wigan", Detail: big}, done: make(chan error, 1)})
+	}
+	s.writeAuditBatch(ctx, batch)
+	for _, r := range batch {
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, _, _, err := s.AuditLog(context.Background(), AuditQuery{Action: "test.big", Limit: 1000})
+	if err != nil || len(es) != 64 {
+		t.Fatalf("%d entries stored of 64: %v", len(es), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -99,12 +100,87 @@ func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 	if err := validateAudit(&e); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, add func(AuditEntry) error) error { return add(e) })
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", e.Action, err)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return nil
+	// Group commit: entries that arrive while a commit is in flight wait
+	// and go into the next commit together. The caller that finds no
+	// commit in flight leads: it writes one batch, then hands the lead to
+	// the first entry still waiting, so no caller writes more than one
+	// batch of others' entries.
+	done := make(chan error, 1)
+	s.pendMu.Lock()
+	s.pending = append(s.pending, auditReq{e: e, done: done})
+	lead := !s.flushing
+	s.flushing = true
+	s.pendMu.Unlock()
+	for {
+		if lead {
+			s.flushAudit(context.WithoutCancel(ctx)) // not cancelled with this caller: the batch holds others' entries
+		}
+		err := <-done
+		if err == errAuditLead {
+			lead = true
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("audit %s: %w", e.Action, err)
+		}
+		return nil
+	}
 }
+
+// errAuditLead tells a waiting Audit caller to lead the next group commit.
+var errAuditLead = errors.New("auth: lead the next audit commit")
+
+// flushAudit writes one batch of pending entries (the caller leads), then
+// passes the lead to the first entry still pending, or ends the flush.
+func (s *Service) flushAudit(ctx context.Context) {
+	s.pendMu.Lock()
+	n := min(len(s.pending), maxAuditBatch)
+	batch := s.pending[:n:n]
+	s.pending = s.pending[n:]
+	s.pendMu.Unlock()
+	s.writeAuditBatch(ctx, batch)
+	s.pendMu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].done <- errAuditLead // its result is not sent yet: the buffer is free
+	} else {
+		s.flushing = false
+	}
+	s.pendMu.Unlock()
+}
+
+// writeAuditBatch stores a batch in one commit and tells each caller; a
+// batch too big for one transaction is stored entry by entry.
+func (s *Service) writeAuditBatch(ctx context.Context, batch []auditReq) {
+	err := s.auditUpdate(ctx, func(_ *badger.Txn, add func(AuditEntry) error) error {
+		for _, r := range batch {
+			if err := add(r.e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
+		for _, r := range batch {
+			s.writeAuditBatch(ctx, []auditReq{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// auditReq is an entry waiting for a group commit.
+type auditReq struct {
+	e    AuditEntry
+	done chan error
+}
+
+// maxAuditBatch bounds the entries of one group commit.
+const maxAuditBatch = 256
 
 // auditUpdate runs fn in a read-write transaction holding the audit lock;
 // fn adds entries with add, which assigns their seq and time. Entries whose

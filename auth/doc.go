@@ -55,6 +55,8 @@
 // auth owns the append-only audit trail (audit.go, layout version
 // AuditLayoutVersion): account changes are recorded in the same
 // transaction as the change, and other packages record theirs (record
-// reads, resolutions, erasures) with Service.Audit. AuditLog reads it,
-// filtered and scoped to an admin's teams.
+// reads, resolutions, erasures) with Service.Audit, whose concurrent calls
+// share one durable commit (group commit). AuditLog reads it, filtered and
+// scoped to an admin's teams. The entry type is api.AuditEntry (the wire
+// form of GET /v1/admin/audit), aliased here.
 package auth

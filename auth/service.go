@@ -241,6 +241,9 @@ type Service struct {
 	auditMu     gosync.Mutex // serialises transactions that append audit entries
 	auditSeq    uint64       // last audit seq written
 	auditLoaded bool
+	pendMu      gosync.Mutex // guards pending and flushing (Audit's group commit)
+	pending     []auditReq
+	flushing    bool
 
 	mu      gosync.Mutex
 	devices map[string]deviceState // cache of device revocation state

@@ -63,9 +63,15 @@ func (s *Service) RevokeAndWipe(ctx context.Context, replica crdt.ReplicaID) (De
 }
 
 // PendingWipe reports whether the device the claims are bound to has a
-// remote wipe requested, and the claims' subject is its user. It reads the
-// store (it runs only for revoked devices, which are refused otherwise).
+// remote wipe requested, and the claims' subject is its user. A device
+// that is not revoked is answered from the device cache; a revoked one
+// from the store.
 func (s *Service) PendingWipe(ctx context.Context, c *Claims) (bool, error) {
+	// Most callers are devices whose token merely expired: the cached
+	// device state answers them without a read.
+	if st, err := s.deviceState(ctx, c.Replica()); err == nil && !st.revoked {
+		return false, nil
+	}
 	d, err := s.Device(ctx, c.Replica())
 	if errors.Is(err, ErrNotFound) {
 		return false, nil

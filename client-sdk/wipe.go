@@ -49,6 +49,10 @@ func (r *Replica) wipe(ctx context.Context) error {
 	if t != nil {
 		access = t.Access
 	}
+	var layoutVersion []byte
+	if err := r.view(func(txn *badger.Txn) (err error) { layoutVersion, err = get(txn, keyLayout); return err }); err != nil {
+		return fmt.Errorf("client: wipe: %w", err)
+	}
 	r.wmu.Lock()
 	r.rmu.Lock()
 	err = r.db.DropAll()
@@ -56,6 +60,13 @@ func (r *Replica) wipe(ctx context.Context) error {
 		err = r.db.Update(func(txn *badger.Txn) error {
 			if err := txn.Set(keyReplica, r.id[:]); err != nil {
 				return err
+			}
+			if layoutVersion != nil {
+				// The empty store keeps its layout version, so that it
+				// reopens as what it is rather than as an old layout.
+				if err := txn.Set(keyLayout, layoutVersion); err != nil {
+					return err
+				}
 			}
 			if err := txn.Set(keyWiped, []byte{1}); err != nil {
 				return err

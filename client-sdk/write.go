@@ -244,6 +244,9 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	if ref.Team == "" || ref.Collection == "" || ref.ID == "" {
 		return &ValidationError{Ref: ref, Err: fmt.Errorf("team, collection and id are required")}
 	}
+	if err := crdt.ValidateRecordID(ref.ID); err != nil {
+		return &ValidationError{Ref: ref, Err: err}
+	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
@@ -394,6 +397,11 @@ func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Rep
 func (r *Replica) validate(ref Ref, op *crdt.Op) error {
 	if err := op.Validate(); err != nil {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
+	}
+	// The server refuses other IDs (invalid_record_id): catch them here,
+	// before the write is stored and queued.
+	if err := crdt.ValidateRecordID(op.Record); err != nil {
+		return &ValidationError{Ref: ref, Err: err}
 	}
 	if r.opts.Validator != nil {
 		if err := r.opts.Validator.ValidateOp(op); err != nil {

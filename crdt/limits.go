@@ -211,3 +211,33 @@ func checkLen(n uint64, l Limits, p, size, minBytes int) error {
 	}
 	return nil
 }
+
+// MaxRecordIDLen is the longest record ID, in bytes.
+const MaxRecordIDLen = 64
+
+// ErrBadRecordID: a record ID outside the documented character set or
+// length (see ValidateRecordID).
+var ErrBadRecordID = errors.New("crdt: invalid record id")
+
+// ValidateRecordID checks a record ID: 1 to MaxRecordIDLen bytes, each an
+// ASCII letter, digit, '-', '_' or '.'. UUIDs (36 bytes) and the SDK's
+// 32 hex digits fit. Every stored record must be nameable in a URL path,
+// in JSON and in a log line exactly as stored, so that review, erasure and
+// the console can reach it; bytes outside this set (invalid UTF-8,
+// slashes, spaces, control characters) would not survive one of those.
+// Errors wrap ErrBadRecordID.
+//
+// Decoders do not call it (a record stored before the rule must stay
+// readable); the server's admission of a pushed op and the SDK's writes
+// do.
+func ValidateRecordID(id string) error {
+	if len(id) == 0 || len(id) > MaxRecordIDLen {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadRecordID, len(id), MaxRecordIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%w: byte %#02x at %d; use ASCII letters, digits, '-', '_' or '.'", ErrBadRecordID, c, i)
+		}
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
 	client "github.com/doorstep-health/doorstep/client-sdk"
+	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
 )
 
@@ -392,7 +393,8 @@ func TestSDKRemoteWipe(t *testing.T) {
 	clock := newSDKClock(time.Now())
 	e := newSDKEnv(t, clock.now)
 	admin := sdkAdmin(t, e, sdkTeam)
-	ann := e.device("ann", "", nil)
+	annDir := t.TempDir()
+	ann := e.device("ann", annDir, nil)
 	bea := e.device("bea", "", nil)
 	sdkSeedPeople(t, ann, 5)
 	sdkMustSync(t, ann)
@@ -447,6 +449,17 @@ func TestSDKRemoteWipe(t *testing.T) {
 	}
 	if _, err := ann.Sync(ctx); !errors.Is(err, client.ErrWiped) {
 		t.Fatalf("second sync: %v", err)
+	}
+	// The wiped replica reopens, still wiped and empty.
+	if err := ann.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ann = e.open(annDir, nil)
+	if !ann.Wiped() {
+		t.Fatal("reopened replica forgot the wipe")
+	}
+	if states, _ := ann.States(ctx); len(states) != 0 {
+		t.Fatalf("reopened wiped tablet holds %d records", len(states))
 	}
 
 	admin = sdkLogin(t, e, "ada", "ada-password") // the admin's own token expired too
@@ -576,4 +589,72 @@ func TestSDKErasureLeavesNoResidue(t *testing.T) {
 	}
 	sdkMustSync(t, ann)
 	sdkAssertConverged(t, ann, bea)
+}
+
+// TestRawClientClinicalRules drives the rules over the wire with the raw
+// harness (no SDK), as a client in another language would see them: a
+// link worker's settling write comes back resolve_forbidden with the
+// record's server state in `1a`; an ordinary write covering another
+// author's value comes back conflict_in_review (quarantined); the
+// coordinator's settling write is merged; every reply states the scope.
+func TestRawClientClinicalRules(t *testing.T) {
+	e := newEnv(t)
+	ann, bea, cat := e.login("ann"), e.login("bea"), e.login("cat")
+	person := map[string]any{"given_name": "Edna", "family_name": "Hart", "date_of_birth": "1941-03-02", "address": "3 Mill Lane"}
+	var ops []crdt.Op
+	for f, v := range person {
+		ops = append(ops, ann.write("wigan", "people", "p1", f, v))
+	}
+	ops = append(ops, ann.write("wigan", "people", "p1", "cfs", 4))
+	ann.sync(ann.change(ops...))
+	bea.sync()
+	cat.sync()
+	five := ann.write("wigan", "people", "p1", "cfs", 5)
+	six := bea.write("wigan", "people", "p1", "cfs", 6)
+	ann.sync(ann.change(five))
+	resp := bea.sync(bea.change(six))
+	if resp.Scope == nil || len(resp.Scope.Teams) != 1 || resp.Scope.Teams[0] != "wigan" {
+		t.Fatalf("scope %+v", resp.Scope)
+	}
+	ann.sync()
+
+	// Ann (link worker) settles: her pred covers 5 and 6.
+	settle := ann.write("wigan", "people", "p1", "cfs", 7)
+	resp = ann.sync(ann.change(settle))
+	if r := resp.Results[0]; len(r.Ops) != 1 || r.Ops[0].Code != api.CodeResolveForbidden || r.Ops[0].Quarantined {
+		t.Fatalf("link worker's settle: %+v", resp.Results)
+	}
+	if len(resp.Replace) != 1 {
+		t.Fatalf("no record to replace in the reply: %+v", resp)
+	}
+	if rec, err := resp.Replace[0].Record(); err != nil || len(rec.Field("cfs").Entries) != 2 {
+		t.Fatalf("replaced record %+v %v", rec, err)
+	}
+	// Bea names only ann's 5 (as the old SDK's Set did with the winner).
+	partial := bea.write("wigan", "people", "p1", "cfs", 8)
+	partial.Pred = []crdt.OpID{five.ID}
+	resp = bea.sync(bea.change(partial))
+	if r := resp.Results[0]; len(r.Ops) != 1 || r.Ops[0].Code != api.CodeConflictInReview || !r.Ops[0].Quarantined {
+		t.Fatalf("partial overwrite: %+v", resp.Results)
+	}
+	// The client replaces (not merges) its copy with the `1a` state: its
+	// refused 8 goes, ann's 5 comes back.
+	if len(resp.Replace) != 1 {
+		t.Fatalf("no record to replace after the partial overwrite")
+	}
+	rec, err := resp.Replace[0].Record()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bea.records["people/p1"] = rec
+	// The coordinator settles.
+	cat.sync()
+	resp = cat.sync(cat.change(cat.write("wigan", "people", "p1", "cfs", 5)))
+	if r := resp.Results[0]; len(r.Ops) != 0 || len(resp.Replace) != 0 {
+		t.Fatalf("coordinator's settle: %+v", resp.Results)
+	}
+	bea.sync()
+	if got := bea.value("people", "p1", "cfs"); fmt.Sprint(got) != "5" || len(bea.rec("wigan", "people", "p1").Field("cfs").Entries) != 1 {
+		t.Fatalf("bea after the coordinator: %v", got)
+	}
 }

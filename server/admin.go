@@ -52,6 +52,12 @@ type QuarantineEntry struct {
 	Reason       string    `json:"reason"`
 	Received     time.Time `json:"received"`
 	Reapplicable bool      `json:"reapplicable"`
+	// Count is the ops the entry stands for (a summary of refused ops
+	// carries no values); Bytes their value bytes; Expires when the entry
+	// is dropped.
+	Count   int       `json:"count"`
+	Bytes   int       `json:"bytes"`
+	Expires time.Time `json:"expires"`
 }
 
 // actorOf returns the request's actor (set by authenticate).
@@ -223,6 +229,7 @@ func (s *Server) listQuarantine(c echo.Context) error {
 		out = append(out, QuarantineEntry{
 			ID: q.ID, Op: opJSON(&q.Op), Author: q.Author, Device: q.Replica.String(), Seq: q.Seq,
 			Code: q.Code, Reason: q.Reason, Received: q.Received.UTC(), Reapplicable: q.Reapplicable,
+			Count: q.Count, Bytes: q.Bytes, Expires: q.Expires.UTC(),
 		})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ops": out, "next_cursor": strconv.FormatUint(next, 10), "more": more})

@@ -36,11 +36,31 @@ type Config struct {
 	// PageBytes caps the bytes of one pulled page (at least one item is
 	// always returned); 0 means the engine's default, 1 MiB.
 	PageBytes int
-	// MaxConcurrentSyncs bounds the sync requests whose bodies are read
-	// and processed at once; others wait their turn (or get 503 unavailable
-	// if they give up first). It bounds memory under a flood of large
-	// bodies. Default 32.
+	// MaxConcurrentSyncs bounds the sync requests processed at once (their
+	// bodies already read); others wait their turn (or get 503
+	// unavailable if they give up first). Default 32.
 	MaxConcurrentSyncs int
+	// MaxSyncsPerDevice bounds one device's sync requests in flight,
+	// counted from before the body is read; more get 429 rate_limited at
+	// once. Default 2.
+	MaxSyncsPerDevice int
+	// MinBodyRate (bytes/s) and BodyGrace: a sync body must keep arriving
+	// at MinBodyRate on average once BodyGrace has passed, or the request
+	// fails with 408 request_timeout. Defaults 2 KiB/s and 10 s.
+	MinBodyRate int
+	BodyGrace   time.Duration
+	// BodyBudget bounds the bytes of sync bodies being received at once,
+	// across all requests; when full, a request gets 503 unavailable at
+	// once. Default 128 MiB.
+	BodyBudget int64
+	// SyncMemoryBudget bounds the memory of sync requests being decoded
+	// and processed, each charged SyncMemoryFactor × its decoded body
+	// (bodies of at most SmallSyncBytes draw on SmallSyncBudget instead);
+	// requests wait up to BudgetWait for room, then get 503 unavailable.
+	// Defaults 384 MiB and 20 s. docs/SECURITY.md gives the RSS ceiling
+	// these make.
+	SyncMemoryBudget int64
+	BudgetWait       time.Duration
 	// Limits bound the msgpack structure of a sync request, checked before
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits
@@ -128,6 +148,24 @@ func (c *Config) defaults() {
 	}
 	if c.MaxConcurrentSyncs <= 0 {
 		c.MaxConcurrentSyncs = 32
+	}
+	if c.MaxSyncsPerDevice <= 0 {
+		c.MaxSyncsPerDevice = 2
+	}
+	if c.MinBodyRate <= 0 {
+		c.MinBodyRate = 2 << 10
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = 10 * time.Second
+	}
+	if c.BodyBudget <= 0 {
+		c.BodyBudget = 128 << 20
+	}
+	if c.SyncMemoryBudget <= 0 {
+		c.SyncMemoryBudget = 384 << 20
+	}
+	if c.BudgetWait <= 0 {
+		c.BudgetWait = 20 * time.Second
 	}
 	if c.Limits == nil {
 		l := DefaultLimits

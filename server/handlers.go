@@ -85,15 +85,24 @@ func (s *Server) sync(c echo.Context) error {
 	if err := requireType(c, api.ContentType); err != nil {
 		return err
 	}
+	// The body is read before a sync slot is taken (a slow sender holds
+	// only its connection), within the per-device and memory bounds of
+	// admission.
+	dev := claimsOf(c).Device
+	if !s.admit.enter(dev) {
+		return problemf(api.CodeRateLimited, "this device already has %d syncs in flight", s.cfg.MaxSyncsPerDevice)
+	}
+	defer s.admit.leave(dev)
+	body, release, err := s.admit.readSyncBody(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	select {
 	case s.syncSlots <- struct{}{}:
 		defer func() { <-s.syncSlots }()
 	case <-c.Request().Context().Done():
 		return &Error{Code: api.CodeUnavailable, Detail: "gave up waiting for a sync slot", Err: c.Request().Context().Err()}
-	}
-	body, err := readBody(c, s.cfg.MaxSyncBody, s.cfg.MaxSyncDecoded)
-	if err != nil {
-		return err
 	}
 	req, err := DecodeSyncRequest(body, *s.cfg.Limits)
 	if err != nil {

@@ -79,11 +79,19 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// markMsgpack makes problems on this route msgpack.
+// markMsgpack makes problems on this route msgpack. A refused sync may
+// leave its body unread; the problem then closes the connection, or
+// net/http would first try to read and discard the rest of the body
+// (up to 256 KiB), which a slow sender trickles for minutes before it
+// sees the answer.
 func markMsgpack(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		c.Set(ctxMsgpack, true)
-		return next(c)
+		err := next(c)
+		if err != nil && !c.Response().Committed {
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+		}
+		return err
 	}
 }
 

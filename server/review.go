@@ -291,7 +291,17 @@ func (s *Server) getRecord(c echo.Context) error {
 }
 
 func (s *Server) getHistory(c echo.Context) error {
-	hist, err := s.engine.History(c.Request().Context(), callerOf(c), s.recordRef(c))
+	limit, err := queryInt(c, "limit", dsync.DefaultHistoryLimit, dsync.MaxHistoryLimit)
+	if err != nil {
+		return err
+	}
+	var after uint64
+	if v := c.QueryParam("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return problemf(api.CodeBadRequest, "after must be a position from a previous page's next")
+		}
+	}
+	hist, next, err := s.engine.HistoryPage(c.Request().Context(), callerOf(c), s.recordRef(c), after, limit)
 	if err != nil {
 		return err
 	}
@@ -313,7 +323,11 @@ func (s *Server) getHistory(c echo.Context) error {
 		}
 		out = append(out, hj)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"history": out})
+	reply := map[string]any{"history": out}
+	if next != 0 {
+		reply["next"] = strconv.FormatUint(next, 10)
+	}
+	return c.JSON(http.StatusOK, reply)
 }
 
 func (s *Server) listConflicts(c echo.Context) error {

@@ -30,7 +30,8 @@ type Server struct {
 	authLimit   *limiter
 	metrics     *metrics
 	syncLatency syncTimer
-	syncSlots   chan struct{} // one token per sync being read or processed
+	syncSlots   chan struct{} // one token per sync being processed (its body read)
+	admit       *admission
 	console     *web.Console  // the coordinator console under /console/
 	backupBusy  chan struct{} // one token while a backup is written
 
@@ -80,6 +81,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		deviceLimit: newLimiter(cfg.DeviceRate, cfg.DeviceBurst, 100_000, time.Now),
 		authLimit:   newLimiter(cfg.AuthRate, cfg.AuthBurst, 100_000, time.Now),
 		syncSlots:   make(chan struct{}, cfg.MaxConcurrentSyncs),
+		admit:       newAdmission(&cfg),
 		backupBusy:  make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(s)

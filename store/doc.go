@@ -40,7 +40,9 @@
 //	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
 //	                                  no detail, no values) of the replica's last push
 //	                                  that had ops not merged, re-reported when a
-//	                                  lost reply makes the device resend those seqs
+//	                                  lost reply makes the device resend those seqs;
+//	                                  consecutive ops with one code are one run ("n",
+//	                                  its length; absent in older values means 1)
 //	r/s(team)s(coll)s(id)             RecordValue: updated-at ms + crdt.MarshalRecord bytes
 //	x/s(coll)s(id)                    team name: which team owns a record (refuses
 //	                                  the same collection and ID under another team)
@@ -59,9 +61,15 @@
 //	s/s(team)term 00 s(coll)s(id)     empty: the record carries an index term (people
 //	                                  search tokens "n:", "h:", "c:"; "p:" links a record
 //	                                  to its person); kept by flush, dropped by erasure
-//	q/u64(qid)                        QuarantineEntry: an op that was quarantined or refused
+//	q/u64(qid)                        QuarantineEntry: a quarantined op (whole), or a
+//	                                  summary of one change's ops refused with one code
+//	                                  (count, value bytes, first op's names; no values)
 //	k/id24                            u64(qid): a quarantined op by ID, so later ops may
 //	                                  name it in pred
+//	qd/<replica 16 bytes>             QuarantineUsage (u64 entries, u64 bytes): the
+//	                                  quarantine charged to a pushing device (quota)
+//	qt/s(team)                        QuarantineUsage: the reapplicable ops charged to a
+//	                                  team (quota)
 //	p/s(coll)s(id)                    team name: purge marker of an erased record; ops
 //	                                  for it are refused (record_erased) and it is
 //	                                  never created again
@@ -84,6 +92,16 @@
 // marker, and appends an erasure entry to the team's log: a LogEntry with
 // no ops and Erased naming the records, which pulls deliver as
 // SyncResponse.Purged.
+//
+// # Quarantine quotas and summaries (layout 1, compatible addition)
+//
+// The qd/ and qt/ counters and the QuarantineEntry fields Count ("n"),
+// Bytes ("b") and Charged ("w") were added without changing
+// CurrentVersion: an older build ignores the new keys and fields, and a
+// newer one reads an old entry (no Count) as one whole op and old entries
+// as uncharged (expiring or erasing them never takes a counter below
+// zero). Entries are dropped by the engine once older than its quarantine
+// TTL; q/ IDs grow with receive time, so the oldest come first.
 //
 // Every value written by this package is either raw bytes described above or
 // msgpack with short field tags (see the types in values.go).

@@ -65,8 +65,12 @@ type ErasedRecord struct {
 
 // QuarantineEntry is the value of a q/ key: an op that was not merged.
 // Reapplicable is true for ops an admin may re-apply (schema and clock
-// problems) and false for refused ops kept for the record (scope, unknown
-// pred, malformed).
+// problems), stored whole, and false for refused ops (scope, unknown pred,
+// malformed, too large), which are stored as a summary: one entry per
+// change and code, Op holding the first such op's ID and names without
+// its value or pred, Count the ops it stands for and Bytes the value bytes
+// they carried. Entries written before summaries existed hold one whole
+// op and no Count (read it as 1).
 type QuarantineEntry struct {
 	Op           crdt.Op        `msgpack:"o"`
 	Author       string         `msgpack:"a"`
@@ -76,6 +80,12 @@ type QuarantineEntry struct {
 	Reason       string         `msgpack:"r"`
 	ReceivedMS   int64          `msgpack:"t"`
 	Reapplicable bool           `msgpack:"q"`
+	Count        uint64         `msgpack:"n,omitempty"`
+	Bytes        uint64         `msgpack:"b,omitempty"`
+	// Charged is the size charged to the device's (and, for a
+	// reapplicable op, the team's) quarantine usage when the entry was
+	// written; 0 for entries written before quotas existed.
+	Charged uint64 `msgpack:"w,omitempty"`
 }
 
 // Encode returns the msgpack form of v (LogEntry or QuarantineEntry).

@@ -24,6 +24,7 @@ const (
 	reqResolve
 	reqReapply
 	reqErase
+	reqExpire
 	reqRestate
 	reqDismiss
 )
@@ -36,6 +37,10 @@ type request struct {
 	caller Caller
 
 	changes []api.Change // push
+	// pre[i][j] is the stateless refusal of changes[i].Ops[j] (precheck),
+	// computed by Push before the request is queued so that the single
+	// committer does not spend its time refusing a flood of bad ops.
+	pre [][]*refusal
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -56,6 +61,7 @@ type request struct {
 	results   []api.ChangeResult
 	rec       *crdt.Record
 	report    ErasureReport // erase
+	expired   int           // expire
 	dismissed QuarantinedOp // dismiss
 	err       error         // request-level error (not found, forbidden, invalid)
 
@@ -95,7 +101,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 		return nil, nil
 	}
 	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes}
+	r := &request{kind: reqPush, caller: c, changes: changes, pre: prechecks(&c, changes)}
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -106,10 +112,16 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 // groups, commits each group in one transaction and answers its callers.
 func (e *Engine) committer() {
 	defer close(e.done)
+	tick := time.NewTicker(e.bounds.QuarantineSweep)
+	defer tick.Stop()
+	e.lastSweep = e.wall()
 	for {
 		var first *request
 		select {
 		case first = <-e.reqs:
+		case <-tick.C:
+			first = &request{kind: reqExpire, done: make(chan struct{})}
+			e.lastSweep = e.wall()
 		case <-e.scrubKick:
 			e.runPendingScrub()
 			continue
@@ -126,14 +138,60 @@ func (e *Engine) committer() {
 				break drain
 			}
 		}
-		e.commitGroup(group)
-		for _, r := range group {
-			if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
-				e.scrubErased(r)
+		if now := e.wall(); now.Sub(e.lastSweep) >= e.bounds.QuarantineSweep {
+			// Expired quarantine entries go in the same commit as the
+			// group; a quiet server sweeps on the ticker below.
+			e.lastSweep = now
+			group = append(group, &request{kind: reqExpire, done: make(chan struct{})})
+		}
+		// Small writes commit first, in their own transaction, and are
+		// answered before large pushes are applied: a device's 1-op sync
+		// does not wait for another's megabytes to be checked and fsynced.
+		small, large := splitBySize(group)
+		for _, g := range [][]*request{small, large} {
+			if len(g) == 0 {
+				continue
 			}
-			close(r.done)
+			e.commitGroup(g)
+			for _, r := range g {
+				if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
+					e.scrubErased(r)
+				}
+				close(r.done)
+			}
 		}
 	}
+}
+
+// maxDetailsPerCode is how many OpResults of one code in one change carry
+// a detail text; the rest carry the code alone.
+const maxDetailsPerCode = 16
+
+// largePush is the op count (or value bytes/1 KiB) from which a push
+// commits after the small writes of its group.
+const largePush = 256
+
+// splitBySize splits a commit group into small writes and large pushes,
+// each in arrival order.
+func splitBySize(group []*request) (small, large []*request) {
+	for _, r := range group {
+		if r.kind == reqPush && pushWeight(r.changes) >= largePush {
+			large = append(large, r)
+		} else {
+			small = append(small, r)
+		}
+	}
+	return small, large
+}
+
+func pushWeight(changes []api.Change) int {
+	n := 0
+	for i := range changes {
+		for j := range changes[i].Ops {
+			n += 1 + len(changes[i].Ops[j].Value)>>10
+		}
+	}
+	return n
 }
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
@@ -152,8 +210,8 @@ func (e *Engine) commitGroup(reqs []*request) {
 		}
 		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
 			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:]}
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:]}
 			e.commitGroup([]*request{a})
 			e.commitGroup([]*request{b})
 			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -191,6 +249,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.reapply(r)
 		case reqErase:
 			err = t.erase(r)
+		case reqExpire:
+			err = t.expire(r)
 		case reqRestate:
 			err = t.restate(r)
 		case reqDismiss:
@@ -224,6 +284,7 @@ type txnState struct {
 	owners  map[string]string                   // team-index key → owning team ("" = none)
 	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
 	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
+	usage   map[string]*usage                   // quarantine quota counters by key
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 }
@@ -235,7 +296,9 @@ type recState struct {
 	updatedMS   int64 // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
-	terms       []string // index terms of the stored state (see index.go)
+	terms       []string       // index terms of the stored state (see index.go)
+	size        int            // encoded size estimate, from above (see checkSize)
+	fieldSize   map[string]int // the same per field, filled as fields are touched
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -295,6 +358,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
+		rs.size = 16 + len(team) + len(coll) + len(id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
@@ -304,6 +368,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 				return err
 			}
 			rs.updatedMS = ms
+			rs.size = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
 			return err
 		})
@@ -329,24 +394,13 @@ func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	return false, nil
 }
 
-// quarantine stores an op that was not merged. Reapplicable ops are also
-// indexed by op ID so later ops may name them in pred.
-func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string, reapplicable bool) error {
-	t.qid++
-	v, err := store.Encode(&store.QuarantineEntry{
-		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason,
-		ReceivedMS: t.now.UnixMilli(), Reapplicable: reapplicable,
+// quarantine stores a reapplicable op whole (see putQuarantine for the
+// quotas) and indexes it by op ID so later ops may name it in pred. It
+// reports false, storing nothing, when a quota is used up.
+func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string) (bool, error) {
+	return t.putQuarantine(&store.QuarantineEntry{
+		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason, Reapplicable: true,
 	})
-	if err != nil {
-		return err
-	}
-	if err := t.set(store.QuarantineKey(t.qid), v); err != nil {
-		return err
-	}
-	if reapplicable {
-		return t.set(store.QuarantinedOpKey(op.ID), store.PutU64(t.qid))
-	}
-	return nil
 }
 
 // merge applies a checked op to its record. An op the record's field type
@@ -356,6 +410,9 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	rs, err := t.record(op.Team, op.Collection, op.Record)
 	if err != nil {
 		return nil, err
+	}
+	if err := t.checkSize(rs, op); err != nil {
+		return err, nil
 	}
 	if err := rs.rec.Apply(op); err != nil {
 		return err, nil
@@ -451,6 +508,9 @@ func (t *txnState) flush() error {
 			return err
 		}
 	}
+	if err := t.flushUsage(); err != nil {
+		return err
+	}
 	if t.pos != t.e.lastPos {
 		if err := t.set(store.KeyLogPos, store.PutU64(t.pos)); err != nil {
 			return err
@@ -467,7 +527,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -486,7 +546,7 @@ type refusal struct {
 
 // pushChange applies one change: seq dedupe and gap check, then each op's
 // checks in order; accepted ops merge, the rest go to the quarantine.
-func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.ChangeResult, error) {
 	res := api.ChangeResult{Seq: ch.Seq}
 	hwm, err := t.highWater(c.Replica)
 	if err != nil {
@@ -507,11 +567,21 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	res.Status = api.ChangeApplied
 	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
 	var accepted []crdt.Op
+	var refused refusedSummaries
+	perCode := map[api.Code]int{}
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
-		ref, err := t.check(c, op, inChange)
-		if err != nil {
-			return res, err
+		ref := pre[i]
+		if ref == nil {
+			var err error
+			if ref, err = t.checkRecord(op, inChange, false); err != nil {
+				return res, err
+			}
+			if ref == nil {
+				if ref, err = t.clinicalCheck(op, c.Replica, c.Role); err != nil {
+					return res, err
+				}
+			}
 		}
 		if ref != nil && ref.duplicate {
 			continue // idempotent: already merged, with the same content
@@ -527,18 +597,38 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
-		}
-		if ref.quarantined {
-			inChange[op.ID] = true
-		}
-		// An op for an erased record is not kept: keeping it would store
-		// again what the erasure removed.
-		if ref.code != api.CodeRecordErased {
-			if err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail, ref.quarantined); err != nil {
-				return res, err
+			if errors.Is(rf, errRecordTooLarge) {
+				ref.code = api.CodeRecordTooLarge
 			}
 		}
-		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: ref.detail, Quarantined: ref.quarantined})
+		switch {
+		case ref.quarantined:
+			stored, err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail)
+			if err != nil {
+				return res, err
+			}
+			if stored {
+				inChange[op.ID] = true
+			} else {
+				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
+			}
+		case ref.code != api.CodeRecordErased:
+			// Refused ops are kept as a summary per code, never as their
+			// values. An op for an erased record is not kept at all:
+			// keeping it would store again what the erasure removed.
+			refused.add(op, ref.code, ref.detail)
+		}
+		// A flood of ops refused for one reason gets its detail a few
+		// times, not once per op: the reply stays a small multiple of
+		// the op count, not of the detail text.
+		detail := ref.detail
+		if perCode[ref.code]++; perCode[ref.code] > maxDetailsPerCode {
+			detail = ""
+		}
+		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: detail, Quarantined: ref.quarantined})
+	}
+	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
+		return res, err
 	}
 	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
 		return res, err
@@ -546,25 +636,38 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change) (api.ChangeResult, erro
 	return res, t.setHighWater(c.Replica, ch.Seq)
 }
 
-// check runs a pushed op's checks in order and returns why it must not be
-// merged, or nil.
-func (t *txnState) check(c *Caller, op *crdt.Op, inChange map[crdt.OpID]bool) (*refusal, error) {
+// prechecks runs precheck on every op of changes.
+func prechecks(c *Caller, changes []api.Change) [][]*refusal {
+	pre := make([][]*refusal, len(changes))
+	for i := range changes {
+		pre[i] = make([]*refusal, len(changes[i].Ops))
+		for j := range changes[i].Ops {
+			pre[i][j] = precheck(c, &changes[i].Ops[j])
+		}
+	}
+	return pre
+}
+
+// precheck runs a pushed op's checks that need no stored state (shape,
+// names, record ID, replica, team scope), in order, and returns why it
+// must not be merged, or nil; checkRecord runs the rest in the committer.
+func precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
-		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
-		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}, nil
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}
+	}
+	if err := crdt.ValidateRecordID(op.Record); err != nil {
+		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}
 	}
 	if op.ID.Replica != c.Replica {
-		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}, nil
+		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
 	if !c.inTeam(op.Team) {
-		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}, nil
+		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
-	if rf, err := t.checkRecord(op, inChange, false); rf != nil || err != nil {
-		return rf, err
-	}
-	return t.clinicalCheck(op, c.Replica, c.Role)
+	return nil
 }
 
 // checkRecord runs the checks that depend on stored state: record owner,

@@ -485,8 +485,11 @@ func (t *txnState) dismiss(r *request) error {
 	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 		return err
 	}
-	r.dismissed = quarantinedOp(r.qid, &q)
+	r.dismissed = quarantinedOp(r.qid, &q, t.e.bounds.QuarantineTTL)
 	if err := t.txn.Delete(key); err != nil {
+		return err
+	}
+	if err := t.unchargeQuarantine(&q); err != nil {
 		return err
 	}
 	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))

@@ -32,8 +32,11 @@
 // Per change: seq equal to the replica's high-water mark + 1 is applied; a
 // lower seq is a duplicate (acknowledged, nothing applied again); a higher
 // one is refused with api.CodeSeqGap and the expected seq. Per op, in order:
-// shape (crdt Op.Validate) → invalid_op; op ID naming another replica →
-// wrong_replica; team not the caller's → forbidden_team; record owned by
+// shape (crdt Op.Validate) → invalid_op; record ID outside
+// crdt.ValidateRecordID → invalid_record_id; op ID naming another replica →
+// wrong_replica; team not the caller's → forbidden_team (these first
+// checks need no stored state and run in the pushing request's goroutine,
+// before the committer); record owned by
 // another team → wrong_team; record erased → record_erased (not kept in
 // the quarantine); op ID already merged → skipped silently if the op is an
 // exact copy, op_id_reused if its content differs; a pred the
@@ -44,12 +47,30 @@
 // live value from a role the field's settled_by lacks → resolve_forbidden,
 // or whose pred covers some, one of them another replica's →
 // quarantined conflict_in_review (clinical.go); a field type the record
-// already has otherwise → invalid_op. Refused ops are kept in the
-// quarantine too (not re-appliable), so nothing a device sent vanishes;
-// the rest of the change is applied. The reply carries (Replace) the
-// records of clinical refusals, states the caller's scope (Scope), and a
-// change pushed again as a duplicate reports its ops not merged again
-// (reported.go; kept per replica, codes only).
+// already has otherwise → invalid_op; growing the record or the field
+// past Bounds → record_too_large. Refused ops are kept in the quarantine
+// too (not re-appliable) as one summary per change and code, without
+// their values, so nothing a device sent vanishes unrecorded and a flood
+// of them costs a few small entries; the rest of the change is applied.
+// The reply carries (Replace) the records of clinical refusals, states the
+// caller's scope (Scope), and a change pushed again as a duplicate reports
+// its ops not merged again (reported.go; kept per replica, codes only).
+//
+// # Bounds
+//
+// Bounds cap a record's and a field's encoded size (estimated from above
+// per op, exact again whenever the record is read), so that every record
+// fits a pull page a device can decode, and the quarantine per pushing
+// device and per team (entries and bytes; a would-be quarantined op past
+// a quota is refused with quarantine_full). Quarantine entries expire
+// after Bounds.QuarantineTTL: the committer sweeps them every
+// QuarantineSweep, in the same transactions as writes.
+//
+// # Small writes first
+//
+// A commit group's small writes commit in one transaction before its
+// large pushes (256 ops or KiB and up), so a device's 1-op sync waits for
+// at most the large commit already running, not for those queued with it.
 //
 // # Pulls and history
 //

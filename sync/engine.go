@@ -78,6 +78,9 @@ type Options struct {
 	PageBytes int
 	// SmallMemory shrinks Badger's caches (tests, tools).
 	SmallMemory bool
+	// Bounds holds the record size bounds and the quarantine quotas and
+	// expiry; zero fields take DefaultBounds.
+	Bounds Bounds
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
@@ -106,6 +109,8 @@ type Engine struct {
 	rules     ClinicalRules
 	server    crdt.ReplicaID
 	pageBytes int
+	bounds    Bounds
+	lastSweep time.Time     // owned by the committer
 	epoch     store.Epoch   // current epoch, fixed while open
 	past      []store.Epoch // earlier epochs of this store, oldest first
 
@@ -167,6 +172,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if e.pageBytes <= 0 {
 		e.pageBytes = defaultPageBytes
 	}
+	e.bounds = opts.Bounds.orDefault()
 	if err := e.load(); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)

@@ -359,6 +359,7 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 	}
 	var keys [][]byte
 	var ids []crdt.OpID
+	var entries []store.QuarantineEntry
 	prefix := store.QuarantinePrefix()
 	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
@@ -370,6 +371,7 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 		if want[cr{q.Op.Collection, q.Op.Record}] {
 			keys = append(keys, it.Item().KeyCopy(nil))
 			ids = append(ids, q.Op.ID)
+			entries = append(entries, q)
 		}
 	}
 	it.Close()
@@ -379,6 +381,9 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 			return 0, err
 		}
 		if err := t.txn.Delete(store.QuarantinedOpKey(ids[i])); err != nil {
+			return 0, err
+		}
+		if err := t.unchargeQuarantine(&entries[i]); err != nil {
 			return 0, err
 		}
 	}

@@ -42,7 +42,7 @@ func (e *Engine) QuarantinedIn(ctx context.Context, teams []string, after uint64
 				return err
 			}
 			if teams == nil || slices.Contains(teams, q.Op.Team) {
-				out = append(out, quarantinedOp(id, &q))
+				out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 			}
 		}
 		more = it.ValidForPrefix(prefix)
@@ -69,7 +69,7 @@ func (e *Engine) QuarantinedByID(ctx context.Context, id uint64) (QuarantinedOp,
 		if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 			return err
 		}
-		out = quarantinedOp(id, &q)
+		out = quarantinedOp(id, &q, e.bounds.QuarantineTTL)
 		return nil
 	})
 	if err != nil {

@@ -18,10 +18,15 @@ type reportedResult struct {
 	Ops []reportedOpEntry `msgpack:"o"`
 }
 
+// reportedOpEntry is a run of ops not merged: Index, and the Run−1 ops
+// after it (Run 0 or 1 means the one op), all with Code and Quarantined.
+// Runs keep a flood of ops refused for one reason to a few bytes, so that
+// the refused ops of a push are never stored one by one (issue 9).
 type reportedOpEntry struct {
 	Index       int      `msgpack:"i"`
 	Code        api.Code `msgpack:"e"`
 	Quarantined bool     `msgpack:"q,omitempty"`
+	Run         int      `msgpack:"n,omitempty"`
 }
 
 // reported returns the op results the server gave for seq of replica in
@@ -50,10 +55,12 @@ func (t *txnState) reported(replica crdt.ReplicaID, seq uint64) ([]api.OpResult,
 		if r.Seq != seq {
 			continue
 		}
-		out := make([]api.OpResult, len(r.Ops))
-		for i, o := range r.Ops {
-			out[i] = api.OpResult{Index: o.Index, Code: o.Code, Quarantined: o.Quarantined,
-				Detail: "reported again (the reply to the first push of this change was lost)"}
+		var out []api.OpResult
+		for _, o := range r.Ops {
+			for k := range max(o.Run, 1) {
+				out = append(out, api.OpResult{Index: o.Index + k, Code: o.Code, Quarantined: o.Quarantined,
+					Detail: "reported again (the reply to the first push of this change was lost)"})
+			}
 		}
 		return out, nil
 	}
@@ -70,6 +77,13 @@ func (t *txnState) keepReported(replica crdt.ReplicaID, results []api.ChangeResu
 		}
 		rr := reportedResult{Seq: r.Seq}
 		for _, o := range r.Ops {
+			if n := len(rr.Ops); n > 0 {
+				last := &rr.Ops[n-1]
+				if last.Code == o.Code && last.Quarantined == o.Quarantined && last.Index+max(last.Run, 1) == o.Index {
+					last.Run = max(last.Run, 1) + 1
+					continue
+				}
+			}
 			rr.Ops = append(rr.Ops, reportedOpEntry{Index: o.Index, Code: o.Code, Quarantined: o.Quarantined})
 		}
 		rs = append(rs, rr)

@@ -37,6 +37,15 @@ type QuarantinedOp struct {
 	Reason       string
 	Received     time.Time
 	Reapplicable bool
+	// Count is how many ops the entry stands for: 1 for a reapplicable op
+	// (stored whole), and for a summary of refused ops (Op carrying the
+	// first one's ID and names, no value) how many of the change's ops
+	// were refused with Code; Bytes is the value bytes they carried.
+	Count int
+	Bytes int
+	// Expires is when the entry is dropped (Bounds.QuarantineTTL after
+	// it was received).
+	Expires time.Time
 }
 
 // view runs fn in a read transaction as an in-flight call.
@@ -134,6 +143,68 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 	}
 	return out, nil
 }
+
+// HistoryPage is History in pages: the record's ops from the changes at
+// log positions after after, oldest first, stopping once it holds limit
+// entries (0 means DefaultHistoryLimit, at most MaxHistoryLimit) at the
+// end of a change, so a change's ops are never split. next is the
+// position to pass as after for the following page, or 0 when there is
+// none. A record with no history at all is ErrNotFound.
+func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, after uint64, limit int) (out []HistoryEntry, next uint64, err error) {
+	if err := scope(c, ref.Team); err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case limit <= 0:
+		limit = DefaultHistoryLimit
+	case limit > MaxHistoryLimit:
+		limit = MaxHistoryLimit
+	}
+	err = e.view(ctx, func(txn *badger.Txn) error {
+		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		found := false
+		for it.Seek(store.HistoryKey(ref.Team, ref.Collection, ref.ID, after+1)); it.ValidForPrefix(prefix); it.Next() {
+			pos, err := store.LogPos(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if len(out) >= limit {
+				next = pos - 1
+				return nil
+			}
+			found = true
+			item, err := txn.Get(store.LogKey(ref.Team, pos))
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", pos, err)
+			}
+			var le store.LogEntry
+			if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+				return err
+			}
+			for _, op := range le.Ops {
+				if op.Collection == ref.Collection && op.Record == ref.ID {
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+				}
+			}
+		}
+		if !found && after == 0 {
+			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("history: %w", err)
+	}
+	return out, next, nil
+}
+
+// History page sizes, in entries.
+const (
+	DefaultHistoryLimit = 1000
+	MaxHistoryLimit     = 5000
+)
 
 // ChangedSince returns the records of team changed at or after since
 // (server receive time), least recently changed first, at most limit (0
@@ -324,7 +395,7 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 				return err
 			}
-			out = append(out, quarantinedOp(id, &q))
+			out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 		}
 		return nil
 	})
@@ -334,11 +405,13 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 	return out, nil
 }
 
-func quarantinedOp(id uint64, q *store.QuarantineEntry) QuarantinedOp {
+func quarantinedOp(id uint64, q *store.QuarantineEntry, ttl time.Duration) QuarantinedOp {
+	received := time.UnixMilli(q.ReceivedMS).UTC()
 	return QuarantinedOp{
 		ID: id, Op: q.Op, Author: q.Author, Replica: q.Replica, Seq: q.Seq,
-		Code: api.Code(q.Code), Reason: q.Reason, Received: time.UnixMilli(q.ReceivedMS).UTC(),
-		Reapplicable: q.Reapplicable,
+		Code: api.Code(q.Code), Reason: q.Reason, Received: received,
+		Reapplicable: q.Reapplicable, Count: int(max(q.Count, 1)), Bytes: int(q.Bytes),
+		Expires: received.Add(ttl),
 	}
 }
 
@@ -408,6 +481,9 @@ func (t *txnState) reapply(r *request) error {
 		return err
 	}
 	if err := t.txn.Delete(key); err != nil {
+		return err
+	}
+	if err := t.unchargeQuarantine(&q); err != nil {
 		return err
 	}
 	return t.txn.Delete(store.QuarantinedOpKey(op.ID))

@@ -181,3 +181,27 @@ func TestUserCommands(t *testing.T) {
 		t.Errorf("audit actor is not the service admin:\n%s", out.String())
 	}
 }
+
+// TestDemoDirServedWithoutDemo: a directory seeded by serve --demo, served
+// again without --demo, refuses the demo password.
+func TestDemoDirServedWithoutDemo(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	srv, err := server.New(ctx, server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true, Demo: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seedDemo(ctx, srv, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url, stop := serveFor(t, data)
+	defer stop()
+	for _, u := range demo.Usernames() {
+		if st, code := loginStatus(t, url, u, demo.DemoPassword); st != http.StatusForbidden || code != api.CodeDemoAccount {
+			t.Errorf("%s with the demo password, served without --demo: %d %s", u, st, code)
+		}
+	}
+}
