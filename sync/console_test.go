@@ -236,6 +236,9 @@ func TestFieldConflictAndReason(t *testing.T) {
 	if h := hist[len(hist)-1]; h.Reason != "MDT letter" || h.Author != "coord" {
 		t.Fatalf("resolution in history: %+v", h)
 	}
+	if page, _, err := e.HistoryPage(bg, coord, ref, 0, 0); err != nil || page[len(page)-1].Reason != "MDT letter" {
+		t.Fatalf("resolution in a history page: %+v %v", page, err)
+	}
 	if fc, _ := e.FieldConflict(bg, coord, ref, "cfs"); len(fc.Values) != 0 {
 		t.Fatalf("still in conflict: %+v", fc.Values)
 	}

@@ -185,7 +185,7 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 			}
 			for _, op := range le.Ops {
 				if op.Collection == ref.Collection && op.Record == ref.ID {
-					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
 		}
