@@ -222,6 +222,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("record page after resolving: %.400s", after)
 	}
 
+	// At 768 px wide (a tablet) the home, conflict queue, changes and
+	// record pages fit without scrolling sideways.
+	if err := do(chromedp.EmulateViewport(768, 1024)); err != nil {
+		t.Fatalf("viewport: %v", err)
+	}
+	for _, p := range []string{"", "/conflicts", "/changes", "/outcomes", "/records/people/" + cf.Record} {
+		if err := do(chromedp.Navigate(e.ts.URL+"/console/teams/"+cf.Team+p), chromedp.WaitVisible(chromedp.CSS(`h1`))); err != nil {
+			t.Fatalf("open %s at 768 px: %v", p, err)
+		}
+		w, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w > 768 {
+			t.Errorf("%s is %d px wide at a 768 px viewport", p, w)
+		}
+	}
+	if err := do(chromedp.ResetViewport()); err != nil {
+		t.Fatal(err)
+	}
+
 	// The sign-out form without its CSRF token is refused.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('header form input[name=csrf]').remove(), true`)); err != nil {
 		t.Fatalf("drop the CSRF field: %v", err)
