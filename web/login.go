@@ -116,8 +116,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// logout ends the session and revokes the browser's device: a console
+// device is only this sign-in's, and a revoked one does not count against
+// the user's device limit (the next sign-in on this browser registers a
+// new one).
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 	c.ss.drop(v.token)
+	if _, err := c.cfg.Auth.RevokeDevice(r.Context(), v.caller.Replica); err != nil {
+		c.log.Warn("console: revoke the signed-out browser's device", "device", v.caller.Replica.String(), "err", err)
+	}
 	http.SetCookie(w, c.cookie(r, cookieSession, "", -1))
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }

@@ -203,6 +203,18 @@ func TestSessions(t *testing.T) {
 	if st, _, _ := b.post("/console/logout", url.Values{"csrf": {tok}}); st != http.StatusSeeOther {
 		t.Fatalf("logout: %d", st)
 	}
+	// The browser's device is revoked with it (it does not count against
+	// the user's device limit).
+	ds0, _ := e.auth.Devices(context.Background(), e.users["diane"].ID)
+	revoked := 0
+	for _, d := range ds0 {
+		if d.Revoked {
+			revoked++
+		}
+	}
+	if revoked == 0 {
+		t.Errorf("logout left every console device of diane active: %+v", ds0)
+	}
 	replay := e.browser()
 	replay.c.Jar.SetCookies(u, []*http.Cookie{{Name: cookieSession, Value: sess, Path: "/console/"}})
 	if st, _, _ := replay.get(home); st != http.StatusSeeOther {
