@@ -153,7 +153,7 @@ func lastChange(txn *badger.Txn, ref api.RecordRef, author string) (ChangedEntry
 			return err
 		}
 		ce.Author, ce.Device, ce.Received, ce.Reason = h.author, h.replica, time.UnixMilli(h.receivedMS).UTC(), h.reason
-		if author != "" && h.author != author {
+		if (author != "" && h.author != author) || len(h.ops) == 0 {
 			return nil
 		}
 		return store.Decode(h.ops, &ops)
@@ -178,7 +178,8 @@ func lastChange(txn *badger.Txn, ref api.RecordRef, author string) (ChangedEntry
 // entryHead is what a changed-since page needs of an encoded
 // store.LogEntry, with the ops left encoded.
 type entryHead struct {
-	erased         bool // an erasure entry
+	erased         bool                 // an erasure entry
+	erasedRecords  []store.ErasedRecord // its records
 	author, reason string
 	replica        crdt.ReplicaID
 	receivedMS     int64
@@ -222,7 +223,7 @@ func decodeEntryHead(v []byte) (h entryHead, err error) {
 			}
 		case "x":
 			h.erased = true
-			err = dec.Skip()
+			err = dec.Decode(&h.erasedRecords)
 		default:
 			err = dec.Skip()
 		}
@@ -400,10 +401,11 @@ func (e *Engine) TeamVersion(ctx context.Context, c Caller, team string) (uint64
 }
 
 // TouchedSince lists the records of one collection of the team that the
-// log entries after position after touched, so that a view cached at
-// after (a TeamVersion) can be brought up to date from them. rebuild is
-// true, and refs nil, when those entries hold an erasure or number more
-// than max (0 means 10,000): the view should then be rebuilt from scratch.
+// log entries after position after touched or erased, so that a view
+// cached at after (a TeamVersion) can be brought up to date from them (an
+// erased record is no longer found). rebuild is true, and refs nil, when
+// those entries number more than max (0 means 10,000): the view should
+// then be rebuilt from scratch.
 func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after uint64, collection string, max int) (refs []api.RecordRef, rebuild bool, err error) {
 	if err := scope(c, team); err != nil {
 		return nil, false, err
@@ -424,11 +426,19 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 			}
 			err := it.Item().Value(func(v []byte) error {
 				h, err := decodeEntryHead(v)
-				if err != nil || h.erased {
-					rebuild = rebuild || h.erased
+				if err != nil {
 					return err
 				}
+				for _, x := range h.erasedRecords {
+					if x.Collection == collection && !seen[x.ID] {
+						seen[x.ID] = true
+						refs = append(refs, api.RecordRef{Team: team, Collection: collection, ID: x.ID})
+					}
+				}
 				var ops []crdt.Op
+				if len(h.ops) == 0 {
+					return nil
+				}
 				if err := store.Decode(h.ops, &ops); err != nil {
 					return err
 				}

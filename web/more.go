@@ -60,8 +60,8 @@ func (c *Console) teamOutcomes(r *http.Request, v *viewer) (schema.Outcomes, err
 // Outcomes returns a team's outcome export for the JSON route and the
 // outcomes page. It is cached per team: served as is while the team's log
 // has not moved, brought up to date from the assessments the log entries
-// since touched when it has, and rebuilt from every assessment after an
-// erasure (or when too much has changed).
+// since touched or erased when it has, and rebuilt from every assessment
+// only when too much has changed.
 func (c *Console) Outcomes(ctx context.Context, caller dsync.Caller, team string) (schema.Outcomes, error) {
 	ver, err := c.cfg.Engine.TeamVersion(ctx, caller, team)
 	if err != nil {
