@@ -184,8 +184,34 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("team home lacks %q: %.400s", want, home)
 		}
 	}
-	if err := do(chromedp.Click(conflictLink), chromedp.WaitVisible(chromedp.ID("reason"))); err != nil {
-		t.Fatalf("open the conflict: %v", err)
+	// From the team home to the conflict by keyboard alone: the first Tab
+	// lands on the skip link, further Tabs reach the conflict's link, Enter
+	// opens it.
+	if err := do(chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	if cls, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`)); err != nil || cls != "skip" {
+		t.Errorf("first Tab focused %q, want the skip link (%v)", cls, err)
+	}
+	reached := false
+	for range 40 {
+		href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.getAttribute('href') || ''`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(href, "/conflicts/people/"+cf.Record+"/cfs") {
+			reached = true
+			break
+		}
+		if err := do(chromedp.KeyEvent("\t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reached {
+		t.Fatal("the conflict's link is not reachable with Tab from the team home")
+	}
+	if err := do(chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.ID("reason"))); err != nil {
+		t.Fatalf("open the conflict with Enter: %v", err)
 	}
 	conflict, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`main`)))
 	if err != nil {
