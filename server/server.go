@@ -189,6 +189,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	s.http = hs
 	s.mu.Unlock()
+	s.console.StartWarm() // outcomes ready before the first coordinator asks
 	s.log.Info("serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -225,6 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
+	s.console.Close()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, err)
 	}

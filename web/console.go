@@ -62,6 +62,10 @@ type Console struct {
 
 	outMu    gosync.Mutex
 	outCache map[string]cachedOutcomes // by team
+
+	warmOnce gosync.Once
+	warmStop context.CancelFunc
+	warmDone chan struct{}
 }
 
 // New builds the console. It parses every template once and fails if one

@@ -538,3 +538,45 @@ func OutcomesJSON(team string, o schema.Outcomes) api.OutcomesReply {
 	out.Summary = append(out.Summary, api.MeasureSummary{Measure: "ucla3_total", People: u.People, MeanFirst: u.MeanFirst, MeanLatest: u.MeanLast, Improved: u.Improved, Same: u.Same, Worse: u.Worse, LowerIsBetter: true})
 	return out
 }
+
+// StartWarm computes every team's outcome export in the background, so
+// that the first outcomes view after the server starts is served from the
+// cache. Close stops it; it is started at most once.
+func (c *Console) StartWarm() {
+	c.warmOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.warmStop, c.warmDone = cancel, make(chan struct{})
+		go func() {
+			defer close(c.warmDone)
+			c.warm(ctx)
+		}()
+	})
+}
+
+// Close stops the background warm-up, if any, and waits for it.
+func (c *Console) Close() {
+	c.warmOnce.Do(func() {}) // a later StartWarm starts nothing
+	if c.warmStop != nil {
+		c.warmStop()
+		<-c.warmDone
+	}
+}
+
+func (c *Console) warm(ctx context.Context) {
+	teams, err := c.cfg.Auth.Teams(ctx)
+	if err != nil {
+		c.log.Debug("console warm-up: teams", "err", err)
+		return
+	}
+	start := time.Now()
+	for _, t := range teams {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := c.Outcomes(ctx, dsync.Caller{Teams: []string{t.ID}}, t.ID); err != nil {
+			c.log.Debug("console warm-up: outcomes", "team", t.ID, "err", err)
+			return // the engine is closing, or broken: the pages will say so
+		}
+	}
+	c.log.Info("console outcomes cache warmed", "teams", len(teams), "took", time.Since(start).Round(time.Millisecond))
+}

@@ -83,3 +83,34 @@ func TestOutcomesCacheFollowsChanges(t *testing.T) {
 		t.Fatal("another team's outcomes were served")
 	}
 }
+
+// TestWarmUp: the background warm-up fills the outcomes cache for every
+// team and Close stops it (also when it never started, and twice).
+func TestWarmUp(t *testing.T) {
+	e := newEnv(t)
+	e.console.StartWarm()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		e.console.outMu.Lock()
+		n := len(e.console.outCache)
+		e.console.outMu.Unlock()
+		if n == len(e.ds.Teams) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm-up cached %d of %d teams", n, len(e.ds.Teams))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.console.Close()
+	e.console.Close()
+	idle, err := New(Config{Engine: e.eng, Auth: e.auth, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Close()
+	idle.StartWarm() // after Close: starts nothing
+	if idle.warmStop != nil {
+		t.Fatal("StartWarm after Close started a warm-up")
+	}
+}
