@@ -76,7 +76,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	dst := openDB(t, t.TempDir())
 	kdir := filepath.Join(t.TempDir(), "keys")
-	if _, err := Load(context.Background(), bytes.NewReader(file), map[string]Target{"records": DBTarget(dst), "keys": DirTarget(kdir)}, LoadOptions{}); err != nil {
+	if _, err := Load(context.Background(), bytes.NewReader(file), map[string]Target{"records": mustStream(t, dst), "keys": DirTarget(kdir)}, LoadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var n int64
@@ -145,5 +145,31 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("left %v", ents)
+	}
+}
+
+func mustStream(t *testing.T, db *badger.DB) Target {
+	t.Helper()
+	tg, err := StreamTarget(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+// A load that fails half way cancels the stream writer: the database
+// still closes.
+func TestStreamLoadCancelled(t *testing.T) {
+	src := openDB(t, t.TempDir())
+	fill(t, src, 3000)
+	file := writeBackup(t, src)
+	bad := bytes.Clone(file)
+	bad[len(bad)-50] ^= 1
+	dst := openDB(t, t.TempDir())
+	if _, err := Load(context.Background(), bytes.NewReader(bad), map[string]Target{"records": mustStream(t, dst), "keys": DiscardTarget()}, LoadOptions{}); err == nil {
+		t.Fatal("corrupt file loaded")
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

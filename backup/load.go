@@ -12,6 +12,8 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // Target receives the items of one section during Load.
@@ -42,6 +44,56 @@ func (t *dbTarget) Finish() error {
 		return err
 	}
 	return t.db.Sync()
+}
+
+// StreamTarget loads a section into an empty Badger database with
+// Badger's StreamWriter, which writes sorted tables directly instead of
+// going through memtables and compactions: items arrive in ascending key
+// order (the format guarantees it), which is what StreamWriter needs.
+// Every item is written at version 1, with its user meta and expiry.
+func StreamTarget(db *badger.DB) (Target, error) {
+	sw := db.NewStreamWriter()
+	if err := sw.Prepare(); err != nil {
+		return nil, err
+	}
+	return &streamTarget{sw: sw, buf: z.NewBuffer(8<<20, "backup.StreamTarget")}, nil
+}
+
+type streamTarget struct {
+	sw  *badger.StreamWriter
+	buf *z.Buffer
+}
+
+func (t *streamTarget) Put(it *Item) error {
+	badger.KVToBuffer(&pb.KV{Key: it.Key, Value: it.Value, UserMeta: []byte{it.UserMeta}, ExpiresAt: it.ExpiresAt, Version: 1}, t.buf)
+	if t.buf.LenNoPadding() < 4<<20 {
+		return nil
+	}
+	return t.flushBuf()
+}
+
+func (t *streamTarget) flushBuf() error {
+	if t.buf.LenNoPadding() == 0 {
+		return nil
+	}
+	err := t.sw.Write(t.buf)
+	t.buf.Reset()
+	return err
+}
+
+// Cancel abandons the load (Load calls it when the file fails).
+func (t *streamTarget) Cancel() {
+	t.sw.Cancel()
+	t.buf.Release()
+}
+
+func (t *streamTarget) Finish() error {
+	defer t.buf.Release()
+	if err := t.flushBuf(); err != nil {
+		t.sw.Cancel()
+		return err
+	}
+	return t.sw.Flush()
 }
 
 // DirTarget loads a section of files (key = file name, value = content)
@@ -151,6 +203,11 @@ func Load(ctx context.Context, r io.Reader, targets map[string]Target, o LoadOpt
 		return nil
 	})
 	if err != nil {
+		for _, t := range targets {
+			if c, ok := t.(interface{ Cancel() }); ok {
+				c.Cancel()
+			}
+		}
 		return nil, err
 	}
 	for name, t := range targets {

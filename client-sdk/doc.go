@@ -67,9 +67,10 @@
 //
 // Each write appends its ops as one group to the outbox. At sync time groups
 // are sealed, oldest first, into changes numbered 1, 2, 3 … (at most
-// Options.MaxOpsPerChange ops each; one write's ops are never split). A
-// sealed change is written once and never modified, because the server
-// dedupes by seq: a retried seq must carry the same ops. An acknowledged
+// Options.MaxOpsPerChange ops each; one write's ops are not split). A
+// sealed change is written once and not modified, because the server
+// dedupes by seq: a retried seq must carry the same ops. The one exception
+// is a change the server refused as too large, below. An acknowledged
 // change (applied or duplicate) leaves the outbox in the same transaction
 // that stores the reply's pulled page and new cursor, so a request that
 // fails at any byte leaves nothing lost or doubled. Ops the server
@@ -90,7 +91,7 @@
 // other refusals fail the Sync with ErrRefused and keep the change.
 //
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
-// about 4 MiB) pushed and Options.PullLimit items asked for per round trip.
+// about 4 MiB and 20,000 ops) pushed and Options.PullLimit items asked for per round trip.
 // After a failure that points at size they are halved for the next attempt
 // and doubled back after each success, so a page too big to cross the link
 // in time cannot stall sync for good: a timeout halves both, body_too_large

@@ -25,8 +25,10 @@ var (
 	keyRestate = []byte("m/restate") // set: a new epoch was seen and the restate is not finished
 )
 
-// restatePageBytes bounds the record states of one restate request.
-const restatePageBytes = 1 << 20
+// restatePageBytes bounds the record states of one restate request; a page
+// the server still finds too big (body_too_large: bytes or msgpack values)
+// is split in halves and sent again.
+const restatePageBytes = 512 << 10
 
 // beforeSync runs a pending restate to completion, then stamps req with the
 // epoch the device syncs in. It is the hook sync calls before every
@@ -152,9 +154,21 @@ func (r *Replica) restate(ctx context.Context, old []byte) error {
 	if err != nil {
 		return fmt.Errorf("client: restate: read records: %w", err)
 	}
-	for _, p := range pages {
+	var sendPage func(p []crdt.RecordBytes) error
+	sendPage = func(p []crdt.RecordBytes) error {
 		page = p
-		if _, err := send(false, 0); err != nil {
+		_, err := send(false, 0)
+		if problemCode(err) == api.CodeBodyTooLarge && len(p) > 1 {
+			h := len(p) / 2
+			if err := sendPage(p[:h]); err != nil {
+				return err
+			}
+			return sendPage(p[h:])
+		}
+		return err
+	}
+	for _, p := range pages {
+		if err := sendPage(p); err != nil {
 			return err
 		}
 	}

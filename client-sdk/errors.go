@@ -32,9 +32,11 @@ var (
 	ErrClosed = errors.New("client: replica closed")
 	// ErrNoServer: a sync or login on a replica opened without ServerURL.
 	ErrNoServer = errors.New("client: no server URL")
-	// ErrRefused: the server refused a pushed change as a whole (not a
-	// sequence gap, which Sync repairs itself). The change stays in the
-	// outbox. The error wraps an *api.Problem carrying the change's code.
+	// ErrRefused: the server refused a pushed change as a whole with a code
+	// that may pass (not a sequence gap, which Sync repairs itself, and not
+	// one that can never succeed, which sets the change aside in Rejected;
+	// see the package doc). The change stays in the outbox. The error wraps
+	// an *api.Problem carrying the change's code.
 	ErrRefused = errors.New("client: change refused")
 	// ErrBusy: Background was called while a background loop is running.
 	ErrBusy = errors.New("client: background sync already running")

@@ -43,6 +43,10 @@ const (
 	// the server's body limits.
 	maxChangeBytes  = 1 << 20
 	maxRequestBytes = 4 << 20
+	// maxRequestOps caps the ops pushed in one request (after the first
+	// change), keeping a request's msgpack values (about 20 per op) well
+	// under the server's default limit of 1,048,576.
+	maxRequestOps = 20_000
 )
 
 // opsSize estimates the encoded size of ops.
@@ -151,13 +155,14 @@ func (r *Replica) seal() error {
 var errFull = errors.New("request full")
 
 // loadChanges returns up to maxChanges sealed changes with seq >=
-// from, in seq order, and at most maxRequestBytes of them after the first.
+// from, in seq order, and at most maxRequestBytes and maxRequestOps of them
+// after the first.
 func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error) {
 	var out []api.Change
 	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
 		defer it.Close()
-		size := 0
+		size, ops := 0, 0
 		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < maxChanges; it.Next() {
 			err := it.Item().Value(func(v []byte) error {
 				if len(out) > 0 && size+len(v) > maxRequestBytes {
@@ -167,8 +172,12 @@ func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error)
 				if err != nil {
 					return err
 				}
+				if len(out) > 0 && ops+len(c.Ops) > maxRequestOps {
+					return errFull
+				}
 				out = append(out, *c)
 				size += len(v)
+				ops += len(c.Ops)
 				return nil
 			})
 			if err == errFull {

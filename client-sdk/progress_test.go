@@ -135,3 +135,38 @@ func TestWriteLimits(t *testing.T) {
 		t.Fatalf("%d ops stored by refused writes", len(ops))
 	}
 }
+
+// TestRequestsStayUnderTheServersValueLimit: a request never carries more
+// ops than keep its msgpack values under the server's default limit (the
+// SDK splits what it sends), whatever MaxChangesPerRequest says.
+func TestRequestsStayUnderTheServersValueLimit(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 9000; o.MaxChangesPerRequest = 8 })
+	for b := range 3 {
+		err := r.Batch(ctx, func(bt *Batch) error {
+			for i := range 9000 {
+				if err := bt.CreateWithID(Ref{Team: "t", Collection: "c", ID: fmt.Sprint(b, "-", i)}, map[string]any{"n": i}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := r.loadChanges(0, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := 0
+	for _, c := range changes {
+		ops += len(c.Ops)
+	}
+	if len(changes) != 2 || ops != 18000 {
+		t.Fatalf("first request: %d changes, %d ops; want 2 changes of 9000 (under %d ops)", len(changes), ops, maxRequestOps)
+	}
+}

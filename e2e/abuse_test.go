@@ -662,7 +662,8 @@ func TestAbuseMemory(t *testing.T) {
 		client := &http.Client{Timeout: 120 * time.Second}
 		for i := range bodies {
 			wg.Go(func() {
-				r := syncChild(client, ch.url, devs[i%16], bodies[i], map[string]string{"Content-Encoding": "gzip"})
+				d := *devs[i%16] // two bodies per device at once: each its own cursor
+				r := syncChild(client, ch.url, &d, bodies[i], map[string]string{"Content-Encoding": "gzip"})
 				mu.Lock()
 				got[r.status]++
 				mu.Unlock()
@@ -677,5 +678,61 @@ func TestAbuseMemory(t *testing.T) {
 	}
 	if peak > rssCeiling {
 		t.Errorf("server RSS peaked at %d MiB, over the %d MiB ceiling", peak>>20, rssCeiling>>20)
+	}
+}
+
+// TestAbuseRecordID (issue 9, attack 5): ops naming records by IDs that
+// JSON or a URL path cannot carry exactly (invalid UTF-8, a slash, too
+// long) are refused with invalid_record_id, so no teammate pulls a record
+// that erasure cannot name; a valid ID is applied, pulled and erased.
+func TestAbuseRecordID(t *testing.T) {
+	e := newEnv(t)
+	ann, bea, dan := e.login("ann"), e.login("bea"), e.login("dan")
+	v := newVictim(e)
+	ch := startChild(t, e, abuseConfig{SmallMemory: true})
+	v.url = ch.url
+	client := &http.Client{Timeout: 60 * time.Second}
+	bad := []string{"\xff\xfe", "a/b", strings.Repeat("x", 65), "p 1", ""}
+	v.during(t, 50, func() {
+		for range 20 {
+			var ops []crdt.Op
+			for _, id := range bad {
+				ops = append(ops, crdt.Op{ID: crdt.OpID{Time: ann.clock.Now(), Replica: ann.id}, Team: "wigan", Collection: "people",
+					Record: id, Field: "given_name", Kind: crdt.KindWrite, Value: crdt.MustValue("Edna")})
+			}
+			r := syncChild(client, ch.url, ann, encode(t, ann.request(ann.change(ops...))), nil)
+			if r.status != http.StatusOK || len(r.resp.Results[0].Ops) != len(bad) {
+				t.Errorf("push: %d %+v %v", r.status, r.resp, r.err)
+				return
+			}
+			for _, o := range r.resp.Results[0].Ops {
+				// The empty ID is malformed (invalid_op) before it is checked as an ID.
+				if o.Code != api.CodeInvalidRecordID && !(o.Code == api.CodeInvalidOp && bad[o.Index] == "") {
+					t.Errorf("op %d (%q): %+v", o.Index, bad[o.Index], o)
+				}
+			}
+		}
+	})
+	ok := ann.change(ann.write("wigan", "people", "0190f6c2-1a2b-7c3d-8e4f-0123456789ab", "given_name", "Edna"))
+	if r := syncChild(client, ch.url, ann, encode(t, ann.request(ok)), nil); r.status != http.StatusOK || len(r.resp.Results[0].Ops) != 0 {
+		t.Fatalf("valid ID: %d %+v %v", r.status, r.resp, r.err)
+	}
+	// Bea pulls only the valid record, and an admin can erase it by name.
+	r := syncChild(client, ch.url, bea, encode(t, bea.request()), nil)
+	if r.status != http.StatusOK || len(r.resp.Snapshot) != 1 {
+		t.Fatalf("bea's pull: %d %+v %v", r.status, r.resp, r.err)
+	}
+	body, _ := json.Marshal(map[string]any{"team": "wigan", "collection": "people", "id": "0190f6c2-1a2b-7c3d-8e4f-0123456789ab"})
+	req, _ := http.NewRequest(http.MethodPost, ch.url+"/v1/admin/erasures", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+dan.access)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("erasure: %d %s", res.StatusCode, b)
 	}
 }

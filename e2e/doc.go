@@ -1,6 +1,14 @@
 // Package e2e holds Doorstep's server-level end-to-end tests: a real server
 // (package server) on a loopback listener with real Badger stores in temporary
 // directories, driven with real HTTP, JSON and msgpack bytes, as a tablet or a
-// coordinator's browser would. It has no non-test code beyond this comment
-// and must not be imported.
+// coordinator's browser would. The backup and restore tests (restore_test.go,
+// backup_kill_test.go) build cmd/doorstep and run it as real processes
+// (serve, restore, team and user add), killing servers with SIGKILL. It has
+// no non-test code beyond this comment and must not be imported.
+//
+// The SDK tests (newSDKEnv) run against a server with small pages (16 KiB)
+// and a per-device rate limit of 5 requests a second after a burst of 20,
+// and the SDK asks for pages of 25 items: paging and the SDK's waits on
+// rate_limited are exercised by every such test, not bypassed. Run with -v
+// to see which syncs waited.
 package e2e

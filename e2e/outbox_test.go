@@ -164,3 +164,98 @@ func TestSDKValueLimitAtWriteTime(t *testing.T) {
 		t.Fatalf("%d pending ops, want the 4 of the create only", len(ops))
 	}
 }
+
+// TestSDKTenThousandByThirtyLong is the issue's own scenario, behind -long:
+// 10,000 records of 30 fields pushed in Batches of 100 against a server
+// with its default page and rate limits. One Sync must finish it.
+func TestSDKTenThousandByThirtyLong(t *testing.T) {
+	if !sdkLong() {
+		t.Skip("long: run with -long")
+	}
+	ctx := context.Background()
+	e := newSDKEnv(t, nil, func(c *server.Config) {
+		c.NoSchema, c.PageBytes, c.DeviceRate, c.DeviceBurst = true, 0, 0, 0 // the server's defaults
+	})
+	ann := e.device("ann", "", func(o *client.Options) {
+		o.NoValidation, o.PullLimit, o.MaxRetryWait = true, 0, 0
+	})
+	sdkMustSync(t, ann)
+	start := time.Now()
+	for b := range 100 {
+		err := ann.Batch(ctx, func(bt *client.Batch) error {
+			for i := range 100 {
+				fields := map[string]any{}
+				for f := range 30 {
+					fields[fmt.Sprintf("f%02d", f)] = fmt.Sprintf("value %d of record %d", f, b*100+i)
+				}
+				if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "people"}, fields); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrote := time.Since(start)
+	start = time.Now()
+	res, err := ann.Sync(ctx)
+	if err != nil {
+		t.Fatalf("sync of 10,000 × 30: %v (after %d rounds)", err, res.Rounds)
+	}
+	if res.Pushed != 100 || res.PushedOps != 300_000 || ann.Status().Pending != 0 {
+		t.Fatalf("pushed %d changes, %d ops; pending %d", res.Pushed, res.PushedOps, ann.Status().Pending)
+	}
+	t.Logf("10,000 × 30: writes %v; one Sync %v, %d rounds, %d waits for the rate limit, %d bytes sent",
+		wrote, time.Since(start), res.Rounds, res.RateLimited, res.BytesSent)
+}
+
+// TestSDKRandomLossesDoNotShrinkPages is issue 16 item 4 end to end: four
+// tablets bootstrap 540 people through a proxy that drops, cuts and
+// duplicates about half the exchanges. Losses say nothing about size, so
+// the page size stays put and the successful round trips stay near the
+// ideal (6 pages of 100 per tablet); it used to halve on every failure,
+// down to 10, costing about 15 successful and 30 failed round trips a
+// tablet.
+func TestSDKRandomLossesDoNotShrinkPages(t *testing.T) {
+	seed := sdkSeed(t)
+	e := newSDKEnv(t, nil, func(c *server.Config) { c.PageBytes, c.DeviceRate = 0, -1 })
+	seeder := e.device("dee", "", nil)
+	sdkSeedPeople(t, seeder, 540)
+	sdkMustSync(t, seeder)
+	proxy := newSDKChaosProxy(t, e.http.URL, seed)
+	e.url = proxy.srv.URL
+	proxy.setChaos(false)
+	var devs []*client.Replica
+	for _, u := range []string{"ann", "bea", "cal", "cora"} {
+		devs = append(devs, e.device(u, "", func(o *client.Options) { o.PullLimit = 100 }))
+	}
+	proxy.setChaos(true)
+	ok, failed := 0, 0
+	for _, d := range devs {
+		for attempt := 1; ; attempt++ {
+			res, err := d.Sync(context.Background())
+			ok += res.Rounds
+			if err == nil {
+				if res.Snapshot == 0 && attempt == 1 {
+					t.Fatalf("no bootstrap: %+v", res)
+				}
+				break
+			}
+			failed++
+			if attempt > 200 {
+				t.Fatalf("bootstrap still failing after %d attempts: %v", attempt, err)
+			}
+		}
+	}
+	t.Logf("4 bootstraps of 540 people under random losses: %d successful and %d failed round trips", ok, failed)
+	if ok > 4*9 {
+		t.Errorf("%d successful round trips for 4 bootstraps of 6 pages: pages shrank under random losses", ok)
+	}
+	proxy.setChaos(false)
+	for _, d := range devs {
+		sdkMustSync(t, d)
+	}
+	sdkAssertConverged(t, append(devs, seeder)...)
+}

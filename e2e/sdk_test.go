@@ -39,6 +39,16 @@ type sdkEnv struct {
 
 const sdkTeam = "wigan-frailty"
 
+// The limits every SDK test runs with (a test may override them): 16 KiB
+// pages of at most 25 items, and 5 requests a second per device after a
+// burst of 20.
+const (
+	sdkPageBytes   = 16 << 10
+	sdkDeviceRate  = 5
+	sdkDeviceBurst = 20
+	sdkPullLimit   = 25 // items per page the SDK asks for
+)
+
 var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
 func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config)) *sdkEnv {
@@ -48,9 +58,14 @@ func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config))
 		now = time.Now
 	}
 	cfg := server.Config{
-		DataDir:     t.TempDir(),
-		BcryptCost:  bcrypt.MinCost,
-		DeviceRate:  -1,
+		DataDir:    t.TempDir(),
+		BcryptCost: bcrypt.MinCost,
+		// Small pages and a per-device rate limit of a few requests a
+		// second, so that every SDK test also exercises paging and the
+		// SDK's waits on rate_limited (issue 16) instead of bypassing them.
+		PageBytes:   sdkPageBytes,
+		DeviceRate:  sdkDeviceRate,
+		DeviceBurst: sdkDeviceBurst,
 		AuthRate:    -1,
 		SmallMemory: true,
 		Now:         now,
@@ -101,7 +116,8 @@ func (e *sdkEnv) device(user, dir string, mod func(*client.Options)) *client.Rep
 func (e *sdkEnv) open(dir string, mod func(*client.Options)) *client.Replica {
 	e.t.Helper()
 	opts := client.Options{Dir: dir, EncryptionKey: sdkKey, ServerURL: e.url, DeviceName: "e2e tablet", Wall: e.now,
-		HTTPClient: &http.Client{Timeout: 20 * time.Second}}
+		HTTPClient: &http.Client{Timeout: 20 * time.Second},
+		PullLimit:  sdkPullLimit, MaxRetryWait: 2 * time.Second}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -130,14 +146,23 @@ func (e *sdkEnv) coordinatorGET(path string, out any) int {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		e.t.Fatalf("coordinator login: %d %v", resp.StatusCode, err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
+	var b []byte
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// The suite runs with a rate limit: wait as the server asks.
+		var p api.Problem
+		if resp.StatusCode != http.StatusTooManyRequests || attempt >= 20 || json.Unmarshal(b, &p) != nil || p.RetryAfterMillis <= 0 {
+			break
+		}
+		time.Sleep(p.RetryAfter())
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK && out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
 			e.t.Fatalf("GET %s: %v: %s", path, err, b)
@@ -179,6 +204,9 @@ func sdkMustSync(t *testing.T, r *client.Replica) client.SyncResult {
 	}
 	if len(res.Rejected) > 0 {
 		t.Fatalf("sync %s: server rejected ops: %+v", r.ID(), res.Rejected)
+	}
+	if res.RateLimited > 0 {
+		t.Logf("sync %s: %d rounds, waited out the rate limit %d times", r.ID(), res.Rounds, res.RateLimited)
 	}
 	return res
 }

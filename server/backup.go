@@ -143,6 +143,12 @@ func (s *Server) streamBackup(c echo.Context) error {
 	}
 	release()
 	rw := c.Response()
+	// A backup of a large store outlasts the server's WriteTimeout: lift
+	// the deadline for this response only (the client can still hang up,
+	// which cancels the request context and stops the backup).
+	if err := http.NewResponseController(rw).SetWriteDeadline(time.Time{}); err != nil {
+		s.log.Warn("backup: cannot lift the write deadline; a long backup may be cut off", "err", err)
+	}
 	rw.Header().Set(echo.HeaderContentType, BackupContentType)
 	rw.Header().Set(BackupEstimateHeader, strconv.FormatInt(meta.Size, 10))
 	rw.Header().Set("Content-Disposition", `attachment; filename="doorstep.dsbak"`)

@@ -41,6 +41,9 @@ type request struct {
 	// computed by Push before the request is queued so that the single
 	// committer does not spend its time refusing a flood of bad ops.
 	pre [][]*refusal
+	// val[i][j] is the Validator's verdict on changes[i].Ops[j] (nil:
+	// valid), computed with pre, used in checkRecord's order.
+	val [][]error
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -53,7 +56,8 @@ type request struct {
 	states      []crdt.RecordBytes // restate
 	rebase      uint64
 	restateDone bool
-	restated    int // output: states that added something
+	ownOnly     bool // restate from an unknown epoch: own entries only
+	restated    int  // output: states that added something
 
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
@@ -101,7 +105,8 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 		return nil, nil
 	}
 	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes, pre: prechecks(&c, changes)}
+	r := &request{kind: reqPush, caller: c, changes: changes}
+	r.pre, r.val = e.prechecks(&c, changes)
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -210,8 +215,8 @@ func (e *Engine) commitGroup(reqs []*request) {
 		}
 		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
 			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:]}
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:]}
 			e.commitGroup([]*request{a})
 			e.commitGroup([]*request{b})
 			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -527,7 +532,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -546,7 +551,7 @@ type refusal struct {
 
 // pushChange applies one change: seq dedupe and gap check, then each op's
 // checks in order; accepted ops merge, the rest go to the quarantine.
-func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error) (api.ChangeResult, error) {
 	res := api.ChangeResult{Seq: ch.Seq}
 	hwm, err := t.highWater(c.Replica)
 	if err != nil {
@@ -574,7 +579,7 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.Ch
 		ref := pre[i]
 		if ref == nil {
 			var err error
-			if ref, err = t.checkRecord(op, inChange, false); err != nil {
+			if ref, err = t.checkRecord(op, inChange, false, val[i]); err != nil {
 				return res, err
 			}
 			if ref == nil {
@@ -636,16 +641,23 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal) (api.Ch
 	return res, t.setHighWater(c.Replica, ch.Seq)
 }
 
-// prechecks runs precheck on every op of changes.
-func prechecks(c *Caller, changes []api.Change) [][]*refusal {
-	pre := make([][]*refusal, len(changes))
+// prechecks runs precheck on every op of changes and the Validator on
+// those that pass it, in the pushing request's goroutine: neither needs
+// stored state, and the single committer must not spend its time on them.
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error) {
+	pre = make([][]*refusal, len(changes))
+	val = make([][]error, len(changes))
 	for i := range changes {
 		pre[i] = make([]*refusal, len(changes[i].Ops))
+		val[i] = make([]error, len(changes[i].Ops))
 		for j := range changes[i].Ops {
-			pre[i][j] = precheck(c, &changes[i].Ops[j])
+			op := &changes[i].Ops[j]
+			if pre[i][j] = precheck(c, op); pre[i][j] == nil && e.validator != nil {
+				val[i][j] = e.validator.ValidateOp(op)
+			}
 		}
 	}
-	return pre
+	return pre, val
 }
 
 // precheck runs a pushed op's checks that need no stored state (shape,
@@ -673,7 +685,10 @@ func precheck(c *Caller, op *crdt.Op) *refusal {
 // checkRecord runs the checks that depend on stored state: record owner,
 // duplicate op ID, preds, clock skew and the validator. Push and Reapply
 // share it.
-func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool) (*refusal, error) {
+//
+// verdict is the Validator's error for op when the caller ran it already
+// (a push, see prechecks); reapply passes nil and the validator runs here.
+func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
 	owner, err := t.owner(op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -726,10 +741,11 @@ func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply
 	if err := t.e.clock.Check(op.ID.Time, t.now); err != nil {
 		return &refusal{code: api.CodeClockSkew, detail: err.Error(), quarantined: true}, nil
 	}
-	if v := t.e.validator; v != nil {
-		if err := v.ValidateOp(op); err != nil {
-			return &refusal{code: validatorCode(err), detail: err.Error(), quarantined: true}, nil
-		}
+	if verdict == nil && reapply && t.e.validator != nil {
+		verdict = t.e.validator.ValidateOp(op)
+	}
+	if verdict != nil {
+		return &refusal{code: validatorCode(verdict), detail: verdict.Error(), quarantined: true}, nil
 	}
 	return nil, nil
 }

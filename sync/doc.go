@@ -35,8 +35,9 @@
 // shape (crdt Op.Validate) → invalid_op; record ID outside
 // crdt.ValidateRecordID → invalid_record_id; op ID naming another replica →
 // wrong_replica; team not the caller's → forbidden_team (these first
-// checks need no stored state and run in the pushing request's goroutine,
-// before the committer); record owned by
+// checks, and the Validator's verdict used below, need no stored state
+// and run in the pushing request's goroutine, before the committer);
+// record owned by
 // another team → wrong_team; record erased → record_erased (not kept in
 // the quarantine); op ID already merged → skipped silently if the op is an
 // exact copy, op_id_reused if its content differs; a pred the
@@ -91,6 +92,25 @@
 // ops. A purge marker refuses later ops with api.CodeRecordErased, and an
 // erasure entry in the team log reaches devices as SyncResponse.Purged on
 // their next pull. See store's package documentation for the keys.
+//
+// # Erasure on disk
+//
+// Before Erase returns, the committer scrubs the erasure from the data
+// files (scrub.go): every version of the keys it touched is dropped with
+// Badger's DropPrefix and the log entries that kept other records' ops are
+// written back (held under s/ keys meanwhile, so a crash loses nothing).
+// Pulls wait for a scrub; while a backup transaction is open the scrub
+// waits for it instead (BackupTxn).
+//
+// # Epochs and restate
+//
+// The store has an epoch ID, new after every restore (store.NewEpoch). A
+// request naming another epoch is answered with the current one and
+// nothing applied or pulled; the device then re-sends its record states
+// (restate, epoch.go), which merge entry by entry under a push's checks
+// and are logged as restate entries that pulls serve as snapshot records;
+// the last page re-bases the replica's high-water seq. See
+// docs/PROTOCOL.md §10.
 //
 // # Readiness
 //

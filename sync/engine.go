@@ -44,7 +44,9 @@ var (
 // Validator checks a pushed op against the schema; *schema.Schema
 // satisfies it. An op it rejects is quarantined with api.CodeUnknownField
 // when the error wraps schema.ErrUnknownField or schema.ErrUnknownCollection,
-// and api.CodeInvalidValue otherwise.
+// and api.CodeInvalidValue otherwise. It must be safe for concurrent use
+// and depend on the op alone: pushes run it in their own goroutines,
+// before the committer.
 type Validator interface {
 	ValidateOp(op *crdt.Op) error
 }
@@ -330,6 +332,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 			resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
 		}
 		return resp, err
+	}
+	if err := e.rebaseLegacy(ctx, c, req); err != nil {
+		return nil, err
 	}
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {

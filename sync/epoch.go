@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -39,7 +40,8 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 		}
 		defer e.inflight.Done()
 		c.Teams = teamSet(c.Teams)
-		r := &request{kind: reqRestate, caller: c, states: req.Restate, rebase: req.Rebase, restateDone: req.RestateDone}
+		r := &request{kind: reqRestate, caller: c, states: req.Restate, rebase: req.Rebase, restateDone: req.RestateDone,
+			ownOnly: !e.knownEpoch(req.Epoch)}
 		if err := e.submit(ctx, r); err != nil {
 			return nil, fmt.Errorf("restate: %w", err)
 		}
@@ -47,6 +49,45 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 	}
 	resp.Clock = e.clock.Now()
 	return resp, nil
+}
+
+// knownEpoch reports whether b names one of this store's earlier epochs.
+func (e *Engine) knownEpoch(b []byte) bool {
+	for _, p := range e.past {
+		if bytes.Equal(b, p[:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// rebaseLegacy keeps a device that predates epochs (it sends no Epoch)
+// from being wedged after a restore: when its cursor was minted in another
+// epoch and it pushes changes, the replica's high-water seq is raised to
+// just below its first change, once per epoch, so the changes apply
+// instead of failing seq_gap forever. Such a device cannot re-send what
+// the restore lost (acknowledged changes it dropped, ops it pulled); that
+// is logged. Devices that send Epoch restate instead (syncStale).
+func (e *Engine) rebaseLegacy(ctx context.Context, c Caller, req *api.SyncRequest) error {
+	if len(req.Epoch) > 0 || len(req.Changes) == 0 || len(req.Cursor) == 0 {
+		return nil
+	}
+	cu, err := decodeCursor(req.Cursor)
+	if err != nil || cu.epoch == 0 || cu.epoch == e.epochTag() || req.Changes[0].Seq == 0 {
+		return nil
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	rebase := req.Changes[0].Seq - 1
+	e.log.Warn("a device without epoch support synced after a restore: its high-water seq is re-based; changes it had acknowledged since the backup and no longer holds are lost",
+		"replica", c.Replica, "user", c.User, "rebase", rebase)
+	r := &request{kind: reqRestate, caller: c, rebase: rebase, restateDone: true, ownOnly: true}
+	if err := e.submit(ctx, r); err != nil {
+		return fmt.Errorf("rebase: %w", err)
+	}
+	return nil
 }
 
 // restate merges a device's re-sent record states. Each state is checked
@@ -57,6 +98,13 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 // merged, their indexes updated, and the merged states written as one
 // restate log entry per team, which other devices pull as snapshot
 // records. Merging is idempotent, so a repeated page changes nothing.
+//
+// A restate lets a device hand over entries stamped with other replicas'
+// op IDs (ops it pulled), which a push never allows. So that a device
+// cannot use a made-up epoch to plant entries under another device's IDs,
+// only a request naming one of this store's earlier epochs may do that;
+// from an epoch the store does not know (ownOnly) only entries of the
+// caller's own replica are taken.
 func (t *txnState) restate(r *request) error {
 	r.restated = 0
 	c := &r.caller
@@ -70,6 +118,13 @@ func (t *txnState) restate(r *request) error {
 	byTeam := map[string][]crdt.RecordBytes{}
 	var teams []string
 	for i := range r.states {
+		// Fast path, the common case after a recent backup: the server's
+		// stored state is byte for byte the device's (both canonical).
+		if same, err := t.storedEquals(r.states[i]); err != nil {
+			return err
+		} else if same {
+			continue
+		}
 		rec, err := r.states[i].Record()
 		if err != nil {
 			t.e.log.Warn("restate: malformed record state skipped", "replica", c.Replica, "err", err)
@@ -78,7 +133,7 @@ func (t *txnState) restate(r *request) error {
 		if !c.inTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
 			continue
 		}
-		clean, err := t.checkState(rec)
+		clean, err := t.checkState(rec, c, r.ownOnly)
 		if err != nil {
 			return err
 		}
@@ -146,6 +201,55 @@ func (t *txnState) restate(r *request) error {
 	return t.set(store.RebasedKey(c.Replica), t.e.epoch[:])
 }
 
+// storedEquals reports whether b (a canonical record state) is exactly the
+// stored state of the record it names, reading only b's header. A record
+// this transaction has touched is never "equal": it takes the full path.
+func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
+	team, coll, id, ok := recordRefOf(b)
+	if !ok {
+		return false, nil
+	}
+	key := store.RecordKey(team, coll, id)
+	if _, cached := t.records[string(key)]; cached {
+		return false, nil
+	}
+	item, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	var same bool
+	err = item.Value(func(v []byte) error {
+		_, stored, err := store.DecodeRecordValue(v)
+		same = err == nil && bytes.Equal(stored, b)
+		return nil
+	})
+	return same, err
+}
+
+// recordRefOf reads the collection, ID and team at the head of a canonical
+// record state (crdt.AppendRecord writes them first, in that order).
+func recordRefOf(b []byte) (team, coll, id string, ok bool) {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(b))
+	if n, err := dec.DecodeMapLen(); err != nil || n != 4 {
+		return "", "", "", false
+	}
+	var vals [3]string
+	for i, want := range []string{"c", "r", "t"} {
+		k, err := dec.DecodeString()
+		if err != nil || k != want {
+			return "", "", "", false
+		}
+		if vals[i], err = dec.DecodeString(); err != nil {
+			return "", "", "", false
+		}
+	}
+	return vals[2], vals[0], vals[1], true
+}
+
 // rebasedIn reports whether the replica already finished its restate in
 // the current epoch.
 func (t *txnState) rebasedIn(r crdt.ReplicaID) (bool, error) {
@@ -164,7 +268,7 @@ func (t *txnState) rebasedIn(r crdt.ReplicaID) (bool, error) {
 // checkState returns rec without the entries a push would not have
 // merged, or nil if the record must not be touched at all (another team
 // owns it, or it was erased).
-func (t *txnState) checkState(rec *crdt.Record) (*crdt.Record, error) {
+func (t *txnState) checkState(rec *crdt.Record, c *Caller, ownOnly bool) (*crdt.Record, error) {
 	owner, err := t.owner(rec.Collection, rec.ID)
 	if err != nil {
 		return nil, err
@@ -187,6 +291,9 @@ func (t *txnState) checkState(rec *crdt.Record) (*crdt.Record, error) {
 		kind := map[crdt.FieldType]crdt.Kind{crdt.Register: crdt.KindWrite, crdt.Set: crdt.KindAdd, crdt.Log: crdt.KindAppend}[f.Type]
 		nf := &crdt.Field{Type: f.Type, Removed: f.Removed}
 		for _, en := range f.Entries {
+			if ownOnly && en.ID.Replica != c.Replica {
+				continue
+			}
 			op := crdt.Op{ID: en.ID, Team: rec.Team, Collection: rec.Collection, Record: rec.ID, Field: name, Kind: kind, Value: en.Value}
 			if op.Validate() != nil || t.e.clock.Check(en.ID.Time, t.now) != nil {
 				continue
@@ -195,6 +302,24 @@ func (t *txnState) checkState(rec *crdt.Record) (*crdt.Record, error) {
 				continue
 			}
 			nf.Entries = append(nf.Entries, en)
+		}
+		if f.Type == crdt.Register {
+			// A register value is only ever removed by a later write, which
+			// stays live or is itself overwritten by a later one: an honest
+			// state's newest live entry is newer than every removed ID.
+			// Removals without such a write (blanking a field, or taking a
+			// concurrent value out of review) are not taken.
+			var newest crdt.OpID
+			if n := len(nf.Entries); n > 0 {
+				newest = nf.Entries[n-1].ID
+			}
+			kept := make([]crdt.OpID, 0, len(nf.Removed))
+			for _, id := range nf.Removed {
+				if id.Compare(newest) < 0 {
+					kept = append(kept, id)
+				}
+			}
+			nf.Removed = kept
 		}
 		if len(nf.Entries) > 0 || len(nf.Removed) > 0 {
 			out.Fields[name] = nf

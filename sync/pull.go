@@ -18,24 +18,31 @@ import (
 
 // Cursor encoding (opaque to devices):
 //
-//	byte    version (1)
+//	byte    version (2; version 1 lacks the epoch tag and is still read)
 //	byte    mode: 1 = follow the log, 2 = snapshot in progress
 //	u64     log position: last position delivered (log mode), or the
 //	        position at which the snapshot started (snapshot mode)
 //	u64     FNV-64a of the caller's sorted team set; a cursor minted for
 //	        another set of teams bootstraps again
+//	u64     version 2: the first 8 bytes of the store's epoch when the
+//	        cursor was minted; a cursor of another epoch (the server was
+//	        restored since) bootstraps again, since positions after the
+//	        backup are reused for other changes
 //	bytes   snapshot mode only: the last record key delivered
 const (
-	cursorVersion  = 1
-	modeLog        = 1
-	modeSnapshot   = 2
-	cursorFixedLen = 2 + 8 + 8
+	cursorVersion    = 2
+	cursorVersion1   = 1
+	modeLog          = 1
+	modeSnapshot     = 2
+	cursorFixedLenV1 = 2 + 8 + 8
+	cursorFixedLen   = cursorFixedLenV1 + 8
 )
 
 type cursor struct {
 	mode    byte
 	pos     uint64
 	teams   uint64
+	epoch   uint64 // 0 in a version 1 cursor
 	lastKey []byte
 }
 
@@ -44,24 +51,42 @@ func (c cursor) encode() []byte {
 	b = append(b, cursorVersion, c.mode)
 	b = binary.BigEndian.AppendUint64(b, c.pos)
 	b = binary.BigEndian.AppendUint64(b, c.teams)
+	b = binary.BigEndian.AppendUint64(b, c.epoch)
 	return append(b, c.lastKey...)
 }
 
 func decodeCursor(b []byte) (cursor, error) {
 	var c cursor
-	if len(b) < cursorFixedLen || b[0] != cursorVersion || (b[1] != modeLog && b[1] != modeSnapshot) {
+	if len(b) < 2 || (b[1] != modeLog && b[1] != modeSnapshot) {
+		return c, ErrBadCursor
+	}
+	fixed := cursorFixedLen
+	switch b[0] {
+	case cursorVersion:
+	case cursorVersion1:
+		fixed = cursorFixedLenV1
+	default:
+		return c, ErrBadCursor
+	}
+	if len(b) < fixed {
 		return c, ErrBadCursor
 	}
 	c.mode = b[1]
 	c.pos = binary.BigEndian.Uint64(b[2:])
 	c.teams = binary.BigEndian.Uint64(b[10:])
+	if fixed == cursorFixedLen {
+		c.epoch = binary.BigEndian.Uint64(b[18:])
+	}
 	if c.mode == modeSnapshot {
-		c.lastKey = bytes.Clone(b[cursorFixedLen:])
-	} else if len(b) != cursorFixedLen {
+		c.lastKey = bytes.Clone(b[fixed:])
+	} else if len(b) != fixed {
 		return c, ErrBadCursor
 	}
 	return c, nil
 }
+
+// epochTag is the part of the epoch a cursor carries.
+func (e *Engine) epochTag() uint64 { return binary.BigEndian.Uint64(e.epoch[:8]) }
 
 func teamsHash(teams []string) uint64 {
 	h := fnv.New64a()
@@ -98,7 +123,8 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 	// published position before opening the read transaction, so every
 	// position at or below it is visible to the transaction.
 	committed := e.committed.Load()
-	cu := cursor{mode: modeSnapshot, pos: committed, teams: th}
+	tag := e.epochTag()
+	cu := cursor{mode: modeSnapshot, pos: committed, teams: th, epoch: tag}
 	if len(cur) > 0 {
 		parsed, err := decodeCursor(cur)
 		if err != nil {
@@ -107,6 +133,9 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 		switch {
 		case parsed.teams != th:
 			// Another team set: bootstrap again (start over).
+		case parsed.epoch != 0 && parsed.epoch != tag:
+			// Minted before a restore: its positions may now name other
+			// changes. Bootstrap again.
 		case parsed.mode == modeLog && parsed.pos < e.floor.Load():
 			// Older than the retained log: bootstrap again.
 		case parsed.pos > committed:
@@ -116,6 +145,7 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 			e.log.Warn("cursor ahead of the log; bootstrapping", "cursor", parsed.pos, "log", committed)
 		default:
 			cu = parsed
+			cu.epoch = tag
 		}
 	}
 	resp := &api.SyncResponse{Protocol: api.ProtocolVersion}
@@ -158,7 +188,7 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
 			if len(resp.Snapshot) >= limit || bytesUsed >= e.pageBytes {
 				it.Close()
-				resp.Cursor = cursor{mode: modeSnapshot, pos: cu.pos, teams: cu.teams, lastKey: cu.lastKey}.encode()
+				resp.Cursor = cursor{mode: modeSnapshot, pos: cu.pos, teams: cu.teams, epoch: cu.epoch, lastKey: cu.lastKey}.encode()
 				resp.More = true
 				return nil
 			}
@@ -187,7 +217,7 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 		}
 		it.Close()
 	}
-	resp.Cursor = cursor{mode: modeLog, pos: cu.pos, teams: cu.teams}.encode()
+	resp.Cursor = cursor{mode: modeLog, pos: cu.pos, teams: cu.teams, epoch: cu.epoch}.encode()
 	resp.More = committed > cu.pos
 	return nil
 }
@@ -322,7 +352,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 		// Everything up to the committed position has been delivered.
 		last = max(last, committed)
 	}
-	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams}.encode()
+	resp.Cursor = cursor{mode: modeLog, pos: last, teams: cu.teams, epoch: cu.epoch}.encode()
 	resp.More = more
 	return nil
 }

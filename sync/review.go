@@ -450,7 +450,7 @@ func (t *txnState) reapply(r *request) error {
 		return nil
 	}
 	op := &q.Op
-	rf, err := t.checkRecord(op, nil, true)
+	rf, err := t.checkRecord(op, nil, true, nil)
 	if err != nil {
 		return err
 	}

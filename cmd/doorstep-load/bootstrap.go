@@ -19,6 +19,44 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// buildTeam writes people records of fields register fields each into
+// team through the engine (8 pushers, no schema validation).
+func buildTeam(ctx context.Context, eng *dsync.Engine, team string, people, fields int) error {
+	const pushers = 8
+	var wg gosync.WaitGroup
+	errs := make([]error, pushers)
+	base := crdt.MakeTimestamp(time.Now().UnixMilli(), 0)
+	value := crdt.MustValue("a typical short answer")
+	for p := range pushers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dsync.Caller{User: "builder", Replica: crdt.NewReplicaID(), Teams: []string{team}}
+			seq := uint64(0)
+			for i := p; i < people && ctx.Err() == nil; i += pushers {
+				seq++
+				ch := api.Change{Seq: seq, Ops: make([]crdt.Op, fields)}
+				for k := range ch.Ops {
+					ch.Ops[k] = crdt.Op{ID: crdt.OpID{Time: base + crdt.Timestamp(i*fields+k), Replica: c.Replica},
+						Team: team, Collection: "people", Record: fmt.Sprintf("person-%05d", i), Field: fmt.Sprintf("field_%03d", k),
+						Kind: crdt.KindWrite, Value: value}
+				}
+				if _, err := eng.Push(ctx, c, []api.Change{ch}); err != nil {
+					errs[p] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // BootstrapResult is what one bootstrap over HTTP measured.
 type BootstrapResult struct {
 	People, Fields int
@@ -62,37 +100,8 @@ func Bootstrap(ctx context.Context, dir string, people, fields int) (BootstrapRe
 		return res, err
 	}
 	start := time.Now()
-	const pushers = 8
-	var wg gosync.WaitGroup
-	errs := make([]error, pushers)
-	base := crdt.MakeTimestamp(time.Now().UnixMilli(), 0)
-	value := crdt.MustValue("a typical short answer")
-	for p := range pushers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := dsync.Caller{User: "builder", Replica: crdt.NewReplicaID(), Teams: []string{"team-0"}}
-			seq := uint64(0)
-			for i := p; i < people && ctx.Err() == nil; i += pushers {
-				seq++
-				ch := api.Change{Seq: seq, Ops: make([]crdt.Op, fields)}
-				for k := range ch.Ops {
-					ch.Ops[k] = crdt.Op{ID: crdt.OpID{Time: base + crdt.Timestamp(i*fields+k), Replica: c.Replica},
-						Team: "team-0", Collection: "people", Record: fmt.Sprintf("person-%05d", i), Field: fmt.Sprintf("field_%03d", k),
-						Kind: crdt.KindWrite, Value: value}
-				}
-				if _, err := srv.Engine().Push(ctx, c, []api.Change{ch}); err != nil {
-					errs[p] = err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return res, err
-		}
+	if err := buildTeam(ctx, srv.Engine(), "team-0", people, fields); err != nil {
+		return res, err
 	}
 	res.Built = time.Since(start)
 	if _, err := srv.Auth().CreateUser(ctx, auth.NewUser{Username: "newcomer", Password: loadPassword, Role: api.RoleLinkWorker, Teams: []string{"team-0"}}); err != nil {

@@ -8,6 +8,7 @@
 //	go run ./cmd/doorstep-load -mode sync  -devices 1,16,256 [-duration 5s] [-ops 500] [-team-size 8] [-think 0] [-rounds 0]
 //	go run ./cmd/doorstep-load -mode push  -devices 64       # ingest only, next to Badger's raw rate
 //	go run ./cmd/doorstep-load -mode grow  -duration 2m      # history grows; heap and RSS sampled
+//	go run ./cmd/doorstep-load -mode backup [-people 5000 -fields 200]  # backup, restore, cp -a, erasure scrub
 //
 // Modes:
 //
@@ -48,7 +49,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "all", "sync, push, grow, bootstrap or all")
+	mode := flag.String("mode", "all", "sync, push, grow, bootstrap, backup or all")
 	devices := flag.String("devices", "1,16,256", "comma-separated concurrency levels (sync, push)")
 	duration := flag.Duration("duration", 5*time.Second, "measured time per level (a hard cap)")
 	rounds := flag.Int("rounds", 0, "round trips per device (0: until -duration ends)")
@@ -101,6 +102,8 @@ func main() {
 		err = runGrow(ctx, base)
 	case "bootstrap":
 		err = runBootstrap(ctx, base.Dir, *people, *fieldsPer)
+	case "backup":
+		err = runBackup(ctx, base.Dir, *people, *fieldsPer)
 	case "all":
 		err = runAll(ctx, base)
 	default:

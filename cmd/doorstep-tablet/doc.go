@@ -5,6 +5,7 @@
 //	doorstep-tablet sync --user amara
 //	doorstep-tablet people --user amara
 //	doorstep-tablet set --user amara --collection people --id ID --field preferred_name --value Bill
+//	doorstep-tablet clear --user amara --collection people --id ID --field preferred_name
 //	doorstep-tablet show --user amara --collection people --id ID
 //	doorstep-tablet conflicts --user amara
 //	doorstep-tablet resolve --user amara --collection people --id ID --field cfs --value 6

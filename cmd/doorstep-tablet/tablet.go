@@ -34,6 +34,8 @@ usage:
   doorstep-tablet people    --user U                   the team's people on this tablet
   doorstep-tablet set       --user U --collection C --id ID --field F --value V
                                                        write a field offline (no network)
+  doorstep-tablet clear     --user U --collection C --id ID --field F
+                                                       clear a field offline
   doorstep-tablet show      --user U --collection C --id ID
                                                        a record: winners, conflicts, concurrent values
   doorstep-tablet conflicts --user U                   records with fields in conflict
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
-	case "login", "sync", "people", "set", "show", "conflicts", "resolve", "status":
+	case "login", "sync", "people", "set", "clear", "show", "conflicts", "resolve", "status":
 	default:
 		fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -124,6 +126,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		st := t.r.Status()
 		fmt.Fprintf(stdout, "%s/%s %s = %s stored on this tablet (offline); %d op(s) waiting to sync\n", ref.Collection, ref.ID, *field, show(v), st.Pending)
+		return nil
+	case "clear":
+		if *id == "" || *field == "" {
+			return errors.New("clear: --id and --field are required")
+		}
+		if err := needRef(false); err != nil {
+			return err
+		}
+		if err := t.r.Clear(ctx, ref, *field); err != nil {
+			return fmt.Errorf("clear: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s/%s %s cleared on this tablet (offline); %d op(s) waiting to sync\n", ref.Collection, ref.ID, *field, t.r.Status().Pending)
 		return nil
 	case "show":
 		if err := needRef(false); err != nil {

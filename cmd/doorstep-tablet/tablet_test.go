@@ -108,6 +108,10 @@ func TestTwoTabletsConflictAndResolve(t *testing.T) {
 	if out := A(false, "status"); !strings.Contains(out, "1 op(s) waiting") {
 		t.Fatalf("status: %s", out)
 	}
+	A(true, "set", "--id", "p1", "--field", "phone", "--value", "null")                                        // clearing is explicit…
+	if out := A(false, "clear", "--id", "p1", "--field", "phone"); !strings.Contains(out, "2 op(s) waiting") { // …with clear
+		t.Fatalf("clear: %s", out)
+	}
 	A(false, "sync")
 	if out := B(false, "sync"); !strings.Contains(out, "pushed 1 change") || !strings.Contains(out, "people/p1  preferred_name") {
 		t.Fatalf("ben's sync: %s", out)

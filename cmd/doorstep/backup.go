@@ -12,20 +12,16 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/mattn/go-isatty"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/backup"
+	"github.com/doorstep-health/doorstep/internal/restore"
 	"github.com/doorstep-health/doorstep/server"
-	"github.com/doorstep-health/doorstep/store"
-	dsync "github.com/doorstep-health/doorstep/sync"
 )
 
 // readKeyFile reads an encryption key file: 32, 48 or 64 hex digits
@@ -88,6 +84,7 @@ type progressReader struct {
 	start    time.Time
 	last     time.Time
 	every    time.Duration
+	items    int64 // counted by the caller as the file is parsed
 	report   func(backup.Progress)
 }
 
@@ -96,7 +93,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.n += int64(n)
 	if now := time.Now(); now.Sub(p.last) >= p.every {
 		p.last = now
-		p.report(backup.Progress{Bytes: p.n, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
+		p.report(backup.Progress{Bytes: p.n, Items: p.items, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
 	}
 	return n, err
 }
@@ -150,7 +147,7 @@ func backupCmd(ctx context.Context, args []string, getenv func(string) string, s
 		// The file is checked as it is written: what lands under --out has
 		// a whole-file checksum that matched.
 		var err error
-		m, err = backup.Verify(io.TeeReader(pr, w))
+		m, err = backup.Read(io.TeeReader(pr, w), func(string, *backup.Item) error { pr.items++; return nil })
 		return err
 	})
 	if err != nil {
@@ -197,243 +194,33 @@ func login(ctx context.Context, base, username string, getenv func(string) strin
 	return tr.AccessToken, nil
 }
 
-// restoreCmd is `doorstep restore`: verify the file, load it into an empty
-// data directory, verify the restored stores against the file's counts and
-// checksums, then start a new epoch and re-apply the erasure journal.
-func restoreCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+// restoreCmd is `doorstep restore` (see internal/restore): verify the
+// file, load it into an empty data directory, verify the restored stores
+// against the file's counts and checksums, then start a new epoch and
+// re-apply the erasure journal.
+func restoreCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("restore", stderr)
 	in := fs.String("in", "", "backup file to restore")
 	data := fs.String("data", "", "data directory to create; must not exist or be empty")
 	keyFile := fs.String("encryption-key-file", "", "encrypt the restored stores with this key (hex; the key serve will use)")
-	erasures := fs.String("erasures", "", "erasure journal to re-apply after the restore (default: the one inside the backup; see docs/OPERATIONS.md)")
+	erasures := fs.String("erasures", "", "erasure journal (or a newer .dsbak) whose erasures to re-apply after the restore (see docs/OPERATIONS.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *in == "" || *data == "" {
 		return errors.New("restore: --in FILE and --data DIR are required")
 	}
-	key, err := readKeyFile(*keyFile)
+	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
 	if err != nil {
 		return err
-	}
-	if ents, err := os.ReadDir(*data); err == nil && len(ents) > 0 {
-		return fmt.Errorf("restore: refusing to restore into %s: the directory is not empty (restore into a new directory, then swap it in)", *data)
-	} else if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("restore: %w", err)
 	}
 	pp := newProgress(stderr, "restore")
-
-	// 1. Verify the whole file before writing anything.
-	m, err := verifyFile(*in, pp)
+	res, err := restore.Run(ctx, restore.Options{In: *in, Data: *data, Key: key, Erasures: *erasures, Progress: pp.report, Log: stderr})
 	if err != nil {
 		return err
 	}
-	if v := m.Header.Layouts["records"]; v > store.CurrentVersion {
-		return fmt.Errorf("restore: %s holds a records store of layout %d; this doorstep reads up to %d: use a newer doorstep", *in, v, store.CurrentVersion)
-	}
-	if v := m.Header.Layouts["auth"]; v > auth.StoreLayout {
-		return fmt.Errorf("restore: %s holds an auth store of layout %d; this doorstep reads up to %d: use a newer doorstep", *in, v, auth.StoreLayout)
-	}
-
-	// 2. Load. On any failure, remove what was created.
-	if err := os.MkdirAll(*data, 0o700); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			cleanDir(*data)
-		}
-	}()
-	recDir, authDir, keyDir := filepath.Join(*data, "records"), filepath.Join(*data, "auth"), filepath.Join(*data, "keys")
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	recOpts := store.Options{Dir: recDir, Logger: quiet, EncryptionKey: key}
-	if err := loadFile(ctx, *in, recOpts, authDir, keyDir, key, pp); err != nil {
-		return err
-	}
-
-	// 3. Verify what is on disk now against the file's counts and checksums.
-	for _, sec := range []struct {
-		name string
-		opts badger.Options
-	}{{"records", store.BadgerOptions(recOpts, quiet)}, {"auth", auth.BadgerOptions(authDir, key).WithLogger(nil)}} {
-		want, _ := m.Section(sec.name)
-		n, sum, err := digestDir(sec.opts)
-		if err != nil {
-			return fmt.Errorf("restore: verify %s: %w", sec.name, err)
-		}
-		if n != want.Items || sum != want.SHA256 {
-			return fmt.Errorf("restore: verify %s failed: restored %d items sha256 %s, backup has %d items sha256 %s", sec.name, n, sum, want.Items, want.SHA256)
-		}
-		fmt.Fprintf(stderr, "verified %s: %d items, sha256 %s\n", sec.name, n, sum)
-	}
-
-	// 4. New epoch (and layout migration, if the backup is older), then
-	// re-apply erasures recorded after the backup.
-	st, err := store.Open(ctx, recOpts)
-	if err != nil {
-		return fmt.Errorf("restore: open restored records: %w", err)
-	}
-	epoch, err := st.NewEpoch(ctx)
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	n, err := reapplyErasures(ctx, *data, *in, *erasures, key, stderr)
-	if err != nil {
-		return fmt.Errorf("restore: erasures: %w", err)
-	}
-	if n > 0 {
-		fmt.Fprintf(stderr, "re-applied %d erasures made after the backup\n", n)
-	}
+	m := res.Manifest
 	fmt.Fprintf(stdout, "restored %s into %s: %d items, log position %d, backup taken %s; new epoch %s\n",
-		*in, *data, m.Items(), m.Header.LogPosition, m.Header.CreatedAt.Format(time.RFC3339), hex.EncodeToString(epoch[:]))
+		*in, *data, m.Items(), m.Header.LogPosition, m.Header.CreatedAt.Format(time.RFC3339), hex.EncodeToString(res.Epoch[:]))
 	return nil
-}
-
-func verifyFile(path string, pp *progressPrinter) (*backup.Manifest, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	info, _ := f.Stat()
-	pr := &progressReader{r: f, estimate: info.Size(), start: time.Now(), every: time.Second, report: pp.report}
-	m, err := backup.Verify(pr)
-	switch {
-	case errors.Is(err, backup.ErrNotBackup):
-		return nil, fmt.Errorf("restore: %s is not a Doorstep backup file", path)
-	case errors.Is(err, backup.ErrNewerFormat):
-		return nil, fmt.Errorf("restore: %s: %w; use a newer doorstep", path, err)
-	case errors.Is(err, backup.ErrIncomplete):
-		return nil, fmt.Errorf("restore: %s is incomplete (an interrupted backup or a truncated copy): %w", path, err)
-	case errors.Is(err, backup.ErrCorrupt):
-		return nil, fmt.Errorf("restore: %s is corrupt, refusing it: %w", path, err)
-	case err != nil:
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	fmt.Fprintf(pp.w, "verified %s: %d bytes, %d items, sha256 %s\n", path, m.Size, m.Items(), m.SHA256)
-	return m, nil
-}
-
-func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, keyDir string, key []byte, pp *progressPrinter) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	rdb, err := badger.Open(store.BadgerOptions(recOpts, recOpts.Logger).WithSyncWrites(false))
-	if err != nil {
-		return fmt.Errorf("restore: open %s: %w", recOpts.Dir, err)
-	}
-	adb, err := badger.Open(auth.BadgerOptions(authDir, key).WithSyncWrites(false))
-	if err != nil {
-		rdb.Close()
-		return fmt.Errorf("restore: open %s: %w", authDir, err)
-	}
-	_, err = backup.Load(ctx, f, map[string]backup.Target{
-		"records": backup.DBTarget(rdb), "auth": backup.DBTarget(adb), "keys": backup.DirTarget(keyDir),
-		"erasures": backup.DiscardTarget(), // read and re-applied after the load
-	}, backup.LoadOptions{Progress: pp.report, Every: time.Second})
-	// Load ends with db.Sync; Close flushes the memtables to tables.
-	if cerr := errors.Join(rdb.Close(), adb.Close()); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("restore: load: %w", err)
-	}
-	return nil
-}
-
-func digestDir(opts badger.Options) (int64, string, error) {
-	db, err := badger.Open(opts.WithReadOnly(false))
-	if err != nil {
-		return 0, "", err
-	}
-	defer db.Close()
-	var n int64
-	var sum string
-	err = db.View(func(txn *badger.Txn) error {
-		var err error
-		n, sum, err = backup.Digest(txn)
-		return err
-	})
-	return n, sum, err
-}
-
-// cleanDir removes what a failed restore created inside dir (which was
-// empty or absent before).
-func cleanDir(dir string) {
-	for _, sub := range []string{"records", "auth", "keys"} {
-		os.RemoveAll(filepath.Join(dir, sub))
-	}
-	os.Remove(dir)
-}
-
-// reapplyErasures erases, in the restored store, every record the
-// journals name that it still holds: the backup's own "erasures" section
-// (already applied, so normally a no-op) and the journal or newer backup
-// given with --erasures. The union is written to the new data
-// directory's journal so later restores keep it.
-func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, stderr io.Writer) (int, error) {
-	f, err := os.Open(in)
-	if err != nil {
-		return 0, err
-	}
-	es, err := backup.ErasuresOf(f)
-	f.Close()
-	if err != nil {
-		return 0, err
-	}
-	if extra != "" {
-		var more []backup.Erasure
-		if strings.HasSuffix(extra, ".dsbak") {
-			g, err := os.Open(extra)
-			if err != nil {
-				return 0, err
-			}
-			more, err = backup.ErasuresOf(g)
-			g.Close()
-			if err != nil {
-				return 0, fmt.Errorf("--erasures %s: %w", extra, err)
-			}
-		} else if more, err = backup.ReadErasures(extra); err != nil {
-			return 0, err
-		}
-		es = append(es, more...)
-	} else {
-		fmt.Fprintln(stderr, "warning: no --erasures journal given: erasures made after this backup was taken are not re-applied (see docs/OPERATIONS.md)")
-	}
-	if len(es) == 0 {
-		return 0, nil
-	}
-	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(data, "records"), EncryptionKey: key,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true})
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	seen := map[string]bool{}
-	var kept []backup.Erasure
-	for _, e := range es {
-		if seen[e.Key()] {
-			continue
-		}
-		seen[e.Key()] = true
-		kept = append(kept, e)
-		rep, err := eng.Erase(ctx, dsync.Caller{User: "restore", Teams: []string{e.Team}}, api.RecordRef{Team: e.Team, Collection: e.Collection, ID: e.ID}, false)
-		switch {
-		case errors.Is(err, dsync.ErrNotFound):
-		case err != nil:
-			eng.Close()
-			return n, fmt.Errorf("re-apply erasure of %s/%s/%s: %w", e.Team, e.Collection, e.ID, err)
-		case !rep.AlreadyErased:
-			n++
-		}
-	}
-	if err := eng.Close(); err != nil {
-		return n, err
-	}
-	return n, backup.AppendErasures(filepath.Join(data, "erasures.jsonl"), kept)
 }

@@ -35,6 +35,7 @@ const usage = `usage:
   doorstep user list --data DIR
   doorstep user passwd|disable|enable|delete --data DIR --username U   (the service admin: not scoped to teams)
   doorstep audit list --data DIR [--format text|csv] [--limit N]
+  (team, user and audit commands take --encryption-key-file FILE when the stores are encrypted)
 environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add, user passwd, backup; else read from stdin),
              DOORSTEP_SERVER, DOORSTEP_USERNAME, DOORSTEP_TOKEN (backup), DOORSTEP_ENCRYPTION_KEY_FILE`
 
@@ -190,13 +191,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return srv.Serve(ctx, *addr)
 }
 
-func openAuth(ctx context.Context, data string) (*auth.Service, error) {
+func openAuth(ctx context.Context, data string, key []byte) (*auth.Service, error) {
 	if data == "" {
 		return nil, errors.New("--data (or DOORSTEP_DATA) is required")
 	}
 	a, err := auth.Open(ctx, filepath.Join(data, "auth"), auth.Config{
-		KeyDir: filepath.Join(data, "keys"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		KeyDir:        filepath.Join(data, "keys"),
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		EncryptionKey: key,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (is the server running? stop it or use the admin HTTP API)", err)
@@ -214,13 +216,18 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 	teams := fs.String("teams", "", "comma-separated team IDs (user add)")
 	format := fs.String("format", "text", "audit list: text or csv")
 	limit := fs.Int("limit", 1000, "audit list: most entries")
+	keyFile := fs.String("encryption-key-file", "", "the stores' encryption key, if serve uses one (env DOORSTEP_ENCRYPTION_KEY_FILE)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
+	if err != nil {
 		return err
 	}
 	// The command line is the service admin: unscoped, and recorded as
 	// such in the audit trail.
 	ctx = auth.WithActor(ctx, auth.ServiceActor("doorstep "+noun+" "+verb))
-	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv))
+	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv), key)
 	if err != nil {
 		return err
 	}

@@ -119,6 +119,14 @@ func TestEncryptionAtRestAndRotation(t *testing.T) {
 	if _, err := server.New(ctx, server.Config{DataDir: rotated, EncryptionKey: key, SmallMemory: true}); err == nil {
 		t.Fatal("the old key opened the re-encrypted stores")
 	}
+	// The admin commands take the key too.
+	out.Reset()
+	if err := run(ctx, []string{"user", "list", "--data", rotated, "--encryption-key-file", newKeyFile}, env(nil), nil, &out, &errb); err != nil || !strings.Contains(out.String(), "amara") {
+		t.Fatalf("user list with the key: %v\n%s", err, out.String())
+	}
+	if err := run(ctx, []string{"user", "list", "--data", rotated}, env(nil), nil, io.Discard, io.Discard); err == nil {
+		t.Fatal("user list opened the encrypted auth store without the key")
+	}
 	srv2, _ := seededServer(t, rotated, func(c *server.Config) { c.EncryptionKey = newKey })
 	if us, err := srv2.Auth().Users(ctx); err != nil || len(us) == 0 {
 		t.Fatalf("users after rotation: %v %v", us, err)

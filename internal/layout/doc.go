@@ -2,9 +2,9 @@
 // version key, stamps a new store with the current version, upgrades an
 // older one by running its migrations in order (each in its own
 // transaction, the version bumped in the same transaction), and refuses a
-// store written by a newer build. The SDK's device replica and the auth
-// store use it; the server's record store has its own, older copy of the
-// same rule in package store.
+// store written by a newer build. The SDK's device replica uses it (the
+// server's record store and the auth store keep their own versions of the
+// same rule).
 //
 // The package owns the version bookkeeping only. Each store owns its
 // version key, its current version and its migrations; this package must

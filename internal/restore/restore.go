@@ -1,0 +1,316 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/backup"
+	"github.com/doorstep-health/doorstep/store"
+	dsync "github.com/doorstep-health/doorstep/sync"
+)
+
+// Options say what to restore where.
+type Options struct {
+	In   string // backup file
+	Data string // data directory to create: absent or empty
+	Key  []byte // encrypt the restored stores with this key (nil: plaintext)
+	// Erasures is an erasure journal, or a newer backup file (*.dsbak),
+	// whose erasures are re-applied after the load.
+	Erasures string
+	Progress func(backup.Progress) // nil: none
+	Log      io.Writer             // verification lines and warnings; nil discards
+}
+
+// Result is what a restore did.
+type Result struct {
+	Manifest  *backup.Manifest
+	Epoch     store.Epoch // the restored store's new epoch
+	Reapplied int         // erasures re-applied that the backup predates
+	// Verify, Load and Check time the three passes: reading the file once
+	// to check it, loading it, and digesting the restored stores.
+	Verify, Load, Check time.Duration
+}
+
+// Run restores o.In into o.Data: it verifies the whole file (refusing a
+// non-empty target, a file that is not a backup, incomplete, corrupt, or of
+// a newer format or layout) before creating anything, loads the stores and
+// key files, verifies the restored stores' item counts and SHA-256 against
+// the file's, starts a new epoch and re-applies erasures. On failure after
+// the load started, it removes what it created.
+func Run(ctx context.Context, o Options) (res Result, err error) {
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(backup.Progress) {}
+	}
+	if ents, err := os.ReadDir(o.Data); err == nil && len(ents) > 0 {
+		return res, fmt.Errorf("restore: refusing to restore into %s: the directory is not empty (restore into a new directory, then swap it in)", o.Data)
+	} else if err != nil && !os.IsNotExist(err) {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+
+	// 1. Verify the whole file before writing anything.
+	t0 := time.Now()
+	m, err := verifyFile(o.In, progress, logw)
+	if err != nil {
+		return res, err
+	}
+	res.Manifest, res.Verify = m, time.Since(t0)
+	if v := m.Header.Layouts["records"]; v > store.CurrentVersion {
+		return res, fmt.Errorf("restore: %s holds a records store of layout %d; this doorstep reads up to %d: use a newer doorstep", o.In, v, store.CurrentVersion)
+	}
+	if v := m.Header.Layouts["auth"]; v > auth.StoreLayout {
+		return res, fmt.Errorf("restore: %s holds an auth store of layout %d; this doorstep reads up to %d: use a newer doorstep", o.In, v, auth.StoreLayout)
+	}
+
+	// 2. Load. On any failure, remove what was created.
+	if err := os.MkdirAll(o.Data, 0o700); err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			cleanDir(o.Data)
+		}
+	}()
+	recDir, authDir, keyDir := filepath.Join(o.Data, "records"), filepath.Join(o.Data, "auth"), filepath.Join(o.Data, "keys")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	recOpts := store.Options{Dir: recDir, Logger: quiet, EncryptionKey: o.Key}
+	t0 = time.Now()
+	if err := loadFile(ctx, o.In, recOpts, authDir, keyDir, o.Key, progress); err != nil {
+		return res, err
+	}
+	res.Load = time.Since(t0)
+
+	// 3. Verify what is on disk now against the file's counts and checksums.
+	t0 = time.Now()
+	for _, sec := range []struct {
+		name string
+		opts badger.Options
+	}{{"records", store.BadgerOptions(recOpts, quiet)}, {"auth", auth.BadgerOptions(authDir, o.Key).WithLogger(nil)}} {
+		want, _ := m.Section(sec.name)
+		n, sum, err := digestDir(sec.opts)
+		if err != nil {
+			return res, fmt.Errorf("restore: verify %s: %w", sec.name, err)
+		}
+		if n != want.Items || sum != want.SHA256 {
+			return res, fmt.Errorf("restore: verify %s failed: restored %d items sha256 %s, backup has %d items sha256 %s", sec.name, n, sum, want.Items, want.SHA256)
+		}
+		fmt.Fprintf(logw, "verified %s: %d items, sha256 %s\n", sec.name, n, sum)
+	}
+	res.Check = time.Since(t0)
+
+	// 4. New epoch (and layout migration, if the backup is older), then
+	// re-apply erasures recorded after the backup.
+	st, err := store.Open(ctx, recOpts)
+	if err != nil {
+		return res, fmt.Errorf("restore: open restored records: %w", err)
+	}
+	res.Epoch, err = st.NewEpoch(ctx)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	if res.Reapplied, err = reapplyErasures(ctx, o.Data, o.In, o.Erasures, o.Key, logw); err != nil {
+		return res, fmt.Errorf("restore: erasures: %w", err)
+	}
+	if res.Reapplied > 0 {
+		fmt.Fprintf(logw, "re-applied %d erasures made after the backup\n", res.Reapplied)
+	}
+	return res, nil
+}
+
+func verifyFile(path string, progress func(backup.Progress), logw io.Writer) (*backup.Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	info, _ := f.Stat()
+	pr := &progressReader{r: f, estimate: info.Size(), start: time.Now(), every: time.Second, report: progress}
+	m, err := backup.Verify(pr)
+	switch {
+	case errors.Is(err, backup.ErrNotBackup):
+		return nil, fmt.Errorf("restore: %s is not a Doorstep backup file", path)
+	case errors.Is(err, backup.ErrNewerFormat):
+		return nil, fmt.Errorf("restore: %s: %w; use a newer doorstep", path, err)
+	case errors.Is(err, backup.ErrIncomplete):
+		return nil, fmt.Errorf("restore: %s is incomplete (an interrupted backup or a truncated copy): %w", path, err)
+	case errors.Is(err, backup.ErrCorrupt):
+		return nil, fmt.Errorf("restore: %s is corrupt, refusing it: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	fmt.Fprintf(logw, "verified %s: %d bytes, %d items, sha256 %s\n", path, m.Size, m.Items(), m.SHA256)
+	return m, nil
+}
+
+func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, keyDir string, key []byte, progress func(backup.Progress)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	rdb, err := badger.Open(store.BadgerOptions(recOpts, recOpts.Logger).WithSyncWrites(false))
+	if err != nil {
+		return fmt.Errorf("restore: open %s: %w", recOpts.Dir, err)
+	}
+	adb, err := badger.Open(auth.BadgerOptions(authDir, key).WithSyncWrites(false))
+	if err != nil {
+		rdb.Close()
+		return fmt.Errorf("restore: open %s: %w", authDir, err)
+	}
+	// Both stores are empty and items arrive sorted: write tables directly.
+	rt, err := backup.StreamTarget(rdb)
+	if err != nil {
+		rdb.Close()
+		adb.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
+	at, err := backup.StreamTarget(adb)
+	if err != nil {
+		rdb.Close()
+		adb.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
+	_, err = backup.Load(ctx, f, map[string]backup.Target{
+		"records": rt, "auth": at, "keys": backup.DirTarget(keyDir),
+		"erasures": backup.DiscardTarget(), // read and re-applied after the load
+	}, backup.LoadOptions{Progress: progress, Every: time.Second})
+	// Load ends with db.Sync; Close flushes the memtables to tables.
+	if cerr := errors.Join(rdb.Close(), adb.Close()); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore: load: %w", err)
+	}
+	return nil
+}
+
+func digestDir(opts badger.Options) (int64, string, error) {
+	db, err := badger.Open(opts.WithReadOnly(false))
+	if err != nil {
+		return 0, "", err
+	}
+	defer db.Close()
+	var n int64
+	var sum string
+	err = db.View(func(txn *badger.Txn) error {
+		var err error
+		n, sum, err = backup.Digest(txn)
+		return err
+	})
+	return n, sum, err
+}
+
+// cleanDir removes what a failed restore created inside dir (which was
+// empty or absent before).
+func cleanDir(dir string) {
+	for _, sub := range []string{"records", "auth", "keys"} {
+		os.RemoveAll(filepath.Join(dir, sub))
+	}
+	os.Remove(dir)
+}
+
+// reapplyErasures erases, in the restored store, every record the
+// journals name that it still holds: the backup's own "erasures" section
+// (already applied, so normally a no-op) and the journal or newer backup
+// given with --erasures. The union is written to the new data
+// directory's journal so later restores keep it.
+func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, stderr io.Writer) (int, error) {
+	f, err := os.Open(in)
+	if err != nil {
+		return 0, err
+	}
+	es, err := backup.ErasuresOf(f)
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	if extra != "" {
+		var more []backup.Erasure
+		if strings.HasSuffix(extra, ".dsbak") {
+			g, err := os.Open(extra)
+			if err != nil {
+				return 0, err
+			}
+			more, err = backup.ErasuresOf(g)
+			g.Close()
+			if err != nil {
+				return 0, fmt.Errorf("--erasures %s: %w", extra, err)
+			}
+		} else if more, err = backup.ReadErasures(extra); err != nil {
+			return 0, err
+		}
+		es = append(es, more...)
+	} else {
+		fmt.Fprintln(stderr, "warning: no --erasures journal given: erasures made after this backup was taken are not re-applied (see docs/OPERATIONS.md)")
+	}
+	if len(es) == 0 {
+		return 0, nil
+	}
+	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(data, "records"), EncryptionKey: key,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	seen := map[string]bool{}
+	var kept []backup.Erasure
+	for _, e := range es {
+		if seen[e.Key()] {
+			continue
+		}
+		seen[e.Key()] = true
+		kept = append(kept, e)
+		rep, err := eng.Erase(ctx, dsync.Caller{User: "restore", Teams: []string{e.Team}}, api.RecordRef{Team: e.Team, Collection: e.Collection, ID: e.ID}, false)
+		switch {
+		case errors.Is(err, dsync.ErrNotFound):
+		case err != nil:
+			eng.Close()
+			return n, fmt.Errorf("re-apply erasure of %s/%s/%s: %w", e.Team, e.Collection, e.ID, err)
+		case !rep.AlreadyErased:
+			n++
+		}
+	}
+	if err := eng.Close(); err != nil {
+		return n, err
+	}
+	return n, backup.AppendErasures(filepath.Join(data, "erasures.jsonl"), kept)
+}
+
+// progressReader reports bytes read through it.
+type progressReader struct {
+	r        io.Reader
+	n        int64
+	estimate int64
+	start    time.Time
+	last     time.Time
+	every    time.Duration
+	report   func(backup.Progress)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= p.every {
+		p.last = now
+		p.report(backup.Progress{Bytes: p.n, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
+	}
+	return n, err
+}
