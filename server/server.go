@@ -13,6 +13,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/auth"
 	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
 )
 
@@ -32,6 +33,7 @@ type Server struct {
 	syncSlots   chan struct{} // one token per sync being processed (its body read)
 	admit       *admission
 	schema      *schemaDoc
+	console     *web.Console  // the coordinator console under /console/
 	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
@@ -90,6 +92,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
+	if err := s.newConsole(); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
@@ -154,6 +161,9 @@ func (s *Server) routes() {
 	rev.GET("/records/:collection/:id/history", s.getHistory)
 	rev.GET("/conflicts", s.listConflicts)
 	rev.POST("/records/:collection/:id/resolve", s.resolve)
+	rev.GET("/search", s.searchPeople)
+	rev.GET("/outcomes", s.outcomes)
+	s.mountConsole(e)
 	s.echo = e
 }
 
@@ -186,6 +196,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	s.http = hs
 	s.mu.Unlock()
+	s.console.StartWarm() // outcomes ready before the first coordinator asks
 	s.log.Info("serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -222,6 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
+	s.console.Close()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, err)
 	}
