@@ -5,7 +5,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 DATA        ?= ./data/demo
 ADDR        ?= 127.0.0.1:8080
 
-.PHONY: run test test-long bench bench-pushpull lint fmt
+.PHONY: run test test-long bench bench-pushpull lint fmt vulncheck
 
 # A server on an embedded Badger in $(DATA), seeded with the demo teams.
 run:
@@ -43,11 +43,37 @@ bench-pushpull:
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# govulncheck against a vulnerability database built locally: this machine
+# reaches the Go module proxy but not vuln.go.dev, so the database comes from
+# the golang.org/x/vulndb module (its data/osv reports, a snapshot as of
+# VULNDB_VERSION's date) indexed by that module's own cmd/indexdb. Bump
+# VULNDB_VERSION to a newer pseudo-version for newer reports.
+GOVULNCHECK   := $(GOBIN)/govulncheck
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR    := $(shell $(GO) env GOCACHE)/doorstep-vulndb-$(VULNDB_VERSION)
+
+$(GOVULNCHECK):
+	$(GO) install golang.org/x/vuln/cmd/govulncheck@v1.9.0
+
+$(VULNDB_DIR)/index/db.json:
+	$(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)
+	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) \
+		-vulns $$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv -out $(VULNDB_DIR).tmp
+	rm -rf $(VULNDB_DIR) && mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+
+# Every known vulnerability in the build, by module; fails when a required
+# module has one with a fixed version (a go get away). Standard-library
+# findings (fixed by a newer Go toolchain) and those without a fixed
+# release are listed without failing (internal/vulngate).
+vulncheck: $(GOVULNCHECK) $(VULNDB_DIR)/index/db.json
+	$(GOVULNCHECK) -db file://$(VULNDB_DIR) -format json ./... | $(GO) run ./internal/vulngate
+
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@out=$$($(GO) mod tidy -diff 2>&1); if [ -n "$$out" ]; then echo "go.mod/go.sum not tidy (run go mod tidy):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@$(MAKE) --no-print-directory vulncheck
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -2,25 +2,23 @@ package auth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
-	gosync "sync"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
 // ExternalIssuer configures an OpenID Connect issuer (NHS CIS2, say) whose
@@ -33,7 +31,10 @@ type ExternalIssuer struct {
 	// Audience is the aud the ID tokens must carry: Doorstep's client ID
 	// at the issuer.
 	Audience string
-	// JWKSURL is where the issuer publishes its public keys.
+	// JWKSURL is where the issuer publishes its public keys. Empty means
+	// OpenID Connect discovery: the jwks_uri of the issuer's
+	// /.well-known/openid-configuration, fetched once at Open. It must be
+	// https, except on a loopback host (tests, a sidecar).
 	JWKSURL string
 	// Algorithms accepted; default RS256, PS256, ES256 and EdDSA. HMAC
 	// algorithms are never accepted.
@@ -42,25 +43,34 @@ type ExternalIssuer struct {
 	// and the teams (an array of team IDs); defaults "doorstep_role" and
 	// "doorstep_teams".
 	RoleClaim, TeamsClaim string
-	// HTTPClient fetches the JWKS; default a client with a 10 s timeout.
+	// HTTPClient fetches the discovery document and the JWKS; default a
+	// client with a 10 s timeout.
 	HTTPClient *http.Client
 	// MinRefetch is the least time between JWKS fetches prompted by an
-	// unknown kid; default 1 minute.
+	// unknown kid; default 1 minute. A token whose kid is unknown within
+	// that time is refused at once, without waiting.
 	MinRefetch time.Duration
+	// RefreshInterval is how often the JWKS is refetched in the
+	// background, so that rotated keys are known before tokens use them;
+	// default 1 hour.
+	RefreshInterval time.Duration
+	// Logger receives background refresh failures; default slog.Default().
+	Logger *slog.Logger
 }
 
+// jwks holds an external issuer's keys: a keyfunc.Keyfunc over a jwkset
+// HTTP storage that refreshes in the background (its goroutine is owned by
+// the jwks and stopped by close) and refetches on an unknown kid at most
+// once per MinRefetch, without holding any lock of ours across the fetch.
 type jwks struct {
-	cfg ExternalIssuer
-	now func() time.Time
-
-	mu      gosync.Mutex
-	keys    map[string]any // kid → *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
-	fetched time.Time
+	cfg    ExternalIssuer
+	kf     keyfunc.Keyfunc
+	cancel context.CancelFunc
 }
 
-func newJWKS(cfg ExternalIssuer, now func() time.Time) (*jwks, error) {
-	if cfg.Issuer == "" || cfg.Audience == "" || cfg.JWKSURL == "" {
-		return nil, fmt.Errorf("%w: external issuer needs Issuer, Audience and JWKSURL", ErrInvalid)
+func newJWKS(ctx context.Context, cfg ExternalIssuer) (*jwks, error) {
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, fmt.Errorf("%w: external issuer needs Issuer and Audience", ErrInvalid)
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
@@ -82,100 +92,123 @@ func newJWKS(cfg ExternalIssuer, now func() time.Time) (*jwks, error) {
 	if cfg.MinRefetch <= 0 {
 		cfg.MinRefetch = time.Minute
 	}
-	return &jwks{cfg: cfg, now: now, keys: map[string]any{}}, nil
-}
-
-// key returns the public key for kid, fetching the JWKS if the kid is
-// unknown and the last fetch is older than MinRefetch.
-func (j *jwks) key(ctx context.Context, kid string) (any, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if k, ok := j.keys[kid]; ok {
-		return k, nil
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = time.Hour
 	}
-	if !j.fetched.IsZero() && j.now().Sub(j.fetched) < j.cfg.MinRefetch {
-		return nil, fmt.Errorf("unknown key id %q", kid)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	keys, err := j.fetch(ctx)
-	j.fetched = j.now()
-	if err != nil {
+	if cfg.JWKSURL == "" {
+		u, err := discoverJWKS(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.JWKSURL = u
+	}
+	if err := checkKeyURL("JWKS URL", cfg.JWKSURL); err != nil {
 		return nil, err
 	}
-	j.keys = keys
-	if k, ok := keys[kid]; ok {
-		return k, nil
+	bg, cancel := context.WithCancel(context.Background())
+	logger := cfg.Logger
+	kf, err := keyfunc.NewDefaultOverrideCtx(bg, []string{cfg.JWKSURL}, keyfunc.Override{
+		Client:          cfg.HTTPClient,
+		RefreshInterval: cfg.RefreshInterval,
+		// One refetch per MinRefetch on an unknown kid; a token that finds
+		// the limiter empty is refused at once rather than queued.
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(cfg.MinRefetch), 1),
+		RateLimitWaitMax:  time.Millisecond,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				logger.WarnContext(ctx, "external issuer: JWKS refresh failed", "url", u, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%w: external issuer JWKS: %v", ErrInvalid, err)
 	}
-	return nil, fmt.Errorf("unknown key id %q", kid)
+	return &jwks{cfg: cfg, kf: kf, cancel: cancel}, nil
 }
 
-func (j *jwks) fetch(ctx context.Context) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.JWKSURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
+// close stops the background refresh.
+func (j *jwks) close() { j.cancel() }
+
+// discoverJWKS reads the issuer's OpenID Connect discovery document (with
+// go-oidc, which also checks that it names the same issuer) and returns
+// its jwks_uri.
+func discoverJWKS(ctx context.Context, cfg ExternalIssuer) (string, error) {
+	if err := checkKeyURL("issuer", cfg.Issuer); err != nil {
+		return "", err
 	}
-	res, err := j.cfg.HTTPClient.Do(req)
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, cfg.HTTPClient), 30*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(ctx, cfg.Issuer)
 	if err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwks: %s", res.Status)
+		return "", fmt.Errorf("%w: OpenID Connect discovery for %s: %v", ErrInvalid, cfg.Issuer, err)
 	}
 	var doc struct {
-		Keys []struct {
-			Kty, Kid, Use, Alg, Crv string
-			N, E, X, Y              string
-		} `json:"keys"`
+		JWKSURL string `json:"jwks_uri"`
 	}
-	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&doc); err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
+	if err := p.Claims(&doc); err != nil || doc.JWKSURL == "" {
+		return "", fmt.Errorf("%w: OpenID Connect discovery for %s: no jwks_uri", ErrInvalid, cfg.Issuer)
 	}
-	b64 := func(s string) (*big.Int, error) {
-		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-		if err != nil || len(b) == 0 {
-			return nil, fmt.Errorf("bad base64url %q", s)
-		}
-		return new(big.Int).SetBytes(b), nil
+	return doc.JWKSURL, nil
+}
+
+// checkKeyURL refuses a URL keys are fetched from unless it is https, or
+// http to a loopback host (127.0.0.0/8, ::1, localhost).
+func checkKeyURL(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%w: external issuer %s %q is not an absolute URL", ErrInvalid, what, raw)
 	}
-	keys := map[string]any{}
-	for _, k := range doc.Keys {
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		switch {
-		case k.Kty == "RSA":
-			n, err := b64(k.N)
-			if err != nil {
-				return nil, fmt.Errorf("jwks key %q: %w", k.Kid, err)
-			}
-			e, err := b64(k.E)
-			if err != nil || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31 {
-				return nil, fmt.Errorf("jwks key %q: bad exponent", k.Kid)
-			}
-			if n.BitLen() < 2048 {
-				return nil, fmt.Errorf("jwks key %q: RSA key of %d bits is too short", k.Kid, n.BitLen())
-			}
-			keys[k.Kid] = &rsa.PublicKey{N: n, E: int(e.Int64())}
-		case k.Kty == "EC" && k.Crv == "P-256":
-			x, err1 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.X, "="))
-			y, err2 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.Y, "="))
-			if err := errors.Join(err1, err2); err != nil || len(x) != 32 || len(y) != 32 {
-				return nil, fmt.Errorf("jwks key %q: bad P-256 coordinates", k.Kid)
-			}
-			pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-			if err != nil { // also refuses a point off the curve
-				return nil, fmt.Errorf("jwks key %q: %w", k.Kid, err)
-			}
-			keys[k.Kid] = pub
-		case k.Kty == "OKP" && k.Crv == "Ed25519":
-			b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.X, "="))
-			if err != nil || len(b) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("jwks key %q: bad Ed25519 key", k.Kid)
-			}
-			keys[k.Kid] = ed25519.PublicKey(b)
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
 		}
 	}
-	return keys, nil
+	return fmt.Errorf("%w: external issuer %s %q must be https (http only on a loopback host)", ErrInvalid, what, raw)
+}
+
+// key returns the verification key for an ID token: the JWKS key named by
+// its kid, refused if it is an RSA key shorter than 2048 bits.
+func (j *jwks) key(ctx context.Context, t *jwt.Token) (any, error) {
+	k, err := j.kf.KeyfuncCtx(ctx)(t)
+	if err != nil {
+		kid, _ := t.Header["kid"].(string)
+		return nil, fmt.Errorf("key id %q: %w", kid, err)
+	}
+	short := func(k any) bool { rk, ok := k.(*rsa.PublicKey); return ok && rk.N.BitLen() < 2048 }
+	if set, ok := k.(jwt.VerificationKeySet); ok { // a token without kid: every key is tried
+		set.Keys = slices.DeleteFunc(slices.Clone(set.Keys), func(k jwt.VerificationKey) bool { return short(k) })
+		return set, nil
+	}
+	if short(k) {
+		return nil, errors.New("RSA key shorter than 2048 bits")
+	}
+	return k, nil
+}
+
+// ExternalTokenError is why an ID token was refused by Exchange, in words
+// fit for the client (the issuer signed what it says, so nothing secret is
+// revealed). It wraps ErrInvalidCredentials, or ErrTokenExpired.
+type ExternalTokenError struct {
+	Reason string
+	err    error
+}
+
+// Error implements error.
+func (e *ExternalTokenError) Error() string { return "exchange: ID token refused: " + e.Reason }
+
+// Unwrap returns the sentinel the error wraps.
+func (e *ExternalTokenError) Unwrap() error { return e.err }
+
+func refused(sentinel error, format string, args ...any) error {
+	return &ExternalTokenError{Reason: fmt.Sprintf(format, args...), err: sentinel}
 }
 
 // externalUsername is the username an external subject is stored under; it
@@ -194,8 +227,7 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	j := s.ext
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(idToken, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		return j.key(ctx, kid)
+		return j.key(ctx, t)
 	},
 		jwt.WithValidMethods(j.cfg.Algorithms),
 		jwt.WithExpirationRequired(),
@@ -207,21 +239,31 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			return nil, fmt.Errorf("exchange: %w: %v", ErrTokenExpired, err)
+			return nil, refused(ErrTokenExpired, "expired")
 		}
-		return nil, fmt.Errorf("exchange: %w: %v", ErrInvalidCredentials, err)
+		return nil, refused(ErrInvalidCredentials, "%v", err)
 	}
 	sub, _ := claims["sub"].(string)
 	role, _ := claims[j.cfg.RoleClaim].(string)
-	rawTeams, _ := claims[j.cfg.TeamsClaim].([]any)
-	if sub == "" || len(sub) > 200 || !ValidRole(role) {
-		return nil, fmt.Errorf("exchange: %w: token lacks sub or a valid %s", ErrInvalidCredentials, j.cfg.RoleClaim)
+	rawTeams, teamsOK := claims[j.cfg.TeamsClaim].([]any)
+	switch {
+	case sub == "" || len(sub) > 200:
+		return nil, refused(ErrInvalidCredentials, "the sub claim is missing or longer than 200 bytes")
+	case claims[j.cfg.RoleClaim] == nil:
+		return nil, refused(ErrInvalidCredentials, "the %s claim is missing", j.cfg.RoleClaim)
+	case !ValidRole(role):
+		return nil, refused(ErrInvalidCredentials, "the %s claim is not link_worker, coordinator or admin", j.cfg.RoleClaim)
+	case claims[j.cfg.TeamsClaim] == nil:
+		return nil, refused(ErrInvalidCredentials, "the %s claim is missing", j.cfg.TeamsClaim)
+	}
+	if !teamsOK {
+		return nil, refused(ErrInvalidCredentials, "the %s claim must be an array of strings", j.cfg.TeamsClaim)
 	}
 	var teams []string
 	for _, t := range rawTeams {
 		id, ok := t.(string)
 		if !ok {
-			return nil, fmt.Errorf("exchange: %w: %s must be an array of strings", ErrInvalidCredentials, j.cfg.TeamsClaim)
+			return nil, refused(ErrInvalidCredentials, "the %s claim must be an array of strings", j.cfg.TeamsClaim)
 		}
 		teams = append(teams, id)
 	}

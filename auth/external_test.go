@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,5 +134,187 @@ func TestExchange(t *testing.T) {
 	// Unknown kids do not make the server hammer the issuer.
 	if n := fetches.Load(); n > 2 {
 		t.Errorf("%d JWKS fetches, want at most 2", n)
+	}
+}
+
+func TestKeyURLMustBeHTTPS(t *testing.T) {
+	for u, ok := range map[string]bool{
+		"https://idp.example/jwks":      true,
+		"http://127.0.0.1:9999/jwks":    true,
+		"http://127.9.9.9/jwks":         true,
+		"http://[::1]:80/jwks":          true,
+		"http://localhost:8080/jwks":    true,
+		"http://idp.example/jwks":       false,
+		"http://10.0.0.1/jwks":          false,
+		"http://localhost.evil.example": false,
+		"ftp://idp.example/jwks":        false,
+		"/jwks":                         false,
+	} {
+		if err := checkKeyURL("JWKS URL", u); (err == nil) != ok {
+			t.Errorf("%s: %v, want ok=%v", u, err, ok)
+		}
+	}
+	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+		External: &ExternalIssuer{Issuer: "https://cis2.example", Audience: "a", JWKSURL: "http://idp.example/jwks"}})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("plain-http JWKS URL accepted: %v", err)
+	}
+}
+
+// idp is a loopback OpenID Connect issuer: discovery, a JWKS with one EC
+// key whose kid can be rotated, and a switch that makes JWKS fetches hang.
+type idp struct {
+	srv     *httptest.Server
+	key     *ecdsa.PrivateKey
+	kid     atomic.Value // string
+	fetches atomic.Int32
+	slow    atomic.Bool
+	release chan struct{}
+}
+
+func newIDP(t *testing.T) *idp {
+	p := &idp{release: make(chan struct{})}
+	p.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p.kid.Store("k1")
+	b64 := base64.RawURLEncoding.EncodeToString
+	pub, _ := p.key.PublicKey.Bytes()
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]string{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/keys"})
+		case "/keys":
+			p.fetches.Add(1)
+			if p.slow.Load() {
+				select {
+				case <-p.release:
+				case <-r.Context().Done():
+				}
+			}
+			json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{
+				{"kty": "EC", "crv": "P-256", "kid": p.kid.Load().(string), "x": b64(pub[1:33]), "y": b64(pub[33:])}}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(func() {
+		if p.slow.Load() {
+			close(p.release)
+		}
+		p.srv.Close()
+	})
+	return p
+}
+
+func (p *idp) token(t *testing.T, kid string, mod func(jwt.MapClaims)) string {
+	c := jwt.MapClaims{"iss": p.srv.URL, "aud": "doorstep", "sub": "w1", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
+		"doorstep_role": "link_worker", "doorstep_teams": []string{"wigan"}}
+	if mod != nil {
+		mod(c)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestExternalDiscoveryRefreshAndRefusals: the JWKS URL is discovered from
+// the issuer; keys are refreshed in the background (a rotated kid is known
+// without a request asking for it); a refetch on an unknown kid that hangs
+// does not hold up tokens with a known kid; and a token refused for a
+// missing claim says which.
+func TestExternalDiscoveryRefreshAndRefusals(t *testing.T) {
+	p := newIDP(t)
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+		External: &ExternalIssuer{Issuer: p.srv.URL, Audience: "doorstep", RefreshInterval: 50 * time.Millisecond, MinRefetch: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
+		t.Fatal(err)
+	}
+	dev := crdt.NewReplicaID().String()
+	if _, err := s.Exchange(ctx, p.token(t, "k1", nil), dev, "tab"); err != nil {
+		t.Fatalf("exchange with a discovered JWKS: %v", err)
+	}
+
+	// Background refresh picks up a rotated kid.
+	p.kid.Store("k2")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.Exchange(ctx, p.token(t, "k2", nil), dev, "tab")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rotated key never picked up: %v (%d fetches)", err, p.fetches.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Missing claims are named.
+	for claim, mod := range map[string]func(jwt.MapClaims){
+		"doorstep_role":  func(c jwt.MapClaims) { delete(c, "doorstep_role") },
+		"doorstep_teams": func(c jwt.MapClaims) { delete(c, "doorstep_teams") },
+		"sub":            func(c jwt.MapClaims) { delete(c, "sub") },
+	} {
+		_, err := s.Exchange(ctx, p.token(t, "k2", mod), dev, "tab")
+		var xe *ExternalTokenError
+		if !errors.As(err, &xe) || !errors.Is(err, ErrInvalidCredentials) || !strings.Contains(xe.Reason, claim) || !strings.Contains(xe.Reason, "missing") {
+			t.Errorf("no %s: %v", claim, err)
+		}
+	}
+}
+
+// TestUnknownKidFetchDoesNotBlock: while a refetch prompted by an unknown
+// kid hangs on the issuer, tokens with a known kid still verify, and
+// another unknown kid is refused at once (rate-limited) rather than
+// queueing behind it.
+func TestUnknownKidFetchDoesNotBlock(t *testing.T) {
+	p := newIDP(t)
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+		External: &ExternalIssuer{Issuer: p.srv.URL, Audience: "doorstep", JWKSURL: p.srv.URL + "/keys", MinRefetch: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
+		t.Fatal(err)
+	}
+	dev := crdt.NewReplicaID().String()
+	if _, err := s.Exchange(ctx, p.token(t, "k1", nil), dev, "tab"); err != nil {
+		t.Fatal(err)
+	}
+	p.slow.Store(true)
+	hung := make(chan error, 1)
+	go func() {
+		_, err := s.Exchange(ctx, p.token(t, "unknown-1", nil), dev, "tab")
+		hung <- err
+	}()
+	for p.fetches.Load() < 2 { // the refetch has reached the issuer
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := s.Exchange(ctx, p.token(t, "k1", nil), dev, "tab"); err != nil {
+		t.Fatalf("known kid during a hung refetch: %v", err)
+	}
+	if _, err := s.Exchange(ctx, p.token(t, "unknown-2", nil), dev, "tab"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("second unknown kid: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("verifications waited %v behind the hung fetch", d)
+	}
+	if n := p.fetches.Load(); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2 (initial + one unknown-kid refetch)", n)
+	}
+	p.slow.Store(false)
+	close(p.release)
+	if err := <-hung; err == nil {
+		t.Error("unknown kid accepted")
 	}
 }

@@ -280,7 +280,11 @@ func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
 	if cfg.External != nil {
-		if s.ext, err = newJWKS(*cfg.External, cfg.Now); err != nil {
+		ext := *cfg.External
+		if ext.Logger == nil {
+			ext.Logger = cfg.Logger
+		}
+		if s.ext, err = newJWKS(ctx, ext); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open auth: %w", err)
 		}
@@ -297,6 +301,9 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	if s.ext != nil {
+		s.ext.close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close auth store: %w", err)
 	}

@@ -71,16 +71,28 @@ type Dataset struct {
 	Conflicts []Conflict
 }
 
-// Span is how far back the demo's history starts from now.
+// Span is how long the demo's history is.
 const Span = 56 * 24 * time.Hour
 
-// Build returns the demo dataset for seed, with history over the eight
-// weeks before now. The same seed and now give the same dataset.
+// idEpoch is the fixed start the record IDs are made from (a Sunday), so
+// that IDs do not change with the day the demo is built.
+var idEpoch = time.Date(2026, 1, 4, 0, 0, 0, 0, time.UTC)
+
+// Build returns the demo dataset for seed, with eight weeks of history
+// ending at the last Sunday 00:00 UTC at or before now (so the latest
+// working week is always complete). The same seed
+// gives the same people, names, record IDs, changes and conflicts whatever
+// the day: only the times move (whole weeks, so weekends stay weekends).
+// The same seed and now give the same dataset.
 func Build(seed int64, now time.Time) *Dataset {
+	start := now.UTC().Add(-Span).Truncate(24 * time.Hour)
+	for start.Weekday() != time.Sunday {
+		start = start.AddDate(0, 0, -1)
+	}
 	g := &gen{
 		rnd:     rand.New(rand.NewPCG(uint64(seed), 0x646f6f7273746570)), // "doorstep"
-		now:     now.UTC(),
-		start:   now.UTC().Add(-Span).Truncate(24 * time.Hour),
+		now:     start.Add(Span),
+		start:   start,
 		records: map[recordKey]*crdt.Record{},
 		devices: map[string]*device{},
 		ds:      &Dataset{},
@@ -324,10 +336,11 @@ func encodeSorted(enc *msgpack.Encoder, v any) error {
 	return enc.Encode(v)
 }
 
-// uuid returns a deterministic UUIDv7-shaped ID from the simulated time and
-// the seeded generator.
+// uuid returns a deterministic UUIDv7-shaped ID from the simulated time
+// (counted from idEpoch rather than the real start, so that IDs are the
+// same whatever day the demo is built) and the seeded generator.
 func (g *gen) uuid() string {
-	ms := uint64(g.wall.UnixMilli())
+	ms := uint64(idEpoch.Add(g.wall.Sub(g.start)).UnixMilli())
 	r1, r2 := g.rnd.Uint64(), g.rnd.Uint64()
 	return fmt.Sprintf("%08x-%04x-7%03x-%04x-%012x",
 		ms>>16, ms&0xffff, r1&0xfff, 0x8000|(r1>>12)&0x3fff, r2&0xffffffffffff)

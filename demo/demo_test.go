@@ -346,3 +346,52 @@ func BenchmarkBuild(b *testing.B) {
 		Build(int64(i), testNow)
 	}
 }
+
+// TestStableFromDayToDay: built on different days (a week apart, a day
+// apart, across a weekend), the demo has the same people, names, record
+// IDs, devices, number of changes and conflicts: the README's tour names
+// them. Only times move.
+func TestStableFromDayToDay(t *testing.T) {
+	type summary struct {
+		Users     []User
+		Devices   []Device
+		Pushes    int
+		Ops       int
+		Records   []string
+		Conflicts []Conflict
+		Names     []string
+	}
+	sum := func(ds *Dataset) summary {
+		s := summary{Users: ds.Users, Devices: ds.Devices, Pushes: len(ds.Pushes), Conflicts: ds.Conflicts}
+		seen := map[string]bool{}
+		for _, p := range ds.Pushes {
+			s.Ops += len(p.Change.Ops)
+			for _, op := range p.Change.Ops {
+				if k := op.Collection + "/" + op.Record; !seen[k] {
+					seen[k] = true
+					s.Records = append(s.Records, k)
+				}
+				if op.Field == "given_name" || op.Field == "family_name" {
+					s.Names = append(s.Names, string(op.Value))
+				}
+			}
+		}
+		return s
+	}
+	base := sum(Build(1, testNow))
+	for _, d := range []time.Duration{time.Hour, 24 * time.Hour, 2 * 24 * time.Hour, 3 * 24 * time.Hour, 9 * 24 * time.Hour, 40 * 24 * time.Hour, 400 * 24 * time.Hour} {
+		now := testNow.Add(d)
+		got := sum(Build(1, now))
+		if !reflect.DeepEqual(got, base) {
+			t.Errorf("built at %s the demo differs from at %s (%d vs %d pushes, %d vs %d records)", now, testNow, got.Pushes, base.Pushes, len(got.Records), len(base.Records))
+		}
+		// And nothing is stamped in the future.
+		for _, p := range Build(1, now).Pushes {
+			for _, op := range p.Change.Ops {
+				if op.ID.Time.Time().After(now) {
+					t.Fatalf("built at %s: op stamped %s", now, op.ID.Time.Time())
+				}
+			}
+		}
+	}
+}

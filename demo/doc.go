@@ -1,6 +1,7 @@
 // Package demo builds Doorstep's demo dataset: two teams (Wigan Frailty and
 // Ashton PCN), their users and tablets, and the changes those tablets would
-// have pushed over the last eight weeks of home visits and drop-ins, in the
+// have pushed over eight weeks of home visits and drop-ins (ending at the
+// last Sunday, so that it is the same dataset every day), in the
 // order they should be pushed.
 //
 // It is pure data generation: Build does no I/O, reads no clock (the caller

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,18 @@ func TestOIDCExchange(t *testing.T) {
 	st, p = e.doJSON(http.MethodPost, "/v1/auth/exchange", "", server.ExchangeRequest{IDToken: idToken("https://evil.example"), DeviceID: dev.String()}, nil)
 	if st != http.StatusUnauthorized || p.Code != api.CodeInvalidCredentials {
 		t.Fatalf("foreign issuer: %d %+v", st, p)
+	}
+	// A token refused for a missing claim says which, not "wrong password".
+	noRole := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": "https://idp.example", "aud": "doorstep", "sub": "worker-18",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(), "doorstep_teams": []string{"wigan"}})
+	noRole.Header["kid"] = "k1"
+	noRoleTok, err := noRole.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, p = e.doJSON(http.MethodPost, "/v1/auth/exchange", "", server.ExchangeRequest{IDToken: noRoleTok, DeviceID: dev.String()}, nil)
+	if st != http.StatusUnauthorized || p.Code != api.CodeInvalidCredentials || !strings.Contains(p.Detail, "doorstep_role claim is missing") {
+		t.Fatalf("token without a role claim: %d %+v", st, p)
 	}
 	// Without an external issuer the route does not exist.
 	plain := newEnv(t)

@@ -19,6 +19,13 @@ type Config struct {
 	Issuer, Audience string
 	// AccessTTL is the access token lifetime; default 15 minutes.
 	AccessTTL time.Duration
+	// RefreshTTL is the refresh token lifetime; default 30 days (each
+	// refresh starts a new one).
+	RefreshTTL time.Duration
+	// ReuseGrace is how long a spent refresh token may be presented again
+	// without counting as reuse (a device that lost the reply); default
+	// 30 s, negative disables.
+	ReuseGrace time.Duration
 	// BcryptCost of new password hashes; 0 means bcrypt's default.
 	BcryptCost int
 	// External, if set, enables POST /v1/auth/exchange: ID tokens of an
@@ -133,6 +140,13 @@ type Config struct {
 // of Go structs (an op is ~150 bytes in memory).
 var DefaultLimits = crdt.Limits{MaxDepth: 32, MaxLen: 1 << 16, MaxItems: 1 << 20}
 
+// Defaults returns c with every zero field set to its documented default
+// (what New uses), e.g. to show the defaults in a command's help.
+func (c Config) Defaults() Config {
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.ErasureJournal == "" {
 		c.ErasureJournal = filepath.Join(c.DataDir, "erasures.jsonl")
@@ -182,6 +196,27 @@ func (c *Config) defaults() {
 	}
 	if c.AuthBurst <= 0 {
 		c.AuthBurst = 20
+	}
+	if c.Issuer == "" {
+		c.Issuer = "doorstep"
+	}
+	if c.Audience == "" {
+		c.Audience = "doorstep"
+	}
+	if c.AccessTTL <= 0 {
+		c.AccessTTL = 15 * time.Minute
+	}
+	if c.RefreshTTL <= 0 {
+		c.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if c.ReuseGrace == 0 {
+		c.ReuseGrace = 30 * time.Second
+	}
+	if c.PageBytes <= 0 {
+		c.PageBytes = 1 << 20
+	}
+	if c.MaxSkew <= 0 {
+		c.MaxSkew = 5 * time.Minute
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = 2 * time.Minute

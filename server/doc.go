@@ -16,9 +16,11 @@
 // storage belong to package sync. The caller identity passed to the engine
 // comes only from the verified access token, never from a request body.
 //
-// Routes (docs/PROTOCOL.md has the full contract):
+// Routes (docs/PROTOCOL.md has the full contract, api/openapi.yaml
+// describes each one):
 //
-//	GET  /healthz, /readyz, /metrics                         no auth
+//	GET  /healthz, /readyz, /metrics, /v1/openapi.yaml       no auth
+//	GET  /v1/schema                                          any role, JSON; ETag / If-None-Match
 //	POST /v1/auth/login, /v1/auth/refresh                    no auth, JSON
 //	POST /v1/auth/exchange                                   no auth, JSON; only with Config.External
 //	POST /v1/sync                                            any role, msgpack

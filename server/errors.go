@@ -115,6 +115,14 @@ func classify(err error) *Error {
 		}
 		return &Error{Code: code, Detail: fmt.Sprint(he.Message), Err: err}
 	}
+	var xe *auth.ExternalTokenError
+	if errors.As(err, &xe) { // say why, not "wrong password"
+		code := api.CodeInvalidCredentials
+		if errors.Is(err, auth.ErrTokenExpired) {
+			code = api.CodeTokenExpired
+		}
+		return &Error{Code: code, Detail: "ID token refused: " + xe.Reason, Err: err}
+	}
 	for _, p := range sentinelCodes {
 		if errors.Is(err, p.target) {
 			d := p.detail

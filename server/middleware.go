@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // write the problem now so the status is known
 		}
 		res := c.Response()
+		took := time.Since(start)
 		attrs := []slog.Attr{
 			slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),
 			slog.String("method", c.Request().Method),
@@ -48,20 +50,39 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Int("status", res.Status),
 			slog.Int64("bytes_in", c.Request().ContentLength),
 			slog.Int64("bytes_out", res.Size),
-			slog.Duration("duration", time.Since(start)),
+			slog.Float64("duration_ms", durationMS(took)),
 		}
 		if cl := claimsOf(c); cl != nil {
 			attrs = append(attrs, slog.String("user", cl.Subject), slog.String("device", cl.Device))
 			s.metrics.seen(cl.Device, start)
 		}
-		s.metrics.observe(c.Path(), c.Request().Method, res.Status, time.Since(start))
-		level := slog.LevelInfo
-		if res.Status >= 500 {
-			level = slog.LevelError
+		if err != nil {
+			e := classify(err)
+			attrs = append(attrs, slog.String("code", string(e.Code)), slog.String("detail", e.Detail))
 		}
-		s.log.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+		s.metrics.observe(c.Path(), c.Request().Method, res.Status, took)
+		s.log.LogAttrs(c.Request().Context(), logLevel(res.Status), "http request", attrs...)
 		return nil
 	}
+}
+
+// durationMS is d in milliseconds, to the microsecond.
+func durationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// logLevel is the level of a request's log line: ERROR for a server
+// failure; WARN for refusals an operator may want to look at (bad or
+// missing credentials, a role or team refused, rate limiting, an oversized
+// body: each can mean a misconfigured app or someone probing); INFO for
+// the rest, ordinary 4xx included (a 404, a seq gap, a malformed body).
+func logLevel(status int) slog.Level {
+	switch {
+	case status >= 500:
+		return slog.LevelError
+	case status == http.StatusUnauthorized, status == http.StatusForbidden,
+		status == http.StatusTooManyRequests, status == http.StatusRequestEntityTooLarge:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // recoverPanics turns a handler panic into a 500 problem and keeps serving.

@@ -3,28 +3,27 @@ package server
 import (
 	gosync "sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// limiter is a set of token buckets keyed by device or address, in memory
-// and bounded: when full, idle buckets are dropped, and if none are idle the
-// map is cleared (a reset gives clients a fresh burst, never a lock-out).
+// limiter is a set of token buckets keyed by device or address: one
+// golang.org/x/time/rate.Limiter per key, in memory and bounded. When the
+// map is full, buckets that have refilled completely (they carry no state)
+// are dropped, and if none have the map is cleared: a reset gives clients a
+// fresh burst, never a lock-out.
 type limiter struct {
-	rate  float64 // tokens per second; <= 0 disables
-	burst float64
+	rate  rate.Limit // tokens per second; disabled when <= 0
+	burst int
 	max   int
 	now   func() time.Time
 
 	mu      gosync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*rate.Limiter
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(rate float64, burst, max int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), max: max, now: now, buckets: map[string]*bucket{}}
+func newLimiter(r float64, burst, max int, now func() time.Time) *limiter {
+	return &limiter{rate: rate.Limit(r), burst: burst, max: max, now: now, buckets: map[string]*rate.Limiter{}}
 }
 
 // allow takes one token from key's bucket and reports whether there was one.
@@ -41,32 +40,30 @@ func (l *limiter) take(key string) (bool, time.Duration) {
 	}
 	now := l.now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= l.max {
 			l.evict(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(l.rate, l.burst)
 		l.buckets[key] = b
 	}
-	b.tokens += now.Sub(b.last).Seconds() * l.rate
-	if b.tokens > l.burst {
-		b.tokens = l.burst
+	l.mu.Unlock()
+	r := b.ReserveN(now, 1)
+	if !r.OK() { // burst < 1: never
+		return false, time.Second
 	}
-	b.last = now
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now) // give the token back: this request is refused
+		return false, d
 	}
-	b.tokens--
 	return true, 0
 }
 
-// evict drops buckets that have refilled completely; they carry no state.
+// evict drops buckets that have refilled completely; l.mu is held.
 func (l *limiter) evict(now time.Time) {
-	full := time.Duration(l.burst / l.rate * float64(time.Second))
 	for k, b := range l.buckets {
-		if now.Sub(b.last) >= full {
+		if b.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, k)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/auth"
 	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
 )
 
@@ -31,6 +32,8 @@ type Server struct {
 	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being processed (its body read)
 	admit       *admission
+	schema      *schemaDoc
+	console     *web.Console  // the coordinator console under /console/
 	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
@@ -46,7 +49,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.defaults()
 	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
-		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL,
+		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
 		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
@@ -82,8 +85,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		admit:       newAdmission(&cfg),
 		backupBusy:  make(chan struct{}, 1),
 	}
+	if s.schema, err = newSchemaDoc(s); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
+	if err := s.newConsole(); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
@@ -120,6 +133,7 @@ func (s *Server) routes() {
 	if s.auth.HasExternalIssuer() {
 		e.POST("/v1/auth/exchange", s.exchange, jsonLimit, s.limitAuth)
 	}
+	e.GET("/v1/schema", s.getSchema, s.authenticate, s.limitDevice)
 	e.POST("/v1/auth/logout", s.logout, jsonLimit, s.authenticate, s.limitDevice)
 	e.POST("/v1/auth/password", s.changePassword, jsonLimit, s.limitAuth, s.authenticate, s.limitDevice)
 	e.POST("/v1/sync", s.sync, markMsgpack, bodyLimit(s.cfg.MaxSyncBody), s.authenticateSync, s.limitDevice)
@@ -147,6 +161,9 @@ func (s *Server) routes() {
 	rev.GET("/records/:collection/:id/history", s.getHistory)
 	rev.GET("/conflicts", s.listConflicts)
 	rev.POST("/records/:collection/:id/resolve", s.resolve)
+	rev.GET("/search", s.searchPeople)
+	rev.GET("/outcomes", s.outcomes)
+	s.mountConsole(e)
 	s.echo = e
 }
 
@@ -179,6 +196,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	s.http = hs
 	s.mu.Unlock()
+	s.console.StartWarm() // outcomes ready before the first coordinator asks
 	s.log.Info("serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -215,6 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
+	s.console.Close()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	gosync "sync"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -115,3 +118,67 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("readyz after shutdown: %+v", p)
 	}
 }
+
+// TestRequestLogLines: one JSON line per request, the duration in
+// milliseconds, WARN for a refused login, ERROR for a 500, INFO for an
+// ordinary 404, and the refusal's code and detail on the line.
+func TestRequestLogLines(t *testing.T) {
+	var buf syncBuffer
+	s := newTestServer(t, func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&buf, nil)) })
+	s.echo.GET("/boom", func(echo.Context) error { panic("boom") })
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	for _, req := range []func() (*http.Response, error){
+		func() (*http.Response, error) {
+			return http.Post(ts.URL+"/v1/auth/login", "application/json", strings.NewReader(`{"username":"nobody","password":"wrong-password","device_id":"0123456789abcdef0123456789abcdef"}`))
+		},
+		func() (*http.Response, error) { return http.Get(ts.URL + "/boom") },
+		func() (*http.Response, error) { return http.Get(ts.URL + "/nowhere") },
+	} {
+		res, err := req()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	want := map[string]string{"/v1/auth/login": "WARN", "/boom": "ERROR", "/nowhere": "INFO"}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if l["msg"] != "http request" {
+			continue
+		}
+		path, _ := l["path"].(string)
+		if lv, ok := want[path]; ok {
+			seen++
+			if l["level"] != lv {
+				t.Errorf("%s logged at %v, want %s", path, l["level"], lv)
+			}
+			if _, ok := l["duration_ms"].(float64); !ok || l["duration"] != nil {
+				t.Errorf("%s: duration not in ms: %v", path, line)
+			}
+		}
+		if path == "/v1/auth/login" && (l["code"] != string(api.CodeInvalidCredentials) || l["detail"] == "") {
+			t.Errorf("refused login line lacks code/detail: %s", line)
+		}
+	}
+	if seen != 3 {
+		t.Fatalf("%d request lines, want 3:\n%s", seen, buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  gosync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }

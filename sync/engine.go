@@ -179,6 +179,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
 	}
+	if err := e.backfillTerms(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
+	}
 	go e.committer()
 	return e, nil
 }

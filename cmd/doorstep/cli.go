@@ -24,9 +24,9 @@ import (
 )
 
 const usage = `usage:
-  doorstep serve --data DIR --addr HOST:PORT [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
-                 [--oidc-issuer URL --oidc-audience ID --oidc-jwks-url URL]
-                 [--encryption-key-file FILE] [--backup-dir DIR] [--erasure-journal FILE]
+  doorstep serve --data DIR [--addr HOST:PORT] [--demo] [--log-format json|text] [--log-level debug|info|warn|error] [--trust-proxy] [--schema-extension FILE]
+                 [--oidc-issuer URL --oidc-audience ID [--oidc-jwks-url URL]]
+                 [--encryption-key-file FILE] [--backup-dir DIR] [--erasure-journal FILE] [limits: see below]
   doorstep backup --out FILE [--server URL] (--username U | --token T)
   doorstep restore --in FILE --data DIR [--encryption-key-file FILE] [--erasures JOURNAL|NEWER.dsbak]
   doorstep team add --data DIR --id ID --name NAME
@@ -36,8 +36,10 @@ const usage = `usage:
   doorstep user passwd|disable|enable|delete --data DIR --username U   (the service admin: not scoped to teams)
   doorstep audit list --data DIR [--format text|csv] [--limit N]
   (team, user and audit commands take --encryption-key-file FILE when the stores are encrypted)
-environment: DOORSTEP_DATA, DOORSTEP_ADDR, DOORSTEP_PASSWORD (user add, user passwd, backup; else read from stdin),
-             DOORSTEP_SERVER, DOORSTEP_USERNAME, DOORSTEP_TOKEN (backup), DOORSTEP_ENCRYPTION_KEY_FILE`
+  doorstep help
+environment: DOORSTEP_DATA, DOORSTEP_PASSWORD (user add, user passwd, backup; else read from stdin),
+             DOORSTEP_SERVER, DOORSTEP_USERNAME, DOORSTEP_TOKEN (backup), DOORSTEP_ENCRYPTION_KEY_FILE,
+             and one variable per serve flag (listed below)`
 
 // run is the whole command line, reachable from tests: main only wires the
 // process's arguments, environment, streams and signals into it.
@@ -58,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return admin(ctx, args[0], args[1], args[2:], getenv, stdin, stdout, stderr)
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprintln(stdout, usage)
+		writeServeHelp(stdout)
 		return nil
 	default:
 		fmt.Fprintln(stderr, usage)
@@ -95,58 +98,45 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	data := fs.String("data", "", "data directory (env DOORSTEP_DATA)")
-	addr := fs.String("addr", "", "listen address HOST:PORT (env DOORSTEP_ADDR; default 127.0.0.1:8080)")
-	demoFlag := fs.Bool("demo", false, "seed the demo teams, users, devices and history into an empty data directory")
-	logFormat := fs.String("log-format", "json", "log format: json or text")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	trustProxy := fs.Bool("trust-proxy", false, "take client addresses from X-Forwarded-For (only behind a reverse proxy)")
-	extension := fs.String("schema-extension", "", "JSON file of collections and fields added to the default home-visit schema")
-	oidcIssuer := fs.String("oidc-issuer", "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts (env DOORSTEP_OIDC_ISSUER)")
-	oidcAudience := fs.String("oidc-audience", "", "audience (client ID) those ID tokens must carry (env DOORSTEP_OIDC_AUDIENCE)")
-	oidcJWKS := fs.String("oidc-jwks-url", "", "the issuer's JWKS URL (env DOORSTEP_OIDC_JWKS_URL)")
-	keyFile := fs.String("encryption-key-file", "", "encrypt the record and auth stores at rest with this AES key, 64 hex digits (env DOORSTEP_ENCRYPTION_KEY_FILE)")
-	backupDir := fs.String("backup-dir", "", "directory POST /v1/admin/backups writes backup files into")
-	journal := fs.String("erasure-journal", "", "erasure journal file (default DATA/erasures.jsonl; keep a copy off the data volume)")
+	var cfg server.Config
+	o := serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	*data = orEnv(*data, "DOORSTEP_DATA", getenv)
-	*addr = orEnv(*addr, "DOORSTEP_ADDR", getenv)
-	if *data == "" {
+	if err := applyEnv(fs, getenv); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if o.data == "" {
 		return errors.New("serve: --data (or DOORSTEP_DATA) is required")
 	}
-	if *addr == "" {
-		*addr = "127.0.0.1:8080"
-	}
-	logger, err := newLogger(*logFormat, *logLevel, stderr)
+	data, addr, demoFlag := &o.data, &o.addr, &o.demo
+	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
 		return err
 	}
 	sch := schema.Default()
-	if *extension != "" {
-		b, err := os.ReadFile(*extension)
+	if o.extension != "" {
+		b, err := os.ReadFile(o.extension)
 		if err != nil {
 			return fmt.Errorf("--schema-extension: %w", err)
 		}
 		if sch, err = sch.Extend(b); err != nil {
-			return fmt.Errorf("--schema-extension %s: %w", *extension, err)
+			return fmt.Errorf("--schema-extension %s: %w", o.extension, err)
 		}
-		logger.Info("schema extended", "file", *extension, "version", sch.Version())
+		logger.Info("schema extended", "file", o.extension, "version", sch.Version())
 	}
-	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
+	key, err := readKeyFile(o.keyFile)
 	if err != nil {
 		return err
 	}
 	if key == nil && !*demoFlag {
 		logger.Warn("the record and auth stores are NOT encrypted at rest: personal data is in plaintext on disk; start with --encryption-key-file (see docs/OPERATIONS.md)")
 	}
-	cfg := server.Config{DataDir: *data, Logger: logger, TrustProxy: *trustProxy, Schema: sch, Demo: *demoFlag,
-		EncryptionKey: key, BackupDir: *backupDir, ErasureJournal: *journal}
-	if iss := orEnv(*oidcIssuer, "DOORSTEP_OIDC_ISSUER", getenv); iss != "" {
-		cfg.External = &auth.ExternalIssuer{Issuer: iss,
-			Audience: orEnv(*oidcAudience, "DOORSTEP_OIDC_AUDIENCE", getenv),
-			JWKSURL:  orEnv(*oidcJWKS, "DOORSTEP_OIDC_JWKS_URL", getenv)}
+	cfg.DataDir, cfg.Logger, cfg.Schema, cfg.Limits = o.data, logger, sch, o.limitsOf()
+	cfg.Demo, cfg.EncryptionKey = *demoFlag, key
+	if o.oidcIssuer != "" {
+		cfg.External = &auth.ExternalIssuer{Issuer: o.oidcIssuer, Audience: o.oidcAud, JWKSURL: o.oidcJWKS,
+			RoleClaim: o.oidcRole, TeamsClaim: o.oidcTeams, RefreshInterval: o.oidcRefresh, MinRefetch: o.oidcMinRefetch}
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {

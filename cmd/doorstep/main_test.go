@@ -71,7 +71,8 @@ func TestBootstrapAndServe(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(sctx, []string{"serve", "--log-format", "text", "--schema-extension", ext}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_ADDR": addr}), nil, io.Discard, io.Discard)
+		done <- run(sctx, []string{"serve", "--log-format", "text", "--schema-extension", ext}, env(map[string]string{"DOORSTEP_DATA": data, "DOORSTEP_ADDR": addr,
+			"DOORSTEP_ACCESS_TTL": "7m", "DOORSTEP_MAX_JSON_BODY": "2048"}), nil, io.Discard, io.Discard)
 	}()
 	url := "http://" + addr
 	var res *http.Response
@@ -97,6 +98,16 @@ func TestBootstrapAndServe(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("login: %d", res.StatusCode)
+	}
+	// Limits and lifetimes from the environment took effect.
+	if tr.ExpiresIn != 420 {
+		t.Errorf("DOORSTEP_ACCESS_TTL=7m: expires_in %d", tr.ExpiresIn)
+	}
+	big, _ := json.Marshal(api.LoginRequest{Username: "root", Password: strings.Repeat("x", 3000), DeviceID: dev.String()})
+	if res, err := http.Post(url+"/v1/auth/login", "application/json", bytes.NewReader(big)); err != nil || res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("DOORSTEP_MAX_JSON_BODY=2048, 3 KB login: %v %v", res, err)
+	} else {
+		res.Body.Close()
 	}
 	// The extension's field is accepted, not quarantined.
 	op := crdt.NewRecord("wigan", "people", "p1").Write(crdt.OpID{Time: crdt.MakeTimestamp(time.Now().UnixMilli(), 0), Replica: dev}, "allotment_plot", crdt.MustValue("14b"))
