@@ -353,6 +353,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Epoch = e.epoch[:]
+	if resp.HighWater, err = e.replicaHighWater(ctx, c.Replica); err != nil { // highwater.go
+		return nil, err
+	}
 	return resp, nil
 }
 
