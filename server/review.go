@@ -147,45 +147,6 @@ func jsonable(x any) any {
 	return x
 }
 
-// encodeJSONValue turns a JSON value into the msgpack value of an op:
-// integers as integers, other numbers as floats, objects with sorted keys.
-func encodeJSONValue(raw json.RawMessage) (msgpack.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(fromJSON(v)); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func fromJSON(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromJSON(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = fromJSON(x)
-		}
-	}
-	return v
-}
-
 func (s *Server) recordRef(c echo.Context) api.RecordRef {
 	return api.RecordRef{Team: c.Param("team"), Collection: c.Param("collection"), ID: c.Param("id")}
 }
@@ -356,7 +317,7 @@ func (s *Server) resolve(c echo.Context) error {
 			return problemf(api.CodeBadRequest, "%s takes a JSON boolean: true deletes, false restores", crdt.DeletedField)
 		}
 	}
-	val, err := encodeJSONValue(req.Value)
+	val, err := api.ValueFromJSON(req.Value)
 	if err != nil {
 		return problemf(api.CodeMalformedBody, "value: %v", err)
 	}

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/url"
@@ -11,6 +9,9 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
 )
 
 var funcs = template.FuncMap{
@@ -142,39 +143,8 @@ func showValue(v any) string {
 // anything else as the text itself. Integers stay integers.
 func typedValue(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
-	var v any = s
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	var j any
-	if err := dec.Decode(&j); err == nil && !dec.More() {
-		v = fromJSON(j)
+	if b, err := api.ValueFromJSON([]byte(s)); err == nil {
+		return b, nil
 	}
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func fromJSON(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromJSON(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = fromJSON(x)
-		}
-	}
-	return v
+	return crdt.EncodeValue(s)
 }
