@@ -484,22 +484,15 @@ func (e *Engine) Dismiss(ctx context.Context, id uint64) (QuarantinedOp, error) 
 
 func (t *txnState) dismiss(r *request) error {
 	key := store.QuarantineKey(r.qid)
-	item, err := t.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
-		return nil
-	} else if err != nil {
+	q, err := t.quarantineEntry(r)
+	if err != nil || q == nil {
 		return err
 	}
-	var q store.QuarantineEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
-		return err
-	}
-	r.dismissed = quarantinedOp(r.qid, &q, t.e.bounds.QuarantineTTL)
+	r.dismissed = quarantinedOp(r.qid, q, t.e.bounds.QuarantineTTL)
 	if err := t.txn.Delete(key); err != nil {
 		return err
 	}
-	if err := t.unchargeQuarantine(&q); err != nil {
+	if err := t.unchargeQuarantine(q); err != nil {
 		return err
 	}
 	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))

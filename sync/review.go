@@ -436,15 +436,8 @@ func (e *Engine) Reapply(ctx context.Context, id uint64) error {
 
 func (t *txnState) reapply(r *request) error {
 	key := store.QuarantineKey(r.qid)
-	item, err := t.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
-		return nil
-	} else if err != nil {
-		return err
-	}
-	var q store.QuarantineEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+	q, err := t.quarantineEntry(r)
+	if err != nil || q == nil {
 		return err
 	}
 	if !q.Reapplicable {
@@ -493,7 +486,7 @@ func (t *txnState) reapply(r *request) error {
 	}
 	if rf != nil {
 		q.Code, q.Reason = string(rf.code), rf.detail
-		v, err := store.Encode(&q)
+		v, err := store.Encode(q)
 		if err != nil {
 			return err
 		}
@@ -507,7 +500,7 @@ func (t *txnState) reapply(r *request) error {
 	if err := t.txn.Delete(key); err != nil {
 		return err
 	}
-	if err := t.unchargeQuarantine(&q); err != nil {
+	if err := t.unchargeQuarantine(q); err != nil {
 		return err
 	}
 	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
@@ -547,4 +540,21 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
 	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
 	return max(c.Now(), rec.MaxTime()+1)
+}
+
+// quarantineEntry reads the quarantine entry r names; when there is none it
+// sets r.err to ErrNotFound and returns nil, nil.
+func (t *txnState) quarantineEntry(r *request) (*store.QuarantineEntry, error) {
+	item, err := t.txn.Get(store.QuarantineKey(r.qid))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var q store.QuarantineEntry
+	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		return nil, err
+	}
+	return &q, nil
 }
