@@ -5,7 +5,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 DATA        ?= ./data/demo
 ADDR        ?= 127.0.0.1:8080
 
-.PHONY: run test test-long bench lint fmt vulncheck
+.PHONY: run test test-long bench bench-pushpull lint fmt vulncheck
 
 # A server on an embedded Badger in $(DATA), seeded with the demo teams.
 run:
@@ -21,10 +21,24 @@ LONG_PKGS := ./crdt ./schema ./sync ./demo ./e2e
 test-long:
 	$(GO) test -count=1 -timeout 2h $(LONG_PKGS) -args -long
 
-# Go benchmarks, then the HTTP load tool. Figures go in docs/benchmarks.md.
+# Go benchmarks, then the HTTP load tool, then issue 17's push-then-pull
+# comparison with PouchDB. Figures go in docs/benchmarks.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
 	@if [ -d ./cmd/doorstep-load ]; then $(GO) run ./cmd/doorstep-load; else echo "load tool: not built yet (cmd/doorstep-load)"; fi
+	@$(MAKE) --no-print-directory bench-pushpull
+
+# Issue 17's push-then-pull workload: the SDK benchmark, then, in the same
+# run, PouchDB -> express-pouchdb on the same workload. The PouchDB half
+# runs only when node and its modules are present (cd bench/pouchdb && npm
+# install, or POUCHDB_MODULES=/path/to/node_modules); never in make test.
+POUCHDB_MODULES ?= $(CURDIR)/bench/pouchdb/node_modules
+PUSHPULL_RECORDS ?= 10000
+bench-pushpull:
+	$(GO) test -run '^$$' -bench '^BenchmarkSDKPushPull$$' -benchtime 1x -count=1 ./e2e
+	@if command -v node >/dev/null && [ -d "$(POUCHDB_MODULES)/pouchdb" ] && [ -d "$(POUCHDB_MODULES)/express-pouchdb" ]; then \
+		NODE_PATH="$(POUCHDB_MODULES)" node bench/pouchdb/pushpull.js $(PUSHPULL_RECORDS); \
+	else echo "PouchDB comparison skipped: needs node and $(POUCHDB_MODULES) (cd bench/pouchdb && npm install)"; fi
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

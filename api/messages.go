@@ -105,6 +105,13 @@ type SyncResponse struct {
 	// Restated counts the record states of a Restate request that added
 	// something the server lacked.
 	Restated int `msgpack:"2n,omitempty"`
+	// HighWater is the highest seq of the requesting replica the server
+	// has applied, after this request's push (0 if none, and from a server
+	// that predates it). A device whose earlier request got no reply learns
+	// from it which of its changes the server already holds, and sends
+	// those again only as empty stubs (seq, no ops), which the server
+	// acknowledges as duplicates; see docs/PROTOCOL.md "High-water".
+	HighWater uint64 `msgpack:"7h,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

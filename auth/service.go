@@ -779,6 +779,13 @@ func userDevices(txn *badger.Txn, userID string) ([]Device, error) {
 // access tokens are refused by CheckDevice. An admin revokes devices of
 // users the admin sees (ErrNotFound otherwise).
 func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
+	return s.revoke(ctx, replica, false)
+}
+
+// revoke is RevokeDevice and, with wipe, RevokeAndWipe: one audited
+// transaction that revokes the device (keeping the time of an earlier admin
+// revocation) and, with wipe, records the first wipe request.
+func (s *Service) revoke(ctx context.Context, replica crdt.ReplicaID, wipe bool) (Device, error) {
 	var d Device
 	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
 		d = Device{}
@@ -792,11 +799,21 @@ func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Dev
 		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
 			return fmt.Errorf("%w: device %s", ErrNotFound, replica)
 		}
-		d.Revoked, d.RevokedAt, d.RevokedReason = true, s.cfg.Now().UTC(), RevokedByAdmin
+		now := s.cfg.Now().UTC()
+		if !d.Revoked || d.RevokedReason != RevokedByAdmin {
+			d.Revoked, d.RevokedAt, d.RevokedReason = true, now, RevokedByAdmin
+		}
+		action := ActionDeviceRevoke
+		if wipe {
+			action = ActionDeviceWipeRequest
+			if d.WipeRequestedAt.IsZero() {
+				d.WipeRequestedAt = now
+			}
+		}
 		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
 			return err
 		}
-		e := userAudit(ActionDeviceRevoke, &u.User, nil, map[string]string{"user": u.ID})
+		e := userAudit(action, &u.User, nil, map[string]string{"user": u.ID})
 		e.TargetKind, e.TargetID = "device", d.ID
 		return audit(e)
 	})
@@ -804,7 +821,7 @@ func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Dev
 		return Device{}, fmt.Errorf("revoke device %s: %w", replica, err)
 	}
 	s.cacheDevice(d)
-	s.cfg.Logger.Info("device revoked", "device", d.ID, "user", d.User, "reason", RevokedByAdmin)
+	s.cfg.Logger.Info("device revoked", "device", d.ID, "user", d.User, "reason", RevokedByAdmin, "wipe", wipe)
 	return d, nil
 }
 

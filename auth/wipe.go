@@ -27,39 +27,7 @@ const (
 // device's confirmation (ConfirmWipe). Asking again for a device already
 // wiping keeps the first request time. Both steps are audited.
 func (s *Service) RevokeAndWipe(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
-	var d Device
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
-		d = Device{}
-		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
-			return err
-		}
-		var u userRecord
-		if err := getJSON(txn, pUser+d.User, &u); err != nil {
-			return err
-		}
-		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
-			return fmt.Errorf("%w: device %s", ErrNotFound, replica)
-		}
-		now := s.cfg.Now().UTC()
-		if !d.Revoked || d.RevokedReason != RevokedByAdmin {
-			d.Revoked, d.RevokedAt, d.RevokedReason = true, now, RevokedByAdmin
-		}
-		if d.WipeRequestedAt.IsZero() {
-			d.WipeRequestedAt = now
-		}
-		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
-			return err
-		}
-		e := userAudit(ActionDeviceWipeRequest, &u.User, nil, map[string]string{"user": u.ID})
-		e.TargetKind, e.TargetID = "device", d.ID
-		return audit(e)
-	})
-	if err != nil {
-		return Device{}, fmt.Errorf("revoke and wipe device %s: %w", replica, err)
-	}
-	s.cacheDevice(d)
-	s.cfg.Logger.Info("device revoked; remote wipe requested", "device", d.ID, "user", d.User)
-	return d, nil
+	return s.revoke(ctx, replica, true)
 }
 
 // PendingWipe reports whether the device the claims are bound to has a

@@ -17,7 +17,7 @@ import (
 
 // epochProxy puts epochs in front of the fake server: epoch 1 until
 // restore is called, then epoch 2, answering requests of epoch 1 as a
-// restored server does (docs/PROTOCOL.md §10).
+// restored server does (docs/PROTOCOL.md §13).
 type epochProxy struct {
 	f   *fakeServer
 	srv *httptest.Server

@@ -63,7 +63,12 @@ func opsSize(ops []crdt.Op) int {
 // enough changes wait to fill a request. A sealed change is written once and
 // never changed: the server dedupes by seq, so a seq must always carry the
 // same ops.
-func (r *Replica) seal() error {
+func (r *Replica) seal() error { return r.sealFrom(0) }
+
+// sealFrom is seal counting only the sealed changes with seq >= from
+// toward a request's worth: with from past the changes of a request in
+// flight, it seals the next request's changes (prefetch.go).
+func (r *Replica) sealFrom(from uint64) error {
 	sizes := r.RequestSizes()
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
@@ -72,7 +77,7 @@ func (r *Replica) seal() error {
 		err := r.db.Update(func(txn *badger.Txn) error {
 			sealed := 0
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange})
-			for it.Rewind(); it.Valid(); it.Next() {
+			for it.Seek(u64Key(prefChange, from)); it.Valid(); it.Next() {
 				sealed++
 			}
 			it.Close()

@@ -140,6 +140,9 @@ type Replica struct {
 	rmu gosync.RWMutex
 	// syncMu makes Sync calls run one at a time.
 	syncMu gosync.Mutex
+	// hw is what the replica knows of the server's high-water seq
+	// (highwater.go); guarded by syncMu.
+	hw highWater
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.

@@ -96,19 +96,25 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	pullLimit, maxChanges := r.requestSize()
 	var resendFrom uint64
 	idle := 0
-	waits := 0 // consecutive waits the server asked for
+	waits := 0            // consecutive waits the server asked for
+	var next []api.Change // this round's changes, prefetched (prefetch.go)
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := r.seal(); err != nil {
-			return res, err
+		changes := next
+		if next == nil {
+			if err := r.seal(); err != nil {
+				return res, err
+			}
+			var err error
+			if changes, err = r.loadChanges(resendFrom, maxChanges); err != nil {
+				return res, err
+			}
 		}
-		changes, err := r.loadChanges(resendFrom, maxChanges)
-		if err != nil {
-			return res, err
-		}
+		next = nil
 		resendFrom = 0
+		changes = r.pushPlan(changes) // highwater.go
 		cursor, err := r.loadCursor()
 		if err != nil {
 			return res, err
@@ -128,7 +134,12 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
 			return res, err
 		}
+		wire := r.stubHeld(changes, req.Epoch) // highwater.go
+		req.Changes = wire
+		pre := r.prefetch(changes, maxChanges)
 		resp, w, err := r.syncRequest(ctx, req)
+		pre.wait()
+		r.noteAttempt(wire, resp, err)
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
 			// The server asked us to slow down: wait as told (bounded)
 			// and go on, rather than failing a long bootstrap.
@@ -240,6 +251,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		}
 		if out.Gap != 0 {
 			resendFrom = out.Gap
+		}
+		if n, ok := r.usable(pre, changes, out, maxChanges); ok {
+			next = n
 		}
 		// A round made progress if anything was acknowledged or received,
 		// or if the cursor moved: a server may step over entries it does

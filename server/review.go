@@ -64,6 +64,7 @@ type HistoryJSON struct {
 	Device     string    `json:"device"`
 	Time       time.Time `json:"time"`
 	Received   time.Time `json:"received"`
+	Reason     string    `json:"reason,omitempty"` // a resolution's reason
 }
 
 // OpJSON is an op in JSON, as the quarantine list shows it.
@@ -87,8 +88,9 @@ type OpJSON struct {
 type ResolveRequest struct {
 	Field string          `json:"field"`
 	Value json.RawMessage `json:"value"`
-	// Reason, optional, is recorded in the audit trail (up to 500 bytes):
-	// why this value was chosen. It is not stored in the record.
+	// Reason, optional (the console requires one for a clinical field),
+	// is kept with the resolution in the record's history and recorded in
+	// the audit trail: why this value was chosen.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -143,45 +145,6 @@ func jsonable(x any) any {
 		return t
 	}
 	return x
-}
-
-// encodeJSONValue turns a JSON value into the msgpack value of an op:
-// integers as integers, other numbers as floats, objects with sorted keys.
-func encodeJSONValue(raw json.RawMessage) (msgpack.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(fromJSON(v)); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func fromJSON(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromJSON(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = fromJSON(x)
-		}
-	}
-	return v
 }
 
 func (s *Server) recordRef(c echo.Context) api.RecordRef {
@@ -263,26 +226,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (s *Server) changedRecords(c echo.Context) error {
-	var since time.Time
-	if v := c.QueryParam("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return problemf(api.CodeBadRequest, "since must be an RFC 3339 time")
-		}
-		since = t
-	}
-	limit, err := queryInt(c, "limit", 500, 5000)
-	if err != nil {
-		return err
-	}
-	refs, err := s.engine.ChangedSince(c.Request().Context(), callerOf(c), c.Param("team"), since, limit)
-	if err != nil {
-		return err
-	}
-	return recordRefsReply(c, refs)
-}
-
 // recordRefsReply answers {"records": refs}, with an empty list rather than
 // null when there are none.
 func recordRefsReply(c echo.Context, refs []api.RecordRef) error {
@@ -331,7 +274,7 @@ func (s *Server) getHistory(c echo.Context) error {
 	for _, h := range hist {
 		hj := HistoryJSON{
 			Op: opIDString(h.Op.ID), Field: h.Op.Field, Kind: h.Op.Kind.String(), Author: h.Author, AuthorName: names[h.Author],
-			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(),
+			Device: h.Op.ID.Replica.String(), Time: h.Op.ID.Time.Time(), Received: h.Received.UTC(), Reason: h.Reason,
 		}
 		if len(h.Op.Value) > 0 {
 			hj.Value = decodeValue(h.Op.Value)
@@ -374,12 +317,12 @@ func (s *Server) resolve(c echo.Context) error {
 			return problemf(api.CodeBadRequest, "%s takes a JSON boolean: true deletes, false restores", crdt.DeletedField)
 		}
 	}
-	val, err := encodeJSONValue(req.Value)
+	val, err := api.ValueFromJSON(req.Value)
 	if err != nil {
 		return problemf(api.CodeMalformedBody, "value: %v", err)
 	}
 	ctx, caller, ref := c.Request().Context(), callerOf(c), s.recordRef(c)
-	rec, err := s.engine.Resolve(ctx, caller, ref, req.Field, val)
+	rec, err := s.engine.ResolveWithReason(ctx, caller, ref, req.Field, val, req.Reason)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/blob"
 	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
 )
 
@@ -34,6 +35,7 @@ type Server struct {
 	syncSlots   chan struct{} // one token per sync being processed (its body read)
 	admit       *admission
 	schema      *schemaDoc
+	console     *web.Console  // the coordinator console under /console/
 	backupBusy  chan struct{} // one token while a backup is written
 
 	mu     gosync.Mutex
@@ -98,6 +100,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
+	if err := s.newConsole(); err != nil {
+		eng.Close()
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
@@ -167,6 +174,9 @@ func (s *Server) routes() {
 	rev.GET("/records/:collection/:id/history", s.getHistory)
 	rev.GET("/conflicts", s.listConflicts)
 	rev.POST("/records/:collection/:id/resolve", s.resolve)
+	rev.GET("/search", s.searchPeople)
+	rev.GET("/outcomes", s.outcomes)
+	s.mountConsole(e)
 	s.echo = e
 }
 
@@ -199,6 +209,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	s.http = hs
 	s.mu.Unlock()
+	s.console.StartWarm() // outcomes ready before the first coordinator asks
 	s.log.Info("serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -235,6 +246,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
+	s.console.Close()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, err)
 	}

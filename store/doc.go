@@ -34,6 +34,8 @@
 //	m/logfloor                        u64: log entries at or below it may have been
 //	                                  dropped (retention); older cursors re-bootstrap
 //	m/qseq                            u64: the last quarantine ID assigned
+//	m/terms                           empty: the s/ term index covers every record
+//	                                  (built once at open for older stores)
 //	h/<replica 16 bytes>              u64: the replica's high-water seq (last change applied)
 //	o/<replica 16 bytes>              the op results (seq, op index, code, quarantined;
 //	                                  no detail, no values) of the replica's last push
@@ -57,6 +59,9 @@
 //	u/s(team)u64(ms)s(coll)s(id)      empty: record last changed at ms (changed-since
 //	                                  index; the previous entry is deleted on update)
 //	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
+//	s/s(team)term 00 s(coll)s(id)     empty: the record carries an index term (people
+//	                                  search tokens "n:", "h:", "c:"; "p:" links a record
+//	                                  to its person); kept by flush, dropped by erasure
 //	q/u64(qid)                        QuarantineEntry: a quarantined op (whole), or a
 //	                                  summary of one change's ops refused with one code
 //	                                  (count, value bytes, first op's names; no values)

@@ -42,7 +42,11 @@ type LogEntry struct {
 	Replica    crdt.ReplicaID `msgpack:"d"`
 	Seq        uint64         `msgpack:"s"`
 	ReceivedMS int64          `msgpack:"t"`
-	Ops        []crdt.Op      `msgpack:"o"`
+	// Reason is a coordinator's reason for a resolution (the console
+	// requires one for a clinical field); empty on a device's change. It
+	// sits before Ops so that "o" stays the last key pulls look for.
+	Reason string    `msgpack:"r,omitempty"`
+	Ops    []crdt.Op `msgpack:"o"`
 	// Erased is set only on an erasure entry (which has no ops): the
 	// records of this team erased at this position. Pulls turn it into
 	// SyncResponse.Purged.

@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkRestate is the server's cost of one device re-sending its
-// records after a restore (docs/PROTOCOL.md §10): the 5,000 people × 200
+// records after a restore (docs/PROTOCOL.md §13): the 5,000 people × 200
 // fields of BenchmarkBootstrap, all of which the server already holds (the
 // common case: the backup was recent), in pages of 1,000. One iteration is
 // one device's whole restate; it runs in the committer, so pushes wait

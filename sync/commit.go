@@ -26,6 +26,7 @@ const (
 	reqErase
 	reqExpire
 	reqRestate
+	reqDismiss
 )
 
 // request is one write queued for the committer. The committer fills the
@@ -47,9 +48,10 @@ type request struct {
 	ref     api.RecordRef // resolve, erase
 	field   string
 	value   msgpack.RawMessage
-	cascade bool // erase
+	reason  string // resolve
+	cascade bool   // erase
 
-	qid uint64 // reapply
+	qid uint64 // reapply, dismiss
 
 	states      []crdt.RecordBytes // restate
 	rebase      uint64
@@ -60,11 +62,12 @@ type request struct {
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
 	// Outputs, overwritten on every attempt.
-	results []api.ChangeResult
-	rec     *crdt.Record
-	report  ErasureReport // erase
-	expired int           // expire
-	err     error         // request-level error (not found, forbidden, invalid)
+	results   []api.ChangeResult
+	rec       *crdt.Record
+	report    ErasureReport // erase
+	expired   int           // expire
+	dismissed QuarantinedOp // dismiss
+	err       error         // request-level error (not found, forbidden, invalid)
 
 	done chan struct{}
 }
@@ -255,6 +258,8 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			err = t.expire(r)
 		case reqRestate:
 			err = t.restate(r)
+		case reqDismiss:
+			err = t.dismiss(r)
 		}
 		if err != nil {
 			return err
@@ -297,6 +302,7 @@ type recState struct {
 	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
+	terms       []string       // index terms of the stored state (see index.go)
 	size        int            // encoded size estimate, from above (see checkSize)
 	fieldSize   map[string]int // the same per field, filled as fields are touched
 }
@@ -377,6 +383,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		}
 		rs.exists = true
 		rs.hadConflict = len(rs.rec.Conflicts()) > 0
+		rs.terms = recordTerms(rs.rec)
 	}
 	rs.batch = crdt.NewBatch(rs.rec)
 	t.records[string(key)] = rs
@@ -441,6 +448,11 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 // per team they touch and indexes the position under every record touched
 // (the history index).
 func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
+	return t.writeLogReason(author, replica, seq, ops, "")
+}
+
+// writeLogReason is writeLog with a resolution's reason kept in the entry.
+func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -462,7 +474,7 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 		}
 	}
 	for _, team := range teams {
-		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Ops: byTeam[team]})
+		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: byTeam[team]})
 		if err != nil {
 			return err
 		}
@@ -503,6 +515,9 @@ func (t *txnState) flush() error {
 			if err := t.set(store.ChangedKey(r.Team, ms, r.Collection, r.ID), nil); err != nil {
 				return err
 			}
+		}
+		if err := t.reindex(r, rs.terms); err != nil {
+			return err
 		}
 		conflict := len(r.Conflicts()) > 0
 		switch {

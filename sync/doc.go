@@ -110,7 +110,7 @@
 // (restate, epoch.go), which merge entry by entry under a push's checks
 // and are logged as restate entries that pulls serve as snapshot records;
 // the last page re-bases the replica's high-water seq. See
-// docs/PROTOCOL.md §10.
+// docs/PROTOCOL.md §13.
 //
 // # Readiness
 //

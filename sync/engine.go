@@ -179,6 +179,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
 	}
+	if err := e.backfillTerms(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
+	}
 	go e.committer()
 	return e, nil
 }
@@ -349,6 +353,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Epoch = e.epoch[:]
+	if resp.HighWater, err = e.replicaHighWater(ctx, c.Replica); err != nil { // highwater.go
+		return nil, err
+	}
 	return resp, nil
 }
 

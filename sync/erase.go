@@ -261,12 +261,20 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 		return fmt.Errorf("read record: %w", err)
 	default:
 		var ms int64
+		var stored *crdt.Record
 		if err := item.Value(func(v []byte) error {
 			var err error
-			ms, _, err = store.DecodeRecordValue(v)
+			var b []byte
+			if ms, b, err = store.DecodeRecordValue(v); err != nil {
+				return err
+			}
+			stored, err = crdt.UnmarshalRecord(b)
 			return err
 		}); err != nil {
 			return fmt.Errorf("read record: %w", err)
+		}
+		if err := t.dropTerms(stored); err != nil {
+			return err
 		}
 		if err := t.txn.Delete(store.ChangedKey(ref.Team, ms, ref.Collection, ref.ID)); err != nil {
 			return err

@@ -21,6 +21,7 @@ type HistoryEntry struct {
 	Op       crdt.Op
 	Author   string    // user ID
 	Received time.Time // server receive time
+	Reason   string    // a resolution's reason, if its author gave one
 }
 
 // QuarantinedOp is an op the engine did not merge. Reapplicable ops failed
@@ -129,7 +130,7 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 			}
 			for _, op := range le.Ops {
 				if op.Collection == ref.Collection && op.Record == ref.ID {
-					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
 		}
@@ -185,7 +186,7 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 			}
 			for _, op := range le.Ops {
 				if op.Collection == ref.Collection && op.Record == ref.ID {
-					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC()})
+					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
 		}
@@ -269,6 +270,19 @@ func (e *Engine) Conflicts(ctx context.Context, c Caller, team string) ([]api.Re
 // record and false restores it, either way with pred naming every live
 // entry of every field, which settles a delete conflict.
 func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field string, value msgpack.RawMessage) (*crdt.Record, error) {
+	return e.ResolveWithReason(ctx, c, ref, field, value, "")
+}
+
+// MaxReasonLen bounds a resolution's reason, in bytes.
+const MaxReasonLen = 500
+
+// ResolveWithReason is Resolve with the coordinator's reason for the
+// choice, kept in the resolution's log entry and shown in its history
+// (HistoryEntry.Reason). A reason longer than MaxReasonLen is ErrInvalid.
+func (e *Engine) ResolveWithReason(ctx context.Context, c Caller, ref api.RecordRef, field string, value msgpack.RawMessage, reason string) (*crdt.Record, error) {
+	if len(reason) > MaxReasonLen {
+		return nil, fmt.Errorf("resolve: %w: reason longer than %d bytes", ErrInvalid, MaxReasonLen)
+	}
 	if err := e.enter(); err != nil {
 		return nil, err
 	}
@@ -276,7 +290,7 @@ func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field
 	if err := scope(c, ref.Team); err != nil {
 		return nil, err
 	}
-	r := &request{kind: reqResolve, caller: c, ref: ref, field: field, value: value}
+	r := &request{kind: reqResolve, caller: c, ref: ref, field: field, value: value, reason: reason}
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("resolve %s/%s/%s %s: %w", ref.Team, ref.Collection, ref.ID, field, err)
 	}
@@ -353,7 +367,7 @@ func (t *txnState) resolve(r *request) error {
 		return err
 	}
 	seq++
-	if err := t.writeLog(r.caller.User, t.e.server, seq, []crdt.Op{op}); err != nil {
+	if err := t.writeLogReason(r.caller.User, t.e.server, seq, []crdt.Op{op}, r.reason); err != nil {
 		return err
 	}
 	if err := t.setHighWater(t.e.server, seq); err != nil {
@@ -422,15 +436,8 @@ func (e *Engine) Reapply(ctx context.Context, id uint64) error {
 
 func (t *txnState) reapply(r *request) error {
 	key := store.QuarantineKey(r.qid)
-	item, err := t.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
-		return nil
-	} else if err != nil {
-		return err
-	}
-	var q store.QuarantineEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+	q, err := t.quarantineEntry(r)
+	if err != nil || q == nil {
 		return err
 	}
 	if !q.Reapplicable {
@@ -479,7 +486,7 @@ func (t *txnState) reapply(r *request) error {
 	}
 	if rf != nil {
 		q.Code, q.Reason = string(rf.code), rf.detail
-		v, err := store.Encode(&q)
+		v, err := store.Encode(q)
 		if err != nil {
 			return err
 		}
@@ -493,7 +500,7 @@ func (t *txnState) reapply(r *request) error {
 	if err := t.txn.Delete(key); err != nil {
 		return err
 	}
-	if err := t.unchargeQuarantine(&q); err != nil {
+	if err := t.unchargeQuarantine(q); err != nil {
 		return err
 	}
 	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
@@ -533,4 +540,21 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
 	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
 	return max(c.Now(), rec.MaxTime()+1)
+}
+
+// quarantineEntry reads the quarantine entry r names; when there is none it
+// sets r.err to ErrNotFound and returns nil, nil.
+func (t *txnState) quarantineEntry(r *request) (*store.QuarantineEntry, error) {
+	item, err := t.txn.Get(store.QuarantineKey(r.qid))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var q store.QuarantineEntry
+	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		return nil, err
+	}
+	return &q, nil
 }

@@ -172,6 +172,7 @@ func (g *guide) writeBanner(w io.Writer) {
 	if g.Conflict == nil {
 		fmt.Fprintln(w, "  (no conflict is waiting in "+g.Team+" right now)")
 	}
+	fmt.Fprintf(w, "\nOr in a browser: the coordinator console at %s/console/ (sign in as %s)\n", g.URL, guideUser)
 	fmt.Fprintln(w, "\nA simulated tablet on the client SDK (edit offline, then sync; see README.md for the two-tablet tour):")
 	for _, l := range g.tabletLines() {
 		fmt.Fprintln(w, "  "+l)

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -161,38 +162,9 @@ func OpOf(op *crdt.Op, r Replicas) (Op, error) {
 	return o, nil
 }
 
-// ValueOf is the canonical msgpack encoding of a JSON value: integers as
-// integers (smallest form), other numbers as float64, objects with keys
-// sorted.
-func ValueOf(raw json.RawMessage) (msgpack.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return crdt.EncodeValue(fromJSON(v))
-}
-
-func fromJSON(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = fromJSON(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = fromJSON(x)
-		}
-	}
-	return v
-}
+// ValueOf is the canonical msgpack encoding of a JSON value (see
+// api.ValueFromJSON).
+func ValueOf(raw json.RawMessage) (msgpack.RawMessage, error) { return api.ValueFromJSON(raw) }
 
 // JSONValue is the JSON form of a msgpack value (binary as hex in
 // {"bin": "..."}; only integers, floats, strings, booleans, nil, arrays

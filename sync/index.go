@@ -1,0 +1,338 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// The term index (store.TermKey) lets the console find people without a
+// scan: a person record is indexed under each word of its names ("n:"),
+// its NHS number ("h:") and its postcode without spaces ("c:"); any record
+// with a person_id register is indexed under "p:" and that ID, which gives
+// a person's linked records. Terms follow the default home-visit schema's
+// field names. flush keeps the index in step with each record's current
+// state (the terms of the state read at the start of the transaction are
+// removed, those of the state written are added) and erasure removes it.
+
+// Term kinds.
+const (
+	termName     = "n:"
+	termNHS      = "h:"
+	termPostcode = "c:"
+	termPerson   = "p:"
+)
+
+// maxTermLen bounds an indexed term; longer words are cut.
+const maxTermLen = 64
+
+func registerText(rec *crdt.Record, field string) string {
+	w, ok := rec.Field(field).Winner()
+	if !ok || len(w.Value) == 0 {
+		return ""
+	}
+	var s string
+	if err := msgpack.Unmarshal(w.Value, &s); err != nil {
+		return ""
+	}
+	return s
+}
+
+// normWord lower-cases a word and keeps only its letters and digits.
+func normWord(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+		}
+	}
+	out := b.String()
+	if len(out) > maxTermLen {
+		out = out[:maxTermLen]
+	}
+	return out
+}
+
+func normCompact(s string) string { return normWord(strings.ReplaceAll(s, " ", "")) }
+
+// recordTerms returns the sorted, distinct index terms of a record's
+// current state; a deleted record has none.
+func recordTerms(rec *crdt.Record) []string {
+	if rec == nil || rec.Deleted() {
+		return nil
+	}
+	var terms []string
+	if rec.Collection == "people" {
+		for _, f := range []string{"given_name", "family_name", "preferred_name"} {
+			for _, w := range strings.Fields(registerText(rec, f)) {
+				// "Hughes-Smith" is found as hughessmith, hughes and smith.
+				if n := normWord(w); n != "" {
+					terms = append(terms, termName+n)
+				}
+				for _, part := range strings.FieldsFunc(w, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+					if n := normWord(part); n != "" {
+						terms = append(terms, termName+n)
+					}
+				}
+			}
+		}
+		if n := normCompact(registerText(rec, "nhs_number")); n != "" {
+			terms = append(terms, termNHS+n)
+		}
+		if p := normCompact(registerText(rec, "postcode")); p != "" {
+			terms = append(terms, termPostcode+p)
+		}
+	}
+	// A record links to every person it names: a contact or assessment by
+	// person_id, a carer record by the cared-for person and the carer.
+	for _, f := range []string{"person_id", "cared_for_person_id", "carer_person_id"} {
+		if p := registerText(rec, f); p != "" && !strings.ContainsRune(p, store.TermEnd) {
+			terms = append(terms, termPerson+p)
+		}
+	}
+	slices.Sort(terms)
+	return slices.Compact(terms)
+}
+
+// reindex writes the term index changes between a record's old and new
+// terms.
+func (t *txnState) reindex(r *crdt.Record, old []string) error {
+	now := recordTerms(r)
+	for _, term := range old {
+		if _, found := slices.BinarySearch(now, term); !found {
+			if err := t.txn.Delete(store.TermKey(r.Team, term, r.Collection, r.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, term := range now {
+		if _, found := slices.BinarySearch(old, term); !found {
+			if err := t.set(store.TermKey(r.Team, term, r.Collection, r.ID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dropTerms removes a stored record's index entries (erasure).
+func (t *txnState) dropTerms(rec *crdt.Record) error {
+	for _, term := range recordTerms(rec) {
+		if err := t.txn.Delete(store.TermKey(rec.Team, term, rec.Collection, rec.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxSearchResults bounds one search.
+const MaxSearchResults = 50
+
+// maxWordMatches bounds the index entries one word of a name search
+// reads: a word matching more people than this (a one-letter prefix)
+// finds only the first of them, in index order.
+const maxWordMatches = 5000
+
+// Search finds people of a team by name (every word of q must start a
+// word of their names), NHS number or postcode (whole, spaces ignored),
+// through the term index: the cost grows with the matches, not the team.
+// It returns at most limit records (0 or more than MaxSearchResults means
+// MaxSearchResults), by record ID.
+func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int) ([]*crdt.Record, error) {
+	if err := scope(c, team); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > MaxSearchResults {
+		limit = MaxSearchResults
+	}
+	words := strings.Fields(q)
+	if len(words) == 0 || len(q) > 200 {
+		return nil, nil
+	}
+	var out []*crdt.Record
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		var ids []string
+		compact := normCompact(q)
+		if compact != "" && strings.IndexFunc(compact, unicode.IsDigit) >= 0 {
+			// An NHS number or a postcode: exact terms.
+			for _, kind := range []string{termNHS, termPostcode} {
+				got, err := termRecords(txn, team, kind+compact+string(rune(store.TermEnd)), "people", limit)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, got...)
+			}
+		}
+		if len(ids) == 0 {
+			// Names: each word is a prefix scan of the name terms; the
+			// people found by every word, without reading a record.
+			var sets [][]string
+			for _, w := range words {
+				n := normWord(w)
+				if n == "" {
+					continue
+				}
+				got, err := termRecords(txn, team, termName+n, "people", maxWordMatches)
+				if err != nil {
+					return err
+				}
+				slices.Sort(got)
+				sets = append(sets, slices.Compact(got))
+			}
+			if len(sets) == 0 {
+				return nil
+			}
+			ids = sets[0]
+			for _, s := range sets[1:] {
+				ids = slices.DeleteFunc(ids, func(id string) bool { _, found := slices.BinarySearch(s, id); return !found })
+			}
+		}
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		for _, id := range ids {
+			if len(out) == limit {
+				break
+			}
+			item, err := txn.Get(store.RecordKey(team, "people", id))
+			if err != nil {
+				continue // erased since the index was read in this snapshot: cannot happen, but never fail a search on it
+			}
+			var rec *crdt.Record
+			if err := item.Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+				return err
+			}
+			if !rec.Deleted() {
+				out = append(out, rec)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	return out, nil
+}
+
+// termRecords lists the IDs of the records of collection under terms
+// starting with prefix, at most max.
+func termRecords(txn *badger.Txn, team, prefix, collection string, max int) ([]string, error) {
+	p := store.TermPrefix(team, prefix)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	defer it.Close()
+	var ids []string
+	for it.Seek(p); it.ValidForPrefix(p) && len(ids) < max; it.Next() {
+		_, ref, err := store.ParseTermKey(it.Item().Key())
+		if err != nil {
+			return nil, err
+		}
+		if ref.Collection == collection {
+			ids = append(ids, ref.ID)
+		}
+	}
+	return ids, nil
+}
+
+// MaxLinked bounds the linked records one call returns.
+const MaxLinked = 2000
+
+// Linked returns the records of the team whose person_id is the person
+// ref names (contacts, assessments, needs, goals, onward referrals,
+// carers, consent events...), through the term index, in collection and
+// ID order, at most MaxLinked.
+func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api.RecordRef, error) {
+	if err := scope(c, ref.Team); err != nil {
+		return nil, err
+	}
+	if strings.ContainsRune(ref.ID, store.TermEnd) {
+		return nil, nil
+	}
+	var out []api.RecordRef
+	err := e.view(ctx, func(txn *badger.Txn) error {
+		p := append(store.TermPrefix(ref.Team, termPerson+ref.ID), store.TermEnd)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+		defer it.Close()
+		for it.Seek(p); it.ValidForPrefix(p) && len(out) < MaxLinked; it.Next() {
+			_, r, err := store.ParseTermKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			out = append(out, api.RecordRef{Team: r.Team, Collection: r.Collection, ID: r.ID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("linked: %w", err)
+	}
+	slices.SortFunc(out, func(a, b api.RecordRef) int {
+		if c := strings.Compare(a.Collection, b.Collection); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// backfillTerms builds the term index for the records of a store written
+// before the index existed, once (store.KeyTermIndex marks it done). It
+// runs at Open, before the committer starts, in batches.
+func (e *Engine) backfillTerms(ctx context.Context) error {
+	err := e.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(store.KeyTermIndex)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return fmt.Errorf("term index marker: %w", err)
+	}
+	wb := e.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err = e.db.View(func(txn *badger.Txn) error {
+		prefix := store.AllRecordsPrefix()
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if n%1000 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var rec *crdt.Record
+			if err := it.Item().Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+				return err
+			}
+			for _, term := range recordTerms(rec) {
+				if err := wb.Set(store.TermKey(rec.Team, term, rec.Collection, rec.ID), nil); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("term index backfill: %w", err)
+	}
+	if err := wb.Set(store.KeyTermIndex, nil); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("term index backfill: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("built the search index for stored records", "records", n)
+	}
+	return e.db.Sync()
+}

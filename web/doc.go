@@ -1,0 +1,22 @@
+// Package web is the coordinator console: server-rendered HTML pages,
+// under /console/, over the same sync engine and auth service as the JSON
+// API. Coordinators review their teams' merged records (what changed and
+// who changed it, conflicts side by side, a record's history, outcomes)
+// and settle conflicts; admins also see devices, the quarantine and users.
+//
+// It owns the console's sessions (server-side, in memory, with idle and
+// absolute expiry; like each coordinator's "last visit" mark they do not
+// survive a restart), a cache of each team's outcome export, its cookies (HttpOnly, SameSite=Strict, Secure over
+// TLS or behind a trusted TLS proxy), CSRF tokens on every form, and the
+// templates and stylesheet, embedded with go:embed. Pages work with
+// JavaScript off: every action is a plain form.
+//
+// It must not contain sync logic or talk to the store: every read and
+// write goes through the engine's review queries (package sync) and the
+// auth service, with the same team scoping as the JSON API; reads of
+// records and resolutions go into the auth service's audit trail. A
+// browser signs in as a device of its user (auth.Login), so the account
+// rules (lockout, disabled accounts) and device revocation apply as to a
+// tablet. Imports: sync, auth, api, schema, and crdt for the types of
+// record states and op IDs; never store or Badger.
+package web
