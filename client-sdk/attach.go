@@ -3,7 +3,7 @@ package client
 // Attachments: files (photos, signed forms, letters) attached to records.
 // A record's attachment field holds only metadata (schema.Attachment); the
 // bytes live in the replica's encrypted Badger in chunks, beside the
-// records, and travel on the blob routes (docs/PROTOCOL.md §15) apart from
+// records, and travel on the blob routes (docs/PROTOCOL.md §20) apart from
 // sync, so a record never waits for its photo.
 //
 // Local keys (layout 1; new prefixes, no migration needed):

@@ -204,7 +204,7 @@
 // Attach stores a file (JPEG, PNG, HEIC or PDF, sniffed) in the replica and
 // writes its metadata (schema.Attachment) to the record, which syncs at
 // once. UploadAttachments, also run by the background loop after each
-// successful sync, sends the bytes resumably (docs/PROTOCOL.md §15):
+// successful sync, sends the bytes resumably (docs/PROTOCOL.md §20):
 // after a cut it asks the server what it holds and continues from there.
 // Status counts uploads and bytes pending. FetchAttachment downloads a file
 // on demand, under a size cap, keeping it only if its size and SHA-256
