@@ -118,14 +118,7 @@ func (s *Service) issueAccess(u *userRecord, device string, gen uint64, now time
 // and ErrUnauthorized for every other failure.
 func (s *Service) Verify(token string) (*Claims, error) {
 	c := &Claims{}
-	_, err := jwt.ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		pub, ok := s.keys.byKID[kid]
-		if !ok {
-			return nil, fmt.Errorf("unknown key id %q", kid)
-		}
-		return ed25519.PublicKey(pub), nil
-	},
+	_, err := jwt.ParseWithClaims(token, c, s.verifyKey,
 		jwt.WithValidMethods([]string{SigningMethod}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
@@ -149,4 +142,15 @@ func (s *Service) Verify(token string) (*Claims, error) {
 	}
 	c.replica = r
 	return c, nil
+}
+
+// verifyKey finds the public key that verifies a token by the kid in its
+// header (the jwt.Keyfunc of Verify and VerifySignature).
+func (s *Service) verifyKey(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	pub, ok := s.keys.byKID[kid]
+	if !ok {
+		return nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	return ed25519.PublicKey(pub), nil
 }
