@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorstep-health/doorstep/api"
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
 )
@@ -189,16 +190,19 @@ func TestSDKSimulation(t *testing.T) {
 	t.Logf("actions: %v", counts)
 
 	// Everyone reconnects; the proxy keeps misbehaving for a while.
+	// A plain cfs Set made offline before the device saw a concurrent
+	// value is quarantined by the clinical rule (conflict_in_review) and the
+	// device is put back in step: the one rejection the simulation expects.
 	for round := range 2 {
 		for _, d := range devs {
-			sdkSyncUntilDone(t, d, 300)
+			sdkSyncUntilDone(t, d, 300, api.CodeConflictInReview)
 		}
 		if round == 0 {
 			proxy.setChaos(false)
 		}
 	}
 	for _, d := range devs {
-		sdkMustSync(t, d)
+		sdkSyncUntilDone(t, d, 1, api.CodeConflictInReview)
 	}
 	proxy.mu.Lock()
 	t.Logf("proxy modes: %v", proxy.hits)

@@ -711,14 +711,17 @@ func (p *sdkChaosProxy) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // sdkSyncUntilDone retries Sync through failures, as the background loop
-// would, until one succeeds.
-func sdkSyncUntilDone(t *testing.T, r *client.Replica, maxAttempts int) int {
+// would, until one succeeds. A rejected op fails the test unless its code
+// is one of allowed.
+func sdkSyncUntilDone(t *testing.T, r *client.Replica, maxAttempts int, allowed ...api.Code) int {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		res, err := r.Sync(context.Background())
 		if err == nil {
-			if len(res.Rejected) > 0 {
-				t.Fatalf("rejected ops: %+v", res.Rejected)
+			for _, rej := range res.Rejected {
+				if !slices.Contains(allowed, rej.Code) {
+					t.Fatalf("rejected ops: %+v", res.Rejected)
+				}
 			}
 			return attempt
 		}
