@@ -145,6 +145,10 @@ func (s *Store) Size() int64 {
 	return lsm + vlog
 }
 
+// Sizes is Badger's estimate of its LSM and value-log bytes on disk
+// (refreshed by Badger about once a minute).
+func (s *Store) Sizes() (lsm, vlog int64) { return s.db.Size() }
+
 // View implements store.KV.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -321,6 +325,13 @@ func (i *iter) Value() ([]byte, error) {
 	}
 	return v, nil
 }
+
+// ExpiresAt is the current key's expiry (Unix seconds, 0: none), for
+// backups of a Badger store (see backup.EachIter).
+func (i *iter) ExpiresAt() uint64 { return i.it.Item().ExpiresAt() }
+
+// UserMeta is the current key's Badger user meta byte, for backups.
+func (i *iter) UserMeta() byte { return i.it.Item().UserMeta() }
 
 func (i *iter) Next() {
 	if i.it.Valid() {
