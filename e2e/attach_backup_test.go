@@ -85,10 +85,30 @@ func TestAttachmentsInBackup(t *testing.T) {
 		t.Fatalf("the photo to be erased is not in the backup file (%v): the check below proves nothing", files)
 	}
 
+	// A photo uploaded after the backup: not in it, but still on Ann's
+	// tablet, which re-sends it when it sees the restored server's epoch.
+	late := photo(3)
+	lateAtt, err := ann.Attach(ctx, client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-kept"}, "photos", bytes.NewReader(late), "late.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, ann)
+	if n, err := ann.UploadAttachments(ctx); err != nil || n != 1 {
+		t.Fatalf("upload after the backup: %d %v", n, err)
+	}
+
 	admin := sdkLogin(t, env, "ada", "ada-password")
 	var rep server.ErasureReport
 	if st := sdkPostJSON(t, env, admin, "/v1/admin/erasures", map[string]any{"team": sdkTeam, "collection": "people", "id": "p-gone", "cascade": true}, &rep); st != http.StatusOK || len(rep.BlobsDeleted) != 1 {
 		t.Fatalf("erasure: %d %+v", st, rep)
+	}
+	// Ann's tablet learns of the erasure (and drops the photo) before the
+	// server is lost. (A tablet that had not pulled it would keep the
+	// erased record through a restore: its restate of an erased record is
+	// dropped without a Purged reply; a sync-layer gap, reported.)
+	sdkMustSync(t, ann)
+	if _, err := ann.ReadAttachment(ctx, sdkTeam, atts[1].SHA256); !errors.Is(err, client.ErrAttachmentNotLocal) {
+		t.Fatalf("ann still holds the erased photo: %v", err)
 	}
 
 	// The data directory is lost; restore the backup into a new one, with
@@ -115,6 +135,25 @@ func TestAttachmentsInBackup(t *testing.T) {
 	t.Cleanup(func() { hs2.Close(); srv2.Shutdown(context.Background()) })
 	sw.point(t, hs2.Listener.Addr().String())
 
+	// Ann's tablet sees the new epoch, re-sends its records and requeues
+	// its files; only the one the restored server lacks is sent again,
+	// and the erased person's photo (purged on the tablet by the pull)
+	// is not.
+	sdkMustSync(t, ann)
+	if s := ann.Status(); s.UploadsPending == 0 {
+		t.Fatalf("after the restate nothing is queued for upload: %+v", s)
+	}
+	sentBefore := ann.Status().UploadBytesSent
+	if _, err := ann.UploadAttachments(ctx); err != nil {
+		t.Fatalf("re-upload after restore: %v", err)
+	}
+	if s := ann.Status(); s.UploadsPending != 0 || s.UploadBytesSent-sentBefore != int64(len(late)) {
+		t.Fatalf("re-upload sent %d bytes (the late photo is %d): %+v", s.UploadBytesSent-sentBefore, len(late), s)
+	}
+	if files, _ := rawgrep.Files(data, string(gone[2<<20:2<<20+64])); len(files) != 0 {
+		t.Fatalf("the erased person's photo was uploaded again: %v", files)
+	}
+
 	bea := env.device("bea", "", nil)
 	sdkMustSync(t, bea)
 	visit := client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-kept"}
@@ -122,7 +161,7 @@ func TestAttachmentsInBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.Fields["photos"].Entries) != 1 {
+	if len(rec.Fields["photos"].Entries) != 2 {
 		t.Fatalf("photos on the restored record: %+v", rec.Fields["photos"])
 	}
 	got, err := schema.ParseAttachment(rec.Fields["photos"].Entries[0].Value)
@@ -134,6 +173,12 @@ func TestAttachmentsInBackup(t *testing.T) {
 	}
 	if b, err := bea.ReadAttachment(ctx, sdkTeam, got.SHA256); err != nil || !bytes.Equal(b, kept) {
 		t.Fatalf("restored photo: %d bytes, %v", len(b), err)
+	}
+	if err := bea.FetchAttachment(ctx, visit, lateAtt); err != nil {
+		t.Fatalf("download of the photo re-sent after the restore: %v", err)
+	}
+	if b, _ := bea.ReadAttachment(ctx, sdkTeam, lateAtt.SHA256); !bytes.Equal(b, late) {
+		t.Fatal("re-sent photo differs")
 	}
 	err = bea.FetchAttachment(ctx, client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-gone"}, atts[1])
 	var p *api.Problem
