@@ -196,7 +196,7 @@ func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, 
 		adb.Close()
 		return fmt.Errorf("restore: %w", err)
 	}
-	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs")})
+	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1})
 	if err != nil {
 		rt.(interface{ Cancel() }).Cancel()
 		at.(interface{ Cancel() }).Cancel()
@@ -209,6 +209,7 @@ func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, 
 		"erasures": backup.DiscardTarget(), // read and re-applied after the load
 		"blobs":    blobTarget{bs.Import()},
 	}, backup.LoadOptions{Progress: progress, Every: time.Second})
+	bs.Close()
 	// Load ends with db.Sync; Close flushes the memtables to tables.
 	if cerr := errors.Join(rdb.Close(), adb.Close()); err == nil && cerr != nil {
 		err = cerr
@@ -331,10 +332,11 @@ func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Wr
 		fmt.Fprintf(logw, "warning: this backup has no attachment files (it predates blob sections): copy DATA/blobs from a file-level copy taken with it (see docs/OPERATIONS.md)\n")
 		return nil
 	}
-	bs, err := blob.Open(blob.Config{Dir: dir})
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
 	if err != nil {
 		return fmt.Errorf("restore: verify blobs: %w", err)
 	}
+	defer bs.Close()
 	n, sum, err := backup.DigestEach(func(put func(*backup.Item) error) error {
 		return bs.Export(ctx, func(k, v []byte) error { return put(&backup.Item{Key: k, Value: v}) })
 	})
@@ -354,10 +356,11 @@ func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Wr
 // records store had already applied: a blob erased while the backup was
 // being written may still be in it.
 func eraseBlobs(ctx context.Context, dir string, es []backup.Erasure) error {
-	bs, err := blob.Open(blob.Config{Dir: dir})
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
 	if err != nil {
 		return err
 	}
+	defer bs.Close()
 	byTeam := map[string][]blob.Ref{}
 	for _, e := range es {
 		byTeam[e.Team] = append(byTeam[e.Team], blob.Ref{Collection: e.Collection, ID: e.ID})
