@@ -14,7 +14,7 @@ import (
 // fakeClock is time.Now moved forward by a settable amount.
 type fakeClock struct{ ahead atomic.Int64 }
 
-func (c *fakeClock) now() time.Time           { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *fakeClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
 func (c *fakeClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
 // A device that starts uploads and abandons them fills its team's quota
