@@ -24,13 +24,13 @@ var ErrPacked = errors.New("api: malformed packed changes")
 
 // The op columns of a packed block, in their order on the wire.
 const (
-	colRuns   = iota // record runs: team, collection, record (string indexes), length
-	colField         // per op: field (string index)
-	colKind          // per op: kind | value present << 3 | pred count << 4 (15: a count follows)
-	colTime          // per op: zigzag delta of the op's time from the previous op's
-	colRep           // per op: the op's replica (replica index)
-	colPred          // per pred: replica index, the op's time minus the pred's time
-	colValue         // per op with a value: length, raw msgpack
+	colRuns  = iota // record runs: team, collection, record (string indexes), length
+	colField        // per op: field (string index)
+	colKind         // per op: kind | value present << 3 | pred count << 4 (15: a count follows)
+	colTime         // per op: zigzag delta of the op's time from the previous op's
+	colRep          // per op: the op's replica (replica index)
+	colPred         // per pred: replica index, the op's time minus the pred's time
+	colValue        // per op with a value: length, raw msgpack
 	numCols
 )
 
