@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,22 +16,21 @@ import (
 )
 
 // Section is one part of a backup: the items of one read transaction, in
-// key order (a Badger transaction, or any store's iterator), or a fixed
-// list of items (files).
+// key order (a Badger transaction, or any store's iterator through Each and
+// EachIter), or a fixed list of items (files).
 type Section struct {
 	Name string
 	// Txn is a read-only Badger transaction the caller opened (and
 	// discards after Write returns): every item it sees is written, as of
 	// its one read timestamp.
 	Txn *badger.Txn
-	// Iter, used when Txn is nil, opens an iterator over every key of a
-	// read-only transaction of any store, in key order (a store.Iterator
-	// satisfies Iterator). Write calls it when it reaches the section and
-	// closes the iterator before moving on, so the caller may discard the
-	// transaction once Write returns.
-	Iter func() Iterator
-	// Items is used when Txn and Iter are nil; it must be sorted by key.
+	// Items is used when Txn and Each are nil; it must be sorted by key.
 	Items []Item
+	// Each, if set (and Txn is nil), streams the section: it calls put
+	// for every item in ascending key order and returns put's error. It
+	// is for sections too big to hold in memory, such as attachment
+	// files. put does not keep the Item.
+	Each func(put func(*Item) error) error
 }
 
 // Iterator is an ordered read of a section's items: the part of
@@ -152,8 +152,17 @@ func Write(ctx context.Context, w io.Writer, h Header, secs []Section, o WriteOp
 		switch {
 		case s.Txn != nil:
 			err = EachItem(s.Txn, put)
-		case s.Iter != nil:
-			err = EachIter(s.Iter(), put)
+		case s.Each != nil:
+			var prev []byte
+			first := true
+			err = s.Each(func(it *Item) error {
+				if !first && bytes.Compare(prev, it.Key) >= 0 {
+					return fmt.Errorf("keys out of order: %q after %q", it.Key, prev)
+				}
+				first = false
+				prev = append(prev[:0], it.Key...)
+				return put(it)
+			})
 		default:
 			for i := range s.Items {
 				if err = put(&s.Items[i]); err != nil {
@@ -229,6 +238,21 @@ func Digest(txn *badger.Txn) (items int64, sum string, err error) {
 	h := sha256.New()
 	var buf []byte
 	err = EachItem(txn, func(it *Item) error {
+		buf = appendItem(buf[:0], it)
+		h.Write(buf)
+		items++
+		return nil
+	})
+	return items, hex.EncodeToString(h.Sum(nil)), err
+}
+
+// DigestEach is Digest over the items each streams (as Section.Each does):
+// after a restore of a streamed section it must equal the section's entry
+// in the trailer.
+func DigestEach(each func(put func(*Item) error) error) (items int64, sum string, err error) {
+	h := sha256.New()
+	var buf []byte
+	err = each(func(it *Item) error {
 		buf = appendItem(buf[:0], it)
 		h.Write(buf)
 		items++

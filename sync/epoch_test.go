@@ -66,7 +66,9 @@ func takeBackup(t *testing.T, e *Engine) []byte {
 	}
 	defer release()
 	var buf bytes.Buffer
-	if _, err := backup.Write(context.Background(), &buf, backup.Header{LogPosition: meta.LogPos}, []backup.Section{{Name: "records", Iter: func() backup.Iterator { return txn.Iterate(store.IterOptions{Batch: 256}) }}}, backup.WriteOptions{}); err != nil {
+	if _, err := backup.Write(context.Background(), &buf, backup.Header{LogPosition: meta.LogPos}, []backup.Section{{Name: "records", Each: func(put func(*backup.Item) error) error {
+		return backup.EachIter(txn.Iterate(store.IterOptions{Batch: 256}), put)
+	}}}, backup.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
