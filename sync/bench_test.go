@@ -12,6 +12,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"github.com/doorstep-health/doorstep/store"
 	storebadger "github.com/doorstep-health/doorstep/store/badger"
 )
@@ -469,7 +470,7 @@ func pullToHead(b *testing.B, e *Engine, c Caller, cur []byte) (ops, records, pa
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m) // stops the PostgreSQL cluster of the postgres backend, if one started
 	benchStores.Lock()
 	for _, dir := range benchStores.dirs {
 		os.RemoveAll(filepath.Clean(dir))

@@ -26,7 +26,7 @@ var (
 	longFlag = flag.Bool("long", false, "run the long forms of randomized and crash tests")
 	// backendFlag picks the store every engine test opens (testKV); the
 	// main engine tests run over every backend regardless (backends_test.go).
-	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger or memory")
+	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger, memory or postgres")
 )
 
 // testSeed returns the -seed flag or a fresh seed, and logs it.
@@ -115,6 +115,8 @@ func testKV(t testing.TB, dir string) store.KV {
 			})
 		}
 		return keepOpen{m}
+	case "postgres":
+		return postgresKV(t, dir)
 	default:
 		t.Fatalf("unknown -backend %q", b)
 		return nil
