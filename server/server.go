@@ -48,6 +48,9 @@ type Server struct {
 // routes.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
+		if cfg.Records != nil {
+			cfg.Records.Close()
+		}
 		return nil, errors.New("server: DataDir is required")
 	}
 	cfg.defaults()
@@ -60,6 +63,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		EncryptionKey: cfg.EncryptionKey,
 	})
 	if err != nil {
+		if cfg.Records != nil {
+			cfg.Records.Close() // owned from New on, even when it fails
+		}
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	records, err := openRecords(&cfg)
