@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/doorstep-health/doorstep/store"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -112,6 +113,12 @@ type Config struct {
 	Logger *slog.Logger
 	// SmallMemory shrinks the record store's caches (tests, tools).
 	SmallMemory bool
+	// Records, if set, is the records store, opened by the caller (for
+	// example on PostgreSQL, so several servers share it); the server owns
+	// it from New on and closes it. Nil opens the embedded default: Badger
+	// in DataDir/records, with SmallMemory and EncryptionKey (see
+	// openRecords).
+	Records store.KV
 	// Schema validates pushed ops and marks clinical fields in the review
 	// API; nil means schema.Default().
 	Schema *schema.Schema

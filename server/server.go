@@ -43,8 +43,9 @@ type Server struct {
 	closed bool
 }
 
-// New opens the record store (DataDir/records) and the auth store
-// (DataDir/auth, keys in DataDir/keys) and builds the routes.
+// New opens the record store (cfg.Records, or Badger in DataDir/records)
+// and the auth store (DataDir/auth, keys in DataDir/keys) and builds the
+// routes.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: DataDir is required")
@@ -61,15 +62,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	records, err := openRecords(&cfg)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	opts := dsync.Options{
-		Dir:     filepath.Join(cfg.DataDir, "records"),
+		Store:   records,
 		Wall:    cfg.Now,
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		PageBytes:     cfg.PageBytes,
-		SmallMemory:   cfg.SmallMemory,
-		EncryptionKey: cfg.EncryptionKey,
+		PageBytes: cfg.PageBytes,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema

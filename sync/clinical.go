@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
@@ -117,19 +115,19 @@ func (e *Engine) replacements(ctx context.Context, changes []api.Change, results
 		return nil, nil
 	}
 	var out []crdt.RecordBytes
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		for _, ref := range refs {
-			item, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			val, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
+			if errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			err = item.Value(func(v []byte) error {
+			err = func(v []byte) error {
 				_, b, err := store.DecodeRecordValue(v)
 				out = append(out, crdt.RecordBytes(bytes.Clone(b)))
 				return err
-			})
+			}(val)
 			if err != nil {
 				return err
 			}

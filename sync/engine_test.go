@@ -414,7 +414,7 @@ func TestReviewConflictsResolveHistory(t *testing.T) {
 
 func TestReopenKeepsState(t *testing.T) {
 	dir := t.TempDir()
-	e, err := Open(bg, Options{Dir: dir, Logger: quietLogger(), SmallMemory: true})
+	e, err := Open(bg, Options{Store: testKV(t, dir), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func TestReopenKeepsState(t *testing.T) {
 	if _, err := e.Push(bg, d.caller, []api.Change{ch}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("push after close: %v", err)
 	}
-	e = openTest(t, Options{Dir: dir})
+	e = openTestAt(t, dir, Options{})
 	if e.ServerReplica() != server {
 		t.Fatal("server replica changed on reopen")
 	}

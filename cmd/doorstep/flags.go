@@ -113,6 +113,7 @@ var configFieldsWithoutFlag = map[string]string{
 	"Now":           "the system clock",
 	"Logger":        "--log-format and --log-level",
 	"SmallMemory":   "tests and tools only",
+	"Records":       "the binary opens the default (Badger in --data) unless told otherwise",
 	"Schema":        "the default schema and --schema-extension",
 	"NoSchema":      "tests of the transport only",
 	"Demo":          "--demo",
