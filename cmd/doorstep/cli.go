@@ -109,6 +109,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if o.data == "" {
 		return errors.New("serve: --data (or DOORSTEP_DATA) is required")
 	}
+	if err := o.stores.check(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	data, addr, demoFlag := &o.data, &o.addr, &o.demo
 	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
@@ -129,7 +132,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	if key == nil && !*demoFlag {
+	switch {
+	case o.stores.shared():
+		logger.Info("record store on PostgreSQL: its encryption at rest is the database's (disk or tablespace encryption); --encryption-key-file covers only what stays under --data")
+	case key == nil && !*demoFlag:
 		logger.Warn("the record and auth stores are NOT encrypted at rest: personal data is in plaintext on disk; start with --encryption-key-file (see docs/OPERATIONS.md)")
 	}
 	cfg.DataDir, cfg.Logger, cfg.Schema, cfg.Limits = o.data, logger, sch, o.limitsOf()
@@ -137,6 +143,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if o.oidcIssuer != "" {
 		cfg.External = &auth.ExternalIssuer{Issuer: o.oidcIssuer, Audience: o.oidcAud, JWKSURL: o.oidcJWKS,
 			RoleClaim: o.oidcRole, TeamsClaim: o.oidcTeams, RefreshInterval: o.oidcRefresh, MinRefetch: o.oidcMinRefetch}
+	}
+	if cfg.Records, err = o.stores.open(ctx, pgRecordsTable, logger); err != nil {
+		return err
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
