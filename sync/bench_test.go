@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"os"
 	"path/filepath"
 	gosync "sync"
@@ -469,7 +470,7 @@ func pullToHead(b *testing.B, e *Engine, c Caller, cur []byte) (ops, records, pa
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	benchStores.Lock()
 	for _, dir := range benchStores.dirs {
 		os.RemoveAll(filepath.Clean(dir))

@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/doorstep-health/doorstep/internal/pgtest"
+	"github.com/doorstep-health/doorstep/store/postgres"
 	"io"
 	"log/slog"
 	"slices"
@@ -26,7 +28,7 @@ var (
 	longFlag = flag.Bool("long", false, "run the long forms of randomized and crash tests")
 	// backendFlag picks the store every engine test opens (testKV); the
 	// main engine tests run over every backend regardless (backends_test.go).
-	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger or memory")
+	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger, memory or postgres (a private cluster, internal/pgtest)")
 )
 
 // testSeed returns the -seed flag or a fresh seed, and logs it.
@@ -86,6 +88,11 @@ var (
 	memStores   = map[string]*memory.Store{}
 )
 
+var (
+	pgMu   gosync.Mutex
+	pgURLs = map[string]string{}
+)
+
 // keepOpen is a store whose Close does not close it: an engine closed and
 // reopened on a memory store keeps its data.
 type keepOpen struct{ store.KV }
@@ -115,6 +122,19 @@ func testKV(t testing.TB, dir string) store.KV {
 			})
 		}
 		return keepOpen{m}
+	case "postgres":
+		pgMu.Lock()
+		defer pgMu.Unlock()
+		url, ok := pgURLs[dir]
+		if !ok {
+			url = pgtest.NewDB(t)
+			pgURLs[dir] = url
+		}
+		kv, err := postgres.Open(context.Background(), url, postgres.Options{MaxTxnBytes: 2 << 20, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
 	default:
 		t.Fatalf("unknown -backend %q", b)
 		return nil
