@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -36,35 +36,57 @@ func TestCheckPassword(t *testing.T) {
 }
 
 func TestLockoutBackoff(t *testing.T) {
-	l := newLockout(3, time.Minute, 10*time.Minute, 4)
-	now := time.Unix(1_000_000, 0)
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	s, _ := openTest(t, clk)
+	s.cfg.LockoutThreshold, s.cfg.LockoutBase, s.cfg.LockoutMax = 3, time.Minute, 10*time.Minute
+	ctx := context.Background()
+	now := clk.Now()
+	fail := func() time.Duration {
+		t.Helper()
+		d, err := s.countFailure(ctx, "ann", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	check := func(user string, at time.Time) time.Duration {
+		t.Helper()
+		d, err := s.checkLocked(ctx, user, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 	for i := 1; i <= 2; i++ {
-		if d := l.fail("ann", now); d != 0 {
+		if d := fail(); d != 0 {
 			t.Fatalf("failure %d locks for %v", i, d)
 		}
 	}
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
 	for i, w := range want {
-		if d := l.fail("ann", now); d != w {
+		if d := fail(); d != w {
 			t.Fatalf("failure %d locks for %v, want %v", i+3, d, w)
 		}
 	}
-	if d := l.check("ann", now.Add(9*time.Minute)); d != time.Minute {
+	if d := check("ann", now.Add(9*time.Minute)); d != time.Minute {
 		t.Fatalf("check: %v", d)
 	}
-	if d := l.check("bea", now); d != 0 {
+	if d := check("bea", now); d != 0 {
 		t.Fatalf("bea locked: %v", d)
 	}
-	l.reset("ann")
-	if d := l.check("ann", now); d != 0 {
+	if err := s.update(ctx, func(txn store.Tx) error { return clearFailures(txn, "ann") }); err != nil {
+		t.Fatal(err)
+	}
+	if d := check("ann", now); d != 0 {
 		t.Fatalf("after reset: %v", d)
 	}
-	// Bounded: many usernames never grow the map past its cap.
-	for i := 0; i < 100; i++ {
-		l.fail(fmt.Sprint("u", i), now.Add(time.Duration(i)*time.Second))
+	// A quiet day forgives: after it, one failure does not lock again.
+	for i := 0; i < 3; i++ {
+		fail()
 	}
-	if len(l.m) > 4 {
-		t.Fatalf("lockout holds %d entries, cap 4", len(l.m))
+	now = now.Add(25 * time.Hour)
+	if d := fail(); d != 0 {
+		t.Fatalf("first failure after a quiet day locks for %v", d)
 	}
 }
 
@@ -121,8 +143,8 @@ func TestAuditOrderUnderConcurrency(t *testing.T) {
 		}
 	}
 	// The position survives a reopen: seqs keep increasing.
-	dir := s.db.Opts().Dir
 	keyDir := s.cfg.KeyDir
+	dir := filepath.Join(filepath.Dir(keyDir), "auth")
 	s.Close()
 	s2, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, KeyDir: keyDir})
 	if err != nil {
@@ -155,13 +177,11 @@ func TestMigrateDeviceIndex(t *testing.T) {
 		}
 	}
 	// Back to layout 1.
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Delete([]byte(kLayout)); err != nil {
-			return err
-		}
-		return s.db.DropPrefix([]byte(pUserDev))
-	})
+	err = s.kv.Update(ctx, func(txn store.Tx) error { return txn.Delete([]byte(kLayout)) })
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kv.DropPrefix(ctx, []byte(pUserDev)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // BenchmarkAuditAppend measures one durable audit append (an fsync'd
@@ -43,7 +43,7 @@ func BenchmarkAuditLogScan(b *testing.B) {
 	s, _ := openTest(b, nil)
 	ctx := context.Background()
 	for i := 0; i < 20_000; i += 1000 {
-		err := s.auditUpdate(ctx, func(_ *badger.Txn, add func(AuditEntry) error) error {
+		err := s.auditUpdate(ctx, func(_ store.Tx, add func(AuditEntry) error) error {
 			for j := i; j < i+1000; j++ {
 				team := "wigan"
 				if j%2 == 1 {
