@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -228,7 +229,10 @@ const layoutVersion = 2
 type Service struct {
 	cfg  Config
 	kv   store.KV
-	keys *keyring
+	keys atomic.Pointer[keyring] // replaced when a shared store's keys are reloaded
+
+	keyMu       gosync.Mutex // serialises reloadKeys
+	keyReloaded time.Time
 
 	ext       *jwks // nil without an external issuer
 	dummyOnce gosync.Once
@@ -270,14 +274,21 @@ func newService(ctx context.Context, kv store.KV, cfg Config) (*Service, error) 
 		return nil, errors.New("open auth: Config.KeyDir is required")
 	}
 	cfg.defaults()
-	keys, err := loadKeys(cfg.KeyDir)
-	if err != nil {
-		return nil, fmt.Errorf("open auth: %w", err)
-	}
-	s := &Service{cfg: cfg, kv: kv, keys: keys}
+	s := &Service{cfg: cfg, kv: kv}
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
+	var keys *keyring
+	var err error
+	if kv.Shared() {
+		keys, err = s.shareKeys(ctx)
+	} else {
+		keys, err = loadKeys(cfg.KeyDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open auth: %w", err)
+	}
+	s.keys.Store(keys)
 	if cfg.External != nil {
 		ext := *cfg.External
 		if ext.Logger == nil {
@@ -312,7 +323,7 @@ func (s *Service) Close() error {
 func (s *Service) Config() Config { return s.cfg }
 
 // KeyID returns the kid of the current signing key.
-func (s *Service) KeyID() string { return s.keys.signing.kid }
+func (s *Service) KeyID() string { return s.keys.Load().signing.kid }
 
 func (s *Service) isClosed() bool {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	gosync "sync"
 	"testing"
@@ -15,19 +16,20 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// sharedKV lets several Services use one store.KV: only the test closes it.
+// sharedKV lets several Services use one store.KV (only the test closes
+// it) and reports it shared, as PostgreSQL is.
 type sharedKV struct{ store.KV }
 
 func (sharedKV) Close() error { return nil }
+func (sharedKV) Shared() bool { return true }
 
-// twoServers returns two Services over one KV and one key directory, as
-// two server processes on one shared store are.
+// twoServers returns two Services over one KV, each with a key directory
+// of its own, as two server processes on one shared store are.
 func twoServers(t *testing.T, kv store.KV, clk *fakeClock) (*Service, *Service) {
 	t.Helper()
-	keyDir := filepath.Join(t.TempDir(), "keys")
 	var out [2]*Service
 	for i := range out {
-		cfg := Config{BcryptCost: bcrypt.MinCost, KeyDir: keyDir, Now: clk.Now, LockoutThreshold: 3, Logger: quietLogger()}
+		cfg := Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(t.TempDir(), "keys"), Now: clk.Now, LockoutThreshold: 3, Logger: quietLogger()}
 		s, err := New(context.Background(), sharedKV{kv}, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -225,4 +227,66 @@ func mustVerify(t *testing.T, s *Service, tok string) *Claims {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestSharedStoreSigningKeys: servers on a shared store with key
+// directories of their own sign with the same key, and a key a third
+// server brings in its directory (newer, so it signs there) is taken up by
+// the others when they first meet one of its tokens.
+func TestSharedStoreSigningKeys(t *testing.T) {
+	for name, open := range kvBackends() {
+		t.Run(name, func(t *testing.T) {
+			kv := open(t)
+			clk := &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+			a, b := twoServers(t, kv, clk)
+			if a.KeyID() != b.KeyID() {
+				t.Fatalf("two servers sign with %s and %s", a.KeyID(), b.KeyID())
+			}
+			for _, s := range []*Service{a, b} {
+				if _, err := os.Stat(filepath.Join(s.cfg.KeyDir, a.KeyID()+".pem")); err != nil {
+					t.Fatalf("key not in %s: %v", s.cfg.KeyDir, err)
+				}
+			}
+			seed(t, a)
+			ctx := context.Background()
+			// A third server with a newer key of its own in its directory.
+			dir := filepath.Join(t.TempDir(), "keys")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			k, err := generateKey(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			future := time.Now().Add(time.Hour)
+			if err := os.Chtimes(filepath.Join(dir, k.kid+".pem"), future, future); err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(ctx, sharedKV{kv}, Config{BcryptCost: bcrypt.MinCost, KeyDir: dir, Now: clk.Now, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.KeyID() != k.kid {
+				t.Fatalf("c signs with %s, not its newer key %s", c.KeyID(), k.kid)
+			}
+			tr, err := c.Login(ctx, "ann", "correct horse", crdt.NewReplicaID().String(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []*Service{a, b} {
+				cl, err := s.Verify(tr.AccessToken)
+				if err != nil {
+					t.Fatalf("token signed by c's key: %v", err)
+				}
+				if _, err := s.Authorize(ctx, cl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// c's directory also got the key the others sign with.
+			if _, err := os.Stat(filepath.Join(dir, a.KeyID()+".pem")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
