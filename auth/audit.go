@@ -51,7 +51,7 @@ const (
 // are serialized by the store, across every process sharing it, so two
 // servers never take the same seq, and seq order is commit order (a reader
 // paging by seq never skips a later-committed entry). Within one process
-// a lock also orders them, so they do not conflict and retry. An entry
+// the Service also runs one write transaction at a time (see update). An entry
 // about an account change is written in the same transaction as the
 // change.
 const (
@@ -189,13 +189,10 @@ type auditReq struct {
 // maxAuditBatch bounds the entries of one group commit.
 const maxAuditBatch = 256
 
-// auditUpdate runs fn in a write transaction holding the audit lock; fn
-// adds entries with add, which assigns their seq (read in the transaction,
-// see kAuditSeq) and time. Entries whose actor is empty get the context's
-// actor.
+// auditUpdate runs fn in a write transaction; fn adds entries with add,
+// which assigns their seq (read in the transaction, see kAuditSeq) and
+// time. Entries whose actor is empty get the context's actor.
 func (s *Service) auditUpdate(ctx context.Context, fn func(txn store.Tx, add func(AuditEntry) error) error) error {
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
 	actor := ActorFrom(ctx)
 	return s.update(ctx, func(txn store.Tx) error {
 		last, err := lastAuditSeq(txn)

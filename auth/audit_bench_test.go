@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -66,4 +67,34 @@ func BenchmarkAuditLogScan(b *testing.B) {
 			b.Fatal(len(es), err)
 		}
 	}
+}
+
+// BenchmarkAuthorize measures the per-request check of an access token's
+// device and user (Authorize: one read-only transaction, two reads).
+func BenchmarkAuthorize(b *testing.B) {
+	s, _ := openTest(b, nil)
+	ctx := context.Background()
+	if _, err := s.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: "ann", Password: "correct horse", Role: "link_worker", Teams: []string{"wigan"}}); err != nil {
+		b.Fatal(err)
+	}
+	tr, err := s.Login(ctx, "ann", "correct horse", crdt.NewReplicaID().String(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := s.Verify(tr.AccessToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			cl := *c
+			if _, err := s.Authorize(ctx, &cl); err != nil {
+				b.Error(err)
+			}
+		}
+	})
 }

@@ -238,7 +238,7 @@ type Service struct {
 	dummyOnce gosync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not tell
 
-	auditMu  gosync.Mutex // serialises this process's transactions that append audit entries
+	writing  chan struct{} // held by this Service's one open write transaction (see update)
 	pendMu   gosync.Mutex // guards pending and flushing (Audit's group commit)
 	pending  []auditReq
 	flushing bool
@@ -274,7 +274,7 @@ func newService(ctx context.Context, kv store.KV, cfg Config) (*Service, error) 
 		return nil, errors.New("open auth: Config.KeyDir is required")
 	}
 	cfg.defaults()
-	s := &Service{cfg: cfg, kv: kv}
+	s := &Service{cfg: cfg, kv: kv, writing: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
@@ -335,10 +335,24 @@ func (s *Service) isClosed() bool {
 // transaction conflicts (fn must then start afresh), after a short random
 // pause that grows with each attempt so that two writers that keep
 // colliding (two Services on one optimistic store) fall out of step.
+//
+// A Service runs one write transaction at a time. Auth writes are few
+// (logins, refreshes, account changes, audit batches) and mostly
+// read-modify-write (a refresh reads the device and writes it back), so
+// this makes them correct on a store that detects no conflicts between
+// writers of one process (store/badger assumes a single writer) at the
+// cost of sharing no fsyncs between them; across processes, a shared
+// store serializes write transactions itself (see store.KV).
 func (s *Service) update(ctx context.Context, fn func(txn store.Tx) error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writing }()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
