@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -35,7 +34,7 @@ func TestCheckPassword(t *testing.T) {
 	}
 }
 
-func TestLockoutBackoff(t *testing.T) {
+func testLockoutBackoff(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
 	s, _ := openTest(t, clk)
 	s.cfg.LockoutThreshold, s.cfg.LockoutBase, s.cfg.LockoutMax = 3, time.Minute, 10*time.Minute
@@ -93,7 +92,7 @@ func TestLockoutBackoff(t *testing.T) {
 // TestAuditOrderUnderConcurrency: entries appended from many goroutines
 // get distinct, increasing seqs, and a reader paging by cursor sees every
 // one exactly once.
-func TestAuditOrderUnderConcurrency(t *testing.T) {
+func testAuditOrderUnderConcurrency(t *testing.T) {
 	s, _ := openTest(t, nil)
 	ctx := WithActor(context.Background(), Actor{UserID: "u1", Name: "Ann", Role: api.RoleAdmin, Teams: []string{"wigan"}})
 	var wg gosync.WaitGroup
@@ -143,14 +142,7 @@ func TestAuditOrderUnderConcurrency(t *testing.T) {
 		}
 	}
 	// The position survives a reopen: seqs keep increasing.
-	keyDir := s.cfg.KeyDir
-	dir := filepath.Join(filepath.Dir(keyDir), "auth")
-	s.Close()
-	s2, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, KeyDir: keyDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenTest(t, s)
 	if err := s2.Audit(ctx, AuditEntry{Action: "record.read", Team: "wigan"}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +154,8 @@ func TestAuditOrderUnderConcurrency(t *testing.T) {
 
 // TestMigrateDeviceIndex: a layout 1 store (no userdev/ index) gets its
 // index at Open, so the device bound and Devices see old devices.
-func TestMigrateDeviceIndex(t *testing.T) {
-	data := t.TempDir()
-	dir := filepath.Join(data, "auth")
-	s, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
+func testMigrateDeviceIndex(t *testing.T) {
+	s, err := openWith(t, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,12 +174,7 @@ func TestMigrateDeviceIndex(t *testing.T) {
 	if err := s.kv.DropPrefix(ctx, []byte(pUserDev)); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(ctx, dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopenTest(t, s)
 	us, _ := s.Users(ctx)
 	ds, err := s.Devices(ctx, us[0].ID)
 	if err != nil || len(ds) != 2 {
@@ -202,7 +187,7 @@ func TestMigrateDeviceIndex(t *testing.T) {
 
 // TestAuditReuseRevocation: a device revoked for refresh token reuse is a
 // device change, recorded with the server as actor.
-func TestAuditReuseRevocation(t *testing.T) {
+func testAuditReuseRevocation(t *testing.T) {
 	s, _ := openTest(t, nil)
 	u := seed(t, s)
 	ctx := context.Background()
@@ -227,7 +212,7 @@ func TestAuditReuseRevocation(t *testing.T) {
 // TestAuditLargeEntriesConcurrently: entries with the largest details,
 // appended at once, are all stored even when together they are too big for
 // one transaction.
-func TestAuditLargeEntriesConcurrently(t *testing.T) {
+func testAuditLargeEntriesConcurrently(t *testing.T) {
 	s, _ := openTest(t, nil)
 	ctx := WithActor(context.Background(), Actor{UserID: "u1", Teams: []string{"wigan"}})
 	big := map[string]string{}

@@ -17,18 +17,20 @@ import (
 )
 
 // sharedKV lets several Services use one store.KV (only the test closes
-// it) and reports it shared, as PostgreSQL is.
+// it) and reports it shared, as PostgreSQL is (memory serializes every
+// writer, so it is one in a test).
 type sharedKV struct{ store.KV }
 
 func (sharedKV) Close() error { return nil }
 func (sharedKV) Shared() bool { return true }
 
-// twoServers returns two Services over one KV, each with a key directory
-// of its own, as two server processes on one shared store are.
-func twoServers(t *testing.T, kv store.KV, clk *fakeClock) (*Service, *Service) {
+// twoServers returns a Service over each of two handles on one store,
+// each with a key directory of its own, as two server processes on one
+// shared store are.
+func twoServers(t *testing.T, kvs [2]store.KV, clk *fakeClock) (*Service, *Service) {
 	t.Helper()
 	var out [2]*Service
-	for i := range out {
+	for i, kv := range kvs {
 		cfg := Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(t.TempDir(), "keys"), Now: clk.Now, LockoutThreshold: 3, Logger: quietLogger()}
 		s, err := New(context.Background(), sharedKV{kv}, cfg)
 		if err != nil {
@@ -46,11 +48,11 @@ func twoServers(t *testing.T, kv store.KV, clk *fakeClock) (*Service, *Service) 
 // logins through both add up to one lockout, and their audit entries take
 // distinct seqs.
 func TestSharedStoreTwoServers(t *testing.T) {
-	for name, open := range kvBackends() {
+	for name, open := range sharedBackends() {
 		t.Run(name, func(t *testing.T) {
-			kv := open(t)
+			kv1, kv2 := open(t)
 			clk := &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-			a, b := twoServers(t, kv, clk)
+			a, b := twoServers(t, [2]store.KV{kv1, kv2}, clk)
 			seed(t, a)
 			ctx := context.Background()
 
@@ -234,11 +236,11 @@ func mustVerify(t *testing.T, s *Service, tok string) *Claims {
 // server brings in its directory (newer, so it signs there) is taken up by
 // the others when they first meet one of its tokens.
 func TestSharedStoreSigningKeys(t *testing.T) {
-	for name, open := range kvBackends() {
+	for name, open := range sharedBackends() {
 		t.Run(name, func(t *testing.T) {
-			kv := open(t)
+			kv, kv2 := open(t)
 			clk := &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-			a, b := twoServers(t, kv, clk)
+			a, b := twoServers(t, [2]store.KV{kv, kv2}, clk)
 			if a.KeyID() != b.KeyID() {
 				t.Fatalf("two servers sign with %s and %s", a.KeyID(), b.KeyID())
 			}
