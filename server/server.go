@@ -43,6 +43,24 @@ type Server struct {
 	closed bool
 }
 
+// openAuth opens the auth service over cfg.AuthStore, or over Badger in
+// DataDir/auth (encrypted with EncryptionKey), with the signing keys in
+// DataDir/keys.
+func openAuth(ctx context.Context, cfg *Config) (*auth.Service, error) {
+	acfg := auth.Config{
+		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
+		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
+		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
+		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
+		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
+		EncryptionKey: cfg.EncryptionKey,
+	}
+	if cfg.AuthStore != nil {
+		return auth.New(ctx, cfg.AuthStore, acfg)
+	}
+	return auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), acfg)
+}
+
 // New opens the record store (DataDir/records) and the auth store
 // (DataDir/auth, keys in DataDir/keys) and builds the routes.
 func New(ctx context.Context, cfg Config) (*Server, error) {
@@ -50,14 +68,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("server: DataDir is required")
 	}
 	cfg.defaults()
-	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
-		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
-		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
-		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
-		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
-		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
-		EncryptionKey: cfg.EncryptionKey,
-	})
+	a, err := openAuth(ctx, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
