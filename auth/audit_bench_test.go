@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/crdt"
@@ -70,8 +72,15 @@ func BenchmarkAuditLogScan(b *testing.B) {
 }
 
 // BenchmarkAuthorize measures the per-request check of an access token's
-// device and user (Authorize: one read-only transaction, two reads).
+// device and user (Authorize: one read-only transaction, two reads), per
+// backend.
 func BenchmarkAuthorize(b *testing.B) {
+	for _, name := range slices.Sorted(maps.Keys(kvBackends())) {
+		b.Run(name, benchAuthorize)
+	}
+}
+
+func benchAuthorize(b *testing.B) {
 	s, _ := openTest(b, nil)
 	ctx := context.Background()
 	if _, err := s.CreateTeam(ctx, "wigan", "Wigan"); err != nil {

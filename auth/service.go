@@ -239,7 +239,7 @@ type Service struct {
 	dummyHash []byte // compared against for unknown users, so timing does not tell
 
 	writing  chan struct{} // held by this Service's one open write transaction (see update)
-	pendMu   gosync.Mutex // guards pending and flushing (Audit's group commit)
+	pendMu   gosync.Mutex  // guards pending and flushing (Audit's group commit)
 	pending  []auditReq
 	flushing bool
 
