@@ -121,6 +121,7 @@ var configFieldsWithoutFlag = map[string]string{
 	"NoSchema":      "tests of the transport only",
 	"Demo":          "--demo",
 	"EncryptionKey": "--encryption-key-file",
+	"AuthStore":     "the binary opens the default (Badger in --data) unless told otherwise",
 }
 
 // applyEnv sets every flag not given on the command line from its
