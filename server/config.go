@@ -1,7 +1,6 @@
 package server
 
 import (
-	"github.com/doorstep-health/doorstep/store"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/doorstep-health/doorstep/blob"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // Config configures a Server. Zero fields take the documented defaults.
@@ -149,6 +149,15 @@ type Config struct {
 	LockoutThreshold  int
 	LockoutBase       time.Duration
 	LockoutMax        time.Duration
+
+	// AuthStore, if set, is the auth store (users, devices, refresh
+	// chains, lockouts, audit trail), opened by the caller: for example a
+	// table on PostgreSQL, so that several servers share it and a device
+	// revoked through one is refused by all (see auth.New; the servers
+	// then share the signing keys through it too). The server owns it from
+	// New on and closes it. Nil opens the embedded default, Badger in
+	// DataDir/auth (see openAuth).
+	AuthStore store.KV
 }
 
 // DefaultLimits bound the msgpack structure of a sync request: 32 levels of
