@@ -5,7 +5,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 DATA        ?= ./data/demo
 ADDR        ?= 127.0.0.1:8080
 
-.PHONY: run test test-long bench bench-pushpull lint fmt vulncheck
+.PHONY: run test test-long bench bench-pushpull bench-slowlink lint fmt vulncheck
 
 # A server on an embedded Badger in $(DATA), seeded with the demo teams.
 run:
@@ -27,6 +27,13 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
 	@if [ -d ./cmd/doorstep-load ]; then $(GO) run ./cmd/doorstep-load; else echo "load tool: not built yet (cmd/doorstep-load)"; fi
 	@$(MAKE) --no-print-directory bench-pushpull
+
+# Issue 17's day's sync over an emulated 64 kbit/s link with 250 +- 100 ms
+# one-way delay: Toxiproxy (TCP level) and the body-level slowLink proxy,
+# packed and plain pull encodings, clean and with one lost reply. Also run
+# by the first line of make bench; this target runs only them.
+bench-slowlink:
+	$(GO) test -run '^$$' -bench '^BenchmarkSDKDaySync(Toxiproxy|SlowLink)$$' -benchtime 1x -count=1 ./e2e
 
 # Issue 17's push-then-pull workload: the SDK benchmark, then, in the same
 # run, PouchDB -> express-pouchdb on the same workload. The PouchDB half

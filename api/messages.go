@@ -51,6 +51,12 @@ type SyncRequest struct {
 	// device (its lowest unacknowledged seq minus one); sent with
 	// RestateDone.
 	Rebase uint64 `msgpack:"2h,omitempty"`
+	// PullEncoding asks for a pull encoding other than the default
+	// (SyncResponse.Changes): PullEncodingPacked asks for
+	// SyncResponse.Packed. A server that does not know the value, or
+	// predates the field, answers in the default encoding, so a device
+	// must read both; see docs/PROTOCOL.md "Packed pull encoding".
+	PullEncoding int `msgpack:"7e,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
@@ -112,6 +118,11 @@ type SyncResponse struct {
 	// those again only as empty stubs (seq, no ops), which the server
 	// acknowledges as duplicates; see docs/PROTOCOL.md "High-water".
 	HighWater uint64 `msgpack:"7h,omitempty"`
+	// Packed holds the log entries after the request's cursor in the
+	// packed pull encoding (PackChanges), in place of Changes, when the
+	// request asked for it (SyncRequest.PullEncoding) and there were any.
+	// Decode with UnpackChanges, which bounds and validates.
+	Packed []byte `msgpack:"7c,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

@@ -425,3 +425,55 @@ func TestVectorsMessages(t *testing.T) {
 		return nil
 	})
 }
+
+type packedChange struct {
+	Author string `json:"author"`
+	Ops    []v.Op `json:"ops"`
+}
+
+type packedCase struct {
+	Name    string         `json:"name"`
+	Changes []packedChange `json:"changes"`
+	Packed  v.Hex          `json:"packed"`
+}
+
+func TestVectorsPacked(t *testing.T) {
+	var f struct {
+		About    string       `json:"about"`
+		Replicas v.Replicas   `json:"replicas"`
+		Cases    []packedCase `json:"cases"`
+	}
+	vectorFile(t, "packed.json", &f, func() error {
+		for i := range f.Cases {
+			c := &f.Cases[i]
+			var changes []api.PulledChange
+			for _, ch := range c.Changes {
+				ops, err := v.Ops(ch.Ops, f.Replicas)
+				if err != nil {
+					return fmt.Errorf("%s: %w", c.Name, err)
+				}
+				changes = append(changes, api.PulledChange{Author: ch.Author, Ops: crdt.NewOpsBytes(ops)})
+			}
+			b, err := api.PackChanges(changes)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Name, err)
+			}
+			agree(t, c.Name+": packed", &c.Packed, v.Hex(b))
+			back, err := api.UnpackChanges(c.Packed)
+			if err != nil {
+				t.Errorf("%s: unpack the vector's bytes: %v", c.Name, err)
+				continue
+			}
+			if len(back) != len(changes) {
+				t.Errorf("%s: %d changes unpacked, want %d", c.Name, len(back), len(changes))
+				continue
+			}
+			for j := range back {
+				if back[j].Author != changes[j].Author || !bytes.Equal(back[j].Ops, changes[j].Ops) {
+					t.Errorf("%s: change %d unpacks differently", c.Name, j)
+				}
+			}
+		}
+		return nil
+	})
+}

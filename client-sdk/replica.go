@@ -96,6 +96,11 @@ type Options struct {
 	MaxWriteOps, MaxWriteBytes int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
+	// PlainPull asks the server for pulled changes in the default msgpack
+	// form rather than the packed pull encoding (docs/PROTOCOL.md
+	// "Packed pull encoding"), which is about half the bytes after gzip.
+	// For comparing the two; a replica reads either.
+	PlainPull bool
 
 	// MaxRetryWait caps how long Sync waits when the server answers
 	// rate_limited (or unavailable with a Retry-After) before it tries

@@ -131,6 +131,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			Cursor:    cursor,
 			PullLimit: pullLimit,
 		}
+		if !r.opts.PlainPull {
+			req.PullEncoding = api.PullEncodingPacked
+		}
 		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
 			return res, err
 		}

@@ -126,6 +126,19 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	if resp.Protocol != 0 && resp.Protocol != api.ProtocolVersion {
 		return nil, w, fmt.Errorf("client: sync: server speaks protocol %d, want %d", resp.Protocol, api.ProtocolVersion)
 	}
+	if len(resp.Packed) > 0 {
+		// The packed pull encoding (docs/PROTOCOL.md "Packed pull
+		// encoding"), bounded and
+		// validated; from here on the reply is handled as if its changes
+		// had come in the plain form.
+		if len(resp.Changes) > 0 {
+			return nil, w, fmt.Errorf("client: sync: reply carries both plain and packed changes")
+		}
+		if resp.Changes, err = api.UnpackChanges(resp.Packed); err != nil {
+			return nil, w, fmt.Errorf("client: sync: decode packed changes: %w", err)
+		}
+		resp.Packed = nil
+	}
 	return &resp, w, nil
 }
 

@@ -52,9 +52,9 @@ func pushPullSchema(tb testing.TB) *schema.Schema {
 //
 //	go test -run '^$' -bench '^BenchmarkSDKPushPull$' -benchtime 1x ./e2e
 //
-// With DOORSTEP_BENCH_PROFILE=dir (and no -cpuprofile), the push and the
-// pull phase each write a CPU profile of the whole process (device and
-// server) to dir/push.prof and dir/pull.prof.
+// With DOORSTEP_BENCH_PROFILE=dir (and no -cpuprofile), the write, push
+// and pull phases each write a CPU profile of the whole process (device and
+// server) to dir/write.prof, dir/push.prof and dir/pull.prof.
 func BenchmarkSDKPushPull(b *testing.B) {
 	records := 10_000
 	if testing.Short() {
@@ -76,6 +76,7 @@ func BenchmarkSDKPushPull(b *testing.B) {
 		ann := e.device("ann", "", mod)
 		bea := e.device("bea", "", mod)
 		b.StartTimer() // the three phases are timed, so that b.Loop stops after one
+		stop := phaseProfile(b, "write")
 		start := time.Now()
 		for n := 0; n < records; n += batch {
 			err := ann.Batch(ctx, func(bt *client.Batch) error {
@@ -95,7 +96,8 @@ func BenchmarkSDKPushPull(b *testing.B) {
 			}
 		}
 		write += time.Since(start)
-		stop := phaseProfile(b, "push")
+		stop()
+		stop = phaseProfile(b, "push")
 		start = time.Now()
 		res, err := ann.Sync(ctx)
 		if err != nil {

@@ -123,6 +123,12 @@ func (s *Server) sync(c echo.Context) error {
 		pushed += len(ch.Ops)
 	}
 	s.metrics.syncResult(resp, pushed)
+	if req.PullEncoding == api.PullEncodingPacked && len(resp.Changes) > 0 { // docs/PROTOCOL.md "Packed pull encoding"
+		if resp.Packed, err = api.PackChanges(resp.Changes); err != nil {
+			return fmt.Errorf("sync: pack pulled changes: %w", err)
+		}
+		resp.Changes = nil
+	}
 	out, err := EncodeSyncResponse(resp)
 	if err != nil {
 		return err

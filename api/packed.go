@@ -1,0 +1,423 @@
+package api
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+// PullEncodingPacked is the SyncRequest.PullEncoding value asking for the
+// packed pull encoding: the reply carries its log entries in
+// SyncResponse.Packed (see PackChanges) instead of SyncResponse.Changes.
+const PullEncodingPacked = 1
+
+// packedVersion is the first byte of a packed block.
+const packedVersion = 1
+
+// ErrPacked is wrapped by every error UnpackChanges returns for bytes that
+// are not a well-formed packed block.
+var ErrPacked = errors.New("api: malformed packed changes")
+
+// The op columns of a packed block, in their order on the wire.
+const (
+	colRuns  = iota // record runs: team, collection, record (string indexes), length
+	colField        // per op: field (string index)
+	colKind         // per op: kind | value present << 3 | pred count << 4 (15: a count follows)
+	colTime         // per op: zigzag delta of the op's time from the previous op's
+	colRep          // per op: the op's replica (replica index)
+	colPred         // per pred: replica index, the op's time minus the pred's time
+	colValue        // per op with a value: length, raw msgpack
+	numCols
+)
+
+// PackChanges encodes pulled changes in the packed pull encoding
+// (docs/PROTOCOL.md "Packed pull encoding"): one string table (authors,
+// teams, collections, record IDs, field names; 32-digit lower-case hex
+// strings stored as their 16 bytes), one table of replica IDs, the
+// changes' authors and op counts, then the ops column by column: runs of
+// ops on one record, fields, kinds, times as deltas, replicas, preds
+// relative to their op, values. The ops of each change are decoded (and
+// validated) from their msgpack form; the result decodes with
+// UnpackChanges to the same ops in the same order.
+func PackChanges(changes []PulledChange) ([]byte, error) {
+	p := packer{strs: map[string]uint64{}, reps: map[crdt.ReplicaID]uint64{}}
+	type change struct {
+		author uint64
+		ops    []crdt.Op
+	}
+	cs := make([]change, len(changes))
+	for i := range changes {
+		ops, err := changes[i].Ops.Ops()
+		if err != nil {
+			return nil, fmt.Errorf("pack change %d: %w", i, err)
+		}
+		cs[i] = change{p.str(changes[i].Author), ops}
+	}
+	var cols [numCols][]byte
+	var runs []byte
+	nRuns := 0
+	var last struct {
+		team, coll, rec uint64
+		n               uint64
+	}
+	flush := func() {
+		if last.n > 0 {
+			runs = binary.AppendUvarint(runs, last.team)
+			runs = binary.AppendUvarint(runs, last.coll)
+			runs = binary.AppendUvarint(runs, last.rec)
+			runs = binary.AppendUvarint(runs, last.n)
+			nRuns++
+		}
+	}
+	var prev crdt.Timestamp
+	for _, c := range cs {
+		for i := range c.ops {
+			op := &c.ops[i]
+			t, co, r := p.str(op.Team), p.str(op.Collection), p.str(op.Record)
+			if last.n > 0 && t == last.team && co == last.coll && r == last.rec {
+				last.n++
+			} else {
+				flush()
+				last.team, last.coll, last.rec, last.n = t, co, r, 1
+			}
+			cols[colField] = binary.AppendUvarint(cols[colField], p.str(op.Field))
+			k := byte(op.Kind) & 7
+			if len(op.Value) > 0 {
+				k |= 1 << 3
+			}
+			np := len(op.Pred)
+			k |= byte(min(np, 15)) << 4
+			cols[colKind] = append(cols[colKind], k)
+			if np >= 15 {
+				cols[colKind] = binary.AppendUvarint(cols[colKind], uint64(np))
+			}
+			cols[colTime] = binary.AppendVarint(cols[colTime], int64(op.ID.Time-prev))
+			prev = op.ID.Time
+			cols[colRep] = binary.AppendUvarint(cols[colRep], p.rep(op.ID.Replica))
+			for _, pr := range op.Pred {
+				if pr.Time > op.ID.Time {
+					return nil, fmt.Errorf("pack: op %s names a newer pred %s", op.ID, pr)
+				}
+				cols[colPred] = binary.AppendUvarint(cols[colPred], p.rep(pr.Replica))
+				cols[colPred] = binary.AppendUvarint(cols[colPred], uint64(op.ID.Time-pr.Time))
+			}
+			if len(op.Value) > 0 {
+				cols[colValue] = binary.AppendUvarint(cols[colValue], uint64(len(op.Value)))
+				cols[colValue] = append(cols[colValue], op.Value...)
+			}
+		}
+	}
+	flush()
+	cols[colRuns] = append(binary.AppendUvarint(nil, uint64(nRuns)), runs...)
+
+	out := []byte{packedVersion}
+	out = binary.AppendUvarint(out, uint64(len(p.strList)))
+	for _, s := range p.strList {
+		if isHex32(s) {
+			out = binary.AppendUvarint(out, 16<<1|1)
+			out, _ = hex.AppendDecode(out, []byte(s))
+		} else {
+			out = binary.AppendUvarint(out, uint64(len(s))<<1)
+			out = append(out, s...)
+		}
+	}
+	out = binary.AppendUvarint(out, uint64(len(p.repList)))
+	for _, r := range p.repList {
+		out = append(out, r[:]...)
+	}
+	out = binary.AppendUvarint(out, uint64(len(cs)))
+	for _, c := range cs {
+		out = binary.AppendUvarint(out, c.author)
+		out = binary.AppendUvarint(out, uint64(len(c.ops)))
+	}
+	for _, col := range cols {
+		out = binary.AppendUvarint(out, uint64(len(col)))
+		out = append(out, col...)
+	}
+	return out, nil
+}
+
+// packer holds a block's string and replica tables while it is built.
+type packer struct {
+	strs    map[string]uint64
+	strList []string
+	reps    map[crdt.ReplicaID]uint64
+	repList []crdt.ReplicaID
+}
+
+func (p *packer) str(s string) uint64 {
+	i, ok := p.strs[s]
+	if !ok {
+		i = uint64(len(p.strList))
+		p.strs[s] = i
+		p.strList = append(p.strList, s)
+	}
+	return i
+}
+
+func (p *packer) rep(r crdt.ReplicaID) uint64 {
+	i, ok := p.reps[r]
+	if !ok {
+		i = uint64(len(p.repList))
+		p.reps[r] = i
+		p.repList = append(p.repList, r)
+	}
+	return i
+}
+
+// isHex32 reports whether s is 32 lower-case hex digits, the form of a
+// random record ID (and of replica IDs in JSON), which the string table
+// holds as its 16 bytes.
+func isHex32(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// UnpackChanges decodes a packed block (PackChanges) from outside. It is
+// bounded by the input: every count is checked against the bytes left
+// before anything is allocated for it, every index against its table,
+// and every op is validated (crdt.Op.Validate, which checks values against
+// crdt.DefaultLimits) before it is returned. Each change's ops come back
+// in their msgpack form (crdt.OpsBytes), as SyncResponse.Changes carries
+// them. Errors wrap ErrPacked (and crdt.ErrMalformed too for an op that
+// is well-formed here but not a valid op).
+func UnpackChanges(b []byte) ([]PulledChange, error) {
+	if len(b) == 0 || b[0] != packedVersion {
+		return nil, fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
+	}
+	rd := &reader{b: b, p: 1}
+	ns := rd.count(1)
+	strs := make([]string, 0, ns)
+	for range ns {
+		h := rd.uvarint()
+		n := h >> 1
+		if n > math.MaxUint16+1 || n > uint64(rd.left()) || h&1 == 1 && n != 16 {
+			rd.fail("string of %d bytes", n)
+		}
+		raw := rd.bytes(int(n))
+		if h&1 == 1 {
+			strs = append(strs, hex.EncodeToString(raw))
+		} else {
+			strs = append(strs, string(raw))
+		}
+	}
+	nr := rd.count(16)
+	reps := make([]crdt.ReplicaID, nr)
+	for i := range reps {
+		copy(reps[i][:], rd.bytes(16))
+	}
+	nc := rd.count(2)
+	type change struct {
+		author string
+		n      int
+	}
+	cs := make([]change, nc)
+	total := 0
+	for i := range cs {
+		cs[i].author = rd.index(strs)
+		// Every op takes at least a byte in the field, kind, time and
+		// replica columns, so no more ops than bytes are left.
+		n := rd.count(1)
+		cs[i].n = n
+		total += n
+		if n > crdt.DefaultLimits.MaxLen {
+			rd.fail("%d ops in one change", n)
+		}
+		if total > rd.left() {
+			rd.fail("%d ops in %d bytes", total, rd.left())
+		}
+	}
+	var cols [numCols]*reader
+	for i := range cols {
+		n := rd.count(1)
+		cols[i] = &reader{b: rd.bytes(n)}
+	}
+	if rd.err != nil {
+		return nil, rd.err
+	}
+	if rd.left() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
+	}
+	ops := make([]crdt.Op, total)
+	runs := cols[colRuns]
+	nRuns := runs.count(4)
+	var team, coll, rec string
+	left := 0
+	var prev crdt.Timestamp
+	for i := range ops {
+		for left == 0 {
+			if nRuns == 0 {
+				runs.fail("runs cover %d of %d ops", i, total)
+				return nil, runs.err
+			}
+			nRuns--
+			team, coll, rec = runs.index(strs), runs.index(strs), runs.index(strs)
+			left = runs.count(0)
+			if runs.err != nil {
+				return nil, runs.err
+			}
+		}
+		left--
+		op := &ops[i]
+		op.Team, op.Collection, op.Record = team, coll, rec
+		op.Field = cols[colField].index(strs)
+		k := cols[colKind].byte()
+		op.Kind = crdt.Kind(k & 7)
+		np := int(k >> 4)
+		if np == 15 {
+			np = cols[colKind].count(0) // bounded by the pred column below
+		}
+		t := cols[colTime].varint()
+		op.ID.Time = prev + crdt.Timestamp(t)
+		prev = op.ID.Time
+		if ri := cols[colRep].uvarint(); ri < uint64(len(reps)) {
+			op.ID.Replica = reps[ri]
+		} else {
+			cols[colRep].fail("replica %d of %d", ri, len(reps))
+		}
+		if np > cols[colPred].left()/2 {
+			cols[colPred].fail("%d preds in %d bytes", np, cols[colPred].left())
+		}
+		if cols[colPred].err == nil && np > 0 {
+			op.Pred = make([]crdt.OpID, np)
+			for j := range op.Pred {
+				ri := cols[colPred].uvarint()
+				d := cols[colPred].uvarint()
+				if ri >= uint64(len(reps)) || d > uint64(op.ID.Time) {
+					cols[colPred].fail("pred %d of op %d", j, i)
+					break
+				}
+				op.Pred[j] = crdt.OpID{Time: op.ID.Time - crdt.Timestamp(d), Replica: reps[ri]}
+			}
+		}
+		if k&(1<<3) != 0 {
+			v := cols[colValue]
+			n := v.uvarint()
+			if n == 0 || n > uint64(v.left()) {
+				v.fail("value of %d bytes", n)
+			} else {
+				op.Value = append([]byte(nil), v.bytes(int(n))...)
+			}
+		}
+		for _, c := range cols {
+			if c.err != nil {
+				return nil, fmt.Errorf("op %d: %w", i, c.err)
+			}
+		}
+		if err := op.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: op %d: %w", ErrPacked, i, err)
+		}
+	}
+	if left != 0 || nRuns != 0 {
+		return nil, fmt.Errorf("%w: runs cover more than %d ops", ErrPacked, total)
+	}
+	for i, c := range cols {
+		if c.left() != 0 {
+			return nil, fmt.Errorf("%w: column %d: %d bytes left over", ErrPacked, i, c.left())
+		}
+	}
+	out := make([]PulledChange, len(cs))
+	p := 0
+	for i, c := range cs {
+		out[i] = PulledChange{Author: c.author, Ops: crdt.NewOpsBytes(ops[p : p+c.n])}
+		p += c.n
+	}
+	return out, nil
+}
+
+// reader reads varints and bytes from a packed block, remembering the
+// first error; after an error every read returns zero values.
+type reader struct {
+	b   []byte
+	p   int
+	err error
+}
+
+func (r *reader) left() int { return len(r.b) - r.p }
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", ErrPacked, fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.p:])
+	if n <= 0 {
+		r.fail("bad varint at %d", r.p)
+		return 0
+	}
+	r.p += n
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b[r.p:])
+	if n <= 0 {
+		r.fail("bad varint at %d", r.p)
+		return 0
+	}
+	r.p += n
+	return v
+}
+
+// count reads a count of items each taking at least per bytes of what is
+// left (0: no check), failing when they could not fit.
+func (r *reader) count(per int) int {
+	v := r.uvarint()
+	if v > math.MaxInt32 || per > 0 && v > uint64(r.left()/per) {
+		r.fail("count %d in %d bytes", v, r.left())
+		return 0
+	}
+	return int(v)
+}
+
+func (r *reader) index(strs []string) string {
+	i := r.uvarint()
+	if i >= uint64(len(strs)) {
+		r.fail("string %d of %d", i, len(strs))
+		return ""
+	}
+	return strs[i]
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.left() < 1 {
+		r.fail("short column")
+		return 0
+	}
+	r.p++
+	return r.b[r.p-1]
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil || n < 0 {
+		return nil
+	}
+	if n > r.left() {
+		r.fail("%d bytes wanted, %d left", n, r.left())
+		return nil
+	}
+	r.p += n
+	return r.b[r.p-n : r.p]
+}

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+
+	client "github.com/doorstep-health/doorstep/client-sdk"
+)
+
+// TestPackedPullSameAsPlain: a device pulling in the packed encoding
+// (docs/PROTOCOL.md "Packed pull encoding", the SDK's default) ends with
+// exactly the records of a device pulling the plain form from the same
+// server, over log pages of every op kind and several authors, and
+// receives fewer bytes.
+func TestPackedPullSameAsPlain(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	ann := e.device("ann", "", nil)
+	bea := e.device("bea", "", nil)
+	plain := e.device("cal", "", func(o *client.Options) { o.PlainPull = true })
+	packed := e.device("dee", "", nil)
+	refs := sdkSeedPeople(t, ann, 30)
+	for _, r := range []*client.Replica{ann, bea, plain, packed} {
+		if _, err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Log entries after the readers' cursors: writes over others' values
+	// (preds), concurrent writes (a conflict), set adds and removes,
+	// appends, a delete, by two authors.
+	for i, ref := range refs {
+		w := ann
+		if i%2 == 1 {
+			w = bea
+		}
+		err := w.Batch(ctx, func(b *client.Batch) error {
+			if err := b.Append(ref, "case_notes", fmt.Sprintf("note %d", i)); err != nil {
+				return err
+			}
+			if err := b.Set(ref, "phone", fmt.Sprintf("0161 %06d", i)); err != nil {
+				return err
+			}
+			return b.Add(ref, "risk_flags", "dog")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bea.Set(ctx, refs[0], "phone", "concurrent"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.Remove(ctx, refs[0], "risk_flags", "dog"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bea.Delete(ctx, refs[3]); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*client.Replica{ann, bea} {
+		if _, err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr, err := plain.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := packed.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.PulledOps == 0 || kr.PulledOps != pr.PulledOps || kr.Pulled != pr.Pulled {
+		t.Fatalf("plain pulled %d changes, %d ops; packed %d, %d", pr.Pulled, pr.PulledOps, kr.Pulled, kr.PulledOps)
+	}
+	a, err := plain.List(ctx, sdkTeam, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := packed.List(ctx, sdkTeam, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(refs) || !reflect.DeepEqual(a, b) {
+		t.Fatalf("plain and packed replicas differ (%d and %d records)", len(a), len(b))
+	}
+	t.Logf("pulled %d ops: plain %d bytes, packed %d bytes", pr.PulledOps, pr.BytesReceived, kr.BytesReceived)
+	if kr.BytesReceived >= pr.BytesReceived {
+		t.Errorf("packed pull received %d bytes, plain %d", kr.BytesReceived, pr.BytesReceived)
+	}
+}
