@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 // routes do.
 type Blobs interface {
 	Stat(ctx context.Context, team, sum string) (blob.Info, error)
-	Open(ctx context.Context, team, sum string) (*os.File, blob.Info, error)
+	Open(ctx context.Context, team, sum string) (blob.File, blob.Info, error)
 }
 
 // attView is one attached file on the record page.
