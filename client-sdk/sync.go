@@ -139,6 +139,15 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		}
 		wire := r.stubHeld(changes, req.Epoch) // highwater.go
 		req.Changes = wire
+		if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
+			// The server said it reads packed pushes (docs/PROTOCOL.md
+			// "Packed pull encoding"): the same changes, fewer bytes.
+			b, err := api.PackPush(wire)
+			if err != nil {
+				return res, fmt.Errorf("client: pack push: %w", err)
+			}
+			req.Changes, req.Packed = nil, b
+		}
 		pre := r.prefetch(changes, maxChanges)
 		resp, w, err := r.syncRequest(ctx, req)
 		pre.wait()

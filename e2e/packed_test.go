@@ -89,3 +89,73 @@ func TestPackedPullSameAsPlain(t *testing.T) {
 		t.Errorf("packed pull received %d bytes, plain %d", kr.BytesReceived, pr.BytesReceived)
 	}
 }
+
+// TestPackedPushSameAsPlain: a device pushing in the packed form (7q, sent
+// once the server said it reads it) and one pushing plain msgpack make the
+// same edits to their own records; a third device pulls both and sees
+// exactly what each writer sees locally, and the packed pusher sent fewer
+// bytes.
+func TestPackedPushSameAsPlain(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	packed := e.device("ann", "", nil)
+	plain := e.device("bea", "", func(o *client.Options) { o.PlainPush = true })
+	reader := e.device("cal", "", nil)
+	var refs [2][]client.Ref
+	for w, r := range []*client.Replica{packed, plain} {
+		refs[w] = sdkSeedPeople(t, r, 20)
+		if _, err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sent [2]int64
+	for w, r := range []*client.Replica{packed, plain} {
+		for i, ref := range refs[w] {
+			err := r.Batch(ctx, func(b *client.Batch) error {
+				if err := b.Append(ref, "case_notes", fmt.Sprintf("note %d", i)); err != nil {
+					return err
+				}
+				if err := b.Set(ref, "phone", fmt.Sprintf("0161 %06d", i)); err != nil {
+					return err
+				}
+				if err := b.Add(ref, "risk_flags", "dog"); err != nil {
+					return err
+				}
+				return b.Remove(ref, "risk_flags", "dog")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := r.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PushedOps != 4*len(refs[w]) {
+			t.Fatalf("writer %d: %d ops acknowledged, want %d", w, res.PushedOps, 4*len(refs[w]))
+		}
+		sent[w] = res.BytesSent
+	}
+	if _, err := reader.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for w, r := range []*client.Replica{packed, plain} {
+		for _, ref := range refs[w] {
+			want, err := r.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := reader.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("writer %d, %s: the reader sees\n%+v\nthe writer\n%+v", w, ref.ID, got, want)
+			}
+		}
+	}
+	t.Logf("pushed %d ops each: packed %d bytes, plain %d bytes", 4*len(refs[0]), sent[0], sent[1])
+	if sent[0] >= sent[1] {
+		t.Errorf("packed push sent %d bytes, plain %d", sent[0], sent[1])
+	}
+}
