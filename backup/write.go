@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,8 +23,13 @@ type Section struct {
 	// Write returns): every item it sees is written, as of its one read
 	// timestamp.
 	Txn *badger.Txn
-	// Items is used when Txn is nil; it must be sorted by key.
+	// Items is used when Txn and Each are nil; it must be sorted by key.
 	Items []Item
+	// Each, if set (and Txn is nil), streams the section: it calls put
+	// for every item in ascending key order and returns put's error. It
+	// is for sections too big to hold in memory, such as attachment
+	// files. put does not keep the Item.
+	Each func(put func(*Item) error) error
 }
 
 // Progress is reported while a backup is written or loaded.
@@ -128,9 +134,21 @@ func Write(ctx context.Context, w io.Writer, h Header, secs []Section, o WriteOp
 			return nil
 		}
 		var err error
-		if s.Txn != nil {
+		switch {
+		case s.Txn != nil:
 			err = EachItem(s.Txn, put)
-		} else {
+		case s.Each != nil:
+			var prev []byte
+			first := true
+			err = s.Each(func(it *Item) error {
+				if !first && bytes.Compare(prev, it.Key) >= 0 {
+					return fmt.Errorf("keys out of order: %q after %q", it.Key, prev)
+				}
+				first = false
+				prev = append(prev[:0], it.Key...)
+				return put(it)
+			})
+		default:
 			for i := range s.Items {
 				if err = put(&s.Items[i]); err != nil {
 					break
@@ -180,6 +198,21 @@ func Digest(txn *badger.Txn) (items int64, sum string, err error) {
 	h := sha256.New()
 	var buf []byte
 	err = EachItem(txn, func(it *Item) error {
+		buf = appendItem(buf[:0], it)
+		h.Write(buf)
+		items++
+		return nil
+	})
+	return items, hex.EncodeToString(h.Sum(nil)), err
+}
+
+// DigestEach is Digest over the items each streams (as Section.Each does):
+// after a restore of a streamed section it must equal the section's entry
+// in the trailer.
+func DigestEach(each func(put func(*Item) error) error) (items int64, sum string, err error) {
+	h := sha256.New()
+	var buf []byte
+	err = each(func(it *Item) error {
 		buf = appendItem(buf[:0], it)
 		h.Write(buf)
 		items++

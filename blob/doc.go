@@ -41,6 +41,15 @@
 // bytes at its end; the final hash check catches any corruption and the
 // upload is then discarded and restarted by the device.
 //
+// # Backups
+//
+// Export streams the complete blobs (not unfinished uploads) as the items
+// of a backup section, keyed by team and hash rather than by path, each
+// file in ExportChunk pieces before its metadata; Import loads them into
+// an empty store, checking each file's SHA-256 before keeping it. The
+// backup package owns the file format; this package only produces and
+// consumes the items.
+//
 // Blobs are stored as plain files: encryption at rest of the data directory
 // (the record store's Badger key) does not cover them yet.
 package blob

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,10 @@ const versionLine = "doorstep-blobs 1\n"
 const (
 	DefaultMaxFileSize = 32 << 20
 	DefaultTeamQuota   = 20 << 30
+	// DefaultUploadTTL is how long an unfinished upload may go without a
+	// byte arriving before the sweeper removes it: long enough for a
+	// tablet that is off-line for a week of visits to resume.
+	DefaultUploadTTL = 7 * 24 * time.Hour
 	// maxRefs bounds the records one blob lists.
 	maxRefs = 1000
 	// lockWait is how long a write waits for another write of the same
@@ -46,8 +51,20 @@ type Config struct {
 	// TeamQuota bounds a team's stored and reserved bytes;
 	// DefaultTeamQuota if zero.
 	TeamQuota int64
-	// Now is the clock for creation times; time.Now if nil.
+	// UploadTTL is how long an unfinished upload is kept after its last
+	// write; DefaultUploadTTL if zero. Expired uploads are removed by a
+	// sweeper goroutine the Store owns (every SweepEvery; Close stops it)
+	// and their reservation against the team's quota released; a device
+	// then starts the upload again from byte 0.
+	UploadTTL time.Duration
+	// SweepEvery is how often the sweeper runs; UploadTTL/4, at most an
+	// hour, if zero; negative: no sweeper (call Sweep).
+	SweepEvery time.Duration
+	// Now is the clock for creation times and upload expiry; time.Now if
+	// nil.
 	Now func() time.Time
+	// Logger receives the sweeper's reports; slog.Default() if nil.
+	Logger *slog.Logger
 }
 
 // Ref names a record a blob is attached to.
@@ -83,6 +100,10 @@ type Store struct {
 	mu    gosync.Mutex
 	usage map[string]int64 // team → stored bytes + declared sizes of uploads
 	locks map[string]*keyLock
+
+	stop      chan struct{} // closed by Close
+	swept     chan struct{} // closed when the sweeper has returned
+	closeOnce gosync.Once
 }
 
 // Open opens (creating if needed) the blob directory and counts each
@@ -100,6 +121,15 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.UploadTTL <= 0 {
+		cfg.UploadTTL = DefaultUploadTTL
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = min(cfg.UploadTTL/4, time.Hour)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
 	}
@@ -114,7 +144,7 @@ func Open(cfg Config) (*Store, error) {
 	case string(b) != versionLine:
 		return nil, fmt.Errorf("blob: open: layout %q in %s, this build reads %q", strings.TrimSpace(string(b)), vf, strings.TrimSpace(versionLine))
 	}
-	s := &Store{cfg: cfg, usage: map[string]int64{}, locks: map[string]*keyLock{}}
+	s := &Store{cfg: cfg, usage: map[string]int64{}, locks: map[string]*keyLock{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	ents, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
@@ -141,7 +171,20 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.usage[team] = n
 	}
+	if cfg.SweepEvery > 0 {
+		go s.sweeper()
+	} else {
+		close(s.swept)
+	}
 	return s, nil
+}
+
+// Close stops the sweeper and waits for it. The Store must not be used
+// after. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.swept
+	return nil
 }
 
 // MaxFileSize returns the per-file limit.

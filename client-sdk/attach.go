@@ -677,6 +677,39 @@ func (r *Replica) deleteBlob(lb localBlob) error {
 	return nil
 }
 
+// requeueBlobs puts every file held on the device back in the upload
+// queue, in the transaction that records a new server epoch: a server
+// restored from a backup may lack files uploaded after it was taken. The
+// queue asks the server first (HEAD), so a file it holds costs one request
+// and is not sent again.
+func requeueBlobs(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefBlobMeta, PrefetchValues: true})
+	defer it.Close()
+	type kv struct{ k, v []byte }
+	var out []kv
+	for it.Rewind(); it.Valid(); it.Next() {
+		var lb localBlob
+		if err := it.Item().Value(func(v []byte) error { return msgpack.Unmarshal(v, &lb) }); err != nil {
+			return fmt.Errorf("client: attachment metadata: %w", err)
+		}
+		if !lb.Uploaded {
+			continue
+		}
+		lb.Uploaded, lb.Acked = false, 0
+		v, err := msgpack.Marshal(&lb)
+		if err != nil {
+			return err
+		}
+		out = append(out, kv{it.Item().KeyCopy(nil), v})
+	}
+	for _, e := range out {
+		if err := txn.Set(e.k, e.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // refreshUploadStatus recounts the uploads pending for Status.
 func (r *Replica) refreshUploadStatus() {
 	bs, err := r.blobs()

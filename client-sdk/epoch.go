@@ -19,7 +19,9 @@ import (
 // state it holds (which the server merges idempotently), then tells the
 // server the highest seq it had acknowledged so the server re-bases its
 // high-water mark instead of answering seq_gap forever, forgets its pull
-// cursor and bootstraps again in the new epoch.
+// cursor and bootstraps again in the new epoch. Attachment files the
+// device holds go back in the upload queue (requeueBlobs), so those the
+// restored server lacks are sent again.
 var (
 	keyEpoch   = []byte("m/epoch")   // the server epoch last synced in
 	keyRestate = []byte("m/restate") // set: a new epoch was seen and the restate is not finished
@@ -179,7 +181,11 @@ func (r *Replica) restate(ctx context.Context, old []byte) error {
 	if len(resp.Epoch) == 0 {
 		return fmt.Errorf("client: restate: the server sent no epoch")
 	}
-	if err := r.db.Update(func(txn *badger.Txn) error {
+	r.blobMu.Lock() // requeueBlobs rewrites attachment metadata
+	err = r.db.Update(func(txn *badger.Txn) error {
+		if err := requeueBlobs(txn); err != nil {
+			return err
+		}
 		if err := txn.Set(keyEpoch, bytes.Clone(resp.Epoch)); err != nil {
 			return err
 		}
@@ -187,9 +193,12 @@ func (r *Replica) restate(ctx context.Context, old []byte) error {
 			return err
 		}
 		return txn.Delete(keyRestate)
-	}); err != nil {
+	})
+	r.blobMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("client: restate: %w", err)
 	}
+	r.refreshUploadStatus()
 	now := r.opts.Wall()
 	r.setStatus(func(s *Status) { s.ServerRestored = now; s.Restated += restated })
 	r.log.Info("restate done: server holds this device's records again", "records", sent, "merged", restated, "rebase", rebase)

@@ -15,6 +15,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/backup"
+	"github.com/doorstep-health/doorstep/blob"
 	"github.com/labstack/echo/v4"
 )
 
@@ -36,8 +37,8 @@ type BackupReply struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
-// WriteBackup writes a complete backup of the records store, the auth store
-// and the signing keys to w (see backup/FORMAT.md), logging progress. Pushes
+// WriteBackup writes a complete backup of the records store, the auth store,
+// the signing keys, the erasure journal and the attachment files to w (see backup/FORMAT.md), logging progress. Pushes
 // and logins go on meanwhile; the backup holds each store as of the moment
 // its read transaction opened.
 func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(backup.Progress)) (*backup.Manifest, error) {
@@ -68,7 +69,7 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 		ServerID:    hex.EncodeToString(meta.ServerID[:]),
 		Epoch:       hex.EncodeToString(meta.Epoch[:]),
 		LogPosition: meta.LogPos,
-		Layouts:     map[string]uint32{"records": meta.Layout, "auth": auth.StoreLayout, "keys": 1, "erasures": 1},
+		Layouts:     map[string]uint32{"records": meta.Layout, "auth": auth.StoreLayout, "keys": 1, "erasures": 1, "blobs": blob.ExportVersion},
 		Software:    "doorstep",
 	}
 	s.log.Info("backup started", "log_position", meta.LogPos, "estimate_bytes", meta.Size)
@@ -77,7 +78,8 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 		{Name: "auth", Txn: atxn},
 		{Name: "keys", Items: keys},
 		{Name: "erasures", Items: erasures},
-	}, backup.WriteOptions{Estimate: meta.Size, Every: 2 * time.Second, Now: s.now, Progress: func(p backup.Progress) {
+		{Name: "blobs", Each: s.blobItems(ctx)},
+	}, backup.WriteOptions{Estimate: meta.Size + s.blobs.TotalUsage(), Every: 2 * time.Second, Now: s.now, Progress: func(p backup.Progress) {
 		if !p.Done {
 			s.log.Info("backup progress", "section", p.Section, "items", p.Items, "bytes", p.Bytes,
 				"rate_bytes_per_s", int64(p.Rate()), "eta", p.ETA().Round(time.Second).String())
@@ -92,6 +94,15 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 	}
 	s.log.Info("backup written", "bytes", m.Size, "items", m.Items(), "log_position", meta.LogPos, "sha256", m.SHA256)
 	return m, nil
+}
+
+// blobItems streams the attachment files into the "blobs" section (see
+// blob.Store.Export). It runs after the records snapshot, so every blob a
+// record in the backup was uploaded for before it is there.
+func (s *Server) blobItems(ctx context.Context) func(put func(*backup.Item) error) error {
+	return func(put func(*backup.Item) error) error {
+		return s.blobs.Export(ctx, func(k, v []byte) error { return put(&backup.Item{Key: k, Value: v}) })
+	}
 }
 
 func (s *Server) now() time.Time {

@@ -78,6 +78,10 @@ type Config struct {
 	// stored attachments plus unfinished uploads; default
 	// blob.DefaultTeamQuota (20 GiB).
 	MaxBlobSize, BlobTeamQuota int64
+	// UploadTTL is how long an unfinished attachment upload is kept after
+	// its last write before it is removed and its quota released; default
+	// blob.DefaultUploadTTL (7 days).
+	UploadTTL time.Duration
 
 	// DeviceRate is the sustained requests per second allowed per device on
 	// authenticated routes, with bursts of DeviceBurst; default 10/s, burst
@@ -160,6 +164,9 @@ func (c *Config) defaults() {
 	}
 	if c.BlobTeamQuota <= 0 {
 		c.BlobTeamQuota = blob.DefaultTeamQuota
+	}
+	if c.UploadTTL <= 0 {
+		c.UploadTTL = blob.DefaultUploadTTL
 	}
 	if c.ErasureJournal == "" {
 		c.ErasureJournal = filepath.Join(c.DataDir, "erasures.jsonl")

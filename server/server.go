@@ -79,7 +79,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		a.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	blobs, err := blob.Open(blob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), MaxFileSize: cfg.MaxBlobSize, TeamQuota: cfg.BlobTeamQuota, Now: cfg.Now})
+	blobs, err := blob.Open(blob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), MaxFileSize: cfg.MaxBlobSize, TeamQuota: cfg.BlobTeamQuota,
+		UploadTTL: cfg.UploadTTL, Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
 		eng.Close()
 		a.Close()
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		backupBusy:  make(chan struct{}, 1),
 	}
 	if s.schema, err = newSchemaDoc(s); err != nil {
+		blobs.Close()
 		eng.Close()
 		a.Close()
 		return nil, err
@@ -101,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.syncLatency = syncTimer{s.metrics.sync}
 	if err := s.newConsole(); err != nil {
+		blobs.Close()
 		eng.Close()
 		a.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -247,6 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.console.Close()
+	s.blobs.Close() // stops the expired-upload sweeper
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, err)
 	}

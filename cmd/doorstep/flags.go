@@ -74,6 +74,7 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) *serveOptions {
 	fs.Int64Var(&cfg.MaxJSONBody, cf("MaxJSONBody", "max-json-body"), def.MaxJSONBody, "largest JSON request body, bytes")
 	fs.Int64Var(&cfg.MaxBlobSize, cf("MaxBlobSize", "max-attachment-size"), def.MaxBlobSize, "largest attachment file, bytes")
 	fs.Int64Var(&cfg.BlobTeamQuota, cf("BlobTeamQuota", "attachment-team-quota"), def.BlobTeamQuota, "bytes of attachments (and unfinished uploads) one team may store")
+	fs.DurationVar(&cfg.UploadTTL, cf("UploadTTL", "upload-ttl"), def.UploadTTL, "how long an unfinished attachment upload is kept after its last byte before it is removed")
 	fs.IntVar(&cfg.PageBytes, cf("PageBytes", "page-bytes"), def.PageBytes, "bytes of one pulled page (at least one item is always sent)")
 	fs.IntVar(&cfg.MaxConcurrentSyncs, cf("MaxConcurrentSyncs", "max-concurrent-syncs"), def.MaxConcurrentSyncs, "sync requests processed at once (bodies already read); others wait")
 	fs.IntVar(&cfg.MaxSyncsPerDevice, cf("MaxSyncsPerDevice", "max-syncs-per-device"), def.MaxSyncsPerDevice, "one device's sync requests in flight; more get 429")

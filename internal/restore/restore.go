@@ -16,6 +16,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/backup"
+	"github.com/doorstep-health/doorstep/blob"
 	"github.com/doorstep-health/doorstep/store"
 	dsync "github.com/doorstep-health/doorstep/sync"
 )
@@ -77,6 +78,10 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("restore: %s holds an auth store of layout %d; this doorstep reads up to %d: use a newer doorstep", o.In, v, auth.StoreLayout)
 	}
 
+	if v := m.Header.Layouts["blobs"]; v > blob.ExportVersion {
+		return res, fmt.Errorf("restore: %s holds attachment files of layout %d; this doorstep reads up to %d: use a newer doorstep", o.In, v, blob.ExportVersion)
+	}
+
 	// 2. Load. On any failure, remove what was created.
 	if err := os.MkdirAll(o.Data, 0o700); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
@@ -110,6 +115,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 			return res, fmt.Errorf("restore: verify %s failed: restored %d items sha256 %s, backup has %d items sha256 %s", sec.name, n, sum, want.Items, want.SHA256)
 		}
 		fmt.Fprintf(logw, "verified %s: %d items, sha256 %s\n", sec.name, n, sum)
+	}
+	if err := verifyBlobs(ctx, m, filepath.Join(o.Data, "blobs"), logw); err != nil {
+		return res, err
 	}
 	res.Check = time.Since(t0)
 
@@ -188,10 +196,20 @@ func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, 
 		adb.Close()
 		return fmt.Errorf("restore: %w", err)
 	}
+	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1})
+	if err != nil {
+		rt.(interface{ Cancel() }).Cancel()
+		at.(interface{ Cancel() }).Cancel()
+		rdb.Close()
+		adb.Close()
+		return fmt.Errorf("restore: %w", err)
+	}
 	_, err = backup.Load(ctx, f, map[string]backup.Target{
 		"records": rt, "auth": at, "keys": backup.DirTarget(keyDir),
 		"erasures": backup.DiscardTarget(), // read and re-applied after the load
+		"blobs":    blobTarget{bs.Import()},
 	}, backup.LoadOptions{Progress: progress, Every: time.Second})
+	bs.Close()
 	// Load ends with db.Sync; Close flushes the memtables to tables.
 	if cerr := errors.Join(rdb.Close(), adb.Close()); err == nil && cerr != nil {
 		err = cerr
@@ -221,7 +239,7 @@ func digestDir(opts badger.Options) (int64, string, error) {
 // cleanDir removes what a failed restore created inside dir (which was
 // empty or absent before).
 func cleanDir(dir string) {
-	for _, sub := range []string{"records", "auth", "keys"} {
+	for _, sub := range []string{"records", "auth", "keys", "blobs"} {
 		os.RemoveAll(filepath.Join(dir, sub))
 	}
 	os.Remove(dir)
@@ -264,6 +282,9 @@ func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, st
 	if len(es) == 0 {
 		return 0, nil
 	}
+	if err := eraseBlobs(ctx, filepath.Join(data, "blobs"), es); err != nil {
+		return 0, err
+	}
 	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(data, "records"), EncryptionKey: key,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true})
 	if err != nil {
@@ -292,6 +313,64 @@ func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, st
 		return n, err
 	}
 	return n, backup.AppendErasures(filepath.Join(data, "erasures.jsonl"), kept)
+}
+
+// blobTarget loads the "blobs" section through the blob store, which
+// checks each file's SHA-256 before keeping it.
+type blobTarget struct{ im *blob.Importer }
+
+func (t blobTarget) Put(it *backup.Item) error { return t.im.Put(it.Key, it.Value) }
+func (t blobTarget) Finish() error             { return t.im.Finish() }
+func (t blobTarget) Cancel()                   { t.im.Cancel() }
+
+// verifyBlobs checks the restored attachment files against the backup's
+// "blobs" section, by exporting them again. A backup without one predates
+// blob sections: the files must be copied by hand.
+func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Writer) error {
+	want, ok := m.Section("blobs")
+	if !ok {
+		fmt.Fprintf(logw, "warning: this backup has no attachment files (it predates blob sections): copy DATA/blobs from a file-level copy taken with it (see docs/OPERATIONS.md)\n")
+		return nil
+	}
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+	if err != nil {
+		return fmt.Errorf("restore: verify blobs: %w", err)
+	}
+	defer bs.Close()
+	n, sum, err := backup.DigestEach(func(put func(*backup.Item) error) error {
+		return bs.Export(ctx, func(k, v []byte) error { return put(&backup.Item{Key: k, Value: v}) })
+	})
+	if err != nil {
+		return fmt.Errorf("restore: verify blobs: %w", err)
+	}
+	if n != want.Items || sum != want.SHA256 {
+		return fmt.Errorf("restore: verify blobs failed: restored %d items sha256 %s, backup has %d items sha256 %s", n, sum, want.Items, want.SHA256)
+	}
+	fmt.Fprintf(logw, "verified blobs: %d items, sha256 %s\n", n, sum)
+	return nil
+}
+
+// eraseBlobs deletes, in the restored blob directory, the attachments of
+// the erased records that no other record refers to, as the server does
+// on an erasure. It runs for every journalled erasure, including those the
+// records store had already applied: a blob erased while the backup was
+// being written may still be in it.
+func eraseBlobs(ctx context.Context, dir string, es []backup.Erasure) error {
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+	if err != nil {
+		return err
+	}
+	defer bs.Close()
+	byTeam := map[string][]blob.Ref{}
+	for _, e := range es {
+		byTeam[e.Team] = append(byTeam[e.Team], blob.Ref{Collection: e.Collection, ID: e.ID})
+	}
+	for team, refs := range byTeam {
+		if _, err := bs.EraseRecords(ctx, team, refs); err != nil {
+			return fmt.Errorf("re-apply erasures to the attachments of team %s: %w", team, err)
+		}
+	}
+	return nil
 }
 
 // progressReader reports bytes read through it.
