@@ -57,11 +57,13 @@ type SyncRequest struct {
 	// predates the field, answers in the default encoding, so a device
 	// must read both; see docs/PROTOCOL.md "Packed pull encoding".
 	PullEncoding int `msgpack:"7e,omitempty"`
-	// Packed holds the changes in the packed form (PackPush) in place of
-	// Changes. Send it only to a server that said it reads it
+	// Packed holds the changes in the packed form in place of Changes:
+	// blocks (PackPush) of consecutive changes, in seq order, each within
+	// the server's bound on one bin (64 KiB by default; MaxPackedBlock).
+	// Send it only to a server that said it reads it
 	// (SyncResponse.ReadsPacked): an older one would ignore it and apply
 	// nothing.
-	Packed []byte `msgpack:"7q,omitempty"`
+	Packed [][]byte `msgpack:"7q,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.

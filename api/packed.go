@@ -56,8 +56,13 @@ func PackChanges(changes []PulledChange) ([]byte, error) {
 	return p.pack(cs)
 }
 
-// PackPush encodes a device's changes in the packed form (SyncRequest
-// field 7q, docs/PROTOCOL.md "Packed pull encoding"): as PackChanges, with
+// MaxPackedBlock is the largest packed push block a device sends: under
+// the 65,536 bytes a server's default limits allow one bin in a sync body.
+const MaxPackedBlock = 60_000
+
+// PackPush encodes a device's changes as one block of the packed form
+// (an element of SyncRequest field 7q, docs/PROTOCOL.md "Packed pull
+// encoding"): as PackChanges, with
 // each change's seq where a pulled change has its author. The ops are
 // encoded as they are; UnpackPush validates them.
 func PackPush(changes []Change) ([]byte, error) {

@@ -142,11 +142,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
 			// The server said it reads packed pushes (docs/PROTOCOL.md
 			// "Packed pull encoding"): the same changes, fewer bytes.
-			b, err := api.PackPush(wire)
-			if err != nil {
-				return res, fmt.Errorf("client: pack push: %w", err)
+			if blocks, ok := packPush(wire); ok {
+				req.Changes, req.Packed = nil, blocks
 			}
-			req.Changes, req.Packed = nil, b
 		}
 		pre := r.prefetch(changes, maxChanges)
 		resp, w, err := r.syncRequest(ctx, req)
@@ -286,6 +284,21 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// packPush packs changes one block per change; ok is false (send them
+// plain) when a change's block would exceed api.MaxPackedBlock or does not
+// pack.
+func packPush(changes []api.Change) ([][]byte, bool) {
+	blocks := make([][]byte, len(changes))
+	for i := range changes {
+		b, err := api.PackPush(changes[i : i+1])
+		if err != nil || len(b) > api.MaxPackedBlock {
+			return nil, false
+		}
+		blocks[i] = b
+	}
+	return blocks, true
 }
 
 // maxRetryWaits bounds the consecutive waits one Sync makes when the

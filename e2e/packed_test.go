@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	client "github.com/doorstep-health/doorstep/client-sdk"
+	"github.com/doorstep-health/doorstep/server"
 )
 
 // TestPackedPullSameAsPlain: a device pulling in the packed encoding
@@ -157,5 +158,52 @@ func TestPackedPushSameAsPlain(t *testing.T) {
 	t.Logf("pushed %d ops each: packed %d bytes, plain %d bytes", 4*len(refs[0]), sent[0], sent[1])
 	if sent[0] >= sent[1] {
 		t.Errorf("packed push sent %d bytes, plain %d", sent[0], sent[1])
+	}
+}
+
+// TestPackedPushLargeOutbox: a large outbox pushed packed takes no more
+// round trips than plain and is never refused as too large: each packed
+// block stays within the server's bound on one bin (a first version sent
+// one block per request, which the server refused past 64 KiB, and the
+// SDK then split changes down to a round trip per 1,500 ops).
+func TestPackedPushLargeOutbox(t *testing.T) {
+	ctx := context.Background()
+	sc := pushPullSchema(t)
+	e := newSDKEnv(t, nil, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
+	var rounds [2]int
+	for w, user := range []string{"ann", "bea"} {
+		r := e.device(user, "", func(o *client.Options) { o.Validator, o.PullLimit, o.PlainPush = sc, 0, w == 1 })
+		if _, err := r.Sync(ctx); err != nil { // learns that the server reads packed pushes
+			t.Fatal(err)
+		}
+		for n := 0; n < 1000; n += 100 {
+			err := r.Batch(ctx, func(bt *client.Batch) error {
+				for k := n; k < n+100; k++ {
+					fields := map[string]any{}
+					for f := range pushPullFields {
+						fields[fmt.Sprintf("f%02d", f)] = fmt.Sprintf("%s %06d vvvvvvvvvv", user, k)
+					}
+					if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "bench_rows"}, fields); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := r.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PushedOps != 1000*pushPullFields {
+			t.Fatalf("%s pushed %d ops", user, res.PushedOps)
+		}
+		rounds[w] = res.Rounds
+		t.Logf("%s (plain %v): %d round trips, %d bytes sent", user, w == 1, res.Rounds, res.BytesSent)
+	}
+	if rounds[0] > rounds[1] {
+		t.Fatalf("packed push took %d round trips, plain %d", rounds[0], rounds[1])
 	}
 }

@@ -141,8 +141,9 @@ func (s *Server) sync(c echo.Context) error {
 }
 
 // unpackPush replaces a packed push (api.SyncRequest.Packed) by the
-// changes it holds, bounded as the msgpack form is: no more ops than a
-// msgpack body within l could carry (an op is at least 8 values there).
+// changes its blocks hold, bounded as the msgpack form is: no more ops in
+// all than a msgpack body within l could carry (an op is at least 8
+// values there).
 func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 	if len(req.Packed) == 0 {
 		return nil
@@ -150,11 +151,18 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 	if len(req.Changes) > 0 {
 		return problemf(api.CodeMalformedBody, "sync request: both c and 7q")
 	}
-	changes, err := api.UnpackPush(req.Packed, max(1, l.MaxItems/8))
-	if err != nil {
-		return &Error{Code: api.CodeMalformedBody, Detail: "sync request: " + err.Error(), Err: err}
+	left := max(1, l.MaxItems/8)
+	for i, b := range req.Packed {
+		changes, err := api.UnpackPush(b, left)
+		if err != nil {
+			return &Error{Code: api.CodeMalformedBody, Detail: fmt.Sprintf("sync request: packed block %d: %v", i, err), Err: err}
+		}
+		for _, c := range changes {
+			left -= len(c.Ops)
+		}
+		req.Changes = append(req.Changes, changes...)
 	}
-	req.Changes, req.Packed = changes, nil
+	req.Packed = nil
 	return nil
 }
 
