@@ -60,6 +60,8 @@ type SyncRequest struct {
 	// Packed holds the changes in the packed form in place of Changes:
 	// blocks (PackPush) of consecutive changes, in seq order, each within
 	// the server's bound on one bin (64 KiB by default; MaxPackedBlock).
+	// Consecutive entries of one seq are one change whose ops continue
+	// from one block to the next.
 	// Send it only to a server that said it reads it
 	// (SyncResponse.ReadsPacked): an older one would ignore it and apply
 	// nothing.

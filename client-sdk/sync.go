@@ -286,17 +286,31 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	}
 }
 
-// packPush packs changes one block per change; ok is false (send them
-// plain) when a change's block would exceed api.MaxPackedBlock or does not
-// pack.
+// packPush packs changes into blocks of at most api.MaxPackedBlock bytes:
+// one per change, or a change's ops in several consecutive blocks under
+// its seq when it is bigger. ok is false (send the changes plain) when a
+// change does not pack or its pieces still do not fit.
 func packPush(changes []api.Change) ([][]byte, bool) {
-	blocks := make([][]byte, len(changes))
+	var blocks [][]byte
 	for i := range changes {
 		b, err := api.PackPush(changes[i : i+1])
-		if err != nil || len(b) > api.MaxPackedBlock {
+		if err != nil {
 			return nil, false
 		}
-		blocks[i] = b
+		if len(b) <= api.MaxPackedBlock {
+			blocks = append(blocks, b)
+			continue
+		}
+		ops := changes[i].Ops
+		pieces := 2 * ((len(b) + api.MaxPackedBlock - 1) / api.MaxPackedBlock)
+		per := (len(ops) + pieces - 1) / pieces
+		for p := 0; p < len(ops); p += per {
+			b, err := api.PackPush([]api.Change{{Seq: changes[i].Seq, Ops: ops[p:min(p+per, len(ops))]}})
+			if err != nil || len(b) > api.MaxPackedBlock {
+				return nil, false
+			}
+			blocks = append(blocks, b)
+		}
 	}
 	return blocks, true
 }

@@ -171,8 +171,11 @@ func TestPackedPushLargeOutbox(t *testing.T) {
 	sc := pushPullSchema(t)
 	e := newSDKEnv(t, nil, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
 	var rounds [2]int
+	var sent [2]int64
+	var writers [2]*client.Replica
 	for w, user := range []string{"ann", "bea"} {
 		r := e.device(user, "", func(o *client.Options) { o.Validator, o.PullLimit, o.PlainPush = sc, 0, w == 1 })
+		writers[w] = r
 		if _, err := r.Sync(ctx); err != nil { // learns that the server reads packed pushes
 			t.Fatal(err)
 		}
@@ -200,10 +203,41 @@ func TestPackedPushLargeOutbox(t *testing.T) {
 		if res.PushedOps != 1000*pushPullFields {
 			t.Fatalf("%s pushed %d ops", user, res.PushedOps)
 		}
-		rounds[w] = res.Rounds
+		rounds[w], sent[w] = res.Rounds, res.BytesSent
 		t.Logf("%s (plain %v): %d round trips, %d bytes sent", user, w == 1, res.Rounds, res.BytesSent)
 	}
 	if rounds[0] > rounds[1] {
 		t.Fatalf("packed push took %d round trips, plain %d", rounds[0], rounds[1])
+	}
+	// Each write of 3,000 ops is one change, too big for one block: its
+	// ops go in pieces over several blocks, which the server joins.
+	if sent[0]*2 > sent[1] {
+		t.Fatalf("packed push sent %d bytes, plain %d: not packed?", sent[0], sent[1])
+	}
+	reader := e.device("cal", "", func(o *client.Options) { o.Validator, o.PullLimit = sc, 0 })
+	if _, err := reader.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range writers {
+		want, err := w.List(ctx, sdkTeam, "bench_rows")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reader.List(ctx, sdkTeam, "bench_rows")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2000 || len(want) < 1000 {
+			t.Fatalf("reader holds %d records, writer %d", len(got), len(want))
+		}
+		byID := map[string]*client.Record{}
+		for _, g := range got {
+			byID[g.Ref.ID] = g
+		}
+		for _, x := range want {
+			if !reflect.DeepEqual(byID[x.Ref.ID], x) {
+				t.Fatalf("record %s differs between writer and reader", x.Ref.ID)
+			}
+		}
 	}
 }

@@ -141,7 +141,8 @@ func (s *Server) sync(c echo.Context) error {
 }
 
 // unpackPush replaces a packed push (api.SyncRequest.Packed) by the
-// changes its blocks hold, bounded as the msgpack form is: no more ops in
+// changes its blocks hold (consecutive entries of one seq are one change
+// continued across blocks), bounded as the msgpack form is: no more ops in
 // all than a msgpack body within l could carry (an op is at least 8
 // values there).
 func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
@@ -159,8 +160,13 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 		}
 		for _, c := range changes {
 			left -= len(c.Ops)
+			if n := len(req.Changes); n > 0 && req.Changes[n-1].Seq == c.Seq {
+				// A change continued in the next block.
+				req.Changes[n-1].Ops = append(req.Changes[n-1].Ops, c.Ops...)
+				continue
+			}
+			req.Changes = append(req.Changes, c)
 		}
-		req.Changes = append(req.Changes, changes...)
 	}
 	req.Packed = nil
 	return nil
