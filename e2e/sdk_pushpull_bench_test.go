@@ -65,6 +65,10 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	ctx := context.Background()
 	sc := pushPullSchema(b)
 	value := strings.Repeat("v", pushPullValue-6)
+	names := make([]string, pushPullFields) // "f00" … "f29", as the PouchDB script names them
+	for f := range names {
+		names[f] = fmt.Sprintf("f%02d", f)
+	}
 	var write, push, pull time.Duration
 	var writeCPU, pushCPU, pullCPU time.Duration // the process's CPU time in each phase
 	var pushRounds, pullRounds int
@@ -84,8 +88,9 @@ func BenchmarkSDKPushPull(b *testing.B) {
 			err := ann.Batch(ctx, func(bt *client.Batch) error {
 				for r := n; r < n+batch; r++ {
 					fields := make(map[string]any, pushPullFields)
-					for f := range pushPullFields {
-						fields[fmt.Sprintf("f%02d", f)] = fmt.Sprintf("%06d", r) + value
+					v := fmt.Sprintf("%06d", r) + value
+					for _, name := range names {
+						fields[name] = v
 					}
 					if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "bench_rows"}, fields); err != nil {
 						return err
