@@ -97,7 +97,7 @@ func postgresKV(t testing.TB, dir string) store.KV {
 			pgDBsMu.Unlock()
 		})
 	}
-	kv, err := postgres.Open(context.Background(), url, postgres.Options{Logger: quietLogger()})
+	kv, err := postgres.Open(context.Background(), url, postgres.Options{MaxTxnBytes: 2 << 20, Logger: quietLogger()}) // small transactions, as for memory, so the split paths run
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}
