@@ -471,7 +471,7 @@ func TestDefaultSchemaQuarantines(t *testing.T) {
 	}
 }
 
-// TestTxnTooBigSplits pushes more than one Badger transaction can hold: the
+// TestTxnTooBigSplits pushes more than one store transaction can hold: the
 // committer splits the push at change boundaries, every change is applied
 // once and in order; a single change too big for any transaction is
 // refused with ErrTooLarge and nothing of it is applied.
