@@ -79,10 +79,15 @@ func testLockoutBackoff(t *testing.T) {
 	if d := check("ann", now); d != 0 {
 		t.Fatalf("after reset: %v", d)
 	}
-	// A quiet day forgives: after it, one failure does not lock again.
+	// A lock survives a restart (it was in memory once).
 	for i := 0; i < 3; i++ {
 		fail()
 	}
+	s = reopenTest(t, s)
+	if d := check("ann", now); d != time.Minute {
+		t.Fatalf("after a restart, locked for %v, want 1m", d)
+	}
+	// A quiet day forgives: after it, one failure does not lock again.
 	now = now.Add(25 * time.Hour)
 	if d := fail(); d != 0 {
 		t.Fatalf("first failure after a quiet day locks for %v", d)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -96,6 +97,9 @@ type Options struct {
 	MaxWriteOps, MaxWriteBytes int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
+	// PlainPush sends pushes in the plain msgpack form even to a server
+	// that reads the packed one. For comparing the two.
+	PlainPush bool
 	// PlainPull asks the server for pulled changes in the default msgpack
 	// form rather than the packed pull encoding (docs/PROTOCOL.md
 	// "Packed pull encoding"), which is about half the bytes after gzip.
@@ -107,6 +111,13 @@ type Options struct {
 	// again; it waits what the server asks, up to this, at most 10 times in
 	// a row. 0 means 30 seconds.
 	MaxRetryWait time.Duration
+
+	// AttachmentRequestTime is how long one attachment upload or download
+	// request should take at the link's measured rate: requests start at
+	// 64 KiB and grow or shrink to it, never past 30 s of transfer nor
+	// UploadChunk (4 MiB), so a slow link never runs into a timeout.
+	// 0 means 10 seconds.
+	AttachmentRequestTime time.Duration
 
 	// PollInterval is how often the background loop syncs when nothing
 	// triggers it, to pull others' changes; 0 means 1 minute.
@@ -148,10 +159,16 @@ type Replica struct {
 	// hw is what the replica knows of the server's high-water seq
 	// (highwater.go); guarded by syncMu.
 	hw highWater
+	// readsPacked: the last reply said the server reads packed pushes
+	// (api.SyncResponse.ReadsPacked). Memory only: after a restart the
+	// first push goes in the plain form.
+	readsPacked atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
 	blobMu gosync.Mutex
+	// upLink and downLink size attachment requests to the link (linkrate.go).
+	upLink, downLink chunkSizer
 
 	sizeMu     gosync.Mutex
 	sizes      RequestSizes // configured (Options, SetRequestSizes)
@@ -344,6 +361,9 @@ func setDefaults(o *Options) {
 	}
 	if o.MaxRetryWait <= 0 {
 		o.MaxRetryWait = 30 * time.Second
+	}
+	if o.AttachmentRequestTime <= 0 {
+		o.AttachmentRequestTime = 10 * time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Minute

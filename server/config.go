@@ -123,8 +123,9 @@ type Config struct {
 	// API; nil means schema.Default().
 	Schema *schema.Schema
 	// EncryptionKey, if set, encrypts the record and auth stores at rest
-	// (Badger AES; 16, 24 or 32 bytes). Stores created with a key must be
-	// opened with it.
+	// (Badger AES; 16, 24 or 32 bytes), and the attachment files written
+	// from then on (blob.Config.EncryptionKey). Stores created with a key
+	// must be opened with it.
 	EncryptionKey []byte
 	// ErasureJournal is the file each erasure is appended to (IDs only), so
 	// a restore of an older backup can re-apply it; default

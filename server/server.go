@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	blobs, err := blob.Open(blob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), MaxFileSize: cfg.MaxBlobSize, TeamQuota: cfg.BlobTeamQuota,
-		UploadTTL: cfg.UploadTTL, Now: cfg.Now, Logger: cfg.Logger})
+		UploadTTL: cfg.UploadTTL, Now: cfg.Now, Logger: cfg.Logger, EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		eng.Close()
 		a.Close()

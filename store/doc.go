@@ -16,7 +16,8 @@
 // with SyncWrites set: every transaction commit fsyncs the
 // value log before it returns, so anything the engine acknowledges after a
 // commit survives a crash (proved by the engine's SIGKILL test). Conflict
-// detection is off because the engine has exactly one writer goroutine.
+// detection is off: every backend serializes write transactions (see KV),
+// store/badger with a writer token.
 //
 // # Strings in keys
 //

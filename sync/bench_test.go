@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"fmt"
-	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"os"
 	"path/filepath"
 	gosync "sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"github.com/doorstep-health/doorstep/store"
 	storebadger "github.com/doorstep-health/doorstep/store/badger"
 )
@@ -470,7 +470,7 @@ func pullToHead(b *testing.B, e *Engine, c Caller, cur []byte) (ops, records, pa
 }
 
 func TestMain(m *testing.M) {
-	code := pgtest.Main(m)
+	code := pgtest.Main(m) // stops the PostgreSQL cluster of the postgres backend, if one started
 	benchStores.Lock()
 	for _, dir := range benchStores.dirs {
 		os.RemoveAll(filepath.Clean(dir))

@@ -155,10 +155,7 @@ func (t *txnState) usageOf(key []byte) (*usage, error) {
 	case err != nil:
 		return nil, fmt.Errorf("read quarantine usage: %w", err)
 	default:
-		if err := func(v []byte) (err error) {
-			u.u, err = store.DecodeQuarantineUsage(v)
-			return err
-		}(val); err != nil {
+		if u.u, err = store.DecodeQuarantineUsage(val); err != nil {
 			return nil, err
 		}
 	}
@@ -353,6 +350,10 @@ func (t *txnState) expire(r *request) error {
 			break
 		}
 		gone = append(gone, dead{bytes.Clone(it.Key()), q})
+	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return err
 	}
 	it.Close()
 	for i := range gone {

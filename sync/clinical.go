@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,11 +122,8 @@ func (e *Engine) replacements(ctx context.Context, changes []api.Change, results
 			} else if err != nil {
 				return err
 			}
-			err = func(v []byte) error {
-				_, b, err := store.DecodeRecordValue(v)
-				out = append(out, crdt.RecordBytes(bytes.Clone(b)))
-				return err
-			}(val)
+			_, b, err := store.DecodeRecordValue(val)
+			out = append(out, crdt.RecordBytes(b))
 			if err != nil {
 				return err
 			}

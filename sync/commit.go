@@ -387,16 +387,12 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
-		err := func(v []byte) error {
-			ms, b, err := store.DecodeRecordValue(v)
-			if err != nil {
-				return err
-			}
+		ms, b, err := store.DecodeRecordValue(val)
+		if err == nil {
 			rs.updatedMS = ms
 			rs.size = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
-			return err
-		}(val)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
 		}
@@ -848,7 +844,7 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 			}
 		}
 	}
-	return true, nil
+	return true, it.Err()
 }
 
 // stateHas reports whether the record knows id (see crdt.Record.Has):

@@ -113,7 +113,7 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 			}
 			out = append(out, ce)
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("changes: %w", err)
@@ -129,10 +129,9 @@ func lastChange(txn store.Tx, ref api.RecordRef, author string) (ChangedEntry, b
 	prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
 	it := txn.Iterate(store.IterOptions{Prefix: prefix, Reverse: true, KeysOnly: true})
 	defer it.Close()
-	seek := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	it.Seek(seek)
+	it.Rewind() // reversed: the newest position
 	if !it.Valid() {
-		return ChangedEntry{}, false, nil
+		return ChangedEntry{}, false, it.Err()
 	}
 	pos, err := store.LogPos(it.Key())
 	if err != nil {
@@ -146,17 +145,13 @@ func lastChange(txn store.Tx, ref api.RecordRef, author string) (ChangedEntry, b
 	}
 	ce := ChangedEntry{Ref: ref}
 	var ops []crdt.Op
-	err = func(v []byte) error {
-		h, err := decodeEntryHead(v)
-		if err != nil {
-			return err
-		}
+	h, err := decodeEntryHead(val)
+	if err == nil {
 		ce.Author, ce.Device, ce.Received, ce.Reason = h.author, h.replica, time.UnixMilli(h.receivedMS).UTC(), h.reason
-		if (author != "" && h.author != author) || len(h.ops) == 0 {
-			return nil
+		if (author == "" || h.author == author) && len(h.ops) > 0 {
+			err = store.Decode(h.ops, &ops)
 		}
-		return store.Decode(h.ops, &ops)
-	}(val)
+	}
 	if err != nil {
 		return ChangedEntry{}, false, err
 	}
@@ -338,7 +333,7 @@ func (e *Engine) CollectionRecords(ctx context.Context, c Caller, team, collecti
 				return err
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collection %s/%s: %w", team, collection, err)
@@ -364,7 +359,7 @@ func (e *Engine) CountChangedSince(ctx context.Context, c Caller, team string, s
 			}
 			n++
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("count changed: %w", err)
@@ -385,13 +380,13 @@ func (e *Engine) TeamVersion(ctx context.Context, c Caller, team string) (uint64
 		prefix := store.LogPrefix(team)
 		it := txn.Iterate(store.IterOptions{Prefix: prefix, Reverse: true, KeysOnly: true})
 		defer it.Close()
-		it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		it.Rewind() // reversed: the last position
 		if it.Valid() {
 			var err error
 			pos, err = store.LogPos(it.Key())
 			return err
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("team version: %w", err)
@@ -453,7 +448,7 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 				return err
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("touched since: %w", err)

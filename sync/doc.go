@@ -46,7 +46,9 @@
 // scrub/backup coordination (a shared store's scrub drops only deleted
 // keys, see scrub.go), and the clinical rules and schema (configuration,
 // the same on every server). The term index backfill at open is
-// idempotent. Stats and review reads hold no cache.
+// idempotent. Stats and review reads hold no cache; the console's
+// outcomes cache (package web) is keyed by TeamVersion, read from the
+// store on every request, so it follows other processes' commits.
 //
 // # What a push checks
 //

@@ -222,11 +222,10 @@ func (e *Engine) load(ctx context.Context) error {
 // Ping proves the store takes durable writes: it writes store.KeyPing (the
 // wall time in Unix ms) in its own write transaction, durable like every
 // commit, and reads it back. It does not go through the committer queue:
-// a readiness probe must answer within its timeout even while a large
-// commit group is being written, and a busy queue is not a broken store.
-// No other code writes KeyPing, so this second writer cannot collide with
-// the committer's keys (Badger's conflict detection is off; a backend that
-// serializes writers just orders it with the commits).
+// a readiness probe must answer within its timeout even while many
+// requests are queued, and a busy queue is not a broken store. Write
+// transactions are serialized by the store, so it waits at most for the
+// commit group being written. No other code writes KeyPing.
 func (e *Engine) Ping(ctx context.Context) error {
 	if err := e.enter(); err != nil {
 		return err

@@ -221,13 +221,8 @@ func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
 	} else if err != nil {
 		return false, err
 	}
-	var same bool
-	err = func(v []byte) error {
-		_, stored, err := store.DecodeRecordValue(v)
-		same = err == nil && bytes.Equal(stored, b)
-		return nil
-	}(val)
-	return same, err
+	_, stored, err := store.DecodeRecordValue(val)
+	return err == nil && bytes.Equal(stored, b), nil
 }
 
 // recordRefOf reads the collection, ID and team at the head of a canonical

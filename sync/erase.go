@@ -194,6 +194,9 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		}
 		check(rec)
 	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
 	for _, rs := range t.records {
 		if rs.dirty && !rs.exists && rs.rec.Team == team {
 			check(rs.rec)
@@ -236,6 +239,10 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 		}
 		positions = append(positions, pos)
 	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return err
+	}
 	it.Close()
 	for _, pos := range positions {
 		t.scrub = append(t.scrub, store.LogKey(ref.Team, pos))
@@ -256,17 +263,12 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 	case err != nil:
 		return fmt.Errorf("read record: %w", err)
 	default:
-		var ms int64
+		ms, b, err := store.DecodeRecordValue(val)
 		var stored *crdt.Record
-		if err := func(v []byte) error {
-			var err error
-			var b []byte
-			if ms, b, err = store.DecodeRecordValue(v); err != nil {
-				return err
-			}
+		if err == nil {
 			stored, err = crdt.UnmarshalRecord(b)
-			return err
-		}(val); err != nil {
+		}
+		if err != nil {
 			return fmt.Errorf("read record: %w", err)
 		}
 		if err := t.dropTerms(stored); err != nil {
@@ -369,6 +371,10 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 			ids = append(ids, q.Op.ID)
 			entries = append(entries, q)
 		}
+	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return 0, err
 	}
 	it.Close()
 	t.scrub = append(t.scrub, keys...)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/doorstep-health/doorstep/internal/pgtest"
-	"github.com/doorstep-health/doorstep/store/postgres"
 	"io"
 	"log/slog"
 	"slices"
@@ -28,7 +26,7 @@ var (
 	longFlag = flag.Bool("long", false, "run the long forms of randomized and crash tests")
 	// backendFlag picks the store every engine test opens (testKV); the
 	// main engine tests run over every backend regardless (backends_test.go).
-	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger, memory or postgres (a private cluster, internal/pgtest)")
+	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger, memory or postgres")
 )
 
 // testSeed returns the -seed flag or a fresh seed, and logs it.
@@ -88,11 +86,6 @@ var (
 	memStores   = map[string]*memory.Store{}
 )
 
-var (
-	pgMu   gosync.Mutex
-	pgURLs = map[string]string{}
-)
-
 // keepOpen is a store whose Close does not close it: an engine closed and
 // reopened on a memory store keeps its data.
 type keepOpen struct{ store.KV }
@@ -123,18 +116,7 @@ func testKV(t testing.TB, dir string) store.KV {
 		}
 		return keepOpen{m}
 	case "postgres":
-		pgMu.Lock()
-		defer pgMu.Unlock()
-		url, ok := pgURLs[dir]
-		if !ok {
-			url = pgtest.NewDB(t)
-			pgURLs[dir] = url
-		}
-		kv, err := postgres.Open(context.Background(), url, postgres.Options{MaxTxnBytes: 2 << 20, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kv
+		return postgresKV(t, dir)
 	default:
 		t.Fatalf("unknown -backend %q", b)
 		return nil

@@ -239,7 +239,7 @@ func termRecords(txn store.Tx, team, prefix, collection string, max int) ([]stri
 			ids = append(ids, ref.ID)
 		}
 	}
-	return ids, nil
+	return ids, it.Err()
 }
 
 // MaxLinked bounds the linked records one call returns.
@@ -268,7 +268,7 @@ func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api
 			}
 			out = append(out, api.RecordRef{Team: r.Team, Collection: r.Collection, ID: r.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("linked: %w", err)

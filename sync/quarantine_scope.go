@@ -45,7 +45,7 @@ func (e *Engine) QuarantinedIn(ctx context.Context, teams []string, after uint64
 			}
 		}
 		more = it.Valid()
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, after, false, fmt.Errorf("quarantine: %w", err)

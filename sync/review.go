@@ -80,10 +80,8 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 		} else if err != nil {
 			return err
 		}
-		return func(v []byte) (err error) {
-			rec, err = unmarshalStoredRecord(v)
-			return err
-		}(val)
+		rec, err = unmarshalStoredRecord(val)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -132,6 +130,9 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
+		}
+		if err := it.Err(); err != nil {
+			return err
 		}
 		if len(out) == 0 {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
@@ -189,6 +190,9 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 				}
 			}
 		}
+		if err := it.Err(); err != nil {
+			return err
+		}
 		if !found && after == 0 {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
 		}
@@ -228,7 +232,7 @@ func (e *Engine) ChangedSince(ctx context.Context, c Caller, team string, since 
 			}
 			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("changed since: %w", err)
@@ -254,7 +258,7 @@ func (e *Engine) Conflicts(ctx context.Context, c Caller, team string) ([]api.Re
 			}
 			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("conflicts: %w", err)
@@ -402,7 +406,7 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 			}
 			out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: %w", err)

@@ -38,7 +38,7 @@ func (e *Engine) Stats(ctx context.Context, teams []string) (Stats, error) {
 			}
 			n++
 		}
-		return n, nil
+		return n, it.Err()
 	}
 	err := e.view(ctx, func(txn store.Tx) error {
 		for _, team := range teams {

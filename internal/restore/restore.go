@@ -117,7 +117,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 		fmt.Fprintf(logw, "verified %s: %d items, sha256 %s\n", sec.name, n, sum)
 	}
-	if err := verifyBlobs(ctx, m, filepath.Join(o.Data, "blobs"), logw); err != nil {
+	if err := verifyBlobs(ctx, m, filepath.Join(o.Data, "blobs"), o.Key, logw); err != nil {
 		return res, err
 	}
 	res.Check = time.Since(t0)
@@ -199,7 +199,7 @@ func loadFile(ctx context.Context, path string, recOpts storebadger.Options, aut
 		adb.Close()
 		return fmt.Errorf("restore: %w", err)
 	}
-	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1})
+	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		rt.(interface{ Cancel() }).Cancel()
 		at.(interface{ Cancel() }).Cancel()
@@ -285,7 +285,7 @@ func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, st
 	if len(es) == 0 {
 		return 0, nil
 	}
-	if err := eraseBlobs(ctx, filepath.Join(data, "blobs"), es); err != nil {
+	if err := eraseBlobs(ctx, filepath.Join(data, "blobs"), key, es); err != nil {
 		return 0, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -333,13 +333,13 @@ func (t blobTarget) Cancel()                   { t.im.Cancel() }
 // verifyBlobs checks the restored attachment files against the backup's
 // "blobs" section, by exporting them again. A backup without one predates
 // blob sections: the files must be copied by hand.
-func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Writer) error {
+func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, key []byte, logw io.Writer) error {
 	want, ok := m.Section("blobs")
 	if !ok {
 		fmt.Fprintf(logw, "warning: this backup has no attachment files (it predates blob sections): copy DATA/blobs from a file-level copy taken with it (see docs/OPERATIONS.md)\n")
 		return nil
 	}
-	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		return fmt.Errorf("restore: verify blobs: %w", err)
 	}
@@ -362,8 +362,8 @@ func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Wr
 // on an erasure. It runs for every journalled erasure, including those the
 // records store had already applied: a blob erased while the backup was
 // being written may still be in it.
-func eraseBlobs(ctx context.Context, dir string, es []backup.Erasure) error {
-	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+func eraseBlobs(ctx context.Context, dir string, key []byte, es []backup.Erasure) error {
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,10 @@ const (
 // Store is a store.KV over one Badger database.
 type Store struct {
 	db *dgbadger.DB
+	// w is the writer token, held by the one open write transaction from
+	// Begin(ctx, true) (or Update) to Commit or Discard: the seam promises
+	// serialized writers, and Badger's conflict detection is off.
+	w chan struct{}
 }
 
 var _ store.KV = (*Store)(nil)
@@ -90,12 +94,24 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/badger: open %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db}, nil
+	return New(db), nil
 }
 
 // New wraps an open Badger database (opened with BadgerOptions or
 // equivalent durability settings); Close closes it.
-func New(db *dgbadger.DB) *Store { return &Store{db: db} }
+func New(db *dgbadger.DB) *Store { return &Store{db: db, w: make(chan struct{}, 1)} }
+
+// lock takes the writer token, or gives up when ctx is done.
+func (s *Store) lock(ctx context.Context) error {
+	select {
+	case s.w <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlock() { <-s.w }
 
 // BadgerOptions returns the Badger options Open uses for opts (the
 // durability, memory and encryption settings), for tools such as restore
@@ -157,23 +173,36 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
 }
 
-// Update implements store.KV.
+// Update implements store.KV; it waits for the open write transaction,
+// if any, to end.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
 	return mapErr(s.db.Update(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
 }
 
-// Begin implements store.KV.
+// Begin implements store.KV. A write transaction waits for the one open
+// before it to end.
 func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(update)}, nil
+	if !update {
+		return &tx{txn: s.db.NewTransaction(false)}, nil
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	return &tx{txn: s.db.NewTransaction(true), s: s}, nil
 }
 
-// DropPrefix implements store.KV with Badger's DropPrefix (which flushes
+// DropPrefix implements store.KV with Badger's DropPrefix (holding the
+// writer token, so no write transaction runs meanwhile) (which flushes
 // the memtables without the keys and compacts every table holding them),
 // followed by value-log garbage collection for values large enough to
 // live in the value log.
@@ -181,6 +210,10 @@ func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
 	if err := s.db.DropPrefix(prefixes...); err != nil {
 		return fmt.Errorf("store/badger: drop prefix: %w", err)
 	}
@@ -221,8 +254,21 @@ func mapErr(err error) error {
 	return err
 }
 
-// tx is a store.Txn over a Badger transaction.
-type tx struct{ txn *dgbadger.Txn }
+// tx is a store.Txn over a Badger transaction. s is set on a write
+// transaction from Begin, which holds the writer token until it ends.
+type tx struct {
+	txn  *dgbadger.Txn
+	s    *Store
+	done bool
+}
+
+// end releases the writer token of a Begin write transaction, once.
+func (t *tx) end() {
+	if t.s != nil && !t.done {
+		t.done = true
+		t.s.unlock()
+	}
+}
 
 func (t *tx) Get(key []byte) ([]byte, error) {
 	item, err := t.txn.Get(key)
@@ -241,9 +287,15 @@ func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
 
 func (t *tx) Delete(key []byte) error { return mapErr(t.txn.Delete(key)) }
 
-func (t *tx) Commit() error { return mapErr(t.txn.Commit()) }
+func (t *tx) Commit() error {
+	defer t.end()
+	return mapErr(t.txn.Commit())
+}
 
-func (t *tx) Discard() { t.txn.Discard() }
+func (t *tx) Discard() {
+	t.txn.Discard()
+	t.end()
+}
 
 func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
 	bo := dgbadger.IteratorOptions{
@@ -274,8 +326,13 @@ type iter struct {
 }
 
 func (i *iter) Seek(key []byte) {
-	if !i.reverse && bytes.Compare(key, i.prefix) < 0 {
+	switch {
+	case !i.reverse && bytes.Compare(key, i.prefix) < 0:
 		key = i.prefix
+	case i.reverse && len(i.prefix) > 0 && !bytes.HasPrefix(key, i.prefix) && bytes.Compare(key, i.prefix) > 0:
+		// Past the prefix's range: its last key.
+		i.Rewind()
+		return
 	}
 	i.it.Seek(key)
 }

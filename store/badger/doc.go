@@ -13,9 +13,10 @@
 //
 // Badger is opened with SyncWrites set: every transaction commit fsyncs the
 // value log before it returns, so anything acknowledged after a commit
-// survives a crash. Conflict detection is off: the engine has one writer
-// (its committer) per store, and the few other writes (readiness ping,
-// scrub holds) touch keys the committer never writes.
+// survives a crash. Conflict detection is off; instead write transactions
+// are serialized by a writer token held from Begin to Commit or Discard
+// (and for Update and DropPrefix), as the seam promises: the engine's
+// committer and its few other writes (readiness ping, scrub) take turns.
 //
 // It imports only package store and Badger; nothing above store.
 package badger

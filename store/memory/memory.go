@@ -281,7 +281,11 @@ func (i *iter) Seek(key []byte) {
 		i.settle(i.it.Seek(item{key: k}))
 		return
 	}
-	// At or before k.
+	// At or before k; past the prefix's range, its last key.
+	if up := successor(i.prefix); i.prefix != "" && (up == "" || k >= up) {
+		i.Rewind()
+		return
+	}
 	if i.it.Seek(item{key: k}) {
 		if i.it.Item().key == k {
 			i.settle(true)
