@@ -1,0 +1,276 @@
+package client
+
+// Attachment downloads, resumable across cuts and app restarts. The bytes
+// are written to the file's chunk keys (b/d/, as for a file attached
+// here) as whole chunks arrive, and a partial-download entry says how many
+// are held:
+//
+//	b/p/<team>\x00<sha256>  partialBlob (msgpack): size, type, the record, bytes held
+//
+// The file's metadata key (b/m/) is written only once every byte is held
+// and the whole file hashes to its name, in the transaction that deletes
+// the partial entry: a file is readable only when complete and verified.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/doorstep-health/doorstep/schema"
+)
+
+var prefBlobPart = []byte("b/p/")
+
+func blobPartKey(team, sum string) []byte {
+	return append(slices.Clone(prefBlobPart), team+"\x00"+sum...)
+}
+
+// partialBlob is a download in progress.
+type partialBlob struct {
+	Team        string `msgpack:"t"`
+	SHA256      string `msgpack:"h"`
+	Size        int64  `msgpack:"n"`
+	ContentType string `msgpack:"c"`
+	Ref         Ref    `msgpack:"r"`
+	// Held counts the bytes in chunk keys: whole chunks, or the file.
+	Held int64 `msgpack:"a"`
+}
+
+// FetchAttachment downloads the file an attachment value names, for the
+// record ref, unless it is here already. It refuses a file larger than the
+// device's cap (DefaultMaxAttachment) before downloading, and keeps the
+// file only if its size and SHA-256 match the metadata. The download is
+// made of ranged requests sized to the link (linkrate.go); what arrived
+// is kept across cuts and app restarts, so a later call resumes it.
+func (r *Replica) FetchAttachment(ctx context.Context, ref Ref, a schema.Attachment) error {
+	if err := a.Check(); err != nil {
+		return &ValidationError{Err: err}
+	}
+	if lb, err := r.loadBlob(ref.Team, a.SHA256); err != nil || lb != nil {
+		if lb != nil && !slices.Contains(lb.Refs, ref) {
+			return r.updateBlob(ref.Team, a.SHA256, func(m *localBlob) bool { m.Refs = append(m.Refs, ref); return true })
+		}
+		return err
+	}
+	if a.Size > r.maxAttachment() {
+		return &LimitError{What: "attachment bytes", Limit: int(r.maxAttachment()), Size: int(a.Size)}
+	}
+	r.fetchMu.Lock()
+	defer r.fetchMu.Unlock()
+	pb, err := r.loadPartial(ref.Team, a.SHA256)
+	if err != nil {
+		return fmt.Errorf("client: fetch attachment: %w", err)
+	}
+	if pb == nil || pb.Size != a.Size {
+		if pb != nil {
+			if err := r.dropPartial(*pb); err != nil {
+				return err
+			}
+		}
+		pb = &partialBlob{Team: ref.Team, SHA256: a.SHA256, Size: a.Size, ContentType: a.ContentType, Ref: ref}
+	}
+	if err := r.download(ctx, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, pb); err != nil {
+		if errors.Is(err, ErrAttachmentHash) {
+			r.dropPartial(*pb)
+		}
+		return fmt.Errorf("client: fetch attachment: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, &chunkReader{r: r, team: pb.Team, sum: pb.SHA256, off: 0, end: pb.Size})
+	if err != nil {
+		return fmt.Errorf("client: fetch attachment: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != a.Size || got != a.SHA256 {
+		r.dropPartial(*pb)
+		return fmt.Errorf("%w: got %d bytes hashing to %s", ErrAttachmentHash, n, got)
+	}
+	// Complete and verified: the metadata makes it readable, and the
+	// partial entry goes, in one transaction.
+	r.blobMu.Lock()
+	defer r.blobMu.Unlock()
+	lb := localBlob{Team: ref.Team, SHA256: a.SHA256, Size: a.Size, ContentType: a.ContentType, Refs: []Ref{ref}, Uploaded: true, Acked: a.Size}
+	out, err := msgpack.Marshal(&lb)
+	if err != nil {
+		return err
+	}
+	if err := r.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(blobMetaKey(ref.Team, a.SHA256), out); err != nil {
+			return err
+		}
+		return txn.Delete(blobPartKey(ref.Team, a.SHA256))
+	}); err != nil {
+		return fmt.Errorf("client: store attachment: %w", err)
+	}
+	return nil
+}
+
+func (r *Replica) loadPartial(team, sum string) (*partialBlob, error) {
+	var pb *partialBlob
+	err := r.view(func(txn *badger.Txn) error {
+		raw, err := get(txn, blobPartKey(team, sum))
+		if err != nil || raw == nil {
+			return err
+		}
+		pb = new(partialBlob)
+		return msgpack.Unmarshal(raw, pb)
+	})
+	return pb, err
+}
+
+// dropPartial deletes a partial download and the chunks it holds, unless
+// the file is complete here meanwhile (attached on this device): its
+// chunks are then the file's.
+func (r *Replica) dropPartial(pb partialBlob) error {
+	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete(blobPartKey(pb.Team, pb.SHA256)) }); err != nil {
+		return fmt.Errorf("client: drop partial download: %w", err)
+	}
+	if lb, err := r.loadBlob(pb.Team, pb.SHA256); err != nil || lb != nil {
+		return err
+	}
+	return r.deleteChunks(pb.Team, pb.SHA256, pb.Size)
+}
+
+// download GETs the rest of pb's file in ranges sized to the link, so no
+// response outlasts a timeout on a slow link, storing each whole chunk as
+// it completes (with pb.Held, in one transaction). After a cut it asks for
+// the rest from the last byte received; it gives up after maxUploadStalls
+// requests in a row that brought nothing, keeping what is stored.
+func (r *Replica) download(ctx context.Context, path string, pb *partialBlob) error {
+	buf := make([]byte, 0, ChunkSize) // bytes after the last stored chunk
+	sink := &chunkSink{r: r, pb: pb, buf: buf}
+	stalls := 0
+	for pos := pb.Held; pos < pb.Size; pos = pb.Held + int64(len(sink.buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(pos+r.downLink.next(), pb.Size) // exclusive
+		hdr := http.Header{}
+		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", pos, end-1))
+		t0 := time.Now()
+		res, err := r.blobRequest(ctx, http.MethodGet, path, hdr, nil, 0)
+		if wait, ok := r.uploadWait(err); ok {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				r.downLink.cut()
+				if stalls++; stalls <= maxUploadStalls {
+					continue
+				}
+			}
+			return err
+		}
+		want := end - pos
+		switch {
+		case res.StatusCode == http.StatusPartialContent:
+			var start int64 = -1
+			fmt.Sscanf(res.Header.Get("Content-Range"), "bytes %d-", &start)
+			if start != pos {
+				res.Body.Close()
+				return fmt.Errorf("%w: asked for bytes from %d, the server sent %q", ErrAttachmentHash, pos, res.Header.Get("Content-Range"))
+			}
+		case res.StatusCode == http.StatusOK && pos == 0:
+			want = pb.Size // the whole file (a server or proxy ignoring Range)
+		default:
+			res.Body.Close()
+			return fmt.Errorf("client: GET %s: status %d", path, res.StatusCode)
+		}
+		if res.ContentLength > want {
+			res.Body.Close()
+			return fmt.Errorf("%w: the server offers %d bytes, the record says %d", ErrAttachmentHash, pos+res.ContentLength, pb.Size)
+		}
+		n, err := io.Copy(sink, io.LimitReader(res.Body, want))
+		res.Body.Close()
+		if errors.Is(err, ErrAttachmentHash) || errors.Is(err, errStore) {
+			return err
+		}
+		if n > 0 {
+			stalls = 0
+		}
+		if err != nil {
+			// Keep what arrived: the next range starts after it.
+			r.downLink.cut()
+			if stalls++; stalls > maxUploadStalls {
+				return unavailable(ctx, err)
+			}
+			continue
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: the server sent no bytes from %d of %d", ErrAttachmentHash, pos, pb.Size)
+		}
+		r.downLink.observe(n, time.Since(t0), r.opts.AttachmentRequestTime)
+	}
+	return sink.flush()
+}
+
+// errStore marks a failure to store downloaded bytes (not a network cut).
+var errStore = errors.New("client: store downloaded bytes")
+
+// chunkSink collects downloaded bytes and stores each whole chunk (and
+// the file's last, shorter one) with the partial entry's new Held.
+type chunkSink struct {
+	r   *Replica
+	pb  *partialBlob
+	buf []byte
+}
+
+func (s *chunkSink) Write(p []byte) (int, error) {
+	if s.pb.Held+int64(len(s.buf)+len(p)) > s.pb.Size {
+		return 0, fmt.Errorf("%w: more bytes than the record says", ErrAttachmentHash)
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), ChunkSize-len(s.buf))
+		s.buf = append(s.buf, p[:k]...)
+		p = p[k:]
+		if len(s.buf) == ChunkSize {
+			if err := s.store(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// flush stores the last chunk once the file is all here.
+func (s *chunkSink) flush() error {
+	if len(s.buf) > 0 && s.pb.Held+int64(len(s.buf)) == s.pb.Size {
+		return s.store()
+	}
+	return nil
+}
+
+func (s *chunkSink) store() error {
+	next := *s.pb
+	next.Held += int64(len(s.buf))
+	out, err := msgpack.Marshal(&next)
+	if err != nil {
+		return err
+	}
+	i := uint32(s.pb.Held / ChunkSize)
+	if err := s.r.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(blobChunkKey(s.pb.Team, s.pb.SHA256, i), slices.Clone(s.buf)); err != nil {
+			return err
+		}
+		return txn.Set(blobPartKey(s.pb.Team, s.pb.SHA256), out)
+	}); err != nil {
+		return fmt.Errorf("%w: %w", errStore, err)
+	}
+	*s.pb = next
+	s.buf = s.buf[:0]
+	return nil
+}
