@@ -14,9 +14,11 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"slices"
@@ -43,6 +45,10 @@ type partialBlob struct {
 	Ref         Ref    `msgpack:"r"`
 	// Held counts the bytes in chunk keys: whole chunks, or the file.
 	Held int64 `msgpack:"a"`
+	// Hash is the SHA-256 state after the Held bytes (MarshalBinary), so
+	// the file is hashed as it arrives, across restarts, without reading
+	// it back.
+	Hash []byte `msgpack:"s"`
 }
 
 // FetchAttachment downloads the file an attachment value names, for the
@@ -78,20 +84,19 @@ func (r *Replica) FetchAttachment(ctx context.Context, ref Ref, a schema.Attachm
 		}
 		pb = &partialBlob{Team: ref.Team, SHA256: a.SHA256, Size: a.Size, ContentType: a.ContentType, Ref: ref}
 	}
-	if err := r.download(ctx, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, pb); err != nil {
+	h, err := r.resumeHash(pb)
+	if err != nil {
+		return fmt.Errorf("client: fetch attachment: %w", err)
+	}
+	if err := r.download(ctx, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, pb, h); err != nil {
 		if errors.Is(err, ErrAttachmentHash) {
 			r.dropPartial(*pb)
 		}
 		return fmt.Errorf("client: fetch attachment: %w", err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, &chunkReader{r: r, team: pb.Team, sum: pb.SHA256, off: 0, end: pb.Size})
-	if err != nil {
-		return fmt.Errorf("client: fetch attachment: %w", err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); n != a.Size || got != a.SHA256 {
+	if got := hex.EncodeToString(h.Sum(nil)); pb.Held != a.Size || got != a.SHA256 {
 		r.dropPartial(*pb)
-		return fmt.Errorf("%w: got %d bytes hashing to %s", ErrAttachmentHash, n, got)
+		return fmt.Errorf("%w: got %d bytes hashing to %s", ErrAttachmentHash, pb.Held, got)
 	}
 	// Complete and verified: the metadata makes it readable, and the
 	// partial entry goes, in one transaction.
@@ -111,6 +116,24 @@ func (r *Replica) FetchAttachment(ctx context.Context, ref Ref, a schema.Attachm
 		return fmt.Errorf("client: store attachment: %w", err)
 	}
 	return nil
+}
+
+// resumeHash returns the SHA-256 state after pb's Held bytes: the one
+// stored with them, or, if that is missing or unreadable, the stored bytes
+// hashed again.
+func (r *Replica) resumeHash(pb *partialBlob) (hash.Hash, error) {
+	h := sha256.New()
+	if pb.Held == 0 {
+		return h, nil
+	}
+	if u, ok := h.(encoding.BinaryUnmarshaler); ok && len(pb.Hash) > 0 && u.UnmarshalBinary(pb.Hash) == nil {
+		return h, nil
+	}
+	h.Reset()
+	if _, err := io.Copy(h, &chunkReader{r: r, team: pb.Team, sum: pb.SHA256, off: 0, end: pb.Held}); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 func (r *Replica) loadPartial(team, sum string) (*partialBlob, error) {
@@ -144,9 +167,8 @@ func (r *Replica) dropPartial(pb partialBlob) error {
 // it completes (with pb.Held, in one transaction). After a cut it asks for
 // the rest from the last byte received; it gives up after maxUploadStalls
 // requests in a row that brought nothing, keeping what is stored.
-func (r *Replica) download(ctx context.Context, path string, pb *partialBlob) error {
-	buf := make([]byte, 0, ChunkSize) // bytes after the last stored chunk
-	sink := &chunkSink{r: r, pb: pb, buf: buf}
+func (r *Replica) download(ctx context.Context, path string, pb *partialBlob, h hash.Hash) error {
+	sink := &chunkSink{r: r, pb: pb, h: h}
 	stalls := 0
 	for pos := pb.Held; pos < pb.Size; pos = pb.Held + int64(len(sink.buf)) {
 		if err := ctx.Err(); err != nil {
@@ -198,6 +220,9 @@ func (r *Replica) download(ctx context.Context, path string, pb *partialBlob) er
 		if errors.Is(err, ErrAttachmentHash) || errors.Is(err, errStore) {
 			return err
 		}
+		if cerr := sink.commit(); cerr != nil { // what arrived survives a restart
+			return cerr
+		}
 		if n > 0 {
 			stalls = 0
 		}
@@ -220,57 +245,66 @@ func (r *Replica) download(ctx context.Context, path string, pb *partialBlob) er
 // errStore marks a failure to store downloaded bytes (not a network cut).
 var errStore = errors.New("client: store downloaded bytes")
 
-// chunkSink collects downloaded bytes and stores each whole chunk (and
-// the file's last, shorter one) with the partial entry's new Held.
+// chunkSink collects downloaded bytes and stores the whole chunks among
+// them (and the file's last, shorter one) with the partial entry's new
+// Held, in one transaction per commit: after each response, cut or not,
+// and whenever sinkBatch chunks are waiting.
 type chunkSink struct {
 	r   *Replica
 	pb  *partialBlob
-	buf []byte
+	h   hash.Hash // SHA-256 of the pb.Held bytes stored
+	buf []byte    // bytes after pb.Held
 }
+
+const sinkBatch = 16 // 4 MiB
 
 func (s *chunkSink) Write(p []byte) (int, error) {
 	if s.pb.Held+int64(len(s.buf)+len(p)) > s.pb.Size {
 		return 0, fmt.Errorf("%w: more bytes than the record says", ErrAttachmentHash)
 	}
-	n := len(p)
-	for len(p) > 0 {
-		k := min(len(p), ChunkSize-len(s.buf))
-		s.buf = append(s.buf, p[:k]...)
-		p = p[k:]
-		if len(s.buf) == ChunkSize {
-			if err := s.store(); err != nil {
-				return 0, err
-			}
+	s.buf = append(s.buf, p...)
+	if len(s.buf) >= sinkBatch*ChunkSize {
+		if err := s.commit(); err != nil {
+			return 0, err
 		}
 	}
-	return n, nil
+	return len(p), nil
 }
 
-// flush stores the last chunk once the file is all here.
-func (s *chunkSink) flush() error {
-	if len(s.buf) > 0 && s.pb.Held+int64(len(s.buf)) == s.pb.Size {
-		return s.store()
+// flush stores what is held once the file is all here.
+func (s *chunkSink) flush() error { return s.commit() }
+
+// commit stores the whole chunks held (all of it when it ends the file).
+func (s *chunkSink) commit() error {
+	n := len(s.buf) / ChunkSize * ChunkSize
+	if s.pb.Held+int64(len(s.buf)) == s.pb.Size {
+		n = len(s.buf)
 	}
-	return nil
-}
-
-func (s *chunkSink) store() error {
+	if n == 0 {
+		return nil
+	}
 	next := *s.pb
-	next.Held += int64(len(s.buf))
+	next.Held += int64(n)
+	s.h.Write(s.buf[:n])
+	if m, ok := s.h.(encoding.BinaryMarshaler); ok {
+		next.Hash, _ = m.MarshalBinary()
+	}
 	out, err := msgpack.Marshal(&next)
 	if err != nil {
 		return err
 	}
-	i := uint32(s.pb.Held / ChunkSize)
 	if err := s.r.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(blobChunkKey(s.pb.Team, s.pb.SHA256, i), slices.Clone(s.buf)); err != nil {
-			return err
+		for off := 0; off < n; off += ChunkSize {
+			i := uint32((s.pb.Held + int64(off)) / ChunkSize)
+			if err := txn.Set(blobChunkKey(s.pb.Team, s.pb.SHA256, i), slices.Clone(s.buf[off:min(off+ChunkSize, n)])); err != nil {
+				return err
+			}
 		}
 		return txn.Set(blobPartKey(s.pb.Team, s.pb.SHA256), out)
 	}); err != nil {
 		return fmt.Errorf("%w: %w", errStore, err)
 	}
 	*s.pb = next
-	s.buf = s.buf[:0]
+	s.buf = append(s.buf[:0], s.buf[n:]...)
 	return nil
 }
