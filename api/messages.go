@@ -57,6 +57,15 @@ type SyncRequest struct {
 	// predates the field, answers in the default encoding, so a device
 	// must read both; see docs/PROTOCOL.md "Packed pull encoding".
 	PullEncoding int `msgpack:"7e,omitempty"`
+	// Packed holds the changes in the packed form in place of Changes:
+	// blocks (PackPush) of consecutive changes, in seq order, each within
+	// the server's bound on one bin (64 KiB by default; MaxPackedBlock).
+	// Consecutive entries of one seq are one change whose ops continue
+	// from one block to the next.
+	// Send it only to a server that said it reads it
+	// (SyncResponse.ReadsPacked): an older one would ignore it and apply
+	// nothing.
+	Packed [][]byte `msgpack:"7q,omitempty"`
 }
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
@@ -123,6 +132,9 @@ type SyncResponse struct {
 	// request asked for it (SyncRequest.PullEncoding) and there were any.
 	// Decode with UnpackChanges, which bounds and validates.
 	Packed []byte `msgpack:"7c,omitempty"`
+	// ReadsPacked says that this server reads pushes in the packed form
+	// (SyncRequest.Packed). Sent in every reply by a server that does.
+	ReadsPacked bool `msgpack:"7p,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

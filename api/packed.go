@@ -44,19 +44,49 @@ const (
 // validated) from their msgpack form; the result decodes with
 // UnpackChanges to the same ops in the same order.
 func PackChanges(changes []PulledChange) ([]byte, error) {
-	p := packer{strs: map[string]uint64{}, reps: map[crdt.ReplicaID]uint64{}}
-	type change struct {
-		author uint64
-		ops    []crdt.Op
-	}
-	cs := make([]change, len(changes))
+	p := newPacker()
+	cs := make([]packedChange, len(changes))
 	for i := range changes {
 		ops, err := changes[i].Ops.Ops()
 		if err != nil {
 			return nil, fmt.Errorf("pack change %d: %w", i, err)
 		}
-		cs[i] = change{p.str(changes[i].Author), ops}
+		cs[i] = packedChange{p.str(changes[i].Author), ops}
 	}
+	return p.pack(cs)
+}
+
+// MaxPackedBlock is the largest packed push block a device sends: under
+// the 65,536 bytes a server's default limits allow one bin in a sync body.
+const MaxPackedBlock = 60_000
+
+// PackPush encodes a device's changes as one block of the packed form
+// (an element of SyncRequest field 7q, docs/PROTOCOL.md "Packed pull
+// encoding"): as PackChanges, with
+// each change's seq where a pulled change has its author. The ops are
+// encoded as they are; UnpackPush validates them.
+func PackPush(changes []Change) ([]byte, error) {
+	p := newPacker()
+	cs := make([]packedChange, len(changes))
+	for i := range changes {
+		cs[i] = packedChange{changes[i].Seq, changes[i].Ops}
+	}
+	return p.pack(cs)
+}
+
+// packedChange is one change as a block holds it: its header (a string
+// index for a pulled change's author, the seq of a pushed one) and ops.
+type packedChange struct {
+	head uint64
+	ops  []crdt.Op
+}
+
+func newPacker() *packer {
+	return &packer{strs: map[string]uint64{}, reps: map[crdt.ReplicaID]uint64{}}
+}
+
+// pack writes the block of cs; p may already hold strings (authors).
+func (p *packer) pack(cs []packedChange) ([]byte, error) {
 	var cols [numCols][]byte
 	var runs []byte
 	nRuns := 0
@@ -131,7 +161,7 @@ func PackChanges(changes []PulledChange) ([]byte, error) {
 	}
 	out = binary.AppendUvarint(out, uint64(len(cs)))
 	for _, c := range cs {
-		out = binary.AppendUvarint(out, c.author)
+		out = binary.AppendUvarint(out, c.head)
 		out = binary.AppendUvarint(out, uint64(len(c.ops)))
 	}
 	for _, col := range cols {
@@ -193,12 +223,42 @@ func isHex32(s string) bool {
 // them. Errors wrap ErrPacked (and crdt.ErrMalformed too for an op that
 // is well-formed here but not a valid op).
 func UnpackChanges(b []byte) ([]PulledChange, error) {
+	strs, heads, ops, err := unpack(b, true, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PulledChange, len(heads))
+	for i := range heads {
+		out[i] = PulledChange{Author: strs[heads[i]], Ops: crdt.NewOpsBytes(ops[i])}
+	}
+	return out, nil
+}
+
+// UnpackPush decodes a packed push (PackPush) from outside, bounded and
+// validated as UnpackChanges is, and refusing more than maxOps ops in all
+// (0: no bound beyond the input's size). Errors wrap ErrPacked.
+func UnpackPush(b []byte, maxOps int) ([]Change, error) {
+	_, heads, ops, err := unpack(b, false, maxOps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Change, len(heads))
+	for i := range heads {
+		out[i] = Change{Seq: heads[i], Ops: ops[i]}
+	}
+	return out, nil
+}
+
+// unpack decodes a block: its string table, each change's header (a
+// string index when authors is set, checked against the table) and each
+// change's ops.
+func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, opsOf [][]crdt.Op, err error) {
 	if len(b) == 0 || b[0] != packedVersion {
-		return nil, fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
+		return nil, nil, nil, fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
 	}
 	rd := &reader{b: b, p: 1}
 	ns := rd.count(1)
-	strs := make([]string, 0, ns)
+	strs = make([]string, 0, ns)
 	for range ns {
 		h := rd.uvarint()
 		n := h >> 1
@@ -218,23 +278,23 @@ func UnpackChanges(b []byte) ([]PulledChange, error) {
 		copy(reps[i][:], rd.bytes(16))
 	}
 	nc := rd.count(2)
-	type change struct {
-		author string
-		n      int
-	}
-	cs := make([]change, nc)
+	heads = make([]uint64, nc)
+	counts := make([]int, nc)
 	total := 0
-	for i := range cs {
-		cs[i].author = rd.index(strs)
+	for i := range heads {
+		heads[i] = rd.uvarint()
+		if authors && heads[i] >= uint64(len(strs)) {
+			rd.fail("author %d of %d strings", heads[i], len(strs))
+		}
 		// Every op takes at least a byte in the field, kind, time and
 		// replica columns, so no more ops than bytes are left.
 		n := rd.count(1)
-		cs[i].n = n
+		counts[i] = n
 		total += n
 		if n > crdt.DefaultLimits.MaxLen {
 			rd.fail("%d ops in one change", n)
 		}
-		if total > rd.left() {
+		if total > rd.left() || maxOps > 0 && total > maxOps {
 			rd.fail("%d ops in %d bytes", total, rd.left())
 		}
 	}
@@ -244,10 +304,10 @@ func UnpackChanges(b []byte) ([]PulledChange, error) {
 		cols[i] = &reader{b: rd.bytes(n)}
 	}
 	if rd.err != nil {
-		return nil, rd.err
+		return nil, nil, nil, rd.err
 	}
 	if rd.left() != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
+		return nil, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
 	}
 	ops := make([]crdt.Op, total)
 	runs := cols[colRuns]
@@ -259,13 +319,13 @@ func UnpackChanges(b []byte) ([]PulledChange, error) {
 		for left == 0 {
 			if nRuns == 0 {
 				runs.fail("runs cover %d of %d ops", i, total)
-				return nil, runs.err
+				return nil, nil, nil, runs.err
 			}
 			nRuns--
 			team, coll, rec = runs.index(strs), runs.index(strs), runs.index(strs)
 			left = runs.count(0)
 			if runs.err != nil {
-				return nil, runs.err
+				return nil, nil, nil, runs.err
 			}
 		}
 		left--
@@ -312,28 +372,30 @@ func UnpackChanges(b []byte) ([]PulledChange, error) {
 		}
 		for _, c := range cols {
 			if c.err != nil {
-				return nil, fmt.Errorf("op %d: %w", i, c.err)
+				return nil, nil, nil, fmt.Errorf("op %d: %w", i, c.err)
 			}
 		}
 		if err := op.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: op %d: %w", ErrPacked, i, err)
+			return nil, nil, nil, fmt.Errorf("%w: op %d: %w", ErrPacked, i, err)
 		}
 	}
 	if left != 0 || nRuns != 0 {
-		return nil, fmt.Errorf("%w: runs cover more than %d ops", ErrPacked, total)
+		return nil, nil, nil, fmt.Errorf("%w: runs cover more than %d ops", ErrPacked, total)
 	}
 	for i, c := range cols {
 		if c.left() != 0 {
-			return nil, fmt.Errorf("%w: column %d: %d bytes left over", ErrPacked, i, c.left())
+			return nil, nil, nil, fmt.Errorf("%w: column %d: %d bytes left over", ErrPacked, i, c.left())
 		}
 	}
-	out := make([]PulledChange, len(cs))
+	opsOf = make([][]crdt.Op, len(counts))
 	p := 0
-	for i, c := range cs {
-		out[i] = PulledChange{Author: c.author, Ops: crdt.NewOpsBytes(ops[p : p+c.n])}
-		p += c.n
+	for i, n := range counts {
+		if n > 0 {
+			opsOf[i] = ops[p : p+n : p+n]
+		}
+		p += n
 	}
-	return out, nil
+	return strs, heads, opsOf, nil
 }
 
 // reader reads varints and bytes from a packed block, remembering the

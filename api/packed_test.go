@@ -172,3 +172,37 @@ func FuzzUnpackChanges(f *testing.F) {
 		}
 	})
 }
+
+// TestPackedPushRoundTrip: UnpackPush(PackPush(x)) gives x's seqs and ops,
+// stubs (changes without ops) included, and refuses more ops than asked.
+func TestPackedPushRoundTrip(t *testing.T) {
+	pulled := packedSample(rand.New(rand.NewPCG(9, 9)), 6, 40)
+	var in []api.Change
+	for i, pc := range pulled {
+		ops, err := pc.Ops.Ops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = append(in, api.Change{Seq: uint64(1000 + i), Ops: ops})
+		if i == 2 {
+			in = append(in, api.Change{Seq: 1 << 40}) // a stub
+		}
+	}
+	b, err := api.PackPush(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := api.UnpackPush(b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("unpacked push differs")
+	}
+	if _, err := api.UnpackPush(b, 6*40-1); !errors.Is(err, api.ErrPacked) {
+		t.Fatalf("over maxOps: %v", err)
+	}
+	if _, err := api.UnpackPush(b, 6*40); err != nil {
+		t.Fatalf("at maxOps: %v", err)
+	}
+}

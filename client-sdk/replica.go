@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -96,6 +97,9 @@ type Options struct {
 	MaxWriteOps, MaxWriteBytes int
 	// MaxResponseBytes bounds a reply body; 0 means 64 MiB.
 	MaxResponseBytes int64
+	// PlainPush sends pushes in the plain msgpack form even to a server
+	// that reads the packed one. For comparing the two.
+	PlainPush bool
 	// PlainPull asks the server for pulled changes in the default msgpack
 	// form rather than the packed pull encoding (docs/PROTOCOL.md
 	// "Packed pull encoding"), which is about half the bytes after gzip.
@@ -155,6 +159,10 @@ type Replica struct {
 	// hw is what the replica knows of the server's high-water seq
 	// (highwater.go); guarded by syncMu.
 	hw highWater
+	// readsPacked: the last reply said the server reads packed pushes
+	// (api.SyncResponse.ReadsPacked). Memory only: after a restart the
+	// first push goes in the plain form.
+	readsPacked atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.

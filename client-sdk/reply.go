@@ -174,8 +174,14 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 	touched := map[Ref]*crdt.Record{}
 	var order []Ref            // first-touch order, so the plan is deterministic
 	before := map[Ref][]byte{} // stored encoding, to skip unchanged records
+	// Snapshot states of records new to this replica, validated, stored
+	// as they came unless something else in the reply touches the record:
+	// merging into an empty record and encoding again would give the same
+	// state at twice the cost.
+	asIs := map[Ref]crdt.RecordBytes{}
 	load := func(ref Ref) (*crdt.Record, error) {
 		if rec, ok := touched[ref]; ok {
+			delete(asIs, ref) // about to change
 			return rec, nil
 		}
 		raw, err := rd.record(ref)
@@ -203,8 +209,21 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 			return fmt.Errorf("pulled snapshot record %d: %w", i, err)
 		}
 		w.Newest = max(w.Newest, s.MaxTime())
+		skipped := len(s.Skipped) > 0
 		s.DropSkipped() // the server's quarantine stays the server's (crdt.Record.DropSkipped)
 		ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
+		if _, seen := touched[ref]; !seen && !skipped {
+			stored, err := rd.record(ref)
+			if err != nil {
+				return err
+			}
+			if stored == nil {
+				touched[ref] = s
+				order = append(order, ref)
+				asIs[ref] = raw
+				continue
+			}
+		}
 		rec, err := load(ref)
 		if err != nil {
 			return err
@@ -248,6 +267,11 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 	for _, ref := range order {
 		rec := touched[ref]
 		if len(rec.Fields) == 0 {
+			continue
+		}
+		if b, ok := asIs[ref]; ok {
+			w.Records = append(w.Records, recordWrite{Ref: ref, Bytes: b})
+			w.Changed = append(w.Changed, ref)
 			continue
 		}
 		b, err := crdt.MarshalRecord(rec)

@@ -130,3 +130,103 @@ func TestPlanReplyRefusals(t *testing.T) {
 		t.Error("undecodable pulled ops planned")
 	}
 }
+
+// TestSnapshotNewRecordsStoredAsTheyCame: a snapshot state of a record the
+// replica does not hold is stored as its bytes came (no decode-merge-
+// encode), and reads the same as the merge path gives; a state with the
+// server's skipped ops, one of a record held already, one touched again
+// by a pulled op or a second state in the same reply, takes the merge
+// path.
+func TestSnapshotNewRecordsStoredAsTheyCame(t *testing.T) {
+	other := crdt.NewReplicaID()
+	at := func(ms int64) crdt.OpID { return crdt.OpID{Time: crdt.MakeTimestamp(ms, 0), Replica: other} }
+	state := func(id string, ms int64, value string) (*crdt.Record, crdt.RecordBytes) {
+		rec := crdt.NewRecord("t1", "visits", id)
+		for i, f := range []string{"status", "notes", "place"} {
+			op := rec.Write(at(ms+int64(i)), f, crdt.MustValue(value))
+			if err := rec.Apply(&op); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := crdt.MarshalRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, b
+	}
+	_, newB := state("new", 1000, "a")
+	_, heldB := state("held", 1000, "b")
+	heldRec, _ := state("held", 500, "old")
+	stored, err := crdt.MarshalRecord(heldRec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	touchedRec, touchedB := state("touched", 1000, "c")
+	op := touchedRec.Write(at(3000), "status", crdt.MustValue("later"))
+	skippedRec, _ := state("skipped", 1000, "f")
+	skippedRec.Skip(at(4000)) // an op the server quarantined
+	skippedB, err := crdt.MarshalRecord(skippedRec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, twiceB := state("twice", 1000, "d")
+	_, twiceB2 := state("twice", 2000, "e")
+	ref := func(id string) Ref { return Ref{Team: "t1", Collection: "visits", ID: id} }
+	rd := mapReader{ref("held"): stored}
+	resp := &api.SyncResponse{
+		Snapshot: []crdt.RecordBytes{newB, heldB, touchedB, twiceB, twiceB2, skippedB},
+		Changes:  []api.PulledChange{{Author: "u2", Ops: crdt.NewOpsBytes([]crdt.Op{op})}},
+		Cursor:   []byte("k"),
+	}
+	w, err := planReply(rd, nil, resp, time.UnixMilli(5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, rw := range w.Records {
+		got[rw.Ref.ID] = rw.Bytes
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d records written, want 5", len(got))
+	}
+	if string(got["new"]) != string(newB) {
+		t.Errorf("a new record's state was not stored as it came")
+	}
+	if string(got["skipped"]) == string(skippedB) {
+		t.Errorf("a state with the server's skipped ops was stored as it came")
+	}
+	// Every record reads as the merge path makes it.
+	for id, raws := range map[string][]crdt.RecordBytes{"new": {newB}, "held": {heldB}, "touched": {touchedB}, "twice": {twiceB, twiceB2}, "skipped": {skippedB}} {
+		want := crdt.NewRecord("t1", "visits", id)
+		if id == "held" {
+			want = heldRec.Clone()
+		}
+		for _, raw := range raws {
+			s, err := raw.Record()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.DropSkipped()
+			if err := want.Merge(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if id == "touched" {
+			if err := want.Apply(&op); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wb, err := crdt.MarshalRecord(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := crdt.UnmarshalRecord(got[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb, _ := crdt.MarshalRecord(back)
+		if string(bb) != string(wb) {
+			t.Errorf("%s: stored state differs from the merge path's", id)
+		}
+	}
+}

@@ -139,6 +139,13 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		}
 		wire := r.stubHeld(changes, req.Epoch) // highwater.go
 		req.Changes = wire
+		if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
+			// The server said it reads packed pushes (docs/PROTOCOL.md
+			// "Packed pull encoding"): the same changes, fewer bytes.
+			if blocks, ok := packPush(wire); ok {
+				req.Changes, req.Packed = nil, blocks
+			}
+		}
 		pre := r.prefetch(changes, maxChanges)
 		resp, w, err := r.syncRequest(ctx, req)
 		pre.wait()
@@ -277,6 +284,35 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// packPush packs changes into blocks of at most api.MaxPackedBlock bytes:
+// one per change, or a change's ops in several consecutive blocks under
+// its seq when it is bigger. ok is false (send the changes plain) when a
+// change does not pack or its pieces still do not fit.
+func packPush(changes []api.Change) ([][]byte, bool) {
+	var blocks [][]byte
+	for i := range changes {
+		b, err := api.PackPush(changes[i : i+1])
+		if err != nil {
+			return nil, false
+		}
+		if len(b) <= api.MaxPackedBlock {
+			blocks = append(blocks, b)
+			continue
+		}
+		ops := changes[i].Ops
+		pieces := 2 * ((len(b) + api.MaxPackedBlock - 1) / api.MaxPackedBlock)
+		per := (len(ops) + pieces - 1) / pieces
+		for p := 0; p < len(ops); p += per {
+			b, err := api.PackPush([]api.Change{{Seq: changes[i].Seq, Ops: ops[p:min(p+per, len(ops))]}})
+			if err != nil || len(b) > api.MaxPackedBlock {
+				return nil, false
+			}
+			blocks = append(blocks, b)
+		}
+	}
+	return blocks, true
 }
 
 // maxRetryWaits bounds the consecutive waits one Sync makes when the

@@ -139,6 +139,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		}
 		resp.Packed = nil
 	}
+	r.readsPacked.Store(resp.ReadsPacked)
 	return &resp, w, nil
 }
 

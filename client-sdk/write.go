@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -203,13 +204,7 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 
 // apply validates op, applies it to rec and adds it to the batch.
 func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
-	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
-	}
-	if n, max := len(b.ops)+1, b.r.opts.MaxWriteOps; n > max {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
-	}
-	if err := b.r.validate(ref, &op); err != nil {
+	if err := b.check(ref, &op, 0); err != nil {
 		return err
 	}
 	if err := rec.Apply(&op); err != nil {
@@ -217,6 +212,18 @@ func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
 	}
 	b.ops = append(b.ops, op)
 	return nil
+}
+
+// check checks op against the write limits and validates it, with queued
+// ops built for the batch but not yet added to it.
+func (b *Batch) check(ref Ref, op *crdt.Op, queued int) error {
+	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
+	}
+	if n, max := len(b.ops)+queued+1, b.r.opts.MaxWriteOps; n > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
+	}
+	return b.r.validate(ref, op)
 }
 
 // Get returns the record as the batch's writes so far leave it.
@@ -269,6 +276,13 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	if err != nil {
 		return err
 	}
+	if rec.Fields == nil {
+		rec.Fields = make(map[string]*crdt.Field, len(names))
+	}
+	// The record is new, so no op built here depends on another: they are
+	// built and checked first, then merged in one crdt.Batch (one pass,
+	// the same result as applying them one by one in ID order).
+	ops := make([]crdt.Op, 0, len(names))
 	for _, name := range names {
 		if name == crdt.DeletedField {
 			return &ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")}
@@ -300,11 +314,20 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 			default:
 				op = rec.Write(id, name, v)
 			}
-			if err := b.apply(ref, rec, op); err != nil {
+			if err := b.check(ref, &op, len(ops)); err != nil {
 				return err
 			}
+			ops = append(ops, op)
 		}
 	}
+	cb := crdt.NewBatch(rec)
+	for i := range ops {
+		if err := cb.Add(&ops[i]); err != nil {
+			return &ValidationError{Ref: ref, Field: ops[i].Field, Err: err}
+		}
+	}
+	cb.Flush()
+	b.ops = append(b.ops, ops...)
 	return nil
 }
 
@@ -435,12 +458,35 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 	return txn.Set(recordKey(Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}), b)
 }
 
+// encodeChange encodes a change as stored in the outbox: the msgpack map
+// {"s": seq, "o": ops} with the ops as crdt.NewOpsBytes writes them, the
+// bytes msgpack's encoder writes for an api.Change with ops
+// (TestChangeCodecMatchesMsgpack), without its reflection.
 func encodeChange(c *api.Change) ([]byte, error) {
-	b, err := marshalCompact(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode change: %w", err)
+	ops := crdt.NewOpsBytes(c.Ops)
+	b := make([]byte, 0, 16+len(ops))
+	b = appendCompactUint(append(b, 0x82, 0xa1, 's'), c.Seq)
+	b = append(b, 0xa1, 'o')
+	if len(ops) == 0 {
+		return append(b, 0xc0), nil
 	}
-	return b, nil
+	return append(b, ops...), nil
+}
+
+// appendCompactUint appends n as msgpack's encoder does with compact
+// integers.
+func appendCompactUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= 0x7f:
+		return append(b, byte(n))
+	case n <= 0xff:
+		return append(b, 0xcc, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(n))
+	case n <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), n)
 }
 
 // marshalCompact returns the msgpack encoding of v with integers in their
@@ -455,12 +501,40 @@ func marshalCompact(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// decodeChange decodes a stored change. The form encodeChange writes is
+// read directly, its ops through crdt.OpsBytes (crdt's fast op decoder);
+// anything else, or ops that decoder refuses, goes through msgpack's
+// decoder as before, so a change stored by an older SDK still loads.
 func decodeChange(b []byte) (*api.Change, error) {
+	if len(b) > 4 && b[0] == 0x82 && b[1] == 0xa1 && b[2] == 's' {
+		if seq, n, ok := readCompactUint(b[3:]); ok && len(b) > 5+n && b[3+n] == 0xa1 && b[4+n] == 'o' {
+			if ops, err := crdt.OpsBytes(b[5+n:]).Ops(); err == nil {
+				return &api.Change{Seq: seq, Ops: ops}, nil
+			}
+		}
+	}
 	var c api.Change
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("decode stored change: %w", err)
 	}
 	return &c, nil
+}
+
+// readCompactUint reads a msgpack unsigned integer at the start of b.
+func readCompactUint(b []byte) (v uint64, n int, ok bool) {
+	switch {
+	case len(b) >= 1 && b[0] <= 0x7f:
+		return uint64(b[0]), 1, true
+	case len(b) >= 2 && b[0] == 0xcc:
+		return uint64(b[1]), 2, true
+	case len(b) >= 3 && b[0] == 0xcd:
+		return uint64(binary.BigEndian.Uint16(b[1:])), 3, true
+	case len(b) >= 5 && b[0] == 0xce:
+		return uint64(binary.BigEndian.Uint32(b[1:])), 5, true
+	case len(b) >= 9 && b[0] == 0xcf:
+		return binary.BigEndian.Uint64(b[1:]), 9, true
+	}
+	return 0, 0, false
 }
 
 type schemaTyper struct{ s *schema.Schema }

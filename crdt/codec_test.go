@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -273,5 +274,28 @@ func TestFastDecodePath(t *testing.T) {
 	}
 	if got, err := UnmarshalOp(alt); err != nil || !reflect.DeepEqual(*got, op) {
 		t.Fatalf("str8 key: %+v %v", got, err)
+	}
+}
+
+// TestEncodeValueFastPath: EncodeValue's own encoding of strings and bools
+// is byte for byte what the msgpack encoder writes.
+func TestEncodeValueFastPath(t *testing.T) {
+	var vals []any
+	for _, n := range []int{0, 1, 31, 32, 255, 256, 65535, 65536, 70000} {
+		vals = append(vals, strings.Repeat("é", n)[:n])
+	}
+	vals = append(vals, true, false)
+	for _, v := range vals {
+		got, err := EncodeValue(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%T of length %d: fast path % x..., msgpack % x...", v, len(want), got[:min(6, len(got))], want[:min(6, len(want))])
+		}
 	}
 }

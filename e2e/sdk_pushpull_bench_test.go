@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +65,12 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	ctx := context.Background()
 	sc := pushPullSchema(b)
 	value := strings.Repeat("v", pushPullValue-6)
+	names := make([]string, pushPullFields) // "f00" … "f29", as the PouchDB script names them
+	for f := range names {
+		names[f] = fmt.Sprintf("f%02d", f)
+	}
 	var write, push, pull time.Duration
+	var writeCPU, pushCPU, pullCPU time.Duration // the process's CPU time in each phase
 	var pushRounds, pullRounds int
 	var sent, received int64
 	for i := 0; b.Loop(); i++ {
@@ -77,13 +83,14 @@ func BenchmarkSDKPushPull(b *testing.B) {
 		bea := e.device("bea", "", mod)
 		b.StartTimer() // the three phases are timed, so that b.Loop stops after one
 		stop := phaseProfile(b, "write")
-		start := time.Now()
+		start, cpu := time.Now(), processCPU()
 		for n := 0; n < records; n += batch {
 			err := ann.Batch(ctx, func(bt *client.Batch) error {
 				for r := n; r < n+batch; r++ {
 					fields := make(map[string]any, pushPullFields)
-					for f := range pushPullFields {
-						fields[fmt.Sprintf("f%02d", f)] = fmt.Sprintf("%06d", r) + value
+					v := fmt.Sprintf("%06d", r) + value
+					for _, name := range names {
+						fields[name] = v
 					}
 					if _, err := bt.Create(client.Ref{Team: sdkTeam, Collection: "bench_rows"}, fields); err != nil {
 						return err
@@ -96,14 +103,16 @@ func BenchmarkSDKPushPull(b *testing.B) {
 			}
 		}
 		write += time.Since(start)
+		writeCPU += processCPU() - cpu
 		stop()
 		stop = phaseProfile(b, "push")
-		start = time.Now()
+		start, cpu = time.Now(), processCPU()
 		res, err := ann.Sync(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		push += time.Since(start)
+		pushCPU += processCPU() - cpu
 		stop()
 		pushRounds += res.Rounds
 		sent += res.BytesSent
@@ -111,12 +120,13 @@ func BenchmarkSDKPushPull(b *testing.B) {
 			b.Fatalf("pushed %d ops, want %d", res.PushedOps, records*pushPullFields)
 		}
 		stop = phaseProfile(b, "pull")
-		start = time.Now()
+		start, cpu = time.Now(), processCPU()
 		res, err = bea.Sync(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		pull += time.Since(start)
+		pullCPU += processCPU() - cpu
 		b.StopTimer()
 		stop()
 		pullRounds += res.Rounds
@@ -133,12 +143,26 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	b.ReportMetric(rec/write.Seconds(), "write-rec/s")
 	b.ReportMetric(rec/push.Seconds(), "push-rec/s")
 	b.ReportMetric(rec/pull.Seconds(), "pull-rec/s")
+	// CPU seconds of the whole process (device, server, HTTP) per phase:
+	// steadier than wall time on a shared machine.
+	b.ReportMetric(writeCPU.Seconds()/n, "write-cpu-s")
+	b.ReportMetric(pushCPU.Seconds()/n, "push-cpu-s")
+	b.ReportMetric(pullCPU.Seconds()/n, "pull-cpu-s")
 	b.ReportMetric(float64(pushRounds)/n, "push-rounds")
 	b.ReportMetric(float64(pullRounds)/n, "pull-rounds")
 	b.ReportMetric(float64(sent)/(rec*pushPullFields), "wire-B/pushed-op")
 	// Per field of the pulled records (a snapshot record carries one
 	// value per field).
 	b.ReportMetric(float64(received)/(rec*pushPullFields), "wire-B/pulled-field")
+}
+
+// processCPU returns the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // phaseProfile starts a CPU profile of one benchmark phase when

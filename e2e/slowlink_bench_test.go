@@ -186,7 +186,7 @@ func BenchmarkSDKDaySyncSlowLink(b *testing.B) {
 				var sent, received int64
 				for b.Loop() {
 					b.StopTimer()
-					e, ann := daySync(b, func(o *client.Options) { o.PlainPull = plain })
+					e, ann := daySync(b, func(o *client.Options) { o.PlainPull, o.PlainPush = plain, plain })
 					link := &slowLink{target: e.http.URL, upstream: &http.Client{Timeout: time.Minute}, rng: rand.New(rand.NewPCG(17, 17))}
 					hs := httptest.NewServer(link)
 					ann.SetServerURL(hs.URL)

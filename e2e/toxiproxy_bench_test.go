@@ -138,7 +138,7 @@ func BenchmarkSDKDaySyncToxiproxy(b *testing.B) {
 				for b.Loop() {
 					b.StopTimer()
 					link := &toxicLink{}
-					e, ann := daySync(b, func(o *client.Options) { o.PlainPull, o.HTTPClient = plain, link.client() })
+					e, ann := daySync(b, func(o *client.Options) { o.PlainPull, o.PlainPush, o.HTTPClient = plain, plain, link.client() })
 					link.start(b, strings.TrimPrefix(e.http.URL, "http://"))
 					ann.SetServerURL(link.url)
 					restore := func() {}

@@ -108,6 +108,9 @@ func (s *Server) sync(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := unpackPush(req, *s.cfg.Limits); err != nil { // docs/PROTOCOL.md "Packed pull encoding"
+		return err
+	}
 	caller := callerOf(c)
 	if req.Replica != caller.Replica {
 		return problemf(api.CodeDeviceMismatch, "request replica %s does not match the token's device", req.Replica)
@@ -129,11 +132,44 @@ func (s *Server) sync(c echo.Context) error {
 		}
 		resp.Changes = nil
 	}
+	resp.ReadsPacked = true
 	out, err := EncodeSyncResponse(resp)
 	if err != nil {
 		return err
 	}
 	return c.Blob(http.StatusOK, api.ContentType, out)
+}
+
+// unpackPush replaces a packed push (api.SyncRequest.Packed) by the
+// changes its blocks hold (consecutive entries of one seq are one change
+// continued across blocks), bounded as the msgpack form is: no more ops in
+// all than a msgpack body within l could carry (an op is at least 8
+// values there).
+func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
+	if len(req.Packed) == 0 {
+		return nil
+	}
+	if len(req.Changes) > 0 {
+		return problemf(api.CodeMalformedBody, "sync request: both c and 7q")
+	}
+	left := max(1, l.MaxItems/8)
+	for i, b := range req.Packed {
+		changes, err := api.UnpackPush(b, left)
+		if err != nil {
+			return &Error{Code: api.CodeMalformedBody, Detail: fmt.Sprintf("sync request: packed block %d: %v", i, err), Err: err}
+		}
+		for _, c := range changes {
+			left -= len(c.Ops)
+			if n := len(req.Changes); n > 0 && req.Changes[n-1].Seq == c.Seq {
+				// A change continued in the next block.
+				req.Changes[n-1].Ops = append(req.Changes[n-1].Ops, c.Ops...)
+				continue
+			}
+			req.Changes = append(req.Changes, c)
+		}
+	}
+	req.Packed = nil
+	return nil
 }
 
 // DecodeSyncRequest decodes a sync request body from outside: it checks the
