@@ -90,6 +90,13 @@
 // malformed_body, invalid_op, body_too_large) is set aside the same way;
 // other refusals fail the Sync with ErrRefused and keep the change.
 //
+// On the wire, pulled log entries come in the packed encoding when the
+// server offers it (docs/PROTOCOL.md "Packed pull encoding"; about a
+// quarter of the bytes after gzip), and pushes go packed once a reply has
+// said the server reads them (remembered in memory only, so the first
+// request after Open is plain). Options.PlainPull and PlainPush turn
+// either off.
+//
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB and 20,000 ops) pushed and Options.PullLimit items asked for per round trip.
 // After a failure that points at size they are halved for the next attempt
