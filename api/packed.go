@@ -309,6 +309,13 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 	if rd.left() != 0 {
 		return nil, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
 	}
+	for _, c := range []int{colField, colKind, colTime, colRep} {
+		if total > len(cols[c].b) {
+			// Each op takes at least a byte in these columns: refuse
+			// before allocating for ops the block cannot hold.
+			return nil, nil, nil, fmt.Errorf("%w: %d ops, column %d holds %d bytes", ErrPacked, total, c, len(cols[c].b))
+		}
+	}
 	ops := make([]crdt.Op, total)
 	runs := cols[colRuns]
 	nRuns := runs.count(4)
