@@ -223,7 +223,10 @@ func isHex32(s string) bool {
 // them. Errors wrap ErrPacked (and crdt.ErrMalformed too for an op that
 // is well-formed here but not a valid op).
 func UnpackChanges(b []byte) ([]PulledChange, error) {
-	strs, heads, ops, err := unpack(b, true, 0)
+	// No page holds a million ops (a pushed request holds at most
+	// MaxItems/8 on a default server): the bound keeps a hostile block's
+	// allocation near a hundred times its own size at worst.
+	strs, heads, ops, err := unpack(b, true, crdt.DefaultLimits.MaxItems)
 	if err != nil {
 		return nil, err
 	}
