@@ -35,6 +35,13 @@ bench:
 bench-slowlink:
 	$(GO) test -run '^$$' -bench '^BenchmarkSDKDaySync(Toxiproxy|SlowLink)$$' -benchtime 1x -count=1 ./e2e
 
+# Issue 13's backend comparison alone: HTTP ingest, a reconnect (500 ops
+# pushed, 2,000 pulled) and a bootstrap of 5,000 people, on Badger and on
+# PostgreSQL (a private cluster, internal/pgtest) in the same run. `make
+# bench` runs it too, with every other benchmark.
+bench-stores:
+	$(GO) test -run '^$$' -bench '^BenchmarkStores$$' -benchtime 2s -benchmem -count=1 ./server
+
 # Issue 17's push-then-pull workload: the SDK benchmark, then, in the same
 # run, PouchDB -> express-pouchdb on the same workload. The PouchDB half
 # runs only when node and its modules are present (cd bench/pouchdb && npm

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/doorstep-health/doorstep/store"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -30,7 +30,7 @@ func (s *Service) mayHoldTokens(u *User) error {
 
 // checkDeviceBound refuses one more device for a user who has
 // MaxDevicesPerUser devices not revoked by an admin.
-func (s *Service) checkDeviceBound(txn *badger.Txn, userID string) error {
+func (s *Service) checkDeviceBound(txn store.Tx, userID string) error {
 	if s.cfg.MaxDevicesPerUser < 0 {
 		return nil
 	}
@@ -54,16 +54,17 @@ func (s *Service) checkDeviceBound(txn *badger.Txn, userID string) error {
 // had no userdev/ index.
 func (s *Service) migrate(ctx context.Context) error {
 	var v int
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(kLayout))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := s.view(ctx, func(txn store.Tx) error {
+		b, err := getString(txn, kLayout)
+		if errors.Is(err, ErrNotFound) {
 			v = 1
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(b []byte) (err error) { v, err = strconv.Atoi(string(b)); return err })
+		v, err = strconv.Atoi(b)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("read layout: %w", err)
@@ -74,7 +75,7 @@ func (s *Service) migrate(ctx context.Context) error {
 	case v > layoutVersion:
 		return fmt.Errorf("auth store layout %d is newer than this binary's %d", v, layoutVersion)
 	}
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	err = s.update(ctx, func(txn store.Tx) error {
 		ds, err := listJSON[Device](txn, pDevice)
 		if err != nil {
 			return err
@@ -109,7 +110,7 @@ func restOf(ts []string) []string {
 // endSessions starts a new generation on every device of the user except
 // one (""), so that their refresh chains and access tokens end; with
 // revoke it also revokes them. It returns the devices changed.
-func (s *Service) endSessions(txn *badger.Txn, userID, except, revokeReason string) ([]Device, error) {
+func (s *Service) endSessions(txn store.Tx, userID, except, revokeReason string) ([]Device, error) {
 	ds, err := userDevices(txn, userID)
 	if err != nil {
 		return nil, err
@@ -138,7 +139,7 @@ func (s *Service) SetName(ctx context.Context, id, name string) (User, error) {
 	if name == "" || len(name) > 200 {
 		return User{}, fmt.Errorf("set name: %w: name must be 1–200 bytes", ErrInvalid)
 	}
-	return s.modifyUser(ctx, id, ActionUserName, true, func(_ *badger.Txn, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, ActionUserName, true, func(_ store.Tx, u *userRecord) (map[string]string, error) {
 		u.Name = name
 		return nil, nil
 	})
@@ -156,7 +157,7 @@ func (s *Service) SetDisabled(ctx context.Context, id string, disabled bool) (Us
 	if disabled {
 		action = ActionUserDisable
 	}
-	return s.modifyUser(ctx, id, action, true, func(_ *badger.Txn, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, action, true, func(_ store.Tx, u *userRecord) (map[string]string, error) {
 		u.Disabled = disabled
 		u.DisabledAt = time.Time{}
 		if disabled {
@@ -176,13 +177,11 @@ func (s *Service) DeleteUser(ctx context.Context, id string) (User, error) {
 	if ActorFrom(ctx).UserID == id {
 		return User{}, fmt.Errorf("delete user: %w: you cannot delete yourself", ErrInvalid)
 	}
-	var devices []Device
-	u, err := s.modifyUser(ctx, id, ActionUserDelete, true, func(txn *badger.Txn, u *userRecord) (map[string]string, error) {
+	u, err := s.modifyUser(ctx, id, ActionUserDelete, true, func(txn store.Tx, u *userRecord) (map[string]string, error) {
 		ds, err := s.endSessions(txn, u.ID, "", RevokedByUserDeleted)
 		if err != nil {
 			return nil, err
 		}
-		devices = ds
 		if err := txn.Delete([]byte(pUsername + strings.ToLower(u.Username))); err != nil {
 			return nil, err
 		}
@@ -196,9 +195,6 @@ func (s *Service) DeleteUser(ctx context.Context, id string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	for _, d := range devices {
-		s.cacheDevice(d)
-	}
 	return u, nil
 }
 
@@ -207,23 +203,15 @@ func (s *Service) DeleteUser(ctx context.Context, id string) (User, error) {
 // rule applies, every device's session ends (the user logs in again with
 // the new password) and the username's failed-login lock is lifted.
 func (s *Service) ResetPassword(ctx context.Context, id, password string) (User, error) {
-	var devices []Device
-	u, err := s.setPassword(ctx, id, password, ActionPasswordReset, true, func(txn *badger.Txn, u *userRecord) error {
-		ds, err := s.endSessions(txn, u.ID, "", "")
-		devices = ds
-		return err
+	return s.setPassword(ctx, id, password, ActionPasswordReset, true, func(txn store.Tx, u *userRecord) error {
+		if _, err := s.endSessions(txn, u.ID, "", ""); err != nil {
+			return err
+		}
+		return clearFailures(txn, strings.ToLower(u.Username))
 	})
-	if err != nil {
-		return User{}, err
-	}
-	for _, d := range devices {
-		s.cacheDevice(d)
-	}
-	s.lock.reset(strings.ToLower(u.Username))
-	return u, nil
 }
 
-func (s *Service) setPassword(ctx context.Context, id, password, action string, covers bool, also func(*badger.Txn, *userRecord) error) (User, error) {
+func (s *Service) setPassword(ctx context.Context, id, password, action string, covers bool, also func(store.Tx, *userRecord) error) (User, error) {
 	u, err := s.User(ctx, id)
 	if err != nil {
 		return User{}, fmt.Errorf("set password: %w", err)
@@ -238,7 +226,7 @@ func (s *Service) setPassword(ctx context.Context, id, password, action string, 
 	if err != nil {
 		return User{}, fmt.Errorf("set password: hash: %w", err)
 	}
-	return s.modifyUser(ctx, id, action, covers, func(txn *badger.Txn, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, action, covers, func(txn store.Tx, u *userRecord) (map[string]string, error) {
 		if len(u.Hash) == 0 {
 			return nil, fmt.Errorf("%w: user %s signs in through the external issuer", ErrInvalid, u.ID)
 		}
@@ -258,32 +246,35 @@ func (s *Service) ChangePassword(ctx context.Context, c *Claims, current, passwo
 	}
 	key := strings.ToLower(u.Username)
 	now := s.cfg.Now()
-	if d := s.lock.check(key, now); d > 0 {
-		return fmt.Errorf("change password: %w", &LockedError{RetryAfter: d})
-	}
-	var rec userRecord
-	if err := s.view(ctx, func(txn *badger.Txn) error { return getJSON(txn, pUser+u.ID, &rec) }); err != nil {
+	var (
+		rec    userRecord
+		locked time.Duration
+	)
+	err = s.view(ctx, func(txn store.Tx) (err error) {
+		if locked, err = s.lockedFor(txn, key, now); err != nil || locked > 0 {
+			return err
+		}
+		return getJSON(txn, pUser+u.ID, &rec)
+	})
+	if err != nil {
 		return fmt.Errorf("change password: %w", err)
 	}
+	if locked > 0 {
+		return fmt.Errorf("change password: %w", &LockedError{RetryAfter: locked})
+	}
 	if len(rec.Hash) == 0 || bcrypt.CompareHashAndPassword(rec.Hash, []byte(current)) != nil {
-		s.lock.fail(key, now)
+		if _, err := s.countFailure(ctx, key, now); err != nil {
+			s.cfg.Logger.Error("failed password check not counted", "username", key, "err", err)
+		}
 		s.cfg.Logger.Warn("password change: wrong current password", "username", key)
 		return fmt.Errorf("change password: %w", ErrWrongPassword)
 	}
-	var devices []Device
 	ctx = WithActor(ctx, Actor{UserID: u.ID, Name: u.Name, Role: u.Role, Device: c.Device, Teams: u.Teams})
-	_, err = s.setPassword(ctx, u.ID, password, ActionPasswordChange, false, func(txn *badger.Txn, u *userRecord) error {
-		ds, err := s.endSessions(txn, u.ID, c.Device, "")
-		devices = ds
+	_, err = s.setPassword(ctx, u.ID, password, ActionPasswordChange, false, func(txn store.Tx, u *userRecord) error {
+		_, err := s.endSessions(txn, u.ID, c.Device, "")
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	for _, d := range devices {
-		s.cacheDevice(d)
-	}
-	return nil
+	return err
 }
 
 // Logout ends the session of the claims' device: its refresh chain ends
@@ -291,7 +282,7 @@ func (s *Service) ChangePassword(ctx context.Context, c *Claims, current, passwo
 // device stays registered; a login on it starts a fresh chain.
 func (s *Service) Logout(ctx context.Context, c *Claims) error {
 	var d Device
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err := s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+c.Replica().String(), &d); err != nil {
 			return err
@@ -315,7 +306,6 @@ func (s *Service) Logout(ctx context.Context, c *Claims) error {
 	if err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
-	s.cacheDevice(d)
 	return nil
 }
 
@@ -323,14 +313,13 @@ func (s *Service) Logout(ctx context.Context, c *Claims) error {
 // directory seeded by --demo before demo users were marked.
 func (s *Service) MarkDemo(ctx context.Context, ids ...string) error {
 	for _, id := range ids {
-		u, err := s.modifyUser(ctx, id, "user.demo", false, func(_ *badger.Txn, u *userRecord) (map[string]string, error) {
+		_, err := s.modifyUser(ctx, id, "user.demo", false, func(_ store.Tx, u *userRecord) (map[string]string, error) {
 			u.Demo = true
 			return nil, nil
 		})
 		if err != nil {
 			return fmt.Errorf("mark demo: %w", err)
 		}
-		s.cacheUser(u)
 	}
 	return nil
 }
@@ -339,19 +328,12 @@ func (s *Service) MarkDemo(ctx context.Context, ids ...string) error {
 // counting a failure: for the command line's check of demo passwords.
 func (s *Service) CheckPasswordOf(ctx context.Context, username, password string) (User, bool, error) {
 	var u userRecord
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(pUsername + strings.ToLower(strings.TrimSpace(username))))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
+	err := s.view(ctx, func(txn store.Tx) error {
+		id, err := getString(txn, pUsername+strings.ToLower(strings.TrimSpace(username)))
 		if err != nil {
 			return err
 		}
-		id, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		return getJSON(txn, pUser+string(id), &u)
+		return getJSON(txn, pUser+id, &u)
 	})
 	if err != nil {
 		return User{}, false, err
@@ -360,16 +342,9 @@ func (s *Service) CheckPasswordOf(ctx context.Context, username, password string
 }
 
 // ActorFor returns the actor of verified, narrowed claims: the user's ID,
-// display name, role and teams, and the device.
+// display name (read from the store), role and teams, and the device.
 func (s *Service) ActorFor(ctx context.Context, c *Claims) Actor {
-	s.mu.Lock()
-	u, ok := s.users[c.Subject]
-	s.mu.Unlock()
-	if !ok {
-		if uu, err := s.User(ctx, c.Subject); err == nil {
-			u = uu
-		}
-	}
+	u, _ := s.User(ctx, c.Subject)
 	teams := make([]string, len(c.Teams)) // never nil: a nil scope would mean every team
 	copy(teams, c.Teams)
 	return Actor{UserID: c.Subject, Name: u.Name, Role: c.Role, Device: c.Device, Teams: teams}

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	gosync "sync"
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -35,43 +34,70 @@ func TestCheckPassword(t *testing.T) {
 	}
 }
 
-func TestLockoutBackoff(t *testing.T) {
-	l := newLockout(3, time.Minute, 10*time.Minute, 4)
-	now := time.Unix(1_000_000, 0)
+func testLockoutBackoff(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_000_000, 0)}
+	s, _ := openTest(t, clk)
+	s.cfg.LockoutThreshold, s.cfg.LockoutBase, s.cfg.LockoutMax = 3, time.Minute, 10*time.Minute
+	ctx := context.Background()
+	now := clk.Now()
+	fail := func() time.Duration {
+		t.Helper()
+		d, err := s.countFailure(ctx, "ann", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	check := func(user string, at time.Time) time.Duration {
+		t.Helper()
+		d, err := s.checkLocked(ctx, user, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 	for i := 1; i <= 2; i++ {
-		if d := l.fail("ann", now); d != 0 {
+		if d := fail(); d != 0 {
 			t.Fatalf("failure %d locks for %v", i, d)
 		}
 	}
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
 	for i, w := range want {
-		if d := l.fail("ann", now); d != w {
+		if d := fail(); d != w {
 			t.Fatalf("failure %d locks for %v, want %v", i+3, d, w)
 		}
 	}
-	if d := l.check("ann", now.Add(9*time.Minute)); d != time.Minute {
+	if d := check("ann", now.Add(9*time.Minute)); d != time.Minute {
 		t.Fatalf("check: %v", d)
 	}
-	if d := l.check("bea", now); d != 0 {
+	if d := check("bea", now); d != 0 {
 		t.Fatalf("bea locked: %v", d)
 	}
-	l.reset("ann")
-	if d := l.check("ann", now); d != 0 {
+	if err := s.update(ctx, func(txn store.Tx) error { return clearFailures(txn, "ann") }); err != nil {
+		t.Fatal(err)
+	}
+	if d := check("ann", now); d != 0 {
 		t.Fatalf("after reset: %v", d)
 	}
-	// Bounded: many usernames never grow the map past its cap.
-	for i := 0; i < 100; i++ {
-		l.fail(fmt.Sprint("u", i), now.Add(time.Duration(i)*time.Second))
+	// A lock survives a restart (it was in memory once).
+	for i := 0; i < 3; i++ {
+		fail()
 	}
-	if len(l.m) > 4 {
-		t.Fatalf("lockout holds %d entries, cap 4", len(l.m))
+	s = reopenTest(t, s)
+	if d := check("ann", now); d != time.Minute {
+		t.Fatalf("after a restart, locked for %v, want 1m", d)
+	}
+	// A quiet day forgives: after it, one failure does not lock again.
+	now = now.Add(25 * time.Hour)
+	if d := fail(); d != 0 {
+		t.Fatalf("first failure after a quiet day locks for %v", d)
 	}
 }
 
 // TestAuditOrderUnderConcurrency: entries appended from many goroutines
 // get distinct, increasing seqs, and a reader paging by cursor sees every
 // one exactly once.
-func TestAuditOrderUnderConcurrency(t *testing.T) {
+func testAuditOrderUnderConcurrency(t *testing.T) {
 	s, _ := openTest(t, nil)
 	ctx := WithActor(context.Background(), Actor{UserID: "u1", Name: "Ann", Role: api.RoleAdmin, Teams: []string{"wigan"}})
 	var wg gosync.WaitGroup
@@ -121,14 +147,7 @@ func TestAuditOrderUnderConcurrency(t *testing.T) {
 		}
 	}
 	// The position survives a reopen: seqs keep increasing.
-	dir := s.db.Opts().Dir
-	keyDir := s.cfg.KeyDir
-	s.Close()
-	s2, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, KeyDir: keyDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenTest(t, s)
 	if err := s2.Audit(ctx, AuditEntry{Action: "record.read", Team: "wigan"}); err != nil {
 		t.Fatal(err)
 	}
@@ -140,10 +159,8 @@ func TestAuditOrderUnderConcurrency(t *testing.T) {
 
 // TestMigrateDeviceIndex: a layout 1 store (no userdev/ index) gets its
 // index at Open, so the device bound and Devices see old devices.
-func TestMigrateDeviceIndex(t *testing.T) {
-	data := t.TempDir()
-	dir := filepath.Join(data, "auth")
-	s, err := Open(context.Background(), dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
+func testMigrateDeviceIndex(t *testing.T) {
+	s, err := openWith(t, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,21 +172,14 @@ func TestMigrateDeviceIndex(t *testing.T) {
 		}
 	}
 	// Back to layout 1.
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Delete([]byte(kLayout)); err != nil {
-			return err
-		}
-		return s.db.DropPrefix([]byte(pUserDev))
-	})
+	err = s.kv.Update(ctx, func(txn store.Tx) error { return txn.Delete([]byte(kLayout)) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(ctx, dir, Config{BcryptCost: bcrypt.MinCost, MaxDevicesPerUser: 2})
-	if err != nil {
+	if err := s.kv.DropPrefix(ctx, []byte(pUserDev)); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	s = reopenTest(t, s)
 	us, _ := s.Users(ctx)
 	ds, err := s.Devices(ctx, us[0].ID)
 	if err != nil || len(ds) != 2 {
@@ -182,7 +192,7 @@ func TestMigrateDeviceIndex(t *testing.T) {
 
 // TestAuditReuseRevocation: a device revoked for refresh token reuse is a
 // device change, recorded with the server as actor.
-func TestAuditReuseRevocation(t *testing.T) {
+func testAuditReuseRevocation(t *testing.T) {
 	s, _ := openTest(t, nil)
 	u := seed(t, s)
 	ctx := context.Background()
@@ -207,7 +217,7 @@ func TestAuditReuseRevocation(t *testing.T) {
 // TestAuditLargeEntriesConcurrently: entries with the largest details,
 // appended at once, are all stored even when together they are too big for
 // one transaction.
-func TestAuditLargeEntriesConcurrently(t *testing.T) {
+func testAuditLargeEntriesConcurrently(t *testing.T) {
 	s, _ := openTest(t, nil)
 	ctx := WithActor(context.Background(), Actor{UserID: "u1", Teams: []string{"wigan"}})
 	big := map[string]string{}

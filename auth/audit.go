@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // AuditEntry is one line of the audit trail (see api.AuditEntry; it lives
@@ -40,16 +40,23 @@ const (
 	ActionDeviceLogout   = "device.logout"
 )
 
-// Audit trail layout (AuditLayoutVersion 1), in the auth Badger:
+// Audit trail layout (AuditLayoutVersion 1), in the auth store:
 //
 //	audit/<seq as 8 bytes big-endian> → AuditEntry as JSON
+//	auditseq → the last seq written, 8 bytes big-endian
 //
-// Entries are only ever added, under one lock so that seq order is commit
-// order (a reader paging by seq never skips a later-committed entry). An
-// entry about an account change is written in the same transaction as the
+// Entries are only ever added. The transaction that adds entries reads
+// the last seq from auditseq (or, in a store written before auditseq,
+// from the last audit/ key) and writes it back bumped; write transactions
+// are serialized by the store, across every process sharing it, so two
+// servers never take the same seq, and seq order is commit order (a reader
+// paging by seq never skips a later-committed entry). Within one process
+// the Service also runs one write transaction at a time (see update). An entry
+// about an account change is written in the same transaction as the
 // change.
 const (
 	pAudit             = "audit/"
+	kAuditSeq          = "auditseq"
 	AuditLayoutVersion = 1
 )
 
@@ -154,7 +161,7 @@ func (s *Service) flushAudit(ctx context.Context) {
 // writeAuditBatch stores a batch in one commit and tells each caller; a
 // batch too big for one transaction is stored entry by entry.
 func (s *Service) writeAuditBatch(ctx context.Context, batch []auditReq) {
-	err := s.auditUpdate(ctx, func(_ *badger.Txn, add func(AuditEntry) error) error {
+	err := s.auditUpdate(ctx, func(_ store.Tx, add func(AuditEntry) error) error {
 		for _, r := range batch {
 			if err := add(r.e); err != nil {
 				return err
@@ -162,7 +169,7 @@ func (s *Service) writeAuditBatch(ctx context.Context, batch []auditReq) {
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
+	if errors.Is(err, store.ErrTxnTooBig) && len(batch) > 1 {
 		for _, r := range batch {
 			s.writeAuditBatch(ctx, []auditReq{r})
 		}
@@ -182,20 +189,18 @@ type auditReq struct {
 // maxAuditBatch bounds the entries of one group commit.
 const maxAuditBatch = 256
 
-// auditUpdate runs fn in a read-write transaction holding the audit lock;
-// fn adds entries with add, which assigns their seq and time. Entries whose
-// actor is empty get the context's actor.
-func (s *Service) auditUpdate(ctx context.Context, fn func(txn *badger.Txn, add func(AuditEntry) error) error) error {
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
-	if err := s.loadAuditSeq(); err != nil {
-		return err
-	}
+// auditUpdate runs fn in a write transaction; fn adds entries with add,
+// which assigns their seq (read in the transaction, see kAuditSeq) and
+// time. Entries whose actor is empty get the context's actor.
+func (s *Service) auditUpdate(ctx context.Context, fn func(txn store.Tx, add func(AuditEntry) error) error) error {
 	actor := ActorFrom(ctx)
-	var next uint64
-	err := s.update(ctx, func(txn *badger.Txn) error {
-		next = s.auditSeq
-		return fn(txn, func(e AuditEntry) error {
+	return s.update(ctx, func(txn store.Tx) error {
+		last, err := lastAuditSeq(txn)
+		if err != nil {
+			return err
+		}
+		next := last
+		err = fn(txn, func(e AuditEntry) error {
 			if e.ActorID == "" {
 				e.ActorID, e.ActorName, e.ActorRole = actor.id(), actor.Name, actor.Role
 				if e.Device == "" {
@@ -217,33 +222,39 @@ func (s *Service) auditUpdate(ctx context.Context, fn func(txn *badger.Txn, add 
 			}
 			return txn.Set(auditKey(e.Seq), b)
 		})
+		if err != nil || next == last {
+			return err
+		}
+		return txn.Set([]byte(kAuditSeq), binary.BigEndian.AppendUint64(nil, next))
 	})
-	if err == nil {
-		s.auditSeq = next
-	}
-	return err
 }
 
-// loadAuditSeq reads the last seq of the trail once; callers hold auditMu.
-func (s *Service) loadAuditSeq() error {
-	if s.auditLoaded {
-		return nil
+// lastAuditSeq reads the last seq of the trail in txn: auditseq, or in a
+// store without it the last audit/ key.
+func lastAuditSeq(txn store.Tx) (uint64, error) {
+	b, err := txn.Get([]byte(kAuditSeq))
+	switch {
+	case err == nil && len(b) == 8:
+		return binary.BigEndian.Uint64(b), nil
+	case err == nil:
+		return 0, fmt.Errorf("audit position: %d bytes, want 8", len(b))
+	case !errors.Is(err, store.ErrNotFound):
+		return 0, fmt.Errorf("read audit position: %w", err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pAudit), Reverse: true})
-		defer it.Close()
-		it.Seek(auditKey(^uint64(0)))
-		if it.ValidForPrefix([]byte(pAudit)) {
-			k := it.Item().Key()
-			s.auditSeq = binary.BigEndian.Uint64(k[len(pAudit):])
+	it := txn.Iterate(store.IterOptions{Prefix: []byte(pAudit), Reverse: true, KeysOnly: true, Batch: 1})
+	defer it.Close()
+	var seq uint64
+	if it.Rewind(); it.Valid() {
+		k := it.Key()
+		if len(k) != len(pAudit)+8 {
+			return 0, fmt.Errorf("audit key %q is not %s<8 bytes>", k, pAudit)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read audit position: %w", err)
+		seq = binary.BigEndian.Uint64(k[len(pAudit):])
 	}
-	s.auditLoaded = true
-	return nil
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("read audit position: %w", err)
+	}
+	return seq, nil
 }
 
 // AuditQuery selects audit entries. Zero fields do not filter.
@@ -279,15 +290,20 @@ func (s *Service) AuditLog(ctx context.Context, q AuditQuery) (entries []AuditEn
 	q.Limit = min(q.Limit, 1000)
 	out := []AuditEntry{}
 	next = q.After
-	err = s.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pAudit), PrefetchValues: true, PrefetchSize: 100})
+	err = s.view(ctx, func(txn store.Tx) error {
+		out, next = out[:0], q.After
+		it := txn.Iterate(store.IterOptions{Prefix: []byte(pAudit), Batch: 100})
 		defer it.Close()
 		scanned := 0
-		for it.Seek(auditKey(q.After + 1)); it.ValidForPrefix([]byte(pAudit)) && len(out) < q.Limit && scanned < AuditScanLimit; it.Next() {
+		for it.Seek(auditKey(q.After + 1)); it.Valid() && len(out) < q.Limit && scanned < AuditScanLimit; it.Next() {
 			scanned++
+			b, err := it.Value()
+			if err != nil {
+				return fmt.Errorf("read %x: %w", it.Key(), err)
+			}
 			var e AuditEntry
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
-				return fmt.Errorf("decode %x: %w", it.Item().Key(), err)
+			if err := json.Unmarshal(b, &e); err != nil {
+				return fmt.Errorf("decode %x: %w", it.Key(), err)
 			}
 			next = e.Seq
 			if q.matches(&e) {
@@ -297,8 +313,8 @@ func (s *Service) AuditLog(ctx context.Context, q AuditQuery) (entries []AuditEn
 				return err
 			}
 		}
-		more = it.ValidForPrefix([]byte(pAudit))
-		return nil
+		more = it.Valid()
+		return it.Err()
 	})
 	if err != nil {
 		return nil, q.After, false, fmt.Errorf("audit log: %w", err)

@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/doorstep-health/doorstep/store"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -14,15 +17,17 @@ const StoreLayout uint32 = layoutVersion
 
 // BackupTxn opens a read-only transaction over the auth store for an online
 // backup: everything it sees is as of one read timestamp. The caller must
-// Discard it.
+// Discard it. (Until the backup writer takes a store.Tx, it is the Badger
+// transaction of a store opened with Open.)
 func (s *Service) BackupTxn() (*badger.Txn, error) {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	return s.db.NewTransaction(false), nil
+	k, ok := s.kv.(*badgerKV)
+	if !ok {
+		return nil, fmt.Errorf("auth backup: %w", store.ErrUnsupported)
+	}
+	return k.db.NewTransaction(false), nil
 }
 
 // BadgerOptions returns the Badger options of the auth store in dir,

@@ -2,10 +2,27 @@
 // teams, teams, devices (replicas) bound to users, rotating device-bound
 // refresh tokens, and Ed25519-signed JWT access tokens.
 //
-// It owns its own Badger instance (separate from the record store) and the
-// signing keys in a key directory. It verifies tokens with the algorithm
-// pinned to EdDSA, expiry required, issuer and audience checked and the key
-// looked up by kid.
+// It keeps its state in its own store.KV (separate from the record
+// store's), which the caller opens and hands to New: Badger for one server,
+// or a shared store (PostgreSQL) for several. Its key layout (users,
+// usernames, devices, the userdev/ index, refresh tokens, failed-login
+// counts, the audit trail) is in service.go, lockout.go and audit.go. It
+// also owns the signing keys in a key directory. It verifies tokens with the
+// algorithm pinned to EdDSA, expiry required, issuer and audience checked
+// and the key looked up by kid.
+//
+// # Several servers on one store
+//
+// Every check a request depends on reads the store, in the request's own
+// read-only transaction (Authorize, CheckDevice, Narrow, Refresh): the
+// device's revocation and generation, the user's role, teams and disabled
+// state, the refresh chain. No Service keeps a cache that a write through
+// another could leave stale, so a device revoked through one server is
+// refused by every server sharing the store from its next request. Failed
+// logins are counted in the store too, so a lockout holds across servers
+// and restarts, and audit seqs are taken in the writing transaction, which
+// the store serializes, so two servers never take the same one. The
+// servers must share the signing keys (the same key directory contents).
 //
 // An external OpenID Connect issuer (ExternalIssuer, e.g. NHS CIS2) may be
 // configured: Exchange then accepts its ID tokens, checked against its JWKS,
@@ -15,8 +32,9 @@
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
 //
-// Open opens Badger through internal/badgeropen, which recovers from an
-// empty memtable file left by a kill.
+// Open (until store/badger is on main) opens Badger through
+// internal/badgeropen, which recovers from an empty memtable file left by
+// a kill.
 //
 // # Devices and refresh chains
 //

@@ -15,8 +15,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/store"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 )
@@ -273,7 +273,7 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	}
 	username := externalUsername(j.cfg.Issuer, sub)
 	var u userRecord
-	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err = s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		u = userRecord{} // fresh on a conflict retry
 		var old *User
 		ts, err := s.checkTeams(txn, teams)
@@ -281,9 +281,9 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 			return err
 		}
 		key := pUsername + strings.ToLower(username)
-		item, err := txn.Get([]byte(key))
+		id, err := getString(txn, key)
 		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
+		case errors.Is(err, ErrNotFound):
 			u = userRecord{User: User{ID: randomHex(8), Username: username, Name: name, Created: s.cfg.Now().UTC()}}
 			if u.Name == "" {
 				u.Name = sub
@@ -294,11 +294,7 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 		case err != nil:
 			return err
 		default:
-			id, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if err := getJSON(txn, pUser+string(id), &u); err != nil {
+			if err := getJSON(txn, pUser+id, &u); err != nil {
 				return err
 			}
 			if name != "" {
@@ -328,8 +324,7 @@ func (s *Service) Exchange(ctx context.Context, idToken, deviceID, deviceName st
 	if err != nil {
 		return nil, fmt.Errorf("exchange: %w", err)
 	}
-	s.cacheUser(u.User)
-	tr, err := s.startSession(ctx, &u, deviceID, deviceName)
+	tr, err := s.startSession(ctx, &u, deviceID, deviceName, "")
 	if err != nil {
 		return nil, fmt.Errorf("exchange: %w", err)
 	}

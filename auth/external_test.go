@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -50,7 +49,7 @@ func TestExchange(t *testing.T) {
 
 	clk := &fakeClock{t: time.Now()}
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost, Now: clk.Now,
+	s, err := openWith(t, Config{BcryptCost: bcrypt.MinCost, Now: clk.Now,
 		External: &ExternalIssuer{Issuer: "https://cis2.example", Audience: "doorstep-client", JWKSURL: jwksSrv.URL}})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +153,7 @@ func TestKeyURLMustBeHTTPS(t *testing.T) {
 			t.Errorf("%s: %v, want ok=%v", u, err, ok)
 		}
 	}
-	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+	_, err := openWith(t, Config{BcryptCost: bcrypt.MinCost,
 		External: &ExternalIssuer{Issuer: "https://cis2.example", Audience: "a", JWKSURL: "http://idp.example/jwks"}})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("plain-http JWKS URL accepted: %v", err)
@@ -228,7 +227,7 @@ func (p *idp) token(t *testing.T, kid string, mod func(jwt.MapClaims)) string {
 func TestExternalDiscoveryRefreshAndRefusals(t *testing.T) {
 	p := newIDP(t)
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+	s, err := openWith(t, Config{BcryptCost: bcrypt.MinCost,
 		External: &ExternalIssuer{Issuer: p.srv.URL, Audience: "doorstep", RefreshInterval: 50 * time.Millisecond, MinRefetch: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +276,7 @@ func TestExternalDiscoveryRefreshAndRefusals(t *testing.T) {
 func TestUnknownKidFetchDoesNotBlock(t *testing.T) {
 	p := newIDP(t)
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "auth"), Config{BcryptCost: bcrypt.MinCost,
+	s, err := openWith(t, Config{BcryptCost: bcrypt.MinCost,
 		External: &ExternalIssuer{Issuer: p.srv.URL, Audience: "doorstep", JWKSURL: p.srv.URL + "/keys", MinRefetch: time.Hour}})
 	if err != nil {
 		t.Fatal(err)

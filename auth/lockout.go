@@ -1,9 +1,13 @@
 package auth
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	gosync "sync"
 	"time"
+
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // LockedError is returned (wrapping ErrAccountLocked) for a login to a
@@ -20,104 +24,106 @@ func (e *LockedError) Error() string {
 // Unwrap makes errors.Is(err, ErrAccountLocked) true.
 func (e *LockedError) Unwrap() error { return ErrAccountLocked }
 
-// lockout counts consecutive failed logins per username (whether or not
-// the user exists, so a lock tells nothing about existence) and locks a
-// username after threshold failures for base, doubling with each further
-// failure up to max. A success clears the count. It is in memory and
-// bounded: when full, entries not locked are dropped first.
-type lockout struct {
-	threshold int
-	base, max time.Duration
-	cap       int
+// Failed logins are counted per username (whether or not the user exists,
+// so a lock tells nothing about existence) in the store, so that a lock
+// holds on every server sharing the store and across restarts:
+//
+//	lockout/<lower(username)> → failState as JSON, with a TTL
+//
+// After threshold consecutive failures the username is locked for
+// LockoutBase, doubling with each further failure up to LockoutMax. A
+// success clears the count (in the login's own transaction); a quiet day
+// forgives earlier failures. The value says all of this itself (the TTL
+// only reclaims the space), so a backend or a restored backup that keeps
+// the key longer changes nothing. Counting a failure is a read and a write
+// in one write transaction, which the store serializes, so failures
+// through several servers at once are all counted.
+const pLockout = "lockout/"
 
-	mu gosync.Mutex
-	m  map[string]*failState
-}
+// forgiveAfter is the quiet time after which earlier failures are forgotten.
+const forgiveAfter = 24 * time.Hour
 
 type failState struct {
-	fails  int
-	last   time.Time
-	locked time.Time // locked until
+	Fails  int       `json:"fails"`
+	Last   time.Time `json:"last"`
+	Locked time.Time `json:"locked_until,omitzero"`
 }
 
-func newLockout(threshold int, base, max time.Duration, cap int) *lockout {
-	return &lockout{threshold: threshold, base: base, max: max, cap: cap, m: map[string]*failState{}}
+func lockoutKey(username string) []byte { return []byte(pLockout + username) }
+
+// lockedFor returns how long username stays locked, or 0, as txn reads it.
+func (s *Service) lockedFor(txn store.Tx, username string, now time.Time) (time.Duration, error) {
+	if s.cfg.LockoutThreshold <= 0 {
+		return 0, nil
+	}
+	var f failState
+	switch err := getJSON(txn, string(lockoutKey(username)), &f); {
+	case errors.Is(err, ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read lockout: %w", err)
+	}
+	if now.Before(f.Locked) {
+		return f.Locked.Sub(now), nil
+	}
+	return 0, nil
 }
 
-// check returns how long key stays locked, or 0.
-func (l *lockout) check(key string, now time.Time) time.Duration {
-	if l.threshold <= 0 {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if f, ok := l.m[key]; ok && now.Before(f.locked) {
-		return f.locked.Sub(now)
-	}
-	return 0
+// checkLocked is lockedFor in a read-only transaction of its own.
+func (s *Service) checkLocked(ctx context.Context, username string, now time.Time) (d time.Duration, err error) {
+	err = s.view(ctx, func(txn store.Tx) (err error) {
+		d, err = s.lockedFor(txn, username, now)
+		return err
+	})
+	return d, err
 }
 
-// fail counts a failure and returns the lock it starts, or 0.
-func (l *lockout) fail(key string, now time.Time) time.Duration {
-	if l.threshold <= 0 {
-		return 0
+// countFailure counts a failed login for username and returns the lock it
+// starts, or 0.
+func (s *Service) countFailure(ctx context.Context, username string, now time.Time) (time.Duration, error) {
+	if s.cfg.LockoutThreshold <= 0 {
+		return 0, nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f, ok := l.m[key]
-	if !ok {
-		if len(l.m) >= l.cap {
-			l.evict(now)
+	var d time.Duration
+	err := s.update(ctx, func(txn store.Tx) error {
+		d = 0
+		var f failState
+		if err := getJSON(txn, string(lockoutKey(username)), &f); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
 		}
-		f = &failState{}
-		l.m[key] = f
+		if now.Sub(f.Last) > forgiveAfter {
+			f = failState{}
+		}
+		f.Fails++
+		f.Last = now.UTC()
+		if f.Fails >= s.cfg.LockoutThreshold {
+			d = s.cfg.LockoutBase
+			for i := s.cfg.LockoutThreshold; i < f.Fails && d < s.cfg.LockoutMax; i++ {
+				d *= 2
+			}
+			d = min(d, s.cfg.LockoutMax)
+			f.Locked = f.Last.Add(d)
+		}
+		b, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("encode lockout: %w", err)
+		}
+		return txn.SetWithTTL(lockoutKey(username), b, max(forgiveAfter, d)+time.Minute)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count failed login: %w", err)
 	}
-	// A quiet day forgives earlier failures.
-	if now.Sub(f.last) > 24*time.Hour {
-		f.fails = 0
-	}
-	f.fails++
-	f.last = now
-	if f.fails < l.threshold {
-		return 0
-	}
-	d := l.base
-	for i := l.threshold; i < f.fails && d < l.max; i++ {
-		d *= 2
-	}
-	d = min(d, l.max)
-	f.locked = now.Add(d)
-	return d
+	return d, nil
 }
 
-// reset forgets key's failures.
-func (l *lockout) reset(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.m, key)
-}
-
-// evict drops entries that are not locked, then, if still full, the older
-// half by last failure, then whatever it must to get under the cap.
-func (l *lockout) evict(now time.Time) {
-	for k, f := range l.m {
-		if !now.Before(f.locked) {
-			delete(l.m, k)
-		}
+// clearFailures forgets username's failures within txn; it writes only if
+// there are some.
+func clearFailures(txn store.Tx, username string) error {
+	switch _, err := txn.Get(lockoutKey(username)); {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read lockout: %w", err)
 	}
-	if len(l.m) < l.cap {
-		return
-	}
-	var oldest time.Time
-	for _, f := range l.m {
-		if oldest.IsZero() || f.last.Before(oldest) {
-			oldest = f.last
-		}
-	}
-	cut := oldest.Add(now.Sub(oldest) / 2)
-	for k, f := range l.m {
-		if f.last.Before(cut) || len(l.m) >= l.cap {
-			delete(l.m, k)
-		}
-	}
+	return txn.Delete(lockoutKey(username))
 }

@@ -11,17 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
+	mrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
-	"github.com/doorstep-health/doorstep/internal/badgeropen"
+	"github.com/doorstep-health/doorstep/store"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -44,8 +44,8 @@ type Config struct {
 	// BcryptCost is the bcrypt cost of new password hashes; default
 	// bcrypt.DefaultCost. Tests use bcrypt.MinCost.
 	BcryptCost int
-	// KeyDir holds the signing keys; default "keys" next to the Badger
-	// directory.
+	// KeyDir holds the signing keys (required by New; Open defaults it to
+	// "keys" next to the store's directory).
 	KeyDir string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -54,9 +54,6 @@ type Config struct {
 	// External, if set, lets Exchange accept ID tokens of an OpenID Connect
 	// issuer in place of passwords.
 	External *ExternalIssuer
-	// DeviceCacheSize bounds the in-memory device state cache; default
-	// 100,000 devices.
-	DeviceCacheSize int
 	// MaxDevicesPerUser bounds the devices registered to one user, not
 	// counting those an admin revoked; a login from one more is refused
 	// with ErrTooManyDevices. Default DefaultMaxDevicesPerUser; negative
@@ -65,7 +62,9 @@ type Config struct {
 	// LockoutThreshold is how many consecutive failed logins lock a
 	// username; default 5, negative disables the lockout. The lock lasts
 	// LockoutBase (default 1 minute), doubling with each further failure
-	// up to LockoutMax (default 15 minutes).
+	// up to LockoutMax (default 15 minutes). The counts are kept in the
+	// store, so a lock holds across restarts and on every Service sharing
+	// the store.
 	LockoutThreshold int
 	LockoutBase      time.Duration
 	LockoutMax       time.Duration
@@ -76,13 +75,14 @@ type Config struct {
 	AllowDemo bool
 	// EncryptionKey, if set, encrypts the auth store at rest with Badger's
 	// AES encryption (16, 24 or 32 bytes), as store.Options.EncryptionKey.
+	// Only Open uses it: the caller of New encrypts the store it opens.
 	EncryptionKey []byte
 }
 
 // DefaultMaxDevicesPerUser is the default of Config.MaxDevicesPerUser.
 const DefaultMaxDevicesPerUser = 10
 
-func (c *Config) defaults(dir string) {
+func (c *Config) defaults() {
 	if c.Issuer == "" {
 		c.Issuer = "doorstep"
 	}
@@ -101,17 +101,11 @@ func (c *Config) defaults(dir string) {
 	if c.BcryptCost == 0 {
 		c.BcryptCost = bcrypt.DefaultCost
 	}
-	if c.KeyDir == "" {
-		c.KeyDir = filepath.Join(filepath.Dir(filepath.Clean(dir)), "keys")
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.DeviceCacheSize <= 0 {
-		c.DeviceCacheSize = 100_000
 	}
 	if c.MaxDevicesPerUser == 0 {
 		c.MaxDevicesPerUser = DefaultMaxDevicesPerUser
@@ -226,66 +220,81 @@ const (
 // and the audit trail (built at Open from a layout 1 store).
 const layoutVersion = 2
 
-// Service is the built-in issuer. It is safe for concurrent use.
+// Service is the built-in issuer. It is safe for concurrent use, and
+// several Services (in several processes) may share one store.KV: every
+// check a request depends on (device revocation and generation, the user's
+// role, teams and disabled state, refresh chains, login lockout) is read
+// from the store in the request's own transaction, never from a cache a
+// write through another Service could leave stale.
 type Service struct {
 	cfg  Config
-	db   *badger.DB
-	keys *keyring
+	kv   store.KV
+	keys atomic.Pointer[keyring] // replaced when a shared store's keys are reloaded
+
+	keyMu       gosync.Mutex // serialises reloadKeys
+	keyReloaded time.Time
 
 	ext       *jwks // nil without an external issuer
 	dummyOnce gosync.Once
 	dummyHash []byte // compared against for unknown users, so timing does not tell
 
-	lock *lockout // failed logins per username
+	writing  chan struct{} // held by this Service's one open write transaction (see update)
+	pendMu   gosync.Mutex  // guards pending and flushing (Audit's group commit)
+	pending  []auditReq
+	flushing bool
 
-	auditMu     gosync.Mutex // serialises transactions that append audit entries
-	auditSeq    uint64       // last audit seq written
-	auditLoaded bool
-	pendMu      gosync.Mutex // guards pending and flushing (Audit's group commit)
-	pending     []auditReq
-	flushing    bool
-
-	mu      gosync.Mutex
-	devices map[string]deviceState // cache of device revocation state
-	users   map[string]User        // cache of users' current role and teams
-	closed  bool
+	mu     gosync.Mutex
+	closed bool
 }
 
-type deviceState struct {
-	revoked bool
-	gen     uint64
-	user    string
+// New returns the Service over kv, the auth store (its own KV instance,
+// not the records store's), with the signing keys in cfg.KeyDir, which is
+// required. It migrates an older layout. The Service owns kv from then on:
+// Close closes it, and New closes it when it fails.
+//
+// kv may be shared with other Services, in this process or others (see
+// store.KV.Shared): they then serve the same users, devices and audit
+// trail, and a device revoked through one is refused by all at once. They
+// must share the signing keys too (the same KeyDir contents), or a token
+// issued by one is refused by the others.
+func New(ctx context.Context, kv store.KV, cfg Config) (*Service, error) {
+	s, err := newService(ctx, kv, cfg)
+	if err != nil {
+		kv.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
-// Open opens (creating if needed) the auth store in dir and the signing keys
-// in cfg.KeyDir.
-func Open(ctx context.Context, dir string, cfg Config) (*Service, error) {
+func newService(ctx context.Context, kv store.KV, cfg Config) (*Service, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cfg.defaults(dir)
-	keys, err := loadKeys(cfg.KeyDir)
-	if err != nil {
-		return nil, fmt.Errorf("open auth: %w", err)
+	if cfg.KeyDir == "" {
+		return nil, errors.New("open auth: Config.KeyDir is required")
 	}
-	opts := BadgerOptions(dir, cfg.EncryptionKey)
-	db, err := badgeropen.Open(opts, cfg.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("open auth store %s: %w", dir, err)
-	}
-	s := &Service{cfg: cfg, db: db, keys: keys, devices: map[string]deviceState{}, users: map[string]User{},
-		lock: newLockout(cfg.LockoutThreshold, cfg.LockoutBase, cfg.LockoutMax, 100_000)}
+	cfg.defaults()
+	s := &Service{cfg: cfg, kv: kv, writing: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("open auth: %w", err)
 	}
+	var keys *keyring
+	var err error
+	if kv.Shared() {
+		keys, err = s.shareKeys(ctx)
+	} else {
+		keys, err = loadKeys(cfg.KeyDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open auth: %w", err)
+	}
+	s.keys.Store(keys)
 	if cfg.External != nil {
 		ext := *cfg.External
 		if ext.Logger == nil {
 			ext.Logger = cfg.Logger
 		}
 		if s.ext, err = newJWKS(ctx, ext); err != nil {
-			db.Close()
 			return nil, fmt.Errorf("open auth: %w", err)
 		}
 	}
@@ -304,7 +313,7 @@ func (s *Service) Close() error {
 	if s.ext != nil {
 		s.ext.close()
 	}
-	if err := s.db.Close(); err != nil {
+	if err := s.kv.Close(); err != nil {
 		return fmt.Errorf("close auth store: %w", err)
 	}
 	return nil
@@ -314,7 +323,7 @@ func (s *Service) Close() error {
 func (s *Service) Config() Config { return s.cfg }
 
 // KeyID returns the kid of the current signing key.
-func (s *Service) KeyID() string { return s.keys.signing.kid }
+func (s *Service) KeyID() string { return s.keys.Load().signing.kid }
 
 func (s *Service) isClosed() bool {
 	s.mu.Lock()
@@ -322,51 +331,85 @@ func (s *Service) isClosed() bool {
 	return s.closed
 }
 
-// update runs fn in a read-write transaction, retrying a few times when a
-// concurrent transaction conflicts.
-func (s *Service) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+// update runs fn in a write transaction, retrying when a concurrent
+// transaction conflicts (fn must then start afresh), after a short random
+// pause that grows with each attempt so that two writers that keep
+// colliding (two Services on one optimistic store) fall out of step.
+//
+// A Service runs one write transaction at a time. Auth writes are few
+// (logins, refreshes, account changes, audit batches) and mostly
+// read-modify-write (a refresh reads the device and writes it back), so
+// this makes them correct on a store that detects no conflicts between
+// writers of one process (store/badger assumes a single writer) at the
+// cost of sharing no fsyncs between them; across processes, a shared
+// store serializes write transactions itself (see store.KV).
+func (s *Service) update(ctx context.Context, fn func(txn store.Tx) error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writing }()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := s.db.Update(fn)
-		if errors.Is(err, badger.ErrConflict) && attempt < 8 {
-			continue
+		err := s.kv.Update(ctx, fn)
+		if !errors.Is(err, store.ErrConflict) || attempt >= maxConflictRetries {
+			return err
 		}
-		return err
+		pause := time.Duration(mrand.Int64N(int64(min(100*time.Microsecond<<attempt, 20*time.Millisecond))))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
 	}
 }
 
-func (s *Service) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+// maxConflictRetries bounds update's retries of a conflicting transaction.
+const maxConflictRetries = 16
+
+func (s *Service) view(ctx context.Context, fn func(txn store.Tx) error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	return s.kv.View(ctx, fn)
 }
 
-func getJSON(txn *badger.Txn, key string, v any) error {
-	item, err := txn.Get([]byte(key))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func getJSON(txn store.Tx, key string, v any) error {
+	b, err := txn.Get([]byte(key))
+	if errors.Is(err, store.ErrNotFound) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	return item.Value(func(b []byte) error {
-		if err := json.Unmarshal(b, v); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
-		}
-		return nil
-	})
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
 }
 
-func setJSON(txn *badger.Txn, key string, v any) error {
+// getString returns the value under key as a string, or ErrNotFound.
+func getString(txn store.Tx, key string) (string, error) {
+	b, err := txn.Get([]byte(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("get %s: %w", key, err)
+	}
+	return string(b), nil
+}
+
+func setJSON(txn store.Tx, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
@@ -374,10 +417,11 @@ func setJSON(txn *badger.Txn, key string, v any) error {
 	return txn.Set([]byte(key), b)
 }
 
-// setRefresh stores a refresh token record with a Badger TTL at its expiry,
-// so spent and expired tokens do not pile up: after expiry a token is
-// refused as unknown, which is what it is worth.
-func setRefresh(txn *badger.Txn, key string, rt refreshRecord, now time.Time) error {
+// setRefresh stores a refresh token record with a TTL at its expiry, so
+// spent and expired tokens do not pile up: after expiry a token is refused
+// as unknown, which is what it is worth. (The record's Expires is checked
+// too, for a backend or a restored backup that keeps it longer.)
+func setRefresh(txn store.Tx, key string, rt refreshRecord, now time.Time) error {
 	b, err := json.Marshal(rt)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
@@ -386,20 +430,26 @@ func setRefresh(txn *badger.Txn, key string, rt refreshRecord, now time.Time) er
 	if ttl < time.Second {
 		ttl = time.Second
 	}
-	return txn.SetEntry(badger.NewEntry([]byte(key), b).WithTTL(ttl))
+	return txn.SetWithTTL([]byte(key), b, ttl)
 }
 
-func listJSON[T any](txn *badger.Txn, prefix string) ([]T, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 64})
+func listJSON[T any](txn store.Tx, prefix string) ([]T, error) {
+	it := txn.Iterate(store.IterOptions{Prefix: []byte(prefix), Batch: 64})
 	defer it.Close()
 	var out []T
 	for it.Rewind(); it.Valid(); it.Next() {
-		var v T
-		err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &v) })
+		b, err := it.Value()
 		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", it.Item().Key(), err)
+			return nil, fmt.Errorf("read %s: %w", it.Key(), err)
+		}
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", it.Key(), err)
 		}
 		out = append(out, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
 	}
 	return out, nil
 }
@@ -421,9 +471,7 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 	}
 	t := Team{ID: id, Name: name, Created: s.cfg.Now().UTC()}
 	actor := ActorFrom(ctx)
-	var creator *userRecord
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
-		creator = nil
+	err := s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		var old Team
 		switch err := getJSON(txn, pTeam+id, &old); {
 		case err == nil:
@@ -447,15 +495,11 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 			if err := setJSON(txn, pUser+u.ID, u); err != nil {
 				return err
 			}
-			creator = &u
 		}
 		return audit(AuditEntry{Action: ActionTeamCreate, Team: id, TargetKind: "team", TargetID: id})
 	})
 	if err != nil {
 		return Team{}, fmt.Errorf("create team: %w", err)
-	}
-	if creator != nil {
-		s.cacheUser(creator.User)
 	}
 	return t, nil
 }
@@ -463,7 +507,7 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 // Teams lists the teams, by ID.
 func (s *Service) Teams(ctx context.Context) ([]Team, error) {
 	var out []Team
-	err := s.view(ctx, func(txn *badger.Txn) (err error) {
+	err := s.view(ctx, func(txn store.Tx) (err error) {
 		out, err = listJSON[Team](txn, pTeam)
 		return err
 	})
@@ -473,7 +517,7 @@ func (s *Service) Teams(ctx context.Context) ([]Team, error) {
 	return out, nil
 }
 
-func (s *Service) checkTeams(txn *badger.Txn, teams []string) ([]string, error) {
+func (s *Service) checkTeams(txn store.Tx, teams []string) ([]string, error) {
 	out := slices.Clone(teams)
 	slices.Sort(out)
 	out = slices.Compact(out)
@@ -532,7 +576,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	}
 	now := s.cfg.Now().UTC()
 	u := userRecord{User: User{ID: randomHex(8), Username: username, Name: name, Role: nu.Role, Created: now, Demo: nu.Demo, PasswordChanged: now}, Hash: hash}
-	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err = s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		teams, err := s.checkTeams(txn, nu.Teams)
 		if err != nil {
 			return err
@@ -542,7 +586,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		switch _, err := txn.Get([]byte(key)); {
 		case err == nil:
 			return fmt.Errorf("%w: username %q", ErrExists, username)
-		case !errors.Is(err, badger.ErrKeyNotFound):
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		if err := txn.Set([]byte(key), []byte(u.ID)); err != nil {
@@ -562,7 +606,7 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 // User returns one user.
 func (s *Service) User(ctx context.Context, id string) (User, error) {
 	var u userRecord
-	err := s.view(ctx, func(txn *badger.Txn) error { return getJSON(txn, pUser+id, &u) })
+	err := s.view(ctx, func(txn store.Tx) error { return getJSON(txn, pUser+id, &u) })
 	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", id, err)
 	}
@@ -572,7 +616,7 @@ func (s *Service) User(ctx context.Context, id string) (User, error) {
 // Users lists the users, by ID.
 func (s *Service) Users(ctx context.Context) ([]User, error) {
 	var recs []userRecord
-	err := s.view(ctx, func(txn *badger.Txn) (err error) {
+	err := s.view(ctx, func(txn store.Tx) (err error) {
 		recs, err = listJSON[userRecord](txn, pUser)
 		return err
 	})
@@ -593,7 +637,7 @@ func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
 	if !ValidRole(role) {
 		return User{}, fmt.Errorf("set role: %w: role %q", ErrInvalid, role)
 	}
-	return s.modifyUser(ctx, id, ActionUserRole, true, func(_ *badger.Txn, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, ActionUserRole, true, func(_ store.Tx, u *userRecord) (map[string]string, error) {
 		old := u.Role
 		u.Role = role
 		return map[string]string{"role": role, "old_role": old}, nil
@@ -603,7 +647,7 @@ func (s *Service) SetRole(ctx context.Context, id, role string) (User, error) {
 // SetTeams replaces a user's teams; every team must exist. Like SetRole, a
 // removal applies at once (Narrow) and an addition from the next refresh.
 func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User, error) {
-	return s.modifyUser(ctx, id, ActionUserTeams, false, func(txn *badger.Txn, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, ActionUserTeams, false, func(txn store.Tx, u *userRecord) (map[string]string, error) {
 		t, err := s.checkTeams(txn, teams)
 		if err != nil {
 			return nil, err
@@ -646,10 +690,10 @@ func userAudit(action string, u *User, old *User, detail map[string]string) Audi
 // The context's actor must cover the user (manage) when covers is set, and
 // see the user otherwise; fn checks anything further and returns the
 // entry's detail.
-func (s *Service) modifyUser(ctx context.Context, id, action string, covers bool, fn func(*badger.Txn, *userRecord) (map[string]string, error)) (User, error) {
+func (s *Service) modifyUser(ctx context.Context, id, action string, covers bool, fn func(store.Tx, *userRecord) (map[string]string, error)) (User, error) {
 	var u userRecord
 	actor := ActorFrom(ctx)
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err := s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		u = userRecord{}
 		if err := getJSON(txn, pUser+id, &u); err != nil {
 			return err
@@ -677,17 +721,7 @@ func (s *Service) modifyUser(ctx context.Context, id, action string, covers bool
 	if err != nil {
 		return User{}, fmt.Errorf("update user %q: %w", id, err)
 	}
-	s.cacheUser(u.User)
 	return u.User, nil
-}
-
-func (s *Service) cacheUser(u User) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.users) >= s.cfg.DeviceCacheSize {
-		clear(s.users)
-	}
-	s.users[u.ID] = u
 }
 
 // Narrow returns the rights of verified claims as they stand now: the lower
@@ -695,21 +729,22 @@ func (s *Service) cacheUser(u User) {
 // that the user still belongs to. A demotion or a removal from a team so
 // takes effect on the user's next request, while a promotion or a new team
 // waits for the next refresh (a token never grants more than it says). It
-// is served from memory after the first call for a user.
+// reads the user from the store on every call, so a change made through
+// any Service sharing the store applies at once.
 func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []string, err error) {
-	s.mu.Lock()
-	u, ok := s.users[c.Subject]
-	s.mu.Unlock()
-	if !ok {
-		if u, err = s.User(ctx, c.Subject); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return "", nil, fmt.Errorf("%w: unknown user", ErrUnauthorized)
-			}
-			return "", nil, err
-		}
-		s.cacheUser(u)
+	var u userRecord
+	err = s.view(ctx, func(txn store.Tx) error { return getJSON(txn, pUser+c.Subject, &u) })
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", nil, fmt.Errorf("narrow: %w", err)
 	}
+	return narrow(&u.User, err == nil, c)
+}
+
+// narrow is Narrow over the user as read (found false: no such user).
+func narrow(u *User, found bool, c *Claims) (role string, teams []string, err error) {
 	switch {
+	case !found:
+		return "", nil, fmt.Errorf("%w: unknown user", ErrUnauthorized)
 	case u.Deleted:
 		return "", nil, fmt.Errorf("%w: user deleted", ErrUnauthorized)
 	case u.Disabled:
@@ -719,7 +754,7 @@ func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []s
 	if RoleAtLeast(role, u.Role) && role != u.Role {
 		role = u.Role
 	}
-	teams = make([]string, 0, len(c.Teams))
+	teams = make([]string, 0, len(c.Teams)) // never nil: a nil scope would mean every team
 	for _, t := range c.Teams {
 		if slices.Contains(u.Teams, t) {
 			teams = append(teams, t)
@@ -728,11 +763,48 @@ func (s *Service) Narrow(ctx context.Context, c *Claims) (role string, teams []s
 	return role, teams, nil
 }
 
+// Authorize is the check of an authenticated request, in one read-only
+// transaction: CheckDevice, then Narrow, whose role and teams it sets on
+// c, and the request's Actor (as ActorFor). Everything is read from the
+// store, so a revocation, disabling, demotion or team removal made
+// through any Service sharing the store is seen by the next request.
+func (s *Service) Authorize(ctx context.Context, c *Claims) (Actor, error) {
+	var (
+		d               Device
+		u               userRecord
+		devErr, userErr error
+	)
+	err := s.view(ctx, func(txn store.Tx) error {
+		d, u = Device{}, userRecord{}
+		devErr = getJSON(txn, pDevice+c.Replica().String(), &d)
+		if devErr != nil {
+			return nil
+		}
+		userErr = getJSON(txn, pUser+c.Subject, &u)
+		return nil
+	})
+	if err != nil {
+		return Actor{}, fmt.Errorf("authorize: %w", err)
+	}
+	if err := checkDevice(&d, devErr, c); err != nil {
+		return Actor{}, err
+	}
+	if userErr != nil && !errors.Is(userErr, ErrNotFound) {
+		return Actor{}, fmt.Errorf("authorize: %w", userErr)
+	}
+	role, teams, err := narrow(&u.User, userErr == nil, c)
+	if err != nil {
+		return Actor{}, err
+	}
+	c.Role, c.Teams = role, teams
+	return Actor{UserID: c.Subject, Name: u.Name, Role: role, Device: c.Device, Teams: slices.Clone(teams)}, nil
+}
+
 // Devices lists a user's devices, by replica ID. An admin lists those of
 // users the admin sees (ErrNotFound otherwise).
 func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) {
 	var out []Device
-	err := s.view(ctx, func(txn *badger.Txn) (err error) {
+	err := s.view(ctx, func(txn store.Tx) (err error) {
 		var u userRecord
 		if err := getJSON(txn, pUser+userID, &u); err != nil {
 			return err
@@ -752,7 +824,7 @@ func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) 
 // Device returns one device by replica ID.
 func (s *Service) Device(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
-	err := s.view(ctx, func(txn *badger.Txn) error { return getJSON(txn, pDevice+replica.String(), &d) })
+	err := s.view(ctx, func(txn store.Tx) error { return getJSON(txn, pDevice+replica.String(), &d) })
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s: %w", replica, err)
 	}
@@ -760,14 +832,22 @@ func (s *Service) Device(ctx context.Context, replica crdt.ReplicaID) (Device, e
 }
 
 // userDevices lists the devices of a user through the userdev/ index.
-func userDevices(txn *badger.Txn, userID string) ([]Device, error) {
+func userDevices(txn store.Tx, userID string) ([]Device, error) {
 	prefix := []byte(pUserDev + userID + "/")
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	var out []Device
+	var ids []string
+	it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 	for it.Rewind(); it.Valid(); it.Next() {
+		ids = append(ids, string(it.Key()[len(prefix):]))
+	}
+	err := it.Err()
+	it.Close()
+	if err != nil {
+		return nil, fmt.Errorf("devices of %s: %w", userID, err)
+	}
+	out := make([]Device, 0, len(ids))
+	for _, id := range ids {
 		var d Device
-		if err := getJSON(txn, pDevice+string(it.Item().Key()[len(prefix):]), &d); err != nil {
+		if err := getJSON(txn, pDevice+id, &d); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -787,7 +867,7 @@ func (s *Service) RevokeDevice(ctx context.Context, replica crdt.ReplicaID) (Dev
 // revocation) and, with wipe, records the first wipe request.
 func (s *Service) revoke(ctx context.Context, replica crdt.ReplicaID, wipe bool) (Device, error) {
 	var d Device
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err := s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err
@@ -820,62 +900,44 @@ func (s *Service) revoke(ctx context.Context, replica crdt.ReplicaID, wipe bool)
 	if err != nil {
 		return Device{}, fmt.Errorf("revoke device %s: %w", replica, err)
 	}
-	s.cacheDevice(d)
 	s.cfg.Logger.Info("device revoked", "device", d.ID, "user", d.User, "reason", RevokedByAdmin, "wipe", wipe)
 	return d, nil
 }
 
-func (s *Service) cacheDevice(d Device) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.devices) >= s.cfg.DeviceCacheSize {
-		clear(s.devices) // crude but bounded; entries reload on demand
-	}
-	s.devices[d.ID] = deviceState{revoked: d.Revoked, gen: d.Gen, user: d.User}
-}
-
-func (s *Service) deviceState(ctx context.Context, replica crdt.ReplicaID) (deviceState, error) {
-	id := replica.String()
-	s.mu.Lock()
-	st, ok := s.devices[id]
-	s.mu.Unlock()
-	if ok {
-		return st, nil
-	}
-	d, err := s.Device(ctx, replica)
-	if err != nil {
-		return deviceState{}, err
-	}
-	s.cacheDevice(d)
-	return deviceState{revoked: d.Revoked, gen: d.Gen, user: d.User}, nil
-}
-
-// DeviceRevoked reports whether the device has been revoked. It is served
-// from memory after the first call for a device.
+// DeviceRevoked reports whether the device has been revoked, as the store
+// holds it now.
 func (s *Service) DeviceRevoked(ctx context.Context, replica crdt.ReplicaID) (bool, error) {
-	st, err := s.deviceState(ctx, replica)
+	d, err := s.Device(ctx, replica)
 	if err != nil {
 		return false, err
 	}
-	return st.revoked, nil
+	return d.Revoked, nil
 }
 
 // CheckDevice checks verified claims against the device's current state: it
 // returns an error wrapping ErrDeviceRevoked for a revoked device and
 // ErrUnauthorized for an unknown device, a device of another user, or a
-// token superseded by a later login. It is served from memory.
+// token superseded by a later login. It reads the device from the store on
+// every call, so a revocation through any Service sharing the store is
+// seen at once.
 func (s *Service) CheckDevice(ctx context.Context, c *Claims) error {
-	st, err := s.deviceState(ctx, c.Replica())
+	var d Device
+	err := s.view(ctx, func(txn store.Tx) error { return getJSON(txn, pDevice+c.Replica().String(), &d) })
+	return checkDevice(&d, err, c)
+}
+
+// checkDevice is CheckDevice over the device as read (err from the read).
+func checkDevice(d *Device, err error, c *Claims) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w: unknown device", ErrUnauthorized)
 	case err != nil:
-		return err
-	case st.revoked:
+		return fmt.Errorf("check device: %w", err)
+	case d.Revoked:
 		return fmt.Errorf("%w: device %s", ErrDeviceRevoked, c.Device)
-	case st.user != c.Subject:
+	case d.User != c.Subject:
 		return fmt.Errorf("%w: device is not the token subject's", ErrUnauthorized)
-	case c.Gen != st.gen:
+	case c.Gen != d.Gen:
 		return fmt.Errorf("%w: token superseded by a later login", ErrUnauthorized)
 	}
 	return nil
@@ -916,40 +978,42 @@ func (s *Service) tokenResponse(u *userRecord, access, refresh string) *api.Toke
 func (s *Service) Login(ctx context.Context, username, password, deviceID, deviceName string) (*api.TokenResponse, error) {
 	var (
 		u      userRecord
-		userID []byte
+		userID string
+		locked time.Duration
 	)
 	key := strings.ToLower(strings.TrimSpace(username))
 	if len(key) > 100 {
 		key = key[:100]
 	}
 	now := s.cfg.Now()
-	if d := s.lock.check(key, now); d > 0 {
-		s.cfg.Logger.Warn("login refused: username locked", "username", key, "retry_after", d.Round(time.Second).String())
-		return nil, fmt.Errorf("login: %w", &LockedError{RetryAfter: d})
-	}
 	failed := func(reason string) error {
-		lockedFor := s.lock.fail(key, now)
+		lockedFor, err := s.countFailure(ctx, key, now)
+		if err != nil {
+			s.cfg.Logger.Error("failed login not counted", "username", key, "err", err)
+		}
 		s.cfg.Logger.Warn("login failed", "username", key, "reason", reason, "locked_for", lockedFor.String())
-		if lockedFor > 0 && userID != nil {
+		if lockedFor > 0 && userID != "" {
 			_ = s.Audit(ctx, AuditEntry{ActorID: "system", Action: ActionUserLocked,
 				Team: firstOr(u.Teams), Teams: restOf(u.Teams), TargetKind: "user", TargetID: u.ID,
 				Detail: map[string]string{"username": u.Username, "locked_for": lockedFor.String()}})
 		}
 		return fmt.Errorf("login: %w", ErrInvalidCredentials)
 	}
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(pUsername + key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
+	// One read: the username's lock, then the user.
+	err := s.view(ctx, func(txn store.Tx) (err error) {
+		u, userID = userRecord{}, ""
+		if locked, err = s.lockedFor(txn, key, now); err != nil || locked > 0 {
 			return err
 		}
-		if userID, err = item.ValueCopy(nil); err != nil {
+		if userID, err = getString(txn, pUsername+key); err != nil {
 			return err
 		}
-		return getJSON(txn, pUser+string(userID), &u)
+		return getJSON(txn, pUser+userID, &u)
 	})
+	if err == nil && locked > 0 {
+		s.cfg.Logger.Warn("login refused: username locked", "username", key, "retry_after", locked.Round(time.Second).String())
+		return nil, fmt.Errorf("login: %w", &LockedError{RetryAfter: locked})
+	}
 	if errors.Is(err, ErrNotFound) || (err == nil && len(u.Hash) == 0) {
 		// Spend the same time as a real check so that timing does not
 		// reveal which usernames exist. Users from an external issuer have
@@ -961,7 +1025,7 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 		if err == nil {
 			return nil, failed("no password (external user)")
 		}
-		userID = nil
+		userID = ""
 		return nil, failed("unknown username")
 	}
 	if err != nil {
@@ -970,8 +1034,7 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 	if bcrypt.CompareHashAndPassword(u.Hash, []byte(password)) != nil {
 		return nil, failed("wrong password")
 	}
-	s.lock.reset(key)
-	tr, err := s.startSession(ctx, &u, deviceID, deviceName)
+	tr, err := s.startSession(ctx, &u, deviceID, deviceName, key)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -980,8 +1043,10 @@ func (s *Service) Login(ctx context.Context, username, password, deviceID, devic
 
 // startSession binds the device to an authenticated user (registering it,
 // or reinstating it after a reuse revocation), starts a new generation and
-// issues the first tokens of its chain.
-func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, deviceName string) (*api.TokenResponse, error) {
+// issues the first tokens of its chain. A password login names the
+// username key (lockoutKey) whose failed logins it clears, in the same
+// transaction.
+func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, deviceName, clearLock string) (*api.TokenResponse, error) {
 	replica, err := crdt.ParseReplicaID(strings.ToLower(deviceID))
 	if err != nil || replica.IsZero() {
 		return nil, fmt.Errorf("%w: device_id must be 32 hex digits, not zero", ErrInvalid)
@@ -995,7 +1060,7 @@ func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, dev
 	now := s.cfg.Now().UTC()
 	refresh := newRefreshToken()
 	var d Device
-	err = s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err = s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		d = Device{}
 		switch err := getJSON(txn, pDevice+replica.String(), &d); {
 		case errors.Is(err, ErrNotFound):
@@ -1028,6 +1093,11 @@ func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, dev
 		if err := setJSON(txn, pDevice+d.ID, d); err != nil {
 			return err
 		}
+		if clearLock != "" {
+			if err := clearFailures(txn, clearLock); err != nil {
+				return err
+			}
+		}
 		return setRefresh(txn, pRefresh+hashToken(refresh), refreshRecord{
 			Device: d.ID, User: u.ID, Gen: d.Gen, Created: now, Expires: now.Add(s.cfg.RefreshTTL),
 		}, now)
@@ -1035,7 +1105,6 @@ func (s *Service) startSession(ctx context.Context, u *userRecord, deviceID, dev
 	if err != nil {
 		return nil, err
 	}
-	s.cacheDevice(d)
 	access, err := s.issueAccess(u, d.ID, d.Gen, now)
 	if err != nil {
 		return nil, err
@@ -1067,7 +1136,7 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 		d      Device
 		reused bool
 	)
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	err = s.update(ctx, func(txn store.Tx) error {
 		reused, d, u = false, Device{}, userRecord{} // fresh on a conflict retry
 		var rt refreshRecord
 		if err := getJSON(txn, key, &rt); err != nil {
@@ -1127,7 +1196,6 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 	if err != nil {
 		return nil, fmt.Errorf("refresh: %w", err)
 	}
-	s.cacheDevice(d)
 	if reused {
 		s.cfg.Logger.Warn("refresh token reused; device revoked", "device", d.ID, "user", d.User)
 		owner, _ := s.User(ctx, d.User) // for the teams the entry concerns
@@ -1148,7 +1216,7 @@ func (s *Service) Refresh(ctx context.Context, token, deviceID string) (*api.Tok
 
 // Ping checks that the store is open and writable, by a durable write.
 func (s *Service) Ping(ctx context.Context) error {
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	err := s.update(ctx, func(txn store.Tx) error {
 		return txn.Set([]byte(kReady), []byte(s.cfg.Now().UTC().Format(time.RFC3339Nano)))
 	})
 	if err != nil {

@@ -25,14 +25,16 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// openTest opens a Service over a new store of the test's backend (see
+// eachBackend), with its keys in a temp dir, which it returns.
 func openTest(t testing.TB, clk *fakeClock) (*Service, string) {
 	t.Helper()
 	data := t.TempDir()
-	cfg := Config{BcryptCost: bcrypt.MinCost}
+	cfg := Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(data, "keys")}
 	if clk != nil {
 		cfg.Now = clk.Now
 	}
-	s, err := Open(context.Background(), filepath.Join(data, "auth"), cfg)
+	s, err := openWith(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func seed(t *testing.T, s *Service) User {
 	return u
 }
 
-func TestLoginVerify(t *testing.T) {
+func testLoginVerify(t *testing.T) {
 	s, _ := openTest(t, nil)
 	u := seed(t, s)
 	ctx := context.Background()
@@ -107,7 +109,7 @@ func TestLoginVerify(t *testing.T) {
 	}
 }
 
-func TestValidation(t *testing.T) {
+func testValidation(t *testing.T) {
 	s, _ := openTest(t, nil)
 	seed(t, s)
 	ctx := context.Background()
@@ -135,7 +137,7 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-func TestRefreshRotationAndReuse(t *testing.T) {
+func testRefreshRotationAndReuse(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
 	s, _ := openTest(t, clk)
 	seed(t, s)
@@ -211,14 +213,9 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	}
 }
 
-func TestRevokeDevicePersists(t *testing.T) {
-	data := t.TempDir()
+func testRevokeDevicePersists(t *testing.T) {
 	ctx := context.Background()
-	cfg := Config{BcryptCost: bcrypt.MinCost}
-	s, err := Open(ctx, filepath.Join(data, "auth"), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openTest(t, nil)
 	u := seed(t, s)
 	dev := crdt.NewReplicaID()
 	tr, err := s.Login(ctx, "ann", "correct horse", dev.String(), "tab")
@@ -238,15 +235,8 @@ func TestRevokeDevicePersists(t *testing.T) {
 		t.Fatalf("login on admin-revoked device: %v", err)
 	}
 	kid := s.KeyID()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Reopen: the revocation, the user and the signing key survive.
-	s2, err := Open(ctx, filepath.Join(data, "auth"), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := reopenTest(t, s)
 	if s2.KeyID() != kid {
 		t.Fatalf("signing key changed across restart: %s → %s", kid, s2.KeyID())
 	}
@@ -273,7 +263,7 @@ func TestRevokeDevicePersists(t *testing.T) {
 	}
 }
 
-func TestConcurrentRefreshOneWins(t *testing.T) {
+func testConcurrentRefreshOneWins(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
 	s, _ := openTest(t, clk)
 	s.cfg.ReuseGrace = -1
@@ -309,7 +299,7 @@ func TestConcurrentRefreshOneWins(t *testing.T) {
 	}
 }
 
-func TestNarrow(t *testing.T) {
+func testNarrow(t *testing.T) {
 	s, _ := openTest(t, nil)
 	u := seed(t, s)
 	ctx := context.Background()

@@ -101,8 +101,9 @@ func (s *Service) issueAccess(u *userRecord, device string, gen uint64, now time
 		},
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	t.Header["kid"] = s.keys.signing.kid
-	signed, err := t.SignedString(s.keys.signing.priv)
+	k := s.keys.Load().signing
+	t.Header["kid"] = k.kid
+	signed, err := t.SignedString(k.priv)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
@@ -148,7 +149,11 @@ func (s *Service) Verify(token string) (*Claims, error) {
 // header (the jwt.Keyfunc of Verify and VerifySignature).
 func (s *Service) verifyKey(t *jwt.Token) (any, error) {
 	kid, _ := t.Header["kid"].(string)
-	pub, ok := s.keys.byKID[kid]
+	pub, ok := s.keys.Load().byKID[kid]
+	if !ok {
+		// A shared store's key added through another server.
+		pub, ok = s.reloadKeys().byKID[kid]
+	}
 	if !ok {
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	}

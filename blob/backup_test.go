@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
+	"io"
 	"path/filepath"
 	"testing"
 )
@@ -72,7 +72,7 @@ func TestExportImport(t *testing.T) {
 	if err != nil || !info.Complete || info.ContentType != "image/jpeg" {
 		t.Fatalf("restored blob: %+v %v", info, err)
 	}
-	got, _ := os.ReadFile(f.Name())
+	got, _ := io.ReadAll(f)
 	f.Close()
 	if !bytes.Equal(got, big) {
 		t.Fatal("restored bytes differ")

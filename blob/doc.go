@@ -33,7 +33,10 @@
 //	blobs/t-<hex(team)>/objects/<aa>/<sha256>       complete bytes (aa = first two hex digits)
 //	blobs/t-<hex(team)>/objects/<aa>/<sha256>.json  {"size","content_type","refs":[{"collection","id"}],"created"}
 //	blobs/t-<hex(team)>/uploads/<sha256>.part       bytes received so far
-//	blobs/t-<hex(team)>/uploads/<sha256>.json       {"size","content_type","refs"}
+//	blobs/t-<hex(team)>/uploads/<sha256>.json       {"size","content_type","refs","created","enc"}
+//
+// (complete metadata likewise carries "enc" when the data file is
+// encrypted).
 //
 // Metadata files are replaced atomically (write, fsync, rename, fsync the
 // directory). A completed upload is renamed into objects/ after its hash
@@ -50,6 +53,13 @@
 // backup package owns the file format; this package only produces and
 // consumes the items.
 //
-// Blobs are stored as plain files: encryption at rest of the data directory
-// (the record store's Badger key) does not cover them yet.
+// # Encryption at rest
+//
+// With Config.EncryptionKey (the server passes its store key) every data
+// file the store writes, .part and complete, is a 16-byte random IV and
+// the AES-CTR ciphertext of the bytes, and its metadata carries
+// "enc": true (crypt.go). Open returns the plaintext (File, seekable for
+// Range requests); Export emits plaintext and Import encrypts with its
+// own store's key, so a restore with a new key rotates it. Files written
+// without a key stay plaintext and readable.
 package blob

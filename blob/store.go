@@ -2,6 +2,7 @@ package blob
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -65,6 +66,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the sweeper's reports; slog.Default() if nil.
 	Logger *slog.Logger
+	// EncryptionKey, if set (16, 24 or 32 bytes), encrypts every file the
+	// store writes with AES-CTR (crypt.go); the server passes the key of
+	// its record store. Files written without it stay readable.
+	EncryptionKey []byte
 }
 
 // Ref names a record a blob is attached to.
@@ -91,6 +96,8 @@ type meta struct {
 	ContentType string    `json:"content_type,omitempty"`
 	Refs        []Ref     `json:"refs"`
 	Created     time.Time `json:"created"`
+	// Enc: the data file is encrypted (crypt.go).
+	Enc bool `json:"enc,omitempty"`
 }
 
 // Store is a blob directory. It is safe for concurrent use.
@@ -100,6 +107,8 @@ type Store struct {
 	mu    gosync.Mutex
 	usage map[string]int64 // team → stored bytes + declared sizes of uploads
 	locks map[string]*keyLock
+
+	block cipher.Block // nil: files are written in plaintext
 
 	stop      chan struct{} // closed by Close
 	swept     chan struct{} // closed when the sweeper has returned
@@ -130,6 +139,10 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	block, err := newBlock(cfg.EncryptionKey)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
 	}
@@ -144,7 +157,7 @@ func Open(cfg Config) (*Store, error) {
 	case string(b) != versionLine:
 		return nil, fmt.Errorf("blob: open: layout %q in %s, this build reads %q", strings.TrimSpace(string(b)), vf, strings.TrimSpace(versionLine))
 	}
-	s := &Store{cfg: cfg, usage: map[string]int64{}, locks: map[string]*keyLock{}, stop: make(chan struct{}), swept: make(chan struct{})}
+	s := &Store{cfg: cfg, block: block, usage: map[string]int64{}, locks: map[string]*keyLock{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	ents, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("blob: open: %w", err)
@@ -265,6 +278,9 @@ func (s *Store) stat(team, sum string) (Info, error) {
 	var off int64
 	if fi != nil {
 		off = fi.Size()
+		if m.Enc {
+			off = max(off-ivLen, 0)
+		}
 	}
 	return Info{SHA256: sum, Size: m.Size, Offset: off, ContentType: m.ContentType}, nil
 }
@@ -362,7 +378,7 @@ func (s *Store) Write(ctx context.Context, team, sum string, ref Ref, size, offs
 		if err := s.reserve(team, size); err != nil {
 			return Info{}, err
 		}
-		m = meta{Size: size, Refs: []Ref{ref}, Created: s.cfg.Now().UTC()}
+		m = meta{Size: size, Refs: []Ref{ref}, Created: s.cfg.Now().UTC(), Enc: s.block != nil}
 		if err := os.MkdirAll(filepath.Dir(up), 0o700); err != nil {
 			s.release(team, size)
 			return Info{}, fmt.Errorf("blob: write: %w", err)
@@ -384,7 +400,7 @@ func (s *Store) Write(ctx context.Context, team, sum string, ref Ref, size, offs
 		}
 	}
 
-	f, err := os.OpenFile(up, os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(up, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: write: %w", err)
 	}
@@ -393,18 +409,22 @@ func (s *Store) Write(ctx context.Context, team, sum string, ref Ref, size, offs
 		f.Close()
 		return Info{}, fmt.Errorf("blob: write: %w", err)
 	}
-	held := fi.Size()
+	codec, held, err := s.partCodec(f, fi.Size(), m)
+	if err != nil {
+		f.Close()
+		return Info{}, err
+	}
 	if offset != held {
 		f.Close()
 		return Info{}, &OffsetError{Want: held}
 	}
 	// Read at most the bytes that remain, plus one to detect a body
 	// running past the size.
-	n, copyErr := io.Copy(&offsetWriter{f: f, off: held}, io.LimitReader(r, size-held+1))
+	n, copyErr := io.Copy(&plainWriter{f: f, c: codec, off: held}, io.LimitReader(r, size-held+1))
 	over := held+n > size
 	if over {
 		n = size - held
-		if err := f.Truncate(size); err != nil {
+		if err := f.Truncate(codec.hdr() + size); err != nil {
 			f.Close()
 			return Info{}, fmt.Errorf("blob: write: %w", err)
 		}
@@ -419,7 +439,7 @@ func (s *Store) Write(ctx context.Context, team, sum string, ref Ref, size, offs
 	held += n
 	info := Info{SHA256: sum, Size: size, Offset: held, ContentType: m.ContentType}
 	if m.ContentType == "" && (held >= SniffLen || held == size) {
-		ct, err := sniffFile(up)
+		ct, err := s.sniffFile(up, m)
 		if err != nil {
 			s.discard(team, up, mp, size)
 			return Info{SHA256: sum, Size: size}, err
@@ -444,7 +464,7 @@ func (s *Store) Write(ctx context.Context, team, sum string, ref Ref, size, offs
 // complete checks the hash of a fully received upload and moves it into
 // objects/, merging refs with a blob completed meanwhile.
 func (s *Store) complete(team, sum, up, mp string, m meta) (Info, error) {
-	got, err := hashFile(up)
+	got, err := s.hashFile(up, m)
 	if err != nil {
 		return Info{}, err
 	}
@@ -495,24 +515,18 @@ func (s *Store) release(team string, size int64) {
 	s.mu.Unlock()
 }
 
-// Open returns the team's complete blob named sum for reading, with its
-// Info, or ErrNotFound (also for an unfinished upload).
-func (s *Store) Open(ctx context.Context, team, sum string) (*os.File, Info, error) {
-	info, err := s.Stat(ctx, team, sum)
+// Open returns the team's complete blob named sum for reading (its
+// plaintext, from any offset), with its Info, or ErrNotFound (also for an
+// unfinished upload).
+func (s *Store) Open(ctx context.Context, team, sum string) (File, Info, error) {
+	if err := checkArgs(team, sum); err != nil {
+		return nil, Info{}, err
+	}
+	f, m, err := s.openObject(ctx, team, sum)
 	if err != nil {
 		return nil, Info{}, err
 	}
-	if !info.Complete {
-		return nil, Info{}, ErrNotFound
-	}
-	f, err := os.Open(s.objectPath(team, sum))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, Info{}, ErrNotFound
-	}
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("blob: open: %w", err)
-	}
-	return f, info, nil
+	return f, Info{SHA256: sum, Size: m.Size, Offset: m.Size, Complete: true, ContentType: m.ContentType}, nil
 }
 
 // EraseRecords drops the erased records from the refs of the team's blobs
@@ -664,8 +678,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
+func (s *Store) hashFile(path string, m meta) (string, error) {
+	f, err := s.openPlain(path, m)
 	if err != nil {
 		return "", fmt.Errorf("blob: hash: %w", err)
 	}
@@ -677,31 +691,46 @@ func hashFile(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func sniffFile(path string) (string, error) {
-	f, err := os.Open(path)
+func (s *Store) sniffFile(path string, m meta) (string, error) {
+	f, err := s.openPlain(path, m)
 	if err != nil {
 		return "", fmt.Errorf("blob: sniff: %w", err)
 	}
 	defer f.Close()
 	head := make([]byte, SniffLen)
 	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("blob: sniff: %w", err)
 	}
 	return Sniff(head[:n])
 }
 
-// offsetWriter writes at increasing offsets of a file opened without
-// O_APPEND.
-type offsetWriter struct {
-	f   *os.File
-	off int64
-}
-
-func (w *offsetWriter) Write(p []byte) (int, error) {
-	n, err := w.f.WriteAt(p, w.off)
-	w.off += int64(n)
-	return n, err
+// partCodec returns how to write an upload's data file (size bytes on
+// disk now) and the plaintext bytes it holds. An encrypted upload whose
+// IV is not on disk yet (its first write, or a crash before the IV
+// reached the disk) gets a new IV: no data follows it yet.
+func (s *Store) partCodec(f *os.File, size int64, m meta) (fileCodec, int64, error) {
+	if !m.Enc {
+		return fileCodec{}, size, nil
+	}
+	if s.block == nil {
+		return fileCodec{}, 0, ErrNoKey
+	}
+	if size < ivLen {
+		iv, err := newIV()
+		if err != nil {
+			return fileCodec{}, 0, err
+		}
+		if err := f.Truncate(0); err != nil {
+			return fileCodec{}, 0, fmt.Errorf("blob: write: %w", err)
+		}
+		if _, err := f.WriteAt(iv, 0); err != nil {
+			return fileCodec{}, 0, fmt.Errorf("blob: write: %w", err)
+		}
+		return fileCodec{block: s.block, iv: iv}, 0, nil
+	}
+	c, err := s.codecFor(f, m)
+	return c, size - ivLen, err
 }
 
 func clip(s string) string {

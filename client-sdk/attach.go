@@ -38,7 +38,8 @@ import (
 const (
 	// ChunkSize is the size of the pieces a file is stored in locally.
 	ChunkSize = 256 << 10
-	// UploadChunk is the most bytes one upload request carries.
+	// UploadChunk is the most bytes one upload or download request
+	// carries; requests are sized to the link below it (linkrate.go).
 	UploadChunk = 4 << 20
 	// DefaultMaxAttachment is the largest file Attach stores and
 	// FetchAttachment downloads (32 MiB, the server's default limit).
@@ -384,12 +385,14 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 				r.ackBlob(lb, off, false) // progress for Status, learnt after a cut
 			}
 		}
-		end := min(off+UploadChunk, lb.Size)
+		end := min(off+r.upLink.next(), lb.Size)
+		t0 := time.Now()
 		st, err := r.patchBlob(ctx, path, lb, off, &chunkReader{r: r, team: lb.Team, sum: lb.SHA256, off: off, end: end})
 		known = -1
 		if err == nil {
 			if st.Offset > off {
 				stalls = 0
+				r.upLink.observe(st.Offset-off, time.Since(t0), r.opts.AttachmentRequestTime)
 			}
 			r.ackBlob(lb, st.Offset, st.Complete)
 			if st.Complete {
@@ -413,6 +416,9 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 		switch code := problemCode(err); {
 		case code == api.CodeUploadOffset:
 		case code == api.CodeUploadBusy || errors.Is(err, ErrUnavailable):
+			if code != api.CodeUploadBusy {
+				r.upLink.cut()
+			}
 			if stalls++; stalls > maxUploadStalls {
 				return err
 			}
@@ -541,6 +547,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// patchBlob sends [body.off, body.end) of the file. It asks for 100
+// Continue first, so a request the server refuses before reading (a wrong
+// offset, the device's rate limit) costs headers, not a chunk: sending at
+// once would save a round trip per request but, measured through a link
+// cut every 1 MiB under the e2e rate limit, sent 1.15× the file instead
+// of 1.002×.
 func (r *Replica) patchBlob(ctx context.Context, path string, lb localBlob, off int64, body *chunkReader) (api.BlobStatus, error) {
 	hdr := http.Header{}
 	hdr.Set("Content-Type", api.BlobUploadContentType)
@@ -590,23 +602,106 @@ func (r *Replica) FetchAttachment(ctx context.Context, ref Ref, a schema.Attachm
 	if a.Size > r.maxAttachment() {
 		return &LimitError{What: "attachment bytes", Limit: int(r.maxAttachment()), Size: int(a.Size)}
 	}
-	res, err := r.blobRequest(ctx, http.MethodGet, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, nil, nil, 0)
+	b, err := r.download(ctx, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, a.Size)
 	if err != nil {
 		return fmt.Errorf("client: fetch attachment: %w", err)
-	}
-	defer res.Body.Close()
-	if res.ContentLength > a.Size {
-		return fmt.Errorf("%w: the server offers %d bytes, the record says %d", ErrAttachmentHash, res.ContentLength, a.Size)
-	}
-	b, err := io.ReadAll(io.LimitReader(res.Body, a.Size+1))
-	if err != nil {
-		return fmt.Errorf("client: fetch attachment: %w", unavailable(ctx, err))
 	}
 	sum := sha256.Sum256(b)
 	if int64(len(b)) != a.Size || hex.EncodeToString(sum[:]) != a.SHA256 {
 		return fmt.Errorf("%w: got %d bytes hashing to %x", ErrAttachmentHash, len(b), sum)
 	}
 	return r.storeBlob(ref, a, b, true)
+}
+
+// download GETs a file of size bytes in ranges sized to the link
+// (linkrate.go), so no response outlasts a timeout on a slow link, and
+// after a cut asks for the rest from the last byte received. It gives up
+// after maxUploadStalls requests in a row that brought nothing.
+func (r *Replica) download(ctx context.Context, path string, size int64) ([]byte, error) {
+	b := make([]byte, 0, size)
+	stalls := 0
+	for int64(len(b)) < size {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		off := int64(len(b))
+		end := min(off+r.downLink.next(), size) // exclusive
+		hdr := http.Header{}
+		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
+		t0 := time.Now()
+		res, err := r.blobRequest(ctx, http.MethodGet, path, hdr, nil, 0)
+		if wait, ok := r.uploadWait(err); ok {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				r.downLink.cut()
+				if stalls++; stalls <= maxUploadStalls {
+					continue
+				}
+			}
+			return nil, err
+		}
+		want := end - off
+		switch {
+		case res.StatusCode == http.StatusPartialContent:
+			var start int64 = -1
+			fmt.Sscanf(res.Header.Get("Content-Range"), "bytes %d-", &start)
+			if start != off {
+				res.Body.Close()
+				return nil, fmt.Errorf("%w: asked for bytes from %d, the server sent %q", ErrAttachmentHash, off, res.Header.Get("Content-Range"))
+			}
+		case res.StatusCode == http.StatusOK && off == 0:
+			want = size // the whole file (a server or proxy ignoring Range)
+		default:
+			res.Body.Close()
+			return nil, fmt.Errorf("client: GET %s: status %d", path, res.StatusCode)
+		}
+		if res.ContentLength > want {
+			res.Body.Close()
+			return nil, fmt.Errorf("%w: the server offers %d bytes, the record says %d", ErrAttachmentHash, off+res.ContentLength, size)
+		}
+		n, err := io.Copy(&capped{b: &b, limit: size}, io.LimitReader(res.Body, want))
+		res.Body.Close()
+		if n > 0 {
+			stalls = 0
+		}
+		if errors.Is(err, ErrAttachmentHash) {
+			return nil, err
+		}
+		if err != nil {
+			// Keep what arrived: the next range starts after it.
+			r.downLink.cut()
+			if stalls++; stalls > maxUploadStalls {
+				return nil, unavailable(ctx, err)
+			}
+			continue
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%w: the server sent no bytes from %d of %d", ErrAttachmentHash, off, size)
+		}
+		r.downLink.observe(n, time.Since(t0), r.opts.AttachmentRequestTime)
+	}
+	return b, nil
+}
+
+// capped appends to *b, never past limit bytes in all.
+type capped struct {
+	b     *[]byte
+	limit int64
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if int64(len(*c.b)+len(p)) > c.limit {
+		return 0, fmt.Errorf("%w: more bytes than the record says", ErrAttachmentHash)
+	}
+	*c.b = append(*c.b, p...)
+	return len(p), nil
 }
 
 // PurgeAttachments deletes the files no record of this replica refers to

@@ -112,6 +112,13 @@ type Options struct {
 	// a row. 0 means 30 seconds.
 	MaxRetryWait time.Duration
 
+	// AttachmentRequestTime is how long one attachment upload or download
+	// request should take at the link's measured rate: requests start at
+	// 64 KiB and grow or shrink to it, never past 30 s of transfer nor
+	// UploadChunk (4 MiB), so a slow link never runs into a timeout.
+	// 0 means 10 seconds.
+	AttachmentRequestTime time.Duration
+
 	// PollInterval is how often the background loop syncs when nothing
 	// triggers it, to pull others' changes; 0 means 1 minute.
 	PollInterval time.Duration
@@ -160,6 +167,8 @@ type Replica struct {
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
 	blobMu gosync.Mutex
+	// upLink and downLink size attachment requests to the link (linkrate.go).
+	upLink, downLink chunkSizer
 
 	sizeMu     gosync.Mutex
 	sizes      RequestSizes // configured (Options, SetRequestSizes)
@@ -352,6 +361,9 @@ func setDefaults(o *Options) {
 	}
 	if o.MaxRetryWait <= 0 {
 		o.MaxRetryWait = 30 * time.Second
+	}
+	if o.AttachmentRequestTime <= 0 {
+		o.AttachmentRequestTime = 10 * time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Minute

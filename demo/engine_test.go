@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	"io"
 	"log/slog"
 	"slices"
@@ -22,9 +23,13 @@ func TestDatasetThroughEngine(t *testing.T) {
 	now := time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC)
 	ds := demo.Build(1, now)
 	ctx := context.Background()
+	kv, err := storebadger.Open(storebadger.Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := sync.Open(ctx, sync.Options{
-		Dir: t.TempDir(), Validator: schema.Default(), Wall: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true,
+		Store: kv, Validator: schema.Default(), Wall: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

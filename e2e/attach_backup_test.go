@@ -244,3 +244,77 @@ func TestRestoreBackupWithoutBlobs(t *testing.T) {
 		t.Fatalf("restore log:\n%s", log.String())
 	}
 }
+
+// On a server whose stores are encrypted at rest, attachment files are
+// too: no byte run of an uploaded photo is in the data directory, the
+// photo still downloads and verifies, and a backup restored with a new
+// key (key rotation) re-encrypts it and serves it.
+func TestAttachmentsEncryptedAtRest(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	var cfg *server.Config
+	env := newSDKEnv(t, nil, func(c *server.Config) { c.DeviceRate, c.EncryptionKey = -1, key; cfg = c })
+	base := *cfg
+	var sw switchProxy
+	sw.point(t, env.http.Listener.Addr().String())
+	front := httptest.NewServer(&sw)
+	t.Cleanup(front.Close)
+	env.url = front.URL
+	ann := env.device("ann", "", nil)
+	visit := client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-enc"}
+	if err := ann.CreateWithID(ctx, visit, map[string]any{"person_id": "p-enc", "contact_type": "home_visit"}); err != nil {
+		t.Fatal(err)
+	}
+	photo := make([]byte, 1<<20+3)
+	rand.Read(photo)
+	copy(photo, []byte{0xff, 0xd8, 0xff, 0xe0})
+	a, err := ann.Attach(ctx, visit, "photos", bytes.NewReader(photo), "enc.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, ann)
+	if n, err := ann.UploadAttachments(ctx); err != nil || n != 1 {
+		t.Fatalf("upload %d %v", n, err)
+	}
+	markers := []string{string(photo[4096 : 4096+48]), string(photo[700_000 : 700_000+48])}
+	for _, m := range markers {
+		if files, err := rawgrep.Files(base.DataDir, m); err != nil || len(files) != 0 {
+			t.Fatalf("photo bytes in the clear in the encrypted data directory: %v %v", files, err)
+		}
+	}
+	if err := env.device("bea", "", nil).FetchAttachment(ctx, visit, a); err != nil {
+		t.Fatalf("download from the encrypted store: %v", err)
+	}
+
+	bk := filepath.Join(t.TempDir(), "enc.dsbak")
+	if err := backup.WriteFile(bk, func(w io.Writer) error { _, err := env.srv.WriteBackup(ctx, w, nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+	newKey := bytes.Repeat([]byte{0xa5}, 32)
+	data := filepath.Join(t.TempDir(), "rotated")
+	var log bytes.Buffer
+	if _, err := restore.Run(ctx, restore.Options{In: bk, Data: data, Key: newKey, Log: &log}); err != nil {
+		t.Fatalf("restore with a new key: %v\n%s", err, log.String())
+	}
+	for _, m := range markers {
+		if files, _ := rawgrep.Files(data, m); len(files) != 0 {
+			t.Fatalf("photo bytes in the clear after the restore: %v", files)
+		}
+	}
+	rcfg := base
+	rcfg.DataDir, rcfg.EncryptionKey = data, newKey
+	srv2, err := server.New(ctx, rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs2 := httptest.NewServer(openAPIChecked(t, srv2.Handler()))
+	t.Cleanup(func() { hs2.Close(); srv2.Shutdown(context.Background()) })
+	sw.point(t, hs2.Listener.Addr().String())
+	cal := env.device("cal", "", nil)
+	if err := cal.FetchAttachment(ctx, visit, a); err != nil {
+		t.Fatalf("download after the key rotation: %v", err)
+	}
+	if b, _ := cal.ReadAttachment(ctx, sdkTeam, a.SHA256); !bytes.Equal(b, photo) {
+		t.Fatal("photo differs after the key rotation")
+	}
+}

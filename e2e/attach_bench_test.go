@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
+	"time"
 
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/server"
@@ -66,4 +67,68 @@ func BenchmarkAttachment(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// BenchmarkAttachmentSlowLink: one 512 KiB photo uploaded and downloaded
+// over shapedLink at 64 kbit/s each way with 250 ms one way (500 ms round
+// trip), against a server with the deployed read and write timeouts
+// (2 and 3 minutes) and the SDK's default HTTP client (60 s timeout) and
+// request sizing (10 s). Reported: wall seconds each way, the goodput in
+// kbit/s (file bits over wall time; the link's ceiling is 64), and the
+// bytes the link carried each way (bodies, headers, replies).
+//
+//	go test -run '^$' -bench '^BenchmarkAttachmentSlowLink$' -benchtime 1x ./e2e
+func BenchmarkAttachmentSlowLink(b *testing.B) {
+	ctx := context.Background()
+	const size = 512 << 10
+	var upS, downS float64
+	var up, down int64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		env := newSDKEnv(b, nil, func(c *server.Config) { c.DeviceRate = -1 })
+		hs := timedServer(b, env, 2*time.Minute, 3*time.Minute)
+		link := newShapedLink(b, hs.Listener.Addr().String(), 64_000, 250*time.Millisecond)
+		sdkDefaults := func(o *client.Options) { o.HTTPClient = nil }
+		ann := env.device("ann", "", sdkDefaults)
+		bea := env.device("bea", "", sdkDefaults)
+		visit := client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-slow"}
+		if err := ann.CreateWithID(ctx, visit, map[string]any{"person_id": "p-slow", "contact_type": "home_visit"}); err != nil {
+			b.Fatal(err)
+		}
+		p := make([]byte, size)
+		rand.Read(p)
+		copy(p, []byte{0xff, 0xd8, 0xff, 0xe0})
+		a, err := ann.Attach(ctx, visit, "photos", bytes.NewReader(p), "slow.jpg")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ann.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ann.SetServerURL(link.url())
+		bea.SetServerURL(link.url())
+		u0, d0 := link.up.Load(), link.down.Load()
+		b.StartTimer()
+		t0 := time.Now()
+		if n, err := ann.UploadAttachments(ctx); err != nil || n != 1 {
+			b.Fatalf("upload %d %v", n, err)
+		}
+		upS += time.Since(t0).Seconds()
+		t0 = time.Now()
+		if err := bea.FetchAttachment(ctx, visit, a); err != nil {
+			b.Fatal(err)
+		}
+		downS += time.Since(t0).Seconds()
+		b.StopTimer()
+		up += link.up.Load() - u0
+		down += link.down.Load() - d0
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(upS/n, "upload-s")
+	b.ReportMetric(downS/n, "download-s")
+	b.ReportMetric(size*8/1000/(upS/n), "upload-kbit/s")
+	b.ReportMetric(size*8/1000/(downS/n), "download-kbit/s")
+	b.ReportMetric(float64(up)/n, "link-up-B")
+	b.ReportMetric(float64(down)/n, "link-down-B")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"github.com/doorstep-health/doorstep/store"
 	"io"
 	"net/http"
 	"os"
@@ -42,7 +43,7 @@ type BackupReply struct {
 // and logins go on meanwhile; the backup holds each store as of the moment
 // its read transaction opened.
 func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(backup.Progress)) (*backup.Manifest, error) {
-	rtxn, meta, release, err := s.engine.BackupTxn()
+	rtxn, meta, release, err := s.engine.BackupTxn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,9 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 	}
 	s.log.Info("backup started", "log_position", meta.LogPos, "estimate_bytes", meta.Size)
 	m, err := backup.Write(ctx, w, h, []backup.Section{
-		{Name: "records", Txn: rtxn},
+		{Name: "records", Each: func(put func(*backup.Item) error) error {
+			return backup.EachIter(rtxn.Iterate(store.IterOptions{Batch: 256}), put)
+		}},
 		{Name: "auth", Txn: atxn},
 		{Name: "keys", Items: keys},
 		{Name: "erasures", Items: erasures},
@@ -148,7 +151,7 @@ func (s *Server) streamBackup(c echo.Context) error {
 		return err
 	}
 	defer release()
-	_, meta, release, err := s.engine.BackupTxn() // for the size estimate only
+	_, meta, release, err := s.engine.BackupTxn(c.Request().Context()) // for the size estimate only
 	if err != nil {
 		return err
 	}

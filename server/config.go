@@ -9,6 +9,7 @@ import (
 	"github.com/doorstep-health/doorstep/blob"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // Config configures a Server. Zero fields take the documented defaults.
@@ -112,12 +113,19 @@ type Config struct {
 	Logger *slog.Logger
 	// SmallMemory shrinks the record store's caches (tests, tools).
 	SmallMemory bool
+	// Records, if set, is the records store, opened by the caller (for
+	// example on PostgreSQL, so several servers share it); the server owns
+	// it from New on and closes it. Nil opens the embedded default: Badger
+	// in DataDir/records, with SmallMemory and EncryptionKey (see
+	// openRecords).
+	Records store.KV
 	// Schema validates pushed ops and marks clinical fields in the review
 	// API; nil means schema.Default().
 	Schema *schema.Schema
 	// EncryptionKey, if set, encrypts the record and auth stores at rest
-	// (Badger AES; 16, 24 or 32 bytes). Stores created with a key must be
-	// opened with it.
+	// (Badger AES; 16, 24 or 32 bytes), and the attachment files written
+	// from then on (blob.Config.EncryptionKey). Stores created with a key
+	// must be opened with it.
 	EncryptionKey []byte
 	// ErasureJournal is the file each erasure is appended to (IDs only), so
 	// a restore of an older backup can re-apply it; default
@@ -142,6 +150,15 @@ type Config struct {
 	LockoutThreshold  int
 	LockoutBase       time.Duration
 	LockoutMax        time.Duration
+
+	// AuthStore, if set, is the auth store (users, devices, refresh
+	// chains, lockouts, audit trail), opened by the caller: for example a
+	// table on PostgreSQL, so that several servers share it and a device
+	// revoked through one is refused by all (see auth.New; the servers
+	// then share the signing keys through it too). The server owns it from
+	// New on and closes it. Nil opens the embedded default, Badger in
+	// DataDir/auth (see openAuth).
+	AuthStore store.KV
 }
 
 // DefaultLimits bound the msgpack structure of a sync request: 32 levels of

@@ -132,18 +132,18 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := s.auth.CheckDevice(c.Request().Context(), cl); err != nil {
-			return err
-		}
-		// Rights as they stand now: never more than the token says, less if
-		// an admin has demoted the user or removed a team since.
-		if cl.Role, cl.Teams, err = s.auth.Narrow(c.Request().Context(), cl); err != nil {
+		// One read of the auth store: the device is not revoked and the
+		// token not superseded, and the rights as they stand now (never
+		// more than the token says, less if an admin has demoted the user
+		// or removed a team since), set on cl.
+		ctx := c.Request().Context()
+		actor, err := s.auth.Authorize(ctx, cl)
+		if err != nil {
 			return err
 		}
 		c.Set(ctxClaims, cl)
 		// The actor of every change and audit entry this request makes.
-		ctx := c.Request().Context()
-		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, s.auth.ActorFor(ctx, cl))))
+		c.SetRequest(c.Request().WithContext(auth.WithActor(ctx, actor)))
 		return next(c)
 	}
 }

@@ -43,33 +43,51 @@ type Server struct {
 	closed bool
 }
 
-// New opens the record store (DataDir/records) and the auth store
-// (DataDir/auth, keys in DataDir/keys) and builds the routes.
-func New(ctx context.Context, cfg Config) (*Server, error) {
-	if cfg.DataDir == "" {
-		return nil, errors.New("server: DataDir is required")
-	}
-	cfg.defaults()
-	a, err := auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), auth.Config{
+// openAuth opens the auth service over cfg.AuthStore, or over Badger in
+// DataDir/auth (encrypted with EncryptionKey), with the signing keys in
+// DataDir/keys.
+func openAuth(ctx context.Context, cfg *Config) (*auth.Service, error) {
+	acfg := auth.Config{
 		Issuer: cfg.Issuer, Audience: cfg.Audience, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, ReuseGrace: cfg.ReuseGrace,
 		BcryptCost: cfg.BcryptCost, KeyDir: filepath.Join(cfg.DataDir, "keys"),
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
 		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
 		EncryptionKey: cfg.EncryptionKey,
-	})
+	}
+	if cfg.AuthStore != nil {
+		return auth.New(ctx, cfg.AuthStore, acfg)
+	}
+	return auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), acfg)
+}
+
+// New opens the record store (cfg.Records, or Badger in DataDir/records)
+// and the auth store (cfg.AuthStore, or Badger in DataDir/auth, keys in
+// DataDir/keys) and builds the routes.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required")
+	}
+	cfg.defaults()
+	a, err := openAuth(ctx, &cfg)
 	if err != nil {
+		if cfg.Records != nil {
+			cfg.Records.Close() // owned from New on
+		}
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	records, err := openRecords(&cfg)
+	if err != nil {
+		a.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	opts := dsync.Options{
-		Dir:     filepath.Join(cfg.DataDir, "records"),
+		Store:   records,
 		Wall:    cfg.Now,
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		PageBytes:     cfg.PageBytes,
-		SmallMemory:   cfg.SmallMemory,
-		EncryptionKey: cfg.EncryptionKey,
+		PageBytes: cfg.PageBytes,
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema
@@ -80,7 +98,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	blobs, err := blob.Open(blob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), MaxFileSize: cfg.MaxBlobSize, TeamQuota: cfg.BlobTeamQuota,
-		UploadTTL: cfg.UploadTTL, Now: cfg.Now, Logger: cfg.Logger})
+		UploadTTL: cfg.UploadTTL, Now: cfg.Now, Logger: cfg.Logger, EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		eng.Close()
 		a.Close()

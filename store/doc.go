@@ -1,17 +1,23 @@
-// Package store is Doorstep's storage layer on Badger/v4: the key layout,
-// the encoding of every value, the stored schema version with its migration
-// hook, and the durability settings. It holds no merge logic; the sync
-// engine decides what to write and store says how it is laid out.
+// Package store is Doorstep's storage layer: the storage seam (KV, kv.go),
+// the key layout, the encoding of every value and the stored layout
+// version with its migrations (Migrate, run over any KV). It holds no merge
+// logic; the sync engine decides what to write and store says how it is
+// laid out. The backends live below it: store/badger (the embedded
+// default), store/memory (tests, simulation), store/postgres (several
+// servers on one database); each owns only transactions, order and
+// durability.
 //
-// store imports only crdt (for op and record types) and Badger. It must not
-// import sync, api, server or anything above it.
+// store imports only crdt (for op and record types). It must not import a
+// storage engine, nor sync, api, server or anything above it.
 //
 // # Durability
 //
-// Badger is opened with SyncWrites set: every transaction commit fsyncs the
+// A backend's commit returns only once durable. store/badger opens Badger
+// with SyncWrites set: every transaction commit fsyncs the
 // value log before it returns, so anything the engine acknowledges after a
 // commit survives a crash (proved by the engine's SIGKILL test). Conflict
-// detection is off because the engine has exactly one writer goroutine.
+// detection is off: every backend serializes write transactions (see KV),
+// store/badger with a writer token.
 //
 // # Strings in keys
 //
@@ -30,6 +36,10 @@
 //
 //	m/version                         u32 version of this layout (CurrentVersion, now 2)
 //	m/server-replica                  16 bytes: the server's own replica ID
+//	m/server-clock                    u64: the highest HLC time the server stamped an op
+//	                                  of its own with (resolve, re-apply); stamps move
+//	                                  past it, so processes sharing the store never
+//	                                  issue one op ID twice
 //	m/logpos                          u64: the last log position assigned
 //	m/logfloor                        u64: log entries at or below it may have been
 //	                                  dropped (retention); older cursors re-bootstrap

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // EpochSize is the length of an epoch ID.
@@ -22,48 +20,40 @@ func (e Epoch) IsZero() bool { return e == Epoch{} }
 
 // ReadEpochs returns the current epoch (zero if none yet) and the earlier
 // ones, oldest first.
-func ReadEpochs(txn *badger.Txn) (cur Epoch, past []Epoch, err error) {
-	item, err := txn.Get(KeyEpoch)
+func ReadEpochs(txn Tx) (cur Epoch, past []Epoch, err error) {
+	b, err := txn.Get(KeyEpoch)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return cur, nil, err
 	default:
-		if err := item.Value(func(b []byte) error {
-			if len(b) != EpochSize {
-				return fmt.Errorf("%w: epoch", ErrBadValue)
-			}
-			copy(cur[:], b)
-			return nil
-		}); err != nil {
-			return cur, nil, err
+		if len(b) != EpochSize {
+			return cur, nil, fmt.Errorf("%w: epoch", ErrBadValue)
 		}
+		copy(cur[:], b)
 	}
-	item, err = txn.Get(KeyEpochs)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	b, err = txn.Get(KeyEpochs)
+	if errors.Is(err, ErrNotFound) {
 		return cur, nil, nil
 	} else if err != nil {
 		return cur, nil, err
 	}
-	err = item.Value(func(b []byte) error {
-		if len(b)%EpochSize != 0 {
-			return fmt.Errorf("%w: epochs", ErrBadValue)
-		}
-		for i := 0; i < len(b); i += EpochSize {
-			var e Epoch
-			copy(e[:], b[i:])
-			past = append(past, e)
-		}
-		return nil
-	})
-	return cur, past, err
+	if len(b)%EpochSize != 0 {
+		return cur, nil, fmt.Errorf("%w: epochs", ErrBadValue)
+	}
+	for i := 0; i < len(b); i += EpochSize {
+		var e Epoch
+		copy(e[:], b[i:])
+		past = append(past, e)
+	}
+	return cur, past, nil
 }
 
 // StartEpoch writes a new random current epoch, moving the old one (if
 // any) to the list of earlier epochs, and returns it. Engines call it on
 // first open; a restore calls it (NewEpoch) so the restored store starts a
 // new epoch.
-func StartEpoch(txn *badger.Txn) (Epoch, error) {
+func StartEpoch(txn Tx) (Epoch, error) {
 	cur, past, err := ReadEpochs(txn)
 	if err != nil {
 		return Epoch{}, err
@@ -85,14 +75,14 @@ func StartEpoch(txn *badger.Txn) (Epoch, error) {
 	return e, txn.Set(KeyEpoch, e[:])
 }
 
-// NewEpoch starts a new epoch in s in its own durable transaction (see
+// NewEpoch starts a new epoch in kv in its own durable transaction (see
 // StartEpoch). doorstep restore calls it after a restore is verified.
-func (s *Store) NewEpoch(ctx context.Context) (Epoch, error) {
+func NewEpoch(ctx context.Context, kv KV) (Epoch, error) {
 	if err := ctx.Err(); err != nil {
 		return Epoch{}, err
 	}
 	var e Epoch
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := kv.Update(ctx, func(txn Tx) error {
 		var err error
 		e, err = StartEpoch(txn)
 		return err

@@ -15,6 +15,13 @@ var ErrBadKey = errors.New("store: malformed key")
 var (
 	KeyVersion       = []byte("m/version")
 	KeyServerReplica = []byte("m/server-replica")
+	// KeyServerClock holds the highest HLC timestamp (u64) the server has
+	// stamped an op of its own with (resolves, re-applies). Every server
+	// process sharing a store has the one server replica ID, so each moves
+	// its stamps past this value, read and written in the serialized write
+	// transaction that holds the stamped op: no two processes ever issue
+	// the same op ID.
+	KeyServerClock   = []byte("m/server-clock")
 	KeyLogPos        = []byte("m/logpos")
 	KeyLogFloor      = []byte("m/logfloor")
 	KeyQuarantineSeq = []byte("m/qseq")

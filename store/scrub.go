@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"fmt"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // prefixScrubHold is s/<key>: a copy of a log entry an erasure scrub is
@@ -17,19 +15,23 @@ func ScrubHoldKey(k []byte) []byte { return append(cat(prefixScrubHold, len(k)),
 
 // RecoverScrub writes back every held key and deletes its hold, in txn.
 // Engines call it when they open the store.
-func RecoverScrub(txn *badger.Txn) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixScrubHold, PrefetchValues: true})
+func RecoverScrub(txn Tx) error {
+	it := txn.Iterate(IterOptions{Prefix: prefixScrubHold})
 	var keys, vals [][]byte
-	for it.Rewind(); it.ValidForPrefix(prefixScrubHold); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Value()
 		if err != nil {
 			it.Close()
 			return fmt.Errorf("store: scrub hold: %w", err)
 		}
-		keys = append(keys, it.Item().KeyCopy(nil))
+		keys = append(keys, bytes.Clone(it.Key()))
 		vals = append(vals, v)
 	}
+	err := it.Err()
 	it.Close()
+	if err != nil {
+		return fmt.Errorf("store: scrub hold: %w", err)
+	}
 	for i, k := range keys {
 		if err := txn.Set(bytes.Clone(k[len(prefixScrubHold):]), vals[i]); err != nil {
 			return err

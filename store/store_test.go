@@ -2,19 +2,12 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/crdt"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestKeysRoundTripAndPrefixFree(t *testing.T) {
 	// Names chosen so that naive "/"-joined keys would collide or nest.
@@ -91,53 +84,5 @@ func TestValuesRoundTrip(t *testing.T) {
 	}
 	if err := Decode([]byte{0xc1}, &got); !errors.Is(err, ErrBadValue) {
 		t.Fatalf("bad log entry: %v", err)
-	}
-}
-
-func TestVersionAndMigration(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(context.Background(), Options{Dir: dir, Logger: quiet(), SmallMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Pretend the store was written by layout 0 and register a migration.
-	if err := s.DB().Update(func(txn *badger.Txn) error { return txn.Set(KeyVersion, versionBytes(0)) }); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	ran := false
-	migrations[0] = func(txn *badger.Txn) error { ran = true; return txn.Set([]byte("m/migrated"), nil) }
-	defer delete(migrations, 0)
-	s, err = Open(context.Background(), Options{Dir: dir, Logger: quiet(), SmallMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ran {
-		t.Fatal("migration did not run")
-	}
-	err = s.DB().View(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte("m/migrated")); err != nil {
-			return err
-		}
-		item, err := txn.Get(KeyVersion)
-		if err != nil {
-			return err
-		}
-		v, _ := item.ValueCopy(nil)
-		if !bytes.Equal(v, versionBytes(CurrentVersion)) {
-			t.Fatalf("version after migration %v", v)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A newer layout refuses to open.
-	if err := s.DB().Update(func(txn *badger.Txn) error { return txn.Set(KeyVersion, versionBytes(CurrentVersion+1)) }); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if _, err := Open(context.Background(), Options{Dir: dir, Logger: quiet(), SmallMemory: true}); !errors.Is(err, ErrNewerVersion) {
-		t.Fatalf("open of a newer layout: %v", err)
 	}
 }

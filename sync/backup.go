@@ -1,10 +1,9 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	gosync "sync"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
@@ -16,19 +15,20 @@ type BackupMeta struct {
 	Epoch    store.Epoch
 	LogPos   uint64 // last log position in the snapshot
 	Layout   uint32 // store.CurrentVersion
-	// Size is Badger's estimate of the store's bytes on disk (LSM and
-	// value log), for progress.
+	// Size is the backend's estimate of the store's bytes on disk (for
+	// Badger: LSM and value log), for progress; 0 when it has none.
 	Size int64
 }
 
 // BackupTxn opens a read-only transaction over the records store for an
 // online backup and reads the snapshot's meta in it. Pushes go on while it
 // is open; the caller must call release (which discards the transaction)
-// when done. Only the committer writes, so the log position read here is
-// exactly the last change the transaction sees. While a backup is open,
-// erasure scrubs wait (see scrub.go): a scrub drops keys the snapshot must
-// still read.
-func (e *Engine) BackupTxn() (txn *badger.Txn, meta BackupMeta, release func(), err error) {
+// when done. The log position is read inside the snapshot, so it is
+// exactly the last change the transaction sees (a snapshot holds a prefix
+// of the commits, on every backend). While a backup is open, this
+// engine's erasure scrubs wait (see scrub.go): a scrub drops keys the
+// snapshot must still read.
+func (e *Engine) BackupTxn(ctx context.Context) (txn store.Txn, meta BackupMeta, release func(), err error) {
 	if err := e.enter(); err != nil {
 		return nil, BackupMeta{}, nil, err
 	}
@@ -37,8 +37,14 @@ func (e *Engine) BackupTxn() (txn *badger.Txn, meta BackupMeta, release func(), 
 	e.backupMu.Lock()
 	e.backups++
 	e.backupMu.Unlock()
-	txn = e.db.NewTransaction(false)
+	txn, err = e.kv.Begin(ctx, false)
 	e.scrubMu.RUnlock()
+	if err != nil {
+		e.backupMu.Lock()
+		e.backups--
+		e.backupMu.Unlock()
+		return nil, BackupMeta{}, nil, fmt.Errorf("sync: backup: %w", err)
+	}
 	var once gosync.Once
 	release = func() {
 		once.Do(func() {
@@ -60,8 +66,11 @@ func (e *Engine) BackupTxn() (txn *badger.Txn, meta BackupMeta, release func(), 
 		release()
 		return nil, BackupMeta{}, nil, fmt.Errorf("sync: backup: %w", err)
 	}
-	lsm, vlog := e.db.Size()
-	return txn, BackupMeta{ServerID: e.server, Epoch: e.epoch, LogPos: pos, Layout: store.CurrentVersion, Size: lsm + vlog}, release, nil
+	var size int64
+	if s, ok := e.kv.(interface{ Size() int64 }); ok {
+		size = s.Size()
+	}
+	return txn, BackupMeta{ServerID: e.server, Epoch: e.epoch, LogPos: pos, Layout: store.CurrentVersion, Size: size}, release, nil
 }
 
 // Epoch returns the store's current epoch ID.

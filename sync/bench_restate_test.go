@@ -20,11 +20,8 @@ func BenchmarkRestate(b *testing.B) {
 	e := openBench(b, dir)
 	old := e.Epoch()
 	e.Close()
-	st, err := store.Open(context.Background(), store.Options{Dir: dir, Logger: quietLogger(), SmallMemory: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := st.NewEpoch(context.Background()); err != nil {
+	st := benchKV(b, dir)
+	if _, err := store.NewEpoch(context.Background(), st); err != nil {
 		b.Fatal(err)
 	}
 	st.Close()

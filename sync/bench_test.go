@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"github.com/doorstep-health/doorstep/store"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 )
 
 // Benchmarks. Run: go test -run '^$' -bench . -benchmem ./sync
@@ -40,9 +40,23 @@ func benchChange(replica crdt.ReplicaID, seq uint64, base crdt.Timestamp, team s
 	return ch
 }
 
+// benchKV opens the benchmark's store: Badger with its production memory
+// settings, or the memory store with -backend memory.
+func benchKV(b *testing.B, dir string) store.KV {
+	b.Helper()
+	if currentBackend() == "memory" {
+		return testKV(b, dir)
+	}
+	kv, err := storebadger.Open(storebadger.Options{Dir: dir, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kv
+}
+
 func openBench(b *testing.B, dir string) *Engine {
 	b.Helper()
-	e, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger()})
+	e, err := Open(context.Background(), Options{Store: benchKV(b, dir), Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,12 +109,11 @@ func BenchmarkBadgerRaw(b *testing.B) {
 	}
 	for _, p := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("writers=%d", p), func(b *testing.B) {
-			st, err := store.Open(context.Background(), store.Options{Dir: b.TempDir(), Logger: quietLogger()})
+			db, err := storebadger.Open(storebadger.Options{Dir: b.TempDir(), Logger: quietLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer st.Close()
-			db := st.DB()
+			defer db.Close()
 			var next atomic.Int64
 			var wg gosync.WaitGroup
 			b.ResetTimer()
@@ -114,7 +127,7 @@ func BenchmarkBadgerRaw(b *testing.B) {
 						if n > int64(b.N) {
 							return
 						}
-						err := db.Update(func(txn *badger.Txn) error {
+						err := db.Update(context.Background(), func(txn store.Tx) error {
 							for k := range benchOpsPerChange {
 								key := fmt.Appendf(nil, "raw/%02d/%012d/%03d", w, n, k)
 								if err := txn.Set(key, enc); err != nil {
@@ -302,7 +315,7 @@ func BenchmarkPullAtHistory(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
-				cur := cursor{mode: modeLog, pos: e.committed.Load(), teams: teamsHash(teamSet(dev.Teams))}.encode()
+				cur := cursor{mode: modeLog, pos: logPos(b, e), teams: teamsHash(teamSet(dev.Teams))}.encode()
 				var others []api.Change
 				for range 20 {
 					oseq++
@@ -457,7 +470,7 @@ func pullToHead(b *testing.B, e *Engine, c Caller, cur []byte) (ops, records, pa
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m) // stops the PostgreSQL cluster of the postgres backend, if one started
 	benchStores.Lock()
 	for _, dir := range benchStores.dirs {
 		os.RemoveAll(filepath.Clean(dir))

@@ -1,12 +1,11 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -150,16 +149,13 @@ func (t *txnState) usageOf(key []byte) (*usage, error) {
 		return u, nil
 	}
 	u := &usage{key: key}
-	item, err := t.txn.Get(key)
+	val, err := t.txn.Get(key)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return nil, fmt.Errorf("read quarantine usage: %w", err)
 	default:
-		if err := item.Value(func(v []byte) (err error) {
-			u.u, err = store.DecodeQuarantineUsage(v)
-			return err
-		}); err != nil {
+		if u.u, err = store.DecodeQuarantineUsage(val); err != nil {
 			return nil, err
 		}
 	}
@@ -343,17 +339,21 @@ func (t *txnState) expire(r *request) error {
 	}
 	var gone []dead
 	prefix := store.QuarantinePrefix()
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
-	for it.Seek(prefix); it.ValidForPrefix(prefix) && len(gone) < maxExpirePerCommit; it.Next() {
+	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
+	for it.Seek(prefix); it.Valid() && len(gone) < maxExpirePerCommit; it.Next() {
 		var q store.QuarantineEntry
-		if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		if err := itValue(it, func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 			it.Close()
-			return fmt.Errorf("quarantine entry %q: %w", it.Item().Key(), err)
+			return fmt.Errorf("quarantine entry %q: %w", it.Key(), err)
 		}
 		if q.ReceivedMS > cutoff {
 			break
 		}
-		gone = append(gone, dead{it.Item().KeyCopy(nil), q})
+		gone = append(gone, dead{bytes.Clone(it.Key()), q})
+	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return err
 	}
 	it.Close()
 	for i := range gone {

@@ -1,12 +1,11 @@
 package sync
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -177,12 +176,12 @@ func TestReportedRuns(t *testing.T) {
 		}
 	}
 	var stored []reportedResult
-	if err := e.db.View(func(txn *badger.Txn) error {
+	if err := e.kv.View(context.Background(), func(txn store.Tx) error {
 		item, err := txn.Get(store.OpResultsKey(ann.caller.Replica))
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error { return store.Decode(v, &stored) })
+		return store.Decode(item, &stored)
 	}); err != nil {
 		t.Fatal(err)
 	}

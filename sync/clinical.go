@@ -1,13 +1,10 @@
 package sync
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -117,19 +114,16 @@ func (e *Engine) replacements(ctx context.Context, changes []api.Change, results
 		return nil, nil
 	}
 	var out []crdt.RecordBytes
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		for _, ref := range refs {
-			item, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			val, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
+			if errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			err = item.Value(func(v []byte) error {
-				_, b, err := store.DecodeRecordValue(v)
-				out = append(out, crdt.RecordBytes(bytes.Clone(b)))
-				return err
-			})
+			_, b, err := store.DecodeRecordValue(val)
+			out = append(out, crdt.RecordBytes(b))
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -200,13 +199,14 @@ func pushWeight(changes []api.Change) int {
 }
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
-// its changes) in halves when Badger reports the transaction too big.
+// its changes) in halves when the store reports the transaction too big
+// (store.ErrTxnTooBig).
 func (e *Engine) commitGroup(reqs []*request) {
 	err := e.tryCommit(reqs)
 	if err == nil {
 		return
 	}
-	if errors.Is(err, badger.ErrTxnTooBig) {
+	if errors.Is(err, store.ErrTxnTooBig) {
 		if len(reqs) > 1 {
 			h := len(reqs) / 2
 			e.commitGroup(reqs[:h])
@@ -230,14 +230,34 @@ func (e *Engine) commitGroup(reqs []*request) {
 	}
 }
 
-// tryCommit applies reqs in one transaction and commits it. On success it
-// publishes the new log position; on failure nothing of it is visible.
+// tryCommit applies reqs in one write transaction and commits it; on
+// failure nothing of it is visible.
+//
+// The log position and quarantine ID counters are read in the
+// transaction itself, not kept in memory: write transactions are
+// serialized by the store, across processes on a shared one, so the
+// counters read here are the last committed ones even when another server
+// process committed a moment ago, and the positions this transaction
+// assigns follow them with no gap or repeat (see the package doc,
+// "Several processes on one store").
 func (e *Engine) tryCommit(reqs []*request) error {
-	txn := e.db.NewTransaction(true)
+	ctx := context.Background() // the committer's work is bounded by the group, not a caller
+	txn, err := e.kv.Begin(ctx, true)
+	if err != nil {
+		return err
+	}
 	defer txn.Discard()
+	pos, err := store.GetU64Key(txn, store.KeyLogPos)
+	if err != nil {
+		return fmt.Errorf("read log position: %w", err)
+	}
+	qid, err := store.GetU64Key(txn, store.KeyQuarantineSeq)
+	if err != nil {
+		return fmt.Errorf("read quarantine sequence: %w", err)
+	}
 	t := &txnState{
 		e: e, txn: txn, now: e.wall(),
-		pos: e.lastPos, qid: e.lastQID,
+		pos: pos, qid: qid, startPos: pos, startQID: qid,
 		records: map[string]*recState{},
 		owners:  map[string]string{},
 		hwm:     map[crdt.ReplicaID]uint64{},
@@ -268,22 +288,25 @@ func (e *Engine) tryCommit(reqs []*request) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
-	if err := txn.Commit(); err != nil {
-		return err
-	}
-	e.lastPos, e.lastQID = t.pos, t.qid
-	e.committed.Store(t.pos)
-	return nil
+	return txn.Commit()
 }
 
 // txnState is what one commit transaction has read and will write: records
 // are cached and written once at flush.
 type txnState struct {
 	e   *Engine
-	txn *badger.Txn
+	txn store.Tx
 	now time.Time
 	pos uint64 // last log position assigned
 	qid uint64 // last quarantine ID assigned
+
+	startPos, startQID uint64 // the counters as the transaction read them
+
+	// srvClock is the persisted server clock (store.KeyServerClock), read
+	// on the first server stamp of the transaction (srvClockRead) and
+	// written back at flush when a stamp moved it (srvClockDirty).
+	srvClock                    crdt.Timestamp
+	srvClockRead, srvClockDirty bool
 
 	records map[string]*recState                // by record key
 	owners  map[string]string                   // team-index key → owning team ("" = none)
@@ -336,16 +359,12 @@ func (t *txnState) owner(coll, id string) (string, error) {
 		return team, nil
 	}
 	var team string
-	item, err := t.txn.Get([]byte(k))
+	b, err := t.txn.Get([]byte(k))
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		return "", fmt.Errorf("read team index: %w", err)
 	default:
-		b, err := item.ValueCopy(nil)
-		if err != nil {
-			return "", fmt.Errorf("read team index: %w", err)
-		}
 		team = string(b)
 	}
 	t.owners[k] = team
@@ -360,24 +379,20 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		return rs, nil
 	}
 	rs := &recState{key: key}
-	item, err := t.txn.Get(key)
+	val, err := t.txn.Get(key)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
 		rs.size = 16 + len(team) + len(coll) + len(id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
-		err := item.Value(func(v []byte) error {
-			ms, b, err := store.DecodeRecordValue(v)
-			if err != nil {
-				return err
-			}
+		ms, b, err := store.DecodeRecordValue(val)
+		if err == nil {
 			rs.updatedMS = ms
 			rs.size = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
-			return err
-		})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
 		}
@@ -409,7 +424,7 @@ func (t *txnState) flushBatches() {
 func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	if _, err := t.txn.Get(store.QuarantinedOpKey(op)); err == nil {
 		return true, nil
-	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, fmt.Errorf("read quarantine index: %w", err)
 	}
 	return false, nil
@@ -533,12 +548,17 @@ func (t *txnState) flush() error {
 	if err := t.flushUsage(); err != nil {
 		return err
 	}
-	if t.pos != t.e.lastPos {
+	if t.pos != t.startPos {
 		if err := t.set(store.KeyLogPos, store.PutU64(t.pos)); err != nil {
 			return err
 		}
 	}
-	if t.qid != t.e.lastQID {
+	if t.srvClockDirty {
+		if err := t.set(store.KeyServerClock, store.PutU64(uint64(t.srvClock))); err != nil {
+			return err
+		}
+	}
+	if t.qid != t.startQID {
 		if err := t.set(store.KeyQuarantineSeq, store.PutU64(t.qid)); err != nil {
 			return err
 		}
@@ -801,19 +821,19 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 		}
 	}
 	prefix := store.HistoryPrefix(op.Team, op.Collection, op.Record)
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		pos, err := store.LogPos(it.Item().Key())
+	for it.Seek(prefix); it.Valid(); it.Next() {
+		pos, err := store.LogPos(it.Key())
 		if err != nil {
 			return false, err
 		}
-		item, err := t.txn.Get(store.LogKey(op.Team, pos))
+		val, err := t.txn.Get(store.LogKey(op.Team, pos))
 		if err != nil {
 			return false, fmt.Errorf("log entry %d: %w", pos, err)
 		}
 		var le store.LogEntry
-		if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+		if err := store.Decode(val, &le); err != nil {
 			return false, fmt.Errorf("log entry %d: %w", pos, err)
 		}
 		for i := range le.Ops {
@@ -824,7 +844,7 @@ func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
 			}
 		}
 	}
-	return true, nil
+	return true, it.Err()
 }
 
 // stateHas reports whether the record knows id (see crdt.Record.Has):

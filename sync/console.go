@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -82,13 +81,13 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 		out  []ChangedEntry
 		next string
 	)
-	err := e.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	err := e.view(ctx, func(txn store.Tx) error {
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
 		scanned := 0
 		var last []byte
-		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
+		for it.Seek(start); it.Valid(); it.Next() {
+			k := it.Key()
 			if after != nil && bytes.Equal(k, after) {
 				continue
 			}
@@ -97,7 +96,7 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 				return nil
 			}
 			scanned++
-			last = it.Item().KeyCopy(last[:0])
+			last = append(last[:0], it.Key()...)
 			_, ref, err := store.ParseChangedKey(k)
 			if err != nil {
 				return err
@@ -114,7 +113,7 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 			}
 			out = append(out, ce)
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("changes: %w", err)
@@ -126,38 +125,33 @@ func (e *Engine) Changes(ctx context.Context, c Caller, team string, f ChangedFi
 // index, newest first) and attributes the record's last change. With
 // author set, an entry by someone else is skipped before its ops are
 // decoded (ok false).
-func lastChange(txn *badger.Txn, ref api.RecordRef, author string) (ChangedEntry, bool, error) {
+func lastChange(txn store.Tx, ref api.RecordRef, author string) (ChangedEntry, bool, error) {
 	prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	it := txn.Iterate(store.IterOptions{Prefix: prefix, Reverse: true, KeysOnly: true})
 	defer it.Close()
-	seek := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	it.Seek(seek)
-	if !it.ValidForPrefix(prefix) {
-		return ChangedEntry{}, false, nil
+	it.Rewind() // reversed: the newest position
+	if !it.Valid() {
+		return ChangedEntry{}, false, it.Err()
 	}
-	pos, err := store.LogPos(it.Item().Key())
+	pos, err := store.LogPos(it.Key())
 	if err != nil {
 		return ChangedEntry{}, false, err
 	}
-	item, err := txn.Get(store.LogKey(ref.Team, pos))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	val, err := txn.Get(store.LogKey(ref.Team, pos))
+	if errors.Is(err, store.ErrNotFound) {
 		return ChangedEntry{}, false, nil // trimmed by retention
 	} else if err != nil {
 		return ChangedEntry{}, false, fmt.Errorf("log entry %d: %w", pos, err)
 	}
 	ce := ChangedEntry{Ref: ref}
 	var ops []crdt.Op
-	err = item.Value(func(v []byte) error {
-		h, err := decodeEntryHead(v)
-		if err != nil {
-			return err
-		}
+	h, err := decodeEntryHead(val)
+	if err == nil {
 		ce.Author, ce.Device, ce.Received, ce.Reason = h.author, h.replica, time.UnixMilli(h.receivedMS).UTC(), h.reason
-		if (author != "" && h.author != author) || len(h.ops) == 0 {
-			return nil
+		if (author == "" || h.author == author) && len(h.ops) > 0 {
+			err = store.Decode(h.ops, &ops)
 		}
-		return store.Decode(h.ops, &ops)
-	})
+	}
 	if err != nil {
 		return ChangedEntry{}, false, err
 	}
@@ -324,12 +318,12 @@ func (e *Engine) CollectionRecords(ctx context.Context, c Caller, team, collecti
 		limit = 100_000
 	}
 	var out []*crdt.Record
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.RecordCollectionPrefix(team, collection)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			if err := it.Item().Value(func(v []byte) error {
+		for it.Seek(prefix); it.Valid() && len(out) < limit; it.Next() {
+			if err := itValue(it, func(v []byte) error {
 				rec, err := unmarshalStoredRecord(v)
 				if err == nil {
 					out = append(out, rec)
@@ -339,7 +333,7 @@ func (e *Engine) CollectionRecords(ctx context.Context, c Caller, team, collecti
 				return err
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collection %s/%s: %w", team, collection, err)
@@ -354,18 +348,18 @@ func (e *Engine) CountChangedSince(ctx context.Context, c Caller, team string, s
 	if err := scope(c, team); err != nil {
 		return 0, false, err
 	}
-	err = e.view(ctx, func(txn *badger.Txn) error {
+	err = e.view(ctx, func(txn store.Tx) error {
 		prefix := store.ChangedPrefix(team)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(store.ChangedKey(team, max(since.UnixMilli(), 0), "", "")); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(store.ChangedKey(team, max(since.UnixMilli(), 0), "", "")); it.Valid(); it.Next() {
 			if n == upTo {
 				more = true
 				return nil
 			}
 			n++
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("count changed: %w", err)
@@ -382,17 +376,17 @@ func (e *Engine) TeamVersion(ctx context.Context, c Caller, team string) (uint64
 		return 0, err
 	}
 	var pos uint64
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.LogPrefix(team)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, Reverse: true, KeysOnly: true})
 		defer it.Close()
-		it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
-		if it.ValidForPrefix(prefix) {
+		it.Rewind() // reversed: the last position
+		if it.Valid() {
 			var err error
-			pos, err = store.LogPos(it.Item().Key())
+			pos, err = store.LogPos(it.Key())
 			return err
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("team version: %w", err)
@@ -414,17 +408,17 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 		max = 10_000
 	}
 	seen := map[string]bool{}
-	err = e.view(ctx, func(txn *badger.Txn) error {
+	err = e.view(ctx, func(txn store.Tx) error {
 		prefix := store.LogPrefix(team)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
 		n := 0
-		for it.Seek(store.LogKey(team, after+1)); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(store.LogKey(team, after+1)); it.Valid(); it.Next() {
 			if n++; n > max {
 				rebuild = true
 				return nil
 			}
-			err := it.Item().Value(func(v []byte) error {
+			err := itValue(it, func(v []byte) error {
 				h, err := decodeEntryHead(v)
 				if err != nil {
 					return err
@@ -454,7 +448,7 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 				return err
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("touched since: %w", err)

@@ -1,13 +1,12 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -260,17 +259,17 @@ func TestSearchIndexBackfill(t *testing.T) {
 	bg := context.Background()
 	dir := t.TempDir()
 	wall := newFakeWall()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTestAt(t, dir, Options{Wall: wall.Now})
 	ann := newDevice("ann", wall.Now, "wigan")
 	ann.write("wigan", "people", "p1", "family_name", "Fairhurst")
 	ann.write("wigan", "carers", "k1", "cared_for_person_id", "p1")
 	pushNow(t, e, ann)
 	// Make it an old store: drop the index and the marker.
-	err := e.db.Update(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("s/")})
+	err := e.kv.Update(context.Background(), func(txn store.Tx) error {
+		it := txn.Iterate(store.IterOptions{Prefix: []byte("s/"), KeysOnly: true})
 		var keys [][]byte
 		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
+			keys = append(keys, bytes.Clone(it.Key()))
 		}
 		it.Close()
 		for _, k := range append(keys, store.KeyTermIndex) {
@@ -288,7 +287,7 @@ func TestSearchIndexBackfill(t *testing.T) {
 		t.Fatalf("index not dropped: %d", len(recs))
 	}
 	e.Close()
-	e = openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e = openTestAt(t, dir, Options{Wall: wall.Now})
 	if recs, err := e.Search(bg, coord, "wigan", "fairhurst", 0); err != nil || len(recs) != 1 {
 		t.Fatalf("after reopen: %d %v", len(recs), err)
 	}

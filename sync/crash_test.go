@@ -43,7 +43,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child of TestCrashKill only")
 	}
-	e, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger(), SmallMemory: true})
+	e, err := Open(context.Background(), Options{Store: badgerKV(t, dir), Logger: quietLogger()})
 	if err != nil {
 		fmt.Printf("open-error %v\n", err)
 		os.Exit(3)
@@ -158,7 +158,7 @@ func TestCrashKill(t *testing.T) {
 // duplicate (the high-water mark survived too).
 func verifyCrashAcks(t *testing.T, dir string, acks []crashAck) {
 	t.Helper()
-	e, err := Open(context.Background(), Options{Dir: dir, Logger: quietLogger(), SmallMemory: true})
+	e, err := Open(context.Background(), Options{Store: badgerKV(t, dir), Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("reopen after kill: %v", err)
 	}

@@ -10,22 +10,45 @@
 //
 // sync knows nothing of HTTP or tokens: the server hands it a Caller with
 // typed user, replica and team IDs it has already authenticated. It stores
-// everything through package store (Badger) and merges with package crdt; it
-// must not contain key-layout code (that is store's) nor merge rules (those
-// are crdt's).
+// everything through package store's seam (store.KV: Badger by default,
+// memory in tests, PostgreSQL for several servers; the caller opens it and
+// passes it in Options.Store) and merges with package crdt; it must not
+// contain key-layout code (that is store's) nor merge rules (those are
+// crdt's), and it imports no storage engine.
 //
 // # Durability and group commit
 //
 // One committer goroutine, owned by the Engine and stopped by Close, takes
 // queued writes (pushes, resolves, re-applies), applies as many as are
-// waiting in one Badger transaction, commits once (one fsync for the whole
-// group, since the store opens Badger with SyncWrites) and only then answers
-// every waiting caller. A group too big for one transaction is split in
-// half until it fits. Because there is a single writer that commits groups
-// in order, log positions are assigned and become visible strictly in
-// order; the committer publishes the last committed position and pulls only
-// serve positions at or below it, so a pull can never skip a position that
-// commits later.
+// waiting in one write transaction (KV.Begin), commits once (one fsync for
+// the whole group: a store's Commit returns once durable; Badger is opened
+// with SyncWrites) and only then answers every waiting caller. A group too
+// big for one transaction (store.ErrTxnTooBig) is split in half until it
+// fits. Write transactions are serialized by the store (across processes
+// on a shared one), and each group reads the last log position and
+// quarantine ID inside its own transaction, so positions are assigned and
+// become visible strictly in order. A pull serves positions up to the last
+// one its own read snapshot holds (m/logpos read in that snapshot, which
+// holds a prefix of the commits), so a pull can never skip a position that
+// commits later, in this process or another.
+//
+// # Several processes on one store
+//
+// When the store is shared (KV.Shared: PostgreSQL behind several doorstep
+// serve processes), the engine keeps nothing in memory that another
+// process could make stale: the log position, quarantine ID and floor are
+// read in each transaction (as above, on every backend); ops the server
+// stamps itself (resolves, re-applies) take a time past m/server-clock,
+// read and written in the stamping transaction, since every process shares
+// the one server replica ID; the epoch is read at open and changes only by
+// a restore, which stops every server. What stays per process: the HLC
+// (only a lower bound, moved past m/server-clock before each stamp), the
+// scrub/backup coordination (a shared store's scrub drops only deleted
+// keys, see scrub.go), and the clinical rules and schema (configuration,
+// the same on every server). The term index backfill at open is
+// idempotent. Stats and review reads hold no cache; the console's
+// outcomes cache (package web) is keyed by TeamVersion, read from the
+// store on every request, so it follows other processes' commits.
 //
 // # What a push checks
 //
@@ -97,10 +120,11 @@
 //
 // Before Erase returns, the committer scrubs the erasure from the data
 // files (scrub.go): every version of the keys it touched is dropped with
-// Badger's DropPrefix and the log entries that kept other records' ops are
-// written back (held under s/ keys meanwhile, so a crash loses nothing).
-// Pulls wait for a scrub; while a backup transaction is open the scrub
-// waits for it instead (BackupTxn).
+// the store's DropPrefix (Badger's) and the log entries that kept other
+// records' ops are written back (held under s/ keys meanwhile, so a crash
+// loses nothing). Pulls wait for a scrub; while a backup transaction is
+// open the scrub waits for it instead (BackupTxn). On a shared store only
+// the deleted keys are dropped (scrubShared).
 //
 // # Epochs and restate
 //
@@ -114,7 +138,7 @@
 //
 // # Readiness
 //
-// Engine.Ping writes a meta key in its own fsynced transaction, outside the
+// Engine.Ping writes a meta key in its own durable transaction, outside the
 // committer queue, so a readiness probe proves the store writable without
 // waiting behind a large commit group.
 package sync

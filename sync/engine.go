@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	gosync "sync"
-	"sync/atomic"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -66,7 +63,11 @@ type Caller struct {
 
 // Options configure Open.
 type Options struct {
-	Dir string // Badger directory (created if missing)
+	// Store is the records store (store/badger by default, store/memory in
+	// tests, store/postgres for several servers): the engine runs the
+	// layout migrations on it at Open and owns it from then on (Close
+	// closes it, and so does a failed Open).
+	Store store.KV
 	// Validator validates pushed ops (normally the *schema.Schema); nil
 	// accepts every well-formed op.
 	Validator Validator
@@ -78,16 +79,12 @@ type Options struct {
 	// PageBytes caps the bytes of one pulled page (at least one item is
 	// always returned); 0 means 1 MiB.
 	PageBytes int
-	// SmallMemory shrinks Badger's caches (tests, tools).
-	SmallMemory bool
 	// Bounds holds the record size bounds and the quarantine quotas and
 	// expiry; zero fields take DefaultBounds.
 	Bounds Bounds
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
-	// EncryptionKey encrypts the store at rest (store.Options.EncryptionKey).
-	EncryptionKey []byte
 }
 
 // Page limits.
@@ -99,11 +96,11 @@ const (
 	maxNameLen       = 256 // bytes in a team, collection, record or field name
 )
 
-// Engine is the sync engine over one Badger store. It is safe for
-// concurrent use.
+// Engine is the sync engine over one store.KV. It is safe for concurrent
+// use.
 type Engine struct {
-	st        *store.Store
-	db        *badger.DB
+	kv        store.KV
+	shared    bool // kv.Shared(): other processes write it too (see doc.go)
 	log       *slog.Logger
 	wall      func() time.Time
 	clock     *crdt.Clock
@@ -120,13 +117,6 @@ type Engine struct {
 	stop chan struct{}
 	done chan struct{}
 
-	committed atomic.Uint64 // last log position whose transaction committed
-	floor     atomic.Uint64 // positions at or below may be gone (retention)
-
-	// Owned by the committer goroutine.
-	lastPos uint64
-	lastQID uint64
-
 	// scrubMu: a scrub (scrub.go) holds it exclusively while it drops and
 	// rewrites keys; pulls hold it shared, so none sees a log entry
 	// missing for a moment. backups counts open backup transactions,
@@ -142,8 +132,12 @@ type Engine struct {
 	inflight gosync.WaitGroup
 }
 
-// Open opens the engine's store in opts.Dir and starts its committer.
+// Open migrates the layout of opts.Store if needed, loads the engine's
+// meta keys and starts its committer.
 func Open(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Store == nil {
+		return nil, errors.New("sync: no store")
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -156,12 +150,13 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if skew == 0 {
 		skew = 5 * time.Minute
 	}
-	st, err := store.Open(ctx, store.Options{Dir: opts.Dir, Logger: logger, SmallMemory: opts.SmallMemory, EncryptionKey: opts.EncryptionKey})
-	if err != nil {
+	st := opts.Store
+	if err := store.Migrate(ctx, st, logger); err != nil {
+		st.Close()
 		return nil, fmt.Errorf("sync: %w", err)
 	}
 	e := &Engine{
-		st: st, db: st.DB(), log: logger, wall: wall,
+		kv: st, shared: st.Shared(), log: logger, wall: wall,
 		clock:     crdt.NewClock(wall, skew),
 		validator: opts.Validator,
 		rules:     rulesOf(opts),
@@ -175,13 +170,13 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		e.pageBytes = defaultPageBytes
 	}
 	e.bounds = opts.Bounds.orDefault()
-	if err := e.load(); err != nil {
+	if err := e.load(ctx); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("sync: open: %w", err)
 	}
 	if err := e.backfillTerms(ctx); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("sync: open %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("sync: open: %w", err)
 	}
 	go e.committer()
 	return e, nil
@@ -189,11 +184,11 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 
 // load reads the engine's meta keys, creating the server replica ID on first
 // open, and moves the HLC past the newest stored op.
-func (e *Engine) load() error {
-	return e.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(store.KeyServerReplica)
+func (e *Engine) load(ctx context.Context) error {
+	return e.kv.Update(ctx, func(txn store.Tx) error {
+		b, err := txn.Get(store.KeyServerReplica)
 		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			if _, err := rand.Read(e.server[:]); err != nil {
 				return err
 			}
@@ -203,15 +198,10 @@ func (e *Engine) load() error {
 		case err != nil:
 			return err
 		default:
-			if err := item.Value(func(b []byte) error {
-				if len(b) != len(e.server) {
-					return fmt.Errorf("%w: server replica", store.ErrBadValue)
-				}
-				copy(e.server[:], b)
-				return nil
-			}); err != nil {
-				return err
+			if len(b) != len(e.server) {
+				return fmt.Errorf("%w: server replica", store.ErrBadValue)
 			}
+			copy(e.server[:], b)
 		}
 		if e.epoch, e.past, err = store.ReadEpochs(txn); err != nil {
 			return err
@@ -225,29 +215,17 @@ func (e *Engine) load() error {
 		if err := store.RecoverScrub(txn); err != nil {
 			return err
 		}
-		if e.lastPos, err = store.GetU64Key(txn, store.KeyLogPos); err != nil {
-			return err
-		}
-		if e.lastQID, err = store.GetU64Key(txn, store.KeyQuarantineSeq); err != nil {
-			return err
-		}
-		floor, err := store.GetU64Key(txn, store.KeyLogFloor)
-		if err != nil {
-			return err
-		}
-		e.committed.Store(e.lastPos)
-		e.floor.Store(floor)
 		return nil
 	})
 }
 
 // Ping proves the store takes durable writes: it writes store.KeyPing (the
-// wall time in Unix ms) in its own Badger transaction, fsynced like every
+// wall time in Unix ms) in its own write transaction, durable like every
 // commit, and reads it back. It does not go through the committer queue:
-// a readiness probe must answer within its timeout even while a large
-// commit group is being written, and a busy queue is not a broken store.
-// No other code writes KeyPing, so this second writer cannot collide with
-// the committer's keys (Badger's conflict detection is off).
+// a readiness probe must answer within its timeout even while many
+// requests are queued, and a busy queue is not a broken store. Write
+// transactions are serialized by the store, so it waits at most for the
+// commit group being written. No other code writes KeyPing.
 func (e *Engine) Ping(ctx context.Context) error {
 	if err := e.enter(); err != nil {
 		return err
@@ -257,10 +235,10 @@ func (e *Engine) Ping(ctx context.Context) error {
 		return err
 	}
 	ms := uint64(e.wall().UnixMilli())
-	if err := e.db.Update(func(txn *badger.Txn) error { return txn.Set(store.KeyPing, store.PutU64(ms)) }); err != nil {
+	if err := e.kv.Update(ctx, func(txn store.Tx) error { return txn.Set(store.KeyPing, store.PutU64(ms)) }); err != nil {
 		return fmt.Errorf("sync: ping write: %w", err)
 	}
-	if err := e.db.View(func(txn *badger.Txn) error {
+	if err := e.kv.View(ctx, func(txn store.Tx) error {
 		_, err := store.GetU64Key(txn, store.KeyPing)
 		return err
 	}); err != nil {
@@ -287,7 +265,8 @@ func (e *Engine) enter() error {
 	return nil
 }
 
-// Close waits for in-flight calls, stops the committer and closes Badger.
+// Close waits for in-flight calls, stops the committer and closes the
+// store.
 // Calls after Close return ErrClosed.
 func (e *Engine) Close() error {
 	e.mu.Lock()
@@ -300,7 +279,7 @@ func (e *Engine) Close() error {
 	e.inflight.Wait()
 	close(e.stop)
 	<-e.done
-	if err := e.st.Close(); err != nil {
+	if err := e.kv.Close(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
@@ -369,3 +348,12 @@ func teamSet(teams []string) []string {
 }
 
 func (c *Caller) inTeam(team string) bool { return team != "" && slices.Contains(c.Teams, team) }
+
+// itValue calls fn with the value the iterator is at.
+func itValue(it store.Iterator, fn func(v []byte) error) error {
+	v, err := it.Value()
+	if err != nil {
+		return err
+	}
+	return fn(v)
+}

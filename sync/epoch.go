@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -216,19 +215,14 @@ func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
 	if _, cached := t.records[string(key)]; cached {
 		return false, nil
 	}
-	item, err := t.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	val, err := t.txn.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	} else if err != nil {
 		return false, err
 	}
-	var same bool
-	err = item.Value(func(v []byte) error {
-		_, stored, err := store.DecodeRecordValue(v)
-		same = err == nil && bytes.Equal(stored, b)
-		return nil
-	})
-	return same, err
+	_, stored, err := store.DecodeRecordValue(val)
+	return err == nil && bytes.Equal(stored, b), nil
 }
 
 // recordRefOf reads the collection, ID and team at the head of a canonical
@@ -256,16 +250,14 @@ func recordRefOf(b []byte) (team, coll, id string, ok bool) {
 // rebasedIn reports whether the replica already finished its restate in
 // the current epoch.
 func (t *txnState) rebasedIn(r crdt.ReplicaID) (bool, error) {
-	item, err := t.txn.Get(store.RebasedKey(r))
+	val, err := t.txn.Get(store.RebasedKey(r))
 	if err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
 	}
-	var same bool
-	err = item.Value(func(v []byte) error { same = bytes.Equal(v, t.e.epoch[:]); return nil })
-	return same, err
+	return bytes.Equal(val, t.e.epoch[:]), nil
 }
 
 // checkState returns rec without the entries a push would not have

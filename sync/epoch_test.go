@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/backup"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -19,35 +17,58 @@ import (
 func restoreInto(t *testing.T, file []byte) string {
 	t.Helper()
 	dir := t.TempDir()
-	opts := store.Options{Dir: dir, Logger: quietLogger(), SmallMemory: true}
-	db, err := badger.Open(store.BadgerOptions(opts, quietLogger()))
-	if err != nil {
+	kv := testKV(t, dir)
+	if _, err := backup.Load(context.Background(), bytes.NewReader(file), map[string]backup.Target{"records": &kvTarget{kv: kv}}, backup.LoadOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Load(context.Background(), bytes.NewReader(file), map[string]backup.Target{"records": backup.DBTarget(db)}, backup.LoadOptions{}); err != nil {
+	if _, err := store.NewEpoch(context.Background(), kv); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	st, err := store.Open(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.NewEpoch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	kv.Close()
 	return dir
+}
+
+// kvTarget loads a backup section into any store.KV, some hundred items
+// per write transaction.
+type kvTarget struct {
+	kv   store.KV
+	keys [][]byte
+	vals [][]byte
+}
+
+func (k *kvTarget) Put(it *backup.Item) error {
+	k.keys = append(k.keys, bytes.Clone(it.Key))
+	k.vals = append(k.vals, bytes.Clone(it.Value))
+	if len(k.keys) >= 500 {
+		return k.Finish()
+	}
+	return nil
+}
+
+func (k *kvTarget) Finish() error {
+	err := k.kv.Update(context.Background(), func(txn store.Tx) error {
+		for i := range k.keys {
+			if err := txn.Set(k.keys[i], k.vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	k.keys, k.vals = k.keys[:0], k.vals[:0]
+	return err
 }
 
 func takeBackup(t *testing.T, e *Engine) []byte {
 	t.Helper()
-	txn, meta, release, err := e.BackupTxn()
+	txn, meta, release, err := e.BackupTxn(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
 	var buf bytes.Buffer
-	if _, err := backup.Write(context.Background(), &buf, backup.Header{LogPosition: meta.LogPos}, []backup.Section{{Name: "records", Txn: txn}}, backup.WriteOptions{}); err != nil {
+	if _, err := backup.Write(context.Background(), &buf, backup.Header{LogPosition: meta.LogPos}, []backup.Section{{Name: "records", Each: func(put func(*backup.Item) error) error {
+		return backup.EachIter(txn.Iterate(store.IterOptions{Batch: 256}), put)
+	}}}, backup.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -83,7 +104,7 @@ func TestRestateAfterRestore(t *testing.T) {
 	pending := ann.commit() // seq 4, not sent
 	e1.Close()
 
-	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	e2 := openTestAt(t, restoreInto(t, file), Options{Wall: wall.Now})
 	if e2.Epoch() == oldEpoch {
 		t.Fatal("restored engine kept the epoch")
 	}
@@ -212,7 +233,7 @@ func TestLegacyDeviceRebased(t *testing.T) {
 	old.write("wigan", "people", "p3", "given_name", "three")
 	old.commit() // seq 3 pending
 	e1.Close()
-	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	e2 := openTestAt(t, restoreInto(t, file), Options{Wall: wall.Now})
 	resp, err := e2.Sync(bg, old.caller, old.request()) // no Epoch: an old SDK
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +259,7 @@ func TestRestateRemovalNeedsWrite(t *testing.T) {
 	file := takeBackup(t, e1)
 	old := e1.Epoch()
 	e1.Close()
-	e2 := openTest(t, Options{Dir: restoreInto(t, file), Wall: wall.Now})
+	e2 := openTestAt(t, restoreInto(t, file), Options{Wall: wall.Now})
 	ann := newDevice("ann", wall.Now, "wigan")
 	forged := crdt.NewRecord("wigan", "people", "p1")
 	// It claims to have seen bea's write and holds only an older one of its own.

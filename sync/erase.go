@@ -1,11 +1,11 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -86,14 +86,10 @@ func (e *Engine) Erase(ctx context.Context, c Caller, ref api.RecordRef, cascade
 
 // erasedMarker returns the team named by a record's purge marker, or "".
 func (t *txnState) erasedMarker(coll, id string) (string, error) {
-	item, err := t.txn.Get(store.ErasedKey(coll, id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	b, err := t.txn.Get(store.ErasedKey(coll, id))
+	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
 	} else if err != nil {
-		return "", fmt.Errorf("read purge marker: %w", err)
-	}
-	b, err := item.ValueCopy(nil)
-	if err != nil {
 		return "", fmt.Errorf("read purge marker: %w", err)
 	}
 	return string(b), nil
@@ -180,16 +176,16 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		}
 	}
 	prefix := store.RecordPrefix(team)
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
 	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		key := it.Item().Key()
+	for it.Seek(prefix); it.Valid(); it.Next() {
+		key := it.Key()
 		if rs, ok := t.records[string(key)]; ok {
 			check(rs.rec) // the cached state may be newer than the stored one
 			continue
 		}
 		var rec *crdt.Record
-		err := it.Item().Value(func(v []byte) (err error) {
+		err := itValue(it, func(v []byte) (err error) {
 			rec, err = unmarshalStoredRecord(v)
 			return err
 		})
@@ -197,6 +193,9 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 			return nil, fmt.Errorf("scan record %q: %w", key, err)
 		}
 		check(rec)
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
 	}
 	for _, rs := range t.records {
 		if rs.dirty && !rs.exists && rs.rec.Team == team {
@@ -231,14 +230,18 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 	// Collect positions first, then rewrite.
 	var positions []uint64
 	hp := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: hp})
-	for it.Seek(hp); it.ValidForPrefix(hp); it.Next() {
-		pos, err := store.LogPos(it.Item().Key())
+	it := t.txn.Iterate(store.IterOptions{Prefix: hp, KeysOnly: true})
+	for it.Seek(hp); it.Valid(); it.Next() {
+		pos, err := store.LogPos(it.Key())
 		if err != nil {
 			it.Close()
 			return err
 		}
 		positions = append(positions, pos)
+	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return err
 	}
 	it.Close()
 	for _, pos := range positions {
@@ -253,24 +256,19 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 
 	key := store.RecordKey(ref.Team, ref.Collection, ref.ID)
 	t.scrub = append(t.scrub, key)
-	item, err := t.txn.Get(key)
+	val, err := t.txn.Get(key)
 	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		// Created earlier in this commit group and not flushed yet.
 	case err != nil:
 		return fmt.Errorf("read record: %w", err)
 	default:
-		var ms int64
+		ms, b, err := store.DecodeRecordValue(val)
 		var stored *crdt.Record
-		if err := item.Value(func(v []byte) error {
-			var err error
-			var b []byte
-			if ms, b, err = store.DecodeRecordValue(v); err != nil {
-				return err
-			}
+		if err == nil {
 			stored, err = crdt.UnmarshalRecord(b)
-			return err
-		}); err != nil {
+		}
+		if err != nil {
 			return fmt.Errorf("read record: %w", err)
 		}
 		if err := t.dropTerms(stored); err != nil {
@@ -304,14 +302,14 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 // repeated.
 func (t *txnState) eraseFromEntry(ref api.RecordRef, pos uint64, rep *ErasureReport, entries map[uint64]bool) error {
 	key := store.LogKey(ref.Team, pos)
-	item, err := t.txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	val, err := t.txn.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil // already deleted by an earlier record of this erasure
 	} else if err != nil {
 		return err
 	}
 	var le store.LogEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+	if err := store.Decode(val, &le); err != nil {
 		return err
 	}
 	kept := le.Ops[:0]
@@ -361,18 +359,22 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 	var ids []crdt.OpID
 	var entries []store.QuarantineEntry
 	prefix := store.QuarantinePrefix()
-	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
+	for it.Seek(prefix); it.Valid(); it.Next() {
 		var q store.QuarantineEntry
-		if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		if err := itValue(it, func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 			it.Close()
-			return 0, fmt.Errorf("quarantine entry %q: %w", it.Item().Key(), err)
+			return 0, fmt.Errorf("quarantine entry %q: %w", it.Key(), err)
 		}
 		if want[cr{q.Op.Collection, q.Op.Record}] {
-			keys = append(keys, it.Item().KeyCopy(nil))
+			keys = append(keys, bytes.Clone(it.Key()))
 			ids = append(ids, q.Op.ID)
 			entries = append(entries, q)
 		}
+	}
+	if err := it.Err(); err != nil {
+		it.Close()
+		return 0, err
 	}
 	it.Close()
 	t.scrub = append(t.scrub, keys...)

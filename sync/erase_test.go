@@ -2,12 +2,11 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -47,12 +46,12 @@ func pullAllOps(t *testing.T, e *Engine, c Caller, cur []byte, limit int) ([]crd
 func storeMentions(t *testing.T, e *Engine, s string) []string {
 	t.Helper()
 	var out []string
-	err := e.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err := e.kv.View(context.Background(), func(txn store.Tx) error {
+		it := txn.Iterate(store.IterOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			v, err := it.Item().ValueCopy(nil)
+			k := bytes.Clone(it.Key())
+			v, err := it.Value()
 			if err != nil {
 				return err
 			}
@@ -71,7 +70,8 @@ func storeMentions(t *testing.T, e *Engine, s string) []string {
 
 func TestErase(t *testing.T) {
 	wall := newFakeWall()
-	e := openTest(t, Options{Wall: wall.Now, Validator: &rejectField{field: "ons4_anxiety"}})
+	dir := t.TempDir()
+	e := openTestAt(t, dir, Options{Wall: wall.Now, Validator: &rejectField{field: "ons4_anxiety"}})
 	const team = "wigan"
 	// A log-mode cursor at position 0: this watcher will pull the whole log.
 	watcher := Caller{User: "watch", Replica: crdt.NewReplicaID(), Teams: []string{team}}
@@ -239,11 +239,10 @@ func TestErase(t *testing.T) {
 	}
 
 	// The purge marker is durable.
-	dir := e.db.Opts().Dir
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e2 := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e2 := openTestAt(t, dir, Options{Wall: wall.Now})
 	bea.write(team, "contacts", "c-erase", "notes", "after restart")
 	res = push(t, e2, bea, bea.commit())
 	if len(res[0].Ops) != 1 || res[0].Ops[0].Code != api.CodeRecordErased {
@@ -314,8 +313,8 @@ func TestEraseOrderedWithPushes(t *testing.T) {
 		t.Fatalf("%d records survived", len(recs))
 	}
 	var history, markers int
-	err := e.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("i/")})
+	err := e.kv.View(context.Background(), func(txn store.Tx) error {
+		it := txn.Iterate(store.IterOptions{Prefix: []byte("i/"), KeysOnly: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			history++

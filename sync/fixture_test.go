@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -137,18 +137,18 @@ func TestWriteFixtureV1(t *testing.T) {
 	}
 	wall := newFakeWall()
 	dir := t.TempDir()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now, Validator: rejectFields{"ons4_anxiety": true, "ons4_worthwhile": true}})
+	e := openTestAt(t, dir, Options{Wall: wall.Now, Validator: rejectFields{"ons4_anxiety": true, "ons4_worthwhile": true}})
 	fixtureHistory(t, e, wall)
 	var kvs []kv
-	err := e.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err := e.kv.View(context.Background(), func(txn store.Tx) error {
+		it := txn.Iterate(store.IterOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
+			v, err := it.Value()
 			if err != nil {
 				return err
 			}
-			kvs = append(kvs, kv{K: it.Item().KeyCopy(nil), V: v})
+			kvs = append(kvs, kv{K: bytes.Clone(it.Key()), V: v})
 		}
 		return nil
 	})
@@ -183,11 +183,8 @@ func loadFixture(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "store")
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(txn *badger.Txn) error {
+	db := testKV(t, dir)
+	err = db.Update(context.Background(), func(txn store.Tx) error {
 		for _, x := range kvs {
 			if err := txn.Set(x.K, x.V); err != nil {
 				return err
@@ -231,25 +228,25 @@ func TestMigrateLayout1Fixture(t *testing.T) {
 	}
 	dir := loadFixture(t, fixtureStoreV1)
 	wall := newFakeWall()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTestAt(t, dir, Options{Wall: wall.Now})
 	got := visibleAll(serverRecords(t, e, "wigan"))
 	if gj, wj := mustJSON(t, got), mustJSON(t, want); string(gj) != string(wj) {
 		t.Fatalf("records show\n%s\nwant (layout 1)\n%s", gj, wj)
 	}
-	err = e.db.View(func(txn *badger.Txn) error {
+	err = e.kv.View(context.Background(), func(txn store.Tx) error {
 		item, err := txn.Get(store.KeyVersion)
 		if err != nil {
 			return err
 		}
-		v, _ := item.ValueCopy(nil)
+		v, _ := item, error(nil)
 		if binary.BigEndian.Uint32(v) != store.CurrentVersion {
 			return fmt.Errorf("layout %x", v)
 		}
 		prefix := store.RecordPrefix("wigan")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			v, _ := it.Item().ValueCopy(nil)
+		for it.Seek(prefix); it.Valid(); it.Next() {
+			v, _ := it.Value()
 			_, b, err := store.DecodeRecordValue(v)
 			if err != nil {
 				return err
@@ -259,7 +256,7 @@ func TestMigrateLayout1Fixture(t *testing.T) {
 				return err
 			}
 			if nb, _ := crdt.MarshalRecord(rec); !bytes.Equal(nb, b) {
-				return fmt.Errorf("record %q not stored in the current encoding", it.Item().Key())
+				return fmt.Errorf("record %q not stored in the current encoding", it.Key())
 			}
 		}
 		return nil

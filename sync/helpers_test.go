@@ -12,14 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/doorstep-health/doorstep/store/badger"
+	"github.com/doorstep-health/doorstep/store/memory"
 )
 
 var (
 	seedFlag = flag.Int64("seed", 0, "seed for randomized tests (0: time-based)")
 	longFlag = flag.Bool("long", false, "run the long forms of randomized and crash tests")
+	// backendFlag picks the store every engine test opens (testKV); the
+	// main engine tests run over every backend regardless (backends_test.go).
+	backendFlag = flag.String("backend", "badger", "store backend of the engine tests: badger, memory or postgres")
 )
 
 // testSeed returns the -seed flag or a fresh seed, and logs it.
@@ -55,23 +62,115 @@ func (w *fakeWall) Advance(d time.Duration) {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// openTest opens an engine in a fresh temp dir (or dir, if set) and closes
-// it at the end of the test.
+// testBackend is the backend testKV opens: the -backend flag, or the one
+// a table over backends (runOnBackends) is running.
+var (
+	testBackendMu gosync.Mutex
+	testBackend   string
+)
+
+func currentBackend() string {
+	testBackendMu.Lock()
+	defer testBackendMu.Unlock()
+	if testBackend != "" {
+		return testBackend
+	}
+	return *backendFlag
+}
+
+// memStores holds the memory stores of the running tests by directory
+// name, so that an engine reopened on the same dir finds its data (as it
+// would on disk).
+var (
+	memStoresMu gosync.Mutex
+	memStores   = map[string]*memory.Store{}
+)
+
+// keepOpen is a store whose Close does not close it: an engine closed and
+// reopened on a memory store keeps its data.
+type keepOpen struct{ store.KV }
+
+func (keepOpen) Close() error { return nil }
+
+// testKV opens the test backend for dir: Badger in dir, or the memory
+// store named by dir (created on first use, dropped when the test ends).
+// The memory store caps transactions near Badger's small-memory limit, so
+// the engine's split paths run on both.
+func testKV(t testing.TB, dir string) store.KV {
+	t.Helper()
+	switch b := currentBackend(); b {
+	case "badger":
+		return badgerKV(t, dir)
+	case "memory":
+		memStoresMu.Lock()
+		defer memStoresMu.Unlock()
+		m, ok := memStores[dir]
+		if !ok {
+			m = memory.New(memory.Options{MaxTxnBytes: 2 << 20})
+			memStores[dir] = m
+			t.Cleanup(func() {
+				memStoresMu.Lock()
+				delete(memStores, dir)
+				memStoresMu.Unlock()
+			})
+		}
+		return keepOpen{m}
+	case "postgres":
+		return postgresKV(t, dir)
+	default:
+		t.Fatalf("unknown -backend %q", b)
+		return nil
+	}
+}
+
+// badgerKV opens Badger in dir whatever the test backend, for the tests of
+// Badger-only behaviour (data files, crash recovery, backup load).
+func badgerKV(t testing.TB, dir string) *badger.Store {
+	t.Helper()
+	kv, err := badger.Open(badger.Options{Dir: dir, Logger: quietLogger(), SmallMemory: true})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return kv
+}
+
+// openTest opens an engine on a fresh store of the test backend (or
+// opts.Store, if set) and closes it at the end of the test.
 func openTest(t testing.TB, opts Options) *Engine {
 	t.Helper()
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
+	if opts.Store == nil {
+		opts.Store = testKV(t, t.TempDir())
 	}
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	opts.SmallMemory = true
 	e, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	t.Cleanup(func() { e.Close() })
 	return e
+}
+
+// logPos reads the last log position the engine's store has committed.
+func logPos(t testing.TB, e *Engine) uint64 {
+	t.Helper()
+	var pos uint64
+	if err := e.kv.View(context.Background(), func(txn store.Tx) (err error) {
+		pos, err = store.GetU64Key(txn, store.KeyLogPos)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+// openTestAt is openTest on the test backend's store for dir, so that a
+// test can close the engine and open it again on the same data.
+func openTestAt(t testing.TB, dir string, opts Options) *Engine {
+	t.Helper()
+	opts.Store = testKV(t, dir)
+	return openTest(t, opts)
 }
 
 // device is a simulated tablet: a replica with its own clock, record
@@ -240,11 +339,11 @@ func serverRecords(t testing.TB, e *Engine, teams ...string) map[api.RecordRef]*
 	out := map[api.RecordRef]*crdt.Record{}
 	for _, team := range teams {
 		prefix := store.RecordPrefix(team)
-		err := e.db.View(func(txn *badgerTxn) error {
-			it := txn.NewIterator(badgerIteratorOptions(prefix))
+		err := e.kv.View(context.Background(), func(txn store.Tx) error {
+			it := txn.Iterate(store.IterOptions{Prefix: prefix})
 			defer it.Close()
-			for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-				err := it.Item().Value(func(v []byte) error {
+			for it.Seek(prefix); it.Valid(); it.Next() {
+				err := itValue(it, func(v []byte) error {
 					_, b, err := store.DecodeRecordValue(v)
 					if err != nil {
 						return err
@@ -285,4 +384,4 @@ func diffStates(a, b map[api.RecordRef]string) string {
 	return ""
 }
 
-func decodeValue(b []byte, v any) error { return msgpackUnmarshal(b, v) }
+func decodeValue(b []byte, v any) error { return msgpack.Unmarshal(b, v) }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 )
@@ -16,7 +14,7 @@ import (
 // resend only what the server lacks.
 func (e *Engine) replicaHighWater(ctx context.Context, r crdt.ReplicaID) (uint64, error) {
 	var hwm uint64
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		var err error
 		hwm, err = store.GetU64Key(txn, store.HWMKey(r))
 		return err

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"strings"
 	"unicode"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -160,7 +160,7 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 		return nil, nil
 	}
 	var out []*crdt.Record
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		var ids []string
 		compact := normCompact(q)
 		if compact != "" && strings.IndexFunc(compact, unicode.IsDigit) >= 0 {
@@ -203,12 +203,12 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 			if len(out) == limit {
 				break
 			}
-			item, err := txn.Get(store.RecordKey(team, "people", id))
+			v, err := txn.Get(store.RecordKey(team, "people", id))
 			if err != nil {
 				continue // erased since the index was read in this snapshot: cannot happen, but never fail a search on it
 			}
-			var rec *crdt.Record
-			if err := item.Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+			rec, err := unmarshalStoredRecord(v)
+			if err != nil {
 				return err
 			}
 			if !rec.Deleted() {
@@ -225,13 +225,13 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 
 // termRecords lists the IDs of the records of collection under terms
 // starting with prefix, at most max.
-func termRecords(txn *badger.Txn, team, prefix, collection string, max int) ([]string, error) {
+func termRecords(txn store.Tx, team, prefix, collection string, max int) ([]string, error) {
 	p := store.TermPrefix(team, prefix)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	it := txn.Iterate(store.IterOptions{Prefix: p, KeysOnly: true})
 	defer it.Close()
 	var ids []string
-	for it.Seek(p); it.ValidForPrefix(p) && len(ids) < max; it.Next() {
-		_, ref, err := store.ParseTermKey(it.Item().Key())
+	for it.Seek(p); it.Valid() && len(ids) < max; it.Next() {
+		_, ref, err := store.ParseTermKey(it.Key())
 		if err != nil {
 			return nil, err
 		}
@@ -239,7 +239,7 @@ func termRecords(txn *badger.Txn, team, prefix, collection string, max int) ([]s
 			ids = append(ids, ref.ID)
 		}
 	}
-	return ids, nil
+	return ids, it.Err()
 }
 
 // MaxLinked bounds the linked records one call returns.
@@ -257,18 +257,18 @@ func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api
 		return nil, nil
 	}
 	var out []api.RecordRef
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		p := append(store.TermPrefix(ref.Team, termPerson+ref.ID), store.TermEnd)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+		it := txn.Iterate(store.IterOptions{Prefix: p, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(p); it.ValidForPrefix(p) && len(out) < MaxLinked; it.Next() {
-			_, r, err := store.ParseTermKey(it.Item().Key())
+		for it.Seek(p); it.Valid() && len(out) < MaxLinked; it.Next() {
+			_, r, err := store.ParseTermKey(it.Key())
 			if err != nil {
 				return err
 			}
 			out = append(out, api.RecordRef{Team: r.Team, Collection: r.Collection, ID: r.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("linked: %w", err)
@@ -284,55 +284,69 @@ func (e *Engine) Linked(ctx context.Context, c Caller, ref api.RecordRef) ([]api
 
 // backfillTerms builds the term index for the records of a store written
 // before the index existed, once (store.KeyTermIndex marks it done). It
-// runs at Open, before the committer starts, in batches.
+// runs at Open, before the committer starts, in write transactions of
+// some hundred records each: setting a term key twice is harmless, so a
+// crash or a second process doing the same meanwhile (a shared store)
+// leaves a correct index, and the marker is written last.
 func (e *Engine) backfillTerms(ctx context.Context) error {
-	err := e.db.View(func(txn *badger.Txn) error {
+	err := e.kv.View(ctx, func(txn store.Tx) error {
 		_, err := txn.Get(store.KeyTermIndex)
 		return err
 	})
 	switch {
 	case err == nil:
 		return nil
-	case !errors.Is(err, badger.ErrKeyNotFound):
+	case !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("term index marker: %w", err)
 	}
-	wb := e.db.NewWriteBatch()
-	defer wb.Cancel()
+	const batch = 500
+	prefix := store.AllRecordsPrefix()
+	seek := prefix
 	n := 0
-	err = e.db.View(func(txn *badger.Txn) error {
-		prefix := store.AllRecordsPrefix()
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			if n%1000 == 0 {
-				if err := ctx.Err(); err != nil {
+	for seek != nil {
+		err := e.kv.Update(ctx, func(txn store.Tx) error {
+			var terms [][]byte
+			it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: batch})
+			k := 0
+			next := []byte(nil)
+			for it.Seek(seek); it.Valid(); it.Next() {
+				if k == batch {
+					next = bytes.Clone(it.Key())
+					break
+				}
+				var rec *crdt.Record
+				if err := itValue(it, func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+					it.Close()
 					return err
 				}
+				for _, term := range recordTerms(rec) {
+					terms = append(terms, store.TermKey(rec.Team, term, rec.Collection, rec.ID))
+				}
+				k++
 			}
-			var rec *crdt.Record
-			if err := it.Item().Value(func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+			err := it.Err()
+			it.Close()
+			if err != nil {
 				return err
 			}
-			for _, term := range recordTerms(rec) {
-				if err := wb.Set(store.TermKey(rec.Team, term, rec.Collection, rec.ID), nil); err != nil {
+			for _, key := range terms {
+				if err := txn.Set(key, nil); err != nil {
 					return err
 				}
 			}
-			n++
+			n += k
+			seek = next
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("term index backfill: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("term index backfill: %w", err)
 	}
-	if err := wb.Set(store.KeyTermIndex, nil); err != nil {
-		return err
-	}
-	if err := wb.Flush(); err != nil {
+	if err := e.kv.Update(ctx, func(txn store.Tx) error { return txn.Set(store.KeyTermIndex, nil) }); err != nil {
 		return fmt.Errorf("term index backfill: %w", err)
 	}
 	if n > 0 {
 		e.log.Info("built the search index for stored records", "records", n)
 	}
-	return e.db.Sync()
+	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -15,7 +13,7 @@ import (
 func TestPing(t *testing.T) {
 	wall := newFakeWall()
 	dir := t.TempDir()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTestAt(t, dir, Options{Wall: wall.Now})
 	before := uint64(wall.Now().UnixMilli())
 	if err := e.Ping(bg); err != nil {
 		t.Fatal(err)
@@ -32,9 +30,9 @@ func TestPing(t *testing.T) {
 	if err := e.Ping(bg); !errors.Is(err, ErrClosed) {
 		t.Fatalf("ping after close: %v", err)
 	}
-	e2 := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e2 := openTestAt(t, dir, Options{Wall: wall.Now})
 	var got uint64
-	err := e2.db.View(func(txn *badger.Txn) (err error) {
+	err := e2.kv.View(context.Background(), func(txn store.Tx) (err error) {
 		got, err = store.GetU64Key(txn, store.KeyPing)
 		return err
 	})

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -119,44 +118,57 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 	}
 	teams := teamSet(c.Teams)
 	th := teamsHash(teams)
-	// Only positions whose transaction has committed are served. Read the
-	// published position before opening the read transaction, so every
-	// position at or below it is visible to the transaction.
-	committed := e.committed.Load()
 	tag := e.epochTag()
-	cu := cursor{mode: modeSnapshot, pos: committed, teams: th, epoch: tag}
-	if len(cur) > 0 {
-		parsed, err := decodeCursor(cur)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case parsed.teams != th:
-			// Another team set: bootstrap again (start over).
-		case parsed.epoch != 0 && parsed.epoch != tag:
-			// Minted before a restore: its positions may now name other
-			// changes. Bootstrap again.
-		case parsed.mode == modeLog && parsed.pos < e.floor.Load():
-			// Older than the retained log: bootstrap again.
-		case parsed.pos > committed:
-			// Ahead of the log: the server was restored from an older
-			// backup. Bootstrap again rather than wait for positions that
-			// may never carry the same changes.
-			e.log.Warn("cursor ahead of the log; bootstrapping", "cursor", parsed.pos, "log", committed)
-		default:
-			cu = parsed
-			cu.epoch = tag
-		}
-	}
 	resp := &api.SyncResponse{Protocol: api.ProtocolVersion}
 	e.scrubMu.RLock()
 	defer e.scrubMu.RUnlock()
-	err := e.db.View(func(txn *badger.Txn) error {
+	err := e.kv.View(ctx, func(txn store.Tx) error {
+		// Only positions whose transaction has committed are served: the
+		// last one is read in this snapshot, which holds every commit up
+		// to it and none after (the store's snapshots hold a prefix of the
+		// commits in order, across processes on a shared store). A commit
+		// of another server process that this snapshot does not see has a
+		// larger position, so the cursor never passes it.
+		committed, err := store.GetU64Key(txn, store.KeyLogPos)
+		if err != nil {
+			return fmt.Errorf("read log position: %w", err)
+		}
+		floor, err := store.GetU64Key(txn, store.KeyLogFloor)
+		if err != nil {
+			return fmt.Errorf("read log floor: %w", err)
+		}
+		cu := cursor{mode: modeSnapshot, pos: committed, teams: th, epoch: tag}
+		if len(cur) > 0 {
+			parsed, err := decodeCursor(cur)
+			if err != nil {
+				return err
+			}
+			switch {
+			case parsed.teams != th:
+				// Another team set: bootstrap again (start over).
+			case parsed.epoch != 0 && parsed.epoch != tag:
+				// Minted before a restore: its positions may now name other
+				// changes. Bootstrap again.
+			case parsed.mode == modeLog && parsed.pos < floor:
+				// Older than the retained log: bootstrap again.
+			case parsed.pos > committed:
+				// Ahead of the log: the server was restored from an older
+				// backup. Bootstrap again rather than wait for positions that
+				// may never carry the same changes.
+				e.log.Warn("cursor ahead of the log; bootstrapping", "cursor", parsed.pos, "log", committed)
+			default:
+				cu = parsed
+				cu.epoch = tag
+			}
+		}
 		if cu.mode == modeSnapshot {
 			return e.pullSnapshot(txn, teams, cu, limit, committed, resp)
 		}
 		return e.pullLog(txn, c.Replica, teams, cu, limit, committed, resp)
 	})
+	if errors.Is(err, ErrBadCursor) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
@@ -170,7 +182,7 @@ func (e *Engine) Pull(ctx context.Context, c Caller, cur []byte, limit int) (*ap
 // snapshot started. Changes committed after that position may already be
 // in the records served; the device receives them again from the log, which
 // is harmless because merging an op twice changes nothing.
-func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
+func (e *Engine) pullSnapshot(txn store.Tx, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
 	prefixes := make([][]byte, len(teams))
 	for i, t := range teams {
 		prefixes[i] = store.RecordPrefix(t)
@@ -184,19 +196,18 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 		if cu.lastKey != nil && bytes.Compare(cu.lastKey, prefix) >= 0 {
 			start = append(bytes.Clone(cu.lastKey), 0)
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
-		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 64})
+		for it.Seek(start); it.Valid(); it.Next() {
 			if len(resp.Snapshot) >= limit || bytesUsed >= e.pageBytes {
 				it.Close()
 				resp.Cursor = cursor{mode: modeSnapshot, pos: cu.pos, teams: cu.teams, epoch: cu.epoch, lastKey: cu.lastKey}.encode()
 				resp.More = true
 				return nil
 			}
-			item := it.Item()
 			// The stored state is already in the canonical form the reply
 			// carries (crdt.MarshalRecord): copy it, do not decode it.
 			var rec crdt.RecordBytes
-			err := item.Value(func(v []byte) error {
+			err := itValue(it, func(v []byte) error {
 				_, b, err := store.DecodeRecordValue(v)
 				if err != nil {
 					return err
@@ -205,17 +216,21 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 					return fmt.Errorf("%w: empty record state", store.ErrBadValue)
 				}
 				bytesUsed += len(b)
-				rec = crdt.RecordBytes(bytes.Clone(b))
+				rec = crdt.RecordBytes(b) // Value is a copy already
 				return nil
 			})
 			if err != nil {
 				it.Close()
-				return fmt.Errorf("snapshot record %q: %w", item.Key(), err)
+				return fmt.Errorf("snapshot record %q: %w", it.Key(), err)
 			}
 			resp.Snapshot = append(resp.Snapshot, rec)
-			cu.lastKey = item.KeyCopy(cu.lastKey[:0:0])
+			cu.lastKey = bytes.Clone(it.Key())
 		}
+		err := it.Err()
 		it.Close()
+		if err != nil {
+			return err
+		}
 	}
 	resp.Cursor = cursor{mode: modeLog, pos: cu.pos, teams: cu.teams, epoch: cu.epoch}.encode()
 	resp.More = committed > cu.pos
@@ -224,17 +239,17 @@ func (e *Engine) pullSnapshot(txn *badger.Txn, teams []string, cu cursor, limit 
 
 // logHead is one team's log iterator and its current position.
 type logHead struct {
-	it  *badger.Iterator
+	it  store.Iterator
 	pos uint64
 	ok  bool
 }
 
 func (h *logHead) advance(prefix []byte, committed uint64) error {
 	h.ok = false
-	if !h.it.ValidForPrefix(prefix) {
-		return nil
+	if !h.it.Valid() {
+		return h.it.Err()
 	}
-	pos, err := store.LogPos(h.it.Item().Key())
+	pos, err := store.LogPos(h.it.Key())
 	if err != nil {
 		return err
 	}
@@ -253,12 +268,12 @@ func (h *logHead) advance(prefix []byte, committed uint64) error {
 // empty pages marked more); they count against a separate budget of
 // ownSkipFactor pages, which bounds one request's work. Either way the
 // cursor moves past every entry read, so each page makes progress.
-func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
+func (e *Engine) pullLog(txn store.Tx, self crdt.ReplicaID, teams []string, cu cursor, limit int, committed uint64, resp *api.SyncResponse) error {
 	heads := make([]*logHead, len(teams))
 	prefixes := make([][]byte, len(teams))
 	for i, t := range teams {
 		prefixes[i] = store.LogPrefix(t)
-		h := &logHead{it: txn.NewIterator(badger.IteratorOptions{Prefix: prefixes[i], PrefetchValues: true, PrefetchSize: min(limit, 100)})}
+		h := &logHead{it: txn.Iterate(store.IterOptions{Prefix: prefixes[i], Batch: min(limit, 100)})}
 		defer h.it.Close()
 		h.it.Seek(store.LogKey(t, cu.pos+1))
 		if err := h.advance(prefixes[i], committed); err != nil {
@@ -292,7 +307,7 @@ func (e *Engine) pullLog(txn *badger.Txn, self crdt.ReplicaID, teams []string, c
 			}
 			var le pulledEntry
 			own := false
-			err := h.it.Item().Value(func(v []byte) error {
+			err := itValue(h.it, func(v []byte) error {
 				// The caller's own entries are skipped: read only their
 				// replica, not their ops. They count against the skip
 				// budget, not the page: they send nothing.

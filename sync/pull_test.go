@@ -3,6 +3,7 @@ package sync
 import (
 	"bytes"
 	"fmt"
+	"github.com/doorstep-health/doorstep/store"
 	"math/rand/v2"
 	gosync "sync"
 	"testing"
@@ -280,7 +281,10 @@ func TestExpiredOrForeignCursorBootstraps(t *testing.T) {
 	if err != nil || len(resp.Snapshot) != 0 || len(resp.Changes) != 4 {
 		t.Fatalf("within retention: %d records, %d changes, %v", len(resp.Snapshot), len(resp.Changes), err)
 	}
-	e.floor.Store(3) // log entries at or below 3 may be gone
+	// Log entries at or below 3 may be gone.
+	if err := e.kv.Update(bg, func(txn store.Tx) error { return txn.Set(store.KeyLogFloor, store.PutU64(3)) }); err != nil {
+		t.Fatal(err)
+	}
 	resp, err = e.Pull(bg, c, old, 0)
 	if err != nil || len(resp.Snapshot) != 5 || len(resp.Changes) != 0 {
 		t.Fatalf("expired cursor: %d records, %d changes, %v", len(resp.Snapshot), len(resp.Changes), err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -25,28 +24,28 @@ func (e *Engine) QuarantinedIn(ctx context.Context, teams []string, after uint64
 	}
 	var out []QuarantinedOp
 	next = after
-	err = e.view(ctx, func(txn *badger.Txn) error {
+	err = e.view(ctx, func(txn store.Tx) error {
 		prefix := store.QuarantinePrefix()
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
 		defer it.Close()
 		scanned := 0
-		for it.Seek(store.QuarantineKey(after + 1)); it.ValidForPrefix(prefix) && len(out) < limit && scanned < QuarantineScanLimit; it.Next() {
+		for it.Seek(store.QuarantineKey(after + 1)); it.Valid() && len(out) < limit && scanned < QuarantineScanLimit; it.Next() {
 			scanned++
-			id, err := store.QuarantineID(it.Item().Key())
+			id, err := store.QuarantineID(it.Key())
 			if err != nil {
 				return err
 			}
 			next = id
 			var q store.QuarantineEntry
-			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+			if err := itValue(it, func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 				return err
 			}
 			if teams == nil || slices.Contains(teams, q.Op.Team) {
 				out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 			}
 		}
-		more = it.ValidForPrefix(prefix)
-		return nil
+		more = it.Valid()
+		return it.Err()
 	})
 	if err != nil {
 		return nil, after, false, fmt.Errorf("quarantine: %w", err)
@@ -58,15 +57,15 @@ func (e *Engine) QuarantinedIn(ctx context.Context, teams []string, after uint64
 // ErrNotFound.
 func (e *Engine) QuarantinedByID(ctx context.Context, id uint64) (QuarantinedOp, error) {
 	var out QuarantinedOp
-	err := e.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get(store.QuarantineKey(id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := e.view(ctx, func(txn store.Tx) error {
+		val, err := txn.Get(store.QuarantineKey(id))
+		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: quarantine entry %d", ErrNotFound, id)
 		} else if err != nil {
 			return err
 		}
 		var q store.QuarantineEntry
-		if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+		if err := store.Decode(val, &q); err != nil {
 			return err
 		}
 		out = quarantinedOp(id, &q, e.bounds.QuarantineTTL)

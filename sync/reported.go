@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
@@ -39,13 +37,13 @@ func (t *txnState) reported(replica crdt.ReplicaID, seq uint64) ([]api.OpResult,
 	}
 	rs, ok := t.opres[replica]
 	if !ok {
-		item, err := t.txn.Get(store.OpResultsKey(replica))
+		val, err := t.txn.Get(store.OpResultsKey(replica))
 		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
+		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return nil, fmt.Errorf("read op results: %w", err)
 		default:
-			if err := item.Value(func(v []byte) error { return store.Decode(v, &rs) }); err != nil {
+			if err := store.Decode(val, &rs); err != nil {
 				return nil, fmt.Errorf("read op results: %w", err)
 			}
 		}

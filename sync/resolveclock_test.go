@@ -18,7 +18,7 @@ func TestResolveAfterClockWentBack(t *testing.T) {
 	wall := newFakeWall()
 	ref := api.RecordRef{Team: "wigan", Collection: "people", ID: "p1"}
 	coord := Caller{User: "cara", Teams: []string{"wigan"}}
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTestAt(t, dir, Options{Wall: wall.Now})
 	ann := newDevice("ann", wall.Now, "wigan")
 	ann.write("wigan", "people", "p1", "mobility", "stick")
 	ann.commit()
@@ -30,7 +30,7 @@ func TestResolveAfterClockWentBack(t *testing.T) {
 	e.Close()
 
 	back := &fakeWall{t: wall.Now().Add(-time.Hour)}
-	e2 := openTest(t, Options{Dir: dir, Wall: back.Now})
+	e2 := openTestAt(t, dir, Options{Wall: back.Now})
 	rec, err := e2.Resolve(context.Background(), coord, ref, "mobility", crdt.MustValue("wheelchair"))
 	if err != nil {
 		t.Fatal(err)

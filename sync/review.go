@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -50,7 +49,7 @@ type QuarantinedOp struct {
 }
 
 // view runs fn in a read transaction as an in-flight call.
-func (e *Engine) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+func (e *Engine) view(ctx context.Context, fn func(txn store.Tx) error) error {
 	if err := e.enter(); err != nil {
 		return err
 	}
@@ -58,7 +57,7 @@ func (e *Engine) view(ctx context.Context, fn func(txn *badger.Txn) error) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return e.db.View(fn)
+	return e.kv.View(ctx, fn)
 }
 
 func scope(c Caller, team string) error {
@@ -74,17 +73,15 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 		return nil, err
 	}
 	var rec *crdt.Record
-	err := e.view(ctx, func(txn *badger.Txn) error {
-		item, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := e.view(ctx, func(txn store.Tx) error {
+		val, err := txn.Get(store.RecordKey(ref.Team, ref.Collection, ref.ID))
+		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
 		} else if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) (err error) {
-			rec, err = unmarshalStoredRecord(v)
-			return err
-		})
+		rec, err = unmarshalStoredRecord(val)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -111,21 +108,21 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 		return nil, err
 	}
 	var out []HistoryEntry
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			pos, err := store.LogPos(it.Item().Key())
+		for it.Seek(prefix); it.Valid(); it.Next() {
+			pos, err := store.LogPos(it.Key())
 			if err != nil {
 				return err
 			}
-			item, err := txn.Get(store.LogKey(ref.Team, pos))
+			val, err := txn.Get(store.LogKey(ref.Team, pos))
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
 			}
 			var le store.LogEntry
-			if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+			if err := store.Decode(val, &le); err != nil {
 				return err
 			}
 			for _, op := range le.Ops {
@@ -133,6 +130,9 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
+		}
+		if err := it.Err(); err != nil {
+			return err
 		}
 		if len(out) == 0 {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
@@ -161,13 +161,13 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 	case limit > MaxHistoryLimit:
 		limit = MaxHistoryLimit
 	}
-	err = e.view(ctx, func(txn *badger.Txn) error {
+	err = e.view(ctx, func(txn store.Tx) error {
 		prefix := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
 		found := false
-		for it.Seek(store.HistoryKey(ref.Team, ref.Collection, ref.ID, after+1)); it.ValidForPrefix(prefix); it.Next() {
-			pos, err := store.LogPos(it.Item().Key())
+		for it.Seek(store.HistoryKey(ref.Team, ref.Collection, ref.ID, after+1)); it.Valid(); it.Next() {
+			pos, err := store.LogPos(it.Key())
 			if err != nil {
 				return err
 			}
@@ -176,12 +176,12 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 				return nil
 			}
 			found = true
-			item, err := txn.Get(store.LogKey(ref.Team, pos))
+			val, err := txn.Get(store.LogKey(ref.Team, pos))
 			if err != nil {
 				return fmt.Errorf("log entry %d: %w", pos, err)
 			}
 			var le store.LogEntry
-			if err := item.Value(func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+			if err := store.Decode(val, &le); err != nil {
 				return err
 			}
 			for _, op := range le.Ops {
@@ -189,6 +189,9 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
 				}
 			}
+		}
+		if err := it.Err(); err != nil {
+			return err
 		}
 		if !found && after == 0 {
 			return fmt.Errorf("%w: record %s/%s/%s", ErrNotFound, ref.Team, ref.Collection, ref.ID)
@@ -218,18 +221,18 @@ func (e *Engine) ChangedSince(ctx context.Context, c Caller, team string, since 
 		limit = DefaultPullLimit
 	}
 	var out []api.RecordRef
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.ChangedPrefix(team)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(store.ChangedKey(team, max(since.UnixMilli(), 0), "", "")); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			_, ref, err := store.ParseChangedKey(it.Item().Key())
+		for it.Seek(store.ChangedKey(team, max(since.UnixMilli(), 0), "", "")); it.Valid() && len(out) < limit; it.Next() {
+			_, ref, err := store.ParseChangedKey(it.Key())
 			if err != nil {
 				return err
 			}
 			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("changed since: %w", err)
@@ -244,18 +247,18 @@ func (e *Engine) Conflicts(ctx context.Context, c Caller, team string) ([]api.Re
 		return nil, err
 	}
 	var out []api.RecordRef
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.ConflictPrefix(team)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			ref, err := store.ParseConflictKey(it.Item().Key())
+		for it.Seek(prefix); it.Valid(); it.Next() {
+			ref, err := store.ParseConflictKey(it.Key())
 			if err != nil {
 				return err
 			}
 			out = append(out, api.RecordRef{Team: ref.Team, Collection: ref.Collection, ID: ref.ID})
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("conflicts: %w", err)
@@ -328,7 +331,11 @@ func (t *txnState) resolve(r *request) error {
 		r.err = fmt.Errorf("%w: role %q may not settle a conflict on clinical field %s.%s", ErrForbidden, r.caller.Role, ref.Collection, r.field)
 		return nil
 	}
-	id := crdt.OpID{Time: newerThan(t.e.clock, rs.rec), Replica: t.e.server}
+	ts, err := t.serverStamp(rs.rec)
+	if err != nil {
+		return err
+	}
+	id := crdt.OpID{Time: ts, Replica: t.e.server}
 	var op crdt.Op
 	if r.field == crdt.DeletedField {
 		// Settling a delete conflict: delete or restore having seen every
@@ -384,22 +391,22 @@ func (e *Engine) Quarantined(ctx context.Context, limit int) ([]QuarantinedOp, e
 		limit = DefaultPullLimit
 	}
 	var out []QuarantinedOp
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		prefix := store.QuarantinePrefix()
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
-			id, err := store.QuarantineID(it.Item().Key())
+		for it.Seek(prefix); it.Valid() && len(out) < limit; it.Next() {
+			id, err := store.QuarantineID(it.Key())
 			if err != nil {
 				return err
 			}
 			var q store.QuarantineEntry
-			if err := it.Item().Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+			if err := itValue(it, func(v []byte) error { return store.Decode(v, &q) }); err != nil {
 				return err
 			}
 			out = append(out, quarantinedOp(id, &q, e.bounds.QuarantineTTL))
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: %w", err)
@@ -455,7 +462,11 @@ func (t *txnState) reapply(r *request) error {
 		if err != nil {
 			return err
 		}
-		if late := t.lateCopy(rs.rec, op); late != nil {
+		late, err := t.lateCopy(rs.rec, op)
+		if err != nil {
+			return err
+		}
+		if late != nil {
 			// The record has merged later ops of the same device: the
 			// original would reach other replicas out of its writer's
 			// order, so the server merges a copy as its own new op that
@@ -514,12 +525,16 @@ func (t *txnState) reapply(r *request) error {
 // overwrote or removed (pending in its field) needs no copy: merged as it
 // is, it changes nothing anywhere. It returns nil when the original can be
 // merged as it is.
-func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
+func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) (*crdt.Op, error) {
 	if !rec.ClockPasses(op.ID) || rec.Covers(op.ID) || rec.Has(op.Field, op.ID) {
-		return nil
+		return nil, nil
+	}
+	ts, err := t.serverStamp(rec)
+	if err != nil {
+		return nil, err
 	}
 	c := *op
-	c.ID = crdt.OpID{Time: newerThan(t.e.clock, rec), Replica: t.e.server}
+	c.ID = crdt.OpID{Time: ts, Replica: t.e.server}
 	switch op.Kind {
 	case crdt.KindRemove:
 		// A remove leaves no entry to replace.
@@ -528,7 +543,7 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 		slices.SortFunc(c.Pred, crdt.OpID.Compare)
 		c.Pred = slices.Compact(c.Pred)
 	}
-	return &c
+	return &c, nil
 }
 
 // newerThan returns a time for a new op of the server replica on rec: the
@@ -537,6 +552,25 @@ func (t *txnState) lateCopy(rec *crdt.Record, op *crdt.Op) *crdt.Op {
 // than the clock will adopt). The server's ops must reach every replica in
 // ID order per record (see package crdt), and an op must be newer than
 // the values it overwrites.
+// serverStamp returns the time for a new op of the server replica on rec:
+// newer than rec's ops (newerThan) and than every op the server has
+// stamped before, in this process or another sharing the store
+// (store.KeyServerClock, read in this serialized write transaction and
+// written back at flush).
+func (t *txnState) serverStamp(rec *crdt.Record) (crdt.Timestamp, error) {
+	if !t.srvClockRead {
+		v, err := store.GetU64Key(t.txn, store.KeyServerClock)
+		if err != nil {
+			return 0, fmt.Errorf("read server clock: %w", err)
+		}
+		t.srvClock, t.srvClockRead = crdt.Timestamp(v), true
+		_ = t.e.clock.Update(t.srvClock) // refused when too far ahead; the max below still holds
+	}
+	ts := max(newerThan(t.e.clock, rec), t.srvClock+1)
+	t.srvClock, t.srvClockDirty = ts, true
+	return ts, nil
+}
+
 func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
 	_ = c.Update(rec.MaxTime()) // refused when too far ahead of the wall clock
 	return max(c.Now(), rec.MaxTime()+1)
@@ -545,15 +579,15 @@ func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
 // quarantineEntry reads the quarantine entry r names; when there is none it
 // sets r.err to ErrNotFound and returns nil, nil.
 func (t *txnState) quarantineEntry(r *request) (*store.QuarantineEntry, error) {
-	item, err := t.txn.Get(store.QuarantineKey(r.qid))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	val, err := t.txn.Get(store.QuarantineKey(r.qid))
+	if errors.Is(err, store.ErrNotFound) {
 		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
 		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}
 	var q store.QuarantineEntry
-	if err := item.Value(func(v []byte) error { return store.Decode(v, &q) }); err != nil {
+	if err := store.Decode(val, &q); err != nil {
 		return nil, err
 	}
 	return &q, nil

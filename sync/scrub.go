@@ -2,17 +2,17 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/store"
 )
 
-// Erasure that reaches the disk. Deleting or rewriting a key in Badger only
+// Erasure that reaches the disk (the embedded store; scrubShared below is
+// the shared one's). Deleting or rewriting a key in Badger only
 // adds a newer version: the old value stays in the memtable's write-ahead
 // log (*.mem) and in older tables (*.sst) until compaction happens to
 // rewrite them, which may be never. So once an erasure has committed, the
@@ -21,7 +21,7 @@ import (
 //
 //  1. copies the current value of each rewritten key (a log entry that kept
 //     other records' ops) to a hold key s/<key>, fsynced;
-//  2. calls Badger's DropPrefix with each touched key as its own prefix
+//  2. calls the store's DropPrefix (Badger's) with each touched key as its own prefix
 //     (keys are prefix-free, see package store): Badger flushes every
 //     memtable to level 0 without them, deletes the flushed write-ahead
 //     logs and compacts every table holding them without any version;
@@ -36,7 +36,8 @@ import (
 // the erased values is in the data directory. Pushes queue behind it
 // meanwhile (measured in docs/benchmarks.md). Values at or above Badger's
 // value threshold (1 MiB) would live in the value log, which DropPrefix
-// does not rewrite; a value-log GC pass follows for them.
+// does not rewrite; store/badger's DropPrefix follows with a value-log GC
+// pass for them.
 
 // scrubSentinel is written and dropped by every scrub: DropPrefix does
 // nothing unless some prefix has a live key, and the sentinel guarantees
@@ -94,17 +95,17 @@ func (e *Engine) scrub(keys [][]byte) error {
 }
 
 func (e *Engine) scrubKeys(keys [][]byte) error {
+	ctx := context.Background() // the committer's; bounded by the keys
+	if e.shared {
+		return e.scrubShared(ctx, keys)
+	}
 	keep := map[string][]byte{}
-	err := e.db.Update(func(txn *badger.Txn) error {
+	err := e.kv.Update(ctx, func(txn store.Tx) error {
 		for _, k := range keys {
-			item, err := txn.Get(k)
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			v, err := txn.Get(k)
+			if errors.Is(err, store.ErrNotFound) {
 				continue
 			} else if err != nil {
-				return err
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
 				return err
 			}
 			keep[string(k)] = v
@@ -117,10 +118,10 @@ func (e *Engine) scrubKeys(keys [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("scrub: hold: %w", err)
 	}
-	if err := e.db.DropPrefix(append(keys, scrubSentinel)...); err != nil {
+	if err := e.kv.DropPrefix(ctx, append(keys, scrubSentinel)...); err != nil {
 		return fmt.Errorf("scrub: drop: %w", err)
 	}
-	err = e.db.Update(func(txn *badger.Txn) error {
+	err = e.kv.Update(ctx, func(txn store.Tx) error {
 		for k, v := range keep {
 			if err := txn.Set([]byte(k), v); err != nil {
 				return err
@@ -134,7 +135,37 @@ func (e *Engine) scrubKeys(keys [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("scrub: write back: %w", err)
 	}
-	for e.db.RunValueLogGC(0.01) == nil {
+	return nil
+}
+
+// scrubShared is the scrub of a shared store (several server processes):
+// there the hold, drop and write-back would leave a rewritten log entry
+// missing for a moment to the pulls of the other processes, which no lock
+// of this one covers. So only the keys the erasure deleted are dropped
+// (DropPrefix of a key that is gone removes nothing live: keys are
+// prefix-free, and erased records, log positions and quarantine IDs are
+// never written again); older versions of the entries it rewrote are the
+// backend's to reclaim (PostgreSQL's vacuum).
+func (e *Engine) scrubShared(ctx context.Context, keys [][]byte) error {
+	var gone [][]byte
+	err := e.kv.View(ctx, func(txn store.Tx) error {
+		for _, k := range keys {
+			if _, err := txn.Get(k); errors.Is(err, store.ErrNotFound) {
+				gone = append(gone, k)
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scrub: %w", err)
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := e.kv.DropPrefix(ctx, gone...); err != nil {
+		return fmt.Errorf("scrub: drop: %w", err)
 	}
 	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/rawgrep"
@@ -42,7 +40,7 @@ func TestEraseScrubsDataFiles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			wall := newFakeWall()
-			e, err := Open(context.Background(), Options{Dir: dir, Wall: wall.Now, Logger: quietLogger(), SmallMemory: true})
+			e, err := Open(context.Background(), Options{Store: badgerKV(t, dir), Wall: wall.Now, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +63,7 @@ func TestEraseScrubsDataFiles(t *testing.T) {
 				if err := e.Close(); err != nil {
 					t.Fatal(err)
 				}
-				if e, err = Open(context.Background(), Options{Dir: dir, Wall: wall.Now, Logger: quietLogger(), SmallMemory: true}); err != nil {
+				if e, err = Open(context.Background(), Options{Store: badgerKV(t, dir), Wall: wall.Now, Logger: quietLogger()}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -116,19 +114,19 @@ func logCursorAt(pos uint64) []byte {
 func TestScrubHoldRecovered(t *testing.T) {
 	dir := t.TempDir()
 	wall := newFakeWall()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTest(t, Options{Store: badgerKV(t, dir), Wall: wall.Now})
 	d := newDevice("ann", wall.Now, "wigan")
 	d.write("wigan", "people", "p1", "given_name", "Kept Kate")
 	d.commit()
 	d.syncAll(t, e)
 	key := store.LogKey("wigan", 1)
 	// The state a crash after DropPrefix leaves: the hold, no entry.
-	err := e.db.Update(func(txn *badger.Txn) error {
+	err := e.kv.Update(context.Background(), func(txn store.Tx) error {
 		item, err := txn.Get(key)
 		if err != nil {
 			return err
 		}
-		v, err := item.ValueCopy(nil)
+		v, err := item, error(nil)
 		if err != nil {
 			return err
 		}
@@ -141,12 +139,12 @@ func TestScrubHoldRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Close()
-	e = openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e = openTest(t, Options{Store: badgerKV(t, dir), Wall: wall.Now})
 	ids, _, _ := pullAllOps(t, e, Caller{User: "w", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}, logCursorAt(0), 100)
 	if len(ids) != 1 {
 		t.Fatalf("log entry not recovered: %d ops", len(ids))
 	}
-	if err := e.db.View(func(txn *badger.Txn) error {
+	if err := e.kv.View(context.Background(), func(txn store.Tx) error {
 		_, err := txn.Get(store.ScrubHoldKey(key))
 		if err == nil {
 			t.Error("hold key left behind")
@@ -162,13 +160,13 @@ func TestScrubHoldRecovered(t *testing.T) {
 func TestScrubWaitsForBackup(t *testing.T) {
 	dir := t.TempDir()
 	wall := newFakeWall()
-	e := openTest(t, Options{Dir: dir, Wall: wall.Now})
+	e := openTest(t, Options{Store: badgerKV(t, dir), Wall: wall.Now})
 	d := newDevice("ann", wall.Now, "wigan")
 	const secret = "Ottoline Brackenbury"
 	d.write("wigan", "people", "p1", "given_name", secret)
 	d.commit()
 	d.syncAll(t, e)
-	_, _, release, err := e.BackupTxn()
+	_, _, release, err := e.BackupTxn(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -18,7 +16,8 @@ type Stats struct {
 	// Quarantined is the number of ops in the quarantine.
 	Quarantined int
 	// LSMBytes and VlogBytes are Badger's on-disk sizes (its own estimate,
-	// refreshed by Badger about once a minute).
+	// refreshed by Badger about once a minute); 0 on a backend that does
+	// not report them (see sizer).
 	LSMBytes, VlogBytes int64
 }
 
@@ -27,11 +26,11 @@ type Stats struct {
 // the store's size.
 func (e *Engine) Stats(ctx context.Context, teams []string) (Stats, error) {
 	st := Stats{Conflicts: make(map[string]int, len(teams))}
-	count := func(txn *badger.Txn, prefix []byte) (int, error) {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	count := func(txn store.Tx, prefix []byte) (int, error) {
+		it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
 		defer it.Close()
 		n := 0
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(prefix); it.Valid(); it.Next() {
 			if n%4096 == 0 {
 				if err := ctx.Err(); err != nil {
 					return n, err
@@ -39,9 +38,9 @@ func (e *Engine) Stats(ctx context.Context, teams []string) (Stats, error) {
 			}
 			n++
 		}
-		return n, nil
+		return n, it.Err()
 	}
-	err := e.view(ctx, func(txn *badger.Txn) error {
+	err := e.view(ctx, func(txn store.Tx) error {
 		for _, team := range teams {
 			n, err := count(txn, store.ConflictPrefix(team))
 			if err != nil {
@@ -56,6 +55,12 @@ func (e *Engine) Stats(ctx context.Context, teams []string) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
-	st.LSMBytes, st.VlogBytes = e.db.Size()
+	if s, ok := e.kv.(sizer); ok {
+		st.LSMBytes, st.VlogBytes = s.Sizes()
+	}
 	return st, nil
 }
+
+// sizer is the optional size report of a store backend (store/badger's
+// LSM and value-log bytes).
+type sizer interface{ Sizes() (lsm, vlog int64) }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,11 @@ func newBenchTeam(b *testing.B, n int) *benchTeam {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(dir, "records"), Validator: schema.Default(), Logger: quiet()})
+	kv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(dir, "records"), Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng, err := dsync.Open(ctx, dsync.Options{Store: kv, Validator: schema.Default(), Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

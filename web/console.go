@@ -48,6 +48,10 @@ type Config struct {
 	SessionIdle, SessionMax time.Duration
 	// MaxSessions bounds the session table; default 10,000.
 	MaxSessions int
+	// Blobs, if set, is the attachment store: the record page shows
+	// thumbnails and links for attachment fields, served through a
+	// team-scoped console route. Nil: attachments show as pending.
+	Blobs Blobs
 }
 
 // Console is the coordinator console, an http.Handler for the paths under
@@ -138,6 +142,7 @@ func (c *Console) table() []routeHandler {
 		{Route{"GET", "/console/teams/{team}/conflicts/{collection}/{id}/{field}"}, c.team(c.conflict)},
 		{Route{"POST", "/console/teams/{team}/conflicts/{collection}/{id}/{field}"}, c.team(c.resolve)},
 		{Route{"GET", "/console/teams/{team}/records/{collection}/{id}"}, c.team(c.record)},
+		{Route{"GET", "/console/teams/{team}/records/{collection}/{id}/attachments/{field}/{sha256}"}, c.team(c.attachment)},
 		{Route{"GET", "/console/teams/{team}/changes"}, c.team(c.changes)},
 		{Route{"GET", "/console/teams/{team}/search"}, c.team(c.search)},
 		{Route{"GET", "/console/teams/{team}/outcomes"}, c.team(c.outcomes)},

@@ -11,12 +11,22 @@
 // templates and stylesheet, embedded with go:embed. Pages work with
 // JavaScript off: every action is a plain form.
 //
+// The record page shows an attachment field's files: JPEG and PNG as
+// thumbnails (the browser scales the file; no server-side resizing), PDFs
+// and HEIC photos as download links, "pending upload" while the server
+// does not hold the whole file. The files are served by a console route
+// under the record (…/records/{collection}/{id}/attachments/{field}/{sha256}),
+// behind the session like every page: the record must be readable by the
+// viewer and must name the file in that field, and each file served is
+// audited as a read of the record. There is no public URL for a file.
+//
 // It must not contain sync logic or talk to the store: every read and
 // write goes through the engine's review queries (package sync) and the
 // auth service, with the same team scoping as the JSON API; reads of
 // records and resolutions go into the auth service's audit trail. A
 // browser signs in as a device of its user (auth.Login), so the account
 // rules (lockout, disabled accounts) and device revocation apply as to a
-// tablet. Imports: sync, auth, api, schema, and crdt for the types of
-// record states and op IDs; never store or Badger.
+// tablet. Imports: sync, auth, api, schema, crdt for the types of
+// record states and op IDs, and blob for the attachment store's types
+// (read through the Blobs interface); never store or Badger.
 package web

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	"io"
 	"log/slog"
 	"net/http"
@@ -67,7 +68,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(dir, "records"), Validator: schema.Default(), Logger: quiet(), SmallMemory: true})
+	kv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(dir, "records"), Logger: quiet(), SmallMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := dsync.Open(ctx, dsync.Options{Store: kv, Validator: schema.Default(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 	dsync "github.com/doorstep-health/doorstep/sync"
 )
 
@@ -357,6 +358,8 @@ type fieldView struct {
 	Name, Description, Type, Value string
 	Conflict, Clinical             bool
 	History                        []histView
+	// Attachments are the files of an attachment field.
+	Attachments []attView
 }
 
 type recordData struct {
@@ -419,6 +422,9 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v *viewer) {
 		fv := fieldView{Name: name, Type: f.Type.String(), Conflict: f.Conflict(), Clinical: c.sch.Clinical(ref.Collection, name), History: byField[name]}
 		if sf, ok := c.sch.Field(ref.Collection, name); ok {
 			fv.Description = sf.Description
+			if sf.Type == schema.TypeAttachment {
+				fv.Attachments = c.attachmentViews(ctx, ref, name, f, p)
+			}
 		}
 		switch f.Type {
 		case crdt.Register:

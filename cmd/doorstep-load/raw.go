@@ -17,7 +17,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
-	"github.com/doorstep-health/doorstep/store"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -32,7 +32,7 @@ func RawBadger(ctx context.Context, dir string, writers, perTxn, valueSize int, 
 		return 0, err
 	}
 	defer os.RemoveAll(tmp)
-	st, err := store.Open(ctx, store.Options{Dir: tmp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	st, err := storebadger.Open(storebadger.Options{Dir: tmp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return 0, err
 	}

@@ -109,6 +109,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if o.data == "" {
 		return errors.New("serve: --data (or DOORSTEP_DATA) is required")
 	}
+	if err := o.stores.check(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	data, addr, demoFlag := &o.data, &o.addr, &o.demo
 	logger, err := newLogger(o.logFormat, o.logLevel, stderr)
 	if err != nil {
@@ -129,7 +132,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	if key == nil && !*demoFlag {
+	switch {
+	case o.stores.shared():
+		logger.Info("record store on PostgreSQL: its encryption at rest is the database's (disk or tablespace encryption); --encryption-key-file covers only what stays under --data")
+	case key == nil && !*demoFlag:
 		logger.Warn("the record and auth stores are NOT encrypted at rest: personal data is in plaintext on disk; start with --encryption-key-file (see docs/OPERATIONS.md)")
 	}
 	cfg.DataDir, cfg.Logger, cfg.Schema, cfg.Limits = o.data, logger, sch, o.limitsOf()
@@ -137,6 +143,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if o.oidcIssuer != "" {
 		cfg.External = &auth.ExternalIssuer{Issuer: o.oidcIssuer, Audience: o.oidcAud, JWKSURL: o.oidcJWKS,
 			RoleClaim: o.oidcRole, TeamsClaim: o.oidcTeams, RefreshInterval: o.oidcRefresh, MinRefetch: o.oidcMinRefetch}
+	}
+	if cfg.AuthStore, err = o.stores.open(ctx, pgAuthTable, logger); err != nil {
+		return err
+	}
+	if cfg.Records, err = o.stores.open(ctx, pgRecordsTable, logger); err != nil {
+		if cfg.AuthStore != nil {
+			cfg.AuthStore.Close()
+		}
+		return err
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
@@ -181,15 +196,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return srv.Serve(ctx, *addr)
 }
 
-func openAuth(ctx context.Context, data string, key []byte) (*auth.Service, error) {
+func openAuth(ctx context.Context, data string, key []byte, stores storeChoice) (*auth.Service, error) {
 	if data == "" {
 		return nil, errors.New("--data (or DOORSTEP_DATA) is required")
 	}
-	a, err := auth.Open(ctx, filepath.Join(data, "auth"), auth.Config{
+	if err := stores.check(); err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := auth.Config{
 		KeyDir:        filepath.Join(data, "keys"),
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:        logger,
 		EncryptionKey: key,
-	})
+	}
+	if stores.shared() {
+		// The servers may be running: a shared store takes every writer.
+		kv, err := stores.open(ctx, pgAuthTable, logger)
+		if err != nil {
+			return nil, err
+		}
+		return auth.New(ctx, kv, cfg)
+	}
+	a, err := auth.Open(ctx, filepath.Join(data, "auth"), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is the server running? stop it or use the admin HTTP API)", err)
 	}
@@ -207,8 +235,14 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 	format := fs.String("format", "text", "audit list: text or csv")
 	limit := fs.Int("limit", 1000, "audit list: most entries")
 	keyFile := fs.String("encryption-key-file", "", "the stores' encryption key, if serve uses one (env DOORSTEP_ENCRYPTION_KEY_FILE)")
+	storeKind := fs.String("store", "", "where the auth store lives, as for serve: badger (default) or postgres (env DOORSTEP_STORE)")
+	pgURL := fs.String("pg-url", "", "PostgreSQL URL for --store postgres (env DOORSTEP_PG_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	stores := storeChoice{kind: orEnv(*storeKind, "DOORSTEP_STORE", getenv), pgURL: orEnv(*pgURL, "DOORSTEP_PG_URL", getenv)}
+	if stores.kind == "" {
+		stores.kind = storeBadger
 	}
 	key, err := readKeyFile(orEnv(*keyFile, "DOORSTEP_ENCRYPTION_KEY_FILE", getenv))
 	if err != nil {
@@ -217,7 +251,7 @@ func admin(ctx context.Context, noun, verb string, args []string, getenv func(st
 	// The command line is the service admin: unscoped, and recorded as
 	// such in the audit trail.
 	ctx = auth.WithActor(ctx, auth.ServiceActor("doorstep "+noun+" "+verb))
-	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv), key)
+	a, err := openAuth(ctx, orEnv(*data, "DOORSTEP_DATA", getenv), key, stores)
 	if err != nil {
 		return err
 	}

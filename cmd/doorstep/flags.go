@@ -25,6 +25,7 @@ type serveOptions struct {
 	maxDepth, maxLen    int
 	maxItems            int
 	keyFile             string
+	stores              storeChoice
 	// configFlags maps each server.Config field set by a flag to that
 	// flag's name (the help test checks every field is covered).
 	configFlags map[string]string
@@ -53,6 +54,8 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) *serveOptions {
 	fs.StringVar(&o.logFormat, plain("log-format"), "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, plain("log-level"), "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.extension, plain("schema-extension"), "", "JSON file of collections and fields added to the default home-visit schema")
+	fs.StringVar(&o.stores.kind, plain("store"), storeBadger, "where the record and auth stores live: badger (files under --data; one server) or postgres (tables in --pg-url's database; several servers may share it, see docs/SCALING.md)")
+	fs.StringVar(&o.stores.pgURL, plain("pg-url"), "", "PostgreSQL connection URL for --store postgres, e.g. postgres://doorstep:PASSWORD@db.internal/doorstep?sslmode=verify-full (prefer DOORSTEP_PG_URL to keep the password off the command line)")
 	fs.StringVar(&o.keyFile, plain("encryption-key-file"), "", "encrypt the record and auth stores at rest with this AES key, 64 hex digits")
 	fs.StringVar(&o.oidcIssuer, plain("oidc-issuer"), "", "OpenID Connect issuer whose ID tokens POST /v1/auth/exchange accepts")
 	fs.StringVar(&o.oidcAud, plain("oidc-audience"), "", "audience (client ID) those ID tokens must carry")
@@ -113,10 +116,12 @@ var configFieldsWithoutFlag = map[string]string{
 	"Now":           "the system clock",
 	"Logger":        "--log-format and --log-level",
 	"SmallMemory":   "tests and tools only",
+	"Records":       "--store and --pg-url (Badger in --data by default)",
 	"Schema":        "the default schema and --schema-extension",
 	"NoSchema":      "tests of the transport only",
 	"Demo":          "--demo",
 	"EncryptionKey": "--encryption-key-file",
+	"AuthStore":     "--store and --pg-url (Badger in --data by default)",
 }
 
 // applyEnv sets every flag not given on the command line from its

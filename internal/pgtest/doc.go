@@ -1,8 +1,14 @@
 // Package pgtest starts private PostgreSQL clusters for tests: initdb in a
-// temporary directory, pg_ctl start listening only on a unix socket inside
+// temporary directory, the server listening only on a unix socket inside
 // that directory (no TCP port, so clusters of parallel test binaries never
-// collide and nothing outside the machine can reach them), createdb per
+// collide and nothing outside the machine can reach them), a database per
 // test, and pg_ctl stop plus removal of the directory at the end.
+//
+// The server (postgres -D) runs as a child of the test process with
+// Pdeathsig set rather than daemonized by pg_ctl start: if the test binary
+// dies (a -timeout panic, kill -9), the kernel kills the postmaster and its
+// backends exit on noticing, so no cluster outlives its test run. Only the
+// temporary directory is then left behind.
 //
 // # Usage
 //

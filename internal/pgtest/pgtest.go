@@ -45,6 +45,8 @@ type Cluster struct {
 	bin    string // directory of initdb, pg_ctl
 	cred   *syscall.Credential
 	port   int
+	server *exec.Cmd  // the running postmaster
+	exited chan error // its Wait result
 	dbSeq  atomic.Int64
 	mu     sync.Mutex
 	closed bool
@@ -164,9 +166,67 @@ log_min_messages = warning
 	return c, nil
 }
 
-// start runs pg_ctl start and waits for the server to accept connections.
+// start runs the postmaster as a child of this process, which it does not
+// outlive: it gets SIGKILL if this process dies (Pdeathsig), so a test
+// binary killed by a timeout leaves no server running. It waits until the
+// server accepts connections.
 func (c *Cluster) start() error {
-	return c.run("pg_ctl", "-D", c.data, "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "start")
+	logf, err := os.OpenFile(filepath.Join(c.dir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("pgtest: server log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), "-D", c.data)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
+			return fmt.Errorf("pgtest: postgres exited at start: %v\n%s", err, tail(string(b), 2000))
+		default:
+		}
+		if c.run("pg_isready", "-q", "-h", c.dir, "-p", strconv.Itoa(c.port), "-U", "postgres", "-d", "postgres") == nil {
+			c.server, c.exited = cmd, exited
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return errors.New("pgtest: postgres did not accept connections within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop shuts the server down with pg_ctl stop: mode "fast" checkpoints
+// and exits, "immediate" exits at once (WAL replay at the next start, as
+// after a crash).
+func (c *Cluster) stop(mode string) error {
+	if c.server == nil {
+		return nil
+	}
+	cmd, exited := c.server, c.exited
+	c.server, c.exited = nil, nil
+	err := c.run("pg_ctl", "-D", c.data, "-m", mode, "-w", "-t", "60", "stop")
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		if err == nil {
+			err = errors.New("pgtest: postgres outlived pg_ctl stop; killed")
+		}
+	}
+	return err
 }
 
 // run runs one of the server binaries as the server's user.
@@ -176,9 +236,7 @@ func (c *Cluster) run(name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
-	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -248,7 +306,7 @@ func (c *Cluster) Restart(immediate bool) error {
 	if immediate {
 		mode = "immediate"
 	}
-	if err := c.run("pg_ctl", "-D", c.data, "-m", mode, "-w", "stop"); err != nil {
+	if err := c.stop(mode); err != nil {
 		return err
 	}
 	return c.start()
@@ -263,7 +321,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.closed = true
-	err := c.run("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop")
+	err := c.stop("fast")
 	if rerr := os.RemoveAll(c.dir); err == nil {
 		err = rerr
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/doorstep-health/doorstep/backup"
 	"github.com/doorstep-health/doorstep/blob"
 	"github.com/doorstep-health/doorstep/store"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	dsync "github.com/doorstep-health/doorstep/sync"
 )
 
@@ -93,7 +94,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}()
 	recDir, authDir, keyDir := filepath.Join(o.Data, "records"), filepath.Join(o.Data, "auth"), filepath.Join(o.Data, "keys")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	recOpts := store.Options{Dir: recDir, Logger: quiet, EncryptionKey: o.Key}
+	recOpts := storebadger.Options{Dir: recDir, Logger: quiet, EncryptionKey: o.Key}
 	t0 = time.Now()
 	if err := loadFile(ctx, o.In, recOpts, authDir, keyDir, o.Key, progress); err != nil {
 		return res, err
@@ -105,7 +106,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	for _, sec := range []struct {
 		name string
 		opts badger.Options
-	}{{"records", store.BadgerOptions(recOpts, quiet)}, {"auth", auth.BadgerOptions(authDir, o.Key).WithLogger(nil)}} {
+	}{{"records", storebadger.BadgerOptions(recOpts, quiet)}, {"auth", auth.BadgerOptions(authDir, o.Key).WithLogger(nil)}} {
 		want, _ := m.Section(sec.name)
 		n, sum, err := digestDir(sec.opts)
 		if err != nil {
@@ -116,18 +117,20 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 		fmt.Fprintf(logw, "verified %s: %d items, sha256 %s\n", sec.name, n, sum)
 	}
-	if err := verifyBlobs(ctx, m, filepath.Join(o.Data, "blobs"), logw); err != nil {
+	if err := verifyBlobs(ctx, m, filepath.Join(o.Data, "blobs"), o.Key, logw); err != nil {
 		return res, err
 	}
 	res.Check = time.Since(t0)
 
 	// 4. New epoch (and layout migration, if the backup is older), then
 	// re-apply erasures recorded after the backup.
-	st, err := store.Open(ctx, recOpts)
+	st, err := storebadger.Open(recOpts)
 	if err != nil {
 		return res, fmt.Errorf("restore: open restored records: %w", err)
 	}
-	res.Epoch, err = st.NewEpoch(ctx)
+	if err = store.Migrate(ctx, st, quiet); err == nil {
+		res.Epoch, err = store.NewEpoch(ctx, st)
+	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
@@ -168,13 +171,13 @@ func verifyFile(path string, progress func(backup.Progress), logw io.Writer) (*b
 	return m, nil
 }
 
-func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, keyDir string, key []byte, progress func(backup.Progress)) error {
+func loadFile(ctx context.Context, path string, recOpts storebadger.Options, authDir, keyDir string, key []byte, progress func(backup.Progress)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
-	rdb, err := badger.Open(store.BadgerOptions(recOpts, recOpts.Logger).WithSyncWrites(false))
+	rdb, err := badger.Open(storebadger.BadgerOptions(recOpts, recOpts.Logger).WithSyncWrites(false))
 	if err != nil {
 		return fmt.Errorf("restore: open %s: %w", recOpts.Dir, err)
 	}
@@ -196,7 +199,7 @@ func loadFile(ctx context.Context, path string, recOpts store.Options, authDir, 
 		adb.Close()
 		return fmt.Errorf("restore: %w", err)
 	}
-	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1})
+	bs, err := blob.Open(blob.Config{Dir: filepath.Join(filepath.Dir(keyDir), "blobs"), SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		rt.(interface{ Cancel() }).Cancel()
 		at.(interface{ Cancel() }).Cancel()
@@ -282,11 +285,15 @@ func reapplyErasures(ctx context.Context, data, in, extra string, key []byte, st
 	if len(es) == 0 {
 		return 0, nil
 	}
-	if err := eraseBlobs(ctx, filepath.Join(data, "blobs"), es); err != nil {
+	if err := eraseBlobs(ctx, filepath.Join(data, "blobs"), key, es); err != nil {
 		return 0, err
 	}
-	eng, err := dsync.Open(ctx, dsync.Options{Dir: filepath.Join(data, "records"), EncryptionKey: key,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SmallMemory: true})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(data, "records"), EncryptionKey: key, Logger: quiet, SmallMemory: true})
+	if err != nil {
+		return 0, err
+	}
+	eng, err := dsync.Open(ctx, dsync.Options{Store: kv, Logger: quiet})
 	if err != nil {
 		return 0, err
 	}
@@ -326,13 +333,13 @@ func (t blobTarget) Cancel()                   { t.im.Cancel() }
 // verifyBlobs checks the restored attachment files against the backup's
 // "blobs" section, by exporting them again. A backup without one predates
 // blob sections: the files must be copied by hand.
-func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Writer) error {
+func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, key []byte, logw io.Writer) error {
 	want, ok := m.Section("blobs")
 	if !ok {
 		fmt.Fprintf(logw, "warning: this backup has no attachment files (it predates blob sections): copy DATA/blobs from a file-level copy taken with it (see docs/OPERATIONS.md)\n")
 		return nil
 	}
-	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		return fmt.Errorf("restore: verify blobs: %w", err)
 	}
@@ -355,8 +362,8 @@ func verifyBlobs(ctx context.Context, m *backup.Manifest, dir string, logw io.Wr
 // on an erasure. It runs for every journalled erasure, including those the
 // records store had already applied: a blob erased while the backup was
 // being written may still be in it.
-func eraseBlobs(ctx context.Context, dir string, es []backup.Erasure) error {
-	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1})
+func eraseBlobs(ctx context.Context, dir string, key []byte, es []backup.Erasure) error {
+	bs, err := blob.Open(blob.Config{Dir: dir, SweepEvery: -1, EncryptionKey: key})
 	if err != nil {
 		return err
 	}

@@ -42,9 +42,19 @@ type Options struct {
 	// NoVacuumAfterDrop skips the VACUUM that DropPrefix runs on the table
 	// after deleting (see the package documentation on erasure).
 	NoVacuumAfterDrop bool
+	// MaxTxnBytes caps the key and value bytes one write transaction may
+	// write (0: DefaultMaxTxnBytes; negative: no cap); past it Set and
+	// Delete return store.ErrTxnTooBig and the caller splits its work.
+	// PostgreSQL itself takes far larger transactions; the cap bounds the
+	// memory a transaction's buffered writes hold and the time the write
+	// lock is held by one transaction.
+	MaxTxnBytes int
 	// Logger receives the reaper's errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
+
+// DefaultMaxTxnBytes is the default Options.MaxTxnBytes: 64 MiB.
+const DefaultMaxTxnBytes = 64 << 20
 
 var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -55,6 +65,7 @@ type KV struct {
 	name    string // schema.table as given, for the lock key and messages
 	lockKey int64  // pg_advisory_xact_lock key serializing this table's writers
 	vacuum  bool
+	maxTxn  int // Options.MaxTxnBytes resolved; 0: no cap
 	// unbuffered sends every write at once (for the benchmark comparing
 	// buffered writes; set by tests only).
 	unbuffered bool
@@ -114,12 +125,19 @@ func Open(ctx context.Context, url string, opts Options) (*KV, error) {
 		name:    name,
 		lockKey: lockKey("doorstep/kv/" + name),
 		vacuum:  !opts.NoVacuumAfterDrop,
+		maxTxn:  opts.MaxTxnBytes,
 		writer:  make(chan struct{}, 1),
 		log:     opts.Logger,
 		stop:    make(chan struct{}),
 	}
 	if kv.log == nil {
 		kv.log = slog.Default()
+	}
+	switch {
+	case kv.maxTxn == 0:
+		kv.maxTxn = DefaultMaxTxnBytes
+	case kv.maxTxn < 0:
+		kv.maxTxn = 0
 	}
 	t := kv.table
 	kv.sql = queries{
@@ -298,6 +316,7 @@ type tx struct {
 	update bool
 	done   bool
 	writes map[string]pending
+	bytes  int // key and value bytes written, for MaxTxnBytes
 }
 
 var _ store.Txn = (*tx)(nil)
@@ -335,6 +354,10 @@ func (t *tx) put(key []byte, w pending) error {
 	}
 	if !t.update {
 		return store.ErrReadOnly
+	}
+	t.bytes += len(key) + len(w.value)
+	if t.kv.maxTxn > 0 && t.bytes > t.kv.maxTxn {
+		return fmt.Errorf("%w: over %d bytes", store.ErrTxnTooBig, t.kv.maxTxn)
 	}
 	if t.writes == nil {
 		t.writes = make(map[string]pending)

@@ -337,3 +337,29 @@ func TestDropPrefixVacuums(t *testing.T) {
 		t.Fatal("DropPrefix did not VACUUM the table")
 	}
 }
+
+// A write transaction past MaxTxnBytes gets ErrTxnTooBig and, discarded,
+// leaves nothing behind.
+func TestMaxTxnBytes(t *testing.T) {
+	url := pgtest.NewDB(t)
+	kv := open(t, url, postgres.Options{MaxTxnBytes: 10 << 10})
+	defer kv.Close()
+	err := kv.Update(context.Background(), func(tx store.Tx) error {
+		for i := range 100 {
+			if err := tx.Set([]byte(fmt.Sprintf("k%03d", i)), make([]byte, 200)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, store.ErrTxnTooBig) {
+		t.Fatalf("20 KB in a 10 KB transaction: %v, want ErrTxnTooBig", err)
+	}
+	err = kv.View(context.Background(), func(tx store.Tx) error {
+		_, err := tx.Get([]byte("k000"))
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a write of the refused transaction is there: %v", err)
+	}
+}

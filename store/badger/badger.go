@@ -1,0 +1,410 @@
+package badger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	dgbadger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/doorstep-health/doorstep/internal/badgeropen"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// Options configure Open.
+type Options struct {
+	Dir    string       // Badger directory; created if missing
+	Logger *slog.Logger // nil means slog.Default()
+	// SmallMemory shrinks Badger's memtables and caches, for tests and
+	// tools that open many stores.
+	SmallMemory bool
+	// EncryptionKey, if set, encrypts the store at rest with Badger's AES
+	// encryption (16, 24 or 32 bytes: AES-128/192/256). Badger encrypts
+	// tables and value log with data keys it keeps in its key registry,
+	// itself encrypted with this master key; data keys rotate every
+	// EncryptionKeyRotation. Opening an encrypted store needs the same key.
+	EncryptionKey []byte
+}
+
+// EncryptionKeyRotation is how often Badger starts a new data key for new
+// tables and value-log files in an encrypted store.
+const EncryptionKeyRotation = 7 * 24 * time.Hour
+
+// Badger memory bounds, set explicitly so that the server's memory stays
+// flat as stored history grows (measured with `go run ./cmd/doorstep-load
+// -mode grow`, see docs/benchmarks.md). Badger's own defaults leave
+// IndexCacheSize at 0, which keeps every table's index and bloom filter in
+// memory for as long as the table exists: memory then grows with history.
+const (
+	// MemTableSize is one memtable's arena. Writes land in the active
+	// memtable; full ones wait for their flush to level 0.
+	MemTableSize = 32 << 20
+	// NumMemtables bounds the memtables held at once (active plus those
+	// waiting to flush): at most NumMemtables×MemTableSize of arenas.
+	NumMemtables = 3
+	// BlockCacheSize bounds the cache of decompressed table blocks that
+	// reads (pulls, record lookups in commits) go through.
+	BlockCacheSize = 64 << 20
+	// IndexCacheSize bounds the cache of table indexes and bloom filters.
+	// Non-zero makes Badger load them on demand instead of keeping all of
+	// them in memory.
+	IndexCacheSize = 32 << 20
+	// NumCompactors bounds concurrent compactions, each of which builds
+	// tables in memory before writing them.
+	NumCompactors = 2
+	// TableSize is the size of every table compactions write below
+	// level 0 (the table size multiplier is 1). Badger's defaults double
+	// the table size per level, up to 64 MiB in the last level, and a
+	// compaction holds up to 8+splits finished tables in memory while it
+	// writes them.
+	TableSize = 8 << 20
+)
+
+// Store is a store.KV over one Badger database.
+type Store struct {
+	db *dgbadger.DB
+	// w is the writer token, held by the one open write transaction from
+	// Begin(ctx, true) (or Update) to Commit or Discard: the seam promises
+	// serialized writers, and Badger's conflict detection is off.
+	w chan struct{}
+}
+
+var _ store.KV = (*Store)(nil)
+
+// Open opens (creating if needed) the Badger database in opts.Dir with
+// durable writes. It does not check or migrate Doorstep's layout: that is
+// store.Migrate, which the engine runs on whatever KV it is given.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("store/badger: no directory")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store/badger: %w", err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	db, err := badgeropen.Open(BadgerOptions(opts, logger), logger)
+	if err != nil {
+		return nil, fmt.Errorf("store/badger: open %s: %w", opts.Dir, err)
+	}
+	return New(db), nil
+}
+
+// New wraps an open Badger database (opened with BadgerOptions or
+// equivalent durability settings); Close closes it.
+func New(db *dgbadger.DB) *Store { return &Store{db: db, w: make(chan struct{}, 1)} }
+
+// lock takes the writer token, or gives up when ctx is done.
+func (s *Store) lock(ctx context.Context) error {
+	select {
+	case s.w <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlock() { <-s.w }
+
+// BadgerOptions returns the Badger options Open uses for opts (the
+// durability, memory and encryption settings), for tools such as restore
+// that load a store's directory with Badger directly.
+func BadgerOptions(opts Options, logger *slog.Logger) dgbadger.Options {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	// Tables are not compressed (options.None). With compression on, a
+	// table builder measures its size by the compressed bytes, which its
+	// compressor goroutines report late when CPU is short: on 2 busy cores
+	// builders overshot their size many times over and Badger's live heap
+	// reached 2 GiB at 5M ops. Uncompressed, the live heap stayed at
+	// 330–600 MiB (see docs/benchmarks.md). Our values are small msgpack
+	// documents; the cost is disk, not memory.
+	bo := dgbadger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithMemTableSize(MemTableSize).
+		WithNumMemtables(NumMemtables).
+		WithBlockCacheSize(BlockCacheSize).
+		WithIndexCacheSize(IndexCacheSize).
+		WithNumCompactors(NumCompactors).
+		WithCompression(options.None)
+	bo.BaseTableSize = TableSize
+	bo.TableSizeMultiplier = 1 // no With method in badger v4
+	if opts.SmallMemory {
+		bo = bo.WithMemTableSize(16 << 20).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).WithNumCompactors(2)
+	}
+	if len(opts.EncryptionKey) > 0 {
+		// Badger requires an index cache with encryption; IndexCacheSize
+		// is set above.
+		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithEncryptionKeyRotationDuration(EncryptionKeyRotation)
+	}
+	return bo
+}
+
+// DB returns the Badger database, for Badger-only tools (backup load
+// targets, raw ingest). Callers write only keys laid out by package store.
+func (s *Store) DB() *dgbadger.DB { return s.db }
+
+// Size is Badger's estimate of the store's bytes on disk (LSM and value
+// log).
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
+
+// Sizes is Badger's estimate of its LSM and value-log bytes on disk
+// (refreshed by Badger about once a minute).
+func (s *Store) Sizes() (lsm, vlog int64) { return s.db.Size() }
+
+// View implements store.KV.
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+}
+
+// Update implements store.KV; it waits for the open write transaction,
+// if any, to end.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	return mapErr(s.db.Update(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+}
+
+// Begin implements store.KV. A write transaction waits for the one open
+// before it to end.
+func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !update {
+		return &tx{txn: s.db.NewTransaction(false)}, nil
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	return &tx{txn: s.db.NewTransaction(true), s: s}, nil
+}
+
+// DropPrefix implements store.KV with Badger's DropPrefix (holding the
+// writer token, so no write transaction runs meanwhile) (which flushes
+// the memtables without the keys and compacts every table holding them),
+// followed by value-log garbage collection for values large enough to
+// live in the value log.
+func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	if err := s.db.DropPrefix(prefixes...); err != nil {
+		return fmt.Errorf("store/badger: drop prefix: %w", err)
+	}
+	for s.db.RunValueLogGC(0.01) == nil {
+	}
+	return nil
+}
+
+// Shared implements store.KV: a Badger directory belongs to one process.
+func (s *Store) Shared() bool { return false }
+
+// Close flushes and closes Badger.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store/badger: close: %w", err)
+	}
+	return nil
+}
+
+// mapErr maps Badger's sentinel errors to the seam's, keeping Badger's
+// text.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrTxnTooBig),
+		errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrReadOnly):
+		return err
+	case errors.Is(err, dgbadger.ErrKeyNotFound):
+		return store.ErrNotFound
+	case errors.Is(err, dgbadger.ErrTxnTooBig):
+		return fmt.Errorf("%w: %v", store.ErrTxnTooBig, err)
+	case errors.Is(err, dgbadger.ErrConflict):
+		return fmt.Errorf("%w: %v", store.ErrConflict, err)
+	case errors.Is(err, dgbadger.ErrReadOnlyTxn):
+		return fmt.Errorf("%w: %v", store.ErrReadOnly, err)
+	}
+	return err
+}
+
+// tx is a store.Txn over a Badger transaction. s is set on a write
+// transaction from Begin, which holds the writer token until it ends.
+type tx struct {
+	txn  *dgbadger.Txn
+	s    *Store
+	done bool
+}
+
+// end releases the writer token of a Begin write transaction, once.
+func (t *tx) end() {
+	if t.s != nil && !t.done {
+		t.done = true
+		t.s.unlock()
+	}
+}
+
+func (t *tx) Get(key []byte) ([]byte, error) {
+	item, err := t.txn.Get(key)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	v, err := item.ValueCopy(nil)
+	return v, mapErr(err)
+}
+
+func (t *tx) Set(key, value []byte) error { return mapErr(t.txn.Set(key, value)) }
+
+func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
+	return mapErr(t.txn.SetEntry(dgbadger.NewEntry(key, value).WithTTL(ttl)))
+}
+
+func (t *tx) Delete(key []byte) error { return mapErr(t.txn.Delete(key)) }
+
+func (t *tx) Commit() error {
+	defer t.end()
+	return mapErr(t.txn.Commit())
+}
+
+func (t *tx) Discard() {
+	t.txn.Discard()
+	t.end()
+}
+
+func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
+	bo := dgbadger.IteratorOptions{
+		Prefix:         opts.Prefix,
+		Reverse:        opts.Reverse,
+		PrefetchValues: !opts.KeysOnly,
+		PrefetchSize:   100,
+	}
+	if opts.Batch > 0 {
+		bo.PrefetchSize = min(opts.Batch, 100)
+	}
+	if opts.Reverse {
+		// Badger's iterator never yields a key outside its Prefix, and a
+		// reverse Rewind must seek from just past the prefix's range (see
+		// Rewind): the prefix is checked by Valid instead, and Badger
+		// picks tables by the whole key range.
+		bo.Prefix = nil
+	}
+	return &iter{it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse}
+}
+
+// iter is a store.Iterator over a Badger iterator.
+type iter struct {
+	it      *dgbadger.Iterator
+	prefix  []byte
+	reverse bool
+	err     error
+}
+
+func (i *iter) Seek(key []byte) {
+	switch {
+	case !i.reverse && bytes.Compare(key, i.prefix) < 0:
+		key = i.prefix
+	case i.reverse && len(i.prefix) > 0 && !bytes.HasPrefix(key, i.prefix) && bytes.Compare(key, i.prefix) > 0:
+		// Past the prefix's range: its last key.
+		i.Rewind()
+		return
+	}
+	i.it.Seek(key)
+}
+
+// Rewind moves to the first key of the prefix, or, reversed, to its last:
+// Badger's own Rewind in reverse seeks to the prefix itself, which sorts
+// before every key it starts, so it would land before the prefix.
+func (i *iter) Rewind() {
+	if !i.reverse || len(i.prefix) == 0 {
+		i.it.Rewind()
+		return
+	}
+	upper := successor(i.prefix)
+	if upper == nil {
+		// A prefix of 0xFF bytes: its range ends the key space.
+		i.it.Rewind()
+		return
+	}
+	i.it.Seek(upper)
+	if i.it.Valid() && bytes.Equal(i.it.Item().Key(), upper) {
+		i.it.Next()
+	}
+}
+
+// successor returns the smallest key greater than every key starting with
+// p, or nil if there is none.
+func successor(p []byte) []byte {
+	s := bytes.Clone(p)
+	for n := len(s) - 1; n >= 0; n-- {
+		if s[n] < 0xff {
+			s[n]++
+			return s[:n+1]
+		}
+	}
+	return nil
+}
+
+func (i *iter) Valid() bool { return i.err == nil && i.it.ValidForPrefix(i.prefix) }
+
+func (i *iter) Key() []byte { return i.it.Item().Key() }
+
+func (i *iter) Value() ([]byte, error) {
+	v, err := i.it.Item().ValueCopy(nil)
+	if err != nil {
+		i.err = mapErr(err)
+		return nil, i.err
+	}
+	return v, nil
+}
+
+// ExpiresAt is the current key's expiry (Unix seconds, 0: none), for
+// backups of a Badger store (see backup.EachIter).
+func (i *iter) ExpiresAt() uint64 { return i.it.Item().ExpiresAt() }
+
+// UserMeta is the current key's Badger user meta byte, for backups.
+func (i *iter) UserMeta() byte { return i.it.Item().UserMeta() }
+
+func (i *iter) Next() {
+	if i.it.Valid() {
+		i.it.Next()
+	}
+}
+
+func (i *iter) Err() error { return i.err }
+
+func (i *iter) Close() { i.it.Close() }
+
+// badgerLogger routes Badger's logs to slog; Badger's info chatter goes to
+// debug level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(fmt.Sprintf(f, a...)) }
