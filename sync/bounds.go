@@ -106,33 +106,35 @@ func encodedFieldSize(name string, f *crdt.Field) int {
 	return n
 }
 
-// checkSize refuses an op that would grow rs or its field past the
-// bounds. Sizes only grow within one transaction (overwritten values are
-// not subtracted until the record is stored and read again), so the check
-// errs towards refusing.
-func (t *txnState) checkSize(rs *recState, op *crdt.Op) error {
-	b := t.e.bounds
-	if rs.fieldSize == nil {
-		rs.fieldSize = map[string]int{}
+// checkSize refuses an op that would grow a record (rec, its size
+// estimate sz) or its field past the bounds, and adds the op's cost to sz
+// when it fits. Sizes only grow within one transaction (overwritten
+// values are not subtracted until the record is stored and read again),
+// so the check errs towards refusing. A field's estimate starts from the
+// record's state the first time the field is touched; a new field's
+// overhead counts from then, whether or not the op fits.
+func checkSize(b Bounds, sz *recSize, rec *crdt.Record, op *crdt.Op) error {
+	if sz.fields == nil {
+		sz.fields = map[string]int{}
 	}
-	fs, ok := rs.fieldSize[op.Field]
+	fs, ok := sz.fields[op.Field]
 	if !ok {
-		fs = encodedFieldSize(op.Field, rs.rec.Fields[op.Field])
+		fs = encodedFieldSize(op.Field, rec.Fields[op.Field])
 		if fs == 0 {
 			fs = len(op.Field) + fieldBytes
-			rs.size += fs
+			sz.total += fs
 		}
-		rs.fieldSize[op.Field] = fs
+		sz.fields[op.Field] = fs
 	}
 	cost := opCost(op)
 	switch {
-	case rs.size+cost > b.MaxRecordBytes:
+	case sz.total+cost > b.MaxRecordBytes:
 		return fmt.Errorf("%w: %s/%s would grow past %d bytes", errRecordTooLarge, op.Collection, op.Record, b.MaxRecordBytes)
 	case fs+cost > b.MaxFieldBytes:
 		return fmt.Errorf("%w: field %q of %s/%s would grow past %d bytes", errRecordTooLarge, op.Field, op.Collection, op.Record, b.MaxFieldBytes)
 	}
-	rs.size += cost
-	rs.fieldSize[op.Field] = fs + cost
+	sz.total += cost
+	sz.fields[op.Field] = fs + cost
 	return nil
 }
 
@@ -166,13 +168,19 @@ func (t *txnState) usageOf(key []byte) (*usage, error) {
 	return u, nil
 }
 
-func (u *usage) fits(size, maxEntries, maxBytes int) bool {
-	return u.u.Entries+1 <= uint64(maxEntries) && u.u.Bytes+uint64(size) <= uint64(maxBytes)
+// usageFits reports whether one more entry of size fits u within the
+// quota.
+func usageFits(u store.QuarantineUsage, size, maxEntries, maxBytes int) bool {
+	return u.Entries+1 <= uint64(maxEntries) && u.Bytes+uint64(size) <= uint64(maxBytes)
+}
+
+func usageAdd(u *store.QuarantineUsage, size uint64) {
+	u.Entries++
+	u.Bytes += size
 }
 
 func (u *usage) add(size uint64) {
-	u.u.Entries++
-	u.u.Bytes += size
+	usageAdd(&u.u, size)
 	u.dirty = true
 }
 
@@ -182,48 +190,33 @@ func (u *usage) sub(size uint64) {
 	u.dirty = true
 }
 
-// putQuarantine stores q under the next quarantine ID if the device's
-// quota (and, for a reapplicable op, the team's) has room, and charges it.
-// It reports false, storing nothing, when a quota is used up.
-func (t *txnState) putQuarantine(q *store.QuarantineEntry) (bool, error) {
-	b := t.e.bounds
-	q.ReceivedMS = t.now.UnixMilli()
-	v, err := store.Encode(q)
-	if err != nil {
-		return false, err
-	}
-	q.Charged = uint64(len(v))
+// storeQuarantine stores an entry admission fitted in the quotas
+// (admission.fitQuarantine) under the next quarantine ID, charges it, and
+// indexes a reapplicable op by ID so later ops may name it in pred.
+func (t *txnState) storeQuarantine(w *quarantineWrite) error {
+	q := &w.entry
 	dev, err := t.usageOf(store.QuarantineDeviceKey(q.Replica))
 	if err != nil {
-		return false, err
-	}
-	if !dev.fits(len(v), b.QuarantineDeviceEntries, b.QuarantineDeviceBytes) {
-		return false, nil
+		return err
 	}
 	var team *usage
 	if q.Reapplicable {
 		if team, err = t.usageOf(store.QuarantineTeamKey(q.Op.Team)); err != nil {
-			return false, err
+			return err
 		}
-		if !team.fits(len(v), b.QuarantineTeamEntries, b.QuarantineTeamBytes) {
-			return false, nil
-		}
-	}
-	if v, err = store.Encode(q); err != nil { // now with Charged
-		return false, err
 	}
 	t.qid++
-	if err := t.set(store.QuarantineKey(t.qid), v); err != nil {
-		return false, err
+	if err := t.set(store.QuarantineKey(t.qid), w.value); err != nil {
+		return err
 	}
 	dev.add(q.Charged)
 	if team != nil {
 		team.add(q.Charged)
 		if err := t.set(store.QuarantinedOpKey(q.Op.ID), store.PutU64(t.qid)); err != nil {
-			return false, err
+			return err
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // unchargeQuarantine gives back what a deleted entry was charged.
@@ -288,18 +281,6 @@ func (s *refusedSummaries) add(op *crdt.Op, code api.Code, detail string) {
 	}
 	q.Count++
 	q.Bytes += uint64(len(op.Value))
-}
-
-// store writes the summaries, as far as the device's quota allows.
-func (s *refusedSummaries) store(t *txnState, author string, replica crdt.ReplicaID, seq uint64) error {
-	for _, code := range s.order {
-		q := s.by[code]
-		q.Author, q.Replica, q.Seq = author, replica, seq
-		if _, err := t.putQuarantine(q); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {

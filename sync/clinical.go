@@ -46,17 +46,17 @@ func rulesOf(opts Options) ClinicalRules {
 //     replaces its own value; merged.
 //
 // A write naming no live value only adds a value to the review: merged.
-func (t *txnState) clinicalCheck(op *crdt.Op, replica crdt.ReplicaID, role string) (*refusal, error) {
-	rules := t.e.rules
+func (a *admission) clinicalCheck(v admissionView, op *crdt.Op, replica crdt.ReplicaID, role string) (*refusal, error) {
+	rules := a.rules
 	if rules == nil || op.Kind != crdt.KindWrite || len(op.Pred) == 0 || op.Field == crdt.DeletedField ||
 		!rules.Clinical(op.Collection, op.Field) {
 		return nil, nil
 	}
-	rs, err := t.record(op.Team, op.Collection, op.Record)
+	rec, err := v.Record(op.Team, op.Collection, op.Record)
 	if err != nil {
 		return nil, err
 	}
-	f := rs.rec.Field(op.Field)
+	f := rec.Field(op.Field)
 	if !f.Conflict() {
 		return nil, nil
 	}

@@ -1,18 +1,15 @@
 package sync
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
-	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -41,7 +38,7 @@ type request struct {
 	// committer does not spend its time refusing a flood of bad ops.
 	pre [][]*refusal
 	// val[i][j] is the Validator's verdict on changes[i].Ops[j] (nil:
-	// valid), computed with pre, used in checkRecord's order.
+	// valid), computed with pre, used in admitChange's order.
 	val [][]error
 
 	ref     api.RecordRef // resolve, erase
@@ -325,9 +322,8 @@ type recState struct {
 	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
-	terms       []string       // index terms of the stored state (see index.go)
-	size        int            // encoded size estimate, from above (see checkSize)
-	fieldSize   map[string]int // the same per field, filled as fields are touched
+	terms       []string // index terms of the stored state (see index.go)
+	sz          recSize  // encoded size estimate, from above (see checkSize)
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -383,14 +379,14 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
-		rs.size = 16 + len(team) + len(coll) + len(id)
+		rs.sz.total = 16 + len(team) + len(coll) + len(id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
 		ms, b, err := store.DecodeRecordValue(val)
 		if err == nil {
 			rs.updatedMS = ms
-			rs.size = len(b)
+			rs.sz.total = len(b)
 			rs.rec, err = crdt.UnmarshalRecord(b)
 		}
 		if err != nil {
@@ -430,15 +426,6 @@ func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
 	return false, nil
 }
 
-// quarantine stores a reapplicable op whole (see putQuarantine for the
-// quotas) and indexes it by op ID so later ops may name it in pred. It
-// reports false, storing nothing, when a quota is used up.
-func (t *txnState) quarantine(op *crdt.Op, author string, replica crdt.ReplicaID, seq uint64, code api.Code, reason string) (bool, error) {
-	return t.putQuarantine(&store.QuarantineEntry{
-		Op: *op, Author: author, Replica: replica, Seq: seq, Code: string(code), Reason: reason, Reapplicable: true,
-	})
-}
-
 // merge queues a checked op for its record (see flushBatches). An op the
 // record's field type rejects returns a non-nil refusal. The op's history
 // is its log entry, written by writeLog.
@@ -447,7 +434,7 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.checkSize(rs, op); err != nil {
+	if err := checkSize(t.e.bounds, &rs.sz, rs.rec, op); err != nil {
 		return err, nil
 	}
 	if err := rs.batch.Add(op); err != nil {
@@ -578,114 +565,14 @@ func (t *txnState) push(r *request) error {
 	return t.keepReported(r.caller.Replica, r.results)
 }
 
-// refusal is why one op was not merged.
-type refusal struct {
-	code        api.Code
-	detail      string
-	quarantined bool
-	duplicate   bool // an exact copy of a merged op: skipped, not reported
-}
-
-// pushChange applies one change: seq dedupe and gap check, then each op's
-// checks in order; accepted ops merge, the rest go to the quarantine.
+// pushChange admits one change (admitChange, a pure decision over the
+// transaction's view) and stores the decision (applyChange).
 func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error) (api.ChangeResult, error) {
-	res := api.ChangeResult{Seq: ch.Seq}
-	hwm, err := t.highWater(c.Replica)
+	d, err := t.admission().admitChange(txnView{t}, c, ch, pre, val)
 	if err != nil {
-		return res, err
+		return d.result, err
 	}
-	switch {
-	case ch.Seq == 0:
-		res.Status, res.Code = api.ChangeRefused, api.CodeBadRequest
-		return res, nil
-	case ch.Seq <= hwm:
-		res.Status = api.ChangeDuplicate
-		res.Ops, err = t.reported(c.Replica, ch.Seq)
-		return res, err
-	case ch.Seq > hwm+1:
-		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
-		return res, nil
-	}
-	res.Status = api.ChangeApplied
-	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
-	var accepted []crdt.Op
-	var refused refusedSummaries
-	perCode := map[api.Code]int{}
-	for i := range ch.Ops {
-		op := &ch.Ops[i]
-		ref := pre[i]
-		if ref == nil {
-			var err error
-			if ref, err = t.checkRecord(op, inChange, false, val[i]); err != nil {
-				return res, err
-			}
-			if ref == nil {
-				if ref, err = t.clinicalCheck(op, c.Replica, c.Role); err != nil {
-					return res, err
-				}
-			}
-		}
-		if ref != nil && ref.duplicate {
-			continue // idempotent: already merged, with the same content
-		}
-		if ref == nil {
-			rf, err := t.merge(op)
-			if err != nil {
-				return res, err
-			}
-			if rf == nil {
-				inChange[op.ID] = true
-				accepted = append(accepted, *op)
-				continue
-			}
-			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
-			if errors.Is(rf, errRecordTooLarge) {
-				ref.code = api.CodeRecordTooLarge
-			}
-		}
-		switch {
-		case ref.quarantined:
-			stored, err := t.quarantine(op, c.User, c.Replica, ch.Seq, ref.code, ref.detail)
-			if err != nil {
-				return res, err
-			}
-			if stored {
-				inChange[op.ID] = true
-				// Held back: the record's causal context must keep saying
-				// so once later ops of this device are merged (see reapply).
-				rs, err := t.record(op.Team, op.Collection, op.Record)
-				if err != nil {
-					return res, err
-				}
-				rs.rec.Skip(op.ID)
-				rs.dirty = true
-				t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
-			} else {
-				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
-			}
-		case ref.code != api.CodeRecordErased:
-			// Refused ops are kept as a summary per code, never as their
-			// values. An op for an erased record is not kept at all:
-			// keeping it would store again what the erasure removed.
-			refused.add(op, ref.code, ref.detail)
-		}
-		// A flood of ops refused for one reason gets its detail a few
-		// times, not once per op: the reply stays a small multiple of
-		// the op count, not of the detail text.
-		detail := ref.detail
-		if perCode[ref.code]++; perCode[ref.code] > maxDetailsPerCode {
-			detail = ""
-		}
-		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: detail, Quarantined: ref.quarantined})
-	}
-	if err := refused.store(t, c.User, c.Replica, ch.Seq); err != nil {
-		return res, err
-	}
-	t.flushBatches()
-	if err := t.writeLog(c.User, c.Replica, ch.Seq, accepted); err != nil {
-		return res, err
-	}
-	return res, t.setHighWater(c.Replica, ch.Seq)
+	return d.result, t.applyChange(c, &d)
 }
 
 // prechecks runs precheck on every op of changes and the Validator on
@@ -709,7 +596,7 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 
 // precheck runs a pushed op's checks that need no stored state (shape,
 // names, record ID, replica, team scope), in order, and returns why it
-// must not be merged, or nil; checkRecord runs the rest in the committer.
+// must not be merged, or nil; admission.checkOp runs the rest in the committer.
 func precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
 		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
@@ -731,146 +618,4 @@ func precheck(c *Caller, op *crdt.Op) *refusal {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("%s op %s has pred", op.Kind, op.ID)}
 	}
 	return nil
-}
-
-// checkRecord runs the checks that depend on stored state: record owner,
-// duplicate op ID, preds, clock skew and the validator. Push and Reapply
-// share it.
-//
-// verdict is the Validator's error for op when the caller ran it already
-// (a push, see prechecks); reapply passes nil and the validator runs here.
-func (t *txnState) checkRecord(op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
-	owner, err := t.owner(op.Collection, op.Record)
-	if err != nil {
-		return nil, err
-	}
-	if owner != "" && owner != op.Team {
-		return &refusal{code: api.CodeWrongTeam, detail: fmt.Sprintf("%s/%s belongs to another team", op.Collection, op.Record)}, nil
-	}
-	if owner == "" {
-		// An erased record has no owner and a purge marker; it is never
-		// created again.
-		if team, err := t.erasedMarker(op.Collection, op.Record); err != nil {
-			return nil, err
-		} else if team != "" {
-			return &refusal{code: api.CodeRecordErased, detail: fmt.Sprintf("%s/%s was erased", op.Collection, op.Record)}, nil
-		}
-	}
-	if inChange[op.ID] {
-		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
-	}
-	rs, err := t.record(op.Team, op.Collection, op.Record)
-	if err != nil {
-		return nil, err
-	}
-	// A write, add or append leaves its ID in the field state (live or
-	// overwritten), so the state says whether it is already merged. A
-	// remove leaves no trace; merging one twice changes nothing. A
-	// re-applied op may sit among the overwritten IDs (a later op named it
-	// in pred) without having been merged, and the quarantine entry it
-	// comes from guarantees it is applied once, so reapply skips this.
-	if !reapply && op.Kind != crdt.KindRemove && stateHas(rs.rec, op.Field, op.ID) {
-		same, err := t.sameAsMerged(op, rs.rec)
-		if err != nil {
-			return nil, err
-		}
-		if same {
-			return &refusal{duplicate: true}, nil
-		}
-		return &refusal{code: api.CodeOpIDReused, detail: fmt.Sprintf("op id %s is already used by an op with other content", op.ID)}, nil
-	}
-	for _, p := range op.Pred {
-		if inChange[p] || stateHas(rs.rec, op.Field, p) {
-			continue
-		}
-		if q, err := t.quarantined(p); err != nil {
-			return nil, err
-		} else if !q {
-			return &refusal{code: api.CodeUnknownPred, detail: fmt.Sprintf("pred %s is not on the server", p)}, nil
-		}
-	}
-	if err := t.e.clock.Check(op.ID.Time, t.now); err != nil {
-		return &refusal{code: api.CodeClockSkew, detail: err.Error(), quarantined: true}, nil
-	}
-	if verdict == nil && reapply && t.e.validator != nil {
-		verdict = t.e.validator.ValidateOp(op)
-	}
-	if verdict != nil {
-		return &refusal{code: validatorCode(verdict), detail: verdict.Error(), quarantined: true}, nil
-	}
-	return nil, nil
-}
-
-// sameAsMerged reports whether op, whose ID the record's state already
-// holds, is an exact copy of the op merged under that ID (a device
-// re-sending it) rather than a different op reusing the ID (a buggy or
-// malicious device), which would make replicas keep different values
-// under one ID. A live entry with another value answers at once;
-// otherwise the merged op is looked up in the record's log entries (this
-// path runs only for repeated IDs, so the history read does not cost
-// ordinary pushes). Reuse is detected per record, where it would break
-// convergence; there is no per-op index across records by design (see
-// package store). When the original is no longer in the log it cannot be
-// compared and the op is taken as a copy.
-func (t *txnState) sameAsMerged(op *crdt.Op, rec *crdt.Record) (bool, error) {
-	if f := rec.Fields[op.Field]; f != nil {
-		if i, ok := slices.BinarySearchFunc(f.Entries, op.ID, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
-			if !bytes.Equal(f.Entries[i].Value, op.Value) {
-				return false, nil
-			}
-		}
-	}
-	prefix := store.HistoryPrefix(op.Team, op.Collection, op.Record)
-	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
-	defer it.Close()
-	for it.Seek(prefix); it.Valid(); it.Next() {
-		pos, err := store.LogPos(it.Key())
-		if err != nil {
-			return false, err
-		}
-		val, err := t.txn.Get(store.LogKey(op.Team, pos))
-		if err != nil {
-			return false, fmt.Errorf("log entry %d: %w", pos, err)
-		}
-		var le store.LogEntry
-		if err := store.Decode(val, &le); err != nil {
-			return false, fmt.Errorf("log entry %d: %w", pos, err)
-		}
-		for i := range le.Ops {
-			if m := &le.Ops[i]; m.ID == op.ID {
-				return m.Team == op.Team && m.Collection == op.Collection && m.Record == op.Record &&
-					m.Field == op.Field && m.Kind == op.Kind && bytes.Equal(m.Value, op.Value) &&
-					slices.Equal(m.Pred, op.Pred), nil
-			}
-		}
-	}
-	return true, it.Err()
-}
-
-// stateHas reports whether the record knows id (see crdt.Record.Has):
-// applied (live or since overwritten), or named in a pred before it
-// arrived; for a delete's pred, which spans fields, in any field.
-func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
-	if r.Has(field, id) {
-		return true
-	}
-	if field != crdt.DeletedField {
-		return false
-	}
-	for name := range r.Fields {
-		if r.Has(name, id) {
-			return true
-		}
-	}
-	return false
-}
-
-// validatorCode maps a validator error to an op code: unknown collections
-// and fields are unknown_field, everything else (wrong type, bad value, or
-// an error from a validator that is not a *schema.Schema) invalid_value.
-func validatorCode(err error) api.Code {
-	if errors.Is(err, schema.ErrUnknownField) || errors.Is(err, schema.ErrUnknownCollection) {
-		return api.CodeUnknownField
-	}
-	return api.CodeInvalidValue
 }

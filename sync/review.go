@@ -452,7 +452,7 @@ func (t *txnState) reapply(r *request) error {
 		return nil
 	}
 	op := &q.Op
-	rf, err := t.checkRecord(op, nil, true, nil)
+	rf, err := t.admission().checkOp(txnView{t}, op, nil, true, nil)
 	if err != nil {
 		return err
 	}
@@ -484,7 +484,7 @@ func (t *txnState) reapply(r *request) error {
 	if rf == nil {
 		// The quarantine does not keep the pusher's role: a re-applied op
 		// never settles a clinical conflict; it may only add its value.
-		if rf, err = t.clinicalCheck(op, q.Replica, ""); err != nil {
+		if rf, err = t.admission().clinicalCheck(txnView{t}, op, q.Replica, ""); err != nil {
 			return err
 		}
 	}

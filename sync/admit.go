@@ -1,0 +1,507 @@
+package sync
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// Push admission as a pure decision (issue 13). What a pushed change does
+// is decided by admitChange from a small read interface, admissionView,
+// and handed back as a value, changeDecision: the op results, the ops to
+// merge (checked and queued per record), the quarantine entries to write
+// and the new high-water seq. admitChange writes nothing and keeps no
+// state between calls, so its rules are tested over a map (admit_test.go)
+// without a store; the committer builds the view over its transaction
+// (txnView), calls it and stores the decision (txnState.applyChange), in
+// the style of etcd's raft: I/O stays out of the state machine, results
+// come back as values.
+
+// admissionView is what admission reads: the state as the transaction
+// sees it so far, with the changes admitted before in the same commit
+// group applied. Errors are I/O errors of the view; they abort the
+// transaction.
+type admissionView interface {
+	// HighWater is the replica's last applied seq (0: none).
+	HighWater(replica crdt.ReplicaID) (uint64, error)
+	// Reported returns the op results kept for seq of replica's last push
+	// with ops not merged (see reported.go), or nil.
+	Reported(replica crdt.ReplicaID, seq uint64) ([]api.OpResult, error)
+	// Owner returns the team owning collection/id, or "" for none.
+	Owner(collection, id string) (string, error)
+	// Erased reports whether collection/id carries a purge marker.
+	Erased(collection, id string) (bool, error)
+	// Record returns the record's state (an empty record if it is not
+	// stored). Admission reads it and never modifies it; the ops it
+	// admits are queued in batches on it, which the caller flushes.
+	Record(team, collection, id string) (*crdt.Record, error)
+	// Size returns the record's encoded-size estimate (see checkSize), a
+	// copy the caller may change.
+	Size(team, collection, id string) (recSize, error)
+	// Quarantined reports whether op id is held in the quarantine (a
+	// later op may name it in pred).
+	Quarantined(id crdt.OpID) (bool, error)
+	// MergedOp returns the op merged under id into the record, from the
+	// record's history, or false when the log no longer holds it.
+	MergedOp(team, collection, record string, id crdt.OpID) (crdt.Op, bool, error)
+	// DeviceUsage and TeamUsage return the quarantine charged to a
+	// pushing device and to a team (quotas).
+	DeviceUsage(replica crdt.ReplicaID) (store.QuarantineUsage, error)
+	TeamUsage(team string) (store.QuarantineUsage, error)
+}
+
+// admission holds what the rules depend on besides the view: the
+// engine's configuration and the transaction's clock reading.
+type admission struct {
+	rules     ClinicalRules // nil: no clinical rule
+	validator Validator     // nil: every well-formed op; used by reapply (a push brings its verdicts)
+	bounds    Bounds
+	skew      func(remote crdt.Timestamp, wall time.Time) error // crdt.Clock.Check
+	now       time.Time
+}
+
+// changeDecision is what admitChange decided for one change.
+type changeDecision struct {
+	// result is the reply for the change.
+	result api.ChangeResult
+	// apply: the change is the replica's next one; the caller stores
+	// what follows and moves the replica's high-water to result.Seq. When
+	// false, nothing is stored (duplicate, gap, bad seq).
+	apply bool
+	// accepted are the ops to merge, in push order (the change's log
+	// entry); batches holds them queued per record (crdt.Batch on the
+	// view's record, checked by Add), for the caller to flush.
+	accepted []crdt.Op
+	batches  []*crdt.Batch
+	// held are reapplicable ops kept whole in the quarantine (the caller
+	// marks each skipped in its record); summaries are the refused ops,
+	// one entry per code. Both fit their quotas; write them in order,
+	// held first.
+	held      []quarantineWrite
+	summaries []quarantineWrite
+	// sizes are the new size estimates of the records the checks
+	// touched, by record key.
+	sizes map[string]recSize
+}
+
+// quarantineWrite is one quarantine entry to store: the entry (with
+// ReceivedMS and Charged set) and its encoding.
+type quarantineWrite struct {
+	entry store.QuarantineEntry
+	value []byte
+}
+
+// recSize is a record's encoded-size estimate, from above: the whole
+// record and the fields touched so far (see checkSize).
+type recSize struct {
+	total  int
+	fields map[string]int
+}
+
+func (s recSize) clone() recSize {
+	return recSize{total: s.total, fields: maps.Clone(s.fields)}
+}
+
+// refusal is why one op was not merged.
+type refusal struct {
+	code        api.Code
+	detail      string
+	quarantined bool
+	duplicate   bool // an exact copy of a merged op: skipped, not reported
+}
+
+// changeView is the view as one change's earlier ops leave it: the
+// records they claimed, the sizes and quotas they used. Admission reads
+// through it; nothing of it is stored but what the decision says.
+type changeView struct {
+	admissionView
+	owners  map[[2]string]string
+	sizes   map[string]*recSize
+	usage   map[string]*store.QuarantineUsage
+	batches map[string]*crdt.Batch
+	order   []string // batch keys in first-use order
+}
+
+func (v *changeView) Owner(collection, id string) (string, error) {
+	if team, ok := v.owners[[2]string{collection, id}]; ok {
+		return team, nil
+	}
+	return v.admissionView.Owner(collection, id)
+}
+
+func (v *changeView) claim(op *crdt.Op) {
+	if v.owners == nil {
+		v.owners = map[[2]string]string{}
+	}
+	v.owners[[2]string{op.Collection, op.Record}] = op.Team
+}
+
+func (v *changeView) size(op *crdt.Op) (*recSize, error) {
+	k := string(store.RecordKey(op.Team, op.Collection, op.Record))
+	if s, ok := v.sizes[k]; ok {
+		return s, nil
+	}
+	s, err := v.Size(op.Team, op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	s = s.clone()
+	if v.sizes == nil {
+		v.sizes = map[string]*recSize{}
+	}
+	v.sizes[k] = &s
+	return &s, nil
+}
+
+func (v *changeView) batch(op *crdt.Op, rec *crdt.Record) *crdt.Batch {
+	k := string(store.RecordKey(op.Team, op.Collection, op.Record))
+	if b, ok := v.batches[k]; ok {
+		return b
+	}
+	if v.batches == nil {
+		v.batches = map[string]*crdt.Batch{}
+	}
+	b := crdt.NewBatch(rec)
+	v.batches[k] = b
+	v.order = append(v.order, k)
+	return b
+}
+
+// usageOf returns the quota counter of a device (team "") or of a team,
+// as this change has used it so far.
+func (v *changeView) usageOf(replica crdt.ReplicaID, team string, isTeam bool) (*store.QuarantineUsage, error) {
+	key := string(store.QuarantineDeviceKey(replica))
+	if isTeam {
+		key = string(store.QuarantineTeamKey(team))
+	}
+	if u, ok := v.usage[key]; ok {
+		return u, nil
+	}
+	var u store.QuarantineUsage
+	var err error
+	if isTeam {
+		u, err = v.TeamUsage(team)
+	} else {
+		u, err = v.DeviceUsage(replica)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v.usage == nil {
+		v.usage = map[string]*store.QuarantineUsage{}
+	}
+	v.usage[key] = &u
+	return &u, nil
+}
+
+// fitQuarantine encodes q as received now and, if the device's quota (and,
+// for a reapplicable op, the team's) has room, charges it in the view and
+// returns the write; nil when a quota is used up.
+func (a *admission) fitQuarantine(v *changeView, q store.QuarantineEntry) (*quarantineWrite, error) {
+	b := a.bounds
+	q.ReceivedMS = a.now.UnixMilli()
+	val, err := store.Encode(&q)
+	if err != nil {
+		return nil, err
+	}
+	q.Charged = uint64(len(val))
+	dev, err := v.usageOf(q.Replica, "", false)
+	if err != nil {
+		return nil, err
+	}
+	if !usageFits(*dev, len(val), b.QuarantineDeviceEntries, b.QuarantineDeviceBytes) {
+		return nil, nil
+	}
+	var team *store.QuarantineUsage
+	if q.Reapplicable {
+		if team, err = v.usageOf(q.Replica, q.Op.Team, true); err != nil {
+			return nil, err
+		}
+		if !usageFits(*team, len(val), b.QuarantineTeamEntries, b.QuarantineTeamBytes) {
+			return nil, nil
+		}
+	}
+	if val, err = store.Encode(&q); err != nil { // now with Charged
+		return nil, err
+	}
+	usageAdd(dev, q.Charged)
+	if team != nil {
+		usageAdd(team, q.Charged)
+	}
+	return &quarantineWrite{entry: q, value: val}, nil
+}
+
+// admitChange decides one pushed change: seq against the replica's
+// high-water (apply, duplicate, seq_gap), then each op's checks in order
+// (see the package doc, "What a push checks"). pre and val are the
+// change's stateless refusals and Validator verdicts (prechecks). It
+// reads v and writes nothing.
+func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre []*refusal, val []error) (changeDecision, error) {
+	d := changeDecision{result: api.ChangeResult{Seq: ch.Seq}}
+	res := &d.result
+	hwm, err := v.HighWater(c.Replica)
+	if err != nil {
+		return d, err
+	}
+	switch {
+	case ch.Seq == 0:
+		res.Status, res.Code = api.ChangeRefused, api.CodeBadRequest
+		return d, nil
+	case ch.Seq <= hwm:
+		res.Status = api.ChangeDuplicate
+		res.Ops, err = v.Reported(c.Replica, ch.Seq)
+		return d, err
+	case ch.Seq > hwm+1:
+		res.Status, res.Code, res.Expected = api.ChangeRefused, api.CodeSeqGap, hwm+1
+		return d, nil
+	}
+	res.Status, d.apply = api.ChangeApplied, true
+	cv := &changeView{admissionView: v}
+	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
+	var refused refusedSummaries
+	perCode := map[api.Code]int{}
+	for i := range ch.Ops {
+		op := &ch.Ops[i]
+		ref := pre[i]
+		if ref == nil {
+			if ref, err = a.checkOp(cv, op, inChange, false, val[i]); err != nil {
+				return d, err
+			}
+			if ref == nil {
+				if ref, err = a.clinicalCheck(cv, op, c.Replica, c.Role); err != nil {
+					return d, err
+				}
+			}
+		}
+		if ref != nil && ref.duplicate {
+			continue // idempotent: already merged, with the same content
+		}
+		if ref == nil {
+			rf, err := a.queue(cv, op)
+			if err != nil {
+				return d, err
+			}
+			if rf == nil {
+				inChange[op.ID] = true
+				cv.claim(op)
+				d.accepted = append(d.accepted, *op)
+				continue
+			}
+			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
+			if errors.Is(rf, errRecordTooLarge) {
+				ref.code = api.CodeRecordTooLarge
+			}
+		}
+		switch {
+		case ref.quarantined:
+			w, err := a.fitQuarantine(cv, store.QuarantineEntry{
+				Op: *op, Author: c.User, Replica: c.Replica, Seq: ch.Seq, Code: string(ref.code), Reason: ref.detail, Reapplicable: true,
+			})
+			if err != nil {
+				return d, err
+			}
+			if w != nil {
+				// Held back: the record's causal context must keep saying
+				// so once later ops of this device are merged (see reapply).
+				inChange[op.ID] = true
+				cv.claim(op)
+				d.held = append(d.held, *w)
+			} else {
+				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
+			}
+		case ref.code != api.CodeRecordErased:
+			// Refused ops are kept as a summary per code, never as their
+			// values. An op for an erased record is not kept at all:
+			// keeping it would store again what the erasure removed.
+			refused.add(op, ref.code, ref.detail)
+		}
+		// A flood of ops refused for one reason gets its detail a few
+		// times, not once per op: the reply stays a small multiple of
+		// the op count, not of the detail text.
+		detail := ref.detail
+		if perCode[ref.code]++; perCode[ref.code] > maxDetailsPerCode {
+			detail = ""
+		}
+		res.Ops = append(res.Ops, api.OpResult{Index: i, Code: ref.code, Detail: detail, Quarantined: ref.quarantined})
+	}
+	// The summaries, as far as the device's quota allows (a summary that
+	// does not fit is dropped: the reply still tells the device).
+	for _, code := range refused.order {
+		q := refused.by[code]
+		q.Author, q.Replica, q.Seq = c.User, c.Replica, ch.Seq
+		w, err := a.fitQuarantine(cv, *q)
+		if err != nil {
+			return d, err
+		}
+		if w != nil {
+			d.summaries = append(d.summaries, *w)
+		}
+	}
+	for _, k := range cv.order {
+		if b := cv.batches[k]; b.Len() > 0 {
+			d.batches = append(d.batches, b)
+		}
+	}
+	if len(cv.sizes) > 0 {
+		d.sizes = make(map[string]recSize, len(cv.sizes))
+		for k, s := range cv.sizes {
+			d.sizes[k] = *s
+		}
+	}
+	return d, nil
+}
+
+// queue checks an op that passed every rule against the record's bounds
+// and field types and queues it in the change's batch for its record. A
+// non-nil refusal says why it cannot be merged.
+func (a *admission) queue(v *changeView, op *crdt.Op) (refusal error, err error) {
+	rec, err := v.Record(op.Team, op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	sz, err := v.size(op)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSize(a.bounds, sz, rec, op); err != nil {
+		return err, nil
+	}
+	if err := v.batch(op, rec).Add(op); err != nil {
+		return err, nil
+	}
+	return nil, nil
+}
+
+// checkOp runs the checks that depend on stored state: record owner,
+// purge marker, duplicate op ID, preds, clock skew and the validator.
+// Push and Reapply share it.
+//
+// verdict is the Validator's error for op when the caller ran it already
+// (a push, see prechecks); reapply passes nil and the validator runs here.
+func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
+	owner, err := v.Owner(op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	if owner != "" && owner != op.Team {
+		return &refusal{code: api.CodeWrongTeam, detail: fmt.Sprintf("%s/%s belongs to another team", op.Collection, op.Record)}, nil
+	}
+	if owner == "" {
+		// An erased record has no owner and a purge marker; it is never
+		// created again.
+		if erased, err := v.Erased(op.Collection, op.Record); err != nil {
+			return nil, err
+		} else if erased {
+			return &refusal{code: api.CodeRecordErased, detail: fmt.Sprintf("%s/%s was erased", op.Collection, op.Record)}, nil
+		}
+	}
+	if inChange[op.ID] {
+		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
+	}
+	rec, err := v.Record(op.Team, op.Collection, op.Record)
+	if err != nil {
+		return nil, err
+	}
+	// A write, add or append leaves its ID in the field state (live or
+	// overwritten), so the state says whether it is already merged. A
+	// remove leaves no trace; merging one twice changes nothing. A
+	// re-applied op may sit among the overwritten IDs (a later op named it
+	// in pred) without having been merged, and the quarantine entry it
+	// comes from guarantees it is applied once, so reapply skips this.
+	if !reapply && op.Kind != crdt.KindRemove && stateHas(rec, op.Field, op.ID) {
+		same, err := sameAsMerged(v, op, rec)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			return &refusal{duplicate: true}, nil
+		}
+		return &refusal{code: api.CodeOpIDReused, detail: fmt.Sprintf("op id %s is already used by an op with other content", op.ID)}, nil
+	}
+	for _, p := range op.Pred {
+		if inChange[p] || stateHas(rec, op.Field, p) {
+			continue
+		}
+		if q, err := v.Quarantined(p); err != nil {
+			return nil, err
+		} else if !q {
+			return &refusal{code: api.CodeUnknownPred, detail: fmt.Sprintf("pred %s is not on the server", p)}, nil
+		}
+	}
+	if a.skew != nil {
+		if err := a.skew(op.ID.Time, a.now); err != nil {
+			return &refusal{code: api.CodeClockSkew, detail: err.Error(), quarantined: true}, nil
+		}
+	}
+	if verdict == nil && reapply && a.validator != nil {
+		verdict = a.validator.ValidateOp(op)
+	}
+	if verdict != nil {
+		return &refusal{code: validatorCode(verdict), detail: verdict.Error(), quarantined: true}, nil
+	}
+	return nil, nil
+}
+
+// sameAsMerged reports whether op, whose ID the record's state already
+// holds, is an exact copy of the op merged under that ID (a device
+// re-sending it) rather than a different op reusing the ID (a buggy or
+// malicious device), which would make replicas keep different values
+// under one ID. A live entry with another value answers at once;
+// otherwise the merged op is looked up in the record's history
+// (MergedOp; this path runs only for repeated IDs, so the history read
+// does not cost ordinary pushes). Reuse is detected per record, where it
+// would break convergence; there is no per-op index across records by
+// design (see package store). When the original is no longer in the log
+// it cannot be compared and the op is taken as a copy.
+func sameAsMerged(v admissionView, op *crdt.Op, rec *crdt.Record) (bool, error) {
+	if f := rec.Fields[op.Field]; f != nil {
+		if i, ok := slices.BinarySearchFunc(f.Entries, op.ID, func(e crdt.Entry, id crdt.OpID) int { return e.ID.Compare(id) }); ok {
+			if !bytes.Equal(f.Entries[i].Value, op.Value) {
+				return false, nil
+			}
+		}
+	}
+	m, found, err := v.MergedOp(op.Team, op.Collection, op.Record, op.ID)
+	if err != nil || !found {
+		return true, err
+	}
+	return m.Team == op.Team && m.Collection == op.Collection && m.Record == op.Record &&
+		m.Field == op.Field && m.Kind == op.Kind && bytes.Equal(m.Value, op.Value) &&
+		slices.Equal(m.Pred, op.Pred), nil
+}
+
+// stateHas reports whether the record knows id (see crdt.Record.Has):
+// applied (live or since overwritten), or named in a pred before it
+// arrived; for a delete's pred, which spans fields, in any field.
+func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
+	if r.Has(field, id) {
+		return true
+	}
+	if field != crdt.DeletedField {
+		return false
+	}
+	for name := range r.Fields {
+		if r.Has(name, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// validatorCode maps a validator error to an op code: unknown collections
+// and fields are unknown_field, everything else (wrong type, bad value, or
+// an error from a validator that is not a *schema.Schema) invalid_value.
+func validatorCode(err error) api.Code {
+	if errors.Is(err, schema.ErrUnknownField) || errors.Is(err, schema.ErrUnknownCollection) {
+		return api.CodeUnknownField
+	}
+	return api.CodeInvalidValue
+}

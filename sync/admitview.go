@@ -1,0 +1,157 @@
+package sync
+
+import (
+	"fmt"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// txnView is the admission view over a commit transaction: reads go
+// through the transaction's caches, so a change sees what the changes
+// before it in the commit group did.
+type txnView struct{ t *txnState }
+
+var _ admissionView = txnView{}
+
+func (v txnView) HighWater(r crdt.ReplicaID) (uint64, error) { return v.t.highWater(r) }
+
+func (v txnView) Reported(r crdt.ReplicaID, seq uint64) ([]api.OpResult, error) {
+	return v.t.reported(r, seq)
+}
+
+func (v txnView) Owner(coll, id string) (string, error) { return v.t.owner(coll, id) }
+
+func (v txnView) Erased(coll, id string) (bool, error) {
+	team, err := v.t.erasedMarker(coll, id)
+	return team != "", err
+}
+
+func (v txnView) Record(team, coll, id string) (*crdt.Record, error) {
+	rs, err := v.t.record(team, coll, id)
+	if err != nil {
+		return nil, err
+	}
+	return rs.rec, nil
+}
+
+func (v txnView) Size(team, coll, id string) (recSize, error) {
+	rs, err := v.t.record(team, coll, id)
+	if err != nil {
+		return recSize{}, err
+	}
+	return rs.sz.clone(), nil
+}
+
+func (v txnView) Quarantined(id crdt.OpID) (bool, error) { return v.t.quarantined(id) }
+
+// MergedOp finds the op merged under id in the record's log entries,
+// through its history index.
+func (v txnView) MergedOp(team, coll, record string, id crdt.OpID) (crdt.Op, bool, error) {
+	txn := v.t.txn
+	prefix := store.HistoryPrefix(team, coll, record)
+	it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
+	defer it.Close()
+	for it.Seek(prefix); it.Valid(); it.Next() {
+		pos, err := store.LogPos(it.Key())
+		if err != nil {
+			return crdt.Op{}, false, err
+		}
+		val, err := txn.Get(store.LogKey(team, pos))
+		if err != nil {
+			return crdt.Op{}, false, fmt.Errorf("log entry %d: %w", pos, err)
+		}
+		var le store.LogEntry
+		if err := store.Decode(val, &le); err != nil {
+			return crdt.Op{}, false, fmt.Errorf("log entry %d: %w", pos, err)
+		}
+		for i := range le.Ops {
+			if le.Ops[i].ID == id {
+				return le.Ops[i], true, nil
+			}
+		}
+	}
+	return crdt.Op{}, false, it.Err()
+}
+
+func (v txnView) DeviceUsage(r crdt.ReplicaID) (store.QuarantineUsage, error) {
+	u, err := v.t.usageOf(store.QuarantineDeviceKey(r))
+	if err != nil {
+		return store.QuarantineUsage{}, err
+	}
+	return u.u, nil
+}
+
+func (v txnView) TeamUsage(team string) (store.QuarantineUsage, error) {
+	u, err := v.t.usageOf(store.QuarantineTeamKey(team))
+	if err != nil {
+		return store.QuarantineUsage{}, err
+	}
+	return u.u, nil
+}
+
+// admission returns the admission rules as this transaction applies them.
+func (t *txnState) admission() *admission {
+	return &admission{rules: t.e.rules, validator: t.e.validator, bounds: t.e.bounds, skew: t.e.clock.Check, now: t.now}
+}
+
+// applyChange stores what admitChange decided for a change: the queued
+// ops merged into their records, the quarantine entries, the change's log
+// entry and the replica's new high-water. A decision that applies nothing
+// (duplicate, gap) stores nothing.
+func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
+	if !d.apply {
+		return nil
+	}
+	for k, sz := range d.sizes {
+		rs, ok := t.records[k]
+		if !ok {
+			return fmt.Errorf("admission sized record %q the transaction has not read", k)
+		}
+		rs.sz = sz
+	}
+	for _, b := range d.batches {
+		r := b.Record()
+		rs, err := t.record(r.Team, r.Collection, r.ID)
+		if err != nil {
+			return err
+		}
+		if rs.rec != r {
+			return fmt.Errorf("admission queued ops on a stale state of %s/%s/%s", r.Team, r.Collection, r.ID)
+		}
+		rs.dirty = true
+	}
+	for i := range d.accepted {
+		op := &d.accepted[i]
+		t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+		_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
+	}
+	for i := range d.held {
+		w := &d.held[i]
+		op := &w.entry.Op
+		if err := t.storeQuarantine(w); err != nil {
+			return err
+		}
+		rs, err := t.record(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return err
+		}
+		rs.rec.Skip(op.ID)
+		rs.dirty = true
+		t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+	}
+	for i := range d.summaries {
+		if err := t.storeQuarantine(&d.summaries[i]); err != nil {
+			return err
+		}
+	}
+	for _, b := range d.batches {
+		b.Flush()
+	}
+	t.flushBatches()
+	if err := t.writeLog(c.User, c.Replica, d.result.Seq, d.accepted); err != nil {
+		return err
+	}
+	return t.setHighWater(c.Replica, d.result.Seq)
+}
