@@ -49,21 +49,13 @@ func (v txnView) Quarantined(id crdt.OpID) (bool, error) { return v.t.quarantine
 // MergedOp finds the op merged under id in the record's log entries,
 // through its history index.
 func (v txnView) MergedOp(team, coll, record string, id crdt.OpID) (crdt.Op, bool, error) {
-	txn := v.t.txn
-	prefix := store.HistoryPrefix(team, coll, record)
-	it := txn.Iterate(store.IterOptions{Prefix: prefix, KeysOnly: true})
-	defer it.Close()
-	for it.Seek(prefix); it.Valid(); it.Next() {
-		pos, err := store.LogPos(it.Key())
+	positions, err := store.HistoryPositions(v.t.txn, team, coll, record)
+	if err != nil {
+		return crdt.Op{}, false, err
+	}
+	for _, pos := range positions {
+		le, err := store.GetLogEntry(v.t.txn, team, pos)
 		if err != nil {
-			return crdt.Op{}, false, err
-		}
-		val, err := txn.Get(store.LogKey(team, pos))
-		if err != nil {
-			return crdt.Op{}, false, fmt.Errorf("log entry %d: %w", pos, err)
-		}
-		var le store.LogEntry
-		if err := store.Decode(val, &le); err != nil {
 			return crdt.Op{}, false, fmt.Errorf("log entry %d: %w", pos, err)
 		}
 		for i := range le.Ops {
@@ -72,7 +64,7 @@ func (v txnView) MergedOp(team, coll, record string, id crdt.OpID) (crdt.Op, boo
 			}
 		}
 	}
-	return crdt.Op{}, false, it.Err()
+	return crdt.Op{}, false, nil
 }
 
 func (v txnView) DeviceUsage(r crdt.ReplicaID) (store.QuarantineUsage, error) {

@@ -354,14 +354,9 @@ func (t *txnState) owner(coll, id string) (string, error) {
 	if team, ok := t.owners[k]; ok {
 		return team, nil
 	}
-	var team string
-	b, err := t.txn.Get([]byte(k))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return "", fmt.Errorf("read team index: %w", err)
-	default:
-		team = string(b)
+	team, err := store.RecordOwner(t.txn, coll, id)
+	if err != nil {
+		return "", err
 	}
 	t.owners[k] = team
 	return team, nil
@@ -375,7 +370,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 		return rs, nil
 	}
 	rs := &recState{key: key}
-	val, err := t.txn.Get(key)
+	sr, err := store.GetRecord(t.txn, team, coll, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
@@ -383,13 +378,9 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
-		ms, b, err := store.DecodeRecordValue(val)
-		if err == nil {
-			rs.updatedMS = ms
-			rs.sz.total = len(b)
-			rs.rec, err = crdt.UnmarshalRecord(b)
-		}
-		if err != nil {
+		rs.updatedMS = sr.UpdatedMS
+		rs.sz.total = len(sr.State)
+		if rs.rec, err = crdt.UnmarshalRecord(sr.State); err != nil {
 			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
 		}
 		rs.exists = true
@@ -446,9 +437,9 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	return nil, nil
 }
 
-// writeLog assigns the next position to accepted ops, writes one log entry
-// per team they touch and indexes the position under every record touched
-// (the history index).
+// writeLog assigns the next position to accepted ops and writes one log
+// entry per team they touch (store.PutLogEntry indexes the position in
+// the history of every record touched).
 func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
 	return t.writeLogReason(author, replica, seq, ops, "")
 }
@@ -461,26 +452,15 @@ func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uin
 	pos := t.nextPos()
 	var teams []string
 	byTeam := map[string][]crdt.Op{}
-	touched := map[[3]string]bool{}
 	for _, op := range ops {
 		if _, ok := byTeam[op.Team]; !ok {
 			teams = append(teams, op.Team)
 		}
 		byTeam[op.Team] = append(byTeam[op.Team], op)
-		ref := [3]string{op.Team, op.Collection, op.Record}
-		if !touched[ref] {
-			touched[ref] = true
-			if err := t.set(store.HistoryKey(op.Team, op.Collection, op.Record, pos), nil); err != nil {
-				return err
-			}
-		}
 	}
 	for _, team := range teams {
-		v, err := store.Encode(&store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: byTeam[team]})
-		if err != nil {
-			return err
-		}
-		if err := t.set(store.LogKey(team, pos), v); err != nil {
+		le := &store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: byTeam[team]}
+		if err := store.PutLogEntry(t.txn, team, pos, le); err != nil {
 			return err
 		}
 	}
@@ -500,35 +480,12 @@ func (t *txnState) flush() error {
 		if err != nil {
 			return err
 		}
-		if err := t.set(rs.key, store.EncodeRecordValue(ms, b)); err != nil {
-			return err
+		var was *store.RecordIndex
+		if rs.exists {
+			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		if !rs.exists {
-			if err := t.set(store.TeamIndexKey(r.Collection, r.ID), []byte(r.Team)); err != nil {
-				return err
-			}
-		}
-		if rs.exists && rs.updatedMS != ms {
-			if err := t.txn.Delete(store.ChangedKey(r.Team, rs.updatedMS, r.Collection, r.ID)); err != nil {
-				return err
-			}
-		}
-		if !rs.exists || rs.updatedMS != ms {
-			if err := t.set(store.ChangedKey(r.Team, ms, r.Collection, r.ID), nil); err != nil {
-				return err
-			}
-		}
-		if err := t.reindex(r, rs.terms); err != nil {
-			return err
-		}
-		conflict := len(r.Conflicts()) > 0
-		switch {
-		case conflict && !rs.hadConflict:
-			err = t.set(store.ConflictKey(r.Team, r.Collection, r.ID), nil)
-		case !conflict && rs.hadConflict:
-			err = t.txn.Delete(store.ConflictKey(r.Team, r.Collection, r.ID))
-		}
-		if err != nil {
+		now := store.RecordIndex{UpdatedMS: ms, Conflict: len(r.Conflicts()) > 0, Terms: recordTerms(r)}
+		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
 			return err
 		}
 	}

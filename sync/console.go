@@ -324,7 +324,7 @@ func (e *Engine) CollectionRecords(ctx context.Context, c Caller, team, collecti
 		defer it.Close()
 		for it.Seek(prefix); it.Valid() && len(out) < limit; it.Next() {
 			if err := itValue(it, func(v []byte) error {
-				rec, err := unmarshalStoredRecord(v)
+				rec, err := store.DecodeRecord(v)
 				if err == nil {
 					out = append(out, rec)
 				}

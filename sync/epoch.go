@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
@@ -172,17 +170,8 @@ func (t *txnState) restate(r *request) error {
 	if len(teams) > 0 {
 		pos := t.nextPos()
 		for _, team := range teams {
-			for _, st := range byTeam[team] {
-				rec, _ := st.Record()
-				if err := t.set(store.HistoryKey(team, rec.Collection, rec.ID, pos), nil); err != nil {
-					return err
-				}
-			}
-			v, err := store.Encode(&store.LogEntry{Author: c.User, Replica: c.Replica, ReceivedMS: t.now.UnixMilli(), States: byTeam[team]})
-			if err != nil {
-				return err
-			}
-			if err := t.set(store.LogKey(team, pos), v); err != nil {
+			le := &store.LogEntry{Author: c.User, Replica: c.Replica, ReceivedMS: t.now.UnixMilli(), States: byTeam[team]}
+			if err := store.PutLogEntry(t.txn, team, pos, le); err != nil {
 				return err
 			}
 		}
@@ -207,7 +196,7 @@ func (t *txnState) restate(r *request) error {
 // stored state of the record it names, reading only b's header. A record
 // this transaction has touched is never "equal": it takes the full path.
 func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
-	team, coll, id, ok := recordRefOf(b)
+	team, coll, id, ok := b.Ref()
 	if !ok {
 		return false, nil
 	}
@@ -223,28 +212,6 @@ func (t *txnState) storedEquals(b crdt.RecordBytes) (bool, error) {
 	}
 	_, stored, err := store.DecodeRecordValue(val)
 	return err == nil && bytes.Equal(stored, b), nil
-}
-
-// recordRefOf reads the collection, ID and team at the head of a canonical
-// record state (crdt.AppendRecord writes them first, in that order).
-func recordRefOf(b []byte) (team, coll, id string, ok bool) {
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(bytes.NewReader(b))
-	if n, err := dec.DecodeMapLen(); err != nil || n < 3 {
-		return "", "", "", false
-	}
-	var vals [3]string
-	for i, want := range []string{"c", "r", "t"} {
-		k, err := dec.DecodeString()
-		if err != nil || k != want {
-			return "", "", "", false
-		}
-		if vals[i], err = dec.DecodeString(); err != nil {
-			return "", "", "", false
-		}
-	}
-	return vals[2], vals[0], vals[1], true
 }
 
 // rebasedIn reports whether the replica already finished its restate in

@@ -86,13 +86,7 @@ func (e *Engine) Erase(ctx context.Context, c Caller, ref api.RecordRef, cascade
 
 // erasedMarker returns the team named by a record's purge marker, or "".
 func (t *txnState) erasedMarker(coll, id string) (string, error) {
-	b, err := t.txn.Get(store.ErasedKey(coll, id))
-	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
-	} else if err != nil {
-		return "", fmt.Errorf("read purge marker: %w", err)
-	}
-	return string(b), nil
+	return store.ErasedTeam(t.txn, coll, id)
 }
 
 // erase runs in the committer.
@@ -145,11 +139,7 @@ func (t *txnState) erase(r *request) error {
 	r.report.Quarantined = n
 	r.report.Records = refs
 	pos := t.nextPos()
-	v, err := store.Encode(&entry)
-	if err != nil {
-		return err
-	}
-	if err := t.set(store.LogKey(ref.Team, pos), v); err != nil {
+	if err := store.PutLogEntry(t.txn, ref.Team, pos, &entry); err != nil {
 		return err
 	}
 	r.report.Position = pos
@@ -186,7 +176,7 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		}
 		var rec *crdt.Record
 		err := itValue(it, func(v []byte) (err error) {
-			rec, err = unmarshalStoredRecord(v)
+			rec, err = store.DecodeRecord(v)
 			return err
 		})
 		if err != nil {
@@ -223,125 +213,53 @@ func refersTo(rec *crdt.Record, personID string) bool {
 	return false
 }
 
-// eraseRecord removes one record's state, indexes and ops in the log, and
-// writes its purge marker.
+// eraseRecord removes one record's ops from the log entries its history
+// names, its state and every index entry (store.DeleteRecord), and writes
+// its purge marker.
 func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries map[uint64]bool) error {
 	// The history index names every log entry holding the record's ops.
-	// Collect positions first, then rewrite.
-	var positions []uint64
-	hp := store.HistoryPrefix(ref.Team, ref.Collection, ref.ID)
-	it := t.txn.Iterate(store.IterOptions{Prefix: hp, KeysOnly: true})
-	for it.Seek(hp); it.Valid(); it.Next() {
-		pos, err := store.LogPos(it.Key())
-		if err != nil {
-			it.Close()
-			return err
-		}
-		positions = append(positions, pos)
-	}
-	if err := it.Err(); err != nil {
-		it.Close()
+	positions, err := store.HistoryPositions(t.txn, ref.Team, ref.Collection, ref.ID)
+	if err != nil {
 		return err
 	}
-	it.Close()
 	for _, pos := range positions {
 		t.scrub = append(t.scrub, store.LogKey(ref.Team, pos))
-		if err := t.eraseFromEntry(ref, pos, rep, entries); err != nil {
+		n, change, err := store.EraseFromLogEntry(t.txn, ref.Team, ref.Collection, ref.ID, pos)
+		if err != nil {
 			return fmt.Errorf("log entry %d: %w", pos, err)
 		}
-		if err := t.txn.Delete(store.HistoryKey(ref.Team, ref.Collection, ref.ID, pos)); err != nil {
-			return err
+		rep.Ops += n
+		switch change {
+		case store.EntryRewritten:
+			entries[pos] = false
+		case store.EntryDeleted:
+			entries[pos] = true
 		}
 	}
 
-	key := store.RecordKey(ref.Team, ref.Collection, ref.ID)
-	t.scrub = append(t.scrub, key)
-	val, err := t.txn.Get(key)
+	t.scrub = append(t.scrub, store.RecordKey(ref.Team, ref.Collection, ref.ID))
+	var old *store.RecordIndex
+	sr, err := store.GetRecord(t.txn, ref.Team, ref.Collection, ref.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// Created earlier in this commit group and not flushed yet.
 	case err != nil:
 		return fmt.Errorf("read record: %w", err)
 	default:
-		ms, b, err := store.DecodeRecordValue(val)
-		var stored *crdt.Record
-		if err == nil {
-			stored, err = crdt.UnmarshalRecord(b)
-		}
+		stored, err := crdt.UnmarshalRecord(sr.State)
 		if err != nil {
 			return fmt.Errorf("read record: %w", err)
 		}
-		if err := t.dropTerms(stored); err != nil {
-			return err
-		}
-		if err := t.txn.Delete(store.ChangedKey(ref.Team, ms, ref.Collection, ref.ID)); err != nil {
-			return err
-		}
-		if err := t.txn.Delete(key); err != nil {
-			return err
-		}
+		old = &store.RecordIndex{UpdatedMS: sr.UpdatedMS, Terms: recordTerms(stored)}
+	}
+	if err := store.DeleteRecord(t.txn, ref.Team, ref.Collection, ref.ID, old); err != nil {
+		return err
 	}
 	// Drop any state cached by earlier requests of this group so that
 	// flush does not write the record back.
-	delete(t.records, string(key))
+	delete(t.records, string(store.RecordKey(ref.Team, ref.Collection, ref.ID)))
 	t.owners[string(store.TeamIndexKey(ref.Collection, ref.ID))] = ""
-	if err := t.txn.Delete(store.ConflictKey(ref.Team, ref.Collection, ref.ID)); err != nil {
-		return err
-	}
-	if err := t.txn.Delete(store.TeamIndexKey(ref.Collection, ref.ID)); err != nil {
-		return err
-	}
-	return t.set(store.ErasedKey(ref.Collection, ref.ID), []byte(ref.Team))
-}
-
-// eraseFromEntry rewrites the team's log entry at pos without the
-// record's ops, or deletes it when none are left, and notes which in
-// entries. Deleting a position is
-// safe for pulls: cursors are positions, and a pull seeks past the
-// cursor, so a missing position is neither skipped over wrongly nor
-// repeated.
-func (t *txnState) eraseFromEntry(ref api.RecordRef, pos uint64, rep *ErasureReport, entries map[uint64]bool) error {
-	key := store.LogKey(ref.Team, pos)
-	val, err := t.txn.Get(key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // already deleted by an earlier record of this erasure
-	} else if err != nil {
-		return err
-	}
-	var le store.LogEntry
-	if err := store.Decode(val, &le); err != nil {
-		return err
-	}
-	kept := le.Ops[:0]
-	for _, op := range le.Ops {
-		if op.Collection == ref.Collection && op.Record == ref.ID {
-			rep.Ops++
-			continue
-		}
-		kept = append(kept, op)
-	}
-	keptStates := le.States[:0]
-	for _, st := range le.States {
-		if rec, err := st.Record(); err == nil && rec.Collection == ref.Collection && rec.ID == ref.ID {
-			continue
-		}
-		keptStates = append(keptStates, st)
-	}
-	if len(kept) == len(le.Ops) && len(keptStates) == len(le.States) {
-		return nil
-	}
-	le.States = keptStates
-	if len(kept) == 0 && len(le.Erased) == 0 && len(le.States) == 0 {
-		entries[pos] = true
-		return t.txn.Delete(key)
-	}
-	le.Ops = kept
-	v, err := store.Encode(&le)
-	if err != nil {
-		return err
-	}
-	entries[pos] = false
-	return t.set(key, v)
+	return store.MarkErased(t.txn, ref.Collection, ref.ID, ref.Team)
 }
 
 // eraseQuarantined deletes quarantined ops for the erased records (matched

@@ -21,9 +21,11 @@ import (
 // its NHS number ("h:") and its postcode without spaces ("c:"); any record
 // with a person_id register is indexed under "p:" and that ID, which gives
 // a person's linked records. Terms follow the default home-visit schema's
-// field names. flush keeps the index in step with each record's current
-// state (the terms of the state read at the start of the transaction are
-// removed, those of the state written are added) and erasure removes it.
+// field names. The engine says which terms a state carries
+// (recordTerms); package store keeps the entries: flush hands it the terms
+// of the state read at the start of the transaction and of the state
+// written (store.PutRecord adds and drops the difference), and erasure
+// the stored state's (store.DeleteRecord).
 
 // Term kinds.
 const (
@@ -104,37 +106,6 @@ func recordTerms(rec *crdt.Record) []string {
 	return slices.Compact(terms)
 }
 
-// reindex writes the term index changes between a record's old and new
-// terms.
-func (t *txnState) reindex(r *crdt.Record, old []string) error {
-	now := recordTerms(r)
-	for _, term := range old {
-		if _, found := slices.BinarySearch(now, term); !found {
-			if err := t.txn.Delete(store.TermKey(r.Team, term, r.Collection, r.ID)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, term := range now {
-		if _, found := slices.BinarySearch(old, term); !found {
-			if err := t.set(store.TermKey(r.Team, term, r.Collection, r.ID), nil); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// dropTerms removes a stored record's index entries (erasure).
-func (t *txnState) dropTerms(rec *crdt.Record) error {
-	for _, term := range recordTerms(rec) {
-		if err := t.txn.Delete(store.TermKey(rec.Team, term, rec.Collection, rec.ID)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // MaxSearchResults bounds one search.
 const MaxSearchResults = 50
 
@@ -207,7 +178,7 @@ func (e *Engine) Search(ctx context.Context, c Caller, team, q string, limit int
 			if err != nil {
 				continue // erased since the index was read in this snapshot: cannot happen, but never fail a search on it
 			}
-			rec, err := unmarshalStoredRecord(v)
+			rec, err := store.DecodeRecord(v)
 			if err != nil {
 				return err
 			}
@@ -305,7 +276,11 @@ func (e *Engine) backfillTerms(ctx context.Context) error {
 	n := 0
 	for seek != nil {
 		err := e.kv.Update(ctx, func(txn store.Tx) error {
-			var terms [][]byte
+			type indexed struct {
+				rec   *crdt.Record
+				terms []string
+			}
+			var recs []indexed
 			it := txn.Iterate(store.IterOptions{Prefix: prefix, Batch: batch})
 			k := 0
 			next := []byte(nil)
@@ -315,13 +290,11 @@ func (e *Engine) backfillTerms(ctx context.Context) error {
 					break
 				}
 				var rec *crdt.Record
-				if err := itValue(it, func(v []byte) (err error) { rec, err = unmarshalStoredRecord(v); return err }); err != nil {
+				if err := itValue(it, func(v []byte) (err error) { rec, err = store.DecodeRecord(v); return err }); err != nil {
 					it.Close()
 					return err
 				}
-				for _, term := range recordTerms(rec) {
-					terms = append(terms, store.TermKey(rec.Team, term, rec.Collection, rec.ID))
-				}
+				recs = append(recs, indexed{rec, recordTerms(rec)})
 				k++
 			}
 			err := it.Err()
@@ -329,8 +302,8 @@ func (e *Engine) backfillTerms(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			for _, key := range terms {
-				if err := txn.Set(key, nil); err != nil {
+			for _, x := range recs {
+				if err := store.PutTerms(txn, x.rec.Team, x.rec.Collection, x.rec.ID, x.terms); err != nil {
 					return err
 				}
 			}

@@ -12,7 +12,6 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Cursor encoding (opaque to devices):
@@ -305,19 +304,19 @@ func (e *Engine) pullLog(txn store.Tx, self crdt.ReplicaID, teams []string, cu c
 			if !h.ok || h.pos != pos {
 				continue
 			}
-			var le pulledEntry
+			var le store.PulledEntry
 			own := false
 			err := itValue(h.it, func(v []byte) error {
 				// The caller's own entries are skipped: read only their
 				// replica, not their ops. They count against the skip
 				// budget, not the page: they send nothing.
-				if r, ok := entryReplica(v); ok && r == self && !self.IsZero() {
+				if r, ok := store.LogEntryReplica(v); ok && r == self && !self.IsZero() {
 					own = true
 					skipped += len(v)
 					return nil
 				}
 				// The ops are copied as stored, not decoded.
-				if err := decodePulledEntry(v, &le); err != nil {
+				if err := store.DecodePulledEntry(v, &le); err != nil {
 					return err
 				}
 				if le.Replica == self && !self.IsZero() {
@@ -375,98 +374,3 @@ func (e *Engine) pullLog(txn store.Tx, self crdt.ReplicaID, teams []string, cu c
 // ownSkipFactor bounds the bytes of the caller's own log entries one pull
 // reads and skips, in page budgets.
 const ownSkipFactor = 16
-
-// pulledEntry is the part of a store.LogEntry a pull serves, with the ops
-// kept as their stored bytes: store.Encode writes each op as AppendOp does
-// and the array header as msgpack does, which is exactly the form a
-// []crdt.Op takes in a reply, so the bytes are copied, not decoded and
-// encoded again. decodePulledEntry fills it.
-type pulledEntry struct {
-	Author  string               // "a"
-	Replica crdt.ReplicaID       // "d"
-	Ops     crdt.OpsBytes        // "o"
-	Erased  []store.ErasedRecord // "x"
-	States  []crdt.RecordBytes   // "st"
-}
-
-// decodePulledEntry decodes the parts of an encoded store.LogEntry a pull
-// serves. The ops are not decoded: their stored bytes are copied, found
-// without walking them when "o" is the entry's last key (as store.Encode
-// writes every entry that has ops).
-func decodePulledEntry(v []byte, le *pulledEntry) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: decoder panic: %v", store.ErrBadValue, p)
-		}
-	}()
-	rd := bytes.NewReader(v)
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	// A bytes.Reader is read without buffering, so rd tells the offset.
-	dec.Reset(rd)
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return fmt.Errorf("%w: log entry: %v", store.ErrBadValue, err)
-	}
-	for i := range n {
-		k, err := dec.DecodeString()
-		if err != nil {
-			return fmt.Errorf("%w: log entry key: %v", store.ErrBadValue, err)
-		}
-		switch k {
-		case "a":
-			le.Author, err = dec.DecodeString()
-		case "d":
-			err = le.Replica.DecodeMsgpack(dec)
-		case "o":
-			start := len(v) - rd.Len()
-			if i == n-1 {
-				le.Ops = crdt.OpsBytes(bytes.Clone(v[start:]))
-				return nil
-			}
-			if err = dec.Skip(); err == nil {
-				le.Ops = crdt.OpsBytes(bytes.Clone(v[start : len(v)-rd.Len()]))
-			}
-		case "x":
-			err = dec.Decode(&le.Erased)
-		case "st":
-			err = dec.Decode(&le.States)
-		default:
-			err = dec.Skip()
-		}
-		if err != nil {
-			return fmt.Errorf("%w: log entry %q: %v", store.ErrBadValue, k, err)
-		}
-	}
-	return nil
-}
-
-// entryReplica reads only the Replica of an encoded store.LogEntry (a
-// msgpack map whose "d" key follows the author), so that a pull can skip
-// the caller's own entries without decoding their ops. ok is false if the
-// value does not parse that far; the caller then decodes it whole.
-func entryReplica(v []byte) (r crdt.ReplicaID, ok bool) {
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(bytes.NewReader(v))
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return r, false
-	}
-	for range n {
-		k, err := dec.DecodeString()
-		if err != nil {
-			return r, false
-		}
-		if k == "d" {
-			if err := r.DecodeMsgpack(dec); err != nil {
-				return r, false
-			}
-			return r, true
-		}
-		if err := dec.Skip(); err != nil {
-			return r, false
-		}
-	}
-	return r, false
-}

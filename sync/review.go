@@ -80,23 +80,13 @@ func (e *Engine) Record(ctx context.Context, c Caller, ref api.RecordRef) (*crdt
 		} else if err != nil {
 			return err
 		}
-		rec, err = unmarshalStoredRecord(val)
+		rec, err = store.DecodeRecord(val)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	return rec, nil
-}
-
-// unmarshalStoredRecord decodes the record state in a stored record value
-// (see store.DecodeRecordValue), dropping its update time.
-func unmarshalStoredRecord(v []byte) (*crdt.Record, error) {
-	_, b, err := store.DecodeRecordValue(v)
-	if err != nil {
-		return nil, err
-	}
-	return crdt.UnmarshalRecord(b)
 }
 
 // History returns every op merged into a record, in the order the server

@@ -1,0 +1,109 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Reading log entries without decoding them whole: a pull copies the ops
+// of a stored entry as their stored bytes, and skips the puller's own
+// entries after reading only their replica. Both depend on how Encode
+// lays out a LogEntry (its msgpack tags), so they live here, next to it.
+
+// PulledEntry is the part of a LogEntry a pull serves, with the ops
+// kept as their stored bytes: Encode writes each op as AppendOp does
+// and the array header as msgpack does, which is exactly the form a
+// []crdt.Op takes in a reply, so the bytes are copied, not decoded and
+// encoded again. DecodePulledEntry fills it.
+type PulledEntry struct {
+	Author  string             // "a"
+	Replica crdt.ReplicaID     // "d"
+	Ops     crdt.OpsBytes      // "o"
+	Erased  []ErasedRecord     // "x"
+	States  []crdt.RecordBytes // "st"
+}
+
+// DecodePulledEntry decodes the parts of an encoded LogEntry a pull
+// serves. The ops are not decoded: their stored bytes are copied, found
+// without walking them when "o" is the entry's last key (as Encode
+// writes every entry that has ops).
+func DecodePulledEntry(v []byte, le *PulledEntry) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decoder panic: %v", ErrBadValue, p)
+		}
+	}()
+	rd := bytes.NewReader(v)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	// A bytes.Reader is read without buffering, so rd tells the offset.
+	dec.Reset(rd)
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return fmt.Errorf("%w: log entry: %v", ErrBadValue, err)
+	}
+	for i := range n {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return fmt.Errorf("%w: log entry key: %v", ErrBadValue, err)
+		}
+		switch k {
+		case "a":
+			le.Author, err = dec.DecodeString()
+		case "d":
+			err = le.Replica.DecodeMsgpack(dec)
+		case "o":
+			start := len(v) - rd.Len()
+			if i == n-1 {
+				le.Ops = crdt.OpsBytes(bytes.Clone(v[start:]))
+				return nil
+			}
+			if err = dec.Skip(); err == nil {
+				le.Ops = crdt.OpsBytes(bytes.Clone(v[start : len(v)-rd.Len()]))
+			}
+		case "x":
+			err = dec.Decode(&le.Erased)
+		case "st":
+			err = dec.Decode(&le.States)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("%w: log entry %q: %v", ErrBadValue, k, err)
+		}
+	}
+	return nil
+}
+
+// LogEntryReplica reads only the Replica of an encoded LogEntry (a
+// msgpack map whose "d" key follows the author), so that a pull can skip
+// the caller's own entries without decoding their ops. ok is false if the
+// value does not parse that far; the caller then decodes it whole.
+func LogEntryReplica(v []byte) (r crdt.ReplicaID, ok bool) {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(v))
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return r, false
+	}
+	for range n {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return r, false
+		}
+		if k == "d" {
+			if err := r.DecodeMsgpack(dec); err != nil {
+				return r, false
+			}
+			return r, true
+		}
+		if err := dec.Skip(); err != nil {
+			return r, false
+		}
+	}
+	return r, false
+}
