@@ -1,8 +1,15 @@
 // Package store is Doorstep's storage layer: the storage seam (KV, kv.go),
 // the key layout, the encoding of every value and the stored layout
-// version with its migrations (Migrate, run over any KV). It holds no merge
-// logic; the sync engine decides what to write and store says how it is
-// laid out. The backends live below it: store/badger (the embedded
+// version with its migrations (Migrate, run over any KV), and the upkeep
+// of every index (records.go: PutRecord and DeleteRecord keep a record's
+// team, changed-since, conflict and search term entries; PutLogEntry
+// writes a log entry with its history index; EraseFromLogEntry takes an
+// erased record out of one), so that no index key is written anywhere
+// else. It holds no merge logic; the sync engine decides what to write
+// (and which search terms a state carries) and store says how it is laid
+// out. The log entry decoders a pull uses without decoding whole entries
+// (DecodePulledEntry, LogEntryReplica, logwire.go) live here too, next
+// to the encoding they depend on. The backends live below it: store/badger (the embedded
 // default), store/memory (tests, simulation), store/postgres (several
 // servers on one database); each owns only transactions, order and
 // durability.
@@ -71,7 +78,7 @@
 //	c/s(team)s(coll)s(id)             empty: the record has a field in conflict
 //	s/s(team)term 00 s(coll)s(id)     empty: the record carries an index term (people
 //	                                  search tokens "n:", "h:", "c:"; "p:" links a record
-//	                                  to its person); kept by flush, dropped by erasure
+//	                                  to its person); kept by PutRecord, dropped by DeleteRecord
 //	q/u64(qid)                        QuarantineEntry: a quarantined op (whole), or a
 //	                                  summary of one change's ops refused with one code
 //	                                  (count, value bytes, first op's names; no values)
@@ -116,11 +123,11 @@
 //
 // # Erasure
 //
-// Erasing a record deletes its r/, x/, u/, c/ and i/ keys, removes its ops
-// from every l/ entry the i/ index names (an entry left with no ops is
-// deleted; positions are never reused, so pull cursors neither skip nor
-// repeat), deletes quarantined ops for it (q/ and k/), writes the p/
-// marker, and appends an erasure entry to the team's log: a LogEntry with
+// Erasing a record deletes its r/, x/, u/, c/ and s/ keys (DeleteRecord)
+// and its i/ keys, removes its ops from every l/ entry the i/ index names
+// (EraseFromLogEntry; an entry left with no ops is deleted; positions are
+// never reused, so pull cursors neither skip nor repeat), deletes
+// quarantined ops for it (q/ and k/), writes the p/ marker (MarkErased), and appends an erasure entry to the team's log: a LogEntry with
 // no ops and Erased naming the records, which pulls deliver as
 // SyncResponse.Purged.
 //

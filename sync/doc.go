@@ -13,8 +13,11 @@
 // everything through package store's seam (store.KV: Badger by default,
 // memory in tests, PostgreSQL for several servers; the caller opens it and
 // passes it in Options.Store) and merges with package crdt; it must not
-// contain key-layout code (that is store's) nor merge rules (those are
-// crdt's), and it imports no storage engine.
+// contain key-layout code, index upkeep or value decoding (those are
+// store's: store.PutRecord, store.DeleteRecord, store.PutLogEntry,
+// store.DecodePulledEntry...) nor merge rules (those are crdt's), and it
+// imports no storage engine. sync decides which search terms a record
+// state carries (index.go); store keeps the entries.
 //
 // # Durability and group commit
 //
@@ -79,6 +82,25 @@
 // The reply carries (Replace) the records of clinical refusals, states the
 // caller's scope (Scope), and a change pushed again as a duplicate reports
 // its ops not merged again (reported.go; kept per replica, codes only).
+//
+// # Admission: pure decisions
+//
+// What a pushed change does is decided by admitChange (admit.go), a pure
+// function of a small read interface, admissionView (a replica's
+// high-water, a record's owner, purge marker, state and size estimate,
+// whether an op ID is quarantined, the op merged under an ID, quarantine
+// usage, the op results kept for a resent change), the caller, the
+// change and the transaction's time. It writes nothing and hands back a
+// changeDecision value: the change's result, the ops to merge (checked
+// and queued per record in crdt batches), the quarantine entries to
+// write (encoded, charged, within quota), the new size estimates and
+// whether the high-water moves. Ops earlier in the change are seen
+// through a per-change overlay (changeView: records claimed, sizes and
+// quota used). The committer is a thin layer (admitview.go): txnView
+// reads through the transaction's caches, applyChange stores the
+// decision. Reapply shares checkOp and clinicalCheck. admit_test.go tests
+// every refusal code over a map-backed view, with no store, and checks
+// that random pushes decided over the map agree with a real engine.
 //
 // # Bounds
 //
