@@ -113,6 +113,7 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 		sb.WriteString(" ORDER BY key")
 	}
 	fmt.Fprintf(&sb, " LIMIT %d", n)
+	it.t.kv.stats.fetches.Add(1)
 	rows, err := it.t.conn.Query(it.t.ctx, sb.String(), args...)
 	if err != nil {
 		it.err = fmt.Errorf("store/postgres: iterate: %w", mapErr(err))

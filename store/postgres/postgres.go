@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,6 +78,26 @@ type KV struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	sql    queries
+	stats  struct{ commits, reads, gets, fetches atomic.Int64 }
+}
+
+// Stats counts a store's work since Open, for benchmarks and metrics.
+type Stats struct {
+	// Commits is the write transactions committed (each one durable
+	// commit: one WAL flush, shared by whatever the transaction grouped).
+	Commits int64
+	// Reads is the read-only transactions ended.
+	Reads int64
+	// Gets is the point reads sent to the database (reads answered from
+	// a transaction's own buffered writes are not counted).
+	Gets int64
+	// Fetches is the iterator batches fetched.
+	Fetches int64
+}
+
+// Stats returns the store's counters.
+func (kv *KV) Stats() Stats {
+	return Stats{Commits: kv.stats.commits.Load(), Reads: kv.stats.reads.Load(), Gets: kv.stats.gets.Load(), Fetches: kv.stats.fetches.Load()}
 }
 
 // queries are the statements on this store's table.
@@ -333,6 +354,7 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 		return append([]byte{}, w.value...), nil
 	}
 	var v []byte
+	t.kv.stats.gets.Add(1)
 	err := t.conn.QueryRow(t.ctx, t.kv.sql.get, key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
@@ -451,6 +473,7 @@ func (t *tx) Commit() error {
 			return fmt.Errorf("store/postgres: end read: %w", mapErr(err))
 		}
 		t.done = true
+		t.kv.stats.reads.Add(1)
 		return nil
 	}
 	var b pgx.Batch
@@ -475,6 +498,7 @@ func (t *tx) Commit() error {
 		return fmt.Errorf("store/postgres: commit: the server rolled back (%s)", tag)
 	}
 	t.done = true
+	t.kv.stats.commits.Add(1)
 	return nil
 }
 
