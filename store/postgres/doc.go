@@ -57,6 +57,11 @@
 // makes many small Gets and Sets thus costs one round trip per Get that
 // misses the buffer, plus one for all the writes and the commit.
 //
+// A write transaction holds at most Options.MaxTxnBytes (64 MiB by
+// default) of keys and values; past it Set returns store.ErrTxnTooBig and
+// the engine splits its work, as on Badger. KV.Stats counts commits, read
+// transactions, point reads and iterator fetches.
+//
 // Commit returns once PostgreSQL has flushed the commit record
 // (synchronous_commit on, forced per transaction whatever the server's
 // default). If the connection drops during COMMIT the outcome is unknown
@@ -74,7 +79,9 @@
 // transaction's snapshot. KeysOnly selects no values (Value then reads
 // the one key). Expired keys are filtered by expires_at >
 // clock_timestamp(), the database server's clock, which every process
-// shares; a reaper deletes them hourly to reclaim space.
+// shares; a reaper deletes them hourly to reclaim space. Iterators also
+// report each key's expiry (ExpiresAt, Unix seconds as Badger reports
+// it), so a backup streamed from this store keeps TTLs.
 //
 // # Erasure (DropPrefix)
 //
