@@ -399,3 +399,54 @@ func TestIteratorExpiresAt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A writer waiting for another process's write lock gives up when its
+// context ends, and leaves nothing held: once the other commits, the next
+// write goes through at once.
+func TestWriterWaitingForLockHonoursContext(t *testing.T) {
+	url := pgtest.NewDB(t)
+	a := open(t, url, postgres.Options{})
+	defer a.Close()
+	b := open(t, url, postgres.Options{})
+	defer b.Close()
+	ctx := context.Background()
+	txn, err := a.Begin(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Set([]byte("k"), []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = b.Update(short, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("b")) })
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) && short.Err() == nil {
+		t.Fatalf("Update while another instance holds the write lock: %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Update gave up after %v", d)
+	}
+	t.Logf("gave up after %v", time.Since(start))
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	t.Logf("committed at %v", time.Since(start))
+	for i := 0; i < 3; i++ { // the gate and the pool are free again
+		if err := b.Update(done, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("b")) }); err != nil {
+			t.Fatalf("Update %d after the holder committed: %v", i, err)
+		}
+	}
+	err = a.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Get([]byte("k"))
+		if err == nil && string(v) != "b" {
+			err = fmt.Errorf("k = %q, want b", v)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
