@@ -223,7 +223,10 @@ func isHex32(s string) bool {
 // them. Errors wrap ErrPacked (and crdt.ErrMalformed too for an op that
 // is well-formed here but not a valid op).
 func UnpackChanges(b []byte) ([]PulledChange, error) {
-	strs, heads, ops, err := unpack(b, true, 0)
+	// No page holds a million ops (a pushed request holds at most
+	// MaxItems/8 on a default server): the bound keeps a hostile block's
+	// allocation near a hundred times its own size at worst.
+	strs, heads, ops, err := unpack(b, true, crdt.DefaultLimits.MaxItems)
 	if err != nil {
 		return nil, err
 	}
@@ -308,6 +311,13 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 	}
 	if rd.left() != 0 {
 		return nil, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
+	}
+	for _, c := range []int{colField, colKind, colTime, colRep} {
+		if total > len(cols[c].b) {
+			// Each op takes at least a byte in these columns: refuse
+			// before allocating for ops the block cannot hold.
+			return nil, nil, nil, fmt.Errorf("%w: %d ops, column %d holds %d bytes", ErrPacked, total, c, len(cols[c].b))
+		}
 	}
 	ops := make([]crdt.Op, total)
 	runs := cols[colRuns]

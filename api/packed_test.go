@@ -2,10 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -204,5 +206,33 @@ func TestPackedPushRoundTrip(t *testing.T) {
 	}
 	if _, err := api.UnpackPush(b, 6*40); err != nil {
 		t.Fatalf("at maxOps: %v", err)
+	}
+}
+
+// TestUnpackBoundsOpsByColumns: a block declaring many ops whose field,
+// kind, time or replica column is too short for them is refused before
+// anything is allocated for the ops (the bytes of another column would
+// otherwise let it declare an op per byte of the block).
+func TestUnpackBoundsOpsByColumns(t *testing.T) {
+	const n = 200_000
+	b := []byte{1, 0, 0, 1, 1} // version, no strings, no replicas, one change of seq 1
+	b = binary.AppendUvarint(b, n)
+	for c := range 7 {
+		if c == 6 { // the value column carries the bytes
+			b = binary.AppendUvarint(b, n)
+			b = append(b, make([]byte, n)...)
+			continue
+		}
+		b = append(b, 1, 0)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := api.UnpackPush(b, 0)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, api.ErrPacked) {
+		t.Fatalf("%v, want ErrPacked", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4*n {
+		t.Fatalf("allocated %d bytes for a refused block of %d", got, len(b))
 	}
 }

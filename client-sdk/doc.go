@@ -90,6 +90,14 @@
 // malformed_body, invalid_op, body_too_large) is set aside the same way;
 // other refusals fail the Sync with ErrRefused and keep the change.
 //
+// On the wire, pulled log entries come in the packed encoding when the
+// server offers it (docs/PROTOCOL.md "Packed pull encoding"; about a
+// quarter of the bytes after gzip), and pushes go packed once a reply has
+// said the server reads them (stored with each reply; a server that
+// stops reading them applies nothing of a packed push and its reply turns
+// packing off, so the changes go plain in the next request).
+// Options.PlainPull and PlainPush turn either off.
+//
 // Requests are bounded: at most Options.MaxChangesPerRequest changes (and
 // about 4 MiB and 20,000 ops) pushed and Options.PullLimit items asked for per round trip.
 // After a failure that points at size they are halved for the next attempt
@@ -186,6 +194,7 @@
 //	m/clock              last HLC timestamp issued or adopted (uint64 BE)
 //	m/offset             clock offset in nanoseconds (int64 BE)
 //	m/lastsuccess        wall time of the last stored reply (Unix ms)
+//	m/packedpush         1 if the last stored reply said the server reads packed pushes (7p), else 0
 //	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
 //	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
 //	                     rewritten by Open's migration)

@@ -160,8 +160,11 @@ type Replica struct {
 	// (highwater.go); guarded by syncMu.
 	hw highWater
 	// readsPacked: the last reply said the server reads packed pushes
-	// (api.SyncResponse.ReadsPacked). Memory only: after a restart the
-	// first push goes in the plain form.
+	// (api.SyncResponse.ReadsPacked); stored with each reply (m/packedpush)
+	// and loaded by Open. A server that stops reading them (replaced by an
+	// older one) ignores a packed push and applies nothing; its reply,
+	// without the flag, turns packing off, and the changes go plain in the
+	// next request.
 	readsPacked atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
@@ -169,6 +172,7 @@ type Replica struct {
 	blobMu gosync.Mutex
 	// upLink and downLink size attachment requests to the link (linkrate.go).
 	upLink, downLink chunkSizer
+	fetchMu          gosync.Mutex // one attachment download at a time (download.go)
 
 	sizeMu     gosync.Mutex
 	sizes      RequestSizes // configured (Options, SetRequestSizes)
@@ -223,6 +227,7 @@ var (
 	keyClock    = []byte("m/clock")
 	keyOffset   = []byte("m/offset")
 	keySuccess  = []byte("m/lastsuccess")
+	keyPacked   = []byte("m/packedpush")
 	prefRecord  = []byte("r/")
 	prefPending = []byte("o/")
 	prefChange  = []byte("c/")
@@ -412,6 +417,11 @@ func (r *Replica) load() error {
 			return err
 		} else if n := int64(u64(v)); n != 0 {
 			r.status.LastSuccess = time.UnixMilli(n)
+		}
+		if v, err := get(txn, keyPacked); err != nil {
+			return err
+		} else {
+			r.readsPacked.Store(len(v) == 1 && v[0] == 1)
 		}
 		return nil
 	})

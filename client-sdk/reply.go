@@ -49,6 +49,9 @@ type note struct {
 // are kept, merged records are stored, purged records removed, and the new
 // cursor saved. It also carries what the sync loop needs to go on.
 type replyWrites struct {
+	// ReadsPacked is the reply's word that the server reads packed
+	// pushes, stored for the next start.
+	ReadsPacked bool
 	// Acked are the seqs of sealed changes the server acknowledged
 	// (applied or duplicate); AckedOps counts their ops.
 	Acked    []uint64
@@ -99,7 +102,7 @@ type replyWrites struct {
 // pushed sent. now stamps new rejections. It is pure: its only input from
 // the store is what it reads through rd.
 func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now time.Time) (*replyWrites, error) {
-	w := &replyWrites{Cursor: resp.Cursor}
+	w := &replyWrites{Cursor: resp.Cursor, ReadsPacked: resp.ReadsPacked}
 	planResults(w, sent, resp.Results, now)
 	if err := planPull(w, rd, resp); err != nil {
 		return nil, err
@@ -367,6 +370,13 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		return err
 	}
 	if err := txn.Set(keyOffset, u64Bytes(uint64(int64(r.ClockOffset())))); err != nil {
+		return err
+	}
+	packed := byte(0)
+	if w.ReadsPacked {
+		packed = 1
+	}
+	if err := txn.Set(keyPacked, []byte{packed}); err != nil {
 		return err
 	}
 	return txn.Set(keySuccess, u64Bytes(uint64(now.UnixMilli())))

@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/server"
@@ -239,5 +245,128 @@ func TestPackedPushLargeOutbox(t *testing.T) {
 				t.Fatalf("record %s differs between writer and reader", x.Ref.ID)
 			}
 		}
+	}
+}
+
+// olderServer is a proxy that makes the server look like one from before
+// packed pushes: it drops 7q from requests (an older server ignores the
+// key, so it applies nothing of a packed push) and 7p from replies.
+func olderServer(t *testing.T, target string) *httptest.Server {
+	strip := func(b []byte, key string) []byte {
+		var m map[string]any
+		if err := msgpack.Unmarshal(b, &m); err != nil {
+			return b
+		}
+		delete(m, key)
+		out, err := msgpack.Marshal(m)
+		if err != nil {
+			t.Error(err)
+		}
+		return out
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			sdkHangUp(w)
+			return
+		}
+		if r.Header.Get("Content-Encoding") != "" {
+			t.Error("older-server proxy: the test's pushes must stay under the gzip threshold")
+		}
+		if r.URL.Path == "/v1/sync" {
+			body = strip(body, "7q")
+		}
+		req, _ := http.NewRequest(r.Method, target+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		req.Header.Del("Accept-Encoding") // plain replies, to edit them
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			sdkHangUp(w)
+			return
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if r.URL.Path == "/v1/sync" && resp.StatusCode == http.StatusOK {
+			out = strip(out, "7p")
+		}
+		for k, v := range resp.Header {
+			if k != "Content-Length" {
+				w.Header()[k] = v
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(out)
+	}))
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+// TestPackedPushSurvivesRestartAndOlderServer: a device that learnt the
+// server reads packed pushes still packs after a restart (the flag is
+// stored with the reply); sent to a server that no longer reads them,
+// the packed push applies nothing, the reply turns packing off, and the
+// same Sync sends the changes plain: all acknowledged, nothing lost.
+func TestPackedPushSurvivesRestartAndOlderServer(t *testing.T) {
+	ctx := context.Background()
+	e := newSDKEnv(t, nil)
+	dir := t.TempDir()
+	ann := e.device("ann", dir, nil)
+	refs := sdkSeedPeople(t, ann, 5)
+	if _, err := ann.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write := func(r *client.Replica, note string) {
+		for _, ref := range refs {
+			if err := r.Append(ctx, ref, "case_notes", note); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Restarted: the first push is packed (a plain one of these 5 appends
+	// is ~650 bytes).
+	if err := ann.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ann = e.open(dir, nil)
+	write(ann, "after restart")
+	res, err := ann.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packedBytes := res.BytesSent
+	// An older server.
+	old := olderServer(t, e.http.URL)
+	ann.SetServerURL(old.URL)
+	write(ann, "to an older server")
+	res, err = ann.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.PushedOps != len(refs) {
+		t.Fatalf("%d ops acknowledged by the older server, want %d", res.PushedOps, len(refs))
+	}
+	if res.Rounds < 2 {
+		t.Fatalf("%d round trips: the packed push to the older server should have been ignored, then sent plain", res.Rounds)
+	}
+	if ops, _ := ann.PendingOps(ctx); len(ops) != 0 {
+		t.Fatalf("%d ops pending", len(ops))
+	}
+	t.Logf("packed push after restart: %d bytes; to the older server: %d rounds, %d bytes", packedBytes, res.Rounds, res.BytesSent)
+	// The older server got the packed push (about packedBytes) and then
+	// the plain one: the plain part is the bigger by far, unless the push
+	// after the restart was plain too.
+	if plain := res.BytesSent - packedBytes; packedBytes >= plain*2/3 {
+		t.Fatalf("the push after a restart sent %d bytes, the plain push about %d: not packed", packedBytes, plain)
+	}
+	reader := e.device("bea", "", nil)
+	if _, err := reader.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := reader.Get(ctx, refs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.Fields["case_notes"].Entries); n != 2 {
+		t.Fatalf("the reader sees %d case notes, want 2", n)
 	}
 }

@@ -476,7 +476,7 @@ func TestDefaultSchemaQuarantines(t *testing.T) {
 // once and in order; a single change too big for any transaction is
 // refused with ErrTooLarge and nothing of it is applied.
 func TestTxnTooBigSplits(t *testing.T) {
-	e := openTest(t, Options{}) // Badger SmallMemory and the test memory store: transactions up to ~2 MB
+	e := openTest(t, Options{}) // Badger SmallMemory and the test memory and PostgreSQL stores: transactions up to ~2 MB
 	d := newDevice("ann", time.Now, "wigan")
 	big := string(make([]byte, 1000))
 	var changes []api.Change
@@ -502,8 +502,8 @@ func TestTxnTooBigSplits(t *testing.T) {
 		huge.write("wigan", "contacts", fmt.Sprintf("h%d", k), "f", 1)
 	}
 	_, err := e.Push(bg, huge.caller, []api.Change{huge.commit()})
-	// Every backend caps a transaction (store/postgres at
-	// Options.MaxTxnBytes, 2 MiB in these tests as for memory).
+	// Every backend bounds a transaction (PostgreSQL by Options.MaxTxnBytes,
+	// 2 MiB in these tests).
 	switch {
 	case !errors.Is(err, ErrTooLarge):
 		t.Fatalf("huge change: %v", err)
