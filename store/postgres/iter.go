@@ -80,6 +80,10 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 	if it.closed || it.err != nil {
 		return
 	}
+	if it.t.done {
+		it.err = errEnded
+		return
+	}
 	if err := it.t.flush(); err != nil {
 		it.err = err
 		return
