@@ -26,6 +26,7 @@
 //
 //	BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;
 //	SET LOCAL synchronous_commit TO on;
+//	SET LOCAL idle_in_transaction_session_timeout TO 30000;
 //	SELECT pg_advisory_xact_lock(<key of the table>)
 //
 // so at most one write transaction per table is open at a time across
@@ -41,7 +42,12 @@
 // lose its updates. Under the lock nothing else commits to the table
 // while the writer runs, so its reads are consistent. Within a process a
 // gate admits one writer at a time before a connection is taken, so
-// waiting writers do not tie up the pool.
+// waiting writers do not tie up the pool. A process that stops talking in
+// the middle of a write transaction (frozen, partitioned) would hold the
+// lock until TCP noticed; the idle-in-transaction timeout
+// (Options.WriteIdleTimeout, 30 s) has PostgreSQL end its session
+// instead, so the other servers' writes stall for at most that long
+// (TestStuckWriterLosesTheLock).
 //
 // Read-only transactions (View, Begin(false)) are
 //
@@ -113,7 +119,9 @@
 //     READ ONLY transactions giving one consistent snapshot, never
 //     blocked by writers (MVCC);
 //   - SET LOCAL synchronous_commit, with "on" meaning the commit record is
-//     durable (flushed) before COMMIT returns;
+//     durable (flushed) before COMMIT returns, and SET LOCAL
+//     idle_in_transaction_session_timeout ending a stalled session and
+//     releasing its locks;
 //   - INSERT … ON CONFLICT (key) DO UPDATE SET … = EXCLUDED.…;
 //   - unnest() of several arrays in parallel, array parameters
 //     (bytea[], int8[]) and = ANY(array);

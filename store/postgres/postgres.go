@@ -50,9 +50,22 @@ type Options struct {
 	// memory a transaction's buffered writes hold and the time the write
 	// lock is held by one transaction.
 	MaxTxnBytes int
+	// WriteIdleTimeout ends a write transaction whose process stops
+	// talking to the database for this long in the middle of it (frozen,
+	// partitioned, or stalled in its own code): PostgreSQL terminates the
+	// session (idle_in_transaction_session_timeout, set for write
+	// transactions only), the transaction rolls back and the write lock
+	// passes to the other servers instead of waiting for TCP to notice. 0:
+	// DefaultWriteIdleTimeout; negative: never. The engine's write
+	// transactions are busy from start to commit, so only a stuck process
+	// reaches it.
+	WriteIdleTimeout time.Duration
 	// Logger receives the reaper's errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
+
+// DefaultWriteIdleTimeout is the default Options.WriteIdleTimeout.
+const DefaultWriteIdleTimeout = 30 * time.Second
 
 // DefaultMaxTxnBytes is the default Options.MaxTxnBytes: 64 MiB.
 const DefaultMaxTxnBytes = 64 << 20
@@ -67,6 +80,8 @@ type KV struct {
 	lockKey int64  // pg_advisory_xact_lock key serializing this table's writers
 	vacuum  bool
 	maxTxn  int // Options.MaxTxnBytes resolved; 0: no cap
+	// beginWrite starts a write transaction (see begin).
+	beginWrite string
 	// unbuffered sends every write at once (for the benchmark comparing
 	// buffered writes; set by tests only).
 	unbuffered bool
@@ -154,6 +169,21 @@ func Open(ctx context.Context, url string, opts Options) (*KV, error) {
 	if kv.log == nil {
 		kv.log = slog.Default()
 	}
+	idle := opts.WriteIdleTimeout
+	if idle == 0 {
+		idle = DefaultWriteIdleTimeout
+	}
+	// READ COMMITTED, not REPEATABLE READ: every statement sees what
+	// committed before it, and the lock taken here means nothing but
+	// this transaction commits until it ends, so its reads are one
+	// consistent, current state. (A REPEATABLE READ snapshot would be
+	// taken by this very statement, before the lock is granted, and miss
+	// the writer it waited for.)
+	kv.beginWrite = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL synchronous_commit TO on; "
+	if idle > 0 {
+		kv.beginWrite += fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout TO %d; ", max(idle.Milliseconds(), 1))
+	}
+	kv.beginWrite += "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(kv.lockKey, 10) + ")"
 	switch {
 	case kv.maxTxn == 0:
 		kv.maxTxn = DefaultMaxTxnBytes
@@ -299,14 +329,7 @@ func (kv *KV) begin(ctx context.Context, update bool) (*tx, error) {
 	}
 	sql := beginRead
 	if update {
-		// READ COMMITTED, not REPEATABLE READ: every statement sees what
-		// committed before it, and the lock taken here means nothing but
-		// this transaction commits until it ends, so its reads are one
-		// consistent, current state. (A REPEATABLE READ snapshot would be
-		// taken by this very statement, before the lock is granted, and
-		// miss the writer it waited for.)
-		sql = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL synchronous_commit TO on; SELECT pg_advisory_xact_lock(" +
-			strconv.FormatInt(kv.lockKey, 10) + ")"
+		sql = kv.beginWrite
 	}
 	if _, err := conn.Conn().PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 		t := &tx{kv: kv, conn: conn, update: update}

@@ -450,3 +450,49 @@ func TestWriterWaitingForLockHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A process that stops in the middle of a write transaction (frozen,
+// partitioned) does not hold the write lock for ever: after
+// WriteIdleTimeout PostgreSQL ends its session, the other instance's write
+// goes through, and the stuck one's commit fails rather than landing late.
+func TestStuckWriterLosesTheLock(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ctx := context.Background()
+	a := open(t, url, postgres.Options{WriteIdleTimeout: 500 * time.Millisecond})
+	defer a.Close()
+	b := open(t, url, postgres.Options{})
+	defer b.Close()
+	txn, err := a.Begin(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Discard()
+	if err := txn.Set([]byte("k"), []byte("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	// a now says nothing for longer than its timeout.
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Update(wctx, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("live")) }); err != nil {
+		t.Fatalf("the live instance's write: %v", err)
+	}
+	t.Logf("the live write waited %v", time.Since(start))
+	if err := txn.Commit(); err == nil {
+		t.Fatal("the stuck transaction committed after losing its session")
+	}
+	err = b.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Get([]byte("k"))
+		if err == nil && string(v) != "live" {
+			err = fmt.Errorf("k = %q, want live", v)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a itself carries on with a fresh connection.
+	if err := a.Update(wctx, func(tx store.Tx) error { return tx.Set([]byte("k2"), []byte("a")) }); err != nil {
+		t.Fatalf("a's next write: %v", err)
+	}
+}
