@@ -11,19 +11,24 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/doorstep-health/doorstep/internal/badgeropen"
 	"github.com/doorstep-health/doorstep/internal/pgtest"
 	"github.com/doorstep-health/doorstep/store"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
+	"github.com/doorstep-health/doorstep/store/memory"
 	"github.com/doorstep-health/doorstep/store/postgres"
 )
 
 // sharedBackends are the stores several Services (server processes) may
 // write at once, each opener returning two handles on one new store: two
 // pools on one PostgreSQL database (two processes, as far as PostgreSQL
-// can tell). store/badger has one writer per
-// process, so it is not one.
+// can tell), or one memory store twice (it serializes every writer).
+// store/badger has one writer per process, so it is not one.
 func sharedBackends() map[string]func(t testing.TB) (store.KV, store.KV) {
 	return map[string]func(t testing.TB) (store.KV, store.KV){
+		"memory": func(t testing.TB) (store.KV, store.KV) {
+			kv := kvBackends()["memory"](t)
+			return kv, kv
+		},
 		"postgres": func(t testing.TB) (store.KV, store.KV) {
 			url := pgtest.NewDB(t)
 			return openPostgres(t, url), openPostgres(t, url)
@@ -48,11 +53,15 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func kvBackends() map[string]func(t testing.TB) store.KV {
 	return map[string]func(t testing.TB) store.KV{
 		"badger": func(t testing.TB) store.KV {
-			db, err := badgeropen.Open(BadgerOptions(filepath.Join(t.TempDir(), "auth"), nil), quietLogger())
+			kv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(t.TempDir(), "auth"), SmallMemory: true, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			kv := &badgerKV{db: db}
+			t.Cleanup(func() { kv.Close() })
+			return kv
+		},
+		"memory": func(t testing.TB) store.KV {
+			kv := memory.New(memory.Options{})
 			t.Cleanup(func() { kv.Close() })
 			return kv
 		},

@@ -21,8 +21,10 @@
 // refused by every server sharing the store from its next request. Failed
 // logins are counted in the store too, so a lockout holds across servers
 // and restarts, and audit seqs are taken in the writing transaction, which
-// the store serializes, so two servers never take the same one. The
-// servers must share the signing keys (the same key directory contents).
+// the store serializes, so two servers never take the same one. On a
+// shared store the signing keys are in the store as well as in each
+// server's key directory, so every server verifies every other one's
+// tokens (sharedkeys.go).
 //
 // An external OpenID Connect issuer (ExternalIssuer, e.g. NHS CIS2) may be
 // configured: Exchange then accepts its ID tokens, checked against its JWKS,
@@ -31,10 +33,6 @@
 //
 // auth must not import echo, the sync engine or the server: it is called by
 // the server, which maps the sentinel errors here to api codes.
-//
-// Open (until store/badger is on main) opens Badger through
-// internal/badgeropen, which recovers from an empty memtable file left by
-// a kill.
 //
 // # Devices and refresh chains
 //

@@ -33,7 +33,7 @@ type ExternalIssuer struct {
 	Audience string
 	// JWKSURL is where the issuer publishes its public keys. Empty means
 	// OpenID Connect discovery: the jwks_uri of the issuer's
-	// /.well-known/openid-configuration, fetched once at Open. It must be
+	// /.well-known/openid-configuration, fetched once at New. It must be
 	// https, except on a loopback host (tests, a sidecar).
 	JWKSURL string
 	// Algorithms accepted; default RS256, PS256, ES256 and EdDSA. HMAC

@@ -44,8 +44,7 @@ type Config struct {
 	// BcryptCost is the bcrypt cost of new password hashes; default
 	// bcrypt.DefaultCost. Tests use bcrypt.MinCost.
 	BcryptCost int
-	// KeyDir holds the signing keys (required by New; Open defaults it to
-	// "keys" next to the store's directory).
+	// KeyDir holds the signing keys; required.
 	KeyDir string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -73,10 +72,6 @@ type Config struct {
 	// directory once seeded by --demo does not keep accepting the
 	// published demo password.
 	AllowDemo bool
-	// EncryptionKey, if set, encrypts the auth store at rest with Badger's
-	// AES encryption (16, 24 or 32 bytes), as store.Options.EncryptionKey.
-	// Only Open uses it: the caller of New encrypts the store it opens.
-	EncryptionKey []byte
 }
 
 // DefaultMaxDevicesPerUser is the default of Config.MaxDevicesPerUser.
@@ -217,7 +212,7 @@ const (
 )
 
 // layoutVersion is the auth store's layout: 2 added the userdev/ index
-// and the audit trail (built at Open from a layout 1 store).
+// and the audit trail (built at New from a layout 1 store).
 const layoutVersion = 2
 
 // Service is the built-in issuer. It is safe for concurrent use, and
@@ -252,11 +247,11 @@ type Service struct {
 // required. It migrates an older layout. The Service owns kv from then on:
 // Close closes it, and New closes it when it fails.
 //
-// kv may be shared with other Services, in this process or others (see
+// kv may be shared with other Services, in other processes (see
 // store.KV.Shared): they then serve the same users, devices and audit
-// trail, and a device revoked through one is refused by all at once. They
-// must share the signing keys too (the same KeyDir contents), or a token
-// issued by one is refused by the others.
+// trail, and a device revoked through one is refused by all at once. On a
+// shared store the signing keys are shared through it too (see pSignKey),
+// so each server may keep a key directory of its own.
 func New(ctx context.Context, kv store.KV, cfg Config) (*Service, error) {
 	s, err := newService(ctx, kv, cfg)
 	if err != nil {
@@ -338,11 +333,11 @@ func (s *Service) isClosed() bool {
 //
 // A Service runs one write transaction at a time. Auth writes are few
 // (logins, refreshes, account changes, audit batches) and mostly
-// read-modify-write (a refresh reads the device and writes it back), so
-// this makes them correct on a store that detects no conflicts between
-// writers of one process (store/badger assumes a single writer) at the
-// cost of sharing no fsyncs between them; across processes, a shared
-// store serializes write transactions itself (see store.KV).
+// read-modify-write (a refresh reads the device and writes it back), and
+// every store serializes writers anyway (see store.KV); the Service's own
+// slot keeps them correct even on a store that serialized less within a
+// process, and lets a caller whose context ends stop waiting. Across
+// processes the shared store serializes write transactions.
 func (s *Service) update(ctx context.Context, fn func(txn store.Tx) error) error {
 	if s.isClosed() {
 		return ErrClosed

@@ -10,6 +10,7 @@ package client
 //
 //	b/m/<team>\x00<sha256>           localBlob (msgpack): size, type, refs, state
 //	b/d/<team>\x00<sha256>\x00<u32>  chunk i of the bytes, ChunkSize each
+//	b/p/<team>\x00<sha256>           partialBlob: a download in progress (download.go)
 
 import (
 	"bytes"
@@ -585,125 +586,6 @@ func (r *Replica) patchBlob(ctx context.Context, path string, lb localBlob, off 
 	return st, nil
 }
 
-// FetchAttachment downloads the file an attachment value names, for the
-// record ref, unless it is here already. It refuses a file larger than the
-// device's cap (DefaultMaxAttachment) before downloading, and keeps the
-// bytes only if their size and SHA-256 match the metadata.
-func (r *Replica) FetchAttachment(ctx context.Context, ref Ref, a schema.Attachment) error {
-	if err := a.Check(); err != nil {
-		return &ValidationError{Err: err}
-	}
-	if lb, err := r.loadBlob(ref.Team, a.SHA256); err != nil || lb != nil {
-		if lb != nil && !slices.Contains(lb.Refs, ref) {
-			return r.updateBlob(ref.Team, a.SHA256, func(m *localBlob) bool { m.Refs = append(m.Refs, ref); return true })
-		}
-		return err
-	}
-	if a.Size > r.maxAttachment() {
-		return &LimitError{What: "attachment bytes", Limit: int(r.maxAttachment()), Size: int(a.Size)}
-	}
-	b, err := r.download(ctx, "/v1/teams/"+ref.Team+"/blobs/"+a.SHA256, a.Size)
-	if err != nil {
-		return fmt.Errorf("client: fetch attachment: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	if int64(len(b)) != a.Size || hex.EncodeToString(sum[:]) != a.SHA256 {
-		return fmt.Errorf("%w: got %d bytes hashing to %x", ErrAttachmentHash, len(b), sum)
-	}
-	return r.storeBlob(ref, a, b, true)
-}
-
-// download GETs a file of size bytes in ranges sized to the link
-// (linkrate.go), so no response outlasts a timeout on a slow link, and
-// after a cut asks for the rest from the last byte received. It gives up
-// after maxUploadStalls requests in a row that brought nothing.
-func (r *Replica) download(ctx context.Context, path string, size int64) ([]byte, error) {
-	b := make([]byte, 0, size)
-	stalls := 0
-	for int64(len(b)) < size {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		off := int64(len(b))
-		end := min(off+r.downLink.next(), size) // exclusive
-		hdr := http.Header{}
-		hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
-		t0 := time.Now()
-		res, err := r.blobRequest(ctx, http.MethodGet, path, hdr, nil, 0)
-		if wait, ok := r.uploadWait(err); ok {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(wait):
-			}
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, ErrUnavailable) {
-				r.downLink.cut()
-				if stalls++; stalls <= maxUploadStalls {
-					continue
-				}
-			}
-			return nil, err
-		}
-		want := end - off
-		switch {
-		case res.StatusCode == http.StatusPartialContent:
-			var start int64 = -1
-			fmt.Sscanf(res.Header.Get("Content-Range"), "bytes %d-", &start)
-			if start != off {
-				res.Body.Close()
-				return nil, fmt.Errorf("%w: asked for bytes from %d, the server sent %q", ErrAttachmentHash, off, res.Header.Get("Content-Range"))
-			}
-		case res.StatusCode == http.StatusOK && off == 0:
-			want = size // the whole file (a server or proxy ignoring Range)
-		default:
-			res.Body.Close()
-			return nil, fmt.Errorf("client: GET %s: status %d", path, res.StatusCode)
-		}
-		if res.ContentLength > want {
-			res.Body.Close()
-			return nil, fmt.Errorf("%w: the server offers %d bytes, the record says %d", ErrAttachmentHash, off+res.ContentLength, size)
-		}
-		n, err := io.Copy(&capped{b: &b, limit: size}, io.LimitReader(res.Body, want))
-		res.Body.Close()
-		if n > 0 {
-			stalls = 0
-		}
-		if errors.Is(err, ErrAttachmentHash) {
-			return nil, err
-		}
-		if err != nil {
-			// Keep what arrived: the next range starts after it.
-			r.downLink.cut()
-			if stalls++; stalls > maxUploadStalls {
-				return nil, unavailable(ctx, err)
-			}
-			continue
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("%w: the server sent no bytes from %d of %d", ErrAttachmentHash, off, size)
-		}
-		r.downLink.observe(n, time.Since(t0), r.opts.AttachmentRequestTime)
-	}
-	return b, nil
-}
-
-// capped appends to *b, never past limit bytes in all.
-type capped struct {
-	b     *[]byte
-	limit int64
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	if int64(len(*c.b)+len(p)) > c.limit {
-		return 0, fmt.Errorf("%w: more bytes than the record says", ErrAttachmentHash)
-	}
-	*c.b = append(*c.b, p...)
-	return len(p), nil
-}
-
 // PurgeAttachments deletes the files no record of this replica refers to
 // any more (their records were erased, purged or fell out of scope). Sync
 // calls it after every successful sync. It returns how many files left.
@@ -744,21 +626,62 @@ func (r *Replica) PurgeAttachments(ctx context.Context) (int, error) {
 		}
 		n++
 	}
+	if err := r.purgePartials(); err != nil {
+		return n, err
+	}
 	if n > 0 {
 		r.refreshUploadStatus()
 	}
 	return n, nil
 }
 
+// purgePartials deletes the partial downloads whose record is gone from
+// this replica (erased, purged, out of scope).
+func (r *Replica) purgePartials() error {
+	var gone []partialBlob
+	err := r.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefBlobPart, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var pb partialBlob
+			if err := it.Item().Value(func(v []byte) error { return msgpack.Unmarshal(v, &pb) }); err != nil {
+				return err
+			}
+			v, err := get(txn, recordKey(pb.Ref))
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				gone = append(gone, pb)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, pb := range gone {
+		if err := r.dropPartial(pb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *Replica) deleteBlob(lb localBlob) error {
 	if err := r.updateBlob(lb.Team, lb.SHA256, func(*localBlob) bool { return false }); err != nil {
 		return err
 	}
-	chunks := uint32((lb.Size + ChunkSize - 1) / ChunkSize)
+	return r.deleteChunks(lb.Team, lb.SHA256, lb.Size)
+}
+
+// deleteChunks deletes the chunk keys of a file of size bytes.
+func (r *Replica) deleteChunks(team, sum string, size int64) error {
+	chunks := uint32((size + ChunkSize - 1) / ChunkSize)
 	for i := uint32(0); i < chunks; {
 		err := r.db.Update(func(txn *badger.Txn) error {
 			for j := 0; j < 64 && i < chunks; j++ {
-				if err := txn.Delete(blobChunkKey(lb.Team, lb.SHA256, i)); err != nil {
+				if err := txn.Delete(blobChunkKey(team, sum, i)); err != nil {
 					return err
 				}
 				i++

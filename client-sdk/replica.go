@@ -172,6 +172,7 @@ type Replica struct {
 	blobMu gosync.Mutex
 	// upLink and downLink size attachment requests to the link (linkrate.go).
 	upLink, downLink chunkSizer
+	fetchMu          gosync.Mutex // one attachment download at a time (download.go)
 
 	sizeMu     gosync.Mutex
 	sizes      RequestSizes // configured (Options, SetRequestSizes)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -70,15 +71,24 @@ func BenchmarkAttachment(b *testing.B) {
 }
 
 // BenchmarkAttachmentSlowLink: one 512 KiB photo uploaded and downloaded
-// over shapedLink at 64 kbit/s each way with 250 ms one way (500 ms round
-// trip), against a server with the deployed read and write timeouts
-// (2 and 3 minutes) and the SDK's default HTTP client (60 s timeout) and
-// request sizing (10 s). Reported: wall seconds each way, the goodput in
-// kbit/s (file bits over wall time; the link's ceiling is 64), and the
-// bytes the link carried each way (bodies, headers, replies).
+// over a 64 kbit/s link each way with 250 ms one way (500 ms round trip),
+// against a server with the deployed read and write timeouts (2 and 3
+// minutes) and the SDK's default request sizing (10 s) and 60 s HTTP
+// client timeout. "shaped" is shapedLink (fixed 250 ms); "toxiproxy" is
+// toxicLink (Toxiproxy's latency and bandwidth toxics, 250 ± 100 ms).
+// Reported: wall seconds each way, the goodput in kbit/s (file bits over
+// wall time; the link's ceiling is 64), and the TCP bytes each way during
+// the upload and download (the link's count for shaped, the device
+// connections' for toxiproxy).
 //
 //	go test -run '^$' -bench '^BenchmarkAttachmentSlowLink$' -benchtime 1x ./e2e
 func BenchmarkAttachmentSlowLink(b *testing.B) {
+	for _, kind := range []string{"shaped", "toxiproxy"} {
+		b.Run(kind, func(b *testing.B) { benchAttachmentSlowLink(b, kind) })
+	}
+}
+
+func benchAttachmentSlowLink(b *testing.B, kind string) {
 	ctx := context.Background()
 	const size = 512 << 10
 	var upS, downS float64
@@ -87,10 +97,23 @@ func BenchmarkAttachmentSlowLink(b *testing.B) {
 		b.StopTimer()
 		env := newSDKEnv(b, nil, func(c *server.Config) { c.DeviceRate = -1 })
 		hs := timedServer(b, env, 2*time.Minute, 3*time.Minute)
-		link := newShapedLink(b, hs.Listener.Addr().String(), 64_000, 250*time.Millisecond)
-		sdkDefaults := func(o *client.Options) { o.HTTPClient = nil }
-		ann := env.device("ann", "", sdkDefaults)
-		bea := env.device("bea", "", sdkDefaults)
+		var url string
+		var counts func() (int64, int64)
+		var httpClient *http.Client // nil: the SDK's default
+		switch kind {
+		case "shaped":
+			link := newShapedLink(b, hs.Listener.Addr().String(), 64_000, 250*time.Millisecond)
+			url, counts = link.url(), func() (int64, int64) { return link.up.Load(), link.down.Load() }
+		default:
+			link := &toxicLink{}
+			link.start(b, hs.Listener.Addr().String())
+			url, counts, httpClient = link.url, func() (int64, int64) { return link.sent.Load(), link.received.Load() }, link.client()
+		}
+		// Sign in and sync on the direct URL; only the attachment traffic
+		// crosses the slow link.
+		opts := func(o *client.Options) { o.HTTPClient = httpClient }
+		ann := env.device("ann", "", opts)
+		bea := env.device("bea", "", opts)
 		visit := client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-slow"}
 		if err := ann.CreateWithID(ctx, visit, map[string]any{"person_id": "p-slow", "contact_type": "home_visit"}); err != nil {
 			b.Fatal(err)
@@ -105,9 +128,9 @@ func BenchmarkAttachmentSlowLink(b *testing.B) {
 		if _, err := ann.Sync(ctx); err != nil {
 			b.Fatal(err)
 		}
-		ann.SetServerURL(link.url())
-		bea.SetServerURL(link.url())
-		u0, d0 := link.up.Load(), link.down.Load()
+		ann.SetServerURL(url)
+		bea.SetServerURL(url)
+		u0, d0 := counts()
 		b.StartTimer()
 		t0 := time.Now()
 		if n, err := ann.UploadAttachments(ctx); err != nil || n != 1 {
@@ -120,8 +143,9 @@ func BenchmarkAttachmentSlowLink(b *testing.B) {
 		}
 		downS += time.Since(t0).Seconds()
 		b.StopTimer()
-		up += link.up.Load() - u0
-		down += link.down.Load() - d0
+		u1, d1 := counts()
+		up += u1 - u0
+		down += d1 - d0
 		b.StartTimer()
 	}
 	n := float64(b.N)

@@ -513,6 +513,58 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	}
 }
 
+// TestBackupOfPostgresRestoresToBadger: `doorstep backup` of a server on
+// PostgreSQL streams both shared stores, and `doorstep restore` turns the
+// file into an embedded (Badger) data directory that serves the same
+// records: the way back from PostgreSQL, and a disaster copy of it.
+func TestBackupOfPostgresRestoresToBadger(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDB(t)
+	seedPG(t, url)
+	p := pgServers(t, url, 1)[0]
+	base := "http://" + p.addr
+	r, err := client.Open(ctx, client.Options{Dir: t.TempDir(), EncryptionKey: sdkKey, ServerURL: base, DeviceName: "ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Login(ctx, "ann", password); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		ref := client.Ref{Team: "wigan", Collection: "people", ID: fmt.Sprintf("p%d", i)}
+		if err := r.CreateWithID(ctx, ref, map[string]any{"given_name": ref.ID, "family_name": "F", "date_of_birth": "1940-02-03", "address": "1 Test Street, Wigan"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "pg.backup")
+	doorstep(t, []string{"DOORSTEP_PASSWORD=" + password}, "backup", "--server", base, "--username", "root", "--out", out)
+	data := filepath.Join(t.TempDir(), "restored")
+	doorstep(t, nil, "restore", "--in", out, "--data", data)
+	q := serveProc(t, data)
+	fresh, err := client.Open(ctx, client.Options{Dir: t.TempDir(), EncryptionKey: sdkKey, ServerURL: "http://" + q.addr, DeviceName: "bea"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if _, err := fresh.Login(ctx, "bea", password); err != nil {
+		t.Fatalf("login on the restored Badger server (users came from PostgreSQL): %v", err)
+	}
+	if _, err := fresh.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	states, err := fresh.States(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 3 {
+		t.Fatalf("restored server holds %d records, want 3", len(states))
+	}
+}
+
 // loginRaw logs a new device in over HTTP and returns its access token
 // and device ID.
 func loginRaw(t *testing.T, base, user string) (string, string) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"github.com/doorstep-health/doorstep/store"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/backup"
 	"github.com/doorstep-health/doorstep/blob"
+	"github.com/doorstep-health/doorstep/store"
 	"github.com/labstack/echo/v4"
 )
 
@@ -48,7 +48,7 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 		return nil, err
 	}
 	defer release()
-	atxn, err := s.auth.BackupTxn()
+	atxn, err := s.auth.BackupTxn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,9 @@ func (s *Server) WriteBackup(ctx context.Context, w io.Writer, progress func(bac
 		{Name: "records", Each: func(put func(*backup.Item) error) error {
 			return backup.EachIter(rtxn.Iterate(store.IterOptions{Batch: 256}), put)
 		}},
-		{Name: "auth", Txn: atxn},
+		{Name: "auth", Each: func(put func(*backup.Item) error) error {
+			return backup.EachIter(atxn.Iterate(store.IterOptions{Batch: 256}), put)
+		}},
 		{Name: "keys", Items: keys},
 		{Name: "erasures", Items: erasures},
 		{Name: "blobs", Each: s.blobItems(ctx)},

@@ -13,6 +13,8 @@ import (
 
 	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/blob"
+	"github.com/doorstep-health/doorstep/store"
+	storebadger "github.com/doorstep-health/doorstep/store/badger"
 	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
@@ -53,12 +55,26 @@ func openAuth(ctx context.Context, cfg *Config) (*auth.Service, error) {
 		MaxDevicesPerUser: cfg.MaxDevicesPerUser, AllowDemo: cfg.Demo,
 		LockoutThreshold: cfg.LockoutThreshold, LockoutBase: cfg.LockoutBase, LockoutMax: cfg.LockoutMax,
 		Now: cfg.Now, Logger: cfg.Logger, External: cfg.External,
-		EncryptionKey: cfg.EncryptionKey,
 	}
-	if cfg.AuthStore != nil {
-		return auth.New(ctx, cfg.AuthStore, acfg)
+	kv := cfg.AuthStore
+	if kv == nil {
+		var err error
+		if kv, err = OpenAuthBadger(cfg.DataDir, cfg.EncryptionKey, cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
-	return auth.Open(ctx, filepath.Join(cfg.DataDir, "auth"), acfg)
+	return auth.New(ctx, kv, acfg)
+}
+
+// OpenAuthBadger opens the embedded auth store, Badger in DataDir/auth,
+// encrypted with key if set. The auth store is small (users, devices,
+// tokens, the audit trail), so it gets Badger's small memory settings.
+func OpenAuthBadger(dataDir string, key []byte, logger *slog.Logger) (store.KV, error) {
+	kv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(dataDir, "auth"), Logger: logger, SmallMemory: true, EncryptionKey: key})
+	if err != nil {
+		return nil, fmt.Errorf("open auth store: %w", err)
+	}
+	return kv, nil
 }
 
 // New opens the record store (cfg.Records, or Badger in DataDir/records)
@@ -66,6 +82,9 @@ func openAuth(ctx context.Context, cfg *Config) (*auth.Service, error) {
 // DataDir/keys) and builds the routes.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
+		if cfg.Records != nil {
+			cfg.Records.Close()
+		}
 		return nil, errors.New("server: DataDir is required")
 	}
 	cfg.defaults()

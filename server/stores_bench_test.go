@@ -29,12 +29,22 @@ var storeBackends = []string{"badger", "postgres"}
 // database of the package's private PostgreSQL cluster.
 func benchServerOn(b *testing.B, backend string) (*Server, *httptest.Server) {
 	b.Helper()
+	url := ""
+	if backend == "postgres" {
+		url = pgtest.NewDB(b)
+	}
+	return benchServerAt(b, url)
+}
+
+// benchServerAt starts a server on the PostgreSQL database at url, or on
+// Badger when url is empty.
+func benchServerAt(b *testing.B, url string) (*Server, *httptest.Server) {
+	b.Helper()
 	s := newTestServer(b, func(c *Config) {
 		c.DeviceRate, c.AuthRate, c.NoSchema = -1, -1, true
-		if backend != "postgres" {
+		if url == "" {
 			return
 		}
-		url := pgtest.NewDB(b)
 		ctx := context.Background()
 		rec, err := postgres.Open(ctx, url, postgres.Options{Table: "doorstep_kv"})
 		if err != nil {
@@ -146,38 +156,61 @@ func (d *benchDevice) request(changes ...api.Change) *api.SyncRequest {
 //   - reconnect: a device pushes one change of 500 ops and pulls the
 //     2,000 a colleague pushed meanwhile, in one request;
 //   - bootstrap: a new device joins a team of 5,000 people with 20 fields
-//     each and pulls snapshot pages until it follows the log.
+//     each and pulls snapshot pages until it follows the log;
+//   - ingest-2servers (PostgreSQL only): ingest with the devices split
+//     over two servers sharing the database.
 func BenchmarkStores(b *testing.B) {
 	for _, backend := range storeBackends {
 		b.Run("store="+backend, func(b *testing.B) {
 			b.Run("ingest", func(b *testing.B) { benchIngest(b, backend) })
 			b.Run("reconnect", func(b *testing.B) { benchReconnect(b, backend) })
 			b.Run("bootstrap", func(b *testing.B) { benchBootstrap(b, backend) })
+			if backend == "postgres" {
+				b.Run("ingest-2servers", benchIngestTwoServers)
+			}
 		})
 	}
 }
 
 func benchIngest(b *testing.B, backend string) {
 	s, hs := benchServerOn(b, backend)
-	if _, err := s.auth.CreateTeam(context.Background(), "wigan", "Wigan"); err != nil {
+	ingest(b, []*Server{s}, []*httptest.Server{hs})
+}
+
+// benchIngestTwoServers is ingest with two servers on one PostgreSQL
+// database, the 16 devices split between them: write transactions are
+// serialized across servers, so this shows what a second server adds to
+// push throughput.
+func benchIngestTwoServers(b *testing.B) {
+	url := pgtest.NewDB(b)
+	s1, h1 := benchServerAt(b, url)
+	s2, h2 := benchServerAt(b, url)
+	ingest(b, []*Server{s1, s2}, []*httptest.Server{h1, h2})
+}
+
+// ingest: 16 devices (spread over the servers, which share one store)
+// push b.N changes of 500 new register writes between them.
+func ingest(b *testing.B, servers []*Server, hss []*httptest.Server) {
+	if _, err := servers[0].auth.CreateTeam(context.Background(), "wigan", "Wigan"); err != nil {
 		b.Fatal(err)
 	}
 	const devices, opsPer = 16, 500
 	devs := make([]*benchDevice, devices)
 	for i := range devs {
-		devs[i] = benchLogin(b, s, fmt.Sprintf("u%d", i))
+		devs[i] = benchLogin(b, servers[0], fmt.Sprintf("u%d", i))
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: devices}}
 	work := make(chan int)
 	var wg gosync.WaitGroup
 	b.ResetTimer()
-	for _, d := range devs {
+	for n, d := range devs {
+		url := hss[n%len(hss)].URL
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
 				d.seq++
-				resp, err := d.tryPost(client, hs.URL, d.request(api.Change{Seq: d.seq, Ops: d.ops(fmt.Sprintf("%x-%d", d.id[:4], i), opsPer)}))
+				resp, err := d.tryPost(client, url, d.request(api.Change{Seq: d.seq, Ops: d.ops(fmt.Sprintf("%x-%d", d.id[:4], i), opsPer)}))
 				if err != nil {
 					b.Error(err)
 					continue

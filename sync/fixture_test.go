@@ -170,8 +170,9 @@ func TestWriteFixtureV1(t *testing.T) {
 	t.Logf("wrote %d keys, %d records", len(kvs), len(vis))
 }
 
-// loadFixture writes a fixture's keys and values into a new Badger
-// directory, as the code that wrote them left them, and returns it.
+// loadFixture writes a fixture's keys and values into a new store of the
+// test backend, as the code that wrote them left them, and returns the
+// store's name (a directory, see testKV).
 func loadFixture(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)

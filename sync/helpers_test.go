@@ -92,10 +92,11 @@ type keepOpen struct{ store.KV }
 
 func (keepOpen) Close() error { return nil }
 
-// testKV opens the test backend for dir: Badger in dir, or the memory
-// store named by dir (created on first use, dropped when the test ends).
-// The memory store caps transactions near Badger's small-memory limit, so
-// the engine's split paths run on both.
+// testKV opens the test backend for dir: Badger in dir, the memory store
+// named by dir (created on first use, dropped when the test ends), or a
+// PostgreSQL database named by dir (postgresKV). Memory and PostgreSQL
+// cap transactions near Badger's small-memory limit, so the engine's split
+// paths run on every backend.
 func testKV(t testing.TB, dir string) store.KV {
 	t.Helper()
 	switch b := currentBackend(); b {

@@ -144,8 +144,11 @@ func (e *Engine) scrubKeys(keys [][]byte) error {
 // of this one covers. So only the keys the erasure deleted are dropped
 // (DropPrefix of a key that is gone removes nothing live: keys are
 // prefix-free, and erased records, log positions and quarantine IDs are
-// never written again); older versions of the entries it rewrote are the
-// backend's to reclaim (PostgreSQL's vacuum).
+// never written again), with the scrub sentinel so that the call is never
+// empty; reclaiming the older versions of what the erasure deleted or
+// rewrote is the backend's DropPrefix (store/postgres vacuums the table,
+// which removes the dead row versions of both; see its package doc for
+// what stays on disk even then).
 func (e *Engine) scrubShared(ctx context.Context, keys [][]byte) error {
 	var gone [][]byte
 	err := e.kv.View(ctx, func(txn store.Tx) error {
@@ -161,10 +164,7 @@ func (e *Engine) scrubShared(ctx context.Context, keys [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("scrub: %w", err)
 	}
-	if len(gone) == 0 {
-		return nil
-	}
-	if err := e.kv.DropPrefix(ctx, gone...); err != nil {
+	if err := e.kv.DropPrefix(ctx, append(gone, scrubSentinel)...); err != nil {
 		return fmt.Errorf("scrub: drop: %w", err)
 	}
 	return nil

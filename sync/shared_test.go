@@ -214,5 +214,51 @@ func TestSharedStoreTwoEngines(t *testing.T) {
 	if diff := diffStates(encoded(t, ann.recs), encoded(t, bea.recs)); diff != "" {
 		t.Fatal(diff)
 	}
+
+	// An erasure through one engine (its scrub on a shared store drops only
+	// deleted keys): the puller learns of it once, from either engine, and
+	// a new device bootstrapping through the other gets every other record
+	// of the rewritten changes, and not the erased one.
+	erased := api.RecordRef{Team: "wigan", Collection: "people", ID: "p0"}
+	rep, err := e2.Erase(bg, Caller{User: "admin", Teams: []string{"wigan"}}, erased, false)
+	if err != nil || rep.ScrubError != "" || rep.EntriesRewritten == 0 {
+		t.Fatalf("erase: %+v %v", rep, err)
+	}
+	purged := 0
+	for more := true; more; {
+		resp, err := engines[pages%2].Pull(bg, puller, cur, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, p := range resp.Purged {
+			if p != erased {
+				t.Fatalf("purged %v", p)
+			}
+			purged++
+		}
+		cur, more = resp.Cursor, resp.More
+	}
+	if purged != 1 {
+		t.Fatalf("erasure pulled %d times, want once", purged)
+	}
+	zed := newDevice("zed", time.Now, "wigan")
+	zed.syncAll(t, e1)
+	want := encoded(t, bea.recs)
+	delete(want, erased)
+	got := encoded(t, zed.recs)
+	for ref := range got {
+		if ref.Collection != "people" {
+			delete(got, ref)
+		}
+	}
+	for ref := range want {
+		if ref.Collection != "people" {
+			delete(want, ref)
+		}
+	}
+	if diff := diffStates(got, want); diff != "" {
+		t.Fatalf("bootstrap after the erasure: %s", diff)
+	}
 	t.Logf("%d pages, %d ops pulled", pages, len(seen))
 }

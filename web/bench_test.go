@@ -49,7 +49,11 @@ func newBenchTeam(b *testing.B, n int) *benchTeam {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
-	a, err := auth.Open(ctx, filepath.Join(dir, "auth"), auth.Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(dir, "keys"), Logger: quiet()})
+	akv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(dir, "auth"), SmallMemory: true, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := auth.New(ctx, akv, auth.Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(dir, "keys"), Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

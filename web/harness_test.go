@@ -64,7 +64,11 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, err := auth.Open(ctx, filepath.Join(dir, "auth"), auth.Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(dir, "keys"), Logger: quiet()})
+	akv, err := storebadger.Open(storebadger.Options{Dir: filepath.Join(dir, "auth"), SmallMemory: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(ctx, akv, auth.Config{BcryptCost: bcrypt.MinCost, KeyDir: filepath.Join(dir, "keys"), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -204,11 +204,7 @@ func openAuth(ctx context.Context, data string, key []byte, stores storeChoice) 
 		return nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := auth.Config{
-		KeyDir:        filepath.Join(data, "keys"),
-		Logger:        logger,
-		EncryptionKey: key,
-	}
+	cfg := auth.Config{KeyDir: filepath.Join(data, "keys"), Logger: logger}
 	if stores.shared() {
 		// The servers may be running: a shared store takes every writer.
 		kv, err := stores.open(ctx, pgAuthTable, logger)
@@ -217,7 +213,11 @@ func openAuth(ctx context.Context, data string, key []byte, stores storeChoice) 
 		}
 		return auth.New(ctx, kv, cfg)
 	}
-	a, err := auth.Open(ctx, filepath.Join(data, "auth"), cfg)
+	kv, err := server.OpenAuthBadger(data, key, logger)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the server running? stop it or use the admin HTTP API)", err)
+	}
+	a, err := auth.New(ctx, kv, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is the server running? stop it or use the admin HTTP API)", err)
 	}

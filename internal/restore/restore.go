@@ -106,7 +106,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	for _, sec := range []struct {
 		name string
 		opts badger.Options
-	}{{"records", storebadger.BadgerOptions(recOpts, quiet)}, {"auth", auth.BadgerOptions(authDir, o.Key).WithLogger(nil)}} {
+	}{{"records", storebadger.BadgerOptions(recOpts, quiet)}, {"auth", storebadger.BadgerOptions(authBadger(authDir, o.Key), nil).WithLogger(nil)}} {
 		want, _ := m.Section(sec.name)
 		n, sum, err := digestDir(sec.opts)
 		if err != nil {
@@ -181,7 +181,7 @@ func loadFile(ctx context.Context, path string, recOpts storebadger.Options, aut
 	if err != nil {
 		return fmt.Errorf("restore: open %s: %w", recOpts.Dir, err)
 	}
-	adb, err := badger.Open(auth.BadgerOptions(authDir, key).WithSyncWrites(false))
+	adb, err := badger.Open(storebadger.BadgerOptions(authBadger(authDir, key), nil).WithLogger(nil).WithSyncWrites(false))
 	if err != nil {
 		rdb.Close()
 		return fmt.Errorf("restore: open %s: %w", authDir, err)
@@ -399,4 +399,10 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.report(backup.Progress{Bytes: p.n, Estimate: p.estimate, Elapsed: now.Sub(p.start)})
 	}
 	return n, err
+}
+
+// authBadger are the Badger options of the auth store in authDir, as the
+// server opens it (server.OpenAuthBadger).
+func authBadger(authDir string, key []byte) storebadger.Options {
+	return storebadger.Options{Dir: authDir, SmallMemory: true, EncryptionKey: key}
 }

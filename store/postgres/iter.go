@@ -39,6 +39,7 @@ type iter struct {
 	first  int
 
 	keys, vals [][]byte // the current batch
+	exps       []int64  // expiry of each (Unix seconds, rounded up; 0: none); nil for KeysOnly
 	pos        int
 	more       bool // the table may hold keys past the batch
 	next       int  // size of the next fetch
@@ -75,7 +76,7 @@ func (it *iter) Seek(key []byte) {
 // fetch loads a batch of n entries starting from bound (nil: the range's
 // end; inclusive or exclusive), in the iterator's direction.
 func (it *iter) fetch(bound []byte, inclusive bool, n int) {
-	it.keys, it.vals, it.pos, it.more = nil, nil, 0, false
+	it.keys, it.vals, it.exps, it.pos, it.more = nil, nil, nil, 0, false
 	if it.closed || it.err != nil {
 		return
 	}
@@ -91,7 +92,7 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 	}
 	sb.WriteString("SELECT key")
 	if !it.opts.KeysOnly {
-		sb.WriteString(", value")
+		sb.WriteString(", value, COALESCE(ceil(extract(epoch FROM expires_at))::int8, 0)")
 	}
 	sb.WriteString(" FROM ")
 	sb.WriteString(it.t.kv.table)
@@ -119,10 +120,11 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 	}
 	for rows.Next() {
 		var k, v []byte
+		var exp int64
 		if it.opts.KeysOnly {
 			err = rows.Scan(&k)
 		} else {
-			err = rows.Scan(&k, &v)
+			err = rows.Scan(&k, &v, &exp)
 		}
 		if err != nil {
 			rows.Close()
@@ -131,10 +133,11 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 		}
 		it.keys = append(it.keys, k)
 		it.vals = append(it.vals, v)
+		it.exps = append(it.exps, exp)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		it.keys, it.vals = nil, nil
+		it.keys, it.vals, it.exps = nil, nil, nil
 		it.err = fmt.Errorf("store/postgres: iterate: %w", mapErr(err))
 		return
 	}
@@ -160,6 +163,16 @@ func (it *iter) Value() ([]byte, error) {
 	return append([]byte{}, v...), nil
 }
 
+// ExpiresAt is when the current key expires (SetWithTTL), in Unix seconds
+// rounded up, as Badger reports it; 0 when it never does. A backup
+// (backup.EachIter) carries it over. With KeysOnly it reads as 0.
+func (it *iter) ExpiresAt() uint64 {
+	if it.exps == nil {
+		return 0
+	}
+	return uint64(it.exps[it.pos])
+}
+
 // Next moves to the next key, fetching the next batch past the last key
 // of this one when it runs out.
 func (it *iter) Next() {
@@ -177,5 +190,5 @@ func (it *iter) Err() error { return it.err }
 // Close releases the batch.
 func (it *iter) Close() {
 	it.closed = true
-	it.keys, it.vals = nil, nil
+	it.keys, it.vals, it.exps = nil, nil, nil
 }

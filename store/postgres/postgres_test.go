@@ -363,3 +363,39 @@ func TestMaxTxnBytes(t *testing.T) {
 		t.Fatalf("a write of the refused transaction is there: %v", err)
 	}
 }
+
+// An iterator reports each key's expiry as Badger does (Unix seconds, 0
+// for none), so a backup of a PostgreSQL store keeps TTLs.
+func TestIteratorExpiresAt(t *testing.T) {
+	url := pgtest.NewDB(t)
+	kv := open(t, url, postgres.Options{})
+	defer kv.Close()
+	ctx := context.Background()
+	before := time.Now()
+	err := kv.Update(ctx, func(tx store.Tx) error {
+		if err := tx.SetWithTTL([]byte("a"), []byte("1"), time.Hour); err != nil {
+			return err
+		}
+		return tx.Set([]byte("b"), []byte("2"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = kv.View(ctx, func(tx store.Tx) error {
+		it := tx.Iterate(store.IterOptions{})
+		defer it.Close()
+		exp := it.(interface{ ExpiresAt() uint64 })
+		it.Rewind()
+		if got := int64(exp.ExpiresAt()); got < before.Add(time.Hour).Unix() || got > time.Now().Add(time.Hour).Unix()+1 {
+			return fmt.Errorf("a expires at %d, want about %d", got, before.Add(time.Hour).Unix())
+		}
+		it.Next()
+		if got := exp.ExpiresAt(); got != 0 {
+			return fmt.Errorf("b expires at %d, want 0", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
