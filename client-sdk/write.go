@@ -112,7 +112,10 @@ func (r *Replica) Restore(ctx context.Context, ref Ref) error {
 // and applied in order, then the records and one outbox group written in a
 // single fsynced Badger transaction. If fn or any of its writes fails,
 // nothing is stored. One batch costs one fsync however many writes it
-// holds, so an app saving a whole visit form should use one batch. fn must
+// holds, so an app saving a whole visit form should use one batch; batches
+// made concurrently (from several goroutines) while a commit is in flight
+// are stored together in the next one (group commit), each still all or
+// nothing, each call returning once its batch is durable. fn must
 // not call the Replica's own methods (the batch holds its write lock), and
 // a batch must fit one Badger transaction (a few thousand ops).
 func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
