@@ -124,11 +124,16 @@ type refusal struct {
 type changeView struct {
 	admissionView
 	owners  map[[2]string]string
-	sizes   map[string]*recSize
+	sizes   map[recRef]*recSize
 	usage   map[string]*store.QuarantineUsage
-	batches map[string]*crdt.Batch
-	order   []string // batch keys in first-use order
+	batches map[recRef]*crdt.Batch
+	order   []recRef // batch keys in first-use order
 }
+
+// recRef names a record: team, collection, ID.
+type recRef [3]string
+
+func refOf(op *crdt.Op) recRef { return recRef{op.Team, op.Collection, op.Record} }
 
 func (v *changeView) Owner(collection, id string) (string, error) {
 	if team, ok := v.owners[[2]string{collection, id}]; ok {
@@ -145,7 +150,7 @@ func (v *changeView) claim(op *crdt.Op) {
 }
 
 func (v *changeView) size(op *crdt.Op) (*recSize, error) {
-	k := string(store.RecordKey(op.Team, op.Collection, op.Record))
+	k := refOf(op)
 	if s, ok := v.sizes[k]; ok {
 		return s, nil
 	}
@@ -155,19 +160,19 @@ func (v *changeView) size(op *crdt.Op) (*recSize, error) {
 	}
 	s = s.clone()
 	if v.sizes == nil {
-		v.sizes = map[string]*recSize{}
+		v.sizes = map[recRef]*recSize{}
 	}
 	v.sizes[k] = &s
 	return &s, nil
 }
 
 func (v *changeView) batch(op *crdt.Op, rec *crdt.Record) *crdt.Batch {
-	k := string(store.RecordKey(op.Team, op.Collection, op.Record))
+	k := refOf(op)
 	if b, ok := v.batches[k]; ok {
 		return b
 	}
 	if v.batches == nil {
-		v.batches = map[string]*crdt.Batch{}
+		v.batches = map[recRef]*crdt.Batch{}
 	}
 	b := crdt.NewBatch(rec)
 	v.batches[k] = b
@@ -353,7 +358,7 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 	if len(cv.sizes) > 0 {
 		d.sizes = make(map[string]recSize, len(cv.sizes))
 		for k, s := range cv.sizes {
-			d.sizes[k] = *s
+			d.sizes[string(store.RecordKey(k[0], k[1], k[2]))] = *s
 		}
 	}
 	return d, nil
