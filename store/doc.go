@@ -4,8 +4,9 @@
 // of every index (records.go: PutRecord and DeleteRecord keep a record's
 // team, changed-since, conflict and search term entries; PutLogEntry
 // writes a log entry with its history index; EraseFromLogEntry takes an
-// erased record out of one), so that no index key is written anywhere
-// else. It holds no merge logic; the sync engine decides what to write
+// erased record out of one; quarantine.go: PutQuarantineEntry and
+// DeleteQuarantineEntry keep the k/ index of held ops), so that no index
+// key is written anywhere else. It holds no merge logic; the sync engine decides what to write
 // (and which search terms a state carries) and store says how it is laid
 // out. The log entry decoders a pull uses without decoding whole entries
 // (DecodePulledEntry, LogEntryReplica, logwire.go) live here too, next

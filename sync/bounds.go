@@ -206,15 +206,12 @@ func (t *txnState) storeQuarantine(w *quarantineWrite) error {
 		}
 	}
 	t.qid++
-	if err := t.set(store.QuarantineKey(t.qid), w.value); err != nil {
+	if err := store.PutQuarantineEntry(t.txn, t.qid, q, w.value); err != nil {
 		return err
 	}
 	dev.add(q.Charged)
 	if team != nil {
 		team.add(q.Charged)
-		if err := t.set(store.QuarantinedOpKey(q.Op.ID), store.PutU64(t.qid)); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -339,13 +336,12 @@ func (t *txnState) expire(r *request) error {
 	it.Close()
 	for i := range gone {
 		d := &gone[i]
-		if err := t.txn.Delete(d.key); err != nil {
+		qid, err := store.QuarantineID(d.key)
+		if err != nil {
 			return err
 		}
-		if d.q.Reapplicable {
-			if err := t.txn.Delete(store.QuarantinedOpKey(d.q.Op.ID)); err != nil {
-				return err
-			}
+		if err := store.DeleteQuarantineEntry(t.txn, qid, &d.q); err != nil {
+			return err
 		}
 		if err := t.unchargeQuarantine(&d.q); err != nil {
 			return err

@@ -409,12 +409,7 @@ func (t *txnState) flushBatches() {
 // quarantined reports whether op id sits in the quarantine, so that a
 // later op may name it in pred.
 func (t *txnState) quarantined(op crdt.OpID) (bool, error) {
-	if _, err := t.txn.Get(store.QuarantinedOpKey(op)); err == nil {
-		return true, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return false, fmt.Errorf("read quarantine index: %w", err)
-	}
-	return false, nil
+	return store.IsQuarantined(t.txn, op)
 }
 
 // merge queues a checked op for its record (see flushBatches). An op the

@@ -477,17 +477,13 @@ func (e *Engine) Dismiss(ctx context.Context, id uint64) (QuarantinedOp, error) 
 }
 
 func (t *txnState) dismiss(r *request) error {
-	key := store.QuarantineKey(r.qid)
 	q, err := t.quarantineEntry(r)
 	if err != nil || q == nil {
 		return err
 	}
 	r.dismissed = quarantinedOp(r.qid, q, t.e.bounds.QuarantineTTL)
-	if err := t.txn.Delete(key); err != nil {
+	if err := store.DeleteQuarantineEntry(t.txn, r.qid, q); err != nil {
 		return err
 	}
-	if err := t.unchargeQuarantine(q); err != nil {
-		return err
-	}
-	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
+	return t.unchargeQuarantine(q)
 }

@@ -274,7 +274,6 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 		want[cr{r.Collection, r.ID}] = true
 	}
 	var keys [][]byte
-	var ids []crdt.OpID
 	var entries []store.QuarantineEntry
 	prefix := store.QuarantinePrefix()
 	it := t.txn.Iterate(store.IterOptions{Prefix: prefix, Batch: 100})
@@ -286,7 +285,6 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 		}
 		if want[cr{q.Op.Collection, q.Op.Record}] {
 			keys = append(keys, bytes.Clone(it.Key()))
-			ids = append(ids, q.Op.ID)
 			entries = append(entries, q)
 		}
 	}
@@ -297,10 +295,14 @@ func (t *txnState) eraseQuarantined(refs []api.RecordRef) (int, error) {
 	it.Close()
 	t.scrub = append(t.scrub, keys...)
 	for i, k := range keys {
-		if err := t.txn.Delete(k); err != nil {
+		// Only a reapplicable op has a k/ index; a refused summary may
+		// carry the ID of another, held op (a device reusing IDs), whose
+		// index must stay.
+		qid, err := store.QuarantineID(k)
+		if err != nil {
 			return 0, err
 		}
-		if err := t.txn.Delete(store.QuarantinedOpKey(ids[i])); err != nil {
+		if err := store.DeleteQuarantineEntry(t.txn, qid, &entries[i]); err != nil {
 			return 0, err
 		}
 		if err := t.unchargeQuarantine(&entries[i]); err != nil {

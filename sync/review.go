@@ -432,7 +432,6 @@ func (e *Engine) Reapply(ctx context.Context, id uint64) error {
 }
 
 func (t *txnState) reapply(r *request) error {
-	key := store.QuarantineKey(r.qid)
 	q, err := t.quarantineEntry(r)
 	if err != nil || q == nil {
 		return err
@@ -492,19 +491,16 @@ func (t *txnState) reapply(r *request) error {
 			return err
 		}
 		r.err = fmt.Errorf("%w: %s: %s", ErrInvalid, rf.code, rf.detail)
-		return t.set(key, v)
+		return store.PutQuarantineEntry(t.txn, r.qid, q, v)
 	}
 	t.flushBatches()
 	if err := t.writeLog(q.Author, replica, seq, []crdt.Op{*op}); err != nil {
 		return err
 	}
-	if err := t.txn.Delete(key); err != nil {
+	if err := store.DeleteQuarantineEntry(t.txn, r.qid, q); err != nil {
 		return err
 	}
-	if err := t.unchargeQuarantine(q); err != nil {
-		return err
-	}
-	return t.txn.Delete(store.QuarantinedOpKey(q.Op.ID))
+	return t.unchargeQuarantine(q)
 }
 
 // lateCopy returns, for a quarantined op being reapplied after the record
@@ -569,16 +565,10 @@ func newerThan(c *crdt.Clock, rec *crdt.Record) crdt.Timestamp {
 // quarantineEntry reads the quarantine entry r names; when there is none it
 // sets r.err to ErrNotFound and returns nil, nil.
 func (t *txnState) quarantineEntry(r *request) (*store.QuarantineEntry, error) {
-	val, err := t.txn.Get(store.QuarantineKey(r.qid))
+	q, err := store.GetQuarantineEntry(t.txn, r.qid)
 	if errors.Is(err, store.ErrNotFound) {
 		r.err = fmt.Errorf("%w: quarantine entry %d", ErrNotFound, r.qid)
 		return nil, nil
-	} else if err != nil {
-		return nil, err
 	}
-	var q store.QuarantineEntry
-	if err := store.Decode(val, &q); err != nil {
-		return nil, err
-	}
-	return &q, nil
+	return q, err
 }
