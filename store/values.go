@@ -111,3 +111,47 @@ func Decode(b []byte, v any) (err error) {
 	}
 	return nil
 }
+
+// ReportedChange is one change's ops not merged, as kept under an o/ key
+// (OpResultsKey): enough to tell the device again, nothing of the ops.
+type ReportedChange struct {
+	Seq uint64        `msgpack:"s"`
+	Ops []ReportedRun `msgpack:"o"`
+}
+
+// ReportedRun is a run of ops not merged: Index, and the Run−1 ops after
+// it (Run 0 or 1 means the one op), all with Code (an api.Code) and
+// Quarantined. Runs keep a flood of ops refused for one reason to a few
+// bytes.
+type ReportedRun struct {
+	Index       int    `msgpack:"i"`
+	Code        string `msgpack:"e"`
+	Quarantined bool   `msgpack:"q,omitempty"`
+	Run         int    `msgpack:"n,omitempty"`
+}
+
+// GetReported reads the op results kept for a replica's last push with
+// ops not merged; nil when there are none.
+func GetReported(tx Tx, r crdt.ReplicaID) ([]ReportedChange, error) {
+	v, err := tx.Get(OpResultsKey(r))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read op results: %w", err)
+	}
+	var rs []ReportedChange
+	if err := Decode(v, &rs); err != nil {
+		return nil, fmt.Errorf("read op results: %w", err)
+	}
+	return rs, nil
+}
+
+// PutReported replaces the op results kept for a replica.
+func PutReported(tx Tx, r crdt.ReplicaID, rs []ReportedChange) error {
+	v, err := Encode(rs)
+	if err != nil {
+		return err
+	}
+	return tx.Set(OpResultsKey(r), v)
+}

@@ -305,11 +305,11 @@ type txnState struct {
 	srvClock                    crdt.Timestamp
 	srvClockRead, srvClockDirty bool
 
-	records map[string]*recState                // by record key
-	owners  map[string]string                   // team-index key → owning team ("" = none)
-	hwm     map[crdt.ReplicaID]uint64           // high-water seqs read or written
-	opres   map[crdt.ReplicaID][]reportedResult // op results kept per replica (reported.go)
-	usage   map[string]*usage                   // quarantine quota counters by key
+	records map[string]*recState                      // by record key
+	owners  map[string]string                         // team-index key → owning team ("" = none)
+	hwm     map[crdt.ReplicaID]uint64                 // high-water seqs read or written
+	opres   map[crdt.ReplicaID][]store.ReportedChange // op results kept per replica (reported.go)
+	usage   map[string]*usage                         // quarantine quota counters by key
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 }

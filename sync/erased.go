@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -18,14 +17,9 @@ func (e *Engine) Erased(ctx context.Context, c Caller, ref api.RecordRef) (bool,
 	}
 	var erased bool
 	err := e.view(ctx, func(txn store.Tx) error {
-		b, err := txn.Get(store.ErasedKey(ref.Collection, ref.ID))
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		erased = string(b) == ref.Team
-		return nil
+		team, err := store.ErasedTeam(txn, ref.Collection, ref.ID)
+		erased = err == nil && team == ref.Team
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("erased: %w", err)
