@@ -723,7 +723,7 @@ func precheck(c *Caller, op *crdt.Op) *refusal {
 	if op.ID.Replica != c.Replica {
 		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
-	if !c.inTeam(op.Team) {
+	if !c.InTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
 	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {

@@ -130,7 +130,7 @@ func (t *txnState) restate(r *request) error {
 			t.e.log.Warn("restate: malformed record state skipped", "replica", c.Replica, "err", err)
 			continue
 		}
-		if !c.inTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
+		if !c.InTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
 			continue
 		}
 		clean, err := t.checkState(rec, c, r.ownOnly)
