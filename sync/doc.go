@@ -16,6 +16,12 @@
 // contain key-layout code (that is store's) nor merge rules (those are
 // crdt's), and it imports no storage engine.
 //
+// The types the review API speaks (Caller, ChangedFilter, HistoryEntry,
+// FieldConflict, QuarantinedOp...) and its sentinel errors are defined in
+// the leaf package sync/review and aliased here, so that the console
+// (package web) can call the engine through an interface of its own
+// without importing this package and, through it, the store.
+//
 // # Durability and group commit
 //
 // One committer goroutine, owned by the Engine and stopped by Close, takes
