@@ -11,4 +11,11 @@
 // and the SDK asks for pages of 25 items: paging and the SDK's waits on
 // rate_limited are exercised by every such test, not bypassed. Run with -v
 // to see which syncs waited.
+//
+// The multi-server tests (multiserver_test.go) run two `doorstep serve`
+// processes on one PostgreSQL database (a private cluster started by
+// internal/pgtest; TestMain calls pgtest.Main) and run
+// deploy/haproxy/haproxy.cfg with Debian's haproxy in front of them. Both
+// come from .ci/run; a missing one fails the tests, which skip only with
+// DOORSTEP_SKIP_POSTGRES=1 or DOORSTEP_SKIP_HAPROXY=1.
 package e2e

@@ -28,6 +28,7 @@ import (
 	client "github.com/doorstep-health/doorstep/client-sdk"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/internal/pgtest"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -509,6 +510,127 @@ func TestTwoServersOnePostgres(t *testing.T) {
 					t.Fatalf("replica %d: %s.%s = %s, want device %d's last write %q", i, id, fields[d], w.Value, d, v)
 				}
 			}
+		}
+	}
+}
+
+// TestExactlyOnceAcrossServers: one device sends the same changes (same
+// replica seqs) to both servers at once, many times over: each change is
+// applied by exactly one server and reported as a duplicate by the other,
+// and the log a new device pulls holds every op once.
+func TestExactlyOnceAcrossServers(t *testing.T) {
+	url := pgtest.NewDB(t)
+	seedPG(t, url)
+	srv := pgServers(t, url, 2)
+	tok, devID := loginRaw(t, "http://"+srv[0].addr, "ann")
+	id, err := crdt.ParseReplicaID(devID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := crdt.NewClock(time.Now, time.Minute)
+	send := func(base string, req *api.SyncRequest) (*api.SyncResponse, error) {
+		hr, _ := http.NewRequest(http.MethodPost, base+"/v1/sync", bytes.NewReader(encode(t, req)))
+		hr.Header.Set("Content-Type", api.ContentType)
+		hr.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			return nil, err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%d %s", res.StatusCode, b)
+		}
+		var resp api.SyncResponse
+		return &resp, msgpack.Unmarshal(b, &resp)
+	}
+	const changes = 30
+	wantOps := 0
+	for seq := uint64(1); seq <= changes; seq++ {
+		var ops []crdt.Op
+		for f := 0; f < 3; f++ {
+			ops = append(ops, crdt.Op{ID: crdt.OpID{Time: clock.Now(), Replica: id}, Team: "wigan", Collection: "people",
+				Record: fmt.Sprintf("x%d", seq), Field: []string{"given_name", "family_name", "phone"}[f], Kind: crdt.KindWrite,
+				Value: crdt.MustValue(fmt.Sprintf("v%d-%d", seq, f))})
+		}
+		wantOps += len(ops)
+		req := &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: id, Clock: clock.Now(), Changes: []api.Change{{Seq: seq, Ops: ops}}}
+		var wg gosync.WaitGroup
+		status := make([]api.ChangeStatus, 2)
+		errs := make([]error, 2)
+		for i, p := range srv {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := send("http://"+p.addr, req)
+				if err == nil && len(resp.Results) == 1 {
+					status[i] = resp.Results[0].Status
+				}
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("seq %d: %v", seq, err)
+			}
+		}
+		applied := 0
+		for _, st := range status {
+			switch st {
+			case api.ChangeApplied:
+				applied++
+			case api.ChangeDuplicate:
+			default:
+				t.Fatalf("seq %d: statuses %v", seq, status)
+			}
+		}
+		if applied != 1 {
+			t.Fatalf("seq %d sent to both servers at once: statuses %v, want exactly one applied", seq, status)
+		}
+	}
+	// A new device pulls the whole log from B: every op once.
+	tok2, dev2 := loginRaw(t, "http://"+srv[1].addr, "bea")
+	tok = tok2
+	id2, _ := crdt.ParseReplicaID(dev2)
+	seen := map[crdt.OpID]int{}
+	var cursor []byte
+	for more, rounds := true, 0; more; rounds++ {
+		if rounds > 100 {
+			t.Fatal("pull never ended")
+		}
+		resp, err := send("http://"+srv[1].addr, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: id2, Clock: clock.Now(), Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range resp.Changes {
+			ops, err := c.Ops.Ops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range ops {
+				seen[op.ID]++
+			}
+		}
+		for _, rb := range resp.Snapshot {
+			rec, err := rb.Record()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range rec.Fields {
+				for _, e := range f.Entries {
+					seen[e.ID]++
+				}
+			}
+		}
+		cursor, more = resp.Cursor, resp.More
+	}
+	if len(seen) != wantOps {
+		t.Fatalf("the server holds %d distinct ops, want %d", len(seen), wantOps)
+	}
+	for op, n := range seen {
+		if n != 1 {
+			t.Fatalf("op %v pulled %d times", op, n)
 		}
 	}
 }

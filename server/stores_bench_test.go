@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -173,8 +174,12 @@ func BenchmarkStores(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, backend string) {
-	s, hs := benchServerOn(b, backend)
-	ingest(b, []*Server{s}, []*httptest.Server{hs})
+	url := ""
+	if backend == "postgres" {
+		url = pgtest.NewDB(b)
+	}
+	s, hs := benchServerAt(b, url)
+	ingest(b, []*Server{s}, []*httptest.Server{hs}, url)
 }
 
 // benchIngestTwoServers is ingest with two servers on one PostgreSQL
@@ -185,12 +190,14 @@ func benchIngestTwoServers(b *testing.B) {
 	url := pgtest.NewDB(b)
 	s1, h1 := benchServerAt(b, url)
 	s2, h2 := benchServerAt(b, url)
-	ingest(b, []*Server{s1, s2}, []*httptest.Server{h1, h2})
+	ingest(b, []*Server{s1, s2}, []*httptest.Server{h1, h2}, url)
 }
 
 // ingest: 16 devices (spread over the servers, which share one store)
-// push b.N changes of 500 new register writes between them.
-func ingest(b *testing.B, servers []*Server, hss []*httptest.Server) {
+// push b.N changes of 500 new register writes between them. On
+// PostgreSQL (url set) it also reports the WAL fsyncs per push, from
+// pg_stat_wal: group commit shares them when it is below 1.
+func ingest(b *testing.B, servers []*Server, hss []*httptest.Server, url string) {
 	if _, err := servers[0].auth.CreateTeam(context.Background(), "wigan", "Wigan"); err != nil {
 		b.Fatal(err)
 	}
@@ -202,6 +209,14 @@ func ingest(b *testing.B, servers []*Server, hss []*httptest.Server) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: devices}}
 	work := make(chan int)
 	var wg gosync.WaitGroup
+	syncs0 := walSyncs(b, url)
+	var st0, au0 []postgres.Stats
+	for _, s := range servers {
+		if kv, ok := s.cfg.Records.(*postgres.KV); ok {
+			st0 = append(st0, kv.Stats())
+			au0 = append(au0, s.cfg.AuthStore.(*postgres.KV).Stats())
+		}
+	}
 	b.ResetTimer()
 	for n, d := range devs {
 		url := hss[n%len(hss)].URL
@@ -226,7 +241,44 @@ func ingest(b *testing.B, servers []*Server, hss []*httptest.Server) {
 	}
 	close(work)
 	wg.Wait()
+	b.StopTimer()
 	b.ReportMetric(float64(b.N*opsPer)/b.Elapsed().Seconds(), "fieldops/s")
+	if url != "" {
+		time.Sleep(1500 * time.Millisecond) // backends report WAL statistics at most once a second
+		b.ReportMetric(float64(walSyncs(b, url)-syncs0)/float64(b.N), "fsyncs/push")
+		var commits, gets, authCommits, authGets int64
+		for i, s := range servers {
+			st := s.cfg.Records.(*postgres.KV).Stats()
+			commits += st.Commits - st0[i].Commits
+			gets += st.Gets - st0[i].Gets
+			au := s.cfg.AuthStore.(*postgres.KV).Stats()
+			authCommits += au.Commits - au0[i].Commits
+			authGets += au.Gets - au0[i].Gets
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(commits)/n, "commits/push")
+		b.ReportMetric(float64(gets)/n, "gets/push")
+		b.ReportMetric(float64(authCommits)/n, "authcommits/push")
+		b.ReportMetric(float64(authGets)/n, "authgets/push")
+	}
+}
+
+// walSyncs is the cluster's count of WAL fsyncs so far (0 without url).
+func walSyncs(b *testing.B, url string) int64 {
+	if url == "" {
+		return 0
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT wal_sync FROM pg_stat_wal").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 func benchReconnect(b *testing.B, backend string) {

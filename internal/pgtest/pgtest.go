@@ -143,6 +143,7 @@ listen_addresses = ''
 unix_socket_directories = '%s'
 port = %d
 shared_buffers = 16MB
+wal_buffers = 8MB
 max_connections = 200
 fsync = on
 synchronous_commit = on

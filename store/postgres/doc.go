@@ -26,6 +26,7 @@
 //
 //	BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;
 //	SET LOCAL synchronous_commit TO on;
+//	SET LOCAL idle_in_transaction_session_timeout TO 30000;
 //	SELECT pg_advisory_xact_lock(<key of the table>)
 //
 // so at most one write transaction per table is open at a time across
@@ -41,7 +42,12 @@
 // lose its updates. Under the lock nothing else commits to the table
 // while the writer runs, so its reads are consistent. Within a process a
 // gate admits one writer at a time before a connection is taken, so
-// waiting writers do not tie up the pool.
+// waiting writers do not tie up the pool. A process that stops talking in
+// the middle of a write transaction (frozen, partitioned) would hold the
+// lock until TCP noticed; the idle-in-transaction timeout
+// (Options.WriteIdleTimeout, 30 s) has PostgreSQL end its session
+// instead, so the other servers' writes stall for at most that long
+// (TestStuckWriterLosesTheLock).
 //
 // Read-only transactions (View, Begin(false)) are
 //
@@ -56,6 +62,11 @@
 // together with COMMIT; Gets read the buffer first. An engine commit that
 // makes many small Gets and Sets thus costs one round trip per Get that
 // misses the buffer, plus one for all the writes and the commit.
+//
+// A write transaction holds at most Options.MaxTxnBytes (64 MiB by
+// default) of keys and values; past it Set returns store.ErrTxnTooBig and
+// the engine splits its work, as on Badger. KV.Stats counts commits, read
+// transactions, point reads and iterator fetches.
 //
 // Commit returns once PostgreSQL has flushed the commit record
 // (synchronous_commit on, forced per transaction whatever the server's
@@ -74,7 +85,9 @@
 // transaction's snapshot. KeysOnly selects no values (Value then reads
 // the one key). Expired keys are filtered by expires_at >
 // clock_timestamp(), the database server's clock, which every process
-// shares; a reaper deletes them hourly to reclaim space.
+// shares; a reaper deletes them hourly to reclaim space. Iterators also
+// report each key's expiry (ExpiresAt, Unix seconds as Badger reports
+// it), so a backup streamed from this store keeps TTLs.
 //
 // # Erasure (DropPrefix)
 //
@@ -106,7 +119,9 @@
 //     READ ONLY transactions giving one consistent snapshot, never
 //     blocked by writers (MVCC);
 //   - SET LOCAL synchronous_commit, with "on" meaning the commit record is
-//     durable (flushed) before COMMIT returns;
+//     durable (flushed) before COMMIT returns, and SET LOCAL
+//     idle_in_transaction_session_timeout ending a stalled session and
+//     releasing its locks;
 //   - INSERT … ON CONFLICT (key) DO UPDATE SET … = EXCLUDED.…;
 //   - unnest() of several arrays in parallel, array parameters
 //     (bytea[], int8[]) and = ANY(array);

@@ -80,6 +80,10 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 	if it.closed || it.err != nil {
 		return
 	}
+	if it.t.done {
+		it.err = errEnded
+		return
+	}
 	if err := it.t.flush(); err != nil {
 		it.err = err
 		return
@@ -113,6 +117,7 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 		sb.WriteString(" ORDER BY key")
 	}
 	fmt.Fprintf(&sb, " LIMIT %d", n)
+	it.t.kv.stats.fetches.Add(1)
 	rows, err := it.t.conn.Query(it.t.ctx, sb.String(), args...)
 	if err != nil {
 		it.err = fmt.Errorf("store/postgres: iterate: %w", mapErr(err))

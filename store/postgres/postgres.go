@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,9 +50,22 @@ type Options struct {
 	// memory a transaction's buffered writes hold and the time the write
 	// lock is held by one transaction.
 	MaxTxnBytes int
+	// WriteIdleTimeout ends a write transaction whose process stops
+	// talking to the database for this long in the middle of it (frozen,
+	// partitioned, or stalled in its own code): PostgreSQL terminates the
+	// session (idle_in_transaction_session_timeout, set for write
+	// transactions only), the transaction rolls back and the write lock
+	// passes to the other servers instead of waiting for TCP to notice. 0:
+	// DefaultWriteIdleTimeout; negative: never. The engine's write
+	// transactions are busy from start to commit, so only a stuck process
+	// reaches it.
+	WriteIdleTimeout time.Duration
 	// Logger receives the reaper's errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
+
+// DefaultWriteIdleTimeout is the default Options.WriteIdleTimeout.
+const DefaultWriteIdleTimeout = 30 * time.Second
 
 // DefaultMaxTxnBytes is the default Options.MaxTxnBytes: 64 MiB.
 const DefaultMaxTxnBytes = 64 << 20
@@ -66,6 +80,8 @@ type KV struct {
 	lockKey int64  // pg_advisory_xact_lock key serializing this table's writers
 	vacuum  bool
 	maxTxn  int // Options.MaxTxnBytes resolved; 0: no cap
+	// beginWrite starts a write transaction (see begin).
+	beginWrite string
 	// unbuffered sends every write at once (for the benchmark comparing
 	// buffered writes; set by tests only).
 	unbuffered bool
@@ -77,6 +93,26 @@ type KV struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	sql    queries
+	stats  struct{ commits, reads, gets, fetches atomic.Int64 }
+}
+
+// Stats counts a store's work since Open, for benchmarks and metrics.
+type Stats struct {
+	// Commits is the write transactions committed (each one durable
+	// commit: one WAL flush, shared by whatever the transaction grouped).
+	Commits int64
+	// Reads is the read-only transactions ended.
+	Reads int64
+	// Gets is the point reads sent to the database (reads answered from
+	// a transaction's own buffered writes are not counted).
+	Gets int64
+	// Fetches is the iterator batches fetched.
+	Fetches int64
+}
+
+// Stats returns the store's counters.
+func (kv *KV) Stats() Stats {
+	return Stats{Commits: kv.stats.commits.Load(), Reads: kv.stats.reads.Load(), Gets: kv.stats.gets.Load(), Fetches: kv.stats.fetches.Load()}
 }
 
 // queries are the statements on this store's table.
@@ -133,6 +169,21 @@ func Open(ctx context.Context, url string, opts Options) (*KV, error) {
 	if kv.log == nil {
 		kv.log = slog.Default()
 	}
+	idle := opts.WriteIdleTimeout
+	if idle == 0 {
+		idle = DefaultWriteIdleTimeout
+	}
+	// READ COMMITTED, not REPEATABLE READ: every statement sees what
+	// committed before it, and the lock taken here means nothing but
+	// this transaction commits until it ends, so its reads are one
+	// consistent, current state. (A REPEATABLE READ snapshot would be
+	// taken by this very statement, before the lock is granted, and miss
+	// the writer it waited for.)
+	kv.beginWrite = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL synchronous_commit TO on; "
+	if idle > 0 {
+		kv.beginWrite += fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout TO %d; ", max(idle.Milliseconds(), 1))
+	}
+	kv.beginWrite += "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(kv.lockKey, 10) + ")"
 	switch {
 	case kv.maxTxn == 0:
 		kv.maxTxn = DefaultMaxTxnBytes
@@ -278,14 +329,7 @@ func (kv *KV) begin(ctx context.Context, update bool) (*tx, error) {
 	}
 	sql := beginRead
 	if update {
-		// READ COMMITTED, not REPEATABLE READ: every statement sees what
-		// committed before it, and the lock taken here means nothing but
-		// this transaction commits until it ends, so its reads are one
-		// consistent, current state. (A REPEATABLE READ snapshot would be
-		// taken by this very statement, before the lock is granted, and
-		// miss the writer it waited for.)
-		sql = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL synchronous_commit TO on; SELECT pg_advisory_xact_lock(" +
-			strconv.FormatInt(kv.lockKey, 10) + ")"
+		sql = kv.beginWrite
 	}
 	if _, err := conn.Conn().PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 		t := &tx{kv: kv, conn: conn, update: update}
@@ -333,6 +377,7 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 		return append([]byte{}, w.value...), nil
 	}
 	var v []byte
+	t.kv.stats.gets.Add(1)
 	err := t.conn.QueryRow(t.ctx, t.kv.sql.get, key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
@@ -451,6 +496,7 @@ func (t *tx) Commit() error {
 			return fmt.Errorf("store/postgres: end read: %w", mapErr(err))
 		}
 		t.done = true
+		t.kv.stats.reads.Add(1)
 		return nil
 	}
 	var b pgx.Batch
@@ -475,6 +521,7 @@ func (t *tx) Commit() error {
 		return fmt.Errorf("store/postgres: commit: the server rolled back (%s)", tag)
 	}
 	t.done = true
+	t.kv.stats.commits.Add(1)
 	return nil
 }
 

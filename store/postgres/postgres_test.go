@@ -399,3 +399,100 @@ func TestIteratorExpiresAt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A writer waiting for another process's write lock gives up when its
+// context ends, and leaves nothing held: once the other commits, the next
+// write goes through at once.
+func TestWriterWaitingForLockHonoursContext(t *testing.T) {
+	url := pgtest.NewDB(t)
+	a := open(t, url, postgres.Options{})
+	defer a.Close()
+	b := open(t, url, postgres.Options{})
+	defer b.Close()
+	ctx := context.Background()
+	txn, err := a.Begin(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Set([]byte("k"), []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = b.Update(short, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("b")) })
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) && short.Err() == nil {
+		t.Fatalf("Update while another instance holds the write lock: %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Update gave up after %v", d)
+	}
+	t.Logf("gave up after %v", time.Since(start))
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	t.Logf("committed at %v", time.Since(start))
+	for i := 0; i < 3; i++ { // the gate and the pool are free again
+		if err := b.Update(done, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("b")) }); err != nil {
+			t.Fatalf("Update %d after the holder committed: %v", i, err)
+		}
+	}
+	err = a.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Get([]byte("k"))
+		if err == nil && string(v) != "b" {
+			err = fmt.Errorf("k = %q, want b", v)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A process that stops in the middle of a write transaction (frozen,
+// partitioned) does not hold the write lock for ever: after
+// WriteIdleTimeout PostgreSQL ends its session, the other instance's write
+// goes through, and the stuck one's commit fails rather than landing late.
+func TestStuckWriterLosesTheLock(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ctx := context.Background()
+	a := open(t, url, postgres.Options{WriteIdleTimeout: 500 * time.Millisecond})
+	defer a.Close()
+	b := open(t, url, postgres.Options{})
+	defer b.Close()
+	txn, err := a.Begin(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Discard()
+	if err := txn.Set([]byte("k"), []byte("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	// a now says nothing for longer than its timeout.
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Update(wctx, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("live")) }); err != nil {
+		t.Fatalf("the live instance's write: %v", err)
+	}
+	t.Logf("the live write waited %v", time.Since(start))
+	if err := txn.Commit(); err == nil {
+		t.Fatal("the stuck transaction committed after losing its session")
+	}
+	err = b.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Get([]byte("k"))
+		if err == nil && string(v) != "live" {
+			err = fmt.Errorf("k = %q, want live", v)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a itself carries on with a fresh connection.
+	if err := a.Update(wctx, func(tx store.Tx) error { return tx.Set([]byte("k2"), []byte("a")) }); err != nil {
+		t.Fatalf("a's next write: %v", err)
+	}
+}
