@@ -58,6 +58,8 @@ type request struct {
 	ownOnly     bool // restate from an unknown epoch: own entries only
 	restated    int  // output: states that added something
 
+	purged []api.RecordRef // restate output: erased records the device must purge
+
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
 	// Outputs, overwritten on every attempt.

@@ -120,7 +120,10 @@
 // history, changed-since, conflict and team index entries and quarantined
 // ops. A purge marker refuses later ops with api.CodeRecordErased, and an
 // erasure entry in the team log reaches devices as SyncResponse.Purged on
-// their next pull. See store's package documentation for the keys.
+// their next pull. A reply that refuses a pushed op or a restated state
+// because of a purge marker names the record in Purged too, for a device
+// that will never pull the erasure. See store's package documentation for
+// the keys.
 //
 // # Erasure on disk
 //

@@ -323,6 +323,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Purged = purgeRefused(resp.Purged, req.Changes, results)
 	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
 	if resp.Replace, err = e.replacements(ctx, req.Changes, results); err != nil {
 		return nil, err
@@ -332,6 +333,25 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	return resp, nil
+}
+
+// purgeRefused adds to purged (a reply's erasures) each record an op of
+// changes was refused for as api.CodeRecordErased, once: the device may
+// never pull that erasure (its cursor is past it after a restore's
+// bootstrap, which lists none) and must not keep its copy.
+func purgeRefused(purged []api.RecordRef, changes []api.Change, results []api.ChangeResult) []api.RecordRef {
+	for i, r := range results {
+		for _, o := range r.Ops {
+			if o.Code != api.CodeRecordErased || i >= len(changes) || changes[i].Seq != r.Seq || o.Index < 0 || o.Index >= len(changes[i].Ops) {
+				continue
+			}
+			op := &changes[i].Ops[o.Index]
+			if ref := (api.RecordRef{Team: op.Team, Collection: op.Collection, ID: op.Record}); !slices.Contains(purged, ref) {
+				purged = append(purged, ref)
+			}
+		}
+	}
+	return purged
 }
 
 // teamSet returns the caller's teams sorted and without duplicates or empty
