@@ -17,7 +17,7 @@ func (s *Server) newConsole() error {
 		sch = schema.Default()
 	}
 	c, err := web.New(web.Config{
-		Engine: s.engine, Auth: s.auth, Schema: sch, Logger: s.log, Now: s.cfg.Now, Blobs: s.blobs,
+		Engine: s.engine, Auth: s.auth, Sessions: s.auth, Schema: sch, Logger: s.log, Now: s.cfg.Now, Blobs: s.blobs,
 		TrustProxy: s.cfg.TrustProxy,
 		LoginAllowed: func(r *http.Request) bool {
 			ip := r.RemoteAddr
