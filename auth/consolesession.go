@@ -109,8 +109,7 @@ func (s *Service) CreateConsoleSession(ctx context.Context, cs ConsoleSession, l
 			}
 			cs.PrevVisit[t] = at
 		}
-		b, err := json.Marshal(consoleSessionRecord{Claims: cs.Claims, UserID: cs.UserID, Name: cs.Name, CSRF: cs.CSRF,
-			Created: cs.Created, Seen: cs.Seen, Expires: cs.Expires, PrevVisit: cs.PrevVisit})
+		b, err := json.Marshal(consoleSessionRecord(cs))
 		if err != nil {
 			return fmt.Errorf("encode console session: %w", err)
 		}
@@ -222,8 +221,7 @@ func (rec *consoleSessionRecord) session() (ConsoleSession, error) {
 	if rec.PrevVisit == nil {
 		rec.PrevVisit = map[string]time.Time{}
 	}
-	return ConsoleSession{Claims: rec.Claims, UserID: rec.UserID, Name: rec.Name, CSRF: rec.CSRF,
-		Created: rec.Created, Seen: rec.Seen, Expires: rec.Expires, PrevVisit: rec.PrevVisit}, nil
+	return ConsoleSession(*rec), nil
 }
 
 // TouchConsoleSession records that token's session was used at seen (a
