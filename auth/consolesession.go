@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 )
@@ -45,24 +46,8 @@ const consoleVisitEvery = time.Minute
 // a longer one is not looked up.
 const MaxConsoleTokenLen = 100
 
-// ConsoleSession is one signed-in console browser.
-type ConsoleSession struct {
-	// Claims are those of the access token issued at sign-in, which the
-	// console re-checks (device, role, teams) on every request. Replica()
-	// is set.
-	Claims *Claims
-	// UserID and Name are the user's, at sign-in.
-	UserID, Name string
-	// CSRF is the session's form token.
-	CSRF string
-	// Created is when the session began; Seen when it was last used (as
-	// last written: see TouchConsoleSession); Expires is Created plus the
-	// absolute lifetime, after which the store forgets it.
-	Created, Seen, Expires time.Time
-	// PrevVisit is, per team of the claims, when the user last opened the
-	// team's home before this session began (zero: never, or long ago).
-	PrevVisit map[string]time.Time
-}
+// ConsoleSession is one signed-in console browser (see identity).
+type ConsoleSession = identity.ConsoleSession
 
 type consoleSessionRecord struct {
 	Claims    *Claims              `json:"claims"`
@@ -213,11 +198,9 @@ func (rec *consoleSessionRecord) session() (ConsoleSession, error) {
 	if rec.Claims == nil || rec.Claims.Subject != rec.UserID {
 		return ConsoleSession{}, fmt.Errorf("console session: %w: stored claims do not match", ErrUnauthorized)
 	}
-	r, err := crdt.ParseReplicaID(rec.Claims.Device)
-	if err != nil || r.IsZero() {
+	if r, err := crdt.ParseReplicaID(rec.Claims.Device); err != nil || r.IsZero() {
 		return ConsoleSession{}, fmt.Errorf("console session: %w: stored device: %v", ErrUnauthorized, err)
 	}
-	rec.Claims.replica = r
 	if rec.PrevVisit == nil {
 		rec.PrevVisit = map[string]time.Time{}
 	}

@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 )
 
 // Cookie names.
@@ -28,9 +28,9 @@ type SessionStore interface {
 	// CreateConsoleSession stores a new session ending lifetime after
 	// cs.Created, ends the user's oldest past maxPerUser, and returns its
 	// token and the session as stored (PrevVisit filled in).
-	CreateConsoleSession(ctx context.Context, cs auth.ConsoleSession, lifetime time.Duration, maxPerUser int) (string, auth.ConsoleSession, error)
-	// ConsoleSession returns token's session, or auth.ErrNotFound.
-	ConsoleSession(ctx context.Context, token string) (auth.ConsoleSession, error)
+	CreateConsoleSession(ctx context.Context, cs identity.ConsoleSession, lifetime time.Duration, maxPerUser int) (string, identity.ConsoleSession, error)
+	// ConsoleSession returns token's session, or identity.ErrNotFound.
+	ConsoleSession(ctx context.Context, token string) (identity.ConsoleSession, error)
 	// TouchConsoleSession records the session's last use.
 	TouchConsoleSession(ctx context.Context, token string, seen time.Time) error
 	// DeleteConsoleSession ends token's session on every server.
@@ -42,8 +42,8 @@ type SessionStore interface {
 // session is one signed-in browser, as read from the SessionStore for
 // this request.
 type session struct {
-	claims  *auth.Claims // from the access token issued at sign-in; re-checked (device, role, teams) on every request
-	user    auth.User    // ID and Name, at sign-in
+	claims  *identity.Claims // from the access token issued at sign-in; re-checked (device, role, teams) on every request
+	user    identity.User    // ID and Name, at sign-in
 	csrf    string
 	created time.Time
 	seen    time.Time
@@ -78,16 +78,16 @@ func randomToken() string {
 }
 
 // create stores a new session and returns its token.
-func (ss *sessions) create(ctx context.Context, now time.Time, cl *auth.Claims, u auth.User) (string, *session, error) {
-	tok, cs, err := ss.store.CreateConsoleSession(ctx, auth.ConsoleSession{Claims: cl, UserID: u.ID, Name: u.Name, CSRF: randomToken(), Created: now}, ss.absolute, ss.maxPerUser)
+func (ss *sessions) create(ctx context.Context, now time.Time, cl *identity.Claims, u identity.User) (string, *session, error) {
+	tok, cs, err := ss.store.CreateConsoleSession(ctx, identity.ConsoleSession{Claims: cl, UserID: u.ID, Name: u.Name, CSRF: randomToken(), Created: now}, ss.absolute, ss.maxPerUser)
 	if err != nil {
 		return "", nil, err
 	}
 	return tok, sessionOf(cs), nil
 }
 
-func sessionOf(cs auth.ConsoleSession) *session {
-	return &session{claims: cs.Claims, user: auth.User{ID: cs.UserID, Name: cs.Name}, csrf: cs.CSRF, created: cs.Created, seen: cs.Seen, prevVisit: cs.PrevVisit}
+func sessionOf(cs identity.ConsoleSession) *session {
+	return &session{claims: cs.Claims, user: identity.User{ID: cs.UserID, Name: cs.Name}, csrf: cs.CSRF, created: cs.Created, seen: cs.Seen, prevVisit: cs.PrevVisit}
 }
 
 func (ss *sessions) expired(s *session, now time.Time) bool {
@@ -103,7 +103,7 @@ func (ss *sessions) get(ctx context.Context, tok string, now time.Time) *session
 	}
 	cs, err := ss.store.ConsoleSession(ctx, tok)
 	if err != nil {
-		if !errors.Is(err, auth.ErrNotFound) {
+		if !errors.Is(err, identity.ErrNotFound) {
 			ss.log.Warn("console: read session", "err", err)
 		}
 		return nil
@@ -114,7 +114,7 @@ func (ss *sessions) get(ctx context.Context, tok string, now time.Time) *session
 		return nil
 	}
 	if now.Sub(s.seen) > touchEvery {
-		if err := ss.store.TouchConsoleSession(ctx, tok, now); errors.Is(err, auth.ErrNotFound) {
+		if err := ss.store.TouchConsoleSession(ctx, tok, now); errors.Is(err, identity.ErrNotFound) {
 			return nil // signed out elsewhere meanwhile
 		} else if err != nil {
 			ss.log.Warn("console: record session use", "err", err)
