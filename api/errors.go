@@ -90,6 +90,10 @@ const (
 	CodeBlobHash        Code = "blob_hash_mismatch"     // the complete bytes do not hash to the name; the upload was discarded, start again
 	CodeBlobTypeRefused Code = "blob_type_refused"      // the bytes are not JPEG, PNG, HEIC or PDF (executables always refused); discarded
 	CodeUploadBusy      Code = "upload_busy"            // another request is still writing this upload; retry shortly
+	// CodeBlobRecordErased: the record the upload names (Doorstep-Record)
+	// was erased on the server; nothing is stored. The device deletes its
+	// copy of the file for that record.
+	CodeBlobRecordErased Code = "blob_record_erased"
 )
 
 var statusByCode = map[Code]int{
@@ -99,6 +103,7 @@ var statusByCode = map[Code]int{
 	CodeBlobHash:            http.StatusUnprocessableEntity,
 	CodeBlobTypeRefused:     http.StatusUnsupportedMediaType,
 	CodeUploadBusy:          http.StatusConflict,
+	CodeBlobRecordErased:    http.StatusGone,
 	CodeBadRequest:          http.StatusBadRequest,
 	CodeMalformedBody:       http.StatusBadRequest,
 	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,

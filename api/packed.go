@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -306,6 +307,9 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 		n := rd.count(1)
 		cols[i] = &reader{b: rd.bytes(n)}
 	}
+	// The values are returned as slices of one copy of their column (b
+	// may be a buffer the caller reuses).
+	cols[colValue].b = bytes.Clone(cols[colValue].b)
 	if rd.err != nil {
 		return nil, nil, nil, rd.err
 	}
@@ -377,7 +381,7 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 			if n == 0 || n > uint64(v.left()) {
 				v.fail("value of %d bytes", n)
 			} else {
-				op.Value = append([]byte(nil), v.bytes(int(n))...)
+				op.Value = v.bytes(int(n))
 			}
 		}
 		for _, c := range cols {
@@ -491,5 +495,5 @@ func (r *reader) bytes(n int) []byte {
 		return nil
 	}
 	r.p += n
-	return r.b[r.p-n : r.p]
+	return r.b[r.p-n : r.p : r.p]
 }

@@ -442,8 +442,12 @@ func TestVectorsPacked(t *testing.T) {
 		About    string       `json:"about"`
 		Replicas v.Replicas   `json:"replicas"`
 		Cases    []packedCase `json:"cases"`
+		Pushes   []pushCase   `json:"pushes"`
 	}
 	vectorFile(t, "packed.json", &f, func() error {
+		if err := checkPushVectors(t, f.Pushes, f.Replicas); err != nil {
+			return err
+		}
 		for i := range f.Cases {
 			c := &f.Cases[i]
 			var changes []api.PulledChange
@@ -476,4 +480,59 @@ func TestVectorsPacked(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+type pushChange struct {
+	Seq uint64 `json:"seq"`
+	Ops []v.Op `json:"ops"`
+}
+
+type pushCase struct {
+	Name string `json:"name"`
+	// Changes is one block; Blocks several (a change may continue from
+	// one block into the next under its seq).
+	Changes []pushChange   `json:"changes,omitempty"`
+	Blocks  [][]pushChange `json:"blocks,omitempty"`
+	Packed  v.Hex          `json:"packed,omitempty"`
+	Packeds []v.Hex        `json:"packed_blocks,omitempty"`
+}
+
+// checkPushVectors checks the push blocks of packed.json.
+func checkPushVectors(t *testing.T, pushes []pushCase, replicas v.Replicas) error {
+	for i := range pushes {
+		c := &pushes[i]
+		blocks := c.Blocks
+		if c.Changes != nil {
+			blocks = [][]pushChange{c.Changes}
+		}
+		var got []v.Hex
+		for _, blk := range blocks {
+			var changes []api.Change
+			for _, ch := range blk {
+				ops, err := v.Ops(ch.Ops, replicas)
+				if err != nil {
+					return fmt.Errorf("%s: %w", c.Name, err)
+				}
+				if len(ops) == 0 {
+					ops = nil
+				}
+				changes = append(changes, api.Change{Seq: ch.Seq, Ops: ops})
+			}
+			b, err := api.PackPush(changes)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Name, err)
+			}
+			back, err := api.UnpackPush(b, 0)
+			if err != nil || !reflect.DeepEqual(back, changes) {
+				t.Errorf("%s: block does not unpack to its changes: %v", c.Name, err)
+			}
+			got = append(got, v.Hex(b))
+		}
+		if c.Changes != nil {
+			agree(t, c.Name+": packed", &c.Packed, got[0])
+		} else {
+			agree(t, c.Name+": packed_blocks", &c.Packeds, got)
+		}
+	}
+	return nil
 }

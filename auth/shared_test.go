@@ -292,3 +292,37 @@ func TestSharedStoreSigningKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedStoreConcurrentFirstStart: servers starting at the same moment
+// on an empty shared store, each with an empty key directory, end up with
+// one signing key: the first generates it in the serialized transaction,
+// the others find it there.
+func TestSharedStoreConcurrentFirstStart(t *testing.T) {
+	for name, open := range sharedBackends() {
+		t.Run(name, func(t *testing.T) {
+			kv1, kv2 := open(t)
+			kvs := []store.KV{kv1, kv2, kv1, kv2}
+			svcs := make([]*Service, len(kvs))
+			errs := make([]error, len(kvs))
+			var wg gosync.WaitGroup
+			for i, kv := range kvs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					svcs[i], errs[i] = New(context.Background(), sharedKV{kv}, Config{BcryptCost: bcrypt.MinCost,
+						KeyDir: filepath.Join(t.TempDir(), "keys"), Logger: quietLogger()})
+				}()
+			}
+			wg.Wait()
+			for i, s := range svcs {
+				if errs[i] != nil {
+					t.Fatal(errs[i])
+				}
+				defer s.Close()
+				if s.KeyID() != svcs[0].KeyID() {
+					t.Fatalf("server %d signs with %s, server 0 with %s", i, s.KeyID(), svcs[0].KeyID())
+				}
+			}
+		})
+	}
+}

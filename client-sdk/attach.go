@@ -342,7 +342,11 @@ func (r *Replica) UploadAttachments(ctx context.Context) (int, error) {
 		if lb.Uploaded || len(lb.Refs) == 0 {
 			continue
 		}
-		if err := r.uploadOne(ctx, lb); err != nil {
+		err := r.uploadOne(ctx, lb)
+		if errors.Is(err, errBlobDropped) {
+			continue
+		}
+		if err != nil {
 			r.refreshUploadStatus()
 			return done, fmt.Errorf("client: upload attachment %s: %w", lb.SHA256, err)
 		}
@@ -416,6 +420,15 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 		}
 		switch code := problemCode(err); {
 		case code == api.CodeUploadOffset:
+		case code == api.CodeBlobRecordErased:
+			// The record was erased on the server: this file is not
+			// stored for it, and is dropped here unless another record
+			// still holds it.
+			next, err := r.dropBlobRef(lb, lb.Refs[0])
+			if err != nil || next == nil {
+				return errors.Join(errBlobDropped, err)
+			}
+			lb, known = *next, -1
 		case code == api.CodeUploadBusy || errors.Is(err, ErrUnavailable):
 			if code != api.CodeUploadBusy {
 				r.upLink.cut()
@@ -434,6 +447,36 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			return err
 		}
 	}
+}
+
+// errBlobDropped: the file was dropped from the upload queue because
+// every record it was attached to was erased on the server.
+var errBlobDropped = errors.New("client: attachment dropped: its records were erased")
+
+// dropBlobRef removes ref from the file's records, deleting the file when
+// none is left; it returns the file's state after, or nil when deleted.
+func (r *Replica) dropBlobRef(lb localBlob, ref Ref) (*localBlob, error) {
+	var left *localBlob
+	err := r.updateBlob(lb.Team, lb.SHA256, func(m *localBlob) bool {
+		if m.SHA256 == "" {
+			return false
+		}
+		m.Refs = slices.DeleteFunc(m.Refs, func(x Ref) bool { return x == ref })
+		if len(m.Refs) == 0 {
+			return false
+		}
+		cp := *m
+		left = &cp
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if left == nil {
+		r.log.Info("attachment dropped: its record was erased on the server", "sha256", lb.SHA256)
+		return nil, r.deleteChunks(lb.Team, lb.SHA256, lb.Size)
+	}
+	return left, nil
 }
 
 // uploadWait is how long to wait before retrying a rate-limited blob

@@ -9,7 +9,8 @@
 // validate them (Options.Validator, normally schema.Default()), apply them
 // to the local record and, in one transaction, store the record and append
 // the ops to the outbox. Batch groups many writes (a whole visit form) into
-// one transaction and one fsync. Reads (Get, List, Conflicts) return per
+// one transaction and one fsync, and writes made concurrently share one
+// commit (group commit). Reads (Get, List, Conflicts) return per
 // field the winning value, whether it is in conflict, the concurrent
 // values, set members and log entries; fields this device's schema does not
 // know (written by a newer app version) are kept and shown as they are.

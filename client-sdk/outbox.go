@@ -47,7 +47,23 @@ const (
 	// change), keeping a request's msgpack values (about 20 per op) well
 	// under the server's default limit of 1,048,576.
 	maxRequestOps = 20_000
+	// packedRequestOps and packedRequestBytes replace the two above when
+	// pushes go packed (7q): a packed op is a handful of bytes and no
+	// msgpack values, and the server takes up to 131,072 ops a request
+	// (docs/PROTOCOL.md "Packed pull encoding"). Fewer, bigger requests
+	// save round trips on a big outbox.
+	packedRequestOps   = 60_000
+	packedRequestBytes = 12 << 20
 )
+
+// requestBounds returns the stored bytes and ops one request may push
+// after its first change.
+func (r *Replica) requestBounds() (bytes, ops int) {
+	if r.readsPacked.Load() && !r.opts.PlainPush {
+		return packedRequestBytes, packedRequestOps
+	}
+	return maxRequestBytes, maxRequestOps
+}
 
 // opsSize estimates the encoded size of ops.
 func opsSize(ops []crdt.Op) int {
@@ -160,9 +176,10 @@ func (r *Replica) sealFrom(from uint64) error {
 var errFull = errors.New("request full")
 
 // loadChanges returns up to maxChanges sealed changes with seq >=
-// from, in seq order, and at most maxRequestBytes and maxRequestOps of them
-// after the first.
+// from, in seq order, and at most the bytes and ops of requestBounds of
+// them after the first.
 func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error) {
+	maxBytes, maxOps := r.requestBounds()
 	var out []api.Change
 	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
@@ -170,14 +187,14 @@ func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error)
 		size, ops := 0, 0
 		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < maxChanges; it.Next() {
 			err := it.Item().Value(func(v []byte) error {
-				if len(out) > 0 && size+len(v) > maxRequestBytes {
+				if len(out) > 0 && size+len(v) > maxBytes {
 					return errFull
 				}
 				c, err := decodeChange(v)
 				if err != nil {
 					return err
 				}
-				if len(out) > 0 && ops+len(c.Ops) > maxRequestOps {
+				if len(out) > 0 && ops+len(c.Ops) > maxOps {
 					return errFull
 				}
 				out = append(out, *c)

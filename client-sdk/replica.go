@@ -152,6 +152,10 @@ type Replica struct {
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
 	wmu gosync.Mutex
+	// batchMu guards batches, the Batch calls waiting to be committed
+	// (write.go: whoever takes wmu next commits all of them together).
+	batchMu gosync.Mutex
+	batches []*batchReq
 	// rmu lets reads finish before Close closes the store.
 	rmu gosync.RWMutex
 	// syncMu makes Sync calls run one at a time.

@@ -112,7 +112,10 @@ func (r *Replica) Restore(ctx context.Context, ref Ref) error {
 // and applied in order, then the records and one outbox group written in a
 // single fsynced Badger transaction. If fn or any of its writes fails,
 // nothing is stored. One batch costs one fsync however many writes it
-// holds, so an app saving a whole visit form should use one batch. fn must
+// holds, so an app saving a whole visit form should use one batch; batches
+// made concurrently (from several goroutines) while a commit is in flight
+// are stored together in the next one (group commit), each still all or
+// nothing, each call returning once its batch is durable. fn must
 // not call the Replica's own methods (the batch holds its write lock), and
 // a batch must fit one Badger transaction (a few thousand ops).
 func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
@@ -122,37 +125,28 @@ func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
 	if r.closed() {
 		return ErrClosed
 	}
+	// Group commit: the call queues its batch, and whoever takes the write
+	// lock next builds and stores every queued batch in one transaction
+	// and one fsync (commitBatches). A lone call is its own group; calls
+	// made while a commit is in flight share the next one.
+	q := &batchReq{fn: fn, done: make(chan struct{})}
+	r.batchMu.Lock()
+	r.batches = append(r.batches, q)
+	r.batchMu.Unlock()
 	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.closed() {
-		return ErrClosed
+	r.batchMu.Lock()
+	group := r.batches
+	r.batches = nil
+	r.batchMu.Unlock()
+	if len(group) > 0 {
+		r.commitBatches(group)
 	}
-	var b *Batch
-	err := r.db.Update(func(txn *badger.Txn) error {
-		b = &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}}
-		if err := fn(b); err != nil {
-			return err
-		}
-		if len(b.ops) == 0 {
-			return nil
-		}
-		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
-			return &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
-		}
-		for _, ref := range b.order {
-			if err := putRecord(txn, b.recs[ref]); err != nil {
-				return err
-			}
-		}
-		if err := r.appendPending(txn, b.ops); err != nil {
-			return err
-		}
-		return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
-	})
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
+	r.wmu.Unlock()
+	<-q.done
+	if q.err != nil {
+		return q.err
 	}
-	if len(b.ops) > 0 {
+	if b := q.b; b != nil && len(b.ops) > 0 {
 		r.statusMu.Lock()
 		r.status.Pending += len(b.ops)
 		r.statusMu.Unlock()
@@ -160,6 +154,145 @@ func (r *Replica) Batch(ctx context.Context, fn func(b *Batch) error) error {
 		r.trigger()
 	}
 	return nil
+}
+
+// batchReq is one Batch call waiting to be committed: its fn, then what
+// it built (b) or why it failed (err); done is closed when it is settled.
+type batchReq struct {
+	fn   func(b *Batch) error
+	b    *Batch
+	err  error
+	done chan struct{}
+}
+
+// maxGroupBytes bounds the estimated bytes of the batches committed
+// together (a batch alone may be bigger), far below what one Badger
+// transaction takes. A variable for a test.
+var maxGroupBytes = 1 << 20
+
+// commitBatches builds and stores the queued batches, in order, with wmu
+// held. Each batch's fn runs in one read-write transaction that holds the
+// batches before it in the group, so it sees their writes; its own writes
+// go in only if fn and its checks succeed, so a failing batch leaves no
+// trace and does not affect the others. The group is committed (one
+// fsync) when it is done or large; every caller is told only after its
+// batch is durable. If a write does not fit the transaction, the batches
+// written before it are committed on their own and the batch alone.
+func (r *Replica) commitBatches(group []*batchReq) {
+	settle := func(q *batchReq, err error) {
+		if q.err == nil && err != nil {
+			q.err = fmt.Errorf("client: %w", err)
+		}
+		close(q.done)
+	}
+	if r.closed() {
+		for _, q := range group {
+			settle(q, ErrClosed)
+		}
+		return
+	}
+	for len(group) > 0 {
+		txn := r.db.NewTransaction(true)
+		var pending []*batchReq // written into txn, not yet committed
+		size := 0
+		for len(group) > 0 && size < maxGroupBytes {
+			q := group[0]
+			if q.b == nil { // not built yet (a batch is built once)
+				b, err := r.buildBatch(txn, q.fn)
+				if err != nil {
+					group = group[1:]
+					settle(q, err)
+					continue
+				}
+				q.b = b
+			}
+			if len(q.b.ops) == 0 {
+				group = group[1:]
+				settle(q, nil)
+				continue
+			}
+			if err := r.writeBatch(txn, q.b); err != nil {
+				// txn may now hold part of q's writes: drop it. The
+				// batches written before q are stored on their own; q,
+				// built against the state they leave, is written alone
+				// in the next round, and fails alone if it still does
+				// not fit.
+				txn.Discard()
+				if len(pending) > 0 {
+					err := r.rewrite(pending)
+					for _, p := range pending {
+						settle(p, err)
+					}
+					if err != nil {
+						for _, q := range group {
+							settle(q, err)
+						}
+						return
+					}
+				} else {
+					group = group[1:]
+					settle(q, err)
+				}
+				pending, txn = nil, nil
+				break
+			}
+			pending = append(pending, q)
+			size += opsSize(q.b.ops)
+			group = group[1:]
+		}
+		if txn == nil {
+			continue
+		}
+		var err error
+		if len(pending) > 0 {
+			err = txn.Commit()
+		}
+		txn.Discard()
+		for _, q := range pending {
+			settle(q, err)
+		}
+	}
+}
+
+// buildBatch runs fn on a Batch reading through txn and checks what it
+// built; it writes nothing.
+func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}}
+	if err := fn(b); err != nil {
+		return nil, err
+	}
+	if len(b.ops) > 0 {
+		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
+			return nil, &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
+		}
+	}
+	return b, nil
+}
+
+// writeBatch stores what b built in txn: its records, one outbox group,
+// the clock.
+func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
+	for _, ref := range b.order {
+		if err := putRecord(txn, b.recs[ref]); err != nil {
+			return err
+		}
+	}
+	if err := r.appendPending(txn, b.ops); err != nil {
+		return err
+	}
+	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+}
+
+// rewrite stores built batches in a transaction of their own.
+func (r *Replica) rewrite(qs []*batchReq) error {
+	return r.db.Update(func(txn *badger.Txn) error {
+		for _, q := range qs {
+			if err := r.writeBatch(txn, q.b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Batch is a group of local writes stored together; see Replica.Batch. Its

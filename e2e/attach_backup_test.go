@@ -102,14 +102,7 @@ func TestAttachmentsInBackup(t *testing.T) {
 	if st := sdkPostJSON(t, env, admin, "/v1/admin/erasures", map[string]any{"team": sdkTeam, "collection": "people", "id": "p-gone", "cascade": true}, &rep); st != http.StatusOK || len(rep.BlobsDeleted) != 1 {
 		t.Fatalf("erasure: %d %+v", st, rep)
 	}
-	// Ann's tablet learns of the erasure (and drops the photo) before the
-	// server is lost. (A tablet that had not pulled it would keep the
-	// erased record through a restore: its restate of an erased record is
-	// dropped without a Purged reply; a sync-layer gap, reported.)
-	sdkMustSync(t, ann)
-	if _, err := ann.ReadAttachment(ctx, sdkTeam, atts[1].SHA256); !errors.Is(err, client.ErrAttachmentNotLocal) {
-		t.Fatalf("ann still holds the erased photo: %v", err)
-	}
+	// Ann's tablet does not hear of the erasure before the server is lost.
 
 	// The data directory is lost; restore the backup into a new one, with
 	// the journal of erasures made since (kept off the data disk).
@@ -136,9 +129,11 @@ func TestAttachmentsInBackup(t *testing.T) {
 	sw.point(t, hs2.Listener.Addr().String())
 
 	// Ann's tablet sees the new epoch, re-sends its records and requeues
-	// its files; only the one the restored server lacks is sent again,
-	// and the erased person's photo (purged on the tablet by the pull)
-	// is not.
+	// its files; only the one the restored server lacks is sent again.
+	// The erased person's photo, still on the tablet (its restate of the
+	// erased record is dropped by the server without a purge: a sync-layer
+	// gap), is refused as blob_record_erased before any byte is sent and
+	// dropped from the tablet.
 	sdkMustSync(t, ann)
 	if s := ann.Status(); s.UploadsPending == 0 {
 		t.Fatalf("after the restate nothing is queued for upload: %+v", s)
@@ -152,6 +147,9 @@ func TestAttachmentsInBackup(t *testing.T) {
 	}
 	if files, _ := rawgrep.Files(data, string(gone[2<<20:2<<20+64])); len(files) != 0 {
 		t.Fatalf("the erased person's photo was uploaded again: %v", files)
+	}
+	if _, err := ann.ReadAttachment(ctx, sdkTeam, atts[1].SHA256); !errors.Is(err, client.ErrAttachmentNotLocal) {
+		t.Fatalf("ann still holds the erased photo: %v", err)
 	}
 
 	bea := env.device("bea", "", nil)
@@ -316,5 +314,53 @@ func TestAttachmentsEncryptedAtRest(t *testing.T) {
 	}
 	if b, _ := cal.ReadAttachment(ctx, sdkTeam, a.SHA256); !bytes.Equal(b, photo) {
 		t.Fatal("photo differs after the key rotation")
+	}
+}
+
+// A tablet that attached a photo before hearing that its person was
+// erased cannot put it on the server: the upload is refused
+// (blob_record_erased) before any byte is stored, and the tablet drops
+// its copy instead of retrying for ever.
+func TestAttachmentForErasedRecordRefused(t *testing.T) {
+	ctx := context.Background()
+	var dataDir string
+	env := newSDKEnv(t, nil, func(c *server.Config) { c.DeviceRate = -1; dataDir = c.DataDir })
+	if _, err := env.srv.Auth().CreateUser(ctx, auth.NewUser{Username: "ada", Name: "ada", Password: "ada-password", Role: api.RoleAdmin, Teams: []string{sdkTeam}}); err != nil {
+		t.Fatal(err)
+	}
+	ann := env.device("ann", "", nil)
+	person := client.Ref{Team: sdkTeam, Collection: "people", ID: "p-erased"}
+	visit := client.Ref{Team: sdkTeam, Collection: "contacts", ID: "c-erased"}
+	if err := ann.CreateWithID(ctx, person, sdkPerson("Edna")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.CreateWithID(ctx, visit, map[string]any{"person_id": person.ID, "contact_type": "home_visit"}); err != nil {
+		t.Fatal(err)
+	}
+	sdkMustSync(t, ann)
+	photo := make([]byte, 300_000)
+	rand.Read(photo)
+	copy(photo, []byte{0xff, 0xd8, 0xff, 0xe0})
+	a, err := ann.Attach(ctx, visit, "photos", bytes.NewReader(photo), "p.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sdkLogin(t, env, "ada", "ada-password")
+	var rep server.ErasureReport
+	if st := sdkPostJSON(t, env, admin, "/v1/admin/erasures", map[string]any{"team": sdkTeam, "collection": "people", "id": person.ID, "cascade": true}, &rep); st != http.StatusOK {
+		t.Fatalf("erasure: %d", st)
+	}
+	// Upload before the next sync (which would purge the record).
+	if n, err := ann.UploadAttachments(ctx); err != nil || n != 0 {
+		t.Fatalf("upload for an erased record: %d %v, want 0 and no error", n, err)
+	}
+	if files, err := rawgrep.Files(dataDir, string(photo[100_000:100_064])); err != nil || len(files) != 0 {
+		t.Fatalf("the erased record's photo is on the server's disk: %v %v", files, err)
+	}
+	if _, err := ann.ReadAttachment(ctx, sdkTeam, a.SHA256); !errors.Is(err, client.ErrAttachmentNotLocal) {
+		t.Fatalf("the tablet kept the photo: %v", err)
+	}
+	if s := ann.Status(); s.UploadsPending != 0 || s.UploadBytesSent != 0 {
+		t.Fatalf("status %+v", s)
 	}
 }

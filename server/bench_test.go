@@ -20,7 +20,15 @@ import (
 // through the full handler stack (auth, limits, decode, engine with durable
 // commit, encode), without the network: the device pushes one change of
 // 500 ops and pulls the 2,000 ops a colleague pushed while it was away.
-func BenchmarkReconnect(b *testing.B) {
+func BenchmarkReconnect(b *testing.B) { reconnectBench(b, false) }
+
+// BenchmarkReconnectPacked is BenchmarkReconnect with the push and the
+// pulled changes in the packed encoding (docs/PROTOCOL.md "Packed pull
+// encoding"): the device packs its push and unpacks the reply inside the
+// timed part, as a device would.
+func BenchmarkReconnectPacked(b *testing.B) { reconnectBench(b, true) }
+
+func reconnectBench(b *testing.B, packed bool) {
 	ctx := context.Background()
 	s := newTestServer(b, func(c *Config) { c.DeviceRate = -1 })
 	if _, err := s.auth.CreateTeam(ctx, "wigan", "Wigan"); err != nil {
@@ -54,6 +62,17 @@ func BenchmarkReconnect(b *testing.B) {
 		return ops
 	}
 	sync := func(req *api.SyncRequest) *api.SyncResponse {
+		if packed {
+			req.PullEncoding = api.PullEncodingPacked
+			for _, c := range req.Changes {
+				blk, err := api.PackPush([]api.Change{c})
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Packed = append(req.Packed, blk)
+			}
+			req.Changes = nil
+		}
 		body, err := msgpack.Marshal(req)
 		if err != nil {
 			b.Fatal(err)
@@ -69,6 +88,11 @@ func BenchmarkReconnect(b *testing.B) {
 		var resp api.SyncResponse
 		if err := msgpack.Unmarshal(w.Body.Bytes(), &resp); err != nil {
 			b.Fatal(err)
+		}
+		if len(resp.Packed) > 0 {
+			if resp.Changes, err = api.UnpackChanges(resp.Packed); err != nil {
+				b.Fatal(err)
+			}
 		}
 		// Pulled ops arrive as raw bytes: decode them as a device does, so
 		// the time still includes decoding the reply whole.

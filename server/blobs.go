@@ -82,6 +82,13 @@ func (s *Server) patchBlob(c echo.Context) error {
 			return problemf(api.CodeBadRequest, "collection %q has no attachment field", coll)
 		}
 	}
+	// An attachment for an erased record is never stored again (a device
+	// may not have heard of the erasure yet).
+	if erased, err := s.engine.Erased(req.Context(), callerOf(c), api.RecordRef{Team: c.Param("team"), Collection: coll, ID: id}); err != nil {
+		return err
+	} else if erased {
+		return problemf(api.CodeBlobRecordErased, "record %s/%s was erased; the file is not stored", coll, id)
+	}
 	if req.ContentLength > 0 && off+req.ContentLength > size {
 		return problemf(api.CodeConflict, "a body of %d bytes at offset %d runs past the %d bytes of the file", req.ContentLength, off, size)
 	}
