@@ -216,7 +216,7 @@ func (s *Service) setPassword(ctx context.Context, id, password, action string, 
 	if err != nil {
 		return User{}, fmt.Errorf("set password: %w", err)
 	}
-	if err := ActorFrom(ctx).checkCovers(u); covers && err != nil {
+	if err := checkCovers(ActorFrom(ctx), u); covers && err != nil {
 		return User{}, fmt.Errorf("set password: %w", err)
 	}
 	if err := CheckPassword(u.Username, password); err != nil {

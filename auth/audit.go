@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -99,7 +100,7 @@ func validateAudit(e *AuditEntry) error {
 func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
 	if e.ActorID == "" {
 		a := ActorFrom(ctx)
-		e.ActorID, e.ActorName, e.ActorRole = a.id(), a.Name, a.Role
+		e.ActorID, e.ActorName, e.ActorRole = a.ID(), a.Name, a.Role
 		if e.Device == "" {
 			e.Device = a.Device
 		}
@@ -202,7 +203,7 @@ func (s *Service) auditUpdate(ctx context.Context, fn func(txn store.Tx, add fun
 		next := last
 		err = fn(txn, func(e AuditEntry) error {
 			if e.ActorID == "" {
-				e.ActorID, e.ActorName, e.ActorRole = actor.id(), actor.Name, actor.Role
+				e.ActorID, e.ActorName, e.ActorRole = actor.ID(), actor.Name, actor.Role
 				if e.Device == "" {
 					e.Device = actor.Device
 				}
@@ -340,48 +341,19 @@ func (q *AuditQuery) matches(e *AuditEntry) bool {
 }
 
 // Actor is who makes a request: recorded in the audit trail, and for an
-// admin the scope of the change (see the package doc). The server puts
-// one in every authenticated request's context with WithActor; the
-// command line uses ServiceActor.
-type Actor struct {
-	UserID string
-	Name   string
-	Role   string
-	Device string
-	// Teams are the actor's teams as they stand now (narrowed claims).
-	Teams []string
-	// Service marks the operator of the data directory (the command
-	// line): unscoped.
-	Service bool
-}
+// admin the scope of the change (see the package doc and identity.Actor).
+// The server puts one in every authenticated request's context with
+// WithActor; the command line uses ServiceActor.
+type Actor = identity.Actor
 
 // ServiceActor is the operator acting on the data directory with the
 // doorstep command line: a service admin, not scoped to teams.
-func ServiceActor(name string) Actor {
-	return Actor{Name: name, Role: "service", Service: true}
-}
-
-func (a Actor) id() string {
-	switch {
-	case a.UserID != "":
-		return a.UserID
-	case a.Service:
-		return "service"
-	}
-	return "system"
-}
-
-type actorKey struct{}
+func ServiceActor(name string) Actor { return identity.ServiceActor(name) }
 
 // WithActor returns ctx carrying a.
-func WithActor(ctx context.Context, a Actor) context.Context {
-	return context.WithValue(ctx, actorKey{}, a)
-}
+func WithActor(ctx context.Context, a Actor) context.Context { return identity.WithActor(ctx, a) }
 
 // ActorFrom returns the actor ctx carries; without one, the zero Actor
 // (recorded as "system" and, for scoping, unscoped like the command line:
 // only the server's requests carry scoped actors).
-func ActorFrom(ctx context.Context) Actor {
-	a, _ := ctx.Value(actorKey{}).(Actor)
-	return a
-}
+func ActorFrom(ctx context.Context) Actor { return identity.ActorFrom(ctx) }

@@ -75,4 +75,12 @@
 // share one durable commit (group commit). AuditLog reads it, filtered and
 // scoped to an admin's teams. The entry type is api.AuditEntry (the wire
 // form of GET /v1/admin/audit), aliased here.
+//
+// # Shared vocabulary
+//
+// The types callers hold (User, Team, Device, Claims, Actor and its scope
+// rules, LockedError), RoleAtLeast and every sentinel error are defined in
+// the leaf package auth/identity and aliased here, so that the console
+// (package web) can call the service through an interface of its own
+// without importing this package and, through it, the store.
 package auth

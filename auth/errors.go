@@ -1,62 +1,33 @@
 package auth
 
-import "errors"
+import "github.com/doorstep-health/doorstep/auth/identity"
 
-// Errors callers branch on. Errors returned by this package wrap one of them;
-// the server maps each to a stable api code.
+// Errors callers branch on, defined in package identity (which the
+// console shares without importing auth) and re-exported here: each is
+// the same value, so errors.Is holds across both names. Errors returned by
+// this package wrap one of them; the server maps each to a stable api code.
+// See package identity for what each means.
 var (
-	// ErrInvalidCredentials: unknown username or wrong password (the two are
-	// not told apart).
-	ErrInvalidCredentials = errors.New("auth: invalid credentials")
-	// ErrTokenExpired: an access token whose expiry has passed. The client
-	// should refresh and retry.
-	ErrTokenExpired = errors.New("auth: token expired")
-	// ErrUnauthorized: a token that is malformed, badly signed, of the wrong
-	// algorithm, issuer or audience, signed by an unknown key, superseded by
-	// a later login, or an unknown or expired refresh token.
-	ErrUnauthorized = errors.New("auth: unauthorized")
-	// ErrRefreshReused: a spent refresh token was presented again; the
-	// device has been revoked.
-	ErrRefreshReused = errors.New("auth: refresh token reused")
-	// ErrDeviceRevoked: the device was revoked by an admin, or after refresh
-	// token reuse.
-	ErrDeviceRevoked = errors.New("auth: device revoked")
-	// ErrDeviceMismatch: a login names a device registered to another user.
-	ErrDeviceMismatch = errors.New("auth: device belongs to another user")
-	// ErrNotFound: no such user, team or device.
-	ErrNotFound = errors.New("auth: not found")
-	// ErrExists: a team ID or username that is already taken.
-	ErrExists = errors.New("auth: already exists")
-	// ErrInvalid: an argument that fails validation (bad ID, role, team,
-	// password length).
-	ErrInvalid = errors.New("auth: invalid argument")
-	// ErrClosed: the service has been closed.
-	ErrClosed = errors.New("auth: closed")
+	ErrInvalidCredentials = identity.ErrInvalidCredentials // unknown username or wrong password
+	ErrTokenExpired       = identity.ErrTokenExpired       // access token past its expiry: refresh and retry
+	ErrUnauthorized       = identity.ErrUnauthorized       // bad, superseded or unknown token
+	ErrRefreshReused      = identity.ErrRefreshReused      // a spent refresh token again: the device is revoked
+	ErrDeviceRevoked      = identity.ErrDeviceRevoked      // the device was revoked
+	ErrDeviceMismatch     = identity.ErrDeviceMismatch     // a login names another user's device
+	ErrNotFound           = identity.ErrNotFound           // no such user, team or device
+	ErrExists             = identity.ErrExists             // team ID or username already taken
+	ErrInvalid            = identity.ErrInvalid            // an argument fails validation
+	ErrClosed             = identity.ErrClosed             // the service has been closed
 )
 
-// Errors of the account lifecycle.
+// Errors of the account lifecycle (see package identity).
 var (
-	// ErrForbidden: an admin acting outside the admin's teams (see the
-	// admin model in the package doc).
-	ErrForbidden = errors.New("auth: outside your teams")
-	// ErrAccountDisabled: the user has been disabled by an admin; login,
-	// refresh and access tokens are refused until enabled.
-	ErrAccountDisabled = errors.New("auth: account disabled")
-	// ErrAccountLocked: too many failed logins for this username; the
-	// error is a *LockedError saying when to try again.
-	ErrAccountLocked = errors.New("auth: account locked after failed logins")
-	// ErrWeakPassword: a new password that is too short, too long, common
-	// or the username.
-	ErrWeakPassword = errors.New("auth: password refused")
-	// ErrNoTeams: the user belongs to no team and cannot get a token.
-	ErrNoTeams = errors.New("auth: user has no team")
-	// ErrTooManyDevices: a login from a new device by a user who has
-	// MaxDevicesPerUser devices already.
-	ErrTooManyDevices = errors.New("auth: too many devices for this user")
-	// ErrDemoAccount: a demo user (seeded by --demo) logging in to a
-	// server not running in demo mode.
-	ErrDemoAccount = errors.New("auth: demo account refused outside demo mode")
-	// ErrWrongPassword: the current password given to change one's own
-	// password is wrong.
-	ErrWrongPassword = errors.New("auth: current password is wrong")
+	ErrForbidden       = identity.ErrForbidden       // an admin acting outside the admin's teams
+	ErrAccountDisabled = identity.ErrAccountDisabled // the user is disabled
+	ErrAccountLocked   = identity.ErrAccountLocked   // too many failed logins; a *LockedError
+	ErrWeakPassword    = identity.ErrWeakPassword    // a new password is refused
+	ErrNoTeams         = identity.ErrNoTeams         // the user belongs to no team
+	ErrTooManyDevices  = identity.ErrTooManyDevices  // a new device past Config.MaxDevicesPerUser
+	ErrDemoAccount     = identity.ErrDemoAccount     // a demo user outside demo mode
+	ErrWrongPassword   = identity.ErrWrongPassword   // the current password given is wrong
 )

@@ -7,22 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/store"
 )
 
 // LockedError is returned (wrapping ErrAccountLocked) for a login to a
-// username locked after failed logins.
-type LockedError struct {
-	// RetryAfter is how long until the next attempt is taken.
-	RetryAfter time.Duration
-}
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("%v; try again in %s", ErrAccountLocked, e.RetryAfter.Round(time.Second))
-}
-
-// Unwrap makes errors.Is(err, ErrAccountLocked) true.
-func (e *LockedError) Unwrap() error { return ErrAccountLocked }
+// username locked after failed logins (see identity.LockedError).
+type LockedError = identity.LockedError
 
 // Failed logins are counted per username (whether or not the user exists,
 // so a lock tells nothing about existence) in the store, so that a lock

@@ -26,42 +26,13 @@ import (
 // actor is internal and unscoped too; the server gives every
 // authenticated request an actor.
 
-// scoped reports whether a's changes are limited to a's teams.
-func (a Actor) scoped() bool { return a.UserID != "" && !a.Service }
-
-// scopeTeams are the teams that decide who may see and manage u.
-func (u *User) scopeTeams() []string {
-	if len(u.Teams) > 0 {
-		return u.Teams
-	}
-	return u.FormerTeams
-}
-
-// SeesTeam reports whether team is within a's scope.
-func (a Actor) SeesTeam(team string) bool { return !a.scoped() || slices.Contains(a.Teams, team) }
-
-// Sees reports whether a may see u: u shares one of a's teams.
-func (a Actor) Sees(u User) bool {
-	ts := u.scopeTeams()
-	return !a.scoped() || len(ts) == 0 || slices.ContainsFunc(ts, a.SeesTeam)
-}
-
-// Covers reports whether a may manage u: every team of u is one of a's.
-func (a Actor) Covers(u User) bool {
-	if !a.scoped() {
-		return true
-	}
-	for _, t := range u.scopeTeams() {
-		if !a.SeesTeam(t) {
-			return false
-		}
-	}
-	return true
-}
+// The rules are methods of identity.Actor (Scoped, SeesTeam, Sees,
+// Covers), so that the console shares them; the checks below turn them
+// into this package's errors.
 
 // checkSees returns ErrNotFound, as for an unknown user, when a may not
 // see u.
-func (a Actor) checkSees(u User) error {
+func checkSees(a Actor, u User) error {
 	if !a.Sees(u) {
 		return fmt.Errorf("%w: user %q", ErrNotFound, u.ID)
 	}
@@ -70,8 +41,8 @@ func (a Actor) checkSees(u User) error {
 
 // checkCovers returns ErrNotFound when a may not see u and ErrForbidden
 // when a sees but may not manage u.
-func (a Actor) checkCovers(u User) error {
-	if err := a.checkSees(u); err != nil {
+func checkCovers(a Actor, u User) error {
+	if err := checkSees(a, u); err != nil {
 		return err
 	}
 	if !a.Covers(u) {
@@ -82,8 +53,8 @@ func (a Actor) checkCovers(u User) error {
 
 // checkTeamChange refuses a change of u's teams from old to new that adds
 // or removes a team outside a's.
-func (a Actor) checkTeamChange(old, new []string) error {
-	if !a.scoped() {
+func checkTeamChange(a Actor, old, new []string) error {
+	if !a.Scoped() {
 		return nil
 	}
 	for _, t := range old {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 	"golang.org/x/crypto/bcrypt"
@@ -116,37 +117,13 @@ func (c *Config) defaults() {
 	}
 }
 
-// Team is a team: the scope of records and of the users who work on them.
-type Team struct {
-	ID      string    `json:"id"`
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
-}
+// Team is a team: the scope of records and of the users who work on them
+// (see identity.Team).
+type Team = identity.Team
 
-// User is a user account as callers see it (never the password hash).
-type User struct {
-	ID       string    `json:"id"`
-	Username string    `json:"username"`
-	Name     string    `json:"name"`
-	Role     string    `json:"role"`
-	Teams    []string  `json:"teams"`
-	Created  time.Time `json:"created"`
-	// FormerTeams are the teams a user removed from every team last had:
-	// they decide which admins may still see and manage the user.
-	FormerTeams []string `json:"former_teams,omitempty"`
-	// Disabled users cannot log in, refresh or use their access tokens.
-	Disabled   bool      `json:"disabled"`
-	DisabledAt time.Time `json:"disabled_at,omitzero"`
-	// Deleted users (leavers) are kept as a tombstone so that the records
-	// they wrote stay attributed; their username is free again and their
-	// devices are revoked.
-	Deleted   bool      `json:"deleted,omitempty"`
-	DeletedAt time.Time `json:"deleted_at,omitzero"`
-	// Demo users were seeded by --demo and log in only in demo mode.
-	Demo bool `json:"demo,omitempty"`
-	// PasswordChanged is when the password was last set.
-	PasswordChanged time.Time `json:"password_changed,omitzero"`
-}
+// User is a user account as callers see it, never the password hash (see
+// identity.User).
+type User = identity.User
 
 // NewUser is the input of CreateUser.
 type NewUser struct {
@@ -159,22 +136,8 @@ type NewUser struct {
 	Demo bool
 }
 
-// Device is a replica registered to a user.
-type Device struct {
-	ID            string    `json:"id"` // replica ID, 32 hex digits
-	Name          string    `json:"name"`
-	User          string    `json:"user"`
-	Created       time.Time `json:"created"`
-	LastSeen      time.Time `json:"last_seen"` // last login or refresh
-	Revoked       bool      `json:"revoked"`
-	RevokedAt     time.Time `json:"revoked_at,omitzero"`
-	RevokedReason string    `json:"revoked_reason,omitempty"` // "admin", "refresh_reuse" or "user_deleted"
-	Gen           uint64    `json:"gen"`                      // login generation
-	// Remote wipe (see RevokeAndWipe): when it was asked for, and when the
-	// device reported it done.
-	WipeRequestedAt time.Time `json:"wipe_requested_at,omitzero"`
-	WipeConfirmedAt time.Time `json:"wipe_confirmed_at,omitzero"`
-}
+// Device is a replica registered to a user (see identity.Device).
+type Device = identity.Device
 
 // Revocation reasons.
 const (
@@ -477,7 +440,7 @@ func (s *Service) CreateTeam(ctx context.Context, id, name string) (Team, error)
 		if err := setJSON(txn, pTeam+id, t); err != nil {
 			return err
 		}
-		if actor.scoped() {
+		if actor.Scoped() {
 			// A team admin becomes a member of the team they create, so
 			// that no team is left without an admin (from their next
 			// refresh, as for any new team).
@@ -553,11 +516,11 @@ func (s *Service) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	actor := ActorFrom(ctx)
-	if actor.scoped() {
+	if actor.Scoped() {
 		if len(nu.Teams) == 0 {
 			return User{}, fmt.Errorf("create user: %w: a new user needs at least one of your teams", ErrInvalid)
 		}
-		if err := actor.checkTeamChange(nil, nu.Teams); err != nil {
+		if err := checkTeamChange(actor, nil, nu.Teams); err != nil {
 			return User{}, fmt.Errorf("create user: %w", err)
 		}
 	}
@@ -647,7 +610,7 @@ func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User
 		if err != nil {
 			return nil, err
 		}
-		if err := ActorFrom(ctx).checkTeamChange(u.Teams, t); err != nil {
+		if err := checkTeamChange(ActorFrom(ctx), u.Teams, t); err != nil {
 			return nil, err
 		}
 		old := u.Teams
@@ -665,9 +628,9 @@ func (s *Service) SetTeams(ctx context.Context, id string, teams []string) (User
 // userAudit builds the audit entry of a change to u; old, if not nil, is
 // u before the change, so the entry concerns the teams of both.
 func userAudit(action string, u *User, old *User, detail map[string]string) AuditEntry {
-	teams := slices.Clone(u.scopeTeams())
+	teams := slices.Clone(u.ScopeTeams())
 	if old != nil {
-		teams = append(teams, old.scopeTeams()...)
+		teams = append(teams, old.ScopeTeams()...)
 	}
 	slices.Sort(teams)
 	teams = slices.Compact(teams)
@@ -696,11 +659,11 @@ func (s *Service) modifyUser(ctx context.Context, id, action string, covers bool
 		if u.Deleted {
 			return fmt.Errorf("%w: user %q was deleted", ErrNotFound, id)
 		}
-		check := actor.checkSees
+		check := checkSees
 		if covers {
-			check = actor.checkCovers
+			check = checkCovers
 		}
-		if err := check(u.User); err != nil {
+		if err := check(actor, u.User); err != nil {
 			return err
 		}
 		old := u.User
@@ -804,7 +767,7 @@ func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) 
 		if err := getJSON(txn, pUser+userID, &u); err != nil {
 			return err
 		}
-		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
+		if err := checkSees(ActorFrom(ctx), u.User); err != nil {
 			return err
 		}
 		out, err = userDevices(txn, userID)
@@ -871,7 +834,7 @@ func (s *Service) revoke(ctx context.Context, replica crdt.ReplicaID, wipe bool)
 		if err := getJSON(txn, pUser+d.User, &u); err != nil {
 			return err
 		}
-		if err := ActorFrom(ctx).checkSees(u.User); err != nil {
+		if err := checkSees(ActorFrom(ctx), u.User); err != nil {
 			return fmt.Errorf("%w: device %s", ErrNotFound, replica)
 		}
 		now := s.cfg.Now().UTC()

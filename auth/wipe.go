@@ -98,10 +98,8 @@ func (s *Service) VerifySignature(token string) (*Claims, error) {
 	if c.Subject == "" || !ValidRole(c.Role) {
 		return nil, fmt.Errorf("%w: token lacks subject or role", ErrUnauthorized)
 	}
-	r, err := crdt.ParseReplicaID(c.Device)
-	if err != nil || r.IsZero() {
+	if r, err := crdt.ParseReplicaID(c.Device); err != nil || r.IsZero() {
 		return nil, fmt.Errorf("%w: token device: %v", ErrUnauthorized, err)
 	}
-	c.replica = r
 	return c, nil
 }

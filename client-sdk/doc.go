@@ -59,7 +59,8 @@
 // rejections: the device's unsynced work for a team it has left, pushed
 // and refused, kept until DismissRejected. A record erased on the server
 // leaves nothing: record, outbox ops and rejections go; rejections the
-// reply reports for it reach the app without values. A reply ordering a
+// reply reports for it reach the app without values; so does one a restate
+// reply after a server restore names (epoch.go). A reply ordering a
 // remote wipe (an admin revoked the device with wipe) makes the replica
 // drop all its data (Badger DropAll), report back, and return ErrWiped;
 // the app should then delete Dir and forget the key.

@@ -109,6 +109,9 @@ func (r *Replica) restate(ctx context.Context, old []byte) error {
 			return nil, fmt.Errorf("client: restate: %w", err)
 		}
 		r.adjustClock(resp.Clock)
+		if err := r.purgeRestated(resp.Purged); err != nil {
+			return nil, err
+		}
 		sent += len(page)
 		restated += resp.Restated
 		page = nil
@@ -202,5 +205,38 @@ func (r *Replica) restate(ctx context.Context, old []byte) error {
 	now := r.opts.Wall()
 	r.setStatus(func(s *Status) { s.ServerRestored = now; s.Restated += restated })
 	r.log.Info("restate done: server holds this device's records again", "records", sent, "merged", restated, "rebase", rebase)
+	return nil
+}
+
+// purgeRestated deletes the records a restate reply names erased
+// (api.SyncResponse.Purged: the server refused their states), with their
+// ops in the outbox and their stored rejections, as a pulled erasure does:
+// the bootstrap that follows lists no erasures, so this is the device's
+// only word of them. Their attachment files go with the next
+// PurgeAttachments.
+func (r *Replica) purgeRestated(refs []api.RecordRef) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	w := &replyWrites{}
+	err := r.db.Update(func(txn *badger.Txn) error {
+		if err := planErasure(w, txnReader{txn}, refs); err != nil {
+			return err
+		}
+		for _, ref := range refs {
+			if err := txn.Delete(recordKey(ref)); err != nil {
+				return err
+			}
+		}
+		return writeResidue(txn, w)
+	})
+	if err != nil {
+		return fmt.Errorf("client: restate: purge erased records: %w", err)
+	}
+	r.setStatus(func(s *Status) { s.Pending = max(0, s.Pending-w.DroppedOps) })
+	r.notify(refs)
+	r.log.Info("restate: records erased on the server purged here", "records", len(refs), "dropped_ops", w.DroppedOps)
 	return nil
 }

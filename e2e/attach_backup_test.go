@@ -130,10 +130,9 @@ func TestAttachmentsInBackup(t *testing.T) {
 
 	// Ann's tablet sees the new epoch, re-sends its records and requeues
 	// its files; only the one the restored server lacks is sent again.
-	// The erased person's photo, still on the tablet (its restate of the
-	// erased record is dropped by the server without a purge: a sync-layer
-	// gap), is refused as blob_record_erased before any byte is sent and
-	// dropped from the tablet.
+	// The erased person's records are refused in the restate and purged
+	// from the tablet (restate reply Purged), and so is their photo after
+	// the sync (PurgeAttachments): it is never sent again.
 	sdkMustSync(t, ann)
 	if s := ann.Status(); s.UploadsPending == 0 {
 		t.Fatalf("after the restate nothing is queued for upload: %+v", s)

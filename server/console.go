@@ -4,9 +4,19 @@ import (
 	"net/http"
 	"regexp"
 
+	"github.com/doorstep-health/doorstep/auth"
 	"github.com/doorstep-health/doorstep/schema"
+	dsync "github.com/doorstep-health/doorstep/sync"
 	"github.com/doorstep-health/doorstep/web"
 	"github.com/labstack/echo/v4"
+)
+
+// The console takes the engine and the auth service as small interfaces
+// of its own (so that package web never reaches the store); these are the
+// real ones the server wires in.
+var (
+	_ web.Engine = (*dsync.Engine)(nil)
+	_ web.Auth   = (*auth.Service)(nil)
 )
 
 // newConsole builds the coordinator console over the server's engine and

@@ -58,6 +58,8 @@ type request struct {
 	ownOnly     bool // restate from an unknown epoch: own entries only
 	restated    int  // output: states that added something
 
+	purged []api.RecordRef // restate output: erased records the device must purge
+
 	scrubKeys [][]byte // erase: keys whose old versions must leave the disk
 
 	// Outputs, overwritten on every attempt.
@@ -723,7 +725,7 @@ func precheck(c *Caller, op *crdt.Op) *refusal {
 	if op.ID.Replica != c.Replica {
 		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
-	if !c.inTeam(op.Team) {
+	if !c.InTeam(op.Team) {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
 	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 // Review queries for the coordinator console and the JSON review routes:
@@ -25,25 +26,10 @@ import (
 const OfflineAfter = 2 * time.Minute
 
 // ChangedFilter selects a page of ChangedSince entries.
-type ChangedFilter struct {
-	Since      time.Time // server receive time; ignored when Cursor is set
-	Cursor     string    // the Next of the previous page
-	Collection string    // only this collection, if set
-	Author     string    // only records whose last change is by this user ID, if set
-	Limit      int       // 0 means 50; at most MaxPullLimit
-}
+type ChangedFilter = review.ChangedFilter
 
-// ChangedEntry is one record of a changed-since page at its last change:
-// who made it, from which device, the device's time for it (the latest op
-// of that change on this record) and when the server received it.
-type ChangedEntry struct {
-	Ref        api.RecordRef
-	Author     string
-	Device     crdt.ReplicaID
-	DeviceTime time.Time
-	Received   time.Time
-	Reason     string // a resolution's reason
-}
+// ChangedEntry is one record of a changed-since page at its last change.
+type ChangedEntry = review.ChangedEntry
 
 // maxChangedScan bounds the index entries one filtered page examines; a
 // page that stops there (with fewer entries than asked, maybe none) still
@@ -230,31 +216,14 @@ func decodeEntryHead(v []byte) (h entryHead, err error) {
 
 // ConflictValue is one concurrent value of a field in conflict, with who
 // wrote it and what they had seen.
-type ConflictValue struct {
-	Entry    crdt.Entry // op ID (device, HLC time) and value
-	Author   string     // user ID
-	Received time.Time  // server receive time
-	// Offline reports whether the op reached the server more than
-	// OfflineAfter after its device time.
-	Offline bool
-	// Base is what the author had seen: the entries the op overwrote (its
-	// pred), as far as the history still has them.
-	Base []BaseValue
-}
+type ConflictValue = review.ConflictValue
 
 // BaseValue is a value a concurrent write overwrote.
-type BaseValue struct {
-	Entry  crdt.Entry
-	Author string
-}
+type BaseValue = review.BaseValue
 
 // FieldConflict is one register field of a record with its concurrent
-// values; Values is empty when the field is not in conflict (any more).
-type FieldConflict struct {
-	Record *crdt.Record
-	Field  string
-	Values []ConflictValue
-}
+// values.
+type FieldConflict = review.FieldConflict
 
 // FieldConflict returns the concurrent values of a register field of one of
 // the caller's records, attributed from the record's history.

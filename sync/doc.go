@@ -16,6 +16,12 @@
 // contain key-layout code (that is store's) nor merge rules (those are
 // crdt's), and it imports no storage engine.
 //
+// The types the review API speaks (Caller, ChangedFilter, HistoryEntry,
+// FieldConflict, QuarantinedOp...) and its sentinel errors are defined in
+// the leaf package sync/review and aliased here, so that the console
+// (package web) can call the engine through an interface of its own
+// without importing this package and, through it, the store.
+//
 // # Durability and group commit
 //
 // One committer goroutine, owned by the Engine and stopped by Close, takes
@@ -114,7 +120,10 @@
 // history, changed-since, conflict and team index entries and quarantined
 // ops. A purge marker refuses later ops with api.CodeRecordErased, and an
 // erasure entry in the team log reaches devices as SyncResponse.Purged on
-// their next pull. See store's package documentation for the keys.
+// their next pull. A reply that refuses a pushed op or a restated state
+// because of a purge marker names the record in Purged too, for a device
+// that will never pull the erasure. See store's package documentation for
+// the keys.
 //
 // # Erasure on disk
 //

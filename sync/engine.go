@@ -14,26 +14,29 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 // Sentinel errors. Errors returned by the Engine wrap one of them where a
 // caller may branch on it (with errors.Is).
 var (
-	// ErrNotFound: no such record or quarantine entry.
-	ErrNotFound = errors.New("sync: not found")
-	// ErrForbidden: the record or team is outside the caller's teams.
-	ErrForbidden = errors.New("sync: forbidden")
+	// ErrNotFound: no such record or quarantine entry (review.ErrNotFound).
+	ErrNotFound = review.ErrNotFound
+	// ErrForbidden: the record or team is outside the caller's teams
+	// (review.ErrForbidden).
+	ErrForbidden = review.ErrForbidden
 	// ErrProtocol: the request's protocol version is not supported.
 	ErrProtocol = errors.New("sync: unsupported protocol")
 	// ErrDeviceMismatch: the request's replica is not the caller's.
 	ErrDeviceMismatch = errors.New("sync: device mismatch")
 	// ErrClosed: the engine is closed.
 	ErrClosed = errors.New("sync: engine closed")
-	// ErrBadCursor: a pull cursor that this server did not issue.
-	ErrBadCursor = errors.New("sync: malformed cursor")
+	// ErrBadCursor: a pull cursor that this server did not issue
+	// (review.ErrBadCursor).
+	ErrBadCursor = review.ErrBadCursor
 	// ErrInvalid: a resolve or re-apply whose op is not valid (wrong field
-	// type, schema violation, still too far in the future).
-	ErrInvalid = errors.New("sync: invalid op")
+	// type, schema violation, still too far in the future; review.ErrInvalid).
+	ErrInvalid = review.ErrInvalid
 	// ErrTooLarge: a single change too big for one storage transaction.
 	ErrTooLarge = errors.New("sync: change too large")
 )
@@ -50,16 +53,9 @@ type Validator interface {
 
 var _ Validator = (*schema.Schema)(nil)
 
-// Caller is who is pushing or pulling, as the server authenticated it.
-type Caller struct {
-	User    string         // user ID from the access token; becomes the author of every op pushed
-	Replica crdt.ReplicaID // device replica ID from the token; pushed op IDs must name it
-	Teams   []string       // teams the user belongs to: the scope of every read and write
-	// Role is the user's current role (api.Role*): who may settle a
-	// clinical conflict depends on it (see ClinicalRules). Empty settles
-	// no clinical conflict.
-	Role string
-}
+// Caller is who is pushing or pulling, as the server authenticated it
+// (defined in package review, the engine's vocabulary the console shares).
+type Caller = review.Caller
 
 // Options configure Open.
 type Options struct {
@@ -327,6 +323,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 		return nil, err
 	}
 	resp.Results = results
+	resp.Purged = purgeRefused(resp.Purged, req.Changes, results)
 	resp.Scope = &api.Scope{Teams: teamSet(c.Teams)}
 	if resp.Replace, err = e.replacements(ctx, req.Changes, results); err != nil {
 		return nil, err
@@ -338,6 +335,25 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 	return resp, nil
 }
 
+// purgeRefused adds to purged (a reply's erasures) each record an op of
+// changes was refused for as api.CodeRecordErased, once: the device may
+// never pull that erasure (its cursor is past it after a restore's
+// bootstrap, which lists none) and must not keep its copy.
+func purgeRefused(purged []api.RecordRef, changes []api.Change, results []api.ChangeResult) []api.RecordRef {
+	for i, r := range results {
+		for _, o := range r.Ops {
+			if o.Code != api.CodeRecordErased || i >= len(changes) || changes[i].Seq != r.Seq || o.Index < 0 || o.Index >= len(changes[i].Ops) {
+				continue
+			}
+			op := &changes[i].Ops[o.Index]
+			if ref := (api.RecordRef{Team: op.Team, Collection: op.Collection, ID: op.Record}); !slices.Contains(purged, ref) {
+				purged = append(purged, ref)
+			}
+		}
+	}
+	return purged
+}
+
 // teamSet returns the caller's teams sorted and without duplicates or empty
 // names.
 func teamSet(teams []string) []string {
@@ -346,8 +362,6 @@ func teamSet(teams []string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-
-func (c *Caller) inTeam(team string) bool { return team != "" && slices.Contains(c.Teams, team) }
 
 // itValue calls fn with the value the iterator is at.
 func itValue(it store.Iterator, fn func(v []byte) error) error {

@@ -45,7 +45,7 @@ func (e *Engine) syncStale(ctx context.Context, c Caller, req *api.SyncRequest) 
 		if err := e.submit(ctx, r); err != nil {
 			return nil, fmt.Errorf("restate: %w", err)
 		}
-		resp.Restated = r.restated
+		resp.Restated, resp.Purged = r.restated, r.purged
 	}
 	resp.Clock = e.clock.Now()
 	return resp, nil
@@ -106,7 +106,7 @@ func (e *Engine) rebaseLegacy(ctx context.Context, c Caller, req *api.SyncReques
 // from an epoch the store does not know (ownOnly) only entries of the
 // caller's own replica are taken.
 func (t *txnState) restate(r *request) error {
-	r.restated = 0
+	r.restated, r.purged = 0, nil
 	c := &r.caller
 	rebased, err := t.rebasedIn(c.Replica)
 	if err != nil {
@@ -130,7 +130,7 @@ func (t *txnState) restate(r *request) error {
 			t.e.log.Warn("restate: malformed record state skipped", "replica", c.Replica, "err", err)
 			continue
 		}
-		if !c.inTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
+		if !c.InTeam(rec.Team) || len(rec.Team) > maxNameLen || len(rec.Collection) > maxNameLen || len(rec.ID) > maxNameLen {
 			continue
 		}
 		clean, err := t.checkState(rec, c, r.ownOnly)
@@ -138,6 +138,14 @@ func (t *txnState) restate(r *request) error {
 			return err
 		}
 		if clean == nil {
+			// Another team's record, or an erased one: the device may
+			// never have pulled the erasure (a bootstrap lists none), so
+			// it is told to purge its copy.
+			if team, err := t.erasedMarker(rec.Collection, rec.ID); err != nil {
+				return err
+			} else if team == rec.Team {
+				r.purged = append(r.purged, api.RecordRef{Team: rec.Team, Collection: rec.Collection, ID: rec.ID})
+			}
 			continue
 		}
 		rs, err := t.record(rec.Team, rec.Collection, rec.ID)

@@ -146,6 +146,11 @@ func TestRestateAfterRestore(t *testing.T) {
 	if resp.Restated != 3 { // p1 (phone pending), p2, p3 — not p9 (erased), not x1 (other team)
 		t.Fatalf("restated %d, want 3", resp.Restated)
 	}
+	// ann never pulled p9's erasure and her bootstrap will not list it:
+	// the reply that refuses its state tells her to purge it.
+	if want := []api.RecordRef{{Team: "wigan", Collection: "people", ID: "p9"}}; !slices.Equal(resp.Purged, want) {
+		t.Fatalf("restate reply purges %v, want %v", resp.Purged, want)
+	}
 	cat := Caller{User: "cat", Teams: []string{"wigan", "ashton"}}
 	for _, id := range []string{"p2", "p3"} {
 		if _, err := e2.Record(bg, cat, api.RecordRef{Team: "wigan", Collection: "people", ID: id}); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 // The term index (store.TermKey) lets the console find people without a
@@ -136,7 +137,7 @@ func (t *txnState) dropTerms(rec *crdt.Record) error {
 }
 
 // MaxSearchResults bounds one search.
-const MaxSearchResults = 50
+const MaxSearchResults = review.MaxSearchResults
 
 // maxWordMatches bounds the index entries one word of a name search
 // reads: a word matching more people than this (a one-letter prefix)

@@ -12,41 +12,15 @@ import (
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 // HistoryEntry is one merged op of a record with who pushed it and when the
-// server received it. The op's ID names the device (replica) and its HLC.
-type HistoryEntry struct {
-	Op       crdt.Op
-	Author   string    // user ID
-	Received time.Time // server receive time
-	Reason   string    // a resolution's reason, if its author gave one
-}
+// server received it.
+type HistoryEntry = review.HistoryEntry
 
-// QuarantinedOp is an op the engine did not merge. Reapplicable ops failed
-// the schema or the clock-skew check and may be re-applied by an admin;
-// the others were refused (scope, unknown pred, malformed) and are kept so
-// that nothing a device sent vanishes.
-type QuarantinedOp struct {
-	ID           uint64
-	Op           crdt.Op
-	Author       string
-	Replica      crdt.ReplicaID // pushing device
-	Seq          uint64         // seq of the change that carried it
-	Code         api.Code
-	Reason       string
-	Received     time.Time
-	Reapplicable bool
-	// Count is how many ops the entry stands for: 1 for a reapplicable op
-	// (stored whole), and for a summary of refused ops (Op carrying the
-	// first one's ID and names, no value) how many of the change's ops
-	// were refused with Code; Bytes is the value bytes they carried.
-	Count int
-	Bytes int
-	// Expires is when the entry is dropped (Bounds.QuarantineTTL after
-	// it was received).
-	Expires time.Time
-}
+// QuarantinedOp is an op the engine did not merge.
+type QuarantinedOp = review.QuarantinedOp
 
 // view runs fn in a read transaction as an in-flight call.
 func (e *Engine) view(ctx context.Context, fn func(txn store.Tx) error) error {
@@ -61,7 +35,7 @@ func (e *Engine) view(ctx context.Context, fn func(txn store.Tx) error) error {
 }
 
 func scope(c Caller, team string) error {
-	if !c.inTeam(team) {
+	if !c.InTeam(team) {
 		return fmt.Errorf("%w: team %q", ErrForbidden, team)
 	}
 	return nil
@@ -277,7 +251,7 @@ func (e *Engine) Resolve(ctx context.Context, c Caller, ref api.RecordRef, field
 }
 
 // MaxReasonLen bounds a resolution's reason, in bytes.
-const MaxReasonLen = 500
+const MaxReasonLen = review.MaxReasonLen
 
 // ResolveWithReason is Resolve with the coordinator's reason for the
 // choice, kept in the resolution's log entry and shown in its history

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
-	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 //go:embed templates/*.html
@@ -30,8 +30,8 @@ var staticFS embed.FS
 
 // Config configures a Console. Engine and Auth are required.
 type Config struct {
-	Engine *dsync.Engine
-	Auth   *auth.Service
+	Engine Engine
+	Auth   Auth
 	// Schema gives collection and field descriptions and clinical flags;
 	// nil means the default home-visit schema.
 	Schema *schema.Schema
@@ -211,7 +211,7 @@ type viewer struct {
 	Teams  []string
 	CSRF   string
 	Admin  bool
-	caller dsync.Caller
+	caller review.Caller
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, v *viewer)
@@ -234,14 +234,14 @@ func (c *Console) current(r *http.Request) *viewer {
 		return nil
 	}
 	role, teams, err := c.cfg.Auth.Narrow(ctx, s.claims)
-	if err != nil || !auth.RoleAtLeast(role, api.RoleCoordinator) {
+	if err != nil || !identity.RoleAtLeast(role, api.RoleCoordinator) {
 		c.ss.drop(ck.Value)
 		return nil
 	}
 	return &viewer{
 		s: s, token: ck.Value, Name: s.user.Name, Role: role, Teams: teams, CSRF: s.csrf,
 		Admin:  role == api.RoleAdmin,
-		caller: dsync.Caller{User: s.user.ID, Replica: s.claims.Replica(), Teams: teams, Role: role},
+		caller: review.Caller{User: s.user.ID, Replica: s.claims.Replica(), Teams: teams, Role: role},
 	}
 }
 
@@ -264,7 +264,7 @@ func (c *Console) signedIn(h handler) http.HandlerFunc {
 		}
 		// The auth service attributes what it records (revocations) to
 		// the context's actor, as for the JSON API.
-		r = r.WithContext(auth.WithActor(r.Context(), auth.Actor{UserID: v.s.user.ID, Name: v.Name, Role: v.Role, Device: v.caller.Replica.String(), Teams: v.Teams}))
+		r = r.WithContext(identity.WithActor(r.Context(), identity.Actor{UserID: v.s.user.ID, Name: v.Name, Role: v.Role, Device: v.caller.Replica.String(), Teams: v.Teams}))
 		h(w, r, v)
 	}
 }
@@ -343,11 +343,11 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *viewer, status
 // failErr maps an engine or auth error to a page.
 func (c *Console) failErr(w http.ResponseWriter, r *http.Request, v *viewer, err error) {
 	switch {
-	case errors.Is(err, dsync.ErrNotFound), errors.Is(err, auth.ErrNotFound):
+	case errors.Is(err, review.ErrNotFound), errors.Is(err, identity.ErrNotFound):
 		c.fail(w, r, v, http.StatusNotFound, "Not found: it may have been erased, or the address is wrong.")
-	case errors.Is(err, dsync.ErrForbidden):
+	case errors.Is(err, review.ErrForbidden):
 		c.fail(w, r, v, http.StatusForbidden, "You are not a member of this team.")
-	case errors.Is(err, dsync.ErrInvalid), errors.Is(err, auth.ErrInvalid), errors.Is(err, dsync.ErrBadCursor):
+	case errors.Is(err, review.ErrInvalid), errors.Is(err, identity.ErrInvalid), errors.Is(err, review.ErrBadCursor):
 		c.fail(w, r, v, http.StatusBadRequest, "Not accepted: "+err.Error())
 	case errors.Is(err, context.Canceled):
 		c.fail(w, r, v, http.StatusServiceUnavailable, "The request was cancelled.")
@@ -360,7 +360,7 @@ func (c *Console) failErr(w http.ResponseWriter, r *http.Request, v *viewer, err
 // audit records an action in the auth service's audit trail, attributed
 // to the request's actor. A read whose entry cannot be written is refused
 // (the caller shows an error), as the JSON API does.
-func (c *Console) audit(r *http.Request, e auth.AuditEntry) error {
+func (c *Console) audit(r *http.Request, e api.AuditEntry) error {
 	if err := c.cfg.Auth.Audit(r.Context(), e); err != nil {
 		c.log.Error("console: audit entry not recorded", "action", e.Action, "team", e.Team, "target", e.TargetID, "err", err)
 		return err
@@ -371,13 +371,13 @@ func (c *Console) audit(r *http.Request, e auth.AuditEntry) error {
 // auditRead records that the viewer opened a record (its fields or one
 // conflicted field) before the page is sent.
 func (c *Console) auditRead(r *http.Request, ref api.RecordRef) error {
-	return c.audit(r, auth.AuditEntry{Action: "record.read", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID, Detail: map[string]string{"via": "console"}})
+	return c.audit(r, api.AuditEntry{Action: "record.read", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID, Detail: map[string]string{"via": "console"}})
 }
 
 // names maps user IDs to users, for attribution.
-func (c *Console) names(ctx context.Context) map[string]auth.User {
+func (c *Console) names(ctx context.Context) map[string]identity.User {
 	us, err := c.cfg.Auth.Users(ctx)
-	m := make(map[string]auth.User, len(us))
+	m := make(map[string]identity.User, len(us))
 	if err != nil {
 		c.log.Warn("console: users", "err", err)
 		return m

@@ -21,12 +21,20 @@
 // audited as a read of the record. There is no public URL for a file.
 //
 // It must not contain sync logic or talk to the store: every read and
-// write goes through the engine's review queries (package sync) and the
-// auth service, with the same team scoping as the JSON API; reads of
-// records and resolutions go into the auth service's audit trail. A
-// browser signs in as a device of its user (auth.Login), so the account
-// rules (lockout, disabled accounts) and device revocation apply as to a
-// tablet. Imports: sync, auth, api, schema, crdt for the types of
-// record states and op IDs, and blob for the attachment store's types
-// (read through the Blobs interface); never store or Badger.
+// write goes through the engine's review queries and the auth service,
+// with the same team scoping as the JSON API; reads of records and
+// resolutions go into the auth service's audit trail. A browser signs in
+// as a device of its user (Auth.Login), so the account rules (lockout,
+// disabled accounts) and device revocation apply as to a tablet.
+//
+// The engine and the auth service come in as two small interfaces of this
+// package, Engine and Auth (the server wires in *sync.Engine and
+// *auth.Service and asserts that they satisfy them), written in the
+// engine's and auth's vocabularies: package sync/review (Caller, the
+// review types, the engine's sentinel errors) and package auth/identity
+// (users, devices, claims, the actor, auth's errors), which sync and auth
+// alias. Imports: sync/review, auth/identity, api, schema, crdt for the
+// types of record states and op IDs, and blob for the attachment store's
+// types (read through the Blobs interface); never sync, auth, store,
+// Badger or pgx (the before-stop hook checks with go list -deps).
 package web

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
@@ -71,7 +71,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		device = crdt.NewReplicaID().String()
 	}
 	tr, err := c.cfg.Auth.Login(ctx, d.Username, r.PostFormValue("password"), device, "Console (web browser)")
-	if errors.Is(err, auth.ErrDeviceMismatch) || errors.Is(err, auth.ErrDeviceRevoked) {
+	if errors.Is(err, identity.ErrDeviceMismatch) || errors.Is(err, identity.ErrDeviceRevoked) {
 		// Another user's browser, or a console session an admin revoked:
 		// this sign-in gets a device of its own.
 		device = crdt.NewReplicaID().String()
@@ -83,7 +83,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			c.failErr(w, r, nil, err)
 			return
 		}
-		var le *auth.LockedError
+		var le *identity.LockedError
 		if errors.As(err, &le) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter.Seconds()+0.999)))
 		}
@@ -93,7 +93,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, c.cookie(r, cookieDevice, device, 400*24*3600))
 	http.SetCookie(w, c.cookie(r, cookieLogin, "", -1))
-	if !auth.RoleAtLeast(tr.User.Role, api.RoleCoordinator) {
+	if !identity.RoleAtLeast(tr.User.Role, api.RoleCoordinator) {
 		c.render(w, r, http.StatusForbidden, "refused", page{Title: "Console is for coordinators and admins", Data: tr.User.Name})
 		return
 	}
@@ -132,19 +132,19 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 // loginRefusal is what the sign-in page says for an auth error, or "" for
 // an error that is the server's fault.
 func loginRefusal(err error) (int, string) {
-	var le *auth.LockedError
+	var le *identity.LockedError
 	switch {
-	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrUnauthorized):
+	case errors.Is(err, identity.ErrInvalidCredentials), errors.Is(err, identity.ErrUnauthorized):
 		return http.StatusUnauthorized, "That username and password do not match."
-	case errors.As(err, &le), errors.Is(err, auth.ErrAccountLocked):
+	case errors.As(err, &le), errors.Is(err, identity.ErrAccountLocked):
 		return http.StatusTooManyRequests, "This account is locked for a while after several failed sign-ins. Try again in a few minutes, or ask an admin to reset the password."
-	case errors.Is(err, auth.ErrAccountDisabled):
+	case errors.Is(err, identity.ErrAccountDisabled):
 		return http.StatusForbidden, "This account is disabled. Ask an admin if you need it back."
-	case errors.Is(err, auth.ErrNoTeams):
+	case errors.Is(err, identity.ErrNoTeams):
 		return http.StatusForbidden, "Your account is not in any team yet. Ask an admin to add you to one."
-	case errors.Is(err, auth.ErrTooManyDevices):
+	case errors.Is(err, identity.ErrTooManyDevices):
 		return http.StatusForbidden, "Your account has too many devices signed in. Ask an admin to revoke the ones you no longer use."
-	case errors.Is(err, auth.ErrDemoAccount):
+	case errors.Is(err, identity.ErrDemoAccount):
 		return http.StatusForbidden, "Demo accounts can only sign in to a demo server."
 	}
 	return 0, ""

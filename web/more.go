@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
-	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 type searchRow struct {
@@ -49,7 +49,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *viewer) {
 		Q    string
 		Rows []searchRow
 		Max  int
-	}{q, rows, dsync.MaxSearchResults}})
+	}{q, rows, review.MaxSearchResults}})
 }
 
 // teamOutcomes reads the team's assessments and computes the export.
@@ -62,7 +62,7 @@ func (c *Console) teamOutcomes(r *http.Request, v *viewer) (schema.Outcomes, err
 // has not moved, brought up to date from the assessments the log entries
 // since touched or erased when it has, and rebuilt from every assessment
 // only when too much has changed.
-func (c *Console) Outcomes(ctx context.Context, caller dsync.Caller, team string) (schema.Outcomes, error) {
+func (c *Console) Outcomes(ctx context.Context, caller review.Caller, team string) (schema.Outcomes, error) {
 	ver, err := c.cfg.Engine.TeamVersion(ctx, caller, team)
 	if err != nil {
 		return schema.Outcomes{}, err
@@ -103,11 +103,11 @@ func (c *Console) Outcomes(ctx context.Context, caller dsync.Caller, team string
 
 // catchUp puts the current state of the given assessments records into
 // the book (records gone since are dropped).
-func (c *Console) catchUp(ctx context.Context, caller dsync.Caller, book *schema.OutcomeBook, refs []api.RecordRef) error {
+func (c *Console) catchUp(ctx context.Context, caller review.Caller, book *schema.OutcomeBook, refs []api.RecordRef) error {
 	var recs []*crdt.Record
 	for _, ref := range refs {
 		rec, err := c.cfg.Engine.Record(ctx, caller, ref)
-		if errors.Is(err, dsync.ErrNotFound) {
+		if errors.Is(err, review.ErrNotFound) {
 			book.Drop(ref.ID)
 			continue
 		} else if err != nil {
@@ -309,24 +309,24 @@ func labelOffset(a, b float64) int {
 }
 
 type deviceRow struct {
-	auth.Device
+	identity.Device
 	UserName string
 }
 
 // adminUsers lists the users who share a team with the admin: the scope
 // of the admin pages.
-func (c *Console) adminUsers(r *http.Request, v *viewer) ([]auth.User, error) {
+func (c *Console) adminUsers(r *http.Request, v *viewer) ([]identity.User, error) {
 	us, err := c.cfg.Auth.Users(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	var out []auth.User
+	var out []identity.User
 	for _, u := range us {
 		if slices.ContainsFunc(u.Teams, func(t string) bool { return slices.Contains(v.Teams, t) }) {
 			out = append(out, u)
 		}
 	}
-	slices.SortFunc(out, func(a, b auth.User) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b identity.User) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -371,7 +371,7 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.failErr(w, r, v, err)
 		return
 	}
-	if !slices.ContainsFunc(us, func(u auth.User) bool { return u.ID == d.User }) {
+	if !slices.ContainsFunc(us, func(u identity.User) bool { return u.ID == d.User }) {
 		c.fail(w, r, v, http.StatusNotFound, "No such device.") // another team's: not told apart
 		return
 	}
@@ -418,20 +418,20 @@ func (c *Console) quarantine(w http.ResponseWriter, r *http.Request, v *viewer) 
 
 // quarantineEntry returns a quarantine entry of one of the admin's teams;
 // another team's answers as an unknown one does.
-func (c *Console) quarantineEntry(w http.ResponseWriter, r *http.Request, v *viewer) (dsync.QuarantinedOp, bool) {
+func (c *Console) quarantineEntry(w http.ResponseWriter, r *http.Request, v *viewer) (review.QuarantinedOp, bool) {
 	id, err := strconv.ParseUint(r.PathValue("qid"), 10, 64)
 	if err == nil {
 		q, err := c.cfg.Engine.QuarantinedByID(r.Context(), id)
 		if err == nil && slices.Contains(v.Teams, q.Op.Team) {
 			return q, true
 		}
-		if err != nil && !errors.Is(err, dsync.ErrNotFound) {
+		if err != nil && !errors.Is(err, review.ErrNotFound) {
 			c.failErr(w, r, v, err)
-			return dsync.QuarantinedOp{}, false
+			return review.QuarantinedOp{}, false
 		}
 	}
 	c.fail(w, r, v, http.StatusNotFound, "No such quarantine entry in your teams.")
-	return dsync.QuarantinedOp{}, false
+	return review.QuarantinedOp{}, false
 }
 
 func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -440,7 +440,7 @@ func (c *Console) reapply(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	err := c.cfg.Engine.Reapply(r.Context(), q.ID)
-	ae := auth.AuditEntry{Action: "quarantine.reapply", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
+	ae := api.AuditEntry{Action: "quarantine.reapply", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
 		Detail: map[string]string{"via": "console", "outcome": "merged", "op": opHex(q.Op.ID)}}
 	if err != nil {
 		ae.Detail["outcome"] = "still_refused"
@@ -464,7 +464,7 @@ func (c *Console) dismiss(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.failErr(w, r, v, err)
 		return
 	}
-	_ = c.audit(r, auth.AuditEntry{Action: "quarantine.dismiss", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
+	_ = c.audit(r, api.AuditEntry{Action: "quarantine.dismiss", Team: q.Op.Team, TargetKind: "quarantine", TargetID: strconv.FormatUint(q.ID, 10),
 		Detail: map[string]string{"via": "console", "op": opHex(q.Op.ID), "code": string(q.Code), "record": q.Op.Collection + "/" + q.Op.Record}})
 	http.Redirect(w, r, "/console/admin/quarantine?done=dismissed", http.StatusSeeOther)
 }
@@ -491,7 +491,7 @@ func (c *Console) users(w http.ResponseWriter, r *http.Request, v *viewer) {
 		teams = append(teams, teamRow{t, names[t], n})
 	}
 	c.render(w, r, http.StatusOK, "users", page{Title: "Users and teams", Viewer: v, Data: struct {
-		Users []auth.User
+		Users []identity.User
 		Teams any
 	}{us, teams}})
 }
@@ -573,7 +573,7 @@ func (c *Console) warm(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err := c.Outcomes(ctx, dsync.Caller{Teams: []string{t.ID}}, t.ID); err != nil {
+		if _, err := c.Outcomes(ctx, review.Caller{Teams: []string{t.ID}}, t.ID); err != nil {
 			c.log.Debug("console warm-up: outcomes", "team", t.ID, "err", err)
 			return // the engine is closing, or broken: the pages will say so
 		}

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
-	dsync "github.com/doorstep-health/doorstep/sync"
+	"github.com/doorstep-health/doorstep/sync/review"
 )
 
 func opHex(id crdt.OpID) string { return hex.EncodeToString(id.AppendBinary(nil)) }
@@ -52,7 +52,7 @@ func regString(rec *crdt.Record, field string) string {
 // people is the attribution context of a page: users by ID and device
 // names by replica.
 type people struct {
-	users   map[string]auth.User
+	users   map[string]identity.User
 	devices map[string]string
 	server  string
 }
@@ -126,7 +126,7 @@ func (c *Console) conflictRows(ctx context.Context, v *viewer, team string, max 
 	for _, ref := range refs[:min(len(refs), max)] {
 		rec, err := c.cfg.Engine.Record(ctx, v.caller, ref)
 		if err != nil {
-			if errors.Is(err, dsync.ErrNotFound) {
+			if errors.Is(err, review.ErrNotFound) {
 				continue
 			}
 			return nil, 0, err
@@ -227,7 +227,7 @@ type conflictData struct {
 	Typed       string
 }
 
-func (c *Console) conflictData(ctx context.Context, v *viewer, ref api.RecordRef, field string) (*conflictData, *dsync.FieldConflict, error) {
+func (c *Console) conflictData(ctx context.Context, v *viewer, ref api.RecordRef, field string) (*conflictData, *review.FieldConflict, error) {
 	fc, err := c.cfg.Engine.FieldConflict(ctx, v.caller, ref, field)
 	if err != nil {
 		return nil, nil, err
@@ -317,13 +317,13 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request, v *viewer) {
 		again("This is a clinical field: say why you chose this value. The reason is kept in the record's history.")
 		return
 	}
-	if len(d.Reason) > dsync.MaxReasonLen {
-		again(fmt.Sprintf("The reason is too long: at most %d characters.", dsync.MaxReasonLen))
+	if len(d.Reason) > review.MaxReasonLen {
+		again(fmt.Sprintf("The reason is too long: at most %d characters.", review.MaxReasonLen))
 		return
 	}
 	rec, err := c.cfg.Engine.ResolveWithReason(ctx, v.caller, ref, field, value, d.Reason)
 	if err != nil {
-		if errors.Is(err, dsync.ErrInvalid) {
+		if errors.Is(err, review.ErrInvalid) {
 			again("The value was not accepted: " + err.Error())
 			return
 		}
@@ -332,7 +332,7 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	// The audit entry names the op written and the values it settled,
 	// never the values themselves.
-	ae := auth.AuditEntry{Action: "record.resolve", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
+	ae := api.AuditEntry{Action: "record.resolve", Team: ref.Team, TargetKind: "record", TargetID: ref.Collection + "/" + ref.ID,
 		Detail: map[string]string{"field": field, "via": "console"}}
 	if d.Reason != "" {
 		ae.Detail["reason"] = d.Reason
@@ -488,13 +488,13 @@ type changesData struct {
 	Collection, Author string
 	Since              string
 	Collections        []string
-	Workers            []auth.User
+	Workers            []identity.User
 }
 
 // changes lists who changed what and when, paged by cursor.
 func (c *Console) changes(w http.ResponseWriter, r *http.Request, v *viewer) {
 	ctx, team, q := r.Context(), r.PathValue("team"), r.URL.Query()
-	f := dsync.ChangedFilter{Cursor: q.Get("cursor"), Collection: q.Get("collection"), Author: q.Get("author"), Limit: 50}
+	f := review.ChangedFilter{Cursor: q.Get("cursor"), Collection: q.Get("collection"), Author: q.Get("author"), Limit: 50}
 	d := changesData{Collection: f.Collection, Author: f.Author, Since: q.Get("since")}
 	if d.Since != "" {
 		t, err := time.Parse(time.DateOnly, d.Since)
@@ -521,7 +521,7 @@ func (c *Console) changes(w http.ResponseWriter, r *http.Request, v *viewer) {
 			d.Workers = append(d.Workers, u)
 		}
 	}
-	slices.SortFunc(d.Workers, func(a, b auth.User) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Workers, func(a, b identity.User) int { return strings.Compare(a.Name, b.Name) })
 	if next != "" {
 		nq := url.Values{"cursor": {next}}
 		if f.Collection != "" {

@@ -9,7 +9,7 @@ import (
 	gosync "sync"
 	"time"
 
-	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/auth/identity"
 )
 
 // Cookie names.
@@ -22,8 +22,8 @@ const (
 // session is one signed-in browser. The token itself is never stored: the
 // map is keyed by its SHA-256.
 type session struct {
-	claims  *auth.Claims // from the access token issued at sign-in; re-checked (device, role, teams) on every request
-	user    auth.User
+	claims  *identity.Claims // from the access token issued at sign-in; re-checked (device, role, teams) on every request
+	user    identity.User
 	csrf    string
 	created time.Time
 	seen    time.Time
@@ -57,7 +57,7 @@ func randomToken() string {
 func tokenHash(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
 
 // create stores a new session and returns its token.
-func (ss *sessions) create(now time.Time, cl *auth.Claims, u auth.User) (string, *session) {
+func (ss *sessions) create(now time.Time, cl *identity.Claims, u identity.User) (string, *session) {
 	tok := randomToken()
 	s := &session{claims: cl, user: u, csrf: randomToken(), created: now, seen: now, prevVisit: map[string]time.Time{}}
 	ss.mu.Lock()
