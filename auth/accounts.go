@@ -147,8 +147,9 @@ func (s *Service) SetName(ctx context.Context, id, name string) (User, error) {
 
 // SetDisabled disables or enables a user; the actor must manage the user
 // and cannot disable themselves. A disabled user's logins, refreshes and
-// access tokens are refused (ErrAccountDisabled) from their next request;
-// enabling lets their devices carry on where they were.
+// access tokens are refused (ErrAccountDisabled) from their next request,
+// and their console sessions are ended; enabling lets their devices carry
+// on where they were.
 func (s *Service) SetDisabled(ctx context.Context, id string, disabled bool) (User, error) {
 	if disabled && ActorFrom(ctx).UserID == id {
 		return User{}, fmt.Errorf("disable user: %w: you cannot disable yourself", ErrInvalid)
@@ -157,11 +158,15 @@ func (s *Service) SetDisabled(ctx context.Context, id string, disabled bool) (Us
 	if disabled {
 		action = ActionUserDisable
 	}
-	return s.modifyUser(ctx, id, action, true, func(_ store.Tx, u *userRecord) (map[string]string, error) {
+	return s.modifyUser(ctx, id, action, true, func(txn store.Tx, u *userRecord) (map[string]string, error) {
 		u.Disabled = disabled
 		u.DisabledAt = time.Time{}
 		if disabled {
 			u.DisabledAt = s.cfg.Now().UTC()
+			// Console sessions end at once (enabling does not revive them).
+			if err := deleteUserConsoleSessions(txn, u.ID); err != nil {
+				return nil, err
+			}
 		}
 		return nil, nil
 	})
@@ -180,6 +185,9 @@ func (s *Service) DeleteUser(ctx context.Context, id string) (User, error) {
 	u, err := s.modifyUser(ctx, id, ActionUserDelete, true, func(txn store.Tx, u *userRecord) (map[string]string, error) {
 		ds, err := s.endSessions(txn, u.ID, "", RevokedByUserDeleted)
 		if err != nil {
+			return nil, err
+		}
+		if err := deleteUserConsoleSessions(txn, u.ID); err != nil {
 			return nil, err
 		}
 		if err := txn.Delete([]byte(pUsername + strings.ToLower(u.Username))); err != nil {

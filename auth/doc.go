@@ -6,7 +6,8 @@
 // store's), which the caller opens and hands to New: Badger for one server,
 // or a shared store (PostgreSQL) for several. Its key layout (users,
 // usernames, devices, the userdev/ index, refresh tokens, failed-login
-// counts, the audit trail) is in service.go, lockout.go and audit.go. It
+// counts, the audit trail, the console's sessions) is in service.go,
+// lockout.go, audit.go and consolesession.go. It
 // also owns the signing keys in a key directory. It verifies tokens with the
 // algorithm pinned to EdDSA, expiry required, issuer and audience checked
 // and the key looked up by kid.
@@ -24,7 +25,11 @@
 // the store serializes, so two servers never take the same one. On a
 // shared store the signing keys are in the store as well as in each
 // server's key directory, so every server verifies every other one's
-// tokens (sharedkeys.go).
+// tokens (sharedkeys.go). The coordinator console's sessions are kept
+// here too (consolesession.go: under the SHA-256 of the token, with a TTL
+// at the absolute expiry, a bounded number per user), so any server
+// serves any console session; the console (package web) applies the
+// expiry rules. They are left out of backups (BackupTxn).
 //
 // An external OpenID Connect issuer (ExternalIssuer, e.g. NHS CIS2) may be
 // configured: Exchange then accepts its ID tokens, checked against its JWKS,

@@ -171,7 +171,8 @@ const (
 	pUserDev  = "userdev/"  // userdev/<user id>/<replica hex> → "" (devices by user)
 	kReady    = "ready"     // written by Ping
 	kLayout   = "layout"    // layout version, decimal; absent means 1
-	// pAudit: see audit.go.
+	// pAudit: see audit.go. pLockout: lockout.go. pSignKey: sharedkeys.go.
+	// pConsoleSession, pConsoleUser, pConsoleVisit: consolesession.go.
 )
 
 // layoutVersion is the auth store's layout: 2 added the userdev/ index

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -145,9 +146,9 @@ func (p *proxyProc) servedBy(t *testing.T) string {
 // devices sync on through the proxy.
 func TestHAProxyConfigFailover(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.NewDB(t)
-	seedPG(t, url)
-	procs := pgServers(t, url, 2)
+	pgURL := pgtest.NewDB(t)
+	seedPG(t, pgURL)
+	procs := pgServers(t, pgURL, 2)
 	px := startHAProxy(t, procs[0].addr, procs[1].addr)
 	seen := map[string]int{}
 	for i := 0; i < 40 && len(seen) < 2; i++ {
@@ -185,6 +186,49 @@ func TestHAProxyConfigFailover(t *testing.T) {
 		}
 	}
 	pushPull("before-kill")
+	// Console pages stick to one server per browser (cookie affinity).
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	consoleServer := func() string {
+		t.Helper()
+		res, err := browser.Get(px.url + "/console/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("console through haproxy: %d", res.StatusCode)
+		}
+		return res.Header.Get("X-Doorstep-Server")
+	}
+	sticky := consoleServer()
+	for i := 0; i < 5; i++ {
+		if s := consoleServer(); s != sticky {
+			t.Fatalf("console request %d went to %q, the browser's first to %q: no affinity", i, s, sticky)
+		}
+	}
+	u, _ := url.Parse(px.url + "/console/")
+	if cs := jar.Cookies(u); len(cs) == 0 || !slices.ContainsFunc(cs, func(c *http.Cookie) bool { return c.Name == "doorstep_srv" && c.Value == sticky }) {
+		t.Fatalf("no affinity cookie for server %s: %v", sticky, cs)
+	}
+	// The cookie, not chance, picks the server.
+	for _, want := range []string{"a", "b", "a", "b"} {
+		req, _ := http.NewRequest(http.MethodGet, px.url+"/console/", nil)
+		req.AddCookie(&http.Cookie{Name: "doorstep_srv", Value: want})
+		res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if got := res.Header.Get("X-Doorstep-Server"); got != want {
+			t.Fatalf("console request with doorstep_srv=%s answered by %q", want, got)
+		}
+	}
 	procs[0].kill(t)
 	// From the kill on, nothing fails: requests the dead server cannot
 	// take go to the live one, and after the health checks (inter 1s,
@@ -200,6 +244,9 @@ func TestHAProxyConfigFailover(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	pushPull("later")
+	if s := consoleServer(); s != "b" {
+		t.Fatalf("console after killing a answered by %q", s)
+	}
 	t.Logf("%d requests after the kill, all answered by b", n)
 }
 

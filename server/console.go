@@ -15,8 +15,9 @@ import (
 // of its own (so that package web never reaches the store); these are the
 // real ones the server wires in.
 var (
-	_ web.Engine = (*dsync.Engine)(nil)
-	_ web.Auth   = (*auth.Service)(nil)
+	_ web.Engine       = (*dsync.Engine)(nil)
+	_ web.Auth         = (*auth.Service)(nil)
+	_ web.SessionStore = (*auth.Service)(nil)
 )
 
 // newConsole builds the coordinator console over the server's engine and
@@ -27,7 +28,7 @@ func (s *Server) newConsole() error {
 		sch = schema.Default()
 	}
 	c, err := web.New(web.Config{
-		Engine: s.engine, Auth: s.auth, Schema: sch, Logger: s.log, Now: s.cfg.Now, Blobs: s.blobs,
+		Engine: s.engine, Auth: s.auth, Sessions: s.auth, Schema: sch, Logger: s.log, Now: s.cfg.Now, Blobs: s.blobs,
 		TrustProxy: s.cfg.TrustProxy,
 		LoginAllowed: func(r *http.Request) bool {
 			ip := r.RemoteAddr

@@ -121,7 +121,11 @@ type IterOptions struct {
 // call Rewind or Seek before reading it.
 type Iterator interface {
 	// Seek moves to the first key at or after key (at or before key if
-	// Reverse) within the prefix.
+	// Reverse) within the prefix. key need not start with the prefix: a
+	// key ordered before the prefix's keys puts a forward iterator on the
+	// first of them and exhausts a reverse one; a key after them puts a
+	// reverse iterator on the last and exhausts a forward one (store/kvtest
+	// checks this).
 	Seek(key []byte)
 	// Rewind moves to the first key of the prefix (the last if Reverse).
 	Rewind()

@@ -175,7 +175,10 @@ func newBenchTeam(b *testing.B, n int) *benchTeam {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, _ := bt.c.ss.create(time.Now(), cl, coord)
+	tok, _, err := bt.c.ss.create(ctx, time.Now(), cl, coord)
+	if err != nil {
+		b.Fatal(err)
+	}
 	bt.cookie = &http.Cookie{Name: cookieSession, Value: tok}
 	return bt
 }

@@ -46,8 +46,12 @@ type Config struct {
 	// SessionIdle and SessionMax are a session's idle and absolute
 	// lifetimes; defaults 30 minutes and 12 hours.
 	SessionIdle, SessionMax time.Duration
-	// MaxSessions bounds the session table; default 10,000.
+	// MaxSessions bounds one user's console sessions (signing in once
+	// more ends the oldest); default 20.
 	MaxSessions int
+	// Sessions keeps the console sessions (see SessionStore); nil: Auth,
+	// which must then be one.
+	Sessions SessionStore
 	// Blobs, if set, is the attachment store: the record page shows
 	// thumbnails and links for attachment fields, served through a
 	// team-scoped console route. Nil: attachments show as pending.
@@ -88,12 +92,20 @@ func New(cfg Config) (*Console, error) {
 		cfg.SessionMax = 12 * time.Hour
 	}
 	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 10_000
+		cfg.MaxSessions = 20
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, sch: cfg.Schema, ss: newSessions(cfg.SessionIdle, cfg.SessionMax, cfg.MaxSessions), outCache: map[string]cachedOutcomes{}}
+	if cfg.Sessions == nil {
+		st, ok := any(cfg.Auth).(SessionStore)
+		if !ok {
+			return nil, errors.New("web: Sessions is required")
+		}
+		cfg.Sessions = st
+	}
+	c := &Console{cfg: cfg, log: cfg.Logger, sch: cfg.Schema, outCache: map[string]cachedOutcomes{}}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.ss = newSessions(cfg.Sessions, c.log, cfg.SessionIdle, cfg.SessionMax, cfg.MaxSessions)
 	if c.sch == nil {
 		c.sch = schema.Default()
 	}
@@ -224,18 +236,18 @@ func (c *Console) current(r *http.Request) *viewer {
 	if err != nil {
 		return nil
 	}
-	s := c.ss.get(ck.Value, c.cfg.Now())
+	ctx := r.Context()
+	s := c.ss.get(ctx, ck.Value, c.cfg.Now())
 	if s == nil {
 		return nil
 	}
-	ctx := r.Context()
 	if err := c.cfg.Auth.CheckDevice(ctx, s.claims); err != nil {
-		c.ss.drop(ck.Value)
+		c.ss.drop(ctx, ck.Value)
 		return nil
 	}
 	role, teams, err := c.cfg.Auth.Narrow(ctx, s.claims)
 	if err != nil || !identity.RoleAtLeast(role, api.RoleCoordinator) {
-		c.ss.drop(ck.Value)
+		c.ss.drop(ctx, ck.Value)
 		return nil
 	}
 	return &viewer{

@@ -4,12 +4,21 @@
 // who changed it, conflicts side by side, a record's history, outcomes)
 // and settle conflicts; admins also see devices, the quarantine and users.
 //
-// It owns the console's sessions (server-side, in memory, with idle and
-// absolute expiry; like each coordinator's "last visit" mark they do not
-// survive a restart), a cache of each team's outcome export, its cookies (HttpOnly, SameSite=Strict, Secure over
-// TLS or behind a trusted TLS proxy), CSRF tokens on every form, and the
-// templates and stylesheet, embedded with go:embed. Pages work with
-// JavaScript off: every action is a plain form.
+// It owns the console's session rules (idle and absolute expiry, a
+// bounded number per user, CSRF tokens on every form, a session's
+// device, role and teams re-checked on every request), a cache of each
+// team's outcome export, its cookies (HttpOnly, SameSite=Strict, Secure
+// over TLS or behind a trusted TLS proxy), and the templates and
+// stylesheet, embedded with go:embed. Pages work with JavaScript off:
+// every action is a plain form.
+//
+// The sessions themselves, and each coordinator's "last visit" mark, are
+// kept by a SessionStore (the auth service, in the auth store, keyed by
+// the SHA-256 of the session token): they survive a restart, and every
+// server sharing the auth store serves every session, so a proxy in
+// front of several servers needs no affinity for /console/. A request
+// reads its session; it writes it back only when its last use has moved
+// on by more than a minute (see session.go).
 //
 // The record page shows an attachment field's files: JPEG and PNG as
 // thumbnails (the browser scales the file; no server-side resizing), PDFs
@@ -27,9 +36,10 @@
 // as a device of its user (Auth.Login), so the account rules (lockout,
 // disabled accounts) and device revocation apply as to a tablet.
 //
-// The engine and the auth service come in as two small interfaces of this
-// package, Engine and Auth (the server wires in *sync.Engine and
-// *auth.Service and asserts that they satisfy them), written in the
+// The engine and the auth service come in as small interfaces of this
+// package, Engine, Auth and SessionStore (the server wires in
+// *sync.Engine and *auth.Service and asserts that they satisfy them),
+// written in the
 // engine's and auth's vocabularies: package sync/review (Caller, the
 // review types, the engine's sentinel errors) and package auth/identity
 // (users, devices, claims, the actor, auth's errors), which sync and auth

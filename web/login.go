@@ -107,7 +107,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.failErr(w, r, nil, err)
 		return
 	}
-	tok, _ := c.ss.create(c.cfg.Now(), cl, u)
+	tok, _, err := c.ss.create(ctx, c.cfg.Now(), cl, u)
+	if err != nil {
+		c.failErr(w, r, nil, err)
+		return
+	}
 	http.SetCookie(w, c.cookie(r, cookieSession, tok, 0))
 	next := d.Next
 	if next == "/console/" && len(u.Teams) == 1 {
@@ -121,7 +125,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 // the user's device limit (the next sign-in on this browser registers a
 // new one).
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
-	c.ss.drop(v.token)
+	c.ss.drop(r.Context(), v.token)
 	if _, err := c.cfg.Auth.RevokeDevice(r.Context(), v.caller.Replica); err != nil {
 		c.log.Warn("console: revoke the signed-out browser's device", "device", v.caller.Replica.String(), "err", err)
 	}

@@ -189,7 +189,7 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request, v *viewer) {
 		}
 		d.Quarantined = len(qs)
 	}
-	c.ss.visit(v.s.user.ID, team, c.cfg.Now())
+	c.ss.visit(ctx, v.s.user.ID, team, c.cfg.Now())
 	c.render(w, r, http.StatusOK, "home", page{Title: d.TeamName, Viewer: v, Team: team, Data: d})
 }
 

@@ -1,12 +1,13 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
+	"log/slog"
 	"net/http"
-	gosync "sync"
 	"time"
 
 	"github.com/doorstep-health/doorstep/auth/identity"
@@ -19,11 +20,30 @@ const (
 	cookieLogin   = "ds_console_login"  // CSRF token of the sign-in form, before there is a session
 )
 
-// session is one signed-in browser. The token itself is never stored: the
-// map is keyed by its SHA-256.
+// SessionStore keeps the console's sessions where every server sharing
+// the auth store sees them (*auth.Service), so any server serves any
+// session and a restart signs nobody out. Tokens are the store's to make;
+// it keeps only their SHA-256.
+type SessionStore interface {
+	// CreateConsoleSession stores a new session ending lifetime after
+	// cs.Created, ends the user's oldest past maxPerUser, and returns its
+	// token and the session as stored (PrevVisit filled in).
+	CreateConsoleSession(ctx context.Context, cs identity.ConsoleSession, lifetime time.Duration, maxPerUser int) (string, identity.ConsoleSession, error)
+	// ConsoleSession returns token's session, or identity.ErrNotFound.
+	ConsoleSession(ctx context.Context, token string) (identity.ConsoleSession, error)
+	// TouchConsoleSession records the session's last use.
+	TouchConsoleSession(ctx context.Context, token string, seen time.Time) error
+	// DeleteConsoleSession ends token's session on every server.
+	DeleteConsoleSession(ctx context.Context, token string) error
+	// RecordConsoleVisit records a user's view of a team's home.
+	RecordConsoleVisit(ctx context.Context, userID, team string, at time.Time) error
+}
+
+// session is one signed-in browser, as read from the SessionStore for
+// this request.
 type session struct {
 	claims  *identity.Claims // from the access token issued at sign-in; re-checked (device, role, teams) on every request
-	user    identity.User
+	user    identity.User    // ID and Name, at sign-in
 	csrf    string
 	created time.Time
 	seen    time.Time
@@ -32,20 +52,23 @@ type session struct {
 	prevVisit map[string]time.Time
 }
 
-// sessions is the in-memory session table, bounded: when full, expired
-// sessions are dropped, and if none are expired the oldest goes. Sessions
-// do not survive a restart (coordinators sign in again).
+// touchEvery is how far a session's stored last use may lag: a request
+// rewrites it only when it has moved on by more, so most requests only
+// read the store. The idle expiry may therefore come up to this much
+// early, never late.
+const touchEvery = time.Minute
+
+// sessions applies the console's session rules (idle and absolute
+// expiry, a bounded number per user) over the SessionStore.
 type sessions struct {
 	idle, absolute time.Duration
-	max            int
-
-	mu     gosync.Mutex
-	byHash map[[32]byte]*session
-	visits map[string]time.Time // user/team → last team home view
+	maxPerUser     int
+	store          SessionStore
+	log            *slog.Logger
 }
 
-func newSessions(idle, absolute time.Duration, max int) *sessions {
-	return &sessions{idle: idle, absolute: absolute, max: max, byHash: map[[32]byte]*session{}, visits: map[string]time.Time{}}
+func newSessions(st SessionStore, log *slog.Logger, idle, absolute time.Duration, maxPerUser int) *sessions {
+	return &sessions{store: st, log: log, idle: idle, absolute: absolute, maxPerUser: maxPerUser}
 }
 
 func randomToken() string {
@@ -54,80 +77,65 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func tokenHash(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
-
 // create stores a new session and returns its token.
-func (ss *sessions) create(now time.Time, cl *identity.Claims, u identity.User) (string, *session) {
-	tok := randomToken()
-	s := &session{claims: cl, user: u, csrf: randomToken(), created: now, seen: now, prevVisit: map[string]time.Time{}}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for _, t := range u.Teams {
-		s.prevVisit[t] = ss.visits[u.ID+"/"+t]
+func (ss *sessions) create(ctx context.Context, now time.Time, cl *identity.Claims, u identity.User) (string, *session, error) {
+	tok, cs, err := ss.store.CreateConsoleSession(ctx, identity.ConsoleSession{Claims: cl, UserID: u.ID, Name: u.Name, CSRF: randomToken(), Created: now}, ss.absolute, ss.maxPerUser)
+	if err != nil {
+		return "", nil, err
 	}
-	if len(ss.byHash) >= ss.max {
-		ss.evict(now)
-	}
-	ss.byHash[tokenHash(tok)] = s
-	return tok, s
+	return tok, sessionOf(cs), nil
+}
+
+func sessionOf(cs identity.ConsoleSession) *session {
+	return &session{claims: cs.Claims, user: identity.User{ID: cs.UserID, Name: cs.Name}, csrf: cs.CSRF, created: cs.Created, seen: cs.Seen, prevVisit: cs.PrevVisit}
 }
 
 func (ss *sessions) expired(s *session, now time.Time) bool {
 	return now.Sub(s.seen) > ss.idle || now.Sub(s.created) > ss.absolute
 }
 
-func (ss *sessions) evict(now time.Time) {
-	var oldest [32]byte
-	var oldestSeen time.Time
-	for h, s := range ss.byHash {
-		if ss.expired(s, now) {
-			delete(ss.byHash, h)
-			continue
-		}
-		if oldestSeen.IsZero() || s.seen.Before(oldestSeen) {
-			oldest, oldestSeen = h, s.seen
-		}
-	}
-	if len(ss.byHash) >= ss.max {
-		delete(ss.byHash, oldest)
-	}
-}
-
 // get returns the live session of tok and marks it seen; an expired one is
-// dropped.
-func (ss *sessions) get(tok string, now time.Time) *session {
+// dropped. A store that fails counts as no session (logged): the browser
+// is asked to sign in and keeps its cookie.
+func (ss *sessions) get(ctx context.Context, tok string, now time.Time) *session {
 	if tok == "" || len(tok) > 100 {
 		return nil
 	}
-	h := tokenHash(tok)
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byHash[h]
-	if s == nil {
+	cs, err := ss.store.ConsoleSession(ctx, tok)
+	if err != nil {
+		if !errors.Is(err, identity.ErrNotFound) {
+			ss.log.Warn("console: read session", "err", err)
+		}
 		return nil
 	}
+	s := sessionOf(cs)
 	if ss.expired(s, now) {
-		delete(ss.byHash, h)
+		ss.drop(ctx, tok)
 		return nil
+	}
+	if now.Sub(s.seen) > touchEvery {
+		if err := ss.store.TouchConsoleSession(ctx, tok, now); errors.Is(err, identity.ErrNotFound) {
+			return nil // signed out elsewhere meanwhile
+		} else if err != nil {
+			ss.log.Warn("console: record session use", "err", err)
+		}
 	}
 	s.seen = now
 	return s
 }
 
-func (ss *sessions) drop(tok string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	delete(ss.byHash, tokenHash(tok))
+// drop ends tok's session on every server.
+func (ss *sessions) drop(ctx context.Context, tok string) {
+	if err := ss.store.DeleteConsoleSession(ctx, tok); err != nil {
+		ss.log.Warn("console: end session", "err", err)
+	}
 }
 
 // visit records that user opened team's home now.
-func (ss *sessions) visit(user, team string, now time.Time) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if len(ss.visits) >= 100*ss.max {
-		clear(ss.visits)
+func (ss *sessions) visit(ctx context.Context, user, team string, now time.Time) {
+	if err := ss.store.RecordConsoleVisit(ctx, user, team, now); err != nil {
+		ss.log.Warn("console: record team visit", "team", team, "err", err)
 	}
-	ss.visits[user+"/"+team] = now
 }
 
 func sameToken(a, b string) bool {

@@ -34,7 +34,8 @@
 // /usr/lib/postgresql/*/bin, then $PATH. initdb refuses to run as root, so
 // when the test runs as root the server binaries run as the `postgres`
 // system user (created by the Debian package), and the temporary directory
-// is given to that user.
+// is given to that user (under $TMPDIR, or /tmp when that user could not
+// reach $TMPDIR or its path is too long for a unix socket).
 //
 // Missing PostgreSQL is a test failure that says how to install it. Tests
 // skip only when asked explicitly: DOORSTEP_SKIP_POSTGRES=1.

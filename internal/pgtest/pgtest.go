@@ -111,6 +111,30 @@ func serverCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
+// tempBase is where cluster directories go: os.TempDir(), unless the
+// server's user could not reach it (every ancestor needs search
+// permission for others when the server runs as postgres) or it is so long
+// that the socket path would pass the 107-byte limit of unix sockets; then
+// /tmp.
+func tempBase(cred *syscall.Credential) string {
+	base := os.TempDir()
+	if len(base) > 60 {
+		return "/tmp"
+	}
+	if cred == nil {
+		return base
+	}
+	for d := base; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return base
+		}
+	}
+}
+
 // Start creates and starts a new private cluster. The caller must Stop it.
 func Start() (*Cluster, error) {
 	bin, err := FindBin()
@@ -121,7 +145,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	dir, err := os.MkdirTemp(tempBase(cred), "pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: temp dir: %w", err)
 	}

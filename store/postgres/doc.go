@@ -56,6 +56,15 @@
 // the SELECT taking the snapshot at Begin rather than at the first read.
 // They never wait for writers.
 //
+// View and Update do not send their BEGIN statements on their own: they
+// go in one pipelined batch with the transaction's first statement (a
+// Get, a write flush, or the commit), saving a round trip per
+// transaction, and a transaction that sends nothing costs none. A
+// write-only Update is thus a single round trip: BEGIN, the lock, the
+// writes and COMMIT. The lock still precedes everything the transaction
+// reads, and a View's snapshot is taken by its first read. Begin (an
+// explicit Txn) begins at once, as described above.
+//
 // A transaction's writes are buffered in memory and sent in one round
 // trip (INSERT … SELECT FROM unnest($1::bytea[], …) ON CONFLICT (key) DO
 // UPDATE, and DELETE … WHERE key = ANY($1)) before the next range read and

@@ -88,6 +88,10 @@ func (it *iter) fetch(bound []byte, inclusive bool, n int) {
 		it.err = err
 		return
 	}
+	if err := it.t.ensureBegun(); err != nil {
+		it.err = err
+		return
+	}
 	var sb strings.Builder
 	args := make([]any, 0, 3)
 	arg := func(v []byte) string {

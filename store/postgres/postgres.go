@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -80,8 +81,9 @@ type KV struct {
 	lockKey int64  // pg_advisory_xact_lock key serializing this table's writers
 	vacuum  bool
 	maxTxn  int // Options.MaxTxnBytes resolved; 0: no cap
-	// beginWrite starts a write transaction (see begin).
-	beginWrite string
+	// beginWrite are the statements that start a write transaction (see
+	// begin).
+	beginWrite []string
 	// unbuffered sends every write at once (for the benchmark comparing
 	// buffered writes; set by tests only).
 	unbuffered bool
@@ -179,11 +181,11 @@ func Open(ctx context.Context, url string, opts Options) (*KV, error) {
 	// consistent, current state. (A REPEATABLE READ snapshot would be
 	// taken by this very statement, before the lock is granted, and miss
 	// the writer it waited for.)
-	kv.beginWrite = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL synchronous_commit TO on; "
+	kv.beginWrite = []string{"BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE", "SET LOCAL synchronous_commit TO on"}
 	if idle > 0 {
-		kv.beginWrite += fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout TO %d; ", max(idle.Milliseconds(), 1))
+		kv.beginWrite = append(kv.beginWrite, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout TO %d", max(idle.Milliseconds(), 1)))
 	}
-	kv.beginWrite += "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(kv.lockKey, 10) + ")"
+	kv.beginWrite = append(kv.beginWrite, "SELECT pg_advisory_xact_lock("+strconv.FormatInt(kv.lockKey, 10)+")")
 	switch {
 	case kv.maxTxn == 0:
 		kv.maxTxn = DefaultMaxTxnBytes
@@ -277,7 +279,7 @@ func (kv *KV) Close() error {
 
 // View runs fn in a read-only transaction on one snapshot.
 func (kv *KV) View(ctx context.Context, fn func(store.Tx) error) error {
-	t, err := kv.begin(ctx, false)
+	t, err := kv.begin(ctx, false, true)
 	if err != nil {
 		return err
 	}
@@ -291,7 +293,7 @@ func (kv *KV) View(ctx context.Context, fn func(store.Tx) error) error {
 // Update runs fn in a write transaction, serialized with every other
 // write transaction on the table in any process, and commits it durably.
 func (kv *KV) Update(ctx context.Context, fn func(store.Tx) error) error {
-	t, err := kv.begin(ctx, true)
+	t, err := kv.begin(ctx, true, true)
 	if err != nil {
 		return err
 	}
@@ -304,15 +306,24 @@ func (kv *KV) Update(ctx context.Context, fn func(store.Tx) error) error {
 
 // Begin opens a transaction (see store.KV).
 func (kv *KV) Begin(ctx context.Context, update bool) (store.Txn, error) {
-	return kv.begin(ctx, update)
+	return kv.begin(ctx, update, false)
 }
 
-// beginRead starts a read-only transaction and takes its snapshot at once
-// (SELECT 1), so that the snapshot is the store as of Begin, not as of the
-// first read.
-const beginRead = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
+// beginRead starts a read-only transaction; an eager begin (Begin) adds
+// beginSnapshot to take the snapshot at once, so that it is the store as
+// of Begin, not as of the first read.
+var beginRead = []string{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
 
-func (kv *KV) begin(ctx context.Context, update bool) (*tx, error) {
+const beginSnapshot = "SELECT 1"
+
+// begin opens a transaction on a pooled connection (a write one after the
+// in-process writer gate). With lazy set (View and Update, whose function
+// runs at once) the BEGIN statements are not sent now but pipelined in
+// front of the transaction's first statement, saving a round trip; a
+// transaction that sends nothing costs none. The write lock is then taken
+// by that first statement, before anything the transaction reads, so
+// serialization is the same.
+func (kv *KV) begin(ctx context.Context, update, lazy bool) (*tx, error) {
 	if update {
 		select {
 		case kv.writer <- struct{}{}:
@@ -327,16 +338,61 @@ func (kv *KV) begin(ctx context.Context, update bool) (*tx, error) {
 		}
 		return nil, fmt.Errorf("store/postgres: acquire connection: %w", mapErr(err))
 	}
-	sql := beginRead
+	stmts := beginRead
 	if update {
-		sql = kv.beginWrite
+		stmts = kv.beginWrite
 	}
-	if _, err := conn.Conn().PgConn().Exec(ctx, sql).ReadAll(); err != nil {
-		t := &tx{kv: kv, conn: conn, update: update}
+	t := &tx{kv: kv, ctx: ctx, conn: conn, update: update, pendingBegin: stmts}
+	if lazy {
+		return t, nil
+	}
+	if !update {
+		t.pendingBegin = append(slices.Clip(stmts), beginSnapshot)
+	}
+	if err := t.ensureBegun(); err != nil {
 		t.end()
-		return nil, fmt.Errorf("store/postgres: begin: %w", mapErr(err))
+		return nil, err
 	}
-	return &tx{kv: kv, ctx: ctx, conn: conn, update: update}, nil
+	return t, nil
+}
+
+// newBatch returns a batch that starts with the transaction's BEGIN
+// statements if they have not been sent yet, and how many those are.
+func (t *tx) newBatch() (*pgx.Batch, int) {
+	b := &pgx.Batch{}
+	for _, s := range t.pendingBegin {
+		b.Queue(s)
+	}
+	return b, len(t.pendingBegin)
+}
+
+// sendBatch sends b and reads the results of its n BEGIN statements.
+func (t *tx) sendBatch(b *pgx.Batch, n int) (pgx.BatchResults, error) {
+	br := t.conn.SendBatch(t.ctx, b)
+	for i := 0; i < n; i++ {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("store/postgres: begin: %w", mapErr(err))
+		}
+	}
+	t.pendingBegin = nil
+	return br, nil
+}
+
+// ensureBegun sends the BEGIN statements if they are still pending.
+func (t *tx) ensureBegun() error {
+	if len(t.pendingBegin) == 0 {
+		return nil
+	}
+	b, n := t.newBatch()
+	br, err := t.sendBatch(b, n)
+	if err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("store/postgres: begin: %w", mapErr(err))
+	}
+	return nil
 }
 
 // pending is a buffered write: a value (with its TTL, 0 for none) or a
@@ -361,6 +417,8 @@ type tx struct {
 	done   bool
 	writes map[string]pending
 	bytes  int // key and value bytes written, for MaxTxnBytes
+	// pendingBegin are BEGIN statements not sent yet (lazy begin).
+	pendingBegin []string
 }
 
 var _ store.Txn = (*tx)(nil)
@@ -378,7 +436,21 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	}
 	var v []byte
 	t.kv.stats.gets.Add(1)
-	err := t.conn.QueryRow(t.ctx, t.kv.sql.get, key).Scan(&v)
+	var err error
+	if len(t.pendingBegin) == 0 {
+		err = t.conn.QueryRow(t.ctx, t.kv.sql.get, key).Scan(&v)
+	} else {
+		b, n := t.newBatch()
+		b.Queue(t.kv.sql.get, key)
+		var br pgx.BatchResults
+		if br, err = t.sendBatch(b, n); err != nil {
+			return nil, err
+		}
+		err = br.QueryRow().Scan(&v)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -476,9 +548,13 @@ func (t *tx) flush() error {
 	if len(t.writes) == 0 {
 		return nil
 	}
-	var b pgx.Batch
-	t.flushBatch(&b)
-	if err := t.conn.SendBatch(t.ctx, &b).Close(); err != nil {
+	b, n := t.newBatch()
+	t.flushBatch(b)
+	br, err := t.sendBatch(b, n)
+	if err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
 		return fmt.Errorf("store/postgres: write: %w", mapErr(err))
 	}
 	return nil
@@ -491,6 +567,14 @@ func (t *tx) Commit() error {
 		return nil
 	}
 	defer t.end()
+	if len(t.pendingBegin) > 0 && len(t.writes) == 0 {
+		// Nothing was sent: there is nothing to end or commit.
+		t.done = true
+		if !t.update {
+			t.kv.stats.reads.Add(1)
+		}
+		return nil
+	}
 	if !t.update {
 		if _, err := t.conn.Exec(t.ctx, "COMMIT"); err != nil {
 			return fmt.Errorf("store/postgres: end read: %w", mapErr(err))
@@ -499,11 +583,14 @@ func (t *tx) Commit() error {
 		t.kv.stats.reads.Add(1)
 		return nil
 	}
-	var b pgx.Batch
-	t.flushBatch(&b)
-	n := b.Len()
+	b, nb := t.newBatch()
+	t.flushBatch(b)
+	n := b.Len() - nb
 	b.Queue("COMMIT")
-	br := t.conn.SendBatch(t.ctx, &b)
+	br, err := t.sendBatch(b, nb)
+	if err != nil {
+		return err
+	}
 	for i := 0; i < n; i++ {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
@@ -564,7 +651,7 @@ func (kv *KV) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 	if len(prefixes) == 0 {
 		return nil
 	}
-	t, err := kv.begin(ctx, true)
+	t, err := kv.begin(ctx, true, false)
 	if err != nil {
 		return err
 	}

@@ -496,3 +496,61 @@ func TestStuckWriterLosesTheLock(t *testing.T) {
 		t.Fatalf("a's next write: %v", err)
 	}
 }
+
+// View and Update send their BEGIN with their first statement: one that
+// sends nothing costs nothing and still ends cleanly (the writer gate is
+// free again), and one whose only statement is its commit still takes
+// the write lock first.
+func TestLazyBegin(t *testing.T) {
+	url := pgtest.NewDB(t)
+	ctx := context.Background()
+	kv := open(t, url, postgres.Options{})
+	defer kv.Close()
+	for i := 0; i < 3; i++ {
+		if err := kv.Update(ctx, func(store.Tx) error { return nil }); err != nil {
+			t.Fatalf("empty Update %d: %v", i, err)
+		}
+		if err := kv.View(ctx, func(store.Tx) error { return nil }); err != nil {
+			t.Fatalf("empty View %d: %v", i, err)
+		}
+	}
+	if st := kv.Stats(); st.Commits != 0 || st.Gets != 0 {
+		t.Fatalf("empty transactions reached the database: %+v", st)
+	}
+	// A write-only Update from a second instance waits for the first's
+	// lock: its single round trip takes the lock before writing.
+	other := open(t, url, postgres.Options{})
+	defer other.Close()
+	txn, err := kv.Begin(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Set([]byte("k"), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- other.Update(ctx, func(tx store.Tx) error { return tx.Set([]byte("k"), []byte("second")) })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a write-only Update committed (%v) while another instance held the write lock", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	err = kv.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Get([]byte("k"))
+		if err == nil && string(v) != "second" {
+			err = fmt.Errorf("k = %q, want second", v)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
