@@ -104,9 +104,27 @@ func RecordPrefix(team string) []byte { return appendStr(cat(prefixRecord, len(t
 
 // RecordKey is r/s(team)s(coll)s(id).
 func RecordKey(team, coll, id string) []byte {
-	b := RecordPrefix(team)
-	b = appendStr(b, coll)
-	return appendStr(b, id)
+	n := len(prefixRecord) + strLen(team) + strLen(coll) + strLen(id)
+	return AppendRecordKey(make([]byte, 0, n), team, coll, id)
+}
+
+// AppendRecordKey appends RecordKey(team, coll, id) to dst and returns
+// the extended slice: a caller looking a record up in a cache can build
+// the key in a reused buffer instead of allocating one per lookup.
+func AppendRecordKey(dst []byte, team, coll, id string) []byte {
+	dst = append(dst, prefixRecord...)
+	dst = appendStr(dst, team)
+	dst = appendStr(dst, coll)
+	return appendStr(dst, id)
+}
+
+// strLen is the length of s as appendStr writes it.
+func strLen(s string) int {
+	n := 1
+	for v := uint64(len(s)); v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n + len(s)
 }
 
 // ParseRecordKey parses a key written by RecordKey.
@@ -140,6 +158,14 @@ func parseRef(k, prefix []byte) (RecordRef, error) {
 func TeamIndexKey(coll, id string) []byte {
 	b := appendStr(cat(prefixTeamIndex, len(coll)+len(id)+4), coll)
 	return appendStr(b, id)
+}
+
+// AppendTeamIndexKey appends TeamIndexKey(coll, id) to dst and returns
+// the extended slice (see AppendRecordKey).
+func AppendTeamIndexKey(dst []byte, coll, id string) []byte {
+	dst = append(dst, prefixTeamIndex...)
+	dst = appendStr(dst, coll)
+	return appendStr(dst, id)
 }
 
 // LogPrefix is l/s(team): a team's log.

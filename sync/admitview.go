@@ -116,7 +116,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 	}
 	for i := range d.accepted {
 		op := &d.accepted[i]
-		t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+		t.setOwner(op.Collection, op.Record, op.Team)
 		_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
 	}
 	for i := range d.held {
@@ -131,7 +131,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		}
 		rs.rec.Skip(op.ID)
 		rs.dirty = true
-		t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
+		t.setOwner(op.Collection, op.Record, op.Team)
 	}
 	for i := range d.summaries {
 		if err := t.storeQuarantine(&d.summaries[i]); err != nil {
@@ -146,4 +146,15 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		return err
 	}
 	return t.setHighWater(c.Replica, d.result.Seq)
+}
+
+// setOwner caches team as the owner of collection/id, allocating the
+// cache key only when the entry is new or changes (it is set once per
+// accepted op).
+func (t *txnState) setOwner(coll, id, team string) {
+	t.keyBuf = store.AppendTeamIndexKey(t.keyBuf[:0], coll, id)
+	if cur, ok := t.owners[string(t.keyBuf)]; ok && cur == team {
+		return
+	}
+	t.owners[string(t.keyBuf)] = team
 }

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -314,6 +315,11 @@ type txnState struct {
 	usage   map[string]*usage                         // quarantine quota counters by key
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
+
+	// keyBuf is reused to build the keys of cache lookups (record,
+	// owner), which run several times per pushed op: a key is copied
+	// only when it goes into a cache.
+	keyBuf []byte
 }
 
 type recState struct {
@@ -352,10 +358,11 @@ func (t *txnState) setHighWater(r crdt.ReplicaID, seq uint64) error {
 
 // owner returns the team owning collection/id, or "" for a new record.
 func (t *txnState) owner(coll, id string) (string, error) {
-	k := string(store.TeamIndexKey(coll, id))
-	if team, ok := t.owners[k]; ok {
+	t.keyBuf = store.AppendTeamIndexKey(t.keyBuf[:0], coll, id)
+	if team, ok := t.owners[string(t.keyBuf)]; ok {
 		return team, nil
 	}
+	k := string(t.keyBuf)
 	team, err := store.RecordOwner(t.txn, coll, id)
 	if err != nil {
 		return "", err
@@ -367,10 +374,11 @@ func (t *txnState) owner(coll, id string) (string, error) {
 // record returns the cached state of a record, loading it or starting an
 // empty one.
 func (t *txnState) record(team, coll, id string) (*recState, error) {
-	key := store.RecordKey(team, coll, id)
-	if rs, ok := t.records[string(key)]; ok {
+	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
+	if rs, ok := t.records[string(t.keyBuf)]; ok {
 		return rs, nil
 	}
+	key := bytes.Clone(t.keyBuf)
 	rs := &recState{key: key}
 	sr, err := store.GetRecord(t.txn, team, coll, id)
 	switch {
