@@ -179,7 +179,7 @@ func MarkErased(tx Tx, coll, id, team string) error {
 // history (i/) of every record its ops or states touch. An erasure entry
 // (no ops, no states) touches none.
 func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
-	v, err := Encode(le)
+	v, err := encodeLogEntry(le)
 	if err != nil {
 		return err
 	}

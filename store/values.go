@@ -88,6 +88,43 @@ type QuarantineEntry struct {
 	Charged uint64 `msgpack:"w,omitempty"`
 }
 
+// logEntryWire is LogEntry with its ops already encoded (crdt.OpsBytes,
+// the bytes a []crdt.Op encodes to): the same fields, tags and order, so
+// it encodes to the same bytes as the LogEntry, without msgpack reflecting
+// over (and boxing a copy of) every op. TestLogEntryWireSameBytes keeps
+// the two in step.
+type logEntryWire struct {
+	Author     string             `msgpack:"a"`
+	Replica    crdt.ReplicaID     `msgpack:"d"`
+	Seq        uint64             `msgpack:"s"`
+	ReceivedMS int64              `msgpack:"t"`
+	Reason     string             `msgpack:"r,omitempty"`
+	Ops        crdt.OpsBytes      `msgpack:"o"`
+	Erased     []ErasedRecord     `msgpack:"x,omitempty"`
+	States     []crdt.RecordBytes `msgpack:"st,omitempty"`
+}
+
+// encodeLogEntry returns Encode(le), taking the ops through
+// crdt.NewOpsBytes when there are any (an entry without ops, nil or
+// empty, goes through Encode itself).
+func encodeLogEntry(le *LogEntry) ([]byte, error) {
+	if len(le.Ops) == 0 {
+		return Encode(le)
+	}
+	w := logEntryWire{
+		Author: le.Author, Replica: le.Replica, Seq: le.Seq, ReceivedMS: le.ReceivedMS, Reason: le.Reason,
+		Ops: crdt.NewOpsBytes(le.Ops), Erased: le.Erased, States: le.States,
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(w.Ops) + 64 + len(le.Author) + len(le.Reason))
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(&w); err != nil {
+		return nil, fmt.Errorf("store: encode %T: %w", le, err)
+	}
+	return buf.Bytes(), nil
+}
+
 // Encode returns the msgpack form of v (LogEntry or QuarantineEntry).
 func Encode(v any) ([]byte, error) {
 	var buf bytes.Buffer

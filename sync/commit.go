@@ -455,6 +455,10 @@ func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uin
 		return nil
 	}
 	pos := t.nextPos()
+	if oneTeam(ops) { // the usual change: its ops as they are, no copy per team
+		le := &store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: ops}
+		return store.PutLogEntry(t.txn, ops[0].Team, pos, le)
+	}
 	var teams []string
 	byTeam := map[string][]crdt.Op{}
 	for _, op := range ops {
@@ -470,6 +474,16 @@ func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uin
 		}
 	}
 	return nil
+}
+
+// oneTeam reports whether every op of ops (at least one) is of one team.
+func oneTeam(ops []crdt.Op) bool {
+	for i := range ops {
+		if ops[i].Team != ops[0].Team {
+			return false
+		}
+	}
+	return true
 }
 
 // flush writes every changed record with its indexes, and the counters.
