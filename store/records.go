@@ -219,7 +219,7 @@ func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
 func GetLogEntry(tx Tx, team string, pos uint64) (*LogEntry, error) {
 	v, err := tx.Get(LogKey(team, pos))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("log entry %d: %w", pos, err)
 	}
 	var le LogEntry
 	if err := Decode(v, &le); err != nil {

@@ -56,7 +56,7 @@ func (v txnView) MergedOp(team, coll, record string, id crdt.OpID) (crdt.Op, boo
 	for _, pos := range positions {
 		le, err := store.GetLogEntry(v.t.txn, team, pos)
 		if err != nil {
-			return crdt.Op{}, false, fmt.Errorf("log entry %d: %w", pos, err)
+			return crdt.Op{}, false, err
 		}
 		for i := range le.Ops {
 			if le.Ops[i].ID == id {

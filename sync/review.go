@@ -81,18 +81,8 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 			if err != nil {
 				return err
 			}
-			val, err := txn.Get(store.LogKey(ref.Team, pos))
-			if err != nil {
-				return fmt.Errorf("log entry %d: %w", pos, err)
-			}
-			var le store.LogEntry
-			if err := store.Decode(val, &le); err != nil {
+			if out, err = appendHistoryAt(out, txn, ref, pos); err != nil {
 				return err
-			}
-			for _, op := range le.Ops {
-				if op.Collection == ref.Collection && op.Record == ref.ID {
-					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
-				}
 			}
 		}
 		if err := it.Err(); err != nil {
@@ -105,6 +95,21 @@ func (e *Engine) History(ctx context.Context, c Caller, ref api.RecordRef) ([]Hi
 	})
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
+	}
+	return out, nil
+}
+
+// appendHistoryAt appends ref's ops in the log entry at pos, with the
+// entry's author, time and reason.
+func appendHistoryAt(out []HistoryEntry, txn store.Tx, ref api.RecordRef, pos uint64) ([]HistoryEntry, error) {
+	le, err := store.GetLogEntry(txn, ref.Team, pos)
+	if err != nil {
+		return out, err
+	}
+	for _, op := range le.Ops {
+		if op.Collection == ref.Collection && op.Record == ref.ID {
+			out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
+		}
 	}
 	return out, nil
 }
@@ -140,18 +145,8 @@ func (e *Engine) HistoryPage(ctx context.Context, c Caller, ref api.RecordRef, a
 				return nil
 			}
 			found = true
-			val, err := txn.Get(store.LogKey(ref.Team, pos))
-			if err != nil {
-				return fmt.Errorf("log entry %d: %w", pos, err)
-			}
-			var le store.LogEntry
-			if err := store.Decode(val, &le); err != nil {
+			if out, err = appendHistoryAt(out, txn, ref, pos); err != nil {
 				return err
-			}
-			for _, op := range le.Ops {
-				if op.Collection == ref.Collection && op.Record == ref.ID {
-					out = append(out, HistoryEntry{Op: op, Author: le.Author, Received: time.UnixMilli(le.ReceivedMS).UTC(), Reason: le.Reason})
-				}
 			}
 		}
 		if err := it.Err(); err != nil {
