@@ -598,28 +598,12 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 func encodeChange(c *api.Change) ([]byte, error) {
 	ops := crdt.NewOpsBytes(c.Ops)
 	b := make([]byte, 0, 16+len(ops))
-	b = appendCompactUint(append(b, 0x82, 0xa1, 's'), c.Seq)
+	b = crdt.AppendUint(append(b, 0x82, 0xa1, 's'), c.Seq)
 	b = append(b, 0xa1, 'o')
 	if len(ops) == 0 {
 		return append(b, 0xc0), nil
 	}
 	return append(b, ops...), nil
-}
-
-// appendCompactUint appends n as msgpack's encoder does with compact
-// integers.
-func appendCompactUint(b []byte, n uint64) []byte {
-	switch {
-	case n <= 0x7f:
-		return append(b, byte(n))
-	case n <= 0xff:
-		return append(b, 0xcc, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(n))
-	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xcf), n)
 }
 
 // marshalCompact returns the msgpack encoding of v with integers in their

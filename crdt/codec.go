@@ -115,6 +115,11 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// AppendUint appends n in msgpack's most compact unsigned integer form, the
+// bytes vmihailenco/msgpack writes with compact integers (for callers that
+// assemble msgpack documents around encoded ops, such as the SDK's outbox).
+func AppendUint(b []byte, n uint64) []byte { return appendUint(b, n) }
+
 func appendUint(b []byte, n uint64) []byte {
 	switch {
 	case n <= 0x7f:
