@@ -226,16 +226,22 @@ func (r *Replica) updateBlob(team, sum string, fn func(*localBlob) bool) error {
 }
 
 func (r *Replica) loadBlob(team, sum string) (*localBlob, error) {
-	var lb *localBlob
+	return loadMsgpack[localBlob](r, blobMetaKey(team, sum))
+}
+
+// loadMsgpack reads and decodes the msgpack value stored under key; nil
+// when there is none.
+func loadMsgpack[T any](r *Replica, key []byte) (*T, error) {
+	var v *T
 	err := r.view(func(txn *badger.Txn) error {
-		raw, err := get(txn, blobMetaKey(team, sum))
+		raw, err := get(txn, key)
 		if err != nil || raw == nil {
 			return err
 		}
-		lb = new(localBlob)
-		return msgpack.Unmarshal(raw, lb)
+		v = new(T)
+		return msgpack.Unmarshal(raw, v)
 	})
-	return lb, err
+	return v, err
 }
 
 func (r *Replica) blobs() ([]localBlob, error) {

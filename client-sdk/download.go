@@ -137,16 +137,7 @@ func (r *Replica) resumeHash(pb *partialBlob) (hash.Hash, error) {
 }
 
 func (r *Replica) loadPartial(team, sum string) (*partialBlob, error) {
-	var pb *partialBlob
-	err := r.view(func(txn *badger.Txn) error {
-		raw, err := get(txn, blobPartKey(team, sum))
-		if err != nil || raw == nil {
-			return err
-		}
-		pb = new(partialBlob)
-		return msgpack.Unmarshal(raw, pb)
-	})
-	return pb, err
+	return loadMsgpack[partialBlob](r, blobPartKey(team, sum))
 }
 
 // dropPartial deletes a partial download and the chunks it holds, unless
