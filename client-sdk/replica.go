@@ -152,6 +152,9 @@ type Replica struct {
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
 	wmu gosync.Mutex
+	// lastBatchOps is the number of ops the last batch built, guarded by
+	// wmu: room reserved for the next one's (write.go).
+	lastBatchOps int
 	// batchMu guards batches, the Batch calls waiting to be committed
 	// (write.go: whoever takes wmu next commits all of them together).
 	batchMu gosync.Mutex

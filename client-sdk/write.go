@@ -237,7 +237,7 @@ func (r *Replica) commitBatches(group []*batchReq) {
 				break
 			}
 			pending = append(pending, q)
-			size += opsSize(q.b.ops)
+			size += q.b.size
 			group = group[1:]
 		}
 		if txn == nil {
@@ -257,12 +257,16 @@ func (r *Replica) commitBatches(group []*batchReq) {
 // buildBatch runs fn on a Batch reading through txn and checks what it
 // built; it writes nothing.
 func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
-	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}}
+	// A writer's batches tend to be alike: room for as many ops as the last
+	// one saves growing (and copying) the op list op by op.
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
 	if err := fn(b); err != nil {
 		return nil, err
 	}
+	r.lastBatchOps = min(len(b.ops), r.opts.MaxWriteOps)
 	if len(b.ops) > 0 {
-		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
+		b.size = opsSize(b.ops)
+		if n, max := b.size, r.opts.MaxWriteBytes; n > max {
 			return nil, &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
 		}
 	}
@@ -304,13 +308,20 @@ type Batch struct {
 	recs  map[Ref]*crdt.Record
 	order []Ref // records written, in first-write order
 	ops   []crdt.Op
+	size  int // opsSize(ops), set once fn is done
 }
 
 // record returns the batch's working copy of ref: from an earlier write in
 // the batch, from the store, or new for a create.
 func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
+	return b.recordOf(ref, create, false)
+}
+
+// recordOf is record; fresh says ref's ID was just drawn at random
+// (NewID), so that no record can have it yet and the store is not read.
+func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 	rec, ok := b.recs[ref]
-	if !ok {
+	if !ok && !fresh {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
 			return nil, err
@@ -350,13 +361,23 @@ func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
 // check checks op against the write limits and validates it, with queued
 // ops built for the batch but not yet added to it.
 func (b *Batch) check(ref Ref, op *crdt.Op, queued int) error {
+	return b.checkID(ref, op, queued, true)
+}
+
+// checkOp is check for an op whose record ID is known to be valid.
+func (b *Batch) checkOp(ref Ref, op *crdt.Op, queued int) error {
+	return b.checkID(ref, op, queued, false)
+}
+
+// checkID is check, validating the op's record ID if checkID is set.
+func (b *Batch) checkID(ref Ref, op *crdt.Op, queued int, checkID bool) error {
 	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
 	}
 	if n, max := len(b.ops)+queued+1, b.r.opts.MaxWriteOps; n > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
 	}
-	return b.r.validate(ref, op)
+	return b.r.validate(ref, op, checkID)
 }
 
 // Get returns the record as the batch's writes so far leave it.
@@ -376,14 +397,21 @@ func (b *Batch) Get(ref Ref) (*Record, error) {
 
 // Create is Replica.Create within the batch.
 func (b *Batch) Create(where Ref, fields map[string]any) (Ref, error) {
-	if where.ID == "" {
+	fresh := where.ID == ""
+	if fresh {
 		where.ID = NewID()
 	}
-	return where, b.CreateWithID(where, fields)
+	return where, b.create(where, fields, fresh)
 }
 
 // CreateWithID is Replica.CreateWithID within the batch.
 func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
+	return b.create(ref, fields, false)
+}
+
+// create is CreateWithID; fresh says ref.ID is a new random ID (Create),
+// which no stored record can have: 128 random bits do not collide.
+func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	r := b.r
 	if ref.Team == "" || ref.Collection == "" || ref.ID == "" {
 		return &ValidationError{Ref: ref, Err: fmt.Errorf("team, collection and id are required")}
@@ -405,7 +433,7 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
 		typer = schemaTyper{sc}
 	}
-	rec, err := b.record(ref, true)
+	rec, err := b.recordOf(ref, true, fresh)
 	if err != nil {
 		return err
 	}
@@ -447,7 +475,8 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 			default:
 				op = rec.Write(id, name, v)
 			}
-			if err := b.check(ref, &op, len(ops)); err != nil {
+			// The record ID was checked above, once for all its ops.
+			if err := b.checkOp(ref, &op, len(ops)); err != nil {
 				return err
 			}
 			ops = append(ops, op)
@@ -554,14 +583,16 @@ func (b *Batch) fieldWrite(ref Ref, field string, value any,
 
 func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Replica: r.id} }
 
-func (r *Replica) validate(ref Ref, op *crdt.Op) error {
+func (r *Replica) validate(ref Ref, op *crdt.Op, checkID bool) error {
 	if err := op.Validate(); err != nil {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
 	}
 	// The server refuses other IDs (invalid_record_id): catch them here,
 	// before the write is stored and queued.
-	if err := crdt.ValidateRecordID(op.Record); err != nil {
-		return &ValidationError{Ref: ref, Err: err}
+	if checkID {
+		if err := crdt.ValidateRecordID(op.Record); err != nil {
+			return &ValidationError{Ref: ref, Err: err}
+		}
 	}
 	if r.opts.Validator != nil {
 		if err := r.opts.Validator.ValidateOp(op); err != nil {
