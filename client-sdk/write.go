@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -622,21 +620,6 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 	return txn.Set(recordKey(Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}), b)
 }
 
-// encodeChange encodes a change as stored in the outbox: the msgpack map
-// {"s": seq, "o": ops} with the ops as crdt.NewOpsBytes writes them, the
-// bytes msgpack's encoder writes for an api.Change with ops
-// (TestChangeCodecMatchesMsgpack), without its reflection.
-func encodeChange(c *api.Change) ([]byte, error) {
-	ops := crdt.NewOpsBytes(c.Ops)
-	b := make([]byte, 0, 16+len(ops))
-	b = crdt.AppendUint(append(b, 0x82, 0xa1, 's'), c.Seq)
-	b = append(b, 0xa1, 'o')
-	if len(ops) == 0 {
-		return append(b, 0xc0), nil
-	}
-	return append(b, ops...), nil
-}
-
 // marshalCompact returns the msgpack encoding of v with integers in their
 // smallest form, the form of sync request bodies and stored changes.
 func marshalCompact(v any) ([]byte, error) {
@@ -647,42 +630,6 @@ func marshalCompact(v any) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// decodeChange decodes a stored change. The form encodeChange writes is
-// read directly, its ops through crdt.OpsBytes (crdt's fast op decoder);
-// anything else, or ops that decoder refuses, goes through msgpack's
-// decoder as before, so a change stored by an older SDK still loads.
-func decodeChange(b []byte) (*api.Change, error) {
-	if len(b) > 4 && b[0] == 0x82 && b[1] == 0xa1 && b[2] == 's' {
-		if seq, n, ok := readCompactUint(b[3:]); ok && len(b) > 5+n && b[3+n] == 0xa1 && b[4+n] == 'o' {
-			if ops, err := crdt.OpsBytes(b[5+n:]).Ops(); err == nil {
-				return &api.Change{Seq: seq, Ops: ops}, nil
-			}
-		}
-	}
-	var c api.Change
-	if err := msgpack.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("decode stored change: %w", err)
-	}
-	return &c, nil
-}
-
-// readCompactUint reads a msgpack unsigned integer at the start of b.
-func readCompactUint(b []byte) (v uint64, n int, ok bool) {
-	switch {
-	case len(b) >= 1 && b[0] <= 0x7f:
-		return uint64(b[0]), 1, true
-	case len(b) >= 2 && b[0] == 0xcc:
-		return uint64(b[1]), 2, true
-	case len(b) >= 3 && b[0] == 0xcd:
-		return uint64(binary.BigEndian.Uint16(b[1:])), 3, true
-	case len(b) >= 5 && b[0] == 0xce:
-		return uint64(binary.BigEndian.Uint32(b[1:])), 5, true
-	case len(b) >= 9 && b[0] == 0xcf:
-		return binary.BigEndian.Uint64(b[1:]), 9, true
-	}
-	return 0, 0, false
 }
 
 type schemaTyper struct{ s *schema.Schema }

@@ -1,0 +1,197 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/doorstep-health/doorstep/crdt"
+)
+
+// TestUpgradeKeepsLayout2Outbox: a device upgraded from layout 2 with a
+// full outbox (sealed changes and unsealed writes, stored in the msgpack
+// form) opens at layout 3 without rewriting any entry, shows the same
+// pending ops, seals the old writes together with new ones, and pushes
+// every op exactly once: the server ends with the device's records.
+func TestUpgradeKeepsLayout2Outbox(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	dir := t.TempDir()
+	mod := func(o *Options) {
+		o.ServerURL = f.srv.URL
+		o.MaxOpsPerChange = 5
+		o.MaxChangesPerRequest = 2
+	}
+	r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r = openTest(t, dir, mod)
+	if _, err := r.Login(ctx, "ann", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	var refs []Ref
+	write := func(n int) {
+		for i := range n {
+			ref, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": fmt.Sprint("p", i), "age": i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Batch(ctx, func(b *Batch) error {
+				if err := b.Set(ref, "phone", fmt.Sprint("0194", i)); err != nil {
+					return err
+				}
+				return b.Add(ref, "needs", "mobility")
+			}); err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, ref)
+		}
+	}
+	write(4)
+	if err := r.seal(); err != nil { // seals 2 changes (MaxChangesPerRequest)
+		t.Fatal(err)
+	}
+	write(3)
+	// Rewrite the outbox as layout 2 stored it, and say layout 2.
+	old := map[string][]byte{}
+	err = r.db.Update(func(txn *badger.Txn) error {
+		for _, p := range [][]byte{prefChange, prefPending} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true})
+			for it.Rewind(); it.Valid(); it.Next() {
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				c, err := decodeChange(v)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				b, err := encodeChangeMsgpack(c)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				old[string(it.Item().KeyCopy(nil))] = b
+			}
+			it.Close()
+		}
+		for k, v := range old {
+			if err := txn.Set([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return txn.Set(keyLayout, binary.BigEndian.AppendUint32(nil, 2))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, unsealed, err := r.OutboxChanges(ctx)
+	if err != nil || len(sealed) < 2 || unsealed == 0 {
+		t.Fatalf("outbox before the upgrade: %d sealed, %d unsealed, %v", len(sealed), unsealed, err)
+	}
+	wantOps := pendingOps(t, r)
+	wantPending := r.Status().Pending
+	r.Close()
+
+	r = openTest(t, dir, mod)
+	err = r.db.View(func(txn *badger.Txn) error {
+		if v, err := get(txn, keyLayout); err != nil || u32(v) != CurrentLayout {
+			return fmt.Errorf("layout %x, %v", v, err)
+		}
+		for k, want := range old {
+			got, err := get(txn, []byte(k))
+			if err != nil || !bytes.Equal(got, want) {
+				return fmt.Errorf("entry %q rewritten by the upgrade (%v)", k, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingOps(t, r); !reflect.DeepEqual(got, wantOps) {
+		t.Fatalf("pending ops after the upgrade differ: %d ops, want %d", len(got), len(wantOps))
+	}
+	if got := r.Status().Pending; got != wantPending {
+		t.Fatalf("Pending %d after the upgrade, want %d", got, wantPending)
+	}
+	write(2)
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingOps(t, r); !reflect.DeepEqual(got[:len(wantOps)], wantOps) {
+		t.Fatal("sealing the old writes changed their ops")
+	}
+	res := mustSync(t, r)
+	if res.PushedOps != len(wantOps)+2*4 || r.Status().Pending != 0 {
+		t.Fatalf("pushed %d ops, want %d; pending %d", res.PushedOps, len(wantOps)+2*4, r.Status().Pending)
+	}
+	if empty, err := r.outboxEmpty(); err != nil || !empty {
+		t.Fatalf("outbox not empty after the push: %v", err)
+	}
+	for _, ref := range refs {
+		st, err := r.GetState(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameState(t, st, f.state(ref))
+	}
+}
+
+// TestSealKeepsOpsAndOrder: sealing concatenates the writes' packed
+// blocks without decoding them; the sealed changes hold every op once, in
+// write order, within MaxOpsPerChange unless a single write is bigger.
+func TestSealKeepsOpsAndOrder(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 7; o.MaxChangesPerRequest = 100 })
+	var want []crdt.Op
+	for i := range 20 {
+		fields := map[string]any{}
+		for k := range i%4 + 1 {
+			fields[fmt.Sprint("f", k)] = i*10 + k
+		}
+		if _, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i := 9; i > 0 {
+		// One write bigger than a change: sealed alone.
+		if err := r.Batch(ctx, func(b *Batch) error {
+			for k := range i {
+				if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"n": k}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want = pendingOps(t, r)
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	changes, unsealed, err := r.OutboxChanges(ctx)
+	if err != nil || unsealed != 0 {
+		t.Fatalf("unsealed %d, %v", unsealed, err)
+	}
+	var got []crdt.Op
+	for i, c := range changes {
+		if c.Seq != uint64(i+1) || len(c.Ops) > 9 || len(c.Ops) > 7 && len(c.Ops) != 9 {
+			t.Fatalf("change %d: seq %d, %d ops", i, c.Seq, len(c.Ops))
+		}
+		got = append(got, c.Ops...)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("sealed ops differ from the writes' (%d vs %d)", len(got), len(want))
+	}
+}
