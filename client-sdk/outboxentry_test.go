@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -193,5 +195,33 @@ func TestSealKeepsOpsAndOrder(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("sealed ops differ from the writes' (%d vs %d)", len(got), len(want))
+	}
+}
+
+// TestFailedCreateInBatchLeavesNoTrace: a create that fails inside a batch
+// whose fn goes on leaves neither ops nor a record behind: the same ID can
+// be created in the same batch, and only that create is stored and queued.
+func TestFailedCreateInBatchLeavesNoTrace(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueBytes = 64 })
+	ref := Ref{Team: "wigan", Collection: "people", ID: "p1"}
+	err := r.Batch(ctx, func(b *Batch) error {
+		if err := b.CreateWithID(ref, map[string]any{"a": "x", "z": strings.Repeat("v", 100)}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("oversized create: %v, want ErrInvalid", err)
+		}
+		return b.CreateWithID(ref, map[string]any{"b": "y"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Fields) != 1 || got.Fields["b"].Value != "y" {
+		t.Fatalf("record holds %+v", got.Fields)
+	}
+	if ops := pendingOps(t, r); len(ops) != 1 || ops[0].Field != "b" {
+		t.Fatalf("outbox holds %d ops: %+v", len(ops), ops)
 	}
 }

@@ -359,20 +359,22 @@ func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
 // check checks op against the write limits and validates it, with queued
 // ops built for the batch but not yet added to it.
 func (b *Batch) check(ref Ref, op *crdt.Op, queued int) error {
-	return b.checkID(ref, op, queued, true)
+	return b.checkID(ref, op, len(b.ops)+queued+1, true)
 }
 
-// checkOp is check for an op whose record ID is known to be valid.
-func (b *Batch) checkOp(ref Ref, op *crdt.Op, queued int) error {
-	return b.checkID(ref, op, queued, false)
+// checkOp is check for an op already at the end of the batch's ops, n of
+// them with it, whose record ID is known to be valid.
+func (b *Batch) checkOp(ref Ref, op *crdt.Op, n int) error {
+	return b.checkID(ref, op, n, false)
 }
 
-// checkID is check, validating the op's record ID if checkID is set.
-func (b *Batch) checkID(ref Ref, op *crdt.Op, queued int, checkID bool) error {
-	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
+// checkID checks op with n ops in the write, validating the op's record
+// ID if checkID is set.
+func (b *Batch) checkID(ref Ref, op *crdt.Op, n int, checkID bool) error {
+	if size, max := len(op.Value), b.r.opts.MaxValueBytes; size > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: size, Limit: max}}
 	}
-	if n, max := len(b.ops)+queued+1, b.r.opts.MaxWriteOps; n > max {
+	if max := b.r.opts.MaxWriteOps; n > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
 	}
 	return b.r.validate(ref, op, checkID)
@@ -429,7 +431,8 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	}
 	typer, _ := r.opts.Validator.(FieldTyper)
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
-		typer = schemaTyper{sc}
+		c, _ := sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
+		typer = collectionTyper{c}
 	}
 	rec, err := b.recordOf(ref, true, fresh)
 	if err != nil {
@@ -440,11 +443,21 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	}
 	// The record is new, so no op built here depends on another: they are
 	// built and checked first, then merged in one crdt.Batch (one pass,
-	// the same result as applying them one by one in ID order).
-	ops := make([]crdt.Op, 0, len(names))
+	// the same result as applying them one by one in ID order). They are
+	// built in place at the end of the batch's ops, and cut off again if
+	// the create fails, with the new record (record put it last in the
+	// batch's records): a failed create leaves no trace in the batch.
+	start := len(b.ops)
+	fail := func(err error) error {
+		clear(b.ops[start:])
+		b.ops = b.ops[:start]
+		delete(b.recs, ref)
+		b.order = b.order[:len(b.order)-1]
+		return err
+	}
 	for _, name := range names {
 		if name == crdt.DeletedField {
-			return &ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")}
+			return fail(&ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")})
 		}
 		ft := crdt.Register
 		if typer != nil {
@@ -461,33 +474,32 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 		for _, e := range elems {
 			v, err := crdt.EncodeValue(e)
 			if err != nil {
-				return &ValidationError{Ref: ref, Field: name, Err: err}
+				return fail(&ValidationError{Ref: ref, Field: name, Err: err})
 			}
 			id := r.nextID()
-			var op crdt.Op
+			b.ops = append(b.ops, crdt.Op{})
+			op := &b.ops[len(b.ops)-1]
 			switch ft {
 			case crdt.Set:
-				op = rec.Add(id, name, v)
+				*op = rec.Add(id, name, v)
 			case crdt.Log:
-				op = rec.Append(id, name, v)
+				*op = rec.Append(id, name, v)
 			default:
-				op = rec.Write(id, name, v)
+				*op = rec.Write(id, name, v)
 			}
 			// The record ID was checked above, once for all its ops.
-			if err := b.checkOp(ref, &op, len(ops)); err != nil {
-				return err
+			if err := b.checkOp(ref, op, len(b.ops)); err != nil {
+				return fail(err)
 			}
-			ops = append(ops, op)
 		}
 	}
 	cb := crdt.NewBatch(rec)
-	for i := range ops {
-		if err := cb.Add(&ops[i]); err != nil {
-			return &ValidationError{Ref: ref, Field: ops[i].Field, Err: err}
+	for i := start; i < len(b.ops); i++ {
+		if err := cb.Add(&b.ops[i]); err != nil {
+			return fail(&ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err})
 		}
 	}
 	cb.Flush()
-	b.ops = append(b.ops, ops...)
 	return nil
 }
 
@@ -632,10 +644,15 @@ func marshalCompact(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-type schemaTyper struct{ s *schema.Schema }
+// collectionTyper types the fields of one schema collection (nil: an
+// unknown one, whose fields are untyped).
+type collectionTyper struct{ c *schema.Collection }
 
-func (t schemaTyper) FieldType(collection, field string) (crdt.FieldType, bool) {
-	f, ok := t.s.Field(collection, field)
+func (t collectionTyper) FieldType(_, field string) (crdt.FieldType, bool) {
+	if t.c == nil {
+		return 0, false
+	}
+	f, ok := t.c.Field(field)
 	if !ok {
 		return 0, false
 	}
