@@ -338,8 +338,10 @@ func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 		b.order = append(b.order, ref)
 		// Every op this replica makes on the record must be newer than
 		// every op the record holds: replicas take each writer's ops in ID
-		// order (see package crdt).
-		_ = b.r.clock.Update(rec.MaxTime())
+		// order (see package crdt). A new record holds none.
+		if t := rec.MaxTime(); t != 0 {
+			_ = b.r.clock.Update(t)
+		}
 	}
 	return rec, nil
 }
