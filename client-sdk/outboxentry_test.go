@@ -225,3 +225,35 @@ func TestFailedCreateInBatchLeavesNoTrace(t *testing.T) {
 		t.Fatalf("outbox holds %d ops: %+v", len(ops), ops)
 	}
 }
+
+// TestCreateOpsInNameOrder: a create's ops come in field-name order
+// whether its fields are those of the create before it (whose sorted
+// names are reused) or not.
+func TestCreateOpsInNameOrder(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), nil)
+	forms := []map[string]any{
+		{"c": 1, "a": 2, "b": 3},
+		{"b": 1, "c": 2, "a": 3},  // the same names
+		{"b": 1, "c": 2, "d": 3},  // as many, others
+		{"z": 1, "y": 2},          // fewer
+		{"y": 1, "z": 2, "x": 3},  // more
+		{"x": 1, "y": 2, "z": 3},  // the same again
+		{"x": 1, "y": 2, "zz": 3}, // one differs
+		{"q": 1, "p": 2, "o": 3, "n": 4},
+	}
+	want := [][]string{{"a", "b", "c"}, {"a", "b", "c"}, {"b", "c", "d"}, {"y", "z"}, {"x", "y", "z"}, {"x", "y", "z"}, {"x", "y", "zz"}, {"n", "o", "p", "q"}}
+	for i, f := range forms {
+		before := len(pendingOps(t, r))
+		if _, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, f); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, op := range pendingOps(t, r)[before:] {
+			got = append(got, op.Field)
+		}
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Fatalf("create %d: ops on %v, want %v", i, got, want[i])
+		}
+	}
+}

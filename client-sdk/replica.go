@@ -155,6 +155,9 @@ type Replica struct {
 	// lastBatchOps is the number of ops the last batch built, guarded by
 	// wmu: room reserved for the next one's (write.go).
 	lastBatchOps int
+	// lastNames are the last create's field names, sorted, guarded by wmu
+	// (write.go).
+	lastNames []string
 	// batchMu guards batches, the Batch calls waiting to be committed
 	// (write.go: whoever takes wmu next commits all of them together).
 	batchMu gosync.Mutex

@@ -421,13 +421,13 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	if err := crdt.ValidateRecordID(ref.ID); err != nil {
 		return &ValidationError{Ref: ref, Err: err}
 	}
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := r.createNames(fields)
 	if cc, ok := r.opts.Validator.(CreateChecker); ok {
-		if missing := cc.MissingOnCreate(ref.Collection, names); len(missing) > 0 {
+		given := names
+		if _, ok := cc.(*schema.Schema); !ok {
+			given = slices.Clone(names) // names may be reused (createNames)
+		}
+		if missing := cc.MissingOnCreate(ref.Collection, given); len(missing) > 0 {
 			return &ValidationError{Ref: ref, Missing: missing}
 		}
 	}
@@ -503,6 +503,32 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	}
 	cb.Flush()
 	return nil
+}
+
+// createNames returns the names of fields, sorted: a create's ops are
+// built in name order. Creates of one form name the same fields, so the
+// last create's sorted names are reused when fields has exactly those
+// (guarded by wmu, as every batch is built).
+func (r *Replica) createNames(fields map[string]any) []string {
+	if names := r.lastNames; len(names) == len(fields) {
+		same := true
+		for _, name := range names {
+			if _, ok := fields[name]; !ok {
+				same = false
+				break
+			}
+		}
+		if same {
+			return names
+		}
+	}
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	r.lastNames = names
+	return names
 }
 
 // Set is Replica.Set within the batch.
