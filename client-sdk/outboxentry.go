@@ -155,9 +155,6 @@ func (e *outboxEntry) change(ops []crdt.Op) (*api.Change, error) {
 		return &api.Change{Seq: e.seq, Ops: ops}, nil
 	}
 	c := &api.Change{Seq: e.seq}
-	if e.ops > 0 {
-		c.Ops = make([]crdt.Op, 0, e.ops)
-	}
 	for _, blk := range e.blocks {
 		// The stored ops were validated before they were written;
 		// UnpackPush checks them again, and copies their values out of
@@ -167,7 +164,14 @@ func (e *outboxEntry) change(ops []crdt.Op) (*api.Change, error) {
 			return nil, fmt.Errorf("decode stored change: %w", err)
 		}
 		for i := range cs {
-			c.Ops = append(c.Ops, cs[i].Ops...)
+			switch {
+			case len(e.blocks) == 1 && len(cs) == 1:
+				c.Ops = cs[i].Ops // the one block's ops, not copied
+			case c.Ops == nil:
+				c.Ops = append(make([]crdt.Op, 0, e.ops), cs[i].Ops...)
+			default:
+				c.Ops = append(c.Ops, cs[i].Ops...)
+			}
 		}
 	}
 	if len(c.Ops) != e.ops {

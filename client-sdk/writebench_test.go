@@ -156,3 +156,47 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// BenchmarkOutboxEntry encodes and decodes one write group of the
+// push-then-pull workload (100 new records x 30 string fields of 20
+// bytes: 3,000 ops) in the packed form the outbox stores from layout 3
+// and in the msgpack form of layout 2, which every push used to decode
+// (sealFrom, loadChanges) only to pack it again for the wire.
+//
+//	go test -run '^$' -bench '^BenchmarkOutboxEntry$' ./client-sdk
+func BenchmarkOutboxEntry(b *testing.B) {
+	rep := crdt.ReplicaID{1, 2, 3}
+	var ops []crdt.Op
+	for r := range 100 {
+		id := NewID()
+		for f := range 30 {
+			ops = append(ops, crdt.Op{ID: crdt.OpID{Time: crdt.Timestamp(1<<40 + r*30 + f), Replica: rep}, Team: "wigan",
+				Collection: "bench_rows", Record: id, Field: fmt.Sprintf("f%02d", f), Kind: crdt.KindWrite,
+				Value: crdt.MustValue(fmt.Sprintf("%06d%s", r, strings.Repeat("v", 14)))})
+		}
+	}
+	c := &api.Change{Seq: 7, Ops: ops}
+	forms := []struct {
+		name string
+		enc  func(*api.Change) ([]byte, error)
+	}{{"packed", encodeChange}, {"msgpack", encodeChangeMsgpack}}
+	for _, f := range forms {
+		stored := must(f.enc(c))
+		b.Run(f.name+"/encode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := f.enc(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(stored)), "bytes")
+		})
+		b.Run(f.name+"/decode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := decodeChange(stored); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/op-decoded")
+		})
+	}
+}
