@@ -175,7 +175,8 @@
 // # Code layout
 //
 // The sync machinery is split by job: outbox.go (write groups, sealing,
-// picking the changes for a request, rejections), reply.go (a pure step,
+// picking the changes for a request, rejections), outboxentry.go (how an
+// outbox entry is stored: packed blocks from layout 3), reply.go (a pure step,
 // planReply, that turns a reply and what it reads of local state into a
 // replyWrites value, and a thin step, storeReply, that writes that value in
 // one transaction), transport.go (one HTTP round trip, problem details,
