@@ -199,9 +199,10 @@ func TestSealKeepsOpsAndOrder(t *testing.T) {
 	}
 }
 
-// TestFailedCreateInBatchLeavesNoTrace: a create that fails inside a batch
-// whose fn goes on leaves neither ops nor a record behind: the same ID can
-// be created in the same batch, and only that create is stored and queued.
+// TestFailedCreateInBatchLeavesNoTrace: a create or a set that fails
+// inside a batch whose fn goes on leaves neither ops nor a record behind:
+// the same ID can be created in the same batch, and only that create is
+// stored and queued.
 func TestFailedCreateInBatchLeavesNoTrace(t *testing.T) {
 	ctx := context.Background()
 	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueBytes = 64 })
@@ -210,7 +211,13 @@ func TestFailedCreateInBatchLeavesNoTrace(t *testing.T) {
 		if err := b.CreateWithID(ref, map[string]any{"a": "x", "z": strings.Repeat("v", 100)}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("oversized create: %v, want ErrInvalid", err)
 		}
-		return b.CreateWithID(ref, map[string]any{"b": "y"})
+		if err := b.CreateWithID(ref, map[string]any{"b": "y"}); err != nil {
+			return err
+		}
+		if err := b.Set(ref, "b", strings.Repeat("v", 100)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("oversized set: %v, want ErrInvalid", err)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

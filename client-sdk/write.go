@@ -348,31 +348,26 @@ func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 
 // apply validates op, applies it to rec and adds it to the batch.
 func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
-	if err := b.check(ref, &op, 0); err != nil {
-		return err
-	}
-	if err := rec.Apply(&op); err != nil {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
-	}
+	// Checked and applied in its place at the end of the batch's ops
+	// (not copied to the heap on its own), and cut off if it fails.
 	b.ops = append(b.ops, op)
-	return nil
+	p := &b.ops[len(b.ops)-1]
+	err := b.check(ref, p, len(b.ops), true)
+	if err == nil {
+		if err = rec.Apply(p); err != nil {
+			err = &ValidationError{Ref: ref, Field: p.Field, Err: err}
+		}
+	}
+	if err != nil {
+		b.ops[len(b.ops)-1] = crdt.Op{}
+		b.ops = b.ops[:len(b.ops)-1]
+	}
+	return err
 }
 
-// check checks op against the write limits and validates it, with queued
-// ops built for the batch but not yet added to it.
-func (b *Batch) check(ref Ref, op *crdt.Op, queued int) error {
-	return b.checkID(ref, op, len(b.ops)+queued+1, true)
-}
-
-// checkOp is check for an op already at the end of the batch's ops, n of
-// them with it, whose record ID is known to be valid.
-func (b *Batch) checkOp(ref Ref, op *crdt.Op, n int) error {
-	return b.checkID(ref, op, n, false)
-}
-
-// checkID checks op with n ops in the write, validating the op's record
-// ID if checkID is set.
-func (b *Batch) checkID(ref Ref, op *crdt.Op, n int, checkID bool) error {
+// check checks op, which the batch's ops hold n of with it, against the
+// write limits and validates it, its record ID too if checkID is set.
+func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool) error {
 	if size, max := len(op.Value), b.r.opts.MaxValueBytes; size > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: size, Limit: max}}
 	}
@@ -490,7 +485,7 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 				*op = rec.Write(id, name, v)
 			}
 			// The record ID was checked above, once for all its ops.
-			if err := b.checkOp(ref, op, len(b.ops)); err != nil {
+			if err := b.check(ref, op, len(b.ops), false); err != nil {
 				return fail(err)
 			}
 		}
