@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -319,4 +320,42 @@ func normOp(op crdt.Op) crdt.Op {
 		op.Pred = nil
 	}
 	return op
+}
+
+// goldenChange is the change of TestOutboxEntryGolden.
+func goldenChange() *api.Change {
+	rep := crdt.ReplicaID{0xa1, 0xb2, 15: 0x01}
+	other := crdt.ReplicaID{0xbe, 0xa0, 15: 0x02}
+	return &api.Change{Seq: 42, Ops: []crdt.Op{
+		{ID: crdt.OpID{Time: crdt.MakeTimestamp(1764590400000, 0), Replica: rep}, Team: "wigan", Collection: "people",
+			Record: "0123456789abcdef0123456789abcdef", Field: "name", Kind: crdt.KindWrite, Value: crdt.MustValue("Mrs Jones")},
+		{ID: crdt.OpID{Time: crdt.MakeTimestamp(1764590400000, 1), Replica: rep}, Team: "wigan", Collection: "people",
+			Record: "0123456789abcdef0123456789abcdef", Field: "needs", Kind: crdt.KindAdd, Value: crdt.MustValue("mobility")},
+		{ID: crdt.OpID{Time: crdt.MakeTimestamp(1764590400001, 0), Replica: rep}, Team: "wigan", Collection: "people",
+			Record: "p1", Field: "needs", Kind: crdt.KindRemove, Pred: []crdt.OpID{{Time: crdt.MakeTimestamp(1764590399000, 3), Replica: other}}},
+		{ID: crdt.OpID{Time: crdt.MakeTimestamp(1764590400001, 1), Replica: rep}, Team: "wigan", Collection: "people",
+			Record: "p1", Field: "notes", Kind: crdt.KindAppend, Value: crdt.MustValue(map[string]any{"t": "first visit"})},
+	}}
+}
+
+// storedLayout3 is goldenChange as this build's encodeChange stores it.
+const storedLayout3 = "012a04df0201ac0101070a776967616e0c70656f706c65210123456789abcdef0123456789abcdef086e616d650a6e656564730470310a6e6f74657302a1b20000000000000000000000000001bea0000000000000000000000000000201000409020001020200010502040304040604090a130c0e808080a096f2ec9a0302feff070204000000000501fdffa31f250aa94d7273204a6f6e657309a86d6f62696c6974790f81a174ab6669727374207669736974"
+
+// TestOutboxEntryGolden: an outbox entry stored by layout 3 keeps decoding
+// to the same change. Devices hold such entries across upgrades, so
+// neither this package's entry header nor api's packed block (version 1)
+// may stop reading them: a change to either needs a new layout and a
+// migration, not an edit of this constant.
+func TestOutboxEntryGolden(t *testing.T) {
+	b, err := hex.DecodeString(storedLayout3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeChange(b)
+	if err != nil {
+		t.Fatalf("a stored layout-3 entry no longer decodes: %v", err)
+	}
+	if want := goldenChange(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("a stored layout-3 entry decodes to\n%+v\nwant\n%+v", got, want)
+	}
 }
