@@ -52,6 +52,11 @@ func (b OpsBytes) Len() int {
 // decoded and validated as UnmarshalOp does. Empty
 // or nil bytes decode to no ops. Its errors wrap ErrMalformed, and
 // ErrTooLarge for bytes beyond DefaultLimits.
+//
+// The ops never alias b. Ops of one call that name the same team,
+// collection, record or field share one string for it, and their values
+// and preds are carved from a few shared copies (a retained value keeps at
+// most a few KB of them alive); treat them as read-only, as Apply does.
 func (b OpsBytes) Ops() ([]Op, error) {
 	if len(b) == 0 || len(b) == 1 && b[0] == 0xc0 {
 		return nil, nil
@@ -66,8 +71,14 @@ func (b OpsBytes) Ops() ([]Op, error) {
 	if n > len(b)-p {
 		return nil, fmt.Errorf("%w: ops: %d ops declared in %d bytes", ErrMalformed, n, len(b)-p)
 	}
-	ops := make([]Op, n)
-	for i := range ops {
+	ops := make([]Op, 0, min(n, (len(b)-p)/minOpBytes+1))
+	d := opsDecoder{b: b}
+	for i := range n {
+		ops = append(ops, Op{})
+		if end, ok := d.op(p, &ops[i]); ok {
+			p = end
+			continue
+		}
 		end, err := scan(b, p, DefaultLimits)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
