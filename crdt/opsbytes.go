@@ -54,9 +54,10 @@ func (b OpsBytes) Len() int {
 // ErrTooLarge for bytes beyond DefaultLimits.
 //
 // The ops never alias b. Ops of one call that name the same team,
-// collection, record or field share one string for it, and their values
-// and preds are carved from a few shared copies (a retained value keeps at
-// most a few KB of them alive); treat them as read-only, as Apply does.
+// collection, record or field share one string for it. Each op's value
+// and preds are its own bytes, carved (capacity limited, so an append
+// copies) from a few chunks shared by the call: a retained value keeps at
+// most a few KB alive.
 func (b OpsBytes) Ops() ([]Op, error) {
 	if len(b) == 0 || len(b) == 1 && b[0] == 0xc0 {
 		return nil, nil
