@@ -220,7 +220,7 @@ func (r *Record) applyNew(b *Batch) {
 	for i := range b.fields {
 		fs[i].Type = b.fields[i].typ
 		n := int(b.fields[i].nOps)
-		fs[i].Entries = es[off:off:off+n] // capacity limited: an append to one field copies
+		fs[i].Entries = es[off : off : off+n] // capacity limited: an append to one field copies
 		off += n
 	}
 	var dotBuf [4]Seen
@@ -282,7 +282,7 @@ func (r *Record) applyOps(ops []batchOp, queued []batchField, sorted bool) {
 	eo, po := 0, 0
 	for i := range queued {
 		f := &queued[i]
-		fields[i] = fieldDelta{name: f.name, typ: f.typ, adds: es[eo:eo:eo+int(f.nOps)], rems: ps[po:po:po+int(f.nPred)]}
+		fields[i] = fieldDelta{name: f.name, typ: f.typ, adds: es[eo : eo : eo+int(f.nOps)], rems: ps[po : po : po+int(f.nPred)]}
 		eo, po = eo+int(f.nOps), po+int(f.nPred)
 	}
 	var dotBuf [4]Seen
