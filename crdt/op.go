@@ -147,7 +147,7 @@ func (o *Op) validate(checkValue bool) error {
 	case o.Kind != KindRemove && len(o.Value) == 0:
 		return fmt.Errorf("%w: %s op %s has no value", ErrMalformed, o.Kind, o.ID)
 	}
-	if checkValue && len(o.Value) > 0 {
+	if checkValue && len(o.Value) > 0 && shortEnd(o.Value, 0) != len(o.Value) {
 		if err := CheckLimits(o.Value, DefaultLimits); err != nil {
 			return fmt.Errorf("%w: op %s value: %w", ErrMalformed, o.ID, err)
 		}

@@ -218,19 +218,12 @@ func (d *opsDecoder) op(p int, op *Op) (int, bool) {
 			op.Kind = Kind(b[p])
 			p++
 		case 'v':
-			end := p + 1
-			if c := b[p]; c&0xe0 == 0xa0 { // the commonest value, a short string
-				end += int(c & 0x1f)
-			} else if c == 0xd9 && p+1 < len(b) {
-				end += 1 + int(b[p+1])
-			} else {
+			end := shortEnd(b, p)
+			if end == 0 {
 				var err error
 				if end, err = scan(b, p, valueLimits); err != nil {
 					return p, false
 				}
-			}
-			if end > len(b) {
-				return p, false
 			}
 			op.Value = d.value(b[p:end], end)
 			p = end

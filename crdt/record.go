@@ -63,6 +63,14 @@ func (r *Record) FieldNames() []string {
 
 // seen returns the clock's time for replica rep.
 func seenIn(clock []Seen, rep ReplicaID) (Timestamp, bool) {
+	if len(clock) <= 8 { // a record's few writers: compare, do not search
+		for i := range clock {
+			if clock[i].Replica == rep {
+				return clock[i].Time, true
+			}
+		}
+		return 0, false
+	}
 	i, ok := slices.BinarySearchFunc(clock, rep, func(s Seen, r ReplicaID) int { return bytes.Compare(s.Replica[:], r[:]) })
 	if !ok {
 		return 0, false
