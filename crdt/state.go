@@ -15,56 +15,94 @@ import (
 // "State encoding").
 const StateVersion = 2
 
-// stateRefs collects the replicas and the lowest time a state refers to.
+// stateRefs collects the replicas and the lowest time a state refers to,
+// and what else one pass over the record learns for encoding it: its
+// field names, sorted, and an estimate of its encoded size.
 type stateRefs struct {
 	table []ReplicaID
 	base  Timestamp
 	any   bool
+	names []string
+	size  int
 }
 
-func (s *stateRefs) add(id OpID) {
-	if !s.any || id.Time < s.base {
-		s.base, s.any = id.Time, true
+// addRef adds id to a table and lowest time being collected.
+func addRef(table []ReplicaID, base *Timestamp, any *bool, id OpID) []ReplicaID {
+	if !*any || id.Time < *base {
+		*base, *any = id.Time, true
 	}
-	s.table = append(s.table, id.Replica)
+	// Most IDs of a state are of a replica just seen: skip those here,
+	// the sort and compact at the end drop the rest.
+	for i := len(table) - 1; i >= max(0, len(table)-4); i-- {
+		if table[i] == id.Replica {
+			return table
+		}
+	}
+	return append(table, id.Replica)
 }
 
 func (s *stateRefs) index(rep ReplicaID) uint64 {
+	if len(s.table) <= 8 {
+		for i := range s.table {
+			if s.table[i] == rep {
+				return uint64(i)
+			}
+		}
+	}
 	i, _ := slices.BinarySearchFunc(s.table, rep, func(a, b ReplicaID) int { return bytes.Compare(a[:], b[:]) })
 	return uint64(i)
 }
 
-func (r *Record) refs() *stateRefs {
-	s := &stateRefs{}
+// refs reads r once for AppendRecord, appending to table and names (which
+// the caller may give room on its stack).
+func (r *Record) refs(table []ReplicaID, names []string) stateRefs {
+	var base Timestamp
+	var any bool
+	size := 48 + len(r.Collection) + len(r.ID) + len(r.Team) + 28*len(r.Clock) + 12*len(r.DeleteSeen)
 	for _, c := range r.Clock {
-		s.add(OpID{Time: c.Time, Replica: c.Replica})
+		table = addRef(table, &base, &any, OpID{Time: c.Time, Replica: c.Replica})
 	}
-	for _, f := range r.Fields {
+	for name, f := range r.Fields {
+		names = append(names, name)
+		size += 16 + len(name)
 		if f == nil {
 			continue
 		}
+		size += 12 * len(f.Pending)
 		for i := range f.Entries {
-			s.add(f.Entries[i].ID)
+			table = addRef(table, &base, &any, f.Entries[i].ID)
+			size += 12 + len(f.Entries[i].Value)
 		}
 		for _, p := range f.Pending {
-			s.add(p)
+			table = addRef(table, &base, &any, p)
 		}
 	}
 	for _, p := range r.DeleteSeen {
-		s.add(p)
+		table = addRef(table, &base, &any, p)
 	}
 	for _, p := range r.Skipped {
-		s.add(p)
+		table = addRef(table, &base, &any, p)
 	}
-	slices.SortFunc(s.table, func(a, b ReplicaID) int { return bytes.Compare(a[:], b[:]) })
-	s.table = slices.Compact(s.table)
-	return s
+	size += 16*len(table) + 12*len(r.Skipped)
+	if len(table) > 1 {
+		slices.SortFunc(table, func(a, b ReplicaID) int { return bytes.Compare(a[:], b[:]) })
+		table = slices.Compact(table)
+	}
+	slices.Sort(names)
+	return stateRefs{table: table, base: base, any: any, names: names, size: size}
 }
 
 // AppendRecord appends the canonical msgpack encoding of r to dst, as
 // MarshalRecord does: state encoding version 2.
 func AppendRecord(dst []byte, r *Record) []byte {
-	s := r.refs()
+	var table [8]ReplicaID
+	var names [48]string
+	s := r.refs(table[:0], names[:0])
+	return r.appendState(dst, &s)
+}
+
+// appendState appends r's encoding, given what refs read of it.
+func (r *Record) appendState(dst []byte, s *stateRefs) []byte {
 	n := 8
 	if len(r.DeleteSeen) > 0 {
 		n++
@@ -89,7 +127,7 @@ func AppendRecord(dst []byte, r *Record) []byte {
 	}
 	b = appendStr(b, "f")
 	b = appendMapLen(b, len(r.Fields))
-	for _, name := range r.FieldNames() {
+	for _, name := range s.names {
 		b = appendStr(b, name)
 		f := r.Fields[name]
 		if f == nil {
