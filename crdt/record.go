@@ -406,9 +406,9 @@ func (r *Record) DeleteConflicts() []string {
 // Conflicts returns the names of register fields in conflict, sorted, and
 // for a deleted record the fields edited concurrently with the delete.
 func (r *Record) Conflicts() []string {
-	var names []string
-	for _, name := range r.FieldNames() {
-		if r.Fields[name].Conflict() {
+	var names []string // sorted below: no sorted copy of every name first
+	for name, f := range r.Fields {
+		if f.Conflict() {
 			names = append(names, name)
 		}
 	}
