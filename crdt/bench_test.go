@@ -293,6 +293,22 @@ func reportPerOp(b *testing.B, opsPerIter int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(opsPerIter), "ns/crdt-op")
 }
 
+// cpuMeter reports the process's CPU time per iteration (GC included) as
+// "cpu-ns/op": on a loaded machine, wall time per op also counts the time
+// the benchmark waited for a core.
+type cpuMeter struct{ start int64 }
+
+func startCPU(b *testing.B) *cpuMeter {
+	b.ReportAllocs()
+	return &cpuMeter{start: processCPU()}
+}
+
+func (m *cpuMeter) report(b *testing.B) {
+	if m.start > 0 {
+		b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
 // BenchmarkPushOpsDecode decodes a change of 3,000 ops (100 new records of
 // 30 fields) from its OpsBytes, as the server does with a push and the
 // SDK with its outbox and with pulled changes.
@@ -300,12 +316,13 @@ func BenchmarkPushOpsDecode(b *testing.B) {
 	ops, _ := pushOps(1_796_000_000_000)
 	enc := NewOpsBytes(ops)
 	b.SetBytes(int64(len(enc)))
-	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		if _, err := enc.Ops(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 	reportPerOp(b, len(ops))
 }
 
@@ -314,13 +331,14 @@ func BenchmarkPushOpsDecode(b *testing.B) {
 func BenchmarkPushBatchNew(b *testing.B) {
 	ops, ids := pushOps(1_796_000_000_000)
 	recs := make([]*Record, pushRecords)
-	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		for r := range recs {
 			recs[r] = NewRecord("team-bench", "bench_rows", ids[r])
 		}
 		applyPush(b, recs, ops)
 	}
+	cpu.report(b)
 	reportPerOp(b, len(ops))
 }
 
@@ -343,13 +361,19 @@ func BenchmarkPushBatchExisting(b *testing.B) {
 	}
 	recs := make([]*Record, pushRecords)
 	b.ReportAllocs()
+	var cpu int64 // the timed part's only, not the clones'
 	for b.Loop() {
 		b.StopTimer()
 		for r := range recs {
 			recs[r] = base[r].Clone()
 		}
 		b.StartTimer()
+		t := processCPU()
 		applyPush(b, recs, ops)
+		cpu += processCPU() - t
+	}
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 	}
 	reportPerOp(b, len(ops))
 }
@@ -368,12 +392,13 @@ func BenchmarkMarshalRecord30(b *testing.B) {
 	rec := pushRecord(b)
 	enc, _ := MarshalRecord(rec)
 	b.SetBytes(int64(len(enc)))
-	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		if _, err := MarshalRecord(rec); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkUnmarshalRecord30 decodes and validates one 30-field record of
@@ -381,10 +406,11 @@ func BenchmarkMarshalRecord30(b *testing.B) {
 func BenchmarkUnmarshalRecord30(b *testing.B) {
 	enc, _ := MarshalRecord(pushRecord(b))
 	b.SetBytes(int64(len(enc)))
-	b.ReportAllocs()
+	cpu := startCPU(b)
 	for b.Loop() {
 		if _, err := UnmarshalRecord(enc); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }

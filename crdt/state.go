@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // StateVersion is the version of the record state encoding that
@@ -238,6 +239,17 @@ func (r *stateReader) be(n int) uint64 {
 
 // length reads a map or array header (nil reads as 0).
 func (r *stateReader) length(fix byte, c16, c32 byte) int {
+	if r.err == nil && r.p < len(r.b) {
+		// The fix forms, inlined: headers of fields, entries, pairs.
+		if c := r.b[r.p]; c&0xf0 == fix && int(c&0x0f) <= len(r.b)-r.p-1 {
+			r.p++
+			return int(c & 0x0f)
+		}
+	}
+	return r.lengthSlow(fix, c16, c32)
+}
+
+func (r *stateReader) lengthSlow(fix byte, c16, c32 byte) int {
 	c := r.code()
 	var n uint64
 	switch {
@@ -264,6 +276,18 @@ func (r *stateReader) mapLen() int   { return r.length(0x80, 0xde, 0xdf) }
 func (r *stateReader) arrayLen() int { return r.length(0x90, 0xdc, 0xdd) }
 
 func (r *stateReader) strBytes() []byte {
+	if r.err == nil && r.p < len(r.b) {
+		// A fixstr, inlined: keys and field names.
+		if c := r.b[r.p]; c&0xe0 == 0xa0 && int(c&0x1f) < len(r.b)-r.p {
+			s := r.b[r.p+1 : r.p+1+int(c&0x1f)]
+			r.p += 1 + int(c&0x1f)
+			return s
+		}
+	}
+	return r.strBytesSlow()
+}
+
+func (r *stateReader) strBytesSlow() []byte {
 	c := r.code()
 	var n uint64
 	switch {
@@ -310,6 +334,14 @@ func (r *stateReader) bin() []byte {
 }
 
 func (r *stateReader) uint() uint64 {
+	if r.err == nil && r.p < len(r.b) && r.b[r.p] <= 0x7f { // a fixint, inlined
+		r.p++
+		return uint64(r.b[r.p-1])
+	}
+	return r.uintSlow()
+}
+
+func (r *stateReader) uintSlow() uint64 {
 	c := r.code()
 	switch {
 	case c <= 0x7f:
@@ -369,189 +401,178 @@ func (r *stateReader) skip() {
 // errNotV2 reports a state map without the "z" key: version 1.
 var errNotV2 = errors.New("crdt: not a version 2 state")
 
-// decodeStateV2 decodes the version 2 encoding, or returns errNotV2 for a
-// map without a "z" key. It checks the form, not the invariants (Validate
-// does). Keys may come in any order; in the canonical order (table and
-// base before what refers to them) it reads the bytes once.
-func decodeStateV2(b []byte) (*Record, error) {
-	r := &stateReader{b: b}
-	var at [128]int // offset+1 of each one-letter key's value, 0 if absent
-	var done [128]bool
-	rec := &Record{}
-	var table []ReplicaID
-	var base uint64
-	ready := false // table and base read
-	readRefs := func() {
-		save := r.p
-		if p := at['w']; p != 0 {
-			r.p = p - 1
-			t := r.bin()
-			if len(t)%16 != 0 {
-				r.fail("replica table length")
-			}
-			table = make([]ReplicaID, len(t)/16)
-			for i := range table {
-				copy(table[i][:], t[16*i:])
-			}
-		}
-		if p := at['b']; p != 0 {
-			r.p = p - 1
-			base = r.uint()
-		}
-		r.p = save
-		ready = true
-	}
-	id := func(prev *uint64) OpID {
-		i, dt := r.uint(), r.uint()
-		if r.err != nil {
-			return OpID{}
-		}
-		if i >= uint64(len(table)) {
-			r.fail("replica index out of the table")
-			return OpID{}
-		}
-		t := *prev + dt
-		if t < *prev {
-			r.fail("time overflows")
-			return OpID{}
-		}
-		*prev = t
-		return OpID{Time: Timestamp(t), Replica: table[i]}
-	}
-	ids := func() []OpID {
-		m := r.arrayLen()
-		if m%2 != 0 {
-			r.fail("odd id list")
-			return nil
-		}
-		var out []OpID
-		if m > 0 {
-			out = make([]OpID, 0, m/2)
-		}
-		prev := base
-		for range m / 2 {
-			if r.err != nil {
-				return nil
-			}
-			out = append(out, id(&prev))
-		}
-		return out
-	}
-	parseLate := func(k byte) {
-		switch k {
-		case 'v':
-			m := r.arrayLen()
-			if m%2 != 0 {
-				r.fail("odd clock")
-			}
-			if m > 0 {
-				rec.Clock = make([]Seen, 0, m/2)
-			}
-			for range m / 2 {
-				if r.err != nil {
-					break
-				}
-				p := base
-				x := id(&p)
-				rec.Clock = append(rec.Clock, Seen{Replica: x.Replica, Time: x.Time})
-			}
-		case 'f':
-			nf := r.mapLen()
-			rec.Fields = make(map[string]*Field, min(nf, maxPrealloc))
-			for range nf {
-				if r.err != nil {
-					break
-				}
-				name := string(r.strBytes())
-				if _, dup := rec.Fields[name]; dup {
-					r.fail(fmt.Sprintf("field %q twice", name))
-					break
-				}
-				if r.need(1) && r.b[r.p] == 0xc0 {
-					r.p++
-					rec.Fields[name] = nil
-					continue
-				}
-				rec.Fields[name] = r.field(id, ids, base)
-			}
-		case 'd':
-			rec.DeleteSeen = ids()
-		case 's':
-			rec.Skipped = ids()
-		}
-	}
-	isLate := func(k byte) bool { return k == 'v' || k == 'f' || k == 'd' || k == 's' }
-	n := r.mapLen()
-	for range n {
-		k := r.strBytes()
-		if r.err != nil {
-			break
-		}
-		if len(k) != 1 || k[0] >= 128 {
-			r.skip()
-			continue
-		}
-		c := k[0]
-		if at[c] != 0 {
-			r.fail(fmt.Sprintf("key %q twice", k))
-			break
-		}
-		at[c] = r.p + 1
-		switch {
-		case c == 'c' || c == 'r' || c == 't':
-			v := string(r.strBytes())
-			switch c {
-			case 'c':
-				rec.Collection = v
-			case 'r':
-				rec.ID = v
-			default:
-				rec.Team = v
-			}
-		case c == 'z':
-			if v := r.uint(); r.err == nil && v != StateVersion {
-				return nil, fmt.Errorf("%w: record state version %d, this build reads %d", ErrMalformed, v, StateVersion)
-			}
-		case isLate(c) && at['w'] != 0 && at['b'] != 0 && at['z'] != 0:
-			if !ready {
-				readRefs()
-			}
-			parseLate(c)
-			done[c] = true
-		default:
-			r.skip()
-		}
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if r.p != len(b) {
-		return nil, fmt.Errorf("%w: record state: %d trailing bytes", ErrMalformed, len(b)-r.p)
-	}
-	if at['z'] == 0 {
-		return nil, errNotV2
-	}
-	if !ready {
-		readRefs()
-	}
-	for _, c := range []byte{'v', 'f', 'd', 's'} {
-		if at[c] != 0 && !done[c] {
-			r.p = at[c] - 1
-			parseLate(c)
-		}
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if rec.Fields == nil {
-		rec.Fields = map[string]*Field{}
-	}
-	return rec, nil
+// span is where a string lies in the input.
+type span struct{ start, end int }
+
+// v2Reader decodes one version 2 state. Its strings (collection, ID,
+// team, field names) are cut from one string holding them all, its fields
+// from one slice, their entries from a few shared chunks and their values
+// from one copy of the input: a state of F fields allocates a handful of
+// times, not a few times per field.
+type v2Reader struct {
+	stateReader
+	rec   *Record
+	table []ReplicaID
+	base  uint64
+
+	strs   [3]span      // collection, ID, team
+	fields []namedField // the fields, in the order read
+	fs     []Field      // room for the fields
+	es     []Entry      // room for entries: the current chunk
 }
 
-// field reads one field of a version 2 state.
-func (r *stateReader) field(id func(*uint64) OpID, ids func() []OpID, base uint64) *Field {
-	f := &Field{}
+// namedField is a field read and where its name lies (f is nil for a
+// field written as nil).
+type namedField struct {
+	name span
+	f    *Field
+}
+
+// id reads one [index, time delta] pair, the delta from *prev.
+func (r *v2Reader) id(prev *uint64) OpID {
+	i, dt := r.uint(), r.uint()
+	if r.err != nil {
+		return OpID{}
+	}
+	if i >= uint64(len(r.table)) {
+		r.fail("replica index out of the table")
+		return OpID{}
+	}
+	t := *prev + dt
+	if t < *prev {
+		r.fail("time overflows")
+		return OpID{}
+	}
+	*prev = t
+	return OpID{Time: Timestamp(t), Replica: r.table[i]}
+}
+
+// ids reads a list of [index, time delta] pairs.
+func (r *v2Reader) ids() []OpID {
+	m := r.arrayLen()
+	if m%2 != 0 {
+		r.fail("odd id list")
+		return nil
+	}
+	var out []OpID
+	if m > 0 {
+		out = make([]OpID, 0, m/2)
+	}
+	prev := r.base
+	for range m / 2 {
+		if r.err != nil {
+			return nil
+		}
+		out = append(out, r.id(&prev))
+	}
+	return out
+}
+
+// readRefs reads the replica table and the base time, wherever they are.
+func (r *v2Reader) readRefs(at *[128]int) {
+	save := r.p
+	if p := at['w']; p != 0 {
+		r.p = p - 1
+		t := r.bin()
+		if len(t)%16 != 0 {
+			r.fail("replica table length")
+		}
+		r.table = make([]ReplicaID, len(t)/16)
+		for i := range r.table {
+			copy(r.table[i][:], t[16*i:])
+		}
+	}
+	if p := at['b']; p != 0 {
+		r.p = p - 1
+		r.base = r.uint()
+	}
+	r.p = save
+}
+
+// late parses the value of a key that refers to the table and base.
+func (r *v2Reader) late(k byte) {
+	rec := r.rec
+	switch k {
+	case 'v':
+		m := r.arrayLen()
+		if m%2 != 0 {
+			r.fail("odd clock")
+		}
+		if m > 0 {
+			rec.Clock = make([]Seen, 0, m/2)
+		}
+		for range m / 2 {
+			if r.err != nil {
+				break
+			}
+			p := r.base
+			x := r.id(&p)
+			rec.Clock = append(rec.Clock, Seen{Replica: x.Replica, Time: x.Time})
+		}
+	case 'f':
+		nf := r.mapLen()
+		if r.err != nil {
+			break
+		}
+		r.fs = make([]Field, nf)
+		r.fields = make([]namedField, 0, nf)
+		for i := range nf {
+			if r.err != nil {
+				break
+			}
+			name := r.strBytes()
+			if r.err != nil {
+				break
+			}
+			at := span{r.p - len(name), r.p}
+			if r.need(1) && r.b[r.p] == 0xc0 {
+				r.p++
+				r.fields = append(r.fields, namedField{name: at})
+				continue
+			}
+			f := &r.fs[i]
+			r.field(f)
+			r.fields = append(r.fields, namedField{name: at, f: f})
+		}
+	case 'd':
+		rec.DeleteSeen = r.ids()
+	case 's':
+		rec.Skipped = r.ids()
+	}
+}
+
+// entries returns room for n entries, cut from the current chunk.
+func (r *v2Reader) entries(n int) []Entry {
+	if cap(r.es)-len(r.es) < n {
+		// Entries still to come fit in what remains of the input (3
+		// bytes at least each); most states have about one per field.
+		r.es = make([]Entry, 0, max(n, min(len(r.fs)-len(r.fields)+n, (len(r.b)-r.p)/3+n)))
+	}
+	start := len(r.es)
+	r.es = r.es[:start+n]
+	return r.es[start : start : start+n]
+}
+
+// value returns the next value's bytes, sliced from the arena copy of
+// the input (decoded states never alias their input).
+func (r *v2Reader) value() []byte {
+	if r.err != nil {
+		return nil
+	}
+	end := shortEnd(r.b, r.p)
+	if end == 0 {
+		return r.raw()
+	}
+	if r.arena == nil {
+		r.arena = bytes.Clone(r.b)
+	}
+	v := r.arena[r.p:end:end]
+	r.p = end
+	return v
+}
+
+// field reads one field of a version 2 state into f.
+func (r *v2Reader) field(f *Field) {
 	seenKeys := 0
 	for range r.mapLen() {
 		k := r.strBytes()
@@ -578,21 +599,22 @@ func (r *stateReader) field(id func(*uint64) OpID, ids func() []OpID, base uint6
 				r.fail("entry list")
 				break
 			}
+			f.Entries = nil
 			if m > 0 {
-				f.Entries = make([]Entry, 0, m/3)
+				f.Entries = r.entries(m / 3)
 			}
-			prev := base
+			prev := r.base
 			for range m / 3 {
 				if r.err != nil {
 					break
 				}
-				e := Entry{ID: id(&prev)}
-				e.Value = r.raw()
+				e := Entry{ID: r.id(&prev)}
+				e.Value = r.value()
 				f.Entries = append(f.Entries, e)
 			}
 		case 'p':
 			bit = 4
-			f.Pending = ids()
+			f.Pending = r.ids()
 		default:
 			r.skip()
 		}
@@ -601,7 +623,124 @@ func (r *stateReader) field(id func(*uint64) OpID, ids func() []OpID, base uint6
 		}
 		seenKeys |= bit
 	}
-	return f
+}
+
+// finish cuts the strings read from one string holding them all, and
+// fills the record's fields.
+func (r *v2Reader) finish() error {
+	n := 0
+	for _, sp := range r.strs {
+		n += sp.end - sp.start
+	}
+	for _, nf := range r.fields {
+		n += nf.name.end - nf.name.start
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, sp := range r.strs {
+		sb.Write(r.b[sp.start:sp.end])
+	}
+	for _, nf := range r.fields {
+		sb.Write(r.b[nf.name.start:nf.name.end])
+	}
+	all := sb.String()
+	off := 0
+	cut := func(sp span) string {
+		s := all[off : off+sp.end-sp.start]
+		off += sp.end - sp.start
+		return s
+	}
+	rec := r.rec
+	rec.Collection, rec.ID, rec.Team = cut(r.strs[0]), cut(r.strs[1]), cut(r.strs[2])
+	rec.Fields = make(map[string]*Field, len(r.fields))
+	for _, nf := range r.fields {
+		name := cut(nf.name)
+		if _, dup := rec.Fields[name]; dup {
+			return fmt.Errorf("%w: record state: field %q twice", ErrMalformed, name)
+		}
+		rec.Fields[name] = nf.f
+	}
+	return nil
+}
+
+// decodeStateV2 decodes the version 2 encoding, or returns errNotV2 for a
+// map without a "z" key. It checks the form, not the invariants (Validate
+// does). Keys may come in any order; in the canonical order (table and
+// base before what refers to them) it reads the bytes once.
+func decodeStateV2(b []byte) (*Record, error) {
+	r := &v2Reader{stateReader: stateReader{b: b}, rec: &Record{}}
+	var at [128]int // offset+1 of each one-letter key's value, 0 if absent
+	var done [128]bool
+	ready := false // table and base read
+	isLate := func(k byte) bool { return k == 'v' || k == 'f' || k == 'd' || k == 's' }
+	n := r.mapLen()
+	for range n {
+		k := r.strBytes()
+		if r.err != nil {
+			break
+		}
+		if len(k) != 1 || k[0] >= 128 {
+			r.skip()
+			continue
+		}
+		c := k[0]
+		if at[c] != 0 {
+			r.fail(fmt.Sprintf("key %q twice", k))
+			break
+		}
+		at[c] = r.p + 1
+		switch {
+		case c == 'c' || c == 'r' || c == 't':
+			v := r.strBytes()
+			sp := span{r.p - len(v), r.p}
+			switch c {
+			case 'c':
+				r.strs[0] = sp
+			case 'r':
+				r.strs[1] = sp
+			default:
+				r.strs[2] = sp
+			}
+		case c == 'z':
+			if v := r.uint(); r.err == nil && v != StateVersion {
+				return nil, fmt.Errorf("%w: record state version %d, this build reads %d", ErrMalformed, v, StateVersion)
+			}
+		case isLate(c) && at['w'] != 0 && at['b'] != 0 && at['z'] != 0:
+			if !ready {
+				r.readRefs(&at)
+				ready = true
+			}
+			r.late(c)
+			done[c] = true
+		default:
+			r.skip()
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.p != len(b) {
+		return nil, fmt.Errorf("%w: record state: %d trailing bytes", ErrMalformed, len(b)-r.p)
+	}
+	if at['z'] == 0 {
+		return nil, errNotV2
+	}
+	if !ready {
+		r.readRefs(&at)
+	}
+	for _, c := range []byte{'v', 'f', 'd', 's'} {
+		if at[c] != 0 && !done[c] {
+			r.p = at[c] - 1
+			r.late(c)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := r.finish(); err != nil {
+		return nil, err
+	}
+	return r.rec, nil
 }
 
 // fromV1 converts a version 1 state (per-field removed IDs) to the causal
