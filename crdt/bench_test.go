@@ -414,3 +414,17 @@ func BenchmarkUnmarshalRecord30(b *testing.B) {
 	}
 	cpu.report(b)
 }
+
+// BenchmarkPushOpsEncode encodes the 3,000 ops of a change as one list,
+// as the SDK does when it seals a change into its outbox and the server
+// when it writes a log entry.
+func BenchmarkPushOpsEncode(b *testing.B) {
+	ops, _ := pushOps(1_796_000_000_000)
+	b.SetBytes(int64(len(NewOpsBytes(ops))))
+	cpu := startCPU(b)
+	for b.Loop() {
+		_ = NewOpsBytes(ops)
+	}
+	cpu.report(b)
+	reportPerOp(b, len(ops))
+}

@@ -12,7 +12,7 @@ import (
 // MarshalOp returns the msgpack encoding of op (see AppendOp). It does not
 // validate op; the error is always nil and is kept for callers' symmetry.
 func MarshalOp(op *Op) ([]byte, error) {
-	return AppendOp(make([]byte, 0, 64+len(op.Team)+len(op.Collection)+len(op.Record)+len(op.Field)+len(op.Value)+26*len(op.Pred)), op), nil
+	return AppendOp(make([]byte, 0, opSize(op)), op), nil
 }
 
 // UnmarshalOp decodes an op and checks it with Validate. It returns an error

@@ -164,7 +164,11 @@ func NewOpsBytes(ops []Op) OpsBytes {
 	if len(ops) == 0 {
 		return nil
 	}
-	b := appendArrayLen(make(OpsBytes, 0, 5+96*len(ops)), len(ops))
+	n := 5
+	for i := range ops {
+		n += opSize(&ops[i])
+	}
+	b := appendArrayLen(make(OpsBytes, 0, n), len(ops))
 	for i := range ops {
 		b = AppendOp(b, &ops[i])
 	}
