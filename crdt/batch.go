@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	gosync "sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -28,9 +29,10 @@ type Batch struct {
 	// index finds a field in fields by name once they are many and not
 	// in name order; before that, a binary or linear search does.
 	index      map[string]int32
-	unsorted   bool // fields are not in strictly increasing name order
-	outOfOrder bool // some op's ID is not above the one queued before it
-	preds      bool // some queued op names preds
+	unsorted   bool          // fields are not in strictly increasing name order
+	outOfOrder bool          // some op's ID is not above the one queued before it
+	preds      bool          // some queued op names preds
+	bufs       *batchBuffers // the pool's holder of ops and fields, while b has them
 }
 
 // batchOp is a queued op: Add has checked that its team, collection and
@@ -73,6 +75,9 @@ func (b *Batch) Add(op *Op) error {
 	if err := r.checkOp(op); err != nil {
 		return err
 	}
+	if b.bufs == nil && b.ops == nil {
+		b.takeBuffers()
+	}
 	typ := op.Kind.FieldType()
 	fi, found := b.find(op.Field)
 	if found {
@@ -90,9 +95,6 @@ func (b *Batch) Add(op *Op) error {
 	}
 	if n := len(b.ops); n > 0 && b.ops[n-1].ID.Compare(op.ID) >= 0 {
 		b.outOfOrder = true
-	}
-	if b.ops == nil {
-		b.ops = make([]batchOp, 0, fewFields)
 	}
 	b.ops = append(b.ops, batchOp{ID: op.ID, Kind: op.Kind, fi: fi, Value: op.Value, Pred: op.Pred})
 	return nil
@@ -130,9 +132,6 @@ func (b *Batch) addField(name string, typ FieldType) int32 {
 	if n > 0 && !b.unsorted && name < b.fields[n-1].name {
 		b.unsorted = true
 	}
-	if b.fields == nil {
-		b.fields = make([]batchField, 0, fewFields)
-	}
 	b.fields = append(b.fields, batchField{name: name, typ: typ})
 	switch {
 	case b.index != nil:
@@ -160,6 +159,41 @@ func (b *Batch) Flush() {
 		b.rec.applyBatch(b)
 	}
 	b.empty()
+	b.putBuffers()
+}
+
+// batchBuffers are a flushed batch's queues, for the next batch to fill:
+// most batches are one record's ops of one change, made, flushed and
+// dropped, and would otherwise grow their queues from nothing each time.
+type batchBuffers struct {
+	ops    []batchOp
+	fields []batchField
+}
+
+var batchPool = gosync.Pool{New: func() any {
+	return &batchBuffers{ops: make([]batchOp, 0, 4*fewFields), fields: make([]batchField, 0, 4*fewFields)}
+}}
+
+// maxPooledOps bounds the queues kept for reuse.
+const maxPooledOps = 4096
+
+// takeBuffers gives b empty queues from the pool.
+func (b *Batch) takeBuffers() {
+	bb := batchPool.Get().(*batchBuffers)
+	b.ops, b.fields = bb.ops[:0], bb.fields[:0]
+	bb.ops, bb.fields = nil, nil
+	b.bufs = bb
+}
+
+// putBuffers returns b's emptied queues to the pool.
+func (b *Batch) putBuffers() {
+	bb := b.bufs
+	if bb == nil || cap(b.ops) > maxPooledOps || cap(b.fields) > maxPooledOps {
+		return
+	}
+	bb.ops, bb.fields = b.ops[:0], b.fields[:0]
+	b.ops, b.fields, b.bufs = nil, nil, nil
+	batchPool.Put(bb)
 }
 
 // empty drops the queued ops, keeping the buffers.
