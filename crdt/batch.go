@@ -170,9 +170,29 @@ type batchBuffers struct {
 	fields []batchField
 }
 
+// mergeScratch is applyOps's room for the fields' new entries and preds,
+// which the record never keeps (applyDelta copies them).
+type mergeScratch struct {
+	deltas []fieldDelta
+	adds   []Entry
+	rems   []OpID
+}
+
+var scratchPool = gosync.Pool{New: func() any { return new(mergeScratch) }}
+
 var batchPool = gosync.Pool{New: func() any {
 	return &batchBuffers{ops: make([]batchOp, 0, 4*fewFields), fields: make([]batchField, 0, 4*fewFields)}
 }}
+
+// grow returns s resliced to n zero elements, reallocated if too short.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
 
 // maxPooledOps bounds the queues kept for reuse.
 const maxPooledOps = 4096
@@ -302,17 +322,24 @@ func (r *Record) applyOps(ops []batchOp, queued []batchField, sorted bool) {
 	if r.Fields == nil {
 		r.Fields = map[string]*Field{}
 	}
-	// Room for every field's new entries and preds, carved per field.
-	fields := make([]fieldDelta, len(queued))
+	// Room for every field's new entries and preds, carved per field
+	// from scratch the pool keeps.
 	nPred := 0
 	for i := range queued {
 		nPred += int(queued[i].nPred)
 	}
-	es := make([]Entry, len(ops))
-	var ps []OpID
-	if nPred > 0 {
-		ps = make([]OpID, nPred)
-	}
+	sc := scratchPool.Get().(*mergeScratch)
+	fields := grow(sc.deltas, len(queued))
+	es := grow(sc.adds, len(ops))
+	ps := grow(sc.rems, nPred)
+	defer func() {
+		clear(fields)
+		clear(es)
+		if cap(es) <= maxPooledOps && cap(ps) <= maxPooledOps && cap(fields) <= maxPooledOps {
+			sc.deltas, sc.adds, sc.rems = fields[:0], es[:0], ps[:0]
+			scratchPool.Put(sc)
+		}
+	}()
 	eo, po := 0, 0
 	for i := range queued {
 		f := &queued[i]
