@@ -92,6 +92,9 @@ func batchApply(r *Record, ops []Op) error {
 
 func allocatedBy(fn func()) uint64 {
 	var before, after runtime.MemStats
+	// Two collections empty the pools (a Batch's queues, applyOps's
+	// scratch), so that every size starts from nothing.
+	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	fn()

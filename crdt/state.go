@@ -531,7 +531,9 @@ func (r *v2Reader) late(k byte) {
 				continue
 			}
 			f := &r.fs[i]
-			r.field(f)
+			if !r.fastField(f) {
+				r.field(f)
+			}
 			r.fields = append(r.fields, namedField{name: at, f: f})
 		}
 	case 'd':
@@ -569,6 +571,100 @@ func (r *v2Reader) value() []byte {
 	v := r.arena[r.p:end:end]
 	r.p = end
 	return v
+}
+
+// fastField reads a field at r.p in the form AppendRecord writes when
+// nothing is pending, {y: type, e: entries} with replica indexes as
+// fixints, into f, which it sets only on success; on anything else it
+// reports false having moved nothing, and field reads it (to the same
+// Field, or to the error).
+func (r *v2Reader) fastField(f *Field) bool {
+	b, p := r.b, r.p
+	if r.err != nil || len(b)-p < 7 || b[p] != 0x82 || b[p+1] != 0xa1 || b[p+2] != 'y' || b[p+3] > 0x7f || b[p+4] != 0xa1 || b[p+5] != 'e' {
+		return false
+	}
+	typ := b[p+3]
+	p += 6
+	var m int
+	switch c := b[p]; {
+	case c&0xf0 == 0x90:
+		m, p = int(c&0x0f), p+1
+	case c == 0xdc && len(b)-p >= 3:
+		m, p = int(binary.BigEndian.Uint16(b[p+1:])), p+3
+	default:
+		return false
+	}
+	if m%3 != 0 || m > len(b)-p {
+		return false
+	}
+	var es []Entry
+	if m > 0 {
+		es = r.entries(m / 3)
+	}
+	prev := r.base
+	for range m / 3 {
+		if len(b)-p < 3 || b[p] > 0x7f || int(b[p]) >= len(r.table) {
+			return false
+		}
+		rep := &r.table[b[p]]
+		dt, q, ok := compactUint(b, p+1)
+		if !ok {
+			return false
+		}
+		t := prev + dt
+		if t < prev {
+			return false
+		}
+		prev, p = t, q
+		end := shortEnd(b, p)
+		if end == 0 {
+			var err error
+			if end, err = scan(b, p, DefaultLimits); err != nil {
+				return false
+			}
+		}
+		if r.arena == nil {
+			r.arena = bytes.Clone(b)
+		}
+		es = append(es, Entry{ID: OpID{Time: Timestamp(t), Replica: *rep}, Value: r.arena[p:end:end]})
+		p = end
+	}
+	f.Type, f.Entries = FieldType(typ), es
+	r.p = p
+	return true
+}
+
+// compactUint reads an unsigned integer in one of the forms appendUint
+// writes at b[p], and returns it and the offset after it.
+func compactUint(b []byte, p int) (uint64, int, bool) {
+	if p >= len(b) {
+		return 0, p, false
+	}
+	c := b[p]
+	n := 0
+	switch c {
+	case 0xcc:
+		n = 1
+	case 0xcd:
+		n = 2
+	case 0xce:
+		n = 4
+	case 0xcf:
+		n = 8
+	default:
+		if c <= 0x7f {
+			return uint64(c), p + 1, true
+		}
+		return 0, p, false
+	}
+	if len(b)-p-1 < n {
+		return 0, p, false
+	}
+	var v uint64
+	for _, x := range b[p+1 : p+1+n] {
+		v = v<<8 | uint64(x)
+	}
+	return v, p + 1 + n, true
 }
 
 // field reads one field of a version 2 state into f.
