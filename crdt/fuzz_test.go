@@ -114,6 +114,17 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	}
 	f.Add([]byte{0x84, 0xa1, 'f', 0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// After the limits check, the version 2 decoder agrees with the
+		// one before issue 17's third pass: the same Record, and an error
+		// where it has one.
+		if CheckLimits(b, DefaultLimits) == nil {
+			got, gerr := decodeStateV2(b)
+			want, werr := decodeStateV2Reference(b)
+			if (gerr == nil) != (werr == nil) || errors.Is(gerr, errNotV2) != errors.Is(werr, errNotV2) ||
+				gerr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("version 2 decoder differs from the reference:\n%+v %v\n%+v %v", got, gerr, want, werr)
+			}
+		}
 		fast, ferr := decodeRecord(b, true)
 		slow, serr := decodeRecord(b, false)
 		if (ferr == nil) != (serr == nil) || ferr == nil && !reflect.DeepEqual(fast, slow) {
