@@ -53,8 +53,8 @@ func decodeOp(b []byte, fast bool) (*Op, error) {
 // entries and removed IDs in ID order. Equal states encode to equal bytes.
 func MarshalRecord(r *Record) ([]byte, error) {
 	var table [8]ReplicaID
-	var names [48]string
-	s := r.refs(table[:0], names[:0])
+	var fields [48]fieldRef
+	s := r.refs(table[:0], fields[:0])
 	return r.appendState(make([]byte, 0, s.size), &s), nil
 }
 

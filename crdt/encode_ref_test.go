@@ -180,6 +180,15 @@ func TestAppendRecordBytesUnchanged(t *testing.T) {
 	withNil := benchRecord(3)
 	withNil.Fields["nothing"] = nil
 	recs = append(recs, withNil)
+	// Names that share their first 8 bytes, hold NULs, or prefix others.
+	odd := NewRecord("wigan", "people", "odd")
+	for i, name := range []string{"a", "a\x00", "a\x00b", "ab", "\x00", "zzzzzzzzz1", "zzzzzzzzz0", "zzzzzzzz", "zzzzzzz\xff", "\xff\xff"} {
+		op := odd.Write(at(int64(1000+i), ann), name, MustValue(i))
+		if err := odd.Apply(&op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs = append(recs, odd)
 	for i, r := range recs {
 		want := appendRecordReference(nil, r)
 		got, err := MarshalRecord(r)

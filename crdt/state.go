@@ -20,11 +20,35 @@ const StateVersion = 2
 // and what else one pass over the record learns for encoding it: its
 // field names, sorted, and an estimate of its encoded size.
 type stateRefs struct {
-	table []ReplicaID
-	base  Timestamp
-	any   bool
-	names []string
-	size  int
+	table  []ReplicaID
+	base   Timestamp
+	any    bool
+	fields []fieldRef // the record's fields, in name order
+	size   int
+}
+
+// fieldRef is one field to encode, with the first 8 bytes of its name as
+// a number that sorts as the name does (ties broken by the name).
+type fieldRef struct {
+	key  uint64
+	name string
+	f    *Field
+}
+
+func nameKey(name string) uint64 {
+	var k [8]byte
+	copy(k[:], name)
+	return binary.BigEndian.Uint64(k[:])
+}
+
+func compareFieldRefs(a, b fieldRef) int {
+	switch {
+	case a.key < b.key:
+		return -1
+	case a.key > b.key:
+		return 1
+	}
+	return strings.Compare(a.name, b.name)
 }
 
 // addRef adds id to a table and lowest time being collected.
@@ -54,9 +78,9 @@ func (s *stateRefs) index(rep ReplicaID) uint64 {
 	return uint64(i)
 }
 
-// refs reads r once for AppendRecord, appending to table and names (which
-// the caller may give room on its stack).
-func (r *Record) refs(table []ReplicaID, names []string) stateRefs {
+// refs reads r once for AppendRecord, appending to table and fields
+// (which the caller may give room on its stack).
+func (r *Record) refs(table []ReplicaID, fields []fieldRef) stateRefs {
 	var base Timestamp
 	var any bool
 	size := 48 + len(r.Collection) + len(r.ID) + len(r.Team) + 28*len(r.Clock) + 12*len(r.DeleteSeen)
@@ -64,7 +88,7 @@ func (r *Record) refs(table []ReplicaID, names []string) stateRefs {
 		table = addRef(table, &base, &any, OpID{Time: c.Time, Replica: c.Replica})
 	}
 	for name, f := range r.Fields {
-		names = append(names, name)
+		fields = append(fields, fieldRef{key: nameKey(name), name: name, f: f})
 		size += 16 + len(name)
 		if f == nil {
 			continue
@@ -89,16 +113,16 @@ func (r *Record) refs(table []ReplicaID, names []string) stateRefs {
 		slices.SortFunc(table, func(a, b ReplicaID) int { return bytes.Compare(a[:], b[:]) })
 		table = slices.Compact(table)
 	}
-	slices.Sort(names)
-	return stateRefs{table: table, base: base, any: any, names: names, size: size}
+	slices.SortFunc(fields, compareFieldRefs)
+	return stateRefs{table: table, base: base, any: any, fields: fields, size: size}
 }
 
 // AppendRecord appends the canonical msgpack encoding of r to dst, as
 // MarshalRecord does: state encoding version 2.
 func AppendRecord(dst []byte, r *Record) []byte {
 	var table [8]ReplicaID
-	var names [48]string
-	s := r.refs(table[:0], names[:0])
+	var fields [48]fieldRef
+	s := r.refs(table[:0], fields[:0])
 	return r.appendState(dst, &s)
 }
 
@@ -128,9 +152,9 @@ func (r *Record) appendState(dst []byte, s *stateRefs) []byte {
 	}
 	b = appendStr(b, "f")
 	b = appendMapLen(b, len(r.Fields))
-	for _, name := range s.names {
-		b = appendStr(b, name)
-		f := r.Fields[name]
+	for _, fr := range s.fields {
+		b = appendStr(b, fr.name)
+		f := fr.f
 		if f == nil {
 			b = append(b, 0xc0)
 			continue
