@@ -78,7 +78,9 @@ type changeDecision struct {
 	apply bool
 	// accepted are the ops to merge, in push order (the change's log
 	// entry); batches holds them queued per record (crdt.Batch on the
-	// view's record, checked by Add), for the caller to flush.
+	// view's record, checked by Add), for the caller to flush. accepted
+	// may share its array with the change's ops (when every op is
+	// accepted): read it, never modify it.
 	accepted []crdt.Op
 	batches  []*crdt.Batch
 	// held are reapplicable ops kept whole in the quarantine (the caller
@@ -128,6 +130,41 @@ type changeView struct {
 	usage   map[string]*store.QuarantineUsage
 	batches map[recRef]*crdt.Batch
 	order   []recRef // batch keys in first-use order
+	run     recRun
+}
+
+// recRun is what the change has read of one record for a run of its
+// consecutive ops (a device sends a record's ops together: a new
+// record's 30 fields are 30 ops in a row), so that the owner, purge
+// marker, state, size and batch are looked up once per run instead of
+// once per op. It only caches the answers of the maps above and of the
+// view, which stay the truth: a run of another record starts afresh, and
+// a claim updates both.
+type recRun struct {
+	ref   recRef
+	next  int // index of the first op after the run
+	n     int // the run's op count (a hint to size per-field maps)
+	owner string
+	erase bool
+	rec   *crdt.Record
+	sz    *recSize
+	batch *crdt.Batch
+
+	ownerOK, eraseOK bool
+}
+
+// enter starts the run of ops[i]'s record unless op i is in the current
+// one.
+func (v *changeView) enter(ops []crdt.Op, i int) {
+	if i < v.run.next {
+		return
+	}
+	op := &ops[i]
+	j := i + 1
+	for j < len(ops) && ops[j].Record == op.Record && ops[j].Collection == op.Collection && ops[j].Team == op.Team {
+		j++
+	}
+	v.run = recRun{ref: refOf(op), next: j, n: j - i}
 }
 
 // recRef names a record: team, collection, ID.
@@ -135,49 +172,158 @@ type recRef [3]string
 
 func refOf(op *crdt.Op) recRef { return recRef{op.Team, op.Collection, op.Record} }
 
-func (v *changeView) Owner(collection, id string) (string, error) {
-	if team, ok := v.owners[[2]string{collection, id}]; ok {
-		return team, nil
-	}
-	return v.admissionView.Owner(collection, id)
+func (v *changeView) inRun(collection, id string) bool {
+	return v.run.ref[2] == id && v.run.ref[1] == collection
 }
 
+func (v *changeView) Owner(collection, id string) (string, error) {
+	r := &v.run
+	if r.ownerOK && v.inRun(collection, id) {
+		return r.owner, nil
+	}
+	team, ok := v.owners[[2]string{collection, id}]
+	if !ok {
+		var err error
+		if team, err = v.admissionView.Owner(collection, id); err != nil {
+			return "", err
+		}
+	}
+	if v.inRun(collection, id) {
+		r.owner, r.ownerOK = team, true
+	}
+	return team, nil
+}
+
+func (v *changeView) Erased(collection, id string) (bool, error) {
+	r := &v.run
+	if r.eraseOK && v.inRun(collection, id) {
+		return r.erase, nil
+	}
+	erased, err := v.admissionView.Erased(collection, id)
+	if err != nil {
+		return false, err
+	}
+	if v.inRun(collection, id) {
+		r.erase, r.eraseOK = erased, true
+	}
+	return erased, nil
+}
+
+func (v *changeView) Record(team, collection, id string) (*crdt.Record, error) {
+	r := &v.run
+	if r.rec != nil && r.ref == (recRef{team, collection, id}) {
+		return r.rec, nil
+	}
+	rec, err := v.admissionView.Record(team, collection, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.ref == (recRef{team, collection, id}) {
+		r.rec = rec
+	}
+	return rec, nil
+}
+
+// claim records that op's team now owns its record, as far as the rest
+// of the change sees.
 func (v *changeView) claim(op *crdt.Op) {
+	r := &v.run
+	inRun := r.ref == refOf(op)
+	if inRun && r.ownerOK && r.owner == op.Team {
+		return // the map or the view says so already
+	}
 	if v.owners == nil {
 		v.owners = map[[2]string]string{}
 	}
 	v.owners[[2]string{op.Collection, op.Record}] = op.Team
+	if inRun {
+		r.owner, r.ownerOK = op.Team, true
+	}
 }
 
 func (v *changeView) size(op *crdt.Op) (*recSize, error) {
 	k := refOf(op)
-	if s, ok := v.sizes[k]; ok {
-		return s, nil
+	r := &v.run
+	inRun := r.ref == k
+	if inRun && r.sz != nil {
+		return r.sz, nil
 	}
-	s, err := v.Size(op.Team, op.Collection, op.Record)
-	if err != nil {
-		return nil, err
+	s, ok := v.sizes[k]
+	if !ok {
+		c, err := v.Size(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return nil, err
+		}
+		c = c.clone()
+		if c.fields == nil && inRun {
+			c.fields = make(map[string]int, r.n)
+		}
+		if v.sizes == nil {
+			v.sizes = map[recRef]*recSize{}
+		}
+		s = &c
+		v.sizes[k] = s
 	}
-	s = s.clone()
-	if v.sizes == nil {
-		v.sizes = map[recRef]*recSize{}
+	if inRun {
+		r.sz = s
 	}
-	v.sizes[k] = &s
-	return &s, nil
+	return s, nil
 }
 
 func (v *changeView) batch(op *crdt.Op, rec *crdt.Record) *crdt.Batch {
 	k := refOf(op)
-	if b, ok := v.batches[k]; ok {
-		return b
+	r := &v.run
+	inRun := r.ref == k
+	if inRun && r.batch != nil {
+		return r.batch
 	}
-	if v.batches == nil {
-		v.batches = map[recRef]*crdt.Batch{}
+	b, ok := v.batches[k]
+	if !ok {
+		if v.batches == nil {
+			v.batches = map[recRef]*crdt.Batch{}
+		}
+		b = crdt.NewBatch(rec)
+		v.batches[k] = b
+		v.order = append(v.order, k)
 	}
-	b := crdt.NewBatch(rec)
-	v.batches[k] = b
-	v.order = append(v.order, k)
+	if inRun {
+		r.batch = b
+	}
 	return b
+}
+
+// opIDSet is the set of op IDs merged or held earlier in a change. A
+// device's ops come in ID order, so the set is a sorted slice that new
+// IDs are appended to; an ID out of that order goes to a map. Adding and
+// asking about the next op's ID are O(1), a pred is a binary search.
+type opIDSet struct {
+	sorted []crdt.OpID
+	other  map[crdt.OpID]struct{}
+}
+
+func (s *opIDSet) add(id crdt.OpID) {
+	if n := len(s.sorted); n == 0 || s.sorted[n-1].Compare(id) < 0 {
+		s.sorted = append(s.sorted, id)
+		return
+	}
+	if s.other == nil {
+		s.other = map[crdt.OpID]struct{}{}
+	}
+	s.other[id] = struct{}{}
+}
+
+// has reports whether id is in the set; a nil set is empty.
+func (s *opIDSet) has(id crdt.OpID) bool {
+	if s == nil {
+		return false
+	}
+	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 {
+		if _, ok := slices.BinarySearchFunc(s.sorted, id, crdt.OpID.Compare); ok {
+			return true
+		}
+	}
+	_, ok := s.other[id]
+	return ok
 }
 
 // usageOf returns the quota counter of a device (team "") or of a team,
@@ -270,12 +416,16 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 	}
 	res.Status, d.apply = api.ChangeApplied, true
 	cv := &changeView{admissionView: v}
-	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
+	inChange := &opIDSet{sorted: make([]crdt.OpID, 0, len(ch.Ops))} // merged or quarantined earlier in this change
 	var refused refusedSummaries
 	perCode := map[api.Code]int{}
+	// d.accepted is ch.Ops[:len(d.accepted)], not a copy, as long as
+	// every op so far was accepted (the usual change).
+	alias := true
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
 		ref := pre[i]
+		cv.enter(ch.Ops, i)
 		if ref == nil {
 			if ref, err = a.checkOp(cv, op, inChange, false, val[i]); err != nil {
 				return d, err
@@ -295,9 +445,16 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 				return d, err
 			}
 			if rf == nil {
-				inChange[op.ID] = true
+				inChange.add(op.ID)
 				cv.claim(op)
-				d.accepted = append(d.accepted, *op)
+				if alias && len(d.accepted) == i {
+					d.accepted = ch.Ops[: i+1 : i+1]
+				} else {
+					if alias {
+						d.accepted, alias = slices.Clip(d.accepted), false
+					}
+					d.accepted = append(d.accepted, *op)
+				}
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
@@ -316,7 +473,7 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 			if w != nil {
 				// Held back: the record's causal context must keep saying
 				// so once later ops of this device are merged (see reapply).
-				inChange[op.ID] = true
+				inChange.add(op.ID)
 				cv.claim(op)
 				d.held = append(d.held, *w)
 			} else {
@@ -391,7 +548,7 @@ func (a *admission) queue(v *changeView, op *crdt.Op) (refusal error, err error)
 //
 // verdict is the Validator's error for op when the caller ran it already
 // (a push, see prechecks); reapply passes nil and the validator runs here.
-func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
+func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange *opIDSet, reapply bool, verdict error) (*refusal, error) {
 	owner, err := v.Owner(op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -408,7 +565,7 @@ func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID
 			return &refusal{code: api.CodeRecordErased, detail: fmt.Sprintf("%s/%s was erased", op.Collection, op.Record)}, nil
 		}
 	}
-	if inChange[op.ID] {
+	if inChange.has(op.ID) {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
 	}
 	rec, err := v.Record(op.Team, op.Collection, op.Record)
@@ -432,7 +589,7 @@ func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID
 		return &refusal{code: api.CodeOpIDReused, detail: fmt.Sprintf("op id %s is already used by an op with other content", op.ID)}, nil
 	}
 	for _, p := range op.Pred {
-		if inChange[p] || stateHas(rec, op.Field, p) {
+		if inChange.has(p) || stateHas(rec, op.Field, p) {
 			continue
 		}
 		if q, err := v.Quarantined(p); err != nil {

@@ -1,0 +1,351 @@
+package sync
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
+)
+
+// TestAdmitMatchesReference is a differential property over pushes shaped
+// like a device's: changes of runs of ops per record (a new record's
+// fields in a row), new records mixed with stored ones, records of
+// another team, erased records, records revisited later in the change,
+// IDs out of order across records, copies, reused IDs, preds on ops of
+// the same change, type clashes, oversized values, validator and skew
+// refusals, under bounds small enough that quotas run out. Each change is
+// decided by admitChange and by the reference admission kept from before
+// issue 17's third pass (admitref_test.go), each over its own map-backed
+// view: the decisions must be equal. The same pushes go to a real engine:
+// its replies, its stored record bytes and its log entries must be those
+// the reference decided.
+func TestAdmitMatchesReference(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewSource(seed))
+	bounds := Bounds{MaxRecordBytes: 3000, MaxFieldBytes: 1500, QuarantineDeviceEntries: 40, QuarantineDeviceBytes: 16000,
+		QuarantineTeamEntries: 8, QuarantineTeamBytes: 1 << 20}
+	rules := clinicalRules{clinical: map[string]bool{"cfs": true}, settlers: map[string]bool{api.RoleCoordinator: true}}
+	validator := rejectFields{"f1": true}
+	e := openTest(t, Options{Wall: func() time.Time { return admitNow },
+		MaxSkew: time.Hour, Bounds: bounds, Rules: rules, Validator: validator})
+	a := testAdmission()
+	a.rules, a.bounds = rules, e.bounds
+	ref, cur := newFakeView(), newFakeView()
+
+	// Two erased records: created by a device that pushes nothing else,
+	// then erased; the views know only the purge markers.
+	setup := Caller{User: "s", Replica: crdt.NewReplicaID(), Teams: []string{"a"}}
+	for i, id := range []string{"gone0", "gone1"} {
+		op := wop(opAt(setup.Replica, 5_000_000-int64(i)), "a", id, "f0", 1)
+		if res, err := e.Push(bg, setup, []api.Change{{Seq: uint64(i + 1), Ops: []crdt.Op{op}}}); err != nil || res[0].Status != api.ChangeApplied {
+			t.Fatalf("setup push: %v %+v", err, res)
+		}
+		admin := Caller{User: "admin", Role: api.RoleAdmin}
+		if _, err := e.Erase(bg, admin, api.RecordRef{Team: "a", Collection: "people", ID: id}, false); err != nil {
+			t.Fatalf("setup erase: %v", err)
+		}
+		ref.erased[[2]string{"people", id}], cur.erased[[2]string{"people", id}] = true, true
+	}
+
+	type dev struct {
+		c    Caller
+		seq  uint64
+		ms   int64
+		sent []crdt.Op
+	}
+	devs := []*dev{
+		{c: Caller{User: "u0", Replica: crdt.NewReplicaID(), Teams: []string{"a"}, Role: api.RoleCoordinator}},
+		{c: Caller{User: "u1", Replica: crdt.NewReplicaID(), Teams: []string{"a", "b"}}},
+		{c: Caller{User: "u2", Replica: crdt.NewReplicaID(), Teams: []string{"b"}}},
+	}
+	for _, d := range devs {
+		d.ms = 1_000_000
+		d.c.Teams = teamSet(d.c.Teams)
+	}
+	fields := []string{"f0", "f1", "f2", "f3", "cfs", "tags"}
+	var all []crdt.Op
+	fresh := 0
+	// run returns n ops of one record, in ID order, as a device writes a
+	// record's fields.
+	run := func(d *dev, team, rec string, n int, inChange []crdt.Op) []crdt.Op {
+		var out []crdt.Op
+		for range n {
+			d.ms -= int64(1 + rng.Intn(5))
+			id := opAt(d.c.Replica, d.ms)
+			if rng.Intn(40) == 0 {
+				id = opAt(d.c.Replica, -2*3600*1000-int64(rng.Intn(1000))) // clock_skew
+			}
+			f := fields[rng.Intn(len(fields))]
+			op := crdt.Op{ID: id, Team: team, Collection: "people", Record: rec, Field: f, Kind: crdt.KindWrite, Value: crdt.MustValue(rng.Intn(14))}
+			if f == "tags" || rng.Intn(30) == 0 {
+				op.Kind = crdt.KindAdd // a type clash where the field is a register
+			}
+			if rng.Intn(25) == 0 {
+				op.Value = crdt.MustValue(strings.Repeat("v", 300+rng.Intn(1200))) // record_too_large in time
+			}
+			if op.Kind == crdt.KindWrite {
+				switch r := rng.Intn(10); {
+				case r == 0:
+					op.Pred = []crdt.OpID{opAt(crdt.NewReplicaID(), 2_000_000)} // unknown_pred
+				case r < 3 && len(inChange) > 0:
+					if p := inChange[rng.Intn(len(inChange))].ID; p.Compare(op.ID) < 0 {
+						op.Pred = []crdt.OpID{p} // an op earlier in this change
+					}
+				case r == 3 && len(all) > 0:
+					if p := all[rng.Intn(len(all))].ID; p.Compare(op.ID) < 0 {
+						op.Pred = []crdt.OpID{p}
+					}
+				}
+			}
+			out = append(out, op)
+			inChange = append(inChange, op)
+		}
+		return out
+	}
+	stored := map[string][2]string{} // records pushed so far: key → team, id
+	pickRecord := func(d *dev) (team, rec string) {
+		switch r := rng.Intn(20); {
+		case r < 8:
+			fresh++
+			return d.c.Teams[rng.Intn(len(d.c.Teams))], fmt.Sprintf("new%d", fresh)
+		case r < 14 && len(stored) > 0:
+			keys := make([]string, 0, len(stored))
+			for k := range stored {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			s := stored[keys[rng.Intn(len(keys))]]
+			if rng.Intn(4) == 0 { // maybe another team's: wrong_team
+				return d.c.Teams[rng.Intn(len(d.c.Teams))], s[1]
+			}
+			return s[0], s[1]
+		case r < 16:
+			return "a", fmt.Sprint("gone", rng.Intn(2)) // record_erased (or forbidden_team)
+		case r < 17:
+			return "c", fmt.Sprint("c", rng.Intn(3)) // forbidden_team
+		default:
+			fresh++
+			return d.c.Teams[rng.Intn(len(d.c.Teams))], fmt.Sprint("shared", fresh%40) // new or not, in whichever team wrote it first
+		}
+	}
+	seen := map[api.Code]int{}
+	accepted := 0
+	for round := range 120 {
+		d := devs[rng.Intn(len(devs))]
+		var changes []api.Change
+		seq := d.seq
+		for range 1 + rng.Intn(3) {
+			seq++
+			ch := api.Change{Seq: seq}
+			switch r := rng.Intn(25); {
+			case r == 0 && d.seq > 0:
+				ch.Seq = d.seq // a duplicate
+			case r == 1:
+				ch.Seq = seq + 1 // a gap
+			}
+			var revisit [][2]string
+			for range 1 + rng.Intn(4) {
+				team, rec := pickRecord(d)
+				if len(revisit) > 0 && rng.Intn(4) == 0 {
+					team, rec = revisit[0][0], revisit[0][1] // the same record again, later in the change
+					if rng.Intn(2) == 0 {
+						team = d.c.Teams[rng.Intn(len(d.c.Teams))] // or under another team: wrong_team once claimed
+					}
+				}
+				revisit = append(revisit, [2]string{team, rec})
+				ch.Ops = append(ch.Ops, run(d, team, rec, 1+rng.Intn(8), ch.Ops)...)
+			}
+			switch r := rng.Intn(8); {
+			case r == 0 && len(ch.Ops) > 1:
+				// An ID out of order: the last op takes a time before the
+				// first's (the opIDSet's map).
+				last := &ch.Ops[len(ch.Ops)-1]
+				last.ID.Time = ch.Ops[0].ID.Time - 1
+				last.Pred = nil
+			case r == 1 && len(ch.Ops) > 1:
+				ch.Ops[len(ch.Ops)-1].ID = ch.Ops[0].ID // op id used twice
+			case r == 2 && len(d.sent) > 0:
+				old := d.sent[rng.Intn(len(d.sent))]
+				if rng.Intn(2) == 0 {
+					old.Value = crdt.MustValue(100 + rng.Intn(100)) // op_id_reused
+				}
+				ch.Ops = append(ch.Ops, old) // else a copy
+			}
+			d.sent = append(d.sent, ch.Ops...)
+			all = append(all, ch.Ops...)
+			changes = append(changes, ch)
+		}
+		got, err := e.Push(bg, d.c, changes)
+		if err != nil {
+			t.Fatalf("seed %d round %d: push: %v", seed, round, err)
+		}
+		var want []api.ChangeResult
+		for i := range changes {
+			ch := &changes[i]
+			pre := make([]*refusal, len(ch.Ops))
+			val := make([]error, len(ch.Ops))
+			for j := range ch.Ops {
+				if pre[j] = precheck(&d.c, &ch.Ops[j]); pre[j] == nil {
+					val[j] = validator.ValidateOp(&ch.Ops[j])
+				}
+			}
+			dr, err := a.admitChangeRef(ref, &d.c, ch, pre, val)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dc, err := a.admitChange(cur, &d.c, ch, pre, val)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := decisionsDiffer(&dr, &dc); msg != "" {
+				t.Fatalf("seed %d round %d change %d: %s", seed, round, ch.Seq, msg)
+			}
+			ref.apply(&d.c, &dr)
+			cur.apply(&d.c, &dc)
+			want = append(want, dr.result)
+			accepted += len(dr.accepted)
+			for _, op := range dr.accepted {
+				stored[string(store.RecordKey(op.Team, op.Collection, op.Record))] = [2]string{op.Team, op.Record}
+			}
+		}
+		ref.keep(d.c.Replica, want)
+		cur.keep(d.c.Replica, want)
+		ref.endTxn()
+		cur.endTxn()
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d round %d: engine\n%+v\nreference admission\n%+v", seed, round, got, want)
+		}
+		for _, r := range got {
+			seen[r.Code]++
+			for _, o := range r.Ops {
+				seen[o.Code]++
+			}
+			if r.Status == api.ChangeApplied {
+				d.seq = r.Seq
+			}
+		}
+	}
+	// Stored bytes: the engine's r/ values hold exactly the states the
+	// reference decided, and the current admission's maps agree.
+	engineStates := storedStates(t, e, "a", "b")
+	if len(engineStates) != len(ref.records) || len(cur.records) != len(ref.records) {
+		t.Fatalf("seed %d: engine stores %d records, reference %d, current %d", seed, len(engineStates), len(ref.records), len(cur.records))
+	}
+	for k, r := range ref.records {
+		b, err := crdt.MarshalRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := crdt.MarshalRecord(cur.records[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(engineStates[k], b) || !bytes.Equal(c, b) {
+			t.Fatalf("seed %d: record %q: engine, reference and current states differ", seed, k)
+		}
+	}
+	// Log entries: per team, the engine's entries with ops (the erasures
+	// have none) are the reference's, in order, op for op.
+	for _, team := range []string{"a", "b"} {
+		var wantLog [][]crdt.Op
+		for _, ops := range ref.logs[team] {
+			if len(ops) > 0 {
+				wantLog = append(wantLog, ops)
+			}
+		}
+		if gotLog := logOps(t, e, team); !reflect.DeepEqual(gotLog, wantLog) {
+			t.Fatalf("seed %d: team %s: engine log has %d entries with ops, reference %d (or their ops differ)", seed, team, len(gotLog), len(wantLog))
+		}
+	}
+	t.Logf("%d ops accepted into %d records; codes seen: %v", accepted, len(ref.records), seen)
+	if accepted < 300 {
+		t.Errorf("seed %d: only %d ops accepted", seed, accepted)
+	}
+	for _, c := range []api.Code{"", api.CodeWrongTeam, api.CodeRecordErased, api.CodeInvalidOp, api.CodeOpIDReused,
+		api.CodeUnknownPred, api.CodeClockSkew, api.CodeInvalidValue, api.CodeRecordTooLarge, api.CodeQuarantineFull} {
+		if seen[c] == 0 {
+			t.Errorf("seed %d: no %q in the run: too tame to show it", seed, c)
+		}
+	}
+}
+
+// decisionsDiffer compares two decisions field by field (the batches by
+// record and op count; the states they make are compared after apply)
+// and says how they differ, or "".
+func decisionsDiffer(a, b *changeDecision) string {
+	switch {
+	case !reflect.DeepEqual(a.result, b.result):
+		return fmt.Sprintf("results differ:\n%+v\n%+v", a.result, b.result)
+	case a.apply != b.apply:
+		return "apply differs"
+	case !reflect.DeepEqual(a.accepted, b.accepted):
+		return fmt.Sprintf("accepted ops differ: %d and %d", len(a.accepted), len(b.accepted))
+	case !reflect.DeepEqual(a.held, b.held):
+		return "held ops differ"
+	case !reflect.DeepEqual(a.summaries, b.summaries):
+		return "refusal summaries differ"
+	case !reflect.DeepEqual(a.sizes, b.sizes):
+		return fmt.Sprintf("sizes differ:\n%v\n%v", a.sizes, b.sizes)
+	case len(a.batches) != len(b.batches):
+		return fmt.Sprintf("%d and %d batches", len(a.batches), len(b.batches))
+	}
+	for i := range a.batches {
+		ra, rb := a.batches[i].Record(), b.batches[i].Record()
+		if ra.Team != rb.Team || ra.Collection != rb.Collection || ra.ID != rb.ID || a.batches[i].Len() != b.batches[i].Len() {
+			return fmt.Sprintf("batch %d differs", i)
+		}
+	}
+	return ""
+}
+
+// storedStates returns the engine's stored record states (the
+// crdt.MarshalRecord bytes under r/) of the teams, by record key.
+func storedStates(t *testing.T, e *Engine, teams ...string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for ref := range serverRecords(t, e, teams...) {
+		err := e.kv.View(bg, func(txn store.Tx) error {
+			sr, err := store.GetRecord(txn, ref.Team, ref.Collection, ref.ID)
+			out[string(store.RecordKey(ref.Team, ref.Collection, ref.ID))] = sr.State
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// logOps returns the ops of each of the team's log entries that has any,
+// in log order.
+func logOps(t *testing.T, e *Engine, team string) [][]crdt.Op {
+	t.Helper()
+	var out [][]crdt.Op
+	err := e.kv.View(bg, func(txn store.Tx) error {
+		prefix := store.LogPrefix(team)
+		it := txn.Iterate(store.IterOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.Valid(); it.Next() {
+			var le store.LogEntry
+			if err := itValue(it, func(v []byte) error { return store.Decode(v, &le) }); err != nil {
+				return err
+			}
+			if len(le.Ops) > 0 {
+				out = append(out, le.Ops)
+			}
+		}
+		return it.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
