@@ -145,7 +145,11 @@ func PutTerms(tx Tx, team, coll, id string, terms []string) error {
 }
 
 // RecordOwner returns the team owning collection/id by the team index, or
-// "" when no team does.
+// "" when no team does. A record's state is stored only under the team
+// its x/ key names: PutRecord writes the x/ key with a new record's r/ key
+// and DeleteRecord deletes both, so when RecordOwner returns "" no team
+// stores collection/id (the engine then skips reading a state that is not
+// there).
 func RecordOwner(tx Tx, coll, id string) (string, error) {
 	b, err := tx.Get(TeamIndexKey(coll, id))
 	switch {

@@ -161,7 +161,7 @@ func (v *changeView) enter(ops []crdt.Op, i int) {
 	}
 	op := &ops[i]
 	j := i + 1
-	for j < len(ops) && ops[j].Record == op.Record && ops[j].Collection == op.Collection && ops[j].Team == op.Team {
+	for j < len(ops) && sameRecord(&ops[j], op) {
 		j++
 	}
 	v.run = recRun{ref: refOf(op), next: j, n: j - i}

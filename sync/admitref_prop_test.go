@@ -2,11 +2,13 @@ package sync
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand"
 	"reflect"
 	"slices"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -348,4 +350,82 @@ func logOps(t *testing.T, e *Engine, team string) [][]crdt.Op {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// countingKV counts the point reads of write transactions by key prefix
+// ("x/", "r/"...).
+type countingKV struct {
+	store.KV
+	mu   gosync.Mutex
+	gets map[string]int
+}
+
+type countingTxn struct {
+	store.Txn
+	kv *countingKV
+}
+
+func (c *countingKV) Begin(ctx context.Context, update bool) (store.Txn, error) {
+	t, err := c.KV.Begin(ctx, update)
+	if err != nil || !update {
+		return t, err
+	}
+	return countingTxn{t, c}, nil
+}
+
+func (t countingTxn) Get(key []byte) ([]byte, error) {
+	t.kv.mu.Lock()
+	t.kv.gets[string(key[:min(2, len(key))])]++
+	t.kv.mu.Unlock()
+	return t.Txn.Get(key)
+}
+
+func (c *countingKV) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.gets
+	c.gets = map[string]int{}
+	return g
+}
+
+// TestNewRecordReads: a push of a new record of 30 fields reads its owner
+// and its purge marker once each, and not its state (no team owns it, so
+// none stores it); a second push to it reads the owner and the state
+// once each, and no purge marker (it has an owner). Both store what the
+// engine merged.
+func TestNewRecordReads(t *testing.T) {
+	kv := &countingKV{KV: testKV(t, t.TempDir()), gets: map[string]int{}}
+	e := openTest(t, Options{Store: kv, Wall: func() time.Time { return admitNow }})
+	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+	var ops []crdt.Op
+	for f := range 30 {
+		ops = append(ops, wop(opAt(c.Replica, int64(1000-f)), "wigan", "p1", fmt.Sprintf("f%02d", f), f))
+	}
+	kv.take()
+	if res, err := e.Push(bg, c, []api.Change{{Seq: 1, Ops: ops}}); err != nil || res[0].Status != api.ChangeApplied || len(res[0].Ops) > 0 {
+		t.Fatalf("push: %v %+v", err, res)
+	}
+	if g := kv.take(); g["x/"] != 1 || g["p/"] != 1 || g["r/"] != 0 {
+		t.Errorf("new record: reads by prefix %v, want x/ 1, p/ 1, r/ 0", g)
+	}
+	next := make([]crdt.Op, len(ops))
+	for i, op := range ops {
+		next[i] = wop(opAt(c.Replica, int64(500-i)), "wigan", "p1", op.Field, 100+i, op.ID)
+	}
+	if res, err := e.Push(bg, c, []api.Change{{Seq: 2, Ops: next}}); err != nil || res[0].Status != api.ChangeApplied || len(res[0].Ops) > 0 {
+		t.Fatalf("push: %v %+v", err, res)
+	}
+	if g := kv.take(); g["x/"] != 1 || g["p/"] != 0 || g["r/"] != 1 {
+		t.Errorf("stored record: reads by prefix %v, want x/ 1, p/ 0, r/ 1", g)
+	}
+	want := crdt.NewRecord("wigan", "people", "p1")
+	for _, op := range append(ops, next...) {
+		if err := want.Apply(&op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wb, _ := crdt.MarshalRecord(want)
+	if got := storedStates(t, e, "wigan")[string(store.RecordKey("wigan", "people", "p1"))]; !bytes.Equal(got, wb) {
+		t.Errorf("stored state differs from the ops applied one by one")
+	}
 }

@@ -102,6 +102,12 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission sized record %q the transaction has not read", k)
 		}
 		rs.sz = sz
+		if len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
+			// A new record: its field map, sized once for the fields the
+			// change checked (at most those its batch creates), instead of
+			// growing as the merge adds them.
+			rs.rec.Fields = make(map[string]*crdt.Field, len(sz.fields))
+		}
 	}
 	for _, b := range d.batches {
 		r := b.Record()
@@ -114,10 +120,16 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		}
 		rs.dirty = true
 	}
+	var latest crdt.Timestamp
 	for i := range d.accepted {
 		op := &d.accepted[i]
-		t.setOwner(op.Collection, op.Record, op.Team)
-		_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
+		if i == 0 || !sameRecord(op, &d.accepted[i-1]) {
+			t.setOwner(op.Collection, op.Record, op.Team)
+		}
+		latest = max(latest, op.ID.Time)
+	}
+	if len(d.accepted) > 0 {
+		t.updateClock(d.accepted, latest)
 	}
 	for i := range d.held {
 		w := &d.held[i]
@@ -146,6 +158,25 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		return err
 	}
 	return t.setHighWater(c.Replica, d.result.Seq)
+}
+
+// sameRecord reports whether two ops name the same record.
+func sameRecord(a, b *crdt.Op) bool {
+	return a.Record == b.Record && a.Collection == b.Collection && a.Team == b.Team
+}
+
+// updateClock moves the server clock past the accepted ops, each checked
+// against the skew by admission: once, to the latest of them (the clock
+// keeps the greatest time it was updated with). Should the wall clock have
+// gone back since the check, so that the latest no longer passes, each op
+// is tried as before, and those still within the skew count.
+func (t *txnState) updateClock(accepted []crdt.Op, latest crdt.Timestamp) {
+	if t.e.clock.Update(latest) == nil {
+		return
+	}
+	for i := range accepted {
+		_ = t.e.clock.Update(accepted[i].ID.Time)
+	}
 }
 
 // setOwner caches team as the owner of collection/id, allocating the

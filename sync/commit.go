@@ -316,6 +316,10 @@ type txnState struct {
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 
+	// pending are the records whose batch holds ops queued by merge,
+	// for flushBatches.
+	pending []*recState
+
 	// keyBuf is reused to build the keys of cache lookups (record,
 	// owner), which run several times per pushed op: a key is copied
 	// only when it goes into a cache.
@@ -325,7 +329,7 @@ type txnState struct {
 type recState struct {
 	key         []byte
 	rec         *crdt.Record
-	batch       *crdt.Batch // ops merged but not yet flushed into rec
+	batch       *crdt.Batch // ops merged but not yet flushed into rec (nil until merge queues one)
 	exists      bool        // stored before this transaction
 	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
@@ -371,6 +375,14 @@ func (t *txnState) owner(coll, id string) (string, error) {
 	return team, nil
 }
 
+// unowned reports whether this transaction knows coll/id to have no
+// owner: read as none (owner) or erased in it, and not claimed since.
+func (t *txnState) unowned(coll, id string) bool {
+	t.keyBuf = store.AppendTeamIndexKey(t.keyBuf[:0], coll, id)
+	team, ok := t.owners[string(t.keyBuf)]
+	return ok && team == ""
+}
+
 // record returns the cached state of a record, loading it or starting an
 // empty one.
 func (t *txnState) record(team, coll, id string) (*recState, error) {
@@ -380,7 +392,15 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	}
 	key := bytes.Clone(t.keyBuf)
 	rs := &recState{key: key}
-	sr, err := store.GetRecord(t.txn, team, coll, id)
+	var sr store.StoredRecord
+	var err error
+	if t.unowned(coll, id) {
+		// No team owns it, so no team stores it (see store.RecordOwner):
+		// a new record, read without the lookup that would miss.
+		err = store.ErrNotFound
+	} else {
+		sr, err = store.GetRecord(t.txn, team, coll, id)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
@@ -394,10 +414,9 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
 		}
 		rs.exists = true
-		rs.hadConflict = len(rs.rec.Conflicts()) > 0
+		rs.hadConflict = hasConflict(rs.rec)
 		rs.terms = recordTerms(rs.rec)
 	}
-	rs.batch = crdt.NewBatch(rs.rec)
 	t.records[string(key)] = rs
 	return rs, nil
 }
@@ -409,11 +428,24 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 // and merging each field once keeps a change of N ops to one field at
 // O(N log N) (issue 9 item 2).
 func (t *txnState) flushBatches() {
-	for _, rs := range t.records {
-		if rs.batch.Len() > 0 {
+	for _, rs := range t.pending {
+		if rs.batch != nil && rs.batch.Len() > 0 {
 			rs.batch.Flush()
 		}
 	}
+	clear(t.pending)
+	t.pending = t.pending[:0]
+}
+
+// hasConflict reports whether len(r.Conflicts()) > 0, without sorting
+// the record's field names to list them.
+func hasConflict(r *crdt.Record) bool {
+	for _, f := range r.Fields {
+		if f.Conflict() {
+			return true
+		}
+	}
+	return len(r.DeleteConflicts()) > 0
 }
 
 // quarantined reports whether op id sits in the quarantine, so that a
@@ -433,8 +465,14 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if err := checkSize(t.e.bounds, &rs.sz, rs.rec, op); err != nil {
 		return err, nil
 	}
+	if rs.batch == nil || rs.batch.Record() != rs.rec {
+		rs.batch = crdt.NewBatch(rs.rec)
+	}
 	if err := rs.batch.Add(op); err != nil {
 		return err, nil
+	}
+	if rs.batch.Len() == 1 {
+		t.pending = append(t.pending, rs)
 	}
 	rs.dirty = true
 	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
@@ -503,7 +541,7 @@ func (t *txnState) flush() error {
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		now := store.RecordIndex{UpdatedMS: ms, Conflict: len(r.Conflicts()) > 0, Terms: recordTerms(r)}
+		now := store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
 		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
 			return err
 		}
