@@ -191,7 +191,11 @@ func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
 	var touched []ref
 	seen := map[ref]bool{}
 	for i := range le.Ops {
-		if r := (ref{le.Ops[i].Collection, le.Ops[i].Record}); !seen[r] {
+		r := ref{le.Ops[i].Collection, le.Ops[i].Record}
+		if i > 0 && r == (ref{le.Ops[i-1].Collection, le.Ops[i-1].Record}) {
+			continue // a record's ops come together: one lookup per run
+		}
+		if !seen[r] {
 			seen[r] = true
 			touched = append(touched, r)
 		}

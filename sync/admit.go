@@ -644,6 +644,9 @@ func sameAsMerged(v admissionView, op *crdt.Op, rec *crdt.Record) (bool, error) 
 // applied (live or since overwritten), or named in a pred before it
 // arrived; for a delete's pred, which spans fields, in any field.
 func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
+	if r.IsEmpty() {
+		return false // a new record's: nothing applied, named or held
+	}
 	if r.Has(field, id) {
 		return true
 	}
