@@ -89,6 +89,9 @@ type changeDecision struct {
 	// held first.
 	held      []quarantineWrite
 	summaries []quarantineWrite
+	// built are runs merged ahead taken as merged: each replaces the
+	// view's blank state of its record (builtUse.rec) with its own.
+	built []builtUse
 	// sizes are the new size estimates of the records the checks
 	// touched, by record key.
 	sizes map[string]recSize
@@ -131,6 +134,19 @@ type changeView struct {
 	batches map[recRef]*crdt.Batch
 	order   []recRef // batch keys in first-use order
 	run     recRun
+
+	// built are the runs merged ahead (newRun) the change has taken
+	// whole so far, in order; builtAt indexes them by record.
+	built   []*builtUse
+	builtAt map[recRef]int
+}
+
+// builtUse is a run merged ahead that admission takes as the queue of
+// its ops: the record's state in the view was blank (rec) and every op
+// of the run was accepted.
+type builtUse struct {
+	run *newRun
+	rec *crdt.Record // the view's blank state it replaces
 }
 
 // recRun is what the change has read of one record for a run of its
@@ -150,21 +166,48 @@ type recRun struct {
 	sz    *recSize
 	batch *crdt.Batch
 
+	// cand is the run merged ahead for these ops, if there is one; use
+	// is set once the run's first op is accepted onto a blank record:
+	// its ops are then accepted without queuing them (see admitChange).
+	cand *newRun
+	use  *builtUse
+
 	ownerOK, eraseOK bool
 }
 
 // enter starts the run of ops[i]'s record unless op i is in the current
-// one.
-func (v *changeView) enter(ops []crdt.Op, i int) {
+// one, and reports whether it did.
+func (v *changeView) enter(ops []crdt.Op, i int) bool {
 	if i < v.run.next {
-		return
+		return false
 	}
+	v.endRun()
 	op := &ops[i]
+	v.run = recRun{ref: refOf(op), next: runEnd(ops, i), n: runEnd(ops, i) - i}
+	return true
+}
+
+// runEnd returns the index after the run of ops[i]'s record.
+func runEnd(ops []crdt.Op, i int) int {
 	j := i + 1
-	for j < len(ops) && sameRecord(&ops[j], op) {
+	for j < len(ops) && sameRecord(&ops[j], &ops[i]) {
 		j++
 	}
-	v.run = recRun{ref: refOf(op), next: j, n: j - i}
+	return j
+}
+
+// endRun keeps the current run's merged-ahead state if every op of it
+// was accepted.
+func (v *changeView) endRun() {
+	if v.run.use == nil {
+		return
+	}
+	if v.builtAt == nil {
+		v.builtAt = map[recRef]int{}
+	}
+	v.builtAt[v.run.ref] = len(v.built)
+	v.built = append(v.built, v.run.use)
+	v.run.use = nil
 }
 
 // recRef names a record: team, collection, ID.
@@ -396,6 +439,15 @@ func (a *admission) fitQuarantine(v *changeView, q store.QuarantineEntry) (*quar
 // change's stateless refusals and Validator verdicts (prechecks). It
 // reads v and writes nothing.
 func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre []*refusal, val []error) (changeDecision, error) {
+	return a.admitChangeRuns(v, c, ch, pre, val, nil)
+}
+
+// admitChangeRuns is admitChange with the change's runs merged ahead
+// (mergeAhead; nil: none). A run whose record the view holds blank, and
+// whose every op passes the checks, is taken as merged (changeDecision.
+// built) instead of being queued op by op; any other goes the usual way,
+// so the decision is the one admitChange makes without them.
+func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, pre []*refusal, val []error, runs []newRun) (changeDecision, error) {
 	d := changeDecision{result: api.ChangeResult{Seq: ch.Seq}}
 	res := &d.result
 	hwm, err := v.HighWater(c.Replica)
@@ -422,10 +474,15 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 	// d.accepted is ch.Ops[:len(d.accepted)], not a copy, as long as
 	// every op so far was accepted (the usual change).
 	alias := true
+	nextRun := 0 // runs[nextRun:] start at or after the current op
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
 		ref := pre[i]
-		cv.enter(ch.Ops, i)
+		if cv.enter(ch.Ops, i) {
+			if err := a.startRun(cv, ch.Ops, i, runs, &nextRun); err != nil {
+				return d, err
+			}
+		}
 		if ref == nil {
 			if ref, err = a.checkOp(cv, op, inChange, false, val[i]); err != nil {
 				return d, err
@@ -436,14 +493,21 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 				}
 			}
 		}
+		if r := &cv.run; r.cand != nil {
+			if err := a.takeRun(cv, ch.Ops, i, ref == nil); err != nil {
+				return d, err
+			}
+		}
 		if ref != nil && ref.duplicate {
 			continue // idempotent: already merged, with the same content
 		}
 		if ref == nil {
-			rf, err := a.queue(cv, op)
-			if err != nil {
-				return d, err
-			}
+			var rf error
+			if cv.run.use == nil {
+				if rf, err = a.queue(cv, op); err != nil {
+					return d, err
+				}
+			} // else merged ahead: the run's ops pass the queue's checks
 			if rf == nil {
 				inChange.add(op.ID)
 				cv.claim(op)
@@ -512,13 +576,165 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 			d.batches = append(d.batches, b)
 		}
 	}
-	if len(cv.sizes) > 0 {
-		d.sizes = make(map[string]recSize, len(cv.sizes))
+	cv.endRun()
+	if len(cv.sizes)+len(cv.built) > 0 {
+		d.sizes = make(map[string]recSize, len(cv.sizes)+len(cv.built))
 		for k, s := range cv.sizes {
 			d.sizes[string(store.RecordKey(k[0], k[1], k[2]))] = *s
 		}
+		for _, u := range cv.built {
+			if u != nil {
+				d.built = append(d.built, *u)
+				d.sizes[string(store.RecordKey(u.rec.Team, u.rec.Collection, u.rec.ID))] = u.run.sz.clone()
+			}
+		}
 	}
 	return d, nil
+}
+
+// startRun is called as the run of ops[i]'s record starts. A record whose
+// run merged ahead was taken earlier in the change is queued the usual
+// way from now on (its ops first); the run merged ahead for these ops, if
+// any, becomes the candidate takeRun decides on.
+func (a *admission) startRun(v *changeView, ops []crdt.Op, i int, runs []newRun, next *int) error {
+	k := v.run.ref
+	if at, ok := v.builtAt[k]; ok {
+		u := v.built[at]
+		v.built[at] = nil
+		delete(v.builtAt, k)
+		if err := a.queueRun(v, ops, u.run.start, u.run.end); err != nil {
+			return err
+		}
+	}
+	for *next < len(runs) && runs[*next].start < i {
+		*next++
+	}
+	if *next < len(runs) && runs[*next].start == i && runs[*next].end == v.run.next && !runs[*next].used {
+		v.run.cand = &runs[*next]
+	}
+	return nil
+}
+
+// takeRun decides, at op i of a run with a candidate merged ahead,
+// whether admission goes on taking the run as merged. At the run's first
+// op it takes it if the op is accepted and the view holds the record
+// blank, as a new record's, untouched by the change so far. At a later
+// op that is not accepted it stops: the ops accepted before are queued
+// the usual way, and so is the rest of the run.
+func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) error {
+	r := &v.run
+	if r.use == nil {
+		nr := r.cand
+		r.cand = nil
+		if !accepted || i != nr.start {
+			return nil
+		}
+		if _, ok := v.sizes[r.ref]; ok {
+			return nil
+		}
+		if _, ok := v.batches[r.ref]; ok {
+			return nil
+		}
+		op := &ops[i]
+		rec, err := v.Record(op.Team, op.Collection, op.Record)
+		if err != nil || !rec.IsEmpty() {
+			return err
+		}
+		sz, err := v.Size(op.Team, op.Collection, op.Record)
+		if err != nil || sz.total != newRecordSize(op.Team, op.Collection, op.Record) || len(sz.fields) > 0 {
+			return err
+		}
+		r.use = &builtUse{run: nr, rec: rec}
+		r.cand = nr
+		return nil
+	}
+	if accepted {
+		return nil
+	}
+	u := r.use
+	r.use, r.cand = nil, nil
+	return a.queueRun(v, ops, u.run.start, i)
+}
+
+// queueRun queues ops[start:end], accepted as merged ahead, the usual way;
+// each passes (the run merged ahead from the same blank state).
+func (a *admission) queueRun(v *changeView, ops []crdt.Op, start, end int) error {
+	for j := start; j < end; j++ {
+		rf, err := a.queue(v, &ops[j])
+		if err != nil {
+			return err
+		}
+		if rf != nil {
+			return fmt.Errorf("op %s merged ahead is refused when queued: %w", ops[j].ID, rf)
+		}
+	}
+	return nil
+}
+
+// newRecordSize is the size estimate of a record not stored (see
+// checkSize).
+func newRecordSize(team, coll, id string) int { return 16 + len(team) + len(coll) + len(id) }
+
+// newRun is a run of a change's consecutive ops on one record, merged
+// ahead into a blank state (mergeAhead): what admission would queue and
+// the committer merge for them if the record turns out to be new.
+type newRun struct {
+	start, end int          // the ops: ch.Ops[start:end]
+	rec        *crdt.Record // a blank record with the ops merged
+	state      []byte       // crdt.MarshalRecord(rec)
+	sz         recSize      // checkSize's estimate after them, from a new record's
+	// used is set once a transaction's state holds rec (applyChange): a
+	// retry of the commit merges the run again the usual way.
+	used bool
+}
+
+// minAheadRun is the op count from which a run is merged ahead.
+const minAheadRun = 4
+
+// mergeAhead merges, each into a blank record, the runs of ch's ops that
+// look like a new record's: at least minAheadRun ops, each passing
+// precheck (pre) and the validator (val) and naming no pred. It reads no
+// state, so a push runs it before queuing the request (prechecks): the
+// single committer then only checks each op of such a run, and takes the
+// state as merged when the record is new and every op passes (see
+// admitChangeRuns), instead of queuing and merging them itself. A run
+// the record's bounds or field types refuse is left out.
+func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun {
+	var runs []newRun
+	for i := 0; i < len(ch.Ops); {
+		end := runEnd(ch.Ops, i)
+		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+			runs = append(runs, nr)
+		}
+		i = end
+	}
+	return runs
+}
+
+func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error) (newRun, bool) {
+	if end-start < minAheadRun {
+		return newRun{}, false
+	}
+	for j := start; j < end; j++ {
+		if pre[j] != nil || val[j] != nil || len(ops[j].Pred) > 0 {
+			return newRun{}, false
+		}
+	}
+	op := &ops[start]
+	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
+	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}
+	batch := crdt.NewBatch(rec)
+	for j := start; j < end; j++ {
+		if checkSize(b, &sz, rec, &ops[j]) != nil || batch.Add(&ops[j]) != nil {
+			return newRun{}, false
+		}
+	}
+	batch.Flush()
+	state, err := crdt.MarshalRecord(rec)
+	if err != nil {
+		return newRun{}, false
+	}
+	return newRun{start: start, end: end, rec: rec, state: state, sz: sz}, true
 }
 
 // queue checks an op that passed every rule against the record's bounds

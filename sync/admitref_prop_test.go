@@ -76,24 +76,34 @@ func TestAdmitMatchesReference(t *testing.T) {
 	var all []crdt.Op
 	fresh := 0
 	// run returns n ops of one record, in ID order, as a device writes a
-	// record's fields.
-	run := func(d *dev, team, rec string, n int, inChange []crdt.Op) []crdt.Op {
+	// record's fields. A clean run is a new record's first change as the
+	// SDK writes it (no preds, values within the bounds and the schema),
+	// the shape merged ahead; now and then one of its ops is spoiled in a
+	// way only the committer sees (a skewed clock, an ID used earlier in
+	// the change).
+	run := func(d *dev, team, rec string, n int, inChange []crdt.Op, clean bool) []crdt.Op {
 		var out []crdt.Op
-		for range n {
+		for k := range n {
 			d.ms -= int64(1 + rng.Intn(5))
 			id := opAt(d.c.Replica, d.ms)
-			if rng.Intn(40) == 0 {
+			if !clean && rng.Intn(40) == 0 {
 				id = opAt(d.c.Replica, -2*3600*1000-int64(rng.Intn(1000))) // clock_skew
 			}
 			f := fields[rng.Intn(len(fields))]
+			if clean {
+				f = fields[k%len(fields)]
+			}
 			op := crdt.Op{ID: id, Team: team, Collection: "people", Record: rec, Field: f, Kind: crdt.KindWrite, Value: crdt.MustValue(rng.Intn(14))}
-			if f == "tags" || rng.Intn(30) == 0 {
+			if clean {
+				op.Value = crdt.MustValue(rng.Intn(10))
+			}
+			if f == "tags" || !clean && rng.Intn(30) == 0 {
 				op.Kind = crdt.KindAdd // a type clash where the field is a register
 			}
-			if rng.Intn(25) == 0 {
+			if !clean && rng.Intn(25) == 0 {
 				op.Value = crdt.MustValue(strings.Repeat("v", 300+rng.Intn(1200))) // record_too_large in time
 			}
-			if op.Kind == crdt.KindWrite {
+			if op.Kind == crdt.KindWrite && !clean {
 				switch r := rng.Intn(10); {
 				case r == 0:
 					op.Pred = []crdt.OpID{opAt(crdt.NewReplicaID(), 2_000_000)} // unknown_pred
@@ -110,11 +120,29 @@ func TestAdmitMatchesReference(t *testing.T) {
 			out = append(out, op)
 			inChange = append(inChange, op)
 		}
+		if clean && n > 1 {
+			switch k := 1 + rng.Intn(n-1); rng.Intn(10) {
+			case 2:
+				if out[k].Field != "tags" && k >= len(fields) {
+					out[k].Kind = crdt.KindAdd // a type clash with a write earlier in the run: not merged ahead
+				}
+			case 3:
+				out[k].Value = crdt.MustValue(strings.Repeat("v", 1600)) // record_too_large: not merged ahead
+			case 0:
+				out[k].ID = opAt(d.c.Replica, -2*3600*1000-int64(rng.Intn(1000))) // clock_skew: held
+			case 1:
+				if len(inChange) > n {
+					out[k].ID = inChange[rng.Intn(len(inChange)-n)].ID // op id used twice
+				}
+			}
+		}
 		return out
 	}
 	stored := map[string][2]string{} // records pushed so far: key → team, id
 	pickRecord := func(d *dev) (team, rec string) {
 		switch r := rng.Intn(20); {
+		case r < 1 && fresh > 0:
+			return d.c.Teams[0], fmt.Sprintf("new%d", fresh) // the last new record again (maybe refused so far)
 		case r < 8:
 			fresh++
 			return d.c.Teams[rng.Intn(len(d.c.Teams))], fmt.Sprintf("new%d", fresh)
@@ -139,8 +167,8 @@ func TestAdmitMatchesReference(t *testing.T) {
 		}
 	}
 	seen := map[api.Code]int{}
-	accepted := 0
-	for round := range 120 {
+	accepted, taken := 0, 0
+	for round := range 150 {
 		d := devs[rng.Intn(len(devs))]
 		var changes []api.Change
 		seq := d.seq
@@ -163,7 +191,11 @@ func TestAdmitMatchesReference(t *testing.T) {
 					}
 				}
 				revisit = append(revisit, [2]string{team, rec})
-				ch.Ops = append(ch.Ops, run(d, team, rec, 1+rng.Intn(8), ch.Ops)...)
+				if strings.HasPrefix(rec, "new") && rng.Intn(2) == 0 {
+					ch.Ops = append(ch.Ops, run(d, team, rec, 2+rng.Intn(10), ch.Ops, true)...)
+				} else {
+					ch.Ops = append(ch.Ops, run(d, team, rec, 1+rng.Intn(8), ch.Ops, false)...)
+				}
 			}
 			switch r := rng.Intn(8); {
 			case r == 0 && len(ch.Ops) > 1:
@@ -174,7 +206,7 @@ func TestAdmitMatchesReference(t *testing.T) {
 				last.Pred = nil
 			case r == 1 && len(ch.Ops) > 1:
 				ch.Ops[len(ch.Ops)-1].ID = ch.Ops[0].ID // op id used twice
-			case r == 2 && len(d.sent) > 0:
+			case (r == 2 || r == 3) && len(d.sent) > 0:
 				old := d.sent[rng.Intn(len(d.sent))]
 				if rng.Intn(2) == 0 {
 					old.Value = crdt.MustValue(100 + rng.Intn(100)) // op_id_reused
@@ -203,7 +235,7 @@ func TestAdmitMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dc, err := a.admitChange(cur, &d.c, ch, pre, val)
+			dc, err := a.admitChangeRuns(cur, &d.c, ch, pre, val, mergeAhead(a.bounds, ch, pre, val))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,6 +246,7 @@ func TestAdmitMatchesReference(t *testing.T) {
 			cur.apply(&d.c, &dc)
 			want = append(want, dr.result)
 			accepted += len(dr.accepted)
+			taken += len(dc.built)
 			for _, op := range dr.accepted {
 				stored[string(store.RecordKey(op.Team, op.Collection, op.Record))] = [2]string{op.Team, op.Record}
 			}
@@ -267,7 +300,10 @@ func TestAdmitMatchesReference(t *testing.T) {
 			t.Fatalf("seed %d: team %s: engine log has %d entries with ops, reference %d (or their ops differ)", seed, team, len(gotLog), len(wantLog))
 		}
 	}
-	t.Logf("%d ops accepted into %d records; codes seen: %v", accepted, len(ref.records), seen)
+	t.Logf("%d ops accepted into %d records, %d runs merged ahead taken; codes seen: %v", accepted, len(ref.records), taken, seen)
+	if taken < 10 {
+		t.Errorf("seed %d: only %d runs merged ahead were taken", seed, taken)
+	}
 	if accepted < 300 {
 		t.Errorf("seed %d: only %d ops accepted", seed, accepted)
 	}
@@ -279,9 +315,10 @@ func TestAdmitMatchesReference(t *testing.T) {
 	}
 }
 
-// decisionsDiffer compares two decisions field by field (the batches by
-// record and op count; the states they make are compared after apply)
-// and says how they differ, or "".
+// decisionsDiffer compares two decisions field by field (the batches, and
+// the runs merged ahead that stand for batches, by record and op count;
+// the states they make are compared after apply) and says how they
+// differ, or "".
 func decisionsDiffer(a, b *changeDecision) string {
 	switch {
 	case !reflect.DeepEqual(a.result, b.result):
@@ -296,16 +333,25 @@ func decisionsDiffer(a, b *changeDecision) string {
 		return "refusal summaries differ"
 	case !reflect.DeepEqual(a.sizes, b.sizes):
 		return fmt.Sprintf("sizes differ:\n%v\n%v", a.sizes, b.sizes)
-	case len(a.batches) != len(b.batches):
-		return fmt.Sprintf("%d and %d batches", len(a.batches), len(b.batches))
 	}
-	for i := range a.batches {
-		ra, rb := a.batches[i].Record(), b.batches[i].Record()
-		if ra.Team != rb.Team || ra.Collection != rb.Collection || ra.ID != rb.ID || a.batches[i].Len() != b.batches[i].Len() {
-			return fmt.Sprintf("batch %d differs", i)
-		}
+	if qa, qb := queued(a), queued(b); !reflect.DeepEqual(qa, qb) {
+		return fmt.Sprintf("ops queued per record differ:\n%v\n%v", qa, qb)
 	}
 	return ""
+}
+
+// queued returns the op count a decision merges per record key: its
+// batches' and its runs merged ahead.
+func queued(d *changeDecision) map[string]int {
+	out := map[string]int{}
+	for _, b := range d.batches {
+		r := b.Record()
+		out[string(store.RecordKey(r.Team, r.Collection, r.ID))] += b.Len()
+	}
+	for _, u := range d.built {
+		out[string(store.RecordKey(u.rec.Team, u.rec.Collection, u.rec.ID))] += u.run.end - u.run.start
+	}
+	return out
 }
 
 // storedStates returns the engine's stored record states (the
@@ -427,5 +473,99 @@ func TestNewRecordReads(t *testing.T) {
 	wb, _ := crdt.MarshalRecord(want)
 	if got := storedStates(t, e, "wigan")[string(store.RecordKey("wigan", "people", "p1"))]; !bytes.Equal(got, wb) {
 		t.Errorf("stored state differs from the ops applied one by one")
+	}
+}
+
+// TestMergeAheadFallbacks: the runs merged ahead that admission must not
+// take, or must stop taking, in one push (one transaction): a new record
+// whose earlier change was refused for size (blank, but its estimate has
+// grown), a run with a skewed op in its middle (held: the ops before it
+// are queued the usual way), a record revisited later in the change (its
+// run is queued the usual way), a run whose field types clash (never
+// merged ahead); and a record merged ahead then overwritten in the same
+// push (its state changes after it was encoded ahead). Each change's
+// decision equals the reference's, and the engine stores what the
+// reference decided.
+func TestMergeAheadFallbacks(t *testing.T) {
+	a := testAdmission()
+	e := openTest(t, Options{Wall: func() time.Time { return admitNow }, MaxSkew: time.Hour, Bounds: Bounds{MaxRecordBytes: 3000, MaxFieldBytes: 1500}})
+	a.bounds = e.bounds
+	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"a"}}
+	c.Teams = teamSet(c.Teams)
+	ms := int64(100_000)
+	run := func(rec string, n int) []crdt.Op {
+		var ops []crdt.Op
+		for f := range n {
+			ms--
+			ops = append(ops, wop(opAt(c.Replica, ms), "a", rec, fmt.Sprint("f", f), f))
+		}
+		return ops
+	}
+	big := run("x", 1)
+	big[0].Value = crdt.MustValue(strings.Repeat("v", 1600)) // record_too_large
+	skewed := run("y", 6)
+	skewed[3].ID = opAt(c.Replica, -2*3600*1000)
+	clash := run("v", 6)
+	clash[4].Field, clash[4].Kind = "f1", crdt.KindAdd
+	w := run("w", 5)
+	var over []crdt.Op // w's fields overwritten, in the same push (its merged-ahead state changes in the transaction)
+	for _, op := range w[:3] {
+		ms--
+		over = append(over, wop(opAt(c.Replica, ms), "a", "w", op.Field, 50, op.ID))
+	}
+	changes := []api.Change{
+		{Seq: 1, Ops: big},
+		{Seq: 2, Ops: run("x", 6)},
+		{Seq: 3, Ops: skewed},
+		{Seq: 4, Ops: slices.Concat(run("z", 5), w, run("z", 5))},
+		{Seq: 5, Ops: clash},
+		{Seq: 6, Ops: over},
+	}
+	wantTaken := []int{0, 0, 0, 1, 0, 0}
+	ref, cur := newFakeView(), newFakeView()
+	var want []api.ChangeResult
+	for i := range changes {
+		ch := &changes[i]
+		pre := make([]*refusal, len(ch.Ops))
+		val := make([]error, len(ch.Ops))
+		for j := range ch.Ops {
+			pre[j] = precheck(&c, &ch.Ops[j])
+		}
+		runs := mergeAhead(a.bounds, ch, pre, val)
+		dr, err := a.admitChangeRef(ref, &c, ch, pre, val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dc, err := a.admitChangeRuns(cur, &c, ch, pre, val, runs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := decisionsDiffer(&dr, &dc); msg != "" {
+			t.Fatalf("change %d: %s", ch.Seq, msg)
+		}
+		if len(dc.built) != wantTaken[i] {
+			t.Errorf("change %d: %d runs merged ahead taken, want %d (of %d merged ahead)", ch.Seq, len(dc.built), wantTaken[i], len(runs))
+		}
+		ref.apply(&c, &dr)
+		cur.apply(&c, &dc)
+		want = append(want, dr.result)
+	}
+	if n := len(mergeAhead(a.bounds, &changes[4], make([]*refusal, 6), make([]error, 6))); n != 0 {
+		t.Errorf("a run whose field types clash was merged ahead")
+	}
+	got, err := e.Push(bg, c, changes)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("engine: %v\n%+v\nreference\n%+v", err, got, want)
+	}
+	states := storedStates(t, e, "a")
+	for k, r := range ref.records {
+		if r.IsEmpty() {
+			continue
+		}
+		b, _ := crdt.MarshalRecord(r)
+		cb, _ := crdt.MarshalRecord(cur.records[k])
+		if !bytes.Equal(states[k], b) || !bytes.Equal(cb, b) {
+			t.Errorf("record %q: engine, reference and current states differ", k)
+		}
 	}
 }

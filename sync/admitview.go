@@ -96,6 +96,19 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 	if !d.apply {
 		return nil
 	}
+	for _, u := range d.built {
+		r := u.rec
+		rs, err := t.record(r.Team, r.Collection, r.ID)
+		if err != nil {
+			return err
+		}
+		if rs.rec != r || !r.IsEmpty() {
+			return fmt.Errorf("admission took a run merged ahead for a state of %s/%s/%s that is not the blank one it read", r.Team, r.Collection, r.ID)
+		}
+		rs.rec, rs.dirty = u.run.rec, true
+		rs.encoded, rs.encodedOf = u.run.state, u.run.rec
+		u.run.used = true
+	}
 	for k, sz := range d.sizes {
 		rs, ok := t.records[k]
 		if !ok {
@@ -119,6 +132,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission queued ops on a stale state of %s/%s/%s", r.Team, r.Collection, r.ID)
 		}
 		rs.dirty = true
+		rs.encoded = nil // the batch changes the state
 	}
 	var latest crdt.Timestamp
 	for i := range d.accepted {
@@ -142,7 +156,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return err
 		}
 		rs.rec.Skip(op.ID)
-		rs.dirty = true
+		rs.dirty, rs.encoded = true, nil
 		t.setOwner(op.Collection, op.Record, op.Team)
 	}
 	for i := range d.summaries {

@@ -41,6 +41,9 @@ type request struct {
 	// val[i][j] is the Validator's verdict on changes[i].Ops[j] (nil:
 	// valid), computed with pre, used in admitChange's order.
 	val [][]error
+	// ahead[i] are changes[i]'s runs merged ahead (mergeAhead), computed
+	// with pre.
+	ahead [][]newRun
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -105,7 +108,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 	}
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val = e.prechecks(&c, changes)
+	r.pre, r.val, r.ahead = e.prechecks(&c, changes)
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -215,8 +218,8 @@ func (e *Engine) commitGroup(reqs []*request) {
 		}
 		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
 			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:]}
+			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h]}
+			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:]}
 			e.commitGroup([]*request{a})
 			e.commitGroup([]*request{b})
 			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -336,6 +339,11 @@ type recState struct {
 	dirty       bool
 	terms       []string // index terms of the stored state (see index.go)
 	sz          recSize  // encoded size estimate, from above (see checkSize)
+	// encoded is crdt.MarshalRecord(encodedOf), the state of a run
+	// merged ahead (newRun.state), kept while rec is that state
+	// unchanged: everything that changes rec in place sets it to nil.
+	encoded   []byte
+	encodedOf *crdt.Record
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -404,7 +412,7 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
-		rs.sz.total = 16 + len(team) + len(coll) + len(id)
+		rs.sz.total = newRecordSize(team, coll, id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
@@ -474,7 +482,7 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if rs.batch.Len() == 1 {
 		t.pending = append(t.pending, rs)
 	}
-	rs.dirty = true
+	rs.dirty, rs.encoded = true, nil
 	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
 	_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
 	return nil, nil
@@ -533,9 +541,12 @@ func (t *txnState) flush() error {
 			continue
 		}
 		r := rs.rec
-		b, err := crdt.MarshalRecord(r)
-		if err != nil {
-			return err
+		b := rs.encoded
+		if b == nil || rs.encodedOf != r {
+			var err error
+			if b, err = crdt.MarshalRecord(r); err != nil {
+				return err
+			}
 		}
 		var was *store.RecordIndex
 		if rs.exists {
@@ -570,7 +581,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i], r.ahead[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -581,20 +592,22 @@ func (t *txnState) push(r *request) error {
 
 // pushChange admits one change (admitChange, a pure decision over the
 // transaction's view) and stores the decision (applyChange).
-func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error) (api.ChangeResult, error) {
-	d, err := t.admission().admitChange(txnView{t}, c, ch, pre, val)
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun) (api.ChangeResult, error) {
+	d, err := t.admission().admitChangeRuns(txnView{t}, c, ch, pre, val, ahead)
 	if err != nil {
 		return d.result, err
 	}
 	return d.result, t.applyChange(c, &d)
 }
 
-// prechecks runs precheck on every op of changes and the Validator on
-// those that pass it, in the pushing request's goroutine: neither needs
-// stored state, and the single committer must not spend its time on them.
-func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error) {
+// prechecks runs precheck on every op of changes, the Validator on
+// those that pass it, and mergeAhead on each change, in the pushing
+// request's goroutine: none needs stored state, and the single committer
+// must not spend its time on them.
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun) {
 	pre = make([][]*refusal, len(changes))
 	val = make([][]error, len(changes))
+	ahead = make([][]newRun, len(changes))
 	for i := range changes {
 		pre[i] = make([]*refusal, len(changes[i].Ops))
 		val[i] = make([]error, len(changes[i].Ops))
@@ -604,8 +617,9 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 				val[i][j] = e.validator.ValidateOp(op)
 			}
 		}
+		ahead[i] = mergeAhead(e.bounds, &changes[i], pre[i], val[i])
 	}
-	return pre, val
+	return pre, val, ahead
 }
 
 // precheck runs a pushed op's checks that need no stored state (shape,
