@@ -609,7 +609,7 @@ func (a *admission) startRun(v *changeView, ops []crdt.Op, i int, runs []newRun,
 	for *next < len(runs) && runs[*next].start < i {
 		*next++
 	}
-	if *next < len(runs) && runs[*next].start == i && runs[*next].end == v.run.next && !runs[*next].used {
+	if *next < len(runs) && runs[*next].start == i && runs[*next].end == v.run.next {
 		v.run.cand = &runs[*next]
 	}
 	return nil
@@ -677,15 +677,15 @@ func newRecordSize(team, coll, id string) int { return 16 + len(team) + len(coll
 
 // newRun is a run of a change's consecutive ops on one record, merged
 // ahead into a blank state (mergeAhead): what admission would queue and
-// the committer merge for them if the record turns out to be new.
+// the committer merge for them if the record turns out to be new. It is
+// never changed once made: a transaction that takes it copies rec before
+// changing it (recState.shared), so a retry of the commit can take it
+// again.
 type newRun struct {
 	start, end int          // the ops: ch.Ops[start:end]
 	rec        *crdt.Record // a blank record with the ops merged
 	state      []byte       // crdt.MarshalRecord(rec)
 	sz         recSize      // checkSize's estimate after them, from a new record's
-	// used is set once a transaction's state holds rec (applyChange): a
-	// retry of the commit merges the run again the usual way.
-	used bool
 }
 
 // minAheadRun is the op count from which a run is merged ahead.

@@ -569,3 +569,47 @@ func TestMergeAheadFallbacks(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitKeepsRunsMergedAhead: a push too big for one transaction is
+// committed in halves after a first attempt fails; records merged ahead
+// and changed again later in the same push (in the failed attempt too)
+// end as the device has them, so the first attempt left the states
+// merged ahead as they were made.
+func TestSplitKeepsRunsMergedAhead(t *testing.T) {
+	e := openTest(t, Options{}) // transactions up to ~2 MB (see TestTxnTooBigSplits)
+	d := newDevice("ann", time.Now, "wigan")
+	big := string(make([]byte, 1000))
+	var changes []api.Change
+	for i := range 40 {
+		for k := range 40 {
+			d.write("wigan", "contacts", fmt.Sprintf("c%d", i), fmt.Sprintf("f%d", k), big)
+		}
+		if i%3 == 2 {
+			// The record of two changes back, overwritten.
+			for k := range 5 {
+				d.write("wigan", "contacts", fmt.Sprintf("c%d", i-2), fmt.Sprintf("f%d", k), i)
+			}
+		}
+		changes = append(changes, d.commit())
+	}
+	ahead := 0
+	for i := range changes {
+		pre := make([]*refusal, len(changes[i].Ops))
+		for j := range pre {
+			pre[j] = precheck(&d.caller, &changes[i].Ops[j])
+		}
+		ahead += len(mergeAhead(e.bounds, &changes[i], pre, make([]error, len(pre))))
+	}
+	if ahead < 40 {
+		t.Fatalf("only %d runs merged ahead", ahead)
+	}
+	res := push(t, e, d, changes...)
+	for i, r := range res {
+		if r.Seq != uint64(i+1) || r.Status != api.ChangeApplied || len(r.Ops) > 0 {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if diff := diffStates(encoded(t, d.recs), encoded(t, serverRecords(t, e, "wigan"))); diff != "" {
+		t.Fatal(diff)
+	}
+}

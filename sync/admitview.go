@@ -105,9 +105,8 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		if rs.rec != r || !r.IsEmpty() {
 			return fmt.Errorf("admission took a run merged ahead for a state of %s/%s/%s that is not the blank one it read", r.Team, r.Collection, r.ID)
 		}
-		rs.rec, rs.dirty = u.run.rec, true
+		rs.rec, rs.dirty, rs.shared = u.run.rec, true, true
 		rs.encoded, rs.encodedOf = u.run.state, u.run.rec
-		u.run.used = true
 	}
 	for k, sz := range d.sizes {
 		rs, ok := t.records[k]
@@ -115,7 +114,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission sized record %q the transaction has not read", k)
 		}
 		rs.sz = sz
-		if len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
+		if !rs.shared && len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
 			// A new record: its field map, sized once for the fields the
 			// change checked (at most those its batch creates), instead of
 			// growing as the merge adds them.

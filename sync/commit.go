@@ -344,6 +344,10 @@ type recState struct {
 	// unchanged: everything that changes rec in place sets it to nil.
 	encoded   []byte
 	encodedOf *crdt.Record
+	// shared: rec is a run's state merged ahead (newRun.rec), which the
+	// request keeps for a retry of the commit; record copies it before
+	// anything can change it.
+	shared bool
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -396,6 +400,11 @@ func (t *txnState) unowned(coll, id string) bool {
 func (t *txnState) record(team, coll, id string) (*recState, error) {
 	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
 	if rs, ok := t.records[string(t.keyBuf)]; ok {
+		if rs.shared {
+			// What reads a state through here may change it (a batch, a
+			// held op, a merge): the run's own stays as it was made.
+			rs.rec, rs.shared = rs.rec.Clone(), false
+		}
 		return rs, nil
 	}
 	key := bytes.Clone(t.keyBuf)
