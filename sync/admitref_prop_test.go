@@ -3,6 +3,7 @@ package sync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"reflect"
@@ -399,11 +400,12 @@ func logOps(t *testing.T, e *Engine, team string) [][]crdt.Op {
 }
 
 // countingKV counts the point reads of write transactions by key prefix
-// ("x/", "r/"...).
+// ("x/", "r/"...), and the writes refused with store.ErrTxnTooBig.
 type countingKV struct {
 	store.KV
-	mu   gosync.Mutex
-	gets map[string]int
+	mu     gosync.Mutex
+	gets   map[string]int
+	tooBig int
 }
 
 type countingTxn struct {
@@ -424,6 +426,34 @@ func (t countingTxn) Get(key []byte) ([]byte, error) {
 	t.kv.gets[string(key[:min(2, len(key))])]++
 	t.kv.mu.Unlock()
 	return t.Txn.Get(key)
+}
+
+func (t countingTxn) Set(key, value []byte) error {
+	err := t.Txn.Set(key, value)
+	if errors.Is(err, store.ErrTxnTooBig) {
+		t.kv.mu.Lock()
+		t.kv.tooBig++
+		t.kv.mu.Unlock()
+	}
+	return err
+}
+
+func (t countingTxn) Commit() error {
+	err := t.Txn.Commit()
+	if errors.Is(err, store.ErrTxnTooBig) {
+		t.kv.mu.Lock()
+		t.kv.tooBig++
+		t.kv.mu.Unlock()
+	}
+	return err
+}
+
+func (c *countingKV) takeTooBig() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.tooBig
+	c.tooBig = 0
+	return n
 }
 
 func (c *countingKV) take() map[string]int {
@@ -607,6 +637,43 @@ func TestSplitKeepsRunsMergedAhead(t *testing.T) {
 	for i, r := range res {
 		if r.Seq != uint64(i+1) || r.Status != api.ChangeApplied || len(r.Ops) > 0 {
 			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if diff := diffStates(encoded(t, d.recs), encoded(t, serverRecords(t, e, "wigan"))); diff != "" {
+		t.Fatal(diff)
+	}
+}
+
+// TestSplitLearnsTheStoreLimit: once the store has refused a push as too
+// big for one transaction, a push as heavy is committed in halves without
+// a first attempt that fails (its work done twice), and applied whole.
+func TestSplitLearnsTheStoreLimit(t *testing.T) {
+	kv := &countingKV{KV: testKV(t, t.TempDir()), gets: map[string]int{}}
+	e := openTest(t, Options{Store: kv}) // transactions up to ~2 MB (see TestTxnTooBigSplits)
+	d := newDevice("ann", time.Now, "wigan")
+	big := string(make([]byte, 1000))
+	heavy := func(name string) []api.Change {
+		var changes []api.Change
+		for i := range 40 {
+			for k := range 40 {
+				d.write("wigan", "contacts", fmt.Sprintf("%s%d", name, i), fmt.Sprintf("f%d", k), big)
+			}
+			changes = append(changes, d.commit())
+		}
+		return changes
+	}
+	for _, name := range []string{"a", "b"} {
+		res := push(t, e, d, heavy(name)...)
+		for _, r := range res {
+			if r.Status != api.ChangeApplied || len(r.Ops) > 0 {
+				t.Fatalf("push %s: %+v", name, r)
+			}
+		}
+		switch n := kv.takeTooBig(); {
+		case name == "a" && n == 0:
+			t.Fatalf("push a fitted one transaction: the test shows nothing")
+		case name == "b" && n > 0:
+			t.Errorf("push b, as heavy as a: %d transactions refused as too big, want 0", n)
 		}
 	}
 	if diff := diffStates(encoded(t, d.recs), encoded(t, serverRecords(t, e, "wigan"))); diff != "" {

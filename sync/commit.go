@@ -203,26 +203,24 @@ func pushWeight(changes []api.Change) int {
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
 // its changes) in halves when the store reports the transaction too big
-// (store.ErrTxnTooBig).
+// (store.ErrTxnTooBig). A group at least as heavy (writeWeight) as one
+// the store refused before is split without trying it: a big device push
+// would otherwise be checked, merged and encoded twice, once for the
+// attempt the store refuses.
 func (e *Engine) commitGroup(reqs []*request) {
+	w := writeWeight(reqs)
+	if e.splitAt > 0 && w >= e.splitAt && e.splitGroup(reqs) {
+		return
+	}
 	err := e.tryCommit(reqs)
 	if err == nil {
 		return
 	}
 	if errors.Is(err, store.ErrTxnTooBig) {
-		if len(reqs) > 1 {
-			h := len(reqs) / 2
-			e.commitGroup(reqs[:h])
-			e.commitGroup(reqs[h:])
-			return
+		if e.splitAt == 0 || w < e.splitAt {
+			e.splitAt = w
 		}
-		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
-			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:]}
-			e.commitGroup([]*request{a})
-			e.commitGroup([]*request{b})
-			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
+		if e.splitGroup(reqs) {
 			return
 		}
 		err = fmt.Errorf("%w: %v", ErrTooLarge, err)
@@ -231,6 +229,44 @@ func (e *Engine) commitGroup(reqs []*request) {
 	for _, r := range reqs {
 		r.results, r.rec, r.err = nil, nil, fmt.Errorf("commit: %w", err)
 	}
+}
+
+// splitGroup commits reqs in two halves (a single push: its changes in
+// two halves) and reports whether it could split them.
+func (e *Engine) splitGroup(reqs []*request) bool {
+	if len(reqs) > 1 {
+		h := len(reqs) / 2
+		e.commitGroup(reqs[:h])
+		e.commitGroup(reqs[h:])
+		return true
+	}
+	r := reqs[0]
+	if r.kind != reqPush || len(r.changes) < 2 {
+		return false
+	}
+	h := len(r.changes) / 2
+	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h]}
+	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:]}
+	e.commitGroup([]*request{a})
+	e.commitGroup([]*request{b})
+	r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
+	return true
+}
+
+// writeWeight estimates what committing reqs writes: the bytes of the
+// pushed ops (each is written to the log and merged into a state); other
+// writes count for nothing.
+func writeWeight(reqs []*request) int {
+	n := 0
+	for _, r := range reqs {
+		for i := range r.changes {
+			for j := range r.changes[i].Ops {
+				op := &r.changes[i].Ops[j]
+				n += 48 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 24*len(op.Pred)
+			}
+		}
+	}
+	return n
 }
 
 // tryCommit applies reqs in one write transaction and commits it; on

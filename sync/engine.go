@@ -106,6 +106,10 @@ type Engine struct {
 	pageBytes int
 	bounds    Bounds
 	lastSweep time.Time     // owned by the committer
+	// splitAt is the least writeWeight of a commit the store refused as
+	// too big (store.ErrTxnTooBig), 0 before any; owned by the committer
+	// (see commitGroup).
+	splitAt int
 	epoch     store.Epoch   // current epoch, fixed while open
 	past      []store.Epoch // earlier epochs of this store, oldest first
 
