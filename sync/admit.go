@@ -685,6 +685,8 @@ type newRun struct {
 	start, end int          // the ops: ch.Ops[start:end]
 	rec        *crdt.Record // a blank record with the ops merged
 	state      []byte       // crdt.MarshalRecord(rec)
+	conflict   bool         // hasConflict(rec)
+	terms      []string     // recordTerms(rec)
 	sz         recSize      // checkSize's estimate after them, from a new record's
 }
 
@@ -734,7 +736,7 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	if err != nil {
 		return newRun{}, false
 	}
-	return newRun{start: start, end: end, rec: rec, state: state, sz: sz}, true
+	return newRun{start: start, end: end, rec: rec, state: state, conflict: hasConflict(rec), terms: recordTerms(rec), sz: sz}, true
 }
 
 // queue checks an op that passed every rule against the record's bounds

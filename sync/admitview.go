@@ -106,7 +106,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission took a run merged ahead for a state of %s/%s/%s that is not the blank one it read", r.Team, r.Collection, r.ID)
 		}
 		rs.rec, rs.dirty, rs.shared = u.run.rec, true, true
-		rs.encoded, rs.encodedOf = u.run.state, u.run.rec
+		rs.ahead = u.run
 	}
 	for k, sz := range d.sizes {
 		rs, ok := t.records[k]
@@ -131,7 +131,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission queued ops on a stale state of %s/%s/%s", r.Team, r.Collection, r.ID)
 		}
 		rs.dirty = true
-		rs.encoded = nil // the batch changes the state
+		rs.ahead = nil // the batch changes the state
 	}
 	var latest crdt.Timestamp
 	for i := range d.accepted {
@@ -155,7 +155,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return err
 		}
 		rs.rec.Skip(op.ID)
-		rs.dirty, rs.encoded = true, nil
+		rs.dirty, rs.ahead = true, nil
 		t.setOwner(op.Collection, op.Record, op.Team)
 	}
 	for i := range d.summaries {

@@ -375,11 +375,10 @@ type recState struct {
 	dirty       bool
 	terms       []string // index terms of the stored state (see index.go)
 	sz          recSize  // encoded size estimate, from above (see checkSize)
-	// encoded is crdt.MarshalRecord(encodedOf), the state of a run
-	// merged ahead (newRun.state), kept while rec is that state
-	// unchanged: everything that changes rec in place sets it to nil.
-	encoded   []byte
-	encodedOf *crdt.Record
+	// ahead is the run merged ahead whose state rec is, unchanged since
+	// (its encoding, conflict flag and terms stand for rec's): whatever
+	// changes rec in place sets it to nil.
+	ahead *newRun
 	// shared: rec is a run's state merged ahead (newRun.rec), which the
 	// request keeps for a retry of the commit; record copies it before
 	// anything can change it.
@@ -527,7 +526,7 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if rs.batch.Len() == 1 {
 		t.pending = append(t.pending, rs)
 	}
-	rs.dirty, rs.encoded = true, nil
+	rs.dirty, rs.ahead = true, nil
 	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
 	_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
 	return nil, nil
@@ -586,18 +585,21 @@ func (t *txnState) flush() error {
 			continue
 		}
 		r := rs.rec
-		b := rs.encoded
-		if b == nil || rs.encodedOf != r {
+		var now store.RecordIndex
+		var b []byte
+		if a := rs.ahead; a != nil && a.rec == r {
+			b, now = a.state, store.RecordIndex{UpdatedMS: ms, Conflict: a.conflict, Terms: a.terms}
+		} else {
 			var err error
 			if b, err = crdt.MarshalRecord(r); err != nil {
 				return err
 			}
+			now = store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
 		}
 		var was *store.RecordIndex
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		now := store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
 		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
 			return err
 		}

@@ -166,7 +166,7 @@ func (t *txnState) restate(r *request) error {
 		if bytes.Equal(before, after) {
 			continue
 		}
-		rs.rec, rs.dirty, rs.batch, rs.encoded = merged, true, nil, nil
+		rs.rec, rs.dirty, rs.batch, rs.ahead = merged, true, nil, nil
 		t.owners[string(store.TeamIndexKey(rec.Collection, rec.ID))] = rec.Team
 		if _, ok := byTeam[rec.Team]; !ok {
 			teams = append(teams, rec.Team)
