@@ -96,3 +96,23 @@ func FuzzInflateReply(f *testing.F) {
 		}
 	})
 }
+
+func TestReadsZstd(t *testing.T) {
+	for h, want := range map[string]bool{
+		"": false, "gzip": false, "zstd, gzip": true, "gzip, ZSTD": true, "zstd;q=0": false,
+		"zstd;q=0.5": true, "zstd;q=bogus": false, "xzstd": false, " zstd ; level=3": true,
+	} {
+		if got := readsZstd(h); got != want {
+			t.Errorf("readsZstd(%q) = %v, want %v", h, got, want)
+		}
+	}
+	body := bytes.Repeat([]byte("pushed op "), 5000)
+	enc, zb, err := compressBody(body, true)
+	var h zstd.Header
+	if err != nil || enc != "zstd" || h.Decode(zb) != nil || !h.HasFCS || h.FrameContentSize != uint64(len(body)) {
+		t.Fatalf("zstd request: %q %v, header %+v", enc, err, h)
+	}
+	if enc, gb, err := compressBody(body, false); err != nil || enc != "gzip" || gb[0] != 0x1f {
+		t.Fatalf("gzip request: %q %v", enc, err)
+	}
+}

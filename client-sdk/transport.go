@@ -70,10 +70,10 @@ type wire struct{ sent, received int }
 
 func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
 	var w wire
-	gz := len(body) > gzipThreshold
-	if gz {
+	raw, coding := body, ""
+	if len(body) > gzipThreshold {
 		var err error
-		if body, err = gzipBody(body); err != nil { // coding.go
+		if coding, body, err = compressBody(body, r.zstdRequests.Load()); err != nil { // coding.go
 			return nil, w, err
 		}
 	}
@@ -86,14 +86,21 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	hreq.Header.Set("Accept", api.ContentType)
 	hreq.Header.Set("Authorization", "Bearer "+token)
 	hreq.Header.Set("Accept-Encoding", acceptEncoding) // coding.go
-	if gz {
-		hreq.Header.Set("Content-Encoding", "gzip")
+	if coding != "" {
+		hreq.Header.Set("Content-Encoding", coding)
 	}
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: %w", unavailable(ctx, err))
 	}
 	defer hresp.Body.Close()
+	r.zstdRequests.Store(readsZstd(hresp.Header.Get("Accept-Encoding"))) // coding.go
+	if hresp.StatusCode == http.StatusUnsupportedMediaType && coding == "zstd" {
+		// The server no longer reads zstd (replaced by an older one):
+		// the same request again, gzipped.
+		r.zstdRequests.Store(false)
+		return r.postSync(ctx, raw, token)
+	}
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: read reply: %w", unavailable(ctx, err))

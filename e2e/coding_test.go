@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	gosync "sync"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -146,5 +147,105 @@ type codingRecorder struct {
 
 func (w *codingRecorder) WriteHeader(code int) {
 	w.coding = w.Header().Get("Content-Encoding")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// TestSDKZstdRequests: once a reply says the server reads zstd
+// (Accept-Encoding), the SDK sends large pushes in zstd, which the server
+// decodes; when the server is then replaced by one that does not (its
+// replies no longer list zstd and it refuses zstd bodies with 415), the
+// SDK sends the same request again gzipped, and nothing is lost.
+func TestSDKZstdRequests(t *testing.T) {
+	e := newSDKEnv(t, nil)
+	target, _ := url.Parse(e.url)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var mu gosync.Mutex
+	var codings []string
+	older := false
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/sync" {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		mu.Lock()
+		codings = append(codings, r.Header.Get("Content-Encoding"))
+		old := older
+		mu.Unlock()
+		if !old {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		if r.Header.Get("Content-Encoding") == "zstd" {
+			b, _ := msgpack.Marshal(api.NewProblem(api.CodeUnsupportedMedia, `Content-Encoding "zstd" is not supported; use gzip or none`))
+			w.Header().Set("Content-Type", api.ProblemMsgpackContentType)
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			w.Write(b)
+			return
+		}
+		rec := &stripAcceptEncoding{ResponseWriter: w}
+		rp.ServeHTTP(rec, r)
+	}))
+	defer proxy.Close()
+	e.url = proxy.URL
+	ann := e.device("ann", "", nil)
+	bea := e.device("bea", "", nil)
+	ctx := context.Background()
+	write := func(n int) {
+		t.Helper()
+		err := ann.Batch(ctx, func(b *client.Batch) error {
+			for i := range n {
+				if _, err := b.Create(client.Ref{Team: sdkTeam, Collection: "people"}, sdkPerson(fmt.Sprintf("Person %d %x", i, i*7919))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(codings, ",")
+	}
+	// The first sync learns that the server reads zstd; the next large
+	// push goes in zstd.
+	if _, err := ann.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write(300)
+	if _, err := ann.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(last(), "zstd") {
+		t.Fatalf("request codings %s: no zstd push", last())
+	}
+	// An older server: the zstd push is refused, sent again gzipped.
+	mu.Lock()
+	older, codings = true, nil
+	mu.Unlock()
+	write(300)
+	if _, err := ann.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := last(); !strings.HasPrefix(got, "zstd,gzip") {
+		t.Fatalf("request codings against the older server: %s, want zstd then gzip", got)
+	}
+	res, err := bea.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Snapshot + res.PulledOps; got < 600 {
+		t.Fatalf("bea pulled %d records/ops, want the 600 records", got)
+	}
+}
+
+// stripAcceptEncoding drops the Accept-Encoding a server lists in its
+// response, as a server that predates zstd requests sends none.
+type stripAcceptEncoding struct{ http.ResponseWriter }
+
+func (w *stripAcceptEncoding) WriteHeader(code int) {
+	w.Header().Del("Accept-Encoding")
 	w.ResponseWriter.WriteHeader(code)
 }
