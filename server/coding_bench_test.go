@@ -5,6 +5,7 @@ import (
 	stdgzip "compress/gzip"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -15,8 +16,9 @@ import (
 )
 
 // codingBodies are sync bodies of BenchmarkSDKPushPull's shape (records of
-// 30 fields of 20 bytes, random record IDs), each with its count of
-// fields (ops, or record fields for a snapshot): a bootstrap page of
+// 30 fields of 20 bytes), each with its count of
+// fields (ops, or record fields for a snapshot), random record IDs from a
+// seeded generator: a bootstrap page of
 // 1,000 record states, a packed pull page of 10 changes of 100 records,
 // and a packed push of 20 such changes.
 func codingBodies(tb testing.TB) []struct {
@@ -26,13 +28,14 @@ func codingBodies(tb testing.TB) []struct {
 } {
 	rep := crdt.ReplicaID{9, 15: 0x17}
 	t := crdt.MakeTimestamp(1795253400000, 0)
+	rng := rand.New(rand.NewPCG(17, 17)) // record IDs are random, as the SDK's are
 	var changes []api.Change
 	var states []crdt.RecordBytes
 	for c := range 20 {
 		ch := api.Change{Seq: uint64(c + 1)}
 		for r := range 100 {
 			n := c*100 + r
-			rec := crdt.NewRecord("wigan-frailty", "bench_rows", fmt.Sprintf("%016x%016x", uint64(n)*0x9e3779b97f4a7c15, uint64(n)*0xbf58476d1ce4e5b9))
+			rec := crdt.NewRecord("wigan-frailty", "bench_rows", fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64()))
 			for f := range 30 {
 				t++
 				op := rec.Write(crdt.OpID{Time: t, Replica: rep}, fmt.Sprintf("f%02d", f), crdt.MustValue(fmt.Sprintf("%06dvvvvvvvvvvvvvv", n)))
