@@ -176,6 +176,9 @@ type Replica struct {
 	// without the flag, turns packing off, and the changes go plain in the
 	// next request.
 	readsPacked atomic.Bool
+	// zstdRequests: the last sync reply's Accept-Encoding said the server
+	// reads zstd requests (coding.go); held in memory only.
+	zstdRequests atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
