@@ -30,6 +30,14 @@ const gzipThreshold = 16 << 10
 // syncRequest sends one sync request with the stored access token,
 // refreshing it once if the server says it expired.
 func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, wire, error) {
+	return r.sendSync(ctx, req, 0, false)
+}
+
+// sendSync sends one sync request. A pipelined one (pipelined: sent while
+// another is in flight, after: the last seq that one pushed, sent as
+// api.HeaderAfterSeq when not 0) neither refreshes the token nor signs
+// out: it fails, and the request sent alone after it does either.
+func (r *Replica) sendSync(ctx context.Context, req *api.SyncRequest, after uint64, pipelined bool) (*api.SyncResponse, wire, error) {
 	body, err := encodeRequest(req)
 	if err != nil {
 		return nil, wire{}, err
@@ -39,11 +47,13 @@ func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.S
 		if err != nil {
 			return nil, wire{}, err
 		}
-		resp, w, err := r.postSync(ctx, body, tok)
+		resp, w, err := r.postSync(ctx, body, tok, after)
 		code := problemCode(err)
 		switch {
 		case err == nil:
 			return resp, w, nil
+		case pipelined:
+			return nil, w, err
 		case (code == api.CodeTokenExpired || code == api.CodeUnauthorized) && attempt == 0:
 			if err := r.refresh(ctx, tok); err != nil {
 				return nil, w, err
@@ -69,7 +79,7 @@ func encodeRequest(req *api.SyncRequest) ([]byte, error) {
 // (after compression).
 type wire struct{ sent, received int }
 
-func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
+func (r *Replica) postSync(ctx context.Context, body []byte, token string, after uint64) (*api.SyncResponse, wire, error) {
 	var w wire
 	gz := len(body) > gzipThreshold
 	if gz {
@@ -96,6 +106,9 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	hreq.Header.Set("Accept-Encoding", "gzip")
 	if gz {
 		hreq.Header.Set("Content-Encoding", "gzip")
+	}
+	if after > 0 {
+		hreq.Header.Set(api.HeaderAfterSeq, strconv.FormatUint(after, 10)) // pipeline.go
 	}
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
@@ -140,6 +153,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		resp.Packed = nil
 	}
 	r.readsPacked.Store(resp.ReadsPacked)
+	r.pipelines.Store(resp.Pipelines)
 	return &resp, w, nil
 }
 
