@@ -38,7 +38,7 @@ func heldSync(t *testing.T, e *env, d *device, req *api.SyncRequest) (release fu
 		}
 		ch <- res
 	}()
-	go pw.Write(body[:1]) // the request is in the handler, its body not all there
+	go pw.Write(body[:1])                                        // the request is in the handler, its body not all there
 	t.Cleanup(func() { pw.CloseWithError(io.ErrUnexpectedEOF) }) // a failed test must not hang the server's shutdown
 	return func() { go func() { pw.Write(body[1:]); pw.Close() }() }, ch
 }
