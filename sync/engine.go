@@ -105,9 +105,13 @@ type Engine struct {
 	server    crdt.ReplicaID
 	pageBytes int
 	bounds    Bounds
-	lastSweep time.Time     // owned by the committer
-	epoch     store.Epoch   // current epoch, fixed while open
-	past      []store.Epoch // earlier epochs of this store, oldest first
+	lastSweep time.Time // owned by the committer
+	// splitAt is the least writeWeight of a commit the store refused as
+	// too big (store.ErrTxnTooBig), 0 before any; owned by the committer
+	// (see commitGroup).
+	splitAt int
+	epoch   store.Epoch   // current epoch, fixed while open
+	past    []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
