@@ -31,3 +31,17 @@ func BenchmarkValidateOp(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkValidateOpString measures the commonest op alone: a register
+// write of a short string (issue 17's write workload is 30 of them per
+// record).
+func BenchmarkValidateOpString(b *testing.B) {
+	s := Default()
+	op := writeOp(b, "people", "given_name", "Margaret Elizabeth A")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.ValidateOp(op); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

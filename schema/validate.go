@@ -1,8 +1,10 @@
 package schema
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/doorstep-health/doorstep/crdt"
 )
@@ -85,6 +87,9 @@ func (s *Schema) ValidateOp(op *crdt.Op) error {
 	if op.Kind == crdt.KindRemove && len(op.Value) == 0 {
 		return nil
 	}
+	if op.Kind != crdt.KindRemove && f.rawStringOK(op.Value) {
+		return nil
+	}
 	v, err := DecodeValue(op.Value)
 	if err != nil {
 		return verr(ErrInvalidValue, "%v", err)
@@ -121,4 +126,50 @@ func (s *Schema) ValidateValue(collection, field string, raw []byte) error {
 	}
 	kind := map[crdt.FieldType]crdt.Kind{crdt.Register: crdt.KindWrite, crdt.Set: crdt.KindAdd, crdt.Log: crdt.KindAppend}[f.CRDT]
 	return s.ValidateOp(&crdt.Op{Collection: collection, Field: field, Kind: kind, Value: raw})
+}
+
+// rawStringOK is ValidateOp's fast path for the commonest op: a string,
+// text or enum field given one msgpack string. It reports true only for
+// a value the full check (DecodeValue, then Field.check) accepts, reading
+// the bytes in place; on false the full check runs and says why, so an
+// invalid value gets exactly the error it always did.
+func (f *Field) rawStringOK(raw []byte) bool {
+	switch f.Type {
+	case TypeString, TypeText, TypeEnum:
+	default:
+		return false
+	}
+	p, ok := rawString(raw)
+	if !ok {
+		return false
+	}
+	if f.Type == TypeEnum {
+		return f.enumSet[string(p)] // no copy: the compiler reads p in place
+	}
+	return (f.MaxLength <= 0 || len(p) <= f.MaxLength) && utf8.Valid(p)
+}
+
+// rawString returns the bytes of a string if raw is exactly one msgpack
+// string (fixstr, str 8, str 16 or str 32) and nothing else.
+func rawString(raw []byte) ([]byte, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	var n, h int
+	switch c := raw[0]; {
+	case c >= 0xa0 && c <= 0xbf:
+		n, h = int(c&0x1f), 1
+	case c == 0xd9 && len(raw) >= 2:
+		n, h = int(raw[1]), 2
+	case c == 0xda && len(raw) >= 3:
+		n, h = int(binary.BigEndian.Uint16(raw[1:])), 3
+	case c == 0xdb && len(raw) >= 5:
+		n, h = int(binary.BigEndian.Uint32(raw[1:])), 5
+	default:
+		return nil, false
+	}
+	if len(raw)-h != n {
+		return nil, false
+	}
+	return raw[h:], true
 }
