@@ -111,7 +111,7 @@ func TestValidateOpMatchesReference(t *testing.T) {
 		for _, b := range strForms(s) {
 			values = append(values, b)
 			if len(b) > 0 {
-				values = append(values, b[:len(b)-1])      // truncated
+				values = append(values, b[:len(b)-1])    // truncated
 				values = append(values, append(b, 0xa0)) // trailing bytes
 			}
 		}
