@@ -352,7 +352,7 @@ func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
 	// (not copied to the heap on its own), and cut off if it fails.
 	b.ops = append(b.ops, op)
 	p := &b.ops[len(b.ops)-1]
-	err := b.check(ref, p, len(b.ops), true)
+	err := b.check(ref, p, len(b.ops), true, nil)
 	if err == nil {
 		if err = rec.Apply(p); err != nil {
 			err = &ValidationError{Ref: ref, Field: p.Field, Err: err}
@@ -366,15 +366,16 @@ func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
 }
 
 // check checks op, which the batch's ops hold n of with it, against the
-// write limits and validates it, its record ID too if checkID is set.
-func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool) error {
+// write limits and validates it, its record ID too if checkID is set; sf
+// is op's field in the schema if the caller looked it up (see validate).
+func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool, sf *schema.Field) error {
 	if size, max := len(op.Value), b.r.opts.MaxValueBytes; size > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: size, Limit: max}}
 	}
 	if max := b.r.opts.MaxWriteOps; n > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
 	}
-	return b.r.validate(ref, op, checkID)
+	return b.r.validate(ref, op, checkID, sf)
 }
 
 // Get returns the record as the batch's writes so far leave it.
@@ -427,9 +428,12 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 		}
 	}
 	typer, _ := r.opts.Validator.(FieldTyper)
+	// With the schema as the validator, each field is looked up once, for
+	// its CRDT type and to validate its ops (Field.ValidateOp).
+	var coll *schema.Collection
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
-		c, _ := sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
-		typer = collectionTyper{c}
+		coll, _ = sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
+		typer = collectionTyper{coll}
 	}
 	rec, err := b.recordOf(ref, true, fresh)
 	if err != nil {
@@ -464,7 +468,14 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 			return fail(&ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")})
 		}
 		ft := crdt.Register
-		if typer != nil {
+		var sf *schema.Field
+		if coll != nil {
+			sf, _ = coll.Field(name)
+		}
+		switch {
+		case sf != nil:
+			ft = sf.CRDT
+		case typer != nil:
 			if t, ok := typer.FieldType(ref.Collection, name); ok {
 				ft = t
 			}
@@ -495,7 +506,7 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 				*op = rec.Write(id, name, v)
 			}
 			// The record ID was checked above, once for all its ops.
-			if err := b.check(ref, op, len(b.ops), false); err != nil {
+			if err := b.check(ref, op, len(b.ops), false, sf); err != nil {
 				return fail(err)
 			}
 		}
@@ -643,7 +654,11 @@ func (r *Replica) claimIDs(ops []crdt.Op, t0 crdt.Timestamp) {
 
 func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Replica: r.id} }
 
-func (r *Replica) validate(ref Ref, op *crdt.Op, checkID bool) error {
+// validate checks op's shape, its record ID if checkID is set, and
+// validates it: with sf, op's field in the schema the validator is (the
+// caller looked it up), through sf itself, the same answer as the
+// validator's without its look-ups.
+func (r *Replica) validate(ref Ref, op *crdt.Op, checkID bool, sf *schema.Field) error {
 	if err := op.Validate(); err != nil {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
 	}
@@ -654,7 +669,12 @@ func (r *Replica) validate(ref Ref, op *crdt.Op, checkID bool) error {
 			return &ValidationError{Ref: ref, Err: err}
 		}
 	}
-	if r.opts.Validator != nil {
+	switch {
+	case sf != nil:
+		if err := sf.ValidateOp(op); err != nil {
+			return &ValidationError{Ref: ref, Field: op.Field, Err: err}
+		}
+	case r.opts.Validator != nil:
 		if err := r.opts.Validator.ValidateOp(op); err != nil {
 			return &ValidationError{Ref: ref, Field: op.Field, Err: err}
 		}

@@ -81,6 +81,18 @@ func (s *Schema) ValidateOp(op *crdt.Op) error {
 	if !ok {
 		return verr(ErrUnknownField, "field not in schema version %d", s.version)
 	}
+	return f.ValidateOp(op)
+}
+
+// ValidateOp checks an op on the field, as Schema.ValidateOp does once it
+// has found the field: for a caller that looked the field up already
+// (a record's create validates an op per field), the same answer
+// without the look-ups. op.Field must name f, and op.Collection the
+// collection f is a field of (the error names it).
+func (f *Field) ValidateOp(op *crdt.Op) error {
+	verr := func(sentinel error, format string, args ...any) error {
+		return &ValidationError{Collection: op.Collection, Field: op.Field, Reason: fmt.Sprintf(format, args...), Err: sentinel}
+	}
 	if got := op.Kind.FieldType(); got != f.CRDT {
 		return verr(ErrWrongType, "%s op on a %s field", op.Kind, f.CRDT)
 	}

@@ -159,6 +159,11 @@ func TestValidateOpMatchesReference(t *testing.T) {
 						op := &crdt.Op{Collection: c.Name, Field: field, Kind: k, Value: v}
 						got, want := s.ValidateOp(op), s.validateOpReference(op)
 						n++
+						if f, ok := c.Field(field); ok {
+							if fgot := f.ValidateOp(op); fmt.Sprint(fgot) != fmt.Sprint(got) || !sameSentinel(fgot, got) {
+								t.Fatalf("%s.%s %v %x: Field.ValidateOp says %v, Schema.ValidateOp %v", c.Name, field, k, clipBytes(v), fgot, got)
+							}
+						}
 						if fmt.Sprint(got) != fmt.Sprint(want) || (got == nil) != (want == nil) ||
 							!sameSentinel(got, want) {
 							t.Fatalf("%s.%s %v %x: ValidateOp says %v, the reference %v", c.Name, field, k, clipBytes(v), got, want)
