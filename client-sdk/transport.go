@@ -7,7 +7,6 @@ package client
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,17 +80,12 @@ type wire struct{ sent, received int }
 
 func (r *Replica) postSync(ctx context.Context, body []byte, token string, after uint64) (*api.SyncResponse, wire, error) {
 	var w wire
-	gz := len(body) > gzipThreshold
-	if gz {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		if _, err := zw.Write(body); err != nil {
+	raw, coding := body, ""
+	if len(body) > gzipThreshold {
+		var err error
+		if coding, body, err = compressBody(body, r.zstdRequests.Load()); err != nil { // coding.go
 			return nil, w, err
 		}
-		if err := zw.Close(); err != nil {
-			return nil, w, err
-		}
-		body = buf.Bytes()
 	}
 	w.sent = len(body)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.serverURL()+"/v1/sync", bytes.NewReader(body))
@@ -101,11 +95,9 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string, after
 	hreq.Header.Set("Content-Type", api.ContentType)
 	hreq.Header.Set("Accept", api.ContentType)
 	hreq.Header.Set("Authorization", "Bearer "+token)
-	// Asking for gzip ourselves turns off the transport's transparent
-	// decompression, so the reply's wire size can be counted.
-	hreq.Header.Set("Accept-Encoding", "gzip")
-	if gz {
-		hreq.Header.Set("Content-Encoding", "gzip")
+	hreq.Header.Set("Accept-Encoding", acceptEncoding) // coding.go
+	if coding != "" {
+		hreq.Header.Set("Content-Encoding", coding)
 	}
 	if after > 0 {
 		hreq.Header.Set(api.HeaderAfterSeq, strconv.FormatUint(after, 10)) // pipeline.go
@@ -115,25 +107,26 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string, after
 		return nil, w, fmt.Errorf("client: sync: %w", unavailable(ctx, err))
 	}
 	defer hresp.Body.Close()
+	r.zstdRequests.Store(readsZstd(hresp.Header.Get("Accept-Encoding"))) // coding.go
+	if hresp.StatusCode == http.StatusUnsupportedMediaType && coding == "zstd" {
+		// The server no longer reads zstd (replaced by an older one):
+		// the same request again, gzipped.
+		r.zstdRequests.Store(false)
+		return r.postSync(ctx, raw, token, after)
+	}
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: read reply: %w", unavailable(ctx, err))
 	}
 	w.received = len(b)
-	if strings.EqualFold(hresp.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			return nil, w, fmt.Errorf("client: sync: reply: %w", err)
-		}
-		if b, err = readBounded(zr, r.opts.MaxResponseBytes); err != nil {
-			return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
-		}
+	if b, err = inflateReply(hresp.Header.Get("Content-Encoding"), b, r.opts.MaxResponseBytes); err != nil { // coding.go
+		return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
 	}
 	if hresp.StatusCode != http.StatusOK {
 		return nil, w, fmt.Errorf("client: sync: %w", problemError(hresp, b))
 	}
-	var resp api.SyncResponse
-	if err := unmarshalBounded(b, &resp); err != nil {
+	resp, err := api.DecodeSyncResponse(b)
+	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: decode reply (%d bytes): %w", len(b), err)
 	}
 	if resp.Protocol != 0 && resp.Protocol != api.ProtocolVersion {
@@ -154,7 +147,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string, after
 	}
 	r.readsPacked.Store(resp.ReadsPacked)
 	r.pipelines.Store(resp.Pipelines)
-	return &resp, w, nil
+	return resp, w, nil
 }
 
 // unavailable marks a failure to reach the server or to read its reply as
