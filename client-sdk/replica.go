@@ -181,13 +181,13 @@ type Replica struct {
 	// without the flag, turns packing off, and the changes go plain in the
 	// next request.
 	readsPacked atomic.Bool
+	// zstdRequests: the last sync reply's Accept-Encoding said the server
+	// reads zstd requests (coding.go); held in memory only.
+	zstdRequests atomic.Bool
 	// pipelines: the last reply said the server orders pipelined pushes
 	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
 	// only after a reply of this process said so (pipeline.go).
 	pipelines atomic.Bool
-	// zstdRequests: the last sync reply's Accept-Encoding said the server
-	// reads zstd requests (coding.go); held in memory only.
-	zstdRequests atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
