@@ -29,6 +29,14 @@ const gzipThreshold = 16 << 10
 // syncRequest sends one sync request with the stored access token,
 // refreshing it once if the server says it expired.
 func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, wire, error) {
+	return r.sendSync(ctx, req, 0, false)
+}
+
+// sendSync sends one sync request. A pipelined one (pipelined: sent while
+// another is in flight, after: the last seq that one pushed, sent as
+// api.HeaderAfterSeq when not 0) neither refreshes the token nor signs
+// out: it fails, and the request sent alone after it does either.
+func (r *Replica) sendSync(ctx context.Context, req *api.SyncRequest, after uint64, pipelined bool) (*api.SyncResponse, wire, error) {
 	body, err := encodeRequest(req)
 	if err != nil {
 		return nil, wire{}, err
@@ -38,11 +46,13 @@ func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.S
 		if err != nil {
 			return nil, wire{}, err
 		}
-		resp, w, err := r.postSync(ctx, body, tok)
+		resp, w, err := r.postSync(ctx, body, tok, after)
 		code := problemCode(err)
 		switch {
 		case err == nil:
 			return resp, w, nil
+		case pipelined:
+			return nil, w, err
 		case (code == api.CodeTokenExpired || code == api.CodeUnauthorized) && attempt == 0:
 			if err := r.refresh(ctx, tok); err != nil {
 				return nil, w, err
@@ -68,7 +78,7 @@ func encodeRequest(req *api.SyncRequest) ([]byte, error) {
 // (after compression).
 type wire struct{ sent, received int }
 
-func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
+func (r *Replica) postSync(ctx context.Context, body []byte, token string, after uint64) (*api.SyncResponse, wire, error) {
 	var w wire
 	raw, coding := body, ""
 	if len(body) > gzipThreshold {
@@ -89,6 +99,9 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	if coding != "" {
 		hreq.Header.Set("Content-Encoding", coding)
 	}
+	if after > 0 {
+		hreq.Header.Set(api.HeaderAfterSeq, strconv.FormatUint(after, 10)) // pipeline.go
+	}
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: %w", unavailable(ctx, err))
@@ -99,7 +112,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		// The server no longer reads zstd (replaced by an older one):
 		// the same request again, gzipped.
 		r.zstdRequests.Store(false)
-		return r.postSync(ctx, raw, token)
+		return r.postSync(ctx, raw, token, after)
 	}
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
@@ -133,6 +146,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		resp.Packed = nil
 	}
 	r.readsPacked.Store(resp.ReadsPacked)
+	r.pipelines.Store(resp.Pipelines)
 	return resp, w, nil
 }
 

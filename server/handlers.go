@@ -93,6 +93,11 @@ func (s *Server) sync(c echo.Context) error {
 		return problemf(api.CodeRateLimited, "this device already has %d syncs in flight", s.cfg.MaxSyncsPerDevice)
 	}
 	defer s.admit.leave(dev)
+	s.pipe.enter(dev) // pipeline.go: pipelined pushes wait for the one before
+	defer s.pipe.leave(dev)
+	if err := s.awaitPredecessor(c, dev, callerOf(c).Replica); err != nil {
+		return err
+	}
 	body, release, err := s.admit.readSyncBody(c)
 	if err != nil {
 		return err
@@ -117,6 +122,7 @@ func (s *Server) sync(c echo.Context) error {
 	}
 	start := time.Now()
 	resp, err := s.engine.Sync(c.Request().Context(), caller, req)
+	s.pipe.decided(dev)
 	if err != nil {
 		return err
 	}
@@ -133,6 +139,7 @@ func (s *Server) sync(c echo.Context) error {
 		resp.Changes = nil
 	}
 	resp.ReadsPacked = true
+	resp.Pipelines = true // docs/PROTOCOL.md "Pipelined pushes"
 	out, err := EncodeSyncResponse(resp)
 	if err != nil {
 		return err
