@@ -3,6 +3,8 @@ package crdt
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"slices"
 	"testing"
@@ -90,6 +92,9 @@ func batchApply(r *Record, ops []Op) error {
 
 func allocatedBy(fn func()) uint64 {
 	var before, after runtime.MemStats
+	// Two collections empty the pools (a Batch's queues, applyOps's
+	// scratch), so that every size starts from nothing.
+	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	fn()
@@ -217,5 +222,124 @@ func TestApplyLeavesOpAlone(t *testing.T) {
 	}
 	if len(c.Field("f").Entries) != 1 || !bytes.Equal(encode(t, c), encode(t, r)) {
 		t.Fatalf("write naming both did not settle: %+v", c.Field("f"))
+	}
+}
+
+// randomBatch returns ops for one record as a first change might carry
+// them: register writes, set adds and removes, log appends, deletes and
+// restores on a few fields, from one to three replicas; usually in
+// strictly increasing ID order without preds (the shape Flush builds
+// directly, see applyNew), and otherwise with preds naming earlier or
+// unseen IDs, duplicates (some with another value), IDs out of order and
+// ops of the wrong kind for their field.
+func randomBatch(rng *rand.Rand) []Op {
+	reps := []ReplicaID{ann, bea, coord}[:1+rng.IntN(3)]
+	fields := []struct {
+		name  string
+		kinds []Kind
+	}{
+		{"mobility", []Kind{KindWrite}}, {"phone", []Kind{KindWrite}}, {"f00", []Kind{KindWrite}},
+		{"needs", []Kind{KindAdd, KindAdd, KindRemove}}, {"notes", []Kind{KindAppend}},
+		{DeletedField, []Kind{KindWrite}},
+	}
+	shaped := rng.IntN(3) > 0 // no preds, IDs increasing
+	ms := int64(1_796_000_000_000)
+	var ops []Op
+	var ids []OpID
+	for range 1 + rng.IntN(40) {
+		ms += int64(rng.IntN(3))
+		id := OpID{Time: MakeTimestamp(ms, uint16(rng.IntN(2))), Replica: reps[rng.IntN(len(reps))]}
+		if len(ids) > 0 && id.Compare(ids[len(ids)-1]) <= 0 {
+			id.Time = ids[len(ids)-1].Time + 1 // one ID, one op (copies aside)
+		}
+		f := fields[rng.IntN(len(fields))]
+		op := Op{ID: id, Team: simTeam, Collection: simColl, Record: "p1", Field: f.name, Kind: f.kinds[rng.IntN(len(f.kinds))]}
+		switch {
+		case f.name == DeletedField:
+			op.Value = MustValue(rng.IntN(2) == 0)
+		case op.Kind == KindRemove:
+			op.Value = MustValue("money")
+		default:
+			op.Value = MustValue(simValues[rng.IntN(len(simValues))])
+		}
+		if rng.IntN(12) == 0 { // the wrong kind: refused by Add
+			op.Kind = KindAppend
+		}
+		if !shaped {
+			for range rng.IntN(3) {
+				p := OpID{Time: id.Time - Timestamp(1+rng.IntN(4)), Replica: reps[rng.IntN(len(reps))]}
+				if len(ids) > 0 && rng.IntN(2) == 0 {
+					p = ids[rng.IntN(len(ids))]
+				}
+				if p.Compare(id) < 0 {
+					op.Pred = append(op.Pred, p)
+				}
+			}
+		}
+		ops = append(ops, op)
+		ids = append(ids, id)
+		if !shaped && rng.IntN(10) == 0 { // a copy, sometimes with another value
+			dup := op
+			if rng.IntN(2) == 0 {
+				dup.Value = MustValue("other")
+			}
+			ops = append(ops, dup)
+		}
+	}
+	if !shaped && rng.IntN(2) == 0 {
+		rng.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
+	}
+	return ops
+}
+
+// TestBatchNewRecordPath: for a record's first change, Flush's direct
+// build (applyNew) leaves exactly the state of the general merge
+// (applyOps), the same Go values and the same bytes, and that of applying
+// the ops one by one; on random batches of every field type, with
+// duplicates, deletes, preds and refused ops (which take the general path).
+func TestBatchNewRecordPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 17))
+	direct := 0
+	n := cases(5000)
+	for i := range n {
+		ops := randomBatch(rng)
+		fast, general, one := NewRecord(simTeam, simColl, "p1"), NewRecord(simTeam, simColl, "p1"), NewRecord(simTeam, simColl, "p1")
+		bf, bg := NewBatch(fast), NewBatch(general)
+		var sorted []Op // the ops Add accepted, in ID order, for Apply
+		for j := range ops {
+			ef, eg := bf.Add(&ops[j]), bg.Add(&ops[j])
+			if (ef == nil) != (eg == nil) {
+				t.Fatalf("case %d op %d: Add says %v, then %v", i, j, ef, eg)
+			}
+			if ef == nil {
+				sorted = append(sorted, ops[j])
+			}
+		}
+		if !bf.outOfOrder && !bf.preds && len(bf.ops) > 1 {
+			direct++
+		}
+		bf.Flush()
+		if len(bg.ops) > 0 {
+			general.applyOps(bg.ops, bg.fields, !bg.outOfOrder)
+		}
+		slices.SortStableFunc(sorted, func(a, b Op) int { return a.ID.Compare(b.ID) })
+		for j := range sorted {
+			if err := one.Apply(&sorted[j]); err != nil {
+				t.Fatalf("case %d: apply %+v: %v", i, sorted[j], err)
+			}
+		}
+		if !reflect.DeepEqual(fast, general) {
+			t.Fatalf("case %d: direct build %+v, general merge %+v (ops %+v)", i, fast, general, ops)
+		}
+		if x, y := encode(t, fast), encode(t, one); !bytes.Equal(x, y) {
+			t.Fatalf("case %d: batch != one by one:\n%x\n%x (ops %+v)", i, x, y, ops)
+		}
+		if err := fast.Validate(); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+	}
+	t.Logf("%d of %d batches took the direct build", direct, n)
+	if direct < n/3 {
+		t.Fatalf("only %d of %d batches took the direct build", direct, n)
 	}
 }

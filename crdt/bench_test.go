@@ -240,3 +240,191 @@ func BenchmarkOpSizeVsJSON(b *testing.B) {
 	b.ReportMetric(float64(len(js)), "json-bytes")
 	b.ReportMetric(float64(len(mp))/float64(len(js)), "msgpack/json")
 }
+
+// The issue 17 per-op benchmarks: the shape of BenchmarkSDKPushPull (e2e),
+// 100 records of 30 fields, each a 20-byte string, written by one tablet
+// record after record, as one pushed change carries them.
+const (
+	pushRecords = 100
+	pushFields  = 30
+)
+
+// pushNames are the benchmark's field names, "f00" … "f29".
+var pushNames = func() []string {
+	names := make([]string, pushFields)
+	for i := range names {
+		names[i] = fmt.Sprintf("f%02d", i)
+	}
+	return names
+}()
+
+// pushOps returns the ops that create the benchmark's 100 records, and the
+// records' IDs. The first op has time ms.
+func pushOps(ms int64) ([]Op, []string) {
+	ops := make([]Op, 0, pushRecords*pushFields)
+	ids := make([]string, pushRecords)
+	for r := range pushRecords {
+		ids[r] = fmt.Sprintf("0f1e2d3c-4b5a-6978-8796-%012d", r)
+		rec := NewRecord("team-bench", "bench_rows", ids[r])
+		for _, name := range pushNames {
+			id := OpID{Time: MakeTimestamp(ms, 0), Replica: ann}
+			ms++
+			ops = append(ops, rec.Write(id, name, MustValue(fmt.Sprintf("%06d%s", r, "vvvvvvvvvvvvvv"))))
+		}
+	}
+	return ops, ids
+}
+
+// applyPush merges ops (30 a record, record after record) into recs
+// through one Batch per record, as the server's commit and the SDK do.
+func applyPush(b *testing.B, recs []*Record, ops []Op) {
+	for r, rec := range recs {
+		bt := NewBatch(rec)
+		for i := r * pushFields; i < (r+1)*pushFields; i++ {
+			if err := bt.Add(&ops[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bt.Flush()
+	}
+}
+
+func reportPerOp(b *testing.B, opsPerIter int) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(opsPerIter), "ns/crdt-op")
+}
+
+// cpuMeter reports the process's CPU time per iteration (GC included) as
+// "cpu-ns/op": on a loaded machine, wall time per op also counts the time
+// the benchmark waited for a core.
+type cpuMeter struct{ start int64 }
+
+func startCPU(b *testing.B) *cpuMeter {
+	b.ReportAllocs()
+	return &cpuMeter{start: processCPU()}
+}
+
+func (m *cpuMeter) report(b *testing.B) {
+	if m.start > 0 {
+		b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// BenchmarkPushOpsDecode decodes a change of 3,000 ops (100 new records of
+// 30 fields) from its OpsBytes, as the server does with a push and the
+// SDK with its outbox and with pulled changes.
+func BenchmarkPushOpsDecode(b *testing.B) {
+	ops, _ := pushOps(1_796_000_000_000)
+	enc := NewOpsBytes(ops)
+	b.SetBytes(int64(len(enc)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		if _, err := enc.Ops(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+	reportPerOp(b, len(ops))
+}
+
+// BenchmarkPushBatchNew merges the 3,000 ops into 100 new records, one
+// Batch each.
+func BenchmarkPushBatchNew(b *testing.B) {
+	ops, ids := pushOps(1_796_000_000_000)
+	recs := make([]*Record, pushRecords)
+	cpu := startCPU(b)
+	for b.Loop() {
+		for r := range recs {
+			recs[r] = NewRecord("team-bench", "bench_rows", ids[r])
+		}
+		applyPush(b, recs, ops)
+	}
+	cpu.report(b)
+	reportPerOp(b, len(ops))
+}
+
+// BenchmarkPushBatchExisting merges 3,000 overwriting writes (each naming
+// the value it saw) into the 100 records the first change created.
+func BenchmarkPushBatchExisting(b *testing.B) {
+	first, ids := pushOps(1_796_000_000_000)
+	base := make([]*Record, pushRecords)
+	for r := range base {
+		base[r] = NewRecord("team-bench", "bench_rows", ids[r])
+	}
+	applyPush(b, base, first)
+	ops := make([]Op, 0, len(first))
+	ms := int64(1_797_000_000_000)
+	for r, rec := range base {
+		for _, name := range pushNames {
+			ops = append(ops, rec.Write(OpID{Time: MakeTimestamp(ms, 0), Replica: ann}, name, MustValue(fmt.Sprintf("%06d%s", r, "wwwwwwwwwwwwww"))))
+			ms++
+		}
+	}
+	recs := make([]*Record, pushRecords)
+	b.ReportAllocs()
+	var cpu int64 // the timed part's only, not the clones'
+	for b.Loop() {
+		b.StopTimer()
+		for r := range recs {
+			recs[r] = base[r].Clone()
+		}
+		b.StartTimer()
+		t := processCPU()
+		applyPush(b, recs, ops)
+		cpu += processCPU() - t
+	}
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+	}
+	reportPerOp(b, len(ops))
+}
+
+// pushRecord returns one record of the benchmark as its first change
+// leaves it.
+func pushRecord(b *testing.B) *Record {
+	ops, ids := pushOps(1_796_000_000_000)
+	rec := NewRecord("team-bench", "bench_rows", ids[0])
+	applyPush(b, []*Record{rec}, ops[:pushFields])
+	return rec
+}
+
+// BenchmarkMarshalRecord30 encodes one 30-field record of the benchmark.
+func BenchmarkMarshalRecord30(b *testing.B) {
+	rec := pushRecord(b)
+	enc, _ := MarshalRecord(rec)
+	b.SetBytes(int64(len(enc)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		if _, err := MarshalRecord(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+}
+
+// BenchmarkUnmarshalRecord30 decodes and validates one 30-field record of
+// the benchmark, as a device does with each pulled snapshot record.
+func BenchmarkUnmarshalRecord30(b *testing.B) {
+	enc, _ := MarshalRecord(pushRecord(b))
+	b.SetBytes(int64(len(enc)))
+	cpu := startCPU(b)
+	for b.Loop() {
+		if _, err := UnmarshalRecord(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+}
+
+// BenchmarkPushOpsEncode encodes the 3,000 ops of a change as one list,
+// as the SDK does when it seals a change into its outbox and the server
+// when it writes a log entry.
+func BenchmarkPushOpsEncode(b *testing.B) {
+	ops, _ := pushOps(1_796_000_000_000)
+	b.SetBytes(int64(len(NewOpsBytes(ops))))
+	cpu := startCPU(b)
+	for b.Loop() {
+		_ = NewOpsBytes(ops)
+	}
+	cpu.report(b)
+	reportPerOp(b, len(ops))
+}

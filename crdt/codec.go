@@ -23,21 +23,26 @@ func AppendOp(dst []byte, op *Op) []byte {
 	if len(op.Pred) > 0 {
 		n++
 	}
-	b := appendMapLen(dst, n)
-	b = appendStr(b, "i")
-	b = appendID(b, op.ID)
-	b = appendStr(appendStr(b, "t"), op.Team)
-	b = appendStr(appendStr(b, "c"), op.Collection)
-	b = appendStr(appendStr(b, "r"), op.Record)
-	b = appendStr(appendStr(b, "f"), op.Field)
-	b = appendUint(appendStr(b, "k"), uint64(op.Kind))
+	// The one-letter keys and the ID's bin8 header as literal bytes.
+	b := append(dst, 0x80|byte(n), 0xa1, 'i', 0xc4, OpIDSize)
+	b = op.ID.AppendBinary(b)
+	b = appendStr(append(b, 0xa1, 't'), op.Team)
+	b = appendStr(append(b, 0xa1, 'c'), op.Collection)
+	b = appendStr(append(b, 0xa1, 'r'), op.Record)
+	b = appendStr(append(b, 0xa1, 'f'), op.Field)
+	b = appendUint(append(b, 0xa1, 'k'), uint64(op.Kind))
 	if len(op.Value) > 0 {
-		b = append(appendStr(b, "v"), op.Value...)
+		b = append(append(b, 0xa1, 'v'), op.Value...)
 	}
 	if len(op.Pred) > 0 {
-		b = appendIDs(appendStr(b, "p"), op.Pred)
+		b = appendIDs(append(b, 0xa1, 'p'), op.Pred)
 	}
 	return b
+}
+
+// opSize returns the length of op's encoding, or a little more.
+func opSize(op *Op) int {
+	return 64 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 26*len(op.Pred)
 }
 
 // appendField writes f alone, outside a record: {"y": type, "e": entries,

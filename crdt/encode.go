@@ -12,7 +12,7 @@ import (
 // MarshalOp returns the msgpack encoding of op (see AppendOp). It does not
 // validate op; the error is always nil and is kept for callers' symmetry.
 func MarshalOp(op *Op) ([]byte, error) {
-	return AppendOp(make([]byte, 0, 64+len(op.Team)+len(op.Collection)+len(op.Record)+len(op.Field)+len(op.Value)+26*len(op.Pred)), op), nil
+	return AppendOp(make([]byte, 0, opSize(op)), op), nil
 }
 
 // UnmarshalOp decodes an op and checks it with Validate. It returns an error
@@ -52,23 +52,10 @@ func decodeOp(b []byte, fast bool) (*Op, error) {
 // MarshalRecord returns the canonical msgpack encoding of r: map keys sorted,
 // entries and removed IDs in ID order. Equal states encode to equal bytes.
 func MarshalRecord(r *Record) ([]byte, error) {
-	return AppendRecord(make([]byte, 0, r.sizeHint()), r), nil
-}
-
-// sizeHint estimates the encoded size of r, so that encoding it allocates
-// once.
-func (r *Record) sizeHint() int {
-	n := 48 + len(r.Collection) + len(r.ID) + len(r.Team) + 28*len(r.Clock) + 12*len(r.DeleteSeen)
-	for name, f := range r.Fields {
-		n += 16 + len(name)
-		if f != nil {
-			n += 12 * len(f.Pending)
-			for _, e := range f.Entries {
-				n += 12 + len(e.Value)
-			}
-		}
-	}
-	return n
+	var table [8]ReplicaID
+	var fields [48]fieldRef
+	s := r.refs(table[:0], fields[:0])
+	return r.appendState(make([]byte, 0, s.size), &s), nil
 }
 
 // UnmarshalRecord decodes a record state, in the version 2 encoding or the

@@ -197,6 +197,14 @@ func unionIDs(a, b []OpID) []OpID {
 }
 
 func containsID(sorted []OpID, id OpID) bool {
+	if len(sorted) <= 4 {
+		for i := range sorted {
+			if sorted[i] == id {
+				return true
+			}
+		}
+		return false
+	}
 	_, ok := slices.BinarySearchFunc(sorted, id, OpID.Compare)
 	return ok
 }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -113,6 +114,17 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	}
 	f.Add([]byte{0x84, 0xa1, 'f', 0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// After the limits check, the version 2 decoder agrees with the
+		// one before issue 17's third pass: the same Record, and an error
+		// where it has one.
+		if CheckLimits(b, DefaultLimits) == nil {
+			got, gerr := decodeStateV2(b)
+			want, werr := decodeStateV2Reference(b)
+			if (gerr == nil) != (werr == nil) || errors.Is(gerr, errNotV2) != errors.Is(werr, errNotV2) ||
+				gerr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("version 2 decoder differs from the reference:\n%+v %v\n%+v %v", got, gerr, want, werr)
+			}
+		}
 		fast, ferr := decodeRecord(b, true)
 		slow, serr := decodeRecord(b, false)
 		if (ferr == nil) != (serr == nil) || ferr == nil && !reflect.DeepEqual(fast, slow) {
@@ -190,6 +202,93 @@ func FuzzCheckLimits(f *testing.F) {
 		// Tighter limits only ever refuse more, and only with ErrTooLarge.
 		if err := CheckLimits(b, Limits{MaxDepth: 2, MaxLen: 4, MaxItems: 8}); err != nil && !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("tight limits: %v, want ErrTooLarge", err)
+		}
+	})
+}
+
+// opsReference is OpsBytes.Ops as it was before its one-pass fast path
+// (issue 17): per op, CheckLimits's scan, then fastOp or msgpack, then
+// Validate. FuzzOpsBytes holds Ops to it.
+func opsReference(b OpsBytes) ([]Op, error) {
+	if len(b) == 0 || len(b) == 1 && b[0] == 0xc0 {
+		return nil, nil
+	}
+	n, p, ok := opsArrayHeader(b)
+	if !ok {
+		return nil, fmt.Errorf("%w: ops: not an array (0x%02x)", ErrMalformed, b[0])
+	}
+	if n > DefaultLimits.MaxLen {
+		return nil, fmt.Errorf("%w: ops: %d ops over %d", ErrTooLarge, n, DefaultLimits.MaxLen)
+	}
+	if n > len(b)-p {
+		return nil, fmt.Errorf("%w: ops: %d ops declared in %d bytes", ErrMalformed, n, len(b)-p)
+	}
+	ops := make([]Op, n)
+	for i := range ops {
+		end, err := scan(b, p, DefaultLimits)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				err = fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			return nil, fmt.Errorf("ops: op %d: %w", i, err)
+		}
+		op, ok := fastOp(b[p:end])
+		if !ok {
+			op = new(Op)
+			if err := unmarshal(b[p:end], op); err != nil {
+				return nil, fmt.Errorf("ops: op %d: %w", i, err)
+			}
+		}
+		if err := op.Validate(); err != nil {
+			return nil, fmt.Errorf("ops: op %d: %w", i, err)
+		}
+		ops[i] = *op
+		p = end
+	}
+	if p != len(b) {
+		return nil, fmt.Errorf("%w: ops: %d trailing bytes", ErrMalformed, len(b)-p)
+	}
+	return ops, nil
+}
+
+// FuzzOpsBytes: Ops accepts exactly what the general path accepts, with
+// the same ops and the same errors, and its ops never alias the input.
+func FuzzOpsBytes(f *testing.F) {
+	seed := seedOps()
+	f.Add([]byte(NewOpsBytes(seed)))
+	push, _ := pushOps(1_796_000_000_000)
+	f.Add([]byte(NewOpsBytes(push[:45])))
+	f.Add([]byte(NewOpsBytes(benchOps(benchRecord(20), 12))))
+	deep := typicalOp()
+	deep.Value = append(bytes.Repeat([]byte{0x91}, DefaultLimits.MaxDepth-1), 0xc0)
+	f.Add([]byte(NewOpsBytes([]Op{deep})))
+	deep.Value = append([]byte{0x91}, deep.Value...)
+	f.Add([]byte(NewOpsBytes([]Op{deep})))
+	alt, _ := MarshalOp(&seed[0])
+	alt = append([]byte{0x92, alt[0], 0xd9, 1, 'i'}, alt[3:]...) // str8 key
+	alt = append(alt, NewOpsBytes(seed[1:2])[1:]...)
+	f.Add(alt)
+	f.Add([]byte{0x91, 0x80})
+	f.Add([]byte{0xdc, 0x00, 0x01, 0xc0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := bytes.Clone(b)
+		got, gerr := OpsBytes(in).Ops()
+		want, werr := opsReference(b)
+		if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
+			t.Fatalf("errors differ:\n got %v\nwant %v", gerr, werr)
+		}
+		if gerr != nil {
+			if !errors.Is(gerr, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", gerr)
+			}
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ops differ:\n got %+v\nwant %+v", got, want)
+		}
+		clear(in)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decoded ops alias the input")
 		}
 	})
 }

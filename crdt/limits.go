@@ -200,6 +200,30 @@ func scan(b []byte, start int, l Limits) (int, error) {
 	return p, nil
 }
 
+// shortEnd returns the offset just past the value at b[p] if it is one of
+// the commonest op values, a string of fewer than 256 bytes or a scalar of
+// one byte (which scan would pass at any limits), and 0 otherwise: then
+// call scan.
+func shortEnd(b []byte, p int) int {
+	if p >= len(b) {
+		return 0
+	}
+	c := b[p]
+	end := 0
+	switch {
+	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixints, nil, bools
+		end = p + 1
+	case c&0xe0 == 0xa0: // fixstr
+		end = p + 1 + int(c&0x1f)
+	case c == 0xd9 && p+1 < len(b): // str8
+		end = p + 2 + int(b[p+1])
+	}
+	if end > len(b) {
+		return 0
+	}
+	return end
+}
+
 // checkLen checks a container of n elements, each at least minBytes long,
 // declared at byte p of a document of size bytes.
 func checkLen(n uint64, l Limits, p, size, minBytes int) error {

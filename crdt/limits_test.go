@@ -305,3 +305,28 @@ func TestUnmarshalHostile(t *testing.T) {
 
 func unmarshalOpErr(b []byte) error     { _, err := UnmarshalOp(b); return err }
 func unmarshalRecordErr(b []byte) error { _, err := UnmarshalRecord(b); return err }
+
+// TestShortEndAgreesWithScan: where shortEnd finds a value's end without
+// scanning, scan finds the same end and no error, for every first byte
+// and every length of what follows up to 300 bytes.
+func TestShortEndAgreesWithScan(t *testing.T) {
+	buf := make([]byte, 301)
+	for i := range buf {
+		buf[i] = 0x05
+	}
+	for c := range 256 {
+		buf[0] = byte(c)
+		buf[1] = 7 // a str8's length
+		for n := 1; n <= len(buf); n++ {
+			b := buf[:n]
+			end := shortEnd(b, 0)
+			if end == 0 {
+				continue
+			}
+			got, err := scan(b, 0, DefaultLimits)
+			if err != nil || got != end {
+				t.Fatalf("0x%02x in %d bytes: shortEnd %d, scan %d %v", c, n, end, got, err)
+			}
+		}
+	}
+}

@@ -52,6 +52,12 @@ func (b OpsBytes) Len() int {
 // decoded and validated as UnmarshalOp does. Empty
 // or nil bytes decode to no ops. Its errors wrap ErrMalformed, and
 // ErrTooLarge for bytes beyond DefaultLimits.
+//
+// The ops never alias b. Ops of one call that name the same team,
+// collection, record or field share one string for it. Each op's value
+// and preds are its own bytes, carved (capacity limited, so an append
+// copies) from a few chunks shared by the call: a retained value keeps at
+// most a few KB alive.
 func (b OpsBytes) Ops() ([]Op, error) {
 	if len(b) == 0 || len(b) == 1 && b[0] == 0xc0 {
 		return nil, nil
@@ -66,8 +72,14 @@ func (b OpsBytes) Ops() ([]Op, error) {
 	if n > len(b)-p {
 		return nil, fmt.Errorf("%w: ops: %d ops declared in %d bytes", ErrMalformed, n, len(b)-p)
 	}
-	ops := make([]Op, n)
-	for i := range ops {
+	ops := make([]Op, 0, min(n, (len(b)-p)/minOpBytes+1))
+	d := opsDecoder{b: b}
+	for i := range n {
+		ops = append(ops, Op{})
+		if end, ok := d.op(p, &ops[i]); ok {
+			p = end
+			continue
+		}
 		end, err := scan(b, p, DefaultLimits)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
@@ -152,7 +164,11 @@ func NewOpsBytes(ops []Op) OpsBytes {
 	if len(ops) == 0 {
 		return nil
 	}
-	b := appendArrayLen(make(OpsBytes, 0, 5+96*len(ops)), len(ops))
+	n := 5
+	for i := range ops {
+		n += opSize(&ops[i])
+	}
+	b := appendArrayLen(make(OpsBytes, 0, n), len(ops))
 	for i := range ops {
 		b = AppendOp(b, &ops[i])
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -140,4 +141,47 @@ func manyOps(n int) []Op {
 		ops[i].Value = MustValue(i)
 	}
 	return ops
+}
+
+// TestOpsBytesFastPath: the ops this package encodes take Ops's one-pass
+// decoder (FuzzOpsBytes holds it to the general path), and a change's
+// ops share their strings: a run of ops of one record allocates its team,
+// collection and record ID once, and each field name once per call.
+func TestOpsBytesFastPath(t *testing.T) {
+	push, _ := pushOps(1_796_000_000_000)
+	for _, ops := range [][]Op{seedOps(), benchOps(benchRecord(20), 40), push} {
+		b := NewOpsBytes(ops)
+		_, p, _ := opsArrayHeader(b)
+		d := opsDecoder{b: b}
+		for i := range ops {
+			var op Op
+			end, ok := d.op(p, &op)
+			if !ok {
+				t.Fatalf("op %d (%s) does not take the fast path", i, ops[i].ID)
+			}
+			if !reflect.DeepEqual(op, ops[i]) {
+				t.Fatalf("op %d: %+v, want %+v", i, op, ops[i])
+			}
+			p = end
+		}
+	}
+	b := NewOpsBytes(push)
+	got, err := b.Ops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(got); i++ {
+		a, c := &got[i-1], &got[i]
+		if a.Record == c.Record && unsafe.StringData(a.Record) != unsafe.StringData(c.Record) {
+			t.Fatalf("ops %d and %d: one record ID, two strings", i-1, i)
+		}
+		if unsafe.StringData(a.Team) != unsafe.StringData(c.Team) {
+			t.Fatalf("ops %d and %d: one team, two strings", i-1, i)
+		}
+	}
+	// 100 record IDs, 30 field names, team and collection, the result,
+	// and a few value chunks: nothing per op.
+	if n := testing.AllocsPerRun(5, func() { _, _ = b.Ops() }); n > 250 {
+		t.Fatalf("decoding %d ops allocates %v times", len(push), n)
+	}
 }

@@ -63,6 +63,14 @@ func (r *Record) FieldNames() []string {
 
 // seen returns the clock's time for replica rep.
 func seenIn(clock []Seen, rep ReplicaID) (Timestamp, bool) {
+	if len(clock) <= 8 { // a record's few writers: compare, do not search
+		for i := range clock {
+			if clock[i].Replica == rep {
+				return clock[i].Time, true
+			}
+		}
+		return 0, false
+	}
 	i, ok := slices.BinarySearchFunc(clock, rep, func(s Seen, r ReplicaID) int { return bytes.Compare(s.Replica[:], r[:]) })
 	if !ok {
 		return 0, false
@@ -161,16 +169,16 @@ func (r *Record) advance(dots []Seen) {
 // the order of their IDs give the same state. The op must pass Validate
 // and name this record and its team. It is Batch with one op.
 func (r *Record) Apply(op *Op) error {
-	if err := r.checkOp(op, nil); err != nil {
+	if err := r.checkOp(op); err != nil {
 		return err
 	}
 	r.applyOne(op)
 	return nil
 }
 
-// checkOp checks op as Apply does; types holds the types of fields that
-// ops queued in a batch will create.
-func (r *Record) checkOp(op *Op, types map[string]FieldType) error {
+// checkOp checks op as Apply does (a Batch checks it against the ops it
+// holds as well).
+func (r *Record) checkOp(op *Op) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
@@ -181,12 +189,11 @@ func (r *Record) checkOp(op *Op, types map[string]FieldType) error {
 	if op.Field == DeletedField && op.Kind != KindWrite {
 		return fmt.Errorf("%w: %s must be written, not %s", ErrKindMismatch, DeletedField, op.Kind)
 	}
-	typ := op.Kind.FieldType()
-	if cur := r.Fields[op.Field]; cur != nil && cur.Type != typ {
-		return fmt.Errorf("field %q: %w: %s and %s", op.Field, ErrKindMismatch, cur.Type, typ)
-	}
-	if t, ok := types[op.Field]; ok && t != typ {
-		return fmt.Errorf("field %q: %w: %s and %s", op.Field, ErrKindMismatch, t, typ)
+	if len(r.Fields) > 0 {
+		typ := op.Kind.FieldType()
+		if cur := r.Fields[op.Field]; cur != nil && cur.Type != typ {
+			return fmt.Errorf("field %q: %w: %s and %s", op.Field, ErrKindMismatch, cur.Type, typ)
+		}
 	}
 	return nil
 }
@@ -399,9 +406,9 @@ func (r *Record) DeleteConflicts() []string {
 // Conflicts returns the names of register fields in conflict, sorted, and
 // for a deleted record the fields edited concurrently with the delete.
 func (r *Record) Conflicts() []string {
-	var names []string
-	for _, name := range r.FieldNames() {
-		if r.Fields[name].Conflict() {
+	var names []string // sorted below: no sorted copy of every name first
+	for name, f := range r.Fields {
+		if f.Conflict() {
 			names = append(names, name)
 		}
 	}
