@@ -115,12 +115,6 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision, enc crdt.OpsBytes) 
 			return fmt.Errorf("admission sized record %q the transaction has not read", k)
 		}
 		rs.sz = sz
-		if !rs.shared && len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
-			// A new record: its field map, sized once for the fields the
-			// change checked (at most those its batch creates), instead of
-			// growing as the merge adds them.
-			rs.rec.Fields = make(map[string]*crdt.Field, len(sz.fields))
-		}
 	}
 	for _, b := range d.batches {
 		r := b.Record()
