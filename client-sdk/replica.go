@@ -105,6 +105,11 @@ type Options struct {
 	// "Packed pull encoding"), which is about half the bytes after gzip.
 	// For comparing the two; a replica reads either.
 	PlainPull bool
+	// Serial sends one sync request at a time, as SDKs before pipelined
+	// pushes did (docs/PROTOCOL.md "Pipelined pushes"); by default Sync
+	// sends the next request while the server commits the one before, to a
+	// server that orders them. For comparing the two.
+	Serial bool
 
 	// MaxRetryWait caps how long Sync waits when the server answers
 	// rate_limited (or unavailable with a Retry-After) before it tries
@@ -176,6 +181,13 @@ type Replica struct {
 	// without the flag, turns packing off, and the changes go plain in the
 	// next request.
 	readsPacked atomic.Bool
+	// zstdRequests: the last sync reply's Accept-Encoding said the server
+	// reads zstd requests (coding.go); held in memory only.
+	zstdRequests atomic.Bool
+	// pipelines: the last reply said the server orders pipelined pushes
+	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
+	// only after a reply of this process said so (pipeline.go).
+	pipelines atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.

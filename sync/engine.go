@@ -322,7 +322,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 			return nil, err
 		}
 	}
-	resp, err := e.Pull(ctx, c, req.Cursor, req.PullLimit)
+	resp, err := e.pullFor(ctx, c, req) // pipeline.go: none for a push-only request
 	if err != nil {
 		return nil, err
 	}
