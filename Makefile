@@ -46,13 +46,18 @@ bench-stores:
 # run, PouchDB -> express-pouchdb on the same workload. The PouchDB half
 # runs only when node and its modules are present (cd bench/pouchdb && npm
 # install, or POUCHDB_MODULES=/path/to/node_modules); never in make test.
+# Last, bench/pushpullratio prints the same-run ratios Doorstep/PouchDB per
+# phase from both outputs (kept in PUSHPULL_OUT).
 POUCHDB_MODULES ?= $(CURDIR)/bench/pouchdb/node_modules
 PUSHPULL_RECORDS ?= 10000
+PUSHPULL_OUT ?= $(shell $(GO) env GOCACHE)/doorstep-pushpull.txt
 bench-pushpull:
-	$(GO) test -run '^$$' -bench '^BenchmarkSDKPushPull$$' -benchtime 1x -count=1 ./e2e
+	@st=0; $(GO) test -run '^$$' -bench '^BenchmarkSDKPushPull$$' -benchtime 1x -count=1 ./e2e > $(PUSHPULL_OUT) 2>&1 || st=$$?; \
+		cat $(PUSHPULL_OUT); exit $$st
 	@if command -v node >/dev/null && [ -d "$(POUCHDB_MODULES)/pouchdb" ] && [ -d "$(POUCHDB_MODULES)/express-pouchdb" ]; then \
-		NODE_PATH="$(POUCHDB_MODULES)" node bench/pouchdb/pushpull.js $(PUSHPULL_RECORDS); \
+		NODE_PATH="$(POUCHDB_MODULES)" node bench/pouchdb/pushpull.js $(PUSHPULL_RECORDS) | tee -a $(PUSHPULL_OUT); \
 	else echo "PouchDB comparison skipped: needs node and $(POUCHDB_MODULES) (cd bench/pouchdb && npm install)"; fi
+	@$(GO) run ./bench/pushpullratio $(PUSHPULL_OUT)
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

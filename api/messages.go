@@ -66,7 +66,26 @@ type SyncRequest struct {
 	// (SyncResponse.ReadsPacked): an older one would ignore it and apply
 	// nothing.
 	Packed [][]byte `msgpack:"7q,omitempty"`
+	// PushOnly asks the server to push Changes and pull nothing: the
+	// reply carries no page, its Cursor is the request's and its More is
+	// false, and the device stores no cursor from it. A device sends it
+	// only in a pipelined request (one sent with the HeaderAfterSeq
+	// header while an earlier request is still in flight) to a server
+	// that said it orders pipelined pushes (SyncResponse.Pipelines); see
+	// docs/PROTOCOL.md "Pipelined pushes".
+	PushOnly bool `msgpack:"7j,omitempty"`
 }
+
+// HeaderAfterSeq is the HTTP header of a pipelined sync request: the last
+// seq the device pushed in the request it sent before this one, still in
+// flight. A server that orders pipelined pushes (SyncResponse.Pipelines)
+// waits, bounded in time and before reading the body, until that seq is
+// decided (applied, or its request answered or gone) before it pushes
+// this request's changes, so that the two are applied in the order sent
+// rather than the second refused with CodeSeqGap. A server that predates
+// it ignores the header: the request is then handled as any other. See
+// docs/PROTOCOL.md "Pipelined pushes".
+const HeaderAfterSeq = "Doorstep-After-Seq"
 
 // Change is a group of ops a replica made, numbered 1, 2, 3 … per replica.
 // The server applies each change exactly once and atomically.
@@ -135,6 +154,11 @@ type SyncResponse struct {
 	// ReadsPacked says that this server reads pushes in the packed form
 	// (SyncRequest.Packed). Sent in every reply by a server that does.
 	ReadsPacked bool `msgpack:"7p,omitempty"`
+	// Pipelines says that this server orders pipelined pushes: it honours
+	// the HeaderAfterSeq header and SyncRequest.PushOnly. Sent in every
+	// reply by a server that does; a device pipelines only after it has
+	// seen it. See docs/PROTOCOL.md "Pipelined pushes".
+	Pipelines bool `msgpack:"7o,omitempty"`
 }
 
 // Scope is the set of teams a device may hold records of.

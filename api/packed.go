@@ -105,15 +105,18 @@ func (p *packer) pack(cs []packedChange) ([]byte, error) {
 		}
 	}
 	var prev crdt.Timestamp
+	// The previous op's names: consecutive ops are mostly on one record,
+	// so its run goes on without a look-up in the string table.
+	var lastTeam, lastColl, lastRec string
 	for _, c := range cs {
 		for i := range c.ops {
 			op := &c.ops[i]
-			t, co, r := p.str(op.Team), p.str(op.Collection), p.str(op.Record)
-			if last.n > 0 && t == last.team && co == last.coll && r == last.rec {
+			if last.n > 0 && op.Record == lastRec && op.Collection == lastColl && op.Team == lastTeam {
 				last.n++
 			} else {
 				flush()
-				last.team, last.coll, last.rec, last.n = t, co, r, 1
+				last.team, last.coll, last.rec, last.n = p.str(op.Team), p.str(op.Collection), p.str(op.Record), 1
+				lastTeam, lastColl, lastRec = op.Team, op.Collection, op.Record
 			}
 			cols[colField] = binary.AppendUvarint(cols[colField], p.str(op.Field))
 			k := byte(op.Kind) & 7
@@ -178,6 +181,9 @@ type packer struct {
 	strList []string
 	reps    map[crdt.ReplicaID]uint64
 	repList []crdt.ReplicaID
+	// lastRep was looked up last, at lastRepIndex.
+	lastRep      crdt.ReplicaID
+	lastRepIndex uint64
 }
 
 func (p *packer) str(s string) uint64 {
@@ -191,12 +197,16 @@ func (p *packer) str(s string) uint64 {
 }
 
 func (p *packer) rep(r crdt.ReplicaID) uint64 {
+	if len(p.repList) > 0 && r == p.lastRep {
+		return p.lastRepIndex // the common case: one replica's ops
+	}
 	i, ok := p.reps[r]
 	if !ok {
 		i = uint64(len(p.repList))
 		p.reps[r] = i
 		p.repList = append(p.repList, r)
 	}
+	p.lastRep, p.lastRepIndex = r, i
 	return i
 }
 

@@ -15,8 +15,8 @@ import (
 const crashDirEnv = "DOORSTEP_SDK_CRASH_DIR"
 
 // TestCrashChild is the child process of TestWritesSurviveSIGKILL: it writes
-// records as fast as it can and reports each write after it returned. It
-// does nothing when run normally.
+// records as fast as it can, one by one and in batches of 300, and reports
+// each write after it returned. It does nothing when run normally.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashDirEnv)
 	if dir == "" {
@@ -29,6 +29,29 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(1)
 	}
 	for i := 0; ; i++ {
+		if i%2 == 1 {
+			// A batch of creates with fresh IDs, its outbox group big
+			// enough (over 32 KiB) to go to Badger's value log.
+			var refs []Ref
+			err := r.Batch(ctx, func(b *Batch) error {
+				for k := range 300 {
+					ref, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": fmt.Sprint("crash ", i, " ", k, " ", strings.Repeat("x", 100)), "n": k})
+					if err != nil {
+						return err
+					}
+					refs = append(refs, ref)
+				}
+				return nil
+			})
+			if err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+			for _, ref := range refs {
+				fmt.Printf("ok %s\n", ref.ID)
+			}
+			continue
+		}
 		ref := Ref{Team: "wigan", Collection: "people", ID: fmt.Sprintf("c%06d", i)}
 		if err := r.CreateWithID(ctx, ref, map[string]any{"name": fmt.Sprint("crash ", i), "n": i}); err != nil {
 			fmt.Println("error", err)
@@ -65,7 +88,7 @@ func TestWritesSurviveSIGKILL(t *testing.T) {
 		if id, ok := strings.CutPrefix(line, "ok "); ok {
 			acked = append(acked, id)
 		}
-		if len(acked) == 150 {
+		if len(acked) == 1000 {
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +101,7 @@ func TestWritesSurviveSIGKILL(t *testing.T) {
 		}
 	}
 	cmd.Wait()
-	if len(acked) < 150 {
+	if len(acked) < 1000 {
 		t.Fatalf("child acknowledged only %d writes", len(acked))
 	}
 

@@ -175,7 +175,8 @@
 // # Code layout
 //
 // The sync machinery is split by job: outbox.go (write groups, sealing,
-// picking the changes for a request, rejections), reply.go (a pure step,
+// picking the changes for a request, rejections), outboxentry.go (how an
+// outbox entry is stored: packed blocks from layout 3), reply.go (a pure step,
 // planReply, that turns a reply and what it reads of local state into a
 // replyWrites value, and a thin step, storeReply, that writes that value in
 // one transaction), transport.go (one HTTP round trip, problem details,
@@ -187,7 +188,7 @@
 //
 // Keys in the local Badger store (all values encrypted at rest):
 //
-//	m/layout             layout version, uint32 BE (CurrentLayout, now 2; Open migrates older ones)
+//	m/layout             layout version, uint32 BE (CurrentLayout, now 3; Open migrates older ones)
 //	m/replica            16-byte replica ID, written once
 //	m/nextseq            last change seq assigned (uint64 big-endian)
 //	m/nextop             last outbox group index assigned (uint64 BE)
@@ -200,8 +201,11 @@
 //	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
 //	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
 //	                     rewritten by Open's migration)
-//	o/<index uint64 BE>  one write's ops not yet sealed (msgpack api.Change, seq 0)
-//	c/<seq uint64 BE>    a sealed change awaiting acknowledgement (msgpack api.Change)
+//	o/<index uint64 BE>  one write's ops not yet sealed (seq 0)
+//	c/<seq uint64 BE>    a sealed change awaiting acknowledgement
+//	                     (both: a packed outbox entry from layout 3, see
+//	                     outboxentry.go; layouts 2 and older wrote msgpack
+//	                     api.Change, still read)
 //	q/<seq BE><index uint32 BE>  a Rejection (msgpack)
 //	m/scope              last scope applied (msgpack api.Scope)
 //	m/wiped              present once the replica has wiped itself

@@ -105,19 +105,17 @@ func (r *Replica) sealFrom(from uint64) error {
 				return err
 			}
 			next := u64(v) + 1
-			var cur api.Change
+			// The change being built: the blocks of its writes, copied
+			// as they are stored (no op is decoded), and their counts.
+			var blocks [][]byte
 			var keys [][]byte
-			curBytes := 0
+			curOps, curBytes := 0, 0
 			made := 0
 			flush := func() error {
-				if len(cur.Ops) == 0 {
+				if curOps == 0 {
 					return nil
 				}
-				cur.Seq = next
-				b, err := encodeChange(&cur)
-				if err != nil {
-					return err
-				}
+				b := appendEntry(nil, next, curOps, curBytes, blocks)
 				if err := txn.Set(u64Key(prefChange, next), b); err != nil {
 					return err
 				}
@@ -128,7 +126,7 @@ func (r *Replica) sealFrom(from uint64) error {
 				}
 				next++
 				made++
-				cur, keys, curBytes = api.Change{}, nil, 0
+				blocks, keys, curOps, curBytes = nil, nil, 0, 0
 				return nil
 			}
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
@@ -138,15 +136,24 @@ func (r *Replica) sealFrom(from uint64) error {
 					more = sealed+made < sizes.MaxChangesPerRequest
 					break
 				}
-				var g *api.Change
-				if err := it.Item().Value(func(v []byte) error {
-					var err error
-					g, err = decodeChange(v)
-					return err
-				}); err != nil {
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
 					return err
 				}
-				if len(cur.Ops) > 0 && (len(cur.Ops)+len(g.Ops) > sizes.MaxOpsPerChange || curBytes+opsSize(g.Ops) > maxChangeBytes) {
+				g, ops, err := parseEntry(v)
+				if err != nil {
+					return fmt.Errorf("outbox group %x: %w", it.Item().Key(), err)
+				}
+				if g.blocks == nil && len(ops) > 0 {
+					// Written by an older SDK: packed now, when it
+					// becomes part of a change (its ops unchanged).
+					blk, err := packBlock(ops)
+					if err != nil {
+						return err
+					}
+					g.blocks = [][]byte{blk}
+				}
+				if curOps > 0 && (curOps+g.ops > sizes.MaxOpsPerChange || curBytes+g.est > maxChangeBytes) {
 					if err := flush(); err != nil {
 						return err
 					}
@@ -155,8 +162,9 @@ func (r *Replica) sealFrom(from uint64) error {
 						break
 					}
 				}
-				cur.Ops = append(cur.Ops, g.Ops...)
-				curBytes += opsSize(g.Ops)
+				blocks = append(blocks, g.blocks...)
+				curOps += g.ops
+				curBytes += g.est
 				keys = append(keys, it.Item().KeyCopy(nil))
 			}
 			if err := flush(); err != nil {
@@ -187,19 +195,27 @@ func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error)
 		size, ops := 0, 0
 		for it.Seek(u64Key(prefChange, from)); it.Valid() && len(out) < maxChanges; it.Next() {
 			err := it.Item().Value(func(v []byte) error {
-				if len(out) > 0 && size+len(v) > maxBytes {
+				e, decoded, err := parseEntry(v)
+				if err != nil {
+					return fmt.Errorf("change %x: %w", it.Item().Key(), err)
+				}
+				// A request's bytes are bounded by what its ops take in
+				// msgpack: the stored bytes of the msgpack form, the
+				// estimate of the packed one.
+				n := e.est
+				if e.blocks == nil {
+					n = len(v)
+				}
+				if len(out) > 0 && (size+n > maxBytes || ops+e.ops > maxOps) {
 					return errFull
 				}
-				c, err := decodeChange(v)
+				c, err := e.change(decoded)
 				if err != nil {
 					return err
 				}
-				if len(out) > 0 && ops+len(c.Ops) > maxOps {
-					return errFull
-				}
 				out = append(out, *c)
-				size += len(v)
-				ops += len(c.Ops)
+				size += n
+				ops += e.ops
 				return nil
 			})
 			if err == errFull {

@@ -105,6 +105,11 @@ type Options struct {
 	// "Packed pull encoding"), which is about half the bytes after gzip.
 	// For comparing the two; a replica reads either.
 	PlainPull bool
+	// Serial sends one sync request at a time, as SDKs before pipelined
+	// pushes did (docs/PROTOCOL.md "Pipelined pushes"); by default Sync
+	// sends the next request while the server commits the one before, to a
+	// server that orders them. For comparing the two.
+	Serial bool
 
 	// MaxRetryWait caps how long Sync waits when the server answers
 	// rate_limited (or unavailable with a Retry-After) before it tries
@@ -152,6 +157,12 @@ type Replica struct {
 	// wmu serializes every read-modify-write of local state: record writes,
 	// sealing changes, applying sync results.
 	wmu gosync.Mutex
+	// lastBatchOps is the number of ops the last batch built, guarded by
+	// wmu: room reserved for the next one's (write.go).
+	lastBatchOps int
+	// lastNames are the last create's field names, sorted, guarded by wmu
+	// (write.go).
+	lastNames []string
 	// batchMu guards batches, the Batch calls waiting to be committed
 	// (write.go: whoever takes wmu next commits all of them together).
 	batchMu gosync.Mutex
@@ -170,6 +181,13 @@ type Replica struct {
 	// without the flag, turns packing off, and the changes go plain in the
 	// next request.
 	readsPacked atomic.Bool
+	// zstdRequests: the last sync reply's Accept-Encoding said the server
+	// reads zstd requests (coding.go); held in memory only.
+	zstdRequests atomic.Bool
+	// pipelines: the last reply said the server orders pipelined pushes
+	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
+	// only after a reply of this process said so (pipeline.go).
+	pipelines atomic.Bool
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
@@ -209,15 +227,20 @@ type Replica struct {
 // build writes (the m/layout key). A layout change bumps it and adds a
 // migration to layoutMigrations; Open runs them and refuses a replica
 // written by a newer build.
-const CurrentLayout uint32 = 2
+const CurrentLayout uint32 = 3
 
 // layoutMigrations[v] upgrades a replica from layout v to v+1. Layout 0 is
 // a replica written before it had a version key: the same keys as layout 1.
 // Layout 2 holds record states in crdt state encoding 2; Open rewrites
-// them before these run (rewriteStatesForLayout2, in layout.go).
+// them before these run (rewriteStatesForLayout2, in layout.go). Layout 3
+// writes outbox entries packed (outboxentry.go) and reads both forms, so
+// the entries of an older layout stay as they are: nothing to rewrite,
+// but an older build, which cannot read the packed form, must not open
+// the replica again.
 var layoutMigrations = map[uint32]layout.Migration{
 	0: func(*badger.Txn) error { return nil },
 	1: func(*badger.Txn) error { return nil },
+	2: func(*badger.Txn) error { return nil },
 }
 
 // Local key layout; see STORAGE in the package doc.
@@ -559,10 +582,22 @@ func get(txn *badger.Txn, key []byte) ([]byte, error) {
 func (r *Replica) countPending() (int, error) {
 	n := 0
 	err := r.view(func(txn *badger.Txn) error {
-		return eachOutboxChange(txn, func(c *api.Change, _ bool) error {
-			n += len(c.Ops)
-			return nil
-		})
+		for _, p := range [][]byte{prefChange, prefPending} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true})
+			for it.Rewind(); it.Valid(); it.Next() {
+				err := it.Item().Value(func(v []byte) error {
+					k, err := entryOps(v)
+					n += k
+					return err
+				})
+				if err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("client: count outbox: %w", err)

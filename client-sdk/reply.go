@@ -68,8 +68,10 @@ type replyWrites struct {
 	Records []recordWrite
 	// Purged are the records erased on the server, to delete here.
 	Purged []Ref
-	// Cursor is the pull cursor to store.
-	Cursor []byte
+	// Cursor is the pull cursor to store, unless KeepCursor: the reply
+	// answers a push-only request (pipeline.go) and holds no page.
+	Cursor     []byte
+	KeepCursor bool
 	// Newest is the newest op timestamp seen in the pulled data, for the
 	// clock (zero if none).
 	Newest crdt.Timestamp
@@ -308,6 +310,13 @@ func rejectionKey(seq uint64, index int) []byte {
 // resp (planReply) and makes them, then saves the clock, offset and time of
 // success. Nothing is stored if any of it fails.
 func (r *Replica) storeReply(sent []api.Change, resp *api.SyncResponse) (*replyWrites, error) {
+	return r.storeReplyOf(sent, resp, false)
+}
+
+// storeReplyOf is storeReply for the reply to a request that was
+// push-only (pushOnly, pipeline.go) or not: a push-only reply holds no
+// page, and its cursor is not stored.
+func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOnly bool) (*replyWrites, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	now := r.opts.Wall()
@@ -317,6 +326,7 @@ func (r *Replica) storeReply(sent []api.Change, resp *api.SyncResponse) (*replyW
 		if w, err = planReply(txnReader{txn}, sent, resp, now); err != nil {
 			return err
 		}
+		w.KeepCursor = pushOnly
 		return r.writeReply(txn, w, now)
 	})
 	if err != nil {
@@ -363,8 +373,10 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 			r.log.Warn("pulled op from the future not adopted by the clock", "err", err)
 		}
 	}
-	if err := txn.Set(keyCursor, w.Cursor); err != nil {
-		return err
+	if !w.KeepCursor {
+		if err := txn.Set(keyCursor, w.Cursor); err != nil {
+			return err
+		}
 	}
 	if err := txn.Set(keyClock, u64Bytes(uint64(r.clock.Last()))); err != nil {
 		return err

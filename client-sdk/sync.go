@@ -98,61 +98,92 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	idle := 0
 	waits := 0            // consecutive waits the server asked for
 	var next []api.Change // this round's changes, prefetched (prefetch.go)
+	// ahead is a request sent before cur's reply was handled (pipeline.go);
+	// serial is set once pipelining is off for the rest of this Sync.
+	var ahead *flight
+	serial := r.opts.Serial
+	defer func() { r.drop(ahead) }()
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		changes := next
-		if next == nil {
-			if err := r.seal(); err != nil {
+		var cur *flight
+		if ahead != nil {
+			cur, ahead, next = ahead, nil, nil
+		} else {
+			changes := next
+			if next == nil {
+				if err := r.seal(); err != nil {
+					return res, err
+				}
+				var err error
+				if changes, err = r.loadChanges(resendFrom, maxChanges); err != nil {
+					return res, err
+				}
+			}
+			next = nil
+			resendFrom = 0
+			changes = r.pushPlan(changes) // highwater.go
+			cursor, err := r.loadCursor()
+			if err != nil {
 				return res, err
 			}
-			var err error
-			if changes, err = r.loadChanges(resendFrom, maxChanges); err != nil {
+			if res.Rounds == 0 && len(cursor) == 0 {
+				res.Bootstrapped = true
+			}
+			req := &api.SyncRequest{
+				Protocol:  api.ProtocolVersion,
+				Replica:   r.id,
+				Clock:     r.reading(),
+				Schema:    r.opts.SchemaVersion,
+				Cursor:    cursor,
+				PullLimit: pullLimit,
+			}
+			if !r.opts.PlainPull {
+				req.PullEncoding = api.PullEncodingPacked
+			}
+			if err := r.beforeSync(ctx, req); err != nil { // epoch.go
 				return res, err
 			}
+			cur = r.launch(ctx, req, changes, 0, false)
 		}
-		next = nil
-		resendFrom = 0
-		changes = r.pushPlan(changes) // highwater.go
-		cursor, err := r.loadCursor()
-		if err != nil {
-			return res, err
-		}
-		if res.Rounds == 0 && len(cursor) == 0 {
-			res.Bootstrapped = true
-		}
-		req := &api.SyncRequest{
-			Protocol:  api.ProtocolVersion,
-			Replica:   r.id,
-			Clock:     r.reading(),
-			Schema:    r.opts.SchemaVersion,
-			Changes:   changes,
-			Cursor:    cursor,
-			PullLimit: pullLimit,
-		}
-		if !r.opts.PlainPull {
-			req.PullEncoding = api.PullEncodingPacked
-		}
-		if err := r.beforeSync(ctx, req); err != nil { // epoch.go
-			return res, err
-		}
-		wire := r.stubHeld(changes, req.Epoch) // highwater.go
-		req.Changes = wire
-		if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
-			// The server said it reads packed pushes (docs/PROTOCOL.md
-			// "Packed pull encoding"): the same changes, fewer bytes.
-			if blocks, ok := packPush(wire); ok {
-				req.Changes, req.Packed = nil, blocks
-			}
-		}
+		changes, cursor := cur.changes, cur.req.Cursor
+		pipe := pipeState{off: serial, orders: r.pipelines.Load(), probing: r.hw.probe,
+			curPushed: len(changes), curPulls: cur.pulls()}
 		pre := r.prefetch(changes, maxChanges)
-		resp, w, err := r.syncRequest(ctx, req)
+		if send, _ := pushAhead(pipe, 1); send {
+			// The next changes go while the server commits these.
+			pre.wait()
+			if pre.err == nil {
+				if send, pull := pushAhead(pipe, len(pre.changes)); send {
+					var stored []byte
+					if pull {
+						var err error
+						if stored, err = r.loadCursor(); err != nil {
+							return res, err
+						}
+					} else {
+						stored = cursor
+					}
+					ahead = r.launchAhead(ctx, cur, pre.changes[:min(len(pre.changes), maxChanges)], pull, stored)
+					pre = nil
+				}
+			}
+		}
+		resp, w, err := cur.wait()
 		pre.wait()
-		r.noteAttempt(wire, resp, err)
+		r.noteAttempt(cur.wire, resp, err)
+		if err != nil && cur.pipelined && ctx.Err() == nil {
+			// A request sent ahead failed: from here on, one at a time
+			// from the first unacknowledged change.
+			r.log.Info("pipelined sync request failed; going on one at a time", "err", err)
+			ahead, serial = r.drop(ahead), true
+			continue
+		}
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
 			// The server asked us to slow down: wait as told (bounded)
 			// and go on, rather than failing a long bootstrap.
+			ahead, serial = r.drop(ahead), true
 			waits++
 			res.RateLimited++
 			r.log.Info("server asks to wait", "wait", wait, "code", problemCode(err))
@@ -167,6 +198,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			// big can never go and is set aside in Rejected, so that it
 			// does not hold up every later change. Each step leaves less
 			// to send, so this ends.
+			ahead, serial = r.drop(ahead), true
 			switch {
 			case len(changes) > 1:
 				maxChanges = max(1, len(changes)/2)
@@ -199,6 +231,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		if resp.Wipe {
+			ahead = r.drop(ahead)
 			return res, r.wipe(ctx)
 		}
 		waits = 0
@@ -207,7 +240,20 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			if err != nil {
 				return res, err
 			}
+			ahead, serial = r.drop(ahead), true
 			continue
+		}
+		if !cur.pulls() {
+			resp.More = false // a push-only reply holds no page
+		}
+		if cur.pipelined && len(changes) > 0 {
+			pipelinedGaps(resp.Results, changes[0].Seq)
+		}
+		if ahead == nil && !serial {
+			if empty, err := r.outboxEmpty(); err == nil && pullAhead(pipe, resp, empty) {
+				// The next page is asked for while this one is stored.
+				ahead = r.launchAhead(ctx, cur, nil, true, resp.Cursor)
+			}
 		}
 		res.Rounds++
 		res.BytesSent += int64(w.sent)
@@ -217,17 +263,21 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			res.Bootstrapped = true
 		}
 		r.adjustClock(resp.Clock)
-		out, err := r.storeReply(changes, resp)
+		out, err := r.storeReplyOf(changes, resp, !cur.pulls())
 		if errors.Is(err, badger.ErrTxnTooBig) && pullLimit > 1 {
 			// The page did not fit one local transaction: nothing was
 			// stored; ask again for a smaller page. Changes sent are
 			// resent and come back as duplicates.
+			ahead, serial = r.drop(ahead), true
 			pullLimit /= 2
 			r.log.Info("pulled page too big for one transaction; retrying smaller", "pull_limit", pullLimit)
 			continue
 		}
 		if err != nil {
 			return res, err
+		}
+		if ahead != nil && !aheadStands(out, len(changes)) {
+			ahead, serial = r.drop(ahead), true
 		}
 		res.Pushed += len(out.Acked)
 		res.PushedOps += out.AckedOps
@@ -262,7 +312,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if out.Gap != 0 {
 			resendFrom = out.Gap
 		}
-		if n, ok := r.usable(pre, changes, out, maxChanges); ok {
+		if n, ok := r.usable(pre, changes, out, maxChanges); ok && ahead == nil {
 			next = n
 		}
 		// A round made progress if anything was acknowledged or received,
@@ -270,7 +320,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		// not send (the device's own) and answer with an empty page marked
 		// more. Only a round that changes nothing at all is idle.
 		progressed := len(out.Acked) > 0 || len(out.SetAside) > 0 || len(resp.Changes) > 0 || len(resp.Snapshot) > 0 || len(resp.Purged) > 0 ||
-			!bytes.Equal(resp.Cursor, cursor)
+			(cur.pulls() && !bytes.Equal(resp.Cursor, cursor))
 		if progressed {
 			idle = 0
 		} else if idle++; idle >= 3 && (len(changes) > 0 || resp.More) {
@@ -280,7 +330,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if empty && !resp.More {
+		if syncDone(empty, resp, cur.pulls(), ahead != nil) {
 			return res, nil
 		}
 	}

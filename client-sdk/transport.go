@@ -7,7 +7,6 @@ package client
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +29,14 @@ const gzipThreshold = 16 << 10
 // syncRequest sends one sync request with the stored access token,
 // refreshing it once if the server says it expired.
 func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.SyncResponse, wire, error) {
+	return r.sendSync(ctx, req, 0, false)
+}
+
+// sendSync sends one sync request. A pipelined one (pipelined: sent while
+// another is in flight, after: the last seq that one pushed, sent as
+// api.HeaderAfterSeq when not 0) neither refreshes the token nor signs
+// out: it fails, and the request sent alone after it does either.
+func (r *Replica) sendSync(ctx context.Context, req *api.SyncRequest, after uint64, pipelined bool) (*api.SyncResponse, wire, error) {
 	body, err := encodeRequest(req)
 	if err != nil {
 		return nil, wire{}, err
@@ -39,11 +46,13 @@ func (r *Replica) syncRequest(ctx context.Context, req *api.SyncRequest) (*api.S
 		if err != nil {
 			return nil, wire{}, err
 		}
-		resp, w, err := r.postSync(ctx, body, tok)
+		resp, w, err := r.postSync(ctx, body, tok, after)
 		code := problemCode(err)
 		switch {
 		case err == nil:
 			return resp, w, nil
+		case pipelined:
+			return nil, w, err
 		case (code == api.CodeTokenExpired || code == api.CodeUnauthorized) && attempt == 0:
 			if err := r.refresh(ctx, tok); err != nil {
 				return nil, w, err
@@ -69,19 +78,14 @@ func encodeRequest(req *api.SyncRequest) ([]byte, error) {
 // (after compression).
 type wire struct{ sent, received int }
 
-func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api.SyncResponse, wire, error) {
+func (r *Replica) postSync(ctx context.Context, body []byte, token string, after uint64) (*api.SyncResponse, wire, error) {
 	var w wire
-	gz := len(body) > gzipThreshold
-	if gz {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		if _, err := zw.Write(body); err != nil {
+	raw, coding := body, ""
+	if len(body) > gzipThreshold {
+		var err error
+		if coding, body, err = compressBody(body, r.zstdRequests.Load()); err != nil { // coding.go
 			return nil, w, err
 		}
-		if err := zw.Close(); err != nil {
-			return nil, w, err
-		}
-		body = buf.Bytes()
 	}
 	w.sent = len(body)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.serverURL()+"/v1/sync", bytes.NewReader(body))
@@ -91,36 +95,38 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 	hreq.Header.Set("Content-Type", api.ContentType)
 	hreq.Header.Set("Accept", api.ContentType)
 	hreq.Header.Set("Authorization", "Bearer "+token)
-	// Asking for gzip ourselves turns off the transport's transparent
-	// decompression, so the reply's wire size can be counted.
-	hreq.Header.Set("Accept-Encoding", "gzip")
-	if gz {
-		hreq.Header.Set("Content-Encoding", "gzip")
+	hreq.Header.Set("Accept-Encoding", acceptEncoding) // coding.go
+	if coding != "" {
+		hreq.Header.Set("Content-Encoding", coding)
+	}
+	if after > 0 {
+		hreq.Header.Set(api.HeaderAfterSeq, strconv.FormatUint(after, 10)) // pipeline.go
 	}
 	hresp, err := r.http.Do(hreq)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: %w", unavailable(ctx, err))
 	}
 	defer hresp.Body.Close()
+	r.zstdRequests.Store(readsZstd(hresp.Header.Get("Accept-Encoding"))) // coding.go
+	if hresp.StatusCode == http.StatusUnsupportedMediaType && coding == "zstd" {
+		// The server no longer reads zstd (replaced by an older one):
+		// the same request again, gzipped.
+		r.zstdRequests.Store(false)
+		return r.postSync(ctx, raw, token, after)
+	}
 	b, err := readBounded(hresp.Body, r.opts.MaxResponseBytes)
 	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: read reply: %w", unavailable(ctx, err))
 	}
 	w.received = len(b)
-	if strings.EqualFold(hresp.Header.Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			return nil, w, fmt.Errorf("client: sync: reply: %w", err)
-		}
-		if b, err = readBounded(zr, r.opts.MaxResponseBytes); err != nil {
-			return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
-		}
+	if b, err = inflateReply(hresp.Header.Get("Content-Encoding"), b, r.opts.MaxResponseBytes); err != nil { // coding.go
+		return nil, w, fmt.Errorf("client: sync: inflate reply: %w", err)
 	}
 	if hresp.StatusCode != http.StatusOK {
 		return nil, w, fmt.Errorf("client: sync: %w", problemError(hresp, b))
 	}
-	var resp api.SyncResponse
-	if err := unmarshalBounded(b, &resp); err != nil {
+	resp, err := api.DecodeSyncResponse(b)
+	if err != nil {
 		return nil, w, fmt.Errorf("client: sync: decode reply (%d bytes): %w", len(b), err)
 	}
 	if resp.Protocol != 0 && resp.Protocol != api.ProtocolVersion {
@@ -140,7 +146,8 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string) (*api
 		resp.Packed = nil
 	}
 	r.readsPacked.Store(resp.ReadsPacked)
-	return &resp, w, nil
+	r.pipelines.Store(resp.Pipelines)
+	return resp, w, nil
 }
 
 // unavailable marks a failure to reach the server or to read its reply as

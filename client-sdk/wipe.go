@@ -102,7 +102,7 @@ func (r *Replica) reportWipe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, _, err := r.postSync(ctx, body, string(access))
+	resp, _, err := r.postSync(ctx, body, string(access), 0)
 	if err != nil {
 		return fmt.Errorf("%w (report not yet delivered: %w)", wiped, err)
 	}

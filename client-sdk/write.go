@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -237,7 +235,7 @@ func (r *Replica) commitBatches(group []*batchReq) {
 				break
 			}
 			pending = append(pending, q)
-			size += opsSize(q.b.ops)
+			size += q.b.size
 			group = group[1:]
 		}
 		if txn == nil {
@@ -257,12 +255,16 @@ func (r *Replica) commitBatches(group []*batchReq) {
 // buildBatch runs fn on a Batch reading through txn and checks what it
 // built; it writes nothing.
 func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
-	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}}
+	// A writer's batches tend to be alike: room for as many ops as the last
+	// one saves growing (and copying) the op list op by op.
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
 	if err := fn(b); err != nil {
 		return nil, err
 	}
+	r.lastBatchOps = min(len(b.ops), r.opts.MaxWriteOps)
 	if len(b.ops) > 0 {
-		if n, max := opsSize(b.ops), r.opts.MaxWriteBytes; n > max {
+		b.size = opsSize(b.ops)
+		if n, max := b.size, r.opts.MaxWriteBytes; n > max {
 			return nil, &ValidationError{Err: &LimitError{What: "bytes in one write", Size: n, Limit: max}}
 		}
 	}
@@ -304,13 +306,20 @@ type Batch struct {
 	recs  map[Ref]*crdt.Record
 	order []Ref // records written, in first-write order
 	ops   []crdt.Op
+	size  int // opsSize(ops), set once fn is done
 }
 
 // record returns the batch's working copy of ref: from an earlier write in
 // the batch, from the store, or new for a create.
 func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
+	return b.recordOf(ref, create, false)
+}
+
+// recordOf is record; fresh says ref's ID was just drawn at random
+// (NewID), so that no record can have it yet and the store is not read.
+func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 	rec, ok := b.recs[ref]
-	if !ok {
+	if !ok && !fresh {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
 			return nil, err
@@ -329,34 +338,43 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 		b.order = append(b.order, ref)
 		// Every op this replica makes on the record must be newer than
 		// every op the record holds: replicas take each writer's ops in ID
-		// order (see package crdt).
-		_ = b.r.clock.Update(rec.MaxTime())
+		// order (see package crdt). A new record holds none.
+		if t := rec.MaxTime(); t != 0 {
+			_ = b.r.clock.Update(t)
+		}
 	}
 	return rec, nil
 }
 
 // apply validates op, applies it to rec and adds it to the batch.
 func (b *Batch) apply(ref Ref, rec *crdt.Record, op crdt.Op) error {
-	if err := b.check(ref, &op, 0); err != nil {
-		return err
-	}
-	if err := rec.Apply(&op); err != nil {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
-	}
+	// Checked and applied in its place at the end of the batch's ops
+	// (not copied to the heap on its own), and cut off if it fails.
 	b.ops = append(b.ops, op)
-	return nil
+	p := &b.ops[len(b.ops)-1]
+	err := b.check(ref, p, len(b.ops), true)
+	if err == nil {
+		if err = rec.Apply(p); err != nil {
+			err = &ValidationError{Ref: ref, Field: p.Field, Err: err}
+		}
+	}
+	if err != nil {
+		b.ops[len(b.ops)-1] = crdt.Op{}
+		b.ops = b.ops[:len(b.ops)-1]
+	}
+	return err
 }
 
-// check checks op against the write limits and validates it, with queued
-// ops built for the batch but not yet added to it.
-func (b *Batch) check(ref Ref, op *crdt.Op, queued int) error {
-	if n, max := len(op.Value), b.r.opts.MaxValueBytes; n > max {
-		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: n, Limit: max}}
+// check checks op, which the batch's ops hold n of with it, against the
+// write limits and validates it, its record ID too if checkID is set.
+func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool) error {
+	if size, max := len(op.Value), b.r.opts.MaxValueBytes; size > max {
+		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "value", Field: op.Field, Size: size, Limit: max}}
 	}
-	if n, max := len(b.ops)+queued+1, b.r.opts.MaxWriteOps; n > max {
+	if max := b.r.opts.MaxWriteOps; n > max {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: &LimitError{What: "ops in one write", Size: n, Limit: max}}
 	}
-	return b.r.validate(ref, op)
+	return b.r.validate(ref, op, checkID)
 }
 
 // Get returns the record as the batch's writes so far leave it.
@@ -376,14 +394,21 @@ func (b *Batch) Get(ref Ref) (*Record, error) {
 
 // Create is Replica.Create within the batch.
 func (b *Batch) Create(where Ref, fields map[string]any) (Ref, error) {
-	if where.ID == "" {
+	fresh := where.ID == ""
+	if fresh {
 		where.ID = NewID()
 	}
-	return where, b.CreateWithID(where, fields)
+	return where, b.create(where, fields, fresh)
 }
 
 // CreateWithID is Replica.CreateWithID within the batch.
 func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
+	return b.create(ref, fields, false)
+}
+
+// create is CreateWithID; fresh says ref.ID is a new random ID (Create),
+// which no stored record can have: 128 random bits do not collide.
+func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	r := b.r
 	if ref.Team == "" || ref.Collection == "" || ref.ID == "" {
 		return &ValidationError{Ref: ref, Err: fmt.Errorf("team, collection and id are required")}
@@ -391,21 +416,22 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	if err := crdt.ValidateRecordID(ref.ID); err != nil {
 		return &ValidationError{Ref: ref, Err: err}
 	}
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := r.createNames(fields)
 	if cc, ok := r.opts.Validator.(CreateChecker); ok {
-		if missing := cc.MissingOnCreate(ref.Collection, names); len(missing) > 0 {
+		given := names
+		if _, ok := cc.(*schema.Schema); !ok {
+			given = slices.Clone(names) // names may be reused (createNames)
+		}
+		if missing := cc.MissingOnCreate(ref.Collection, given); len(missing) > 0 {
 			return &ValidationError{Ref: ref, Missing: missing}
 		}
 	}
 	typer, _ := r.opts.Validator.(FieldTyper)
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
-		typer = schemaTyper{sc}
+		c, _ := sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
+		typer = collectionTyper{c}
 	}
-	rec, err := b.record(ref, true)
+	rec, err := b.recordOf(ref, true, fresh)
 	if err != nil {
 		return err
 	}
@@ -414,11 +440,21 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 	}
 	// The record is new, so no op built here depends on another: they are
 	// built and checked first, then merged in one crdt.Batch (one pass,
-	// the same result as applying them one by one in ID order).
-	ops := make([]crdt.Op, 0, len(names))
+	// the same result as applying them one by one in ID order). They are
+	// built in place at the end of the batch's ops, and cut off again if
+	// the create fails, with the new record (record put it last in the
+	// batch's records): a failed create leaves no trace in the batch.
+	start := len(b.ops)
+	fail := func(err error) error {
+		clear(b.ops[start:])
+		b.ops = b.ops[:start]
+		delete(b.recs, ref)
+		b.order = b.order[:len(b.order)-1]
+		return err
+	}
 	for _, name := range names {
 		if name == crdt.DeletedField {
-			return &ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")}
+			return fail(&ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")})
 		}
 		ft := crdt.Register
 		if typer != nil {
@@ -435,33 +471,59 @@ func (b *Batch) CreateWithID(ref Ref, fields map[string]any) error {
 		for _, e := range elems {
 			v, err := crdt.EncodeValue(e)
 			if err != nil {
-				return &ValidationError{Ref: ref, Field: name, Err: err}
+				return fail(&ValidationError{Ref: ref, Field: name, Err: err})
 			}
 			id := r.nextID()
-			var op crdt.Op
+			b.ops = append(b.ops, crdt.Op{})
+			op := &b.ops[len(b.ops)-1]
 			switch ft {
 			case crdt.Set:
-				op = rec.Add(id, name, v)
+				*op = rec.Add(id, name, v)
 			case crdt.Log:
-				op = rec.Append(id, name, v)
+				*op = rec.Append(id, name, v)
 			default:
-				op = rec.Write(id, name, v)
+				*op = rec.Write(id, name, v)
 			}
-			if err := b.check(ref, &op, len(ops)); err != nil {
-				return err
+			// The record ID was checked above, once for all its ops.
+			if err := b.check(ref, op, len(b.ops), false); err != nil {
+				return fail(err)
 			}
-			ops = append(ops, op)
 		}
 	}
 	cb := crdt.NewBatch(rec)
-	for i := range ops {
-		if err := cb.Add(&ops[i]); err != nil {
-			return &ValidationError{Ref: ref, Field: ops[i].Field, Err: err}
+	for i := start; i < len(b.ops); i++ {
+		if err := cb.Add(&b.ops[i]); err != nil {
+			return fail(&ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err})
 		}
 	}
 	cb.Flush()
-	b.ops = append(b.ops, ops...)
 	return nil
+}
+
+// createNames returns the names of fields, sorted: a create's ops are
+// built in name order. Creates of one form name the same fields, so the
+// last create's sorted names are reused when fields has exactly those
+// (guarded by wmu, as every batch is built).
+func (r *Replica) createNames(fields map[string]any) []string {
+	if names := r.lastNames; len(names) == len(fields) {
+		same := true
+		for _, name := range names {
+			if _, ok := fields[name]; !ok {
+				same = false
+				break
+			}
+		}
+		if same {
+			return names
+		}
+	}
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	r.lastNames = names
+	return names
 }
 
 // Set is Replica.Set within the batch.
@@ -554,14 +616,16 @@ func (b *Batch) fieldWrite(ref Ref, field string, value any,
 
 func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Replica: r.id} }
 
-func (r *Replica) validate(ref Ref, op *crdt.Op) error {
+func (r *Replica) validate(ref Ref, op *crdt.Op, checkID bool) error {
 	if err := op.Validate(); err != nil {
 		return &ValidationError{Ref: ref, Field: op.Field, Err: err}
 	}
 	// The server refuses other IDs (invalid_record_id): catch them here,
 	// before the write is stored and queued.
-	if err := crdt.ValidateRecordID(op.Record); err != nil {
-		return &ValidationError{Ref: ref, Err: err}
+	if checkID {
+		if err := crdt.ValidateRecordID(op.Record); err != nil {
+			return &ValidationError{Ref: ref, Err: err}
+		}
 	}
 	if r.opts.Validator != nil {
 		if err := r.opts.Validator.ValidateOp(op); err != nil {
@@ -591,21 +655,6 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 	return txn.Set(recordKey(Ref{Team: rec.Team, Collection: rec.Collection, ID: rec.ID}), b)
 }
 
-// encodeChange encodes a change as stored in the outbox: the msgpack map
-// {"s": seq, "o": ops} with the ops as crdt.NewOpsBytes writes them, the
-// bytes msgpack's encoder writes for an api.Change with ops
-// (TestChangeCodecMatchesMsgpack), without its reflection.
-func encodeChange(c *api.Change) ([]byte, error) {
-	ops := crdt.NewOpsBytes(c.Ops)
-	b := make([]byte, 0, 16+len(ops))
-	b = crdt.AppendUint(append(b, 0x82, 0xa1, 's'), c.Seq)
-	b = append(b, 0xa1, 'o')
-	if len(ops) == 0 {
-		return append(b, 0xc0), nil
-	}
-	return append(b, ops...), nil
-}
-
 // marshalCompact returns the msgpack encoding of v with integers in their
 // smallest form, the form of sync request bodies and stored changes.
 func marshalCompact(v any) ([]byte, error) {
@@ -618,46 +667,15 @@ func marshalCompact(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// decodeChange decodes a stored change. The form encodeChange writes is
-// read directly, its ops through crdt.OpsBytes (crdt's fast op decoder);
-// anything else, or ops that decoder refuses, goes through msgpack's
-// decoder as before, so a change stored by an older SDK still loads.
-func decodeChange(b []byte) (*api.Change, error) {
-	if len(b) > 4 && b[0] == 0x82 && b[1] == 0xa1 && b[2] == 's' {
-		if seq, n, ok := readCompactUint(b[3:]); ok && len(b) > 5+n && b[3+n] == 0xa1 && b[4+n] == 'o' {
-			if ops, err := crdt.OpsBytes(b[5+n:]).Ops(); err == nil {
-				return &api.Change{Seq: seq, Ops: ops}, nil
-			}
-		}
-	}
-	var c api.Change
-	if err := msgpack.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("decode stored change: %w", err)
-	}
-	return &c, nil
-}
+// collectionTyper types the fields of one schema collection (nil: an
+// unknown one, whose fields are untyped).
+type collectionTyper struct{ c *schema.Collection }
 
-// readCompactUint reads a msgpack unsigned integer at the start of b.
-func readCompactUint(b []byte) (v uint64, n int, ok bool) {
-	switch {
-	case len(b) >= 1 && b[0] <= 0x7f:
-		return uint64(b[0]), 1, true
-	case len(b) >= 2 && b[0] == 0xcc:
-		return uint64(b[1]), 2, true
-	case len(b) >= 3 && b[0] == 0xcd:
-		return uint64(binary.BigEndian.Uint16(b[1:])), 3, true
-	case len(b) >= 5 && b[0] == 0xce:
-		return uint64(binary.BigEndian.Uint32(b[1:])), 5, true
-	case len(b) >= 9 && b[0] == 0xcf:
-		return binary.BigEndian.Uint64(b[1:]), 9, true
+func (t collectionTyper) FieldType(_, field string) (crdt.FieldType, bool) {
+	if t.c == nil {
+		return 0, false
 	}
-	return 0, 0, false
-}
-
-type schemaTyper struct{ s *schema.Schema }
-
-func (t schemaTyper) FieldType(collection, field string) (crdt.FieldType, bool) {
-	f, ok := t.s.Field(collection, field)
+	f, ok := t.c.Field(field)
 	if !ok {
 		return 0, false
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,9 +78,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// TestChangeCodecMatchesMsgpack: encodeChange writes the bytes msgpack's
-// encoder writes for the same api.Change (the outbox's form before the
-// fast path), and decodeChange reads both them and msgpack's forms.
+// TestChangeCodecMatchesMsgpack: encodeChangeMsgpack writes the bytes
+// msgpack's encoder writes for the same api.Change (the outbox's form up
+// to layout 2), and decodeChange reads them, msgpack's own and the packed
+// form encodeChange writes now, to the same change.
 func TestChangeCodecMatchesMsgpack(t *testing.T) {
 	rep := crdt.ReplicaID{1, 2, 3}
 	var ops []crdt.Op
@@ -92,12 +94,15 @@ func TestChangeCodecMatchesMsgpack(t *testing.T) {
 		if i%5 == 0 {
 			op.Kind, op.Value = crdt.KindRemove, nil
 		}
+		if i%4 == 1 {
+			op.Record = NewID()
+		}
 		ops = append(ops, op)
 	}
 	for _, seq := range []uint64{0, 1, 127, 128, 255, 256, 65535, 65536, 1 << 32, 1<<64 - 1} {
 		for _, n := range []int{1, 2, 40} {
 			c := &api.Change{Seq: seq, Ops: ops[:n]}
-			got, err := encodeChange(c)
+			old, err := encodeChangeMsgpack(c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,23 +110,42 @@ func TestChangeCodecMatchesMsgpack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("seq %d, %d ops: encodeChange\n% x\nmsgpack\n% x", seq, n, got, want)
+			if !bytes.Equal(old, want) {
+				t.Fatalf("seq %d, %d ops: encodeChangeMsgpack\n% x\nmsgpack\n% x", seq, n, old, want)
 			}
-			back, err := decodeChange(got)
-			if err != nil || !reflect.DeepEqual(back, c) {
-				t.Fatalf("seq %d, %d ops: decoded %+v, %v", seq, n, back, err)
+			packed, err := encodeChange(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if packed[0] != packedEntry || len(packed) >= len(old) && n > 1 {
+				t.Fatalf("seq %d, %d ops: packed entry of %d bytes, msgpack %d", seq, n, len(packed), len(old))
+			}
+			for _, b := range [][]byte{old, packed} {
+				back, err := decodeChange(b)
+				if err != nil || !reflect.DeepEqual(back, c) {
+					t.Fatalf("seq %d, %d ops: decoded %+v, %v", seq, n, back, err)
+				}
+				if k, err := entryOps(b); err != nil || k != n {
+					t.Fatalf("seq %d: entryOps %d, %v; want %d", seq, k, err, n)
+				}
 			}
 		}
 	}
 	// An empty change (set aside, stubs), both as nil and as an empty list.
 	for _, c := range []*api.Change{{Seq: 9}, {Seq: 9, Ops: []crdt.Op{}}} {
 		want, _ := marshalCompact(c)
-		for _, b := range [][]byte{want, must(encodeChange(c))} {
+		for _, b := range [][]byte{want, must(encodeChangeMsgpack(c)), must(encodeChange(c))} {
 			back, err := decodeChange(b)
 			if err != nil || back.Seq != 9 || len(back.Ops) != 0 {
 				t.Fatalf("empty change % x: %+v, %v", b, back, err)
 			}
+		}
+	}
+	// A cut or garbled packed entry is an error, never a shorter change.
+	full := must(encodeChange(&api.Change{Seq: 3, Ops: ops}))
+	for _, b := range [][]byte{full[:len(full)-1], full[:5], append(slices.Clone(full), 0)} {
+		if c, err := decodeChange(b); err == nil {
+			t.Fatalf("decoded a damaged entry of %d bytes to %d ops", len(b), len(c.Ops))
 		}
 	}
 }
@@ -131,4 +155,48 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// BenchmarkOutboxEntry encodes and decodes one write group of the
+// push-then-pull workload (100 new records x 30 string fields of 20
+// bytes: 3,000 ops) in the packed form the outbox stores from layout 3
+// and in the msgpack form of layout 2, which every push used to decode
+// (sealFrom, loadChanges) only to pack it again for the wire.
+//
+//	go test -run '^$' -bench '^BenchmarkOutboxEntry$' ./client-sdk
+func BenchmarkOutboxEntry(b *testing.B) {
+	rep := crdt.ReplicaID{1, 2, 3}
+	var ops []crdt.Op
+	for r := range 100 {
+		id := NewID()
+		for f := range 30 {
+			ops = append(ops, crdt.Op{ID: crdt.OpID{Time: crdt.Timestamp(1<<40 + r*30 + f), Replica: rep}, Team: "wigan",
+				Collection: "bench_rows", Record: id, Field: fmt.Sprintf("f%02d", f), Kind: crdt.KindWrite,
+				Value: crdt.MustValue(fmt.Sprintf("%06d%s", r, strings.Repeat("v", 14)))})
+		}
+	}
+	c := &api.Change{Seq: 7, Ops: ops}
+	forms := []struct {
+		name string
+		enc  func(*api.Change) ([]byte, error)
+	}{{"packed", encodeChange}, {"msgpack", encodeChangeMsgpack}}
+	for _, f := range forms {
+		stored := must(f.enc(c))
+		b.Run(f.name+"/encode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := f.enc(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(stored)), "bytes")
+		})
+		b.Run(f.name+"/decode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := decodeChange(stored); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/op-decoded")
+		})
+	}
 }

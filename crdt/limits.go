@@ -265,3 +265,11 @@ func ValidateRecordID(id string) error {
 	}
 	return nil
 }
+
+// ValueEnd returns the end offset in b of the one msgpack value that
+// starts at b[start], walked and checked as CheckLimits walks a whole
+// document (against l, each value counted on its own). A decoder uses it
+// to take a value's raw bytes as a slice of b without decoding them.
+func ValueEnd(b []byte, start int, l Limits) (int, error) {
+	return scan(b, start, l.orDefault())
+}

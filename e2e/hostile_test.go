@@ -13,6 +13,7 @@ import (
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/server"
+	"github.com/klauspost/compress/zstd"
 )
 
 // heapPeak samples HeapInuse every few milliseconds until stopped and
@@ -70,6 +71,13 @@ func TestHostileSyncInput(t *testing.T) {
 			w.Write(zeros)
 		}
 	})
+	// 64 MiB of zeros in zstd, a few KiB, its frame stating the size.
+	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zbomb := zenc.EncodeAll(make([]byte, 64<<20), nil)
+	zenc.Close()
 	// A gzip of a request whose declared array length is 4G.
 	hugeInGzip := gzipBytes(t, func(w *gzip.Writer) { w.Write([]byte{0x82, 0xa1, 'v', 0x01, 0xa1, 'c', 0xdd, 0xff, 0xff, 0xff, 0xff}) })
 	deep := append([]byte{0x81, 0xa1, 'c'}, bytes.Repeat([]byte{0x91}, 1<<20)...)
@@ -101,6 +109,8 @@ func TestHostileSyncInput(t *testing.T) {
 		{"gzip bomb 64 MiB", bomb, gz, 413, api.CodeBodyTooLarge},
 		{"broken gzip", []byte{0x1f, 0x8b, 0x08, 0, 0, 0}, gz, 400, api.CodeMalformedBody},
 		{"gzip claimed, not gzip", valid, gz, 400, api.CodeMalformedBody},
+		{"zstd bomb 64 MiB", zbomb, map[string]string{"Content-Encoding": "zstd"}, 413, api.CodeBodyTooLarge},
+		{"zstd claimed, not zstd", valid, map[string]string{"Content-Encoding": "zstd"}, 400, api.CodeMalformedBody},
 		{"unknown encoding", valid, map[string]string{"Content-Encoding": "br"}, 415, api.CodeUnsupportedMedia},
 		{"JSON content type", valid, map[string]string{"Content-Type": "application/json"}, 415, api.CodeUnsupportedMedia},
 		{"9 MiB body", bytes.Repeat([]byte{0xc0}, 9<<20), nil, 413, api.CodeBodyTooLarge},

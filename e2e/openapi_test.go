@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/klauspost/compress/zstd"
 )
 
 // The e2e servers are wrapped in openAPIChecked: every request a test makes
@@ -150,6 +151,8 @@ type teeWriter struct {
 	wrote   bool
 	buf     bytes.Buffer
 	tooLong bool
+	decided bool // the first Write has looked at the Content-Type
+	skip    bool // not JSON: nothing kept, nothing to check
 }
 
 func (w *teeWriter) WriteHeader(code int) {
@@ -160,7 +163,15 @@ func (w *teeWriter) WriteHeader(code int) {
 }
 
 func (w *teeWriter) Write(b []byte) (int, error) {
+	if !w.decided {
+		// Only JSON bodies are checked: a msgpack reply is not copied
+		// (nor inflated again by body).
+		w.decided, w.skip = true, !isJSON(w.Header().Get("Content-Type"))
+	}
 	w.wrote = true
+	if w.skip {
+		return w.ResponseWriter.Write(b)
+	}
 	if w.buf.Len()+len(b) <= maxCheckedBody {
 		w.buf.Write(b)
 	} else {
@@ -179,17 +190,33 @@ func (w *teeWriter) Flush() {
 // Unwrap lets http.ResponseController reach the real writer (deadlines).
 func (w *teeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// body returns the response body as sent, gunzipped if the server
-// compressed it; ok is false when it is too long or does not decode.
+// body returns the response body as sent, decoded if the server
+// compressed it (gzip or zstd); ok is false when it is too long or does not decode.
 func (w *teeWriter) body() ([]byte, bool) {
+	if w.skip {
+		return nil, true
+	}
 	if w.tooLong {
 		return nil, false
 	}
-	if w.Header().Get("Content-Encoding") != "gzip" {
+	var zr io.Reader
+	switch w.Header().Get("Content-Encoding") {
+	case "":
 		return w.buf.Bytes(), true
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(w.buf.Bytes()))
-	if err != nil {
+	case "gzip":
+		gr, err := gzip.NewReader(bytes.NewReader(w.buf.Bytes()))
+		if err != nil {
+			return nil, false
+		}
+		zr = gr
+	case "zstd":
+		zd, err := zstd.NewReader(bytes.NewReader(w.buf.Bytes()), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, false
+		}
+		defer zd.Close()
+		zr = zd
+	default:
 		return nil, false
 	}
 	b, err := io.ReadAll(io.LimitReader(zr, maxCheckedBody+1))

@@ -53,6 +53,12 @@ func pushPullSchema(tb testing.TB) *schema.Schema {
 //
 //	go test -run '^$' -bench '^BenchmarkSDKPushPull$' -benchtime 1x ./e2e
 //
+// The benchmark measures the product: its server runs without the e2e
+// OpenAPI checker (openAPIChecked), which every e2e test keeps. The
+// checker copies each reply and inflates it again, in the same process,
+// inside the timed phases. DOORSTEP_BENCH_OPENAPI=1 puts it back (to see
+// what it costs: docs/benchmarks.md "Issue 17, third pass: i17-wire").
+//
 // With DOORSTEP_BENCH_PROFILE=dir (and no -cpuprofile), the write, push
 // and pull phases each write a CPU profile of the whole process (device and
 // server) to dir/write.prof, dir/push.prof and dir/pull.prof.
@@ -69,6 +75,7 @@ func BenchmarkSDKPushPull(b *testing.B) {
 	for f := range names {
 		names[f] = fmt.Sprintf("f%02d", f)
 	}
+	checked := os.Getenv("DOORSTEP_BENCH_OPENAPI") == "1"
 	var write, push, pull time.Duration
 	var writeCPU, pushCPU, pullCPU time.Duration // the process's CPU time in each phase
 	var pushRounds, pullRounds int
@@ -77,7 +84,7 @@ func BenchmarkSDKPushPull(b *testing.B) {
 		b.StopTimer()
 		// The server's and the SDK's default page sizes and no rate
 		// limit, not the small pages the SDK tests run with.
-		e := newSDKEnv(b, nil, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
+		e := newSDKEnvChecked(b, nil, checked, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
 		mod := func(o *client.Options) { o.Validator, o.PullLimit = sc, 0 }
 		ann := e.device("ann", "", mod)
 		bea := e.device("bea", "", mod)

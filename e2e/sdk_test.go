@@ -53,6 +53,14 @@ var sdkKey = []byte("e2e-test-key-32-bytes-long-00000")
 
 func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config)) *sdkEnv {
 	t.Helper()
+	return newSDKEnvChecked(t, now, true, mods...)
+}
+
+// newSDKEnvChecked is newSDKEnv, with the OpenAPI checker (openAPIChecked)
+// in front of the server only when checked is set: every test runs with
+// it; a benchmark of the product may run without it.
+func newSDKEnvChecked(t testing.TB, now func() time.Time, checked bool, mods ...func(*server.Config)) *sdkEnv {
+	t.Helper()
 	ctx := context.Background()
 	if now == nil {
 		now = time.Now
@@ -78,7 +86,11 @@ func newSDKEnv(t testing.TB, now func() time.Time, mods ...func(*server.Config))
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	hs := httptest.NewServer(openAPIChecked(t, s.Handler()))
+	h := s.Handler()
+	if checked {
+		h = openAPIChecked(t, h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		hs.Close()
 		if err := s.Shutdown(context.Background()); err != nil {

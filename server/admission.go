@@ -2,10 +2,10 @@ package server
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/semaphore"
 )
@@ -111,14 +113,20 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 	if r.ContentLength > a.maxWire {
 		return nil, nil, problemf(api.CodeBodyTooLarge, "body of %d bytes exceeds %d", r.ContentLength, a.maxWire)
 	}
+	// The request codings this server reads (RFC 9110 §12.5.3: a server
+	// may say so in any response), which tells a client it may zstd its
+	// requests (docs/PROTOCOL.md §22).
+	c.Response().Header().Set(echo.HeaderAcceptEncoding, RequestCodings)
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get(echo.HeaderContentEncoding)))
-	gz := false
+	var coding string
 	switch enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		gz = true
+		coding = codingGzip
+	case codingZstd:
+		coding = codingZstd
 	default:
-		return nil, nil, problemf(api.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use gzip or none", enc)
+		return nil, nil, problemf(api.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use zstd, gzip or none", enc)
 	}
 	wire, wireHeld, err := a.readWire(c)
 	defer a.wire.Release(wireHeld)
@@ -126,10 +134,14 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 		return nil, nil, err
 	}
 	size := int64(len(wire))
-	if gz {
-		if size, err = gzipSize(wire, a.maxDecoded); err != nil {
-			return nil, nil, err
-		}
+	switch coding {
+	case codingGzip:
+		size, err = gzipSize(wire, a.maxDecoded)
+	case codingZstd:
+		size, err = zstdSize(wire, a.maxDecoded)
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	budget, weight := a.work, min(a.workFactor*max(size, 1), a.workMax)
 	if size <= SmallSyncBytes {
@@ -150,14 +162,75 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 		}
 		release = func() { <-a.large; budget.Release(weight) }
 	}
-	if !gz {
+	switch coding {
+	case "":
 		return wire, release, nil
+	case codingGzip:
+		body, err = gunzipExact(wire, size)
+	default:
+		body, err = unzstdExact(wire, size)
 	}
-	if body, err = gunzipExact(wire, size); err != nil {
+	if err != nil {
 		release()
 		return nil, nil, err
 	}
 	return body, release, nil
+}
+
+// RequestCodings are the content codings POST /v1/sync reads, as its
+// replies' Accept-Encoding header lists them.
+const RequestCodings = "zstd, gzip"
+
+// zstdDecoders decode whole zstd bodies (DecodeAll) into a buffer of the
+// size the frame declares and no more (WithDecodeAllCapLimit), within the
+// 8 MiB window of RFC 9659; concurrency 1, so no goroutines of their own.
+var zstdDecoders = gosync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdWindow),
+		zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		panic(fmt.Sprintf("server: zstd decoder: %v", err)) // the options are constants
+	}
+	return d
+}}
+
+// zstdSize returns the decoded size a zstd body declares in its frame
+// header (Frame_Content_Size, which every one-shot encoder writes), so
+// the work budget is charged before anything is decoded. unzstdExact then
+// holds the body to it. A frame that does not declare its size is
+// refused.
+func zstdSize(wire []byte, maxDecoded int64) (int64, error) {
+	var h zstd.Header
+	if err := h.Decode(wire); err != nil {
+		return 0, &Error{Code: api.CodeMalformedBody, Detail: "zstd body: " + err.Error(), Err: err}
+	}
+	switch {
+	case h.Skippable:
+		return 0, problemf(api.CodeMalformedBody, "zstd body: a skippable frame first")
+	case !h.HasFCS:
+		return 0, problemf(api.CodeMalformedBody, "zstd body: the frame must state its content size")
+	case h.FrameContentSize > uint64(maxDecoded):
+		return 0, problemf(api.CodeBodyTooLarge, "zstd body decodes to %d bytes, more than %d", h.FrameContentSize, maxDecoded)
+	}
+	return int64(h.FrameContentSize), nil
+}
+
+// unzstdExact decodes a zstd body that must decode to exactly size bytes
+// (its frame's declared content size): a body that would decode further,
+// in that frame or in frames after it, is refused without writing past
+// size bytes.
+func unzstdExact(wire []byte, size int64) ([]byte, error) {
+	d := zstdDecoders.Get().(*zstd.Decoder)
+	defer zstdDecoders.Put(d)
+	out, err := d.DecodeAll(wire, make([]byte, 0, size))
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return nil, problemf(api.CodeBodyTooLarge, "zstd body decodes to more than its declared %d bytes", size)
+	case err != nil:
+		return nil, &Error{Code: api.CodeMalformedBody, Detail: "zstd body: " + err.Error(), Err: err}
+	case int64(len(out)) != size:
+		return nil, problemf(api.CodeMalformedBody, "zstd body: %d bytes, %d declared", len(out), size)
+	}
+	return out, nil
 }
 
 // readWire reads the body as sent, at the minimum pace, charging the wire

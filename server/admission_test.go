@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/klauspost/compress/zstd"
 	"github.com/labstack/echo/v4"
 )
 
@@ -67,6 +68,99 @@ func TestGzipExact(t *testing.T) {
 	if _, err := gzipSize([]byte("not gzip at all, honestly"), 1<<20); codeOf(err) != api.CodeMalformedBody {
 		t.Fatalf("not gzip: %v", err)
 	}
+}
+
+func zs(t testing.TB, b []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil)
+}
+
+// TestZstdExact: as TestGzipExact, for zstd bodies: the budget is charged
+// from the frame's declared content size, and the body must decode to
+// exactly that, with nothing decoded past it.
+func TestZstdExact(t *testing.T) {
+	body := bytes.Repeat([]byte("doorstep "), 1000)
+	good := zs(t, body)
+	n, err := zstdSize(good, 1<<20)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("zstdSize = %d, %v", n, err)
+	}
+	if out, err := unzstdExact(good, n); err != nil || !bytes.Equal(out, body) {
+		t.Fatalf("unzstdExact: %v", err)
+	}
+	// A bomb is refused from its header, before decoding: 64 MiB of
+	// zeros in a few KiB, against a 1 MiB bound.
+	bomb := zs(t, make([]byte, 64<<20))
+	if len(bomb) > 64<<10 {
+		t.Fatalf("bomb of %d bytes", len(bomb))
+	}
+	if _, err := zstdSize(bomb, 1<<20); codeOf(err) != api.CodeBodyTooLarge {
+		t.Fatalf("bomb: %v", err)
+	}
+	// A second frame would decode past the first's declared size: refused
+	// without writing past it.
+	two := append(bytes.Clone(good), zs(t, make([]byte, 64<<20))...)
+	n, _ = zstdSize(two, 1<<20)
+	if _, err := unzstdExact(two, n); codeOf(err) != api.CodeBodyTooLarge {
+		t.Fatalf("a second frame: %v", err)
+	}
+	// A streamed frame that does not state its size.
+	var streamed bytes.Buffer
+	zw, _ := zstd.NewWriter(&streamed, zstd.WithEncoderConcurrency(1))
+	zw.Write(body)
+	zw.Flush() // the header goes out before the size is known
+	zw.Write(body)
+	zw.Close()
+	if _, err := zstdSize(streamed.Bytes(), 1<<20); codeOf(err) != api.CodeMalformedBody {
+		t.Fatalf("no content size: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"not zstd":      []byte("not zstd at all, honestly"),
+		"truncated":     good[:len(good)/2],
+		"garbage after": append(bytes.Clone(good), "trailing"...),
+		"corrupt":       append(bytes.Clone(good[:len(good)-8]), 1, 2, 3, 4, 5, 6, 7, 8),
+	} {
+		n, err := zstdSize(b, 1<<20)
+		if err == nil {
+			_, err = unzstdExact(b, n)
+		}
+		if codeOf(err) != api.CodeMalformedBody {
+			t.Errorf("%s: %v, want malformed_body", name, err)
+		}
+	}
+}
+
+// FuzzZstdBody: whatever a zstd body holds, the server decodes at most the
+// size its header declares (within the bound), or refuses it with a typed
+// error, and never panics.
+func FuzzZstdBody(f *testing.F) {
+	f.Add(zs(f, bytes.Repeat([]byte("doorstep "), 100)))
+	f.Add(zs(f, make([]byte, 1<<20)))
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x05, 0x29, 0x00, 0x00})
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		n, err := zstdSize(wire, 64<<10)
+		if err != nil {
+			if codeOf(err) == "" {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		out, err := unzstdExact(wire, n)
+		if err != nil {
+			if codeOf(err) == "" {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if int64(len(out)) != n {
+			t.Fatalf("%d bytes, %d declared", len(out), n)
+		}
+	})
 }
 
 func testAdmission(mod func(*Config)) *admission {

@@ -38,3 +38,28 @@ func TestAcceptsGzip(t *testing.T) {
 		}
 	}
 }
+
+func TestResponseCoding(t *testing.T) {
+	for _, tc := range []struct{ header, want string }{
+		{"", ""},
+		{"gzip", "gzip"}, // an SDK or client that predates zstd keeps gzip
+		{"*", "gzip"},    // the wildcard stands for gzip only
+		{"zstd", "zstd"},
+		{"ZSTD", "zstd"},
+		{"zstd, gzip", "zstd"},
+		{"gzip, deflate, br, zstd", "zstd"}, // a browser's: equal qualities prefer zstd
+		{"gzip, zstd;q=0.5", "gzip"},
+		{"gzip;q=0.5, zstd;q=0.5", "zstd"},
+		{"zstd;q=0, gzip", "gzip"},
+		{"zstd;q=0", ""},
+		{"zstd;q=bogus, gzip", "gzip"},
+		{"zstd;q=0.1, *;q=0.2", "gzip"},
+		{"zstd;q=0.3, gzip;q=0", "zstd"},
+		{"xzstd", ""},
+		{"identity", ""},
+	} {
+		if got := responseCoding(tc.header); got != tc.want {
+			t.Errorf("responseCoding(%q) = %q, want %q", tc.header, got, tc.want)
+		}
+	}
+}

@@ -93,6 +93,11 @@ func (s *Server) sync(c echo.Context) error {
 		return problemf(api.CodeRateLimited, "this device already has %d syncs in flight", s.cfg.MaxSyncsPerDevice)
 	}
 	defer s.admit.leave(dev)
+	s.pipe.enter(dev) // pipeline.go: pipelined pushes wait for the one before
+	defer s.pipe.leave(dev)
+	if err := s.awaitPredecessor(c, dev, callerOf(c).Replica); err != nil {
+		return err
+	}
 	body, release, err := s.admit.readSyncBody(c)
 	if err != nil {
 		return err
@@ -117,6 +122,7 @@ func (s *Server) sync(c echo.Context) error {
 	}
 	start := time.Now()
 	resp, err := s.engine.Sync(c.Request().Context(), caller, req)
+	s.pipe.decided(dev)
 	if err != nil {
 		return err
 	}
@@ -133,6 +139,7 @@ func (s *Server) sync(c echo.Context) error {
 		resp.Changes = nil
 	}
 	resp.ReadsPacked = true
+	resp.Pipelines = true // docs/PROTOCOL.md "Pipelined pushes"
 	out, err := EncodeSyncResponse(resp)
 	if err != nil {
 		return err
@@ -153,6 +160,7 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 		return problemf(api.CodeMalformedBody, "sync request: both c and 7q")
 	}
 	left := max(1, l.MaxItems/8)
+	var pieces []api.Change // every block's changes, in order
 	for i, b := range req.Packed {
 		changes, err := api.UnpackPush(b, left)
 		if err != nil {
@@ -160,13 +168,26 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 		}
 		for _, c := range changes {
 			left -= len(c.Ops)
-			if n := len(req.Changes); n > 0 && req.Changes[n-1].Seq == c.Seq {
-				// A change continued in the next block.
-				req.Changes[n-1].Ops = append(req.Changes[n-1].Ops, c.Ops...)
-				continue
-			}
-			req.Changes = append(req.Changes, c)
 		}
+		pieces = append(pieces, changes...)
+	}
+	// Consecutive pieces of one seq are one change continued from block
+	// to block: their ops are joined in one slice sized once.
+	req.Changes = make([]api.Change, 0, len(pieces))
+	for i := 0; i < len(pieces); {
+		j, n := i+1, len(pieces[i].Ops)
+		for ; j < len(pieces) && pieces[j].Seq == pieces[i].Seq; j++ {
+			n += len(pieces[j].Ops)
+		}
+		c := pieces[i]
+		if j > i+1 {
+			c.Ops = make([]crdt.Op, 0, n)
+			for _, p := range pieces[i:j] {
+				c.Ops = append(c.Ops, p.Ops...)
+			}
+		}
+		req.Changes = append(req.Changes, c)
+		i = j
 	}
 	req.Packed = nil
 	return nil

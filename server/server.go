@@ -36,6 +36,7 @@ type Server struct {
 	syncLatency syncTimer
 	syncSlots   chan struct{} // one token per sync being processed (its body read)
 	admit       *admission
+	pipe        pipeline // pipelined pushes (pipeline.go)
 	schema      *schemaDoc
 	console     *web.Console  // the coordinator console under /console/
 	backupBusy  chan struct{} // one token while a backup is written

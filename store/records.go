@@ -145,7 +145,11 @@ func PutTerms(tx Tx, team, coll, id string, terms []string) error {
 }
 
 // RecordOwner returns the team owning collection/id by the team index, or
-// "" when no team does.
+// "" when no team does. A record's state is stored only under the team
+// its x/ key names: PutRecord writes the x/ key with a new record's r/ key
+// and DeleteRecord deletes both, so when RecordOwner returns "" no team
+// stores collection/id (the engine then skips reading a state that is not
+// there).
 func RecordOwner(tx Tx, coll, id string) (string, error) {
 	b, err := tx.Get(TeamIndexKey(coll, id))
 	switch {
@@ -187,7 +191,11 @@ func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
 	var touched []ref
 	seen := map[ref]bool{}
 	for i := range le.Ops {
-		if r := (ref{le.Ops[i].Collection, le.Ops[i].Record}); !seen[r] {
+		r := ref{le.Ops[i].Collection, le.Ops[i].Record}
+		if i > 0 && r == (ref{le.Ops[i-1].Collection, le.Ops[i-1].Record}) {
+			continue // a record's ops come together: one lookup per run
+		}
+		if !seen[r] {
 			seen[r] = true
 			touched = append(touched, r)
 		}

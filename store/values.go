@@ -88,41 +88,86 @@ type QuarantineEntry struct {
 	Charged uint64 `msgpack:"w,omitempty"`
 }
 
-// logEntryWire is LogEntry with its ops already encoded (crdt.OpsBytes,
-// the bytes a []crdt.Op encodes to): the same fields, tags and order, so
-// it encodes to the same bytes as the LogEntry, without msgpack reflecting
-// over (and boxing a copy of) every op. TestLogEntryWireSameBytes keeps
-// the two in step.
+// logEntryWire is LogEntry with its ops encoded by crdt.AppendOp (the
+// bytes a []crdt.Op encodes to, see logOps): the same fields, tags and
+// order, so it encodes to the same bytes as the LogEntry, without msgpack
+// reflecting over (and boxing a copy of) every op.
+// TestLogEntryWireSameBytes keeps the two in step.
 type logEntryWire struct {
 	Author     string             `msgpack:"a"`
 	Replica    crdt.ReplicaID     `msgpack:"d"`
 	Seq        uint64             `msgpack:"s"`
 	ReceivedMS int64              `msgpack:"t"`
 	Reason     string             `msgpack:"r,omitempty"`
-	Ops        crdt.OpsBytes      `msgpack:"o"`
+	Ops        logOps             `msgpack:"o"`
 	Erased     []ErasedRecord     `msgpack:"x,omitempty"`
 	States     []crdt.RecordBytes `msgpack:"st,omitempty"`
 }
 
-// encodeLogEntry returns Encode(le), taking the ops through
-// crdt.NewOpsBytes when there are any (an entry without ops, nil or
-// empty, goes through Encode itself).
+// logOps encodes ops as crdt.NewOpsBytes does (a msgpack array header,
+// then crdt.AppendOp of each op: what a []crdt.Op encodes to), straight
+// into the entry's buffer when the encoder writes to an appendWriter.
+type logOps []crdt.Op
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (o logOps) EncodeMsgpack(enc *msgpack.Encoder) error {
+	w, ok := enc.Writer().(*appendWriter)
+	if !ok || len(o) == 0 {
+		return crdt.NewOpsBytes(o).EncodeMsgpack(enc)
+	}
+	if err := enc.EncodeArrayLen(len(o)); err != nil {
+		return err
+	}
+	for i := range o {
+		w.b = crdt.AppendOp(w.b, &o[i])
+	}
+	return nil
+}
+
+// appendWriter is the writer an entry is encoded into: a byte slice
+// appended to (msgpack's encoder uses a writer with WriteByte as it is).
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+func (w *appendWriter) WriteByte(c byte) error { w.b = append(w.b, c); return nil }
+
+// encodedOpsSize estimates, from above for ops without huge preds, the
+// bytes crdt.AppendOp writes for ops, so that an entry is encoded into
+// one allocation.
+func encodedOpsSize(ops []crdt.Op) int {
+	n := 5
+	for i := range ops {
+		op := &ops[i]
+		n += 56 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 30*len(op.Pred)
+	}
+	return n
+}
+
+// encodeLogEntry returns Encode(le), the ops written by crdt.AppendOp
+// when there are any (an entry without ops, nil or empty, goes through
+// Encode itself).
 func encodeLogEntry(le *LogEntry) ([]byte, error) {
 	if len(le.Ops) == 0 {
 		return Encode(le)
 	}
 	w := logEntryWire{
 		Author: le.Author, Replica: le.Replica, Seq: le.Seq, ReceivedMS: le.ReceivedMS, Reason: le.Reason,
-		Ops: crdt.NewOpsBytes(le.Ops), Erased: le.Erased, States: le.States,
+		Ops: le.Ops, Erased: le.Erased, States: le.States,
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(w.Ops) + 64 + len(le.Author) + len(le.Reason))
-	enc := msgpack.NewEncoder(&buf)
+	size := 64 + len(le.Author) + len(le.Reason) + encodedOpsSize(le.Ops)
+	for _, st := range le.States {
+		size += 8 + len(st)
+	}
+	out := &appendWriter{b: make([]byte, 0, size)}
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(out)
 	enc.UseCompactInts(true)
 	if err := enc.Encode(&w); err != nil {
 		return nil, fmt.Errorf("store: encode %T: %w", le, err)
 	}
-	return buf.Bytes(), nil
+	return out.b, nil
 }
 
 // Encode returns the msgpack form of v (LogEntry or QuarantineEntry).

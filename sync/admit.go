@@ -78,7 +78,9 @@ type changeDecision struct {
 	apply bool
 	// accepted are the ops to merge, in push order (the change's log
 	// entry); batches holds them queued per record (crdt.Batch on the
-	// view's record, checked by Add), for the caller to flush.
+	// view's record, checked by Add), for the caller to flush. accepted
+	// may share its array with the change's ops (when every op is
+	// accepted): read it, never modify it.
 	accepted []crdt.Op
 	batches  []*crdt.Batch
 	// held are reapplicable ops kept whole in the quarantine (the caller
@@ -87,6 +89,9 @@ type changeDecision struct {
 	// held first.
 	held      []quarantineWrite
 	summaries []quarantineWrite
+	// built are runs merged ahead taken as merged: each replaces the
+	// view's blank state of its record (builtUse.rec) with its own.
+	built []builtUse
 	// sizes are the new size estimates of the records the checks
 	// touched, by record key.
 	sizes map[string]recSize
@@ -128,6 +133,81 @@ type changeView struct {
 	usage   map[string]*store.QuarantineUsage
 	batches map[recRef]*crdt.Batch
 	order   []recRef // batch keys in first-use order
+	run     recRun
+
+	// built are the runs merged ahead (newRun) the change has taken
+	// whole so far, in order; builtAt indexes them by record.
+	built   []*builtUse
+	builtAt map[recRef]int
+}
+
+// builtUse is a run merged ahead that admission takes as the queue of
+// its ops: the record's state in the view was blank (rec) and every op
+// of the run was accepted.
+type builtUse struct {
+	run *newRun
+	rec *crdt.Record // the view's blank state it replaces
+}
+
+// recRun is what the change has read of one record for a run of its
+// consecutive ops (a device sends a record's ops together: a new
+// record's 30 fields are 30 ops in a row), so that the owner, purge
+// marker, state, size and batch are looked up once per run instead of
+// once per op. It only caches the answers of the maps above and of the
+// view, which stay the truth: a run of another record starts afresh, and
+// a claim updates both.
+type recRun struct {
+	ref   recRef
+	next  int // index of the first op after the run
+	n     int // the run's op count (a hint to size per-field maps)
+	owner string
+	erase bool
+	rec   *crdt.Record
+	sz    *recSize
+	batch *crdt.Batch
+
+	// cand is the run merged ahead for these ops, if there is one; use
+	// is set once the run's first op is accepted onto a blank record:
+	// its ops are then accepted without queuing them (see admitChange).
+	cand *newRun
+	use  *builtUse
+
+	ownerOK, eraseOK bool
+}
+
+// enter starts the run of ops[i]'s record unless op i is in the current
+// one, and reports whether it did.
+func (v *changeView) enter(ops []crdt.Op, i int) bool {
+	if i < v.run.next {
+		return false
+	}
+	v.endRun()
+	op := &ops[i]
+	v.run = recRun{ref: refOf(op), next: runEnd(ops, i), n: runEnd(ops, i) - i}
+	return true
+}
+
+// runEnd returns the index after the run of ops[i]'s record.
+func runEnd(ops []crdt.Op, i int) int {
+	j := i + 1
+	for j < len(ops) && sameRecord(&ops[j], &ops[i]) {
+		j++
+	}
+	return j
+}
+
+// endRun keeps the current run's merged-ahead state if every op of it
+// was accepted.
+func (v *changeView) endRun() {
+	if v.run.use == nil {
+		return
+	}
+	if v.builtAt == nil {
+		v.builtAt = map[recRef]int{}
+	}
+	v.builtAt[v.run.ref] = len(v.built)
+	v.built = append(v.built, v.run.use)
+	v.run.use = nil
 }
 
 // recRef names a record: team, collection, ID.
@@ -135,49 +215,158 @@ type recRef [3]string
 
 func refOf(op *crdt.Op) recRef { return recRef{op.Team, op.Collection, op.Record} }
 
-func (v *changeView) Owner(collection, id string) (string, error) {
-	if team, ok := v.owners[[2]string{collection, id}]; ok {
-		return team, nil
-	}
-	return v.admissionView.Owner(collection, id)
+func (v *changeView) inRun(collection, id string) bool {
+	return v.run.ref[2] == id && v.run.ref[1] == collection
 }
 
+func (v *changeView) Owner(collection, id string) (string, error) {
+	r := &v.run
+	if r.ownerOK && v.inRun(collection, id) {
+		return r.owner, nil
+	}
+	team, ok := v.owners[[2]string{collection, id}]
+	if !ok {
+		var err error
+		if team, err = v.admissionView.Owner(collection, id); err != nil {
+			return "", err
+		}
+	}
+	if v.inRun(collection, id) {
+		r.owner, r.ownerOK = team, true
+	}
+	return team, nil
+}
+
+func (v *changeView) Erased(collection, id string) (bool, error) {
+	r := &v.run
+	if r.eraseOK && v.inRun(collection, id) {
+		return r.erase, nil
+	}
+	erased, err := v.admissionView.Erased(collection, id)
+	if err != nil {
+		return false, err
+	}
+	if v.inRun(collection, id) {
+		r.erase, r.eraseOK = erased, true
+	}
+	return erased, nil
+}
+
+func (v *changeView) Record(team, collection, id string) (*crdt.Record, error) {
+	r := &v.run
+	if r.rec != nil && r.ref == (recRef{team, collection, id}) {
+		return r.rec, nil
+	}
+	rec, err := v.admissionView.Record(team, collection, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.ref == (recRef{team, collection, id}) {
+		r.rec = rec
+	}
+	return rec, nil
+}
+
+// claim records that op's team now owns its record, as far as the rest
+// of the change sees.
 func (v *changeView) claim(op *crdt.Op) {
+	r := &v.run
+	inRun := r.ref == refOf(op)
+	if inRun && r.ownerOK && r.owner == op.Team {
+		return // the map or the view says so already
+	}
 	if v.owners == nil {
 		v.owners = map[[2]string]string{}
 	}
 	v.owners[[2]string{op.Collection, op.Record}] = op.Team
+	if inRun {
+		r.owner, r.ownerOK = op.Team, true
+	}
 }
 
 func (v *changeView) size(op *crdt.Op) (*recSize, error) {
 	k := refOf(op)
-	if s, ok := v.sizes[k]; ok {
-		return s, nil
+	r := &v.run
+	inRun := r.ref == k
+	if inRun && r.sz != nil {
+		return r.sz, nil
 	}
-	s, err := v.Size(op.Team, op.Collection, op.Record)
-	if err != nil {
-		return nil, err
+	s, ok := v.sizes[k]
+	if !ok {
+		c, err := v.Size(op.Team, op.Collection, op.Record)
+		if err != nil {
+			return nil, err
+		}
+		c = c.clone()
+		if c.fields == nil && inRun {
+			c.fields = make(map[string]int, r.n)
+		}
+		if v.sizes == nil {
+			v.sizes = map[recRef]*recSize{}
+		}
+		s = &c
+		v.sizes[k] = s
 	}
-	s = s.clone()
-	if v.sizes == nil {
-		v.sizes = map[recRef]*recSize{}
+	if inRun {
+		r.sz = s
 	}
-	v.sizes[k] = &s
-	return &s, nil
+	return s, nil
 }
 
 func (v *changeView) batch(op *crdt.Op, rec *crdt.Record) *crdt.Batch {
 	k := refOf(op)
-	if b, ok := v.batches[k]; ok {
-		return b
+	r := &v.run
+	inRun := r.ref == k
+	if inRun && r.batch != nil {
+		return r.batch
 	}
-	if v.batches == nil {
-		v.batches = map[recRef]*crdt.Batch{}
+	b, ok := v.batches[k]
+	if !ok {
+		if v.batches == nil {
+			v.batches = map[recRef]*crdt.Batch{}
+		}
+		b = crdt.NewBatch(rec)
+		v.batches[k] = b
+		v.order = append(v.order, k)
 	}
-	b := crdt.NewBatch(rec)
-	v.batches[k] = b
-	v.order = append(v.order, k)
+	if inRun {
+		r.batch = b
+	}
 	return b
+}
+
+// opIDSet is the set of op IDs merged or held earlier in a change. A
+// device's ops come in ID order, so the set is a sorted slice that new
+// IDs are appended to; an ID out of that order goes to a map. Adding and
+// asking about the next op's ID are O(1), a pred is a binary search.
+type opIDSet struct {
+	sorted []crdt.OpID
+	other  map[crdt.OpID]struct{}
+}
+
+func (s *opIDSet) add(id crdt.OpID) {
+	if n := len(s.sorted); n == 0 || s.sorted[n-1].Compare(id) < 0 {
+		s.sorted = append(s.sorted, id)
+		return
+	}
+	if s.other == nil {
+		s.other = map[crdt.OpID]struct{}{}
+	}
+	s.other[id] = struct{}{}
+}
+
+// has reports whether id is in the set; a nil set is empty.
+func (s *opIDSet) has(id crdt.OpID) bool {
+	if s == nil {
+		return false
+	}
+	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 {
+		if _, ok := slices.BinarySearchFunc(s.sorted, id, crdt.OpID.Compare); ok {
+			return true
+		}
+	}
+	_, ok := s.other[id]
+	return ok
 }
 
 // usageOf returns the quota counter of a device (team "") or of a team,
@@ -250,6 +439,15 @@ func (a *admission) fitQuarantine(v *changeView, q store.QuarantineEntry) (*quar
 // change's stateless refusals and Validator verdicts (prechecks). It
 // reads v and writes nothing.
 func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre []*refusal, val []error) (changeDecision, error) {
+	return a.admitChangeRuns(v, c, ch, pre, val, nil)
+}
+
+// admitChangeRuns is admitChange with the change's runs merged ahead
+// (mergeAhead; nil: none). A run whose record the view holds blank, and
+// whose every op passes the checks, is taken as merged (changeDecision.
+// built) instead of being queued op by op; any other goes the usual way,
+// so the decision is the one admitChange makes without them.
+func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, pre []*refusal, val []error, runs []newRun) (changeDecision, error) {
 	d := changeDecision{result: api.ChangeResult{Seq: ch.Seq}}
 	res := &d.result
 	hwm, err := v.HighWater(c.Replica)
@@ -270,12 +468,21 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 	}
 	res.Status, d.apply = api.ChangeApplied, true
 	cv := &changeView{admissionView: v}
-	inChange := map[crdt.OpID]bool{} // merged or quarantined earlier in this change
+	inChange := &opIDSet{sorted: make([]crdt.OpID, 0, len(ch.Ops))} // merged or quarantined earlier in this change
 	var refused refusedSummaries
 	perCode := map[api.Code]int{}
+	// d.accepted is ch.Ops[:len(d.accepted)], not a copy, as long as
+	// every op so far was accepted (the usual change).
+	alias := true
+	nextRun := 0 // runs[nextRun:] start at or after the current op
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
 		ref := pre[i]
+		if cv.enter(ch.Ops, i) {
+			if err := a.startRun(cv, ch.Ops, i, runs, &nextRun); err != nil {
+				return d, err
+			}
+		}
 		if ref == nil {
 			if ref, err = a.checkOp(cv, op, inChange, false, val[i]); err != nil {
 				return d, err
@@ -286,18 +493,32 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 				}
 			}
 		}
+		if r := &cv.run; r.cand != nil {
+			if err := a.takeRun(cv, ch.Ops, i, ref == nil); err != nil {
+				return d, err
+			}
+		}
 		if ref != nil && ref.duplicate {
 			continue // idempotent: already merged, with the same content
 		}
 		if ref == nil {
-			rf, err := a.queue(cv, op)
-			if err != nil {
-				return d, err
-			}
+			var rf error
+			if cv.run.use == nil {
+				if rf, err = a.queue(cv, op); err != nil {
+					return d, err
+				}
+			} // else merged ahead: the run's ops pass the queue's checks
 			if rf == nil {
-				inChange[op.ID] = true
+				inChange.add(op.ID)
 				cv.claim(op)
-				d.accepted = append(d.accepted, *op)
+				if alias && len(d.accepted) == i {
+					d.accepted = ch.Ops[: i+1 : i+1]
+				} else {
+					if alias {
+						d.accepted, alias = slices.Clip(d.accepted), false
+					}
+					d.accepted = append(d.accepted, *op)
+				}
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
@@ -316,7 +537,7 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 			if w != nil {
 				// Held back: the record's causal context must keep saying
 				// so once later ops of this device are merged (see reapply).
-				inChange[op.ID] = true
+				inChange.add(op.ID)
 				cv.claim(op)
 				d.held = append(d.held, *w)
 			} else {
@@ -355,13 +576,167 @@ func (a *admission) admitChange(v admissionView, c *Caller, ch *api.Change, pre 
 			d.batches = append(d.batches, b)
 		}
 	}
-	if len(cv.sizes) > 0 {
-		d.sizes = make(map[string]recSize, len(cv.sizes))
+	cv.endRun()
+	if len(cv.sizes)+len(cv.built) > 0 {
+		d.sizes = make(map[string]recSize, len(cv.sizes)+len(cv.built))
 		for k, s := range cv.sizes {
 			d.sizes[string(store.RecordKey(k[0], k[1], k[2]))] = *s
 		}
+		for _, u := range cv.built {
+			if u != nil {
+				d.built = append(d.built, *u)
+				d.sizes[string(store.RecordKey(u.rec.Team, u.rec.Collection, u.rec.ID))] = u.run.sz.clone()
+			}
+		}
 	}
 	return d, nil
+}
+
+// startRun is called as the run of ops[i]'s record starts. A record whose
+// run merged ahead was taken earlier in the change is queued the usual
+// way from now on (its ops first); the run merged ahead for these ops, if
+// any, becomes the candidate takeRun decides on.
+func (a *admission) startRun(v *changeView, ops []crdt.Op, i int, runs []newRun, next *int) error {
+	k := v.run.ref
+	if at, ok := v.builtAt[k]; ok {
+		u := v.built[at]
+		v.built[at] = nil
+		delete(v.builtAt, k)
+		if err := a.queueRun(v, ops, u.run.start, u.run.end); err != nil {
+			return err
+		}
+	}
+	for *next < len(runs) && runs[*next].start < i {
+		*next++
+	}
+	if *next < len(runs) && runs[*next].start == i && runs[*next].end == v.run.next {
+		v.run.cand = &runs[*next]
+	}
+	return nil
+}
+
+// takeRun decides, at op i of a run with a candidate merged ahead,
+// whether admission goes on taking the run as merged. At the run's first
+// op it takes it if the op is accepted and the view holds the record
+// blank, as a new record's, untouched by the change so far. At a later
+// op that is not accepted it stops: the ops accepted before are queued
+// the usual way, and so is the rest of the run.
+func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) error {
+	r := &v.run
+	if r.use == nil {
+		nr := r.cand
+		r.cand = nil
+		if !accepted || i != nr.start {
+			return nil
+		}
+		if _, ok := v.sizes[r.ref]; ok {
+			return nil
+		}
+		if _, ok := v.batches[r.ref]; ok {
+			return nil
+		}
+		op := &ops[i]
+		rec, err := v.Record(op.Team, op.Collection, op.Record)
+		if err != nil || !rec.IsEmpty() {
+			return err
+		}
+		sz, err := v.Size(op.Team, op.Collection, op.Record)
+		if err != nil || sz.total != newRecordSize(op.Team, op.Collection, op.Record) || len(sz.fields) > 0 {
+			return err
+		}
+		r.use = &builtUse{run: nr, rec: rec}
+		r.cand = nr
+		return nil
+	}
+	if accepted {
+		return nil
+	}
+	u := r.use
+	r.use, r.cand = nil, nil
+	return a.queueRun(v, ops, u.run.start, i)
+}
+
+// queueRun queues ops[start:end], accepted as merged ahead, the usual way;
+// each passes (the run merged ahead from the same blank state).
+func (a *admission) queueRun(v *changeView, ops []crdt.Op, start, end int) error {
+	for j := start; j < end; j++ {
+		rf, err := a.queue(v, &ops[j])
+		if err != nil {
+			return err
+		}
+		if rf != nil {
+			return fmt.Errorf("op %s merged ahead is refused when queued: %w", ops[j].ID, rf)
+		}
+	}
+	return nil
+}
+
+// newRecordSize is the size estimate of a record not stored (see
+// checkSize).
+func newRecordSize(team, coll, id string) int { return 16 + len(team) + len(coll) + len(id) }
+
+// newRun is a run of a change's consecutive ops on one record, merged
+// ahead into a blank state (mergeAhead): what admission would queue and
+// the committer merge for them if the record turns out to be new. It is
+// never changed once made: a transaction that takes it copies rec before
+// changing it (recState.shared), so a retry of the commit can take it
+// again.
+type newRun struct {
+	start, end int          // the ops: ch.Ops[start:end]
+	rec        *crdt.Record // a blank record with the ops merged
+	state      []byte       // crdt.MarshalRecord(rec)
+	conflict   bool         // hasConflict(rec)
+	terms      []string     // recordTerms(rec)
+	sz         recSize      // checkSize's estimate after them, from a new record's
+}
+
+// minAheadRun is the op count from which a run is merged ahead.
+const minAheadRun = 4
+
+// mergeAhead merges, each into a blank record, the runs of ch's ops that
+// look like a new record's: at least minAheadRun ops, each passing
+// precheck (pre) and the validator (val) and naming no pred. It reads no
+// state, so a push runs it before queuing the request (prechecks): the
+// single committer then only checks each op of such a run, and takes the
+// state as merged when the record is new and every op passes (see
+// admitChangeRuns), instead of queuing and merging them itself. A run
+// the record's bounds or field types refuse is left out.
+func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun {
+	var runs []newRun
+	for i := 0; i < len(ch.Ops); {
+		end := runEnd(ch.Ops, i)
+		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+			runs = append(runs, nr)
+		}
+		i = end
+	}
+	return runs
+}
+
+func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error) (newRun, bool) {
+	if end-start < minAheadRun {
+		return newRun{}, false
+	}
+	for j := start; j < end; j++ {
+		if pre[j] != nil || val[j] != nil || len(ops[j].Pred) > 0 {
+			return newRun{}, false
+		}
+	}
+	op := &ops[start]
+	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
+	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}
+	batch := crdt.NewBatch(rec)
+	for j := start; j < end; j++ {
+		if checkSize(b, &sz, rec, &ops[j]) != nil || batch.Add(&ops[j]) != nil {
+			return newRun{}, false
+		}
+	}
+	batch.Flush()
+	state, err := crdt.MarshalRecord(rec)
+	if err != nil {
+		return newRun{}, false
+	}
+	return newRun{start: start, end: end, rec: rec, state: state, conflict: hasConflict(rec), terms: recordTerms(rec), sz: sz}, true
 }
 
 // queue checks an op that passed every rule against the record's bounds
@@ -391,7 +766,7 @@ func (a *admission) queue(v *changeView, op *crdt.Op) (refusal error, err error)
 //
 // verdict is the Validator's error for op when the caller ran it already
 // (a push, see prechecks); reapply passes nil and the validator runs here.
-func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID]bool, reapply bool, verdict error) (*refusal, error) {
+func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange *opIDSet, reapply bool, verdict error) (*refusal, error) {
 	owner, err := v.Owner(op.Collection, op.Record)
 	if err != nil {
 		return nil, err
@@ -408,7 +783,7 @@ func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID
 			return &refusal{code: api.CodeRecordErased, detail: fmt.Sprintf("%s/%s was erased", op.Collection, op.Record)}, nil
 		}
 	}
-	if inChange[op.ID] {
+	if inChange.has(op.ID) {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("op id %s used twice", op.ID)}, nil
 	}
 	rec, err := v.Record(op.Team, op.Collection, op.Record)
@@ -432,7 +807,7 @@ func (a *admission) checkOp(v admissionView, op *crdt.Op, inChange map[crdt.OpID
 		return &refusal{code: api.CodeOpIDReused, detail: fmt.Sprintf("op id %s is already used by an op with other content", op.ID)}, nil
 	}
 	for _, p := range op.Pred {
-		if inChange[p] || stateHas(rec, op.Field, p) {
+		if inChange.has(p) || stateHas(rec, op.Field, p) {
 			continue
 		}
 		if q, err := v.Quarantined(p); err != nil {
@@ -487,6 +862,9 @@ func sameAsMerged(v admissionView, op *crdt.Op, rec *crdt.Record) (bool, error) 
 // applied (live or since overwritten), or named in a pred before it
 // arrived; for a delete's pred, which spans fields, in any field.
 func stateHas(r *crdt.Record, field string, id crdt.OpID) bool {
+	if r.IsEmpty() {
+		return false // a new record's: nothing applied, named or held
+	}
 	if r.Has(field, id) {
 		return true
 	}

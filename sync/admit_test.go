@@ -98,6 +98,13 @@ func (f *fakeView) apply(c *Caller, d *changeDecision) {
 	if !d.apply {
 		return
 	}
+	for _, u := range d.built { // runs merged ahead (admitChangeRuns)
+		k := string(store.RecordKey(u.rec.Team, u.rec.Collection, u.rec.ID))
+		if f.records[k] != u.rec {
+			panic("a run merged ahead taken for a state the view does not hold")
+		}
+		f.records[k] = u.run.rec.Clone() // the run stays as made (recState.shared)
+	}
 	for k, s := range d.sizes {
 		f.sizes[k] = s
 	}

@@ -96,12 +96,30 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 	if !d.apply {
 		return nil
 	}
+	for _, u := range d.built {
+		r := u.rec
+		rs, err := t.record(r.Team, r.Collection, r.ID)
+		if err != nil {
+			return err
+		}
+		if rs.rec != r || !r.IsEmpty() {
+			return fmt.Errorf("admission took a run merged ahead for a state of %s/%s/%s that is not the blank one it read", r.Team, r.Collection, r.ID)
+		}
+		rs.rec, rs.dirty, rs.shared = u.run.rec, true, true
+		rs.ahead = u.run
+	}
 	for k, sz := range d.sizes {
 		rs, ok := t.records[k]
 		if !ok {
 			return fmt.Errorf("admission sized record %q the transaction has not read", k)
 		}
 		rs.sz = sz
+		if !rs.shared && len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
+			// A new record: its field map, sized once for the fields the
+			// change checked (at most those its batch creates), instead of
+			// growing as the merge adds them.
+			rs.rec.Fields = make(map[string]*crdt.Field, len(sz.fields))
+		}
 	}
 	for _, b := range d.batches {
 		r := b.Record()
@@ -113,11 +131,18 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission queued ops on a stale state of %s/%s/%s", r.Team, r.Collection, r.ID)
 		}
 		rs.dirty = true
+		rs.ahead = nil // the batch changes the state
 	}
+	var latest crdt.Timestamp
 	for i := range d.accepted {
 		op := &d.accepted[i]
-		t.setOwner(op.Collection, op.Record, op.Team)
-		_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
+		if i == 0 || !sameRecord(op, &d.accepted[i-1]) {
+			t.setOwner(op.Collection, op.Record, op.Team)
+		}
+		latest = max(latest, op.ID.Time)
+	}
+	if len(d.accepted) > 0 {
+		t.updateClock(d.accepted, latest)
 	}
 	for i := range d.held {
 		w := &d.held[i]
@@ -130,7 +155,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return err
 		}
 		rs.rec.Skip(op.ID)
-		rs.dirty = true
+		rs.dirty, rs.ahead = true, nil
 		t.setOwner(op.Collection, op.Record, op.Team)
 	}
 	for i := range d.summaries {
@@ -146,6 +171,25 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		return err
 	}
 	return t.setHighWater(c.Replica, d.result.Seq)
+}
+
+// sameRecord reports whether two ops name the same record.
+func sameRecord(a, b *crdt.Op) bool {
+	return a.Record == b.Record && a.Collection == b.Collection && a.Team == b.Team
+}
+
+// updateClock moves the server clock past the accepted ops, each checked
+// against the skew by admission: once, to the latest of them (the clock
+// keeps the greatest time it was updated with). Should the wall clock have
+// gone back since the check, so that the latest no longer passes, each op
+// is tried as before, and those still within the skew count.
+func (t *txnState) updateClock(accepted []crdt.Op, latest crdt.Timestamp) {
+	if t.e.clock.Update(latest) == nil {
+		return
+	}
+	for i := range accepted {
+		_ = t.e.clock.Update(accepted[i].ID.Time)
+	}
 }
 
 // setOwner caches team as the owner of collection/id, allocating the

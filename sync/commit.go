@@ -41,6 +41,9 @@ type request struct {
 	// val[i][j] is the Validator's verdict on changes[i].Ops[j] (nil:
 	// valid), computed with pre, used in admitChange's order.
 	val [][]error
+	// ahead[i] are changes[i]'s runs merged ahead (mergeAhead), computed
+	// with pre.
+	ahead [][]newRun
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -105,7 +108,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 	}
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val = e.prechecks(&c, changes)
+	r.pre, r.val, r.ahead = e.prechecks(&c, changes)
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -200,26 +203,24 @@ func pushWeight(changes []api.Change) int {
 
 // commitGroup commits reqs, splitting the group (and, for a single push,
 // its changes) in halves when the store reports the transaction too big
-// (store.ErrTxnTooBig).
+// (store.ErrTxnTooBig). A group at least as heavy (writeWeight) as one
+// the store refused before is split without trying it: a big device push
+// would otherwise be checked, merged and encoded twice, once for the
+// attempt the store refuses.
 func (e *Engine) commitGroup(reqs []*request) {
+	w := writeWeight(reqs)
+	if e.splitAt > 0 && w >= e.splitAt && e.splitGroup(reqs) {
+		return
+	}
 	err := e.tryCommit(reqs)
 	if err == nil {
 		return
 	}
 	if errors.Is(err, store.ErrTxnTooBig) {
-		if len(reqs) > 1 {
-			h := len(reqs) / 2
-			e.commitGroup(reqs[:h])
-			e.commitGroup(reqs[h:])
-			return
+		if e.splitAt == 0 || w < e.splitAt {
+			e.splitAt = w
 		}
-		if r := reqs[0]; r.kind == reqPush && len(r.changes) > 1 {
-			h := len(r.changes) / 2
-			a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h]}
-			b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:]}
-			e.commitGroup([]*request{a})
-			e.commitGroup([]*request{b})
-			r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
+		if e.splitGroup(reqs) {
 			return
 		}
 		err = fmt.Errorf("%w: %v", ErrTooLarge, err)
@@ -228,6 +229,44 @@ func (e *Engine) commitGroup(reqs []*request) {
 	for _, r := range reqs {
 		r.results, r.rec, r.err = nil, nil, fmt.Errorf("commit: %w", err)
 	}
+}
+
+// splitGroup commits reqs in two halves (a single push: its changes in
+// two halves) and reports whether it could split them.
+func (e *Engine) splitGroup(reqs []*request) bool {
+	if len(reqs) > 1 {
+		h := len(reqs) / 2
+		e.commitGroup(reqs[:h])
+		e.commitGroup(reqs[h:])
+		return true
+	}
+	r := reqs[0]
+	if r.kind != reqPush || len(r.changes) < 2 {
+		return false
+	}
+	h := len(r.changes) / 2
+	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h]}
+	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:]}
+	e.commitGroup([]*request{a})
+	e.commitGroup([]*request{b})
+	r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
+	return true
+}
+
+// writeWeight estimates what committing reqs writes: the bytes of the
+// pushed ops (each is written to the log and merged into a state); other
+// writes count for nothing.
+func writeWeight(reqs []*request) int {
+	n := 0
+	for _, r := range reqs {
+		for i := range r.changes {
+			for j := range r.changes[i].Ops {
+				op := &r.changes[i].Ops[j]
+				n += 48 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 24*len(op.Pred)
+			}
+		}
+	}
+	return n
 }
 
 // tryCommit applies reqs in one write transaction and commits it; on
@@ -316,6 +355,10 @@ type txnState struct {
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 
+	// pending are the records whose batch holds ops queued by merge,
+	// for flushBatches.
+	pending []*recState
+
 	// keyBuf is reused to build the keys of cache lookups (record,
 	// owner), which run several times per pushed op: a key is copied
 	// only when it goes into a cache.
@@ -325,13 +368,21 @@ type txnState struct {
 type recState struct {
 	key         []byte
 	rec         *crdt.Record
-	batch       *crdt.Batch // ops merged but not yet flushed into rec
+	batch       *crdt.Batch // ops merged but not yet flushed into rec (nil until merge queues one)
 	exists      bool        // stored before this transaction
 	updatedMS   int64       // stored change time (for the changed-since index)
 	hadConflict bool
 	dirty       bool
 	terms       []string // index terms of the stored state (see index.go)
 	sz          recSize  // encoded size estimate, from above (see checkSize)
+	// ahead is the run merged ahead whose state rec is, unchanged since
+	// (its encoding, conflict flag and terms stand for rec's): whatever
+	// changes rec in place sets it to nil.
+	ahead *newRun
+	// shared: rec is a run's state merged ahead (newRun.rec), which the
+	// request keeps for a retry of the commit; record copies it before
+	// anything can change it.
+	shared bool
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -371,20 +422,41 @@ func (t *txnState) owner(coll, id string) (string, error) {
 	return team, nil
 }
 
+// unowned reports whether this transaction knows coll/id to have no
+// owner: read as none (owner) or erased in it, and not claimed since.
+func (t *txnState) unowned(coll, id string) bool {
+	t.keyBuf = store.AppendTeamIndexKey(t.keyBuf[:0], coll, id)
+	team, ok := t.owners[string(t.keyBuf)]
+	return ok && team == ""
+}
+
 // record returns the cached state of a record, loading it or starting an
 // empty one.
 func (t *txnState) record(team, coll, id string) (*recState, error) {
 	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
 	if rs, ok := t.records[string(t.keyBuf)]; ok {
+		if rs.shared {
+			// What reads a state through here may change it (a batch, a
+			// held op, a merge): the run's own stays as it was made.
+			rs.rec, rs.shared = rs.rec.Clone(), false
+		}
 		return rs, nil
 	}
 	key := bytes.Clone(t.keyBuf)
 	rs := &recState{key: key}
-	sr, err := store.GetRecord(t.txn, team, coll, id)
+	var sr store.StoredRecord
+	var err error
+	if t.unowned(coll, id) {
+		// No team owns it, so no team stores it (see store.RecordOwner):
+		// a new record, read without the lookup that would miss.
+		err = store.ErrNotFound
+	} else {
+		sr, err = store.GetRecord(t.txn, team, coll, id)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rs.rec = crdt.NewRecord(team, coll, id)
-		rs.sz.total = 16 + len(team) + len(coll) + len(id)
+		rs.sz.total = newRecordSize(team, coll, id)
 	case err != nil:
 		return nil, fmt.Errorf("read record: %w", err)
 	default:
@@ -394,10 +466,9 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 			return nil, fmt.Errorf("read record %s/%s/%s: %w", team, coll, id, err)
 		}
 		rs.exists = true
-		rs.hadConflict = len(rs.rec.Conflicts()) > 0
+		rs.hadConflict = hasConflict(rs.rec)
 		rs.terms = recordTerms(rs.rec)
 	}
-	rs.batch = crdt.NewBatch(rs.rec)
 	t.records[string(key)] = rs
 	return rs, nil
 }
@@ -409,11 +480,24 @@ func (t *txnState) record(team, coll, id string) (*recState, error) {
 // and merging each field once keeps a change of N ops to one field at
 // O(N log N) (issue 9 item 2).
 func (t *txnState) flushBatches() {
-	for _, rs := range t.records {
-		if rs.batch.Len() > 0 {
+	for _, rs := range t.pending {
+		if rs.batch != nil && rs.batch.Len() > 0 {
 			rs.batch.Flush()
 		}
 	}
+	clear(t.pending)
+	t.pending = t.pending[:0]
+}
+
+// hasConflict reports whether len(r.Conflicts()) > 0, without sorting
+// the record's field names to list them.
+func hasConflict(r *crdt.Record) bool {
+	for _, f := range r.Fields {
+		if f.Conflict() {
+			return true
+		}
+	}
+	return len(r.DeleteConflicts()) > 0
 }
 
 // quarantined reports whether op id sits in the quarantine, so that a
@@ -433,10 +517,16 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 	if err := checkSize(t.e.bounds, &rs.sz, rs.rec, op); err != nil {
 		return err, nil
 	}
+	if rs.batch == nil || rs.batch.Record() != rs.rec {
+		rs.batch = crdt.NewBatch(rs.rec)
+	}
 	if err := rs.batch.Add(op); err != nil {
 		return err, nil
 	}
-	rs.dirty = true
+	if rs.batch.Len() == 1 {
+		t.pending = append(t.pending, rs)
+	}
+	rs.dirty, rs.ahead = true, nil
 	t.owners[string(store.TeamIndexKey(op.Collection, op.Record))] = op.Team
 	_ = t.e.clock.Update(op.ID.Time) // checked against the skew already
 	return nil, nil
@@ -495,15 +585,21 @@ func (t *txnState) flush() error {
 			continue
 		}
 		r := rs.rec
-		b, err := crdt.MarshalRecord(r)
-		if err != nil {
-			return err
+		var now store.RecordIndex
+		var b []byte
+		if a := rs.ahead; a != nil && a.rec == r {
+			b, now = a.state, store.RecordIndex{UpdatedMS: ms, Conflict: a.conflict, Terms: a.terms}
+		} else {
+			var err error
+			if b, err = crdt.MarshalRecord(r); err != nil {
+				return err
+			}
+			now = store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
 		}
 		var was *store.RecordIndex
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		now := store.RecordIndex{UpdatedMS: ms, Conflict: len(r.Conflicts()) > 0, Terms: recordTerms(r)}
 		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
 			return err
 		}
@@ -532,7 +628,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i], r.ahead[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -543,20 +639,22 @@ func (t *txnState) push(r *request) error {
 
 // pushChange admits one change (admitChange, a pure decision over the
 // transaction's view) and stores the decision (applyChange).
-func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error) (api.ChangeResult, error) {
-	d, err := t.admission().admitChange(txnView{t}, c, ch, pre, val)
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun) (api.ChangeResult, error) {
+	d, err := t.admission().admitChangeRuns(txnView{t}, c, ch, pre, val, ahead)
 	if err != nil {
 		return d.result, err
 	}
 	return d.result, t.applyChange(c, &d)
 }
 
-// prechecks runs precheck on every op of changes and the Validator on
-// those that pass it, in the pushing request's goroutine: neither needs
-// stored state, and the single committer must not spend its time on them.
-func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error) {
+// prechecks runs precheck on every op of changes, the Validator on
+// those that pass it, and mergeAhead on each change, in the pushing
+// request's goroutine: none needs stored state, and the single committer
+// must not spend its time on them.
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun) {
 	pre = make([][]*refusal, len(changes))
 	val = make([][]error, len(changes))
+	ahead = make([][]newRun, len(changes))
 	for i := range changes {
 		pre[i] = make([]*refusal, len(changes[i].Ops))
 		val[i] = make([]error, len(changes[i].Ops))
@@ -566,8 +664,9 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 				val[i][j] = e.validator.ValidateOp(op)
 			}
 		}
+		ahead[i] = mergeAhead(e.bounds, &changes[i], pre[i], val[i])
 	}
-	return pre, val
+	return pre, val, ahead
 }
 
 // precheck runs a pushed op's checks that need no stored state (shape,

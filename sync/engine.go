@@ -105,9 +105,13 @@ type Engine struct {
 	server    crdt.ReplicaID
 	pageBytes int
 	bounds    Bounds
-	lastSweep time.Time     // owned by the committer
-	epoch     store.Epoch   // current epoch, fixed while open
-	past      []store.Epoch // earlier epochs of this store, oldest first
+	lastSweep time.Time // owned by the committer
+	// splitAt is the least writeWeight of a commit the store refused as
+	// too big (store.ErrTxnTooBig), 0 before any; owned by the committer
+	// (see commitGroup).
+	splitAt int
+	epoch   store.Epoch   // current epoch, fixed while open
+	past    []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -318,7 +322,7 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 			return nil, err
 		}
 	}
-	resp, err := e.Pull(ctx, c, req.Cursor, req.PullLimit)
+	resp, err := e.pullFor(ctx, c, req) // pipeline.go: none for a push-only request
 	if err != nil {
 		return nil, err
 	}

@@ -166,8 +166,7 @@ func (t *txnState) restate(r *request) error {
 		if bytes.Equal(before, after) {
 			continue
 		}
-		rs.rec, rs.dirty = merged, true
-		rs.batch = crdt.NewBatch(merged)
+		rs.rec, rs.dirty, rs.batch, rs.ahead = merged, true, nil, nil
 		t.owners[string(store.TeamIndexKey(rec.Collection, rec.ID))] = rec.Team
 		if _, ok := byTeam[rec.Team]; !ok {
 			teams = append(teams, rec.Team)
