@@ -111,6 +111,8 @@ func (r *SyncResponse) decode(dec *msgpack.Decoder, b []byte, rd *bytes.Reader) 
 			err = dec.Decode(&r.Packed)
 		case "7p":
 			err = dec.Decode(&r.ReadsPacked)
+		case "7o":
+			err = dec.Decode(&r.Pipelines)
 		default:
 			err = dec.Skip()
 		}

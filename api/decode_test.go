@@ -72,7 +72,19 @@ func responseSample(rng *rand.Rand, states int) *api.SyncResponse {
 		Scope:   &api.Scope{Teams: []string{"ashton", "wigan"}},
 		Replace: snap[:min(2, len(snap))],
 		Epoch:   bytes.Repeat([]byte{7}, 16), Restated: 3, HighWater: 99,
-		Packed: []byte{1, 2, 3}, ReadsPacked: true,
+		Packed: []byte{1, 2, 3}, ReadsPacked: true, Pipelines: true, Wipe: true,
+	}
+}
+
+// TestResponseSampleSetsEveryField: the sample above sets every field of
+// api.SyncResponse, so that a field added later, and forgotten by
+// DecodeSyncResponse's key switch, fails TestDecodeSyncResponseSameAsReflection.
+func TestResponseSampleSetsEveryField(t *testing.T) {
+	v := reflect.ValueOf(responseSample(rand.New(rand.NewPCG(1, 1)), 2)).Elem()
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("responseSample leaves api.SyncResponse.%s unset: set it", v.Type().Field(i).Name)
+		}
 	}
 }
 
