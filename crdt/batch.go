@@ -153,7 +153,8 @@ func (b *Batch) Reset(r *Record) {
 }
 
 // Flush merges every queued op into the record and empties the batch. It
-// cannot fail: Add has checked every op.
+// cannot fail: Add has checked every op. A record with no fields may get
+// a new Fields map, sized for the fields the ops create.
 func (b *Batch) Flush() {
 	if len(b.ops) > 0 {
 		b.rec.applyBatch(b)
