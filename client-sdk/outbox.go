@@ -149,7 +149,31 @@ func (r *Replica) sealFrom(from uint64) error {
 					// becomes part of a change (its ops unchanged).
 					blk, err := packBlock(ops)
 					if err != nil {
-						return err
+						// Ops the packed form refuses, which an older
+						// SDK stored unchecked: the group becomes a
+						// change of its own in the msgpack form, so
+						// that it goes (and the server's refusal sets
+						// it aside) rather than holding up the outbox.
+						if err := flush(); err != nil {
+							return err
+						}
+						if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+							more = sealed+made < sizes.MaxChangesPerRequest
+							break
+						}
+						b, err := encodeChangeMsgpack(&api.Change{Seq: next, Ops: ops})
+						if err != nil {
+							return err
+						}
+						if err := txn.Set(u64Key(prefChange, next), b); err != nil {
+							return err
+						}
+						if err := txn.Delete(it.Item().KeyCopy(nil)); err != nil {
+							return err
+						}
+						next++
+						made++
+						continue
 					}
 					g.blocks = [][]byte{blk}
 				}

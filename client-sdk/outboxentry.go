@@ -50,13 +50,15 @@ type outboxEntry struct {
 }
 
 // encodeChange encodes a change as the outbox stores it (the packed form),
-// all its ops in one block. Ops the packed form refuses (none a valid
-// write builds) are stored in the msgpack form instead.
+// all its ops in one block. Ops the packed form refuses (a pred newer
+// than its op: crdt.Op.Validate refuses them and no write of this SDK
+// stores them, but an older one may have) are stored in the msgpack form,
+// which decodeChange reads too.
 func encodeChange(c *api.Change) ([]byte, error) {
 	if len(c.Ops) == 0 {
 		return appendEntry(nil, c.Seq, 0, 0, nil), nil
 	}
-	blk, err := api.PackPush([]api.Change{{Ops: c.Ops}})
+	blk, err := packBlock(c.Ops)
 	if err != nil {
 		return encodeChangeMsgpack(c)
 	}

@@ -359,3 +359,53 @@ func TestOutboxEntryGolden(t *testing.T) {
 		t.Fatalf("a stored layout-3 entry decodes to\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestSealUnpackableOldGroup: a write group an older SDK stored with an op
+// the packed form refuses (a pred newer than the op) is sealed alone in
+// the msgpack form, between the changes of the groups around it, instead
+// of stopping the seal: every op stays in the outbox, in order.
+func TestSealUnpackableOldGroup(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 100 })
+	ref, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := crdt.Op{ID: crdt.OpID{Time: 10, Replica: r.ID()}, Team: "wigan", Collection: "people", Record: ref.ID,
+		Field: "name", Kind: crdt.KindWrite, Value: crdt.MustValue("B"), Pred: []crdt.OpID{{Time: 20, Replica: r.ID()}}}
+	err = r.db.Update(func(txn *badger.Txn) error {
+		v, err := get(txn, keyNextOp)
+		if err != nil {
+			return err
+		}
+		n := u64(v) + 1
+		b, err := encodeChangeMsgpack(&api.Change{Ops: []crdt.Op{bad}})
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(u64Key(prefPending, n), b); err != nil {
+			return err
+		}
+		return txn.Set(keyNextOp, u64Bytes(n))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, ref, "name", "C"); err != nil {
+		t.Fatal(err)
+	}
+	want := pendingOps(t, r)
+	if err := r.seal(); err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	changes, unsealed, err := r.OutboxChanges(ctx)
+	if err != nil || unsealed != 0 || len(changes) != 3 {
+		t.Fatalf("%d changes, %d unsealed, %v; want 3 changes", len(changes), unsealed, err)
+	}
+	if len(changes[1].Ops) != 1 || !reflect.DeepEqual(normOp(changes[1].Ops[0]), normOp(bad)) {
+		t.Fatalf("change 2 holds %+v", changes[1].Ops)
+	}
+	if got := pendingOps(t, r); !reflect.DeepEqual(got, want) {
+		t.Fatalf("ops after sealing differ from the writes'")
+	}
+}
