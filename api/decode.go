@@ -13,14 +13,17 @@ import (
 // DecodeSyncResponse decodes a whole sync reply body as
 // msgpack.Unmarshal into a SyncResponse would (the same fields, the same
 // nil and empty values, unknown keys skipped), refusing trailing bytes
-// and turning a decoder panic into an error. Each value is walked with
-// crdt.ValueEnd (ReplyLimits) before it is decoded, so that no count a
-// reply declares can make the decoder allocate past what its bytes hold. It is faster on the bulk of
+// and turning a decoder panic into an error. It is faster on the bulk of
 // a bootstrap: the record states of Snapshot and Replace are kept as
 // slices of b (no copy) whose ends crdt.ValueEnd finds, where reflection
-// copied each state byte by byte through the decoder. b must not be modified while the
-// result is in use. The states are unchecked, as crdt.RecordBytes
-// always is: decode each with its Record method.
+// copied each state byte by byte through the decoder; every other field
+// is decoded by reflection, one map entry at a time, so a field added to
+// SyncResponse needs nothing here. Each value is walked with
+// crdt.ValueEnd (ReplyLimits) before it is decoded, so that no count a
+// reply declares can make the decoder allocate past what its bytes hold.
+// b must not be modified while the result is in use. The states are
+// unchecked, as crdt.RecordBytes always is: decode each with its Record
+// method.
 func DecodeSyncResponse(b []byte) (resp *SyncResponse, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -66,55 +69,35 @@ func (r *SyncResponse) decode(dec *msgpack.Decoder, b []byte, rd *bytes.Reader) 
 	if n < 0 {
 		return nil // nil decodes to the zero reply, as with reflection
 	}
+	// Every field but the record states is decoded by reflection, as the
+	// one entry of a map holding just that key and value: no list of the
+	// other keys to keep in step with SyncResponse.
+	one := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(one)
+	var entry []byte
 	for range n {
+		keyStart := len(b) - rd.Len()
 		key, err := dec.DecodeString()
 		if err != nil {
 			return err
-		}
-		if key != "b" && key != "1a" {
-			// A field decoded by reflection is walked first, so that no
-			// count in it can make reflection allocate past its bytes.
-			if _, err := crdt.ValueEnd(b, len(b)-rd.Len(), ReplyLimits); err != nil {
-				return fmt.Errorf("field %q: %w", key, err)
-			}
 		}
 		switch key {
 		case "b":
 			r.Snapshot, err = decodeStates(dec, b, rd)
 		case "1a":
 			r.Replace, err = decodeStates(dec, b, rd)
-		case "v":
-			err = dec.Decode(&r.Protocol)
-		case "h":
-			err = dec.Decode(&r.Clock)
-		case "r":
-			err = dec.Decode(&r.Results)
-		case "c":
-			err = dec.Decode(&r.Changes)
-		case "x":
-			err = dec.Decode(&r.Purged)
-		case "k":
-			err = dec.Decode(&r.Cursor)
-		case "m":
-			err = dec.Decode(&r.More)
-		case "s":
-			err = dec.Decode(&r.Scope)
-		case "w":
-			err = dec.Decode(&r.Wipe)
-		case "e":
-			err = dec.Decode(&r.Epoch)
-		case "2n":
-			err = dec.Decode(&r.Restated)
-		case "7h":
-			err = dec.Decode(&r.HighWater)
-		case "7c":
-			err = dec.Decode(&r.Packed)
-		case "7p":
-			err = dec.Decode(&r.ReadsPacked)
-		case "7o":
-			err = dec.Decode(&r.Pipelines)
 		default:
-			err = dec.Skip()
+			// Walked first, so that no count in it can make reflection
+			// allocate past its bytes.
+			var end int
+			if end, err = crdt.ValueEnd(b, len(b)-rd.Len(), ReplyLimits); err != nil {
+				break
+			}
+			entry = append(append(entry[:0], 0x81), b[keyStart:end]...)
+			one.Reset(bytes.NewReader(entry))
+			if err = one.Decode(r); err == nil {
+				_, err = rd.Seek(int64(end), io.SeekStart)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("field %q: %w", key, err)

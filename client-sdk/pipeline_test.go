@@ -128,3 +128,20 @@ func TestPipelinedGaps(t *testing.T) {
 		t.Fatalf("planned: refused %v, gap %d; want a gap at 25", w.Refused, w.Gap)
 	}
 }
+
+// TestResultForAnOpNoLongerHeld: the server reports kept op results for a
+// change the device sent (pipelined, or before a lost reply) and has since
+// emptied by an erasure rule; the rejection is reported, not stored.
+func TestResultForAnOpNoLongerHeld(t *testing.T) {
+	sent := []api.Change{{Seq: 4}} // its op dropped from the outbox after it went
+	results := []api.ChangeResult{{Seq: 4, Status: api.ChangeDuplicate,
+		Ops: []api.OpResult{{Index: 0, Code: api.CodeRecordErased, Detail: "reported again"}}}}
+	w := &replyWrites{}
+	planResults(w, sent, results, time.Time{})
+	if len(w.Rejections) != 0 || len(w.Unstored) != 1 || w.Unstored[0].Code != api.CodeRecordErased {
+		t.Fatalf("rejections %+v, unstored %+v; want one reported, none stored", w.Rejections, w.Unstored)
+	}
+	if len(w.Acked) != 1 {
+		t.Fatalf("acked %v, want seq 4", w.Acked)
+	}
+}

@@ -137,9 +137,17 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 			w.AckedOps += len(ch.Ops)
 			for _, or := range cr.Ops {
 				rj := Rejection{Seq: cr.Seq, Index: or.Index, Code: or.Code, Detail: or.Detail, Quarantined: or.Quarantined, At: now}
-				if or.Index >= 0 && or.Index < len(ch.Ops) {
-					rj.Op = ch.Ops[or.Index]
+				if or.Index < 0 || or.Index >= len(ch.Ops) {
+					// The op is no longer held here: an erasure or scope
+					// rule took it out of the outbox after it went (in a
+					// pipelined request, or one whose reply was lost),
+					// and the server reports what it kept for it.
+					// Reported, not stored, as for the residue rules
+					// (scope.go).
+					w.Unstored = append(w.Unstored, rj)
+					continue
 				}
+				rj.Op = ch.Ops[or.Index]
 				w.Rejections = append(w.Rejections, rj)
 			}
 		case api.ChangeRefused:

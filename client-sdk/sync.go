@@ -101,15 +101,22 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	// ahead is a request sent before cur's reply was handled (pipeline.go);
 	// serial is set once pipelining is off for the rest of this Sync.
 	var ahead *flight
+	var aheadPre *prefetched // the changes after ahead's, prefetched since it went
 	serial := r.opts.Serial
-	defer func() { r.drop(ahead) }()
+	dropAhead := func() {
+		ahead = r.drop(ahead)
+		aheadPre.wait()
+		aheadPre, serial = nil, true
+	}
+	defer func() { r.drop(ahead); aheadPre.wait() }()
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		var cur *flight
+		var pre *prefetched
 		if ahead != nil {
-			cur, ahead, next = ahead, nil, nil
+			cur, ahead, next, pre, aheadPre = ahead, nil, nil, aheadPre, nil
 		} else {
 			changes := next
 			if next == nil {
@@ -150,7 +157,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		changes, cursor := cur.changes, cur.req.Cursor
 		pipe := pipeState{off: serial, orders: r.pipelines.Load(), probing: r.hw.probe,
 			curPushed: len(changes), curPulls: cur.pulls()}
-		pre := r.prefetch(changes, maxChanges)
+		if pre == nil {
+			pre = r.prefetch(changes, maxChanges)
+		}
 		if send, _ := pushAhead(pipe, 1); send {
 			// The next changes go while the server commits these.
 			pre.wait()
@@ -166,7 +175,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 						stored = cursor
 					}
 					ahead = r.launchAhead(ctx, cur, pre.changes[:min(len(pre.changes), maxChanges)], pull, stored)
-					pre = nil
+					// And the changes after those, while both are on
+					// the wire.
+					pre, aheadPre = nil, r.prefetch(ahead.changes, maxChanges)
 				}
 			}
 		}
@@ -177,13 +188,13 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			// A request sent ahead failed: from here on, one at a time
 			// from the first unacknowledged change.
 			r.log.Info("pipelined sync request failed; going on one at a time", "err", err)
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 			continue
 		}
 		if wait, ok := r.retryWait(err); ok && waits < maxRetryWaits {
 			// The server asked us to slow down: wait as told (bounded)
 			// and go on, rather than failing a long bootstrap.
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 			waits++
 			res.RateLimited++
 			r.log.Info("server asks to wait", "wait", wait, "code", problemCode(err))
@@ -198,7 +209,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			// big can never go and is set aside in Rejected, so that it
 			// does not hold up every later change. Each step leaves less
 			// to send, so this ends.
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 			switch {
 			case len(changes) > 1:
 				maxChanges = max(1, len(changes)/2)
@@ -231,7 +242,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		if resp.Wipe {
-			ahead = r.drop(ahead)
+			dropAhead()
 			return res, r.wipe(ctx)
 		}
 		waits = 0
@@ -240,7 +251,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			if err != nil {
 				return res, err
 			}
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 			continue
 		}
 		if !cur.pulls() {
@@ -268,7 +279,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			// The page did not fit one local transaction: nothing was
 			// stored; ask again for a smaller page. Changes sent are
 			// resent and come back as duplicates.
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 			pullLimit /= 2
 			r.log.Info("pulled page too big for one transaction; retrying smaller", "pull_limit", pullLimit)
 			continue
@@ -277,7 +288,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 		if ahead != nil && !aheadStands(out, len(changes)) {
-			ahead, serial = r.drop(ahead), true
+			dropAhead()
 		}
 		res.Pushed += len(out.Acked)
 		res.PushedOps += out.AckedOps

@@ -46,7 +46,7 @@ func benchPushPullPipelined(b *testing.B, linkMS int, serial bool) {
 	var pushRounds, pullRounds int
 	for b.Loop() {
 		b.StopTimer()
-		e := newSDKEnv(b, nil, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
+		e := newSDKEnvChecked(b, nil, false, func(c *server.Config) { c.Schema, c.PageBytes, c.DeviceRate = sc, 0, -1 })
 		if linkMS > 0 {
 			srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 			p := toxiproxy.NewProxy(srv, "doorstep", "127.0.0.1:0", strings.TrimPrefix(e.http.URL, "http://"))

@@ -185,7 +185,7 @@ const RequestCodings = "zstd, gzip"
 // size the frame declares and no more (WithDecodeAllCapLimit), within the
 // 8 MiB window of RFC 9659; concurrency 1, so no goroutines of their own.
 var zstdDecoders = gosync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdWindow),
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow),
 		zstd.WithDecodeAllCapLimit(true))
 	if err != nil {
 		panic(fmt.Sprintf("server: zstd decoder: %v", err)) // the options are constants

@@ -114,13 +114,13 @@ func codingCodecs(tb testing.TB) []codec {
 			func(w io.Writer) io.WriteCloser { zw.Reset(w); return zw },
 			func(r io.Reader) io.Reader { zr.Reset(r); return zr }})
 	}
-	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdWindow), zstd.WithDecodeBuffersBelow(0))
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecodeBuffersBelow(0))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(zr.Close)
 	for _, l := range []zstd.EncoderLevel{zstd.SpeedFastest, zstd.SpeedDefault} {
-		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstdWindow), zstd.WithEncoderCRC(true))
+		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(zstdReplyWindow), zstd.WithEncoderCRC(true))
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -54,16 +54,22 @@ var gzipWriters = gosync.Pool{New: func() any {
 	return w
 }}
 
-// zstdWindow is the largest window a zstd response uses: RFC 9659 (the
+// zstdMaxWindow is the largest window a zstd body may use: RFC 9659 (the
 // zstd content coding) bounds it to 8 MiB, which every decoder accepts.
-const zstdWindow = 8 << 20
+const zstdMaxWindow = 8 << 20
+
+// zstdReplyWindow is the window of the server's reply encoder: 1 MiB, the
+// size of a pull page (PageBytes), which finds the same matches as 8 MiB
+// on pages (BenchmarkWireCodings: the same bytes) while an encoder keeps
+// only twice its window of history (2 MiB, not 16 MiB) while pooled.
+const zstdReplyWindow = 1 << 20
 
 // zstdWriters hold streaming zstd encoders. One goroutine (concurrency
 // 1) encodes in the Write calls themselves, so an encoder starts no
 // goroutines of its own.
 var zstdWriters = gosync.Pool{New: func() any {
 	w, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(zstdWindow), zstd.WithEncoderCRC(true))
+		zstd.WithWindowSize(zstdReplyWindow), zstd.WithEncoderCRC(true))
 	if err != nil {
 		panic(fmt.Sprintf("server: zstd writer: %v", err)) // the options are constants
 	}

@@ -69,6 +69,13 @@ func TestLogEntryWireSameBytes(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("entry %d (%d ops): encodeLogEntry wrote %d bytes that differ from Encode's %d", i, len(le.Ops), len(got), len(want))
 		}
+		pre, err := encodeLogEntryOps(le, crdt.NewOpsBytes(le.Ops)) // PutLogEntryOps
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(pre, want) {
+			t.Fatalf("entry %d (%d ops): with its ops encoded ahead, %d bytes that differ from Encode's %d", i, len(le.Ops), len(pre), len(want))
+		}
 	}
 }
 

@@ -183,7 +183,15 @@ func MarkErased(tx Tx, coll, id, team string) error {
 // history (i/) of every record its ops or states touch. An erasure entry
 // (no ops, no states) touches none.
 func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
-	v, err := encodeLogEntry(le)
+	return PutLogEntryOps(tx, team, pos, le, nil)
+}
+
+// PutLogEntryOps is PutLogEntry for a caller that has the entry's ops
+// encoded already: ops must be crdt.NewOpsBytes(le.Ops) (nil: encode
+// them here). A push encodes a change's ops before the committer takes
+// it, so the committer only copies them.
+func PutLogEntryOps(tx Tx, team string, pos uint64, le *LogEntry, ops crdt.OpsBytes) error {
+	v, err := encodeLogEntryOps(le, ops)
 	if err != nil {
 		return err
 	}

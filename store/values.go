@@ -106,20 +106,27 @@ type logEntryWire struct {
 
 // logOps encodes ops as crdt.NewOpsBytes does (a msgpack array header,
 // then crdt.AppendOp of each op: what a []crdt.Op encodes to), straight
-// into the entry's buffer when the encoder writes to an appendWriter.
-type logOps []crdt.Op
+// into the entry's buffer when the encoder writes to an appendWriter; or
+// writes enc, when the caller had them encoded already (PutLogEntryOps).
+type logOps struct {
+	ops []crdt.Op
+	enc crdt.OpsBytes // crdt.NewOpsBytes(ops), or nil
+}
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (o logOps) EncodeMsgpack(enc *msgpack.Encoder) error {
-	w, ok := enc.Writer().(*appendWriter)
-	if !ok || len(o) == 0 {
-		return crdt.NewOpsBytes(o).EncodeMsgpack(enc)
+	if len(o.enc) > 0 {
+		return o.enc.EncodeMsgpack(enc)
 	}
-	if err := enc.EncodeArrayLen(len(o)); err != nil {
+	w, ok := enc.Writer().(*appendWriter)
+	if !ok || len(o.ops) == 0 {
+		return crdt.NewOpsBytes(o.ops).EncodeMsgpack(enc)
+	}
+	if err := enc.EncodeArrayLen(len(o.ops)); err != nil {
 		return err
 	}
-	for i := range o {
-		w.b = crdt.AppendOp(w.b, &o[i])
+	for i := range o.ops {
+		w.b = crdt.AppendOp(w.b, &o.ops[i])
 	}
 	return nil
 }
@@ -147,15 +154,24 @@ func encodedOpsSize(ops []crdt.Op) int {
 // encodeLogEntry returns Encode(le), the ops written by crdt.AppendOp
 // when there are any (an entry without ops, nil or empty, goes through
 // Encode itself).
-func encodeLogEntry(le *LogEntry) ([]byte, error) {
+func encodeLogEntry(le *LogEntry) ([]byte, error) { return encodeLogEntryOps(le, nil) }
+
+// encodeLogEntryOps is encodeLogEntry with le.Ops already encoded as
+// crdt.NewOpsBytes encodes them (ops; nil: not).
+func encodeLogEntryOps(le *LogEntry, ops crdt.OpsBytes) ([]byte, error) {
 	if len(le.Ops) == 0 {
 		return Encode(le)
 	}
 	w := logEntryWire{
 		Author: le.Author, Replica: le.Replica, Seq: le.Seq, ReceivedMS: le.ReceivedMS, Reason: le.Reason,
-		Ops: le.Ops, Erased: le.Erased, States: le.States,
+		Ops: logOps{ops: le.Ops, enc: ops}, Erased: le.Erased, States: le.States,
 	}
-	size := 64 + len(le.Author) + len(le.Reason) + encodedOpsSize(le.Ops)
+	size := 64 + len(le.Author) + len(le.Reason)
+	if len(ops) > 0 {
+		size += len(ops)
+	} else {
+		size += encodedOpsSize(le.Ops)
+	}
 	for _, st := range le.States {
 		size += 8 + len(st)
 	}

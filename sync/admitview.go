@@ -91,8 +91,9 @@ func (t *txnState) admission() *admission {
 // applyChange stores what admitChange decided for a change: the queued
 // ops merged into their records, the quarantine entries, the change's log
 // entry and the replica's new high-water. A decision that applies nothing
-// (duplicate, gap) stores nothing.
-func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
+// (duplicate, gap) stores nothing. enc, if not nil, is
+// crdt.NewOpsBytes(d.accepted), encoded before the commit.
+func (t *txnState) applyChange(c *Caller, d *changeDecision, enc crdt.OpsBytes) error {
 	if !d.apply {
 		return nil
 	}
@@ -114,12 +115,6 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 			return fmt.Errorf("admission sized record %q the transaction has not read", k)
 		}
 		rs.sz = sz
-		if !rs.shared && len(rs.rec.Fields) == 0 && len(sz.fields) > 8 {
-			// A new record: its field map, sized once for the fields the
-			// change checked (at most those its batch creates), instead of
-			// growing as the merge adds them.
-			rs.rec.Fields = make(map[string]*crdt.Field, len(sz.fields))
-		}
 	}
 	for _, b := range d.batches {
 		r := b.Record()
@@ -167,7 +162,7 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision) error {
 		b.Flush()
 	}
 	t.flushBatches()
-	if err := t.writeLog(c.User, c.Replica, d.result.Seq, d.accepted); err != nil {
+	if err := t.writeLogReason(c.User, c.Replica, d.result.Seq, d.accepted, "", enc); err != nil {
 		return err
 	}
 	return t.setHighWater(c.Replica, d.result.Seq)

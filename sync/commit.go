@@ -42,8 +42,11 @@ type request struct {
 	// valid), computed with pre, used in admitChange's order.
 	val [][]error
 	// ahead[i] are changes[i]'s runs merged ahead (mergeAhead), computed
-	// with pre.
+	// with pre; enc[i] is crdt.NewOpsBytes(changes[i].Ops) when every op
+	// passed precheck and the validator (nil otherwise): the change's log
+	// entry, if every op is accepted, holds exactly these bytes.
 	ahead [][]newRun
+	enc   []crdt.OpsBytes
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -108,7 +111,7 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 	}
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead = e.prechecks(&c, changes)
+	r.pre, r.val, r.ahead, r.enc = e.prechecks(&c, changes)
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
@@ -245,8 +248,8 @@ func (e *Engine) splitGroup(reqs []*request) bool {
 		return false
 	}
 	h := len(r.changes) / 2
-	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h]}
-	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:]}
+	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h], enc: r.enc[:h]}
+	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:], enc: r.enc[h:]}
 	e.commitGroup([]*request{a})
 	e.commitGroup([]*request{b})
 	r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -536,18 +539,19 @@ func (t *txnState) merge(op *crdt.Op) (refusal error, err error) {
 // entry per team they touch (store.PutLogEntry indexes the position in
 // the history of every record touched).
 func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op) error {
-	return t.writeLogReason(author, replica, seq, ops, "")
+	return t.writeLogReason(author, replica, seq, ops, "", nil)
 }
 
-// writeLogReason is writeLog with a resolution's reason kept in the entry.
-func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string) error {
+// writeLogReason is writeLog with a resolution's reason kept in the
+// entry, and ops encoded already (crdt.NewOpsBytes(ops)) if enc is not nil.
+func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string, enc crdt.OpsBytes) error {
 	if len(ops) == 0 {
 		return nil
 	}
 	pos := t.nextPos()
 	if oneTeam(ops) { // the usual change: its ops as they are, no copy per team
 		le := &store.LogEntry{Author: author, Replica: replica, Seq: seq, ReceivedMS: t.now.UnixMilli(), Reason: reason, Ops: ops}
-		return store.PutLogEntry(t.txn, ops[0].Team, pos, le)
+		return store.PutLogEntryOps(t.txn, ops[0].Team, pos, le, enc)
 	}
 	var teams []string
 	byTeam := map[string][]crdt.Op{}
@@ -628,7 +632,7 @@ func (t *txnState) flush() error {
 // push applies the changes of one push request in order.
 func (t *txnState) push(r *request) error {
 	for i := range r.changes {
-		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i], r.ahead[i])
+		res, err := t.pushChange(&r.caller, &r.changes[i], r.pre[i], r.val[i], r.ahead[i], r.enc[i])
 		if err != nil {
 			return fmt.Errorf("apply change %d: %w", r.changes[i].Seq, err)
 		}
@@ -639,34 +643,43 @@ func (t *txnState) push(r *request) error {
 
 // pushChange admits one change (admitChange, a pure decision over the
 // transaction's view) and stores the decision (applyChange).
-func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun, enc crdt.OpsBytes) (api.ChangeResult, error) {
 	d, err := t.admission().admitChangeRuns(txnView{t}, c, ch, pre, val, ahead)
 	if err != nil {
 		return d.result, err
 	}
-	return d.result, t.applyChange(c, &d)
+	if len(d.accepted) != len(ch.Ops) {
+		enc = nil // the log entry holds only some of the ops
+	}
+	return d.result, t.applyChange(c, &d, enc)
 }
 
 // prechecks runs precheck on every op of changes, the Validator on
 // those that pass it, and mergeAhead on each change, in the pushing
 // request's goroutine: none needs stored state, and the single committer
 // must not spend its time on them.
-func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun) {
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun, enc []crdt.OpsBytes) {
 	pre = make([][]*refusal, len(changes))
 	val = make([][]error, len(changes))
 	ahead = make([][]newRun, len(changes))
+	enc = make([]crdt.OpsBytes, len(changes))
 	for i := range changes {
 		pre[i] = make([]*refusal, len(changes[i].Ops))
 		val[i] = make([]error, len(changes[i].Ops))
+		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
 			if pre[i][j] = precheck(c, op); pre[i][j] == nil && e.validator != nil {
 				val[i][j] = e.validator.ValidateOp(op)
 			}
+			clean = clean && pre[i][j] == nil && val[i][j] == nil
 		}
 		ahead[i] = mergeAhead(e.bounds, &changes[i], pre[i], val[i])
+		if clean {
+			enc[i] = crdt.NewOpsBytes(changes[i].Ops)
+		}
 	}
-	return pre, val, ahead
+	return pre, val, ahead, enc
 }
 
 // precheck runs a pushed op's checks that need no stored state (shape,

@@ -33,7 +33,8 @@
 // the whole group: a store's Commit returns once durable; Badger is opened
 // with SyncWrites) and only then answers every waiting caller. A group too
 // big for one transaction (store.ErrTxnTooBig) is split in half until it
-// fits. Write transactions are serialized by the store (across processes
+// fits; the committer remembers the least weight the store refused and
+// splits a group that heavy before trying it. Write transactions are serialized by the store (across processes
 // on a shared one), and each group reads the last log position and
 // quarantine ID inside its own transaction, so positions are assigned and
 // become visible strictly in order. A pull serves positions up to the last
@@ -107,6 +108,15 @@
 // decision. Reapply shares checkOp and clinicalCheck. admit_test.go tests
 // every refusal code over a map-backed view, with no store, and checks
 // that random pushes decided over the map agree with a real engine.
+//
+// A record's consecutive ops in a change are read once per run (owner,
+// purge marker, state, size, batch). A run that looks like a new record's
+// first change is merged and encoded ahead, in the pushing request's
+// goroutine, into a blank record (mergeAhead); admitChangeRuns still
+// checks each of its ops, and takes the state merged ahead only if the
+// record is blank in the view and every op passes, so the decision is the
+// one admitChange makes without it (admitref_prop_test.go holds both to
+// the admission as it was before, kept in admitref_test.go).
 //
 // # Bounds
 //

@@ -333,7 +333,7 @@ func (t *txnState) resolve(r *request) error {
 		return err
 	}
 	seq++
-	if err := t.writeLogReason(r.caller.User, t.e.server, seq, []crdt.Op{op}, r.reason); err != nil {
+	if err := t.writeLogReason(r.caller.User, t.e.server, seq, []crdt.Op{op}, r.reason, nil); err != nil {
 		return err
 	}
 	if err := t.setHighWater(t.e.server, seq); err != nil {
