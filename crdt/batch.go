@@ -153,7 +153,8 @@ func (b *Batch) Reset(r *Record) {
 }
 
 // Flush merges every queued op into the record and empties the batch. It
-// cannot fail: Add has checked every op.
+// cannot fail: Add has checked every op. A record with no fields may get
+// a new Fields map, sized for the fields the ops create.
 func (b *Batch) Flush() {
 	if len(b.ops) > 0 {
 		b.rec.applyBatch(b)
@@ -390,7 +391,7 @@ func (r *Record) applyOps(ops []batchOp, queued []batchField, sorted bool) {
 		if !d.fresh {
 			continue // named only by copies: as it is
 		}
-		removed = r.applyDelta(d, removed)
+		removed = r.applyDelta(d, d.name, removed)
 	}
 	// Pending IDs the new clock covers have arrived elsewhere or never
 	// will (their replica has moved past them): they are settled.
@@ -443,7 +444,7 @@ func (r *Record) applyOne(op *Op) {
 			r.Skipped = nil
 		}
 	}
-	removed := r.applyDelta(&d, nil)
+	removed := r.applyDelta(&d, op.Field, nil)
 	for _, f := range r.Fields {
 		if len(f.Pending) > 0 {
 			f.Pending = slices.DeleteFunc(f.Pending, r.Covers)
@@ -485,11 +486,14 @@ func (r *Record) refreshValue(field string, kind Kind, id OpID, value msgpack.Ra
 // applyDelta merges one field's new entries and preds into r, after the
 // clock has moved past the batch, and returns removed with the live
 // entries it dropped appended.
-func (r *Record) applyDelta(d *fieldDelta, removed []OpID) []OpID {
-	f := r.Fields[d.name]
+//
+// The field's name comes apart from d, so that storing it as a map key
+// does not send d's entries to the heap with it.
+func (r *Record) applyDelta(d *fieldDelta, name string, removed []OpID) []OpID {
+	f := r.Fields[name]
 	if f == nil {
 		f = &Field{Type: d.typ}
-		r.Fields[d.name] = f
+		r.Fields[name] = f
 	}
 	rems := sortIDs(d.rems)
 	adds := sortEntries(d.adds)

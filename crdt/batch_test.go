@@ -343,3 +343,37 @@ func TestBatchNewRecordPath(t *testing.T) {
 		t.Fatalf("only %d of %d batches took the direct build", direct, n)
 	}
 }
+
+// TestBatchReuse: a Batch flushed and filled again, or Reset to another
+// record, merges each round as a fresh batch does (its queues come back
+// from the pool between rounds), and Reset drops what was queued.
+func TestBatchReuse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 23))
+	reused := NewBatch(NewRecord(simTeam, simColl, "p1"))
+	for i := range 300 {
+		ops := randomBatch(rng)
+		want, got := NewRecord(simTeam, simColl, "p1"), NewRecord(simTeam, simColl, "p1")
+		fresh := NewBatch(want)
+		if i%3 == 0 {
+			reused.Reset(NewRecord(simTeam, simColl, "p1"))
+			_ = reused.Add(&ops[0]) // dropped by the Reset below
+		}
+		reused.Reset(got)
+		// Two rounds into the same record: the first half, then the rest.
+		half := len(ops) / 2
+		for _, part := range [][]Op{ops[:half], ops[half:]} {
+			for j := range part {
+				ef, er := fresh.Add(&part[j]), reused.Add(&part[j])
+				if (ef == nil) != (er == nil) {
+					t.Fatalf("case %d: Add says %v and %v", i, ef, er)
+				}
+			}
+			fresh.Flush()
+			reused.Flush()
+			fresh = NewBatch(want)
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("case %d: reused batch %+v, fresh %+v", i, got, want)
+		}
+	}
+}

@@ -2,7 +2,7 @@ package crdt
 
 import (
 	"fmt"
-	gosync "sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,8 +60,7 @@ type Clock struct {
 	wall    func() time.Time
 	maxSkew time.Duration
 
-	mu   gosync.Mutex
-	last Timestamp
+	last atomic.Uint64 // the latest Timestamp issued or adopted
 }
 
 // NewClock returns a clock reading physical time from wall. Remote timestamps
@@ -73,17 +72,26 @@ func NewClock(wall func() time.Time, maxSkew time.Duration) *Clock {
 // Now returns a new timestamp, greater than every timestamp this clock has
 // returned or accepted through Update.
 func (c *Clock) Now() Timestamp {
+	return c.Reserve(1)
+}
+
+// Reserve returns the first of n new timestamps, first to first+n-1,
+// each greater than every timestamp this clock has returned or accepted,
+// reading the wall clock once (n calls of Now read it n times, and may
+// move on to a later millisecond part way). A writer making n ops at once
+// gives them these IDs. n below 1 counts as 1.
+func (c *Clock) Reserve(n int) Timestamp {
 	pt := MakeTimestamp(c.wall().UnixMilli(), 0)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pt > c.last {
-		c.last = pt
-	} else {
+	step := uint64(max(n, 1))
+	for {
+		last := c.last.Load()
 		// Same or earlier millisecond: count logically. Overflowing the
 		// counter carries into the physical part, which stays monotonic.
-		c.last++
+		first := max(uint64(pt), last+1)
+		if c.last.CompareAndSwap(last, first+step-1) {
+			return Timestamp(first)
+		}
 	}
-	return c.last
 }
 
 // Update merges a timestamp seen from another replica, so that later
@@ -94,12 +102,12 @@ func (c *Clock) Update(remote Timestamp) error {
 	if err := c.Check(remote, wall); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if remote > c.last {
-		c.last = remote
+	for {
+		last := c.last.Load()
+		if uint64(remote) <= last || c.last.CompareAndSwap(last, uint64(remote)) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // Check reports, without changing the clock, whether remote is within the
@@ -113,7 +121,5 @@ func (c *Clock) Check(remote Timestamp, wall time.Time) error {
 
 // Last returns the latest timestamp issued or adopted, without advancing.
 func (c *Clock) Last() Timestamp {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.last
+	return Timestamp(c.last.Load())
 }

@@ -236,3 +236,53 @@ func TestOpIDOrder(t *testing.T) {
 		t.Fatalf("short op id: %v", err)
 	}
 }
+
+// TestClockReserve: Reserve(n) hands out n timestamps no other reading
+// gets, from any goroutine, each after every earlier reading and update;
+// Now is Reserve(1).
+func TestClockReserve(t *testing.T) {
+	var ms atomic.Int64
+	ms.Store(t0.UnixMilli())
+	c := NewClock(func() time.Time { return time.UnixMilli(ms.Load()) }, time.Minute)
+	const goroutines, each = 6, 300
+	results := make([][]Timestamp, goroutines)
+	var wg gosync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if i%50 == 0 {
+					ms.Add(int64(g%3) - 1)
+				}
+				n := 1 + (i+g)%31
+				first := c.Reserve(n)
+				for k := range n {
+					results[g] = append(results[g], first+Timestamp(k))
+				}
+				if i%7 == 0 {
+					_ = c.Update(first + Timestamp(n+3)) // a remote reading just ahead
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[Timestamp]bool{}
+	for g, rs := range results {
+		for i, ts := range rs {
+			if seen[ts] {
+				t.Fatalf("timestamp %s handed out twice", ts)
+			}
+			seen[ts] = true
+			if i > 0 && ts <= rs[i-1] {
+				t.Fatalf("goroutine %d: %s not after %s", g, ts, rs[i-1])
+			}
+		}
+	}
+	last := c.Last()
+	if r := c.Reserve(0); r != last+1 || c.Last() != r {
+		t.Fatalf("Reserve(0) gave %s after %s, Last %s", r, last, c.Last())
+	}
+	ms.Add(10_000)
+	if r := c.Reserve(5); r.Physical() != ms.Load() || r.Logical() != 0 || c.Last() != r+4 {
+		t.Fatalf("after the wall moved on: %s, Last %s", r, c.Last())
+	}
+}
