@@ -9,11 +9,10 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
-// TestCreateOpIDs checks the IDs a create gives its ops (one clock reading
-// for them all, see claimIDs): distinct, increasing, and older than every
-// later write's (on another record), also when the wall clock moves back by more than the
-// allowed skew in the middle of a create, so that the clock refuses to be
-// moved past them and they are issued one by one.
+// TestCreateOpIDs checks the IDs a create gives its ops (reserved at
+// once, crdt.Clock.Reserve): distinct, increasing, and older than every
+// later write's (on another record), also when the wall clock moves back
+// by more than the allowed skew in the middle of a create.
 func TestCreateOpIDs(t *testing.T) {
 	for _, back := range []bool{false, true} {
 		ctx := context.Background()
@@ -65,5 +64,48 @@ func TestCreateOpIDs(t *testing.T) {
 			prev = op.ID.Time
 		}
 		r.Close()
+	}
+}
+
+// tagsTyper validates everything and types "tags" as a set.
+type tagsTyper struct{}
+
+func (tagsTyper) ValidateOp(*crdt.Op) error { return nil }
+func (tagsTyper) FieldType(_, field string) (crdt.FieldType, bool) {
+	return crdt.Set, field == "tags"
+}
+
+// TestCreateOpIDsBeyondReserved: a set field given several elements makes
+// more ops than the create reserved IDs for (one a field); the ones beyond
+// take the clock's next, still increasing, and an empty slice leaves none.
+func TestCreateOpIDsBeyondReserved(t *testing.T) {
+	ctx := context.Background()
+	// A wall clock that stands still: every ID comes from the counter.
+	still := time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
+	r, err := Open(ctx, Options{Dir: t.TempDir(), EncryptionKey: testKey, Validator: tagsTyper{},
+		Wall: func() time.Time { return still }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Create(ctx, Ref{Team: "t", Collection: "notes"}, map[string]any{"a": "x", "tags": []any{"1", "2", "3", "4"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Create(ctx, Ref{Team: "t", Collection: "notes"}, map[string]any{"b": "y", "tags": []any{}}); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := r.PendingOps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 6 {
+		t.Fatalf("%d ops pending, want 6", len(ops))
+	}
+	var prev crdt.Timestamp
+	for i, op := range ops {
+		if op.ID.Time <= prev {
+			t.Fatalf("op %d (%s) has %s, not after %s", i, op.Field, op.ID.Time, prev)
+		}
+		prev = op.ID.Time
 	}
 }

@@ -449,14 +449,13 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	// the create fails, with the new record (record put it last in the
 	// batch's records): a failed create leaves no trace in the batch.
 	start := len(b.ops)
-	// The create's ops take consecutive timestamps from one reading of the
-	// clock (what Now gives when read that often within a millisecond),
-	// and the clock is moved past the last of them (claimIDs) before
-	// anything else reads it: one wall-clock reading a record, not one
-	// an op.
-	var t0 crdt.Timestamp
+	// The create's ops take consecutive timestamps reserved at once, one
+	// an op of a field given one value (crdt.Clock.Reserve: one reading
+	// of the wall clock a record, not one an op); an op beyond them (a
+	// set or log field given several elements) takes the clock's next.
+	// Unused ones (a field given an empty slice) are left as gaps.
+	t0, reserved := r.clock.Reserve(len(names)), len(names)
 	fail := func(err error) error {
-		r.claimIDs(b.ops[start:], t0)
 		clear(b.ops[start:])
 		b.ops = b.ops[:start]
 		delete(b.recs, ref)
@@ -491,10 +490,10 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 			if err != nil {
 				return fail(&ValidationError{Ref: ref, Field: name, Err: err})
 			}
-			if len(b.ops) == start {
-				t0 = r.clock.Now()
-			}
 			id := crdt.OpID{Time: t0 + crdt.Timestamp(len(b.ops)-start), Replica: r.id}
+			if len(b.ops)-start >= reserved {
+				id = r.nextID()
+			}
 			b.ops = append(b.ops, crdt.Op{})
 			op := &b.ops[len(b.ops)-1]
 			switch ft {
@@ -511,7 +510,6 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 			}
 		}
 	}
-	r.claimIDs(b.ops[start:], t0)
 	cb := crdt.NewBatch(rec)
 	for i := start; i < len(b.ops); i++ {
 		if err := cb.Add(&b.ops[i]); err != nil {
@@ -634,22 +632,6 @@ func (b *Batch) fieldWrite(ref Ref, field string, value any,
 		return fmt.Errorf("write %s to %s/%s/%s: %w", field, ref.Team, ref.Collection, ref.ID, ErrDeleted)
 	}
 	return b.apply(ref, rec, build(rec, b.r.nextID(), v))
-}
-
-// claimIDs moves the clock past the timestamps of ops, a create's ops
-// numbered from t0 (the clock's reading for the first), so that no later
-// op takes one of them. Should the clock refuse (its wall clock moved
-// back by more than the allowed skew since t0 was read), the ops after the
-// first take new timestamps from the clock one by one instead.
-func (r *Replica) claimIDs(ops []crdt.Op, t0 crdt.Timestamp) {
-	if len(ops) < 2 {
-		return
-	}
-	if err := r.clock.Update(t0 + crdt.Timestamp(len(ops)-1)); err != nil {
-		for i := 1; i < len(ops); i++ {
-			ops[i].ID.Time = r.clock.Now()
-		}
-	}
 }
 
 func (r *Replica) nextID() crdt.OpID { return crdt.OpID{Time: r.clock.Now(), Replica: r.id} }
