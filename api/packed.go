@@ -45,7 +45,7 @@ const (
 // validated) from their msgpack form; the result decodes with
 // UnpackChanges to the same ops in the same order.
 func PackChanges(changes []PulledChange) ([]byte, error) {
-	p := newPacker()
+	p := newPacker(len(changes))
 	cs := make([]packedChange, len(changes))
 	for i := range changes {
 		ops, err := changes[i].Ops.Ops()
@@ -54,7 +54,7 @@ func PackChanges(changes []PulledChange) ([]byte, error) {
 		}
 		cs[i] = packedChange{p.str(changes[i].Author), ops}
 	}
-	return p.pack(cs)
+	return p.pack(cs, measure(cs))
 }
 
 // MaxPackedBlock is the largest packed push block a device sends: under
@@ -67,12 +67,12 @@ const MaxPackedBlock = 60_000
 // each change's seq where a pulled change has its author. The ops are
 // encoded as they are; UnpackPush validates them.
 func PackPush(changes []Change) ([]byte, error) {
-	p := newPacker()
 	cs := make([]packedChange, len(changes))
 	for i := range changes {
 		cs[i] = packedChange{changes[i].Seq, changes[i].Ops}
 	}
-	return p.pack(cs)
+	m := measure(cs)
+	return newPacker(m.runs+32).pack(cs, m)
 }
 
 // packedChange is one change as a block holds it: its header (a string
@@ -82,14 +82,80 @@ type packedChange struct {
 	ops  []crdt.Op
 }
 
-func newPacker() *packer {
-	return &packer{strs: map[string]uint64{}, reps: map[crdt.ReplicaID]uint64{}}
+// newPacker returns a packer whose string table is sized for about n
+// strings.
+func newPacker(n int) *packer {
+	return &packer{strs: make(map[string]uint64, n), reps: map[crdt.ReplicaID]uint64{}}
 }
 
-// pack writes the block of cs; p may already hold strings (authors).
-func (p *packer) pack(cs []packedChange) ([]byte, error) {
+// blockSize is what measure counts of a block's ops before it is packed,
+// so that its columns are allocated once.
+type blockSize struct {
+	ops, preds int
+	runs       int // runs of ops on one record, as pack counts them
+	values     int // the value column's length
+}
+
+func measure(cs []packedChange) blockSize {
+	var m blockSize
+	var last *crdt.Op
+	for _, c := range cs {
+		m.ops += len(c.ops)
+		for i := range c.ops {
+			op := &c.ops[i]
+			m.preds += len(op.Pred)
+			if n := len(op.Value); n > 0 {
+				m.values += uvarintLen(uint64(n)) + n
+			}
+			if last == nil || op.Record != last.Record || op.Collection != last.Collection || op.Team != last.Team {
+				m.runs++
+			}
+			last = op
+		}
+	}
+	return m
+}
+
+// uvarintLen is the length of v as binary.AppendUvarint writes it.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// maxFieldSlots bounds the field indexes pack remembers by position in
+// a run.
+const maxFieldSlots = 256
+
+// pack writes the block of cs, of sizes m; p may already hold strings
+// (authors).
+func (p *packer) pack(cs []packedChange, m blockSize) ([]byte, error) {
 	var cols [numCols][]byte
-	var runs []byte
+	// One buffer holds every column but the values (written straight
+	// into the block) at their usual sizes: a byte for each op's kind and
+	// replica, two for its field and time, six for a pred, eight for a
+	// run. A column outgrowing its share is moved by append.
+	n := m.ops
+	sizes := [numCols]int{
+		colRuns:  uvarintLen(uint64(m.runs)) + m.runs*8,
+		colField: 2 * n,
+		colKind:  n + m.preds/15,
+		colTime:  2 * n,
+		colRep:   n,
+		colPred:  6 * m.preds,
+	}
+	total := 0
+	for _, s := range sizes {
+		total += s
+	}
+	scratch := make([]byte, total)
+	for c, s := range sizes {
+		cols[c], scratch = scratch[:0:s], scratch[s:]
+	}
+	runs := binary.AppendUvarint(cols[colRuns], uint64(m.runs))
 	nRuns := 0
 	var last struct {
 		team, coll, rec uint64
@@ -106,8 +172,16 @@ func (p *packer) pack(cs []packedChange) ([]byte, error) {
 	}
 	var prev crdt.Timestamp
 	// The previous op's names: consecutive ops are mostly on one record,
-	// so its run goes on without a look-up in the string table.
+	// so its run goes on without a look-up in the string table, and a new
+	// run's team and collection are mostly the last run's.
 	var lastTeam, lastColl, lastRec string
+	// The field index of the op at each position of the last runs: the
+	// records of a batch mostly have their fields in one order.
+	var slots [maxFieldSlots]struct {
+		s string
+		i uint64
+	}
+	nSlots, pos := 0, 0
 	for _, c := range cs {
 		for i := range c.ops {
 			op := &c.ops[i]
@@ -115,10 +189,28 @@ func (p *packer) pack(cs []packedChange) ([]byte, error) {
 				last.n++
 			} else {
 				flush()
-				last.team, last.coll, last.rec, last.n = p.str(op.Team), p.str(op.Collection), p.str(op.Record), 1
-				lastTeam, lastColl, lastRec = op.Team, op.Collection, op.Record
+				if last.n == 0 || op.Team != lastTeam {
+					last.team, lastTeam = p.str(op.Team), op.Team
+				}
+				if last.n == 0 || op.Collection != lastColl {
+					last.coll, lastColl = p.str(op.Collection), op.Collection
+				}
+				last.rec, lastRec, last.n = p.str(op.Record), op.Record, 1
+				pos = 0
 			}
-			cols[colField] = binary.AppendUvarint(cols[colField], p.str(op.Field))
+			var fi uint64
+			switch {
+			case pos < nSlots && slots[pos].s == op.Field:
+				fi = slots[pos].i
+			case pos < maxFieldSlots:
+				fi = p.str(op.Field)
+				slots[pos].s, slots[pos].i = op.Field, fi
+				nSlots = max(nSlots, pos+1)
+			default:
+				fi = p.str(op.Field)
+			}
+			pos++
+			cols[colField] = binary.AppendUvarint(cols[colField], fi)
 			k := byte(op.Kind) & 7
 			if len(op.Value) > 0 {
 				k |= 1 << 3
@@ -139,16 +231,26 @@ func (p *packer) pack(cs []packedChange) ([]byte, error) {
 				cols[colPred] = binary.AppendUvarint(cols[colPred], p.rep(pr.Replica))
 				cols[colPred] = binary.AppendUvarint(cols[colPred], uint64(op.ID.Time-pr.Time))
 			}
-			if len(op.Value) > 0 {
-				cols[colValue] = binary.AppendUvarint(cols[colValue], uint64(len(op.Value)))
-				cols[colValue] = append(cols[colValue], op.Value...)
-			}
 		}
 	}
 	flush()
-	cols[colRuns] = append(binary.AppendUvarint(nil, uint64(nRuns)), runs...)
+	if nRuns != m.runs {
+		return nil, fmt.Errorf("pack: %d runs, %d measured", nRuns, m.runs) // a bug: measure and pack disagree
+	}
+	cols[colRuns] = runs
 
-	out := []byte{packedVersion}
+	// The block's size, within a few bytes: a string takes at most 3
+	// bytes more than itself (a hex one 17 of its 32), a change's header
+	// 20, a column's length 10.
+	size := 1 + 10 + 10 + 16*len(p.repList) + 10 + 20*len(cs) + 10*numCols + m.values
+	for _, s := range p.strList {
+		size += 3 + len(s)
+	}
+	for _, col := range cols {
+		size += len(col)
+	}
+	out := make([]byte, 1, size)
+	out[0] = packedVersion
 	out = binary.AppendUvarint(out, uint64(len(p.strList)))
 	for _, s := range p.strList {
 		if isHex32(s) {
@@ -168,9 +270,18 @@ func (p *packer) pack(cs []packedChange) ([]byte, error) {
 		out = binary.AppendUvarint(out, c.head)
 		out = binary.AppendUvarint(out, uint64(len(c.ops)))
 	}
-	for _, col := range cols {
+	for _, col := range cols[:colValue] {
 		out = binary.AppendUvarint(out, uint64(len(col)))
 		out = append(out, col...)
+	}
+	out = binary.AppendUvarint(out, uint64(m.values))
+	for _, c := range cs {
+		for i := range c.ops {
+			if v := c.ops[i].Value; len(v) > 0 {
+				out = binary.AppendUvarint(out, uint64(len(v)))
+				out = append(out, v...)
+			}
+		}
 	}
 	return out, nil
 }
