@@ -54,7 +54,7 @@ func PackChanges(changes []PulledChange) ([]byte, error) {
 		}
 		cs[i] = packedChange{p.str(changes[i].Author), ops}
 	}
-	return p.pack(cs, measure(cs))
+	return p.pack(cs)
 }
 
 // MaxPackedBlock is the largest packed push block a device sends: under
@@ -71,8 +71,13 @@ func PackPush(changes []Change) ([]byte, error) {
 	for i := range changes {
 		cs[i] = packedChange{changes[i].Seq, changes[i].Ops}
 	}
-	m := measure(cs)
-	return newPacker(m.runs+32).pack(cs, m)
+	n := 0
+	for _, c := range cs {
+		n += len(c.ops)
+	}
+	// Sized for records of about 30 fields: a record ID per 30 ops, and
+	// the fields, team and collection (the map grows past that).
+	return newPacker(min(n/30, 4096) + 32).pack(cs)
 }
 
 // packedChange is one change as a block holds it: its header (a string
@@ -86,34 +91,6 @@ type packedChange struct {
 // strings.
 func newPacker(n int) *packer {
 	return &packer{strs: make(map[string]uint64, n), reps: map[crdt.ReplicaID]uint64{}}
-}
-
-// blockSize is what measure counts of a block's ops before it is packed,
-// so that its columns are allocated once.
-type blockSize struct {
-	ops, preds int
-	runs       int // runs of ops on one record, as pack counts them
-	values     int // the value column's length
-}
-
-func measure(cs []packedChange) blockSize {
-	var m blockSize
-	var last *crdt.Op
-	for _, c := range cs {
-		m.ops += len(c.ops)
-		for i := range c.ops {
-			op := &c.ops[i]
-			m.preds += len(op.Pred)
-			if n := len(op.Value); n > 0 {
-				m.values += uvarintLen(uint64(n)) + n
-			}
-			if last == nil || op.Record != last.Record || op.Collection != last.Collection || op.Team != last.Team {
-				m.runs++
-			}
-			last = op
-		}
-	}
-	return m
 }
 
 // uvarintLen is the length of v as binary.AppendUvarint writes it.
@@ -130,22 +107,24 @@ func uvarintLen(v uint64) int {
 // a run.
 const maxFieldSlots = 256
 
-// pack writes the block of cs, of sizes m; p may already hold strings
-// (authors).
-func (p *packer) pack(cs []packedChange, m blockSize) ([]byte, error) {
+// pack writes the block of cs; p may already hold strings (authors).
+func (p *packer) pack(cs []packedChange) ([]byte, error) {
+	n := 0
+	for _, c := range cs {
+		n += len(c.ops)
+	}
 	var cols [numCols][]byte
 	// One buffer holds every column but the values (written straight
-	// into the block) at their usual sizes: a byte for each op's kind and
-	// replica, two for its field and time, six for a pred, eight for a
-	// run. A column outgrowing its share is moved by append.
-	n := m.ops
+	// into the block) at their usual sizes: a byte for each op's kind,
+	// replica and preds, two for its field and time, and eight for a run
+	// of 30 ops. A column outgrowing its share is moved by append.
 	sizes := [numCols]int{
-		colRuns:  uvarintLen(uint64(m.runs)) + m.runs*8,
+		colRuns:  8 + n/4,
 		colField: 2 * n,
-		colKind:  n + m.preds/15,
+		colKind:  n,
 		colTime:  2 * n,
 		colRep:   n,
-		colPred:  6 * m.preds,
+		colPred:  n,
 	}
 	total := 0
 	for _, s := range sizes {
@@ -155,8 +134,8 @@ func (p *packer) pack(cs []packedChange, m blockSize) ([]byte, error) {
 	for c, s := range sizes {
 		cols[c], scratch = scratch[:0:s], scratch[s:]
 	}
-	runs := binary.AppendUvarint(cols[colRuns], uint64(m.runs))
-	nRuns := 0
+	runs := cols[colRuns] // without its count, nRuns
+	nRuns, values := 0, 0 // values: the value column's length
 	var last struct {
 		team, coll, rec uint64
 		n               uint64
@@ -231,18 +210,18 @@ func (p *packer) pack(cs []packedChange, m blockSize) ([]byte, error) {
 				cols[colPred] = binary.AppendUvarint(cols[colPred], p.rep(pr.Replica))
 				cols[colPred] = binary.AppendUvarint(cols[colPred], uint64(op.ID.Time-pr.Time))
 			}
+			if nv := len(op.Value); nv > 0 {
+				values += uvarintLen(uint64(nv)) + nv
+			}
 		}
 	}
 	flush()
-	if nRuns != m.runs {
-		return nil, fmt.Errorf("pack: %d runs, %d measured", nRuns, m.runs) // a bug: measure and pack disagree
-	}
 	cols[colRuns] = runs
 
 	// The block's size, within a few bytes: a string takes at most 3
 	// bytes more than itself (a hex one 17 of its 32), a change's header
 	// 20, a column's length 10.
-	size := 1 + 10 + 10 + 16*len(p.repList) + 10 + 20*len(cs) + 10*numCols + m.values
+	size := 1 + 10 + 10 + 16*len(p.repList) + 10 + 20*len(cs) + 10*numCols + 10 + values
 	for _, s := range p.strList {
 		size += 3 + len(s)
 	}
@@ -270,11 +249,14 @@ func (p *packer) pack(cs []packedChange, m blockSize) ([]byte, error) {
 		out = binary.AppendUvarint(out, c.head)
 		out = binary.AppendUvarint(out, uint64(len(c.ops)))
 	}
-	for _, col := range cols[:colValue] {
+	out = binary.AppendUvarint(out, uint64(uvarintLen(uint64(nRuns))+len(runs)))
+	out = binary.AppendUvarint(out, uint64(nRuns))
+	out = append(out, runs...)
+	for _, col := range cols[colRuns+1 : colValue] {
 		out = binary.AppendUvarint(out, uint64(len(col)))
 		out = append(out, col...)
 	}
-	out = binary.AppendUvarint(out, uint64(m.values))
+	out = binary.AppendUvarint(out, uint64(values))
 	for _, c := range cs {
 		for i := range c.ops {
 			if v := c.ops[i].Value; len(v) > 0 {
