@@ -1,5 +1,12 @@
 # Doorstep build targets. `make test` is what CI runs (see .ci/run).
 GO          ?= go
+# Build with the toolchain go.mod names (its `toolchain` line: a patch
+# release with the standard library's security fixes), fetched through the
+# module proxy when the installed Go is older, even where `go env` says
+# GOTOOLCHAIN=local. Set GOTOOLCHAIN=local to build with the installed Go
+# (1.26.8 or later still builds; govulncheck then reports the fixed
+# standard-library vulnerabilities).
+export GOTOOLCHAIN ?= auto
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 DATA        ?= ./data/demo

@@ -2,6 +2,8 @@ module github.com/doorstep-health/doorstep
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	github.com/MicahParks/keyfunc/v3 v3.9.2
 	github.com/Shopify/toxiproxy/v2 v2.5.0
