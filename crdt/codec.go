@@ -96,6 +96,20 @@ func appendMapLen(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
 }
 
+// shortArrayLen reads the array header at b[p] in the two forms our
+// encoders write for up to 65,535 elements (fixarray, array16): the
+// element count and the position after the header. ok is false, and p
+// returned unmoved, on any other byte or a cut header. b[p] must exist.
+func shortArrayLen(b []byte, p int) (n, next int, ok bool) {
+	switch c := b[p]; {
+	case c&0xf0 == 0x90:
+		return int(c & 0x0f), p + 1, true
+	case c == 0xdc && len(b)-p >= 3:
+		return int(binary.BigEndian.Uint16(b[p+1:])), p + 3, true
+	}
+	return 0, p, false
+}
+
 func appendArrayLen(b []byte, n int) []byte {
 	switch {
 	case n < 16:

@@ -229,12 +229,7 @@ func (d *opsDecoder) op(p int, op *Op) (int, bool) {
 			p = end
 		case 'p':
 			var m int
-			switch c := b[p]; {
-			case c&0xf0 == 0x90:
-				m, p = int(c&0x0f), p+1
-			case c == 0xdc && len(b)-p >= 3:
-				m, p = int(binary.BigEndian.Uint16(b[p+1:])), p+3
-			default:
+			if m, p, ok = shortArrayLen(b, p); !ok {
 				return p, false
 			}
 			if m == 0 {

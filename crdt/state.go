@@ -609,13 +609,8 @@ func (r *v2Reader) fastField(f *Field) bool {
 	}
 	typ := b[p+3]
 	p += 6
-	var m int
-	switch c := b[p]; {
-	case c&0xf0 == 0x90:
-		m, p = int(c&0x0f), p+1
-	case c == 0xdc && len(b)-p >= 3:
-		m, p = int(binary.BigEndian.Uint16(b[p+1:])), p+3
-	default:
+	m, p, ok := shortArrayLen(b, p)
+	if !ok {
 		return false
 	}
 	if m%3 != 0 || m > len(b)-p {
