@@ -8,22 +8,26 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Reading log entries without decoding them whole: a pull copies the ops
-// of a stored entry as their stored bytes, and skips the puller's own
-// entries after reading only their replica. Both depend on how Encode
+// Reading log entries without decoding them whole: a pull (and the
+// console's changed-since page) copies the ops of a stored entry as their
+// stored bytes, and a pull skips the puller's own entries after reading
+// only their replica. Both depend on how Encode
 // lays out a LogEntry (its msgpack tags), so they live here, next to it.
 
 // PulledEntry is the part of a LogEntry a pull serves, with the ops
 // kept as their stored bytes: Encode writes each op as AppendOp does
 // and the array header as msgpack does, which is exactly the form a
 // []crdt.Op takes in a reply, so the bytes are copied, not decoded and
-// encoded again. DecodePulledEntry fills it.
+// encoded again. The console's changed-since page reads the same parts
+// and the receive time and reason. DecodePulledEntry fills it.
 type PulledEntry struct {
-	Author  string             // "a"
-	Replica crdt.ReplicaID     // "d"
-	Ops     crdt.OpsBytes      // "o"
-	Erased  []ErasedRecord     // "x"
-	States  []crdt.RecordBytes // "st"
+	Author     string             // "a"
+	Replica    crdt.ReplicaID     // "d"
+	ReceivedMS int64              // "t"
+	Reason     string             // "r"
+	Ops        crdt.OpsBytes      // "o"
+	Erased     []ErasedRecord     // "x"
+	States     []crdt.RecordBytes // "st"
 }
 
 // DecodePulledEntry decodes the parts of an encoded LogEntry a pull
@@ -55,6 +59,10 @@ func DecodePulledEntry(v []byte, le *PulledEntry) (err error) {
 			le.Author, err = dec.DecodeString()
 		case "d":
 			err = le.Replica.DecodeMsgpack(dec)
+		case "t":
+			le.ReceivedMS, err = dec.DecodeInt64()
+		case "r":
+			le.Reason, err = dec.DecodeString()
 		case "o":
 			start := len(v) - rd.Len()
 			if i == n-1 {

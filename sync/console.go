@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
@@ -131,11 +129,12 @@ func lastChange(txn store.Tx, ref api.RecordRef, author string) (ChangedEntry, b
 	}
 	ce := ChangedEntry{Ref: ref}
 	var ops []crdt.Op
-	h, err := decodeEntryHead(val)
+	var h store.PulledEntry
+	err = store.DecodePulledEntry(val, &h)
 	if err == nil {
-		ce.Author, ce.Device, ce.Received, ce.Reason = h.author, h.replica, time.UnixMilli(h.receivedMS).UTC(), h.reason
-		if (author == "" || h.author == author) && len(h.ops) > 0 {
-			err = store.Decode(h.ops, &ops)
+		ce.Author, ce.Device, ce.Received, ce.Reason = h.Author, h.Replica, time.UnixMilli(h.ReceivedMS).UTC(), h.Reason
+		if (author == "" || h.Author == author) && len(h.Ops) > 0 {
+			err = store.Decode(h.Ops, &ops)
 		}
 	}
 	if err != nil {
@@ -153,65 +152,6 @@ func lastChange(txn store.Tx, ref api.RecordRef, author string) (ChangedEntry, b
 	}
 	ce.DeviceTime = newest.Time()
 	return ce, true, nil
-}
-
-// entryHead is what a changed-since page needs of an encoded
-// store.LogEntry, with the ops left encoded.
-type entryHead struct {
-	erased         bool                 // an erasure entry
-	erasedRecords  []store.ErasedRecord // its records
-	author, reason string
-	replica        crdt.ReplicaID
-	receivedMS     int64
-	ops            []byte
-}
-
-// decodeEntryHead reads an encoded store.LogEntry's author, replica,
-// receive time and reason, and finds its ops without decoding them.
-func decodeEntryHead(v []byte) (h entryHead, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: decoder panic: %v", store.ErrBadValue, p)
-		}
-	}()
-	rd := bytes.NewReader(v)
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(rd)
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return h, fmt.Errorf("%w: log entry: %v", store.ErrBadValue, err)
-	}
-	for range n {
-		k, err := dec.DecodeString()
-		if err != nil {
-			return h, fmt.Errorf("%w: log entry key: %v", store.ErrBadValue, err)
-		}
-		switch k {
-		case "a":
-			h.author, err = dec.DecodeString()
-		case "r":
-			h.reason, err = dec.DecodeString()
-		case "t":
-			h.receivedMS, err = dec.DecodeInt64()
-		case "d":
-			err = h.replica.DecodeMsgpack(dec)
-		case "o":
-			start := len(v) - rd.Len()
-			if err = dec.Skip(); err == nil {
-				h.ops = v[start : len(v)-rd.Len()]
-			}
-		case "x":
-			h.erased = true
-			err = dec.Decode(&h.erasedRecords)
-		default:
-			err = dec.Skip()
-		}
-		if err != nil {
-			return h, fmt.Errorf("%w: log entry %q: %v", store.ErrBadValue, k, err)
-		}
-	}
-	return h, nil
 }
 
 // ConflictValue is one concurrent value of a field in conflict, with who
@@ -388,21 +328,21 @@ func (e *Engine) TouchedSince(ctx context.Context, c Caller, team string, after 
 				return nil
 			}
 			err := itValue(it, func(v []byte) error {
-				h, err := decodeEntryHead(v)
-				if err != nil {
+				var h store.PulledEntry
+				if err := store.DecodePulledEntry(v, &h); err != nil {
 					return err
 				}
-				for _, x := range h.erasedRecords {
+				for _, x := range h.Erased {
 					if x.Collection == collection && !seen[x.ID] {
 						seen[x.ID] = true
 						refs = append(refs, api.RecordRef{Team: team, Collection: collection, ID: x.ID})
 					}
 				}
 				var ops []crdt.Op
-				if len(h.ops) == 0 {
+				if len(h.Ops) == 0 {
 					return nil
 				}
-				if err := store.Decode(h.ops, &ops); err != nil {
+				if err := store.Decode(h.Ops, &ops); err != nil {
 					return err
 				}
 				for i := range ops {
