@@ -376,10 +376,8 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			var err error
 			off, complete, err = r.headBlob(ctx, path)
 			if wait, ok := r.uploadWait(err); ok {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(wait):
+				if err := sleep(ctx, wait); err != nil {
+					return err
 				}
 				continue
 			}
@@ -416,10 +414,8 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 			// Rate limited: uploads count against the device's request
 			// rate like any request. Wait what the server asks (it refused
 			// before reading the body, so the offset stands); no stall.
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
+			if err := sleep(ctx, wait); err != nil {
+				return err
 			}
 			known = off
 			continue
@@ -443,10 +439,8 @@ func (r *Replica) uploadOne(ctx context.Context, lb localBlob) error {
 				return err
 			}
 			if code == api.CodeUploadBusy {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(200 * time.Millisecond):
+				if err := sleep(ctx, 200*time.Millisecond); err != nil {
+					return err
 				}
 			}
 		default:

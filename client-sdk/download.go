@@ -171,10 +171,8 @@ func (r *Replica) download(ctx context.Context, path string, pb *partialBlob, h 
 		t0 := time.Now()
 		res, err := r.blobRequest(ctx, http.MethodGet, path, hdr, nil, 0)
 		if wait, ok := r.uploadWait(err); ok {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
+			if err := sleep(ctx, wait); err != nil {
+				return err
 			}
 			continue
 		}
