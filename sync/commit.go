@@ -388,6 +388,17 @@ type recState struct {
 	shared bool
 }
 
+// state returns the record's state. rec is nil while the state is a run
+// merged ahead that was encoded from its ops alone (newRun.record):
+// it is built on first use, so a new record that nothing reads again in
+// the transaction is never built at all.
+func (rs *recState) state() *crdt.Record {
+	if rs.rec == nil {
+		rs.rec, rs.shared = rs.ahead.record(), false
+	}
+	return rs.rec
+}
+
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
 
 func (t *txnState) nextPos() uint64 { t.pos++; return t.pos }
@@ -438,7 +449,7 @@ func (t *txnState) unowned(coll, id string) bool {
 func (t *txnState) record(team, coll, id string) (*recState, error) {
 	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
 	if rs, ok := t.records[string(t.keyBuf)]; ok {
-		if rs.shared {
+		if rs.state(); rs.shared {
 			// What reads a state through here may change it (a batch, a
 			// held op, a merge): the run's own stays as it was made.
 			rs.rec, rs.shared = rs.rec.Clone(), false
@@ -591,20 +602,26 @@ func (t *txnState) flush() error {
 		r := rs.rec
 		var now store.RecordIndex
 		var b []byte
-		if a := rs.ahead; a != nil && a.rec == r {
+		var team, coll, id string
+		if a := rs.ahead; a != nil && (r == nil || a.rec == r) {
+			// The run's state, unchanged (rec nil: never built, see
+			// recState.state): its encoding as merged ahead.
 			b, now = a.state, store.RecordIndex{UpdatedMS: ms, Conflict: a.conflict, Terms: a.terms}
+			op := &a.ops[0]
+			team, coll, id = op.Team, op.Collection, op.Record
 		} else {
 			var err error
 			if b, err = crdt.MarshalRecord(r); err != nil {
 				return err
 			}
 			now = store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
+			team, coll, id = r.Team, r.Collection, r.ID
 		}
 		var was *store.RecordIndex
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
+		if err := store.PutRecord(t.txn, team, coll, id, b, was, now); err != nil {
 			return err
 		}
 	}

@@ -171,7 +171,7 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 	for it.Seek(prefix); it.Valid(); it.Next() {
 		key := it.Key()
 		if rs, ok := t.records[string(key)]; ok {
-			check(rs.rec) // the cached state may be newer than the stored one
+			check(rs.state()) // the cached state may be newer than the stored one
 			continue
 		}
 		var rec *crdt.Record
@@ -188,7 +188,7 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		return nil, err
 	}
 	for _, rs := range t.records {
-		if rs.dirty && !rs.exists && rs.rec.Team == team {
+		if rs.dirty && !rs.exists && rs.state().Team == team {
 			check(rs.rec)
 		}
 	}
