@@ -182,8 +182,8 @@ func (v *changeView) enter(ops []crdt.Op, i int) bool {
 		return false
 	}
 	v.endRun()
-	op := &ops[i]
-	v.run = recRun{ref: refOf(op), next: runEnd(ops, i), n: runEnd(ops, i) - i}
+	end := runEnd(ops, i)
+	v.run = recRun{ref: refOf(&ops[i]), next: end, n: end - i}
 	return true
 }
 

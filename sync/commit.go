@@ -680,9 +680,16 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 	val = make([][]error, len(changes))
 	ahead = make([][]newRun, len(changes))
 	enc = make([]crdt.OpsBytes, len(changes))
+	n := 0
 	for i := range changes {
-		pre[i] = make([]*refusal, len(changes[i].Ops))
-		val[i] = make([]error, len(changes[i].Ops))
+		n += len(changes[i].Ops)
+	}
+	// One array each for every change's verdicts, carved per change.
+	pres, vals := make([]*refusal, n), make([]error, n)
+	for i := range changes {
+		k := len(changes[i].Ops)
+		pre[i], val[i] = pres[:k:k], vals[:k:k]
+		pres, vals = pres[k:], vals[k:]
 		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
