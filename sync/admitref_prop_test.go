@@ -32,6 +32,12 @@ import (
 // the reference decided.
 func TestAdmitMatchesReference(t *testing.T) {
 	seed := testSeed(t)
+	// Every change reads its records' purge markers by range (the engine
+	// does so from erasedRangeMin records), with the erased records below
+	// among them.
+	oldMin := erasedRangeMin
+	erasedRangeMin = 1
+	t.Cleanup(func() { erasedRangeMin = oldMin })
 	rng := rand.New(rand.NewSource(seed))
 	bounds := Bounds{MaxRecordBytes: 3000, MaxFieldBytes: 1500, QuarantineDeviceEntries: 40, QuarantineDeviceBytes: 16000,
 		QuarantineTeamEntries: 8, QuarantineTeamBytes: 1 << 20}

@@ -304,6 +304,9 @@ func (e *Engine) tryCommit(reqs []*request) error {
 		owners:  map[string]string{},
 		hwm:     map[crdt.ReplicaID]uint64{},
 	}
+	if err := t.readErasedRange(reqs); err != nil {
+		return err
+	}
 	for _, r := range reqs {
 		r.results, r.rec, r.err, r.scrubKeys = nil, nil, nil, nil
 		var err error
@@ -355,6 +358,7 @@ type txnState struct {
 	hwm     map[crdt.ReplicaID]uint64                 // high-water seqs read or written
 	opres   map[crdt.ReplicaID][]store.ReportedChange // op results kept per replica (reported.go)
 	usage   map[string]*usage                         // quarantine quota counters by key
+	erased  map[string]string                         // purge marker key → team ("" none), read by range (erasedread.go)
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 
