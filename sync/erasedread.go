@@ -12,8 +12,9 @@ import (
 // record's purge marker (p/) before it lets ops create it; a device's
 // push creates hundreds of records, each a point read in the committer
 // that nearly always misses. Purge markers are few (one per erased
-// record), so the markers of every record a commit group's pushes name
-// are read instead, as the transaction starts, in one walk of the p/
+// record), so the markers of the records a commit group's pushes look
+// like creating (readErasedRange) are read instead, as the transaction
+// starts, in one walk of the p/
 // range between the smallest and the largest of their keys: the walk
 // tells, for every record key in the range, whether a marker is there.
 // The answers are kept in the transaction (txnState.erased) until it
@@ -24,8 +25,8 @@ import (
 // Tunables of the range read (variables so that tests can make every
 // change take the range read).
 var (
-	// erasedRangeMin is the number of records a group's pushes name
-	// from which their markers are read by range.
+	// erasedRangeMin is the number of records a group's pushes look
+	// like creating from which their markers are read by range.
 	erasedRangeMin = 16
 	// erasedRangeSteps bounds the markers one range read passes: where
 	// the records' keys are spread among many markers, the rest are read
@@ -34,18 +35,21 @@ var (
 )
 
 // readErasedRange reads the purge markers of the records the pushes of
-// reqs name (see above) into t.erased, unless they are fewer than
-// erasedRangeMin.
+// reqs look like creating (see above) into t.erased, unless they are
+// fewer than erasedRangeMin: the records of their runs merged ahead
+// (mergeAhead), a new record's first change as a device writes it. The
+// markers of other records are read one by one if admission asks (for a
+// record with an owner it does not).
 func (t *txnState) readErasedRange(reqs []*request) error {
 	var keys [][]byte
 	for _, r := range reqs {
 		if r.kind != reqPush {
 			continue
 		}
-		for _, ch := range r.changes {
-			ops := ch.Ops
-			for i := 0; i < len(ops); i = runEnd(ops, i) {
-				keys = append(keys, store.ErasedKey(ops[i].Collection, ops[i].Record))
+		for _, runs := range r.ahead {
+			for i := range runs {
+				op := &runs[i].ops[0]
+				keys = append(keys, store.ErasedKey(op.Collection, op.Record))
 			}
 		}
 	}
