@@ -705,9 +705,9 @@ type newRun struct {
 // record returns a new Record holding the run's state, for the caller
 // to change: a copy of rec, or for a run encoded from its ops alone
 // (rec nil) the ops merged into a blank record, as mergeRun merges them.
-func (nr *newRun) record() *crdt.Record {
+func (nr *newRun) record() (*crdt.Record, error) {
 	if nr.rec != nil {
-		return nr.rec.Clone()
+		return nr.rec.Clone(), nil
 	}
 	op := &nr.ops[0]
 	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
@@ -716,11 +716,11 @@ func (nr *newRun) record() *crdt.Record {
 		if err := b.Add(&nr.ops[i]); err != nil {
 			// Not reached: crdt.AppendNewState took the ops, and Add
 			// refuses none of that shape (TestAppendNewStateMatches).
-			panic(fmt.Sprintf("sync: op %s of a run merged ahead refused when built: %v", nr.ops[i].ID, err))
+			return nil, fmt.Errorf("op %s of a run merged ahead refused when its record is built: %w", nr.ops[i].ID, err)
 		}
 	}
 	b.Flush()
-	return rec
+	return rec, nil
 }
 
 // minAheadRun is the op count from which a run is merged ahead.

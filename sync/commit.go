@@ -396,11 +396,15 @@ type recState struct {
 // merged ahead that was encoded from its ops alone (newRun.record):
 // it is built on first use, so a new record that nothing reads again in
 // the transaction is never built at all.
-func (rs *recState) state() *crdt.Record {
+func (rs *recState) state() (*crdt.Record, error) {
 	if rs.rec == nil {
-		rs.rec, rs.shared = rs.ahead.record(), false
+		rec, err := rs.ahead.record()
+		if err != nil {
+			return nil, err
+		}
+		rs.rec, rs.shared = rec, false
 	}
-	return rs.rec
+	return rs.rec, nil
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -453,7 +457,10 @@ func (t *txnState) unowned(coll, id string) bool {
 func (t *txnState) record(team, coll, id string) (*recState, error) {
 	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
 	if rs, ok := t.records[string(t.keyBuf)]; ok {
-		if rs.state(); rs.shared {
+		if _, err := rs.state(); err != nil {
+			return nil, err
+		}
+		if rs.shared {
 			// What reads a state through here may change it (a batch, a
 			// held op, a merge): the run's own stays as it was made.
 			rs.rec, rs.shared = rs.rec.Clone(), false

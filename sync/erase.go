@@ -177,7 +177,11 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 	for it.Seek(prefix); it.Valid(); it.Next() {
 		key := it.Key()
 		if rs, ok := t.records[string(key)]; ok {
-			check(rs.state()) // the cached state may be newer than the stored one
+			rec, err := rs.state() // the cached state may be newer than the stored one
+			if err != nil {
+				return nil, err
+			}
+			check(rec)
 			continue
 		}
 		var rec *crdt.Record
@@ -194,8 +198,15 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		return nil, err
 	}
 	for _, rs := range t.records {
-		if rs.dirty && !rs.exists && rs.state().Team == team {
-			check(rs.rec)
+		if !rs.dirty || rs.exists {
+			continue
+		}
+		rec, err := rs.state()
+		if err != nil {
+			return nil, err
+		}
+		if rec.Team == team {
+			check(rec)
 		}
 	}
 	return out, nil
