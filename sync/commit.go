@@ -47,6 +47,10 @@ type request struct {
 	// entry, if every op is accepted, holds exactly these bytes.
 	ahead [][]newRun
 	enc   []crdt.OpsBytes
+	// weights[i] is changeWeight(&changes[i]), computed the first time
+	// writeWeight reads the request (a big push is weighed again at each
+	// level of a split).
+	weights []int
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -248,8 +252,9 @@ func (e *Engine) splitGroup(reqs []*request) bool {
 		return false
 	}
 	h := len(r.changes) / 2
-	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h], enc: r.enc[:h]}
-	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:], enc: r.enc[h:]}
+	weights := r.changeWeights()
+	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h], enc: r.enc[:h], weights: weights[:h]}
+	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:], enc: r.enc[h:], weights: weights[h:]}
 	e.commitGroup([]*request{a})
 	e.commitGroup([]*request{b})
 	r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -262,14 +267,28 @@ func (e *Engine) splitGroup(reqs []*request) bool {
 func writeWeight(reqs []*request) int {
 	n := 0
 	for _, r := range reqs {
+		for _, w := range r.changeWeights() {
+			n += w
+		}
+	}
+	return n
+}
+
+// changeWeights returns the write weight of each of r's changes,
+// computing them once.
+func (r *request) changeWeights() []int {
+	if r.weights == nil && len(r.changes) > 0 {
+		r.weights = make([]int, len(r.changes))
 		for i := range r.changes {
+			n := 0
 			for j := range r.changes[i].Ops {
 				op := &r.changes[i].Ops[j]
 				n += 48 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 24*len(op.Pred)
 			}
+			r.weights[i] = n
 		}
 	}
-	return n
+	return r.weights
 }
 
 // tryCommit applies reqs in one write transaction and commits it; on
