@@ -316,11 +316,20 @@ func (e *Engine) tryCommit(reqs []*request) error {
 	if err != nil {
 		return fmt.Errorf("read quarantine sequence: %w", err)
 	}
+	// The records the pushes look like creating (their runs merged
+	// ahead), to size the caches once instead of growing them by
+	// rehashing.
+	n := 0
+	for _, r := range reqs {
+		for _, runs := range r.ahead {
+			n += len(runs)
+		}
+	}
 	t := &txnState{
 		e: e, txn: txn, now: e.wall(),
 		pos: pos, qid: qid, startPos: pos, startQID: qid,
-		records: map[string]*recState{},
-		owners:  map[string]string{},
+		records: make(map[string]*recState, n),
+		owners:  make(map[string]string, n),
 		hwm:     map[crdt.ReplicaID]uint64{},
 	}
 	if err := t.readErasedRange(reqs); err != nil {
