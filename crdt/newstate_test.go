@@ -182,3 +182,43 @@ func BenchmarkNewRecordState(b *testing.B) {
 		}
 	})
 }
+
+// FuzzAppendNewState: for any op list (decoded from the fuzzer's bytes as
+// an op-list encoding, kept if every op passes Validate), AppendNewState
+// takes it exactly when it has the first-change shape, and then writes
+// MarshalRecord of a blank record a Batch applied it to.
+func FuzzAppendNewState(f *testing.F) {
+	f.Add([]byte(NewOpsBytes(newRecordOps(5))))
+	two := newRecordOps(3)
+	two[2].Field = two[0].Field
+	f.Add([]byte(NewOpsBytes(two)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ops, err := OpsBytes(b).Ops()
+		if err != nil || len(ops) == 0 || len(ops) > 200 {
+			return
+		}
+		for i := range ops {
+			if ops[i].Validate() != nil {
+				return
+			}
+		}
+		got, ok := AppendNewState(nil, ops)
+		if want := newStateShape(ops); ok != want {
+			t.Fatalf("takes %v, want %v", ok, want)
+		}
+		if !ok {
+			return
+		}
+		rec := NewRecord(ops[0].Team, ops[0].Collection, ops[0].Record)
+		bt := NewBatch(rec)
+		for i := range ops {
+			if err := bt.Add(&ops[i]); err != nil {
+				t.Fatalf("Batch.Add refuses op %d of a list AppendNewState takes: %v", i, err)
+			}
+		}
+		bt.Flush()
+		if want, _ := MarshalRecord(rec); !bytes.Equal(got, want) {
+			t.Fatalf("bytes differ\n got %x\nwant %x", got, want)
+		}
+	})
+}
