@@ -360,7 +360,9 @@ func (s *opIDSet) has(id crdt.OpID) bool {
 	if s == nil {
 		return false
 	}
-	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 {
+	// A pred names an op older than the change's (an overwrite's): below
+	// the first ID, no search.
+	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 && s.sorted[0].Compare(id) <= 0 {
 		if _, ok := slices.BinarySearchFunc(s.sorted, id, crdt.OpID.Compare); ok {
 			return true
 		}
