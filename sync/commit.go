@@ -725,6 +725,7 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 	}
 	// One array each for every change's verdicts, carved per change.
 	pres, vals := make([]*refusal, n), make([]error, n)
+	var memo precheckMemo
 	for i := range changes {
 		k := len(changes[i].Ops)
 		pre[i], val[i] = pres[:k:k], vals[:k:k]
@@ -732,7 +733,7 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
-			if pre[i][j] = precheck(c, op); pre[i][j] == nil && e.validator != nil {
+			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && e.validator != nil {
 				val[i][j] = e.validator.ValidateOp(op)
 			}
 			clean = clean && pre[i][j] == nil && val[i][j] == nil
@@ -749,19 +750,43 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 // names, record ID, replica, team scope), in order, and returns why it
 // must not be merged, or nil; admission.checkOp runs the rest in the committer.
 func precheck(c *Caller, op *crdt.Op) *refusal {
+	var m precheckMemo
+	return m.precheck(c, op)
+}
+
+// precheckMemo keeps precheck's answers for the record ID and team of
+// the op before, which a device's next ops nearly always repeat (a
+// record's fields in a row): pure functions of the string, asked once
+// per run instead of once per op.
+type precheckMemo struct {
+	rec, team   string
+	recErr      error
+	inTeam      bool
+	recOK, tmOK bool
+}
+
+// precheck is precheck, with the answers for a record ID or team asked
+// just before taken from m.
+func (m *precheckMemo) precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
 		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}
 	}
-	if err := crdt.ValidateRecordID(op.Record); err != nil {
+	if !m.recOK || m.rec != op.Record {
+		m.rec, m.recErr, m.recOK = op.Record, crdt.ValidateRecordID(op.Record), true
+	}
+	if err := m.recErr; err != nil {
 		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}
 	}
 	if op.ID.Replica != c.Replica {
 		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
-	if !c.InTeam(op.Team) {
+	if !m.tmOK || m.team != op.Team {
+		m.team, m.inTeam, m.tmOK = op.Team, c.InTeam(op.Team), true
+	}
+	if !m.inTeam {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
 	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {

@@ -47,3 +47,30 @@ func TestNewRecordTerms(t *testing.T) {
 		t.Errorf("only %d records with terms", withTerms)
 	}
 }
+
+// TestPrecheckMemo: prechecks' memo of the record ID and team answers
+// refuses exactly what precheck alone refuses, op by op, on runs of ops
+// whose record IDs and teams repeat, change and come back (valid and
+// not, in the caller's teams and not).
+func TestPrecheckMemo(t *testing.T) {
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"a", "b"}}
+	c.Teams = teamSet(c.Teams)
+	ids := []string{"r1", "r2", "bad id", "", "r/3", "ok-4"}
+	teams := []string{"a", "b", "c"}
+	var m precheckMemo
+	n := 0
+	for i := range 2000 {
+		if rng.Intn(5) == 0 {
+			n = rng.Intn(len(ids))
+		}
+		op := wop(opAt(c.Replica, int64(10_000-i)), teams[rng.Intn(len(teams))], ids[n], "f", i)
+		if rng.Intn(3) == 0 {
+			op.Team = teams[0]
+		}
+		want, got := precheck(&c, &op), m.precheck(&c, &op)
+		if (want == nil) != (got == nil) || want != nil && (want.code != got.code || want.detail != got.detail) {
+			t.Fatalf("op %d (%q, %q): memo %+v, precheck %+v", i, op.Team, op.Record, got, want)
+		}
+	}
+}
