@@ -139,6 +139,10 @@ type changeView struct {
 	// whole so far, in order; builtAt indexes them by record.
 	built   []*builtUse
 	builtAt map[recRef]int
+	// held are the records the change has held an op of (quarantined,
+	// reapplicable): a run merged ahead is never taken for them (see
+	// takeRun).
+	held map[recRef]bool
 }
 
 // builtUse is a run merged ahead that admission takes as the queue of
@@ -177,12 +181,27 @@ type recRun struct {
 
 // enter starts the run of ops[i]'s record unless op i is in the current
 // one, and reports whether it did.
-func (v *changeView) enter(ops []crdt.Op, i int) bool {
+//
+// runs are the change's runs merged ahead, from runs[next] on not yet
+// passed (see startRun). A run merged ahead holds ops of one record only
+// (mergeRun merges none of another), so one that starts at i and is
+// followed by another record's op (or the end) is the run of ops[i]'s
+// record: its end is not looked for again op by op.
+func (v *changeView) enter(ops []crdt.Op, i int, runs []newRun, next int) bool {
 	if i < v.run.next {
 		return false
 	}
 	v.endRun()
-	end := runEnd(ops, i)
+	for next < len(runs) && runs[next].start < i {
+		next++
+	}
+	var end int
+	if next < len(runs) && runs[next].start == i && runs[next].end > i &&
+		(runs[next].end == len(ops) || runs[next].end < len(ops) && !sameRecord(&ops[runs[next].end], &ops[i])) {
+		end = runs[next].end
+	} else {
+		end = runEnd(ops, i)
+	}
 	v.run = recRun{ref: refOf(&ops[i]), next: end, n: end - i}
 	return true
 }
@@ -480,7 +499,7 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	for i := range ch.Ops {
 		op := &ch.Ops[i]
 		ref := pre[i]
-		if cv.enter(ch.Ops, i) {
+		if cv.enter(ch.Ops, i, runs, nextRun) {
 			if err := a.startRun(cv, ch.Ops, i, runs, &nextRun); err != nil {
 				return d, err
 			}
@@ -542,6 +561,10 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 				inChange.add(op.ID)
 				cv.claim(op)
 				d.held = append(d.held, *w)
+				if cv.held == nil {
+					cv.held = map[recRef]bool{}
+				}
+				cv.held[refOf(op)] = true
 			} else {
 				ref = &refusal{code: api.CodeQuarantineFull, detail: fmt.Sprintf("%s: %s; not kept: this device's or team's quarantine quota is used up", ref.code, ref.detail)}
 			}
@@ -635,6 +658,13 @@ func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) 
 			return nil
 		}
 		if _, ok := v.batches[r.ref]; ok {
+			return nil
+		}
+		if v.held[r.ref] {
+			// An op of the record held earlier in the change is marked
+			// skipped on the record's state before the change's ops are
+			// merged (applyChange); on a state merged ahead, whose clock
+			// has passed it, the mark would be lost (crdt.Record.Skip).
 			return nil
 		}
 		op := &ops[i]

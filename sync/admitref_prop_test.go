@@ -294,7 +294,9 @@ func TestAdmitMatchesReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(engineStates[k], b) || !bytes.Equal(c, b) {
-			t.Fatalf("seed %d: record %q: engine, reference and current states differ", seed, k)
+			es, _ := crdt.UnmarshalRecord(engineStates[k])
+			t.Fatalf("seed %d: record %q: states differ (engine same as reference: %v, current: %v)\nreference %+v\ncurrent   %+v\nengine    %+v",
+				seed, k, bytes.Equal(engineStates[k], b), bytes.Equal(c, b), r, cur.records[k], es)
 		}
 	}
 	// Log entries: per team, the engine's entries with ops (the erasures

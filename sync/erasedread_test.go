@@ -1,12 +1,15 @@
 package sync
 
 import (
+	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/store"
 )
 
 // TestErasedRangeRead: a change creating 40 records, 3 of which were
@@ -76,5 +79,74 @@ func TestErasedRangeRead(t *testing.T) {
 				t.Errorf("%d records stored, want %d", n, 40-len(gone))
 			}
 		})
+	}
+}
+
+// TestMergeAheadAfterHeldOp: a change holds back one op of a new record
+// (the validator refuses its value: quarantined, reapplicable) and later
+// sends the record's other fields as a run merged ahead, after another
+// record's ops. The run must not be taken as merged: its state has
+// applied ops after the held one, so the held op's Skip would be lost
+// (crdt.Record.Skip does nothing for an op the clock covers) and a
+// reapply of it would find it applied; queued the usual way, the state
+// keeps it in Skipped, as the reference admission does.
+func TestMergeAheadAfterHeldOp(t *testing.T) {
+	a := testAdmission()
+	validator := rejectFields{"f9": true}
+	e := openTest(t, Options{Wall: func() time.Time { return admitNow }, MaxSkew: time.Hour, Validator: validator})
+	a.bounds = e.bounds
+	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"a"}}
+	c.Teams = teamSet(c.Teams)
+	ms := int64(100_000)
+	next := func() crdt.OpID { ms--; return opAt(c.Replica, ms) }
+	ops := []crdt.Op{wop(next(), "a", "x", "f9", 99)} // refused by the validator: held
+	for f := range 4 {
+		ops = append(ops, wop(next(), "a", "y", fmt.Sprint("f", f), f))
+	}
+	for f := range 5 {
+		ops = append(ops, wop(next(), "a", "x", fmt.Sprint("f", f), f))
+	}
+	ch := api.Change{Seq: 1, Ops: ops}
+	pre := make([]*refusal, len(ch.Ops))
+	val := make([]error, len(ch.Ops))
+	for j := range ch.Ops {
+		if pre[j] = precheck(&c, &ch.Ops[j]); pre[j] == nil {
+			val[j] = validator.ValidateOp(&ch.Ops[j])
+		}
+	}
+	if val[0] == nil {
+		t.Fatal("the validator takes the op meant to be held")
+	}
+	ref, cur := newFakeView(), newFakeView()
+	dr, err := a.admitChangeRef(ref, &c, &ch, pre, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := a.admitChangeRuns(cur, &c, &ch, pre, val, mergeAhead(a.bounds, &ch, pre, val))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := decisionsDiffer(&dr, &dc); msg != "" {
+		t.Fatal(msg)
+	}
+	if len(dr.held) != 1 {
+		t.Fatalf("reference holds %d ops, want 1", len(dr.held))
+	}
+	ref.apply(&c, &dr)
+	cur.apply(&c, &dc)
+	k := string(store.RecordKey("a", "people", "x"))
+	rb, _ := crdt.MarshalRecord(ref.records[k])
+	cb, _ := crdt.MarshalRecord(cur.records[k])
+	if !bytes.Equal(rb, cb) {
+		t.Errorf("record x: current admission's state differs from the reference's:\n%+v\n%+v", cur.records[k], ref.records[k])
+	}
+	if len(ref.records[k].Skipped) != 1 {
+		t.Errorf("reference state skips %v, want the held op", ref.records[k].Skipped)
+	}
+	if res, err := e.Push(bg, c, []api.Change{ch}); err != nil || !reflect.DeepEqual(res[0], dr.result) {
+		t.Fatalf("engine: %v %+v, reference %+v", err, res, dr.result)
+	}
+	if got := storedStates(t, e, "a")[k]; !bytes.Equal(got, rb) {
+		t.Errorf("record x: the engine stores another state than the reference's")
 	}
 }
