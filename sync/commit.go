@@ -98,24 +98,11 @@ func (e *Engine) submit(ctx context.Context, r *request) error {
 // Push applies a device's changes, in order, each exactly once and
 // atomically, and reports per change (and per op not merged). It returns
 // only after every applied change is durable.
+//
+// It is preparePush and commitPush in one call (prepare.go): a pipelined
+// sync prepares its push before the request ahead of it commits.
 func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]api.ChangeResult, error) {
-	if err := e.enter(); err != nil {
-		return nil, err
-	}
-	defer e.inflight.Done()
-	if c.Replica.IsZero() {
-		return nil, fmt.Errorf("%w: caller has no replica", ErrDeviceMismatch)
-	}
-	if len(changes) == 0 {
-		return nil, nil
-	}
-	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead, r.enc = e.prechecks(&c, changes)
-	if err := e.submit(ctx, r); err != nil {
-		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
-	}
-	return r.results, nil
+	return e.commitPush(ctx, c, changes, nil)
 }
 
 // committer is the engine's single writer: it drains the queue into
