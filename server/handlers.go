@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -166,6 +167,9 @@ func (s *Server) sync(c echo.Context) error {
 			freeSlot = func() {}
 			return err
 		}
+	}
+	if pipelined {
+		s.metrics.pipelined.WithLabelValues(strconv.FormatBool(held)).Inc()
 	}
 	prep.AfterPush = func() { s.pipe.decided(dev) }
 	start := time.Now()
