@@ -107,7 +107,9 @@ func malformed(t *testing.T, d *device, pad int) []byte {
 	return append(encode(t, d.request()), bytes.Repeat([]byte{0xc0}, pad)...)
 }
 
-func after(seq uint64) map[string]string { return map[string]string{api.HeaderAfterSeq: fmt.Sprint(seq)} }
+func after(seq uint64) map[string]string {
+	return map[string]string{api.HeaderAfterSeq: fmt.Sprint(seq)}
+}
 
 // answeredWithin reports the answer on ch if it comes within d.
 func answeredWithin(ch <-chan syncAnswer, d time.Duration) (syncAnswer, bool) {
