@@ -108,26 +108,15 @@ func (s *Server) sync(c echo.Context) error {
 	// waits for the one before (pipeline.go, "Held decoded").
 	held := false
 	if pipelined {
-		cl := c.Request().ContentLength
-		why, err := s.awaitPredecessor(ctx, ps, caller.Replica, after, arrived, s.pipe.holdMax > 0 && cl >= 0)
-		if err != nil {
+		if held, err = s.holdBeforeBody(ctx, ps, caller.Replica, after, arrived, c.Request().ContentLength); err != nil {
 			return err
-		}
-		if why == pipeBodied {
-			if held = s.pipe.reserve(ps, cl); !held { // no room to hold it: wait before its body, as ever
-				if _, err := s.awaitPredecessor(ctx, ps, caller.Replica, after, arrived, false); err != nil {
-					return err
-				}
-			}
 		}
 	}
-	body, release, endLarge, err := s.admit.readSyncBodyThen(c, func(size int64) error {
-		if held && !s.pipe.reserve(ps, size) { // too big decoded: wait with the body as sent
-			held = false
-			_, err := s.awaitPredecessor(ctx, ps, caller.Replica, after, arrived, false)
-			return err
+	body, release, endLarge, err := s.admit.readSyncBodyThen(c, func(size int64) (err error) {
+		if held {
+			held, err = s.holdDecoded(ctx, ps, caller.Replica, after, arrived, size)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return err

@@ -145,11 +145,14 @@ func (p *pipeline) bodied(s *pipeSync) {
 func (p *pipeline) reserve(s *pipeSync, n int64) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.holdMax <= 0 {
+		return false
+	}
 	if n <= s.held {
 		return true
 	}
 	d, more := p.devs[s.dev], n-s.held
-	if p.holdMax <= 0 || d.held+more > p.holdMax || p.held+more > p.holdTotal {
+	if d.held+more > p.holdMax || p.held+more > p.holdTotal {
 		return false
 	}
 	d.held += more
@@ -280,4 +283,34 @@ func (s *Server) awaitPredecessor(ctx context.Context, ps *pipeSync, replica crd
 		s.log.Debug("pipelined sync let through before the seq it follows", "device", ps.dev, "after", after, "why", why)
 	}
 	return why, nil
+}
+
+// holdBeforeBody holds sync ps of a pipelined request before its body is
+// read, until the seq it follows is decided or, if the request may be
+// held decoded (holdMax, a declared length cl within it), until every
+// other sync of the device has its body; then it reserves cl bytes for
+// the body and reports true, or, without room, goes on waiting as
+// awaitPredecessor does and reports false.
+func (s *Server) holdBeforeBody(ctx context.Context, ps *pipeSync, replica crdt.ReplicaID, after uint64, arrived time.Time, cl int64) (held bool, err error) {
+	why, err := s.awaitPredecessor(ctx, ps, replica, after, arrived, s.pipe.holdMax > 0 && cl >= 0 && cl <= s.pipe.holdMax)
+	if err != nil || why != pipeBodied {
+		return false, err
+	}
+	if s.pipe.reserve(ps, cl) {
+		return true, nil
+	}
+	_, err = s.awaitPredecessor(ctx, ps, replica, after, arrived, false)
+	return false, err
+}
+
+// holdDecoded grows the reservation of a held request whose body is read
+// (holdBeforeBody) to its decoded size and reports true, or, without
+// room, waits for the seq it follows before the body is decoded and
+// reports false.
+func (s *Server) holdDecoded(ctx context.Context, ps *pipeSync, replica crdt.ReplicaID, after uint64, arrived time.Time, size int64) (held bool, err error) {
+	if s.pipe.reserve(ps, size) {
+		return true, nil
+	}
+	_, err = s.awaitPredecessor(ctx, ps, replica, after, arrived, false)
+	return false, err
 }
