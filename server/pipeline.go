@@ -224,6 +224,12 @@ func (p *pipeline) await(ctx context.Context, s *pipeSync, after uint64, arrived
 	}()
 	for {
 		others, unbodied, changed := p.state(s)
+		if untilBodied && others > 0 && unbodied <= 0 {
+			// Before the high-water is read: a store's read may wait for
+			// the commit in progress (Badger's does), which is the one
+			// this request is to be prepared during.
+			return pipeBodied, nil
+		}
 		h, err := hw(ctx)
 		if err != nil {
 			return "", err
@@ -231,8 +237,6 @@ func (p *pipeline) await(ctx context.Context, s *pipeSync, after uint64, arrived
 		switch {
 		case h >= after:
 			return pipeReady, nil
-		case untilBodied && others > 0 && unbodied <= 0:
-			return pipeBodied, nil
 		case others <= 0 && time.Since(arrived) >= grace:
 			return pipeAlone, nil
 		case !time.Now().Before(deadline):
