@@ -49,9 +49,11 @@ import (
 // no sync slot and no large-sync slot.
 //
 // Bounded: the held request counts against the device's own
-// MaxSyncsPerDevice (taken before it waits), so a device that names a seq
-// it never sends stalls nothing of anyone else's, and at most for
-// BudgetWait.
+// MaxSyncsPerDevice (taken before it waits), and what it holds decoded
+// against the hold bounds, so a device that names a seq it never sends
+// stalls nothing of anyone else's (at worst it takes its share of the
+// bytes held, and other held requests wait before their bodies), and at
+// most for BudgetWait.
 
 // pipeline tracks, per device, the syncs in the handler, and wakes held
 // requests when one of them is decided, has its body or ends. The zero
