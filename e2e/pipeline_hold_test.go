@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/server"
 	"github.com/doorstep-health/doorstep/store"
 	"github.com/doorstep-health/doorstep/store/badger"
@@ -295,5 +297,45 @@ func TestPipelinedPushWaitsForTheBodyBefore(t *testing.T) {
 	readSyncReply(t, <-firstReply)
 	if a := <-reply; a.st != http.StatusBadRequest || a.p.Code != api.CodeMalformedBody {
 		t.Fatalf("malformed pipelined push: %d %+v", a.st, a.p)
+	}
+}
+
+// TestLargePushInTheCommitterHoldsNoLargeSlot: a large push (over
+// server.SmallSyncBytes decoded) holds a large-sync slot only for its own
+// work, not while it waits in the committer: with every slot's push held
+// in the committer, another large push is read and decoded at once (a
+// malformed one is refused before those commits end).
+func TestLargePushInTheCommitterHoldsNoLargeSlot(t *testing.T) {
+	e, g := gatedEnv(t)
+	reopen := g.shut()
+	defer reopen()
+	var firsts []<-chan syncAnswer
+	for i := range max(1, runtime.GOMAXPROCS(0)-1) { // every large slot
+		d := e.login("ann")
+		var ops []crdt.Op
+		for f := range 10 {
+			ops = append(ops, d.write("wigan", "people", fmt.Sprintf("big%d", i), fmt.Sprintf("f%d", f), strings.Repeat("x", 30<<10)))
+		}
+		firsts = append(firsts, sendSync(e, d, encode(t, d.request(d.change(ops...))), nil))
+	}
+	time.Sleep(300 * time.Millisecond) // read, decoded, queued: the gate holds them
+	for _, ch := range firsts {
+		if a, ok := answeredWithin(ch, 0); ok {
+			t.Fatalf("a large push went through the shut gate: %d %+v", a.st, a.p)
+		}
+	}
+	bea := e.login("bea")
+	a, ok := answeredWithin(sendSync(e, bea, malformed(t, bea, server.SmallSyncBytes+1), nil), 5*time.Second)
+	if !ok {
+		t.Fatal("a large push was not read while the large pushes before it waited in the committer")
+	}
+	if a.st != http.StatusBadRequest || a.p.Code != api.CodeMalformedBody {
+		t.Fatalf("malformed large push: %d %+v", a.st, a.p)
+	}
+	reopen()
+	for _, ch := range firsts {
+		if a := <-ch; a.st != http.StatusOK || a.resp.Results[0].Status != api.ChangeApplied {
+			t.Fatalf("large push: %d %+v %+v", a.st, a.resp, a.p)
+		}
 	}
 }
