@@ -159,6 +159,7 @@ func (s *Server) sync(c echo.Context) error {
 	}
 	if pipelined {
 		s.metrics.pipelined.WithLabelValues(strconv.FormatBool(held)).Inc()
+		s.log.Debug("pipelined sync", "device", dev, "after", after, "prepared", held, "waited", ps.waited, "since_arrival", time.Since(arrived))
 	}
 	prep.AfterPush = func() { s.pipe.decided(dev) }
 	start := time.Now()

@@ -78,8 +78,9 @@ type pipeDevice struct {
 // pipeSync is one sync of a device in the handler (enter).
 type pipeSync struct {
 	dev    string
-	bodied bool  // has its body and work budget
-	held   int64 // bytes reserved (reserve)
+	bodied bool          // has its body and work budget
+	held   int64         // bytes reserved (reserve)
+	waited time.Duration // in awaitPredecessor, in all
 }
 
 // pipePoll is how often a held request reads the high-water again without
@@ -276,9 +277,11 @@ func afterSeq(r *http.Request) (uint64, bool, error) {
 // decided (or, with untilBodied, the device's other syncs have their
 // bodies); see await. The wait ends BudgetWait after arrival.
 func (s *Server) awaitPredecessor(ctx context.Context, ps *pipeSync, replica crdt.ReplicaID, after uint64, arrived time.Time, untilBodied bool) (string, error) {
+	start := time.Now()
 	why, err := s.pipe.await(ctx, ps, after, arrived, arrived.Add(s.cfg.BudgetWait), untilBodied, func(ctx context.Context) (uint64, error) {
 		return s.engine.HighWater(ctx, replica)
 	})
+	ps.waited += time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", &Error{Code: api.CodeUnavailable, Detail: "gave up waiting for the request before", Err: err}
