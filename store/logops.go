@@ -80,16 +80,25 @@ func sameRef(a, b *crdt.Op) bool {
 }
 
 // nameTable is the table of names of one packed entry, while it is
-// written: a short list searched from the end (the names of an entry are
-// few: its team, a collection or two, the fields of its records).
+// written: a short list (the names of an entry are few: its team, a
+// collection or two, the fields of its records), searched first at a
+// hint, the index after the one the same kind of name had last (records
+// of one change mostly list their fields in one order), then from the
+// end.
 type nameTable []string
 
-func (t *nameTable) append(b []byte, s string) []byte {
+func (t *nameTable) append(b []byte, s string, hint *int) []byte {
+	if i := *hint + 1; i >= 0 && i < len(*t) && (*t)[i] == s {
+		*hint = i
+		return binary.AppendUvarint(b, uint64(i))
+	}
 	for i := len(*t) - 1; i >= 0; i-- {
 		if (*t)[i] == s {
+			*hint = i
 			return binary.AppendUvarint(b, uint64(i))
 		}
 	}
+	*hint = len(*t)
 	b = binary.AppendUvarint(b, uint64(len(*t)))
 	*t = append(*t, s)
 	return appendStr(b, s)
@@ -97,9 +106,11 @@ func (t *nameTable) append(b []byte, s string) []byte {
 
 // appendPackedOps appends the packed form of ops to b.
 func appendPackedOps(b []byte, ops []crdt.Op) []byte {
-	var names nameTable
-	var spare [16]string
-	names = spare[:0]
+	var spare [40]string
+	names := nameTable(spare[:0])
+	// Hints: a run's team and collection are most often the previous
+	// run's, and a field the one after the previous op's.
+	teamHint, collHint, fieldHint, runField := -1, -1, -1, 0
 	b = binary.AppendUvarint(b, uint64(len(ops)))
 	var prev *crdt.Op
 	var prevTime crdt.Timestamp
@@ -122,8 +133,10 @@ func appendPackedOps(b []byte, ops []crdt.Op) []byte {
 		}
 		b = append(b, flags)
 		if newRef {
-			b = names.append(b, op.Team)
-			b = names.append(b, op.Collection)
+			teamHint--
+			collHint--
+			b = names.append(b, op.Team, &teamHint)
+			b = names.append(b, op.Collection, &collHint)
 			b = appendStr(b, op.Record)
 		}
 		if newReplica {
@@ -131,7 +144,15 @@ func appendPackedOps(b []byte, ops []crdt.Op) []byte {
 		}
 		b = binary.AppendVarint(b, int64(op.ID.Time-prevTime))
 		prevTime = op.ID.Time
-		b = names.append(b, op.Field)
+		if newRef {
+			// A new record: its first field is most often the first
+			// field of the previous record.
+			fieldHint = runField - 1
+		}
+		b = names.append(b, op.Field, &fieldHint)
+		if newRef {
+			runField = fieldHint
+		}
 		b = binary.AppendUvarint(b, uint64(op.Kind))
 		if len(op.Value) > 0 {
 			b = binary.AppendUvarint(b, uint64(len(op.Value)))
