@@ -169,20 +169,23 @@ func appendPackedOps(b []byte, ops []crdt.Op) []byte {
 	return b
 }
 
-// packReader reads a packed form, one op at a time, into op: the strings
-// of one run (team, collection, record) and each name are shared by the
-// ops that use them, and the value and preds alias p (capacity limited,
-// so an append copies).
+// packReader reads a packed form one op at a time, leaving the op's
+// parts as slices of p (names by their index in the table), for Ops to
+// build ops from and AppendOpsBytes to write whole ops from.
 type packReader struct {
 	p     []byte
 	off   int
-	n     int // ops left
-	names []string
+	names [][]byte // the table of names, aliasing p
 	time  crdt.Timestamp
-	op    crdt.Op
-	// preds is reused for each op's preds when the caller only encodes
-	// them (AppendOpsBytes); nil: each op gets its own.
-	reuse bool
+	// The current op.
+	newRef            bool // team, collection or record changed
+	team, coll, field int  // indexes into names
+	record            []byte
+	replica           crdt.ReplicaID
+	kind              crdt.Kind
+	value             []byte // nil: none
+	preds             []byte // m × 24 bytes; nil: none
+	spare             [40][]byte
 }
 
 func (r *packReader) bad(what string) error {
@@ -207,44 +210,42 @@ func (r *packReader) bytes(n uint64) ([]byte, bool) {
 	return b, true
 }
 
-func (r *packReader) str() (string, bool) {
+func (r *packReader) str() ([]byte, bool) {
 	n, ok := r.uvarint()
 	if !ok {
-		return "", false
+		return nil, false
 	}
-	b, ok := r.bytes(n)
-	return string(b), ok
+	return r.bytes(n)
 }
 
-func (r *packReader) name() (string, bool) {
+// name reads a name and returns its index in the table.
+func (r *packReader) name() (int, bool) {
 	i, ok := r.uvarint()
 	switch {
-	case !ok:
-		return "", false
+	case !ok || i > uint64(len(r.names)):
+		return 0, false
 	case i < uint64(len(r.names)):
-		return r.names[i], true
-	case i > uint64(len(r.names)):
-		return "", false
+		return int(i), true
 	}
-	s, ok := r.str()
+	b, ok := r.str()
 	if ok {
-		r.names = append(r.names, s)
+		r.names = append(r.names, b)
 	}
-	return s, ok
+	return int(i), ok
 }
 
-// start reads the op count; it returns the count.
+// start reads the op count.
 func (r *packReader) start() (int, error) {
+	r.names = r.spare[:0]
 	n, ok := r.uvarint()
 	// Every op takes at least 4 bytes (flags, time, field, kind).
 	if !ok || n > uint64(len(r.p)-r.off)/4 {
 		return 0, r.bad("op count")
 	}
-	r.n = int(n)
-	return r.n, nil
+	return int(n), nil
 }
 
-// next reads the next op into r.op.
+// next reads the next op.
 func (r *packReader) next(first bool) error {
 	if r.off >= len(r.p) {
 		return r.bad("truncated op")
@@ -257,16 +258,16 @@ func (r *packReader) next(first bool) error {
 	if first && flags&(packNewRef|packNewReplica) != packNewRef|packNewReplica {
 		return r.bad("first op without its names and replica")
 	}
-	op := &r.op
 	var ok bool
-	if flags&packNewRef != 0 {
-		if op.Team, ok = r.name(); !ok {
+	r.newRef = flags&packNewRef != 0
+	if r.newRef {
+		if r.team, ok = r.name(); !ok {
 			return r.bad("team")
 		}
-		if op.Collection, ok = r.name(); !ok {
+		if r.coll, ok = r.name(); !ok {
 			return r.bad("collection")
 		}
-		if op.Record, ok = r.str(); !ok {
+		if r.record, ok = r.str(); !ok {
 			return r.bad("record")
 		}
 	}
@@ -275,7 +276,7 @@ func (r *packReader) next(first bool) error {
 		if !ok {
 			return r.bad("replica")
 		}
-		copy(op.ID.Replica[:], b)
+		copy(r.replica[:], b)
 	}
 	d, k := binary.Varint(r.p[r.off:])
 	if k <= 0 {
@@ -283,51 +284,38 @@ func (r *packReader) next(first bool) error {
 	}
 	r.off += k
 	r.time += crdt.Timestamp(d)
-	op.ID.Time = r.time
-	if op.Field, ok = r.name(); !ok {
+	if r.field, ok = r.name(); !ok {
 		return r.bad("field")
 	}
 	kind, ok := r.uvarint()
 	if !ok || kind > 0xff {
 		return r.bad("kind")
 	}
-	op.Kind = crdt.Kind(kind)
-	op.Value = nil
+	r.kind = crdt.Kind(kind)
+	r.value = nil
 	if flags&packValue != 0 {
 		n, ok := r.uvarint()
 		if !ok || n == 0 {
 			return r.bad("value")
 		}
-		if op.Value, ok = r.bytes(n); !ok {
+		if r.value, ok = r.bytes(n); !ok {
 			return r.bad("value")
 		}
 	}
-	if r.reuse {
-		op.Pred = op.Pred[:0]
-	} else {
-		op.Pred = nil
-	}
+	r.preds = nil
 	if flags&packPred != 0 {
 		m, ok := r.uvarint()
 		if !ok || m == 0 || m > uint64(len(r.p)-r.off)/crdt.OpIDSize {
 			return r.bad("preds")
 		}
-		if !r.reuse {
-			op.Pred = make([]crdt.OpID, 0, m)
-		}
-		for range m {
-			b, _ := r.bytes(crdt.OpIDSize)
-			id, err := crdt.OpIDFromBinary(b)
-			if err != nil {
-				return r.bad("pred")
-			}
-			op.Pred = append(op.Pred, id)
-		}
+		r.preds, _ = r.bytes(m * crdt.OpIDSize)
 	}
 	return nil
 }
 
-// Ops decodes p into ops.
+// Ops decodes p into ops. Ops naming the same team, collection, record
+// or field share one string for it; values and preds are the ops' own
+// (values alias p, capacity limited, so an append copies).
 func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 	r := packReader{p: p}
 	n, err := r.start()
@@ -335,11 +323,32 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 		return nil, err
 	}
 	ops := make([]crdt.Op, n)
+	var strs []string // strs[i] is names[i] as a string, once made
+	name := func(i int) string {
+		for len(strs) <= i {
+			strs = append(strs, string(r.names[len(strs)]))
+		}
+		return strs[i]
+	}
+	var team, coll, record string
 	for i := range ops {
 		if err := r.next(i == 0); err != nil {
 			return nil, err
 		}
-		ops[i] = r.op
+		if r.newRef {
+			team, coll, record = name(r.team), name(r.coll), string(r.record)
+		}
+		op := &ops[i]
+		op.ID = crdt.OpID{Time: r.time, Replica: r.replica}
+		op.Team, op.Collection, op.Record, op.Field = team, coll, record, name(r.field)
+		op.Kind, op.Value = r.kind, r.value
+		if len(r.preds) > 0 {
+			op.Pred = make([]crdt.OpID, 0, len(r.preds)/crdt.OpIDSize)
+			for j := 0; j < len(r.preds); j += crdt.OpIDSize {
+				id, _ := crdt.OpIDFromBinary(r.preds[j : j+crdt.OpIDSize])
+				op.Pred = append(op.Pred, id)
+			}
+		}
 	}
 	if r.off != len(p) {
 		return nil, r.bad("trailing bytes")
@@ -348,9 +357,13 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 }
 
 // AppendOpsBytes appends to dst the ops of p as crdt.NewOpsBytes encodes
-// them (a msgpack array of crdt.AppendOp forms): the bytes a pull serves.
+// them (a msgpack array of the maps crdt.AppendOp writes): the bytes a
+// pull serves. It writes them from the packed parts without building
+// ops: the team, collection and record keys of a run are encoded once
+// and copied into each of its ops. FuzzPackedLogOps checks the bytes
+// against crdt.NewOpsBytes.
 func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
-	r := packReader{p: p, reuse: true}
+	r := packReader{p: p}
 	n, err := r.start()
 	if err != nil {
 		return nil, err
@@ -362,11 +375,41 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		return dst, nil
 	}
 	dst = appendArrayHeader(dst, n)
+	var run [160]byte
+	ref := run[:0]
 	for i := range n {
 		if err := r.next(i == 0); err != nil {
 			return nil, err
 		}
-		dst = crdt.AppendOp(dst, &r.op)
+		if r.newRef {
+			ref = appendMsgpackStr(append(run[:0], 0xa1, 't'), r.names[r.team])
+			ref = appendMsgpackStr(append(ref, 0xa1, 'c'), r.names[r.coll])
+			ref = appendMsgpackStr(append(ref, 0xa1, 'r'), r.record)
+		}
+		// As crdt.AppendOp: a map of i, t, c, r, f, k, then v and p
+		// when present.
+		m := byte(6)
+		if r.value != nil {
+			m++
+		}
+		if r.preds != nil {
+			m++
+		}
+		dst = append(dst, 0x80|m, 0xa1, 'i', 0xc4, crdt.OpIDSize)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(r.time))
+		dst = append(dst, r.replica[:]...)
+		dst = append(dst, ref...)
+		dst = appendMsgpackStr(append(dst, 0xa1, 'f'), r.names[r.field])
+		dst = crdt.AppendUint(append(dst, 0xa1, 'k'), uint64(r.kind))
+		if r.value != nil {
+			dst = append(append(dst, 0xa1, 'v'), r.value...)
+		}
+		if r.preds != nil {
+			dst = appendArrayHeader(append(dst, 0xa1, 'p'), len(r.preds)/crdt.OpIDSize)
+			for j := 0; j < len(r.preds); j += crdt.OpIDSize {
+				dst = append(append(dst, 0xc4, crdt.OpIDSize), r.preds[j:j+crdt.OpIDSize]...)
+			}
+		}
 	}
 	if r.off != len(p) {
 		return nil, r.bad("trailing bytes")
@@ -374,11 +417,27 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// appendMsgpackStr appends s as a msgpack str, in the shortest form (as
+// msgpack and crdt.AppendOp write it).
+func appendMsgpackStr(b, s []byte) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= 0xff:
+		b = append(b, 0xd9, byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
 // OpsBytes returns the ops of p as crdt.NewOpsBytes encodes them (nil
 // for none).
 func (p PackedLogOps) OpsBytes() (crdt.OpsBytes, error) {
-	// Unpacked, an op is its packed size plus its team, collection,
-	// record and msgpack keys: about 3.7 times a short answer's op.
+	// Whole, an op is its packed size plus its team, collection, record
+	// and msgpack keys: about 3.8 times a short answer's op.
 	b, err := p.AppendOpsBytes(make([]byte, 0, 4*len(p)+64))
 	if err != nil || len(b) == 0 {
 		return nil, err

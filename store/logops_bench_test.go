@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -45,6 +46,13 @@ func BenchmarkLogOps(b *testing.B) {
 			if _, err := p.OpsBytes(); err != nil {
 				b.Fatal(err)
 			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/op-op")
+	})
+	whole := crdt.NewOpsBytes(ops)
+	b.Run("clone-whole", func(b *testing.B) { // what a layout 2 pull did
+		for b.Loop() {
+			_ = bytes.Clone(whole)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ops)), "ns/op-op")
 	})
