@@ -21,7 +21,9 @@ import (
 //
 // "O" is a msgpack bin holding:
 //
-//	uvarint n                      the number of ops, then n times:
+//	uvarint n                      the number of ops
+//	uvarint whole                  the length of the ops whole (crdt.NewOpsBytes),
+//	                               which a reader allocates; then n times:
 //	byte    flags                  packNewRef | packNewReplica | packValue | packPred
 //	[packNewRef]     name team, name collection, str record
 //	                               (else the previous op's; set on the first op)
@@ -75,6 +77,70 @@ func packedOpsSize(ops []crdt.Op) int {
 	return n
 }
 
+// wholeOpsSize is the length of crdt.NewOpsBytes(ops): an array header,
+// and per op the map crdt.AppendOp writes.
+func wholeOpsSize(ops []crdt.Op) int {
+	if len(ops) == 0 {
+		return 0 // crdt.NewOpsBytes writes nothing
+	}
+	n := arrayHeaderSize(len(ops))
+	ref := 0
+	for i := range ops {
+		op := &ops[i]
+		if i == 0 || !sameRef(&ops[i-1], op) {
+			ref = 6 + strSize(len(op.Team)) + strSize(len(op.Collection)) + strSize(len(op.Record))
+		}
+		// Map header, "i" and its bin 8, "f" and "k" keys.
+		n += 1 + 4 + crdt.OpIDSize + 4 + ref + strSize(len(op.Field)) + uintSize(uint64(op.Kind))
+		if len(op.Value) > 0 {
+			n += 2 + len(op.Value)
+		}
+		if len(op.Pred) > 0 {
+			n += 2 + arrayHeaderSize(len(op.Pred)) + len(op.Pred)*(2+crdt.OpIDSize)
+		}
+	}
+	return n
+}
+
+// strSize is the length of a msgpack str of n bytes.
+func strSize(n int) int {
+	switch {
+	case n < 32:
+		return 1 + n
+	case n <= 0xff:
+		return 2 + n
+	case n <= 0xffff:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+// uintSize is the length of v as crdt.AppendUint writes it.
+func uintSize(v uint64) int {
+	switch {
+	case v <= 0x7f:
+		return 1
+	case v <= 0xff:
+		return 2
+	case v <= 0xffff:
+		return 3
+	case v <= 0xffffffff:
+		return 5
+	}
+	return 9
+}
+
+// arrayHeaderSize is the length of a msgpack array header for n.
+func arrayHeaderSize(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= 0xffff:
+		return 3
+	}
+	return 5
+}
+
 func sameRef(a, b *crdt.Op) bool {
 	return a.Record == b.Record && a.Collection == b.Collection && a.Team == b.Team
 }
@@ -85,33 +151,49 @@ func sameRef(a, b *crdt.Op) bool {
 // hint, the index after the one the same kind of name had last (records
 // of one change mostly list their fields in one order), then from the
 // end.
-type nameTable []string
+type nameTable struct {
+	names [48]string // the first n names
+	n     int
+	more  []string // the rest
+}
+
+func (t *nameTable) at(i int) string {
+	if i < len(t.names) {
+		return t.names[i]
+	}
+	return t.more[i-len(t.names)]
+}
 
 func (t *nameTable) append(b []byte, s string, hint *int) []byte {
-	if i := *hint + 1; i >= 0 && i < len(*t) && (*t)[i] == s {
+	if i := *hint + 1; i >= 0 && i < t.n && t.at(i) == s {
 		*hint = i
 		return binary.AppendUvarint(b, uint64(i))
 	}
-	for i := len(*t) - 1; i >= 0; i-- {
-		if (*t)[i] == s {
+	for i := t.n - 1; i >= 0; i-- {
+		if t.at(i) == s {
 			*hint = i
 			return binary.AppendUvarint(b, uint64(i))
 		}
 	}
-	*hint = len(*t)
-	b = binary.AppendUvarint(b, uint64(len(*t)))
-	*t = append(*t, s)
+	*hint = t.n
+	b = binary.AppendUvarint(b, uint64(t.n))
+	if t.n < len(t.names) {
+		t.names[t.n] = s
+	} else {
+		t.more = append(t.more, s)
+	}
+	t.n++
 	return appendStr(b, s)
 }
 
 // appendPackedOps appends the packed form of ops to b.
 func appendPackedOps(b []byte, ops []crdt.Op) []byte {
-	var spare [40]string
-	names := nameTable(spare[:0])
+	var names nameTable
 	// Hints: a run's team and collection are most often the previous
 	// run's, and a field the one after the previous op's.
 	teamHint, collHint, fieldHint, runField := -1, -1, -1, 0
 	b = binary.AppendUvarint(b, uint64(len(ops)))
+	b = binary.AppendUvarint(b, uint64(wholeOpsSize(ops)))
 	var prev *crdt.Op
 	var prevTime crdt.Timestamp
 	for i := range ops {
@@ -173,10 +255,16 @@ func appendPackedOps(b []byte, ops []crdt.Op) []byte {
 // parts as slices of p (names by their index in the table), for Ops to
 // build ops from and AppendOpsBytes to write whole ops from.
 type packReader struct {
-	p     []byte
-	off   int
-	names [][]byte // the table of names, aliasing p
-	time  crdt.Timestamp
+	p   []byte
+	off int
+	// The table of names, aliasing p: the first len(names) in names,
+	// the rest in more (a pointer into the reader itself would move it
+	// to the heap).
+	names  [48][]byte
+	nnames int
+	more   [][]byte
+	time   crdt.Timestamp
+	whole  uint64 // the length of the ops whole, as the writer declared
 	// The current op.
 	newRef            bool // team, collection or record changed
 	team, coll, field int  // indexes into names
@@ -185,7 +273,14 @@ type packReader struct {
 	kind              crdt.Kind
 	value             []byte // nil: none
 	preds             []byte // m × 24 bytes; nil: none
-	spare             [40][]byte
+}
+
+// nameAt returns the name at index i of the table (i < r.nnames).
+func (r *packReader) nameAt(i int) []byte {
+	if i < len(r.names) {
+		return r.names[i]
+	}
+	return r.more[i-len(r.names)]
 }
 
 func (r *packReader) bad(what string) error {
@@ -193,6 +288,10 @@ func (r *packReader) bad(what string) error {
 }
 
 func (r *packReader) uvarint() (uint64, bool) {
+	if r.off < len(r.p) && r.p[r.off] < 0x80 { // most are one byte
+		r.off++
+		return uint64(r.p[r.off-1]), true
+	}
 	v, k := binary.Uvarint(r.p[r.off:])
 	if k <= 0 {
 		return 0, false
@@ -222,25 +321,33 @@ func (r *packReader) str() ([]byte, bool) {
 func (r *packReader) name() (int, bool) {
 	i, ok := r.uvarint()
 	switch {
-	case !ok || i > uint64(len(r.names)):
+	case !ok || i > uint64(r.nnames):
 		return 0, false
-	case i < uint64(len(r.names)):
+	case i < uint64(r.nnames):
 		return int(i), true
 	}
 	b, ok := r.str()
-	if ok {
-		r.names = append(r.names, b)
+	if !ok {
+		return 0, false
 	}
-	return int(i), ok
+	if r.nnames < len(r.names) {
+		r.names[r.nnames] = b
+	} else {
+		r.more = append(r.more, b)
+	}
+	r.nnames++
+	return int(i), true
 }
 
 // start reads the op count.
 func (r *packReader) start() (int, error) {
-	r.names = r.spare[:0]
 	n, ok := r.uvarint()
 	// Every op takes at least 4 bytes (flags, time, field, kind).
 	if !ok || n > uint64(len(r.p)-r.off)/4 {
 		return 0, r.bad("op count")
+	}
+	if r.whole, ok = r.uvarint(); !ok {
+		return 0, r.bad("size")
 	}
 	return int(n), nil
 }
@@ -278,12 +385,18 @@ func (r *packReader) next(first bool) error {
 		}
 		copy(r.replica[:], b)
 	}
-	d, k := binary.Varint(r.p[r.off:])
-	if k <= 0 {
-		return r.bad("time")
+	if r.off < len(r.p) && r.p[r.off] < 0x80 { // a delta of -64 to 63
+		u := uint64(r.p[r.off])
+		r.off++
+		r.time += crdt.Timestamp(int64(u>>1) ^ -int64(u&1))
+	} else {
+		d, k := binary.Varint(r.p[r.off:])
+		if k <= 0 {
+			return r.bad("time")
+		}
+		r.off += k
+		r.time += crdt.Timestamp(d)
 	}
-	r.off += k
-	r.time += crdt.Timestamp(d)
 	if r.field, ok = r.name(); !ok {
 		return r.bad("field")
 	}
@@ -326,15 +439,23 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 	var strs []string // strs[i] is names[i] as a string, once made
 	name := func(i int) string {
 		for len(strs) <= i {
-			strs = append(strs, string(r.names[len(strs)]))
+			strs = append(strs, string(r.nameAt(len(strs))))
 		}
 		return strs[i]
 	}
 	var team, coll, record string
+	whole, ref := 0, 0
+	if n > 0 {
+		whole = arrayHeaderSize(n)
+	}
 	for i := range ops {
 		if err := r.next(i == 0); err != nil {
 			return nil, err
 		}
+		if r.newRef {
+			ref = 6 + strSize(len(r.nameAt(r.team))) + strSize(len(r.nameAt(r.coll))) + strSize(len(r.record))
+		}
+		whole += r.opSize(ref)
 		if r.newRef {
 			team, coll, record = name(r.team), name(r.coll), string(r.record)
 		}
@@ -353,6 +474,9 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 	if r.off != len(p) {
 		return nil, r.bad("trailing bytes")
 	}
+	if uint64(whole) != r.whole {
+		return nil, r.bad("declared size")
+	}
 	return ops, nil
 }
 
@@ -369,11 +493,12 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		return nil, err
 	}
 	if n == 0 {
-		if r.off != len(p) {
+		if r.off != len(p) || r.whole != 0 {
 			return nil, r.bad("trailing bytes")
 		}
 		return dst, nil
 	}
+	begin := len(dst)
 	dst = appendArrayHeader(dst, n)
 	var run [160]byte
 	ref := run[:0]
@@ -382,8 +507,8 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 			return nil, err
 		}
 		if r.newRef {
-			ref = appendMsgpackStr(append(run[:0], 0xa1, 't'), r.names[r.team])
-			ref = appendMsgpackStr(append(ref, 0xa1, 'c'), r.names[r.coll])
+			ref = appendMsgpackStr(append(run[:0], 0xa1, 't'), r.nameAt(r.team))
+			ref = appendMsgpackStr(append(ref, 0xa1, 'c'), r.nameAt(r.coll))
 			ref = appendMsgpackStr(append(ref, 0xa1, 'r'), r.record)
 		}
 		// As crdt.AppendOp: a map of i, t, c, r, f, k, then v and p
@@ -399,7 +524,7 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(r.time))
 		dst = append(dst, r.replica[:]...)
 		dst = append(dst, ref...)
-		dst = appendMsgpackStr(append(dst, 0xa1, 'f'), r.names[r.field])
+		dst = appendMsgpackStr(append(dst, 0xa1, 'f'), r.nameAt(r.field))
 		dst = crdt.AppendUint(append(dst, 0xa1, 'k'), uint64(r.kind))
 		if r.value != nil {
 			dst = append(append(dst, 0xa1, 'v'), r.value...)
@@ -414,7 +539,24 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 	if r.off != len(p) {
 		return nil, r.bad("trailing bytes")
 	}
+	if uint64(len(dst)-begin) != r.whole {
+		return nil, r.bad("declared size")
+	}
 	return dst, nil
+}
+
+// opSize is the length of the current op whole, its team, collection
+// and record keys taking ref bytes.
+func (r *packReader) opSize(ref int) int {
+	n := 1 + 4 + crdt.OpIDSize + 4 + ref + strSize(len(r.nameAt(r.field))) + uintSize(uint64(r.kind))
+	if r.value != nil {
+		n += 2 + len(r.value)
+	}
+	if r.preds != nil {
+		m := len(r.preds) / crdt.OpIDSize
+		n += 2 + arrayHeaderSize(m) + m*(2+crdt.OpIDSize)
+	}
+	return n
 }
 
 // appendMsgpackStr appends s as a msgpack str, in the shortest form (as
@@ -436,9 +578,17 @@ func appendMsgpackStr(b, s []byte) []byte {
 // OpsBytes returns the ops of p as crdt.NewOpsBytes encodes them (nil
 // for none).
 func (p PackedLogOps) OpsBytes() (crdt.OpsBytes, error) {
-	// Whole, an op is its packed size plus its team, collection, record
-	// and msgpack keys: about 3.8 times a short answer's op.
-	b, err := p.AppendOpsBytes(make([]byte, 0, 4*len(p)+64))
+	r := packReader{p: p}
+	if _, err := r.start(); err != nil {
+		return nil, err
+	}
+	// The declared size, unless it is beyond what any names could make
+	// of these bytes (a damaged value): then append grows the slice.
+	size := r.whole
+	if size > 64*uint64(len(p))+1024 {
+		size = 4 * uint64(len(p))
+	}
+	b, err := p.AppendOpsBytes(make([]byte, 0, size))
 	if err != nil || len(b) == 0 {
 		return nil, err
 	}
