@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 )
@@ -126,5 +127,45 @@ func TestPushStoreBytesPerRecord(t *testing.T) {
 	}
 	if w := ck.count["l/"]; w == nil || float64(w.valueBytes)/recs > 800 {
 		t.Errorf("log entries: %+v per %v records, want under 800 bytes a record", w, recs)
+	}
+}
+
+// TestPullPageBytesCountsServedOps: PageBytes bounds the ops a pulled
+// page holds as served (whole, crdt.OpsBytes), not as stored: a packed
+// log entry (layout 3) is about a quarter of the ops it serves, and
+// counting its stored bytes would let a page hold four times PageBytes.
+func TestPullPageBytesCountsServedOps(t *testing.T) {
+	const page = 64 << 10
+	e, err := Open(context.Background(), Options{Store: testKV(t, t.TempDir()), Logger: quietLogger(), PageBytes: page})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+	var seq uint64
+	clock := crdt.MakeTimestamp(time.Now().UnixMilli()-60_000, 0)
+	chs := pushRecordsChanges(c.Replica, &seq, &clock, 1, nil)
+	// Changes of 300 ops (10 records), about 28 KB served each.
+	var small []api.Change
+	for _, ch := range chs {
+		for i := 0; i < len(ch.Ops); i += 300 {
+			small = append(small, api.Change{Seq: uint64(len(small) + 1), Ops: ch.Ops[i : i+300]})
+		}
+	}
+	if _, err := e.Push(context.Background(), c, small[:40]); err != nil {
+		t.Fatal(err)
+	}
+	other := Caller{User: "x", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+	resp, err := e.Pull(context.Background(), other, cursor{mode: modeLog, teams: teamsHash(other.Teams)}.encode(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, largest := 0, 0
+	for _, ch := range resp.Changes {
+		served += len(ch.Ops)
+		largest = max(largest, len(ch.Ops))
+	}
+	if !resp.More || served > page+largest {
+		t.Fatalf("a page of %d changes serves %d bytes of ops (more %v), want at most PageBytes %d plus one change (%d)", len(resp.Changes), served, resp.More, page, largest)
 	}
 }
