@@ -122,7 +122,8 @@
 //   - 3: the ops of a log entry written from layout 3 are packed under
 //     "O" (logops.go: the team, collection and record once per run of ops
 //     of one record, names from a table, the ID's replica once and its
-//     time as a delta, no msgpack keys per op), about a quarter of the
+//     time as a delta, a pred as a delta from its op, no msgpack keys per
+//     op), about a quarter of the
 //     whole ops' bytes under "o" that layout 2 wrote: the log entry was
 //     70% of the bytes a push wrote to the store (issue 17). Readers
 //     (LogEntry's decoder, DecodePulledEntry, LogEntryReplica) take both

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/doorstep-health/doorstep/crdt"
 )
@@ -35,8 +36,11 @@ import (
 //	uvarint kind
 //	[packValue] uvarint len, bytes the value (one msgpack value, as Op.Value);
 //	                               absent: no value
-//	[packPred]  uvarint m, m × 24 bytes the preds (crdt.OpID.AppendBinary);
-//	                               absent: none
+//	[packPred]  uvarint m, m × pred the preds; absent: none, where a pred is
+//	            byte               0: the op's own replica, 1: 16 bytes of
+//	                               replica follow
+//	            varint             zigzag of the op's time minus the pred's,
+//	                               mod 2^64 (an overwrite names a recent op)
 //
 // where str is a uvarint length and the bytes, and name is a uvarint
 // index into the entry's table of names seen so far (teams, collections,
@@ -66,7 +70,13 @@ func packedOpsSize(ops []crdt.Op) int {
 	n := 10
 	for i := range ops {
 		op := &ops[i]
-		n += 8 + len(op.Value) + 24*len(op.Pred)
+		n += 8 + len(op.Value)
+		for _, p := range op.Pred {
+			n += 11 // tag and time
+			if p.Replica != op.ID.Replica {
+				n += 16
+			}
+		}
 		if i == 0 || !sameRef(&ops[i-1], op) {
 			n += 40 + len(op.Record) + len(op.Team) + len(op.Collection) + len(op.Field)
 		}
@@ -243,7 +253,12 @@ func appendPackedOps(b []byte, ops []crdt.Op) []byte {
 		if len(op.Pred) > 0 {
 			b = binary.AppendUvarint(b, uint64(len(op.Pred)))
 			for _, p := range op.Pred {
-				b = p.AppendBinary(b)
+				if p.Replica == op.ID.Replica {
+					b = append(b, 0)
+				} else {
+					b = append(append(b, 1), p.Replica[:]...)
+				}
+				b = binary.AppendVarint(b, int64(op.ID.Time-p.Time))
 			}
 		}
 		prev = op
@@ -271,8 +286,8 @@ type packReader struct {
 	record            []byte
 	replica           crdt.ReplicaID
 	kind              crdt.Kind
-	value             []byte // nil: none
-	preds             []byte // m × 24 bytes; nil: none
+	value             []byte      // nil: none
+	preds             []crdt.OpID // reused for each op; empty: none
 }
 
 // nameAt returns the name at index i of the table (i < r.nnames).
@@ -415,13 +430,35 @@ func (r *packReader) next(first bool) error {
 			return r.bad("value")
 		}
 	}
-	r.preds = nil
+	r.preds = r.preds[:0]
 	if flags&packPred != 0 {
+		// A pred takes at least 2 bytes (its tag and time).
 		m, ok := r.uvarint()
-		if !ok || m == 0 || m > uint64(len(r.p)-r.off)/crdt.OpIDSize {
+		if !ok || m == 0 || m > uint64(len(r.p)-r.off)/2 {
 			return r.bad("preds")
 		}
-		r.preds, _ = r.bytes(m * crdt.OpIDSize)
+		for range m {
+			var id crdt.OpID
+			switch tag, ok := r.uvarint(); {
+			case !ok || tag > 1:
+				return r.bad("pred")
+			case tag == 0:
+				id.Replica = r.replica
+			default:
+				b, ok := r.bytes(16)
+				if !ok {
+					return r.bad("pred replica")
+				}
+				copy(id.Replica[:], b)
+			}
+			d, k := binary.Varint(r.p[r.off:])
+			if k <= 0 {
+				return r.bad("pred time")
+			}
+			r.off += k
+			id.Time = r.time - crdt.Timestamp(d)
+			r.preds = append(r.preds, id)
+		}
 	}
 	return nil
 }
@@ -464,11 +501,7 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 		op.Team, op.Collection, op.Record, op.Field = team, coll, record, name(r.field)
 		op.Kind, op.Value = r.kind, r.value
 		if len(r.preds) > 0 {
-			op.Pred = make([]crdt.OpID, 0, len(r.preds)/crdt.OpIDSize)
-			for j := 0; j < len(r.preds); j += crdt.OpIDSize {
-				id, _ := crdt.OpIDFromBinary(r.preds[j : j+crdt.OpIDSize])
-				op.Pred = append(op.Pred, id)
-			}
+			op.Pred = slices.Clone(r.preds)
 		}
 	}
 	if r.off != len(p) {
@@ -517,7 +550,7 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		if r.value != nil {
 			m++
 		}
-		if r.preds != nil {
+		if len(r.preds) > 0 {
 			m++
 		}
 		dst = append(dst, 0x80|m, 0xa1, 'i', 0xc4, crdt.OpIDSize)
@@ -529,10 +562,10 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		if r.value != nil {
 			dst = append(append(dst, 0xa1, 'v'), r.value...)
 		}
-		if r.preds != nil {
-			dst = appendArrayHeader(append(dst, 0xa1, 'p'), len(r.preds)/crdt.OpIDSize)
-			for j := 0; j < len(r.preds); j += crdt.OpIDSize {
-				dst = append(append(dst, 0xc4, crdt.OpIDSize), r.preds[j:j+crdt.OpIDSize]...)
+		if len(r.preds) > 0 {
+			dst = appendArrayHeader(append(dst, 0xa1, 'p'), len(r.preds))
+			for _, id := range r.preds {
+				dst = id.AppendBinary(append(dst, 0xc4, crdt.OpIDSize))
 			}
 		}
 	}
@@ -552,8 +585,7 @@ func (r *packReader) opSize(ref int) int {
 	if r.value != nil {
 		n += 2 + len(r.value)
 	}
-	if r.preds != nil {
-		m := len(r.preds) / crdt.OpIDSize
+	if m := len(r.preds); m > 0 {
 		n += 2 + arrayHeaderSize(m) + m*(2+crdt.OpIDSize)
 	}
 	return n

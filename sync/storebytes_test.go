@@ -128,6 +128,24 @@ func TestPushStoreBytesPerRecord(t *testing.T) {
 	if w := ck.count["l/"]; w == nil || float64(w.valueBytes)/recs > 800 {
 		t.Errorf("log entries: %+v per %v records, want under 800 bytes a record", w, recs)
 	}
+	// An overwrite of every field, each op naming the one it replaces:
+	// the preds are deltas from their op (layout 2 wrote 24 bytes each).
+	first := pushRecordsChanges(c.Replica, &seq, &clock, 3, nil)
+	if _, err := e.Push(context.Background(), c, first); err != nil {
+		t.Fatal(err)
+	}
+	ck.mu.Lock()
+	ck.count = map[string]*written{}
+	ck.mu.Unlock()
+	if _, err := e.Push(context.Background(), c, pushRecordsChanges(c.Replica, &seq, &clock, 3, first)); err != nil {
+		t.Fatal(err)
+	}
+	recs = float64(pushChPerPush * pushRecPerCh)
+	w := ck.count["l/"]
+	t.Logf("overwrite: log entries %.0f bytes a record", float64(w.valueBytes)/recs)
+	if per := float64(w.valueBytes) / recs; per > 1000 {
+		t.Errorf("an overwrite's log entry: %.0f bytes a record, want under 1,000", per)
+	}
 }
 
 // TestPullPageBytesCountsServedOps: PageBytes bounds the ops a pulled
