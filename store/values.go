@@ -36,7 +36,10 @@ func DecodeRecordValue(v []byte) (updatedMS int64, rec []byte, err error) {
 
 // LogEntry is the value of an l/ key: one accepted change's ops that touch
 // one team, who pushed it and when the server received it. Log entries are
-// also the record history (see the i/ index).
+// also the record history (see the i/ index). Its tags are the layout 2
+// form, which Encode writes; the store writes entries with ops in the
+// layout 3 form (encodeLogEntry: the ops packed under "O"), and its
+// decoder reads both.
 type LogEntry struct {
 	Author     string         `msgpack:"a"`
 	Replica    crdt.ReplicaID `msgpack:"d"`
