@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -257,7 +258,7 @@ func (r *Replica) commitBatches(group []*batchReq) {
 func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
 	// A writer's batches tend to be alike: room for as many ops as the last
 	// one saves growing (and copying) the op list op by op.
-	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, news: map[Ref]newRecord{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
 	if err := fn(b); err != nil {
 		return nil, err
 	}
@@ -275,6 +276,19 @@ func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, 
 // the clock.
 func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
 	for _, ref := range b.order {
+		if n, ok := b.news[ref]; ok {
+			// A record created in the batch and not touched since: its
+			// state is encoded from its ops, without building it.
+			if v, ok := crdt.AppendNewRecord(nil, ref.Team, ref.Collection, ref.ID, b.ops[n.start:n.end]); ok {
+				if err := txn.Set(recordKey(ref), v); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := b.build(ref, n); err != nil {
+				return err
+			}
+		}
 		if err := putRecord(txn, b.recs[ref]); err != nil {
 			return err
 		}
@@ -301,12 +315,36 @@ func (r *Replica) rewrite(qs []*batchReq) error {
 // methods are those of Replica without the context, and Get reads the
 // batch's own writes.
 type Batch struct {
-	r     *Replica
-	txn   *badger.Txn
-	recs  map[Ref]*crdt.Record
+	r    *Replica
+	txn  *badger.Txn
+	recs map[Ref]*crdt.Record
+	// news are the records the batch created and has not touched since,
+	// not built: each is ops[start:end] applied to a new record (build
+	// makes it when a later write or Get needs it, writeBatch encodes
+	// its state straight from the ops).
+	news  map[Ref]newRecord
 	order []Ref // records written, in first-write order
 	ops   []crdt.Op
 	size  int // opsSize(ops), set once fn is done
+}
+
+// newRecord is a record created in a batch: the batch's ops[start:end].
+type newRecord struct{ start, end int }
+
+// build makes the record created as n, applying its ops to a new record,
+// and keeps it with the batch's other records.
+func (b *Batch) build(ref Ref, n newRecord) (*crdt.Record, error) {
+	rec := crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
+	cb := crdt.NewBatch(rec)
+	for i := n.start; i < n.end; i++ {
+		if err := cb.Add(&b.ops[i]); err != nil {
+			return nil, &ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err}
+		}
+	}
+	cb.Flush()
+	delete(b.news, ref)
+	b.recs[ref] = rec
+	return rec, nil
 }
 
 // record returns the batch's working copy of ref: from an earlier write in
@@ -319,6 +357,12 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 // (NewID), so that no record can have it yet and the store is not read.
 func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 	rec, ok := b.recs[ref]
+	if n, made := b.news[ref]; made {
+		if create {
+			return nil, &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
+		}
+		return b.build(ref, n)
+	}
 	if !ok && !fresh {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
@@ -381,6 +425,13 @@ func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool, sf *schema.Fiel
 // Get returns the record as the batch's writes so far leave it.
 func (b *Batch) Get(ref Ref) (*Record, error) {
 	rec, ok := b.recs[ref]
+	if n, made := b.news[ref]; made {
+		var err error
+		if rec, err = b.build(ref, n); err != nil {
+			return nil, err
+		}
+		ok = true
+	}
 	if !ok {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
@@ -435,19 +486,18 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 		coll, _ = sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
 		typer = collectionTyper{coll}
 	}
-	rec, err := b.recordOf(ref, true, fresh)
-	if err != nil {
+	if err := b.checkNew(ref, fresh); err != nil {
 		return err
 	}
-	if rec.Fields == nil {
-		rec.Fields = make(map[string]*crdt.Field, len(names))
-	}
-	// The record is new, so no op built here depends on another: they are
-	// built and checked first, then merged in one crdt.Batch (one pass,
-	// the same result as applying them one by one in ID order). They are
-	// built in place at the end of the batch's ops, and cut off again if
-	// the create fails, with the new record (record put it last in the
-	// batch's records): a failed create leaves no trace in the batch.
+	// The record is new, so no op built here depends on another (none
+	// names a pred). They are built and checked in place at the end of
+	// the batch's ops, and the record is not built: it is kept as those
+	// ops (b.news), its state encoded from them when the batch is stored,
+	// and built only if a later write or Get in the batch needs it (the
+	// same state either way, crdt.AppendNewRecord). If the create fails
+	// its ops are cut off again and the record dropped: a failed create
+	// leaves no trace in the batch.
+	b.order = append(b.order, ref)
 	start := len(b.ops)
 	// The create's ops take consecutive timestamps reserved at once, one
 	// an op of a field given one value (crdt.Clock.Reserve: one reading
@@ -458,7 +508,6 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	fail := func(err error) error {
 		clear(b.ops[start:])
 		b.ops = b.ops[:start]
-		delete(b.recs, ref)
 		b.order = b.order[:len(b.order)-1]
 		return err
 	}
@@ -494,29 +543,46 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 			if len(b.ops)-start >= reserved {
 				id = r.nextID()
 			}
-			b.ops = append(b.ops, crdt.Op{})
-			op := &b.ops[len(b.ops)-1]
+			// What rec.Add, rec.Append or rec.Write would return on a
+			// new record: no pred.
+			kind := crdt.KindWrite
 			switch ft {
 			case crdt.Set:
-				*op = rec.Add(id, name, v)
+				kind = crdt.KindAdd
 			case crdt.Log:
-				*op = rec.Append(id, name, v)
-			default:
-				*op = rec.Write(id, name, v)
+				kind = crdt.KindAppend
 			}
+			b.ops = append(b.ops, crdt.Op{ID: id, Team: ref.Team, Collection: ref.Collection, Record: ref.ID, Field: name, Kind: kind, Value: v})
+			op := &b.ops[len(b.ops)-1]
 			// The record ID was checked above, once for all its ops.
 			if err := b.check(ref, op, len(b.ops), false, sf); err != nil {
 				return fail(err)
 			}
 		}
 	}
-	cb := crdt.NewBatch(rec)
-	for i := start; i < len(b.ops); i++ {
-		if err := cb.Add(&b.ops[i]); err != nil {
-			return fail(&ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err})
+	b.news[ref] = newRecord{start: start, end: len(b.ops)}
+	return nil
+}
+
+// checkNew fails unless ref can be created in the batch: no record of
+// the batch has it, nor (unless fresh, a new random ID) a stored one.
+func (b *Batch) checkNew(ref Ref, fresh bool) error {
+	_, ok := b.recs[ref]
+	if _, made := b.news[ref]; made {
+		ok = true
+	}
+	if !ok && !fresh {
+		_, err := b.txn.Get(recordKey(ref))
+		switch {
+		case err == nil:
+			ok = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
 		}
 	}
-	cb.Flush()
+	if ok {
+		return &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
+	}
 	return nil
 }
 
