@@ -182,7 +182,11 @@ type Replica struct {
 	// next request.
 	readsPacked atomic.Bool
 	// zstdRequests: the last sync reply's Accept-Encoding said the server
-	// reads zstd requests (coding.go); held in memory only.
+	// reads zstd requests (coding.go); stored with each reply (m/zstdpush)
+	// and loaded by Open, so a restarted device's first push goes in zstd.
+	// A server that stops reading zstd (replaced by an older one) refuses
+	// a zstd body with 415, and the request is sent again gzipped
+	// (transport.go).
 	zstdRequests atomic.Bool
 	// pipelines: the last reply said the server orders pipelined pushes
 	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
@@ -255,6 +259,7 @@ var (
 	keyOffset   = []byte("m/offset")
 	keySuccess  = []byte("m/lastsuccess")
 	keyPacked   = []byte("m/packedpush")
+	keyZstd     = []byte("m/zstdpush")
 	prefRecord  = []byte("r/")
 	prefPending = []byte("o/")
 	prefChange  = []byte("c/")
@@ -449,6 +454,14 @@ func (r *Replica) load() error {
 			return err
 		} else {
 			r.readsPacked.Store(len(v) == 1 && v[0] == 1)
+		}
+		// Absent in a replica whose last reply was stored by a build
+		// before m/zstdpush (layout 3 from before issue 17's fourth
+		// pass): gzip until the next reply says otherwise.
+		if v, err := get(txn, keyZstd); err != nil {
+			return err
+		} else {
+			r.zstdRequests.Store(len(v) == 1 && v[0] == 1)
 		}
 		return nil
 	})

@@ -52,6 +52,11 @@ type replyWrites struct {
 	// ReadsPacked is the reply's word that the server reads packed
 	// pushes, stored for the next start.
 	ReadsPacked bool
+	// ReadsZstd is the reply's word (its Accept-Encoding, coding.go) that
+	// the server reads zstd requests, stored for the next start so that a
+	// restarted device's first push is not gzipped. It is set by
+	// storeReplyOf (the header is not part of the reply planReply reads).
+	ReadsZstd bool
 	// Acked are the seqs of sealed changes the server acknowledged
 	// (applied or duplicate); AckedOps counts their ops.
 	Acked    []uint64
@@ -335,6 +340,7 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 			return err
 		}
 		w.KeepCursor = pushOnly
+		w.ReadsZstd = r.zstdRequests.Load() // coding.go: from this reply's header
 		return r.writeReply(txn, w, now)
 	})
 	if err != nil {
@@ -397,6 +403,13 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		packed = 1
 	}
 	if err := txn.Set(keyPacked, []byte{packed}); err != nil {
+		return err
+	}
+	zstdOK := byte(0)
+	if w.ReadsZstd {
+		zstdOK = 1
+	}
+	if err := txn.Set(keyZstd, []byte{zstdOK}); err != nil {
 		return err
 	}
 	return txn.Set(keySuccess, u64Bytes(uint64(now.UnixMilli())))
