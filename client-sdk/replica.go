@@ -160,9 +160,12 @@ type Replica struct {
 	// lastBatchOps is the number of ops the last batch built, guarded by
 	// wmu: room reserved for the next one's (write.go).
 	lastBatchOps int
-	// lastNames are the last create's field names, sorted, guarded by wmu
-	// (write.go).
+	// lastNames are the last create's field names, sorted, lastVals its
+	// values in that order, and lastPlan what it looked up in the schema,
+	// guarded by wmu (write.go).
 	lastNames []string
+	lastVals  []any
+	lastPlan  *createPlan
 	// batchMu guards batches, the Batch calls waiting to be committed
 	// (write.go: whoever takes wmu next commits all of them together).
 	batchMu gosync.Mutex

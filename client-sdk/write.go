@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -275,6 +276,49 @@ func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, 
 // writeBatch stores what b built in txn: its records, one outbox group,
 // the clock.
 func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
+	// A big batch's outbox group is packed on another goroutine while its
+	// records are encoded here (both only read the ops); joined below
+	// before either is stored, on every path.
+	var packed chan packResult
+	if len(b.ops) >= parallelPackOps {
+		packed = make(chan packResult, 1)
+		ops := b.ops
+		go func() {
+			v, err := encodeChange(&api.Change{Ops: ops})
+			packed <- packResult{v, err}
+		}()
+	}
+	err := r.writeRecords(txn, b)
+	var group []byte
+	if packed != nil {
+		res := <-packed
+		if err == nil {
+			group, err = res.b, res.err
+		}
+	} else if err == nil {
+		group, err = encodeChange(&api.Change{Ops: b.ops})
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.appendPending(txn, group); err != nil {
+		return err
+	}
+	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+}
+
+// parallelPackOps is the fewest ops whose outbox group writeBatch packs
+// on a goroutine of its own.
+const parallelPackOps = 256
+
+// packResult is an outbox group packed by writeBatch's goroutine.
+type packResult struct {
+	b   []byte
+	err error
+}
+
+// writeRecords stores the records b wrote in txn.
+func (r *Replica) writeRecords(txn *badger.Txn, b *Batch) error {
 	for _, ref := range b.order {
 		if n, ok := b.news[ref]; ok {
 			// A record created in the batch and not touched since: its
@@ -293,10 +337,7 @@ func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
 			return err
 		}
 	}
-	if err := r.appendPending(txn, b.ops); err != nil {
-		return err
-	}
-	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+	return nil
 }
 
 // rewrite stores built batches in a transaction of their own.
@@ -326,6 +367,33 @@ type Batch struct {
 	order []Ref // records written, in first-write order
 	ops   []crdt.Op
 	size  int // opsSize(ops), set once fn is done
+	// slab holds the encoded short string values of the batch's creates,
+	// one allocation for many (encodeValue).
+	slab []byte
+}
+
+// slabSize is the size of a batch's value slabs, and maxSlabValue the
+// longest string encodeValue puts in one.
+const (
+	slabSize     = 16 << 10
+	maxSlabValue = 512
+)
+
+// encodeValue is crdt.EncodeValue, a short string put in the batch's
+// slab rather than in an allocation of its own. Each value is capped to
+// its length, so nothing appended to one can reach the next; values are
+// never modified.
+func (b *Batch) encodeValue(e any) (msgpack.RawMessage, error) {
+	s, ok := e.(string)
+	if !ok || len(s) > maxSlabValue {
+		return crdt.EncodeValue(e)
+	}
+	if cap(b.slab)-len(b.slab) < 5+len(s) {
+		b.slab = make([]byte, 0, slabSize)
+	}
+	n := len(b.slab)
+	b.slab = crdt.AppendStringValue(b.slab, s)
+	return b.slab[n:len(b.slab):len(b.slab)], nil
 }
 
 // newRecord is a record created in a batch: the batch's ops[start:end].
@@ -468,23 +536,24 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	if err := crdt.ValidateRecordID(ref.ID); err != nil {
 		return &ValidationError{Ref: ref, Err: err}
 	}
-	names := r.createNames(fields)
-	if cc, ok := r.opts.Validator.(CreateChecker); ok {
-		given := names
-		if _, ok := cc.(*schema.Schema); !ok {
-			given = slices.Clone(names) // names may be reused (createNames)
-		}
-		if missing := cc.MissingOnCreate(ref.Collection, given); len(missing) > 0 {
-			return &ValidationError{Ref: ref, Missing: missing}
-		}
-	}
+	names, vals := r.createNames(fields)
 	typer, _ := r.opts.Validator.(FieldTyper)
 	// With the schema as the validator, each field is looked up once, for
-	// its CRDT type and to validate its ops (Field.ValidateOp).
-	var coll *schema.Collection
+	// its CRDT type and to validate its ops (Field.ValidateOp), and the
+	// look-ups and the required-on-create check are kept for the next
+	// create of the same fields (createPlan).
+	var sfs []*schema.Field
 	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
-		coll, _ = sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
-		typer = collectionTyper{coll}
+		p := r.createPlanFor(sc, ref.Collection, names)
+		if len(p.missing) > 0 {
+			return &ValidationError{Ref: ref, Missing: slices.Clone(p.missing)}
+		}
+		sfs, typer = p.fields, collectionTyper{p.coll}
+	} else if cc, ok := r.opts.Validator.(CreateChecker); ok {
+		// names may be reused (createNames): the checker gets a copy.
+		if missing := cc.MissingOnCreate(ref.Collection, slices.Clone(names)); len(missing) > 0 {
+			return &ValidationError{Ref: ref, Missing: missing}
+		}
 	}
 	if err := b.checkNew(ref, fresh); err != nil {
 		return err
@@ -511,14 +580,14 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 		b.order = b.order[:len(b.order)-1]
 		return err
 	}
-	for _, name := range names {
+	for i, name := range names {
 		if name == crdt.DeletedField {
 			return fail(&ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")})
 		}
 		ft := crdt.Register
 		var sf *schema.Field
-		if coll != nil {
-			sf, _ = coll.Field(name)
+		if sfs != nil {
+			sf = sfs[i]
 		}
 		switch {
 		case sf != nil:
@@ -528,14 +597,14 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 				ft = t
 			}
 		}
-		elems := []any{fields[name]}
+		elems := vals[i : i+1]
 		if ft != crdt.Register {
-			if s, ok := asSlice(fields[name]); ok {
+			if s, ok := asSlice(vals[i]); ok {
 				elems = s
 			}
 		}
 		for _, e := range elems {
-			v, err := crdt.EncodeValue(e)
+			v, err := b.encodeValue(e)
 			if err != nil {
 				return fail(&ValidationError{Ref: ref, Field: name, Err: err})
 			}
@@ -586,30 +655,75 @@ func (b *Batch) checkNew(ref Ref, fresh bool) error {
 	return nil
 }
 
-// createNames returns the names of fields, sorted: a create's ops are
-// built in name order. Creates of one form name the same fields, so the
-// last create's sorted names are reused when fields has exactly those
-// (guarded by wmu, as every batch is built).
-func (r *Replica) createNames(fields map[string]any) []string {
+// createNames returns the names of fields, sorted, and their values in
+// that order: a create's ops are built in name order. Creates of one form
+// name the same fields, so the last create's sorted names are reused when
+// fields has exactly those, each field looked up once for that and its
+// value. Both slices are the Replica's, reused by the next create (guarded
+// by wmu, as every batch is built).
+func (r *Replica) createNames(fields map[string]any) ([]string, []any) {
+	vals := r.lastVals[:0]
 	if names := r.lastNames; len(names) == len(fields) {
 		same := true
 		for _, name := range names {
-			if _, ok := fields[name]; !ok {
+			v, ok := fields[name]
+			if !ok {
 				same = false
 				break
 			}
+			vals = append(vals, v)
 		}
 		if same {
-			return names
+			r.lastVals = vals
+			return names, vals
 		}
+		vals = vals[:0]
 	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	r.lastNames = names
-	return names
+	for _, name := range names {
+		vals = append(vals, fields[name])
+	}
+	r.lastNames, r.lastVals = names, vals
+	return names, vals
+}
+
+// createPlan is what a create of a schema collection's fields looks up
+// in the schema: the collection (nil if unknown), each field (aligned
+// with names, nil where the collection has none of that name) and the
+// fields required on create that names misses. The schema does not
+// change, so a plan holds for every create of the same names (the same
+// slice, createNames) in the same collection.
+type createPlan struct {
+	schema     *schema.Schema
+	collection string
+	names      []string
+	coll       *schema.Collection
+	fields     []*schema.Field
+	missing    []string
+}
+
+// createPlanFor returns the plan of a create of names in collection,
+// the last one if it is for the same (guarded by wmu).
+func (r *Replica) createPlanFor(sc *schema.Schema, collection string, names []string) *createPlan {
+	if p := r.lastPlan; p != nil && p.schema == sc && p.collection == collection &&
+		len(p.names) == len(names) && (len(names) == 0 || &p.names[0] == &names[0]) {
+		return p
+	}
+	p := &createPlan{schema: sc, collection: collection, names: names}
+	p.coll, _ = sc.Collection(collection) // nil if unknown: ValidateOp says so
+	p.fields = make([]*schema.Field, len(names))
+	if p.coll != nil {
+		for i, name := range names {
+			p.fields[i], _ = p.coll.Field(name)
+		}
+	}
+	p.missing = sc.MissingOnCreate(collection, names)
+	r.lastPlan = p
+	return p
 }
 
 // Set is Replica.Set within the batch.

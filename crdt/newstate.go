@@ -92,3 +92,7 @@ func AppendNewRecord(dst []byte, team, collection, id string, ops []Op) ([]byte,
 	}
 	return b, true
 }
+
+// AppendStringValue appends to dst the encoding EncodeValue(s) returns,
+// so that a caller encoding many values can keep them in one buffer.
+func AppendStringValue(dst []byte, s string) []byte { return appendStr(dst, s) }
