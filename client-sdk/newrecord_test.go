@@ -99,3 +99,30 @@ func TestCreateStoresBuiltState(t *testing.T) {
 		t.Errorf("create of a stored record: %v", err)
 	}
 }
+
+// TestCreatePlanPerCollection: the schema look-ups a create keeps for the
+// next create of the same fields (createPlan) hold only in the same
+// collection: the same fields missing what people require are refused
+// there every time, and checked afresh against what carers require.
+func TestCreatePlanPerCollection(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.NoValidation = false })
+	fields := map[string]any{"phone": "01942 000000"}
+	missing := func(collection string) []string {
+		t.Helper()
+		_, err := r.Create(ctx, Ref{Team: "wigan", Collection: collection}, fields)
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Fatalf("create in %s: %v", collection, err)
+		}
+		return ve.Missing
+	}
+	for range 2 {
+		if got := missing("people"); len(got) != 4 {
+			t.Fatalf("people: missing %v, want given_name, family_name, date_of_birth, address", got)
+		}
+	}
+	if got := missing("carers"); len(got) != 2 {
+		t.Fatalf("carers: missing %v, want cared_for_person_id, relationship", got)
+	}
+}
