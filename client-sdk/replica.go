@@ -286,6 +286,16 @@ func u64(b []byte) uint64 {
 
 func u64Bytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
+// deviceMemTable and deviceValueThreshold are the device's Badger
+// memtable size and value threshold (Open). Until issue 17's fourth pass
+// they were 16 MiB and 32 KiB; a replica written with those opens with
+// these as it is (TestOpenReplicaOfOlderOptions).
+// Variables for that test.
+var (
+	deviceMemTable       int64 = 32 << 20
+	deviceValueThreshold int64 = 128 << 10
+)
+
 // Open opens or creates the replica in opts.Dir. A new replica gets a fresh
 // replica ID, kept for its lifetime.
 func Open(ctx context.Context, opts Options) (*Replica, error) {
@@ -298,15 +308,24 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(true).
 		WithLogger(nil).
-		WithMemTableSize(16 << 20).
+		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
+		// batch of creates up to MaxWriteBytes fits with its records'
+		// states and its outbox group.
+		WithMemTableSize(deviceMemTable).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithValueLogFileSize(64 << 20).
-		// Values of 32 KiB and more (big record states, sealed changes) go
-		// to the value log, so they count only a pointer against Badger's
-		// per-transaction size limit.
-		WithValueThreshold(32 << 10).
+		// Values of 128 KiB and more (big record states, big outbox
+		// groups) go to the value log, so they count only a pointer
+		// against the transaction's size limit. Smaller ones, a form's
+		// record and the outbox group of a batch of up to about 4,000
+		// small ops among them, stay in the LSM tree: a durable batch then
+		// writes and syncs one file (the memtable's log), not two, and an
+		// outbox group, deleted once sealed, is reclaimed by compaction,
+		// where in the value log (which the device never
+		// garbage-collects) it would stay on disk.
+		WithValueThreshold(deviceValueThreshold).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithNumCompactors(2)
