@@ -868,6 +868,15 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 // smallest form, the form of sync request bodies and stored changes.
 func marshalCompact(v any) ([]byte, error) {
 	var buf bytes.Buffer
+	if req, ok := v.(*api.SyncRequest); ok && len(req.Packed) > 0 {
+		// A packed push is its blocks and a few hundred bytes: room for
+		// them at once, not grown (and copied) from nothing.
+		n := 512 + len(req.Cursor)
+		for _, b := range req.Packed {
+			n += 5 + len(b)
+		}
+		buf.Grow(n)
+	}
 	enc := msgpack.NewEncoder(&buf)
 	enc.UseCompactInts(true)
 	if err := enc.Encode(v); err != nil {
