@@ -160,6 +160,9 @@ type Replica struct {
 	// lastBatchOps is the number of ops the last batch built, guarded by
 	// wmu: room reserved for the next one's (write.go).
 	lastBatchOps int
+	// spareOps is a committed batch's op list, room for the next batch's
+	// (write.go), guarded by wmu.
+	spareOps []crdt.Op
 	// lastNames are the last create's field names, sorted, lastVals its
 	// values in that order, and lastPlan what it looked up in the schema,
 	// guarded by wmu (write.go).

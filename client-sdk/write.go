@@ -251,6 +251,12 @@ func (r *Replica) commitBatches(group []*batchReq) {
 		for _, q := range pending {
 			settle(q, err)
 		}
+		// Stored (or not, and settled): the last batch's op list is room
+		// for the next batch's, whose ops overwrite it (spareOps). Its
+		// Batch call reads only its length from here on.
+		if n := len(pending); n > 0 {
+			r.spareOps = pending[n-1].b.ops[:0]
+		}
 	}
 }
 
@@ -259,7 +265,12 @@ func (r *Replica) commitBatches(group []*batchReq) {
 func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
 	// A writer's batches tend to be alike: room for as many ops as the last
 	// one saves growing (and copying) the op list op by op.
-	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, news: map[Ref]newRecord{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
+	ops := r.spareOps[:0]
+	if cap(ops) < r.lastBatchOps {
+		ops = make([]crdt.Op, 0, r.lastBatchOps)
+	}
+	r.spareOps = nil
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, news: map[Ref]newRecord{}, ops: ops}
 	if err := fn(b); err != nil {
 		return nil, err
 	}
