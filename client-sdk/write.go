@@ -251,11 +251,14 @@ func (r *Replica) commitBatches(group []*batchReq) {
 		for _, q := range pending {
 			settle(q, err)
 		}
-		// Stored (or not, and settled): the last batch's op list is room
-		// for the next batch's, whose ops overwrite it (spareOps). Its
-		// Batch call reads only its length from here on.
+		// Stored (or not, and settled): the last batch's op list, cleared
+		// (it holds no value after its batch), is room for the next
+		// batch's (spareOps). Its Batch call reads only its length from
+		// here on.
 		if n := len(pending); n > 0 {
-			r.spareOps = pending[n-1].b.ops[:0]
+			ops := pending[n-1].b.ops
+			clear(ops)
+			r.spareOps = ops[:0]
 		}
 	}
 }
