@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -124,5 +126,41 @@ func TestCreatePlanPerCollection(t *testing.T) {
 	}
 	if got := missing("carers"); len(got) != 2 {
 		t.Fatalf("carers: missing %v, want cared_for_person_id, relationship", got)
+	}
+}
+
+// TestLargestBatchOfCreatesFits: a batch of creates at the write limits
+// (MaxWriteOps ops, their estimate just under MaxWriteBytes) fits one
+// Badger transaction with its records' states and its outbox group: with
+// 32 MiB memtables a transaction holds 4.8 MiB (replica.go).
+func TestLargestBatchOfCreatesFits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 4 MB")
+	}
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), nil)
+	value := strings.Repeat("v", 300)
+	var size int
+	err := r.Batch(ctx, func(b *Batch) error {
+		for i := range 1000 {
+			fields := make(map[string]any, 10)
+			for k := range 10 {
+				fields[fmt.Sprintf("f%d", k)] = fmt.Sprintf("%04d%s", i, value)
+			}
+			if _, err := b.Create(Ref{Team: "wigan", Collection: "people"}, fields); err != nil {
+				return err
+			}
+		}
+		size = opsSize(b.ops)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a batch of %d ops, %d bytes estimated: %v", 10_000, size, err)
+	}
+	if size < r.opts.MaxWriteBytes*9/10 {
+		t.Fatalf("estimate %d bytes, not near the limit %d", size, r.opts.MaxWriteBytes)
+	}
+	if n := len(pendingOps(t, r)); n != 10_000 {
+		t.Fatalf("%d ops in the outbox", n)
 	}
 }
