@@ -551,6 +551,7 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 		return &ValidationError{Ref: ref, Err: err}
 	}
 	names, vals := r.createNames(fields)
+	defer clear(vals) // the Replica's, kept for the next create: no value stays in it
 	typer, _ := r.opts.Validator.(FieldTyper)
 	// With the schema as the validator, each field is looked up once, for
 	// its CRDT type and to validate its ops (Field.ValidateOp), and the
