@@ -221,6 +221,26 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 		if len(raw) == 0 {
 			continue
 		}
+		// A state the replica holds byte for byte (its own records sent
+		// back in a bootstrap's pages, as a device that pushed before
+		// its first pull gets them) changes nothing: skipped, not decoded,
+		// merged and encoded again only to be found unchanged. Stored
+		// bytes were validated when stored, and their times adopted by
+		// the clock then.
+		var stored []byte
+		var head Ref
+		if team, coll, id, ok := raw.Ref(); ok {
+			head = Ref{Team: team, Collection: coll, ID: id}
+			if _, seen := touched[head]; !seen {
+				var err error
+				if stored, err = rd.record(head); err != nil {
+					return err
+				}
+				if stored != nil && bytes.Equal(stored, raw) {
+					continue
+				}
+			}
+		}
 		// Bounded and validated: these are bytes from outside.
 		s, err := raw.Record()
 		if err != nil {
@@ -231,9 +251,10 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 		s.DropSkipped() // the server's quarantine stays the server's (crdt.Record.DropSkipped)
 		ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
 		if _, seen := touched[ref]; !seen && !skipped {
-			stored, err := rd.record(ref)
-			if err != nil {
-				return err
+			if ref != head { // read above unless the head did not parse
+				if stored, err = rd.record(ref); err != nil {
+					return err
+				}
 			}
 			if stored == nil {
 				touched[ref] = s
