@@ -28,7 +28,7 @@ func storedState(t *testing.T, r *Replica, ref Ref) []byte {
 }
 
 // TestCreateStoresBuiltState: a record created in a batch is stored
-// without being built (Batch.news, crdt.AppendNewRecord), and its stored
+// without being built (Batch.news, crdt.AppendNewState), and its stored
 // state is the one building it from its outbox ops gives; one written
 // again or read in the batch after its create is built then, and the
 // later write lands on it; a second create of a batch's record fails.

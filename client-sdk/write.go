@@ -337,7 +337,7 @@ func (r *Replica) writeRecords(txn *badger.Txn, b *Batch) error {
 		if n, ok := b.news[ref]; ok {
 			// A record created in the batch and not touched since: its
 			// state is encoded from its ops, without building it.
-			if v, ok := crdt.AppendNewRecord(nil, ref.Team, ref.Collection, ref.ID, b.ops[n.start:n.end]); ok {
+			if v, ok := crdt.AppendNewState(nil, b.ops[n.start:n.end]); ok {
 				if err := txn.Set(recordKey(ref), v); err != nil {
 					return err
 				}
@@ -578,7 +578,7 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	// the batch's ops, and the record is not built: it is kept as those
 	// ops (b.news), its state encoded from them when the batch is stored,
 	// and built only if a later write or Get in the batch needs it (the
-	// same state either way, crdt.AppendNewRecord). If the create fails
+	// same state either way, crdt.AppendNewState). If the create fails
 	// its ops are cut off again and the record dropped: a failed create
 	// leaves no trace in the batch.
 	b.order = append(b.order, ref)

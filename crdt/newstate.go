@@ -1,98 +1,124 @@
 package crdt
 
-// AppendNewRecord encodes the state of a record being created without
-// building it: a device's create makes a record from nothing and stores
-// its state at once, and building the Record (a map of fields) only to
-// encode it again costs more than the encoding itself (issue 17).
+import (
+	"bytes"
+	"slices"
+	"strings"
+)
 
-// AppendNewRecord appends to dst the state encoding MarshalRecord writes
-// for the record that applying ops, in order, to NewRecord(team,
-// collection, id) leaves, without building that record. It handles the
-// shape of a create: ops of one replica, in strictly increasing ID order,
-// writes, adds and appends naming no preds, each field's ops together and
-// the fields in name order. For anything else, and for ops that name
-// another record, it returns dst unchanged and false, and the caller
-// applies the ops and marshals the record (TestAppendNewRecordMatches holds
-// the two to the same bytes). The ops must pass Op.Validate.
-func AppendNewRecord(dst []byte, team, collection, id string, ops []Op) ([]byte, bool) {
+// AppendNewState appends to dst the canonical encoding (MarshalRecord) of
+// the state a blank record of ops' team, collection and ID reaches by
+// applying ops, when ops have the shape of a record's first change as a
+// device writes it, and reports whether they do; on false dst is returned
+// as it was and the caller applies the ops the usual way (a Batch). The
+// shape: at least one op, all of the first op's record, each a write, add
+// or append that names no pred, none to DeletedField, IDs strictly
+// increasing, each field named once. Every field of such a state holds
+// one live entry (so none is in conflict and the record is not deleted),
+// and the encoding is written straight from the ops, without building a
+// Record: a server that merges a new record's fields ahead of its commit
+// stores these bytes and builds the Record only if something reads it.
+//
+// The ops must pass Validate (a caller that has not checked them uses a
+// Batch, whose Add does); the result is then exactly
+// MarshalRecord of the record the ops leave (TestAppendNewStateMatches).
+func AppendNewState(dst []byte, ops []Op) ([]byte, bool) {
 	if len(ops) == 0 {
 		return dst, false
 	}
-	rep := ops[0].ID.Replica
-	base, last := ops[0].ID.Time, ops[len(ops)-1].ID.Time
-	nFields := 0
-	size := 48 + len(collection) + len(id) + len(team) + 28 + 16
+	first := &ops[0]
+	// Field order: the ops' own when their fields are strictly increasing
+	// (the usual change), else sorted; equal neighbours are a field named
+	// twice.
+	var orderBuf [64]int32
+	var order []int32
+	size := 48 + len(first.Collection) + len(first.Record) + len(first.Team)
+	var repBuf [4]Seen // the clock: each replica's last (highest) op time
+	clock := repBuf[:0]
 	for i := range ops {
 		op := &ops[i]
-		switch {
-		case op.ID.Replica != rep, len(op.Pred) > 0,
-			op.Kind != KindWrite && op.Kind != KindAdd && op.Kind != KindAppend,
-			op.Team != team || op.Collection != collection || op.Record != id,
-			op.Field == DeletedField && op.Kind != KindWrite:
+		if op.Kind != KindWrite && op.Kind != KindAdd && op.Kind != KindAppend || len(op.Pred) > 0 || op.Field == DeletedField ||
+			op.Record != first.Record || op.Collection != first.Collection || op.Team != first.Team {
 			return dst, false
 		}
 		if i > 0 {
-			prev := &ops[i-1]
-			if op.ID.Time <= prev.ID.Time {
+			if ops[i-1].ID.Compare(op.ID) >= 0 {
 				return dst, false
 			}
-			if op.Field == prev.Field {
-				if op.Kind.FieldType() != prev.Kind.FieldType() {
-					return dst, false
+			if order == nil && ops[i-1].Field >= op.Field {
+				order = orderBuf[:0]
+				if len(ops) > len(orderBuf) {
+					order = make([]int32, 0, len(ops))
 				}
-				size += 12 + len(op.Value)
-				continue
+				for j := range i {
+					order = append(order, int32(j))
+				}
 			}
-			if op.Field < prev.Field {
+		}
+		if order != nil {
+			order = append(order, int32(i))
+		}
+		clock = addDot(clock, op.ID)
+		size += 28 + len(op.Field) + len(op.Value)
+	}
+	if order != nil {
+		slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ops[a].Field, ops[b].Field) })
+		for i := 1; i < len(order); i++ {
+			if ops[order[i-1]].Field == ops[order[i]].Field {
 				return dst, false
 			}
 		}
-		nFields++
-		size += 16 + len(op.Field) + 12 + len(op.Value)
 	}
-	if dst == nil {
-		dst = make([]byte, 0, size)
+	if len(clock) > 1 {
+		slices.SortFunc(clock, func(a, b Seen) int { return bytes.Compare(a.Replica[:], b.Replica[:]) })
+	}
+	size += 44 * len(clock)
+	if cap(dst)-len(dst) < size {
+		dst = slices.Grow(dst, size)
+	}
+	// The fields below of a Record the ops leave, as appendState writes
+	// them: map keys c, r, t, z, w, b, v, f (no DeleteSeen, no Skipped).
+	base := first.ID.Time // the lowest time: IDs increase, and no clock entry is below its ops
+	index := func(rep ReplicaID) uint64 {
+		for i := range clock {
+			if clock[i].Replica == rep {
+				return uint64(i)
+			}
+		}
+		return 0 // not reached: every op's replica is in the clock
 	}
 	b := appendMapLen(dst, 8)
-	b = appendStr(appendStr(b, "c"), collection)
-	b = appendStr(appendStr(b, "r"), id)
-	b = appendStr(appendStr(b, "t"), team)
+	b = appendStr(appendStr(b, "c"), first.Collection)
+	b = appendStr(appendStr(b, "r"), first.Record)
+	b = appendStr(appendStr(b, "t"), first.Team)
 	b = appendUint(appendStr(b, "z"), StateVersion)
 	b = appendStr(b, "w")
-	b = appendBinLen(b, len(rep))
-	b = append(b, rep[:]...)
+	b = appendBinLen(b, len(clock)*len(ReplicaID{}))
+	for i := range clock {
+		b = append(b, clock[i].Replica[:]...)
+	}
 	b = appendUint(appendStr(b, "b"), uint64(base))
-	// The clock: the one replica, at its last op.
-	b = appendArrayLen(appendStr(b, "v"), 2)
-	b = appendUint(appendUint(b, 0), uint64(last-base))
+	b = appendArrayLen(appendStr(b, "v"), 2*len(clock))
+	for i := range clock {
+		b = appendUint(appendUint(b, uint64(i)), uint64(clock[i].Time-base))
+	}
 	b = appendStr(b, "f")
-	b = appendMapLen(b, nFields)
-	for i := 0; i < len(ops); {
-		name := ops[i].Field
-		j := i + 1
-		for j < len(ops) && ops[j].Field == name {
-			j++
+	b = appendMapLen(b, len(ops))
+	for k := range ops {
+		op := &ops[k]
+		if order != nil {
+			op = &ops[order[k]]
 		}
-		b = appendStr(b, name)
+		b = appendStr(b, op.Field)
 		b = appendMapLen(b, 2)
-		b = appendUint(appendStr(b, "y"), uint64(ops[i].Kind.FieldType()))
-		b = appendArrayLen(appendStr(b, "e"), 3*(j-i))
-		prev := base
-		for k := i; k < j; k++ {
-			e := &ops[k]
-			b = appendUint(appendUint(b, 0), uint64(e.ID.Time-prev))
-			prev = e.ID.Time
-			if len(e.Value) == 0 {
-				b = append(b, 0xc0)
-			} else {
-				b = append(b, e.Value...)
-			}
+		b = appendUint(appendStr(b, "y"), uint64(op.Kind.FieldType()))
+		b = appendArrayLen(appendStr(b, "e"), 3)
+		b = appendUint(appendUint(b, index(op.ID.Replica)), uint64(op.ID.Time-base))
+		if len(op.Value) == 0 {
+			b = append(b, 0xc0)
+		} else {
+			b = append(b, op.Value...)
 		}
-		i = j
 	}
 	return b, true
 }
-
-// AppendStringValue appends to dst the encoding EncodeValue(s) returns,
-// so that a caller encoding many values can keep them in one buffer.
-func AppendStringValue(dst []byte, s string) []byte { return appendStr(dst, s) }

@@ -267,6 +267,10 @@ func QuarantinedOpKey(op crdt.OpID) []byte {
 	return op.AppendBinary(cat(prefixQuarOp, crdt.OpIDSize))
 }
 
+// ErasedPrefix is p/: the prefix of every purge marker (ErasedKey), for
+// a caller that reads the markers of many records in one range walk.
+func ErasedPrefix() []byte { return append([]byte(nil), prefixErased...) }
+
 // ErasedKey is p/s(coll)s(id): the purge marker of an erased record. Its
 // value is the name of the team that owned the record. A record with a
 // purge marker is never created again: ops for it are refused.

@@ -182,8 +182,8 @@ func (v *changeView) enter(ops []crdt.Op, i int) bool {
 		return false
 	}
 	v.endRun()
-	op := &ops[i]
-	v.run = recRun{ref: refOf(op), next: runEnd(ops, i), n: runEnd(ops, i) - i}
+	end := runEnd(ops, i)
+	v.run = recRun{ref: refOf(&ops[i]), next: end, n: end - i}
 	return true
 }
 
@@ -360,7 +360,9 @@ func (s *opIDSet) has(id crdt.OpID) bool {
 	if s == nil {
 		return false
 	}
-	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 {
+	// A pred names an op older than the change's (an overwrite's): below
+	// the first ID, no search.
+	if n := len(s.sorted); n > 0 && s.sorted[n-1].Compare(id) >= 0 && s.sorted[0].Compare(id) <= 0 {
 		if _, ok := slices.BinarySearchFunc(s.sorted, id, crdt.OpID.Compare); ok {
 			return true
 		}
@@ -681,13 +683,46 @@ func newRecordSize(team, coll, id string) int { return 16 + len(team) + len(coll
 // never changed once made: a transaction that takes it copies rec before
 // changing it (recState.shared), so a retry of the commit can take it
 // again.
+//
+// A run of a record's first change as a device writes it (each field
+// written once, no pred: crdt.AppendNewState) has its state encoded
+// straight from its ops, and rec is nil: the Record is built from ops
+// (record) only if the transaction reads the record again, which a new
+// record's first push never does.
 type newRun struct {
 	start, end int          // the ops: ch.Ops[start:end]
-	rec        *crdt.Record // a blank record with the ops merged
-	state      []byte       // crdt.MarshalRecord(rec)
+	ops        []crdt.Op    // ch.Ops[start:end]
+	rec        *crdt.Record // a blank record with the ops merged; nil: not built (see above)
+	state      []byte       // crdt.MarshalRecord of that record
 	conflict   bool         // hasConflict(rec)
 	terms      []string     // recordTerms(rec)
-	sz         recSize      // checkSize's estimate after them, from a new record's
+	// sz is checkSize's estimate after the ops, from a new record's.
+	// Built from ops alone (rec nil), it has no per-field estimates: each
+	// field's is its state's encodedFieldSize, which checkSize takes for
+	// a field it has none for (a new record's field is one entry, its
+	// op's value, so the two are equal).
+	sz recSize
+}
+
+// record returns a new Record holding the run's state, for the caller
+// to change: a copy of rec, or for a run encoded from its ops alone
+// (rec nil) the ops merged into a blank record, as mergeRun merges them.
+func (nr *newRun) record() (*crdt.Record, error) {
+	if nr.rec != nil {
+		return nr.rec.Clone(), nil
+	}
+	op := &nr.ops[0]
+	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
+	b := crdt.NewBatch(rec)
+	for i := range nr.ops {
+		if err := b.Add(&nr.ops[i]); err != nil {
+			// Not reached: crdt.AppendNewState took the ops, and Add
+			// refuses none of that shape (TestAppendNewStateMatches).
+			return nil, fmt.Errorf("op %s of a run merged ahead refused when its record is built: %w", nr.ops[i].ID, err)
+		}
+	}
+	b.Flush()
+	return rec, nil
 }
 
 // minAheadRun is the op count from which a run is merged ahead.
@@ -706,6 +741,9 @@ func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun 
 	for i := 0; i < len(ch.Ops); {
 		end := runEnd(ch.Ops, i)
 		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+			if runs == nil {
+				runs = make([]newRun, 0, len(ch.Ops)/(end-i)+1)
+			}
 			runs = append(runs, nr)
 		}
 		i = end
@@ -722,7 +760,23 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 			return newRun{}, false
 		}
 	}
+	run := ops[start:end:end]
 	op := &ops[start]
+	if state, ok := crdt.AppendNewState(nil, run); ok {
+		// Every op names a field of its own: checkSize's arithmetic for a
+		// new field, with no per-field map (see newRun.sz).
+		total := newRecordSize(op.Team, op.Collection, op.Record)
+		for j := range run {
+			fs := len(run[j].Field) + fieldBytes
+			total += fs
+			cost := opCost(&run[j])
+			if total+cost > b.MaxRecordBytes || fs+cost > b.MaxFieldBytes {
+				return newRun{}, false
+			}
+			total += cost
+		}
+		return newRun{start: start, end: end, ops: run, state: state, terms: newRecordTerms(run), sz: recSize{total: total}}, true
+	}
 	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
 	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}
 	batch := crdt.NewBatch(rec)
@@ -736,7 +790,7 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	if err != nil {
 		return newRun{}, false
 	}
-	return newRun{start: start, end: end, rec: rec, state: state, conflict: hasConflict(rec), terms: recordTerms(rec), sz: sz}, true
+	return newRun{start: start, end: end, ops: run, rec: rec, state: state, conflict: hasConflict(rec), terms: recordTerms(rec), sz: sz}, true
 }
 
 // queue checks an op that passed every rule against the record's bounds

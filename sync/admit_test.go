@@ -103,7 +103,11 @@ func (f *fakeView) apply(c *Caller, d *changeDecision) {
 		if f.records[k] != u.rec {
 			panic("a run merged ahead taken for a state the view does not hold")
 		}
-		f.records[k] = u.run.rec.Clone() // the run stays as made (recState.shared)
+		rec, err := u.run.record() // the run stays as made (recState.shared)
+		if err != nil {
+			panic(err)
+		}
+		f.records[k] = rec
 	}
 	for k, s := range d.sizes {
 		f.sizes[k] = s

@@ -106,7 +106,8 @@ func (t *txnState) applyChange(c *Caller, d *changeDecision, enc crdt.OpsBytes) 
 		if rs.rec != r || !r.IsEmpty() {
 			return fmt.Errorf("admission took a run merged ahead for a state of %s/%s/%s that is not the blank one it read", r.Team, r.Collection, r.ID)
 		}
-		rs.rec, rs.dirty, rs.shared = u.run.rec, true, true
+		// u.run.rec nil: the state is built only if read (recState.state).
+		rs.rec, rs.dirty, rs.shared = u.run.rec, true, u.run.rec != nil
 		rs.ahead = u.run
 	}
 	for k, sz := range d.sizes {

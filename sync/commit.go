@@ -47,6 +47,10 @@ type request struct {
 	// entry, if every op is accepted, holds exactly these bytes.
 	ahead [][]newRun
 	enc   []crdt.OpsBytes
+	// weights[i] is changeWeight(&changes[i]), computed the first time
+	// writeWeight reads the request (a big push is weighed again at each
+	// level of a split).
+	weights []int
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -98,24 +102,11 @@ func (e *Engine) submit(ctx context.Context, r *request) error {
 // Push applies a device's changes, in order, each exactly once and
 // atomically, and reports per change (and per op not merged). It returns
 // only after every applied change is durable.
+//
+// It is preparePush and commitPush in one call (prepare.go): a pipelined
+// sync prepares its push before the request ahead of it commits.
 func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]api.ChangeResult, error) {
-	if err := e.enter(); err != nil {
-		return nil, err
-	}
-	defer e.inflight.Done()
-	if c.Replica.IsZero() {
-		return nil, fmt.Errorf("%w: caller has no replica", ErrDeviceMismatch)
-	}
-	if len(changes) == 0 {
-		return nil, nil
-	}
-	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead, r.enc = e.prechecks(&c, changes)
-	if err := e.submit(ctx, r); err != nil {
-		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
-	}
-	return r.results, nil
+	return e.commitPush(ctx, c, changes, nil)
 }
 
 // committer is the engine's single writer: it drains the queue into
@@ -248,8 +239,9 @@ func (e *Engine) splitGroup(reqs []*request) bool {
 		return false
 	}
 	h := len(r.changes) / 2
-	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h], enc: r.enc[:h]}
-	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:], enc: r.enc[h:]}
+	weights := r.changeWeights()
+	a := &request{kind: reqPush, caller: r.caller, changes: r.changes[:h], pre: r.pre[:h], val: r.val[:h], ahead: r.ahead[:h], enc: r.enc[:h], weights: weights[:h]}
+	b := &request{kind: reqPush, caller: r.caller, changes: r.changes[h:], pre: r.pre[h:], val: r.val[h:], ahead: r.ahead[h:], enc: r.enc[h:], weights: weights[h:]}
 	e.commitGroup([]*request{a})
 	e.commitGroup([]*request{b})
 	r.results, r.err = append(a.results, b.results...), errors.Join(a.err, b.err)
@@ -262,14 +254,28 @@ func (e *Engine) splitGroup(reqs []*request) bool {
 func writeWeight(reqs []*request) int {
 	n := 0
 	for _, r := range reqs {
+		for _, w := range r.changeWeights() {
+			n += w
+		}
+	}
+	return n
+}
+
+// changeWeights returns the write weight of each of r's changes,
+// computing them once.
+func (r *request) changeWeights() []int {
+	if r.weights == nil && len(r.changes) > 0 {
+		r.weights = make([]int, len(r.changes))
 		for i := range r.changes {
+			n := 0
 			for j := range r.changes[i].Ops {
 				op := &r.changes[i].Ops[j]
 				n += 48 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 24*len(op.Pred)
 			}
+			r.weights[i] = n
 		}
 	}
-	return n
+	return r.weights
 }
 
 // tryCommit applies reqs in one write transaction and commits it; on
@@ -297,12 +303,24 @@ func (e *Engine) tryCommit(reqs []*request) error {
 	if err != nil {
 		return fmt.Errorf("read quarantine sequence: %w", err)
 	}
+	// The records the pushes look like creating (their runs merged
+	// ahead), to size the caches once instead of growing them by
+	// rehashing.
+	n := 0
+	for _, r := range reqs {
+		for _, runs := range r.ahead {
+			n += len(runs)
+		}
+	}
 	t := &txnState{
 		e: e, txn: txn, now: e.wall(),
 		pos: pos, qid: qid, startPos: pos, startQID: qid,
-		records: map[string]*recState{},
-		owners:  map[string]string{},
+		records: make(map[string]*recState, n),
+		owners:  make(map[string]string, n),
 		hwm:     map[crdt.ReplicaID]uint64{},
+	}
+	if err := t.readErasedRange(reqs); err != nil {
+		return err
 	}
 	for _, r := range reqs {
 		r.results, r.rec, r.err, r.scrubKeys = nil, nil, nil, nil
@@ -355,6 +373,7 @@ type txnState struct {
 	hwm     map[crdt.ReplicaID]uint64                 // high-water seqs read or written
 	opres   map[crdt.ReplicaID][]store.ReportedChange // op results kept per replica (reported.go)
 	usage   map[string]*usage                         // quarantine quota counters by key
+	erased  map[string]string                         // purge marker key → team ("" none), read by range (erasedread.go)
 
 	scrub [][]byte // keys the erase being applied must scrub from disk
 
@@ -386,6 +405,21 @@ type recState struct {
 	// request keeps for a retry of the commit; record copies it before
 	// anything can change it.
 	shared bool
+}
+
+// state returns the record's state. rec is nil while the state is a run
+// merged ahead that was encoded from its ops alone (newRun.record):
+// it is built on first use, so a new record that nothing reads again in
+// the transaction is never built at all.
+func (rs *recState) state() (*crdt.Record, error) {
+	if rs.rec == nil {
+		rec, err := rs.ahead.record()
+		if err != nil {
+			return nil, err
+		}
+		rs.rec, rs.shared = rec, false
+	}
+	return rs.rec, nil
 }
 
 func (t *txnState) set(k, v []byte) error { return t.txn.Set(k, v) }
@@ -438,6 +472,9 @@ func (t *txnState) unowned(coll, id string) bool {
 func (t *txnState) record(team, coll, id string) (*recState, error) {
 	t.keyBuf = store.AppendRecordKey(t.keyBuf[:0], team, coll, id)
 	if rs, ok := t.records[string(t.keyBuf)]; ok {
+		if _, err := rs.state(); err != nil {
+			return nil, err
+		}
 		if rs.shared {
 			// What reads a state through here may change it (a batch, a
 			// held op, a merge): the run's own stays as it was made.
@@ -591,20 +628,26 @@ func (t *txnState) flush() error {
 		r := rs.rec
 		var now store.RecordIndex
 		var b []byte
-		if a := rs.ahead; a != nil && a.rec == r {
+		var team, coll, id string
+		if a := rs.ahead; a != nil && (r == nil || a.rec == r) {
+			// The run's state, unchanged (rec nil: never built, see
+			// recState.state): its encoding as merged ahead.
 			b, now = a.state, store.RecordIndex{UpdatedMS: ms, Conflict: a.conflict, Terms: a.terms}
+			op := &a.ops[0]
+			team, coll, id = op.Team, op.Collection, op.Record
 		} else {
 			var err error
 			if b, err = crdt.MarshalRecord(r); err != nil {
 				return err
 			}
 			now = store.RecordIndex{UpdatedMS: ms, Conflict: hasConflict(r), Terms: recordTerms(r)}
+			team, coll, id = r.Team, r.Collection, r.ID
 		}
 		var was *store.RecordIndex
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		if err := store.PutRecord(t.txn, r.Team, r.Collection, r.ID, b, was, now); err != nil {
+		if err := store.PutRecord(t.txn, team, coll, id, b, was, now); err != nil {
 			return err
 		}
 	}
@@ -663,13 +706,21 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 	val = make([][]error, len(changes))
 	ahead = make([][]newRun, len(changes))
 	enc = make([]crdt.OpsBytes, len(changes))
+	n := 0
 	for i := range changes {
-		pre[i] = make([]*refusal, len(changes[i].Ops))
-		val[i] = make([]error, len(changes[i].Ops))
+		n += len(changes[i].Ops)
+	}
+	// One array each for every change's verdicts, carved per change.
+	pres, vals := make([]*refusal, n), make([]error, n)
+	var memo precheckMemo
+	for i := range changes {
+		k := len(changes[i].Ops)
+		pre[i], val[i] = pres[:k:k], vals[:k:k]
+		pres, vals = pres[k:], vals[k:]
 		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
-			if pre[i][j] = precheck(c, op); pre[i][j] == nil && e.validator != nil {
+			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && e.validator != nil {
 				val[i][j] = e.validator.ValidateOp(op)
 			}
 			clean = clean && pre[i][j] == nil && val[i][j] == nil
@@ -686,19 +737,43 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 // names, record ID, replica, team scope), in order, and returns why it
 // must not be merged, or nil; admission.checkOp runs the rest in the committer.
 func precheck(c *Caller, op *crdt.Op) *refusal {
+	var m precheckMemo
+	return m.precheck(c, op)
+}
+
+// precheckMemo keeps precheck's answers for the record ID and team of
+// the op before, which a device's next ops nearly always repeat (a
+// record's fields in a row): pure functions of the string, asked once
+// per run instead of once per op.
+type precheckMemo struct {
+	rec, team   string
+	recErr      error
+	inTeam      bool
+	recOK, tmOK bool
+}
+
+// precheck is precheck, with the answers for a record ID or team asked
+// just before taken from m.
+func (m *precheckMemo) precheck(c *Caller, op *crdt.Op) *refusal {
 	if err := op.Validate(); err != nil {
 		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}
 	}
-	if err := crdt.ValidateRecordID(op.Record); err != nil {
+	if !m.recOK || m.rec != op.Record {
+		m.rec, m.recErr, m.recOK = op.Record, crdt.ValidateRecordID(op.Record), true
+	}
+	if err := m.recErr; err != nil {
 		return &refusal{code: api.CodeInvalidRecordID, detail: err.Error()}
 	}
 	if op.ID.Replica != c.Replica {
 		return &refusal{code: api.CodeWrongReplica, detail: fmt.Sprintf("op %s names replica %s, pusher is %s", op.ID, op.ID.Replica, c.Replica)}
 	}
-	if !c.InTeam(op.Team) {
+	if !m.tmOK || m.team != op.Team {
+		m.team, m.inTeam, m.tmOK = op.Team, c.InTeam(op.Team), true
+	}
+	if !m.inTeam {
 		return &refusal{code: api.CodeForbiddenTeam, detail: fmt.Sprintf("caller is not in team %q", op.Team)}
 	}
 	if (op.Kind == crdt.KindAdd || op.Kind == crdt.KindAppend) && len(op.Pred) > 0 {

@@ -69,7 +69,9 @@
 // crdt.ValidateRecordID → invalid_record_id; op ID naming another replica →
 // wrong_replica; team not the caller's → forbidden_team (these first
 // checks, and the Validator's verdict used below, need no stored state
-// and run in the pushing request's goroutine, before the committer);
+// and run in the pushing request's goroutine, before the committer: for
+// a pipelined push, before the request ahead of it has committed, see
+// PrepareSync in prepare.go);
 // record owned by
 // another team → wrong_team; record erased → record_erased (not kept in
 // the quarantine); op ID already merged → skipped silently if the op is an
@@ -116,7 +118,13 @@
 // checks each of its ops, and takes the state merged ahead only if the
 // record is blank in the view and every op passes, so the decision is the
 // one admitChange makes without it (admitref_prop_test.go holds both to
-// the admission as it was before, kept in admitref_test.go).
+// the admission as it was before, kept in admitref_test.go). A run of
+// the usual shape (each field written once, no pred) is encoded straight
+// from its ops (crdt.AppendNewState) and its Record is built only if the
+// transaction reads the record again (recState.state). The purge markers
+// of the records a commit group merged ahead are read in one walk of the
+// p/ range as its transaction starts (erasedread.go), not one point read
+// per new record.
 //
 // # Bounds
 //

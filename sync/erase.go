@@ -84,8 +84,14 @@ func (e *Engine) Erase(ctx context.Context, c Caller, ref api.RecordRef, cascade
 	return r.report, nil
 }
 
-// erasedMarker returns the team named by a record's purge marker, or "".
+// erasedMarker returns the team named by a record's purge marker, or "":
+// as read for its change (readErasedRange), or read now.
 func (t *txnState) erasedMarker(coll, id string) (string, error) {
+	if len(t.erased) > 0 {
+		if team, ok := t.erased[string(store.ErasedKey(coll, id))]; ok {
+			return team, nil
+		}
+	}
 	return store.ErasedTeam(t.txn, coll, id)
 }
 
@@ -171,7 +177,11 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 	for it.Seek(prefix); it.Valid(); it.Next() {
 		key := it.Key()
 		if rs, ok := t.records[string(key)]; ok {
-			check(rs.rec) // the cached state may be newer than the stored one
+			rec, err := rs.state() // the cached state may be newer than the stored one
+			if err != nil {
+				return nil, err
+			}
+			check(rec)
 			continue
 		}
 		var rec *crdt.Record
@@ -188,8 +198,15 @@ func (t *txnState) referencing(team, personID string) ([]api.RecordRef, error) {
 		return nil, err
 	}
 	for _, rs := range t.records {
-		if rs.dirty && !rs.exists && rs.rec.Team == team {
-			check(rs.rec)
+		if !rs.dirty || rs.exists {
+			continue
+		}
+		rec, err := rs.state()
+		if err != nil {
+			return nil, err
+		}
+		if rec.Team == team {
+			check(rec)
 		}
 	}
 	return out, nil
@@ -259,6 +276,7 @@ func (t *txnState) eraseRecord(ref api.RecordRef, rep *ErasureReport, entries ma
 	// flush does not write the record back.
 	delete(t.records, string(store.RecordKey(ref.Team, ref.Collection, ref.ID)))
 	t.owners[string(store.TeamIndexKey(ref.Collection, ref.ID))] = ""
+	t.erased = nil // read again from the transaction, which now holds this marker
 	return store.MarkErased(t.txn, ref.Collection, ref.ID, ref.Team)
 }
 

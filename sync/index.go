@@ -76,7 +76,7 @@ func recordTerms(rec *crdt.Record) []string {
 	}
 	var terms []string
 	if rec.Collection == "people" {
-		for _, f := range []string{"given_name", "family_name", "preferred_name"} {
+		for _, f := range termNameFields {
 			for _, w := range strings.Fields(registerText(rec, f)) {
 				// "Hughes-Smith" is found as hughessmith, hughes and smith.
 				if n := normWord(w); n != "" {
@@ -89,22 +89,75 @@ func recordTerms(rec *crdt.Record) []string {
 				}
 			}
 		}
-		if n := normCompact(registerText(rec, "nhs_number")); n != "" {
+		if n := normCompact(registerText(rec, termNHSField)); n != "" {
 			terms = append(terms, termNHS+n)
 		}
-		if p := normCompact(registerText(rec, "postcode")); p != "" {
+		if p := normCompact(registerText(rec, termPostcodeField)); p != "" {
 			terms = append(terms, termPostcode+p)
 		}
 	}
 	// A record links to every person it names: a contact or assessment by
 	// person_id, a carer record by the cared-for person and the carer.
-	for _, f := range []string{"person_id", "cared_for_person_id", "carer_person_id"} {
+	for _, f := range termPersonFields {
 		if p := registerText(rec, f); p != "" && !strings.ContainsRune(p, store.TermEnd) {
 			terms = append(terms, termPerson+p)
 		}
 	}
 	slices.Sort(terms)
 	return slices.Compact(terms)
+}
+
+// The fields recordTerms reads: names, NHS number and postcode of
+// people, and in any collection the people a record names.
+var (
+	termNameFields    = []string{"given_name", "family_name", "preferred_name"}
+	termPersonFields  = []string{"person_id", "cared_for_person_id", "carer_person_id"}
+	termNHSField      = "nhs_number"
+	termPostcodeField = "postcode"
+)
+
+// termFields is the set of the fields recordTerms reads.
+var termFields = func() map[string]bool {
+	m := map[string]bool{termNHSField: true, termPostcodeField: true}
+	for _, f := range slices.Concat(termNameFields, termPersonFields) {
+		m[f] = true
+	}
+	return m
+}()
+
+// newRecordTerms is recordTerms of the record ops leave on a blank one,
+// for ops crdt.AppendNewState takes (each field written once, none to
+// the delete register): recordTerms reads only termFields and the delete
+// register, so a record of the ops on those fields alone has the same
+// terms, and most records have none of them.
+func newRecordTerms(ops []crdt.Op) []string {
+	var rec *crdt.Record
+	for i := range ops {
+		op := &ops[i]
+		if !termFields[op.Field] {
+			continue
+		}
+		if rec == nil {
+			rec = crdt.NewRecord(op.Team, op.Collection, op.Record)
+		}
+		if err := rec.Apply(op); err != nil {
+			return recordTerms(fullRecord(ops)) // not reached for such ops; the plain way if it were
+		}
+	}
+	if rec == nil {
+		return nil
+	}
+	return recordTerms(rec)
+}
+
+// fullRecord returns the record ops leave on a blank one (ops that Apply
+// takes, in order).
+func fullRecord(ops []crdt.Op) *crdt.Record {
+	rec := crdt.NewRecord(ops[0].Team, ops[0].Collection, ops[0].Record)
+	for i := range ops {
+		_ = rec.Apply(&ops[i])
+	}
+	return rec
 }
 
 // MaxSearchResults bounds one search.
