@@ -41,7 +41,11 @@ import (
 //     serves waiters in order);
 //   - larger requests are also processed at most cap(large) at a time
 //     (GOMAXPROCS−1, at least one), so they leave a core to everyone
-//     else's small syncs.
+//     else's small syncs. "Processed" is the request's own work (decode,
+//     prechecks, runs merged ahead: what costs CPU in the handler); the
+//     sync handler gives the slot back (endLarge) before its push waits
+//     in the committer's queue, where it costs the handler nothing, so
+//     the next large push can be prepared meanwhile.
 type admission struct {
 	wire, work, small   *semaphore.Weighted
 	wireMax, workMax    int64
@@ -109,9 +113,22 @@ var errBusy = errors.New("request memory budget full")
 // returns it with the release of its work budget, which the caller must
 // call once the reply is written.
 func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), err error) {
+	body, release, _, err = a.readSyncBodyThen(c, nil)
+	return body, release, err
+}
+
+// readSyncBodyThen is readSyncBody that also calls decoded, if not nil,
+// with the body's decoded size once its wire bytes are read and before
+// the work budget is charged (an error from it ends the read), and
+// returns besides release an endLarge that gives back the large-sync
+// slot (see admission) early, once the request's own work is done and it
+// only waits for the committer (release gives it back if endLarge has
+// not). Both are safe to call more than once.
+func (a *admission) readSyncBodyThen(c echo.Context, decoded func(size int64) error) (body []byte, release, endLarge func(), err error) {
+	fail := func(err error) ([]byte, func(), func(), error) { return nil, nil, nil, err }
 	r := c.Request()
 	if r.ContentLength > a.maxWire {
-		return nil, nil, problemf(api.CodeBodyTooLarge, "body of %d bytes exceeds %d", r.ContentLength, a.maxWire)
+		return fail(problemf(api.CodeBodyTooLarge, "body of %d bytes exceeds %d", r.ContentLength, a.maxWire))
 	}
 	// The request codings this server reads (RFC 9110 §12.5.3: a server
 	// may say so in any response), which tells a client it may zstd its
@@ -126,12 +143,12 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 	case codingZstd:
 		coding = codingZstd
 	default:
-		return nil, nil, problemf(api.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use zstd, gzip or none", enc)
+		return fail(problemf(api.CodeUnsupportedMedia, "Content-Encoding %q is not supported; use zstd, gzip or none", enc))
 	}
 	wire, wireHeld, err := a.readWire(c)
 	defer a.wire.Release(wireHeld)
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	size := int64(len(wire))
 	switch coding {
@@ -141,7 +158,12 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 		size, err = zstdSize(wire, a.maxDecoded)
 	}
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
+	}
+	if decoded != nil {
+		if err := decoded(size); err != nil {
+			return fail(err)
+		}
 	}
 	budget, weight := a.work, min(a.workFactor*max(size, 1), a.workMax)
 	if size <= SmallSyncBytes {
@@ -150,21 +172,23 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 	ctx, cancel := context.WithTimeout(r.Context(), a.wait)
 	defer cancel()
 	if err := budget.Acquire(ctx, weight); err != nil {
-		return nil, nil, &Error{Code: api.CodeUnavailable, Detail: "server busy: request memory budget full; retry", Err: errBusy}
+		return fail(&Error{Code: api.CodeUnavailable, Detail: "server busy: request memory budget full; retry", Err: errBusy})
 	}
-	release = func() { budget.Release(weight) }
+	var once, onceLarge gosync.Once
+	endLarge = func() {}
 	if budget == a.work {
 		select {
 		case a.large <- struct{}{}:
 		case <-ctx.Done():
-			release()
-			return nil, nil, &Error{Code: api.CodeUnavailable, Detail: "server busy with large syncs; retry", Err: errBusy}
+			budget.Release(weight)
+			return fail(&Error{Code: api.CodeUnavailable, Detail: "server busy with large syncs; retry", Err: errBusy})
 		}
-		release = func() { <-a.large; budget.Release(weight) }
+		endLarge = func() { onceLarge.Do(func() { <-a.large }) }
 	}
+	release = func() { once.Do(func() { endLarge(); budget.Release(weight) }) }
 	switch coding {
 	case "":
-		return wire, release, nil
+		return wire, release, endLarge, nil
 	case codingGzip:
 		body, err = gunzipExact(wire, size)
 	default:
@@ -172,9 +196,9 @@ func (a *admission) readSyncBody(c echo.Context) (body []byte, release func(), e
 	}
 	if err != nil {
 		release()
-		return nil, nil, err
+		return fail(err)
 	}
-	return body, release, nil
+	return body, release, endLarge, nil
 }
 
 // RequestCodings are the content codings POST /v1/sync reads, as its

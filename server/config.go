@@ -70,6 +70,13 @@ type Config struct {
 	// these make.
 	SyncMemoryBudget int64
 	BudgetWait       time.Duration
+	// PipelineHoldBytes bounds the bytes one device's pipelined sync
+	// requests hold, read and decoded, while they wait for the request
+	// before them (docs/PROTOCOL.md "Pipelined pushes"); one that does not
+	// fit waits before its body is read. Default 8 MiB; negative: none is
+	// held decoded. All devices' together hold at most SyncMemoryBudget /
+	// (2 × SyncMemoryFactor).
+	PipelineHoldBytes int64
 	// Limits bound the msgpack structure of a sync request, checked before
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits
@@ -217,6 +224,9 @@ func (c *Config) defaults() {
 	}
 	if c.BudgetWait <= 0 {
 		c.BudgetWait = 20 * time.Second
+	}
+	if c.PipelineHoldBytes == 0 {
+		c.PipelineHoldBytes = 8 << 20
 	}
 	if c.Limits == nil {
 		l := DefaultLimits

@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -93,22 +95,42 @@ func (s *Server) sync(c echo.Context) error {
 		return problemf(api.CodeRateLimited, "this device already has %d syncs in flight", s.cfg.MaxSyncsPerDevice)
 	}
 	defer s.admit.leave(dev)
-	s.pipe.enter(dev) // pipeline.go: pipelined pushes wait for the one before
-	defer s.pipe.leave(dev)
-	if err := s.awaitPredecessor(c, dev, callerOf(c).Replica); err != nil {
+	arrived := time.Now()
+	ps := s.pipe.enter(dev) // pipeline.go: pipelined pushes wait for the one before
+	defer s.pipe.leave(ps)
+	caller := callerOf(c)
+	ctx := c.Request().Context()
+	after, pipelined, err := afterSeq(c.Request())
+	if err != nil {
 		return err
 	}
-	body, release, err := s.admit.readSyncBody(c)
+	// held: a pipelined request read, decoded and prepared before it
+	// waits for the one before (pipeline.go, "Held decoded").
+	held := false
+	if pipelined {
+		if held, err = s.holdBeforeBody(ctx, ps, caller.Replica, after, arrived, c.Request().ContentLength); err != nil {
+			return err
+		}
+	}
+	body, release, endLarge, err := s.admit.readSyncBodyThen(c, func(size int64) (err error) {
+		if held {
+			held, err = s.holdDecoded(ctx, ps, caller.Replica, after, arrived, size)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	defer release()
-	select {
-	case s.syncSlots <- struct{}{}:
-		defer func() { <-s.syncSlots }()
-	case <-c.Request().Context().Done():
-		return &Error{Code: api.CodeUnavailable, Detail: "gave up waiting for a sync slot", Err: c.Request().Context().Err()}
+	s.pipe.bodied(ps)
+	if !held {
+		s.pipe.unreserve(ps)
 	}
+	freeSlot, err := s.takeSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { freeSlot() }()
 	req, err := DecodeSyncRequest(body, *s.cfg.Limits)
 	if err != nil {
 		return err
@@ -116,12 +138,32 @@ func (s *Server) sync(c echo.Context) error {
 	if err := unpackPush(req, *s.cfg.Limits); err != nil { // docs/PROTOCOL.md "Packed pull encoding"
 		return err
 	}
-	caller := callerOf(c)
 	if req.Replica != caller.Replica {
 		return problemf(api.CodeDeviceMismatch, "request replica %s does not match the token's device", req.Replica)
 	}
+	prep := s.engine.PrepareSync(caller, req)
+	endLarge() // the rest waits for the committer (admission: large syncs)
+	if held {
+		// Prepared while the request before commits: now wait for it,
+		// without a sync slot.
+		freeSlot()
+		freeSlot = func() {}
+		if _, err := s.awaitPredecessor(ctx, ps, caller.Replica, after, arrived, false); err != nil {
+			return err
+		}
+		s.pipe.unreserve(ps)
+		if freeSlot, err = s.takeSlot(ctx); err != nil {
+			freeSlot = func() {}
+			return err
+		}
+	}
+	if pipelined {
+		s.metrics.pipelined.WithLabelValues(strconv.FormatBool(held)).Inc()
+		s.log.Debug("pipelined sync", "device", dev, "after", after, "prepared", held, "waited", ps.waited, "since_arrival", time.Since(arrived))
+	}
+	prep.AfterPush = func() { s.pipe.decided(dev) }
 	start := time.Now()
-	resp, err := s.engine.Sync(c.Request().Context(), caller, req)
+	resp, err := s.engine.SyncPrepared(ctx, prep)
 	s.pipe.decided(dev)
 	if err != nil {
 		return err
@@ -145,6 +187,17 @@ func (s *Server) sync(c echo.Context) error {
 		return err
 	}
 	return c.Blob(http.StatusOK, api.ContentType, out)
+}
+
+// takeSlot takes one of the sync slots (Config.MaxConcurrentSyncs),
+// waiting for one until ctx ends, and returns its release.
+func (s *Server) takeSlot(ctx context.Context) (func(), error) {
+	select {
+	case s.syncSlots <- struct{}{}:
+		return func() { <-s.syncSlots }, nil
+	case <-ctx.Done():
+		return nil, &Error{Code: api.CodeUnavailable, Detail: "gave up waiting for a sync slot", Err: ctx.Err()}
+	}
 }
 
 // unpackPush replaces a packed push (api.SyncRequest.Packed) by the

@@ -43,6 +43,7 @@ type metrics struct {
 	changesApplied, changesDuplicate, changesRefused prometheus.Counter
 	opsPushed, opsNotMerged, itemsPulled             prometheus.Counter
 	rateLimited                                      *prometheus.CounterVec // limit
+	pipelined                                        *prometheus.CounterVec // prepared: "true" if read and prepared before its wait (pipeline.go)
 
 	mu      gosync.Mutex
 	devices map[string]time.Time // device → last authenticated request
@@ -73,12 +74,18 @@ func newMetrics(s *Server) *metrics {
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "doorstep_rate_limited_total", Help: "Requests refused by a rate limit (device: per device; auth: per client address).",
 	}, []string{"limit"})
+	m.pipelined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorstep_sync_pipelined_total", Help: "Pipelined sync requests (Doorstep-After-Seq), by whether they were read and prepared before waiting for the one before (prepared=\"true\") or waited before their body (\"false\").",
+	}, []string{"prepared"})
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency, m.sync,
 		m.changesApplied, m.changesDuplicate, m.changesRefused, m.opsPushed, m.opsNotMerged, m.itemsPulled,
-		m.rateLimited,
+		m.rateLimited, m.pipelined,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "doorstep_sync_pipelined_held_bytes", Help: "Body bytes held by pipelined sync requests read and prepared while they wait for the one before (bounded by PipelineHoldBytes per device).",
+		}, func() float64 { return float64(s.pipe.heldBytes()) }),
 		&stateCollector{s: s},
 	)
 	return m

@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		admit:       newAdmission(&cfg),
 		backupBusy:  make(chan struct{}, 1),
 	}
+	s.pipe.holdMax, s.pipe.holdTotal = max(cfg.PipelineHoldBytes, 0), cfg.SyncMemoryBudget/(2*SyncMemoryFactor) // pipeline.go
 	if s.schema, err = newSchemaDoc(s); err != nil {
 		blobs.Close()
 		eng.Close()

@@ -42,7 +42,7 @@
 // Below, s(x) is an encoded string, u64(x) an 8-byte big-endian number and
 // id24 a 24-byte op ID.
 //
-//	m/version                         u32 version of this layout (CurrentVersion, now 2)
+//	m/version                         u32 version of this layout (CurrentVersion, now 3)
 //	m/server-replica                  16 bytes: the server's own replica ID
 //	m/server-clock                    u64: the highest HLC time the server stamped an op
 //	                                  of its own with (resolve, re-apply); stamps move
@@ -67,8 +67,10 @@
 //	                                  the same collection and ID under another team)
 //	l/s(team)u64(pos)                 LogEntry: author, replica, seq, receive time and
 //	                                  the ops of one accepted change that touch this
-//	                                  team; a change spanning teams writes one entry
-//	                                  per team, same pos. The log is also the history.
+//	                                  team (packed under "O" from layout 3, see
+//	                                  logops.go; whole ops under "o" before); a change
+//	                                  spanning teams writes one entry per team, same
+//	                                  pos. The log is also the history.
 //	                                  A restate entry has no ops and States: record
 //	                                  states a device re-sent after a restore
 //	i/s(team)s(coll)s(id)u64(pos)     empty: the change at pos touched the record
@@ -117,6 +119,21 @@
 //     encoding 1 does not say it skipped them), and stamps m/version last.
 //     Nothing else changes: log entries, history, quarantine and indexes
 //     hold ops, whose encoding is unchanged.
+//   - 3: the ops of a log entry written from layout 3 are packed under
+//     "O" (logops.go: the team, collection and record once per run of ops
+//     of one record, names from a table, the ID's replica once and its
+//     time as a delta, a pred as a delta from its op, no msgpack keys per
+//     op), about a quarter of the
+//     whole ops' bytes under "o" that layout 2 wrote: the log entry was
+//     70% of the bytes a push wrote to the store (issue 17). Readers
+//     (LogEntry's decoder, DecodePulledEntry, LogEntryReplica) take both
+//     forms and expand packed ops to exactly the "o" bytes, so pulls and
+//     history serve what they served. The migration from 2 rewrites
+//     nothing: it only stamps m/version, so that a layout 2 build, which
+//     would read a packed entry as one without ops, refuses the store
+//     (ErrNewerVersion). Every process sharing a store (PostgreSQL) must
+//     run a layout 3 build before any of them writes. Entries without ops
+//     (erasure, restate) are written as before.
 //
 // Package store (issue 13) builds its storage seam on layout 2: a record
 // state is one opaque value, crdt.MarshalRecord bytes, read whole and

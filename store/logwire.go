@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/vmihailenco/msgpack/v5"
@@ -15,10 +16,11 @@ import (
 // lays out a LogEntry (its msgpack tags), so they live here, next to it.
 
 // PulledEntry is the part of a LogEntry a pull serves, with the ops
-// kept as their stored bytes: Encode writes each op as AppendOp does
-// and the array header as msgpack does, which is exactly the form a
-// []crdt.Op takes in a reply, so the bytes are copied, not decoded and
-// encoded again. The console's changed-since page reads the same parts
+// as the bytes a []crdt.Op takes in a reply (each op as AppendOp writes
+// it, the array header as msgpack does): an entry written before layout
+// 3 holds exactly these bytes under "o", which are copied, not decoded
+// and encoded again; a layout 3 entry's packed ops ("O") are expanded to
+// them (PackedLogOps.OpsBytes). The console's changed-since page reads the same parts
 // and the receive time and reason. DecodePulledEntry fills it.
 type PulledEntry struct {
 	Author     string             // "a"
@@ -31,9 +33,10 @@ type PulledEntry struct {
 }
 
 // DecodePulledEntry decodes the parts of an encoded LogEntry a pull
-// serves. The ops are not decoded: their stored bytes are copied, found
-// without walking them when "o" is the entry's last key (as Encode
-// writes every entry that has ops).
+// serves. Ops stored whole ("o") are not decoded: their stored bytes
+// are copied, found without walking them when "o" is the entry's last
+// key (as layout 2 wrote every entry that has ops); packed ops ("O")
+// are expanded.
 func DecodePulledEntry(v []byte, le *PulledEntry) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -71,6 +74,19 @@ func DecodePulledEntry(v []byte, le *PulledEntry) (err error) {
 			}
 			if err = dec.Skip(); err == nil {
 				le.Ops = crdt.OpsBytes(bytes.Clone(v[start : len(v)-rd.Len()]))
+			}
+		case "O":
+			// Packed ops (layout 3): expanded to the bytes "o" held.
+			var n int
+			if n, err = dec.DecodeBytesLen(); err == nil {
+				start := len(v) - rd.Len()
+				if n < 0 || n > rd.Len() {
+					return fmt.Errorf("%w: log entry ops: bin of %d bytes", ErrBadValue, n)
+				}
+				le.Ops, err = PackedLogOps(v[start : start+n]).OpsBytes()
+				if err == nil {
+					_, err = rd.Seek(int64(n), io.SeekCurrent)
+				}
 			}
 		case "x":
 			err = dec.Decode(&le.Erased)

@@ -12,10 +12,14 @@ import (
 	"github.com/doorstep-health/doorstep/crdt"
 )
 
-// TestLogEntryWireSameBytes checks that PutLogEntry's encoding
-// (encodeLogEntry: ops through crdt.NewOpsBytes) writes exactly the bytes
-// Encode writes for the same LogEntry by reflection, over entries with
-// every field set or left out, so the log on disk is unchanged.
+// TestLogEntryWireSameBytes checks the two forms of a stored log entry
+// over entries with every field set or left out: the layout 3 form
+// (encodeLogEntry: ops packed under "O", logops.go) and the layout 2
+// form (Encode: whole ops under "o") decode to the same entry, and a
+// pull (DecodePulledEntry) serves both as exactly crdt.NewOpsBytes of
+// the ops; packing ahead (PutLogEntryOps) writes the same bytes as
+// packing in place; entries without ops are written as layout 2 wrote
+// them.
 func TestLogEntryWireSameBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 1))
 	rec := crdt.NewRecord("t", "people", "p1")
@@ -58,7 +62,7 @@ func TestLogEntryWireSameBytes(t *testing.T) {
 	}
 	for i := range entries {
 		le := &entries[i]
-		want, err := Encode(le)
+		old, err := Encode(le)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,21 +70,52 @@ func TestLogEntryWireSameBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("entry %d (%d ops): encodeLogEntry wrote %d bytes that differ from Encode's %d", i, len(le.Ops), len(got), len(want))
+		if len(le.Ops) == 0 && !bytes.Equal(got, old) {
+			t.Fatalf("entry %d without ops: written as %x, want layout 2's %x", i, got, old)
 		}
-		pre, err := encodeLogEntryOps(le, crdt.NewOpsBytes(le.Ops)) // PutLogEntryOps
+		pre, err := encodeLogEntryPacked(le, PackLogOps(le.Ops)) // PutLogEntryOps
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(pre, want) {
-			t.Fatalf("entry %d (%d ops): with its ops encoded ahead, %d bytes that differ from Encode's %d", i, len(le.Ops), len(pre), len(want))
+		if !bytes.Equal(pre, got) {
+			t.Fatalf("entry %d (%d ops): with its ops packed ahead, %d bytes that differ from %d", i, len(le.Ops), len(pre), len(got))
+		}
+		wantOps := crdt.NewOpsBytes(le.Ops)
+		for form, v := range map[string][]byte{"layout 2": old, "layout 3": got} {
+			var back LogEntry
+			if err := Decode(v, &back); err != nil {
+				t.Fatalf("entry %d, %s: %v", i, form, err)
+			}
+			if back.Author != le.Author || back.Replica != le.Replica || back.Seq != le.Seq || back.ReceivedMS != le.ReceivedMS ||
+				back.Reason != le.Reason || len(back.Erased) != len(le.Erased) || len(back.States) != len(le.States) {
+				t.Fatalf("entry %d, %s: decoded %+v", i, form, back)
+			}
+			if b := crdt.NewOpsBytes(back.Ops); !bytes.Equal(b, wantOps) {
+				t.Fatalf("entry %d, %s: decoded ops differ", i, form)
+			}
+			var pe PulledEntry
+			if err := DecodePulledEntry(v, &pe); err != nil {
+				t.Fatalf("entry %d, %s: pulled: %v", i, form, err)
+			}
+			if len(wantOps) == 0 && pe.Ops.Len() == 0 {
+				pe.Ops = nil // layout 2 wrote no ops as nil
+			}
+			if !bytes.Equal(pe.Ops, wantOps) || pe.Author != le.Author || pe.Replica != le.Replica || pe.ReceivedMS != le.ReceivedMS ||
+				pe.Reason != le.Reason || len(pe.Erased) != len(le.Erased) || len(pe.States) != len(le.States) {
+				t.Fatalf("entry %d, %s: pulled %d op bytes, want %d (%+v)", i, form, len(pe.Ops), len(wantOps), pe)
+			}
+			if r, ok := LogEntryReplica(v); !ok || r != le.Replica {
+				t.Fatalf("entry %d, %s: replica %v %v", i, form, r, ok)
+			}
+		}
+		if len(le.Ops) > 2 && len(got) >= len(old) {
+			t.Errorf("entry %d: packed %d bytes, not smaller than layout 2's %d", i, len(got), len(old))
 		}
 	}
 }
 
 // TestLogEntryEncodesInPlace: a push's log entry is encoded into one
-// buffer, its ops appended to it directly (logOps through appendWriter),
+// buffer, its ops packed into it directly (logOps through appendWriter),
 // not built apart and copied in: the bytes allocated per entry stay under
 // 1.5 times its size (building the ops apart takes twice).
 func TestLogEntryEncodesInPlace(t *testing.T) {
@@ -93,7 +128,7 @@ func TestLogEntryEncodesInPlace(t *testing.T) {
 		}
 	}
 	le := &LogEntry{Author: "ann", Replica: crdt.NewReplicaID(), Seq: 7, ReceivedMS: 1, Ops: ops}
-	want, err := Encode(le)
+	want, err := encodeLogEntryPacked(le, PackLogOps(le.Ops))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +138,7 @@ func TestLogEntryEncodesInPlace(t *testing.T) {
 	for range runs {
 		b, err := encodeLogEntry(le)
 		if err != nil || !bytes.Equal(b, want) {
-			t.Fatalf("encodeLogEntry: %v, or bytes differ from Encode's", err)
+			t.Fatalf("encodeLogEntry: %v, or bytes differ from packing ahead", err)
 		}
 	}
 	runtime.ReadMemStats(&after)

@@ -187,11 +187,11 @@ func PutLogEntry(tx Tx, team string, pos uint64, le *LogEntry) error {
 }
 
 // PutLogEntryOps is PutLogEntry for a caller that has the entry's ops
-// encoded already: ops must be crdt.NewOpsBytes(le.Ops) (nil: encode
-// them here). A push encodes a change's ops before the committer takes
-// it, so the committer only copies them.
-func PutLogEntryOps(tx Tx, team string, pos uint64, le *LogEntry, ops crdt.OpsBytes) error {
-	v, err := encodeLogEntryOps(le, ops)
+// packed already: packed must be PackLogOps(le.Ops) (nil: pack them
+// here). A push packs a change's ops before the committer takes it, so
+// the committer only copies them.
+func PutLogEntryOps(tx Tx, team string, pos uint64, le *LogEntry, packed PackedLogOps) error {
+	v, err := encodeLogEntryPacked(le, packed)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func EraseFromLogEntry(tx Tx, team, coll, id string, pos uint64) (ops int, chang
 		return ops, EntryDeleted, tx.Delete(key)
 	}
 	le.Ops = kept
-	v, err := Encode(&le)
+	v, err := encodeLogEntry(&le)
 	if err != nil {
 		return ops, EntryUnchanged, err
 	}

@@ -13,8 +13,9 @@ import (
 // CurrentVersion is the version of the key layout this package writes.
 // Version 2 stores record states (r/ values) in crdt state encoding 2 (a
 // causal context per record) instead of encoding 1 (removed-ID lists per
-// field); see crdt.StateVersion.
-const CurrentVersion uint32 = 2
+// field); see crdt.StateVersion. Version 3 writes the ops of new log
+// entries packed (logops.go) and reads both forms.
+const CurrentVersion uint32 = 3
 
 // ErrNewerVersion reports a store written by a newer Doorstep.
 var ErrNewerVersion = errors.New("store: written by a newer version")
@@ -30,6 +31,11 @@ type Migration func(txn Tx) error
 var (
 	migrations = map[uint32]Migration{
 		1: func(Tx) error { return nil }, // the record states: bulkMigrations[1]
+		// Log entries written before layout 3 keep their ops whole ("o"):
+		// every reader takes both forms, so nothing is rewritten. The
+		// stamp keeps an older build, which would read a packed entry as
+		// one without ops, from opening the store.
+		2: func(Tx) error { return nil },
 	}
 	bulkMigrations = map[uint32]func(ctx context.Context, kv KV) error{
 		1: rewriteRecordStates,

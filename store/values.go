@@ -36,7 +36,10 @@ func DecodeRecordValue(v []byte) (updatedMS int64, rec []byte, err error) {
 
 // LogEntry is the value of an l/ key: one accepted change's ops that touch
 // one team, who pushed it and when the server received it. Log entries are
-// also the record history (see the i/ index).
+// also the record history (see the i/ index). Its tags are the layout 2
+// form, which Encode writes; the store writes entries with ops in the
+// layout 3 form (encodeLogEntry: the ops packed under "O"), and its
+// decoder reads both.
 type LogEntry struct {
 	Author     string         `msgpack:"a"`
 	Replica    crdt.ReplicaID `msgpack:"d"`
@@ -88,46 +91,52 @@ type QuarantineEntry struct {
 	Charged uint64 `msgpack:"w,omitempty"`
 }
 
-// logEntryWire is LogEntry with its ops encoded by crdt.AppendOp (the
-// bytes a []crdt.Op encodes to, see logOps): the same fields, tags and
-// order, so it encodes to the same bytes as the LogEntry, without msgpack
-// reflecting over (and boxing a copy of) every op.
-// TestLogEntryWireSameBytes keeps the two in step.
+// logEntryWire is how a log entry with ops is written from layout 3: the
+// fields of LogEntry, in its order, with its ops packed under "O" (see
+// logops.go) in place of "o". Entries without ops (erasures, restates)
+// are written by Encode, as before.
 type logEntryWire struct {
 	Author     string             `msgpack:"a"`
 	Replica    crdt.ReplicaID     `msgpack:"d"`
 	Seq        uint64             `msgpack:"s"`
 	ReceivedMS int64              `msgpack:"t"`
 	Reason     string             `msgpack:"r,omitempty"`
-	Ops        logOps             `msgpack:"o"`
+	Ops        logOps             `msgpack:"O"`
 	Erased     []ErasedRecord     `msgpack:"x,omitempty"`
 	States     []crdt.RecordBytes `msgpack:"st,omitempty"`
 }
 
-// logOps encodes ops as crdt.NewOpsBytes does (a msgpack array header,
-// then crdt.AppendOp of each op: what a []crdt.Op encodes to), straight
-// into the entry's buffer when the encoder writes to an appendWriter; or
-// writes enc, when the caller had them encoded already (PutLogEntryOps).
+// logOps writes ops packed (PackLogOps) as a msgpack bin, straight into
+// the entry's buffer when the encoder writes to an appendWriter; or
+// writes packed, when the caller packed them already (PutLogEntryPacked).
 type logOps struct {
-	ops []crdt.Op
-	enc crdt.OpsBytes // crdt.NewOpsBytes(ops), or nil
+	ops    []crdt.Op
+	packed PackedLogOps // PackLogOps(ops), or nil
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (o logOps) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if len(o.enc) > 0 {
-		return o.enc.EncodeMsgpack(enc)
-	}
 	w, ok := enc.Writer().(*appendWriter)
-	if !ok || len(o.ops) == 0 {
-		return crdt.NewOpsBytes(o.ops).EncodeMsgpack(enc)
-	}
-	if err := enc.EncodeArrayLen(len(o.ops)); err != nil {
+	if len(o.packed) > 0 || !ok {
+		p := o.packed
+		if len(p) == 0 {
+			p = PackLogOps(o.ops)
+		}
+		// Always a bin 32 header, as packing in place writes it.
+		var h [5]byte
+		h[0] = 0xc6
+		binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+		if _, err := enc.Writer().Write(h[:]); err != nil {
+			return err
+		}
+		_, err := enc.Writer().Write(p)
 		return err
 	}
-	for i := range o.ops {
-		w.b = crdt.AppendOp(w.b, &o.ops[i])
-	}
+	// A bin 32 header, its length filled in once the ops are written.
+	w.b = append(w.b, 0xc6, 0, 0, 0, 0)
+	start := len(w.b)
+	w.b = appendPackedOps(w.b, o.ops)
+	binary.BigEndian.PutUint32(w.b[start-4:], uint32(len(w.b)-start))
 	return nil
 }
 
@@ -139,38 +148,26 @@ func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); r
 
 func (w *appendWriter) WriteByte(c byte) error { w.b = append(w.b, c); return nil }
 
-// encodedOpsSize estimates, from above for ops without huge preds, the
-// bytes crdt.AppendOp writes for ops, so that an entry is encoded into
-// one allocation.
-func encodedOpsSize(ops []crdt.Op) int {
-	n := 5
-	for i := range ops {
-		op := &ops[i]
-		n += 56 + len(op.Team) + len(op.Collection) + len(op.Record) + len(op.Field) + len(op.Value) + 30*len(op.Pred)
-	}
-	return n
-}
+// encodeLogEntry returns the stored form of le: its ops packed under "O"
+// when it has any (logEntryWire); an entry without ops (nil or empty)
+// goes through Encode itself.
+func encodeLogEntry(le *LogEntry) ([]byte, error) { return encodeLogEntryPacked(le, nil) }
 
-// encodeLogEntry returns Encode(le), the ops written by crdt.AppendOp
-// when there are any (an entry without ops, nil or empty, goes through
-// Encode itself).
-func encodeLogEntry(le *LogEntry) ([]byte, error) { return encodeLogEntryOps(le, nil) }
-
-// encodeLogEntryOps is encodeLogEntry with le.Ops already encoded as
-// crdt.NewOpsBytes encodes them (ops; nil: not).
-func encodeLogEntryOps(le *LogEntry, ops crdt.OpsBytes) ([]byte, error) {
+// encodeLogEntryPacked is encodeLogEntry with le.Ops packed already
+// (packed = PackLogOps(le.Ops); nil: not).
+func encodeLogEntryPacked(le *LogEntry, packed PackedLogOps) ([]byte, error) {
 	if len(le.Ops) == 0 {
 		return Encode(le)
 	}
 	w := logEntryWire{
 		Author: le.Author, Replica: le.Replica, Seq: le.Seq, ReceivedMS: le.ReceivedMS, Reason: le.Reason,
-		Ops: logOps{ops: le.Ops, enc: ops}, Erased: le.Erased, States: le.States,
+		Ops: logOps{ops: le.Ops, packed: packed}, Erased: le.Erased, States: le.States,
 	}
 	size := 64 + len(le.Author) + len(le.Reason)
-	if len(ops) > 0 {
-		size += len(ops)
+	if len(packed) > 0 {
+		size += len(packed)
 	} else {
-		size += encodedOpsSize(le.Ops)
+		size += packedOpsSize(le.Ops)
 	}
 	for _, st := range le.States {
 		size += 8 + len(st)
@@ -184,6 +181,52 @@ func encodeLogEntryOps(le *LogEntry, ops crdt.OpsBytes) ([]byte, error) {
 		return nil, fmt.Errorf("store: encode %T: %w", le, err)
 	}
 	return out.b, nil
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder: it reads a log entry
+// of either form, its ops as a msgpack array ("o", written before layout
+// 3, and by Encode) or packed ("O", layout 3).
+func (le *LogEntry) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	*le = LogEntry{}
+	for range max(n, 0) {
+		k, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "a":
+			le.Author, err = dec.DecodeString()
+		case "d":
+			err = le.Replica.DecodeMsgpack(dec)
+		case "s":
+			le.Seq, err = dec.DecodeUint64()
+		case "t":
+			le.ReceivedMS, err = dec.DecodeInt64()
+		case "r":
+			le.Reason, err = dec.DecodeString()
+		case "o":
+			err = dec.Decode(&le.Ops)
+		case "O":
+			var b []byte
+			if b, err = dec.DecodeBytes(); err == nil {
+				le.Ops, err = PackedLogOps(b).Ops()
+			}
+		case "x":
+			err = dec.Decode(&le.Erased)
+		case "st":
+			err = dec.Decode(&le.States)
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("log entry %q: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // Encode returns the msgpack form of v (LogEntry or QuarantineEntry).

@@ -92,8 +92,8 @@ func (t *txnState) admission() *admission {
 // ops merged into their records, the quarantine entries, the change's log
 // entry and the replica's new high-water. A decision that applies nothing
 // (duplicate, gap) stores nothing. enc, if not nil, is
-// crdt.NewOpsBytes(d.accepted), encoded before the commit.
-func (t *txnState) applyChange(c *Caller, d *changeDecision, enc crdt.OpsBytes) error {
+// store.PackLogOps(d.accepted), packed before the commit.
+func (t *txnState) applyChange(c *Caller, d *changeDecision, enc store.PackedLogOps) error {
 	if !d.apply {
 		return nil
 	}

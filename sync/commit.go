@@ -42,11 +42,11 @@ type request struct {
 	// valid), computed with pre, used in admitChange's order.
 	val [][]error
 	// ahead[i] are changes[i]'s runs merged ahead (mergeAhead), computed
-	// with pre; enc[i] is crdt.NewOpsBytes(changes[i].Ops) when every op
+	// with pre; enc[i] is store.PackLogOps(changes[i].Ops) when every op
 	// passed precheck and the validator (nil otherwise): the change's log
 	// entry, if every op is accepted, holds exactly these bytes.
 	ahead [][]newRun
-	enc   []crdt.OpsBytes
+	enc   []store.PackedLogOps
 	// weights[i] is changeWeight(&changes[i]), computed the first time
 	// writeWeight reads the request (a big push is weighed again at each
 	// level of a split).
@@ -102,24 +102,11 @@ func (e *Engine) submit(ctx context.Context, r *request) error {
 // Push applies a device's changes, in order, each exactly once and
 // atomically, and reports per change (and per op not merged). It returns
 // only after every applied change is durable.
+//
+// It is preparePush and commitPush in one call (prepare.go): a pipelined
+// sync prepares its push before the request ahead of it commits.
 func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]api.ChangeResult, error) {
-	if err := e.enter(); err != nil {
-		return nil, err
-	}
-	defer e.inflight.Done()
-	if c.Replica.IsZero() {
-		return nil, fmt.Errorf("%w: caller has no replica", ErrDeviceMismatch)
-	}
-	if len(changes) == 0 {
-		return nil, nil
-	}
-	c.Teams = teamSet(c.Teams)
-	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead, r.enc = e.prechecks(&c, changes)
-	if err := e.submit(ctx, r); err != nil {
-		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
-	}
-	return r.results, nil
+	return e.commitPush(ctx, c, changes, nil)
 }
 
 // committer is the engine's single writer: it drains the queue into
@@ -593,8 +580,8 @@ func (t *txnState) writeLog(author string, replica crdt.ReplicaID, seq uint64, o
 }
 
 // writeLogReason is writeLog with a resolution's reason kept in the
-// entry, and ops encoded already (crdt.NewOpsBytes(ops)) if enc is not nil.
-func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string, enc crdt.OpsBytes) error {
+// entry, and ops packed already (store.PackLogOps(ops)) if enc is not nil.
+func (t *txnState) writeLogReason(author string, replica crdt.ReplicaID, seq uint64, ops []crdt.Op, reason string, enc store.PackedLogOps) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -699,7 +686,7 @@ func (t *txnState) push(r *request) error {
 
 // pushChange admits one change (admitChange, a pure decision over the
 // transaction's view) and stores the decision (applyChange).
-func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun, enc crdt.OpsBytes) (api.ChangeResult, error) {
+func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []error, ahead []newRun, enc store.PackedLogOps) (api.ChangeResult, error) {
 	d, err := t.admission().admitChangeRuns(txnView{t}, c, ch, pre, val, ahead)
 	if err != nil {
 		return d.result, err
@@ -714,11 +701,11 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []e
 // those that pass it, and mergeAhead on each change, in the pushing
 // request's goroutine: none needs stored state, and the single committer
 // must not spend its time on them.
-func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun, enc []crdt.OpsBytes) {
+func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun, enc []store.PackedLogOps) {
 	pre = make([][]*refusal, len(changes))
 	val = make([][]error, len(changes))
 	ahead = make([][]newRun, len(changes))
-	enc = make([]crdt.OpsBytes, len(changes))
+	enc = make([]store.PackedLogOps, len(changes))
 	n := 0
 	for i := range changes {
 		n += len(changes[i].Ops)
@@ -740,7 +727,7 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 		}
 		ahead[i] = mergeAhead(e.bounds, &changes[i], pre[i], val[i])
 		if clean {
-			enc[i] = crdt.NewOpsBytes(changes[i].Ops)
+			enc[i] = store.PackLogOps(changes[i].Ops)
 		}
 	}
 	return pre, val, ahead, enc

@@ -69,7 +69,9 @@
 // crdt.ValidateRecordID → invalid_record_id; op ID naming another replica →
 // wrong_replica; team not the caller's → forbidden_team (these first
 // checks, and the Validator's verdict used below, need no stored state
-// and run in the pushing request's goroutine, before the committer);
+// and run in the pushing request's goroutine, before the committer: for
+// a pipelined push, before the request ahead of it has committed, see
+// PrepareSync in prepare.go);
 // record owned by
 // another team → wrong_team; record erased → record_erased (not kept in
 // the quarantine); op ID already merged → skipped silently if the op is an

@@ -289,7 +289,16 @@ func (e *Engine) Close() error {
 // updates the server HLC from req.Clock, pushes req.Changes, then pulls one
 // page after req.Cursor (bootstrapping from a snapshot if the cursor is
 // empty or expired).
+//
+// It is PrepareSync and SyncPrepared in one call (prepare.go).
 func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api.SyncResponse, error) {
+	return e.SyncPrepared(ctx, e.PrepareSync(c, req))
+}
+
+// syncPrepared is Sync of p's request, with its push prepared (p.push) if
+// PrepareSync could.
+func (e *Engine) syncPrepared(ctx context.Context, p *PreparedSync) (*api.SyncResponse, error) {
+	c, req := p.c, p.req
 	if req == nil || req.Protocol != api.ProtocolVersion {
 		v := 0
 		if req != nil {
@@ -318,7 +327,9 @@ func (e *Engine) Sync(ctx context.Context, c Caller, req *api.SyncRequest) (*api
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
-		if results, err = e.Push(ctx, c, req.Changes); err != nil {
+		results, err = e.commitPush(ctx, c, req.Changes, p.pushFor(req.Changes))
+		p.pushed()
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -322,7 +322,9 @@ func (e *Engine) pullLog(txn store.Tx, self crdt.ReplicaID, teams []string, cu c
 				if le.Replica == self && !self.IsZero() {
 					skipped += len(v)
 				} else {
-					bytesUsed += len(v)
+					// The page holds the ops as served: a packed entry
+					// (store layout 3) is a quarter of them.
+					bytesUsed += max(len(v), len(le.Ops))
 				}
 				return nil
 			})

@@ -205,7 +205,17 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 // writer token, so no write transaction runs meanwhile) (which flushes
 // the memtables without the keys and compacts every table holding them),
 // followed by value-log garbage collection for values large enough to
-// live in the value log.
+// live in the value log (1 MiB and over: Badger's largest value
+// threshold).
+//
+// Known gap: that garbage collection does not reach every such value.
+// Badger never rewrites the value-log file being written (valueLog.pickLog
+// takes only files below maxFid), and it picks a file by its discard
+// statistics, which a memtable flush that drops prefixes does not update.
+// So a record state or log entry of 1 MiB or more (MaxRecordBytes allows
+// 4 MiB, a sync body 8 MiB) can stay in a *.vlog file after an erasure
+// reports it scrubbed (issue 17, i17-store4's report, with a test that
+// shows it). Values under 1 MiB, all of them in the tables, are dropped.
 func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
