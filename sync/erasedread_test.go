@@ -134,19 +134,20 @@ func TestMergeAheadAfterHeldOp(t *testing.T) {
 	}
 	ref.apply(&c, &dr)
 	cur.apply(&c, &dc)
-	k := string(store.RecordKey("a", "people", "x"))
-	rb, _ := crdt.MarshalRecord(ref.records[k])
-	cb, _ := crdt.MarshalRecord(cur.records[k])
+	key := store.RecordKey("a", "people", "x")
+	rr, cr := ref.records[string(key)], cur.records[string(key)]
+	rb, _ := crdt.MarshalRecord(rr)
+	cb, _ := crdt.MarshalRecord(cr)
 	if !bytes.Equal(rb, cb) {
-		t.Errorf("record x: current admission's state differs from the reference's:\n%+v\n%+v", cur.records[k], ref.records[k])
+		t.Errorf("record x: current admission's state differs from the reference's:\n%+v\n%+v", cr, rr)
 	}
-	if len(ref.records[k].Skipped) != 1 {
-		t.Errorf("reference state skips %v, want the held op", ref.records[k].Skipped)
+	if len(rr.Skipped) != 1 {
+		t.Errorf("reference state skips %v, want the held op", rr.Skipped)
 	}
 	if res, err := e.Push(bg, c, []api.Change{ch}); err != nil || !reflect.DeepEqual(res[0], dr.result) {
 		t.Fatalf("engine: %v %+v, reference %+v", err, res, dr.result)
 	}
-	if got := storedStates(t, e, "a")[k]; !bytes.Equal(got, rb) {
+	if got := storedStates(t, e, "a")[string(key)]; !bytes.Equal(got, rb) {
 		t.Errorf("record x: the engine stores another state than the reference's")
 	}
 }
