@@ -72,6 +72,16 @@ type Store struct {
 	// Begin(ctx, true) (or Update) to Commit or Discard: the seam promises
 	// serialized writers, and Badger's conflict detection is off.
 	w chan struct{}
+	// chunk is the chunk size of big values (ChunkSize, or less under a
+	// smaller value threshold): values of chunk bytes or more are stored
+	// in chunks (see chunk.go).
+	chunk int
+	// chunked maps each key stored in chunks to its number of chunk keys,
+	// so that a write over it or its deletion removes them without a read
+	// (big values are rare: the map is small). Built by New from the
+	// chunk range; read and changed only under the writer token (write
+	// transactions, DropPrefix).
+	chunked map[string]int
 }
 
 var _ store.KV = (*Store)(nil)
@@ -94,12 +104,39 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/badger: open %s: %w", opts.Dir, err)
 	}
-	return New(db), nil
+	s, err := New(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // New wraps an open Badger database (opened with BadgerOptions or
-// equivalent durability settings); Close closes it.
-func New(db *dgbadger.DB) *Store { return &Store{db: db, w: make(chan struct{}, 1)} }
+// equivalent durability settings); Close closes it. It reads the chunk
+// range (see chunk.go) to learn which keys hold big values.
+func New(db *dgbadger.DB) (*Store, error) {
+	s := &Store{db: db, w: make(chan struct{}, 1), chunk: ChunkSize, chunked: map[string]int{}}
+	if th := int(db.Opts().ValueThreshold); th-1 < s.chunk {
+		s.chunk = max(th-1, 1)
+	}
+	err := db.View(func(txn *dgbadger.Txn) error {
+		it := txn.NewIterator(dgbadger.IteratorOptions{Prefix: chunkPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k, i, ok := keyOfChunk(it.Item().Key())
+			if !ok {
+				continue // a DropPrefix sentinel left by a crash
+			}
+			s.chunked[string(k)] = max(s.chunked[string(k)], int(i)+1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store/badger: read chunk range: %w", err)
+	}
+	return s, nil
+}
 
 // lock takes the writer token, or gives up when ctx is done.
 func (s *Store) lock(ctx context.Context) error {
@@ -170,7 +207,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn, kv: s}) }))
 }
 
 // Update implements store.KV; it waits for the open write transaction,
@@ -183,7 +220,12 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	defer s.unlock()
-	return mapErr(s.db.Update(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+	t := &tx{txn: nil, kv: s}
+	err := s.db.Update(func(txn *dgbadger.Txn) error { t.txn = txn; return fn(t) })
+	if err == nil {
+		t.applyChunked()
+	}
+	return mapErr(err)
 }
 
 // Begin implements store.KV. A write transaction waits for the one open
@@ -193,12 +235,12 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 		return nil, err
 	}
 	if !update {
-		return &tx{txn: s.db.NewTransaction(false)}, nil
+		return &tx{txn: s.db.NewTransaction(false), kv: s}, nil
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(true), s: s}, nil
+	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true}, nil
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
@@ -224,8 +266,34 @@ func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 		return err
 	}
 	defer s.unlock()
-	if err := s.db.DropPrefix(prefixes...); err != nil {
+	// Badger drops only the prefixes that still hold a live key, and the
+	// chunks of a deleted big value are deleted too: a sentinel under
+	// each chunk prefix (dropSentinel, never a chunk key, never read)
+	// makes Badger drop every version of those chunks all the same.
+	all := make([][]byte, 0, 2*len(prefixes))
+	err := s.db.Update(func(txn *dgbadger.Txn) error {
+		for _, p := range prefixes {
+			cp := dropPrefixFor(p)
+			all = append(all, p, cp)
+			if err := txn.Set(dropSentinel(cp), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store/badger: drop prefix: %w", mapErr(err))
+	}
+	if err := s.db.DropPrefix(all...); err != nil {
 		return fmt.Errorf("store/badger: drop prefix: %w", err)
+	}
+	for k := range s.chunked {
+		for _, p := range prefixes {
+			if bytes.HasPrefix([]byte(k), p) {
+				delete(s.chunked, k)
+				break
+			}
+		}
 	}
 	for s.db.RunValueLogGC(0.01) == nil {
 	}
@@ -264,19 +332,23 @@ func mapErr(err error) error {
 	return err
 }
 
-// tx is a store.Txn over a Badger transaction. s is set on a write
+// tx is a store.Txn over a Badger transaction. token is set on a write
 // transaction from Begin, which holds the writer token until it ends.
+// over holds the chunk counts (see Store.chunked) this write transaction
+// changed, 0 for a key no longer in chunks; they apply on commit.
 type tx struct {
-	txn  *dgbadger.Txn
-	s    *Store
-	done bool
+	txn   *dgbadger.Txn
+	kv    *Store
+	token bool
+	done  bool
+	over  map[string]int
 }
 
 // end releases the writer token of a Begin write transaction, once.
 func (t *tx) end() {
-	if t.s != nil && !t.done {
+	if t.token && !t.done {
 		t.done = true
-		t.s.unlock()
+		t.kv.unlock()
 	}
 }
 
@@ -285,25 +357,148 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	v, err := item.ValueCopy(nil)
-	return v, mapErr(err)
+	return t.value(item)
 }
 
-func (t *tx) Set(key, value []byte) error { return mapErr(t.txn.Set(key, value)) }
+// value returns a copy of item's value, put together from its chunks if
+// it is a head entry.
+func (t *tx) value(item *dgbadger.Item) ([]byte, error) {
+	v, err := item.ValueCopy(nil)
+	if err != nil || item.UserMeta() != metaChunked {
+		return v, mapErr(err)
+	}
+	n, count, err := decodeHead(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w (key %q)", err, item.Key())
+	}
+	out := make([]byte, 0, n)
+	p := chunkKeyPrefix(item.Key())
+	for i := range count {
+		ci, err := t.txn.Get(chunkKey(p, i))
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %q chunk %d: %v", errCorruptChunks, item.Key(), i, err)
+		}
+		if err := ci.Value(func(c []byte) error { out = append(out, c...); return nil }); err != nil {
+			return nil, mapErr(err)
+		}
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("%w: key %q has %d bytes in chunks, head says %d", errCorruptChunks, item.Key(), len(out), n)
+	}
+	return out, nil
+}
+
+// chunks is the number of chunk keys key has in this transaction.
+func (t *tx) chunks(key []byte) int {
+	if n, ok := t.over[string(key)]; ok {
+		return n
+	}
+	return t.kv.chunked[string(key)]
+}
+
+// applyChunked records a committed transaction's chunk counts in the
+// store (under the writer token).
+func (t *tx) applyChunked() {
+	for k, n := range t.over {
+		if n == 0 {
+			delete(t.kv.chunked, k)
+		} else {
+			t.kv.chunked[k] = n
+		}
+	}
+	t.over = nil
+}
+
+// setChunked records key's chunk count in this transaction.
+func (t *tx) setChunked(key []byte, n int) {
+	if t.over == nil {
+		t.over = map[string]int{}
+	}
+	t.over[string(key)] = n
+}
+
+// put writes value under key (with ttl, 0: none): in chunks if it is
+// big, and without the chunks an earlier big value left beyond the new
+// value's.
+func (t *tx) put(key, value []byte, ttl time.Duration) error {
+	if bytes.HasPrefix(key, chunkPrefix) {
+		return errReservedKey
+	}
+	old := t.chunks(key)
+	count := 0
+	if len(value) >= t.kv.chunk {
+		count = chunkCount(len(value), t.kv.chunk)
+	}
+	if old > 0 || count > 0 {
+		p := chunkKeyPrefix(key)
+		for i := count; i < old; i++ {
+			if err := t.txn.Delete(chunkKey(p, i)); err != nil {
+				return mapErr(err)
+			}
+		}
+		for i := range count {
+			c := value[i*t.kv.chunk : min((i+1)*t.kv.chunk, len(value))]
+			e := dgbadger.NewEntry(chunkKey(p, i), c)
+			if ttl > 0 {
+				e = e.WithTTL(ttl)
+			}
+			if err := t.txn.SetEntry(e); err != nil {
+				return mapErr(err)
+			}
+		}
+		if old != count {
+			t.setChunked(key, count)
+		}
+	}
+	e := dgbadger.NewEntry(key, value)
+	if count > 0 {
+		e = dgbadger.NewEntry(key, encodeHead(len(value), count)).WithMeta(metaChunked)
+	}
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return mapErr(t.txn.SetEntry(e))
+}
+
+func (t *tx) Set(key, value []byte) error {
+	if len(value) < t.kv.chunk && len(t.kv.chunked) == 0 && len(t.over) == 0 {
+		if bytes.HasPrefix(key, chunkPrefix) {
+			return errReservedKey
+		}
+		return mapErr(t.txn.Set(key, value))
+	}
+	return t.put(key, value, 0)
+}
 
 func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
-	return mapErr(t.txn.SetEntry(dgbadger.NewEntry(key, value).WithTTL(ttl)))
+	return t.put(key, value, ttl)
 }
 
-func (t *tx) Delete(key []byte) error { return mapErr(t.txn.Delete(key)) }
+func (t *tx) Delete(key []byte) error {
+	if old := t.chunks(key); old > 0 {
+		p := chunkKeyPrefix(key)
+		for i := range old {
+			if err := t.txn.Delete(chunkKey(p, i)); err != nil {
+				return mapErr(err)
+			}
+		}
+		t.setChunked(key, 0)
+	}
+	return mapErr(t.txn.Delete(key))
+}
 
 func (t *tx) Commit() error {
 	defer t.end()
-	return mapErr(t.txn.Commit())
+	err := t.txn.Commit()
+	if err == nil {
+		t.applyChunked()
+	}
+	return mapErr(err)
 }
 
 func (t *tx) Discard() {
 	t.txn.Discard()
+	t.over = nil
 	t.end()
 }
 
@@ -324,15 +519,34 @@ func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
 		// picks tables by the whole key range.
 		bo.Prefix = nil
 	}
-	return &iter{it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse}
+	// Only an iterator whose prefix does not rule out the chunk range
+	// (nil, or a prefix of chunkPrefix) can meet chunk keys: it skips them.
+	skip := bytes.HasPrefix(chunkPrefix, opts.Prefix)
+	return &iter{t: t, it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse, skip: skip}
 }
 
-// iter is a store.Iterator over a Badger iterator.
+// iter is a store.Iterator over a Badger iterator. skip is set when the
+// iterator's range holds the chunk range, which it then steps over.
 type iter struct {
+	t       *tx
 	it      *dgbadger.Iterator
 	prefix  []byte
 	reverse bool
+	skip    bool
 	err     error
+}
+
+// skipChunks moves off the chunk range, forward past its end, reversed
+// to the last key before it.
+func (i *iter) skipChunks() {
+	if !i.skip || !i.it.Valid() || !bytes.HasPrefix(i.it.Item().Key(), chunkPrefix) {
+		return
+	}
+	if i.reverse {
+		i.it.Seek(chunkPrefix) // the largest key at or before it: none is a chunk key
+		return
+	}
+	i.it.Seek(successor(chunkPrefix))
 }
 
 func (i *iter) Seek(key []byte) {
@@ -345,12 +559,14 @@ func (i *iter) Seek(key []byte) {
 		return
 	}
 	i.it.Seek(key)
+	i.skipChunks()
 }
 
 // Rewind moves to the first key of the prefix, or, reversed, to its last:
 // Badger's own Rewind in reverse seeks to the prefix itself, which sorts
 // before every key it starts, so it would land before the prefix.
 func (i *iter) Rewind() {
+	defer i.skipChunks()
 	if !i.reverse || len(i.prefix) == 0 {
 		i.it.Rewind()
 		return
@@ -385,7 +601,7 @@ func (i *iter) Valid() bool { return i.err == nil && i.it.ValidForPrefix(i.prefi
 func (i *iter) Key() []byte { return i.it.Item().Key() }
 
 func (i *iter) Value() ([]byte, error) {
-	v, err := i.it.Item().ValueCopy(nil)
+	v, err := i.t.value(i.it.Item())
 	if err != nil {
 		i.err = mapErr(err)
 		return nil, i.err
@@ -397,12 +613,19 @@ func (i *iter) Value() ([]byte, error) {
 // backups of a Badger store (see backup.EachIter).
 func (i *iter) ExpiresAt() uint64 { return i.it.Item().ExpiresAt() }
 
-// UserMeta is the current key's Badger user meta byte, for backups.
-func (i *iter) UserMeta() byte { return i.it.Item().UserMeta() }
+// UserMeta is the current key's Badger user meta byte, for backups; 0 for
+// a value stored in chunks, which Value returns whole.
+func (i *iter) UserMeta() byte {
+	if m := i.it.Item().UserMeta(); m != metaChunked {
+		return m
+	}
+	return 0
+}
 
 func (i *iter) Next() {
 	if i.it.Valid() {
 		i.it.Next()
+		i.skipChunks()
 	}
 }
 
