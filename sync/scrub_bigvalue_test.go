@@ -77,3 +77,27 @@ func TestEraseScrubsBigValues(t *testing.T) {
 		})
 	}
 }
+
+// A record near MaxRecordBytes is still accepted by a Badger store with
+// small memtables (a 2.4 MiB transaction limit): its chunks are written
+// ahead of the commit, so a 3 MB record state and a 3 MB log entry do not
+// make the push's transaction too big.
+func TestPushBigRecordBadger(t *testing.T) {
+	wall := newFakeWall()
+	e, err := Open(context.Background(), Options{Store: badgerKV(t, t.TempDir()), Wall: wall.Now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	d := newDevice("ann", wall.Now, "wigan")
+	for f := range 3 {
+		d.write("wigan", "people", "p1", fmt.Sprint("scan", f), strings.Repeat(fmt.Sprint(f), 1000000))
+	}
+	d.commit()
+	d.syncAll(t, e)
+	other := newDevice("bea", wall.Now, "wigan")
+	other.syncAll(t, e)
+	if w, _ := other.rec("wigan", "people", "p1").Field("scan2").Winner(); !bytes.Equal(w.Value, crdt.MustValue(strings.Repeat("2", 1000000))) {
+		t.Fatal("big record not pulled whole")
+	}
+}

@@ -76,12 +76,14 @@ type Store struct {
 	// smaller value threshold): values of chunk bytes or more are stored
 	// in chunks (see chunk.go).
 	chunk int
-	// chunked maps each key stored in chunks to its number of chunk keys,
-	// so that a write over it or its deletion removes them without a read
-	// (big values are rare: the map is small). Built by New from the
-	// chunk range; read and changed only under the writer token (write
-	// transactions, DropPrefix).
-	chunked map[string]int
+	// chunked maps each key stored in chunks to its chunks' generation
+	// and count, so that a write over it or its deletion removes them
+	// without a read (big values are rare: the map is small). Built by
+	// New from the chunk range; read and changed only under the writer
+	// token (write transactions, DropPrefix), as is gen, the last chunk
+	// generation used.
+	chunked map[string]chunkRef
+	gen     uint64
 }
 
 var _ store.KV = (*Store)(nil)
@@ -114,25 +116,14 @@ func Open(opts Options) (*Store, error) {
 
 // New wraps an open Badger database (opened with BadgerOptions or
 // equivalent durability settings); Close closes it. It reads the chunk
-// range (see chunk.go) to learn which keys hold big values.
+// range (see chunk.go) to learn which keys hold big values, and deletes
+// the chunks a crash left without a head.
 func New(db *dgbadger.DB) (*Store, error) {
-	s := &Store{db: db, w: make(chan struct{}, 1), chunk: ChunkSize, chunked: map[string]int{}}
+	s := &Store{db: db, w: make(chan struct{}, 1), chunk: ChunkSize, chunked: map[string]chunkRef{}}
 	if th := int(db.Opts().ValueThreshold); th-1 < s.chunk {
 		s.chunk = max(th-1, 1)
 	}
-	err := db.View(func(txn *dgbadger.Txn) error {
-		it := txn.NewIterator(dgbadger.IteratorOptions{Prefix: chunkPrefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k, i, ok := keyOfChunk(it.Item().Key())
-			if !ok {
-				continue // a DropPrefix sentinel left by a crash
-			}
-			s.chunked[string(k)] = max(s.chunked[string(k)], int(i)+1)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.loadChunks(); err != nil {
 		return nil, fmt.Errorf("store/badger: read chunk range: %w", err)
 	}
 	return s, nil
@@ -220,10 +211,12 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	defer s.unlock()
-	t := &tx{txn: nil, kv: s}
+	t := &tx{txn: nil, kv: s, write: true}
 	err := s.db.Update(func(txn *dgbadger.Txn) error { t.txn = txn; return fn(t) })
 	if err == nil {
 		t.applyChunked()
+	} else {
+		t.unstage()
 	}
 	return mapErr(err)
 }
@@ -240,7 +233,7 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true}, nil
+	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true}, nil
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
@@ -334,14 +327,18 @@ func mapErr(err error) error {
 
 // tx is a store.Txn over a Badger transaction. token is set on a write
 // transaction from Begin, which holds the writer token until it ends.
-// over holds the chunk counts (see Store.chunked) this write transaction
-// changed, 0 for a key no longer in chunks; they apply on commit.
+// over holds the chunk references (see Store.chunked) this write
+// transaction changed, the zero chunkRef for a key no longer in chunks;
+// they apply on commit. staged holds the big values whose chunks this
+// transaction wrote ahead of it (see chunk.go), by generation.
 type tx struct {
-	txn   *dgbadger.Txn
-	kv    *Store
-	token bool
-	done  bool
-	over  map[string]int
+	txn    *dgbadger.Txn
+	kv     *Store
+	write  bool // a write transaction (holding the writer token)
+	token  bool
+	done   bool
+	over   map[string]chunkRef
+	staged map[uint64]stagedValue
 }
 
 // end releases the writer token of a Begin write transaction, once.
@@ -360,129 +357,15 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	return t.value(item)
 }
 
-// value returns a copy of item's value, put together from its chunks if
-// it is a head entry.
-func (t *tx) value(item *dgbadger.Item) ([]byte, error) {
-	v, err := item.ValueCopy(nil)
-	if err != nil || item.UserMeta() != metaChunked {
-		return v, mapErr(err)
-	}
-	n, count, err := decodeHead(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w (key %q)", err, item.Key())
-	}
-	out := make([]byte, 0, n)
-	p := chunkKeyPrefix(item.Key())
-	for i := range count {
-		ci, err := t.txn.Get(chunkKey(p, i))
-		if err != nil {
-			return nil, fmt.Errorf("%w: key %q chunk %d: %v", errCorruptChunks, item.Key(), i, err)
-		}
-		if err := ci.Value(func(c []byte) error { out = append(out, c...); return nil }); err != nil {
-			return nil, mapErr(err)
-		}
-	}
-	if len(out) != n {
-		return nil, fmt.Errorf("%w: key %q has %d bytes in chunks, head says %d", errCorruptChunks, item.Key(), len(out), n)
-	}
-	return out, nil
-}
-
-// chunks is the number of chunk keys key has in this transaction.
-func (t *tx) chunks(key []byte) int {
-	if n, ok := t.over[string(key)]; ok {
-		return n
-	}
-	return t.kv.chunked[string(key)]
-}
-
-// applyChunked records a committed transaction's chunk counts in the
-// store (under the writer token).
-func (t *tx) applyChunked() {
-	for k, n := range t.over {
-		if n == 0 {
-			delete(t.kv.chunked, k)
-		} else {
-			t.kv.chunked[k] = n
-		}
-	}
-	t.over = nil
-}
-
-// setChunked records key's chunk count in this transaction.
-func (t *tx) setChunked(key []byte, n int) {
-	if t.over == nil {
-		t.over = map[string]int{}
-	}
-	t.over[string(key)] = n
-}
-
-// put writes value under key (with ttl, 0: none): in chunks if it is
-// big, and without the chunks an earlier big value left beyond the new
-// value's.
-func (t *tx) put(key, value []byte, ttl time.Duration) error {
-	if bytes.HasPrefix(key, chunkPrefix) {
-		return errReservedKey
-	}
-	old := t.chunks(key)
-	count := 0
-	if len(value) >= t.kv.chunk {
-		count = chunkCount(len(value), t.kv.chunk)
-	}
-	if old > 0 || count > 0 {
-		p := chunkKeyPrefix(key)
-		for i := count; i < old; i++ {
-			if err := t.txn.Delete(chunkKey(p, i)); err != nil {
-				return mapErr(err)
-			}
-		}
-		for i := range count {
-			c := value[i*t.kv.chunk : min((i+1)*t.kv.chunk, len(value))]
-			e := dgbadger.NewEntry(chunkKey(p, i), c)
-			if ttl > 0 {
-				e = e.WithTTL(ttl)
-			}
-			if err := t.txn.SetEntry(e); err != nil {
-				return mapErr(err)
-			}
-		}
-		if old != count {
-			t.setChunked(key, count)
-		}
-	}
-	e := dgbadger.NewEntry(key, value)
-	if count > 0 {
-		e = dgbadger.NewEntry(key, encodeHead(len(value), count)).WithMeta(metaChunked)
-	}
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	return mapErr(t.txn.SetEntry(e))
-}
-
-func (t *tx) Set(key, value []byte) error {
-	if len(value) < t.kv.chunk && len(t.kv.chunked) == 0 && len(t.over) == 0 {
-		if bytes.HasPrefix(key, chunkPrefix) {
-			return errReservedKey
-		}
-		return mapErr(t.txn.Set(key, value))
-	}
-	return t.put(key, value, 0)
-}
+func (t *tx) Set(key, value []byte) error { return t.put(key, value, 0) }
 
 func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
 	return t.put(key, value, ttl)
 }
 
 func (t *tx) Delete(key []byte) error {
-	if old := t.chunks(key); old > 0 {
-		p := chunkKeyPrefix(key)
-		for i := range old {
-			if err := t.txn.Delete(chunkKey(p, i)); err != nil {
-				return mapErr(err)
-			}
-		}
-		t.setChunked(key, 0)
+	if err := t.dropChunks(key); err != nil {
+		return err
 	}
 	return mapErr(t.txn.Delete(key))
 }
@@ -492,13 +375,15 @@ func (t *tx) Commit() error {
 	err := t.txn.Commit()
 	if err == nil {
 		t.applyChunked()
+	} else {
+		t.unstage()
 	}
 	return mapErr(err)
 }
 
 func (t *tx) Discard() {
 	t.txn.Discard()
-	t.over = nil
+	t.unstage()
 	t.end()
 }
 
