@@ -429,3 +429,30 @@ func (s *Store) writeChunks(key, value []byte, ref chunkRef, ttl time.Duration) 
 	}
 	return nil
 }
+
+// RawEntry is one Badger entry of a value in the store's on-disk form,
+// for tools that write a store's directory with Badger directly (restore's
+// StreamWriter load).
+type RawEntry struct {
+	Key, Value []byte
+	UserMeta   byte
+}
+
+// EncodeValue returns the Badger entries that hold value under key: the
+// entry itself for a value under ChunkSize, otherwise the head entry and
+// its chunks (chunk generation gen, which must be unique to this key in
+// the directory; chunks sort before every store key, in the order of
+// their keys). userMeta is the value's own user meta byte: a chunked value
+// has none (a backup of this store reads 0).
+func EncodeValue(key, value []byte, userMeta byte, gen uint64) (head RawEntry, chunks []RawEntry) {
+	if len(value) < ChunkSize || userMeta != 0 {
+		return RawEntry{Key: key, Value: value, UserMeta: userMeta}, nil
+	}
+	ref := chunkRef{gen: gen, count: chunkCount(len(value), ChunkSize)}
+	p := chunkKeyPrefix(key)
+	chunks = make([]RawEntry, ref.count)
+	for i := range chunks {
+		chunks[i] = RawEntry{Key: chunkKey(p, gen, i), Value: value[i*ChunkSize : min((i+1)*ChunkSize, len(value))]}
+	}
+	return RawEntry{Key: key, Value: encodeHead(len(value), ref), UserMeta: metaChunked}, chunks
+}
