@@ -179,7 +179,10 @@ func BadgerOptions(opts Options, logger *slog.Logger) dgbadger.Options {
 }
 
 // DB returns the Badger database, for Badger-only tools (backup load
-// targets, raw ingest). Callers write only keys laid out by package store.
+// targets, raw ingest). Callers write only keys laid out by package store,
+// and big values (ChunkSize and over) only in the form EncodeValue gives:
+// a big value written raw still reads, but lives in Badger's value log,
+// out of DropPrefix's reach.
 func (s *Store) DB() *dgbadger.DB { return s.db }
 
 // Size is Badger's estimate of the store's bytes on disk (LSM and value
@@ -237,20 +240,20 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
-// writer token, so no write transaction runs meanwhile) (which flushes
-// the memtables without the keys and compacts every table holding them),
-// followed by value-log garbage collection for values large enough to
-// live in the value log (1 MiB and over: Badger's largest value
-// threshold).
+// writer token, so no write transaction runs meanwhile), which flushes
+// the memtables without the keys and compacts every table holding them.
+// It also drops the chunks of big values under the prefixes (see
+// chunk.go), whose every generation lives in the tables too: no value
+// this package writes is in Badger's value log, so nothing of the dropped
+// keys stays on disk.
 //
-// Known gap: that garbage collection does not reach every such value.
-// Badger never rewrites the value-log file being written (valueLog.pickLog
-// takes only files below maxFid), and it picks a file by its discard
-// statistics, which a memtable flush that drops prefixes does not update.
-// So a record state or log entry of 1 MiB or more (MaxRecordBytes allows
-// 4 MiB, a sync body 8 MiB) can stay in a *.vlog file after an erasure
-// reports it scrubbed (issue 17, i17-store4's report, with a test that
-// shows it). Values under 1 MiB, all of them in the tables, are dropped.
+// Value-log garbage collection follows for values written to the value
+// log before chunk form 1 (a store from an older version, or raw writes
+// through DB). It may not reach them: Badger never rewrites the
+// value-log file being written (valueLog.pickLog takes only files below
+// maxFid) and picks a file by its discard statistics, which a memtable
+// flush that drops prefixes does not update. Such a store is cleaned by a
+// backup and restore, which loads big values in chunks.
 func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
