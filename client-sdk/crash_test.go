@@ -22,6 +22,10 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child of TestWritesSurviveSIGKILL")
 	}
+	if os.Getenv(crashOlderEnv) != "" {
+		// The Badger options of builds before issue 17's fourth pass.
+		deviceMemTable, deviceValueThreshold = 16<<20, 32<<10
+	}
 	ctx := context.Background()
 	r, err := Open(ctx, Options{Dir: dir, EncryptionKey: testKey, NoValidation: true})
 	if err != nil {
@@ -31,11 +35,12 @@ func TestCrashChild(t *testing.T) {
 	for i := 0; ; i++ {
 		if i%2 == 1 {
 			// A batch of creates with fresh IDs, its outbox group big
-			// enough (over 32 KiB) to go to Badger's value log.
+			// enough (over 128 KiB, deviceValueThreshold) to go to
+			// Badger's value log.
 			var refs []Ref
 			err := r.Batch(ctx, func(b *Batch) error {
-				for k := range 300 {
-					ref, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": fmt.Sprint("crash ", i, " ", k, " ", strings.Repeat("x", 100)), "n": k})
+				for k := range 600 {
+					ref, err := b.Create(Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": fmt.Sprint("crash ", i, " ", k, " ", strings.Repeat("x", 200)), "n": k})
 					if err != nil {
 						return err
 					}
@@ -64,13 +69,30 @@ func TestCrashChild(t *testing.T) {
 // TestWritesSurviveSIGKILL kills a process writing to a replica with
 // SIGKILL and checks that every write it reported as returned is in the
 // reopened replica, record and outbox alike.
-func TestWritesSurviveSIGKILL(t *testing.T) {
+func TestWritesSurviveSIGKILL(t *testing.T) { killedWriter(t, false) }
+
+// TestOpenReplicaOfOlderOptions: a replica written with the Badger options
+// of builds before issue 17's fourth pass (16 MiB memtables, values of 32
+// KiB and more in the value log: the child's big outbox groups) and killed
+// mid-write opens with today's (32 MiB, 128 KiB), its unflushed memtable
+// log replayed: every write acknowledged before the kill is there.
+func TestOpenReplicaOfOlderOptions(t *testing.T) { killedWriter(t, true) }
+
+// crashOlderEnv makes TestCrashChild open with the older Badger options.
+const crashOlderEnv = "DOORSTEP_CRASH_OLDER_OPTIONS"
+
+// killedWriter is TestWritesSurviveSIGKILL, its child writing with the
+// older Badger options if older.
+func killedWriter(t *testing.T, older bool) {
 	if testing.Short() {
 		t.Skip("spawns a child process")
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	if older {
+		cmd.Env = append(cmd.Env, crashOlderEnv+"=1")
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

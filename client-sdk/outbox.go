@@ -422,18 +422,14 @@ func (r *Replica) PendingOps(ctx context.Context) ([]crdt.Op, error) {
 	return ops, nil
 }
 
-// appendPending stores one write's ops as an unsealed group under the next
-// outbox index.
-func (r *Replica) appendPending(txn *badger.Txn, ops []crdt.Op) error {
+// appendPending stores one write's ops, encoded by encodeChange, as an
+// unsealed group under the next outbox index.
+func (r *Replica) appendPending(txn *badger.Txn, b []byte) error {
 	v, err := get(txn, keyNextOp)
 	if err != nil {
 		return err
 	}
 	n := u64(v) + 1
-	b, err := encodeChange(&api.Change{Ops: ops})
-	if err != nil {
-		return err
-	}
 	if err := txn.Set(u64Key(prefPending, n), b); err != nil {
 		return err
 	}

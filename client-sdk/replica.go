@@ -160,9 +160,15 @@ type Replica struct {
 	// lastBatchOps is the number of ops the last batch built, guarded by
 	// wmu: room reserved for the next one's (write.go).
 	lastBatchOps int
-	// lastNames are the last create's field names, sorted, guarded by wmu
-	// (write.go).
+	// spareOps is a committed batch's op list, room for the next batch's
+	// (write.go), guarded by wmu.
+	spareOps []crdt.Op
+	// lastNames are the last create's field names, sorted, lastVals its
+	// values in that order, and lastPlan what it looked up in the schema,
+	// guarded by wmu (write.go).
 	lastNames []string
+	lastVals  []any
+	lastPlan  *createPlan
 	// batchMu guards batches, the Batch calls waiting to be committed
 	// (write.go: whoever takes wmu next commits all of them together).
 	batchMu gosync.Mutex
@@ -182,7 +188,11 @@ type Replica struct {
 	// next request.
 	readsPacked atomic.Bool
 	// zstdRequests: the last sync reply's Accept-Encoding said the server
-	// reads zstd requests (coding.go); held in memory only.
+	// reads zstd requests (coding.go); stored with each reply (m/zstdpush)
+	// and loaded by Open, so a restarted device's first push goes in zstd.
+	// A server that stops reading zstd (replaced by an older one) refuses
+	// a zstd body with 415, and the request is sent again gzipped
+	// (transport.go).
 	zstdRequests atomic.Bool
 	// pipelines: the last reply said the server orders pipelined pushes
 	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
@@ -255,6 +265,7 @@ var (
 	keyOffset   = []byte("m/offset")
 	keySuccess  = []byte("m/lastsuccess")
 	keyPacked   = []byte("m/packedpush")
+	keyZstd     = []byte("m/zstdpush")
 	prefRecord  = []byte("r/")
 	prefPending = []byte("o/")
 	prefChange  = []byte("c/")
@@ -278,6 +289,16 @@ func u64(b []byte) uint64 {
 
 func u64Bytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
+// deviceMemTable and deviceValueThreshold are the device's Badger
+// memtable size and value threshold (Open). Until issue 17's fourth pass
+// they were 16 MiB and 32 KiB; a replica written with those opens with
+// these as it is (TestOpenReplicaOfOlderOptions).
+// Variables for that test.
+var (
+	deviceMemTable       int64 = 32 << 20
+	deviceValueThreshold int64 = 128 << 10
+)
+
 // Open opens or creates the replica in opts.Dir. A new replica gets a fresh
 // replica ID, kept for its lifetime.
 func Open(ctx context.Context, opts Options) (*Replica, error) {
@@ -290,15 +311,24 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(true).
 		WithLogger(nil).
-		WithMemTableSize(16 << 20).
+		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
+		// batch of creates up to MaxWriteBytes fits with its records'
+		// states and its outbox group.
+		WithMemTableSize(deviceMemTable).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithValueLogFileSize(64 << 20).
-		// Values of 32 KiB and more (big record states, sealed changes) go
-		// to the value log, so they count only a pointer against Badger's
-		// per-transaction size limit.
-		WithValueThreshold(32 << 10).
+		// Values of 128 KiB and more (big record states, big outbox
+		// groups) go to the value log, so they count only a pointer
+		// against the transaction's size limit. Smaller ones, a form's
+		// record and the outbox group of a batch of up to about 4,000
+		// small ops among them, stay in the LSM tree: a durable batch then
+		// writes and syncs one file (the memtable's log), not two, and an
+		// outbox group, deleted once sealed, is reclaimed by compaction,
+		// where in the value log (which the device never
+		// garbage-collects) it would stay on disk.
+		WithValueThreshold(deviceValueThreshold).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithNumCompactors(2)
@@ -449,6 +479,14 @@ func (r *Replica) load() error {
 			return err
 		} else {
 			r.readsPacked.Store(len(v) == 1 && v[0] == 1)
+		}
+		// Absent in a replica whose last reply was stored by a build
+		// before m/zstdpush (layout 3 from before issue 17's fourth
+		// pass): gzip until the next reply says otherwise.
+		if v, err := get(txn, keyZstd); err != nil {
+			return err
+		} else {
+			r.zstdRequests.Store(len(v) == 1 && v[0] == 1)
 		}
 		return nil
 	})

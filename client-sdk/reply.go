@@ -52,6 +52,11 @@ type replyWrites struct {
 	// ReadsPacked is the reply's word that the server reads packed
 	// pushes, stored for the next start.
 	ReadsPacked bool
+	// ReadsZstd is the reply's word (its Accept-Encoding, coding.go) that
+	// the server reads zstd requests, stored for the next start so that a
+	// restarted device's first push is not gzipped. It is set by
+	// storeReplyOf (the header is not part of the reply planReply reads).
+	ReadsZstd bool
 	// Acked are the seqs of sealed changes the server acknowledged
 	// (applied or duplicate); AckedOps counts their ops.
 	Acked    []uint64
@@ -216,6 +221,26 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 		if len(raw) == 0 {
 			continue
 		}
+		// A state the replica holds byte for byte (its own records sent
+		// back in a bootstrap's pages, as a device that pushed before
+		// its first pull gets them) changes nothing: skipped, not decoded,
+		// merged and encoded again only to be found unchanged. Stored
+		// bytes were validated when stored, and their times adopted by
+		// the clock then.
+		var stored []byte
+		var head Ref
+		if team, coll, id, ok := raw.Ref(); ok {
+			head = Ref{Team: team, Collection: coll, ID: id}
+			if _, seen := touched[head]; !seen {
+				var err error
+				if stored, err = rd.record(head); err != nil {
+					return err
+				}
+				if stored != nil && bytes.Equal(stored, raw) {
+					continue
+				}
+			}
+		}
 		// Bounded and validated: these are bytes from outside.
 		s, err := raw.Record()
 		if err != nil {
@@ -226,9 +251,10 @@ func planPull(w *replyWrites, rd localReader, resp *api.SyncResponse) error {
 		s.DropSkipped() // the server's quarantine stays the server's (crdt.Record.DropSkipped)
 		ref := Ref{Team: s.Team, Collection: s.Collection, ID: s.ID}
 		if _, seen := touched[ref]; !seen && !skipped {
-			stored, err := rd.record(ref)
-			if err != nil {
-				return err
+			if ref != head { // read above unless the head did not parse
+				if stored, err = rd.record(ref); err != nil {
+					return err
+				}
 			}
 			if stored == nil {
 				touched[ref] = s
@@ -335,6 +361,7 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 			return err
 		}
 		w.KeepCursor = pushOnly
+		w.ReadsZstd = r.zstdRequests.Load() // coding.go: from this reply's header
 		return r.writeReply(txn, w, now)
 	})
 	if err != nil {
@@ -397,6 +424,13 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		packed = 1
 	}
 	if err := txn.Set(keyPacked, []byte{packed}); err != nil {
+		return err
+	}
+	zstdOK := byte(0)
+	if w.ReadsZstd {
+		zstdOK = 1
+	}
+	if err := txn.Set(keyZstd, []byte{zstdOK}); err != nil {
 		return err
 	}
 	return txn.Set(keySuccess, u64Bytes(uint64(now.UnixMilli())))

@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
 )
 
 // SyncResult summarises one Sync call.
@@ -354,6 +355,16 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 func packPush(changes []api.Change) ([][]byte, bool) {
 	var blocks [][]byte
 	for i := range changes {
+		c := &changes[i]
+		if n := packedGuess(c); n > api.MaxPackedBlock {
+			// Clearly too big for one block (a big write sealed alone):
+			// packed straight in pieces, not packed whole first only to
+			// find that out.
+			if pieces, ok := packPieces(c, n); ok {
+				blocks = append(blocks, pieces...)
+				continue
+			}
+		}
 		b, err := api.PackPush(changes[i : i+1])
 		if err != nil {
 			return nil, false
@@ -362,18 +373,83 @@ func packPush(changes []api.Change) ([][]byte, bool) {
 			blocks = append(blocks, b)
 			continue
 		}
-		ops := changes[i].Ops
-		pieces := 2 * ((len(b) + api.MaxPackedBlock - 1) / api.MaxPackedBlock)
-		per := (len(ops) + pieces - 1) / pieces
-		for p := 0; p < len(ops); p += per {
-			b, err := api.PackPush([]api.Change{{Seq: changes[i].Seq, Ops: ops[p:min(p+per, len(ops))]}})
-			if err != nil || len(b) > api.MaxPackedBlock {
+		pieces, ok := packPieces(c, len(b))
+		if !ok {
+			return nil, false
+		}
+		blocks = append(blocks, pieces...)
+	}
+	return blocks, true
+}
+
+// packPieces packs c's ops in consecutive blocks under its seq: twice as
+// many as size (the packed size of all of them) needs, cut where their
+// estimated sizes (opsSize) split evenly, a piece that still does not fit
+// cut in two again. ok is false if a single op does not fit.
+func packPieces(c *api.Change, size int) ([][]byte, bool) {
+	pieces := 2 * ((size + api.MaxPackedBlock - 1) / api.MaxPackedBlock)
+	ops := c.Ops
+	total := opsSize(ops)
+	var blocks [][]byte
+	start, acc := 0, 0
+	for i := range ops {
+		acc += opsSize(ops[i : i+1])
+		// Cut after op i once the pieces so far hold their share.
+		if i == len(ops)-1 || acc*pieces >= total*(len(blocks)+1) {
+			bs, ok := packSplit(c.Seq, ops[start:i+1], nil)
+			if !ok {
 				return nil, false
 			}
-			blocks = append(blocks, b)
+			blocks = append(blocks, bs...)
+			start = i + 1
 		}
 	}
 	return blocks, true
+}
+
+// packSplit appends to blocks ops packed under seq in one block, or if
+// that is too big, in two halves of about equal estimated size, each cut
+// again as needed.
+func packSplit(seq uint64, ops []crdt.Op, blocks [][]byte) ([][]byte, bool) {
+	b, err := api.PackPush([]api.Change{{Seq: seq, Ops: ops}})
+	if err != nil {
+		return nil, false
+	}
+	if len(b) <= api.MaxPackedBlock {
+		return append(blocks, b), true
+	}
+	if len(ops) < 2 {
+		return nil, false
+	}
+	half, acc, total := 1, 0, opsSize(ops)
+	for ; half < len(ops)-1; half++ {
+		if acc += opsSize(ops[half-1 : half]); 2*acc >= total {
+			break
+		}
+	}
+	blocks, ok := packSplit(seq, ops[:half], blocks)
+	if !ok {
+		return nil, false
+	}
+	return packSplit(seq, ops[half:], blocks)
+}
+
+// packSample is how many of a big change's first ops packedGuess packs.
+const packSample = 128
+
+// packedGuess guesses the packed size of a change of many ops from that
+// of its first packSample ops (0 for a change of fewer: pack it whole).
+// The first ops carry most of the block's string table, so the guess
+// tends to be high.
+func packedGuess(c *api.Change) int {
+	if len(c.Ops) <= 4*packSample {
+		return 0
+	}
+	b, err := api.PackPush([]api.Change{{Seq: c.Seq, Ops: c.Ops[:packSample]}})
+	if err != nil {
+		return 0 // the whole change fails to pack too: said there
+	}
+	return len(b) * len(c.Ops) / packSample
 }
 
 // maxRetryWaits bounds the consecutive waits one Sync makes when the

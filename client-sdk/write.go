@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/schema"
 )
@@ -249,6 +251,15 @@ func (r *Replica) commitBatches(group []*batchReq) {
 		for _, q := range pending {
 			settle(q, err)
 		}
+		// Stored (or not, and settled): the last batch's op list, cleared
+		// (it holds no value after its batch), is room for the next
+		// batch's (spareOps). Its Batch call reads only its length from
+		// here on.
+		if n := len(pending); n > 0 {
+			ops := pending[n-1].b.ops
+			clear(ops)
+			r.spareOps = ops[:0]
+		}
 	}
 }
 
@@ -257,7 +268,12 @@ func (r *Replica) commitBatches(group []*batchReq) {
 func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, error) {
 	// A writer's batches tend to be alike: room for as many ops as the last
 	// one saves growing (and copying) the op list op by op.
-	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, ops: make([]crdt.Op, 0, r.lastBatchOps)}
+	ops := r.spareOps[:0]
+	if cap(ops) < r.lastBatchOps {
+		ops = make([]crdt.Op, 0, r.lastBatchOps)
+	}
+	r.spareOps = nil
+	b := &Batch{r: r, txn: txn, recs: map[Ref]*crdt.Record{}, news: map[Ref]newRecord{}, ops: ops}
 	if err := fn(b); err != nil {
 		return nil, err
 	}
@@ -274,15 +290,68 @@ func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, 
 // writeBatch stores what b built in txn: its records, one outbox group,
 // the clock.
 func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
+	// A big batch's outbox group is packed on another goroutine while its
+	// records are encoded here (both only read the ops); joined below
+	// before either is stored, on every path.
+	var packed chan packResult
+	if len(b.ops) >= parallelPackOps {
+		packed = make(chan packResult, 1)
+		ops := b.ops
+		go func() {
+			v, err := encodeChange(&api.Change{Ops: ops})
+			packed <- packResult{v, err}
+		}()
+	}
+	err := r.writeRecords(txn, b)
+	var group []byte
+	if packed != nil {
+		res := <-packed
+		if err == nil {
+			group, err = res.b, res.err
+		}
+	} else if err == nil {
+		group, err = encodeChange(&api.Change{Ops: b.ops})
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.appendPending(txn, group); err != nil {
+		return err
+	}
+	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+}
+
+// parallelPackOps is the fewest ops whose outbox group writeBatch packs
+// on a goroutine of its own.
+const parallelPackOps = 256
+
+// packResult is an outbox group packed by writeBatch's goroutine.
+type packResult struct {
+	b   []byte
+	err error
+}
+
+// writeRecords stores the records b wrote in txn.
+func (r *Replica) writeRecords(txn *badger.Txn, b *Batch) error {
 	for _, ref := range b.order {
+		if n, ok := b.news[ref]; ok {
+			// A record created in the batch and not touched since: its
+			// state is encoded from its ops, without building it.
+			if v, ok := crdt.AppendNewState(nil, b.ops[n.start:n.end]); ok {
+				if err := txn.Set(recordKey(ref), v); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := b.build(ref, n); err != nil {
+				return err
+			}
+		}
 		if err := putRecord(txn, b.recs[ref]); err != nil {
 			return err
 		}
 	}
-	if err := r.appendPending(txn, b.ops); err != nil {
-		return err
-	}
-	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))
+	return nil
 }
 
 // rewrite stores built batches in a transaction of their own.
@@ -301,12 +370,63 @@ func (r *Replica) rewrite(qs []*batchReq) error {
 // methods are those of Replica without the context, and Get reads the
 // batch's own writes.
 type Batch struct {
-	r     *Replica
-	txn   *badger.Txn
-	recs  map[Ref]*crdt.Record
+	r    *Replica
+	txn  *badger.Txn
+	recs map[Ref]*crdt.Record
+	// news are the records the batch created and has not touched since,
+	// not built: each is ops[start:end] applied to a new record (build
+	// makes it when a later write or Get needs it, writeBatch encodes
+	// its state straight from the ops).
+	news  map[Ref]newRecord
 	order []Ref // records written, in first-write order
 	ops   []crdt.Op
 	size  int // opsSize(ops), set once fn is done
+	// slab holds the encoded short string values of the batch's creates,
+	// one allocation for many (encodeValue).
+	slab []byte
+}
+
+// slabSize is the size of a batch's value slabs, and maxSlabValue the
+// longest string encodeValue puts in one.
+const (
+	slabSize     = 16 << 10
+	maxSlabValue = 512
+)
+
+// encodeValue is crdt.EncodeValue, a short string put in the batch's
+// slab rather than in an allocation of its own. Each value is capped to
+// its length, so nothing appended to one can reach the next; values are
+// never modified.
+func (b *Batch) encodeValue(e any) (msgpack.RawMessage, error) {
+	s, ok := e.(string)
+	if !ok || len(s) > maxSlabValue {
+		return crdt.EncodeValue(e)
+	}
+	if cap(b.slab)-len(b.slab) < 5+len(s) {
+		b.slab = make([]byte, 0, slabSize)
+	}
+	n := len(b.slab)
+	b.slab = crdt.AppendStringValue(b.slab, s)
+	return b.slab[n:len(b.slab):len(b.slab)], nil
+}
+
+// newRecord is a record created in a batch: the batch's ops[start:end].
+type newRecord struct{ start, end int }
+
+// build makes the record created as n, applying its ops to a new record,
+// and keeps it with the batch's other records.
+func (b *Batch) build(ref Ref, n newRecord) (*crdt.Record, error) {
+	rec := crdt.NewRecord(ref.Team, ref.Collection, ref.ID)
+	cb := crdt.NewBatch(rec)
+	for i := n.start; i < n.end; i++ {
+		if err := cb.Add(&b.ops[i]); err != nil {
+			return nil, &ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err}
+		}
+	}
+	cb.Flush()
+	delete(b.news, ref)
+	b.recs[ref] = rec
+	return rec, nil
 }
 
 // record returns the batch's working copy of ref: from an earlier write in
@@ -319,6 +439,12 @@ func (b *Batch) record(ref Ref, create bool) (*crdt.Record, error) {
 // (NewID), so that no record can have it yet and the store is not read.
 func (b *Batch) recordOf(ref Ref, create, fresh bool) (*crdt.Record, error) {
 	rec, ok := b.recs[ref]
+	if n, made := b.news[ref]; made {
+		if create {
+			return nil, &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
+		}
+		return b.build(ref, n)
+	}
 	if !ok && !fresh {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
@@ -381,6 +507,13 @@ func (b *Batch) check(ref Ref, op *crdt.Op, n int, checkID bool, sf *schema.Fiel
 // Get returns the record as the batch's writes so far leave it.
 func (b *Batch) Get(ref Ref) (*Record, error) {
 	rec, ok := b.recs[ref]
+	if n, made := b.news[ref]; made {
+		var err error
+		if rec, err = b.build(ref, n); err != nil {
+			return nil, err
+		}
+		ok = true
+	}
 	if !ok {
 		var err error
 		if rec, err = loadRecord(b.txn, ref); err != nil {
@@ -417,37 +550,38 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	if err := crdt.ValidateRecordID(ref.ID); err != nil {
 		return &ValidationError{Ref: ref, Err: err}
 	}
-	names := r.createNames(fields)
-	if cc, ok := r.opts.Validator.(CreateChecker); ok {
-		given := names
-		if _, ok := cc.(*schema.Schema); !ok {
-			given = slices.Clone(names) // names may be reused (createNames)
+	names, vals := r.createNames(fields)
+	defer clear(vals) // the Replica's, kept for the next create: no value stays in it
+	typer, _ := r.opts.Validator.(FieldTyper)
+	// With the schema as the validator, each field is looked up once, for
+	// its CRDT type and to validate its ops (Field.ValidateOp), and the
+	// look-ups and the required-on-create check are kept for the next
+	// create of the same fields (createPlan).
+	var sfs []*schema.Field
+	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
+		p := r.createPlanFor(sc, ref.Collection, names)
+		if len(p.missing) > 0 {
+			return &ValidationError{Ref: ref, Missing: slices.Clone(p.missing)}
 		}
-		if missing := cc.MissingOnCreate(ref.Collection, given); len(missing) > 0 {
+		sfs, typer = p.fields, collectionTyper{p.coll}
+	} else if cc, ok := r.opts.Validator.(CreateChecker); ok {
+		// names may be reused (createNames): the checker gets a copy.
+		if missing := cc.MissingOnCreate(ref.Collection, slices.Clone(names)); len(missing) > 0 {
 			return &ValidationError{Ref: ref, Missing: missing}
 		}
 	}
-	typer, _ := r.opts.Validator.(FieldTyper)
-	// With the schema as the validator, each field is looked up once, for
-	// its CRDT type and to validate its ops (Field.ValidateOp).
-	var coll *schema.Collection
-	if sc, ok := r.opts.Validator.(*schema.Schema); ok {
-		coll, _ = sc.Collection(ref.Collection) // nil if unknown: ValidateOp says so
-		typer = collectionTyper{coll}
-	}
-	rec, err := b.recordOf(ref, true, fresh)
-	if err != nil {
+	if err := b.checkNew(ref, fresh); err != nil {
 		return err
 	}
-	if rec.Fields == nil {
-		rec.Fields = make(map[string]*crdt.Field, len(names))
-	}
-	// The record is new, so no op built here depends on another: they are
-	// built and checked first, then merged in one crdt.Batch (one pass,
-	// the same result as applying them one by one in ID order). They are
-	// built in place at the end of the batch's ops, and cut off again if
-	// the create fails, with the new record (record put it last in the
-	// batch's records): a failed create leaves no trace in the batch.
+	// The record is new, so no op built here depends on another (none
+	// names a pred). They are built and checked in place at the end of
+	// the batch's ops, and the record is not built: it is kept as those
+	// ops (b.news), its state encoded from them when the batch is stored,
+	// and built only if a later write or Get in the batch needs it (the
+	// same state either way, crdt.AppendNewState). If the create fails
+	// its ops are cut off again and the record dropped: a failed create
+	// leaves no trace in the batch.
+	b.order = append(b.order, ref)
 	start := len(b.ops)
 	// The create's ops take consecutive timestamps reserved at once, one
 	// an op of a field given one value (crdt.Clock.Reserve: one reading
@@ -458,18 +592,17 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 	fail := func(err error) error {
 		clear(b.ops[start:])
 		b.ops = b.ops[:start]
-		delete(b.recs, ref)
 		b.order = b.order[:len(b.order)-1]
 		return err
 	}
-	for _, name := range names {
+	for i, name := range names {
 		if name == crdt.DeletedField {
 			return fail(&ValidationError{Ref: ref, Field: name, Err: fmt.Errorf("reserved field")})
 		}
 		ft := crdt.Register
 		var sf *schema.Field
-		if coll != nil {
-			sf, _ = coll.Field(name)
+		if sfs != nil {
+			sf = sfs[i]
 		}
 		switch {
 		case sf != nil:
@@ -479,14 +612,14 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 				ft = t
 			}
 		}
-		elems := []any{fields[name]}
+		elems := vals[i : i+1]
 		if ft != crdt.Register {
-			if s, ok := asSlice(fields[name]); ok {
+			if s, ok := asSlice(vals[i]); ok {
 				elems = s
 			}
 		}
 		for _, e := range elems {
-			v, err := crdt.EncodeValue(e)
+			v, err := b.encodeValue(e)
 			if err != nil {
 				return fail(&ValidationError{Ref: ref, Field: name, Err: err})
 			}
@@ -494,56 +627,118 @@ func (b *Batch) create(ref Ref, fields map[string]any, fresh bool) error {
 			if len(b.ops)-start >= reserved {
 				id = r.nextID()
 			}
-			b.ops = append(b.ops, crdt.Op{})
-			op := &b.ops[len(b.ops)-1]
+			// What rec.Add, rec.Append or rec.Write would return on a
+			// new record: no pred.
+			kind := crdt.KindWrite
 			switch ft {
 			case crdt.Set:
-				*op = rec.Add(id, name, v)
+				kind = crdt.KindAdd
 			case crdt.Log:
-				*op = rec.Append(id, name, v)
-			default:
-				*op = rec.Write(id, name, v)
+				kind = crdt.KindAppend
 			}
+			b.ops = append(b.ops, crdt.Op{ID: id, Team: ref.Team, Collection: ref.Collection, Record: ref.ID, Field: name, Kind: kind, Value: v})
+			op := &b.ops[len(b.ops)-1]
 			// The record ID was checked above, once for all its ops.
 			if err := b.check(ref, op, len(b.ops), false, sf); err != nil {
 				return fail(err)
 			}
 		}
 	}
-	cb := crdt.NewBatch(rec)
-	for i := start; i < len(b.ops); i++ {
-		if err := cb.Add(&b.ops[i]); err != nil {
-			return fail(&ValidationError{Ref: ref, Field: b.ops[i].Field, Err: err})
-		}
-	}
-	cb.Flush()
+	b.news[ref] = newRecord{start: start, end: len(b.ops)}
 	return nil
 }
 
-// createNames returns the names of fields, sorted: a create's ops are
-// built in name order. Creates of one form name the same fields, so the
-// last create's sorted names are reused when fields has exactly those
-// (guarded by wmu, as every batch is built).
-func (r *Replica) createNames(fields map[string]any) []string {
+// checkNew fails unless ref can be created in the batch: no record of
+// the batch has it, nor (unless fresh, a new random ID) a stored one.
+func (b *Batch) checkNew(ref Ref, fresh bool) error {
+	_, ok := b.recs[ref]
+	if _, made := b.news[ref]; made {
+		ok = true
+	}
+	if !ok && !fresh {
+		_, err := b.txn.Get(recordKey(ref))
+		switch {
+		case err == nil:
+			ok = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+	}
+	if ok {
+		return &ValidationError{Ref: ref, Err: fmt.Errorf("record already exists")}
+	}
+	return nil
+}
+
+// createNames returns the names of fields, sorted, and their values in
+// that order: a create's ops are built in name order. Creates of one form
+// name the same fields, so the last create's sorted names are reused when
+// fields has exactly those, each field looked up once for that and its
+// value. Both slices are the Replica's, reused by the next create (guarded
+// by wmu, as every batch is built).
+func (r *Replica) createNames(fields map[string]any) ([]string, []any) {
+	vals := r.lastVals[:0]
 	if names := r.lastNames; len(names) == len(fields) {
 		same := true
 		for _, name := range names {
-			if _, ok := fields[name]; !ok {
+			v, ok := fields[name]
+			if !ok {
 				same = false
 				break
 			}
+			vals = append(vals, v)
 		}
 		if same {
-			return names
+			r.lastVals = vals
+			return names, vals
 		}
+		vals = vals[:0]
 	}
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	r.lastNames = names
-	return names
+	for _, name := range names {
+		vals = append(vals, fields[name])
+	}
+	r.lastNames, r.lastVals = names, vals
+	return names, vals
+}
+
+// createPlan is what a create of a schema collection's fields looks up
+// in the schema: the collection (nil if unknown), each field (aligned
+// with names, nil where the collection has none of that name) and the
+// fields required on create that names misses. The schema does not
+// change, so a plan holds for every create of the same names (the same
+// slice, createNames) in the same collection.
+type createPlan struct {
+	schema     *schema.Schema
+	collection string
+	names      []string
+	coll       *schema.Collection
+	fields     []*schema.Field
+	missing    []string
+}
+
+// createPlanFor returns the plan of a create of names in collection,
+// the last one if it is for the same (guarded by wmu).
+func (r *Replica) createPlanFor(sc *schema.Schema, collection string, names []string) *createPlan {
+	if p := r.lastPlan; p != nil && p.schema == sc && p.collection == collection &&
+		len(p.names) == len(names) && (len(names) == 0 || &p.names[0] == &names[0]) {
+		return p
+	}
+	p := &createPlan{schema: sc, collection: collection, names: names}
+	p.coll, _ = sc.Collection(collection) // nil if unknown: ValidateOp says so
+	p.fields = make([]*schema.Field, len(names))
+	if p.coll != nil {
+		for i, name := range names {
+			p.fields[i], _ = p.coll.Field(name)
+		}
+	}
+	p.missing = sc.MissingOnCreate(collection, names)
+	r.lastPlan = p
+	return p
 }
 
 // Set is Replica.Set within the batch.
@@ -688,6 +883,15 @@ func putRecord(txn *badger.Txn, rec *crdt.Record) error {
 // smallest form, the form of sync request bodies and stored changes.
 func marshalCompact(v any) ([]byte, error) {
 	var buf bytes.Buffer
+	if req, ok := v.(*api.SyncRequest); ok && len(req.Packed) > 0 {
+		// A packed push is its blocks and a few hundred bytes: room for
+		// them at once, not grown (and copied) from nothing.
+		n := 512 + len(req.Cursor)
+		for _, b := range req.Packed {
+			n += 5 + len(b)
+		}
+		buf.Grow(n)
+	}
 	enc := msgpack.NewEncoder(&buf)
 	enc.UseCompactInts(true)
 	if err := enc.Encode(v); err != nil {

@@ -83,6 +83,9 @@ func newMetrics(s *Server) *metrics {
 		m.requests, m.latency, m.sync,
 		m.changesApplied, m.changesDuplicate, m.changesRefused, m.opsPushed, m.opsNotMerged, m.itemsPulled,
 		m.rateLimited, m.pipelined,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "doorstep_sync_pipelined_held_bytes", Help: "Body bytes held by pipelined sync requests read and prepared while they wait for the one before (bounded by PipelineHoldBytes per device).",
+		}, func() float64 { return float64(s.pipe.heldBytes()) }),
 		&stateCollector{s: s},
 	)
 	return m

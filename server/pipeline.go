@@ -164,6 +164,13 @@ func (p *pipeline) reserve(s *pipeSync, n int64) bool {
 	return true
 }
 
+// heldBytes returns all devices' held bytes.
+func (p *pipeline) heldBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
 // unreserve gives back s's held bytes.
 func (p *pipeline) unreserve(s *pipeSync) {
 	p.mu.Lock()

@@ -83,6 +83,7 @@ func (e *Engine) preparePush(c Caller, changes []api.Change) *request {
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
 	r.pre, r.val, r.ahead, r.enc = e.prechecks(&r.caller, changes)
+	r.changeWeights() // stateless too: the committer reads them (writeWeight)
 	return r
 }
 
