@@ -51,21 +51,40 @@ func (t *dbTarget) Finish() error {
 // going through memtables and compactions: items arrive in ascending key
 // order (the format guarantees it), which is what StreamWriter needs.
 // Every item is written at version 1, with its user meta and expiry.
-func StreamTarget(db *badger.DB) (Target, error) {
+func StreamTarget(db *badger.DB) (Target, error) { return StreamTargetWith(db, nil) }
+
+// Expand rewrites one loaded item as the entries the database stores it
+// in: each emitted item goes to StreamWriter stream stream, in which items
+// must arrive in ascending key order, and streams must not overlap in key
+// range (store/badger's big values: the head in stream 0 with the other
+// items, its chunks in stream 1, a key range of their own).
+type Expand func(it *Item, emit func(stream uint32, it *Item) error) error
+
+// StreamTargetWith is StreamTarget with each item rewritten by expand
+// (nil: stored as it is).
+func StreamTargetWith(db *badger.DB, expand Expand) (Target, error) {
 	sw := db.NewStreamWriter()
 	if err := sw.Prepare(); err != nil {
 		return nil, err
 	}
-	return &streamTarget{sw: sw, buf: z.NewBuffer(8<<20, "backup.StreamTarget")}, nil
+	return &streamTarget{sw: sw, buf: z.NewBuffer(8<<20, "backup.StreamTarget"), expand: expand}, nil
 }
 
 type streamTarget struct {
-	sw  *badger.StreamWriter
-	buf *z.Buffer
+	sw     *badger.StreamWriter
+	buf    *z.Buffer
+	expand Expand
 }
 
 func (t *streamTarget) Put(it *Item) error {
-	badger.KVToBuffer(&pb.KV{Key: it.Key, Value: it.Value, UserMeta: []byte{it.UserMeta}, ExpiresAt: it.ExpiresAt, Version: 1}, t.buf)
+	if t.expand != nil {
+		return t.expand(it, t.put)
+	}
+	return t.put(0, it)
+}
+
+func (t *streamTarget) put(stream uint32, it *Item) error {
+	badger.KVToBuffer(&pb.KV{Key: it.Key, Value: it.Value, UserMeta: []byte{it.UserMeta}, ExpiresAt: it.ExpiresAt, Version: 1, StreamId: stream}, t.buf)
 	if t.buf.LenNoPadding() < 4<<20 {
 		return nil
 	}

@@ -34,10 +34,11 @@ import (
 // backup ends. Otherwise it runs before the erasure is answered: when
 // POST /v1/admin/erasures returns with "scrubbed": true, no version of
 // the erased values is in the data directory. Pushes queue behind it
-// meanwhile (measured in docs/benchmarks.md). Values at or above Badger's
-// value threshold (1 MiB) would live in the value log, which DropPrefix
-// does not rewrite; store/badger's DropPrefix follows with a value-log GC
-// pass for them.
+// meanwhile (measured in docs/benchmarks.md). Values of 1 MiB or more
+// (Badger's value threshold) would live in Badger's value log, which
+// DropPrefix does not rewrite: store/badger keeps every value of 512 KiB
+// or more in chunks in its tables instead, and its DropPrefix drops the
+// chunks of the dropped keys (sync/scrub_bigvalue_test.go).
 
 // scrubSentinel is written and dropped by every scrub: DropPrefix does
 // nothing unless some prefix has a live key, and the sentinel guarantees

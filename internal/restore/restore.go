@@ -108,7 +108,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		opts badger.Options
 	}{{"records", storebadger.BadgerOptions(recOpts, quiet)}, {"auth", storebadger.BadgerOptions(authBadger(authDir, o.Key), nil).WithLogger(nil)}} {
 		want, _ := m.Section(sec.name)
-		n, sum, err := digestDir(sec.opts)
+		digest := digestDir
+		if sec.name == "records" {
+			digest = func(badger.Options) (int64, string, error) { return digestStore(ctx, recOpts) }
+		}
+		n, sum, err := digest(sec.opts)
 		if err != nil {
 			return res, fmt.Errorf("restore: verify %s: %w", sec.name, err)
 		}
@@ -187,7 +191,10 @@ func loadFile(ctx context.Context, path string, recOpts storebadger.Options, aut
 		return fmt.Errorf("restore: open %s: %w", authDir, err)
 	}
 	// Both stores are empty and items arrive sorted: write tables directly.
-	rt, err := backup.StreamTarget(rdb)
+	// Big record values are written in store/badger's chunk form (never in
+	// Badger's value log, which an erasure re-applied after the restore
+	// could not scrub).
+	rt, err := backup.StreamTargetWith(rdb, chunkBig())
 	if err != nil {
 		rdb.Close()
 		adb.Close()
@@ -221,6 +228,44 @@ func loadFile(ctx context.Context, path string, recOpts storebadger.Options, aut
 		return fmt.Errorf("restore: load: %w", err)
 	}
 	return nil
+}
+
+// chunkBig stores each record value in store/badger's on-disk form: a
+// big value as its head (stream 0, with every other item) and chunks
+// (stream 1: the chunk range sorts before every store key, and the chunks
+// of keys in order are in order).
+func chunkBig() backup.Expand {
+	var gen uint64
+	return func(it *backup.Item, emit func(uint32, *backup.Item) error) error {
+		gen++
+		head, chunks := storebadger.EncodeValue(it.Key, it.Value, it.UserMeta, gen)
+		for _, c := range chunks {
+			if err := emit(1, &backup.Item{Key: c.Key, Value: c.Value, ExpiresAt: it.ExpiresAt}); err != nil {
+				return err
+			}
+		}
+		return emit(0, &backup.Item{Key: head.Key, Value: head.Value, UserMeta: head.UserMeta, ExpiresAt: it.ExpiresAt})
+	}
+}
+
+// digestStore is Digest of the restored records read through the store
+// (big values whole, as the backup was written).
+func digestStore(ctx context.Context, opts storebadger.Options) (int64, string, error) {
+	st, err := storebadger.Open(opts)
+	if err != nil {
+		return 0, "", err
+	}
+	defer st.Close()
+	var n int64
+	var sum string
+	err = st.View(ctx, func(tx store.Tx) error {
+		var err error
+		n, sum, err = backup.DigestEach(func(put func(*backup.Item) error) error {
+			return backup.EachIter(tx.Iterate(store.IterOptions{Batch: 256}), put)
+		})
+		return err
+	})
+	return n, sum, err
 }
 
 func digestDir(opts badger.Options) (int64, string, error) {

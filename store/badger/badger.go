@@ -72,6 +72,18 @@ type Store struct {
 	// Begin(ctx, true) (or Update) to Commit or Discard: the seam promises
 	// serialized writers, and Badger's conflict detection is off.
 	w chan struct{}
+	// chunk is the chunk size of big values (ChunkSize, or less under a
+	// smaller value threshold): values of chunk bytes or more are stored
+	// in chunks (see chunk.go).
+	chunk int
+	// chunked maps each key stored in chunks to its chunks' generation
+	// and count, so that a write over it or its deletion removes them
+	// without a read (big values are rare: the map is small). Built by
+	// New from the chunk range; read and changed only under the writer
+	// token (write transactions, DropPrefix), as is gen, the last chunk
+	// generation used.
+	chunked map[string]chunkRef
+	gen     uint64
 }
 
 var _ store.KV = (*Store)(nil)
@@ -94,12 +106,28 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/badger: open %s: %w", opts.Dir, err)
 	}
-	return New(db), nil
+	s, err := New(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // New wraps an open Badger database (opened with BadgerOptions or
-// equivalent durability settings); Close closes it.
-func New(db *dgbadger.DB) *Store { return &Store{db: db, w: make(chan struct{}, 1)} }
+// equivalent durability settings); Close closes it. It reads the chunk
+// range (see chunk.go) to learn which keys hold big values, and deletes
+// the chunks a crash left without a head.
+func New(db *dgbadger.DB) (*Store, error) {
+	s := &Store{db: db, w: make(chan struct{}, 1), chunk: ChunkSize, chunked: map[string]chunkRef{}}
+	if th := int(db.Opts().ValueThreshold); th-1 < s.chunk {
+		s.chunk = max(th-1, 1)
+	}
+	if err := s.loadChunks(); err != nil {
+		return nil, fmt.Errorf("store/badger: read chunk range: %w", err)
+	}
+	return s, nil
+}
 
 // lock takes the writer token, or gives up when ctx is done.
 func (s *Store) lock(ctx context.Context) error {
@@ -151,7 +179,10 @@ func BadgerOptions(opts Options, logger *slog.Logger) dgbadger.Options {
 }
 
 // DB returns the Badger database, for Badger-only tools (backup load
-// targets, raw ingest). Callers write only keys laid out by package store.
+// targets, raw ingest). Callers write only keys laid out by package store,
+// and big values (ChunkSize and over) only in the form EncodeValue gives:
+// a big value written raw still reads, but lives in Badger's value log,
+// out of DropPrefix's reach.
 func (s *Store) DB() *dgbadger.DB { return s.db }
 
 // Size is Badger's estimate of the store's bytes on disk (LSM and value
@@ -170,7 +201,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+	return mapErr(s.db.View(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn, kv: s}) }))
 }
 
 // Update implements store.KV; it waits for the open write transaction,
@@ -183,7 +214,14 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	defer s.unlock()
-	return mapErr(s.db.Update(func(txn *dgbadger.Txn) error { return fn(&tx{txn: txn}) }))
+	t := &tx{txn: nil, kv: s, write: true}
+	err := s.db.Update(func(txn *dgbadger.Txn) error { t.txn = txn; return fn(t) })
+	if err == nil {
+		t.applyChunked()
+	} else {
+		t.unstage()
+	}
+	return mapErr(err)
 }
 
 // Begin implements store.KV. A write transaction waits for the one open
@@ -193,29 +231,29 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 		return nil, err
 	}
 	if !update {
-		return &tx{txn: s.db.NewTransaction(false)}, nil
+		return &tx{txn: s.db.NewTransaction(false), kv: s}, nil
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(true), s: s}, nil
+	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true}, nil
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
-// writer token, so no write transaction runs meanwhile) (which flushes
-// the memtables without the keys and compacts every table holding them),
-// followed by value-log garbage collection for values large enough to
-// live in the value log (1 MiB and over: Badger's largest value
-// threshold).
+// writer token, so no write transaction runs meanwhile), which flushes
+// the memtables without the keys and compacts every table holding them.
+// It also drops the chunks of big values under the prefixes (see
+// chunk.go), whose every generation lives in the tables too: no value
+// this package writes is in Badger's value log, so nothing of the dropped
+// keys stays on disk.
 //
-// Known gap: that garbage collection does not reach every such value.
-// Badger never rewrites the value-log file being written (valueLog.pickLog
-// takes only files below maxFid), and it picks a file by its discard
-// statistics, which a memtable flush that drops prefixes does not update.
-// So a record state or log entry of 1 MiB or more (MaxRecordBytes allows
-// 4 MiB, a sync body 8 MiB) can stay in a *.vlog file after an erasure
-// reports it scrubbed (issue 17, i17-store4's report, with a test that
-// shows it). Values under 1 MiB, all of them in the tables, are dropped.
+// Value-log garbage collection follows for values written to the value
+// log before chunk form 1 (a store from an older version, or raw writes
+// through DB). It may not reach them: Badger never rewrites the
+// value-log file being written (valueLog.pickLog takes only files below
+// maxFid) and picks a file by its discard statistics, which a memtable
+// flush that drops prefixes does not update. Such a store is cleaned by a
+// backup and restore, which loads big values in chunks.
 func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -224,8 +262,34 @@ func (s *Store) DropPrefix(ctx context.Context, prefixes ...[]byte) error {
 		return err
 	}
 	defer s.unlock()
-	if err := s.db.DropPrefix(prefixes...); err != nil {
+	// Badger drops only the prefixes that still hold a live key, and the
+	// chunks of a deleted big value are deleted too: a sentinel under
+	// each chunk prefix (dropSentinel, never a chunk key, never read)
+	// makes Badger drop every version of those chunks all the same.
+	all := make([][]byte, 0, 2*len(prefixes))
+	err := s.db.Update(func(txn *dgbadger.Txn) error {
+		for _, p := range prefixes {
+			cp := dropPrefixFor(p)
+			all = append(all, p, cp)
+			if err := txn.Set(dropSentinel(cp), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store/badger: drop prefix: %w", mapErr(err))
+	}
+	if err := s.db.DropPrefix(all...); err != nil {
 		return fmt.Errorf("store/badger: drop prefix: %w", err)
+	}
+	for k := range s.chunked {
+		for _, p := range prefixes {
+			if bytes.HasPrefix([]byte(k), p) {
+				delete(s.chunked, k)
+				break
+			}
+		}
 	}
 	for s.db.RunValueLogGC(0.01) == nil {
 	}
@@ -264,19 +328,27 @@ func mapErr(err error) error {
 	return err
 }
 
-// tx is a store.Txn over a Badger transaction. s is set on a write
+// tx is a store.Txn over a Badger transaction. token is set on a write
 // transaction from Begin, which holds the writer token until it ends.
+// over holds the chunk references (see Store.chunked) this write
+// transaction changed, the zero chunkRef for a key no longer in chunks;
+// they apply on commit. staged holds the big values whose chunks this
+// transaction wrote ahead of it (see chunk.go), by generation.
 type tx struct {
-	txn  *dgbadger.Txn
-	s    *Store
-	done bool
+	txn    *dgbadger.Txn
+	kv     *Store
+	write  bool // a write transaction (holding the writer token)
+	token  bool
+	done   bool
+	over   map[string]chunkRef
+	staged map[uint64]stagedValue
 }
 
 // end releases the writer token of a Begin write transaction, once.
 func (t *tx) end() {
-	if t.s != nil && !t.done {
+	if t.token && !t.done {
 		t.done = true
-		t.s.unlock()
+		t.kv.unlock()
 	}
 }
 
@@ -285,25 +357,36 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	v, err := item.ValueCopy(nil)
-	return v, mapErr(err)
+	return t.value(item)
 }
 
-func (t *tx) Set(key, value []byte) error { return mapErr(t.txn.Set(key, value)) }
+func (t *tx) Set(key, value []byte) error { return t.put(key, value, 0) }
 
 func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
-	return mapErr(t.txn.SetEntry(dgbadger.NewEntry(key, value).WithTTL(ttl)))
+	return t.put(key, value, ttl)
 }
 
-func (t *tx) Delete(key []byte) error { return mapErr(t.txn.Delete(key)) }
+func (t *tx) Delete(key []byte) error {
+	if err := t.dropChunks(key); err != nil {
+		return err
+	}
+	return mapErr(t.txn.Delete(key))
+}
 
 func (t *tx) Commit() error {
 	defer t.end()
-	return mapErr(t.txn.Commit())
+	err := t.txn.Commit()
+	if err == nil {
+		t.applyChunked()
+	} else {
+		t.unstage()
+	}
+	return mapErr(err)
 }
 
 func (t *tx) Discard() {
 	t.txn.Discard()
+	t.unstage()
 	t.end()
 }
 
@@ -324,15 +407,34 @@ func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
 		// picks tables by the whole key range.
 		bo.Prefix = nil
 	}
-	return &iter{it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse}
+	// Only an iterator whose prefix does not rule out the chunk range
+	// (nil, or a prefix of chunkPrefix) can meet chunk keys: it skips them.
+	skip := bytes.HasPrefix(chunkPrefix, opts.Prefix)
+	return &iter{t: t, it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse, skip: skip}
 }
 
-// iter is a store.Iterator over a Badger iterator.
+// iter is a store.Iterator over a Badger iterator. skip is set when the
+// iterator's range holds the chunk range, which it then steps over.
 type iter struct {
+	t       *tx
 	it      *dgbadger.Iterator
 	prefix  []byte
 	reverse bool
+	skip    bool
 	err     error
+}
+
+// skipChunks moves off the chunk range, forward past its end, reversed
+// to the last key before it.
+func (i *iter) skipChunks() {
+	if !i.skip || !i.it.Valid() || !bytes.HasPrefix(i.it.Item().Key(), chunkPrefix) {
+		return
+	}
+	if i.reverse {
+		i.it.Seek(chunkPrefix) // the largest key at or before it: none is a chunk key
+		return
+	}
+	i.it.Seek(successor(chunkPrefix))
 }
 
 func (i *iter) Seek(key []byte) {
@@ -345,12 +447,14 @@ func (i *iter) Seek(key []byte) {
 		return
 	}
 	i.it.Seek(key)
+	i.skipChunks()
 }
 
 // Rewind moves to the first key of the prefix, or, reversed, to its last:
 // Badger's own Rewind in reverse seeks to the prefix itself, which sorts
 // before every key it starts, so it would land before the prefix.
 func (i *iter) Rewind() {
+	defer i.skipChunks()
 	if !i.reverse || len(i.prefix) == 0 {
 		i.it.Rewind()
 		return
@@ -385,7 +489,7 @@ func (i *iter) Valid() bool { return i.err == nil && i.it.ValidForPrefix(i.prefi
 func (i *iter) Key() []byte { return i.it.Item().Key() }
 
 func (i *iter) Value() ([]byte, error) {
-	v, err := i.it.Item().ValueCopy(nil)
+	v, err := i.t.value(i.it.Item())
 	if err != nil {
 		i.err = mapErr(err)
 		return nil, i.err
@@ -397,12 +501,19 @@ func (i *iter) Value() ([]byte, error) {
 // backups of a Badger store (see backup.EachIter).
 func (i *iter) ExpiresAt() uint64 { return i.it.Item().ExpiresAt() }
 
-// UserMeta is the current key's Badger user meta byte, for backups.
-func (i *iter) UserMeta() byte { return i.it.Item().UserMeta() }
+// UserMeta is the current key's Badger user meta byte, for backups; 0 for
+// a value stored in chunks, which Value returns whole.
+func (i *iter) UserMeta() byte {
+	if m := i.it.Item().UserMeta(); m != metaChunked {
+		return m
+	}
+	return 0
+}
 
 func (i *iter) Next() {
 	if i.it.Valid() {
 		i.it.Next()
+		i.skipChunks()
 	}
 }
 

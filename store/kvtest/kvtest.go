@@ -30,6 +30,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"GetSetDelete", testGetSetDelete},
 		{"EmptyAndLargeValues", testEmptyAndLargeValues},
+		{"BigValues", testBigValues}, // bigvalues.go
 		{"ReadYourWrites", testReadYourWrites},
 		{"RollbackOnError", testRollbackOnError},
 		{"ReadOnly", testReadOnly},
