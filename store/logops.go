@@ -98,16 +98,30 @@ func wholeOpsSize(ops []crdt.Op) int {
 	for i := range ops {
 		op := &ops[i]
 		if i == 0 || !sameRef(&ops[i-1], op) {
-			ref = 6 + strSize(len(op.Team)) + strSize(len(op.Collection)) + strSize(len(op.Record))
+			ref = refSize(len(op.Team), len(op.Collection), len(op.Record))
 		}
-		// Map header, "i" and its bin 8, "f" and "k" keys.
-		n += 1 + 4 + crdt.OpIDSize + 4 + ref + strSize(len(op.Field)) + uintSize(uint64(op.Kind))
-		if len(op.Value) > 0 {
-			n += 2 + len(op.Value)
-		}
-		if len(op.Pred) > 0 {
-			n += 2 + arrayHeaderSize(len(op.Pred)) + len(op.Pred)*(2+crdt.OpIDSize)
-		}
+		n += wholeOpSize(ref, len(op.Field), op.Kind, len(op.Value), len(op.Pred))
+	}
+	return n
+}
+
+// refSize is the length of an op's team, collection and record keys and
+// values as crdt.AppendOp writes them, for names of these lengths.
+func refSize(team, collection, record int) int {
+	return 6 + strSize(team) + strSize(collection) + strSize(record)
+}
+
+// wholeOpSize is the length of one op as crdt.AppendOp writes it: its
+// team, collection and record keys taking ref bytes (refSize), a field
+// name of field bytes, a value of value bytes (0: none) and preds preds.
+func wholeOpSize(ref, field int, kind crdt.Kind, value, preds int) int {
+	// Map header, "i" and its bin 8, "f" and "k" keys.
+	n := 1 + 4 + crdt.OpIDSize + 4 + ref + strSize(field) + uintSize(uint64(kind))
+	if value > 0 {
+		n += 2 + value
+	}
+	if preds > 0 {
+		n += 2 + arrayHeaderSize(preds) + preds*(2+crdt.OpIDSize)
 	}
 	return n
 }
@@ -490,9 +504,9 @@ func (p PackedLogOps) Ops() ([]crdt.Op, error) {
 			return nil, err
 		}
 		if r.newRef {
-			ref = 6 + strSize(len(r.nameAt(r.team))) + strSize(len(r.nameAt(r.coll))) + strSize(len(r.record))
+			ref = refSize(len(r.nameAt(r.team)), len(r.nameAt(r.coll)), len(r.record))
 		}
-		whole += r.opSize(ref)
+		whole += wholeOpSize(ref, len(r.nameAt(r.field)), r.kind, len(r.value), len(r.preds))
 		if r.newRef {
 			team, coll, record = name(r.team), name(r.coll), string(r.record)
 		}
@@ -576,19 +590,6 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 		return nil, r.bad("declared size")
 	}
 	return dst, nil
-}
-
-// opSize is the length of the current op whole, its team, collection
-// and record keys taking ref bytes.
-func (r *packReader) opSize(ref int) int {
-	n := 1 + 4 + crdt.OpIDSize + 4 + ref + strSize(len(r.nameAt(r.field))) + uintSize(uint64(r.kind))
-	if r.value != nil {
-		n += 2 + len(r.value)
-	}
-	if m := len(r.preds); m > 0 {
-		n += 2 + arrayHeaderSize(m) + m*(2+crdt.OpIDSize)
-	}
-	return n
 }
 
 // appendMsgpackStr appends s as a msgpack str, in the shortest form (as
