@@ -30,6 +30,10 @@ var (
 	// ErrUnsupported: the backend cannot do this (for example a Badger
 	// stream backup of a PostgreSQL store).
 	ErrUnsupported = errors.New("store: not supported by this backend")
+	// ErrPrevFailed: a write transaction that followed another
+	// (Overlapper) cannot commit because the one before it failed to; it
+	// has been discarded, and the caller builds it again from scratch.
+	ErrPrevFailed = errors.New("store: the transaction before this one failed to commit")
 )
 
 // KV is a transactional, ordered key-value store: the one interface at the
@@ -101,6 +105,48 @@ type Txn interface {
 	Commit() error
 	// Discard ends the transaction without committing.
 	Discard()
+}
+
+// Overlapper is an optional interface of the write transactions
+// (KV.Begin(ctx, true)) of a backend that can build the next write
+// transaction while this one's commit is being made durable: the next
+// transaction's reads and writes then run alongside the commit's write
+// and fsync instead of after them. store/badger implements it; memory and
+// PostgreSQL do not, and a Shared store must not (its writers read
+// counters in each serialized transaction, across processes). Callers
+// type-assert a Txn and fall back to Commit. KV's guarantees hold as
+// before: write transactions commit one at a time in the order they were
+// begun, and a reader's snapshot holds a prefix of them.
+//
+// The ordering rules, which the backend enforces:
+//
+//   - The next transaction is opened before this commit is issued, so its
+//     snapshot lacks this transaction's writes; it reads them through an
+//     Overlay (overlay.go): its own writes, then this transaction's, then
+//     its snapshot. It commits after this one, and its writes win.
+//   - done runs exactly once, on any goroutine (this one included), when
+//     CommitOverlapped returned a nil error: with nil once the writes are
+//     durable and visible to every transaction begun from then on (a
+//     transaction begun before that waits for it, as with Commit), or
+//     with the commit's error, after which nothing of this transaction is
+//     visible that a failed Commit would not leave.
+//   - The next transaction's Commit (or CommitOverlapped) waits for this
+//     commit's outcome first. If this commit failed, it discards the next
+//     transaction and returns ErrPrevFailed: nothing built on writes that
+//     never landed can commit. At most one commit is in flight, and at
+//     most one transaction follows it.
+//   - The next transaction holds the writer token: no other write
+//     transaction begins until it ends.
+//   - It returns ErrUnsupported, having committed nothing, when it cannot
+//     overlap this transaction (for store/badger: values stored in chunks,
+//     or another writer waiting for the store); the caller then calls
+//     Commit.
+type Overlapper interface {
+	// CommitOverlapped issues the transaction's commit without waiting for
+	// it to be durable, and returns the write transaction that follows
+	// it (see the rules above). The transaction has ended when it returns
+	// nil; on an error other than ErrUnsupported too.
+	CommitOverlapped(done func(error)) (next Txn, err error)
 }
 
 // IterOptions configure Tx.Iterate.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	dgbadger "github.com/dgraph-io/badger/v4"
@@ -72,6 +73,12 @@ type Store struct {
 	// Begin(ctx, true) (or Update) to Commit or Discard: the seam promises
 	// serialized writers, and Badger's conflict detection is off.
 	w chan struct{}
+	// waiting counts the callers waiting for the writer token (or about
+	// to take it): a write transaction does not overlap its commit with a
+	// next one (CommitOverlapped) while another writer waits, so a
+	// pipeline of overlapped commits never keeps the token from it for
+	// more than the transaction being built.
+	waiting atomic.Int32
 	// chunk is the chunk size of big values (ChunkSize, or less under a
 	// smaller value threshold): values of chunk bytes or more are stored
 	// in chunks (see chunk.go).
@@ -131,6 +138,8 @@ func New(db *dgbadger.DB) (*Store, error) {
 
 // lock takes the writer token, or gives up when ctx is done.
 func (s *Store) lock(ctx context.Context) error {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	select {
 	case s.w <- struct{}{}:
 		return nil
@@ -236,7 +245,7 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true}, nil
+	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true, own: store.NewOverlay()}, nil
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
@@ -334,6 +343,11 @@ func mapErr(err error) error {
 // transaction changed, the zero chunkRef for a key no longer in chunks;
 // they apply on commit. staged holds the big values whose chunks this
 // transaction wrote ahead of it (see chunk.go), by generation.
+//
+// A write transaction from Begin keeps its writes in own as well, so that
+// the transaction following it (CommitOverlapped) can read them; that
+// follower has under (the writes of the transaction before it, whose
+// commit may still be in flight) and prev, that commit's outcome.
 type tx struct {
 	txn    *dgbadger.Txn
 	kv     *Store
@@ -342,6 +356,16 @@ type tx struct {
 	done   bool
 	over   map[string]chunkRef
 	staged map[uint64]stagedValue
+	own    *store.Overlay
+	under  *store.Overlay
+	prev   *inFlight
+}
+
+// inFlight is the outcome of a commit issued by CommitOverlapped: done is
+// closed once err is set.
+type inFlight struct {
+	done chan struct{}
+	err  error
 }
 
 // end releases the writer token of a Begin write transaction, once.
@@ -353,6 +377,14 @@ func (t *tx) end() {
 }
 
 func (t *tx) Get(key []byte) ([]byte, error) {
+	if t.under != nil {
+		return t.under.Get(t.own, key, t.get)
+	}
+	return t.get(key)
+}
+
+// get reads key in the Badger transaction (its snapshot and own writes).
+func (t *tx) get(key []byte) ([]byte, error) {
 	item, err := t.txn.Get(key)
 	if err != nil {
 		return nil, mapErr(err)
@@ -360,20 +392,51 @@ func (t *tx) Get(key []byte) ([]byte, error) {
 	return t.value(item)
 }
 
-func (t *tx) Set(key, value []byte) error { return t.put(key, value, 0) }
+func (t *tx) Set(key, value []byte) error { return t.SetWithTTL(key, value, 0) }
 
 func (t *tx) SetWithTTL(key, value []byte, ttl time.Duration) error {
-	return t.put(key, value, ttl)
+	if err := t.put(key, value, ttl); err != nil {
+		return err
+	}
+	if t.own != nil {
+		t.own.Set(key, value, ttl)
+	}
+	return nil
 }
 
 func (t *tx) Delete(key []byte) error {
 	if err := t.dropChunks(key); err != nil {
 		return err
 	}
-	return mapErr(t.txn.Delete(key))
+	if err := t.txn.Delete(key); err != nil {
+		return mapErr(err)
+	}
+	if t.own != nil {
+		t.own.Delete(key)
+	}
+	return nil
+}
+
+// waitPrev waits for the outcome of the commit this transaction follows,
+// if any; when that commit failed it discards this one and returns
+// store.ErrPrevFailed.
+func (t *tx) waitPrev() error {
+	if t.prev == nil {
+		return nil
+	}
+	<-t.prev.done
+	if err := t.prev.err; err != nil {
+		t.Discard()
+		return fmt.Errorf("%w: %v", store.ErrPrevFailed, err)
+	}
+	t.prev = nil
+	return nil
 }
 
 func (t *tx) Commit() error {
+	if err := t.waitPrev(); err != nil {
+		return err
+	}
 	defer t.end()
 	err := t.txn.Commit()
 	if err == nil {
@@ -388,6 +451,44 @@ func (t *tx) Discard() {
 	t.txn.Discard()
 	t.unstage()
 	t.end()
+}
+
+var _ store.Overlapper = (*tx)(nil)
+
+// CommitOverlapped implements store.Overlapper. The next transaction is a
+// Badger transaction opened before this one's commit is issued (Badger
+// gives a new transaction the snapshot of every commit that has a
+// timestamp, and waits for those to be written: opened after the commit
+// it would wait for the fsync). Conflict detection is off, so it commits
+// after this one, at a higher timestamp, whatever both wrote; it reads
+// this one's writes through own, as its under. Badger's CommitWith sends
+// commits to its write channel in timestamp order and runs the callback
+// once the write (fsynced, SyncWrites) is done.
+//
+// A transaction that wrote or replaced a value in chunks does not
+// overlap (chunk references apply to the store at commit, and a follower
+// would read the old ones), nor one whose store has a writer waiting for
+// the token.
+func (t *tx) CommitOverlapped(done func(error)) (store.Txn, error) {
+	switch {
+	case !t.token || t.done:
+		return nil, errors.New("store/badger: CommitOverlapped on a transaction not begun for writing, or ended")
+	case len(t.over) > 0 || len(t.staged) > 0 || t.kv.waiting.Load() > 0:
+		return nil, store.ErrUnsupported
+	}
+	if err := t.waitPrev(); err != nil {
+		return nil, err
+	}
+	next := &tx{txn: t.kv.db.NewTransaction(true), kv: t.kv, token: true, write: true, own: store.NewOverlay(), under: t.own}
+	f := &inFlight{done: make(chan struct{})}
+	next.prev = f
+	t.done = true // the writer token passes to next
+	t.txn.CommitWith(func(err error) {
+		f.err = mapErr(err)
+		done(f.err)
+		close(f.done)
+	})
+	return next, nil
 }
 
 func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
@@ -410,7 +511,11 @@ func (t *tx) Iterate(opts store.IterOptions) store.Iterator {
 	// Only an iterator whose prefix does not rule out the chunk range
 	// (nil, or a prefix of chunkPrefix) can meet chunk keys: it skips them.
 	skip := bytes.HasPrefix(chunkPrefix, opts.Prefix)
-	return &iter{t: t, it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse, skip: skip}
+	it := &iter{t: t, it: t.txn.NewIterator(bo), prefix: opts.Prefix, reverse: opts.Reverse, skip: skip}
+	if t.under != nil {
+		return t.under.Iterate(t.own, it, opts)
+	}
+	return it
 }
 
 // iter is a store.Iterator over a Badger iterator. skip is set when the
@@ -422,6 +527,9 @@ type iter struct {
 	reverse bool
 	skip    bool
 	err     error
+	// spent: a reverse Seek to the empty key, before every key, left the
+	// iterator past its end (Badger's own would rewind).
+	spent bool
 }
 
 // skipChunks moves off the chunk range, forward past its end, reversed
@@ -438,7 +546,11 @@ func (i *iter) skipChunks() {
 }
 
 func (i *iter) Seek(key []byte) {
+	i.spent = false
 	switch {
+	case i.reverse && len(key) == 0:
+		i.spent = true
+		return
 	case !i.reverse && bytes.Compare(key, i.prefix) < 0:
 		key = i.prefix
 	case i.reverse && len(i.prefix) > 0 && !bytes.HasPrefix(key, i.prefix) && bytes.Compare(key, i.prefix) > 0:
@@ -454,6 +566,7 @@ func (i *iter) Seek(key []byte) {
 // Badger's own Rewind in reverse seeks to the prefix itself, which sorts
 // before every key it starts, so it would land before the prefix.
 func (i *iter) Rewind() {
+	i.spent = false
 	defer i.skipChunks()
 	if !i.reverse || len(i.prefix) == 0 {
 		i.it.Rewind()
@@ -484,7 +597,7 @@ func successor(p []byte) []byte {
 	return nil
 }
 
-func (i *iter) Valid() bool { return i.err == nil && i.it.ValidForPrefix(i.prefix) }
+func (i *iter) Valid() bool { return !i.spent && i.err == nil && i.it.ValidForPrefix(i.prefix) }
 
 func (i *iter) Key() []byte { return i.it.Item().Key() }
 
@@ -511,7 +624,7 @@ func (i *iter) UserMeta() byte {
 }
 
 func (i *iter) Next() {
-	if i.it.Valid() {
+	if !i.spent && i.it.Valid() {
 		i.it.Next()
 		i.skipChunks()
 	}

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"IterateOwnWrites", testIterateOwnWrites},
 		{"IterateMany", testIterateMany},
 		{"Seek", testSeek},
+		{"SeekEdges", testSeekEdges},
 		{"RewindReverseFF", testRewindReverseFF},
 		{"KeysOnly", testKeysOnly},
 		{"DeleteWhileIterating", testDeleteWhileIterating},
@@ -652,6 +653,43 @@ func testSeek(t *testing.T, open Opener) {
 
 // Reverse Rewind lands on the last key of the prefix, for prefixes ending
 // in 0xFF bytes (whose successor is not prefix+1) and for the nil prefix.
+// testSeekEdges: a reverse Seek to a key before a prefix's keys exhausts
+// the iterator when the prefix is all 0xFF bytes too (whose range no key
+// is past), and a reverse Seek to the empty key, which no key is at or
+// before, exhausts an iterator over every key.
+func testSeekEdges(t *testing.T, open Opener) {
+	kv, _ := fresh(t, open)
+	set(t, kv, "a", "1", "\xff\xffa", "2", "\xff\x00", "3")
+	err := kv.View(ctx(), func(tx store.Tx) error {
+		for _, c := range []struct {
+			prefix, seek string
+			want         []string
+		}{
+			{"\xff", "a", nil},
+			{"\xff", "\xff\x01", []string{"\xff\x00"}},
+			{"\xff", "\xff\xff\xff", []string{"\xff\xffa", "\xff\x00"}},
+			{"", "", nil},
+			{"", "b", []string{"a"}},
+		} {
+			opts := store.IterOptions{Prefix: []byte(c.prefix), Reverse: true}
+			if c.prefix == "" {
+				opts.Prefix = nil
+			}
+			it := tx.Iterate(opts)
+			it.Seek([]byte(c.seek))
+			got := keys(t, it)
+			it.Close()
+			if !equal(got, c.want) {
+				return fmt.Errorf("prefix %q, reverse Seek(%q): %q, want %q", c.prefix, c.seek, got, c.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func testRewindReverseFF(t *testing.T, open Opener) {
 	kv, _ := fresh(t, open)
 	set(t, kv,

@@ -281,8 +281,10 @@ func (i *iter) Seek(key []byte) {
 		i.settle(i.it.Seek(item{key: k}))
 		return
 	}
-	// At or before k; past the prefix's range, its last key.
-	if up := successor(i.prefix); i.prefix != "" && (up == "" || k >= up) {
+	// At or before k; past the prefix's range, its last key. (A prefix
+	// of 0xFF bytes has no key past its range: every key greater than
+	// the prefix starts with it.)
+	if up := successor(i.prefix); i.prefix != "" && up != "" && k >= up {
 		i.Rewind()
 		return
 	}
