@@ -111,6 +111,11 @@ func (e *Engine) Push(ctx context.Context, c Caller, changes []api.Change) ([]ap
 
 // committer is the engine's single writer: it drains the queue into
 // groups, commits each group in one transaction and answers its callers.
+//
+// On a store that overlaps commits (store.Overlapper), a group of pushes
+// is built while the commit of the group before it is in flight
+// (overlap.go); e.fly is that commit, which every other step waits for
+// (land) first.
 func (e *Engine) committer() {
 	defer close(e.done)
 	tick := time.NewTicker(e.bounds.QuarantineSweep)
@@ -118,15 +123,24 @@ func (e *Engine) committer() {
 	e.lastSweep = e.wall()
 	for {
 		var first *request
+		var landed <-chan struct{} // nil (never ready) with no commit in flight
+		if e.fly != nil {
+			landed = e.fly.done
+		}
 		select {
 		case first = <-e.reqs:
+		case <-landed:
+			e.land()
+			continue
 		case <-tick.C:
 			first = &request{kind: reqExpire, done: make(chan struct{})}
 			e.lastSweep = e.wall()
 		case <-e.scrubKick:
+			e.land()
 			e.runPendingScrub()
 			continue
 		case <-e.stop:
+			e.land()
 			return
 		}
 		group := []*request{first}
@@ -153,7 +167,9 @@ func (e *Engine) committer() {
 			if len(g) == 0 {
 				continue
 			}
-			e.commitGroup(g)
+			if e.commitNext(g) {
+				continue // in flight: answered once durable (overlap.go)
+			}
 			for _, r := range g {
 				if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
 					e.scrubErased(r)
@@ -206,7 +222,14 @@ func (e *Engine) commitGroup(reqs []*request) {
 	if e.splitAt > 0 && w >= e.splitAt && e.splitGroup(reqs) {
 		return
 	}
-	err := e.tryCommit(reqs)
+	e.commitFailed(reqs, w, e.tryCommit(reqs))
+}
+
+// commitFailed handles the error of committing reqs (of writeWeight w)
+// in one transaction, nothing of which is visible: it splits them when
+// the store found the transaction too big, else fails every request. A
+// nil err needs nothing.
+func (e *Engine) commitFailed(reqs []*request, w int, err error) {
 	if err == nil {
 		return
 	}
@@ -295,6 +318,16 @@ func (e *Engine) tryCommit(reqs []*request) error {
 		return err
 	}
 	defer txn.Discard()
+	if err := e.buildGroup(txn, reqs); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+// buildGroup applies reqs in the write transaction txn, which the caller
+// commits or discards. It overwrites every request's outputs, so a group
+// is built again from scratch after a failed attempt.
+func (e *Engine) buildGroup(txn store.Tx, reqs []*request) error {
 	pos, err := store.GetU64Key(txn, store.KeyLogPos)
 	if err != nil {
 		return fmt.Errorf("read log position: %w", err)
@@ -345,10 +378,7 @@ func (e *Engine) tryCommit(reqs []*request) error {
 			return err
 		}
 	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	return txn.Commit()
+	return t.flush()
 }
 
 // txnState is what one commit transaction has read and will write: records

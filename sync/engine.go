@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -81,6 +82,11 @@ type Options struct {
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
+	// SerialCommits commits every group after the one before it is
+	// durable, even on a store that can overlap commits (store.Overlapper;
+	// see the package doc, "Overlapped commits"). For comparisons and
+	// tests; a shared store never overlaps.
+	SerialCommits bool
 }
 
 // Page limits.
@@ -110,8 +116,15 @@ type Engine struct {
 	// too big (store.ErrTxnTooBig), 0 before any; owned by the committer
 	// (see commitGroup).
 	splitAt int
-	epoch   store.Epoch   // current epoch, fixed while open
-	past    []store.Epoch // earlier epochs of this store, oldest first
+	// overlap: the store overlaps commits (store.Overlapper) and may;
+	// fly is the commit in flight, owned by the committer (overlap.go).
+	overlap bool
+	fly     *inflight
+	// overlapped counts the groups built while the commit ahead of them
+	// was in flight, and redone those built again because it failed.
+	overlapped, redone atomic.Int64
+	epoch              store.Epoch   // current epoch, fixed while open
+	past               []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -177,6 +190,15 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := e.backfillTerms(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("sync: open: %w", err)
+	}
+	if !opts.SerialCommits && !e.shared {
+		txn, err := st.Begin(ctx, true)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("sync: open: %w", err)
+		}
+		_, e.overlap = txn.(store.Overlapper)
+		txn.Discard()
 	}
 	go e.committer()
 	return e, nil

@@ -91,6 +91,35 @@ type Store struct {
 	// generation used.
 	chunked map[string]chunkRef
 	gen     uint64
+	// fail is the FailCommits hook (nil: none).
+	fail atomic.Pointer[func() error]
+}
+
+// FailCommits installs a fault for tests of what callers do when a commit
+// fails: before each write transaction from Begin commits (Commit or
+// CommitOverlapped), fail is called, and an error from it fails that
+// commit instead of sending it to Badger, as a failed write does: none of
+// its writes are applied, and the error is returned by Commit or passed
+// to CommitOverlapped's callback (on another goroutine, the next
+// transaction having been opened). nil removes the fault.
+func (s *Store) FailCommits(fail func() error) {
+	if fail == nil {
+		s.fail.Store(nil)
+		return
+	}
+	s.fail.Store(&fail)
+}
+
+// Waiting is how many callers are waiting for the writer token (or about
+// to take it), for tests and diagnostics.
+func (s *Store) Waiting() int { return int(s.waiting.Load()) }
+
+// injected returns the FailCommits fault for the commit being issued.
+func (s *Store) injected() error {
+	if f := s.fail.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
 }
 
 var _ store.KV = (*Store)(nil)
@@ -438,6 +467,13 @@ func (t *tx) Commit() error {
 		return err
 	}
 	defer t.end()
+	if t.token {
+		if err := t.kv.injected(); err != nil {
+			t.txn.Discard()
+			t.unstage()
+			return err
+		}
+	}
 	err := t.txn.Commit()
 	if err == nil {
 		t.applyChunked()
@@ -483,6 +519,15 @@ func (t *tx) CommitOverlapped(done func(error)) (store.Txn, error) {
 	f := &inFlight{done: make(chan struct{})}
 	next.prev = f
 	t.done = true // the writer token passes to next
+	if err := t.kv.injected(); err != nil {
+		t.txn.Discard()
+		go func() {
+			f.err = err
+			done(err)
+			close(f.done)
+		}()
+		return next, nil
+	}
 	t.txn.CommitWith(func(err error) {
 		f.err = mapErr(err)
 		done(f.err)
