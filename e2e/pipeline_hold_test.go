@@ -181,7 +181,7 @@ func TestPipelinedPushPreparedWhileTheOneBeforeCommits(t *testing.T) {
 func TestPipelinedPushHoldBoundPerDevice(t *testing.T) {
 	const bound = 2 << 10
 	e, g := gatedEnv(t, func(c *server.Config) { c.PipelineHoldBytes = bound })
-	ann := e.login("ann")
+	ann, bea := e.login("ann"), e.login("bea")
 	zbody := func(b []byte) []byte {
 		enc, err := zstd.NewWriter(nil)
 		if err != nil {
@@ -205,6 +205,9 @@ func TestPipelinedPushHoldBoundPerDevice(t *testing.T) {
 			}
 			reopen := g.shut()
 			defer reopen()
+			// bea's push holds the committer, so that ann's first waits
+			// in its queue, not taken (TestPipelinedPushHoldBoundAllDevices).
+			blocker := pushInCommitter(t, e, bea)
 			first := pushInCommitter(t, e, ann)
 			hdr := after(ann.seq)
 			for k, v := range tc.hdr {
@@ -220,6 +223,9 @@ func TestPipelinedPushHoldBoundPerDevice(t *testing.T) {
 				t.Fatalf("answered before the commit before it ended: %v, want %v (%+v)", early, tc.name == "within", a)
 			}
 			reopen()
+			if a := <-blocker; a.st != http.StatusOK {
+				t.Fatalf("blocker push: %d %+v", a.st, a.p)
+			}
 			if a := <-first; a.st != http.StatusOK {
 				t.Fatalf("first push: %d %+v", a.st, a.p)
 			}
@@ -241,9 +247,13 @@ func TestPipelinedPushHoldBoundAllDevices(t *testing.T) {
 	const budget = 128 << 10 // all devices hold at most 8 KiB
 	total := int64(budget / (2 * server.SyncMemoryFactor))
 	e, g := gatedEnv(t, func(c *server.Config) { c.SyncMemoryBudget = budget })
-	ann, bea := e.login("ann"), e.login("bea")
+	ann, bea, cat := e.login("ann"), e.login("bea"), e.login("cat")
 	reopen := g.shut()
 	defer reopen()
+	// cat's push holds the committer, so that ann's and bea's first
+	// pushes wait in its queue, not taken: a pipelined push is let
+	// through once the push it follows is taken (sync.Engine.OrderedHighWater).
+	catFirst := pushInCommitter(t, e, cat)
 	annFirst := pushInCommitter(t, e, ann)
 	beaFirst := pushInCommitter(t, e, bea)
 	// ann's pipelined push, valid and about 3/4 of the total, is held
@@ -265,7 +275,7 @@ func TestPipelinedPushHoldBoundAllDevices(t *testing.T) {
 		t.Fatalf("bea's pipelined push was read beside ann's held one, past the bound of all devices: %+v", a)
 	}
 	reopen()
-	for _, ch := range []<-chan syncAnswer{annFirst, beaFirst, annReply} {
+	for _, ch := range []<-chan syncAnswer{catFirst, annFirst, beaFirst, annReply} {
 		if a := <-ch; a.st != http.StatusOK || a.resp.Results[0].Status != api.ChangeApplied {
 			t.Fatalf("push: %d %+v %+v", a.st, a.resp, a.p)
 		}

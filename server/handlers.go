@@ -162,6 +162,7 @@ func (s *Server) sync(c echo.Context) error {
 		s.log.Debug("pipelined sync", "device", dev, "after", after, "prepared", held, "waited", ps.waited, "since_arrival", time.Since(arrived))
 	}
 	prep.AfterPush = func() { s.pipe.decided(dev) }
+	prep.Ordered = func() { s.pipe.decided(dev) } // the next push may queue behind it (sync/overlap.go)
 	start := time.Now()
 	resp, err := s.engine.SyncPrepared(ctx, prep)
 	s.pipe.decided(dev)

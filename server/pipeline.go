@@ -286,7 +286,9 @@ func afterSeq(r *http.Request) (uint64, bool, error) {
 func (s *Server) awaitPredecessor(ctx context.Context, ps *pipeSync, replica crdt.ReplicaID, after uint64, arrived time.Time, untilBodied bool) (string, error) {
 	start := time.Now()
 	why, err := s.pipe.await(ctx, ps, after, arrived, arrived.Add(s.cfg.BudgetWait), untilBodied, func(ctx context.Context) (uint64, error) {
-		return s.engine.HighWater(ctx, replica)
+		// Taken by the committer is enough: what is queued after it
+		// applies after it (sync.Engine.OrderedHighWater).
+		return s.engine.OrderedHighWater(ctx, replica)
 	})
 	ps.waited += time.Since(start)
 	if err != nil {

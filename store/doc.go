@@ -27,6 +27,22 @@
 // detection is off: every backend serializes write transactions (see KV),
 // store/badger with a writer token.
 //
+// # Overlapped commits
+//
+// A backend may let its write transactions overlap one commit's fsync with
+// building the next transaction (Overlapper, kv.go; store/badger does,
+// store/memory and store/postgres do not, and a Shared store must not).
+// The next transaction is opened before the commit is issued, so it never
+// waits for it; its snapshot lacks the commit's writes, which it reads
+// through an Overlay (overlay.go): for each key, its own writes, then the
+// writes of the transaction before it (sets, with their expiry, and
+// deletes), then its snapshot, in Get and in merged iteration alike. The
+// next transaction commits only after the commit before it has landed
+// (ErrPrevFailed if it failed), so write transactions still commit one at
+// a time in the order they began, and a reader's snapshot still holds a
+// prefix of them. kvtest.RunOverlay and kvtest.RunOverlapped check both
+// against a model.
+//
 // # Strings in keys
 //
 // Every string inside a key (team, collection, record ID) is written as its

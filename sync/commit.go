@@ -51,6 +51,9 @@ type request struct {
 	// writeWeight reads the request (a big push is weighed again at each
 	// level of a split).
 	weights []int
+	// ordered, if set, is called when the committer takes the push from
+	// its queue (PreparedSync.Ordered).
+	ordered func()
 
 	ref     api.RecordRef // resolve, erase
 	field   string
@@ -159,6 +162,7 @@ func (e *Engine) committer() {
 			e.lastSweep = now
 			group = append(group, &request{kind: reqExpire, done: make(chan struct{})})
 		}
+		e.order(group)
 		// Small writes commit first, in their own transaction, and are
 		// answered before large pushes are applied: a device's 1-op sync
 		// does not wait for another's megabytes to be checked and fsynced.
@@ -174,6 +178,7 @@ func (e *Engine) committer() {
 				if r.kind == reqErase && r.err == nil && len(r.scrubKeys) > 0 {
 					e.scrubErased(r)
 				}
+				e.unorder(r)
 				close(r.done)
 			}
 		}

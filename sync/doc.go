@@ -42,6 +42,45 @@
 // holds a prefix of the commits), so a pull can never skip a position that
 // commits later, in this process or another.
 //
+// # Overlapped commits
+//
+// On a store whose write transactions implement store.Overlapper (Badger;
+// never a shared store, nor with Options.SerialCommits), the committer
+// issues a group's commit without waiting for its fsync and builds the
+// next group meanwhile, in the write transaction the store opened to
+// follow it, which reads the group's writes through an overlay
+// (store.Overlay) on a snapshot that lacks them (overlap.go). The rules:
+//
+//   - Only groups of pushes and quarantine sweeps overlap, as the one in
+//     flight or the one built behind it. Everything else (resolve,
+//     re-apply, erase with its scrub, restate, dismiss), a group split by
+//     size (splitAt, ErrTxnTooBig) and a pending scrub first wait for the
+//     commit in flight (land) and commit serially, as before.
+//   - At most one commit is in flight. The group built behind it issues
+//     its own commit only once that one's outcome is known; the store
+//     enforces it too (store.ErrPrevFailed).
+//   - A commit's callers are answered from the store's callback when it
+//     is durable, not when the committer next looks. If it failed, land
+//     fails them, and the group built behind it is built again from
+//     scratch on what is stored (its outputs are overwritten on every
+//     attempt; runs merged ahead are copied before they change).
+//   - Nothing in memory outlives a transaction but the HLC (only a lower
+//     bound), splitAt (a hint) and the ordered seqs below (advisory).
+//     Log positions, the quarantine ID and high-water marks are read in
+//     each transaction (through the overlay when overlapped), so they
+//     follow on from the commit ahead with no gap or repeat. A pull or
+//     any other read begun after a commit is issued waits in the store
+//     until it is durable (Badger waits for its commit timestamp), so no
+//     reader sees a position that is not yet durable.
+//
+// A device pipelining its pushes has the server hold its next push until
+// the one before is decided (package server). For the next one to be
+// built while the one before is committed, the server lets it through as
+// soon as the committer has taken that one from its queue
+// (OrderedHighWater, PreparedSync.Ordered): anything queued later is
+// applied after it. If that commit fails, the next push, built again, is
+// refused with seq_gap, as when the push before never arrived.
+//
 // # Several processes on one store
 //
 // When the store is shared (KV.Shared: PostgreSQL behind several doorstep

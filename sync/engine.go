@@ -123,8 +123,13 @@ type Engine struct {
 	// overlapped counts the groups built while the commit ahead of them
 	// was in flight, and redone those built again because it failed.
 	overlapped, redone atomic.Int64
-	epoch              store.Epoch   // current epoch, fixed while open
-	past               []store.Epoch // earlier epochs of this store, oldest first
+	// orderedMu guards ordered: per replica, the last seq of a push the
+	// committer has taken from its queue and not yet answered (see
+	// OrderedHighWater).
+	orderedMu gosync.Mutex
+	ordered   map[crdt.ReplicaID]uint64
+	epoch     store.Epoch   // current epoch, fixed while open
+	past      []store.Epoch // earlier epochs of this store, oldest first
 
 	reqs chan *request
 	stop chan struct{}
@@ -349,7 +354,12 @@ func (e *Engine) syncPrepared(ctx context.Context, p *PreparedSync) (*api.SyncRe
 	var results []api.ChangeResult
 	if len(req.Changes) > 0 {
 		var err error
-		results, err = e.commitPush(ctx, c, req.Changes, p.pushFor(req.Changes))
+		r := p.pushFor(req.Changes)
+		if r == nil {
+			r = e.preparePush(c, req.Changes)
+		}
+		r.ordered = p.Ordered
+		results, err = e.commitPush(ctx, c, req.Changes, r)
 		p.pushed()
 		if err != nil {
 			return nil, err

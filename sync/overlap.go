@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
 )
 
@@ -89,6 +90,7 @@ func (e *Engine) commitNext(reqs []*request) bool {
 			f.err = err
 			if err == nil {
 				for _, r := range f.reqs {
+					e.unorder(r)
 					close(r.done)
 				}
 			}
@@ -137,7 +139,81 @@ func (e *Engine) land() bool {
 	e.log.Error("commit failed", "requests", len(f.reqs), "err", f.err)
 	for _, r := range f.reqs {
 		r.results, r.rec, r.err = nil, nil, fmt.Errorf("commit: %w", f.err)
+		e.unorder(r)
 		close(r.done)
 	}
 	return false
+}
+
+// Ordered pushes. A device pipelining its pushes has the server hold its
+// next one until the one before is decided (package server, pipeline.go).
+// Decided used to mean durable, so the next push reached the queue only
+// after the commit before it, and there was nothing to overlap. It is
+// enough that the committer has taken the push before from its queue:
+// whatever is queued later is applied after it (a later group, built in
+// the transaction that follows its commit or after that commit), and
+// reads its writes. If that commit then fails, the later push is built
+// again on what is stored, where its seqs follow nothing: it is refused
+// with seq_gap, as when the push before never arrived.
+
+// order records, for every push of a group just taken from the queue, its
+// last seq as ordered (OrderedHighWater), and calls its ordered callback.
+func (e *Engine) order(group []*request) {
+	any := false
+	for _, r := range group {
+		if r.kind == reqPush && len(r.changes) > 0 {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return
+	}
+	e.orderedMu.Lock()
+	if e.ordered == nil {
+		e.ordered = map[crdt.ReplicaID]uint64{}
+	}
+	for _, r := range group {
+		if r.kind == reqPush && len(r.changes) > 0 {
+			if s := r.changes[len(r.changes)-1].Seq; s > e.ordered[r.caller.Replica] {
+				e.ordered[r.caller.Replica] = s
+			}
+		}
+	}
+	e.orderedMu.Unlock()
+	for _, r := range group {
+		if r.ordered != nil {
+			r.ordered()
+		}
+	}
+}
+
+// unorder forgets r's seqs as ordered once r is answered: applied, they
+// are in the stored high-water; failed, they are not ordered any more.
+func (e *Engine) unorder(r *request) {
+	if r.kind != reqPush || len(r.changes) == 0 {
+		return
+	}
+	e.orderedMu.Lock()
+	if s := r.changes[len(r.changes)-1].Seq; e.ordered[r.caller.Replica] == s {
+		delete(e.ordered, r.caller.Replica)
+	}
+	e.orderedMu.Unlock()
+}
+
+// OrderedHighWater is, while the committer holds a push of replica r
+// (taken from its queue, not yet answered), the last seq of that push:
+// a push of r queued from now on is applied after every seq up to it
+// (see "Ordered pushes" above), which is what the server needs to let a
+// pipelined push through, and it is known without reading the store,
+// whose read would wait for the commit in flight. Otherwise it is
+// HighWater. It is not a promise that those seqs will apply.
+func (e *Engine) OrderedHighWater(ctx context.Context, r crdt.ReplicaID) (uint64, error) {
+	e.orderedMu.Lock()
+	o, ok := e.ordered[r]
+	e.orderedMu.Unlock()
+	if ok {
+		return o, nil
+	}
+	return e.replicaHighWater(ctx, r)
 }

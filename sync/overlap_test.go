@@ -222,3 +222,55 @@ func TestOverlapSerialOption(t *testing.T) {
 		t.Fatal("the engine overlaps commits on the memory store")
 	}
 }
+
+// TestOrderedHighWater: once the committer has taken a push from its
+// queue, OrderedHighWater covers its seqs (and PreparedSync.Ordered is
+// called) before it commits, without waiting for that commit; once it is
+// answered, OrderedHighWater is the stored high-water again: the push's
+// last seq if it applied, what was stored before if its commit failed.
+func TestOrderedHighWater(t *testing.T) {
+	kv := badgerKV(t, t.TempDir())
+	e := openTest(t, Options{Store: kv})
+	a := Caller{User: "a", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
+	base := crdt.MakeTimestamp(time.Now().UnixMilli(), 0)
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		hw, err := e.replicaHighWater(ctx, a.Replica)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gate := make(chan struct{})
+		kv.FailCommits(func() error {
+			<-gate // the push is taken, its commit not yet issued
+			if fail {
+				return errors.New("injected write failure")
+			}
+			return nil
+		})
+		p := e.PrepareSync(a, &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: a.Replica, PushOnly: true,
+			Changes: overlapChanges(a.Replica, hw+1, hw+3, base)})
+		ordered := make(chan struct{})
+		p.Ordered = func() { close(ordered) }
+		done := make(chan error, 1)
+		go func() { _, err := e.SyncPrepared(ctx, p); done <- err }()
+		<-ordered
+		if o, err := e.OrderedHighWater(ctx, a.Replica); err != nil || o != hw+3 {
+			t.Fatalf("fail=%v: ordered high-water %d, %v while the push is in the committer; want %d", fail, o, err, hw+3)
+		}
+		close(gate)
+		err = <-done
+		kv.FailCommits(nil)
+		want := hw + 3
+		if fail {
+			want = hw
+			if err == nil {
+				t.Fatal("a failed commit was not reported")
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := e.OrderedHighWater(ctx, a.Replica); err != nil || o != want {
+			t.Fatalf("fail=%v: ordered high-water %d, %v once answered; want %d", fail, o, err, want)
+		}
+	}
+}

@@ -37,6 +37,12 @@ type PreparedSync struct {
 	// decided (committed, refused or failed), before its page is pulled;
 	// not at all if the request pushes nothing.
 	AfterPush func()
+	// Ordered, if set, is called once the committer has taken the
+	// request's push from its queue, in order: a push queued from then on
+	// is applied after it, and OrderedHighWater covers its seqs
+	// (overlap.go). Called on the committer's goroutine: it must not
+	// block. Not at all if the request pushes nothing.
+	Ordered func()
 }
 
 // PrepareSync does, for req of caller c, the work of Sync that reads no
