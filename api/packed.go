@@ -411,6 +411,36 @@ func UnpackPushBlocks(blocks [][]byte, maxOps int) ([]Change, error) {
 	return out, nil
 }
 
+// UnpackPacked replaces the request's packed push (Packed) by the
+// changes its blocks hold (UnpackPushBlocks, at most maxOps ops in all;
+// 0: no bound beyond their size) and clears Packed; a request without
+// Packed is left as it is. The values of the ops are slices of the
+// blocks (see UnpackPushBlocks). Every op it sets has passed
+// crdt.Op.Validate: OpsValidated says so while Changes is still the
+// slice it set.
+func (r *SyncRequest) UnpackPacked(maxOps int) error {
+	if len(r.Packed) == 0 {
+		return nil
+	}
+	changes, err := UnpackPushBlocks(r.Packed, maxOps)
+	if err != nil {
+		return err
+	}
+	r.Changes, r.Packed, r.unpacked = changes, nil, changes
+	return nil
+}
+
+// OpsValidated reports whether every op of r.Changes passed
+// crdt.Op.Validate as it was decoded: r.Changes is the slice
+// UnpackPacked set (same array, same length), so that a server need not
+// validate the ops again. The caller must not have changed the ops in
+// place since; a Changes decoded from msgpack (field c) or set by hand
+// reports false.
+func (r *SyncRequest) OpsValidated() bool {
+	u, c := r.unpacked, r.Changes
+	return len(c) > 0 && len(u) == len(c) && &u[0] == &c[0]
+}
+
 // unpack decodes a block: its string table, each change's header (a
 // string index when authors is set, checked against the table) and each
 // change's ops.

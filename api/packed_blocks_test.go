@@ -1,11 +1,14 @@
 package api_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/crdt"
@@ -228,5 +231,55 @@ func BenchmarkUnpackPushBlocks(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnpackPackedMarksValidated: UnpackPacked sets Changes from Packed
+// and says its ops are validated while Changes is the slice it set; not
+// for a copy, a shortened slice, a request decoded from msgpack, or one
+// without Packed. The mark is not on the wire.
+func TestUnpackPackedMarksValidated(t *testing.T) {
+	in := samplePush(t, 13, 3, 20)
+	req := &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: crdt.ReplicaID{1, 15: 1}, Packed: pushBlocks(t, in, 9)}
+	if req.OpsValidated() {
+		t.Fatal("validated before unpacking")
+	}
+	if err := req.UnpackPacked(0); err != nil {
+		t.Fatal(err)
+	}
+	if req.Packed != nil || !samePush(req.Changes, in) || !req.OpsValidated() {
+		t.Fatalf("packed %v, same changes %v, validated %v", req.Packed != nil, samePush(req.Changes, in), req.OpsValidated())
+	}
+	plain := &api.SyncRequest{Protocol: req.Protocol, Replica: req.Replica, Changes: req.Changes}
+	a, err := msgpack.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := msgpack.Marshal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatal("the mark changes the request's encoding")
+	}
+	var back api.SyncRequest
+	if err := msgpack.Unmarshal(a, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.OpsValidated() {
+		t.Fatal("a request decoded from msgpack says its ops are validated")
+	}
+	set := req.Changes
+	req.Changes = append([]api.Change(nil), set...)
+	if req.OpsValidated() {
+		t.Fatal("a copy of Changes says validated")
+	}
+	req.Changes = set[:len(set)-1]
+	if req.OpsValidated() {
+		t.Fatal("a shortened Changes says validated")
+	}
+	none := &api.SyncRequest{Changes: set}
+	if err := none.UnpackPacked(0); err != nil || none.OpsValidated() {
+		t.Fatalf("no Packed: %v, validated %v", err, none.OpsValidated())
 	}
 }

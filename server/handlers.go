@@ -213,13 +213,11 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 		return problemf(api.CodeMalformedBody, "sync request: both c and 7q")
 	}
 	// One array for every block's ops; a change continued from block to
-	// block is joined in it (api.UnpackPushBlocks).
-	changes, err := api.UnpackPushBlocks(req.Packed, max(1, l.MaxItems/8))
-	if err != nil {
+	// block is joined in it (api.UnpackPushBlocks); the engine does not
+	// validate the ops again (api.SyncRequest.OpsValidated).
+	if err := req.UnpackPacked(max(1, l.MaxItems/8)); err != nil {
 		return &Error{Code: api.CodeMalformedBody, Detail: "sync request: " + err.Error(), Err: err}
 	}
-	req.Changes = changes
-	req.Packed = nil
 	return nil
 }
 

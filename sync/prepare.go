@@ -51,7 +51,7 @@ func (e *Engine) PrepareSync(c Caller, req *api.SyncRequest) *PreparedSync {
 		len(req.Changes) == 0 || e.staleEpoch(req) {
 		return p
 	}
-	p.push = e.preparePush(c, req.Changes)
+	p.push = e.preparePush(c, req.Changes, req.OpsValidated())
 	return p
 }
 
@@ -78,17 +78,18 @@ func (p *PreparedSync) pushed() {
 }
 
 // preparePush is the stateless part of Push: a push request of c with
-// every op prechecked (prechecks), ready for the committer.
-func (e *Engine) preparePush(c Caller, changes []api.Change) *request {
+// every op prechecked (prechecks), ready for the committer. shaped: every
+// op of changes has passed crdt.Op.Validate already.
+func (e *Engine) preparePush(c Caller, changes []api.Change, shaped bool) *request {
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead, r.enc = e.prechecks(&r.caller, changes)
+	r.pre, r.val, r.ahead, r.enc = e.prechecks(&r.caller, changes, shaped)
 	r.changeWeights() // stateless too: the committer reads them (writeWeight)
 	return r
 }
 
 // commitPush is Push with its stateless part done already (r, from
-// preparePush(c, changes)) or not (nil: it is done here).
+// preparePush(c, changes, false)) or not (nil: it is done here).
 func (e *Engine) commitPush(ctx context.Context, c Caller, changes []api.Change, r *request) ([]api.ChangeResult, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func (e *Engine) commitPush(ctx context.Context, c Caller, changes []api.Change,
 		return nil, nil
 	}
 	if r == nil {
-		r = e.preparePush(c, changes)
+		r = e.preparePush(c, changes, false)
 	}
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
