@@ -715,6 +715,10 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change, shaped bool) (pre []
 	// One array each for every change's verdicts, carved per change.
 	pres, vals := make([]*refusal, n), make([]error, n)
 	memo := precheckMemo{shaped: shaped}
+	var check *opValidator
+	if e.validator != nil {
+		check = newOpValidator(e.validator)
+	}
 	for i := range changes {
 		k := len(changes[i].Ops)
 		pre[i], val[i] = pres[:k:k], vals[:k:k]
@@ -722,8 +726,8 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change, shaped bool) (pre []
 		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
-			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && e.validator != nil {
-				val[i][j] = e.validator.ValidateOp(op)
+			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && check != nil {
+				val[i][j] = check.validate(op)
 			}
 			clean = clean && pre[i][j] == nil && val[i][j] == nil
 		}

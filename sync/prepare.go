@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // A sync's push in two steps (docs/PROTOCOL.md "Pipelined pushes"): a
@@ -108,4 +110,60 @@ func (e *Engine) commitPush(ctx context.Context, c Caller, changes []api.Change,
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
 	return r.results, nil
+}
+
+// opValidator runs the engine's Validator on a push's ops, in order. With
+// a *schema.Schema it looks each op's field up (two map reads) only when
+// the op before at the same position of its record's run named another
+// one: a device's batch of new records names their fields in one order,
+// so a push of records of 30 fields looks up 30 fields, not one per op.
+// A field found is checked with schema.Field.ValidateOp, which gives the
+// answer Schema.ValidateOp gives once it has found the field; every op
+// it does not find (unknown collection or field, the delete register)
+// goes to Schema.ValidateOp, for its error.
+type opValidator struct {
+	v Validator
+	s *schema.Schema // v, if it is one; nil: every op goes to v
+
+	pos   int      // the op's position in its record's run
+	prev  *crdt.Op // the op before, nil at the start
+	slots [maxValidatorSlots]struct {
+		coll, name string
+		f          *schema.Field
+	}
+}
+
+// maxValidatorSlots bounds the positions opValidator remembers a field
+// at: a record's run past it looks its later fields up op by op.
+const maxValidatorSlots = 64
+
+func newOpValidator(v Validator) *opValidator {
+	s, _ := v.(*schema.Schema)
+	return &opValidator{v: v, s: s}
+}
+
+// validate returns the Validator's verdict on op, the op after the one
+// validate was last called with (or a precheck refused).
+func (m *opValidator) validate(op *crdt.Op) error {
+	if m.prev != nil && sameRecord(m.prev, op) {
+		m.pos++
+	} else {
+		m.pos = 0
+	}
+	m.prev = op
+	if m.s == nil {
+		return m.v.ValidateOp(op)
+	}
+	if op.Field == crdt.DeletedField || m.pos >= maxValidatorSlots {
+		return m.s.ValidateOp(op)
+	}
+	sl := &m.slots[m.pos]
+	if sl.f == nil || sl.name != op.Field || sl.coll != op.Collection {
+		f, ok := m.s.Field(op.Collection, op.Field)
+		if !ok {
+			return m.s.ValidateOp(op)
+		}
+		sl.coll, sl.name, sl.f = op.Collection, op.Field, f
+	}
+	return sl.f.ValidateOp(op)
 }
