@@ -489,6 +489,13 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	}
 	res.Status, d.apply = api.ChangeApplied, true
 	cv := &changeView{admissionView: v}
+	if len(runs) > 0 {
+		// Each run merged ahead is most often a new record the change
+		// claims and takes whole: the maps for them sized once.
+		cv.owners = make(map[[2]string]string, len(runs))
+		cv.builtAt = make(map[recRef]int, len(runs))
+		cv.built = make([]*builtUse, 0, len(runs))
+	}
 	inChange := &opIDSet{sorted: make([]crdt.OpID, 0, len(ch.Ops))} // merged or quarantined earlier in this change
 	var refused refusedSummaries
 	perCode := map[api.Code]int{}
