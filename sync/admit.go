@@ -772,6 +772,17 @@ type newRun struct {
 	ops        []crdt.Op    // ch.Ops[start:end]
 	rec        *crdt.Record // a blank record with the ops merged; nil: not built (see above)
 	state      []byte       // crdt.MarshalRecord of that record
+	// value, when not nil, is the record's r/ value with state in it:
+	// store.RecordValueHeaderLen bytes, then state (value[len-of-header:]
+	// is state). The transaction that stores the run writes the header,
+	// its own change time, over what the one before wrote
+	// (store.PutRecordValueHeader in txnState.flush) and stores value
+	// without a copy. That is safe because a run is stored by one
+	// transaction at a time: a request is in one commit attempt at a time,
+	// tried again (a split, a failed commit) only once the attempt before
+	// has ended, and a store is done with a value once the transaction
+	// that set it has ended (store.Tx.Set).
+	value []byte
 	conflict   bool         // hasConflict(rec)
 	terms      []string     // recordTerms(rec)
 	// sz is checkSize's estimate after the ops, from a new record's.
@@ -840,7 +851,13 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	}
 	run := ops[start:end:end]
 	op := &ops[start]
-	if state, ok := crdt.AppendNewState(nil, run); ok {
+	// The r/ value's header, then the state: about what
+	// crdt.AppendNewState writes (it grows the buffer if not).
+	est := store.RecordValueHeaderLen + 96 + len(op.Team) + len(op.Collection) + len(op.Record)
+	for j := range run {
+		est += 28 + len(run[j].Field) + len(run[j].Value)
+	}
+	if value, ok := crdt.AppendNewState(make([]byte, store.RecordValueHeaderLen, est), run); ok {
 		// Every op names a field of its own: checkSize's arithmetic for a
 		// new field, with no per-field map (see newRun.sz).
 		total := newRecordSize(op.Team, op.Collection, op.Record)
@@ -853,7 +870,9 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 			}
 			total += cost
 		}
-		return newRun{start: start, end: end, ops: run, state: state, terms: newRecordTerms(run), sz: recSize{total: total}}, true
+		value = value[:len(value):len(value)]
+		return newRun{start: start, end: end, ops: run, value: value, state: value[store.RecordValueHeaderLen:],
+			terms: newRecordTerms(run), sz: recSize{total: total}}, true
 	}
 	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
 	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}

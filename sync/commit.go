@@ -627,12 +627,17 @@ func (t *txnState) flush() error {
 		}
 		r := rs.rec
 		var now store.RecordIndex
-		var b []byte
+		var b, value []byte
 		var team, coll, id string
 		if a := rs.ahead; a != nil && (r == nil || a.rec == r) {
 			// The run's state, unchanged (rec nil: never built, see
-			// recState.state): its encoding as merged ahead.
+			// recState.state): its encoding as merged ahead, in its r/
+			// value if it has one (newRun.value).
 			b, now = a.state, store.RecordIndex{UpdatedMS: ms, Conflict: a.conflict, Terms: a.terms}
+			if a.value != nil {
+				store.PutRecordValueHeader(a.value, ms)
+				value = a.value
+			}
 			op := &a.ops[0]
 			team, coll, id = op.Team, op.Collection, op.Record
 		} else {
@@ -647,7 +652,13 @@ func (t *txnState) flush() error {
 		if rs.exists {
 			was = &store.RecordIndex{UpdatedMS: rs.updatedMS, Conflict: rs.hadConflict, Terms: rs.terms}
 		}
-		if err := store.PutRecord(t.txn, team, coll, id, b, was, now); err != nil {
+		var err error
+		if value != nil {
+			err = store.PutRecordValue(t.txn, team, coll, id, value, was, now)
+		} else {
+			err = store.PutRecord(t.txn, team, coll, id, b, was, now)
+		}
+		if err != nil {
 			return err
 		}
 	}
