@@ -782,9 +782,9 @@ type newRun struct {
 	// tried again (a split, a failed commit) only once the attempt before
 	// has ended, and a store is done with a value once the transaction
 	// that set it has ended (store.Tx.Set).
-	value []byte
-	conflict   bool         // hasConflict(rec)
-	terms      []string     // recordTerms(rec)
+	value    []byte
+	conflict bool     // hasConflict(rec)
+	terms    []string // recordTerms(rec)
 	// sz is checkSize's estimate after the ops, from a new record's.
 	// Built from ops alone (rec nil), it has no per-field estimates: each
 	// field's is its state's encodedFieldSize, which checkSize takes for
