@@ -825,11 +825,17 @@ const minAheadRun = 4
 // state as merged when the record is new and every op passes (see
 // admitChangeRuns), instead of queuing and merging them itself. A run
 // the record's bounds or field types refuse is left out.
+//
+// The r/ values of the runs encoded from their ops (newRun.value) are
+// carved from one buffer per change (slab), sized for the rest of the
+// change when the first of them is encoded, instead of one allocation
+// per record.
 func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun {
 	var runs []newRun
+	var slab []byte
 	for i := 0; i < len(ch.Ops); {
 		end := runEnd(ch.Ops, i)
-		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val, &slab); ok {
 			if runs == nil {
 				runs = make([]newRun, 0, len(ch.Ops)/(end-i)+1)
 			}
@@ -840,7 +846,34 @@ func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun 
 	return runs
 }
 
-func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error) (newRun, bool) {
+// valueEstimate is about the length of the r/ value of a new record
+// holding ops as crdt.AppendNewState encodes it: the header, the
+// record's names and clock, and per op its field's entry. From above for
+// ops of one replica, the usual push; a buffer it sizes only needs to be
+// grown otherwise.
+func valueEstimate(ops []crdt.Op) int {
+	op := &ops[0]
+	n := store.RecordValueHeaderLen + 96 + len(op.Team) + len(op.Collection) + len(op.Record)
+	for j := range ops {
+		n += 28 + len(ops[j].Field) + len(ops[j].Value)
+	}
+	return n
+}
+
+// slabSize sizes a buffer for the r/ values of the runs merged ahead
+// from the op at start to the end of ops: each record's run's
+// valueEstimate.
+func slabSize(ops []crdt.Op, start int) int {
+	n := 0
+	for i := start; i < len(ops); {
+		end := runEnd(ops, i)
+		n += valueEstimate(ops[i:end])
+		i = end
+	}
+	return n
+}
+
+func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error, slab *[]byte) (newRun, bool) {
 	if end-start < minAheadRun {
 		return newRun{}, false
 	}
@@ -851,13 +884,18 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	}
 	run := ops[start:end:end]
 	op := &ops[start]
-	// The r/ value's header, then the state: about what
-	// crdt.AppendNewState writes (it grows the buffer if not).
-	est := store.RecordValueHeaderLen + 96 + len(op.Team) + len(op.Collection) + len(op.Record)
-	for j := range run {
-		est += 28 + len(run[j].Field) + len(run[j].Value)
+	// The r/ value's header, then the state, in the change's slab (see
+	// mergeAhead): crdt.AppendNewState grows it into a buffer of its own
+	// if the state does not fit, and leaves it as it was if it does not
+	// take the ops.
+	if need := valueEstimate(run); cap(*slab)-len(*slab) < need {
+		*slab = make([]byte, 0, max(need, slabSize(ops, start)))
 	}
-	if value, ok := crdt.AppendNewState(make([]byte, store.RecordValueHeaderLen, est), run); ok {
+	sl := *slab
+	if value, ok := crdt.AppendNewState(sl[len(sl):len(sl)+store.RecordValueHeaderLen], run); ok {
+		if len(value) <= cap(sl)-len(sl) && &value[0] == &sl[:len(sl)+1][len(sl)] {
+			*slab = sl[:len(sl)+len(value)] // encoded in the slab
+		}
 		// Every op names a field of its own: checkSize's arithmetic for a
 		// new field, with no per-field map (see newRun.sz).
 		total := newRecordSize(op.Team, op.Collection, op.Record)
