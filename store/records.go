@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,7 +65,28 @@ func DecodeRecord(v []byte) (*crdt.Record, error) {
 // for a new record, the changed-since entry moved to now.UpdatedMS, the
 // conflict entry set or cleared, the search terms added and dropped.
 func PutRecord(tx Tx, team, coll, id string, state []byte, old *RecordIndex, now RecordIndex) error {
-	if err := tx.Set(RecordKey(team, coll, id), EncodeRecordValue(now.UpdatedMS, state)); err != nil {
+	return PutRecordValue(tx, team, coll, id, EncodeRecordValue(now.UpdatedMS, state), old, now)
+}
+
+// RecordValueHeaderLen is the length of what EncodeRecordValue writes
+// before a record's state.
+const RecordValueHeaderLen = 9
+
+// PutRecordValueHeader writes EncodeRecordValue's header for updatedMS
+// over the first RecordValueHeaderLen bytes of v, which hold a record's
+// state after them: v is then EncodeRecordValue(updatedMS,
+// v[RecordValueHeaderLen:]). A caller that encodes a state after room for
+// the header stores it without a copy (PutRecordValue).
+func PutRecordValueHeader(v []byte, updatedMS int64) {
+	v[0] = recordValueVersion
+	binary.BigEndian.PutUint64(v[1:RecordValueHeaderLen], uint64(updatedMS))
+}
+
+// PutRecordValue is PutRecord for a caller that has the r/ value whole:
+// value must be EncodeRecordValue(now.UpdatedMS, state), or a state with
+// its header written by PutRecordValueHeader(value, now.UpdatedMS).
+func PutRecordValue(tx Tx, team, coll, id string, value []byte, old *RecordIndex, now RecordIndex) error {
+	if err := tx.Set(RecordKey(team, coll, id), value); err != nil {
 		return err
 	}
 	var was RecordIndex
@@ -197,11 +219,22 @@ func PutLogEntryOps(tx Tx, team string, pos uint64, le *LogEntry, packed PackedL
 	}
 	type ref struct{ coll, id string }
 	var touched []ref
-	seen := map[ref]bool{}
+	// A record's ops come together: one entry per run, counted first to
+	// size the set of records seen once.
+	runs := 0
+	for i := range le.Ops {
+		if i == 0 || le.Ops[i].Record != le.Ops[i-1].Record || le.Ops[i].Collection != le.Ops[i-1].Collection {
+			runs++
+		}
+	}
+	seen := make(map[ref]bool, runs+len(le.States))
+	if runs > 0 {
+		touched = make([]ref, 0, runs)
+	}
 	for i := range le.Ops {
 		r := ref{le.Ops[i].Collection, le.Ops[i].Record}
 		if i > 0 && r == (ref{le.Ops[i-1].Collection, le.Ops[i-1].Record}) {
-			continue // a record's ops come together: one lookup per run
+			continue
 		}
 		if !seen[r] {
 			seen[r] = true

@@ -489,6 +489,13 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	}
 	res.Status, d.apply = api.ChangeApplied, true
 	cv := &changeView{admissionView: v}
+	if len(runs) > 0 {
+		// Each run merged ahead is most often a new record the change
+		// claims and takes whole: the maps for them sized once.
+		cv.owners = make(map[[2]string]string, len(runs))
+		cv.builtAt = make(map[recRef]int, len(runs))
+		cv.built = make([]*builtUse, 0, len(runs))
+	}
 	inChange := &opIDSet{sorted: make([]crdt.OpID, 0, len(ch.Ops))} // merged or quarantined earlier in this change
 	var refused refusedSummaries
 	perCode := map[api.Code]int{}
@@ -496,7 +503,7 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	// every op so far was accepted (the usual change).
 	alias := true
 	nextRun := 0 // runs[nextRun:] start at or after the current op
-	for i := range ch.Ops {
+	for i := 0; i < len(ch.Ops); i++ {
 		op := &ch.Ops[i]
 		ref := pre[i]
 		if cv.enter(ch.Ops, i, runs, nextRun) {
@@ -532,14 +539,23 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 			if rf == nil {
 				inChange.add(op.ID)
 				cv.claim(op)
+				end := i + 1
+				if u := cv.run.use; u != nil && u.run.start == i {
+					// The run merged ahead is taken at its first op: the
+					// rest of it is accepted in one go as far as the
+					// checks left for its ops pass (acceptRun); the slow
+					// path takes over at the first that does not.
+					end = acceptRun(a, ch.Ops, pre, val, i+1, u.run.end, inChange)
+				}
 				if alias && len(d.accepted) == i {
-					d.accepted = ch.Ops[: i+1 : i+1]
+					d.accepted = ch.Ops[:end:end]
 				} else {
 					if alias {
 						d.accepted, alias = slices.Clip(d.accepted), false
 					}
-					d.accepted = append(d.accepted, *op)
+					d.accepted = append(d.accepted, ch.Ops[i:end]...)
 				}
+				i = end - 1
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
@@ -688,6 +704,38 @@ func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) 
 	return a.queueRun(v, ops, u.run.start, i)
 }
 
+// acceptRun accepts ops[from:end], the rest of a run merged ahead that
+// admission took at its first op (before from, see takeRun), and returns
+// the end of the ops it accepted: all of them, or up to the first whose
+// checks might refuse it, which admitChangeRuns then checks the usual
+// way. It adds the IDs of the ops accepted to inChange.
+//
+// Of the checks admitChangeRuns runs on such an op, only two can refuse
+// it, and acceptRun runs them: its ID used earlier in the change, and
+// its clock skew. The others pass by what taking the run established:
+// the op has no stateless refusal, no validator error and no pred (so
+// no unknown pred and no clinical check: mergeRun merges only such ops,
+// and acceptRun hands any other back); its record is the run's, owned by
+// the op's own team since the run's first op claimed it (no wrong_team,
+// no purge marker read), and blank in the view (stateHas false: nothing
+// merged under its ID); takeRun goes on taking the run while its ops are
+// accepted, and the run's ops pass the queue's checks (merged ahead from
+// the same blank state). The reference tests (admitref_prop_test.go)
+// hold the decisions to admission without runs merged ahead.
+func acceptRun(a *admission, ops []crdt.Op, pre []*refusal, val []error, from, end int, inChange *opIDSet) int {
+	for j := from; j < end; j++ {
+		op := &ops[j]
+		if pre[j] != nil || val[j] != nil || len(op.Pred) > 0 || inChange.has(op.ID) {
+			return j
+		}
+		if a.skew != nil && a.skew(op.ID.Time, a.now) != nil {
+			return j
+		}
+		inChange.add(op.ID)
+	}
+	return end
+}
+
 // queueRun queues ops[start:end], accepted as merged ahead, the usual way;
 // each passes (the run merged ahead from the same blank state).
 func (a *admission) queueRun(v *changeView, ops []crdt.Op, start, end int) error {
@@ -724,8 +772,19 @@ type newRun struct {
 	ops        []crdt.Op    // ch.Ops[start:end]
 	rec        *crdt.Record // a blank record with the ops merged; nil: not built (see above)
 	state      []byte       // crdt.MarshalRecord of that record
-	conflict   bool         // hasConflict(rec)
-	terms      []string     // recordTerms(rec)
+	// value, when not nil, is the record's r/ value with state in it:
+	// store.RecordValueHeaderLen bytes, then state (value[len-of-header:]
+	// is state). The transaction that stores the run writes the header,
+	// its own change time, over what the one before wrote
+	// (store.PutRecordValueHeader in txnState.flush) and stores value
+	// without a copy. That is safe because a run is stored by one
+	// transaction at a time: a request is in one commit attempt at a time,
+	// tried again (a split, a failed commit) only once the attempt before
+	// has ended, and a store is done with a value once the transaction
+	// that set it has ended (store.Tx.Set).
+	value    []byte
+	conflict bool     // hasConflict(rec)
+	terms    []string // recordTerms(rec)
 	// sz is checkSize's estimate after the ops, from a new record's.
 	// Built from ops alone (rec nil), it has no per-field estimates: each
 	// field's is its state's encodedFieldSize, which checkSize takes for
@@ -766,11 +825,17 @@ const minAheadRun = 4
 // state as merged when the record is new and every op passes (see
 // admitChangeRuns), instead of queuing and merging them itself. A run
 // the record's bounds or field types refuse is left out.
+//
+// The r/ values of the runs encoded from their ops (newRun.value) are
+// carved from one buffer per change (slab), sized for the rest of the
+// change when the first of them is encoded, instead of one allocation
+// per record.
 func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun {
 	var runs []newRun
+	var slab []byte
 	for i := 0; i < len(ch.Ops); {
 		end := runEnd(ch.Ops, i)
-		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val, &slab); ok {
 			if runs == nil {
 				runs = make([]newRun, 0, len(ch.Ops)/(end-i)+1)
 			}
@@ -781,7 +846,34 @@ func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun 
 	return runs
 }
 
-func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error) (newRun, bool) {
+// valueEstimate is about the length of the r/ value of a new record
+// holding ops as crdt.AppendNewState encodes it: the header, the
+// record's names and clock, and per op its field's entry. From above for
+// ops of one replica, the usual push; a buffer it sizes only needs to be
+// grown otherwise.
+func valueEstimate(ops []crdt.Op) int {
+	op := &ops[0]
+	n := store.RecordValueHeaderLen + 96 + len(op.Team) + len(op.Collection) + len(op.Record)
+	for j := range ops {
+		n += 28 + len(ops[j].Field) + len(ops[j].Value)
+	}
+	return n
+}
+
+// slabSize sizes a buffer for the r/ values of the runs merged ahead
+// from the op at start to the end of ops: each record's run's
+// valueEstimate.
+func slabSize(ops []crdt.Op, start int) int {
+	n := 0
+	for i := start; i < len(ops); {
+		end := runEnd(ops, i)
+		n += valueEstimate(ops[i:end])
+		i = end
+	}
+	return n
+}
+
+func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error, slab *[]byte) (newRun, bool) {
 	if end-start < minAheadRun {
 		return newRun{}, false
 	}
@@ -792,7 +884,18 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	}
 	run := ops[start:end:end]
 	op := &ops[start]
-	if state, ok := crdt.AppendNewState(nil, run); ok {
+	// The r/ value's header, then the state, in the change's slab (see
+	// mergeAhead): crdt.AppendNewState grows it into a buffer of its own
+	// if the state does not fit, and leaves it as it was if it does not
+	// take the ops.
+	if need := valueEstimate(run); cap(*slab)-len(*slab) < need {
+		*slab = make([]byte, 0, max(need, slabSize(ops, start)))
+	}
+	sl := *slab
+	if value, ok := crdt.AppendNewState(sl[len(sl):len(sl)+store.RecordValueHeaderLen], run); ok {
+		if len(value) <= cap(sl)-len(sl) && &value[0] == &sl[:len(sl)+1][len(sl)] {
+			*slab = sl[:len(sl)+len(value)] // encoded in the slab
+		}
 		// Every op names a field of its own: checkSize's arithmetic for a
 		// new field, with no per-field map (see newRun.sz).
 		total := newRecordSize(op.Team, op.Collection, op.Record)
@@ -805,7 +908,9 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 			}
 			total += cost
 		}
-		return newRun{start: start, end: end, ops: run, state: state, terms: newRecordTerms(run), sz: recSize{total: total}}, true
+		value = value[:len(value):len(value)]
+		return newRun{start: start, end: end, ops: run, value: value, state: value[store.RecordValueHeaderLen:],
+			terms: newRecordTerms(run), sz: recSize{total: total}}, true
 	}
 	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
 	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}
