@@ -356,7 +356,7 @@ func (e *Engine) syncPrepared(ctx context.Context, p *PreparedSync) (*api.SyncRe
 		var err error
 		r := p.pushFor(req.Changes)
 		if r == nil {
-			r = e.preparePush(c, req.Changes)
+			r = e.preparePush(c, req.Changes, false)
 		}
 		r.ordered = p.Ordered
 		results, err = e.commitPush(ctx, c, req.Changes, r)

@@ -92,8 +92,8 @@ func TestOverlapPipelinedPushes(t *testing.T) {
 	}()
 	seq := uint64(0)
 	for round := 0; round < 20 || e.overlapped.Load() == 0 && round < 200; round++ {
-		small := e.preparePush(a, overlapChanges(a.Replica, seq+1, seq+2, base))
-		large := e.preparePush(a, overlapChanges(a.Replica, seq+3, seq+30, base)) // 280 ops: a large push
+		small := e.preparePush(a, overlapChanges(a.Replica, seq+1, seq+2, base), false)
+		large := e.preparePush(a, overlapChanges(a.Replica, seq+3, seq+30, base), false) // 280 ops: a large push
 		queue(e, small)
 		queue(e, large)
 		<-small.done
@@ -147,13 +147,13 @@ func TestOverlapFailedCommitRedoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocked := e.preparePush(blocker, overlapChanges(blocker.Replica, 1, 1, base))
+	blocked := e.preparePush(blocker, overlapChanges(blocker.Replica, 1, 1, base), false)
 	queue(e, blocked)
 	for kv.Waiting() == 0 { // the committer waits for the writer token
 		time.Sleep(time.Millisecond)
 	}
-	small := e.preparePush(a, overlapChanges(a.Replica, 1, 2, base))
-	large := e.preparePush(a, overlapChanges(a.Replica, 3, 32, base))
+	small := e.preparePush(a, overlapChanges(a.Replica, 1, 2, base), false)
+	large := e.preparePush(a, overlapChanges(a.Replica, 3, 32, base), false)
 	queue(e, small) // in the queue's buffer once queue returns
 	queue(e, large)
 	var commits atomic.Int32
