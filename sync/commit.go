@@ -327,7 +327,15 @@ func (e *Engine) tryCommit(reqs []*request) error {
 	if err := e.buildGroup(txn, reqs); err != nil {
 		return err
 	}
-	return txn.Commit()
+	return e.commitTxn(txn)
+}
+
+// commitTxn commits txn, counting the time it waits in commitWait.
+func (e *Engine) commitTxn(txn store.Txn) error {
+	start := time.Now()
+	err := txn.Commit()
+	e.commitWait.Add(int64(time.Since(start)))
+	return err
 }
 
 // buildGroup applies reqs in the write transaction txn, which the caller

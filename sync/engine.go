@@ -123,6 +123,10 @@ type Engine struct {
 	// overlapped counts the groups built while the commit ahead of them
 	// was in flight, and redone those built again because it failed.
 	overlapped, redone atomic.Int64
+	// commitWait is the time the committer spent waiting for commits to
+	// be durable (Commit, or land waiting for the commit in flight), in
+	// nanoseconds: what overlapping commits takes off its serial path.
+	commitWait atomic.Int64
 	// orderedMu guards ordered: per replica, the last seq of a push the
 	// committer has taken from its queue and not yet answered (see
 	// OrderedHighWater).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/doorstep-health/doorstep/crdt"
 	"github.com/doorstep-health/doorstep/store"
@@ -105,7 +106,7 @@ func (e *Engine) commitNext(reqs []*request) bool {
 			return false
 		}
 	}
-	err = txn.Commit()
+	err = e.commitTxn(txn)
 	txn.Discard()
 	e.commitFailed(reqs, w, err)
 	return false
@@ -126,7 +127,13 @@ func (e *Engine) land() bool {
 		f.next.Discard()
 		f.next = nil
 	}
-	<-f.done
+	select {
+	case <-f.done:
+	default:
+		start := time.Now()
+		<-f.done
+		e.commitWait.Add(int64(time.Since(start)))
+	}
 	if f.err == nil {
 		return true
 	}
