@@ -49,9 +49,9 @@ type overlayEntry struct {
 	deleted    bool
 }
 
-// NewOverlay returns an empty overlay.
-func NewOverlay() *Overlay {
-	return &Overlay{idx: map[string]int32{}, now: time.Now}
+// NewOverlay returns an empty overlay, with room for about n writes.
+func NewOverlay(n int) *Overlay {
+	return &Overlay{idx: make(map[string]int32, n), entries: make([]overlayEntry, 0, n), now: time.Now}
 }
 
 // overlayBlock is the size of the blocks keys and values are copied into;

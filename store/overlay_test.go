@@ -29,7 +29,7 @@ func TestOverlayCopiesAndExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_000_000, 0)
-	under := store.NewOverlay()
+	under := store.NewOverlay(0)
 	store.SetOverlayClock(under, func() time.Time { return now })
 	key, val := []byte("k/1"), []byte("under")
 	under.Set(key, val, 0)
@@ -37,7 +37,7 @@ func TestOverlayCopiesAndExpires(t *testing.T) {
 	copy(val, "XXXXX")
 	under.Set([]byte("k/2"), []byte("short-lived"), 2*time.Second)
 	under.Delete([]byte("k/3"))
-	own := store.NewOverlay()
+	own := store.NewOverlay(0)
 
 	err := kv.View(ctx, func(tx store.Tx) error {
 		read := func(k string) string {

@@ -79,6 +79,9 @@ type Store struct {
 	// pipeline of overlapped commits never keeps the token from it for
 	// more than the transaction being built.
 	waiting atomic.Int32
+	// ownHint is how many writes the last transaction that overlapped
+	// its commit kept (tx.own), to size the next one's.
+	ownHint atomic.Int64
 	// chunk is the chunk size of big values (ChunkSize, or less under a
 	// smaller value threshold): values of chunk bytes or more are stored
 	// in chunks (see chunk.go).
@@ -274,7 +277,13 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true, own: store.NewOverlay()}, nil
+	return &tx{txn: s.db.NewTransaction(true), kv: s, token: true, write: true, own: s.newOwn()}, nil
+}
+
+// newOwn returns the overlay a write transaction from Begin keeps its
+// writes in, for a transaction that may follow it (CommitOverlapped).
+func (s *Store) newOwn() *store.Overlay {
+	return store.NewOverlay(int(s.ownHint.Load()) * 9 / 8)
 }
 
 // DropPrefix implements store.KV with Badger's DropPrefix (holding the
@@ -467,6 +476,9 @@ func (t *tx) Commit() error {
 		return err
 	}
 	defer t.end()
+	if t.own != nil {
+		t.kv.ownHint.Store(int64(t.own.Len()))
+	}
 	if t.token {
 		if err := t.kv.injected(); err != nil {
 			t.txn.Discard()
@@ -512,10 +524,11 @@ func (t *tx) CommitOverlapped(done func(error)) (store.Txn, error) {
 	case len(t.over) > 0 || len(t.staged) > 0 || t.kv.waiting.Load() > 0:
 		return nil, store.ErrUnsupported
 	}
+	t.kv.ownHint.Store(int64(t.own.Len()))
 	if err := t.waitPrev(); err != nil {
 		return nil, err
 	}
-	next := &tx{txn: t.kv.db.NewTransaction(true), kv: t.kv, token: true, write: true, own: store.NewOverlay(), under: t.own}
+	next := &tx{txn: t.kv.db.NewTransaction(true), kv: t.kv, token: true, write: true, own: t.kv.newOwn(), under: t.own}
 	f := &inFlight{done: make(chan struct{})}
 	next.prev = f
 	t.done = true // the writer token passes to next

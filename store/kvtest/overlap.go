@@ -298,7 +298,7 @@ func RunOverlay(t *testing.T, open Opener, seeds int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		under := store.NewOverlay()
+		under := store.NewOverlay(0)
 		w0 := randomWrites(rnd, keys, rnd.Intn(30), "u")
 		for _, w := range w0 {
 			if w.del {
@@ -312,7 +312,7 @@ func RunOverlay(t *testing.T, open Opener, seeds int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &followTx{base: txn, own: store.NewOverlay(), under: under}
+		f := &followTx{base: txn, own: store.NewOverlay(0), under: under}
 		if err := checkModel(rnd, f, m, fmt.Sprintf("seed %d, before own writes", seed)); err != nil {
 			txn.Discard()
 			t.Fatal(err)
