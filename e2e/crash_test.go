@@ -40,7 +40,8 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("helper process for TestServerSIGKILL")
 	}
 	srv, err := server.New(context.Background(), server.Config{DataDir: data, BcryptCost: bcrypt.MinCost, SmallMemory: true,
-		DeviceRate: -1, AuthRate: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		DeviceRate: -1, AuthRate: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OverlapCommits: true}) // killed while commits overlap too (sync/overlap.go)
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)

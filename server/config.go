@@ -77,6 +77,10 @@ type Config struct {
 	// held decoded. All devices' together hold at most SyncMemoryBudget /
 	// (2 × SyncMemoryFactor).
 	PipelineHoldBytes int64
+	// OverlapCommits lets the committer build the next group of pushes
+	// while a commit is being fsynced (sync.Options.OverlapCommits; Badger
+	// only). Off by default.
+	OverlapCommits bool
 	// Limits bound the msgpack structure of a sync request, checked before
 	// decoding; nil means DefaultLimits.
 	Limits *crdt.Limits

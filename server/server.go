@@ -107,7 +107,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxSkew: cfg.MaxSkew,
 		Logger:  cfg.Logger,
 
-		PageBytes: cfg.PageBytes,
+		PageBytes:      cfg.PageBytes,
+		OverlapCommits: cfg.OverlapCommits, // sync/overlap.go
 	}
 	if !cfg.NoSchema {
 		opts.Validator = cfg.Schema

@@ -16,7 +16,7 @@ import (
 // records in 14 round trips), at most two in flight, each prepared in its
 // own goroutine and let through once the one before is taken by the
 // committer (PreparedSync.Ordered, as the server's hold does), serially
-// committed (SerialCommits) and overlapped. One iteration is the 13
+// committed and overlapped (OverlapCommits). One iteration is the 13
 // pushes. commit-wait-s is the time the committer waited for commits to
 // be durable; cpu-s the process's CPU time.
 func BenchmarkPipelinedPush(b *testing.B) {
@@ -26,7 +26,7 @@ func BenchmarkPipelinedPush(b *testing.B) {
 			var overlapped int64
 			for range b.N {
 				b.StopTimer()
-				e, err := Open(context.Background(), Options{Store: benchKV(b, b.TempDir()), Logger: quietLogger(), SerialCommits: mode == "serial"})
+				e, err := Open(context.Background(), Options{Store: benchKV(b, b.TempDir()), Logger: quietLogger(), OverlapCommits: mode == "overlap"})
 				if err != nil {
 					b.Fatal(err)
 				}

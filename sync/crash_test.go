@@ -43,7 +43,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child of TestCrashKill only")
 	}
-	e, err := Open(context.Background(), Options{Store: badgerKV(t, dir), Logger: quietLogger()})
+	e, err := Open(context.Background(), Options{Store: badgerKV(t, dir), Logger: quietLogger(), OverlapCommits: true})
 	if err != nil {
 		fmt.Printf("open-error %v\n", err)
 		os.Exit(3)

@@ -44,8 +44,9 @@
 //
 // # Overlapped commits
 //
-// On a store whose write transactions implement store.Overlapper (Badger;
-// never a shared store, nor with Options.SerialCommits), the committer
+// With Options.OverlapCommits (off by default: measured, it cost CPU and
+// gained no wall time on 2 cores), on a store whose write transactions
+// implement store.Overlapper (Badger; never a shared store), the committer
 // issues a group's commit without waiting for its fsync and builds the
 // next group meanwhile, in the write transaction the store opened to
 // follow it, which reads the group's writes through an overlay

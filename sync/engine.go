@@ -82,11 +82,14 @@ type Options struct {
 	// Rules are the clinical-conflict rules; nil means the Validator's, if
 	// it implements ClinicalRules (a *schema.Schema does), else none.
 	Rules ClinicalRules
-	// SerialCommits commits every group after the one before it is
-	// durable, even on a store that can overlap commits (store.Overlapper;
-	// see the package doc, "Overlapped commits"). For comparisons and
-	// tests; a shared store never overlaps.
-	SerialCommits bool
+	// OverlapCommits builds a group of pushes while the commit before it
+	// is in flight, on a store that can overlap commits (store.Overlapper;
+	// see the package doc, "Overlapped commits"); a shared store never
+	// does. Off by default: on the 2-core machine it was measured on, the
+	// committer stopped waiting for fsyncs but the process spent more CPU
+	// (msync and the build, run side by side) and no less wall time
+	// (docs/benchmarks.md, issue 17 fifth pass, i17-overlap).
+	OverlapCommits bool
 }
 
 // Page limits.
@@ -200,7 +203,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("sync: open: %w", err)
 	}
-	if !opts.SerialCommits && !e.shared {
+	if opts.OverlapCommits && !e.shared {
 		txn, err := st.Begin(ctx, true)
 		if err != nil {
 			st.Close()

@@ -63,7 +63,7 @@ func checkPushed(t *testing.T, e *Engine, c Caller, seq uint64) {
 // everything is applied once, in order, with one log position per change
 // and no gap, and a new device pulls all of it.
 func TestOverlapPipelinedPushes(t *testing.T) {
-	e := openTest(t, Options{Store: badgerKV(t, t.TempDir())})
+	e := openTest(t, Options{Store: badgerKV(t, t.TempDir()), OverlapCommits: true})
 	if !e.overlap {
 		t.Fatal("the engine does not overlap commits on Badger")
 	}
@@ -135,7 +135,7 @@ func TestOverlapPipelinedPushes(t *testing.T) {
 // first is visible. The device pushes both again and they apply.
 func TestOverlapFailedCommitRedoes(t *testing.T) {
 	kv := badgerKV(t, t.TempDir())
-	e := openTest(t, Options{Store: kv})
+	e := openTest(t, Options{Store: kv, OverlapCommits: true})
 	a := Caller{User: "a", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
 	blocker := Caller{User: "b", Replica: crdt.NewReplicaID(), Teams: []string{"wigan"}}
 	base := crdt.MakeTimestamp(time.Now().UnixMilli(), 0)
@@ -211,14 +211,16 @@ func TestOverlapFailedCommitRedoes(t *testing.T) {
 	checkPushed(t, e, a, 32)
 }
 
-// TestOverlapSerialOption: SerialCommits keeps every commit serial on a
-// store that could overlap them, and so does a store that cannot.
-func TestOverlapSerialOption(t *testing.T) {
-	e := openTest(t, Options{Store: badgerKV(t, t.TempDir()), SerialCommits: true})
-	if e.overlap {
-		t.Fatal("SerialCommits: the engine overlaps commits")
+// TestOverlapOption: commits are serial unless OverlapCommits is set,
+// and on a store that cannot overlap them even then.
+func TestOverlapOption(t *testing.T) {
+	if e := openTest(t, Options{Store: badgerKV(t, t.TempDir())}); e.overlap {
+		t.Fatal("the engine overlaps commits without OverlapCommits")
 	}
-	if e := openTest(t, Options{Store: memory.New(memory.Options{})}); e.overlap {
+	if e := openTest(t, Options{Store: badgerKV(t, t.TempDir()), OverlapCommits: true}); !e.overlap {
+		t.Fatal("OverlapCommits: the engine does not overlap commits on Badger")
+	}
+	if e := openTest(t, Options{Store: memory.New(memory.Options{}), OverlapCommits: true}); e.overlap {
 		t.Fatal("the engine overlaps commits on the memory store")
 	}
 }
