@@ -139,8 +139,10 @@ type Txn interface {
 //     transaction begins until it ends.
 //   - It returns ErrUnsupported, having committed nothing, when it cannot
 //     overlap this transaction (for store/badger: values stored in chunks,
-//     or another writer waiting for the store); the caller then calls
-//     Commit.
+//     another writer waiting for the store, or the store's first call,
+//     after which its transactions keep their writes for a follower); the
+//     caller then calls Commit. A caller that means to overlap may call it
+//     once on an empty transaction, then discard it, to prepare the store.
 type Overlapper interface {
 	// CommitOverlapped issues the transaction's commit without waiting for
 	// it to be durable, and returns the write transaction that follows

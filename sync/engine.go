@@ -209,7 +209,14 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			st.Close()
 			return nil, fmt.Errorf("sync: open: %w", err)
 		}
-		_, e.overlap = txn.(store.Overlapper)
+		var ov store.Overlapper
+		if ov, e.overlap = txn.(store.Overlapper); e.overlap {
+			// Prepares the store (see store.Overlapper): the empty
+			// transaction commits nothing, overlapped or not.
+			if next, err := ov.CommitOverlapped(func(error) {}); err == nil {
+				next.Discard()
+			}
+		}
 		txn.Discard()
 	}
 	go e.committer()

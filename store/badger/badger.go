@@ -79,9 +79,12 @@ type Store struct {
 	// pipeline of overlapped commits never keeps the token from it for
 	// more than the transaction being built.
 	waiting atomic.Int32
-	// ownHint is how many writes the last transaction that overlapped
-	// its commit kept (tx.own), to size the next one's.
-	ownHint atomic.Int64
+	// overlapping is set by the first CommitOverlapped: from then on the
+	// write transactions from Begin keep their writes (tx.own) for a
+	// transaction that may follow them; before, none pays for it.
+	// ownHint is how many the last one kept, to size the next one's.
+	overlapping atomic.Bool
+	ownHint     atomic.Int64
 	// chunk is the chunk size of big values (ChunkSize, or less under a
 	// smaller value threshold): values of chunk bytes or more are stored
 	// in chunks (see chunk.go).
@@ -281,8 +284,12 @@ func (s *Store) Begin(ctx context.Context, update bool) (store.Txn, error) {
 }
 
 // newOwn returns the overlay a write transaction from Begin keeps its
-// writes in, for a transaction that may follow it (CommitOverlapped).
+// writes in, for a transaction that may follow it (CommitOverlapped);
+// nil before the store's first CommitOverlapped.
 func (s *Store) newOwn() *store.Overlay {
+	if !s.overlapping.Load() {
+		return nil
+	}
 	return store.NewOverlay(int(s.ownHint.Load()) * 9 / 8)
 }
 
@@ -516,11 +523,18 @@ var _ store.Overlapper = (*tx)(nil)
 // A transaction that wrote or replaced a value in chunks does not
 // overlap (chunk references apply to the store at commit, and a follower
 // would read the old ones), nor one whose store has a writer waiting for
-// the token.
+// the token, nor one begun before the store's first CommitOverlapped
+// (transactions keep their writes for a follower only from then on, so
+// that a store never overlapped pays nothing for it).
 func (t *tx) CommitOverlapped(done func(error)) (store.Txn, error) {
 	switch {
 	case !t.token || t.done:
 		return nil, errors.New("store/badger: CommitOverlapped on a transaction not begun for writing, or ended")
+	case t.own == nil:
+		// Begun before the store's first CommitOverlapped, it kept no
+		// writes: transactions keep them from now on.
+		t.kv.overlapping.Store(true)
+		return nil, store.ErrUnsupported
 	case len(t.over) > 0 || len(t.staged) > 0 || t.kv.waiting.Load() > 0:
 		return nil, store.ErrUnsupported
 	}

@@ -18,6 +18,18 @@ func openOverlapTest(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kv.Close() })
+	// The store's first CommitOverlapped declines: its transactions keep
+	// their writes for a follower only from then on.
+	txn := begin(t, kv)
+	if err := txn.Set([]byte("first"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txn.(store.Overlapper).CommitOverlapped(func(error) { t.Error("callback of a declined commit ran") }); !errors.Is(err, store.ErrUnsupported) {
+		t.Fatalf("first CommitOverlapped = %v, want ErrUnsupported", err)
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	return kv
 }
 

@@ -356,6 +356,17 @@ func RunOverlapped(t *testing.T, open Opener, seeds int) {
 		}
 	}()
 	keys := overlapKeys()
+	// Prepare the store: a backend may decline its first CommitOverlapped
+	// (see store.Overlapper).
+	if txn, err := kv.Begin(ctx(), true); err != nil {
+		t.Fatal(err)
+	} else if next, err := txn.(store.Overlapper).CommitOverlapped(func(error) {}); err == nil {
+		next.Discard()
+	} else if !errors.Is(err, store.ErrUnsupported) {
+		t.Fatal(err)
+	} else {
+		txn.Discard()
+	}
 	m := map[string]string{}
 	var callbacks atomic.Int32
 	issued := 0
