@@ -194,10 +194,12 @@ type Replica struct {
 	// a zstd body with 415, and the request is sent again gzipped
 	// (transport.go).
 	zstdRequests atomic.Bool
-	// pipelines: the last reply said the server orders pipelined pushes
-	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
-	// only after a reply of this process said so (pipeline.go).
-	pipelines atomic.Bool
+	// pipelines: what the last reply said of pipelining (capKnown,
+	// capOrders: api.SyncResponse.Pipelines; pipeline.go); stored with
+	// each reply (m/pipelines) and loaded by Open, so a restarted device
+	// pipelines its first push. A server that stops ordering them says so
+	// in its first reply, and the device stops.
+	pipelines atomic.Uint32
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
@@ -266,6 +268,7 @@ var (
 	keySuccess  = []byte("m/lastsuccess")
 	keyPacked   = []byte("m/packedpush")
 	keyZstd     = []byte("m/zstdpush")
+	keyPipeline = []byte("m/pipelines")
 	prefRecord  = []byte("r/")
 	prefPending = []byte("o/")
 	prefChange  = []byte("c/")
@@ -487,6 +490,11 @@ func (r *Replica) load() error {
 			return err
 		} else {
 			r.zstdRequests.Store(len(v) == 1 && v[0] == 1)
+		}
+		if v, err := get(txn, keyPipeline); err != nil {
+			return err
+		} else {
+			r.pipelines.Store(loadPipelines(v)) // pipeline.go
 		}
 		return nil
 	})
