@@ -15,10 +15,10 @@ package client
 //     push-only one pulls from the stored cursor, which no request in
 //     flight is about to move.
 //   - three in flight: once a request's reply has come, before it is
-//     stored, the request after the two still on the wire goes too
-//     (pushThird), so that the server has the next push to prepare while
-//     it commits the one before, rather than after the device stored a
-//     reply and packed the next changes. The server gives a request's
+//     stored, the next push goes (pushNext): after the one still on the
+//     wire, or after this one if none is. The server thus has the next
+//     push to prepare while it commits the one before, rather than after
+//     the device stored a reply and packed the next changes. The server gives a request's
 //     per-device slot back before it writes the reply, and the device
 //     reads a reply whole before it sends, so the server still sees at
 //     most two of the device's requests.
@@ -223,8 +223,8 @@ type pipeState struct {
 	// pulls.
 	curPushed int
 	curPulls  bool
-	// For pushThird: the one request ahead of cur, whose changes the next
-	// follow, and whether it pulls.
+	// For pushNext: the request ahead of cur (if ahead), whose changes
+	// the next follow, and whether it pulls.
 	aheadPushed int
 	aheadPulls  bool
 }
@@ -237,16 +237,18 @@ func pushAhead(s pipeState, next int) (send, pull bool) {
 	return send, !s.curPulls
 }
 
-// pushThird decides, once cur's reply has come (acksAll: it acknowledges
-// every change cur sent, replyAcksAll) but before it is stored, with one
-// request ahead of cur on the wire and next changes prefetched after that
-// one's, whether to send them now, following it, and whether that request
-// pulls: only if neither cur nor the one ahead does, from the stored
-// cursor, which neither moves. A reply that acknowledges less would make
-// both requests ahead be discarded (aheadStands): nothing more goes.
-func pushThird(s pipeState, acksAll bool, next int) (send, pull bool) {
-	send = !s.off && s.orders && !s.probing && s.ahead && acksAll && s.curPushed > 0 && s.aheadPushed > 0 && next > 0
-	return send, !s.curPulls && !s.aheadPulls
+// pushNext decides, once cur's reply has come (acksAll: it acknowledges
+// every change cur sent, replyAcksAll) but before it is stored, whether
+// to send the next changes now (next of them prefetched after the last
+// request sent: the one ahead of cur if ahead, else cur), following that
+// request, and whether the new one pulls: only if neither cur nor the one
+// ahead does, from the stored cursor, which neither moves. A reply that
+// acknowledges less would make every request ahead be discarded
+// (aheadStands): nothing more goes. The one ahead, if any, must push (its
+// last seq is the one the new request follows).
+func pushNext(s pipeState, acksAll bool, next int) (send, pull bool) {
+	send = !s.off && s.orders && !s.probing && acksAll && s.curPushed > 0 && next > 0 && (!s.ahead || s.aheadPushed > 0)
+	return send, !s.curPulls && !(s.ahead && s.aheadPulls)
 }
 
 // replyAcksAll reports whether resp acknowledges each of sent, in order

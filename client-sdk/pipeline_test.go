@@ -147,8 +147,8 @@ func TestResultForAnOpNoLongerHeld(t *testing.T) {
 	}
 }
 
-func TestPushThird(t *testing.T) {
-	// cur's reply has come; one request is ahead of it.
+func TestPushNext(t *testing.T) {
+	// cur's reply has come; one request is ahead of it (or none).
 	on := pipeState{orders: true, ahead: true, curPushed: 3, curPulls: true, aheadPushed: 3}
 	with := func(mod func(*pipeState)) pipeState { s := on; mod(&s); return s }
 	for _, tc := range []struct {
@@ -163,16 +163,17 @@ func TestPushThird(t *testing.T) {
 		{"neither pulls: pulls from the stored cursor", with(func(s *pipeState) { s.curPulls = false }), true, 3, true, true},
 		{"the reply does not acknowledge all: both ahead are to go", on, false, 3, false, false},
 		{"nothing prefetched", on, true, 0, false, false},
-		{"none ahead (pushAhead's case)", with(func(s *pipeState) { s.ahead = false }), true, 3, false, false},
+		{"none ahead, cur pulls: push-only after cur", with(func(s *pipeState) { s.ahead = false }), true, 3, true, false},
+		{"none ahead, cur push-only: pulls from the stored cursor", with(func(s *pipeState) { s.ahead, s.curPulls, s.aheadPulls = false, false, true }), true, 3, true, true},
 		{"the one ahead pushes nothing (a page asked for)", with(func(s *pipeState) { s.aheadPushed = 0 }), true, 3, false, false},
 		{"cur pushed nothing", with(func(s *pipeState) { s.curPushed = 0 }), true, 3, false, false},
 		{"the server stopped ordering (this reply says so)", with(func(s *pipeState) { s.orders = false }), true, 3, false, false},
 		{"off (Serial or an earlier failure)", with(func(s *pipeState) { s.off = true }), true, 3, false, false},
 		{"probing the high-water", with(func(s *pipeState) { s.probing = true }), true, 3, false, false},
 	} {
-		send, pull := pushThird(tc.s, tc.acksAll, tc.next)
+		send, pull := pushNext(tc.s, tc.acksAll, tc.next)
 		if send != tc.send || (send && pull != tc.pull) {
-			t.Errorf("%s: pushThird = %v, %v; want %v, %v", tc.name, send, pull, tc.send, tc.pull)
+			t.Errorf("%s: pushNext = %v, %v; want %v, %v", tc.name, send, pull, tc.send, tc.pull)
 		}
 	}
 }

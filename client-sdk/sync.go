@@ -269,26 +269,30 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if cur.pipelined && len(changes) > 0 {
 			pipelinedGaps(resp.Results, changes[0].Seq)
 		}
-		if len(queue) == 1 && !serial {
-			// Three in flight (pipeline.go): the push after the one ahead
-			// goes now, while this reply is stored.
-			last := queue[0]
+		if len(queue) <= 1 && !serial {
+			// The next push goes now, while this reply is stored
+			// (pipeline.go, pushNext): after the one ahead (three in
+			// flight), or after this one if none is.
+			last, lastPre := cur, pre
+			if len(queue) == 1 {
+				last, lastPre = queue[0], aheadPre
+			}
 			pipe.orders = r.pipelines.Load()&capOrders != 0 // this reply's word
-			pipe.probing, pipe.ahead, pipe.aheadPushed, pipe.aheadPulls = r.hw.probe, true, len(last.changes), last.pulls()
+			pipe.probing, pipe.ahead, pipe.aheadPushed, pipe.aheadPulls = r.hw.probe, len(queue) == 1, len(last.changes), last.pulls()
 			acksAll := replyAcksAll(resp, changes)
-			if send, _ := pushThird(pipe, acksAll, 1); send {
-				aheadPre.wait()
-				if aheadPre != nil && aheadPre.err == nil {
-					if send, pull := pushThird(pipe, acksAll, len(aheadPre.changes)); send {
+			if send, _ := pushNext(pipe, acksAll, 1); send {
+				lastPre.wait()
+				if lastPre != nil && lastPre.err == nil {
+					if send, pull := pushNext(pipe, acksAll, len(lastPre.changes)); send {
 						stored := last.req.Cursor // never read: push-only
 						if pull {
 							if stored, err = r.loadCursor(); err != nil {
 								return res, err
 							}
 						}
-						third := r.launchAhead(ctx, last, aheadPre.changes[:min(len(aheadPre.changes), maxChanges)], pull, stored)
-						queue = append(queue, third)
-						aheadPre = r.prefetch(third.changes, maxChanges)
+						nf := r.launchAhead(ctx, last, lastPre.changes[:min(len(lastPre.changes), maxChanges)], pull, stored)
+						queue = append(queue, nf)
+						pre, aheadPre = nil, r.prefetch(nf.changes, maxChanges)
 					}
 				}
 			}

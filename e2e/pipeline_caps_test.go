@@ -255,8 +255,8 @@ func bigBatches(t *testing.T, d *client.Replica, n int) {
 
 // TestSDKSmallFirstRequest: a fresh device with a big push (it has read
 // no reply of the server yet) sends only its first change in its first
-// request, plainly encoded; the next goes packed and the one after it
-// pipelined. A fresh device with little to push sends it all at once, in
+// request, plainly encoded; the next goes packed, as soon as the first
+// reply has come (following seq 1), and the one after it pipelined. A fresh device with little to push sends it all at once, in
 // the round trips it always took.
 func TestSDKSmallFirstRequest(t *testing.T) {
 	e := pipeEnv(t)
@@ -274,8 +274,8 @@ func TestSDKSmallFirstRequest(t *testing.T) {
 	if len(s[0].seqs) != 1 || s[0].packed {
 		t.Fatalf("first request: %d changes, packed %v; want one change, plain", len(s[0].seqs), s[0].packed)
 	}
-	if len(s[1].seqs) < 2 || !s[1].packed || s[1].after != "" {
-		t.Fatalf("second request: %d changes, packed %v, after %q; want several, packed", len(s[1].seqs), s[1].packed, s[1].after)
+	if len(s[1].seqs) < 2 || !s[1].packed || s[1].after != "1" {
+		t.Fatalf("second request: %d changes, packed %v, after %q; want several, packed, following seq 1", len(s[1].seqs), s[1].packed, s[1].after)
 	}
 	if s[2].after == "" {
 		t.Fatal("third request not pipelined")
