@@ -75,6 +75,23 @@ func opsSize(ops []crdt.Op) int {
 	return n
 }
 
+// sealTxnBytes bounds what the changes one seal transaction writes count
+// against Badger's transaction size limit (txnBytes), well under it (15%
+// of deviceMemTable: 4.8 MiB). Until issue 17's fifth pass a transaction
+// sealed at most 4 changes, and a round of 8 small changes took two
+// durable transactions; now it takes one (docs/benchmarks.md).
+const sealTxnBytes = 2 << 20
+
+// txnBytes is about what a value of n bytes counts against the
+// transaction's size: all of it in the LSM tree, a pointer in the value
+// log (deviceValueThreshold and over).
+func txnBytes(v []byte) int {
+	if int64(len(v)) >= deviceValueThreshold {
+		return 64
+	}
+	return len(v) + 64
+}
+
 // seal groups unsealed writes into numbered changes, oldest first, until
 // enough changes wait to fill a request. A sealed change is written once and
 // never changed: the server dedupes by seq, so a seq must always carry the
@@ -111,6 +128,7 @@ func (r *Replica) sealFrom(from uint64) error {
 			var keys [][]byte
 			curOps, curBytes := 0, 0
 			made := 0
+			inTxn := 0 // what the changes made count against the transaction's size
 			flush := func() error {
 				if curOps == 0 {
 					return nil
@@ -119,6 +137,7 @@ func (r *Replica) sealFrom(from uint64) error {
 				if err := txn.Set(u64Key(prefChange, next), b); err != nil {
 					return err
 				}
+				inTxn += txnBytes(b)
 				for _, k := range keys {
 					if err := txn.Delete(k); err != nil {
 						return err
@@ -132,7 +151,7 @@ func (r *Replica) sealFrom(from uint64) error {
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
-				if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+				if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 					more = sealed+made < sizes.MaxChangesPerRequest
 					break
 				}
@@ -157,7 +176,7 @@ func (r *Replica) sealFrom(from uint64) error {
 						if err := flush(); err != nil {
 							return err
 						}
-						if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+						if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 							more = sealed+made < sizes.MaxChangesPerRequest
 							break
 						}
@@ -168,6 +187,7 @@ func (r *Replica) sealFrom(from uint64) error {
 						if err := txn.Set(u64Key(prefChange, next), b); err != nil {
 							return err
 						}
+						inTxn += txnBytes(b)
 						if err := txn.Delete(it.Item().KeyCopy(nil)); err != nil {
 							return err
 						}
@@ -181,7 +201,7 @@ func (r *Replica) sealFrom(from uint64) error {
 					if err := flush(); err != nil {
 						return err
 					}
-					if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+					if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 						more = sealed+made < sizes.MaxChangesPerRequest
 						break
 					}

@@ -145,7 +145,7 @@ type Options struct {
 // concurrent use.
 type Replica struct {
 	opts  Options
-	db    *badger.DB
+	db    *syncedDB // durable.go: which writes are synced and why
 	id    crdt.ReplicaID
 	clock *crdt.Clock
 	log   *slog.Logger
@@ -309,7 +309,10 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, errors.New("client: Options.Dir is required")
 	}
 	bopts := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(true).
+		// Off: syncedDB (durable.go) syncs every write transaction
+		// itself, but the storing of a sync reply whose loss by a
+		// power cut costs only a redo.
+		WithSyncWrites(false).
 		WithLogger(nil).
 		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
 		// batch of creates up to MaxWriteBytes fits with its records'
@@ -324,7 +327,9 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		// against the transaction's size limit. Smaller ones, a form's
 		// record and the outbox group of a batch of up to about 4,000
 		// small ops among them, stay in the LSM tree: a durable batch then
-		// writes and syncs one file (the memtable's log), not two, and an
+		// writes one file (the memtable's log), not two (Badger still
+		// msyncs the current value-log file on every sync, which costs
+		// little when nothing was written to it: durable.go), and an
 		// outbox group, deleted once sealed, is reclaimed by compaction,
 		// where in the value log (which the device never
 		// garbage-collects) it would stay on disk.
@@ -342,10 +347,11 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
 	}
 	setDefaults(&opts)
-	db, err := badgeropen.Open(bopts, opts.Logger)
+	bdb, err := badgeropen.Open(bopts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
 	}
+	db := &syncedDB{DB: bdb}
 	r := &Replica{
 		opts:   opts,
 		db:     db,
@@ -363,7 +369,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		db.Close()
 		return nil, err
 	}
-	if from, err := layout.Migrate(db, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
+	if from, err := layout.Migrate(db.DB, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
 		r.closeFn()
 		db.Close()
 		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
@@ -374,6 +380,12 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		r.closeFn()
 		db.Close()
 		return nil, err
+	}
+	// layout.Migrate writes through Badger directly: sync those too.
+	if err := db.sync(); err != nil {
+		r.closeFn()
+		db.Close()
+		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
 	}
 	return r, nil
 }
