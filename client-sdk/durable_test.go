@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/doorstep-health/doorstep/api"
 )
@@ -20,7 +21,7 @@ import (
 // writes nothing not at all, a reply holding a rejection once.
 func TestWhichWritesSync(t *testing.T) {
 	ctx := context.Background()
-	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 2 })
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 3 })
 	syncs := func(what string, want int64, fn func() error) {
 		t.Helper()
 		before := r.db.syncs.Load()
@@ -43,8 +44,9 @@ func TestWhichWritesSync(t *testing.T) {
 			return err
 		})
 	})
-	// Eight writes of two ops: eight changes, sealed in one transaction
-	// (before issue 17's fifth pass, two: four changes each).
+	// Eight writes of two ops, three a change: eight changes, sealed in
+	// one transaction (before issue 17's fifth pass, two: four changes
+	// each).
 	syncs("sealing 8 changes", 1, r.seal)
 	changes, err := r.loadChanges(0, 8)
 	if err != nil || len(changes) != 8 {
@@ -104,5 +106,76 @@ func TestEveryCommitGoesThroughSyncedDB(t *testing.T) {
 				t.Errorf("%s:%d writes through the Badger syncedDB wraps: %s", f, i+1, strings.TrimSpace(line))
 			}
 		}
+	}
+}
+
+// TestSealAtWrite: a write whose ops fill a change is stored as that
+// sealed change in its own transaction, unless an unsealed write is
+// before it; either way the changes hold the writes' ops in write order,
+// one write a change, as sealFrom alone would seal them.
+func TestSealAtWrite(t *testing.T) {
+	ctx := context.Background()
+	r := openTest(t, t.TempDir(), func(o *Options) { o.MaxOpsPerChange = 3 })
+	write := func(name string, fields int) {
+		t.Helper()
+		f := map[string]any{}
+		for i := range fields {
+			f[fmt.Sprintf("f%d", i)] = name
+		}
+		if _, err := r.Create(ctx, Ref{Team: "t1", Collection: "people"}, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsealed := func(want int) {
+		t.Helper()
+		groups, err := r.unsealed()
+		if err != nil || len(groups) != want {
+			t.Fatalf("%d unsealed groups (%v), want %d", len(groups), err, want)
+		}
+	}
+	write("a", 3) // fills a change: sealed as it is written
+	unsealed(0)
+	write("b", 1) // does not: unsealed
+	write("c", 4) // fills one, but b is before it: unsealed
+	unsealed(2)
+	before := r.db.syncs.Load()
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.db.syncs.Load() - before; n != 1 {
+		t.Errorf("seal: %d syncs, want 1", n)
+	}
+	write("d", 5) // nothing unsealed before it: sealed as written
+	unsealed(0)
+	before = r.db.syncs.Load()
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.db.syncs.Load() - before; n != 0 {
+		t.Errorf("seal of nothing: %d syncs, want 0", n)
+	}
+	changes, err := r.loadChanges(0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, c := range changes {
+		if c.Seq != uint64(i+1) {
+			t.Errorf("change %d has seq %d", i, c.Seq)
+		}
+		names := map[string]bool{}
+		for _, op := range c.Ops {
+			var v string
+			if err := msgpack.Unmarshal(op.Value, &v); err != nil {
+				t.Fatal(err)
+			}
+			names[v] = true
+		}
+		for n := range names {
+			got = append(got, fmt.Sprintf("%s:%d", n, len(c.Ops)))
+		}
+	}
+	if want := []string{"a:3", "b:1", "c:4", "d:5"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("changes hold %v, want %v", got, want)
 	}
 }
