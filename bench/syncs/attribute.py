@@ -6,7 +6,8 @@ Usage (from e2e/, see docs/benchmarks.md "Issue 17, fifth pass: i17-durable5"):
   DOORSTEP_BENCH_PROFILE=$P strace -f -ttt -T -y \
     -e trace=msync,fsync,fdatasync,mmap,munmap,openat -o $LOG \
     $TEST -test.run '^$' -test.bench '^BenchmarkSDKPushPull$' -test.benchtime 1x
-  python3 ../bench/syncs/attribute.py $LOG
+  python3 ../bench/syncs/attribute.py $LOG            # one run
+  python3 ../bench/syncs/attribute.py $BEFORE $AFTER  # two, side by side
 
 Phases start at the openat of the CPU profile files write.prof, push.prof
 and pull.prof (DOORSTEP_BENCH_PROFILE); "setup" is before write.prof.
@@ -41,6 +42,21 @@ def kind(path):
     if 'KEYREGISTRY' in base:
         return '/'.join(parts[-3:-1]), 'keyregistry'
     return '/'.join(parts[-2:]), 'dir/other'
+
+
+def role(store):
+    """BenchmarkSDKPushPull's directories: the first temp dir (001) is the
+    server's data dir (auth and records stores), the second (002) the
+    pushing device ann's replica, the third (003) the pulling device bea's."""
+    if store.endswith('001/auth') or store == 'auth/DISCARD':
+        return 'server auth store'
+    if store.endswith('001/records') or store == 'records/DISCARD':
+        return 'server records store'
+    if store.endswith('/002') or store == '002/DISCARD':
+        return 'device ann (writes, pushes)'
+    if store.endswith('/003') or store == '003/DISCARD':
+        return 'device bea (pulls)'
+    return store
 
 
 def main(log):
@@ -95,6 +111,7 @@ def main(log):
                 unresolved[(phase, ln)] += 1
                 continue
             store, k = kind(path)
+            store = role(store)
             key = (phase, 'msync', store, k)
             counts[key] = counts.get(key, 0) + 1
             times[key] += float(ms.group(4))
@@ -104,10 +121,16 @@ def main(log):
             if not fs:
                 continue
             store, k = kind(fs.group(2))
+            store = role(store)
             key = (phase, call, store, k)
             counts[key] = counts.get(key, 0) + 1
             times[key] += float(fs.group(4))
-    print('| phase | call | store dir | file | calls | wall s (strace -T) | mapping bytes |')
+    return order, counts, times, sizes, unresolved
+
+
+def table(log):
+    order, counts, times, sizes, unresolved = main(log)
+    print('| phase | call | store | file | calls | wall s (strace -T) | mapping bytes |')
     print('|---|---|---|---|---:|---:|---|')
     for ph in order:
         for key, n in counts.items():
@@ -119,5 +142,23 @@ def main(log):
         print(f'| {ph} | msync | (unresolved) | | {n} | | {ln} |')
 
 
+def compare(before, after):
+    """Calls per phase, store and file in two logs, side by side."""
+    ob, cb, tb, _, _ = main(before)
+    oa, ca, ta, _, _ = main(after)
+    keys = list(cb.keys()) + [k for k in ca.keys() if k not in cb]
+    print('| phase | store | file (call) | before: calls, wall s | after: calls, wall s |')
+    print('|---|---|---|---:|---:|')
+    for ph in ob + [p for p in oa if p not in ob]:
+        for key in keys:
+            if key[0] != ph:
+                continue
+            b, a = cb.get(key, 0), ca.get(key, 0)
+            print(f'| {ph} | {key[2]} | {key[3]} ({key[1]}) | {b}, {tb.get(key, 0):.3f} | {a}, {ta.get(key, 0):.3f} |')
+
+
 if __name__ == '__main__':
-    main(sys.argv[1])
+    if len(sys.argv) == 3:
+        compare(sys.argv[1], sys.argv[2])
+    else:
+        table(sys.argv[1])
