@@ -446,13 +446,8 @@ func (r *Replica) PendingOps(ctx context.Context) ([]crdt.Op, error) {
 }
 
 // appendPending stores one write's ops, encoded by encodeChange, as an
-// unsealed group under the next outbox index; or, when sealing would
-// make it a change of its own and nothing unsealed is before it, as that
-// sealed change (sealAtWrite).
+// unsealed group under the next outbox index.
 func (r *Replica) appendPending(txn *badger.Txn, b []byte) error {
-	if ok, err := r.sealAtWrite(txn, b); ok || err != nil {
-		return err
-	}
 	v, err := get(txn, keyNextOp)
 	if err != nil {
 		return err
@@ -464,40 +459,42 @@ func (r *Replica) appendPending(txn *badger.Txn, b []byte) error {
 	return txn.Set(keyNextOp, u64Bytes(n))
 }
 
-// sealAtWrite stores the write group b as the next sealed change, in the
-// write's own transaction, when sealFrom would seal it alone into the
+// sealAtWrite returns the seq under which a write of ops ops, of
+// estimated size est (opsSize), is to be stored as a sealed change in its
+// own transaction, or 0 if it is to be an unsealed group (appendPending).
+// It is sealed as written when sealFrom would seal it alone into the
 // same change: its ops fill a change (MaxOpsPerChange, or
-// maxChangeBytes), so no later group could join it, and no unsealed
-// group is before it, so none could either, and its seq comes next. The
-// stored bytes are those sealFrom would write (appendEntry of the group's
-// blocks under the seq). A big batch then costs no seal transaction, no
-// rewrite of its ops and no sync when it is pushed (issue 17 fifth pass:
-// the push of 100 batches of 3,000 ops sealed 14 times). It reports
-// whether it stored b.
-func (r *Replica) sealAtWrite(txn *badger.Txn, b []byte) (bool, error) {
-	g, ops, err := parseEntry(b)
-	if err != nil || ops != nil || g.ops == 0 {
-		return false, err // not the packed form: left to sealFrom
-	}
-	if g.ops < r.RequestSizes().MaxOpsPerChange && g.est < maxChangeBytes {
-		return false, nil
+// maxChangeBytes), so no later group could join it, and no unsealed group
+// is before it, so none could either, and its seq comes next. The caller
+// encodes it with that seq (encodeChange) and stores it with putSealed:
+// the bytes sealFrom would have written. A big batch then costs no seal
+// transaction, no rewrite of its ops and no sync when it is pushed (issue
+// 17 fifth pass: the push of 100 batches of 3,000 ops sealed 14 times).
+func (r *Replica) sealAtWrite(txn *badger.Txn, ops, est int) (uint64, error) {
+	if ops == 0 || (ops < r.RequestSizes().MaxOpsPerChange && est < maxChangeBytes) {
+		return 0, nil
 	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefPending})
 	it.Rewind()
 	unsealed := it.Valid()
 	it.Close()
 	if unsealed {
-		return false, nil
+		return 0, nil
 	}
 	v, err := get(txn, keyNextSeq)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	next := u64(v) + 1
-	if err := txn.Set(u64Key(prefChange, next), appendEntry(nil, next, g.ops, g.est, g.blocks)); err != nil {
-		return false, err
+	return u64(v) + 1, nil
+}
+
+// putSealed stores b, a change encoded with seq from sealAtWrite, as that
+// sealed change.
+func putSealed(txn *badger.Txn, seq uint64, b []byte) error {
+	if err := txn.Set(u64Key(prefChange, seq), b); err != nil {
+		return err
 	}
-	return true, txn.Set(keyNextSeq, u64Bytes(next))
+	return txn.Set(keyNextSeq, u64Bytes(seq))
 }
 
 // permanentRefusal reports whether a change refused as a whole with code
