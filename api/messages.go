@@ -74,6 +74,10 @@ type SyncRequest struct {
 	// that said it orders pipelined pushes (SyncResponse.Pipelines); see
 	// docs/PROTOCOL.md "Pipelined pushes".
 	PushOnly bool `msgpack:"7j,omitempty"`
+
+	// unpacked is Changes as UnpackPacked set it, every op validated
+	// (see OpsValidated); not on the wire.
+	unpacked []Change
 }
 
 // HeaderAfterSeq is the HTTP header of a pipelined sync request: the last

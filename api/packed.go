@@ -356,16 +356,139 @@ func UnpackPush(b []byte, maxOps int) ([]Change, error) {
 	return out, nil
 }
 
+// UnpackPushBlocks decodes the blocks of one packed push (SyncRequest
+// field 7q) from outside, each bounded and validated as UnpackPush does
+// it, refusing more than maxOps ops in all the blocks (0: no bound
+// beyond their size). A change continued from block to block (pieces of
+// one seq in a row, docs/PROTOCOL.md "Packed pushes") comes back as one
+// change holding its ops in order. Every op of every block is decoded
+// into one array, sized once, so a continued change is joined without a
+// copy.
+//
+// Unlike UnpackPush, the ops' values are slices of the blocks: the caller
+// must neither change nor reuse blocks while it holds the changes. An
+// error names the block (ErrPacked wrapped, with the block's index).
+func UnpackPushBlocks(blocks [][]byte, maxOps int) ([]Change, error) {
+	hs := make([]blockHead, len(blocks))
+	total, pieces := 0, 0
+	for i, b := range blocks {
+		left := 0 // no bound
+		if maxOps > 0 && total < maxOps {
+			left = maxOps - total
+		}
+		if err := hs[i].parse(b, false, left); err != nil {
+			return nil, fmt.Errorf("packed block %d: %w", i, err)
+		}
+		total += hs[i].total
+		if maxOps > 0 && total > maxOps {
+			return nil, fmt.Errorf("packed block %d: %w: more than %d ops in the push", i, ErrPacked, maxOps)
+		}
+		pieces += len(hs[i].heads)
+	}
+	ops := make([]crdt.Op, total)
+	out := make([]Change, 0, pieces)
+	p := 0
+	for i := range hs {
+		h := &hs[i]
+		if err := h.decode(ops[p : p+h.total]); err != nil {
+			return nil, fmt.Errorf("packed block %d: %w", i, err)
+		}
+		for j, n := range h.counts {
+			// Consecutive pieces of one seq are one change: their ops
+			// are next to each other in ops already.
+			if k := len(out) - 1; k >= 0 && out[k].Seq == h.heads[j] {
+				out[k].Ops = ops[p-len(out[k].Ops) : p+n : p+n]
+			} else {
+				var o []crdt.Op
+				if n > 0 {
+					o = ops[p : p+n : p+n]
+				}
+				out = append(out, Change{Seq: h.heads[j], Ops: o})
+			}
+			p += n
+		}
+	}
+	return out, nil
+}
+
+// UnpackPacked replaces the request's packed push (Packed) by the
+// changes its blocks hold (UnpackPushBlocks, at most maxOps ops in all;
+// 0: no bound beyond their size) and clears Packed; a request without
+// Packed is left as it is. The values of the ops are slices of the
+// blocks (see UnpackPushBlocks). Every op it sets has passed
+// crdt.Op.Validate: OpsValidated says so while Changes is still the
+// slice it set.
+func (r *SyncRequest) UnpackPacked(maxOps int) error {
+	if len(r.Packed) == 0 {
+		return nil
+	}
+	changes, err := UnpackPushBlocks(r.Packed, maxOps)
+	if err != nil {
+		return err
+	}
+	r.Changes, r.Packed, r.unpacked = changes, nil, changes
+	return nil
+}
+
+// OpsValidated reports whether every op of r.Changes passed
+// crdt.Op.Validate as it was decoded: r.Changes is the slice
+// UnpackPacked set (same array, same length), so that a server need not
+// validate the ops again. The caller must not have changed the ops in
+// place since; a Changes decoded from msgpack (field c) or set by hand
+// reports false.
+func (r *SyncRequest) OpsValidated() bool {
+	u, c := r.unpacked, r.Changes
+	return len(c) > 0 && len(u) == len(c) && &u[0] == &c[0]
+}
+
 // unpack decodes a block: its string table, each change's header (a
 // string index when authors is set, checked against the table) and each
 // change's ops.
 func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, opsOf [][]crdt.Op, err error) {
+	var h blockHead
+	if err := h.parse(b, authors, maxOps); err != nil {
+		return nil, nil, nil, err
+	}
+	// The values are returned as slices of one copy of their column (b
+	// may be a buffer the caller reuses).
+	h.cols[colValue].b = bytes.Clone(h.cols[colValue].b)
+	ops := make([]crdt.Op, h.total)
+	if err := h.decode(ops); err != nil {
+		return nil, nil, nil, err
+	}
+	opsOf = make([][]crdt.Op, len(h.counts))
+	p := 0
+	for i, n := range h.counts {
+		if n > 0 {
+			opsOf[i] = ops[p : p+n : p+n]
+		}
+		p += n
+	}
+	return h.strs, h.heads, opsOf, nil
+}
+
+// blockHead is a block read up to its ops (parse): its tables, each
+// change's header and op count, and its columns, checked to hold the
+// ops; decode then reads the ops.
+type blockHead struct {
+	strs   []string
+	reps   []crdt.ReplicaID
+	heads  []uint64
+	counts []int
+	total  int // sum of counts
+	cols   [numCols]*reader
+}
+
+// parse reads b up to its ops: the string and replica tables, the
+// changes' headers and counts (at most maxOps ops in all, 0: no bound
+// beyond the input) and the columns. The columns' bytes are slices of b.
+func (h *blockHead) parse(b []byte, authors bool, maxOps int) error {
 	if len(b) == 0 || b[0] != packedVersion {
-		return nil, nil, nil, fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
+		return fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
 	}
 	rd := &reader{b: b, p: 1}
 	ns := rd.count(1)
-	strs = make([]string, 0, ns)
+	strs := make([]string, 0, ns)
 	for range ns {
 		h := rd.uvarint()
 		n := h >> 1
@@ -385,7 +508,7 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 		copy(reps[i][:], rd.bytes(16))
 	}
 	nc := rd.count(2)
-	heads = make([]uint64, nc)
+	heads := make([]uint64, nc)
 	counts := make([]int, nc)
 	total := 0
 	for i := range heads {
@@ -410,23 +533,26 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 		n := rd.count(1)
 		cols[i] = &reader{b: rd.bytes(n)}
 	}
-	// The values are returned as slices of one copy of their column (b
-	// may be a buffer the caller reuses).
-	cols[colValue].b = bytes.Clone(cols[colValue].b)
 	if rd.err != nil {
-		return nil, nil, nil, rd.err
+		return rd.err
 	}
 	if rd.left() != 0 {
-		return nil, nil, nil, fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
+		return fmt.Errorf("%w: %d trailing bytes", ErrPacked, rd.left())
 	}
 	for _, c := range []int{colField, colKind, colTime, colRep} {
 		if total > len(cols[c].b) {
 			// Each op takes at least a byte in these columns: refuse
 			// before allocating for ops the block cannot hold.
-			return nil, nil, nil, fmt.Errorf("%w: %d ops, column %d holds %d bytes", ErrPacked, total, c, len(cols[c].b))
+			return fmt.Errorf("%w: %d ops, column %d holds %d bytes", ErrPacked, total, c, len(cols[c].b))
 		}
 	}
-	ops := make([]crdt.Op, total)
+	*h = blockHead{strs: strs, reps: reps, heads: heads, counts: counts, total: total, cols: cols}
+	return nil
+}
+
+// decode reads the block's ops into ops (len h.total), validating each.
+func (h *blockHead) decode(ops []crdt.Op) error {
+	strs, reps, cols, total := h.strs, h.reps, &h.cols, h.total
 	runs := cols[colRuns]
 	nRuns := runs.count(4)
 	var team, coll, rec string
@@ -436,13 +562,13 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 		for left == 0 {
 			if nRuns == 0 {
 				runs.fail("runs cover %d of %d ops", i, total)
-				return nil, nil, nil, runs.err
+				return runs.err
 			}
 			nRuns--
 			team, coll, rec = runs.index(strs), runs.index(strs), runs.index(strs)
 			left = runs.count(0)
 			if runs.err != nil {
-				return nil, nil, nil, runs.err
+				return runs.err
 			}
 		}
 		left--
@@ -489,30 +615,22 @@ func unpack(b []byte, authors bool, maxOps int) (strs []string, heads []uint64, 
 		}
 		for _, c := range cols {
 			if c.err != nil {
-				return nil, nil, nil, fmt.Errorf("op %d: %w", i, c.err)
+				return fmt.Errorf("op %d: %w", i, c.err)
 			}
 		}
 		if err := op.Validate(); err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: op %d: %w", ErrPacked, i, err)
+			return fmt.Errorf("%w: op %d: %w", ErrPacked, i, err)
 		}
 	}
 	if left != 0 || nRuns != 0 {
-		return nil, nil, nil, fmt.Errorf("%w: runs cover more than %d ops", ErrPacked, total)
+		return fmt.Errorf("%w: runs cover more than %d ops", ErrPacked, total)
 	}
 	for i, c := range cols {
 		if c.left() != 0 {
-			return nil, nil, nil, fmt.Errorf("%w: column %d: %d bytes left over", ErrPacked, i, c.left())
+			return fmt.Errorf("%w: column %d: %d bytes left over", ErrPacked, i, c.left())
 		}
 	}
-	opsOf = make([][]crdt.Op, len(counts))
-	p := 0
-	for i, n := range counts {
-		if n > 0 {
-			opsOf[i] = ops[p : p+n : p+n]
-		}
-		p += n
-	}
-	return strs, heads, opsOf, nil
+	return nil
 }
 
 // reader reads varints and bytes from a packed block, remembering the

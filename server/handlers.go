@@ -212,37 +212,12 @@ func unpackPush(req *api.SyncRequest, l crdt.Limits) error {
 	if len(req.Changes) > 0 {
 		return problemf(api.CodeMalformedBody, "sync request: both c and 7q")
 	}
-	left := max(1, l.MaxItems/8)
-	var pieces []api.Change // every block's changes, in order
-	for i, b := range req.Packed {
-		changes, err := api.UnpackPush(b, left)
-		if err != nil {
-			return &Error{Code: api.CodeMalformedBody, Detail: fmt.Sprintf("sync request: packed block %d: %v", i, err), Err: err}
-		}
-		for _, c := range changes {
-			left -= len(c.Ops)
-		}
-		pieces = append(pieces, changes...)
+	// One array for every block's ops; a change continued from block to
+	// block is joined in it (api.UnpackPushBlocks); the engine does not
+	// validate the ops again (api.SyncRequest.OpsValidated).
+	if err := req.UnpackPacked(max(1, l.MaxItems/8)); err != nil {
+		return &Error{Code: api.CodeMalformedBody, Detail: "sync request: " + err.Error(), Err: err}
 	}
-	// Consecutive pieces of one seq are one change continued from block
-	// to block: their ops are joined in one slice sized once.
-	req.Changes = make([]api.Change, 0, len(pieces))
-	for i := 0; i < len(pieces); {
-		j, n := i+1, len(pieces[i].Ops)
-		for ; j < len(pieces) && pieces[j].Seq == pieces[i].Seq; j++ {
-			n += len(pieces[j].Ops)
-		}
-		c := pieces[i]
-		if j > i+1 {
-			c.Ops = make([]crdt.Op, 0, n)
-			for _, p := range pieces[i:j] {
-				c.Ops = append(c.Ops, p.Ops...)
-			}
-		}
-		req.Changes = append(req.Changes, c)
-		i = j
-	}
-	req.Packed = nil
 	return nil
 }
 

@@ -197,11 +197,22 @@ func PutLogEntryOps(tx Tx, team string, pos uint64, le *LogEntry, packed PackedL
 	}
 	type ref struct{ coll, id string }
 	var touched []ref
-	seen := map[ref]bool{}
+	// A record's ops come together: one entry per run, counted first to
+	// size the set of records seen once.
+	runs := 0
+	for i := range le.Ops {
+		if i == 0 || le.Ops[i].Record != le.Ops[i-1].Record || le.Ops[i].Collection != le.Ops[i-1].Collection {
+			runs++
+		}
+	}
+	seen := make(map[ref]bool, runs+len(le.States))
+	if runs > 0 {
+		touched = make([]ref, 0, runs)
+	}
 	for i := range le.Ops {
 		r := ref{le.Ops[i].Collection, le.Ops[i].Record}
 		if i > 0 && r == (ref{le.Ops[i-1].Collection, le.Ops[i-1].Record}) {
-			continue // a record's ops come together: one lookup per run
+			continue
 		}
 		if !seen[r] {
 			seen[r] = true

@@ -489,6 +489,13 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	}
 	res.Status, d.apply = api.ChangeApplied, true
 	cv := &changeView{admissionView: v}
+	if len(runs) > 0 {
+		// Each run merged ahead is most often a new record the change
+		// claims and takes whole: the maps for them sized once.
+		cv.owners = make(map[[2]string]string, len(runs))
+		cv.builtAt = make(map[recRef]int, len(runs))
+		cv.built = make([]*builtUse, 0, len(runs))
+	}
 	inChange := &opIDSet{sorted: make([]crdt.OpID, 0, len(ch.Ops))} // merged or quarantined earlier in this change
 	var refused refusedSummaries
 	perCode := map[api.Code]int{}
@@ -496,7 +503,7 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 	// every op so far was accepted (the usual change).
 	alias := true
 	nextRun := 0 // runs[nextRun:] start at or after the current op
-	for i := range ch.Ops {
+	for i := 0; i < len(ch.Ops); i++ {
 		op := &ch.Ops[i]
 		ref := pre[i]
 		if cv.enter(ch.Ops, i, runs, nextRun) {
@@ -532,14 +539,23 @@ func (a *admission) admitChangeRuns(v admissionView, c *Caller, ch *api.Change, 
 			if rf == nil {
 				inChange.add(op.ID)
 				cv.claim(op)
+				end := i + 1
+				if u := cv.run.use; u != nil && u.run.start == i {
+					// The run merged ahead is taken at its first op: the
+					// rest of it is accepted in one go as far as the
+					// checks left for its ops pass (acceptRun); the slow
+					// path takes over at the first that does not.
+					end = acceptRun(a, ch.Ops, pre, val, i+1, u.run.end, inChange)
+				}
 				if alias && len(d.accepted) == i {
-					d.accepted = ch.Ops[: i+1 : i+1]
+					d.accepted = ch.Ops[:end:end]
 				} else {
 					if alias {
 						d.accepted, alias = slices.Clip(d.accepted), false
 					}
-					d.accepted = append(d.accepted, *op)
+					d.accepted = append(d.accepted, ch.Ops[i:end]...)
 				}
+				i = end - 1
 				continue
 			}
 			ref = &refusal{code: api.CodeInvalidOp, detail: rf.Error()}
@@ -686,6 +702,38 @@ func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) 
 	u := r.use
 	r.use, r.cand = nil, nil
 	return a.queueRun(v, ops, u.run.start, i)
+}
+
+// acceptRun accepts ops[from:end], the rest of a run merged ahead that
+// admission took at its first op (before from, see takeRun), and returns
+// the end of the ops it accepted: all of them, or up to the first whose
+// checks might refuse it, which admitChangeRuns then checks the usual
+// way. It adds the IDs of the ops accepted to inChange.
+//
+// Of the checks admitChangeRuns runs on such an op, only two can refuse
+// it, and acceptRun runs them: its ID used earlier in the change, and
+// its clock skew. The others pass by what taking the run established:
+// the op has no stateless refusal, no validator error and no pred (so
+// no unknown pred and no clinical check: mergeRun merges only such ops,
+// and acceptRun hands any other back); its record is the run's, owned by
+// the op's own team since the run's first op claimed it (no wrong_team,
+// no purge marker read), and blank in the view (stateHas false: nothing
+// merged under its ID); takeRun goes on taking the run while its ops are
+// accepted, and the run's ops pass the queue's checks (merged ahead from
+// the same blank state). The reference tests (admitref_prop_test.go)
+// hold the decisions to admission without runs merged ahead.
+func acceptRun(a *admission, ops []crdt.Op, pre []*refusal, val []error, from, end int, inChange *opIDSet) int {
+	for j := from; j < end; j++ {
+		op := &ops[j]
+		if pre[j] != nil || val[j] != nil || len(op.Pred) > 0 || inChange.has(op.ID) {
+			return j
+		}
+		if a.skew != nil && a.skew(op.ID.Time, a.now) != nil {
+			return j
+		}
+		inChange.add(op.ID)
+	}
+	return end
 }
 
 // queueRun queues ops[start:end], accepted as merged ahead, the usual way;

@@ -700,8 +700,10 @@ func (t *txnState) pushChange(c *Caller, ch *api.Change, pre []*refusal, val []e
 // prechecks runs precheck on every op of changes, the Validator on
 // those that pass it, and mergeAhead on each change, in the pushing
 // request's goroutine: none needs stored state, and the single committer
-// must not spend its time on them.
-func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, val [][]error, ahead [][]newRun, enc []store.PackedLogOps) {
+// must not spend its time on them. shaped says that every op has passed
+// crdt.Op.Validate already (api.SyncRequest.OpsValidated): precheck
+// leaves that check out.
+func (e *Engine) prechecks(c *Caller, changes []api.Change, shaped bool) (pre [][]*refusal, val [][]error, ahead [][]newRun, enc []store.PackedLogOps) {
 	pre = make([][]*refusal, len(changes))
 	val = make([][]error, len(changes))
 	ahead = make([][]newRun, len(changes))
@@ -712,7 +714,11 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 	}
 	// One array each for every change's verdicts, carved per change.
 	pres, vals := make([]*refusal, n), make([]error, n)
-	var memo precheckMemo
+	memo := precheckMemo{shaped: shaped}
+	var check *opValidator
+	if e.validator != nil {
+		check = newOpValidator(e.validator)
+	}
 	for i := range changes {
 		k := len(changes[i].Ops)
 		pre[i], val[i] = pres[:k:k], vals[:k:k]
@@ -720,8 +726,8 @@ func (e *Engine) prechecks(c *Caller, changes []api.Change) (pre [][]*refusal, v
 		clean := true
 		for j := range changes[i].Ops {
 			op := &changes[i].Ops[j]
-			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && e.validator != nil {
-				val[i][j] = e.validator.ValidateOp(op)
+			if pre[i][j] = memo.precheck(c, op); pre[i][j] == nil && check != nil {
+				val[i][j] = check.validate(op)
 			}
 			clean = clean && pre[i][j] == nil && val[i][j] == nil
 		}
@@ -750,13 +756,19 @@ type precheckMemo struct {
 	recErr      error
 	inTeam      bool
 	recOK, tmOK bool
+	// shaped: every op asked about has passed crdt.Op.Validate (decoded
+	// and validated by api.SyncRequest.UnpackPacked), so it is not run
+	// again.
+	shaped bool
 }
 
 // precheck is precheck, with the answers for a record ID or team asked
 // just before taken from m.
 func (m *precheckMemo) precheck(c *Caller, op *crdt.Op) *refusal {
-	if err := op.Validate(); err != nil {
-		return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
+	if !m.shaped {
+		if err := op.Validate(); err != nil {
+			return &refusal{code: api.CodeInvalidOp, detail: err.Error()}
+		}
 	}
 	if len(op.Team) > maxNameLen || len(op.Collection) > maxNameLen || len(op.Record) > maxNameLen || len(op.Field) > maxNameLen {
 		return &refusal{code: api.CodeInvalidOp, detail: fmt.Sprintf("a name is longer than %d bytes", maxNameLen)}

@@ -125,6 +125,28 @@ var termFields = func() map[string]bool {
 	return m
 }()
 
+// termFieldLens has bit n set for the length n of each term field's name
+// under 64 bytes, so that isTermField answers for most fields (f00, the
+// names of other lengths) without a map read: newRecordTerms asks for
+// every op a push merges ahead.
+var termFieldLens = func() uint64 {
+	var m uint64
+	for f := range termFields {
+		if len(f) < 64 {
+			m |= 1 << len(f)
+		}
+	}
+	return m
+}()
+
+// isTermField reports whether recordTerms reads the field (termFields).
+func isTermField(name string) bool {
+	if n := len(name); n < 64 && termFieldLens&(1<<n) == 0 {
+		return false
+	}
+	return termFields[name]
+}
+
 // newRecordTerms is recordTerms of the record ops leave on a blank one,
 // for ops crdt.AppendNewState takes (each field written once, none to
 // the delete register): recordTerms reads only termFields and the delete
@@ -134,7 +156,7 @@ func newRecordTerms(ops []crdt.Op) []string {
 	var rec *crdt.Record
 	for i := range ops {
 		op := &ops[i]
-		if !termFields[op.Field] {
+		if !isTermField(op.Field) {
 			continue
 		}
 		if rec == nil {

@@ -51,7 +51,9 @@ func TestNewRecordTerms(t *testing.T) {
 // TestPrecheckMemo: prechecks' memo of the record ID and team answers
 // refuses exactly what precheck alone refuses, op by op, on runs of ops
 // whose record IDs and teams repeat, change and come back (valid and
-// not, in the caller's teams and not).
+// not, in the caller's teams and not); and so does the memo of a push
+// whose ops were validated as they were decoded (shaped), for every op
+// that passes crdt.Op.Validate.
 func TestPrecheckMemo(t *testing.T) {
 	rng := rand.New(rand.NewSource(testSeed(t)))
 	c := Caller{User: "u", Replica: crdt.NewReplicaID(), Teams: []string{"a", "b"}}
@@ -59,6 +61,7 @@ func TestPrecheckMemo(t *testing.T) {
 	ids := []string{"r1", "r2", "bad id", "", "r/3", "ok-4"}
 	teams := []string{"a", "b", "c"}
 	var m precheckMemo
+	shaped := precheckMemo{shaped: true}
 	n := 0
 	for i := range 2000 {
 		if rng.Intn(5) == 0 {
@@ -71,6 +74,15 @@ func TestPrecheckMemo(t *testing.T) {
 		want, got := precheck(&c, &op), m.precheck(&c, &op)
 		if (want == nil) != (got == nil) || want != nil && (want.code != got.code || want.detail != got.detail) {
 			t.Fatalf("op %d (%q, %q): memo %+v, precheck %+v", i, op.Team, op.Record, got, want)
+		}
+		if op.Validate() == nil {
+			// An op decoded and validated already (shaped, see
+			// api.SyncRequest.OpsValidated) gets the same answer
+			// without Validate run again.
+			got = shaped.precheck(&c, &op)
+			if (want == nil) != (got == nil) || want != nil && (want.code != got.code || want.detail != got.detail) {
+				t.Fatalf("op %d (%q, %q), shaped: memo %+v, precheck %+v", i, op.Team, op.Record, got, want)
+			}
 		}
 	}
 }

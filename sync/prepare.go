@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
+	"github.com/doorstep-health/doorstep/schema"
 )
 
 // A sync's push in two steps (docs/PROTOCOL.md "Pipelined pushes"): a
@@ -51,7 +53,7 @@ func (e *Engine) PrepareSync(c Caller, req *api.SyncRequest) *PreparedSync {
 		len(req.Changes) == 0 || e.staleEpoch(req) {
 		return p
 	}
-	p.push = e.preparePush(c, req.Changes)
+	p.push = e.preparePush(c, req.Changes, req.OpsValidated())
 	return p
 }
 
@@ -78,17 +80,18 @@ func (p *PreparedSync) pushed() {
 }
 
 // preparePush is the stateless part of Push: a push request of c with
-// every op prechecked (prechecks), ready for the committer.
-func (e *Engine) preparePush(c Caller, changes []api.Change) *request {
+// every op prechecked (prechecks), ready for the committer. shaped: every
+// op of changes has passed crdt.Op.Validate already.
+func (e *Engine) preparePush(c Caller, changes []api.Change, shaped bool) *request {
 	c.Teams = teamSet(c.Teams)
 	r := &request{kind: reqPush, caller: c, changes: changes}
-	r.pre, r.val, r.ahead, r.enc = e.prechecks(&r.caller, changes)
+	r.pre, r.val, r.ahead, r.enc = e.prechecks(&r.caller, changes, shaped)
 	r.changeWeights() // stateless too: the committer reads them (writeWeight)
 	return r
 }
 
 // commitPush is Push with its stateless part done already (r, from
-// preparePush(c, changes)) or not (nil: it is done here).
+// preparePush(c, changes, false)) or not (nil: it is done here).
 func (e *Engine) commitPush(ctx context.Context, c Caller, changes []api.Change, r *request) ([]api.ChangeResult, error) {
 	if err := e.enter(); err != nil {
 		return nil, err
@@ -101,10 +104,66 @@ func (e *Engine) commitPush(ctx context.Context, c Caller, changes []api.Change,
 		return nil, nil
 	}
 	if r == nil {
-		r = e.preparePush(c, changes)
+		r = e.preparePush(c, changes, false)
 	}
 	if err := e.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("push %d changes: %w", len(changes), err)
 	}
 	return r.results, nil
+}
+
+// opValidator runs the engine's Validator on a push's ops, in order. With
+// a *schema.Schema it looks each op's field up (two map reads) only when
+// the op before at the same position of its record's run named another
+// one: a device's batch of new records names their fields in one order,
+// so a push of records of 30 fields looks up 30 fields, not one per op.
+// A field found is checked with schema.Field.ValidateOp, which gives the
+// answer Schema.ValidateOp gives once it has found the field; every op
+// it does not find (unknown collection or field, the delete register)
+// goes to Schema.ValidateOp, for its error.
+type opValidator struct {
+	v Validator
+	s *schema.Schema // v, if it is one; nil: every op goes to v
+
+	pos   int      // the op's position in its record's run
+	prev  *crdt.Op // the op before, nil at the start
+	slots [maxValidatorSlots]struct {
+		coll, name string
+		f          *schema.Field
+	}
+}
+
+// maxValidatorSlots bounds the positions opValidator remembers a field
+// at: a record's run past it looks its later fields up op by op.
+const maxValidatorSlots = 64
+
+func newOpValidator(v Validator) *opValidator {
+	s, _ := v.(*schema.Schema)
+	return &opValidator{v: v, s: s}
+}
+
+// validate returns the Validator's verdict on op, the op after the one
+// validate was last called with (or a precheck refused).
+func (m *opValidator) validate(op *crdt.Op) error {
+	if m.prev != nil && sameRecord(m.prev, op) {
+		m.pos++
+	} else {
+		m.pos = 0
+	}
+	m.prev = op
+	if m.s == nil {
+		return m.v.ValidateOp(op)
+	}
+	if op.Field == crdt.DeletedField || m.pos >= maxValidatorSlots {
+		return m.s.ValidateOp(op)
+	}
+	sl := &m.slots[m.pos]
+	if sl.f == nil || sl.name != op.Field || sl.coll != op.Collection {
+		f, ok := m.s.Field(op.Collection, op.Field)
+		if !ok {
+			return m.s.ValidateOp(op)
+		}
+		sl.coll, sl.name, sl.f = op.Collection, op.Field, f
+	}
+	return sl.f.ValidateOp(op)
 }
