@@ -400,6 +400,11 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 //     ID is issued twice; the others are learned again from the next
 //     reply.
 //
+// What a power cut then costs the app: records it was told of (Subscribe,
+// SyncResult) may show their states from before that page until the next
+// Sync pulls it again, and Status.Pending counts the resent changes again
+// until the server acknowledges them again.
+//
 // Anything else is stored durably: rejections (the server reports a
 // duplicate change's refused ops again only from its last push with
 // such ops, sync/reported.go, so a lost rejection might never come
