@@ -110,7 +110,7 @@ func (r *Replica) sealFrom(from uint64) error {
 		err := r.db.Update(func(txn *badger.Txn) error {
 			sealed := 0
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange})
-			for it.Seek(u64Key(prefChange, from)); it.Valid(); it.Next() {
+			for it.Seek(u64Key(prefChange, from)); it.Valid() && sealed < sizes.MaxChangesPerRequest; it.Next() {
 				sealed++
 			}
 			it.Close()
