@@ -387,7 +387,10 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 //   - deleting acknowledged changes (Acked): a change that comes back is
 //     pushed again, and the server, whose high-water for this replica is
 //     past its seq, answers duplicate and applies nothing (sync/admit.go);
-//     its ops are in the change, so nothing is dropped;
+//     its ops are in the change, so nothing is dropped. A restate after a
+//     server restore rebases from the oldest change held (epoch.go), so
+//     an older one only asks for a lower high-water, which the server
+//     never lowers to (sync/epoch.go);
 //   - pulled record states (Records) and the cursor, in one transaction,
 //     so both are lost or neither (Badger applies a transaction whole or
 //     not at all on replay): the page is pulled again from the older
