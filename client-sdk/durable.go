@@ -25,8 +25,9 @@ package client
 //   - A commit that is not synced is in the page cache the moment Commit
 //     returns: it survives kill -9 of the process (the kernel writes a
 //     shared mapping's dirty pages back whether or not the process
-//     lives), and is lost only if the machine loses power before they
-//     reach the disk.
+//     lives), and is lost only if the machine goes down (a power cut, a
+//     kernel crash) before they reach the disk. Close flushes the
+//     memtables to tables, synced: after Close every commit is on disk.
 //   - On open, Badger replays each memtable log from its start and stops
 //     at the first entry that does not check (memtable.go logFile.iterate:
 //     a bad checksum or zeroes end it), and applies a transaction's entries
