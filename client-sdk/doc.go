@@ -3,8 +3,8 @@
 //
 // A Replica keeps the device's copy of its teams' records in a local Badger
 // store, encrypted at rest with a key the app supplies (Options.EncryptionKey)
-// and every write is synced to disk before it returns (durable.go), so a
-// write the app saw return survives a crash and a power cut. Writes (Create, Set, Add, Remove, Append, Delete, Restore, Resolve)
+// and written with SyncWrites, so a write the app saw return survives a
+// crash. Writes (Create, Set, Add, Remove, Append, Delete, Restore, Resolve)
 // build ops with the crdt builders and the replica's hybrid logical clock,
 // validate them (Options.Validator, normally schema.Default()), apply them
 // to the local record and, in one transaction, store the record and append
@@ -77,10 +77,7 @@
 // is a change the server refused as too large, below. An acknowledged
 // change (applied or duplicate) leaves the outbox in the same transaction
 // that stores the reply's pulled page and new cursor, so a request that
-// fails at any byte leaves nothing lost or doubled. That transaction is not
-// synced to disk when it holds only acknowledgements, a page and the
-// cursor: it survives a kill, and a power cut that loses it costs a resend
-// the server answers duplicate and a page pulled again (durable.go). Ops the server
+// fails at any byte leaves nothing lost or doubled. Ops the server
 // quarantined or refused inside an acknowledged change are kept and listed
 // by Rejected; they stay applied locally.
 //
@@ -179,8 +176,7 @@
 //
 // # Code layout
 //
-// Which writes are synced to disk, and why the others need not be, is
-// durable.go. The sync machinery is split by job: outbox.go (write groups, sealing,
+// The sync machinery is split by job: outbox.go (write groups, sealing,
 // picking the changes for a request, rejections), outboxentry.go (how an
 // outbox entry is stored: packed blocks from layout 3), reply.go (a pure step,
 // planReply, that turns a reply and what it reads of local state into a

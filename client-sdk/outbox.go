@@ -215,7 +215,7 @@ func (r *Replica) sealFrom(from uint64) error {
 				return err
 			}
 			if made == 0 {
-				return nil // nothing written: nothing to sync (durable.go)
+				return nil // nothing written: no commit, no sync
 			}
 			return txn.Set(keyNextSeq, u64Bytes(next-1))
 		})

@@ -145,7 +145,7 @@ type Options struct {
 // concurrent use.
 type Replica struct {
 	opts  Options
-	db    *syncedDB // durable.go: which writes are synced and why
+	db    *badger.DB
 	id    crdt.ReplicaID
 	clock *crdt.Clock
 	log   *slog.Logger
@@ -309,10 +309,18 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, errors.New("client: Options.Dir is required")
 	}
 	bopts := badger.DefaultOptions(opts.Dir).
-		// Off: syncedDB (durable.go) syncs every write transaction
-		// itself, but the storing of a sync reply whose loss by a
-		// power cut costs only a redo.
-		WithSyncWrites(false).
+		// Every commit synced, value log before memtable log. Not off
+		// with a DB.Sync after the commits that must be durable (issue
+		// 17 fifth pass tried it, to store sync replies unsynced): with
+		// SyncWrites off a commit's value-log bytes (values of the value
+		// threshold and over) and its memtable-log entry pointing at them
+		// reach the disk in whatever order the kernel writes them back,
+		// and DB.Sync itself syncs the memtable log first, so a power cut
+		// could keep a pointer to value-log bytes that were never written:
+		// a record that no longer reads. With it on, Badger msyncs the
+		// value log before it writes the pointers (v4.9.6 value.go
+		// valueLog.write, then db.go writeToLSM). docs/benchmarks.md.
+		WithSyncWrites(true).
 		WithLogger(nil).
 		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
 		// batch of creates up to MaxWriteBytes fits with its records'
@@ -328,8 +336,8 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		// record and the outbox group of a batch of up to about 4,000
 		// small ops among them, stay in the LSM tree: a durable batch then
 		// writes one file (the memtable's log), not two (Badger still
-		// msyncs the current value-log file on every sync, which costs
-		// little when nothing was written to it: durable.go), and an
+		// msyncs the current value-log file on every commit, and finds
+		// nothing to write there), and an
 		// outbox group, deleted once sealed, is reclaimed by compaction,
 		// where in the value log (which the device never
 		// garbage-collects) it would stay on disk.
@@ -347,11 +355,10 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, fmt.Errorf("client: encryption key is %d bytes, want 16, 24 or 32", n)
 	}
 	setDefaults(&opts)
-	bdb, err := badgeropen.Open(bopts, opts.Logger)
+	db, err := badgeropen.Open(bopts, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("client: open replica in %s: %w", opts.Dir, err)
 	}
-	db := &syncedDB{DB: bdb}
 	r := &Replica{
 		opts:   opts,
 		db:     db,
@@ -369,7 +376,7 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		db.Close()
 		return nil, err
 	}
-	if from, err := layout.Migrate(db.DB, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
+	if from, err := layout.Migrate(db, layout.Spec{Key: keyLayout, Current: CurrentLayout, Migrations: layoutMigrations}); err != nil {
 		r.closeFn()
 		db.Close()
 		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
@@ -380,12 +387,6 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		r.closeFn()
 		db.Close()
 		return nil, err
-	}
-	// layout.Migrate writes through Badger directly: sync those too.
-	if err := db.sync(); err != nil {
-		r.closeFn()
-		db.Close()
-		return nil, fmt.Errorf("client: replica in %s: %w", opts.Dir, err)
 	}
 	return r, nil
 }

@@ -355,21 +355,15 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 	defer r.wmu.Unlock()
 	now := r.opts.Wall()
 	var w *replyWrites
-	txn := r.db.NewTransaction(true)
-	defer txn.Discard()
-	var err error
-	if w, err = planReply(txnReader{txn}, sent, resp, now); err == nil {
+	err := r.db.Update(func(txn *badger.Txn) error {
+		var err error
+		if w, err = planReply(txnReader{txn}, sent, resp, now); err != nil {
+			return err
+		}
 		w.KeepCursor = pushOnly
 		w.ReadsZstd = r.zstdRequests.Load() // coding.go: from this reply's header
-		err = r.writeReply(txn, w, now)
-	}
-	if err == nil {
-		if w.redoable() {
-			err = r.db.commitLazy(txn)
-		} else {
-			err = r.db.commit(txn)
-		}
-	}
+		return r.writeReply(txn, w, now)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("client: store sync reply: %w", err)
 	}
@@ -377,46 +371,6 @@ func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOn
 		r.log.Warn(n.Msg, n.Args...)
 	}
 	return w, nil
-}
-
-// redoable reports whether the writes of w may be stored without a sync
-// (durable.go): whether losing them to a power cut, while writes after
-// them are kept, only makes the replica redo work the server makes a
-// no-op. That holds for what an ordinary push or pull reply stores:
-//
-//   - deleting acknowledged changes (Acked): a change that comes back is
-//     pushed again, and the server, whose high-water for this replica is
-//     past its seq, answers duplicate and applies nothing (sync/admit.go);
-//     its ops are in the change, so nothing is dropped. A restate after a
-//     server restore rebases from the oldest change held (epoch.go), so
-//     an older one only asks for a lower high-water, which the server
-//     never lowers to (sync/epoch.go);
-//   - pulled record states (Records) and the cursor, in one transaction,
-//     so both are lost or neither (Badger applies a transaction whole or
-//     not at all on replay): the page is pulled again from the older
-//     cursor and merged again, and a CRDT merge of what a record already
-//     holds changes nothing. A durable local write made on top of a
-//     pulled state keeps that state in its record, merged again alike;
-//   - the clock reading, offset, time of success and capability flags:
-//     the clock is floored at the reading stored by the last durable
-//     local write, which is past every op ID this replica issued, so no
-//     ID is issued twice; the others are learned again from the next
-//     reply.
-//
-// What a power cut then costs the app: records it was told of (Subscribe,
-// SyncResult) may show their states from before that page until the next
-// Sync pulls it again, and Status.Pending counts the resent changes again
-// until the server acknowledges them again.
-//
-// Anything else is stored durably: rejections (the server reports a
-// duplicate change's refused ops again only from its last push with
-// such ops, sync/reported.go, so a lost rejection might never come
-// back), changes set aside, erasure and scope residue (outbox rewrites,
-// dropped rejections, out-of-scope records, the scope) and purges, which
-// an erasure needs gone from this disk.
-func (w *replyWrites) redoable() bool {
-	return len(w.Rejections) == 0 && len(w.SetAside) == 0 && len(w.Purged) == 0 &&
-		len(w.Outbox) == 0 && len(w.DropRejections) == 0 && len(w.OutOfScope) == 0 && w.Scope == nil
 }
 
 // writeReply makes the writes w describes in txn.

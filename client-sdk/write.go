@@ -245,7 +245,7 @@ func (r *Replica) commitBatches(group []*batchReq) {
 		}
 		var err error
 		if len(pending) > 0 {
-			err = r.db.commit(txn) // durable when Batch returns (durable.go)
+			err = txn.Commit()
 		}
 		txn.Discard()
 		for _, q := range pending {

@@ -19,10 +19,9 @@ import (
 	"github.com/doorstep-health/doorstep/server"
 )
 
-// The device stores an ordinary sync reply (acknowledgements, a pulled
-// page and its cursor) without syncing it to disk (client-sdk durable.go):
-// a kill -9 right after must lose none of it, and the device must go on
-// to converge with nothing lost and nothing applied twice.
+// A device killed with SIGKILL right after it stored a sync reply (its
+// acknowledgements, or a pulled page and its cursor) must lose none of
+// it, and go on to converge with nothing lost and nothing applied twice.
 
 const (
 	deviceKillDirEnv   = "DOORSTEP_E2E_DEVICE_KILL_DIR"
@@ -41,14 +40,14 @@ func deviceKillOpts(dir, url string) client.Options {
 }
 
 // TestDeviceKillChild is not a test: it is the device process that
-// TestDeviceKilledAfterLazyReply starts. It opens the replica in the
+// TestDeviceKilledAfterStoredReply starts. It opens the replica in the
 // directory the environment names (signed in by the parent), syncs, and
 // kills itself with SIGKILL right after the reply of the round the
 // environment names is stored, printing what it holds then.
 func TestDeviceKillChild(t *testing.T) {
 	dir := os.Getenv(deviceKillDirEnv)
 	if dir == "" {
-		t.Skip("helper process for TestDeviceKilledAfterLazyReply")
+		t.Skip("helper process for TestDeviceKilledAfterStoredReply")
 	}
 	round, _ := strconv.Atoi(os.Getenv(deviceKillRoundEnv))
 	opts := deviceKillOpts(dir, os.Getenv(deviceKillURLEnv))
@@ -111,12 +110,12 @@ func runKilledDevice(t *testing.T, dir, url string, round int) (pending, records
 	return pending, records
 }
 
-// TestDeviceKilledAfterLazyReply kills a device with SIGKILL right after
-// it stored (unsynced) the reply of a push round, and another right after
-// it stored a pulled page: reopened, each holds exactly what it held at
+// TestDeviceKilledAfterStoredReply kills a device with SIGKILL right after
+// it stored the reply of a push round, and another right after it stored
+// a pulled page: reopened, each holds exactly what it held at
 // the kill (its acknowledgements, pages and cursor), and syncing again
 // converges with every record on both and every op pulled exactly once.
-func TestDeviceKilledAfterLazyReply(t *testing.T) {
+func TestDeviceKilledAfterStoredReply(t *testing.T) {
 	ctx := context.Background()
 	e := newSDKEnv(t, nil, func(c *server.Config) { c.DeviceRate = -1 })
 	const people = 30

@@ -12,9 +12,10 @@ import (
 // BenchmarkCommitSync measures what one durable commit costs in CPU and
 // wall time, by the memtable size (Badger maps a memtable's log at twice
 // that) and the transaction's size, with the options Open uses, and
-// with SyncWrites off and an explicit DB.Sync after the commit (what the
-// device does, client-sdk durable.go), and with no sync at all (what it
-// costs to write the same bytes). Figures: docs/benchmarks.md, issue 17
+// with SyncWrites off and an explicit DB.Sync after the commit (which
+// would let a caller choose per transaction; issue 17's fifth pass tried
+// it on the device), and with no sync at all (what it costs to write the
+// same bytes). Figures: docs/benchmarks.md, issue 17
 // fifth pass. Run:
 //
 //	go test -run '^$' -bench BenchmarkCommitSync -benchtime 200x ./store/badger/
