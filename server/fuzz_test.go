@@ -8,8 +8,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/doorstep-health/doorstep/api"
 	"github.com/doorstep-health/doorstep/auth"
+	"github.com/doorstep-health/doorstep/crdt"
 )
 
 // FuzzSyncHandler posts arbitrary bodies, plain and gzipped, through the
@@ -34,6 +37,7 @@ func FuzzSyncHandler(f *testing.F) {
 	h := s.Handler()
 	f.Add(validRequest(f), false)
 	f.Add(validRequest(f), true)
+	f.Add(validPackedRequest(f), false)
 	for _, b := range hostileBodies(f) {
 		if len(b) < 4096 {
 			f.Add(b, false)
@@ -115,4 +119,31 @@ func FuzzJSONRoutes(f *testing.F) {
 			t.Fatalf("%s %s with %q: %d %s", r.method, r.path, body, w.Code, w.Body.Bytes())
 		}
 	})
+}
+
+// validPackedRequest is validRequest's device pushing one change of four
+// ops in two packed blocks (7q), the change continued from the first to
+// the second, as the SDK sends a large push.
+func validPackedRequest(t testing.TB) []byte {
+	t.Helper()
+	dev := crdt.ReplicaID{0xd0, 0x0d, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+	r := crdt.NewRecord("wigan", "people", "p2")
+	var ops []crdt.Op
+	for i, f := range []string{"given_name", "family_name", "postcode", "needs"} {
+		ops = append(ops, r.Write(crdt.OpID{Time: crdt.MakeTimestamp(1_763_715_600_000+int64(i), 0), Replica: dev}, f, crdt.MustValue("v")))
+	}
+	var blocks [][]byte
+	for _, part := range [][]crdt.Op{ops[:2], ops[2:]} {
+		b, err := api.PackPush([]api.Change{{Seq: 1, Ops: part}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks = append(blocks, b)
+	}
+	req := api.SyncRequest{Protocol: api.ProtocolVersion, Replica: dev, Clock: ops[3].ID.Time, Packed: blocks}
+	b, err := msgpack.Marshal(&req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

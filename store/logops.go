@@ -61,7 +61,37 @@ type PackedLogOps []byte
 
 // PackLogOps returns ops in the packed form of a layout 3 log entry.
 func PackLogOps(ops []crdt.Op) PackedLogOps {
-	return appendPackedOps(make([]byte, 0, packedOpsSize(ops)), ops)
+	packed, whole := packedSizes(ops)
+	return appendPackedOpsWhole(make([]byte, 0, packed), ops, whole)
+}
+
+// packedSizes returns packedOpsSize(ops) and wholeOpsSize(ops), in one
+// pass over the ops.
+func packedSizes(ops []crdt.Op) (packed, whole int) {
+	if len(ops) == 0 {
+		return 10, 0
+	}
+	packed, whole = 10, arrayHeaderSize(len(ops))
+	ref := 0
+	for i := range ops {
+		op := &ops[i]
+		packed += 8 + len(op.Value)
+		for _, p := range op.Pred {
+			packed += 11
+			if p.Replica != op.ID.Replica {
+				packed += 16
+			}
+		}
+		if i == 0 || !sameRef(&ops[i-1], op) {
+			packed += 40 + len(op.Record) + len(op.Team) + len(op.Collection) + len(op.Field)
+			ref = refSize(len(op.Team), len(op.Collection), len(op.Record))
+		}
+		if i == 0 || ops[i-1].ID.Replica != op.ID.Replica {
+			packed += 16
+		}
+		whole += wholeOpSize(ref, len(op.Field), op.Kind, len(op.Value), len(op.Pred))
+	}
+	return packed, whole
 }
 
 // packedOpsSize estimates from above, for ops without huge preds, the
@@ -212,12 +242,18 @@ func (t *nameTable) append(b []byte, s string, hint *int) []byte {
 
 // appendPackedOps appends the packed form of ops to b.
 func appendPackedOps(b []byte, ops []crdt.Op) []byte {
+	return appendPackedOpsWhole(b, ops, wholeOpsSize(ops))
+}
+
+// appendPackedOpsWhole is appendPackedOps for a caller that has
+// wholeOpsSize(ops) already.
+func appendPackedOpsWhole(b []byte, ops []crdt.Op, whole int) []byte {
 	var names nameTable
 	// Hints: a run's team and collection are most often the previous
 	// run's, and a field the one after the previous op's.
 	teamHint, collHint, fieldHint, runField := -1, -1, -1, 0
 	b = binary.AppendUvarint(b, uint64(len(ops)))
-	b = binary.AppendUvarint(b, uint64(wholeOpsSize(ops)))
+	b = binary.AppendUvarint(b, uint64(whole))
 	var prev *crdt.Op
 	var prevTime crdt.Timestamp
 	for i := range ops {

@@ -69,6 +69,9 @@ func FuzzPackedLogOps(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x08, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 20))
 	f.Fuzz(func(t *testing.T, seed []byte) {
 		ops := opsFromSeed(seed)
+		if pk, wh := packedSizes(ops); pk != packedOpsSize(ops) || wh != wholeOpsSize(ops) {
+			t.Fatalf("%d ops: packedSizes %d, %d; want %d, %d", len(ops), pk, wh, packedOpsSize(ops), wholeOpsSize(ops))
+		}
 		p := PackLogOps(ops)
 		back, err := p.Ops()
 		if err != nil {
@@ -129,5 +132,22 @@ func TestPackedLogOpsSize(t *testing.T) {
 	bad[1] |= 0x80 // unknown flag on the first op
 	if _, err := bad.Ops(); !errors.Is(err, ErrBadValue) {
 		t.Errorf("unknown flag: %v", err)
+	}
+}
+
+// TestPackedSizes: packedSizes gives packedOpsSize and wholeOpsSize, in
+// one pass, for ops of every shape opsFromSeed makes, and for none
+// (FuzzPackedLogOps checks it too).
+func TestPackedSizes(t *testing.T) {
+	for n := range 200 {
+		seed := make([]byte, 3*n)
+		for i := range seed {
+			seed[i] = byte(i*i*31 + n*7 + i>>3)
+		}
+		ops := opsFromSeed(seed)
+		p, w := packedSizes(ops)
+		if p != packedOpsSize(ops) || w != wholeOpsSize(ops) {
+			t.Fatalf("%d ops: packedSizes %d, %d; want %d, %d", len(ops), p, w, packedOpsSize(ops), wholeOpsSize(ops))
+		}
 	}
 }

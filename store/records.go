@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,7 +65,28 @@ func DecodeRecord(v []byte) (*crdt.Record, error) {
 // for a new record, the changed-since entry moved to now.UpdatedMS, the
 // conflict entry set or cleared, the search terms added and dropped.
 func PutRecord(tx Tx, team, coll, id string, state []byte, old *RecordIndex, now RecordIndex) error {
-	if err := tx.Set(RecordKey(team, coll, id), EncodeRecordValue(now.UpdatedMS, state)); err != nil {
+	return PutRecordValue(tx, team, coll, id, EncodeRecordValue(now.UpdatedMS, state), old, now)
+}
+
+// RecordValueHeaderLen is the length of what EncodeRecordValue writes
+// before a record's state.
+const RecordValueHeaderLen = 9
+
+// PutRecordValueHeader writes EncodeRecordValue's header for updatedMS
+// over the first RecordValueHeaderLen bytes of v, which hold a record's
+// state after them: v is then EncodeRecordValue(updatedMS,
+// v[RecordValueHeaderLen:]). A caller that encodes a state after room for
+// the header stores it without a copy (PutRecordValue).
+func PutRecordValueHeader(v []byte, updatedMS int64) {
+	v[0] = recordValueVersion
+	binary.BigEndian.PutUint64(v[1:RecordValueHeaderLen], uint64(updatedMS))
+}
+
+// PutRecordValue is PutRecord for a caller that has the r/ value whole:
+// value must be EncodeRecordValue(now.UpdatedMS, state), or a state with
+// its header written by PutRecordValueHeader(value, now.UpdatedMS).
+func PutRecordValue(tx Tx, team, coll, id string, value []byte, old *RecordIndex, now RecordIndex) error {
+	if err := tx.Set(RecordKey(team, coll, id), value); err != nil {
 		return err
 	}
 	var was RecordIndex

@@ -154,3 +154,21 @@ func TestLogEntryHistory(t *testing.T) {
 	})
 	wantKeys(t, kv, store.LogKey("t", 3))
 }
+
+// TestPutRecordValueHeader: a state encoded after room for the header,
+// with the header written by PutRecordValueHeader, is EncodeRecordValue's
+// bytes, and writing it again for another time rewrites the header only.
+func TestPutRecordValueHeader(t *testing.T) {
+	state := []byte("\x81\xa1z\x02 some state bytes")
+	v := append(make([]byte, store.RecordValueHeaderLen), state...)
+	for _, ms := range []int64{1795253400123, 0, -1, 1 << 62} {
+		store.PutRecordValueHeader(v, ms)
+		if want := store.EncodeRecordValue(ms, state); !bytes.Equal(v, want) {
+			t.Fatalf("ms %d: %x, want %x", ms, v, want)
+		}
+		got, b, err := store.DecodeRecordValue(v)
+		if err != nil || got != ms || !bytes.Equal(b, state) {
+			t.Fatalf("ms %d: decodes to %d %q %v", ms, got, b, err)
+		}
+	}
+}

@@ -772,8 +772,19 @@ type newRun struct {
 	ops        []crdt.Op    // ch.Ops[start:end]
 	rec        *crdt.Record // a blank record with the ops merged; nil: not built (see above)
 	state      []byte       // crdt.MarshalRecord of that record
-	conflict   bool         // hasConflict(rec)
-	terms      []string     // recordTerms(rec)
+	// value, when not nil, is the record's r/ value with state in it:
+	// store.RecordValueHeaderLen bytes, then state (value[len-of-header:]
+	// is state). The transaction that stores the run writes the header,
+	// its own change time, over what the one before wrote
+	// (store.PutRecordValueHeader in txnState.flush) and stores value
+	// without a copy. That is safe because a run is stored by one
+	// transaction at a time: a request is in one commit attempt at a time,
+	// tried again (a split, a failed commit) only once the attempt before
+	// has ended, and a store is done with a value once the transaction
+	// that set it has ended (store.Tx.Set).
+	value    []byte
+	conflict bool     // hasConflict(rec)
+	terms    []string // recordTerms(rec)
 	// sz is checkSize's estimate after the ops, from a new record's.
 	// Built from ops alone (rec nil), it has no per-field estimates: each
 	// field's is its state's encodedFieldSize, which checkSize takes for
@@ -814,11 +825,17 @@ const minAheadRun = 4
 // state as merged when the record is new and every op passes (see
 // admitChangeRuns), instead of queuing and merging them itself. A run
 // the record's bounds or field types refuse is left out.
+//
+// The r/ values of the runs encoded from their ops (newRun.value) are
+// carved from one buffer per change (slab), sized for the rest of the
+// change when the first of them is encoded, instead of one allocation
+// per record.
 func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun {
 	var runs []newRun
+	var slab []byte
 	for i := 0; i < len(ch.Ops); {
 		end := runEnd(ch.Ops, i)
-		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val); ok {
+		if nr, ok := mergeRun(b, ch.Ops, i, end, pre, val, &slab); ok {
 			if runs == nil {
 				runs = make([]newRun, 0, len(ch.Ops)/(end-i)+1)
 			}
@@ -829,7 +846,34 @@ func mergeAhead(b Bounds, ch *api.Change, pre []*refusal, val []error) []newRun 
 	return runs
 }
 
-func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error) (newRun, bool) {
+// valueEstimate is about the length of the r/ value of a new record
+// holding ops as crdt.AppendNewState encodes it: the header, the
+// record's names and clock, and per op its field's entry. From above for
+// ops of one replica, the usual push; a buffer it sizes only needs to be
+// grown otherwise.
+func valueEstimate(ops []crdt.Op) int {
+	op := &ops[0]
+	n := store.RecordValueHeaderLen + 96 + len(op.Team) + len(op.Collection) + len(op.Record)
+	for j := range ops {
+		n += 28 + len(ops[j].Field) + len(ops[j].Value)
+	}
+	return n
+}
+
+// slabSize sizes a buffer for the r/ values of the runs merged ahead
+// from the op at start to the end of ops: each record's run's
+// valueEstimate.
+func slabSize(ops []crdt.Op, start int) int {
+	n := 0
+	for i := start; i < len(ops); {
+		end := runEnd(ops, i)
+		n += valueEstimate(ops[i:end])
+		i = end
+	}
+	return n
+}
+
+func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []error, slab *[]byte) (newRun, bool) {
 	if end-start < minAheadRun {
 		return newRun{}, false
 	}
@@ -840,7 +884,18 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 	}
 	run := ops[start:end:end]
 	op := &ops[start]
-	if state, ok := crdt.AppendNewState(nil, run); ok {
+	// The r/ value's header, then the state, in the change's slab (see
+	// mergeAhead): crdt.AppendNewState grows it into a buffer of its own
+	// if the state does not fit, and leaves it as it was if it does not
+	// take the ops.
+	if need := valueEstimate(run); cap(*slab)-len(*slab) < need {
+		*slab = make([]byte, 0, max(need, slabSize(ops, start)))
+	}
+	sl := *slab
+	if value, ok := crdt.AppendNewState(sl[len(sl):len(sl)+store.RecordValueHeaderLen], run); ok {
+		if len(value) <= cap(sl)-len(sl) && &value[0] == &sl[:len(sl)+1][len(sl)] {
+			*slab = sl[:len(sl)+len(value)] // encoded in the slab
+		}
 		// Every op names a field of its own: checkSize's arithmetic for a
 		// new field, with no per-field map (see newRun.sz).
 		total := newRecordSize(op.Team, op.Collection, op.Record)
@@ -853,7 +908,9 @@ func mergeRun(b Bounds, ops []crdt.Op, start, end int, pre []*refusal, val []err
 			}
 			total += cost
 		}
-		return newRun{start: start, end: end, ops: run, state: state, terms: newRecordTerms(run), sz: recSize{total: total}}, true
+		value = value[:len(value):len(value)]
+		return newRun{start: start, end: end, ops: run, value: value, state: value[store.RecordValueHeaderLen:],
+			terms: newRecordTerms(run), sz: recSize{total: total}}, true
 	}
 	rec := crdt.NewRecord(op.Team, op.Collection, op.Record)
 	sz := recSize{total: newRecordSize(op.Team, op.Collection, op.Record), fields: make(map[string]int, end-start)}

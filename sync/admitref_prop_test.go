@@ -732,3 +732,60 @@ func TestSplitLearnsTheStoreLimit(t *testing.T) {
 		t.Fatal(diff)
 	}
 }
+
+// TestSplitRewritesRunHeaders: a push whose first commit attempt the
+// store refuses as too big, after the attempt wrote the r/ values of
+// records merged ahead (their header in place, newRun.value), is
+// committed in halves at a later time; every record ends with the time
+// of the attempt that stored it in its r/ value, the same as its
+// changed-since entry's, and its state as the device has it.
+func TestSplitRewritesRunHeaders(t *testing.T) {
+	wall := newFakeWall()
+	e := openTest(t, Options{Wall: wall.Now}) // transactions up to ~2 MB (see TestTxnTooBigSplits)
+	d := newDevice("ann", wall.Now, "wigan")
+	big := string(make([]byte, 1000))
+	var changes []api.Change
+	for i := range 40 {
+		for k := range 40 {
+			d.write("wigan", "contacts", fmt.Sprintf("c%d", i), fmt.Sprintf("f%d", k), big)
+		}
+		changes = append(changes, d.commit())
+	}
+	before := wall.Now().UnixMilli()
+	res := push(t, e, d, changes...)
+	for i, r := range res {
+		if r.Status != api.ChangeApplied || len(r.Ops) > 0 {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if e.splitAt == 0 {
+		t.Fatal("the push was not split: no attempt failed")
+	}
+	times := map[int64]int{}
+	err := e.kv.View(bg, func(tx store.Tx) error {
+		for i := range 40 {
+			id := fmt.Sprintf("c%d", i)
+			sr, err := store.GetRecord(tx, "wigan", "contacts", id)
+			if err != nil {
+				return err
+			}
+			if sr.UpdatedMS <= before {
+				return fmt.Errorf("%s: stored at %d, before the push (%d)", id, sr.UpdatedMS, before)
+			}
+			if _, err := tx.Get(store.ChangedKey("wigan", sr.UpdatedMS, "contacts", id)); err != nil {
+				return fmt.Errorf("%s: no changed-since entry at its r/ time %d: %w", id, sr.UpdatedMS, err)
+			}
+			times[sr.UpdatedMS]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(times) < 2 {
+		t.Fatalf("every record stored at one time %v: the halves were not committed apart", times)
+	}
+	if diff := diffStates(encoded(t, d.recs), encoded(t, serverRecords(t, e, "wigan"))); diff != "" {
+		t.Fatal(diff)
+	}
+}

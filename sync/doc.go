@@ -118,7 +118,11 @@
 // checks each of its ops, and takes the state merged ahead only if the
 // record is blank in the view and every op passes, so the decision is the
 // one admitChange makes without it (admitref_prop_test.go holds both to
-// the admission as it was before, kept in admitref_test.go). A run of
+// the admission as it was before, kept in admitref_test.go); once a
+// run's first op has taken it, the rest of its ops need only the two
+// checks that can still refuse one of them (an ID used earlier in the
+// change, clock skew: acceptRun) and go the usual way from the first
+// that fails. A run of
 // the usual shape (each field written once, no pred) is encoded straight
 // from its ops (crdt.AppendNewState) and its Record is built only if the
 // transaction reads the record again (recState.state). The purge markers
