@@ -69,7 +69,9 @@
 //
 // Each write appends its ops as one group to the outbox. At sync time groups
 // are sealed, oldest first, into changes numbered 1, 2, 3 … (at most
-// Options.MaxOpsPerChange ops each; one write's ops are not split). A
+// Options.MaxOpsPerChange ops each; one write's ops are not split); a write
+// whose ops fill a change, with nothing unsealed before it, is stored as
+// that sealed change as it is written (sealAtWrite). A
 // sealed change is written once and not modified, because the server
 // dedupes by seq: a retried seq must carry the same ops. The one exception
 // is a change the server refused as too large, below. An acknowledged

@@ -309,6 +309,17 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, errors.New("client: Options.Dir is required")
 	}
 	bopts := badger.DefaultOptions(opts.Dir).
+		// Every commit synced, value log before memtable log. Not off
+		// with a DB.Sync after the commits that must be durable (issue
+		// 17 fifth pass tried it, to store sync replies unsynced): with
+		// SyncWrites off a commit's value-log bytes (values of the value
+		// threshold and over) and its memtable-log entry pointing at them
+		// reach the disk in whatever order the kernel writes them back,
+		// and DB.Sync itself syncs the memtable log first, so a power cut
+		// could keep a pointer to value-log bytes that were never written:
+		// a record that no longer reads. With it on, Badger msyncs the
+		// value log before it writes the pointers (v4.9.6 value.go
+		// valueLog.write, then db.go writeToLSM). docs/benchmarks.md.
 		WithSyncWrites(true).
 		WithLogger(nil).
 		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
@@ -324,7 +335,9 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		// against the transaction's size limit. Smaller ones, a form's
 		// record and the outbox group of a batch of up to about 4,000
 		// small ops among them, stay in the LSM tree: a durable batch then
-		// writes and syncs one file (the memtable's log), not two, and an
+		// writes one file (the memtable's log), not two (Badger still
+		// msyncs the current value-log file on every commit, and finds
+		// nothing to write there), and an
 		// outbox group, deleted once sealed, is reclaimed by compaction,
 		// where in the value log (which the device never
 		// garbage-collects) it would stay on disk.
