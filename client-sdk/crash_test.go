@@ -15,8 +15,8 @@ import (
 const crashDirEnv = "DOORSTEP_SDK_CRASH_DIR"
 
 // TestCrashChild is the child process of TestWritesSurviveSIGKILL: it writes
-// records as fast as it can, one by one and in batches of 300, and reports
-// each write after it returned. It does nothing when run normally.
+// records as fast as it can, one by one and in batches of 600, sealing
+// before every other batch, and reports each write after it returned. It does nothing when run normally.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashDirEnv)
 	if dir == "" {
@@ -33,6 +33,15 @@ func TestCrashChild(t *testing.T) {
 		os.Exit(1)
 	}
 	for i := 0; ; i++ {
+		if i%4 == 1 {
+			// Every other big batch follows a seal, so that nothing
+			// unsealed is before it and it is sealed as it is written
+			// (sealAtWrite); the others follow an unsealed write.
+			if err := r.seal(); err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+		}
 		if i%2 == 1 {
 			// A batch of creates with fresh IDs, its outbox group big
 			// enough (over 128 KiB, deviceValueThreshold) to go to
@@ -148,6 +157,20 @@ func killedWriter(t *testing.T, older bool) {
 	}
 	if r.Status().Pending != len(ops) {
 		t.Fatalf("status pending %d, outbox %d", r.Status().Pending, len(ops))
+	}
+	// Sealed changes, by the child's seals and as written, are numbered
+	// 1, 2, 3 … with no gap and none twice.
+	changes, _, err := r.OutboxChanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range changes {
+		if c.Seq != uint64(i+1) {
+			t.Fatalf("sealed change %d has seq %d", i, c.Seq)
+		}
+	}
+	if len(changes) == 0 {
+		t.Fatal("no sealed change in the outbox: the child's seals did not run")
 	}
 	// A write after the crash gets an ID after every one before it.
 	last := ops[len(ops)-1].ID

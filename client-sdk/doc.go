@@ -69,7 +69,9 @@
 //
 // Each write appends its ops as one group to the outbox. At sync time groups
 // are sealed, oldest first, into changes numbered 1, 2, 3 … (at most
-// Options.MaxOpsPerChange ops each; one write's ops are not split). A
+// Options.MaxOpsPerChange ops each; one write's ops are not split); a write
+// whose ops fill a change, with nothing unsealed before it, is stored as
+// that sealed change as it is written (sealAtWrite). A
 // sealed change is written once and not modified, because the server
 // dedupes by seq: a retried seq must carry the same ops. The one exception
 // is a change the server refused as too large, below. An acknowledged
@@ -200,6 +202,9 @@
 //	m/packedpush         1 if the last stored reply said the server reads packed pushes (7p), else 0
 //	m/zstdpush           1 if the last stored reply's Accept-Encoding named zstd, else 0; absent
 //	                     (a replica whose last reply an older build stored) reads as 0
+//	m/pipelines          1 if the last stored reply said the server orders pipelined pushes (7o),
+//	                     else 0; absent: nothing known of the server (the first request of a big
+//	                     push is then small, pipeline.go)
 //	r/<team>\x00<collection>\x00<id>   crdt.MarshalRecord of the record (crdt state
 //	                     encoding 2 from layout 2; layouts 0 and 1 held encoding 1,
 //	                     rewritten by Open's migration)

@@ -75,6 +75,23 @@ func opsSize(ops []crdt.Op) int {
 	return n
 }
 
+// sealTxnBytes bounds what the changes one seal transaction writes count
+// against Badger's transaction size limit (txnBytes), well under it (15%
+// of deviceMemTable: 4.8 MiB). Until issue 17's fifth pass a transaction
+// sealed at most 4 changes, and a round of 8 small changes took two
+// durable transactions; now it takes one (docs/benchmarks.md).
+const sealTxnBytes = 2 << 20
+
+// txnBytes is about what a value of n bytes counts against the
+// transaction's size: all of it in the LSM tree, a pointer in the value
+// log (deviceValueThreshold and over).
+func txnBytes(v []byte) int {
+	if int64(len(v)) >= deviceValueThreshold {
+		return 64
+	}
+	return len(v) + 64
+}
+
 // seal groups unsealed writes into numbered changes, oldest first, until
 // enough changes wait to fill a request. A sealed change is written once and
 // never changed: the server dedupes by seq, so a seq must always carry the
@@ -93,7 +110,7 @@ func (r *Replica) sealFrom(from uint64) error {
 		err := r.db.Update(func(txn *badger.Txn) error {
 			sealed := 0
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange})
-			for it.Seek(u64Key(prefChange, from)); it.Valid(); it.Next() {
+			for it.Seek(u64Key(prefChange, from)); it.Valid() && sealed < sizes.MaxChangesPerRequest; it.Next() {
 				sealed++
 			}
 			it.Close()
@@ -111,6 +128,7 @@ func (r *Replica) sealFrom(from uint64) error {
 			var keys [][]byte
 			curOps, curBytes := 0, 0
 			made := 0
+			inTxn := 0 // what the changes made count against the transaction's size
 			flush := func() error {
 				if curOps == 0 {
 					return nil
@@ -119,6 +137,7 @@ func (r *Replica) sealFrom(from uint64) error {
 				if err := txn.Set(u64Key(prefChange, next), b); err != nil {
 					return err
 				}
+				inTxn += txnBytes(b)
 				for _, k := range keys {
 					if err := txn.Delete(k); err != nil {
 						return err
@@ -132,7 +151,7 @@ func (r *Replica) sealFrom(from uint64) error {
 			it = txn.NewIterator(badger.IteratorOptions{Prefix: prefPending, PrefetchValues: true})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
-				if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+				if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 					more = sealed+made < sizes.MaxChangesPerRequest
 					break
 				}
@@ -157,7 +176,7 @@ func (r *Replica) sealFrom(from uint64) error {
 						if err := flush(); err != nil {
 							return err
 						}
-						if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+						if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 							more = sealed+made < sizes.MaxChangesPerRequest
 							break
 						}
@@ -168,6 +187,7 @@ func (r *Replica) sealFrom(from uint64) error {
 						if err := txn.Set(u64Key(prefChange, next), b); err != nil {
 							return err
 						}
+						inTxn += txnBytes(b)
 						if err := txn.Delete(it.Item().KeyCopy(nil)); err != nil {
 							return err
 						}
@@ -181,7 +201,7 @@ func (r *Replica) sealFrom(from uint64) error {
 					if err := flush(); err != nil {
 						return err
 					}
-					if sealed+made >= sizes.MaxChangesPerRequest || made >= 4 {
+					if sealed+made >= sizes.MaxChangesPerRequest || inTxn >= sealTxnBytes {
 						more = sealed+made < sizes.MaxChangesPerRequest
 						break
 					}
@@ -193,6 +213,9 @@ func (r *Replica) sealFrom(from uint64) error {
 			}
 			if err := flush(); err != nil {
 				return err
+			}
+			if made == 0 {
+				return nil // nothing written: no commit, no sync
 			}
 			return txn.Set(keyNextSeq, u64Bytes(next-1))
 		})
@@ -434,6 +457,44 @@ func (r *Replica) appendPending(txn *badger.Txn, b []byte) error {
 		return err
 	}
 	return txn.Set(keyNextOp, u64Bytes(n))
+}
+
+// sealAtWrite returns the seq under which a write of ops ops, of
+// estimated size est (opsSize), is to be stored as a sealed change in its
+// own transaction, or 0 if it is to be an unsealed group (appendPending).
+// It is sealed as written when sealFrom would seal it alone into the
+// same change: its ops fill a change (MaxOpsPerChange, or
+// maxChangeBytes), so no later group could join it, and no unsealed group
+// is before it, so none could either, and its seq comes next. The caller
+// encodes it with that seq (encodeChange) and stores it with putSealed:
+// the bytes sealFrom would have written. A big batch then costs no seal
+// transaction, no rewrite of its ops and no sync when it is pushed (issue
+// 17 fifth pass: the push of 100 batches of 3,000 ops sealed 14 times).
+func (r *Replica) sealAtWrite(txn *badger.Txn, ops, est int) (uint64, error) {
+	if ops == 0 || (ops < r.RequestSizes().MaxOpsPerChange && est < maxChangeBytes) {
+		return 0, nil
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefPending})
+	it.Rewind()
+	unsealed := it.Valid()
+	it.Close()
+	if unsealed {
+		return 0, nil
+	}
+	v, err := get(txn, keyNextSeq)
+	if err != nil {
+		return 0, err
+	}
+	return u64(v) + 1, nil
+}
+
+// putSealed stores b, a change encoded with seq from sealAtWrite, as that
+// sealed change.
+func putSealed(txn *badger.Txn, seq uint64, b []byte) error {
+	if err := txn.Set(u64Key(prefChange, seq), b); err != nil {
+		return err
+	}
+	return txn.Set(keyNextSeq, u64Bytes(seq))
 }
 
 // permanentRefusal reports whether a change refused as a whole with code

@@ -14,20 +14,35 @@ package client
 //     push-only (api.SyncRequest.PushOnly), and the one ahead of a
 //     push-only one pulls from the stored cursor, which no request in
 //     flight is about to move.
+//   - three in flight: once a request's reply has come, before it is
+//     stored, the next push goes (pushNext): after the one still on the
+//     wire, or after this one if none is. The server thus has the next
+//     push to prepare while it commits the one before, rather than after
+//     the device stored a reply and packed the next changes. The server gives a request's
+//     per-device slot back before it writes the reply, and the device
+//     reads a reply whole before it sends, so the server still sees at
+//     most two of the device's requests.
 //   - pull: when a reply says more follows, the next page is asked for
 //     with the reply's cursor before the reply is stored, from any server
 //     (the request is an ordinary one).
 //
 // Replies are handled strictly in the order sent, each exactly as a reply
 // to a request sent alone; a cursor is stored only with its page, in the
-// same transaction, after the page before it. The request ahead stands
-// only if the reply before it was stored and acknowledged every change it
-// sent (aheadStands). Otherwise, and after any failure, the request ahead
-// is cancelled and discarded (its reply, if one came, teaches only the
-// high-water), and the rest of the Sync goes one request at a time from
-// the first unacknowledged change, as before: the server dedupes changes
-// by seq, so whatever the discarded request applied comes back as
+// same transaction, after the page before it. The requests ahead stand
+// only if the reply before them was stored and acknowledged every change
+// it sent (aheadStands). Otherwise, and after any failure, the requests
+// ahead are cancelled and discarded (their replies, if any came, teach
+// only the high-water), and the rest of the Sync goes one request at a
+// time from the first unacknowledged change, as before: the server dedupes
+// changes by seq, so whatever a discarded request applied comes back as
 // duplicates (or is sent as stubs, highwater.go).
+//
+// What the server offers (its capabilities) is learnt from every reply
+// and stored with it (m/pipelines, m/packedpush, m/zstdpush), so that a
+// restarted device's first push is packed and pipelined at once. A device
+// that knows nothing of the server yet (never stored a reply) makes its
+// first request small when it has much to push (smallFirst): the reply
+// says what the server reads, and the rest goes packed and pipelined.
 
 import (
 	"context"
@@ -122,6 +137,82 @@ func (r *Replica) drop(f *flight) *flight {
 	return nil
 }
 
+// dropAll cancels every request of queue at once and then discards each,
+// in the order sent (drop), and returns an empty queue.
+func (r *Replica) dropAll(queue []*flight) []*flight {
+	for _, f := range queue {
+		f.cancel()
+	}
+	for _, f := range queue {
+		r.drop(f)
+	}
+	return nil
+}
+
+// Capabilities of the server as the replica knows them (Replica.pipelines):
+// capKnown is set once a sync reply was read, in this process or stored
+// (m/pipelines); capOrders when the last said it orders pipelined pushes
+// (api.SyncResponse.Pipelines).
+const (
+	capKnown uint32 = 1 << iota
+	capOrders
+)
+
+// capsOf is what a reply says of pipelining.
+func capsOf(resp *api.SyncResponse) uint32 {
+	if resp.Pipelines {
+		return capKnown | capOrders
+	}
+	return capKnown
+}
+
+// pipelinesByte is the m/pipelines value stored with a reply that said
+// orders (api.SyncResponse.Pipelines) or not; loadPipelines reads it back
+// (absent: nothing known, a replica whose last reply an older build
+// stored).
+func pipelinesByte(orders bool) []byte {
+	if orders {
+		return []byte{1}
+	}
+	return []byte{0}
+}
+
+func loadPipelines(v []byte) uint32 {
+	switch {
+	case v == nil:
+		return 0
+	case len(v) == 1 && v[0] == 1:
+		return capKnown | capOrders
+	}
+	return capKnown
+}
+
+// smallFirstBytes is how much a push must hold (opsSize) for a device that
+// knows nothing of the server yet to send only its first change in its
+// first request (smallFirst). Below it, an extra round trip would cost a
+// slow link more than the plain, gzipped encoding of the rest does.
+const smallFirstBytes = 128 << 10
+
+// smallFirst returns how many of changes the next request pushes when it
+// is the first that knows nothing of the server (known false): one when
+// they are several and hold at least smallFirstBytes, so that the reply
+// says soon what the server reads (packed pushes, zstd, pipelining) and
+// the rest goes in that form, pipelined, rather than plain, gzipped and
+// one request at a time; all of them otherwise. A device with nothing to
+// push, or little, sends what it would have, in as many round trips.
+func smallFirst(known bool, changes []api.Change) int {
+	if known || len(changes) < 2 {
+		return len(changes)
+	}
+	n := 0
+	for i := range changes {
+		if n += opsSize(changes[i].Ops); n >= smallFirstBytes {
+			return 1
+		}
+	}
+	return len(changes)
+}
+
 // pipeState is what the pipelining decisions read.
 type pipeState struct {
 	off     bool // Options.Serial, or a failure earlier in this Sync
@@ -132,6 +223,10 @@ type pipeState struct {
 	// pulls.
 	curPushed int
 	curPulls  bool
+	// For pushNext: the request ahead of cur (if ahead), whose changes
+	// the next follow, and whether it pulls.
+	aheadPushed int
+	aheadPulls  bool
 }
 
 // pushAhead decides, while cur is in flight and next changes are
@@ -140,6 +235,35 @@ type pipeState struct {
 func pushAhead(s pipeState, next int) (send, pull bool) {
 	send = !s.off && s.orders && !s.probing && !s.ahead && s.curPushed > 0 && next > 0
 	return send, !s.curPulls
+}
+
+// pushNext decides, once cur's reply has come (acksAll: it acknowledges
+// every change cur sent, replyAcksAll) but before it is stored, whether
+// to send the next changes now (next of them prefetched after the last
+// request sent: the one ahead of cur if ahead, else cur), following that
+// request, and whether the new one pulls: only if neither cur nor the one
+// ahead does, from the stored cursor, which neither moves. A reply that
+// acknowledges less would make every request ahead be discarded
+// (aheadStands): nothing more goes. The one ahead, if any, must push (its
+// last seq is the one the new request follows).
+func pushNext(s pipeState, acksAll bool, next int) (send, pull bool) {
+	send = !s.off && s.orders && !s.probing && acksAll && s.curPushed > 0 && next > 0 && (!s.ahead || s.aheadPushed > 0)
+	return send, !s.curPulls && !(s.ahead && s.aheadPulls)
+}
+
+// replyAcksAll reports whether resp acknowledges each of sent, in order
+// (applied or duplicate): a look before the reply is stored at whether
+// the requests sent after it will stand (aheadStands has the last word).
+func replyAcksAll(resp *api.SyncResponse, sent []api.Change) bool {
+	if resp == nil || len(resp.Results) != len(sent) {
+		return false
+	}
+	for i, cr := range resp.Results {
+		if cr.Seq != sent[i].Seq || (cr.Status != api.ChangeApplied && cr.Status != api.ChangeDuplicate) {
+			return false
+		}
+	}
+	return true
 }
 
 // pullAhead decides, when cur's reply has come but is not yet stored,

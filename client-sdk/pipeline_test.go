@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
+	"github.com/doorstep-health/doorstep/crdt"
 )
 
 // The pipelining decisions (pipeline.go) are pure: what to send ahead of a
@@ -143,5 +144,109 @@ func TestResultForAnOpNoLongerHeld(t *testing.T) {
 	}
 	if len(w.Acked) != 1 {
 		t.Fatalf("acked %v, want seq 4", w.Acked)
+	}
+}
+
+func TestPushNext(t *testing.T) {
+	// cur's reply has come; one request is ahead of it (or none).
+	on := pipeState{orders: true, ahead: true, curPushed: 3, curPulls: true, aheadPushed: 3}
+	with := func(mod func(*pipeState)) pipeState { s := on; mod(&s); return s }
+	for _, tc := range []struct {
+		name       string
+		s          pipeState
+		acksAll    bool
+		next       int
+		send, pull bool
+	}{
+		{"cur pulls: push-only (its page not yet stored)", on, true, 3, true, false},
+		{"the one ahead pulls: push-only", with(func(s *pipeState) { s.curPulls, s.aheadPulls = false, true }), true, 3, true, false},
+		{"neither pulls: pulls from the stored cursor", with(func(s *pipeState) { s.curPulls = false }), true, 3, true, true},
+		{"the reply does not acknowledge all: both ahead are to go", on, false, 3, false, false},
+		{"nothing prefetched", on, true, 0, false, false},
+		{"none ahead, cur pulls: push-only after cur", with(func(s *pipeState) { s.ahead = false }), true, 3, true, false},
+		{"none ahead, cur push-only: pulls from the stored cursor", with(func(s *pipeState) { s.ahead, s.curPulls, s.aheadPulls = false, false, true }), true, 3, true, true},
+		{"the one ahead pushes nothing (a page asked for)", with(func(s *pipeState) { s.aheadPushed = 0 }), true, 3, false, false},
+		{"cur pushed nothing", with(func(s *pipeState) { s.curPushed = 0 }), true, 3, false, false},
+		{"the server stopped ordering (this reply says so)", with(func(s *pipeState) { s.orders = false }), true, 3, false, false},
+		{"off (Serial or an earlier failure)", with(func(s *pipeState) { s.off = true }), true, 3, false, false},
+		{"probing the high-water", with(func(s *pipeState) { s.probing = true }), true, 3, false, false},
+	} {
+		send, pull := pushNext(tc.s, tc.acksAll, tc.next)
+		if send != tc.send || (send && pull != tc.pull) {
+			t.Errorf("%s: pushNext = %v, %v; want %v, %v", tc.name, send, pull, tc.send, tc.pull)
+		}
+	}
+}
+
+func TestReplyAcksAll(t *testing.T) {
+	sent := []api.Change{{Seq: 4}, {Seq: 5}}
+	ok := func(seq uint64, st api.ChangeStatus) api.ChangeResult { return api.ChangeResult{Seq: seq, Status: st} }
+	for _, tc := range []struct {
+		name    string
+		results []api.ChangeResult
+		want    bool
+	}{
+		{"applied and duplicate", []api.ChangeResult{ok(4, api.ChangeApplied), ok(5, api.ChangeDuplicate)}, true},
+		{"quarantined ops in an applied change", []api.ChangeResult{ok(4, api.ChangeApplied),
+			{Seq: 5, Status: api.ChangeApplied, Ops: []api.OpResult{{Index: 0, Code: api.CodeInvalidOp}}}}, true},
+		{"one refused", []api.ChangeResult{ok(4, api.ChangeApplied), {Seq: 5, Status: api.ChangeRefused, Code: api.CodeSeqGap}}, false},
+		{"one missing (a stub to send in full, or an old server's empty answer)", []api.ChangeResult{ok(4, api.ChangeApplied)}, false},
+		{"none (a server that ignored a packed push)", nil, false},
+		{"out of order", []api.ChangeResult{ok(5, api.ChangeApplied), ok(4, api.ChangeApplied)}, false},
+	} {
+		if got := replyAcksAll(&api.SyncResponse{Results: tc.results}, sent); got != tc.want {
+			t.Errorf("%s: replyAcksAll = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if replyAcksAll(nil, sent) {
+		t.Error("replyAcksAll(nil) = true")
+	}
+}
+
+func TestSmallFirst(t *testing.T) {
+	change := func(seq uint64, ops, valueBytes int) api.Change {
+		c := api.Change{Seq: seq}
+		for range ops {
+			c.Ops = append(c.Ops, crdt.Op{Team: "t", Collection: "c", Record: "r", Field: "f", Value: make([]byte, valueBytes)})
+		}
+		return c
+	}
+	big := []api.Change{change(1, 1000, 100), change(2, 1000, 100), change(3, 1000, 100)}
+	little := []api.Change{change(1, 3, 10), change(2, 3, 10)}
+	for _, tc := range []struct {
+		name    string
+		known   bool
+		changes []api.Change
+		want    int
+	}{
+		{"nothing known, a big push: its first change alone", false, big, 1},
+		{"known: all", true, big, 3},
+		{"nothing known, a little push: all (no extra round trip)", false, little, 2},
+		{"nothing known, one big change: all", false, big[:1], 1},
+		{"nothing to push", false, nil, 0},
+	} {
+		if got := smallFirst(tc.known, tc.changes); got != tc.want {
+			t.Errorf("%s: smallFirst = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPipelinesStored(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    []byte
+		want uint32
+	}{
+		{"absent: nothing known", nil, 0},
+		{"orders", pipelinesByte(true), capKnown | capOrders},
+		{"does not order", pipelinesByte(false), capKnown},
+		{"unreadable: known, not ordering", []byte{7, 7}, capKnown},
+	} {
+		if got := loadPipelines(tc.v); got != tc.want {
+			t.Errorf("%s: loadPipelines(%v) = %b, want %b", tc.name, tc.v, got, tc.want)
+		}
+	}
+	if capsOf(&api.SyncResponse{Pipelines: true}) != capKnown|capOrders || capsOf(&api.SyncResponse{}) != capKnown {
+		t.Error("capsOf")
 	}
 }

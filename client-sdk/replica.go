@@ -194,10 +194,12 @@ type Replica struct {
 	// a zstd body with 415, and the request is sent again gzipped
 	// (transport.go).
 	zstdRequests atomic.Bool
-	// pipelines: the last reply said the server orders pipelined pushes
-	// (api.SyncResponse.Pipelines); in memory only, so a device pipelines
-	// only after a reply of this process said so (pipeline.go).
-	pipelines atomic.Bool
+	// pipelines: what the last reply said of pipelining (capKnown,
+	// capOrders: api.SyncResponse.Pipelines; pipeline.go); stored with
+	// each reply (m/pipelines) and loaded by Open, so a restarted device
+	// pipelines its first push. A server that stops ordering them says so
+	// in its first reply, and the device stops.
+	pipelines atomic.Uint32
 	// authMu guards token refresh.
 	authMu gosync.Mutex
 	// blobMu serializes read-modify-writes of attachment metadata.
@@ -266,6 +268,7 @@ var (
 	keySuccess  = []byte("m/lastsuccess")
 	keyPacked   = []byte("m/packedpush")
 	keyZstd     = []byte("m/zstdpush")
+	keyPipeline = []byte("m/pipelines")
 	prefRecord  = []byte("r/")
 	prefPending = []byte("o/")
 	prefChange  = []byte("c/")
@@ -309,6 +312,17 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		return nil, errors.New("client: Options.Dir is required")
 	}
 	bopts := badger.DefaultOptions(opts.Dir).
+		// Every commit synced, value log before memtable log. Not off
+		// with a DB.Sync after the commits that must be durable (issue
+		// 17 fifth pass tried it, to store sync replies unsynced): with
+		// SyncWrites off a commit's value-log bytes (values of the value
+		// threshold and over) and its memtable-log entry pointing at them
+		// reach the disk in whatever order the kernel writes them back,
+		// and DB.Sync itself syncs the memtable log first, so a power cut
+		// could keep a pointer to value-log bytes that were never written:
+		// a record that no longer reads. With it on, Badger msyncs the
+		// value log before it writes the pointers (v4.9.6 value.go
+		// valueLog.write, then db.go writeToLSM). docs/benchmarks.md.
 		WithSyncWrites(true).
 		WithLogger(nil).
 		// A transaction may hold 15% of a memtable: 4.8 MiB, so that a
@@ -324,7 +338,9 @@ func Open(ctx context.Context, opts Options) (*Replica, error) {
 		// against the transaction's size limit. Smaller ones, a form's
 		// record and the outbox group of a batch of up to about 4,000
 		// small ops among them, stay in the LSM tree: a durable batch then
-		// writes and syncs one file (the memtable's log), not two, and an
+		// writes one file (the memtable's log), not two (Badger still
+		// msyncs the current value-log file on every commit, and finds
+		// nothing to write there), and an
 		// outbox group, deleted once sealed, is reclaimed by compaction,
 		// where in the value log (which the device never
 		// garbage-collects) it would stay on disk.
@@ -487,6 +503,11 @@ func (r *Replica) load() error {
 			return err
 		} else {
 			r.zstdRequests.Store(len(v) == 1 && v[0] == 1)
+		}
+		if v, err := get(txn, keyPipeline); err != nil {
+			return err
+		} else {
+			r.pipelines.Store(loadPipelines(v)) // pipeline.go
 		}
 		return nil
 	})

@@ -52,6 +52,9 @@ type replyWrites struct {
 	// ReadsPacked is the reply's word that the server reads packed
 	// pushes, stored for the next start.
 	ReadsPacked bool
+	// Pipelines is the reply's word that the server orders pipelined
+	// pushes, stored for the next start (m/pipelines, pipeline.go).
+	Pipelines bool
 	// ReadsZstd is the reply's word (its Accept-Encoding, coding.go) that
 	// the server reads zstd requests, stored for the next start so that a
 	// restarted device's first push is not gzipped. It is set by
@@ -109,7 +112,7 @@ type replyWrites struct {
 // pushed sent. now stamps new rejections. It is pure: its only input from
 // the store is what it reads through rd.
 func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now time.Time) (*replyWrites, error) {
-	w := &replyWrites{Cursor: resp.Cursor, ReadsPacked: resp.ReadsPacked}
+	w := &replyWrites{Cursor: resp.Cursor, ReadsPacked: resp.ReadsPacked, Pipelines: resp.Pipelines}
 	planResults(w, sent, resp.Results, now)
 	if err := planPull(w, rd, resp); err != nil {
 		return nil, err
@@ -431,6 +434,9 @@ func (r *Replica) writeReply(txn *badger.Txn, w *replyWrites, now time.Time) err
 		zstdOK = 1
 	}
 	if err := txn.Set(keyZstd, []byte{zstdOK}); err != nil {
+		return err
+	}
+	if err := txn.Set(keyPipeline, pipelinesByte(w.Pipelines)); err != nil { // pipeline.go
 		return err
 	}
 	return txn.Set(keySuccess, u64Bytes(uint64(now.UnixMilli())))

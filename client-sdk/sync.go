@@ -99,25 +99,29 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	idle := 0
 	waits := 0            // consecutive waits the server asked for
 	var next []api.Change // this round's changes, prefetched (prefetch.go)
-	// ahead is a request sent before cur's reply was handled (pipeline.go);
-	// serial is set once pipelining is off for the rest of this Sync.
-	var ahead *flight
-	var aheadPre *prefetched // the changes after ahead's, prefetched since it went
+	// queue holds the requests sent before cur's reply was handled, in
+	// order (pipeline.go: one, or two once cur's reply has come); serial is
+	// set once pipelining is off for the rest of this Sync.
+	var queue []*flight
+	var aheadPre *prefetched // the changes after the last of queue's, prefetched since it went
 	serial := r.opts.Serial
 	dropAhead := func() {
-		ahead = r.drop(ahead)
+		queue = r.dropAll(queue)
 		aheadPre.wait()
 		aheadPre, serial = nil, true
 	}
-	defer func() { r.drop(ahead); aheadPre.wait() }()
+	defer func() { r.dropAll(queue); aheadPre.wait() }()
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		var cur *flight
 		var pre *prefetched
-		if ahead != nil {
-			cur, ahead, next, pre, aheadPre = ahead, nil, nil, aheadPre, nil
+		if len(queue) > 0 {
+			cur, queue, next = queue[0], queue[1:], nil
+			if len(queue) == 0 {
+				pre, aheadPre = aheadPre, nil
+			}
 		} else {
 			changes := next
 			if next == nil {
@@ -132,6 +136,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			next = nil
 			resendFrom = 0
 			changes = r.pushPlan(changes) // highwater.go
+			// Knowing nothing of the server yet, a big push starts small
+			// (pipeline.go); the changes left go in the next request.
+			changes = changes[:smallFirst(r.pipelines.Load()&capKnown != 0, changes)]
 			cursor, err := r.loadCursor()
 			if err != nil {
 				return res, err
@@ -156,9 +163,9 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			cur = r.launch(ctx, req, changes, 0, false)
 		}
 		changes, cursor := cur.changes, cur.req.Cursor
-		pipe := pipeState{off: serial, orders: r.pipelines.Load(), probing: r.hw.probe,
-			curPushed: len(changes), curPulls: cur.pulls()}
-		if pre == nil {
+		pipe := pipeState{off: serial, orders: r.pipelines.Load()&capOrders != 0, probing: r.hw.probe,
+			ahead: len(queue) > 0, curPushed: len(changes), curPulls: cur.pulls()}
+		if pre == nil && len(queue) == 0 {
 			pre = r.prefetch(changes, maxChanges)
 		}
 		if send, _ := pushAhead(pipe, 1); send {
@@ -175,7 +182,8 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 					} else {
 						stored = cursor
 					}
-					ahead = r.launchAhead(ctx, cur, pre.changes[:min(len(pre.changes), maxChanges)], pull, stored)
+					ahead := r.launchAhead(ctx, cur, pre.changes[:min(len(pre.changes), maxChanges)], pull, stored)
+					queue = append(queue, ahead)
 					// And the changes after those, while both are on
 					// the wire.
 					pre, aheadPre = nil, r.prefetch(ahead.changes, maxChanges)
@@ -261,10 +269,38 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if cur.pipelined && len(changes) > 0 {
 			pipelinedGaps(resp.Results, changes[0].Seq)
 		}
-		if ahead == nil && !serial {
+		if len(queue) <= 1 && !serial {
+			// The next push goes now, while this reply is stored
+			// (pipeline.go, pushNext): after the one ahead (three in
+			// flight), or after this one if none is.
+			last, lastPre := cur, pre
+			if len(queue) == 1 {
+				last, lastPre = queue[0], aheadPre
+			}
+			pipe.orders = r.pipelines.Load()&capOrders != 0 // this reply's word
+			pipe.probing, pipe.ahead, pipe.aheadPushed, pipe.aheadPulls = r.hw.probe, len(queue) == 1, len(last.changes), last.pulls()
+			acksAll := replyAcksAll(resp, changes)
+			if send, _ := pushNext(pipe, acksAll, 1); send {
+				lastPre.wait()
+				if lastPre != nil && lastPre.err == nil {
+					if send, pull := pushNext(pipe, acksAll, len(lastPre.changes)); send {
+						stored := last.req.Cursor // never read: push-only
+						if pull {
+							if stored, err = r.loadCursor(); err != nil {
+								return res, err
+							}
+						}
+						nf := r.launchAhead(ctx, last, lastPre.changes[:min(len(lastPre.changes), maxChanges)], pull, stored)
+						queue = append(queue, nf)
+						pre, aheadPre = nil, r.prefetch(nf.changes, maxChanges)
+					}
+				}
+			}
+		}
+		if len(queue) == 0 && !serial {
 			if empty, err := r.outboxEmpty(); err == nil && pullAhead(pipe, resp, empty) {
 				// The next page is asked for while this one is stored.
-				ahead = r.launchAhead(ctx, cur, nil, true, resp.Cursor)
+				queue = append(queue, r.launchAhead(ctx, cur, nil, true, resp.Cursor))
 			}
 		}
 		res.Rounds++
@@ -288,7 +324,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if ahead != nil && !aheadStands(out, len(changes)) {
+		if len(queue) > 0 && !aheadStands(out, len(changes)) {
 			dropAhead()
 		}
 		res.Pushed += len(out.Acked)
@@ -324,7 +360,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if out.Gap != 0 {
 			resendFrom = out.Gap
 		}
-		if n, ok := r.usable(pre, changes, out, maxChanges); ok && ahead == nil {
+		if n, ok := r.usable(pre, changes, out, maxChanges); ok && len(queue) == 0 {
 			next = n
 		}
 		// A round made progress if anything was acknowledged or received,
@@ -342,7 +378,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if syncDone(empty, resp, cur.pulls(), ahead != nil) {
+		if syncDone(empty, resp, cur.pulls(), len(queue) > 0) {
 			return res, nil
 		}
 	}

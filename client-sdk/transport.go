@@ -146,7 +146,7 @@ func (r *Replica) postSync(ctx context.Context, body []byte, token string, after
 		resp.Packed = nil
 	}
 	r.readsPacked.Store(resp.ReadsPacked)
-	r.pipelines.Store(resp.Pipelines)
+	r.pipelines.Store(capsOf(resp)) // pipeline.go
 	return resp, w, nil
 }
 

@@ -290,6 +290,11 @@ func (r *Replica) buildBatch(txn *badger.Txn, fn func(b *Batch) error) (*Batch, 
 // writeBatch stores what b built in txn: its records, one outbox group,
 // the clock.
 func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
+	// Sealed as written, or an unsealed group (outbox.go sealAtWrite).
+	seq, err := r.sealAtWrite(txn, len(b.ops), b.size)
+	if err != nil {
+		return err
+	}
 	// A big batch's outbox group is packed on another goroutine while its
 	// records are encoded here (both only read the ops); joined below
 	// before either is stored, on every path.
@@ -298,11 +303,11 @@ func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
 		packed = make(chan packResult, 1)
 		ops := b.ops
 		go func() {
-			v, err := encodeChange(&api.Change{Ops: ops})
+			v, err := encodeChange(&api.Change{Seq: seq, Ops: ops})
 			packed <- packResult{v, err}
 		}()
 	}
-	err := r.writeRecords(txn, b)
+	err = r.writeRecords(txn, b)
 	var group []byte
 	if packed != nil {
 		res := <-packed
@@ -310,12 +315,17 @@ func (r *Replica) writeBatch(txn *badger.Txn, b *Batch) error {
 			group, err = res.b, res.err
 		}
 	} else if err == nil {
-		group, err = encodeChange(&api.Change{Ops: b.ops})
+		group, err = encodeChange(&api.Change{Seq: seq, Ops: b.ops})
 	}
 	if err != nil {
 		return err
 	}
-	if err := r.appendPending(txn, group); err != nil {
+	if seq != 0 {
+		err = putSealed(txn, seq, group)
+	} else {
+		err = r.appendPending(txn, group)
+	}
+	if err != nil {
 		return err
 	}
 	return txn.Set(keyClock, u64Bytes(uint64(r.clock.Last())))

@@ -165,6 +165,15 @@ func BenchmarkNewRecordState(b *testing.B) {
 			}
 		}
 	})
+	b.Run("append-reused", func(b *testing.B) { // into a buffer big enough: the encoding alone
+		b.ReportAllocs()
+		buf := make([]byte, 0, 4096)
+		for b.Loop() {
+			if _, ok := AppendNewState(buf[:0], ops); !ok {
+				b.Fatal("not taken")
+			}
+		}
+	})
 	b.Run("batch", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

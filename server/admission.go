@@ -25,8 +25,9 @@ import (
 // admission bounds what sync requests hold at once, so that one device (or
 // a few) cannot stall the others or push memory past a ceiling:
 //
-//   - per device, at most maxPerDevice syncs in flight; more get 429
-//     rate_limited at once, before any body is read;
+//   - per device, at most maxPerDevice syncs in flight before their
+//     replies; more get 429 rate_limited at once, before any body is read
+//     (deviceSlots, limits_device.go);
 //   - bodies are read before a sync slot or the work budget is taken, at a
 //     minimum pace (see paceReader), so a slow sender holds a connection
 //     and the bytes it actually sent, nothing others wait for;
@@ -54,10 +55,8 @@ type admission struct {
 	minRate             float64 // body bytes per second
 	grace, readTimeout  time.Duration
 	maxWire, maxDecoded int64
-	maxPerDevice        int
+	devices             deviceSlots // limits_device.go
 	large               chan struct{}
-	mu                  gosync.Mutex
-	inFlight            map[string]int
 }
 
 func newAdmission(cfg *Config) *admission {
@@ -68,8 +67,8 @@ func newAdmission(cfg *Config) *admission {
 		workFactor: SyncMemoryFactor, wait: cfg.BudgetWait,
 		minRate: float64(cfg.MinBodyRate), grace: cfg.BodyGrace, readTimeout: cfg.ReadTimeout,
 		maxWire: cfg.MaxSyncBody, maxDecoded: cfg.MaxSyncDecoded,
-		maxPerDevice: cfg.MaxSyncsPerDevice, inFlight: map[string]int{},
-		large: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
+		devices: deviceSlots{max: cfg.MaxSyncsPerDevice},
+		large:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 	}
 }
 
@@ -86,26 +85,6 @@ const (
 	SmallSyncBytes  = 256 << 10
 	SmallSyncBudget = 32 * SyncMemoryFactor * SmallSyncBytes
 )
-
-// enter registers a sync of device, or reports false if it already has
-// maxPerDevice in flight.
-func (a *admission) enter(device string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.inFlight[device] >= a.maxPerDevice {
-		return false
-	}
-	a.inFlight[device]++
-	return true
-}
-
-func (a *admission) leave(device string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.inFlight[device]--; a.inFlight[device] <= 0 {
-		delete(a.inFlight, device)
-	}
-}
 
 var errBusy = errors.New("request memory budget full")
 

@@ -210,16 +210,21 @@ func TestAdmissionBudgets(t *testing.T) {
 	}
 	a.work.Release(a.workMax)
 
+	var first *deviceSlot
 	for i, want := range []bool{true, true, false} {
-		if got := a.enter("d1"); got != want {
+		s, got := a.devices.enter("d1")
+		if got != want {
 			t.Fatalf("enter #%d of one device = %v", i+1, got)
 		}
+		if i == 0 {
+			first = s
+		}
 	}
-	if !a.enter("d2") {
+	if _, ok := a.devices.enter("d2"); !ok {
 		t.Fatal("another device refused")
 	}
-	a.leave("d1")
-	if !a.enter("d1") {
+	first.leave()
+	if _, ok := a.devices.enter("d1"); !ok {
 		t.Fatal("a left slot is reusable")
 	}
 }

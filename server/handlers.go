@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	gosync "sync"
 	"time"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -91,13 +92,15 @@ func (s *Server) sync(c echo.Context) error {
 	// only its connection), within the per-device and memory bounds of
 	// admission.
 	dev := claimsOf(c).Device
-	if !s.admit.enter(dev) {
+	slot, ok := s.admit.devices.enter(dev) // limits_device.go
+	if !ok {
 		return problemf(api.CodeRateLimited, "this device already has %d syncs in flight", s.cfg.MaxSyncsPerDevice)
 	}
-	defer s.admit.leave(dev)
+	defer slot.leave()
 	arrived := time.Now()
 	ps := s.pipe.enter(dev) // pipeline.go: pipelined pushes wait for the one before
-	defer s.pipe.leave(ps)
+	leavePipe := gosync.OnceFunc(func() { s.pipe.leave(ps) })
+	defer leavePipe()
 	caller := callerOf(c)
 	ctx := c.Request().Context()
 	after, pipelined, err := afterSeq(c.Request())
@@ -187,6 +190,13 @@ func (s *Server) sync(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Decided and encoded: the device's slot is given back before the
+	// reply is written, so that a device which has read it may send its
+	// next request at once (limits_device.go; docs/PROTOCOL.md "Three in
+	// flight"), and a held request of the device no longer counts this one
+	// as in the handler.
+	leavePipe()
+	slot.replying()
 	return c.Blob(http.StatusOK, api.ContentType, out)
 }
 

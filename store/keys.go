@@ -200,9 +200,12 @@ func HistoryKey(team, coll, id string, pos uint64) []byte {
 // ChangedPrefix is u/s(team): a team's changed-since index.
 func ChangedPrefix(team string) []byte { return appendStr(cat(prefixChanged, len(team)+10), team) }
 
-// ChangedKey is u/s(team)u64(ms)s(coll)s(id).
+// ChangedKey is u/s(team)u64(ms)s(coll)s(id), in one allocation of its
+// length (a new record's changed-since key is written by the committer).
 func ChangedKey(team string, ms int64, coll, id string) []byte {
-	b := binary.BigEndian.AppendUint64(ChangedPrefix(team), uint64(ms))
+	b := make([]byte, 0, len(prefixChanged)+strLen(team)+8+strLen(coll)+strLen(id))
+	b = appendStr(append(b, prefixChanged...), team)
+	b = binary.BigEndian.AppendUint64(b, uint64(ms))
 	b = appendStr(b, coll)
 	return appendStr(b, id)
 }

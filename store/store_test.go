@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/crdt"
@@ -84,5 +86,22 @@ func TestValuesRoundTrip(t *testing.T) {
 	}
 	if err := Decode([]byte{0xc1}, &got); !errors.Is(err, ErrBadValue) {
 		t.Fatalf("bad log entry: %v", err)
+	}
+}
+
+// TestChangedKeyOneAllocation: ChangedKey writes the bytes the layout
+// says (prefix, team, time, collection, ID) for names of every length
+// class, in one allocation.
+func TestChangedKeyOneAllocation(t *testing.T) {
+	for _, n := range []int{0, 1, 31, 127, 128, 300} {
+		name := strings.Repeat("n", n)
+		want := binary.BigEndian.AppendUint64(ChangedPrefix("wigan"+name), uint64(1795253400123))
+		want = appendStr(appendStr(want, "people"+name), "p1"+name)
+		if got := ChangedKey("wigan"+name, 1795253400123, "people"+name, "p1"+name); !bytes.Equal(got, want) {
+			t.Fatalf("names +%d bytes: %x, want %x", n, got, want)
+		}
+	}
+	if a := testing.AllocsPerRun(100, func() { _ = ChangedKey("wigan", 1, "people", "p1") }); a != 1 {
+		t.Fatalf("%v allocations, want 1", a)
 	}
 }

@@ -725,10 +725,20 @@ func (a *admission) takeRun(v *changeView, ops []crdt.Op, i int, accepted bool) 
 func acceptRun(a *admission, ops []crdt.Op, pre []*refusal, val []error, from, end int, inChange *opIDSet) int {
 	for j := from; j < end; j++ {
 		op := &ops[j]
-		if pre[j] != nil || val[j] != nil || len(op.Pred) > 0 || inChange.has(op.ID) {
+		if pre[j] != nil || val[j] != nil || len(op.Pred) > 0 {
 			return j
 		}
 		if a.skew != nil && a.skew(op.ID.Time, a.now) != nil {
+			return j
+		}
+		// The usual op: its ID is past every ID of the change so far, so
+		// not among them, and goes at the end of the sorted IDs (has and
+		// add, without their calls).
+		if n := len(inChange.sorted); len(inChange.other) == 0 && (n == 0 || inChange.sorted[n-1].Compare(op.ID) < 0) {
+			inChange.sorted = append(inChange.sorted, op.ID)
+			continue
+		}
+		if inChange.has(op.ID) {
 			return j
 		}
 		inChange.add(op.ID)

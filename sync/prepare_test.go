@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/doorstep-health/doorstep/api"
@@ -101,5 +102,79 @@ func TestPreparedPushMergedAheadOfAWriteSinceIsCheckedAgain(t *testing.T) {
 		if _, ok := rec.Fields[f]; !ok {
 			t.Fatalf("field %s lost: %v", f, rec.Fields)
 		}
+	}
+}
+
+// TestPreparedPackedSameAsPlain: a push decoded from packed blocks
+// (api.SyncRequest.UnpackPacked: its ops validated as decoded, so
+// precheck leaves crdt.Op.Validate out) is answered and stored exactly
+// as the same changes sent plain, with ops precheck refuses for what
+// Validate does not check among them: another replica's op ID, a team
+// the caller is not in, a bad record ID, a name too long, an add with a
+// pred; and a run of new records merged ahead.
+func TestPreparedPackedSameAsPlain(t *testing.T) {
+	ctx := context.Background()
+	wall := newFakeWall()
+	ann := newDevice("ann", wall.Now, "wigan")
+	for r := range 3 {
+		for f := range 6 {
+			ann.write("wigan", "people", fmt.Sprintf("p%d", r), fmt.Sprintf("f%d", f), fmt.Sprint(r, f))
+		}
+	}
+	first := ann.commit()
+	other := crdt.NewReplicaID()
+	second := api.Change{Seq: 2, Ops: []crdt.Op{
+		ann.write("wigan", "people", "p0", "f0", "again"),
+		{ID: crdt.OpID{Time: ann.clock.Now(), Replica: other}, Team: "wigan", Collection: "people", Record: "p1", Field: "f1", Kind: crdt.KindWrite, Value: crdt.MustValue("x")},
+		{ID: ann.nextID(), Team: "ashton", Collection: "people", Record: "p9", Field: "f1", Kind: crdt.KindWrite, Value: crdt.MustValue("x")},
+		{ID: ann.nextID(), Team: "wigan", Collection: "people", Record: "bad id!", Field: "f1", Kind: crdt.KindWrite, Value: crdt.MustValue("x")},
+		{ID: ann.nextID(), Team: "wigan", Collection: "people", Record: "p2", Field: string(make([]byte, maxNameLen+1)), Kind: crdt.KindWrite, Value: crdt.MustValue("x")},
+		{ID: ann.nextID(), Team: "wigan", Collection: "people", Record: "p2", Field: "tags", Kind: crdt.KindAdd, Value: crdt.MustValue("x"), Pred: []crdt.OpID{first.Ops[0].ID}},
+	}}
+	for i := range second.Ops {
+		if err := second.Ops[i].Validate(); err != nil {
+			t.Fatalf("op %d does not pass Validate (a packed push could not carry it): %v", i, err)
+		}
+	}
+	changes := []api.Change{first, second}
+	run := func(packed bool) ([]api.ChangeResult, map[api.RecordRef]*crdt.Record) {
+		e := openTest(t, Options{Wall: wall.Now})
+		req := &api.SyncRequest{Protocol: api.ProtocolVersion, Replica: ann.caller.Replica, Clock: ann.clock.Now(), PushOnly: true}
+		if packed {
+			for _, c := range changes {
+				for _, part := range [][]crdt.Op{c.Ops[:len(c.Ops)/2], c.Ops[len(c.Ops)/2:]} { // continued over two blocks
+					b, err := api.PackPush([]api.Change{{Seq: c.Seq, Ops: part}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.Packed = append(req.Packed, b)
+				}
+			}
+			if err := req.UnpackPacked(0); err != nil || !req.OpsValidated() {
+				t.Fatalf("unpack: %v, validated %v", err, req.OpsValidated())
+			}
+		} else {
+			req.Changes = slices.Clone(changes)
+		}
+		p := e.PrepareSync(ann.caller, req)
+		if p.push == nil || len(p.push.ahead[0]) != 3 {
+			t.Fatalf("packed %v: prepared %v, want 3 runs merged ahead in the first change", packed, p.push)
+		}
+		resp, err := e.SyncPrepared(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Results, serverRecords(t, e, "wigan")
+	}
+	plainRes, plainRecs := run(false)
+	packedRes, packedRecs := run(true)
+	if fmt.Sprint(plainRes) != fmt.Sprint(packedRes) {
+		t.Fatalf("results differ:\nplain  %+v\npacked %+v", plainRes, packedRes)
+	}
+	if len(plainRes) != 2 || len(plainRes[1].Ops) != 5 {
+		t.Fatalf("want 5 ops of the second change refused: %+v", plainRes)
+	}
+	if diff := diffStates(encoded(t, plainRecs), encoded(t, packedRecs)); diff != "" {
+		t.Fatal(diff)
 	}
 }
