@@ -718,3 +718,43 @@ func (r *reader) bytes(n int) []byte {
 	r.p += n
 	return r.b[r.p-n : r.p : r.p]
 }
+
+// RepackSeq appends to dst a packed push block (PackPush) of one change,
+// b, with its change header set to seq, and returns the extended slice.
+// Only the header is rewritten: the string and replica tables before it
+// are skipped (their lengths checked against b) and the op count and
+// columns after it are copied as they are, so the result decodes with
+// UnpackPush exactly as b does, to the same ops under seq, and fails
+// exactly where b fails. A device stores each write's ops as such a block
+// under seq 0 and pushes them under the seq of the change they were
+// sealed into without decoding them. It refuses (ErrPacked wrapped) a
+// block that is not of this version, whose tables overrun it, or that
+// holds other than one change.
+func RepackSeq(dst, b []byte, seq uint64) ([]byte, error) {
+	if len(b) == 0 || b[0] != packedVersion {
+		return dst, fmt.Errorf("%w: not version %d", ErrPacked, packedVersion)
+	}
+	rd := &reader{b: b, p: 1}
+	ns := rd.count(1)
+	for range ns {
+		h := rd.uvarint()
+		n := h >> 1
+		if n > uint64(rd.left()) {
+			rd.fail("string of %d bytes", n)
+		}
+		rd.bytes(int(n))
+	}
+	nr := rd.count(16)
+	rd.bytes(16 * nr)
+	if nc := rd.uvarint(); rd.err == nil && nc != 1 {
+		rd.fail("%d changes in the block, want 1", nc)
+	}
+	start := rd.p
+	rd.uvarint()
+	if rd.err != nil {
+		return dst, rd.err
+	}
+	dst = append(dst, b[:start]...)
+	dst = binary.AppendUvarint(dst, seq)
+	return append(dst, b[rd.p:]...), nil
+}
