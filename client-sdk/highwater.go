@@ -42,7 +42,7 @@ type highWater struct {
 // pushPlan returns the changes the next request stands for (what the
 // reply's results are matched against): none at all while probing, else
 // all of them.
-func (r *Replica) pushPlan(changes []api.Change) []api.Change {
+func (r *Replica) pushPlan(changes []pushChange) []pushChange {
 	if r.hw.probe {
 		return nil
 	}
@@ -52,15 +52,15 @@ func (r *Replica) pushPlan(changes []api.Change) []api.Change {
 // stubHeld returns the changes to put on the wire for a request in epoch:
 // those at or below the high-water the server reported in the same epoch
 // as stubs, the rest in full. changes is not modified.
-func (r *Replica) stubHeld(changes []api.Change, epoch []byte) []api.Change {
+func (r *Replica) stubHeld(changes []pushChange, epoch []byte) []pushChange {
 	if len(changes) == 0 || r.hw.known == 0 || changes[0].Seq > r.hw.known || !bytes.Equal(epoch, r.hw.epoch) {
 		return changes
 	}
-	wire := make([]api.Change, len(changes))
+	wire := make([]pushChange, len(changes))
 	for i, c := range changes {
 		wire[i] = c
 		if c.Seq <= r.hw.known && !r.hw.full[c.Seq] {
-			wire[i] = api.Change{Seq: c.Seq}
+			wire[i] = pushChange{Seq: c.Seq}
 		}
 	}
 	return wire
@@ -71,7 +71,7 @@ func (r *Replica) stubHeld(changes []api.Change, epoch []byte) []api.Change {
 // teaches the high-water. Stubbed changes whose results need the full
 // change again (see highWater.full) have their result removed from resp,
 // so that they stay in the outbox for the next request.
-func (r *Replica) noteAttempt(wire []api.Change, resp *api.SyncResponse, err error) {
+func (r *Replica) noteAttempt(wire []pushChange, resp *api.SyncResponse, err error) {
 	if err != nil {
 		var p *api.Problem
 		if len(wire) > 0 && (!errors.As(err, &p) || p.Status >= 500) {
@@ -83,7 +83,7 @@ func (r *Replica) noteAttempt(wire []api.Change, resp *api.SyncResponse, err err
 	r.hw.known, r.hw.epoch = resp.HighWater, bytes.Clone(resp.Epoch)
 	stub := map[uint64]bool{}
 	for _, c := range wire {
-		if len(c.Ops) == 0 {
+		if c.n == 0 {
 			stub[c.Seq] = true
 		}
 	}

@@ -166,7 +166,7 @@ func (r *Replica) sealFrom(from uint64) error {
 				if g.blocks == nil && len(ops) > 0 {
 					// Written by an older SDK: packed now, when it
 					// becomes part of a change (its ops unchanged).
-					blk, err := packBlock(ops)
+					blks, err := packBlocks(ops)
 					if err != nil {
 						// Ops the packed form refuses, which an older
 						// SDK stored unchecked: the group becomes a
@@ -195,7 +195,7 @@ func (r *Replica) sealFrom(from uint64) error {
 						made++
 						continue
 					}
-					g.blocks = [][]byte{blk}
+					g.blocks = blks
 				}
 				if curOps > 0 && (curOps+g.ops > sizes.MaxOpsPerChange || curBytes+g.est > maxChangeBytes) {
 					if err := flush(); err != nil {
@@ -232,10 +232,11 @@ var errFull = errors.New("request full")
 
 // loadChanges returns up to maxChanges sealed changes with seq >=
 // from, in seq order, and at most the bytes and ops of requestBounds of
-// them after the first.
-func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error) {
+// them after the first. A change stored packed comes with its blocks
+// under its seq (api.RepackSeq), its ops not decoded (pushchange.go).
+func (r *Replica) loadChanges(from uint64, maxChanges int) ([]pushChange, error) {
 	maxBytes, maxOps := r.requestBounds()
-	var out []api.Change
+	var out []pushChange
 	err := r.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefChange, PrefetchValues: true})
 		defer it.Close()
@@ -256,11 +257,15 @@ func (r *Replica) loadChanges(from uint64, maxChanges int) ([]api.Change, error)
 				if len(out) > 0 && (size+n > maxBytes || ops+e.ops > maxOps) {
 					return errFull
 				}
-				c, err := e.change(decoded)
-				if err != nil {
-					return err
+				c := pushChange{Seq: e.seq, n: e.ops, est: e.est, ops: decoded}
+				if e.blocks == nil {
+					c.est = n
+				} else if e.ops > 0 {
+					if c.blocks, err = e.wireBlocks(); err != nil {
+						return fmt.Errorf("change %x: %w", it.Item().Key(), err)
+					}
 				}
-				out = append(out, *c)
+				out = append(out, c)
 				size += n
 				ops += e.ops
 				return nil

@@ -6,7 +6,10 @@ package client
 // Layout 3 stores them packed: a header with the entry's seq, its op
 // count and the estimated size of its ops (opsSize), then one or more
 // blocks of the packed push form (api.PackPush, docs/PROTOCOL.md "Packed
-// pull encoding"), each holding one write's ops:
+// pull encoding") under seq 0, each holding ops of one write (a write's
+// ops are cut in blocks of at most api.MaxPackedBlock bytes since issue
+// 17's fifth pass, so that a push sends them as stored, pushchange.go; an
+// entry written before holds one block per write, of any size):
 //
 //	0x01 | seq uvarint | ops uvarint | est uvarint | blocks uvarint | (len uvarint, block)*
 //
@@ -50,19 +53,35 @@ type outboxEntry struct {
 }
 
 // encodeChange encodes a change as the outbox stores it (the packed form),
-// all its ops in one block. Ops the packed form refuses (a pred newer
-// than its op: crdt.Op.Validate refuses them and no write of this SDK
-// stores them, but an older one may have) are stored in the msgpack form,
-// which decodeChange reads too.
+// its ops in blocks of at most api.MaxPackedBlock bytes (packBlocks), so
+// that they go on the wire as they are (pushchange.go). Ops the packed
+// form refuses (a pred newer than its op: crdt.Op.Validate refuses them
+// and no write of this SDK stores them, but an older one may have) are
+// stored in the msgpack form, which decodeChange reads too.
 func encodeChange(c *api.Change) ([]byte, error) {
 	if len(c.Ops) == 0 {
 		return appendEntry(nil, c.Seq, 0, 0, nil), nil
 	}
-	blk, err := packBlock(c.Ops)
+	blocks, err := packBlocks(c.Ops)
 	if err != nil {
 		return encodeChangeMsgpack(c)
 	}
-	return appendEntry(nil, c.Seq, len(c.Ops), opsSize(c.Ops), [][]byte{blk}), nil
+	return appendEntry(nil, c.Seq, len(c.Ops), opsSize(c.Ops), blocks), nil
+}
+
+// packBlocks packs one write's ops as the blocks of an entry, under seq 0:
+// in consecutive pieces of at most api.MaxPackedBlock bytes, as packPush
+// cuts a change for the wire, or in one block if a single op does not fit
+// one (that block is packed again when pushed).
+func packBlocks(ops []crdt.Op) ([][]byte, error) {
+	if blocks, ok := packPush([]api.Change{{Ops: ops}}); ok {
+		return blocks, nil
+	}
+	blk, err := packBlock(ops)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{blk}, nil
 }
 
 // packBlock packs ops as one block of an entry.
@@ -239,4 +258,25 @@ func readCompactUint(b []byte) (v uint64, n int, ok bool) {
 		return binary.BigEndian.Uint64(b[1:]), 9, true
 	}
 	return 0, 0, false
+}
+
+// wireBlocks returns a packed entry's blocks under its seq
+// (api.RepackSeq), copied into one new buffer: valid after the stored
+// bytes they were read from are gone.
+func (e *outboxEntry) wireBlocks() ([][]byte, error) {
+	n := 0
+	for _, b := range e.blocks {
+		n += len(b) + binary.MaxVarintLen64
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(e.blocks))
+	for i, b := range e.blocks {
+		start := len(buf)
+		var err error
+		if buf, err = api.RepackSeq(buf, b, e.seq); err != nil {
+			return nil, fmt.Errorf("%w: block %d: %w", errEntry, i, err)
+		}
+		out[i] = buf[start:len(buf):len(buf)]
+	}
+	return out, nil
 }

@@ -54,8 +54,8 @@ import (
 // and drop wait for.
 type flight struct {
 	req       *api.SyncRequest
-	changes   []api.Change // what the reply's results are matched against (pushPlan)
-	wire      []api.Change // the changes as sent (stubHeld)
+	changes   []pushChange // what the reply's results are matched against (pushPlan)
+	wire      []pushChange // the changes as sent (stubHeld)
 	pipelined bool         // sent while an earlier request was in flight
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -78,18 +78,33 @@ func (f *flight) lastSeq() uint64 {
 // launch puts req, pushing changes, on the wire in a goroutine: the changes
 // the server already holds as stubs (highwater.go), packed when the server
 // reads that. after is the seq a pipelined request follows (0: none).
-func (r *Replica) launch(ctx context.Context, req *api.SyncRequest, changes []api.Change, after uint64, pipelined bool) *flight {
+func (r *Replica) launch(ctx context.Context, req *api.SyncRequest, changes []pushChange, after uint64, pipelined bool) *flight {
 	wire := r.stubHeld(changes, req.Epoch) // highwater.go
-	req.Changes = wire
-	if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
-		// The server said it reads packed pushes (docs/PROTOCOL.md
-		// "Packed pull encoding"): the same changes, fewer bytes.
-		if blocks, ok := packPush(wire); ok {
-			req.Changes, req.Packed = nil, blocks
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &flight{req: req, changes: changes, wire: wire, pipelined: pipelined, cancel: cancel, done: make(chan struct{})}
+	packed := false
+	if len(wire) > 0 && r.readsPacked.Load() && !r.opts.PlainPush {
+		// The server said it reads packed pushes (docs/PROTOCOL.md
+		// "Packed pull encoding"): the same changes, fewer bytes, the
+		// stored blocks as they are (pushchange.go).
+		blocks, ok, err := packWire(wire)
+		if err != nil {
+			f.err = err
+			close(f.done)
+			return f
+		}
+		if ok {
+			req.Changes, req.Packed, packed = nil, blocks, true
+		}
+	}
+	if !packed {
+		var err error
+		if req.Changes, err = plainChanges(wire); err != nil {
+			f.err = err
+			close(f.done)
+			return f
+		}
+	}
 	go func() {
 		defer close(f.done)
 		f.resp, f.w, f.err = r.sendSync(ctx, req, after, pipelined)
@@ -107,7 +122,7 @@ func (f *flight) wait() (*api.SyncResponse, wire, error) {
 // launchAhead sends the request after cur while cur's reply is not yet
 // handled: pushing changes (after cur's last seq), and pulling from cursor
 // if pull, else push-only.
-func (r *Replica) launchAhead(ctx context.Context, cur *flight, changes []api.Change, pull bool, cursor []byte) *flight {
+func (r *Replica) launchAhead(ctx context.Context, cur *flight, changes []pushChange, pull bool, cursor []byte) *flight {
 	req := &api.SyncRequest{
 		Protocol:     api.ProtocolVersion,
 		Replica:      r.id,
@@ -200,13 +215,13 @@ const smallFirstBytes = 128 << 10
 // the rest goes in that form, pipelined, rather than plain, gzipped and
 // one request at a time; all of them otherwise. A device with nothing to
 // push, or little, sends what it would have, in as many round trips.
-func smallFirst(known bool, changes []api.Change) int {
+func smallFirst(known bool, changes []pushChange) int {
 	if known || len(changes) < 2 {
 		return len(changes)
 	}
 	n := 0
 	for i := range changes {
-		if n += opsSize(changes[i].Ops); n >= smallFirstBytes {
+		if n += changes[i].est; n >= smallFirstBytes {
 			return 1
 		}
 	}
@@ -254,7 +269,7 @@ func pushNext(s pipeState, acksAll bool, next int) (send, pull bool) {
 // replyAcksAll reports whether resp acknowledges each of sent, in order
 // (applied or duplicate): a look before the reply is stored at whether
 // the requests sent after it will stand (aheadStands has the last word).
-func replyAcksAll(resp *api.SyncResponse, sent []api.Change) bool {
+func replyAcksAll(resp *api.SyncResponse, sent []pushChange) bool {
 	if resp == nil || len(resp.Results) != len(sent) {
 		return false
 	}

@@ -124,7 +124,7 @@ func TestPipelinedGaps(t *testing.T) {
 	// that the change is refused for good.
 	sent := []api.Change{{Seq: 25}, {Seq: 26}}
 	w := &replyWrites{}
-	planResults(w, sent, results[:2], time.Time{})
+	planResults(w, fromChanges(sent), results[:2], time.Time{})
 	if w.Refused != nil || w.Gap != 25 {
 		t.Fatalf("planned: refused %v, gap %d; want a gap at 25", w.Refused, w.Gap)
 	}
@@ -138,7 +138,7 @@ func TestResultForAnOpNoLongerHeld(t *testing.T) {
 	results := []api.ChangeResult{{Seq: 4, Status: api.ChangeDuplicate,
 		Ops: []api.OpResult{{Index: 0, Code: api.CodeRecordErased, Detail: "reported again"}}}}
 	w := &replyWrites{}
-	planResults(w, sent, results, time.Time{})
+	planResults(w, fromChanges(sent), results, time.Time{})
 	if len(w.Rejections) != 0 || len(w.Unstored) != 1 || w.Unstored[0].Code != api.CodeRecordErased {
 		t.Fatalf("rejections %+v, unstored %+v; want one reported, none stored", w.Rejections, w.Unstored)
 	}
@@ -194,11 +194,11 @@ func TestReplyAcksAll(t *testing.T) {
 		{"none (a server that ignored a packed push)", nil, false},
 		{"out of order", []api.ChangeResult{ok(5, api.ChangeApplied), ok(4, api.ChangeApplied)}, false},
 	} {
-		if got := replyAcksAll(&api.SyncResponse{Results: tc.results}, sent); got != tc.want {
+		if got := replyAcksAll(&api.SyncResponse{Results: tc.results}, fromChanges(sent)); got != tc.want {
 			t.Errorf("%s: replyAcksAll = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if replyAcksAll(nil, sent) {
+	if replyAcksAll(nil, fromChanges(sent)) {
 		t.Error("replyAcksAll(nil) = true")
 	}
 }
@@ -225,7 +225,7 @@ func TestSmallFirst(t *testing.T) {
 		{"nothing known, one big change: all", false, big[:1], 1},
 		{"nothing to push", false, nil, 0},
 	} {
-		if got := smallFirst(tc.known, tc.changes); got != tc.want {
+		if got := smallFirst(tc.known, fromChanges(tc.changes)); got != tc.want {
 			t.Errorf("%s: smallFirst = %d, want %d", tc.name, got, tc.want)
 		}
 	}

@@ -12,15 +12,13 @@ package client
 
 import (
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/doorstep-health/doorstep/api"
 )
 
 // prefetched is the next round's changes, sealed and loaded while a
 // request was in flight.
 type prefetched struct {
 	from    uint64 // the first seq after the request in flight
-	changes []api.Change
+	changes []pushChange
 	err     error
 	done    chan struct{}
 }
@@ -29,7 +27,7 @@ type prefetched struct {
 // of the request about to go) in a goroutine; wait for it with
 // prefetched.wait before touching the outbox again. It returns nil when
 // there is nothing to overlap (no changes are being sent).
-func (r *Replica) prefetch(sent []api.Change, maxChanges int) *prefetched {
+func (r *Replica) prefetch(sent []pushChange, maxChanges int) *prefetched {
 	if len(sent) == 0 {
 		return nil
 	}
@@ -56,7 +54,7 @@ func (p *prefetched) wait() {
 // request in flight acknowledged every change it sent and rewrote no
 // outbox entry, and the outbox's first sealed change is the first
 // prefetched one. The caller waited for p.
-func (r *Replica) usable(p *prefetched, sent []api.Change, out *replyWrites, maxChanges int) ([]api.Change, bool) {
+func (r *Replica) usable(p *prefetched, sent []pushChange, out *replyWrites, maxChanges int) ([]pushChange, bool) {
 	if p == nil || p.err != nil || len(p.changes) == 0 || out == nil ||
 		len(out.Acked) != len(sent) || len(out.SetAside) > 0 || out.Gap != 0 || out.Refused != nil ||
 		len(out.Outbox) > 0 || out.DroppedOps > 0 || p.changes[0].Seq != p.from {

@@ -164,7 +164,7 @@ func TestRequestsStayUnderTheServersValueLimit(t *testing.T) {
 	}
 	ops := 0
 	for _, c := range changes {
-		ops += len(c.Ops)
+		ops += c.n
 	}
 	if len(changes) != 2 || ops != 18000 {
 		t.Fatalf("first request: %d changes, %d ops; want 2 changes of 9000 (under %d ops)", len(changes), ops, maxRequestOps)

@@ -73,7 +73,10 @@ func BenchmarkPushPrep(b *testing.B) {
 			if len(changes) == 0 {
 				break
 			}
-			blocks, ok := packPush(changes)
+			blocks, ok, err := packWire(changes)
+			if err != nil {
+				b.Fatal(err)
+			}
 			if !ok {
 				b.Fatal("not packed")
 			}
@@ -89,7 +92,7 @@ func BenchmarkPushPrep(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, c := range changes {
-				ops += len(c.Ops)
+				ops += c.n
 			}
 			from = changes[len(changes)-1].Seq + 1
 		}

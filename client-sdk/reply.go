@@ -111,9 +111,11 @@ type replyWrites struct {
 // planReply decides the local writes for resp, the reply to a request that
 // pushed sent. now stamps new rejections. It is pure: its only input from
 // the store is what it reads through rd.
-func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now time.Time) (*replyWrites, error) {
+func planReply(rd localReader, sent []pushChange, resp *api.SyncResponse, now time.Time) (*replyWrites, error) {
 	w := &replyWrites{Cursor: resp.Cursor, ReadsPacked: resp.ReadsPacked, Pipelines: resp.Pipelines}
-	planResults(w, sent, resp.Results, now)
+	if err := planResults(w, sent, resp.Results, now); err != nil {
+		return nil, err
+	}
 	if err := planPull(w, rd, resp); err != nil {
 		return nil, err
 	}
@@ -124,8 +126,10 @@ func planReply(rd localReader, sent []api.Change, resp *api.SyncResponse, now ti
 }
 
 // planResults decides what the per-change results mean for the outbox.
-func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, now time.Time) {
-	bySeq := map[uint64]*api.Change{}
+// The ops of a sent change are decoded only if a result needs them (a
+// rejection names its op); it fails only if they do not decode.
+func planResults(w *replyWrites, sent []pushChange, results []api.ChangeResult, now time.Time) error {
+	bySeq := map[uint64]*pushChange{}
 	for i := range sent {
 		bySeq[sent[i].Seq] = &sent[i]
 	}
@@ -142,10 +146,17 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 		switch cr.Status {
 		case api.ChangeApplied, api.ChangeDuplicate:
 			w.Acked = append(w.Acked, cr.Seq)
-			w.AckedOps += len(ch.Ops)
+			w.AckedOps += ch.n
+			var ops []crdt.Op
+			if len(cr.Ops) > 0 {
+				var err error
+				if ops, err = ch.decoded(); err != nil {
+					return err
+				}
+			}
 			for _, or := range cr.Ops {
 				rj := Rejection{Seq: cr.Seq, Index: or.Index, Code: or.Code, Detail: or.Detail, Quarantined: or.Quarantined, At: now}
-				if or.Index < 0 || or.Index >= len(ch.Ops) {
+				if or.Index < 0 || or.Index >= len(ops) {
 					// The op is no longer held here: an erasure or scope
 					// rule took it out of the outbox after it went (in a
 					// pipelined request, or one whose reply was lost),
@@ -155,7 +166,7 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 					w.Unstored = append(w.Unstored, rj)
 					continue
 				}
-				rj.Op = ch.Ops[or.Index]
+				rj.Op = ops[or.Index]
 				w.Rejections = append(w.Rejections, rj)
 			}
 		case api.ChangeRefused:
@@ -175,7 +186,11 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 				// Never acceptable as it is: move it aside so the changes
 				// after it go through.
 				w.SetAside = append(w.SetAside, setAside{Seq: cr.Seq, Code: cr.Code, Detail: detail})
-				rj := rejectionsFor(ch, cr.Code, detail, now)
+				c, err := ch.change()
+				if err != nil {
+					return err
+				}
+				rj := rejectionsFor(c, cr.Code, detail, now)
 				w.SetAsideOps += len(rj)
 				w.Rejections = append(w.Rejections, rj...)
 				continue
@@ -187,6 +202,7 @@ func planResults(w *replyWrites, sent []api.Change, results []api.ChangeResult, 
 			w.Notes = append(w.Notes, note{"unknown change status", []any{"seq", cr.Seq, "status", cr.Status}})
 		}
 	}
+	return nil
 }
 
 // planPull merges the pulled snapshot records and changes into the stored
@@ -347,13 +363,13 @@ func rejectionKey(seq uint64, index int) []byte {
 // resp (planReply) and makes them, then saves the clock, offset and time of
 // success. Nothing is stored if any of it fails.
 func (r *Replica) storeReply(sent []api.Change, resp *api.SyncResponse) (*replyWrites, error) {
-	return r.storeReplyOf(sent, resp, false)
+	return r.storeReplyOf(fromChanges(sent), resp, false)
 }
 
 // storeReplyOf is storeReply for the reply to a request that was
 // push-only (pushOnly, pipeline.go) or not: a push-only reply holds no
 // page, and its cursor is not stored.
-func (r *Replica) storeReplyOf(sent []api.Change, resp *api.SyncResponse, pushOnly bool) (*replyWrites, error) {
+func (r *Replica) storeReplyOf(sent []pushChange, resp *api.SyncResponse, pushOnly bool) (*replyWrites, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	now := r.opts.Wall()

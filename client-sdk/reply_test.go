@@ -55,7 +55,7 @@ func TestPlanReplyPure(t *testing.T) {
 		Cursor:  []byte("cur-2"),
 	}
 	now := time.UnixMilli(5000)
-	w, err := planReply(rd, sent, resp, now)
+	w, err := planReply(rd, fromChanges(sent), resp, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestPlanReplyPure(t *testing.T) {
 		t.Errorf("cursor %q newest %v", w.Cursor, w.Newest)
 	}
 	// The reader was only read: the same call again gives the same plan.
-	w2, err := planReply(rd, sent, resp, now)
+	w2, err := planReply(rd, fromChanges(sent), resp, now)
 	if err != nil || len(w2.Records) != 1 || !slices.Equal(w2.Records[0].Bytes, w.Records[0].Bytes) {
 		t.Errorf("second plan differs: %+v, %v", w2, err)
 	}
@@ -93,7 +93,7 @@ func TestPlanReplyPure(t *testing.T) {
 
 func TestPlanReplyRefusals(t *testing.T) {
 	sent := []api.Change{{Seq: 7}, {Seq: 8}}
-	w, err := planReply(mapReader{}, sent, &api.SyncResponse{Results: []api.ChangeResult{
+	w, err := planReply(mapReader{}, fromChanges(sent), &api.SyncResponse{Results: []api.ChangeResult{
 		{Seq: 7, Status: api.ChangeRefused, Code: api.CodeSeqGap, Expected: 3},
 	}}, time.Time{})
 	if err != nil {
@@ -102,7 +102,7 @@ func TestPlanReplyRefusals(t *testing.T) {
 	if !errors.Is(w.Refused, ErrRefused) || w.Gap != 0 {
 		t.Errorf("gap below the outbox: refused %v gap %d, want ErrRefused", w.Refused, w.Gap)
 	}
-	w, err = planReply(mapReader{}, sent, &api.SyncResponse{Results: []api.ChangeResult{
+	w, err = planReply(mapReader{}, fromChanges(sent), &api.SyncResponse{Results: []api.ChangeResult{
 		{Seq: 8, Status: api.ChangeRefused, Code: api.CodeForbidden},
 		{Seq: 99, Status: api.ChangeApplied},
 	}}, time.Time{})
@@ -115,7 +115,7 @@ func TestPlanReplyRefusals(t *testing.T) {
 	// A change refused as never acceptable is set aside, not retried
 	// forever: its ops become rejections with the reason.
 	sent = []api.Change{{Seq: 9, Ops: []crdt.Op{{Field: "a"}, {Field: "b"}}}}
-	w, err = planReply(mapReader{}, sent, &api.SyncResponse{Results: []api.ChangeResult{
+	w, err = planReply(mapReader{}, fromChanges(sent), &api.SyncResponse{Results: []api.ChangeResult{
 		{Seq: 9, Status: api.ChangeRefused, Code: api.CodeBadRequest},
 	}}, time.Time{})
 	if err != nil {

@@ -103,7 +103,7 @@ func TestPlanErasureResidue(t *testing.T) {
 		Results: []api.ChangeResult{{Seq: 1, Status: api.ChangeApplied, Ops: []api.OpResult{{Index: 0, Code: api.CodeRecordErased}}}},
 		Purged:  []api.RecordRef{gone},
 	}
-	w, err := planReply(rd, sent, resp, time.Now())
+	w, err := planReply(rd, fromChanges(sent), resp, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestPlanRestated(t *testing.T) {
 		Results: []api.ChangeResult{{Seq: 1, Status: api.ChangeApplied, Ops: []api.OpResult{{Index: 0, Code: api.CodeConflictInReview, Quarantined: true}}}},
 		Replace: []crdt.RecordBytes{raw},
 	}
-	w, err := planReply(rd, []api.Change{rd.groups[0].Change}, resp, time.Now())
+	w, err := planReply(rd, fromChanges([]api.Change{rd.groups[0].Change}), resp, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,11 @@ func TestSealAtWrite(t *testing.T) {
 			t.Errorf("change %d has seq %d", i, c.Seq)
 		}
 		names := map[string]bool{}
-		for _, op := range c.Ops {
+		ops, err := c.decoded()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range ops {
 			var v string
 			if err := msgpack.Unmarshal(op.Value, &v); err != nil {
 				t.Fatal(err)
@@ -112,7 +116,7 @@ func TestSealAtWrite(t *testing.T) {
 			names[v] = true
 		}
 		for n := range names {
-			got = append(got, fmt.Sprintf("%s:%d", n, len(c.Ops)))
+			got = append(got, fmt.Sprintf("%s:%d", n, len(ops)))
 		}
 	}
 	if want := []string{"a:3", "b:1", "c:4", "d:5"}; fmt.Sprint(got) != fmt.Sprint(want) {

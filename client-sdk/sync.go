@@ -98,7 +98,7 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 	var resendFrom uint64
 	idle := 0
 	waits := 0            // consecutive waits the server asked for
-	var next []api.Change // this round's changes, prefetched (prefetch.go)
+	var next []pushChange // this round's changes, prefetched (prefetch.go)
 	// queue holds the requests sent before cur's reply was handled, in
 	// order (pipeline.go: one, or two once cur's reply has come); serial is
 	// set once pipelining is off for the rest of this Sync.
@@ -223,13 +223,17 @@ func (r *Replica) sync(ctx context.Context) (SyncResult, error) {
 			case len(changes) > 1:
 				maxChanges = max(1, len(changes)/2)
 				r.shrinkRequests(false, true)
-			case len(changes[0].Ops) > 1:
+			case changes[0].n > 1:
 				if err := r.splitChange(changes[0].Seq); err != nil {
 					return res, err
 				}
 				maxChanges = 1
 			default:
-				rj, err := r.setAsideChange(&changes[0], p.Code, p.Detail)
+				c, err := changes[0].change()
+				if err != nil {
+					return res, err
+				}
+				rj, err := r.setAsideChange(c, p.Code, p.Detail)
 				if err != nil {
 					return res, err
 				}
