@@ -178,7 +178,9 @@
 //
 // The sync machinery is split by job: outbox.go (write groups, sealing,
 // picking the changes for a request, rejections), outboxentry.go (how an
-// outbox entry is stored: packed blocks from layout 3), reply.go (a pure step,
+// outbox entry is stored: packed blocks from layout 3), pushchange.go (a
+// loaded change's stored blocks pushed as they are, its ops decoded only
+// where needed), reply.go (a pure step,
 // planReply, that turns a reply and what it reads of local state into a
 // replyWrites value, and a thin step, storeReply, that writes that value in
 // one transaction), transport.go (one HTTP round trip, problem details,
