@@ -89,9 +89,7 @@ func (r *Replica) launch(ctx context.Context, req *api.SyncRequest, changes []pu
 		// stored blocks as they are (pushchange.go).
 		blocks, ok, err := packWire(wire)
 		if err != nil {
-			f.err = err
-			close(f.done)
-			return f
+			return f.failLocally(err)
 		}
 		if ok {
 			req.Changes, req.Packed, packed = nil, blocks, true
@@ -100,15 +98,22 @@ func (r *Replica) launch(ctx context.Context, req *api.SyncRequest, changes []pu
 	if !packed {
 		var err error
 		if req.Changes, err = plainChanges(wire); err != nil {
-			f.err = err
-			close(f.done)
-			return f
+			return f.failLocally(err)
 		}
 	}
 	go func() {
 		defer close(f.done)
 		f.resp, f.w, f.err = r.sendSync(ctx, req, after, pipelined)
 	}()
+	return f
+}
+
+// failLocally ends f, not sent, with err (a stored change that does not
+// decode): with nothing on the wire, nothing may have reached the server,
+// so its wire is cleared and the next request is no probe (noteAttempt).
+func (f *flight) failLocally(err error) *flight {
+	f.wire, f.err = nil, err
+	close(f.done)
 	return f
 }
 

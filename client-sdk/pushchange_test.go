@@ -179,3 +179,52 @@ func TestPackWireSameAsRepacked(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptStoredBlockKeepsChange: a stored change whose block has a
+// sound header but ops that do not decode (loadChanges reads only the
+// header now) fails the Sync with an error when its ops are needed (the
+// plain push of this fake server); the change stays in the outbox, and
+// the next request is no probe (nothing was sent).
+func TestCorruptStoredBlockKeepsChange(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeServer(t)
+	r := openTest(t, t.TempDir(), func(o *Options) { o.ServerURL = f.srv.URL })
+	if _, err := r.Login(ctx, "ann", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Create(ctx, Ref{Team: "wigan", Collection: "people"}, map[string]any{"name": "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.seal(); err != nil {
+		t.Fatal(err)
+	}
+	err := r.db.Update(func(txn *badger.Txn) error {
+		v, err := get(txn, u64Key(prefChange, 1))
+		if err != nil {
+			return err
+		}
+		e, _, err := parseEntry(v)
+		if err != nil {
+			return err
+		}
+		// A byte past the block's last column: its header still reads.
+		blk := append(append([]byte(nil), e.blocks[0]...), 0)
+		return txn.Set(u64Key(prefChange, 1), appendEntry(nil, e.seq, e.ops, e.est, [][]byte{blk}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(ctx); err == nil {
+		t.Fatal("Sync pushed a change that does not decode")
+	}
+	if r.hw.probe {
+		t.Error("a request that never went made the next a probe")
+	}
+	changes, err := r.loadChanges(0, 10)
+	if err != nil || len(changes) != 1 || changes[0].Seq != 1 || changes[0].n == 0 {
+		t.Fatalf("outbox after the failed Sync: %d changes (%v)", len(changes), err)
+	}
+	if applied, _ := f.stats(); applied != 0 {
+		t.Fatalf("the server applied %d changes", applied)
+	}
+}
