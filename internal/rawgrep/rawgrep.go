@@ -15,14 +15,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Files returns the paths under dir whose bytes contain s.
+// Files returns the paths under dir whose bytes contain s. A file removed
+// while the search runs (a store rotating its logs) holds nothing: it is
+// skipped, not an error.
 func Files(dir, s string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil && p != dir && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		ok, err := Contains(p, []byte(s))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
