@@ -120,18 +120,22 @@ func appendArrayLen(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
 }
 
-func appendStr(b []byte, s string) []byte {
-	switch n := len(s); {
+func appendStr(b []byte, s string) []byte { return append(AppendStrHeader(b, len(s)), s...) }
+
+// AppendStrHeader appends the header of a msgpack str of n bytes in its
+// shortest form, as appendStr (and so AppendOp) writes it, for callers
+// that append the bytes themselves from a []byte (package store, which
+// expands packed log ops to AppendOp's bytes).
+func AppendStrHeader(b []byte, n int) []byte {
+	switch {
 	case n < 32:
-		b = append(b, 0xa0|byte(n))
+		return append(b, 0xa0|byte(n))
 	case n <= 0xff:
-		b = append(b, 0xd9, byte(n))
+		return append(b, 0xd9, byte(n))
 	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+		return binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
 	}
-	return append(b, s...)
+	return binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
 }
 
 // AppendUint appends n in msgpack's most compact unsigned integer form, the

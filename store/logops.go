@@ -629,20 +629,8 @@ func (p PackedLogOps) AppendOpsBytes(dst []byte) ([]byte, error) {
 }
 
 // appendMsgpackStr appends s as a msgpack str, in the shortest form (as
-// msgpack and crdt.AppendOp write it).
-func appendMsgpackStr(b, s []byte) []byte {
-	switch n := len(s); {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= 0xff:
-		b = append(b, 0xd9, byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
-	}
-	return append(b, s...)
-}
+// crdt.AppendOp writes it).
+func appendMsgpackStr(b, s []byte) []byte { return append(crdt.AppendStrHeader(b, len(s)), s...) }
 
 // OpsBytes returns the ops of p as crdt.NewOpsBytes encodes them (nil
 // for none).
