@@ -166,25 +166,16 @@ func (e *Engine) land() bool {
 // order records, for every push of a group just taken from the queue, its
 // last seq as ordered (OrderedHighWater), and calls its ordered callback.
 func (e *Engine) order(group []*request) {
-	any := false
-	for _, r := range group {
-		if r.kind == reqPush && len(r.changes) > 0 {
-			any = true
-			break
-		}
-	}
-	if !any {
-		return
-	}
 	e.orderedMu.Lock()
-	if e.ordered == nil {
-		e.ordered = map[crdt.ReplicaID]uint64{}
-	}
 	for _, r := range group {
-		if r.kind == reqPush && len(r.changes) > 0 {
-			if s := r.changes[len(r.changes)-1].Seq; s > e.ordered[r.caller.Replica] {
-				e.ordered[r.caller.Replica] = s
-			}
+		if r.kind != reqPush || len(r.changes) == 0 {
+			continue
+		}
+		if e.ordered == nil {
+			e.ordered = map[crdt.ReplicaID]uint64{}
+		}
+		if s := r.changes[len(r.changes)-1].Seq; s > e.ordered[r.caller.Replica] {
+			e.ordered[r.caller.Replica] = s
 		}
 	}
 	e.orderedMu.Unlock()
